@@ -1,0 +1,5 @@
+import sys
+
+from blindmatch.node.cli import main
+
+sys.exit(main())
