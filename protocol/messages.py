@@ -1,0 +1,86 @@
+"""Message types of protocol version 1 and the schema of each body.
+
+A body is a canonical msgpack map (see :mod:`blindmatch.protocol.canonical`); its exact field
+set is fixed per type. Later protocol steps register their types here too, so the envelope
+decoder refuses any type it does not know.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from blindmatch.crypto import oprf, threshold
+from blindmatch.protocol.schema import Field, blob, integer, list_of, point, record, text
+
+PROTOCOL_VERSION = 1
+ITEM_REF_BYTES = 16
+MAX_OPRF_BATCH = 4096
+MAX_CANDIDATES_PER_QUERY = 64
+ERROR_CODES = (
+    "bad-envelope",
+    "bad-signature",
+    "unknown-sender",
+    "stale-timestamp",
+    "replayed",
+    "bad-body",
+    "bad-proof",
+    "budget-exhausted",
+    "unknown-item",
+    "not-allowed",
+    "internal",
+)
+
+_THRESHOLD_RESPONSE_MAX = 1 + 1 + threshold.MAX_THRESHOLD + (
+    threshold.MAX_THRESHOLD + 1
+) * threshold.CIPHERTEXT_BYTES
+
+SCHEMAS: dict[str, Mapping[str, Field]] = {
+    # A querier asks a holder to evaluate its OPRF on blinded bucket keys.
+    "oprf.evaluate": {
+        "key_id": Field(blob(exact=8)),
+        "elements": Field(list_of(point(), max_items=MAX_OPRF_BATCH, min_items=1)),
+    },
+    # The holder's evaluations, in request order, with one batch DLEQ proof (VOPRF).
+    "oprf.evaluated": {
+        "key_id": Field(blob(exact=8)),
+        "elements": Field(list_of(point(), max_items=MAX_OPRF_BATCH, min_items=1)),
+        "proof": Field(blob(exact=oprf.PROOF_BYTES)),
+    },
+    # A querier asks for the private threshold test of its encrypted hash against candidates.
+    "threshold.query": {
+        "query": Field(blob(exact=threshold.ENCRYPTED_QUERY_BYTES)),
+        "items": Field(
+            list_of(blob(exact=ITEM_REF_BYTES), max_items=MAX_CANDIDATES_PER_QUERY, min_items=1)
+        ),
+    },
+    # One response per candidate item, in request order.
+    "threshold.answer": {
+        "query_id": Field(blob(exact=threshold.QUERY_ID_BYTES)),
+        "answers": Field(
+            list_of(
+                record(
+                    {
+                        "item": Field(blob(exact=ITEM_REF_BYTES)),
+                        "response": Field(blob(max_len=_THRESHOLD_RESPONSE_MAX, min_len=2)),
+                    }
+                ),
+                max_items=MAX_CANDIDATES_PER_QUERY,
+                min_items=1,
+            )
+        ),
+    },
+    # A signed refusal: the peer says why it did not act, so the sender can tell the reasons apart.
+    "error": {
+        "code": Field(text(32, choices=ERROR_CODES)),
+        "message": Field(text(512)),
+        "in_reply_to": Field(blob(exact=16), required=False),
+        "retry_after_ms": Field(integer(0, 7 * 24 * 3600 * 1000), required=False),
+    },
+}
+
+
+def register(message_type: str, fields: Mapping[str, Field]) -> None:
+    """Add a message type (used by later protocol modules at import time)."""
+    if message_type in SCHEMAS and SCHEMAS[message_type] != fields:
+        raise ValueError(f"message type {message_type} is already registered differently")
+    SCHEMAS[message_type] = fields

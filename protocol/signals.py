@@ -1,0 +1,207 @@
+"""Signal types and the pure arithmetic on their hash values (no media decoding here).
+
+A PDQ hash travels as 32 bytes. Its canonical text form is ThreatExchange's: 64 lowercase hex
+characters, most significant first, exactly as Meta's reference ``Hash256::format()`` prints
+``w[15] .. w[0]``. "Bit ``i``" of a hash in blindmatch always means bit ``i`` of the 32-byte value
+counted from the left: ``(hash32[i // 8] >> (7 - i % 8)) & 1``. That is element ``i`` of the bit
+vector the ``pdqhash`` binding returns, element ``i`` of its float vector, and bit ``255 - i`` of
+the reference implementation's ``Hash256`` (where bit ``k`` is ``(w[k >> 4] >> (k & 15)) & 1``).
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+PDQ_BITS = 256
+PDQ_BYTES = 32
+PDQ_MATCH_THRESHOLD = 31  # "same picture" as HMA and ThreatExchange define it: distance <= 31
+PDQ_QUALITY_THRESHOLD = 50  # hashes of flatter pictures are unreliable and are not indexed
+VPDQ_FRAME_QUALITY_THRESHOLD = 50
+VPDQ_MATCH_PERCENT_THRESHOLD = 80.0
+SHA256_BYTES = 32
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class SignalType(enum.Enum):
+    """A kind of hash. ``value`` is the name used on the wire and in bucket keys."""
+
+    PDQ = "pdq"
+    VPDQ_FRAME = "vpdq"  # one frame of a vPDQ video hash (a PDQ hash with a frame number)
+    SHA256 = "sha256"
+
+    @property
+    def threatexchange_name(self) -> str | None:
+        """python-threatexchange's signal type name, where one exists."""
+        return _TE_SIGNAL_NAMES[self]
+
+    @property
+    def threatexchange_indicator_type(self) -> str | None:
+        """The ThreatExchange Graph API indicator type, where one exists."""
+        return _TE_INDICATOR_TYPES[self]
+
+
+_TE_SIGNAL_NAMES: dict[SignalType, str | None] = {
+    SignalType.PDQ: "pdq",
+    SignalType.VPDQ_FRAME: "vpdq",
+    SignalType.SHA256: None,  # python-threatexchange ships MD5 signals only
+}
+_TE_INDICATOR_TYPES: dict[SignalType, str | None] = {
+    SignalType.PDQ: "HASH_PDQ",
+    SignalType.VPDQ_FRAME: "HASH_VIDEO_VPDQ",
+    SignalType.SHA256: "HASH_SHA256",
+}
+
+# The eight dihedral transforms in the order Meta's pdqDihedralHash256esFromFloatLuma (and the
+# pdqhash binding's compute_dihedral) return them. Each of these is its own inverse except the
+# two quarter turns, which are each other's; matching takes the minimum over all eight, so the
+# direction convention does not matter for a match decision.
+DIHEDRAL_NAMES: tuple[str, ...] = (
+    "original",
+    "rotate90",
+    "rotate180",
+    "rotate270",
+    "flip_x",
+    "flip_y",
+    "flip_plus1",
+    "flip_minus1",
+)
+
+
+class HashFormatError(ValueError):
+    """A hash value of the wrong length or encoding."""
+
+
+def pdq_from_hex(text: str) -> bytes:
+    """Parse ThreatExchange's 64-hex-character PDQ form (case-insensitive) into 32 bytes."""
+    if not isinstance(text, str):
+        raise HashFormatError("PDQ hex must be a string")
+    lowered = text.strip().lower()
+    if not _HEX64.match(lowered):
+        raise HashFormatError("PDQ hex must be exactly 64 hexadecimal characters")
+    return bytes.fromhex(lowered)
+
+
+def pdq_to_hex(hash32: bytes) -> str:
+    check_pdq_bytes(hash32)
+    return hash32.hex()
+
+
+def check_pdq_bytes(hash32: bytes) -> None:
+    if not isinstance(hash32, bytes | bytearray) or len(hash32) != PDQ_BYTES:
+        raise HashFormatError(f"a PDQ hash is {PDQ_BYTES} bytes")
+
+
+def pdq_from_bits(bits: Sequence[int] | np.ndarray) -> bytes:
+    """Pack a 256-element 0/1 vector (as ``pdqhash.compute`` returns it) into 32 bytes."""
+    array = np.asarray(bits)
+    if array.shape != (PDQ_BITS,) or not np.isin(array, (0, 1)).all():
+        raise HashFormatError("a PDQ bit vector has 256 elements, each 0 or 1")
+    return np.packbits(array.astype(np.uint8)).tobytes()
+
+
+def pdq_to_bits(hash32: bytes) -> np.ndarray:
+    """Unpack 32 bytes into the 256-element uint8 bit vector (bit 0 first)."""
+    check_pdq_bytes(hash32)
+    return np.unpackbits(np.frombuffer(bytes(hash32), dtype=np.uint8))
+
+
+def hamming(a: bytes, b: bytes) -> int:
+    check_pdq_bytes(a)
+    check_pdq_bytes(b)
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).bit_count()
+
+
+def as_hash_matrix(hashes: Iterable[bytes] | np.ndarray) -> np.ndarray:
+    """Stack hashes into an (n, 32) uint8 matrix for batch distance computations."""
+    if isinstance(hashes, np.ndarray):
+        if hashes.dtype != np.uint8 or hashes.ndim != 2 or hashes.shape[1] != PDQ_BYTES:
+            raise HashFormatError("expected an (n, 32) uint8 matrix")
+        return hashes
+    rows = list(hashes)
+    for h in rows:
+        check_pdq_bytes(h)
+    if not rows:
+        return np.zeros((0, PDQ_BYTES), dtype=np.uint8)
+    return np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), PDQ_BYTES)
+
+
+def hamming_matrix(queries: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """All pairwise distances between (q, 32) and (n, 32) uint8 matrices, as a (q, n) array."""
+    q = as_hash_matrix(queries)
+    n = as_hash_matrix(index)
+    out = np.empty((q.shape[0], n.shape[0]), dtype=np.uint16)
+    # Row blocks keep the (block, n, 32) temporary small.
+    block = max(1, 4_000_000 // max(1, n.shape[0] * PDQ_BYTES))
+    for start in range(0, q.shape[0], block):
+        xor = np.bitwise_xor(q[start : start + block, None, :], n[None, :, :])
+        out[start : start + block] = np.bitwise_count(xor).sum(axis=2, dtype=np.uint16)
+    return out
+
+
+@dataclass(frozen=True)
+class VpdqFrame:
+    """One frame of a vPDQ video hash."""
+
+    frame_number: int
+    pdq: bytes
+    quality: int
+    timestamp: float
+
+    def __post_init__(self) -> None:
+        check_pdq_bytes(self.pdq)
+        if not 0 <= self.quality <= 100:
+            raise HashFormatError("vPDQ frame quality is 0..100")
+        if self.frame_number < 0:
+            raise HashFormatError("vPDQ frame number is non-negative")
+
+
+@dataclass(frozen=True)
+class VpdqMatch:
+    query_match_percent: float  # % of the query's distinct good frames found in the other video
+    compared_match_percent: float  # % of the other video's distinct good frames found in the query
+
+    def is_match(self, threshold: float = VPDQ_MATCH_PERCENT_THRESHOLD) -> bool:
+        """python-threatexchange's rule: the larger of the two percentages reaches 80."""
+        return max(self.query_match_percent, self.compared_match_percent) >= threshold
+
+
+def _good_distinct_frames(frames: Sequence[VpdqFrame], min_quality: int) -> list[bytes]:
+    seen: set[bytes] = set()
+    out: list[bytes] = []
+    for f in frames:
+        if f.pdq in seen:
+            continue
+        seen.add(f.pdq)
+        if f.quality >= min_quality:
+            out.append(f.pdq)
+    return out
+
+
+def vpdq_match(
+    query: Sequence[VpdqFrame],
+    compared: Sequence[VpdqFrame],
+    *,
+    distance_threshold: int = PDQ_MATCH_THRESHOLD,
+    min_quality: int = VPDQ_FRAME_QUALITY_THRESHOLD,
+) -> VpdqMatch:
+    """vPDQ's brute-force video comparison.
+
+    Frames are deduplicated by hash (first occurrence wins), then frames below ``min_quality``
+    are dropped. A frame of one video "matches" when some frame of the other is within
+    ``distance_threshold``. Returns both percentages; a side with no usable frames scores 0.
+    """
+    q = _good_distinct_frames(query, min_quality)
+    c = _good_distinct_frames(compared, min_quality)
+    if not q or not c:
+        return VpdqMatch(0.0, 0.0)
+    d = hamming_matrix(as_hash_matrix(q), as_hash_matrix(c)) <= distance_threshold
+    return VpdqMatch(
+        100.0 * float(d.any(axis=1).sum()) / len(q),
+        100.0 * float(d.any(axis=0).sum()) / len(c),
+    )
