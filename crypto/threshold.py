@@ -55,13 +55,23 @@ def hash_bits(h: bytes) -> list[int]:
     return [(h[i >> 3] >> (7 - (i & 7))) & 1 for i in range(HASH_BITS)]
 
 
-def seeded_scalars(seed: bytes) -> ScalarSource:
-    """A deterministic scalar source, for test vectors only (never for real queries)."""
-    rng = random.Random(seed)
+VECTOR_SCALAR_DST = b"blindmatch-v1 test-vector scalars"
+
+
+def vector_scalars(seed: bytes) -> ScalarSource:
+    """The deterministic scalar stream used by the test vectors (and only by them).
+
+    Scalar k (k = 0, 1, ...) is HashToScalar(seed || I2OSP(k, 4)) with ``VECTOR_SCALAR_DST``,
+    zeros skipped, so any implementation can reproduce the vectors' randomness exactly.
+    Real queries draw from libsodium's CSPRNG.
+    """
+    counter = 0
 
     def draw() -> bytes:
+        nonlocal counter
         while True:
-            s = sodium.scalar_reduce(rng.randbytes(64))
+            s = hash_to_scalar(seed + i2osp(counter, 4), VECTOR_SCALAR_DST)
+            counter += 1
             if s != bytes(32):
                 return s
 

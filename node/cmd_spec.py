@@ -16,9 +16,21 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     v.add_argument("--vectors", metavar="DIR", help="vector directory (default: bundled)")
     v.set_defaults(func=run_verify)
+    s = ssub.add_parser(
+        "serve-impl",
+        help="answer conformance requests as JSON lines on stdin/stdout (this implementation)",
+    )
+    s.set_defaults(func=run_serve)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
 def run_verify(args: argparse.Namespace) -> int:
     from blindmatch.node.conformance import main
 
     return main(impl=args.impl, vectors_dir=args.vectors)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from blindmatch.node.conformance import serve_jsonl
+
+    return serve_jsonl()

@@ -1,0 +1,225 @@
+"""The operations of the conformance interface, implemented by this package.
+
+Each operation takes a JSON object (byte strings as lower-case hex) and returns one, or raises
+:class:`OpError` with a stable error code. The same operations, spoken as JSON lines over a
+pipe, are what an external implementation must answer (specs/protocol.md, "Conformance").
+Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from typing import Any
+
+from blindmatch.crypto import oprf, signing, sodium
+from blindmatch.crypto import threshold as th
+from blindmatch.protocol import canonical, envelope
+
+
+class OpError(Exception):
+    def __init__(self, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+def _b(v: Any) -> bytes:
+    if not isinstance(v, str):
+        raise OpError("bad-request", "expected a hex string")
+    try:
+        return bytes.fromhex(v)
+    except ValueError as exc:
+        raise OpError("bad-request", "invalid hex") from exc
+
+
+def _bl(v: Any) -> list[bytes]:
+    if not isinstance(v, list):
+        raise OpError("bad-request", "expected a list of hex strings")
+    return [_b(x) for x in v]
+
+
+def _h(b: bytes) -> str:
+    return b.hex()
+
+
+def _mode(v: Any) -> oprf.Mode:
+    try:
+        return oprf.Mode(v)
+    except ValueError as exc:
+        raise OpError("bad-request", "mode must be 0 or 1") from exc
+
+
+def oprf_derive_key_pair(i: dict[str, Any]) -> dict[str, Any]:
+    key = oprf.derive_key_pair(_b(i["seed"]), _b(i["info"]), _mode(i["mode"]))
+    return {"sk": _h(key.sk), "pk": _h(key.pk)}
+
+
+def oprf_blind(i: dict[str, Any]) -> dict[str, Any]:
+    _, blinded = oprf.blind(_bl(i["inputs"]), _mode(i["mode"]), blinds=_bl(i["blinds"]))
+    return {"blinded": [_h(x) for x in blinded]}
+
+
+def _server_key(sk_hex: Any) -> oprf.ServerKey:
+    sk = oprf.deserialize_scalar(_b(sk_hex), "sk")
+    return oprf.ServerKey(sk=sk, pk=sodium.scalarmult_base(sk))
+
+
+def oprf_blind_evaluate(i: dict[str, Any]) -> dict[str, Any]:
+    mode = _mode(i["mode"])
+    nonce = _b(i["proof_nonce"]) if mode == oprf.Mode.VOPRF else None
+    evaluated, proof = oprf.blind_evaluate(_server_key(i["sk"]), _bl(i["blinded"]), mode, nonce)
+    out: dict[str, Any] = {"evaluated": [_h(x) for x in evaluated]}
+    if proof is not None:
+        out["proof"] = _h(proof)
+    return out
+
+
+def oprf_finalize(i: dict[str, Any]) -> dict[str, Any]:
+    mode = _mode(i["mode"])
+    verifiable = mode == oprf.Mode.VOPRF
+    outputs = oprf.finalize(
+        _bl(i["inputs"]),
+        _bl(i["blinds"]),
+        _bl(i["evaluated"]),
+        mode,
+        _bl(i["blinded"]) if verifiable else None,
+        _b(i["proof"]) if verifiable else None,
+        _b(i["pk"]) if verifiable else None,
+    )
+    return {"outputs": [_h(x) for x in outputs]}
+
+
+def _querier_key(sk_hex: Any) -> th.QuerierKey:
+    sk = oprf.deserialize_scalar(_b(sk_hex), "sk")
+    return th.QuerierKey(sk=sk, pk=sodium.scalarmult_base(sk))
+
+
+def threshold_encrypt(i: dict[str, Any]) -> dict[str, Any]:
+    query = th.encrypt_query(
+        _querier_key(i["sk"]),
+        _b(i["hash"]),
+        _b(i["query_id"]),
+        th.vector_scalars(_b(i["scalar_seed"])),
+    ).to_bytes()
+    return {"query_sha256": hashlib.sha256(query).hexdigest(), "query_bytes": len(query)}
+
+
+def threshold_verify(i: dict[str, Any]) -> dict[str, Any]:
+    th.verify_query(th.EncryptedQuery.from_bytes(_b(i["query"])))
+    return {"ok": True}
+
+
+def threshold_respond(i: dict[str, Any]) -> dict[str, Any]:
+    verified = th.verify_query(th.EncryptedQuery.from_bytes(_b(i["query"])))
+    response = th.respond(
+        verified,
+        _b(i["holder_hash"]),
+        i["bands"],
+        th.vector_scalars(_b(i["scalar_seed"])),
+        shuffle=lambda group: None,  # vectors fix the order: t ascending within each band
+    )
+    return {"response": _h(response.to_bytes())}
+
+
+def threshold_decide(i: dict[str, Any]) -> dict[str, Any]:
+    result = th.decide(_querier_key(i["sk"]), th.ThresholdResponse.from_bytes(_b(i["response"])))
+    return {"matched": result.matched, "band": result.band}
+
+
+def _from_json_value(v: Any) -> Any:
+    """Bodies in vectors are JSON; byte strings are written {"hex": "..."}."""
+    if isinstance(v, dict):
+        if set(v) == {"hex"}:
+            return _b(v["hex"])
+        return {k: _from_json_value(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_from_json_value(x) for x in v]
+    return v
+
+
+def _to_json_value(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return {"hex": v.hex()}
+    if isinstance(v, dict):
+        return {k: _to_json_value(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_to_json_value(x) for x in v]
+    return v
+
+
+def envelope_seal(i: dict[str, Any]) -> dict[str, Any]:
+    data = envelope.seal(
+        signing.SigningKey(_b(i["signing_seed"])),
+        i["sender"],
+        i["type"],
+        _from_json_value(i["body"]),
+        i["timestamp_ms"],
+        _b(i["nonce"]),
+    )
+    return {"envelope": _h(data)}
+
+
+def envelope_open(i: dict[str, Any]) -> dict[str, Any]:
+    roster = {name: _b(pk) for name, pk in i["roster"].items()}
+    env = envelope.open_envelope(
+        _b(i["envelope"]), now_ms=i["now_ms"], sender_key=roster.get
+    )
+    return {
+        "type": env.type,
+        "sender": env.sender,
+        "timestamp_ms": env.timestamp_ms,
+        "nonce": _h(env.nonce),
+        "body": _to_json_value(env.body),
+    }
+
+
+def canonical_decode(i: dict[str, Any]) -> dict[str, Any]:
+    return {"value": _to_json_value(canonical.decode(_b(i["bytes"])))}
+
+
+OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "oprf.derive_key_pair": oprf_derive_key_pair,
+    "oprf.blind": oprf_blind,
+    "oprf.blind_evaluate": oprf_blind_evaluate,
+    "oprf.finalize": oprf_finalize,
+    "threshold.encrypt": threshold_encrypt,
+    "threshold.verify": threshold_verify,
+    "threshold.respond": threshold_respond,
+    "threshold.decide": threshold_decide,
+    "envelope.seal": envelope_seal,
+    "envelope.open": envelope_open,
+    "canonical.decode": canonical_decode,
+}
+
+# Error codes a conforming implementation reports; vectors name them.
+_ERROR_CODES: tuple[tuple[type[Exception], str], ...] = (
+    (oprf.VerifyError, "oprf-verify"),
+    (oprf.DeserializeError, "oprf-deserialize"),
+    (oprf.OprfError, "oprf-input"),
+    (th.ThresholdError, "threshold-invalid"),
+    (canonical.CanonicalError, "canonical"),
+)
+
+
+def register_op(name: str, fn: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    OPS[name] = fn
+
+
+def run(op: str, data: dict[str, Any]) -> dict[str, Any]:
+    """Run one operation; errors come back as ``OpError`` with a vector-level code."""
+    fn = OPS.get(op)
+    if fn is None:
+        raise OpError("unsupported-op", op)
+    try:
+        return fn(data)
+    except OpError:
+        raise
+    except envelope.EnvelopeError as exc:
+        raise OpError(f"envelope:{exc.code}", exc.detail) from exc
+    except (KeyError, TypeError) as exc:
+        raise OpError("bad-request", f"{exc.__class__.__name__}: {exc}") from exc
+    except Exception as exc:
+        for cls, code in _ERROR_CODES:
+            if isinstance(exc, cls):
+                raise OpError(code, str(exc)) from exc
+        raise
