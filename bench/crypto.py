@@ -161,22 +161,36 @@ def run(repeats: int, batch: int) -> dict[str, object]:
         step(
             "OPRF BlindEvaluate, batched, no proof (OPRF mode)",
             lambda: oprf.blind_evaluate(key, blinded, oprf.Mode.OPRF),
-            floor, repeats, per=batch, unit="element",
+            floor,
+            repeats,
+            per=batch,
+            unit="element",
         ),
         step(
             "VOPRF BlindEvaluate, batched, one DLEQ proof",
             lambda: oprf.blind_evaluate(key, blinded, oprf.Mode.VOPRF),
-            floor, repeats, per=batch, unit="element",
+            floor,
+            repeats,
+            per=batch,
+            unit="element",
         ),
         step(
             "VOPRF client Blind",
             lambda: oprf.blind(inputs, oprf.Mode.VOPRF),
-            floor, repeats, per=batch, unit="element",
+            floor,
+            repeats,
+            per=batch,
+            unit="element",
         ),
         step(
             "VOPRF client Finalize (verifies the batch proof)",
-            lambda: oprf.finalize(inputs, blinds, evaluated, oprf.Mode.VOPRF, blinded, proof, key.pk),
-            floor, repeats, per=batch, unit="element",
+            lambda: oprf.finalize(
+                inputs, blinds, evaluated, oprf.Mode.VOPRF, blinded, proof, key.pk
+            ),
+            floor,
+            repeats,
+            per=batch,
+            unit="element",
         ),
     ]
     qkey = th.QuerierKey.generate()
@@ -191,27 +205,37 @@ def run(repeats: int, batch: int) -> dict[str, object]:
         step(
             "Threshold: querier encrypts + proves 256 bits (once per query hash)",
             lambda: th.encrypt_query(qkey, x, b"q" * 16),
-            floor, max(3, repeats // 2), unit="query hash",
+            floor,
+            max(3, repeats // 2),
+            unit="query hash",
         ),
         step(
             "Threshold: holder verifies 256 bit proofs (once per query hash and holder)",
             lambda: th.verify_query(encrypted),
-            floor, max(3, repeats // 2), unit="query hash",
+            floor,
+            max(3, repeats // 2),
+            unit="query hash",
         ),
         step(
             "Threshold: holder builds its per-query sums (once per query hash and holder)",
             lambda: th.VerifiedQuery(encrypted).encrypted_distance(x),
-            floor, max(3, repeats // 2), unit="query hash",
+            floor,
+            max(3, repeats // 2),
+            unit="query hash",
         ),
         step(
             "Threshold: holder answers one candidate (T = 31)",
             lambda: th.respond(verified, bytes(y), (31,)),
-            floor, repeats, unit="candidate",
+            floor,
+            repeats,
+            unit="candidate",
         ),
         step(
             "Threshold: querier decides one candidate (T = 31)",
             lambda: th.decide(qkey, response),
-            floor, repeats, unit="candidate",
+            floor,
+            repeats,
+            unit="candidate",
         ),
     ]
     no_proof = steps[0]
@@ -287,7 +311,7 @@ def render_markdown(r: dict) -> str:
         "",
         "Counts are group operations per unit, measured by instrumenting the wrapper.",
         "",
-        "| step | per | median | var / base / add mults | vs scalar-mult floor | vs group-op floor |",
+        "| step | per | median | var / base / add | vs scalar-mult floor | vs group-op floor |",
         "|---|---|---:|---|---:|---:|",
     ]
     for s in r["steps"]:

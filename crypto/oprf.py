@@ -256,9 +256,7 @@ def _composite_weights(b: bytes, cs: Sequence[bytes], ds: Sequence[bytes], suite
     seed_dst = b"Seed-" + suite.context
     seed = hashlib.sha512(length_prefixed(b, seed_dst)).digest()
     for i, (c, d) in enumerate(zip(cs, ds, strict=True)):
-        transcript = (
-            i2osp(len(seed), 2) + seed + i2osp(i, 2) + length_prefixed(c, d) + b"Composite"
-        )
+        transcript = i2osp(len(seed), 2) + seed + i2osp(i, 2) + length_prefixed(c, d) + b"Composite"
         yield suite.hash_to_scalar(transcript)
 
 

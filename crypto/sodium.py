@@ -51,7 +51,8 @@ int sodium_memcmp(const void *b1_, const void *b2_, size_t len);
 
 _INSTALL_HINT = (
     "blindmatch needs libsodium >= 1.0.18 (for ristretto255); install it with "
-    "'apt-get install libsodium23' (Debian/Ubuntu), 'dnf install libsodium' or 'brew install libsodium'"
+    "'apt-get install libsodium23' (Debian/Ubuntu), 'dnf install libsodium' "
+    "or 'brew install libsodium'"
 )
 
 

@@ -22,6 +22,7 @@ passed in (for test vectors only).
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -148,7 +149,10 @@ class EncryptedQuery:
         for i in range(HASH_BITS):
             off = 48 + i * step
             cts.append(
-                (_point(data[off : off + 32], f"bit {i} A"), _point(data[off + 32 : off + 64], f"bit {i} B"))
+                (
+                    _point(data[off : off + 32], f"bit {i} A"),
+                    _point(data[off + 32 : off + 64], f"bit {i} B"),
+                )
             )
             proof = data[off + 64 : off + step]
             for j in range(4):
@@ -219,7 +223,9 @@ def encrypt_query(
         c0, c1, z0, z1 = (c_m, c_j, z_m, z_j) if m == 0 else (c_j, c_m, z_j, z_m)
         cts.append((a, b))
         proofs.append(c0 + c1 + z0 + z1)
-    return EncryptedQuery(pk=key.pk, query_id=query_id, ciphertexts=tuple(cts), proofs=tuple(proofs))
+    return EncryptedQuery(
+        pk=key.pk, query_id=query_id, ciphertexts=tuple(cts), proofs=tuple(proofs)
+    )
 
 
 @dataclass
@@ -250,7 +256,10 @@ class VerifiedQuery:
                 row[p] = (
                     single
                     if rest is None
-                    else (sodium.point_add(rest[0], single[0]), sodium.point_add(rest[1], single[1]))
+                    else (
+                        sodium.point_add(rest[0], single[0]),
+                        sodium.point_add(rest[1], single[1]),
+                    )
                 )
             tables.append(row)
         self._tables = tables
@@ -316,7 +325,7 @@ def validate_bands(bands: Sequence[int]) -> tuple[int, ...]:
         raise ThresholdError("bands must be a non-empty list of integers")
     if bands[0] < 0 or bands[-1] > MAX_THRESHOLD:
         raise ThresholdError(f"band bounds must lie in 0..{MAX_THRESHOLD}")
-    if any(x >= y for x, y in zip(bands, bands[1:])):
+    if any(x >= y for x, y in itertools.pairwise(bands)):
         raise ThresholdError("band bounds must be strictly increasing")
     return bands
 

@@ -138,7 +138,9 @@ def run_vectors(impl: Implementation, vectors_dir: Path) -> list[Outcome]:
             got = impl.call(f"{path.stem}:{case['id']}", case["op"], data)
             want = case["expected"]
             if got.get("error") == "unsupported-op":
-                outcomes.append(Outcome(path.stem, case["id"], case["op"], "skip", "op unsupported"))
+                outcomes.append(
+                    Outcome(path.stem, case["id"], case["op"], "skip", "op unsupported")
+                )
             elif got == want:
                 outcomes.append(Outcome(path.stem, case["id"], case["op"], "pass"))
             else:

@@ -161,9 +161,7 @@ def envelope_seal(i: dict[str, Any]) -> dict[str, Any]:
 
 def envelope_open(i: dict[str, Any]) -> dict[str, Any]:
     roster = {name: _b(pk) for name, pk in i["roster"].items()}
-    env = envelope.open_envelope(
-        _b(i["envelope"]), now_ms=i["now_ms"], sender_key=roster.get
-    )
+    env = envelope.open_envelope(_b(i["envelope"]), now_ms=i["now_ms"], sender_key=roster.get)
     return {
         "type": env.type,
         "sender": env.sender,

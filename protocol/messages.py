@@ -30,9 +30,9 @@ ERROR_CODES = (
     "internal",
 )
 
-_THRESHOLD_RESPONSE_MAX = 1 + 1 + threshold.MAX_THRESHOLD + (
-    threshold.MAX_THRESHOLD + 1
-) * threshold.CIPHERTEXT_BYTES
+_THRESHOLD_RESPONSE_MAX = (
+    1 + 1 + threshold.MAX_THRESHOLD + (threshold.MAX_THRESHOLD + 1) * threshold.CIPHERTEXT_BYTES
+)
 
 SCHEMAS: dict[str, Mapping[str, Field]] = {
     # A querier asks a holder to evaluate its OPRF on blinded bucket keys.

@@ -50,12 +50,21 @@ def oprf_cases() -> list[dict[str, Any]]:
     assert proof is not None
     hx = [x.hex() for x in inputs]
     cases = [
-        _case("derive", "oprf.derive_key_pair", {"mode": mode, "seed": seed.hex(), "info": info.hex()}),
-        _case("blind", "oprf.blind", {"mode": mode, "inputs": hx, "blinds": [b.hex() for b in blinds]}),
+        _case(
+            "derive", "oprf.derive_key_pair", {"mode": mode, "seed": seed.hex(), "info": info.hex()}
+        ),
+        _case(
+            "blind", "oprf.blind", {"mode": mode, "inputs": hx, "blinds": [b.hex() for b in blinds]}
+        ),
         _case(
             "blind-evaluate-batch3",
             "oprf.blind_evaluate",
-            {"mode": mode, "sk": key.sk.hex(), "blinded": [b.hex() for b in blinded], "proof_nonce": nonce.hex()},
+            {
+                "mode": mode,
+                "sk": key.sk.hex(),
+                "blinded": [b.hex() for b in blinded],
+                "proof_nonce": nonce.hex(),
+            },
         ),
     ]
     fin = {
@@ -71,17 +80,31 @@ def oprf_cases() -> list[dict[str, Any]]:
     other = oprf.derive_key_pair(_seed("other key"), info, oprf.Mode.VOPRF)
     forged = [evaluated[0], sodium.scalarmult(other.sk, blinded[1]), evaluated[2]]
     cases += [
-        _case("finalize-rejects-mixed-keys", "oprf.finalize", {**fin, "evaluated": [e.hex() for e in forged]}),
+        _case(
+            "finalize-rejects-mixed-keys",
+            "oprf.finalize",
+            {**fin, "evaluated": [e.hex() for e in forged]},
+        ),
         _case("finalize-rejects-wrong-pk", "oprf.finalize", {**fin, "pk": other.pk.hex()}),
         _case(
             "evaluate-rejects-identity",
             "oprf.blind_evaluate",
-            {"mode": mode, "sk": key.sk.hex(), "blinded": [bytes(32).hex()], "proof_nonce": nonce.hex()},
+            {
+                "mode": mode,
+                "sk": key.sk.hex(),
+                "blinded": [bytes(32).hex()],
+                "proof_nonce": nonce.hex(),
+            },
         ),
         _case(
             "evaluate-rejects-noncanonical",
             "oprf.blind_evaluate",
-            {"mode": mode, "sk": key.sk.hex(), "blinded": [("ff" * 32)], "proof_nonce": nonce.hex()},
+            {
+                "mode": mode,
+                "sk": key.sk.hex(),
+                "blinded": [("ff" * 32)],
+                "proof_nonce": nonce.hex(),
+            },
         ),
     ]
     return cases
@@ -98,7 +121,12 @@ def threshold_cases() -> list[dict[str, Any]]:
         _case(
             "encrypt",
             "threshold.encrypt",
-            {"sk": sk.hex(), "hash": query_hash.hex(), "query_id": query_id.hex(), "scalar_seed": qseed.hex()},
+            {
+                "sk": sk.hex(),
+                "hash": query_hash.hex(),
+                "query_id": query_id.hex(),
+                "scalar_seed": qseed.hex(),
+            },
         ),
         _case("verify", "threshold.verify", {"query": query.hex()}),
     ]
@@ -118,13 +146,24 @@ def threshold_cases() -> list[dict[str, Any]]:
             {"query": (query[:48] + bytes(32) + query[80:]).hex()},
         ),
     ]
-    for d, bands in ((0, [31]), (9, [8, 16, 31]), (31, [8, 16, 31]), (32, [31]), (200, [8, 16, 31])):
+    for d, bands in (
+        (0, [31]),
+        (9, [8, 16, 31]),
+        (31, [8, 16, 31]),
+        (32, [31]),
+        (200, [8, 16, 31]),
+    ):
         holder_hash = _flip_bits(query_hash, range(3, 3 + d))
         rseed = _seed(f"response {d}")
         resp = _case(
             f"respond-d{d}",
             "threshold.respond",
-            {"query": query.hex(), "holder_hash": holder_hash.hex(), "bands": bands, "scalar_seed": rseed.hex()},
+            {
+                "query": query.hex(),
+                "holder_hash": holder_hash.hex(),
+                "bands": bands,
+                "scalar_seed": rseed.hex(),
+            },
         )
         cases.append(resp)
         cases.append(
@@ -145,7 +184,11 @@ def threshold_cases() -> list[dict[str, Any]]:
 def envelope_cases() -> list[dict[str, Any]]:
     seed = _seed("envelope signer")
     key = signing.SigningKey(seed)
-    body = {"code": "budget-exhausted", "message": "hourly evaluation budget used", "retry_after_ms": 60000}
+    body = {
+        "code": "budget-exhausted",
+        "message": "hourly evaluation budget used",
+        "retry_after_ms": 60000,
+    }
     base = {
         "signing_seed": seed.hex(),
         "sender": "platform-a",
@@ -161,7 +204,15 @@ def envelope_cases() -> list[dict[str, Any]]:
     now = base["timestamp_ms"] + 1000
 
     def opened(case_id: str, data: bytes, **over: Any) -> dict[str, Any]:
-        return _case(case_id, "envelope.open", {"envelope": data.hex(), "now_ms": over.get("now_ms", now), "roster": over.get("roster", roster)})
+        return _case(
+            case_id,
+            "envelope.open",
+            {
+                "envelope": data.hex(),
+                "now_ms": over.get("now_ms", now),
+                "roster": over.get("roster", roster),
+            },
+        )
 
     value = canonical.decode(env)
     flipped_sig = canonical.encode([*value[:6], bytes([value[6][0] ^ 1]) + value[6][1:]])
@@ -174,7 +225,11 @@ def envelope_cases() -> list[dict[str, Any]]:
         opened("open-rejects-truncated", env[:-1]),
         opened("open-rejects-trailing", env + b"\x00"),
         opened("open-rejects-noncanonical-int", env.replace(b"\x01", b"\xcc\x01", 1)),
-        _case("canonical-sorted-map", "canonical.decode", {"bytes": canonical.encode({"a": 1, "b": b"\x00"}).hex()}),
+        _case(
+            "canonical-sorted-map",
+            "canonical.decode",
+            {"bytes": canonical.encode({"a": 1, "b": b"\x00"}).hex()},
+        ),
         _case("canonical-rejects-unsorted", "canonical.decode", {"bytes": "82a16201a16102"}),
         _case("canonical-rejects-float", "canonical.decode", {"bytes": "cb3ff0000000000000"}),
         _case("canonical-rejects-ext", "canonical.decode", {"bytes": "d40100"}),
@@ -187,6 +242,10 @@ def generate() -> dict[str, object]:
 
     return {
         "oprf.json": doc("OPRF usage (VOPRF, ristretto255-SHA512)", "4-oprf-usage", oprf_cases()),
-        "threshold.json": doc("Private Hamming-threshold test", "5-private-threshold-test", threshold_cases()),
-        "envelope.json": doc("Canonical encoding and signed envelopes", "6-envelopes", envelope_cases()),
+        "threshold.json": doc(
+            "Private Hamming-threshold test", "5-private-threshold-test", threshold_cases()
+        ),
+        "envelope.json": doc(
+            "Canonical encoding and signed envelopes", "6-envelopes", envelope_cases()
+        ),
     }

@@ -13,7 +13,9 @@ from typing import Any
 
 from blindmatch.crypto import sodium
 
-RFC_DATA = Path(__file__).resolve().parent.parent / "tests" / "data" / "rfc9497_ristretto255_sha512.json"
+RFC_DATA = (
+    Path(__file__).resolve().parent.parent / "tests" / "data" / "rfc9497_ristretto255_sha512.json"
+)
 
 
 def _l(v: str | list[str]) -> list[str]:
@@ -27,7 +29,9 @@ def generate() -> dict[str, object]:
         mode = block["mode"]
         derived = {"sk": block["skSm"]}
         # RFC 9497 publishes pkSm for VOPRF only; for OPRF it is skSm * G.
-        derived["pk"] = block.get("pkSm") or sodium.scalarmult_base(bytes.fromhex(block["skSm"])).hex()
+        derived["pk"] = (
+            block.get("pkSm") or sodium.scalarmult_base(bytes.fromhex(block["skSm"])).hex()
+        )
         cases.append(
             {
                 "id": f"{name}-derive",
@@ -38,7 +42,11 @@ def generate() -> dict[str, object]:
         )
         for i, vec in enumerate(block["vectors"]):
             cid = f"{name}-{i + 1}"
-            ev_in: dict[str, Any] = {"mode": mode, "sk": block["skSm"], "blinded": _l(vec["BlindedElement"])}
+            ev_in: dict[str, Any] = {
+                "mode": mode,
+                "sk": block["skSm"],
+                "blinded": _l(vec["BlindedElement"]),
+            }
             ev_out: dict[str, Any] = {"evaluated": _l(vec["EvaluationElement"])}
             fin: dict[str, Any] = {
                 "mode": mode,
@@ -49,7 +57,11 @@ def generate() -> dict[str, object]:
             if mode == 1:
                 ev_in["proof_nonce"] = vec["ProofRandomScalar"]
                 ev_out["proof"] = vec["Proof"]
-                fin |= {"blinded": _l(vec["BlindedElement"]), "proof": vec["Proof"], "pk": block["pkSm"]}
+                fin |= {
+                    "blinded": _l(vec["BlindedElement"]),
+                    "proof": vec["Proof"],
+                    "pk": block["pkSm"],
+                }
             cases += [
                 {
                     "id": f"{cid}-blind",
@@ -57,8 +69,18 @@ def generate() -> dict[str, object]:
                     "input": {"mode": mode, "inputs": _l(vec["Input"]), "blinds": _l(vec["Blind"])},
                     "expected": {"output": {"blinded": _l(vec["BlindedElement"])}},
                 },
-                {"id": f"{cid}-evaluate", "op": "oprf.blind_evaluate", "input": ev_in, "expected": {"output": ev_out}},
-                {"id": f"{cid}-finalize", "op": "oprf.finalize", "input": fin, "expected": {"output": {"outputs": _l(vec["Output"])}}},
+                {
+                    "id": f"{cid}-evaluate",
+                    "op": "oprf.blind_evaluate",
+                    "input": ev_in,
+                    "expected": {"output": ev_out},
+                },
+                {
+                    "id": f"{cid}-finalize",
+                    "op": "oprf.finalize",
+                    "input": fin,
+                    "expected": {"output": {"outputs": _l(vec["Output"])}},
+                },
             ]
     return {
         "rfc9497.json": {

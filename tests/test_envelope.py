@@ -95,20 +95,29 @@ MALFORMED: list[tuple[str, bytes, str]] = [
     ("body not a map", _resign([*F[:5], [1, 2]]), "bad-envelope"),
     ("signature short", canonical.encode([*F[:6], F[6][:63]]), "bad-envelope"),
     ("signature by another key", _resign(F, key=OTHER), "bad-signature"),
-    ("body altered after signing", canonical.encode([*F[:5], {**F[5], "key_id": b"z" * 8}, F[6]]),
-     "bad-signature"),
+    (
+        "body altered after signing",
+        canonical.encode([*F[:5], {**F[5], "key_id": b"z" * 8}, F[6]]),
+        "bad-signature",
+    ),
     ("extra body field", _resign([*F[:5], {**F[5], "extra": 1}]), "bad-body"),
     ("missing body field", _resign([*F[:5], {"key_id": b"k" * 8}]), "bad-body"),
     ("identity element", _resign([*F[:5], {**F[5], "elements": [bytes(32)]}]), "bad-body"),
     ("invalid point", _resign([*F[:5], {**F[5], "elements": [b"\xff" * 32]}]), "bad-body"),
     ("point 31 bytes", _resign([*F[:5], {**F[5], "elements": [b"\x02" * 31]}]), "bad-body"),
     ("empty batch", _resign([*F[:5], {**F[5], "elements": []}]), "bad-body"),
-    ("oversized batch", _resign([*F[:5], {**F[5], "elements": [F[5]["elements"][0]] * 4097}]),
-     "bad-body"),
+    (
+        "oversized batch",
+        _resign([*F[:5], {**F[5], "elements": [F[5]["elements"][0]] * 4097}]),
+        "bad-body",
+    ),
     ("element as string", _resign([*F[:5], {**F[5], "elements": ["ab" * 16]}]), "bad-body"),
     ("non-canonical int", GOOD.replace(b"\x01", b"\xcc\x01", 1), "bad-envelope"),
-    ("unsorted body keys", _raw([*F[:5], dict(reversed(list(F[5].items()))), F[6]]),
-     "bad-envelope"),
+    (
+        "unsorted body keys",
+        _raw([*F[:5], dict(reversed(list(F[5].items()))), F[6]]),
+        "bad-envelope",
+    ),
     ("float timestamp", _raw([*F[:3], float(NOW), *F[4:]]), "bad-envelope"),
     ("extension type", _raw([*F[:5], {"key_id": msgpack.ExtType(1, b"x")}, F[6]]), "bad-envelope"),
     ("invalid utf-8 string", GOOD.replace(b"hub-1", b"hub\xff1", 1), "bad-envelope"),
@@ -135,7 +144,9 @@ def test_expected_types_are_enforced() -> None:
 
 def test_seal_refuses_a_bad_body() -> None:
     with pytest.raises(EnvelopeError, match="bad-body"):
-        seal(KEY, "hub-1", "oprf.evaluate", {"key_id": b"short", "elements": _elements()}, NOW, NONCE)
+        seal(
+            KEY, "hub-1", "oprf.evaluate", {"key_id": b"short", "elements": _elements()}, NOW, NONCE
+        )
 
 
 CRYPTO_MALFORMED: list[tuple[str, object]] = [
@@ -153,8 +164,10 @@ CRYPTO_MALFORMED: list[tuple[str, object]] = [
 
 @pytest.mark.parametrize(("name", "data"), CRYPTO_MALFORMED, ids=[m[0] for m in CRYPTO_MALFORMED])
 def test_malformed_crypto_messages_are_refused_clearly(name: str, data: object) -> None:
-    parse = th.ThresholdResponse.from_bytes if name.startswith("response") else (
-        th.EncryptedQuery.from_bytes
+    parse = (
+        th.ThresholdResponse.from_bytes
+        if name.startswith("response")
+        else (th.EncryptedQuery.from_bytes)
     )
     with pytest.raises(th.ThresholdError):
         parse(data)  # type: ignore[arg-type]

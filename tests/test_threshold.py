@@ -61,9 +61,7 @@ def test_response_is_shuffled_and_rerandomised() -> None:
     first = th.respond(VERIFIED, y, (31,))
     second = th.respond(VERIFIED, y, (31,))
     assert set(first.groups[0]).isdisjoint(second.groups[0])
-    hits = [
-        i for i, (a, b) in enumerate(first.groups[0]) if sodium.scalarmult(KEY.sk, a) == b
-    ]
+    hits = [i for i, (a, b) in enumerate(first.groups[0]) if sodium.scalarmult(KEY.sk, a) == b]
     assert len(hits) == 1  # exactly one zero, at a position that says nothing about d
 
 
@@ -87,9 +85,11 @@ def test_rejects_non_canonical_encoding_of_a_valid_point() -> None:
     # Ristretto encodings must be even and below p; p + small is a non-canonical alias.
     p = 2**255 - 19
     a = ENCRYPTED.ciphertexts[0][0]
-    alias = (int.from_bytes(a, "little") + p).to_bytes(32, "little") if int.from_bytes(
-        a, "little"
-    ) + p < 2**256 else b"\xed" + b"\xff" * 30 + b"\x7f"
+    alias = (
+        (int.from_bytes(a, "little") + p).to_bytes(32, "little")
+        if int.from_bytes(a, "little") + p < 2**256
+        else b"\xed" + b"\xff" * 30 + b"\x7f"
+    )
     bad = _with(ENCRYPTED.to_bytes(), 48, alias)
     with pytest.raises(th.ThresholdError, match="canonical"):
         th.EncryptedQuery.from_bytes(bad)
@@ -133,7 +133,9 @@ def test_rejects_a_proof_for_another_transcript() -> None:
         th.verify_query(swapped)
     # ...or under another querier's key.
     other = th.QuerierKey.generate()
-    rekeyed = th.EncryptedQuery(other.pk, ENCRYPTED.query_id, ENCRYPTED.ciphertexts, ENCRYPTED.proofs)
+    rekeyed = th.EncryptedQuery(
+        other.pk, ENCRYPTED.query_id, ENCRYPTED.ciphertexts, ENCRYPTED.proofs
+    )
     with pytest.raises(th.ThresholdError, match="proof does not verify"):
         th.verify_query(rekeyed)
 
