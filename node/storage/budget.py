@@ -1,0 +1,98 @@
+"""Per-peer query budgets over fixed hour and day windows.
+
+``charge`` is all or nothing: each window's counter is raised only if it stays within its
+limit (a conditional upsert, which row locks make race-free on PostgreSQL and the single
+writer makes race-free on SQLite), and if either window refuses, the transaction rolls back so a
+refused charge changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from blindmatch.node.storage.database import Database
+from blindmatch.node.storage.validation import StorageValueError, check_int, check_text
+
+WINDOW_SECONDS = {"hour": 3600, "day": 86400}
+
+
+@dataclass(frozen=True)
+class BudgetLimits:
+    per_hour: int
+    per_day: int
+
+    def __post_init__(self) -> None:
+        check_int("per_hour", self.per_hour)
+        check_int("per_day", self.per_day)
+
+    def for_window(self, kind: str) -> int:
+        return self.per_hour if kind == "hour" else self.per_day
+
+
+class _Refused(Exception):
+    """Internal: unwinds the charging transaction."""
+
+
+def window_start(kind: str, now: int) -> int:
+    return now - now % WINDOW_SECONDS[kind]
+
+
+class BudgetLedger:
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def charge(self, peer_id: str, n: int, now: int, limits: BudgetLimits) -> bool:
+        """Spend ``n`` units of the peer's budget if both windows allow it."""
+        check_text("peer_id", peer_id)
+        check_int("n", n, 1)
+        check_int("now", now)
+        if not isinstance(limits, BudgetLimits):
+            raise StorageValueError("limits must be a BudgetLimits")
+        if n > limits.per_hour or n > limits.per_day:
+            return False
+        try:
+            async with self._db.transaction():
+                for kind in WINDOW_SECONDS:
+                    changed = await self._db.execute(
+                        "INSERT INTO budget_usage (peer_id, window_kind, window_start, used)"
+                        " VALUES (?, ?, ?, ?)"
+                        " ON CONFLICT (peer_id, window_kind, window_start)"
+                        " DO UPDATE SET used = budget_usage.used + excluded.used"
+                        " WHERE budget_usage.used + excluded.used <= ?",
+                        peer_id,
+                        kind,
+                        window_start(kind, now),
+                        n,
+                        limits.for_window(kind),
+                    )
+                    if changed != 1:
+                        raise _Refused
+        except _Refused:
+            return False
+        return True
+
+    async def usage(self, peer_id: str, now: int) -> dict[str, int]:
+        """Units spent in the current hour and day windows."""
+        check_text("peer_id", peer_id)
+        check_int("now", now)
+        result = {}
+        for kind in WINDOW_SECONDS:
+            used = await self._db.fetch_value(
+                "SELECT used FROM budget_usage"
+                " WHERE peer_id = ? AND window_kind = ? AND window_start = ?",
+                peer_id,
+                kind,
+                window_start(kind, now),
+            )
+            result[kind] = int(used or 0)
+        return result
+
+    async def prune(self, now: int) -> int:
+        """Drop counters of windows that have ended."""
+        check_int("now", now)
+        return await self._db.execute(
+            "DELETE FROM budget_usage WHERE (window_kind = 'hour' AND window_start + 3600 <= ?)"
+            " OR (window_kind = 'day' AND window_start + 86400 <= ?)",
+            now,
+            now,
+        )

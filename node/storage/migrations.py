@@ -1,0 +1,216 @@
+"""Versioned schema migrations, written once for both engines.
+
+Each migration is a list of statements in the shared SQL spelling (see ``database.py``).
+``apply_migrations`` applies the missing ones in version order, each in its own transaction
+together with its row in ``schema_migrations``, under a lock so two workers starting at once
+cannot both apply the same migration. Running it again changes nothing.
+
+Never edit a migration that has shipped; add a new one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from blindmatch.node.storage.database import Database
+
+MIGRATIONS_LOCK = "blindmatch:schema_migrations"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+_SCHEMA_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    BIGINT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at BIGINT NOT NULL
+)"""
+
+PROVENANCE_CLASSES = (
+    "survivor-submitted",
+    "moderator-confirmed",
+    "peer-sourced",
+    "protected-source",
+    "generator",
+)
+_PROVENANCE_CHECK = ", ".join(f"'{p}'" for p in PROVENANCE_CLASSES)
+
+INITIAL_SCHEMA = Migration(
+    1,
+    "initial schema: banks, bank items, feeds, replicas, outbox, nonces, budgets, node state",
+    (
+        # Named banks of hashes. categories is a JSON array of labels.
+        f"""
+        CREATE TABLE banks (
+            id                 {{ID}},
+            name               TEXT NOT NULL UNIQUE,
+            description        TEXT NOT NULL DEFAULT '',
+            provenance         TEXT NOT NULL CHECK (provenance IN ({_PROVENANCE_CHECK})),
+            categories         TEXT NOT NULL DEFAULT '[]',
+            distance_threshold BIGINT NOT NULL DEFAULT 31
+                               CHECK (distance_threshold BETWEEN 0 AND 63),
+            enabled            BIGINT NOT NULL DEFAULT 1 CHECK (enabled IN (0, 1)),
+            shared             BIGINT NOT NULL DEFAULT 0 CHECK (shared IN (0, 1)),
+            created_at         BIGINT NOT NULL,
+            updated_at         BIGINT NOT NULL
+        )""",
+        # One hash in one bank. The raw hash never leaves the node; item_ref (16 random bytes)
+        # is what peers see. withdrawal_secret_hash is a hash of the survivor's secret, never
+        # the secret. A withdrawn row stays as a tombstone so the hash cannot silently return.
+        """
+        CREATE TABLE bank_items (
+            id                     {ID},
+            bank_id                BIGINT NOT NULL REFERENCES banks (id) ON DELETE CASCADE,
+            signal_type            TEXT NOT NULL,
+            hash                   {BLOB} NOT NULL,
+            quality                BIGINT CHECK (quality IS NULL OR quality BETWEEN 0 AND 100),
+            item_ref               {BLOB} NOT NULL UNIQUE,
+            provenance             TEXT NOT NULL DEFAULT '{}',
+            categories             TEXT NOT NULL DEFAULT '[]',
+            source                 TEXT NOT NULL DEFAULT 'local',
+            added_at               BIGINT NOT NULL,
+            expires_at             BIGINT,
+            withdrawn_at           BIGINT,
+            withdrawal_reason      TEXT,
+            withdrawal_secret_hash {BLOB},
+            UNIQUE (bank_id, signal_type, hash)
+        )""",
+        # The matcher reads the live items of one bank and signal type, in id order.
+        """
+        CREATE INDEX bank_items_live ON bank_items (bank_id, signal_type, id)
+            WHERE withdrawn_at IS NULL""",
+        # Append-only change feeds, read as "seq > cursor LIMIT n". seq is contiguous per feed
+        # (assigned under a per-feed lock), so a reader never skips an entry committed late.
+        """
+        CREATE TABLE feed_entries (
+            feed       TEXT NOT NULL,
+            seq        BIGINT NOT NULL,
+            entry_id   {BLOB} NOT NULL,
+            kind       TEXT NOT NULL,
+            payload    {BLOB} NOT NULL,
+            created_at BIGINT NOT NULL,
+            PRIMARY KEY (feed, seq),
+            UNIQUE (feed, entry_id)
+        )""",
+        # How far we have pulled each peer's feeds.
+        """
+        CREATE TABLE peer_cursors (
+            peer_id    TEXT NOT NULL,
+            feed       TEXT NOT NULL,
+            cursor     BIGINT NOT NULL DEFAULT 0 CHECK (cursor >= 0),
+            updated_at BIGINT NOT NULL,
+            PRIMARY KEY (peer_id, feed)
+        )""",
+        # What we pulled; re-pulling the same entries inserts nothing.
+        """
+        CREATE TABLE replica_entries (
+            peer_id     TEXT NOT NULL,
+            feed        TEXT NOT NULL,
+            seq         BIGINT NOT NULL,
+            entry_id    {BLOB} NOT NULL,
+            kind        TEXT NOT NULL,
+            payload     {BLOB} NOT NULL,
+            received_at BIGINT NOT NULL,
+            PRIMARY KEY (peer_id, feed, seq),
+            UNIQUE (peer_id, feed, entry_id)
+        )""",
+        # Messages to peers, delivered at least once with backoff; the receiver deduplicates
+        # by message_id.
+        """
+        CREATE TABLE outbox (
+            message_id      {BLOB} PRIMARY KEY,
+            peer_id         TEXT NOT NULL,
+            kind            TEXT NOT NULL,
+            payload         {BLOB} NOT NULL,
+            attempts        BIGINT NOT NULL DEFAULT 0,
+            next_attempt_at BIGINT NOT NULL,
+            state           TEXT NOT NULL DEFAULT 'pending'
+                            CHECK (state IN ('pending', 'delivered', 'dead')),
+            last_error      TEXT,
+            created_at      BIGINT NOT NULL,
+            updated_at      BIGINT NOT NULL
+        )""",
+        """
+        CREATE INDEX outbox_due ON outbox (next_attempt_at) WHERE state = 'pending'""",
+        # Replay protection: the primary key makes "first time seen?" one atomic insert.
+        """
+        CREATE TABLE seen_nonces (
+            sender_id  TEXT NOT NULL,
+            nonce      {BLOB} NOT NULL,
+            expires_at BIGINT NOT NULL,
+            PRIMARY KEY (sender_id, nonce)
+        )""",
+        """
+        CREATE INDEX seen_nonces_expiry ON seen_nonces (expires_at)""",
+        # Per-peer query budgets in fixed hour and day windows.
+        """
+        CREATE TABLE budget_usage (
+            peer_id      TEXT NOT NULL,
+            window_kind  TEXT NOT NULL CHECK (window_kind IN ('hour', 'day')),
+            window_start BIGINT NOT NULL,
+            used         BIGINT NOT NULL CHECK (used >= 0),
+            PRIMARY KEY (peer_id, window_kind, window_start)
+        )""",
+        # Small settings and state (node id, keys' public halves, ...).
+        """
+        CREATE TABLE node_state (
+            key        TEXT PRIMARY KEY,
+            value      {BLOB} NOT NULL,
+            updated_at BIGINT NOT NULL
+        )""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA,)
+
+
+def _check_order(migrations: tuple[Migration, ...]) -> None:
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise RuntimeError(f"migration versions must be 1..n in order, got {versions}")
+
+
+async def current_version(db: Database) -> int:
+    """The highest applied migration version (0 for an empty database)."""
+    async with db.transaction():
+        await db.execute(_SCHEMA_MIGRATIONS_TABLE)
+        version = await db.fetch_value("SELECT MAX(version) FROM schema_migrations")
+    return int(version or 0)
+
+
+async def apply_migrations(
+    db: Database, now: int, migrations: tuple[Migration, ...] = MIGRATIONS
+) -> list[int]:
+    """Apply every migration not yet recorded, in order; return the versions applied."""
+    _check_order(migrations)
+    applied: list[int] = []
+    for migration in migrations:
+        async with db.transaction():
+            await db.lock(MIGRATIONS_LOCK)
+            await db.execute(_SCHEMA_MIGRATIONS_TABLE)
+            done = await db.fetch_value(
+                "SELECT COUNT(*) FROM schema_migrations WHERE version = ?", migration.version
+            )
+            if done:
+                continue
+            for statement in migration.statements:
+                await db.execute(db.dialect.render(statement))
+            await db.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                migration.version,
+                migration.name,
+                now,
+            )
+            applied.append(migration.version)
+    newest = await current_version(db)
+    if newest > len(migrations):
+        raise RuntimeError(
+            f"database schema version {newest} is newer than this software knows "
+            f"({len(migrations)}); upgrade blindmatch"
+        )
+    return applied

@@ -1,0 +1,153 @@
+"""The production backend: PostgreSQL through an asyncpg connection pool.
+
+A transaction pins one pooled connection to the task that opened it (through a context
+variable), so every statement the task issues inside ``async with db.transaction():`` runs on
+that connection; nested blocks become savepoints. Outside a transaction each statement borrows
+a connection for itself. Several node workers may share one database: writers that must not
+interleave (feed appends, migrations) take transaction-scoped advisory locks.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import re
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from blindmatch.node.storage.database import (
+    POSTGRESQL,
+    Database,
+    IntegrityError,
+    Row,
+    StorageError,
+    lock_key,
+    redact_url,
+)
+
+try:
+    import asyncpg
+except ImportError:  # pragma: no cover - exercised only where the extra is not installed
+    asyncpg = None
+
+POOL_MAX_SIZE = 10
+# A ? outside single-quoted literals is a placeholder (the SQL here has no other ?s).
+_PLACEHOLDER_OR_LITERAL = re.compile(r"'(?:[^']|'')*'|\?")
+_COMMAND_COUNT = re.compile(r"(\d+)$")
+
+
+def to_numbered_placeholders(sql: str) -> str:
+    """Rewrite SQLite-style ``?`` placeholders to PostgreSQL's ``$1, $2, ...``."""
+    counter = 0
+
+    def replace(match: re.Match[str]) -> str:
+        nonlocal counter
+        if match.group(0) != "?":
+            return match.group(0)
+        counter += 1
+        return f"${counter}"
+
+    return _PLACEHOLDER_OR_LITERAL.sub(replace, sql)
+
+
+class PostgresDatabase(Database):
+    dialect = POSTGRESQL
+
+    def __init__(self, pool: Any, schema: str | None) -> None:
+        self._pool = pool
+        self._schema = schema
+        self._conn: contextvars.ContextVar[Any] = contextvars.ContextVar(
+            f"pg_tx_conn_{id(self)}", default=None
+        )
+        self._sql_cache: dict[str, str] = {}
+        self._closed = False
+
+    @classmethod
+    async def open(cls, dsn: str, *, schema: str | None = None) -> PostgresDatabase:
+        if asyncpg is None:
+            raise StorageError(
+                "PostgreSQL support needs asyncpg: pip install 'blindmatch[postgres]'"
+            )
+        try:
+            if schema is not None:
+                # Create the schema first, on its own connection, so the pool's search_path
+                # names something that exists.
+                conn = await asyncpg.connect(dsn)
+                try:
+                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                finally:
+                    await conn.close()
+            settings = {"search_path": schema} if schema is not None else None
+            pool = await asyncpg.create_pool(
+                dsn, min_size=1, max_size=POOL_MAX_SIZE, server_settings=settings
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StorageError(f"cannot connect to PostgreSQL at {redact_url(dsn)}: {exc}") from exc
+        return cls(pool, schema)
+
+    @property
+    def schema(self) -> str | None:
+        return self._schema
+
+    def _sql(self, sql: str) -> str:
+        converted = self._sql_cache.get(sql)
+        if converted is None:
+            converted = to_numbered_placeholders(sql)
+            self._sql_cache[sql] = converted
+        return converted
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[Any]:
+        if self._closed:
+            raise StorageError("database is closed")
+        conn = self._conn.get()
+        if conn is not None:
+            yield conn
+        else:
+            async with self._pool.acquire() as pooled:
+                yield pooled
+
+    async def execute(self, sql: str, *params: Any) -> int:
+        async with self._connection() as conn:
+            try:
+                status = await conn.execute(self._sql(sql), *params)
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise IntegrityError(str(exc)) from exc
+        match = _COMMAND_COUNT.search(status or "")
+        return int(match.group(1)) if match else 0
+
+    async def fetch_all(self, sql: str, *params: Any) -> list[Row]:
+        async with self._connection() as conn:
+            try:
+                records = await conn.fetch(self._sql(sql), *params)
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise IntegrityError(str(exc)) from exc
+        return [dict(r) for r in records]
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[None]:
+        current = self._conn.get()
+        if current is not None:
+            async with current.transaction():  # asyncpg makes a nested one a savepoint
+                yield
+            return
+        if self._closed:
+            raise StorageError("database is closed")
+        async with self._pool.acquire() as conn:
+            token = self._conn.set(conn)
+            try:
+                async with conn.transaction():
+                    yield
+            finally:
+                self._conn.reset(token)
+
+    async def lock(self, name: str) -> None:
+        conn = self._conn.get()
+        if conn is None:
+            raise StorageError("lock() must be called inside transaction()")
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(name))
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            await self._pool.close()
