@@ -30,6 +30,27 @@ ERROR_CODES = (
     "internal",
 )
 
+PROVENANCE_CLASSES = (
+    "survivor-submitted",
+    "moderator-confirmed",
+    "peer-sourced",
+    "protected-source",
+    "generator",
+)
+FEED_NAME = r"[a-z][a-z0-9.-]{0,31}"
+MAX_FEED_PAGE = 1000
+MAX_FEED_PAYLOAD = 2 * 1024 * 1024
+_NONCE = blob(exact=16)
+
+# What a holder's policy may release about a candidate item (every field optional).
+RELEASE_FIELDS = {
+    "categories": Field(
+        list_of(text(32, pattern=r"[a-z0-9][a-z0-9-]*"), max_items=8), required=False
+    ),
+    "provenance": Field(text(32, choices=PROVENANCE_CLASSES), required=False),
+    "signal": Field(text(32, pattern=r"[a-z0-9_.-]+"), required=False),
+}
+
 _THRESHOLD_RESPONSE_MAX = (
     1 + 1 + threshold.MAX_THRESHOLD + (threshold.MAX_THRESHOLD + 1) * threshold.CIPHERTEXT_BYTES
 )
@@ -42,6 +63,7 @@ SCHEMAS: dict[str, Mapping[str, Field]] = {
     },
     # The holder's evaluations, in request order, with one batch DLEQ proof (VOPRF).
     "oprf.evaluated": {
+        "re": Field(_NONCE),
         "key_id": Field(blob(exact=8)),
         "elements": Field(list_of(point(), max_items=MAX_OPRF_BATCH, min_items=1)),
         "proof": Field(blob(exact=oprf.PROOF_BYTES)),
@@ -54,7 +76,9 @@ SCHEMAS: dict[str, Mapping[str, Field]] = {
         ),
     },
     # One response per candidate item, in request order.
+    # Items the holder no longer has (withdrawn, expired) are left out of the answers.
     "threshold.answer": {
+        "re": Field(_NONCE),
         "query_id": Field(blob(exact=threshold.QUERY_ID_BYTES)),
         "answers": Field(
             list_of(
@@ -62,12 +86,37 @@ SCHEMAS: dict[str, Mapping[str, Field]] = {
                     {
                         "item": Field(blob(exact=ITEM_REF_BYTES)),
                         "response": Field(blob(max_len=_THRESHOLD_RESPONSE_MAX, min_len=2)),
+                        "release": Field(record(RELEASE_FIELDS)),
                     }
                 ),
                 max_items=MAX_CANDIDATES_PER_QUERY,
-                min_items=1,
+                min_items=0,
             )
         ),
+    },
+    # Replication: a peer reads a node's change feed from a cursor.
+    "feed.pull": {
+        "feed": Field(text(32, pattern=FEED_NAME)),
+        "after": Field(integer(0, 1 << 62)),
+        "limit": Field(integer(1, MAX_FEED_PAGE)),
+    },
+    "feed.page": {
+        "re": Field(_NONCE),
+        "feed": Field(text(32, pattern=FEED_NAME)),
+        "entries": Field(
+            list_of(
+                record(
+                    {
+                        "seq": Field(integer(1, 1 << 62)),
+                        "id": Field(blob(exact=16)),
+                        "kind": Field(text(32, pattern=r"[a-z][a-z0-9.-]*")),
+                        "payload": Field(blob(max_len=MAX_FEED_PAYLOAD)),
+                    }
+                ),
+                max_items=MAX_FEED_PAGE,
+            )
+        ),
+        "head": Field(integer(0, 1 << 62)),
     },
     # A signed refusal: the peer says why it did not act, so the sender can tell the reasons apart.
     "error": {

@@ -1,0 +1,237 @@
+"""The matching exchange between a querier and one holder, as plain functions ("sans-I/O").
+
+Querier, per peer and match job:
+
+    ex = PeerExchange(peer_id, peer_key, scheme, queries)
+    body = ex.evaluate_request()                     # -> oprf.evaluate
+    ex.on_evaluated(reply_body, replica)             # verify proof, unblind, look up buckets
+    for body in ex.threshold_requests(encryptions):  # -> threshold.query, one per query hash
+        ex.on_answer(request, reply_body, encryptions)
+    ex.confirmed                                     # matches, each confirmed privately
+
+Holder:
+
+    reply = answer_evaluate(server_key, body)
+    reply = answer_threshold(verified_query, items, body)
+
+The node wraps these in signed envelopes, sends them, charges budgets and stores state; every
+step here can be driven from a test with byte strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from blindmatch.crypto import oprf
+from blindmatch.crypto import threshold as th
+from blindmatch.protocol.index import ReplicaIndex
+
+Body = dict[str, Any]
+
+
+class ExchangeError(ValueError):
+    """The peer's reply breaks the protocol (bad proof, wrong size, unexpected item...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+
+
+@dataclass(frozen=True)
+class QueryHash:
+    """One hash a querier matches: an upload's PDQ hash or one of its dihedral variants."""
+
+    hash: bytes
+    float_vector: Any = None  # PDQ's float vector, for multi-probe; None for base keys only
+    variant: str = "original"
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """A match confirmed by the private threshold test."""
+
+    peer: str
+    item_ref: bytes
+    query_index: int
+    variant: str
+    band: int
+    release: Mapping[str, Any]
+
+
+class EncryptionCache:
+    """Encrypted queries are made once per query hash and reused for every peer."""
+
+    def __init__(
+        self,
+        random_bytes: Callable[[int], bytes],
+        make_key: Callable[[], th.QuerierKey] | None = None,
+    ) -> None:
+        self._random_bytes = random_bytes
+        self._make_key = make_key or th.QuerierKey.generate
+        self._cache: dict[bytes, tuple[th.QuerierKey, th.EncryptedQuery, bytes]] = {}
+
+    def get(self, query_hash: bytes) -> tuple[th.QuerierKey, th.EncryptedQuery, bytes]:
+        if query_hash not in self._cache:
+            key = self._make_key()
+            encrypted = th.encrypt_query(key, query_hash, self._random_bytes(th.QUERY_ID_BYTES))
+            self._cache[query_hash] = (key, encrypted, encrypted.to_bytes())
+        return self._cache[query_hash]
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+@dataclass
+class PeerExchange:
+    peer: str
+    peer_voprf_key: bytes
+    scheme: Any  # a protocol.lsh scheme: index_keys(), probe_keys(), name
+    queries: Sequence[QueryHash]
+    probe_budget: int | None = None
+    # state
+    _keys: list[bytes] = field(default_factory=list)
+    _owner: list[int] = field(default_factory=list)
+    _blinds: list[bytes] = field(default_factory=list)
+    _blinded: list[bytes] = field(default_factory=list)
+    candidates: dict[int, list[bytes]] = field(default_factory=dict)
+    confirmed: list[Confirmation] = field(default_factory=list)
+    probes_sent: int = 0
+
+    @property
+    def key_id(self) -> bytes:
+        return hashlib.sha256(b"blindmatch-v1 key id" + self.peer_voprf_key).digest()[:8]
+
+    def evaluate_request(self) -> Body:
+        """Probe keys of every query hash, blinded, in one batch (one round trip per peer)."""
+        keys: list[bytes] = []
+        owner: list[int] = []
+        for qi, q in enumerate(self.queries):
+            probes = self.scheme.probe_keys(q.hash, q.float_vector, self.probe_budget)
+            keys += probes
+            owner += [qi] * len(probes)
+        self._keys, self._owner = keys, owner
+        self._blinds, self._blinded = oprf.blind(keys, oprf.Mode.VOPRF)
+        self.probes_sent = len(keys)
+        return {"key_id": self.key_id, "elements": self._blinded}
+
+    def on_evaluated(self, body: Body, replica: ReplicaIndex) -> dict[int, list[bytes]]:
+        if body["key_id"] != self.key_id:
+            raise ExchangeError("bad-body", "reply names another VOPRF key")
+        if len(body["elements"]) != len(self._blinded):
+            raise ExchangeError("bad-body", "reply has a different number of evaluations")
+        try:
+            outputs = oprf.finalize(
+                self._keys,
+                self._blinds,
+                body["elements"],
+                oprf.Mode.VOPRF,
+                self._blinded,
+                body["proof"],
+                self.peer_voprf_key,
+            )
+        except oprf.OprfError as exc:
+            raise ExchangeError("bad-proof", f"VOPRF proof from {self.peer} fails: {exc}") from exc
+        per_query: dict[int, list[bytes]] = {}
+        for qi, out in zip(self._owner, outputs, strict=True):
+            for ref in replica.lookup(out):
+                refs = per_query.setdefault(qi, [])
+                if ref not in refs:
+                    refs.append(ref)
+        self.candidates = per_query
+        return per_query
+
+    def threshold_requests(self, encryptions: EncryptionCache, max_items: int = 64) -> list[Body]:
+        requests = []
+        for qi, refs in sorted(self.candidates.items()):
+            _, _, wire = encryptions.get(self.queries[qi].hash)
+            for start in range(0, len(refs), max_items):
+                requests.append({"query": wire, "items": refs[start : start + max_items]})
+        return requests
+
+    def query_index_of(self, request: Body, encryptions: EncryptionCache) -> int:
+        for qi in self.candidates:
+            if encryptions.get(self.queries[qi].hash)[2] == request["query"]:
+                return qi
+        raise ExchangeError("internal", "request does not belong to this exchange")
+
+    def on_answer(
+        self, request: Body, body: Body, encryptions: EncryptionCache
+    ) -> list[Confirmation]:
+        qi = self.query_index_of(request, encryptions)
+        key, encrypted, _ = encryptions.get(self.queries[qi].hash)
+        if body["query_id"] != encrypted.query_id:
+            raise ExchangeError("bad-body", "answer is for another query")
+        asked = list(request["items"])
+        found = []
+        for answer in body["answers"]:
+            item = answer["item"]
+            if item not in asked:
+                raise ExchangeError("bad-body", "answer for an item that was not asked about")
+            asked.remove(item)
+            try:
+                result = th.decide(key, th.ThresholdResponse.from_bytes(answer["response"]))
+            except th.ThresholdError as exc:
+                raise ExchangeError("bad-body", f"threshold response: {exc}") from exc
+            if result.matched:
+                assert result.band is not None
+                found.append(
+                    Confirmation(
+                        peer=self.peer,
+                        item_ref=item,
+                        query_index=qi,
+                        variant=self.queries[qi].variant,
+                        band=result.band,
+                        release=answer.get("release", {}),
+                    )
+                )
+        self.confirmed += found
+        return found
+
+
+# --- holder -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class HolderItem:
+    """What the holder knows about one of its items when a querier asks about it."""
+
+    hash: bytes
+    bands: tuple[int, ...]  # the holder's policy: band bounds, the last is the bank threshold
+    release: Mapping[str, Any]  # what the policy releases to a querier about a candidate
+
+
+def answer_evaluate(key: oprf.ServerKey, key_id: bytes, body: Body) -> Body:
+    if body["key_id"] != key_id:
+        raise ExchangeError("not-allowed", "unknown or retired VOPRF key id")
+    try:
+        evaluated, proof = oprf.blind_evaluate(key, body["elements"], oprf.Mode.VOPRF)
+    except oprf.OprfError as exc:
+        raise ExchangeError("bad-body", str(exc)) from exc
+    assert proof is not None
+    return {"key_id": key_id, "elements": evaluated, "proof": proof}
+
+
+def verify_threshold_query(body: Body) -> th.VerifiedQuery:
+    try:
+        return th.verify_query(th.EncryptedQuery.from_bytes(body["query"]))
+    except th.ThresholdError as exc:
+        raise ExchangeError("bad-proof", str(exc)) from exc
+
+
+def answer_threshold(
+    verified: th.VerifiedQuery, items: Mapping[bytes, HolderItem | None], body: Body
+) -> Body:
+    """One response per asked item that the holder still has (withdrawn ones are left out)."""
+    answers = []
+    for ref in body["items"]:
+        item = items.get(ref)
+        if item is None:
+            continue
+        response = th.respond(verified, item.hash, item.bands)
+        answers.append(
+            {"item": ref, "response": response.to_bytes(), "release": dict(item.release)}
+        )
+    return {"query_id": verified.query.query_id, "answers": answers}

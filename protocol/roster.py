@@ -1,0 +1,211 @@
+"""The federation roster: who is in, with which keys, endpoints, roles and budgets.
+
+A roster is a canonical-msgpack map signed by k of the federation's n governance keys. Nodes
+pin the governance keys and threshold in their configuration; they accept a roster only if it
+verifies against them, and only a roster with a higher serial than the one they hold.
+On disk and in transit it is JSON (byte strings as hex), so operators can read it; signatures
+cover the canonical msgpack encoding of the ``roster`` value.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from blindmatch.crypto import oprf, signing
+from blindmatch.protocol import canonical
+
+ROSTER_DOMAIN = b"blindmatch-v1 roster"
+ROLES = ("hub", "platform", "auditor", "generator")
+NODE_ID = re.compile(r"[a-z0-9][a-z0-9.-]{0,62}")
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+_ENDPOINT = re.compile(r"https?://[A-Za-z0-9.\-\[\]:]+(?::\d{1,5})?(?:/[A-Za-z0-9._~/-]*)?")
+DEFAULT_BUDGET = {
+    "evaluations_per_hour": 200_000,
+    "evaluations_per_day": 2_000_000,
+    "threshold_items_per_hour": 20_000,
+    "threshold_items_per_day": 200_000,
+}
+
+
+class RosterError(ValueError):
+    pass
+
+
+def voprf_key_id(public_key: bytes) -> bytes:
+    """Spec section 4: the first 8 bytes of SHA-256("blindmatch-v1 key id" || pkS)."""
+    return hashlib.sha256(b"blindmatch-v1 key id" + public_key).digest()[:8]
+
+
+@dataclass(frozen=True)
+class Member:
+    node_id: str
+    signing_key: bytes  # Ed25519 public key
+    voprf_key: bytes | None  # ristretto255 public key; None for nodes that hold no hashes
+    endpoint: str
+    roles: tuple[str, ...]
+    budget: Mapping[str, int]
+
+    @property
+    def voprf_key_id(self) -> bytes | None:
+        return voprf_key_id(self.voprf_key) if self.voprf_key else None
+
+
+@dataclass(frozen=True)
+class Roster:
+    federation: str
+    serial: int
+    issued_ms: int
+    expires_ms: int
+    members: Mapping[str, Member]
+    document: Mapping[str, Any]  # the signed JSON document, as received
+
+    def member(self, node_id: str) -> Member | None:
+        return self.members.get(node_id)
+
+    def signing_key(self, node_id: str) -> bytes | None:
+        m = self.members.get(node_id)
+        return m.signing_key if m else None
+
+    def peers_of(self, node_id: str) -> list[Member]:
+        return [m for m in self.members.values() if m.node_id != node_id]
+
+
+def _hex(v: Any, what: str, length: int | None = None) -> bytes:
+    if not isinstance(v, str) or not _HEX.fullmatch(v):
+        raise RosterError(f"{what}: must be lower-case hex")
+    b = bytes.fromhex(v)
+    if length is not None and len(b) != length:
+        raise RosterError(f"{what}: must be {length} bytes")
+    return b
+
+
+def _member(raw: Any, i: int) -> Member:
+    where = f"members[{i}]"
+    if not isinstance(raw, dict):
+        raise RosterError(f"{where}: must be a map")
+    allowed = {"id", "signing_key", "voprf_key", "endpoint", "roles", "budget"}
+    extra = set(raw) - allowed
+    if extra:
+        raise RosterError(f"{where}: unexpected field(s) {sorted(extra)}")
+    node_id = raw.get("id")
+    if not isinstance(node_id, str) or not NODE_ID.fullmatch(node_id):
+        raise RosterError(f"{where}.id: must match {NODE_ID.pattern}")
+    endpoint = raw.get("endpoint")
+    if not isinstance(endpoint, str) or not _ENDPOINT.fullmatch(endpoint):
+        raise RosterError(f"{where}.endpoint: must be an http(s) URL")
+    roles = raw.get("roles")
+    if (
+        not isinstance(roles, list)
+        or not roles
+        or any(r not in ROLES for r in roles)
+        or len(set(roles)) != len(roles)
+    ):
+        raise RosterError(f"{where}.roles: a non-empty list of {', '.join(ROLES)}")
+    voprf_key = None
+    if raw.get("voprf_key") is not None:
+        try:
+            voprf_key = oprf.public_key_from_bytes(_hex(raw["voprf_key"], f"{where}.voprf_key", 32))
+        except oprf.OprfError as exc:
+            raise RosterError(f"{where}.voprf_key: {exc}") from exc
+    budget = dict(DEFAULT_BUDGET)
+    if raw.get("budget") is not None:
+        if not isinstance(raw["budget"], dict) or set(raw["budget"]) - set(DEFAULT_BUDGET):
+            raise RosterError(f"{where}.budget: only {', '.join(DEFAULT_BUDGET)}")
+        for k, v in raw["budget"].items():
+            if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 10**12:
+                raise RosterError(f"{where}.budget.{k}: a non-negative integer")
+            budget[k] = v
+    return Member(
+        node_id=node_id,
+        signing_key=_hex(raw.get("signing_key"), f"{where}.signing_key", 32),
+        voprf_key=voprf_key,
+        endpoint=endpoint,
+        roles=tuple(roles),
+        budget=budget,
+    )
+
+
+def signed_bytes(roster: Mapping[str, Any]) -> bytes:
+    return canonical.encode(dict(roster))
+
+
+def sign_roster(roster: Mapping[str, Any], keys: Sequence[signing.SigningKey]) -> dict[str, Any]:
+    """Governance: sign a roster body with each of ``keys``."""
+    message = signed_bytes(roster)
+    return {
+        "roster": dict(roster),
+        "signatures": [
+            {"key": k.public_key.hex(), "signature": k.sign(ROSTER_DOMAIN, message).hex()}
+            for k in keys
+        ],
+    }
+
+
+def verify_roster(
+    document: Any,
+    governance_keys: Sequence[bytes],
+    threshold: int,
+    now_ms: int,
+    min_serial: int = 0,
+) -> Roster:
+    """Check a signed roster document; raises :class:`RosterError` saying what is wrong."""
+    if not 1 <= threshold <= len(governance_keys):
+        raise RosterError("governance threshold must be between 1 and the number of keys")
+    if not isinstance(document, dict) or set(document) != {"roster", "signatures"}:
+        raise RosterError("a roster document has exactly the fields roster and signatures")
+    body, sigs = document["roster"], document["signatures"]
+    if not isinstance(body, dict) or not isinstance(sigs, list):
+        raise RosterError("roster must be a map and signatures a list")
+    try:
+        message = signed_bytes(body)
+    except canonical.CanonicalError as exc:
+        raise RosterError(f"roster is not a protocol value: {exc}") from exc
+    valid: set[bytes] = set()
+    pinned = set(governance_keys)
+    for i, s in enumerate(sigs):
+        if not isinstance(s, dict) or set(s) != {"key", "signature"}:
+            raise RosterError(f"signatures[{i}]: fields key and signature")
+        key = _hex(s["key"], f"signatures[{i}].key", 32)
+        if key not in pinned:
+            continue  # a signature by a key we do not trust counts for nothing
+        try:
+            signing.verify(key, ROSTER_DOMAIN, message, _hex(s["signature"], "signature", 64))
+        except signing.SignatureError as exc:
+            raise RosterError(f"signatures[{i}]: does not verify") from exc
+        valid.add(key)
+    if len(valid) < threshold:
+        raise RosterError(
+            f"roster carries {len(valid)} valid governance signature(s); {threshold} required"
+        )
+    expected = {"federation", "serial", "issued_ms", "expires_ms", "members"}
+    if set(body) != expected:
+        raise RosterError(f"roster fields must be exactly {sorted(expected)}")
+    for f in ("serial", "issued_ms", "expires_ms"):
+        if not isinstance(body[f], int) or isinstance(body[f], bool) or body[f] < 0:
+            raise RosterError(f"roster.{f}: a non-negative integer")
+    if body["serial"] < min_serial:
+        raise RosterError(f"roster serial {body['serial']} is older than {min_serial}")
+    if not body["issued_ms"] <= now_ms < body["expires_ms"]:
+        raise RosterError("roster is not valid now (issued in the future or expired)")
+    if not isinstance(body["members"], list) or not body["members"]:
+        raise RosterError("roster.members: a non-empty list")
+    members: dict[str, Member] = {}
+    for i, raw in enumerate(body["members"]):
+        m = _member(raw, i)
+        if m.node_id in members:
+            raise RosterError(f"members[{i}]: duplicate id {m.node_id}")
+        members[m.node_id] = m
+    if not isinstance(body["federation"], str) or not NODE_ID.fullmatch(body["federation"]):
+        raise RosterError("roster.federation: a name like a node id")
+    return Roster(
+        federation=body["federation"],
+        serial=body["serial"],
+        issued_ms=body["issued_ms"],
+        expires_ms=body["expires_ms"],
+        members=members,
+        document=document,
+    )

@@ -1,0 +1,142 @@
+"""The matching exchange as plain function calls: blinded index, VOPRF round, candidates,
+private confirmation; and the querier's refusals of a misbehaving holder."""
+
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import pytest
+
+from blindmatch.crypto import oprf
+from blindmatch.protocol import index, matching
+from blindmatch.protocol.lsh import PDQ_LSH_1
+from blindmatch.protocol.roster import voprf_key_id
+
+SCHEME = PDQ_LSH_1
+
+
+def flip(h: bytes, positions) -> bytes:
+    out = bytearray(h)
+    for i in positions:
+        out[i >> 3] ^= 0x80 >> (i & 7)
+    return bytes(out)
+
+
+class Holder:
+    def __init__(self, hashes: list[bytes]) -> None:
+        self.key = oprf.generate_key_pair()
+        self.key_id = voprf_key_id(self.key.pk)
+        self.items = {os.urandom(16): h for h in hashes}
+        entries = [
+            index.make_entry(oprf.evaluate(self.key, k, oprf.Mode.VOPRF), ref)
+            for ref, h in self.items.items()
+            for k in SCHEME.index_keys(h)
+        ]
+        self.published = index.pack_entries(entries)
+
+    def holder_items(self) -> dict[bytes, matching.HolderItem]:
+        return {
+            ref: matching.HolderItem(h, (8, 16, 31), {"provenance": "survivor-submitted"})
+            for ref, h in self.items.items()
+        }
+
+
+def run_exchange(holder: Holder, queries: list[matching.QueryHash]):
+    replica = index.ReplicaIndex(SCHEME.name, holder.key_id)
+    replica.add(holder.published)
+    ex = matching.PeerExchange("hub", holder.key.pk, SCHEME, queries)
+    request = ex.evaluate_request()
+    reply = matching.answer_evaluate(holder.key, holder.key_id, request)
+    ex.on_evaluated(reply, replica)
+    cache = matching.EncryptionCache(os.urandom)
+    for req in ex.threshold_requests(cache):
+        verified = matching.verify_threshold_query(req)
+        answer = matching.answer_threshold(verified, holder.holder_items(), req)
+        ex.on_answer(req, answer, cache)
+    return ex, cache
+
+
+def test_near_copies_match_and_unrelated_do_not() -> None:
+    rng = random.Random(3)
+    originals = [os.urandom(32) for _ in range(20)]
+    holder = Holder(originals)
+    edited = flip(originals[0], rng.sample(range(256), 6))
+    far = flip(originals[1], rng.sample(range(256), 60))
+    unrelated = os.urandom(32)
+    queries = [matching.QueryHash(h) for h in (edited, far, unrelated)]
+    ex, cache = run_exchange(holder, queries)
+    assert [(c.query_index, c.band) for c in ex.confirmed] == [(0, 8)]
+    ref = ex.confirmed[0].item_ref
+    assert holder.items[ref] == originals[0]
+    assert ex.confirmed[0].release == {"provenance": "survivor-submitted"}
+    # Only query hashes with a candidate were ever encrypted.
+    assert len(cache) <= 2
+
+
+def test_multiprobe_finds_a_copy_that_no_base_bucket_holds() -> None:
+    rng = np.random.default_rng(5)
+    floats = rng.normal(size=256)
+    bits = (floats > np.median(floats)).astype(np.uint8)
+    original = np.packbits(bits).tobytes()
+    holder = Holder([original])
+    # Flip, in every table, one of the least-certain bits: every base bucket misses.
+    uncertain = np.argsort(np.abs(floats - np.median(floats)))
+    to_flip = set()
+    for positions in SCHEME.table_positions:
+        to_flip.add(min(positions, key=lambda p: list(uncertain).index(p)))
+    edited = flip(original, sorted(to_flip))
+    assert not set(SCHEME.index_keys(edited)) & set(SCHEME.index_keys(original))
+    base_only, _ = run_exchange(holder, [matching.QueryHash(edited)])
+    probed, _ = run_exchange(holder, [matching.QueryHash(edited, floats)])
+    assert base_only.confirmed == []
+    assert len(probed.confirmed) == 1 and probed.confirmed[0].band <= 31
+
+
+def test_querier_refuses_a_proof_under_another_key() -> None:
+    holder = Holder([os.urandom(32)])
+    replica = index.ReplicaIndex(SCHEME.name, holder.key_id)
+    ex = matching.PeerExchange("hub", holder.key.pk, SCHEME, [matching.QueryHash(os.urandom(32))])
+    request = ex.evaluate_request()
+    impostor = oprf.generate_key_pair()
+    reply = matching.answer_evaluate(impostor, holder.key_id, request)
+    with pytest.raises(matching.ExchangeError, match="bad-proof"):
+        ex.on_evaluated(reply, replica)
+    short = {**matching.answer_evaluate(holder.key, holder.key_id, request)}
+    short["elements"] = short["elements"][:-1]
+    with pytest.raises(matching.ExchangeError, match="different number"):
+        ex.on_evaluated(short, replica)
+
+
+def test_holder_refuses_unknown_key_id_and_leaves_out_withdrawn_items() -> None:
+    h = os.urandom(32)
+    holder = Holder([h])
+    ex = matching.PeerExchange("hub", holder.key.pk, SCHEME, [matching.QueryHash(h)])
+    request = ex.evaluate_request()
+    with pytest.raises(matching.ExchangeError, match="not-allowed"):
+        matching.answer_evaluate(holder.key, b"\x00" * 8, request)
+    replica = index.ReplicaIndex(SCHEME.name, holder.key_id)
+    replica.add(holder.published)
+    ex.on_evaluated(matching.answer_evaluate(holder.key, holder.key_id, request), replica)
+    cache = matching.EncryptionCache(os.urandom)
+    (req,) = ex.threshold_requests(cache)
+    verified = matching.verify_threshold_query(req)
+    withdrawn = {ref: None for ref in holder.items}
+    answer = matching.answer_threshold(verified, withdrawn, req)
+    assert answer["answers"] == []
+    assert ex.on_answer(req, answer, cache) == []
+
+
+def test_replica_index_adds_and_removes_idempotently() -> None:
+    holder = Holder([os.urandom(32), os.urandom(32)])
+    replica = index.ReplicaIndex(SCHEME.name, holder.key_id)
+    replica.add(holder.published)
+    total = replica.entries
+    assert total == 2 * SCHEME.tables
+    replica.remove(holder.published)
+    assert replica.entries == 0
+    replica.remove(holder.published)  # removing again changes nothing
+    assert replica.entries == 0
+    with pytest.raises(index.IndexFormatError):
+        replica.add(holder.published[:-1])
