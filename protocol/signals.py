@@ -205,3 +205,47 @@ def vpdq_match(
         100.0 * float(d.any(axis=1).sum()) / len(q),
         100.0 * float(d.any(axis=0).sum()) / len(c),
     )
+
+
+# How each dihedral variant permutes and re-signs PDQ's 16x16 DCT block. The block holds DCT
+# frequencies 1..16 along rows and columns (PDQ drops the DC term), so index i is frequency i + 1
+# and a mirror negates the odd frequencies, i.e. the even indices. Entries are (transpose, negate
+# even rows, negate even columns), applied in that order to the block whose row r, column c holds
+# float-vector element 255 - (16 r + c). Verified against pdqhash.compute_dihedral in the tests.
+_DIHEDRAL_DCT_OPS: tuple[tuple[bool, bool, bool], ...] = (
+    (False, False, False),  # original
+    (True, True, False),  # rotate90
+    (False, True, True),  # rotate180
+    (True, False, True),  # rotate270
+    (False, True, False),  # flip_x
+    (False, False, True),  # flip_y
+    (True, False, False),  # flip_plus1
+    (True, True, True),  # flip_minus1
+)
+_ODD_FREQUENCY_SIGN = np.array([-1.0 if i % 2 == 0 else 1.0 for i in range(16)])
+
+
+def pdq_bits_from_float(float_vector: Sequence[float] | np.ndarray) -> np.ndarray:
+    """PDQ's quantisation: bit i is 1 when element i exceeds the median of all 256."""
+    v = np.asarray(float_vector, dtype=np.float64)
+    if v.shape != (PDQ_BITS,):
+        raise HashFormatError("a PDQ float vector has 256 elements")
+    return (v > np.median(v)).astype(np.uint8)
+
+
+def dihedral_float_vectors(float_vector: Sequence[float] | np.ndarray) -> np.ndarray:
+    """The float vectors of the 8 dihedral variants (in DIHEDRAL_NAMES order), computed from the
+    original's, so a querier can multi-probe every variant without re-hashing the picture."""
+    v = np.asarray(float_vector, dtype=np.float64)
+    if v.shape != (PDQ_BITS,):
+        raise HashFormatError("a PDQ float vector has 256 elements")
+    block = v[::-1].reshape(16, 16)
+    out = np.empty((8, PDQ_BITS), dtype=np.float64)
+    for k, (transpose, negate_rows, negate_cols) in enumerate(_DIHEDRAL_DCT_OPS):
+        m = block.T if transpose else block
+        if negate_rows:
+            m = m * _ODD_FREQUENCY_SIGN[:, None]
+        if negate_cols:
+            m = m * _ODD_FREQUENCY_SIGN[None, :]
+        out[k] = m.reshape(-1)[::-1]
+    return out

@@ -1,0 +1,100 @@
+"""Hash the evaluation corpus and its edited copies once; cache the result as one .npz file.
+
+Used by ``bench/signals.py``; run on its own as ``./dev bench signals_data`` to (re)build the cache.
+Split: the first ``INDEX_FRACTION`` of the distinct corpus images (in a seeded shuffle) are the
+pictures a holder has indexed; the rest are the negative set (never indexed). Every picture of
+both groups is edited by every transform, so each transform has its own positive queries (edits
+of indexed pictures) and negative queries (edits of unrelated pictures).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bench import corpus
+from bench.transforms import TRANSFORMS
+from blindmatch.node.hashing import hash_image
+
+SEED = 20261123
+INDEX_FRACTION = 0.65
+CACHE_VERSION = 4
+
+
+def cache_path(items: list[corpus.CorpusImage]) -> Path:
+    key = hashlib.sha256(
+        repr((CACHE_VERSION, SEED, sorted(TRANSFORMS), [i.pdq_hex for i in items])).encode()
+    ).hexdigest()[:16]
+    return corpus.cache_dir() / f"signals-{key}.npz"
+
+
+def collect(items: list[corpus.CorpusImage], *, verbose: bool = True) -> dict[str, np.ndarray]:
+    path = cache_path(items)
+    if path.exists():
+        with np.load(path) as data:
+            return {k: data[k] for k in data.files}
+    rng = np.random.default_rng(SEED)
+    order = rng.permutation(len(items))
+    n_index = round(len(items) * INDEX_FRACTION)
+    is_indexed = np.zeros(len(items), dtype=bool)
+    is_indexed[order[:n_index]] = True
+
+    names = list(TRANSFORMS)
+    n_variants = 16
+    orig_float, orig_quality = [], []
+    q_image, q_transform, q_float, q_mask, q_quality = [], [], [], [], []
+    started = time.time()
+    images = [corpus.load_image(it) for it in items]
+    for i, image in enumerate(images):
+        h = hash_image(image)
+        assert h.pdq.float_vector is not None
+        orig_float.append(h.pdq.float_vector.astype(np.float32))
+        orig_quality.append(h.pdq.quality)
+        item_rng = np.random.default_rng([SEED, i])
+        for t, name in enumerate(names):
+            donor = images[int(item_rng.integers(0, len(images) - 1) + 1 + i) % len(images)]
+            edited = TRANSFORMS[name](image, item_rng, donor)
+            e = hash_image(edited, query_variants=True)
+            floats = np.zeros((n_variants, 256), dtype=np.float32)
+            mask = np.zeros(n_variants, dtype=bool)
+            for v, variant in enumerate(e.variants):
+                assert variant.pdq.float_vector is not None
+                floats[v] = variant.pdq.float_vector
+                mask[v] = True
+            q_image.append(i)
+            q_transform.append(t)
+            q_float.append(floats)
+            q_mask.append(mask)
+            q_quality.append(e.pdq.quality)
+        if verbose and (i + 1) % 20 == 0:
+            print(
+                f"signals_data: {i + 1}/{len(images)} pictures, {time.time() - started:.0f} s",
+                file=sys.stderr,
+            )
+    data = {
+        "is_indexed": is_indexed,
+        "transform_names": np.array(names),
+        "orig_float": np.stack(orig_float),
+        "orig_quality": np.array(orig_quality),
+        "q_image": np.array(q_image),
+        "q_transform": np.array(q_transform),
+        "q_float": np.stack(q_float),
+        "q_mask": np.stack(q_mask),
+        "q_quality": np.array(q_quality),
+    }
+    np.savez_compressed(path, **data)
+    return data
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="bench signals_data")
+    parser.parse_args(argv)
+    items = corpus.build()
+    data = collect(items)
+    print(f"signals_data: {len(data['q_image'])} edited copies of {len(items)} pictures")
+    return 0
