@@ -1,0 +1,212 @@
+"""Checks on every field of a bank or a bank item that arrives from a user, a file or a peer.
+
+Each check returns the normalised value or raises :class:`BankValidationError` naming the field
+and what was wrong, without echoing hash values (messages end up in logs and terminals).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from blindmatch.node.storage.migrations import PROVENANCE_CLASSES
+
+# Signal types a bank can hold and the length of their raw hashes. The names are the wire
+# names of protocol.signals.SignalType ("vpdq" items are single vPDQ frames, i.e. PDQ hashes).
+SIGNAL_HASH_BYTES: dict[str, int] = {"pdq": 32, "vpdq": 32, "sha256": 32}
+PERCEPTUAL_SIGNAL_TYPES = frozenset({"pdq", "vpdq"})
+PDQ_QUALITY_THRESHOLD = 50  # Meta's recommended minimum; flatter pictures hash unreliably
+
+ITEM_REF_BYTES = 16
+SECRET_HASH_BYTES = 32
+MIN_SECRET_BYTES = 16
+MAX_SECRET_BYTES = 256
+MAX_BANK_NAME_CHARS = 64
+MAX_DESCRIPTION_CHARS = 2000
+MAX_CATEGORIES = 32
+MAX_PROVENANCE_JSON_BYTES = 2048
+MAX_SOURCE_CHARS = 200
+MAX_REASON_CHARS = 500
+MAX_TIMESTAMP = 2**40  # far beyond any real date; keeps values sane on every engine
+
+_BANK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
+_HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
+
+
+class BankValidationError(ValueError):
+    """A value that cannot be accepted; nothing was changed."""
+
+    code = "invalid"
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def check_bank_name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise BankValidationError(f"bank name must be a string, got {_type_name(value)}")
+    if not 1 <= len(value) <= MAX_BANK_NAME_CHARS or not _BANK_NAME.match(value):
+        raise BankValidationError(
+            f"bank name must be 1..{MAX_BANK_NAME_CHARS} characters of letters, digits, '_', "
+            "'.', '-', starting with a letter or digit"
+        )
+    return value
+
+
+def check_provenance_class(value: Any) -> str:
+    if value not in PROVENANCE_CLASSES:
+        raise BankValidationError(
+            f"provenance must be one of {', '.join(PROVENANCE_CLASSES)}; got {value!r}"[:300]
+        )
+    return str(value)
+
+
+def check_description(value: Any) -> str:
+    if not isinstance(value, str):
+        raise BankValidationError(f"description must be a string, got {_type_name(value)}")
+    if len(value) > MAX_DESCRIPTION_CHARS:
+        raise BankValidationError(f"description is longer than {MAX_DESCRIPTION_CHARS} characters")
+    return value
+
+
+def check_categories(value: Any, field: str = "categories") -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise BankValidationError(f"{field} must be a list of strings, got {_type_name(value)}")
+    if len(value) > MAX_CATEGORIES:
+        raise BankValidationError(f"{field} has {len(value)} labels; at most {MAX_CATEGORIES}")
+    labels: list[str] = []
+    for label in value:
+        if not isinstance(label, str) or not _CATEGORY.match(label):
+            raise BankValidationError(
+                f"{field}: each label must be 1..64 characters of letters, digits, '_', '.', "
+                f"':', '-', starting with a letter or digit; got {str(label)[:70]!r}"
+            )
+        if label not in labels:
+            labels.append(label)
+    return tuple(labels)
+
+
+def check_distance_threshold(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 63:
+        raise BankValidationError(f"distance threshold must be an integer 0..63, got {value!r}")
+    return value
+
+
+def check_flag(value: Any, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise BankValidationError(f"{field} must be true or false, got {_type_name(value)}")
+    return value
+
+
+def check_signal_type(value: Any) -> str:
+    if not isinstance(value, str):
+        raise BankValidationError(f"signal_type must be a string, got {_type_name(value)}")
+    if value not in SIGNAL_HASH_BYTES:
+        raise BankValidationError(
+            f"unknown signal type {value[:40]!r} (supported: {', '.join(SIGNAL_HASH_BYTES)})"
+        )
+    return value
+
+
+def check_hash_bytes(signal_type: str, value: Any) -> bytes:
+    expected = SIGNAL_HASH_BYTES[check_signal_type(signal_type)]
+    if not isinstance(value, bytes | bytearray | memoryview):
+        raise BankValidationError(f"{signal_type} hash must be bytes, got {_type_name(value)}")
+    value = bytes(value)
+    if len(value) != expected:
+        raise BankValidationError(f"{signal_type} hash must be {expected} bytes, got {len(value)}")
+    return value
+
+
+def parse_hex(value: Any, length_bytes: int, field: str) -> bytes:
+    """Exactly ``2 * length_bytes`` hex digits (either case) -> bytes."""
+    if not isinstance(value, str):
+        raise BankValidationError(f"{field} must be a hex string, got {_type_name(value)}")
+    if len(value) != 2 * length_bytes:
+        raise BankValidationError(
+            f"{field} must be exactly {2 * length_bytes} hex characters, got {len(value)}"
+        )
+    for position, char in enumerate(value):
+        if char not in _HEX_DIGITS:
+            raise BankValidationError(f"{field} has a non-hex character at position {position + 1}")
+    return bytes.fromhex(value)
+
+
+def parse_hash_hex(signal_type: str, value: Any) -> bytes:
+    expected = SIGNAL_HASH_BYTES[check_signal_type(signal_type)]
+    return parse_hex(value, expected, f"{signal_type} hash")
+
+
+def check_quality(value: Any) -> int | None:
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
+        raise BankValidationError(f"quality must be an integer 0..100 or null, got {value!r}")
+    return value
+
+
+def check_timestamp(value: Any, field: str, *, optional: bool = True) -> int | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TIMESTAMP:
+        raise BankValidationError(
+            f"{field} must be integer unix seconds{' or null' if optional else ''}, got "
+            f"{str(value)[:40]!r}"
+        )
+    return value
+
+
+def check_provenance_details(value: Any) -> dict[str, Any]:
+    """A small flat map (who submitted, reviewer, peer id, ...), stored as JSON."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise BankValidationError(f"provenance must be an object, got {_type_name(value)}")
+    details: dict[str, Any] = {}
+    for key, item in value.items():
+        if not isinstance(key, str) or not 1 <= len(key) <= 64:
+            raise BankValidationError("provenance keys must be strings of 1..64 characters")
+        if item is not None and not isinstance(item, str | int | bool):
+            raise BankValidationError(
+                f"provenance value for {key!r} must be a string, integer, boolean or null"
+            )
+        details[key] = item
+    if len(json.dumps(details).encode()) > MAX_PROVENANCE_JSON_BYTES:
+        raise BankValidationError(f"provenance is larger than {MAX_PROVENANCE_JSON_BYTES} bytes")
+    return details
+
+
+def check_source(value: Any) -> str:
+    if not isinstance(value, str) or not 1 <= len(value) <= MAX_SOURCE_CHARS:
+        raise BankValidationError(f"source must be a string of 1..{MAX_SOURCE_CHARS} characters")
+    if not value.isprintable():
+        raise BankValidationError("source must not contain control characters")
+    return value
+
+
+def check_reason(value: Any) -> str:
+    if not isinstance(value, str) or len(value) > MAX_REASON_CHARS:
+        raise BankValidationError(f"reason must be a string of at most {MAX_REASON_CHARS} chars")
+    return value
+
+
+def check_secret(value: Any) -> bytes:
+    if not isinstance(value, bytes | bytearray):
+        raise BankValidationError(f"withdrawal secret must be bytes, got {_type_name(value)}")
+    if not MIN_SECRET_BYTES <= len(value) <= MAX_SECRET_BYTES:
+        raise BankValidationError(
+            f"withdrawal secret must be {MIN_SECRET_BYTES}..{MAX_SECRET_BYTES} bytes"
+        )
+    return bytes(value)
+
+
+def check_item_ref(value: Any) -> bytes:
+    if isinstance(value, str):
+        return parse_hex(value, ITEM_REF_BYTES, "item_ref")
+    if not isinstance(value, bytes | bytearray) or len(value) != ITEM_REF_BYTES:
+        raise BankValidationError(f"item_ref must be {ITEM_REF_BYTES} bytes (or 32 hex chars)")
+    return bytes(value)
