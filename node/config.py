@@ -1,0 +1,163 @@
+"""Node configuration: one TOML file, validated at load, with clear errors."""
+
+from __future__ import annotations
+
+import ipaddress
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from blindmatch.protocol.roster import NODE_ID
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def is_loopback_host(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def require_tls_unless_loopback(url: str, what: str) -> None:
+    """Plain HTTP is allowed only to loopback addresses (spec: HTTPS between nodes)."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return
+    if parts.scheme == "http" and parts.hostname and is_loopback_host(parts.hostname):
+        return
+    raise ConfigError(f"{what}: {url} must use https (plain http only on loopback)")
+
+
+@dataclass
+class NodeConfig:
+    node_id: str
+    home: Path  # keys, default database and state live under here
+    listen_host: str = "127.0.0.1"
+    listen_port: int = 8700
+    api_host: str = "127.0.0.1"
+    api_port: int = 8710
+    database: str = ""
+    roster_path: Path | None = None
+    governance_keys: list[bytes] = field(default_factory=list)
+    governance_threshold: int = 1
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    sync_interval_s: float = 5.0
+    match_workers: int = 4
+    lsh_scheme: str = "pdq-lsh-1"
+    dihedral_queries: bool = True
+    release_bands: tuple[int, ...] = (8, 16, 31)
+    source_path: Path | None = None
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.home / "keys"
+
+    @property
+    def database_url(self) -> str:
+        return self.database or f"sqlite:///{self.home / 'node.db'}"
+
+    def validate(self) -> None:
+        if not NODE_ID.fullmatch(self.node_id):
+            raise ConfigError(f"node_id: must match {NODE_ID.pattern}")
+        for what, host, cert in (
+            ("listen", self.listen_host, self.tls_cert),
+            ("api_listen", self.api_host, self.tls_cert),
+        ):
+            if not is_loopback_host(host) and cert is None:
+                raise ConfigError(
+                    f"{what}: {host} is not a loopback address; configure tls_cert and tls_key"
+                )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ConfigError("tls_cert and tls_key go together")
+        if not 1 <= self.governance_threshold <= max(1, len(self.governance_keys)):
+            raise ConfigError("governance_threshold must be between 1 and the number of keys")
+        if self.roster_path is not None and not self.governance_keys:
+            raise ConfigError("a roster needs governance_keys to verify it against")
+        if list(self.release_bands) != sorted(set(self.release_bands)) or not self.release_bands:
+            raise ConfigError("release_bands must be strictly increasing")
+
+
+def _hostport(value: Any, what: str) -> tuple[str, int]:
+    if not isinstance(value, str) or ":" not in value:
+        raise ConfigError(f"{what}: expected HOST:PORT")
+    host, _, port = value.rpartition(":")
+    if not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{what}: bad port")
+    return host.strip("[]"), int(port)
+
+
+def load(path: Path) -> NodeConfig:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"no configuration at {path} (run 'blindmatch init')") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    known = {
+        "node_id", "home", "listen", "api_listen", "database", "roster", "governance_keys",
+        "governance_threshold", "tls_cert", "tls_key", "sync_interval_s", "match_workers",
+        "lsh_scheme", "dihedral_queries", "release_bands",
+    }  # fmt: skip
+    unknown = set(raw) - known
+    if unknown:
+        raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
+    base = path.parent
+
+    def p(v: Any) -> Path | None:
+        return None if v in (None, "") else (base / str(v)).resolve()
+
+    try:
+        cfg = NodeConfig(
+            node_id=raw["node_id"],
+            home=p(raw.get("home", ".")) or base,
+            database=raw.get("database", ""),
+            roster_path=p(raw.get("roster")),
+            governance_keys=[bytes.fromhex(k) for k in raw.get("governance_keys", [])],
+            governance_threshold=int(raw.get("governance_threshold", 1)),
+            tls_cert=p(raw.get("tls_cert")),
+            tls_key=p(raw.get("tls_key")),
+            sync_interval_s=float(raw.get("sync_interval_s", 5.0)),
+            match_workers=int(raw.get("match_workers", 4)),
+            lsh_scheme=str(raw.get("lsh_scheme", "pdq-lsh-1")),
+            dihedral_queries=bool(raw.get("dihedral_queries", True)),
+            release_bands=tuple(int(b) for b in raw.get("release_bands", (8, 16, 31))),
+            source_path=path,
+        )
+    except KeyError as exc:
+        raise ConfigError(f"{path}: missing setting {exc}") from exc
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from exc
+    if "listen" in raw:
+        cfg.listen_host, cfg.listen_port = _hostport(raw["listen"], "listen")
+    if "api_listen" in raw:
+        cfg.api_host, cfg.api_port = _hostport(raw["api_listen"], "api_listen")
+    cfg.validate()
+    return cfg
+
+
+def dump(cfg: NodeConfig) -> str:
+    lines = [
+        f'node_id = "{cfg.node_id}"',
+        'home = "."',
+        f'listen = "{cfg.listen_host}:{cfg.listen_port}"',
+        f'api_listen = "{cfg.api_host}:{cfg.api_port}"',
+    ]
+    if cfg.database:
+        lines.append(f'database = "{cfg.database}"')
+    if cfg.roster_path:
+        lines.append(f'roster = "{cfg.roster_path}"')
+    if cfg.governance_keys:
+        keys = ", ".join(f'"{k.hex()}"' for k in cfg.governance_keys)
+        lines.append(f"governance_keys = [{keys}]")
+        lines.append(f"governance_threshold = {cfg.governance_threshold}")
+    lines.append(f"sync_interval_s = {cfg.sync_interval_s}")
+    lines.append(f"release_bands = [{', '.join(str(b) for b in cfg.release_bands)}]")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,103 @@
+"""The federation endpoint: every peer message arrives as one signed envelope.
+
+``POST /fed/v1/message`` takes an envelope and answers with a signed envelope: the reply type
+for the request, or a signed ``error``. The body is read up to the size limit and no further;
+the envelope is opened strictly (spec 6.3) against the roster; the (sender, nonce) pair is
+remembered so a replay is refused; then the node's handler runs. A refused message changes no
+state beyond its nonce being used up.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from blindmatch.node.peer_client import CONTENT_TYPE, FEDERATION_PATH
+from blindmatch.protocol import envelope
+
+if TYPE_CHECKING:
+    from blindmatch.node.node import Node
+
+log = logging.getLogger("blindmatch.federation")
+
+MAX_REQUEST_BYTES = 1024 * 1024  # the largest request, a threshold query, is ~49 KB
+REQUEST_TYPES = ("oprf.evaluate", "threshold.query", "feed.pull")
+STATUS = {
+    "bad-envelope": 400,
+    "bad-body": 400,
+    "bad-proof": 400,
+    "unknown-sender": 403,
+    "not-allowed": 403,
+    "bad-signature": 401,
+    "stale-timestamp": 401,
+    "replayed": 409,
+    "budget-exhausted": 429,
+    "unknown-item": 404,
+    "internal": 500,
+}
+NONCE_RETENTION_S = 2 * envelope.DEFAULT_MAX_SKEW_MS // 1000
+
+
+def build_app(node: Node) -> web.Application:
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    app.router.add_post(FEDERATION_PATH, lambda r: handle(node, r))
+    app.router.add_get("/healthz", lambda r: web.json_response({"ok": True, "node": node.node_id}))
+    return app
+
+
+def _error(node: Node, code: str, message: str, in_reply_to: bytes | None, retry: int | None):
+    body: dict[str, Any] = {"code": code, "message": message[:500]}
+    if in_reply_to is not None:
+        body["in_reply_to"] = in_reply_to
+    if retry is not None:
+        body["retry_after_ms"] = retry
+    data, _ = node.client.seal("error", body)
+    node.metrics.inc("requests_refused_total", labels={"code": code})
+    return web.Response(status=STATUS.get(code, 400), body=data, content_type=CONTENT_TYPE)
+
+
+async def handle(node: Node, request: web.Request) -> web.Response:
+    from blindmatch.node.node import NodeError
+
+    data = await request.content.read(MAX_REQUEST_BYTES + 1)
+    if len(data) > MAX_REQUEST_BYTES:
+        return _error(node, "bad-envelope", "request larger than 1 MiB", None, None)
+    try:
+        env = envelope.open_envelope(
+            data,
+            now_ms=int(node.now() * 1000),
+            sender_key=node.roster.signing_key,
+            max_bytes=MAX_REQUEST_BYTES,
+            expected_types=REQUEST_TYPES,
+        )
+    except envelope.EnvelopeError as exc:
+        log.info("refused a message: %s", exc.code)
+        return _error(node, exc.code, exc.detail, None, None)
+    peer = node.roster.member(env.sender)
+    assert peer is not None  # open_envelope found its key
+    if env.sender == node.node_id:
+        return _error(node, "not-allowed", "a node does not talk to itself", env.nonce, None)
+    fresh = await node.nonces.remember(
+        env.sender, env.nonce, node.now() + NONCE_RETENTION_S, node.now()
+    )
+    if not fresh:
+        return _error(node, "replayed", "this message was already received", env.nonce, None)
+    handlers = {
+        "oprf.evaluate": node.handle_evaluate,
+        "threshold.query": node.handle_threshold,
+        "feed.pull": node.handle_feed_pull,
+    }
+    try:
+        body = await handlers[env.type](peer, env.body)
+    except NodeError as exc:
+        return _error(node, exc.code, exc.detail, env.nonce, exc.retry_after_ms)
+    except Exception:
+        log.exception("handler for %s failed", env.type)
+        return _error(node, "internal", "the node failed to handle this message", env.nonce, None)
+    reply_type = {"oprf.evaluate": "oprf.evaluated", "threshold.query": "threshold.answer",
+                  "feed.pull": "feed.page"}[env.type]  # fmt: skip
+    reply, _ = node.client.seal(reply_type, {**body, "re": env.nonce})
+    node.metrics.inc("requests_answered_total", labels={"type": env.type})
+    return web.Response(body=reply, content_type=CONTENT_TYPE)

@@ -1,0 +1,71 @@
+"""The node's secret keys on disk: its Ed25519 identity and its VOPRF key.
+
+Files are created with mode 0600 in a 0700 directory and never logged; a key file that is
+readable by others is refused, as ssh does.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from blindmatch.crypto import oprf, signing, sodium
+from blindmatch.protocol.roster import voprf_key_id
+
+
+class KeyFileError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, repr=False)
+class NodeKeys:
+    identity: signing.SigningKey
+    voprf: oprf.ServerKey
+
+    @property
+    def voprf_key_id(self) -> bytes:
+        return voprf_key_id(self.voprf.pk)
+
+    def __repr__(self) -> str:
+        return f"NodeKeys(identity={self.identity!r}, voprf={self.voprf!r})"
+
+
+def _write_secret(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data.hex().encode() + b"\n")
+
+
+def _read_secret(path: Path, length: int) -> bytes:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyFileError(f"{path} is accessible by group or others; chmod 600 it")
+    try:
+        data = bytes.fromhex(path.read_text().strip())
+    except ValueError as exc:
+        raise KeyFileError(f"{path}: not a hex key") from exc
+    if len(data) != length:
+        raise KeyFileError(f"{path}: expected {length} bytes")
+    return data
+
+
+def create(keys_dir: Path) -> NodeKeys:
+    identity = signing.SigningKey.generate()
+    voprf = oprf.generate_key_pair()
+    _write_secret(keys_dir / "identity.key", identity.seed)
+    _write_secret(keys_dir / "voprf.key", voprf.sk)
+    return NodeKeys(identity, voprf)
+
+
+def load(keys_dir: Path) -> NodeKeys:
+    try:
+        seed = _read_secret(keys_dir / "identity.key", 32)
+        sk = _read_secret(keys_dir / "voprf.key", 32)
+    except FileNotFoundError as exc:
+        raise KeyFileError(f"missing key file {exc.filename} (run 'blindmatch init')") from exc
+    if not sodium.is_canonical_scalar(sk) or sk == bytes(32):
+        raise KeyFileError("voprf.key is not a valid scalar")
+    return NodeKeys(signing.SigningKey(seed), oprf.ServerKey(sk, sodium.scalarmult_base(sk)))

@@ -1,0 +1,140 @@
+"""A federation of real nodes on this machine: real keys, a governance-signed roster, SQLite or
+PostgreSQL stores, and aiohttp servers on loopback sockets. Used by the demo, the integration
+tests and the benchmarks; nothing in it is a stand-in for a production part."""
+
+from __future__ import annotations
+
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from blindmatch.crypto import signing
+from blindmatch.node import keys as keyfiles
+from blindmatch.node.banks import BankService
+from blindmatch.node.clock import Clock, SystemClock
+from blindmatch.node.config import NodeConfig
+from blindmatch.node.federation_http import build_app
+from blindmatch.node.node import Node
+from blindmatch.protocol import roster as roster_mod
+
+
+@dataclass
+class NodeSpec:
+    node_id: str
+    roles: tuple[str, ...] = ("platform",)
+    holds_index: bool = True
+    budget: dict[str, int] | None = None
+    database: str = ""  # default: SQLite under the node's home
+
+
+@dataclass
+class LocalNode:
+    spec: NodeSpec
+    cfg: NodeConfig
+    node: Node
+    banks: BankService
+    runner: web.AppRunner
+    sock: socket.socket
+
+    @property
+    def endpoint(self) -> str:
+        host, port = self.sock.getsockname()[:2]
+        return f"http://{host}:{port}"
+
+
+@dataclass
+class LocalFederation:
+    home: Path
+    clock: Clock = field(default_factory=SystemClock)
+    governance: list[signing.SigningKey] = field(default_factory=list)
+    nodes: dict[str, LocalNode] = field(default_factory=dict)
+    roster: roster_mod.Roster | None = None
+    sync_interval_s: float = 0.5
+    background: bool = True
+
+    async def start(self, specs: list[NodeSpec]) -> LocalFederation:
+        self.governance = [signing.SigningKey.generate() for _ in range(3)]
+        socks = {}
+        members = []
+        keysets = {}
+        for spec in specs:
+            node_home = self.home / spec.node_id
+            node_home.mkdir(parents=True, exist_ok=True)
+            keysets[spec.node_id] = keyfiles.create(node_home / "keys")
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(128)
+            socks[spec.node_id] = sock
+            host, port = sock.getsockname()[:2]
+            member = {
+                "id": spec.node_id,
+                "signing_key": keysets[spec.node_id].identity.public_key.hex(),
+                "voprf_key": keysets[spec.node_id].voprf.pk.hex() if spec.holds_index else None,
+                "endpoint": f"http://{host}:{port}",
+                "roles": list(spec.roles),
+            }
+            if spec.budget:
+                member["budget"] = spec.budget
+            members.append(member)
+        now_ms = self.clock.now() * 1000
+        body = {
+            "federation": "local",
+            "serial": 1,
+            "issued_ms": now_ms - 60_000,
+            "expires_ms": now_ms + 30 * 86_400_000,
+            "members": members,
+        }
+        document = roster_mod.sign_roster(body, self.governance[:2])
+        self.roster = roster_mod.verify_roster(
+            document, [k.public_key for k in self.governance], 2, now_ms
+        )
+        for spec in specs:
+            await self._open(spec, keysets[spec.node_id], socks[spec.node_id])
+        return self
+
+    async def _open(
+        self, spec: NodeSpec, keys: keyfiles.NodeKeys, sock: socket.socket
+    ) -> LocalNode:
+        assert self.roster is not None
+        cfg = NodeConfig(
+            node_id=spec.node_id,
+            home=self.home / spec.node_id,
+            database=spec.database,
+            governance_keys=[k.public_key for k in self.governance],
+            governance_threshold=2,
+            sync_interval_s=self.sync_interval_s,
+        )
+        db = await Node.open_database(cfg, self.clock.now())
+        node = Node(cfg, keys, db, self.roster, clock=self.clock)
+        runner = web.AppRunner(build_app(node), access_log=None)
+        await runner.setup()
+        await web.SockSite(runner, sock).start()
+        await node.start(background=self.background)
+        local = LocalNode(spec, cfg, node, BankService(db, self.clock), runner, sock)
+        self.nodes[spec.node_id] = local
+        return local
+
+    def __getitem__(self, node_id: str) -> LocalNode:
+        return self.nodes[node_id]
+
+    async def stop_node(self, node_id: str) -> tuple[NodeSpec, keyfiles.NodeKeys, tuple[str, int]]:
+        """Stop a node as a crash would leave it (its store stays); returns what restarts it."""
+        local = self.nodes.pop(node_id)
+        address = local.sock.getsockname()[:2]
+        await local.runner.cleanup()
+        await local.node.stop()
+        return local.spec, local.node.keys, address
+
+    async def restart_node(self, node_id: str, stopped) -> LocalNode:  # type: ignore[no-untyped-def]
+        spec, keys, (host, port) = stopped
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(128)
+        return await self._open(spec, keys, sock)
+
+    async def stop(self) -> None:
+        for node_id in list(self.nodes):
+            await self.stop_node(node_id)

@@ -1,0 +1,650 @@
+"""A running blindmatch node: holder and querier in one.
+
+As a **holder** it publishes a blinded index of its shared banks in its ``index`` change feed,
+answers peers' VOPRF evaluations (budgeted) and threshold queries. As a **querier** it
+replicates every peer's index feed, and matches query hashes against every peer through
+durable per-peer tasks in the outbox, so a peer that is down delays its part of a job and
+loses nothing.
+
+The protocol steps are :mod:`blindmatch.protocol.matching`; this module stores, sends, retries
+and counts. It never logs a hash, a bucket key, an OPRF output or a key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from blindmatch.crypto import oprf
+from blindmatch.node.clock import Clock, SystemClock
+from blindmatch.node.config import NodeConfig
+from blindmatch.node.federation_tables import FEDERATION_SCHEMA
+from blindmatch.node.keys import NodeKeys
+from blindmatch.node.metrics import Metrics
+from blindmatch.node.peer_client import PeerClient, PeerError
+from blindmatch.node.storage import (
+    BudgetLedger,
+    BudgetLimits,
+    Database,
+    FeedLog,
+    NodeState,
+    NonceStore,
+    Outbox,
+    ReplicaStore,
+    RetryPolicy,
+    open_database,
+)
+from blindmatch.node.storage.feeds import FeedEntry
+from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
+from blindmatch.protocol import canonical, index, matching, schema
+from blindmatch.protocol.lsh import SCHEMES
+from blindmatch.protocol.roster import Member, Roster
+
+log = logging.getLogger("blindmatch.node")
+
+INDEX_FEED = "index"
+PUBLISH_BATCH_ITEMS = 2000  # 2000 items x 16 tables x 24 bytes fits one feed payload
+MATCH_TASK_KIND = "match"
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    peer: str
+    item_ref: bytes
+    query_index: int
+    variant: str
+    band: int
+    release: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    job_ref: bytes
+    peers_total: int
+    peers_done: int
+    complete: bool
+    results: list[MatchResult]
+    tasks: list[dict[str, Any]]
+
+
+class NodeError(Exception):
+    """A refusal the node reports to its caller (peer or platform) with a stable code."""
+
+    def __init__(self, code: str, message: str, retry_after_ms: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.detail = message
+        self.retry_after_ms = retry_after_ms
+
+
+def _bands(release_bands: Sequence[int], threshold: int) -> tuple[int, ...]:
+    return (*(b for b in release_bands if b < threshold), threshold)
+
+
+def _entry_id(kind: str, refs: Sequence[bytes]) -> bytes:
+    h = hashlib.sha256(kind.encode() + b"\x00" + b"".join(sorted(refs)))
+    return h.digest()[:16]
+
+
+class Node:
+    def __init__(
+        self,
+        cfg: NodeConfig,
+        keys: NodeKeys,
+        db: Database,
+        roster: Roster,
+        clock: Clock | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.node_id = cfg.node_id
+        self.keys = keys
+        self.db = db
+        self.roster = roster
+        self.clock = clock or SystemClock()
+        self.rng = rng or random.SystemRandom()
+        self.scheme = SCHEMES[cfg.lsh_scheme]
+        self.feeds = FeedLog(db)
+        self.replicas = ReplicaStore(db)
+        self.outbox = Outbox(db, RetryPolicy(base_delay=2, max_delay=600, max_attempts=30))
+        self.nonces = NonceStore(db)
+        self.budgets = BudgetLedger(db)
+        self.state = NodeState(db)
+        self.metrics = Metrics()
+        self.client = PeerClient(self)
+        self.replica_indexes: dict[str, index.ReplicaIndex] = {}
+        self._replica_cursor: dict[str, int] = {}
+        self._encryptions: OrderedDict[bytes, matching.EncryptionCache] = OrderedDict()
+        self._verified_queries: OrderedDict[bytes, Any] = OrderedDict()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._wake_matcher = asyncio.Event()
+        self._stopping = False
+        me = roster.member(cfg.node_id)
+        if me is None:
+            raise NodeError("not-allowed", f"{cfg.node_id} is not in the roster")
+        if me.signing_key != keys.identity.public_key:
+            raise NodeError("not-allowed", "the roster lists another identity key for this node")
+        if me.voprf_key is not None and me.voprf_key != keys.voprf.pk:
+            raise NodeError("not-allowed", "the roster pins another VOPRF key for this node")
+        self.me = me
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    @staticmethod
+    async def open_database(cfg: NodeConfig, now: int) -> Database:
+        db = await open_database(cfg.database_url)
+        await apply_migrations(db, now, (*MIGRATIONS, FEDERATION_SCHEMA))
+        return db
+
+    async def start(self, background: bool = True) -> None:
+        await self.client.start()
+        await self._load_replicas()
+        if background:
+            self._tasks = [
+                asyncio.create_task(self._sync_loop(), name=f"{self.node_id}-sync"),
+                asyncio.create_task(self._match_loop(), name=f"{self.node_id}-match"),
+            ]
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake_matcher.set()
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        await self.client.close()
+        await self.db.close()
+
+    def now(self) -> int:
+        return self.clock.now()
+
+    def peers(self) -> list[Member]:
+        return [m for m in self.roster.peers_of(self.node_id)]
+
+    def holders(self) -> list[Member]:
+        return [m for m in self.peers() if m.voprf_key is not None]
+
+    # --- holder: publishing the blinded index ------------------------------------------------
+
+    _ACTIVE_ITEMS_SQL = (
+        "SELECT i.item_ref, i.hash, i.categories AS item_categories, b.categories AS"
+        " bank_categories, b.provenance AS bank_provenance, b.distance_threshold"
+        " FROM bank_items i JOIN banks b ON b.id = i.bank_id"
+        " WHERE i.signal_type = 'pdq' AND i.withdrawn_at IS NULL"
+        " AND (i.expires_at IS NULL OR i.expires_at > ?) AND b.enabled = 1 AND b.shared = 1"
+    )
+
+    async def reconcile_index(self) -> dict[str, int]:
+        """Bring the published index in line with the active shared items.
+
+        Adds items not yet published and removes items no longer active (withdrawn, expired,
+        bank disabled or unshared), each delta in one transaction with its feed entry, so a
+        crash leaves either both or neither.
+        """
+        now = self.now()
+        active = {
+            bytes(r["item_ref"]): r for r in await self.db.fetch_all(self._ACTIVE_ITEMS_SQL, now)
+        }
+        published = {
+            bytes(r["item_ref"]): bytes(r["entries"])
+            for r in await self.db.fetch_all("SELECT item_ref, entries FROM index_publications")
+        }
+        to_add = [ref for ref in active if ref not in published]
+        to_remove = [ref for ref in published if ref not in active]
+        key_id = self.keys.voprf_key_id
+        added = removed = 0
+        for start in range(0, len(to_remove), PUBLISH_BATCH_ITEMS):
+            refs = to_remove[start : start + PUBLISH_BATCH_ITEMS]
+            payload = canonical.encode(
+                {
+                    "scheme": self.scheme.name,
+                    "key_id": key_id,
+                    "entries": index.pack_entries(
+                        e for r in refs for e in index.split_entries(published[r])
+                    ),
+                }
+            )
+            async with self.db.transaction():
+                await self.feeds.append(
+                    INDEX_FEED, _entry_id("index.remove", refs), "index.remove", payload, now
+                )
+                for r in refs:
+                    await self.db.execute("DELETE FROM index_publications WHERE item_ref = ?", r)
+            removed += len(refs)
+        for start in range(0, len(to_add), PUBLISH_BATCH_ITEMS):
+            refs = to_add[start : start + PUBLISH_BATCH_ITEMS]
+            per_item = {
+                r: index.pack_entries(
+                    index.make_entry(oprf.evaluate(self.keys.voprf, k, oprf.Mode.VOPRF), r)
+                    for k in self.scheme.index_keys(bytes(active[r]["hash"]))
+                )
+                for r in refs
+            }
+            payload = canonical.encode(
+                {
+                    "scheme": self.scheme.name,
+                    "key_id": key_id,
+                    "entries": index.pack_entries(
+                        e for packed in per_item.values() for e in index.split_entries(packed)
+                    ),
+                }
+            )
+            async with self.db.transaction():
+                await self.feeds.append(
+                    INDEX_FEED, _entry_id("index.add", refs), "index.add", payload, now
+                )
+                for r, packed in per_item.items():
+                    await self.db.execute(
+                        "INSERT INTO index_publications (item_ref, scheme, key_id, entries,"
+                        " published_at) VALUES (?, ?, ?, ?, ?)",
+                        r, self.scheme.name, key_id, packed, now,
+                    )  # fmt: skip
+            added += len(refs)
+        if added or removed:
+            self.metrics.inc("index_items_published_total", added)
+            self.metrics.inc("index_items_removed_total", removed)
+            log.info("index reconciled: %d items added, %d removed", added, removed)
+        return {"added": added, "removed": removed}
+
+    # --- holder: answering peers ---------------------------------------------------------------
+
+    async def _charge(self, peer: Member, what: str, n: int) -> None:
+        limits = BudgetLimits(
+            per_hour=peer.budget[f"{what}_per_hour"], per_day=peer.budget[f"{what}_per_day"]
+        )
+        now = self.now()
+        if not await self.budgets.charge(f"{peer.node_id}/{what}", n, now, limits):
+            retry = (3600 - now % 3600) * 1000
+            self.metrics.inc("budget_refusals_total", labels={"peer": peer.node_id, "what": what})
+            raise NodeError(
+                "budget-exhausted",
+                f"{what} budget for {peer.node_id} is used up for this window",
+                retry_after_ms=retry,
+            )
+        self.metrics.inc(f"peer_{what}_total", n, labels={"peer": peer.node_id})
+
+    async def handle_evaluate(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
+        if body["key_id"] != self.keys.voprf_key_id:
+            raise NodeError("not-allowed", "unknown or retired VOPRF key id")
+        await self._charge(peer, "evaluations", len(body["elements"]))
+        try:
+            # The scalar multiplications run off the event loop.
+            return await asyncio.to_thread(
+                matching.answer_evaluate, self.keys.voprf, self.keys.voprf_key_id, body
+            )
+        except matching.ExchangeError as exc:
+            raise NodeError(exc.code, str(exc)) from exc
+
+    async def _holder_items(self, refs: Sequence[bytes]) -> dict[bytes, matching.HolderItem | None]:
+        now = self.now()
+        out: dict[bytes, matching.HolderItem | None] = {}
+        for ref in refs:
+            row = await self.db.fetch_one(self._ACTIVE_ITEMS_SQL + " AND i.item_ref = ?", now, ref)
+            if row is None:
+                out[ref] = None
+                continue
+            cats = json.loads(row["item_categories"] or "[]") or json.loads(
+                row["bank_categories"] or "[]"
+            )
+            release = {
+                "categories": [c for c in cats if isinstance(c, str)][:8],
+                "provenance": row["bank_provenance"],
+                "signal": "pdq",
+            }
+            try:
+                schema.check(matching_release_schema(), release)
+            except schema.SchemaError:
+                release = {"provenance": row["bank_provenance"], "signal": "pdq"}
+            out[ref] = matching.HolderItem(
+                hash=bytes(row["hash"]),
+                bands=_bands(self.cfg.release_bands, int(row["distance_threshold"])),
+                release=release,
+            )
+        return out
+
+    async def handle_threshold(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
+        await self._charge(peer, "threshold_items", len(body["items"]))
+        digest = hashlib.sha256(body["query"]).digest()
+        verified = self._verified_queries.get(digest)
+        if verified is None:
+            try:
+                verified = await asyncio.to_thread(matching.verify_threshold_query, body)
+            except matching.ExchangeError as exc:
+                raise NodeError("bad-proof", str(exc)) from exc
+            self._verified_queries[digest] = verified
+            while len(self._verified_queries) > 64:
+                self._verified_queries.popitem(last=False)
+        items = await self._holder_items(body["items"])
+        answer = await asyncio.to_thread(matching.answer_threshold, verified, items, body)
+        self.metrics.inc("threshold_answers_total", len(answer["answers"]))
+        return answer
+
+    async def handle_feed_pull(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
+        if body["feed"] != INDEX_FEED:
+            raise NodeError("not-allowed", f"no feed named {body['feed']}")
+        entries = await self.feeds.read(body["feed"], body["after"], body["limit"])
+        head = await self.feeds.head(body["feed"])
+        return {
+            "feed": body["feed"],
+            "entries": [
+                {"seq": e.seq, "id": e.entry_id, "kind": e.kind, "payload": e.payload}
+                for e in entries
+            ],
+            "head": head,
+        }
+
+    # --- querier: replication -------------------------------------------------------------------
+
+    def _replica(self, peer_id: str) -> index.ReplicaIndex | None:
+        member = self.roster.member(peer_id)
+        if member is None or member.voprf_key_id is None:
+            return None
+        ri = self.replica_indexes.get(peer_id)
+        if ri is None or ri.key_id != member.voprf_key_id:
+            ri = index.ReplicaIndex(self.scheme.name, member.voprf_key_id)
+            self.replica_indexes[peer_id] = ri
+            self._replica_cursor[peer_id] = 0
+        return ri
+
+    def _apply(self, peer_id: str, kind: str, payload: bytes) -> None:
+        ri = self._replica(peer_id)
+        if ri is None:
+            return
+        try:
+            body = schema.check(index.FEED_SCHEMAS[kind], canonical.decode(payload))
+        except (KeyError, canonical.CanonicalError, schema.SchemaError) as exc:
+            # Stored already (verified, signed page); an entry we cannot read is skipped loudly.
+            log.warning("skipping unreadable %s entry from %s: %s", kind, peer_id, exc)
+            return
+        if body["scheme"] != ri.scheme or body["key_id"] != ri.key_id:
+            return  # another scheme or a retired key: not part of the index we match against
+        if kind == "index.add":
+            ri.add(body["entries"])
+        elif kind == "index.remove":
+            ri.remove(body["entries"])
+
+    async def _load_replicas(self) -> None:
+        for peer in self.holders():
+            self._replica(peer.node_id)
+            after = self._replica_cursor.get(peer.node_id, 0)
+            while True:
+                rows = await self.replicas.entries(peer.node_id, INDEX_FEED, after, 1000)
+                if not rows:
+                    break
+                for r in rows:
+                    self._apply(peer.node_id, r.kind, r.payload)
+                    after = r.seq
+            self._replica_cursor[peer.node_id] = after
+
+    async def sync_peer(self, peer: Member, max_pages: int = 1000) -> int:
+        """Pull the peer's index feed from our cursor; returns the number of new entries."""
+        new = 0
+        for _ in range(max_pages):
+            cursor = await self.replicas.cursor(peer.node_id, INDEX_FEED)
+            reply = await self.client.call(
+                peer, "feed.pull", {"feed": INDEX_FEED, "after": cursor, "limit": 500}
+            )
+            body = reply.body
+            if body["feed"] != INDEX_FEED:
+                raise PeerError("bad-body", "page of another feed")
+            entries = [
+                FeedEntry(INDEX_FEED, e["seq"], e["id"], e["kind"], e["payload"], 0)
+                for e in body["entries"]
+            ]
+            seqs = [e.seq for e in entries]
+            if seqs != sorted(set(seqs)) or (seqs and seqs[0] <= cursor):
+                raise PeerError("bad-body", "feed page is not in order after the cursor")
+            if not entries:
+                break
+            new_cursor = entries[-1].seq
+            await self.replicas.store_pulled(
+                peer.node_id, INDEX_FEED, entries, new_cursor, self.now()
+            )
+            new += len(entries)
+            # Apply what is now durably stored, in feed order, exactly once.
+            after = self._replica_cursor.get(peer.node_id, 0)
+            for e in entries:
+                if e.seq > after:
+                    self._apply(peer.node_id, e.kind, e.payload)
+            self._replica_cursor[peer.node_id] = max(after, new_cursor)
+            if new_cursor >= body["head"]:
+                break
+        if new:
+            self.metrics.inc("replica_entries_pulled_total", new, labels={"peer": peer.node_id})
+        return new
+
+    async def sync_all(self) -> dict[str, int | str]:
+        out: dict[str, int | str] = {}
+        for peer in self.holders():
+            try:
+                out[peer.node_id] = await self.sync_peer(peer)
+            except PeerError as exc:
+                out[peer.node_id] = f"error: {exc.code}"
+                log.info("sync with %s failed: %s", peer.node_id, exc.code)
+        return out
+
+    async def _sync_loop(self) -> None:
+        while not self._stopping:
+            try:
+                await self.reconcile_index()
+                await self.sync_all()
+            except Exception:  # keep the loop alive; the error is logged without content
+                log.exception("sync round failed")
+            await asyncio.sleep(self.cfg.sync_interval_s)
+
+    # --- querier: matching ------------------------------------------------------------------------
+
+    async def submit(self, queries: Sequence[matching.QueryHash], source: str = "api") -> bytes:
+        """Create a match job with one durable task per holder; returns the job reference."""
+        job_ref = os.urandom(16)
+        holders = self.holders()
+        packed = msgpack.packb(
+            [
+                [
+                    q.hash,
+                    None
+                    if q.float_vector is None
+                    else np.asarray(q.float_vector, dtype="<f4").tobytes(),
+                    q.variant,
+                ]
+                for q in queries
+            ],
+            use_bin_type=True,
+        )
+        now = self.now()
+        async with self.db.transaction():
+            await self.db.execute(
+                "INSERT INTO match_jobs (job_ref, submitted_at, source, queries, peers_total,"
+                " peers_done) VALUES (?, ?, ?, ?, ?, 0)",
+                job_ref, now, source, packed, len(holders),
+            )  # fmt: skip
+            for peer in holders:
+                await self.db.execute(
+                    "INSERT INTO match_tasks (job_ref, peer_id, updated_at) VALUES (?, ?, ?)",
+                    job_ref, peer.node_id, now,
+                )  # fmt: skip
+                await self.outbox.enqueue(
+                    job_ref + peer.node_id.encode()[:32],
+                    peer.node_id,
+                    MATCH_TASK_KIND,
+                    job_ref,
+                    now,
+                )
+            if not holders:
+                await self.db.execute(
+                    "UPDATE match_jobs SET completed_at = ? WHERE job_ref = ?", now, job_ref
+                )
+        self.metrics.inc("match_jobs_total")
+        self._wake_matcher.set()
+        return job_ref
+
+    async def _job_queries(self, job_ref: bytes) -> list[matching.QueryHash]:
+        row = await self.db.fetch_one("SELECT queries FROM match_jobs WHERE job_ref = ?", job_ref)
+        if row is None:
+            raise NodeError("unknown-item", "no such job")
+        out = []
+        for h, fv, variant in msgpack.unpackb(bytes(row["queries"]), raw=False):
+            floats = None if fv is None else np.frombuffer(fv, dtype="<f4").astype(np.float64)
+            out.append(matching.QueryHash(bytes(h), floats, variant))
+        return out
+
+    def _encryptions_for(self, job_ref: bytes) -> matching.EncryptionCache:
+        cache = self._encryptions.get(job_ref)
+        if cache is None:
+            cache = matching.EncryptionCache(os.urandom)
+            self._encryptions[job_ref] = cache
+            while len(self._encryptions) > 256:
+                self._encryptions.popitem(last=False)
+        return cache
+
+    async def run_task(self, job_ref: bytes, peer: Member) -> list[matching.Confirmation]:
+        """One job against one holder: VOPRF round, candidates, private confirmation."""
+        if peer.voprf_key is None:
+            raise NodeError("not-allowed", f"{peer.node_id} holds no index")
+        replica = self._replica(peer.node_id)
+        assert replica is not None
+        if self._replica_cursor.get(peer.node_id, 0) == 0:
+            await self.sync_peer(peer)  # first contact: fetch the index before probing it
+        queries = await self._job_queries(job_ref)
+        ex = matching.PeerExchange(peer.node_id, peer.voprf_key, self.scheme, queries)
+        sent_before, received_before = self.client.bytes_with(peer.node_id)
+        request = await asyncio.to_thread(ex.evaluate_request)
+        reply = await self.client.call(peer, "oprf.evaluate", request)
+        try:
+            await asyncio.to_thread(ex.on_evaluated, reply.body, replica)
+        except matching.ExchangeError as exc:
+            raise PeerError(exc.code, str(exc)) from exc
+        cache = self._encryptions_for(job_ref)
+        for req in await asyncio.to_thread(ex.threshold_requests, cache):
+            answer = await self.client.call(peer, "threshold.query", req)
+            try:
+                await asyncio.to_thread(ex.on_answer, req, answer.body, cache)
+            except matching.ExchangeError as exc:
+                raise PeerError(exc.code, str(exc)) from exc
+        sent, received = self.client.bytes_with(peer.node_id)
+        now = self.now()
+        async with self.db.transaction():
+            for c in ex.confirmed:
+                await self.db.execute(
+                    "INSERT INTO match_results (job_ref, peer_id, item_ref, query_index, variant,"
+                    " band, release, confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                    " ON CONFLICT DO NOTHING",
+                    job_ref, c.peer, c.item_ref, c.query_index, c.variant, c.band,
+                    json.dumps(dict(c.release), sort_keys=True), now,
+                )  # fmt: skip
+            changed = await self.db.execute(
+                "UPDATE match_tasks SET state = 'done', probes = ?, candidates = ?,"
+                " bytes_sent = bytes_sent + ?, bytes_received = bytes_received + ?,"
+                " last_error = NULL, updated_at = ? WHERE job_ref = ? AND peer_id = ?"
+                " AND state <> 'done'",
+                ex.probes_sent, sum(len(v) for v in ex.candidates.values()),
+                sent - sent_before, received - received_before, now, job_ref, peer.node_id,
+            )  # fmt: skip
+            if changed:
+                await self.db.execute(
+                    "UPDATE match_jobs SET peers_done = peers_done + 1 WHERE job_ref = ?", job_ref
+                )
+                await self.db.execute(
+                    "UPDATE match_jobs SET completed_at = ? WHERE job_ref = ?"
+                    " AND peers_done >= peers_total AND completed_at IS NULL",
+                    now,
+                    job_ref,
+                )
+        self.metrics.inc("matches_confirmed_total", len(ex.confirmed))
+        return ex.confirmed
+
+    async def process_due_tasks(self, limit: int = 16) -> int:
+        """Run the match tasks whose time has come; returns how many were attempted."""
+        messages = await self.outbox.claim_due(self.now(), limit)
+        for m in messages:
+            if m.kind != MATCH_TASK_KIND:
+                continue
+            peer = self.roster.member(m.peer_id)
+            try:
+                if peer is None:
+                    raise NodeError("not-allowed", "peer left the roster")
+                await self.run_task(m.payload, peer)
+                await self.outbox.mark_delivered(m.message_id, self.now())
+            except (TimeoutError, PeerError, NodeError, OSError) as exc:
+                code = getattr(exc, "code", exc.__class__.__name__)
+                await self.db.execute(
+                    "UPDATE match_tasks SET last_error = ?, updated_at = ? WHERE job_ref = ?"
+                    " AND peer_id = ?",
+                    str(code), self.now(), m.payload, m.peer_id,
+                )  # fmt: skip
+                await self.outbox.schedule_retry(m.message_id, str(code), self.now(), self.rng)
+                self.metrics.inc("match_task_retries_total", labels={"peer": m.peer_id})
+                log.info("match task against %s deferred: %s", m.peer_id, code)
+        return len(messages)
+
+    async def _match_loop(self) -> None:
+        while not self._stopping:
+            try:
+                n = await self.process_due_tasks()
+            except Exception:
+                log.exception("match round failed")
+                n = 0
+            if n == 0:
+                self._wake_matcher.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wake_matcher.wait(), timeout=1.0)
+
+    async def job_status(self, job_ref: bytes) -> JobStatus:
+        job = await self.db.fetch_one("SELECT * FROM match_jobs WHERE job_ref = ?", job_ref)
+        if job is None:
+            raise NodeError("unknown-item", "no such job")
+        rows = await self.db.fetch_all(
+            "SELECT * FROM match_results WHERE job_ref = ? ORDER BY peer_id, query_index, band",
+            job_ref,
+        )
+        tasks = await self.db.fetch_all(
+            "SELECT peer_id, state, probes, candidates, bytes_sent, bytes_received, last_error"
+            " FROM match_tasks WHERE job_ref = ? ORDER BY peer_id",
+            job_ref,
+        )
+        return JobStatus(
+            job_ref=job_ref,
+            peers_total=int(job["peers_total"]),
+            peers_done=int(job["peers_done"]),
+            complete=job["completed_at"] is not None,
+            results=[
+                MatchResult(
+                    peer=r["peer_id"],
+                    item_ref=bytes(r["item_ref"]),
+                    query_index=int(r["query_index"]),
+                    variant=r["variant"],
+                    band=int(r["band"]),
+                    release=json.loads(r["release"]),
+                )
+                for r in rows
+            ],
+            tasks=[dict(t) for t in tasks],
+        )
+
+    async def wait_for_job(self, job_ref: bytes, timeout: float = 60.0) -> JobStatus:
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            status = await self.job_status(job_ref)
+            if status.complete or asyncio.get_running_loop().time() > deadline:
+                return status
+            self._wake_matcher.set()
+            await asyncio.sleep(0.05)
+
+
+def matching_release_schema():  # type: ignore[no-untyped-def]
+    from blindmatch.protocol.messages import RELEASE_FIELDS
+
+    return RELEASE_FIELDS
