@@ -229,6 +229,14 @@ class BankService:
         self._feed = FeedLog(db)
         self._new_ref = new_ref
 
+    @property
+    def db(self) -> Database:
+        return self._db
+
+    @property
+    def clock(self) -> Clock:
+        return self._clock
+
     # --- banks -----------------------------------------------------------------------------------
 
     async def create_bank(

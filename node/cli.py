@@ -16,6 +16,7 @@ from collections.abc import Sequence
 COMMAND_MODULES: tuple[str, ...] = (
     "blindmatch.node.cmd_demo",
     "blindmatch.node.cmd_spec",
+    "blindmatch.node.cmd_bank",
 )
 
 

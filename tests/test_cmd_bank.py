@@ -1,0 +1,74 @@
+"""``blindmatch bank ...`` end to end on a SQLite file (and PostgreSQL for one round trip)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from blindmatch.node.cli import main
+
+H1 = "f" * 64
+
+
+def run(capsys: pytest.CaptureFixture[str], url: str, *argv: str) -> tuple[int, str, str]:
+    code = main(["bank", *argv, "--db", url])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_bank_cli_round_trip(tmp_path, capsys, monkeypatch) -> None:
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    assert run(capsys, url, "create", "hub", "--provenance", "survivor-submitted")[0] == 0
+    code, out, _ = run(capsys, url, "add", "hub", H1, "--quality", "90", "--category", "ncii")
+    assert (code, out.strip()) == (0, "added 1, already present 0")
+
+    code, _, err = run(capsys, url, "add", "hub", "f" * 63)
+    assert code == 1 and "exactly 64 hex characters, got 63" in err
+
+    hashes = tmp_path / "hashes.txt"
+    hashes.write_text(f"pdq {'1' * 64}\n{'2' * 64}\nnot-a-hash\n")
+    code, _, err = run(capsys, url, "add", "hub", "--file", str(hashes))
+    assert code == 1 and "line 3" in err
+    hashes.write_text(f"pdq {'1' * 64}\n{'2' * 64}\n")
+    assert run(capsys, url, "add", "hub", "--file", str(hashes))[0] == 0
+
+    code, out, _ = run(capsys, url, "list")
+    assert code == 0 and "hub" in out and "survivor-submitted" in out
+    code, out, _ = run(capsys, url, "list", "hub")
+    assert code == 0 and H1 not in out  # listings never show hashes
+    refs = [line.split()[0] for line in out.splitlines()[1:]]
+    assert len(refs) == 3
+
+    export = tmp_path / "hub.jsonl"
+    assert run(capsys, url, "export", "hub", str(export))[0] == 0
+    records = [json.loads(line) for line in export.read_text().splitlines()]
+    assert [r["hash"] for r in records] == [H1, "1" * 64, "2" * 64]
+
+    assert run(capsys, url, "create", "copy", "--provenance", "moderator-confirmed")[0] == 0
+    code, out, _ = run(capsys, url, "import", "copy", str(export))
+    assert (code, out.strip()) == (0, "imported 3, already present 0")
+
+    code, _, err = run(capsys, url, "withdraw", refs[0])
+    assert code == 1 and "--operator" in err
+    assert run(capsys, url, "withdraw", refs[0], "--operator", "--reason", "appeal")[0] == 0
+    code, out, _ = run(capsys, url, "list", "hub", "--all")
+    assert "withdrawn" in out
+
+    assert run(capsys, url, "disable", "copy")[0] == 0
+    code, out, _ = run(capsys, url, "remove", "--ref", refs[1])
+    assert (code, out.strip()) == (0, "removed 1")
+    assert run(capsys, url, "delete", "copy")[0] == 1  # needs --yes
+    assert run(capsys, url, "delete", "copy", "--yes")[0] == 0
+
+    monkeypatch.setenv("BLINDMATCH_DB", url)
+    assert main(["bank", "list"]) == 0
+    assert "hub" in capsys.readouterr().out
+
+
+def test_bank_cli_reports_unknown_bank(tmp_path, capsys) -> None:
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    code, _, err = run(capsys, url, "add", "nope", H1)
+    assert code == 1 and "no bank named 'nope'" in err
+    code, _, err = run(capsys, url, "export", "nope", str(tmp_path / "x.jsonl"))
+    assert code == 1 and not (tmp_path / "x.jsonl").exists()
