@@ -435,3 +435,21 @@ async def test_node_state_roundtrip(db: Database, clock: FixedClock) -> None:
     assert await state.keys("node.") == ["node.id", "node.other"]
     assert await state.delete("node.id")
     assert await state.get("node.id") is None
+
+
+async def test_appended_migrations_apply_in_order(db: Database, clock: FixedClock) -> None:
+    from blindmatch.node.storage.migrations import Migration, apply_migrations
+
+    extra = Migration(
+        len(MIGRATIONS) + 1,
+        "test: an appended table",
+        ("CREATE TABLE extra_things (id {ID}, blob {BLOB} NOT NULL)",),
+    )
+    assert await apply_migrations(db, clock.now(), (*MIGRATIONS, extra)) == [extra.version]
+    assert await apply_migrations(db, clock.now(), (*MIGRATIONS, extra)) == []
+    # Opening with only the base migrations (as `blindmatch bank` does) still works.
+    assert await db.migrate(clock.now()) == []
+    await db.execute("INSERT INTO extra_things (blob) VALUES (?)", b"x")
+    assert await db.fetch_value("SELECT COUNT(*) FROM extra_things") == 1
+    with pytest.raises(RuntimeError, match="in order"):
+        await apply_migrations(db, clock.now(), (extra,))
