@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from blindmatch.node.peer_client import CONTENT_TYPE, FEDERATION_PATH
+from blindmatch.node.peer_client import CONTENT_TYPE, FEDERATION_PATH, read_limited
 from blindmatch.protocol import envelope
 
 if TYPE_CHECKING:
@@ -42,8 +42,15 @@ NONCE_RETENTION_S = 2 * envelope.DEFAULT_MAX_SKEW_MS // 1000
 
 def build_app(node: Node) -> web.Application:
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
-    app.router.add_post(FEDERATION_PATH, lambda r: handle(node, r))
-    app.router.add_get("/healthz", lambda r: web.json_response({"ok": True, "node": node.node_id}))
+
+    async def message(request: web.Request) -> web.Response:
+        return await handle(node, request)
+
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "node": node.node_id})
+
+    app.router.add_post(FEDERATION_PATH, message)
+    app.router.add_get("/healthz", health)
     return app
 
 
@@ -61,7 +68,7 @@ def _error(node: Node, code: str, message: str, in_reply_to: bytes | None, retry
 async def handle(node: Node, request: web.Request) -> web.Response:
     from blindmatch.node.node import NodeError
 
-    data = await request.content.read(MAX_REQUEST_BYTES + 1)
+    data = await read_limited(request.content, MAX_REQUEST_BYTES)
     if len(data) > MAX_REQUEST_BYTES:
         return _error(node, "bad-envelope", "request larger than 1 MiB", None, None)
     try:

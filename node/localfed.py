@@ -64,6 +64,8 @@ class LocalFederation:
             node_home.mkdir(parents=True, exist_ok=True)
             keysets[spec.node_id] = keyfiles.create(node_home / "keys")
             sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            # A restarted node rebinds its address (its roster endpoint) at once.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind(("127.0.0.1", 0))
             sock.listen(128)
             socks[spec.node_id] = sock
@@ -124,6 +126,7 @@ class LocalFederation:
         local = self.nodes.pop(node_id)
         address = local.sock.getsockname()[:2]
         await local.runner.cleanup()
+        local.sock.close()  # SockSite leaves a socket it was given open
         await local.node.stop()
         return local.spec, local.node.keys, address
 

@@ -26,6 +26,19 @@ REPLY_TYPES = {
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 
 
+async def read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """Read to EOF, stopping once more than ``limit`` bytes have arrived."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await stream.read(min(65536, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 class PeerError(Exception):
     """The peer did not give a valid answer; ``code`` says why (its own error code if it sent
     a signed refusal)."""
@@ -84,7 +97,7 @@ class PeerClient:
             async with self.session.post(
                 url, data=data, headers={"Content-Type": CONTENT_TYPE}
             ) as resp:
-                reply = await resp.content.read(MAX_REPLY_BYTES + 1)
+                reply = await read_limited(resp.content, MAX_REPLY_BYTES)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise PeerError("unreachable", f"{peer.node_id}: {exc.__class__.__name__}") from exc
         self.sent[peer.node_id] += len(data)
