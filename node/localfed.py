@@ -4,6 +4,7 @@ tests and the benchmarks; nothing in it is a stand-in for a production part."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +45,49 @@ class LocalNode:
         return f"http://{host}:{port}"
 
 
+class RecordingRelay:
+    """A TCP relay in front of a node that keeps every byte passing in either direction, so a
+    test can inspect exactly what crossed the wire between nodes (HTTP headers included)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.captured = bytearray()
+        self.server: asyncio.base_events.Server | None = None
+
+    async def start(self, sock: socket.socket) -> None:
+        self.server = await asyncio.start_server(self._serve, sock=sock)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            try:
+                while chunk := await src.read(65536):
+                    self.captured += chunk
+                    dst.write(chunk)
+                    await dst.drain()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pump(reader, up_writer), pump(up_reader, writer))
+
+    async def close(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
+
+
+def _listening_socket(port: int = 0) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # A restarted node rebinds its address (its roster endpoint) at once.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", port))
+    sock.listen(128)
+    return sock
+
+
 @dataclass
 class LocalFederation:
     home: Path
@@ -53,6 +97,11 @@ class LocalFederation:
     roster: roster_mod.Roster | None = None
     sync_interval_s: float = 0.5
     background: bool = True
+    record_wire: bool = False  # put a RecordingRelay in front of every node
+    relays: dict[str, RecordingRelay] = field(default_factory=dict)
+
+    def wire_bytes(self) -> bytes:
+        return b"".join(bytes(r.captured) for r in self.relays.values())
 
     async def start(self, specs: list[NodeSpec]) -> LocalFederation:
         self.governance = [signing.SigningKey.generate() for _ in range(3)]
@@ -63,13 +112,15 @@ class LocalFederation:
             node_home = self.home / spec.node_id
             node_home.mkdir(parents=True, exist_ok=True)
             keysets[spec.node_id] = keyfiles.create(node_home / "keys")
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            # A restarted node rebinds its address (its roster endpoint) at once.
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind(("127.0.0.1", 0))
-            sock.listen(128)
+            sock = _listening_socket()
             socks[spec.node_id] = sock
             host, port = sock.getsockname()[:2]
+            if self.record_wire:
+                relay = RecordingRelay((host, port))
+                relay_sock = _listening_socket()
+                await relay.start(relay_sock)
+                self.relays[spec.node_id] = relay
+                host, port = relay_sock.getsockname()[:2]
             member = {
                 "id": spec.node_id,
                 "signing_key": keysets[spec.node_id].identity.public_key.hex(),
@@ -131,13 +182,11 @@ class LocalFederation:
         return local.spec, local.node.keys, address
 
     async def restart_node(self, node_id: str, stopped) -> LocalNode:  # type: ignore[no-untyped-def]
-        spec, keys, (host, port) = stopped
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-        sock.listen(128)
-        return await self._open(spec, keys, sock)
+        spec, keys, (_, port) = stopped
+        return await self._open(spec, keys, _listening_socket(port))
 
     async def stop(self) -> None:
         for node_id in list(self.nodes):
             await self.stop_node(node_id)
+        for relay in self.relays.values():
+            await relay.close()
