@@ -17,6 +17,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "blindmatch.node.cmd_demo",
     "blindmatch.node.cmd_spec",
     "blindmatch.node.cmd_bank",
+    "blindmatch.node.cmd_hash",
 )
 
 

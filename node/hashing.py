@@ -215,6 +215,8 @@ def find_border_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
                 break
             depth += len(block)
             chunk = 64
+        if depth >= limit:
+            return -1  # uniform as far as we look: a flat picture, not a padded one
         return depth if depth >= minimum else 0
 
     columns = rgb.transpose(1, 0, 2)
@@ -222,6 +224,8 @@ def find_border_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
     bottom = border_depth(rgb[::-1], height)
     left = border_depth(columns, width)
     right = border_depth(columns[::-1], width)
+    if min(top, bottom, left, right) < 0:
+        return (0, 0, width, height)
     if top + bottom >= height - MIN_SIDE or left + right >= width - MIN_SIDE:
         return (0, 0, width, height)
     return (left, top, width - right, height - bottom)

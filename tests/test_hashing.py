@@ -1,0 +1,196 @@
+"""Media decoding, validation, border removal, query variants, the hash CLI and vPDQ."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pdqhash
+import pytest
+from media_samples import textured_image as smooth_image
+from PIL import Image, ImageOps
+
+from blindmatch.node import hashing
+from blindmatch.node.cli import main as cli_main
+from blindmatch.node.hashing import MediaError, decode_image, hash_image, hash_image_bytes
+from blindmatch.protocol.signals import hamming, pdq_from_bits
+
+
+def encode(array: np.ndarray, fmt: str = "PNG", **kw: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def test_hash_equals_pdqhash_on_the_same_pixels() -> None:
+    for fmt in ("PNG", "JPEG", "WEBP", "BMP"):
+        data = encode(smooth_image(5, 300, 400), fmt)
+        pixels = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        bits, quality = pdqhash.compute(pixels)
+        h = hash_image_bytes(data)
+        assert h.pdq.hash32 == pdq_from_bits(bits), fmt
+        assert h.pdq.quality == quality
+        assert h.pdq.good_quality
+        assert len(h.sha256) == 32
+
+
+def test_grayscale_and_alpha_images_hash_like_their_rgb_pixels() -> None:
+    rgb = smooth_image(6, 120, 160)
+    gray = np.asarray(Image.fromarray(rgb).convert("L"))
+    h = hash_image_bytes(encode(gray))
+    bits, _ = pdqhash.compute(np.repeat(gray[:, :, None], 3, axis=2))
+    assert h.pdq.hash32 == pdq_from_bits(bits)
+    rgba = np.dstack([rgb, np.full(rgb.shape[:2], 200, np.uint8)])
+    bits, _ = pdqhash.compute(rgb)
+    assert hash_image_bytes(encode(rgba)).pdq.hash32 == pdq_from_bits(bits)
+
+
+def test_large_pictures_are_downscaled_and_stay_close_to_full_size() -> None:
+    big = np.asarray(Image.fromarray(smooth_image(7, 300, 400)).resize((2400, 1800)))
+    h = hash_image(Image.fromarray(big))
+    assert (h.width, h.height) == (1024, 768)
+    small = np.asarray(Image.fromarray(big).resize((1024, 768), Image.Resampling.BOX))
+    bits_small, _ = pdqhash.compute(small)
+    assert h.pdq.hash32 == pdq_from_bits(bits_small)
+    bits_full, _ = pdqhash.compute(big)
+    assert hamming(h.pdq.hash32, pdq_from_bits(bits_full)) <= 16
+
+
+def _variant_distance(query: Image.Image, original: Image.Image) -> int:
+    target = hash_image(original).pdq.hash32
+    variants = hash_image(query, query_variants=True).variants
+    return min(hamming(v.pdq.hash32, target) for v in variants)
+
+
+def test_rotations_and_mirrors_are_found_exactly() -> None:
+    original = Image.fromarray(smooth_image(8, 150, 210))
+    plain = hash_image(original).pdq.hash32
+    for edit in (
+        ImageOps.mirror,
+        ImageOps.flip,
+        lambda im: im.transpose(Image.Transpose.ROTATE_90),
+        lambda im: im.transpose(Image.Transpose.ROTATE_180),
+        lambda im: im.transpose(Image.Transpose.ROTATE_270),
+        lambda im: im.transpose(Image.Transpose.TRANSPOSE),
+    ):
+        edited = edit(original)
+        assert hamming(hash_image(edited).pdq.hash32, plain) > 31
+        assert _variant_distance(edited, original) == 0
+
+
+def test_padding_and_letterbox_are_removed() -> None:
+    original = Image.fromarray(smooth_image(9, 200, 300))
+    plain = hash_image(original).pdq.hash32
+    letterbox = Image.new("RGB", (300, 280), (0, 0, 0))
+    letterbox.paste(original, (0, 40))
+    pad = Image.new("RGB", (360, 240), (40, 200, 90))
+    pad.paste(original, (30, 20))
+    for padded in (letterbox, pad):
+        h = hash_image(padded, query_variants=True)
+        assert h.border_removed
+        assert hamming(h.pdq.hash32, plain) > 31
+        assert min(hamming(v.pdq.hash32, plain) for v in h.variants) <= 8
+        assert any(v.name.startswith("trimmed/") for v in h.variants)
+    assert hashing.find_border_box(np.asarray(original)) == (0, 0, 300, 200)
+
+
+def test_a_flat_picture_is_not_trimmed_away() -> None:
+    flat = np.full((100, 100, 3), 128, np.uint8)
+    assert hashing.find_border_box(flat) == (0, 0, 100, 100)
+    assert hash_image(Image.fromarray(flat)).pdq.quality < 50
+
+
+def _png_claiming(width: int, height: int) -> bytes:
+    data = bytearray(encode(np.zeros((16, 16, 3), np.uint8)))
+    # IHDR starts at byte 8: length(4) "IHDR"(4) width(4) height(4) ...; fix its CRC.
+    data[16:24] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[12:29])) & 0xFFFFFFFF
+    data[29:33] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "empty"),
+        (b"this is not an image at all", "not_an_image"),
+        (encode(smooth_image(1, 64, 64), "JPEG")[:300], "corrupt"),
+        (encode(np.zeros((1, 1, 3), np.uint8)), "too_small"),
+        (_png_claiming(30000, 30000), "decompression_bomb"),
+        (encode(smooth_image(1, 32, 32), "PPM"), "unsupported_format"),
+    ],
+    ids=["zero-size", "not-an-image", "truncated", "1x1", "bomb", "unsupported"],
+)
+def test_bad_media_gets_a_clear_error(data: bytes, code: str) -> None:
+    with pytest.raises(MediaError) as info:
+        decode_image(data)
+    assert info.value.code == code
+    assert str(info.value)
+
+
+def test_cli_prints_json_lines_and_reports_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pixels = smooth_image(2, 120, 160)
+    good = tmp_path / "good.png"
+    good.write_bytes(encode(pixels))
+    empty = tmp_path / "empty.jpg"
+    empty.write_bytes(b"")
+    status = cli_main(["hash", str(good), str(empty)])
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert status == 1
+    pdq_line, sha_line, error_line = lines
+    bits, quality = pdqhash.compute(pixels)
+    assert pdq_line["signal_type"] == "pdq"
+    assert pdq_line["threatexchange_signal_type"] == "pdq"
+    assert pdq_line["hex"] == pdq_from_bits(bits).hex()
+    assert pdq_line["quality"] == quality
+    assert sha_line["signal_type"] == "sha256"
+    assert error_line == {"file": str(empty), "error": "empty", "message": error_line["message"]}
+    assert cli_main(["hash", "--variants", str(good)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert lines[1]["variant"] == "identity+transpose"
+    assert len(lines) == 9
+
+
+def _write_video(path: Path, frames: list[np.ndarray], fps: int = 5) -> bool:
+    cv2 = pytest.importorskip("cv2")
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        return False
+    for f in frames:
+        writer.write(np.ascontiguousarray(f[:, :, ::-1]))
+    writer.release()
+    return path.exists() and path.stat().st_size > 0
+
+
+def test_vpdq_hashes_a_video_and_matches_itself(tmp_path: Path) -> None:
+    if not hashing.vpdq_available():
+        with pytest.raises(MediaError) as info:
+            hashing.hash_video(tmp_path / "x.mp4")
+        assert info.value.code == "video_unsupported"
+        pytest.skip("vpdq is not installed")
+    from blindmatch.protocol.signals import vpdq_match
+
+    scenes = [smooth_image(s, 96, 128) for s in (11, 12, 13)]
+    frames = [scenes[i // 5] for i in range(15)]  # 3 s at 5 fps, one scene per second
+    video = tmp_path / "clip.mp4"
+    if not _write_video(video, frames):
+        pytest.skip("OpenCV cannot write mp4 here")
+    hashed = hashing.hash_video(video)
+    assert len(hashed) >= 3
+    assert all(len(f.pdq) == 32 and 0 <= f.quality <= 100 for f in hashed)
+    assert vpdq_match(hashed, hashed).is_match()
+    # Each sampled frame is close to PDQ of its scene's picture.
+    for f in hashed[:3]:
+        nearest = min(hamming(f.pdq, pdq_from_bits(pdqhash.compute(s)[0])) for s in scenes)
+        assert nearest <= 31
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)
+    with pytest.raises(MediaError):
+        hashing.hash_video(bad)
