@@ -221,3 +221,6 @@ def run(op: str, data: dict[str, Any]) -> dict[str, Any]:
             if isinstance(exc, cls):
                 raise OpError(code, str(exc)) from exc
         raise
+
+
+from blindmatch.protocol import transparency_ops  # noqa: F401, E402
