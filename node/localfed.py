@@ -5,6 +5,7 @@ tests and the benchmarks; nothing in it is a stand-in for a production part."""
 from __future__ import annotations
 
 import asyncio
+import secrets
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +14,7 @@ from aiohttp import web
 
 from blindmatch.crypto import signing
 from blindmatch.node import keys as keyfiles
+from blindmatch.node.api import build_api
 from blindmatch.node.banks import BankService
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
@@ -38,6 +40,9 @@ class LocalNode:
     banks: BankService
     runner: web.AppRunner
     sock: socket.socket
+    api_runner: web.AppRunner | None = None
+    api_url: str = ""
+    api_token: str = ""
 
     @property
     def endpoint(self) -> str:
@@ -165,7 +170,16 @@ class LocalFederation:
         await runner.setup()
         await web.SockSite(runner, sock).start()
         await node.start(background=self.background)
-        local = LocalNode(spec, cfg, node, BankService(db, self.clock), runner, sock)
+        banks = BankService(db, self.clock)
+        token = secrets.token_urlsafe(24)
+        api_runner = web.AppRunner(build_api(node, banks, token), access_log=None)
+        await api_runner.setup()
+        api_sock = _listening_socket()
+        await web.SockSite(api_runner, api_sock).start()
+        host, port = api_sock.getsockname()[:2]
+        local = LocalNode(
+            spec, cfg, node, banks, runner, sock, api_runner, f"http://{host}:{port}", token
+        )
         self.nodes[spec.node_id] = local
         return local
 
@@ -177,6 +191,8 @@ class LocalFederation:
         local = self.nodes.pop(node_id)
         address = local.sock.getsockname()[:2]
         await local.runner.cleanup()
+        if local.api_runner is not None:
+            await local.api_runner.cleanup()
         local.sock.close()  # SockSite leaves a socket it was given open
         await local.node.stop()
         return local.spec, local.node.keys, address

@@ -12,6 +12,15 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._counters: dict[tuple[str, tuple[str, ...]], Counter] = {}
+        # Registered up front so a scrape shows them (at zero) before anything has happened.
+        for name in (
+            "match_jobs_total",
+            "matches_confirmed_total",
+            "threshold_answers_total",
+            "index_items_published_total",
+            "index_items_removed_total",
+        ):
+            self.inc(name, 0)
 
     def inc(self, name: str, amount: float = 1, labels: dict[str, str] | None = None) -> None:
         labels = labels or {}

@@ -1,0 +1,305 @@
+"""The platform's local HTTP API: submit media or hashes, read verdicts, manage banks.
+
+Served on the node's API address (loopback by default), separate from the federation port.
+Every route but ``/healthz``, ``/metrics`` and the OpenAPI document needs
+``Authorization: Bearer <token>`` (the token file is written by ``blindmatch init``). Inputs are
+validated before anything is stored; errors are JSON ``{"error": code, "message": ...}`` with a
+4xx status. Responses never contain a raw hash of a *held* item, only its opaque reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from blindmatch.node import hashing
+from blindmatch.node.bank_validation import BankValidationError
+from blindmatch.node.banks import BankError, BankService
+from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from blindmatch.node.node import NodeError
+from blindmatch.protocol.matching import QueryHash
+from blindmatch.protocol.signals import PDQ_QUALITY_THRESHOLD
+
+if TYPE_CHECKING:
+    from blindmatch.node.node import Node
+
+log = logging.getLogger("blindmatch.api")
+
+MAX_MEDIA_BYTES = 50 * 1024 * 1024
+MAX_JSON_BYTES = 4 * 1024 * 1024
+MAX_HASHES_PER_REQUEST = 64
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+async def _json(request: web.Request) -> Any:
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise ApiError(413, "too-large", f"JSON body over {MAX_JSON_BYTES} bytes")
+    raw = await request.content.read(MAX_JSON_BYTES + 1)
+    while len(raw) <= MAX_JSON_BYTES and (chunk := await request.content.read(65536)):
+        raw += chunk
+    if len(raw) > MAX_JSON_BYTES:
+        raise ApiError(413, "too-large", f"JSON body over {MAX_JSON_BYTES} bytes")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad-json", f"body is not valid JSON: {exc}") from exc
+
+
+def _parse_hash_queries(body: Any) -> list[QueryHash]:
+    if not isinstance(body, dict) or not isinstance(body.get("hashes"), list):
+        raise ApiError(400, "bad-request", 'expected {"hashes": [{"hash": "<64 hex>"}, ...]}')
+    items = body["hashes"]
+    if not 1 <= len(items) <= MAX_HASHES_PER_REQUEST:
+        raise ApiError(400, "bad-request", f"1..{MAX_HASHES_PER_REQUEST} hashes per request")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) - {
+            "hash",
+            "signal_type",
+            "float_vector",
+            "variant",
+        }:
+            raise ApiError(
+                400, "bad-request", f"hashes[{i}]: fields hash, signal_type, float_vector, variant"
+            )
+        if item.get("signal_type", "pdq") != "pdq":
+            raise ApiError(400, "unsupported", f"hashes[{i}]: only pdq is matched across peers")
+        h = item.get("hash")
+        if not isinstance(h, str) or not _HEX64.fullmatch(h):
+            raise ApiError(400, "bad-hash", f"hashes[{i}].hash: 64 hex characters")
+        fv = item.get("float_vector")
+        if fv is not None and (
+            not isinstance(fv, list)
+            or len(fv) != 256
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in fv)
+        ):
+            raise ApiError(400, "bad-request", f"hashes[{i}].float_vector: 256 numbers")
+        variant = item.get("variant", "original")
+        if not isinstance(variant, str) or len(variant) > 64:
+            raise ApiError(400, "bad-request", f"hashes[{i}].variant: a short string")
+        out.append(QueryHash(bytes.fromhex(h), fv, variant))
+    return out
+
+
+def _status_json(status) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    return {
+        "job": status.job_ref.hex(),
+        "complete": status.complete,
+        "peers_total": status.peers_total,
+        "peers_done": status.peers_done,
+        "matches": [
+            {
+                "peer": r.peer,
+                "item": r.item_ref.hex(),
+                "band": r.band,
+                "variant": r.variant,
+                "query_index": r.query_index,
+                **r.release,
+            }
+            for r in status.results
+        ],
+        "peers": [
+            {
+                "peer": t["peer_id"],
+                "state": t["state"],
+                "probes": t["probes"],
+                "candidates": t["candidates"],
+                "bytes_sent": t["bytes_sent"],
+                "bytes_received": t["bytes_received"],
+                "last_error": t["last_error"],
+            }
+            for t in status.tasks
+        ],
+    }
+
+
+def build_api(node: Node, banks: BankService, token: str) -> web.Application:
+    @web.middleware
+    async def guard(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        if request.path not in ("/healthz", "/metrics", "/api/v1/openapi.json"):
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return _error(401, "unauthorized", "missing or wrong bearer token")
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return _error(exc.status, exc.code, exc.message)
+        except (BankValidationError, hashing.MediaError) as exc:
+            return _error(400, getattr(exc, "code", "bad-request"), str(exc))
+        except BankError as exc:
+            status = 404 if isinstance(exc, LookupError) else 409
+            return _error(status, exc.__class__.__name__, str(exc))
+        except NodeError as exc:
+            return _error(404 if exc.code == "unknown-item" else 400, exc.code, exc.detail)
+
+    app = web.Application(middlewares=[guard], client_max_size=MAX_MEDIA_BYTES)
+    routes = web.RouteTableDef()
+
+    @routes.get("/healthz")
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "node": node.node_id})
+
+    @routes.get("/metrics")
+    async def metrics(request: web.Request) -> web.Response:
+        return web.Response(
+            body=node.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE}
+        )
+
+    @routes.get("/api/v1/openapi.json")
+    async def openapi(request: web.Request) -> web.Response:
+        from blindmatch.node.openapi import OPENAPI
+
+        return web.json_response(OPENAPI)
+
+    @routes.get("/api/v1/status")
+    async def status(request: web.Request) -> web.Response:
+        peers = []
+        for m in node.peers():
+            ri = node.replica_indexes.get(m.node_id)
+            peers.append(
+                {
+                    "peer": m.node_id,
+                    "roles": list(m.roles),
+                    "holds_index": m.voprf_key is not None,
+                    "replica_entries": ri.entries if ri else 0,
+                    "replica_cursor": await node.replicas.cursor(m.node_id, "index"),
+                }
+            )
+        return web.json_response(
+            {
+                "node": node.node_id,
+                "federation": node.roster.federation,
+                "roster_serial": node.roster.serial,
+                "index_feed_head": await node.feeds.head("index"),
+                "outbox_pending": await node.outbox.count("pending"),
+                "outbox_dead": await node.outbox.count("dead"),
+                "peers": peers,
+            }
+        )
+
+    async def _submit(request: web.Request, queries: list[QueryHash], source: str) -> web.Response:
+        job = await node.submit(queries, source=source)
+        wait = request.query.get("wait")
+        if wait:
+            try:
+                seconds = min(120.0, max(0.0, float(wait)))
+            except ValueError as exc:
+                raise ApiError(400, "bad-request", "wait: seconds") from exc
+            st = await node.wait_for_job(job, timeout=seconds)
+        else:
+            st = await node.job_status(job)
+        return web.json_response(_status_json(st), status=200 if st.complete else 202)
+
+    @routes.post("/api/v1/match/hashes")
+    async def match_hashes(request: web.Request) -> web.Response:
+        return await _submit(request, _parse_hash_queries(await _json(request)), "api:hashes")
+
+    @routes.post("/api/v1/match/media")
+    async def match_media(request: web.Request) -> web.Response:
+        data = await request.content.read(MAX_MEDIA_BYTES + 1)
+        while len(data) <= MAX_MEDIA_BYTES and (chunk := await request.content.read(1 << 20)):
+            data += chunk
+        if len(data) > MAX_MEDIA_BYTES:
+            raise ApiError(413, "too-large", f"media over {MAX_MEDIA_BYTES} bytes")
+        hashes = await asyncio.to_thread(hashing.hash_image_bytes, data, query_variants=True)
+        queries = [
+            QueryHash(v.pdq.hash32, v.pdq.float_vector, v.name)
+            for v in hashes.variants
+            if v.pdq.quality >= PDQ_QUALITY_THRESHOLD
+        ]
+        if not queries:
+            raise ApiError(422, "low-quality", "the picture is too flat to hash reliably")
+        return await _submit(request, queries, "api:media")
+
+    @routes.get("/api/v1/match/{job}")
+    async def job(request: web.Request) -> web.Response:
+        ref = request.match_info["job"]
+        if not _HEX32.fullmatch(ref):
+            raise ApiError(400, "bad-request", "job: 32 lower-case hex characters")
+        return web.json_response(_status_json(await node.job_status(bytes.fromhex(ref))))
+
+    @routes.get("/api/v1/banks")
+    async def list_banks(request: web.Request) -> web.Response:
+        out = []
+        for b in await banks.list_banks():
+            out.append(
+                {
+                    "name": b.name,
+                    "provenance": b.provenance,
+                    "categories": list(b.categories),
+                    "distance_threshold": b.distance_threshold,
+                    "enabled": b.enabled,
+                    "shared": b.shared,
+                    "items": await banks.count_items(b.name),
+                }
+            )
+        return web.json_response({"banks": out})
+
+    @routes.post("/api/v1/banks")
+    async def create_bank(request: web.Request) -> web.Response:
+        body = await _json(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, "bad-request", "expected an object")
+        allowed = {
+            "name",
+            "provenance",
+            "description",
+            "categories",
+            "distance_threshold",
+            "shared",
+            "enabled",
+        }
+        if set(body) - allowed:
+            raise ApiError(400, "bad-request", f"unknown field(s): {sorted(set(body) - allowed)}")
+        if "name" not in body or "provenance" not in body:
+            raise ApiError(400, "bad-request", "name and provenance are required")
+        bank = await banks.create_bank(body.pop("name"), **body)
+        return web.json_response({"name": bank.name}, status=201)
+
+    @routes.post("/api/v1/banks/{bank}/hashes")
+    async def add_hashes(request: web.Request) -> web.Response:
+        body = await _json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("hashes"), list):
+            raise ApiError(400, "bad-request", 'expected {"hashes": ["<hex>", ...]}')
+        if len(body["hashes"]) > 10_000:
+            raise ApiError(400, "bad-request", "at most 10000 hashes per request; use import")
+        lines = [
+            json.dumps({"signal_type": body.get("signal_type", "pdq"), "hash": h})
+            for h in body["hashes"]
+        ]
+        report = await banks.import_items(request.match_info["bank"], lines, fmt="jsonl")
+        await node.reconcile_index()
+        return web.json_response(
+            {"added": report.added, "already_present": report.already_present}, status=201
+        )
+
+    @routes.post("/api/v1/items/{ref}/withdraw")
+    async def withdraw(request: web.Request) -> web.Response:
+        ref = request.match_info["ref"]
+        if not _HEX32.fullmatch(ref):
+            raise ApiError(400, "bad-request", "item reference: 32 lower-case hex characters")
+        body = await _json(request) if request.can_read_body else {}
+        reason = body.get("reason", "") if isinstance(body, dict) else ""
+        item = await banks.withdraw(bytes.fromhex(ref), reason=reason)
+        await node.reconcile_index()
+        return web.json_response({"item": ref, "withdrawn_at": item.withdrawn_at})
+
+    app.add_routes(routes)
+    return app

@@ -1,0 +1,114 @@
+"""The platform's local API over real HTTP, through the Python client."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import aiohttp
+import numpy as np
+import pytest
+from PIL import Image
+
+from blindmatch.node import hashing
+from blindmatch.node.client import ApiClientError, BlindmatchClient
+from blindmatch.node.localfed import LocalFederation, NodeSpec
+
+
+def photo(seed: int, size=(640, 480)) -> Image.Image:
+    """A synthetic picture with structure at several scales (not flat: PDQ quality is high)."""
+    rng = np.random.default_rng(seed)
+    h, w = size[1], size[0]
+    y, x = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.zeros((h, w, 3))
+    for c in range(3):
+        for _ in range(6):
+            fx, fy, ph = [*rng.uniform(1, 12, 2).tolist(), rng.uniform(0, 6.3)]
+            img[..., c] += np.sin(2 * np.pi * (fx * x + fy * y) + ph)
+    img += rng.normal(0, 0.2, img.shape)
+    img = (img - img.min()) / (img.max() - img.min()) * 255
+    return Image.fromarray(img.astype(np.uint8))
+
+
+def jpeg(image: Image.Image, quality: int = 85) -> bytes:
+    buf = io.BytesIO()
+    image.save(buf, "JPEG", quality=quality)
+    return buf.getvalue()
+
+
+@pytest.fixture
+async def fed(tmp_path: Path):
+    federation = await LocalFederation(tmp_path, background=True, sync_interval_s=0.2).start(
+        [NodeSpec("hub", ("hub",)), NodeSpec("platform", holds_index=False)]
+    )
+    yield federation
+    await federation.stop()
+
+
+async def test_media_match_through_the_api(fed) -> None:
+    hub, platform = fed["hub"], fed["platform"]
+    originals = [photo(s) for s in range(3)]
+    async with BlindmatchClient(hub.api_url, hub.api_token) as bm:
+        await bm.create_bank("ncii", "survivor-submitted", shared=True, categories=["ncii"])
+        held = [hashing.hash_image_bytes(jpeg(o)).pdq.hex for o in originals]
+        added = await bm.add_hashes("ncii", held)
+        assert added["added"] == 3
+        banks = await bm.banks()
+        assert banks[0]["name"] == "ncii" and "items" in banks[0]
+    await platform.node.sync_all()
+    mirrored = originals[1].transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    async with BlindmatchClient(platform.api_url, platform.api_token) as bm:
+        job = await bm.match_media(jpeg(mirrored, 60), wait=30)
+        assert job["complete"]
+        assert {m["peer"] for m in job["matches"]} == {"hub"}
+        assert any(m["variant"] == "flip_h" for m in job["matches"])
+        assert all(m["provenance"] == "survivor-submitted" for m in job["matches"])
+        unrelated = await bm.match_media(jpeg(photo(99)), wait=30)
+        assert unrelated["complete"] and unrelated["matches"] == []
+        again = await bm.job(job["job"])
+        assert again["matches"] == job["matches"]
+        # The response names the holder's item by reference only.
+        assert all(len(m["item"]) == 32 for m in job["matches"])
+        assert not any(h in str(job) for h in held)
+
+
+async def test_auth_and_bad_input_are_refused(fed) -> None:
+    platform = fed["platform"]
+    async with BlindmatchClient(platform.api_url, "wrong-token") as bm:
+        with pytest.raises(ApiClientError) as info:
+            await bm.status()
+        assert info.value.status == 401
+    async with BlindmatchClient(platform.api_url, platform.api_token) as bm:
+        bad = [
+            (["zz" * 32], "bad-hash"),
+            (["ab" * 31], "bad-hash"),
+            ([{"hash": "ab" * 32, "float_vector": [1.0] * 3}], "bad-request"),
+            ([{"hash": "ab" * 32, "signal_type": "vpdq"}], "unsupported"),
+            ([{"hash": "ab" * 32, "extra": 1}], "bad-request"),
+        ]
+        for hashes, code in bad:
+            with pytest.raises(ApiClientError) as info:
+                await bm.match_hashes(hashes)
+            assert (info.value.status, info.value.code) == (400, code)
+        for media, code in ((b"", "empty"), (b"not an image", None), (jpeg(photo(1))[:200], None)):
+            with pytest.raises(ApiClientError) as info:
+                await bm.match_media(media)
+            assert info.value.status == 400 and (code is None or code in info.value.code)
+        with pytest.raises(ApiClientError) as info:
+            await bm.job("00" * 16)
+        assert info.value.status == 404
+        jobs = await platform.node.db.fetch_value("SELECT COUNT(*) FROM match_jobs")
+        assert jobs == 0  # no refused request created a job
+
+
+async def test_openapi_metrics_and_health_are_served(fed) -> None:
+    platform = fed["platform"]
+    async with aiohttp.ClientSession() as s:
+        async with s.get(platform.api_url + "/api/v1/openapi.json") as r:
+            doc = await r.json()
+        assert doc["openapi"].startswith("3.") and "/api/v1/match/media" in doc["paths"]
+        async with s.get(platform.api_url + "/metrics") as r:
+            text = await r.text()
+        assert r.status == 200 and "blindmatch_" in text
+        async with s.get(platform.api_url + "/healthz") as r:
+            assert (await r.json())["ok"] is True
