@@ -5,6 +5,11 @@ anything hash-shaped, signed tree heads, fork and rollback detection, and tamper
 from __future__ import annotations
 
 import hashlib
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -697,3 +702,59 @@ def test_audit_reports_truncation_forks_and_signed_forbidden_entries() -> None:
         tl.audit_log(bad_log, sth_for(bad_tree), KEY.public_key)
     with pytest.raises(tl.TreeHeadSignatureError):
         tl.audit_log(entries, sth_for(tree), OTHER_KEY.public_key)
+
+
+# --- blindmatch audit verify ----------------------------------------------------------------
+
+
+def test_audit_verify_command_gives_a_clear_verdict(tmp_path: Path) -> None:
+    from blindmatch.node import cmd_audit
+
+    entries, tree = audit_fixture()
+    log, sth, early = tmp_path / "log.jsonl", tmp_path / "sth.hex", tmp_path / "early.hex"
+    log.write_text("".join(json.dumps(e.hex()) + "\n" for e in entries))
+    sth.write_text(sth_for(tree).hex() + "\n")
+    early.write_text(sth_for(tree, 16, 1).hex())
+    out = io.StringIO()
+    assert cmd_audit.verify(log, sth, KEY.public_key.hex(), [early], out) == 0
+    assert out.getvalue().startswith("OK log platform-a: 27 entries match")
+
+    tampered = list(entries)
+    tampered[21] = bytes([tampered[21][0] ^ 1]) + tampered[21][1:]
+    rows = [
+        {"entry": e.hex(), "leaf_hash": tree.leaf_hash_at(i).hex()} for i, e in enumerate(tampered)
+    ]
+    log.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = io.StringIO()
+    assert cmd_audit.verify(log, sth, KEY.public_key.hex(), [], out) == 1
+    assert out.getvalue().startswith("FAIL [tampered-entry] entry 21:")
+
+    log.write_text("".join(json.dumps(e.hex()) + "\n" for e in entries))
+    forked = tl.MerkleTree.from_entries([b"x"] * 16)
+    early.write_text(tl.sign_tree_head(KEY, LOG, 16, forked.root(), T0).to_bytes().hex())
+    out = io.StringIO()
+    assert cmd_audit.verify(log, sth, KEY.public_key.hex(), [early], out) == 1
+    assert "FAIL [fork]" in out.getvalue() and "evidence:" in out.getvalue()
+
+    log.write_text("not json\n")
+    out = io.StringIO()
+    assert cmd_audit.verify(log, sth, KEY.public_key.hex(), [], out) == 2
+
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "blindmatch",
+            "audit",
+            "verify",
+            "--log",
+            str(log),
+            "--sth",
+            str(sth),
+            "--key",
+            KEY.public_key.hex(),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "cannot read" in result.stdout
