@@ -224,3 +224,4 @@ def run(op: str, data: dict[str, Any]) -> dict[str, Any]:
 
 
 from blindmatch.protocol import transparency_ops  # noqa: F401, E402
+from blindmatch.protocol import lsh_ops  # noqa: F401, E402

@@ -1,0 +1,99 @@
+"""Conformance operations of the signals and LSH chapter (specs/signals-and-lsh.md).
+
+Registered with :mod:`blindmatch.protocol.conformance_ops` at import. Byte strings travel as
+lower-case hex; float vectors as JSON numbers (IEEE doubles). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from blindmatch.protocol import conformance_ops, signals
+from blindmatch.protocol.conformance_ops import OpError
+from blindmatch.protocol.lsh import SCHEMES, BitSamplingScheme
+
+Op = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+def _scheme(name: Any) -> BitSamplingScheme:
+    scheme = SCHEMES.get(name) if isinstance(name, str) else None
+    if scheme is None:
+        raise OpError("lsh:unknown-scheme", str(name))
+    return scheme
+
+
+def _hash(v: Any) -> bytes:
+    try:
+        return signals.pdq_from_hex(v)
+    except signals.HashFormatError as exc:
+        raise OpError("signals:bad-hash", str(exc)) from exc
+
+
+def _floats(v: Any) -> list[float] | None:
+    if v is None:
+        return None
+    if not isinstance(v, list) or len(v) != signals.PDQ_BITS:
+        raise OpError("signals:bad-float-vector", "expected 256 numbers")
+    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in v):
+        raise OpError("signals:bad-float-vector", "expected 256 numbers")
+    return [float(x) for x in v]
+
+
+def lsh_table_positions(i: dict[str, Any]) -> dict[str, Any]:
+    return {"tables": [list(p) for p in _scheme(i["scheme"]).table_positions]}
+
+
+def lsh_index_keys(i: dict[str, Any]) -> dict[str, Any]:
+    return {"keys": [k.hex() for k in _scheme(i["scheme"]).index_keys(_hash(i["hash"]))]}
+
+
+def lsh_probe_keys(i: dict[str, Any]) -> dict[str, Any]:
+    scheme = _scheme(i["scheme"])
+    budget = i.get("budget")
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, int) or budget < 0
+    ):
+        raise OpError("lsh:bad-budget", "budget must be a non-negative integer")
+    if budget is not None and budget > scheme.probe_budget:
+        raise OpError("lsh:bad-budget", f"budget exceeds {scheme.probe_budget}")
+    probes = scheme.probes(_hash(i["hash"]), _floats(i.get("float_vector")), budget)
+    return {
+        "probes": [
+            {"table": p.table, "flipped": list(p.flipped), "key": p.key.hex()} for p in probes
+        ]
+    }
+
+
+def pdq_bits(i: dict[str, Any]) -> dict[str, Any]:
+    """The positions of the 1 bits of a hash given in ThreatExchange hex."""
+    bits = signals.pdq_to_bits(_hash(i["hash"]))
+    return {"one_bits": [int(p) for p in bits.nonzero()[0]]}
+
+
+def pdq_from_float(i: dict[str, Any]) -> dict[str, Any]:
+    """PDQ's median quantisation of a float vector, and its eight dihedral variants."""
+    floats = _floats(i["float_vector"])
+    assert floats is not None
+    variants = signals.dihedral_float_vectors(floats)
+    return {
+        "hash": signals.pdq_from_bits(signals.pdq_bits_from_float(floats)).hex(),
+        "dihedral": [signals.pdq_from_bits(signals.pdq_bits_from_float(v)).hex() for v in variants],
+    }
+
+
+def pdq_distance(i: dict[str, Any]) -> dict[str, Any]:
+    return {"distance": signals.hamming(_hash(i["a"]), _hash(i["b"]))}
+
+
+OPS: dict[str, Op] = {
+    "lsh.table_positions": lsh_table_positions,
+    "lsh.index_keys": lsh_index_keys,
+    "lsh.probe_keys": lsh_probe_keys,
+    "pdq.bits": pdq_bits,
+    "pdq.from_float": pdq_from_float,
+    "pdq.distance": pdq_distance,
+}
+
+for _name, _fn in OPS.items():
+    conformance_ops.register_op(_name, _fn)
