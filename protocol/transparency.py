@@ -733,14 +733,15 @@ class TreeHeadMonitor:
     """
 
     def __init__(
-        self, log_id: str, public_key: bytes, heads: Iterable[SignedTreeHead] = ()
+        self, log_id: str, public_key: bytes, heads: Iterable[bytes | SignedTreeHead] = ()
     ) -> None:
         self.log_id = log_id
         self.public_key = public_key
         self.heads: dict[int, SignedTreeHead] = {}
         self.latest: SignedTreeHead | None = None
-        for head in sorted(heads, key=lambda h: (h.tree_size, h.timestamp_ms)):
-            self._remember(verify_tree_head(head, public_key))
+        verified = [verify_tree_head(h, public_key) for h in heads]
+        for head in sorted(verified, key=lambda h: (h.tree_size, h.timestamp_ms)):
+            self._remember(head)
 
     def _remember(self, head: SignedTreeHead) -> None:
         if head.log_id != self.log_id:
@@ -785,6 +786,8 @@ class TreeHeadMonitor:
                 f"{head.timestamp_ms} after one of size {latest.tree_size} at "
                 f"{latest.timestamp_ms}",
             )
+        if older and same_size is not None:
+            return head  # an older copy of a tree already checked: nothing new to prove
         check_heads_consistent(latest, head, proof)
         if older:
             self.heads.setdefault(head.tree_size, head)

@@ -573,6 +573,59 @@ def test_monitor_accepts_an_append_only_log() -> None:
     assert rebuilt.latest == monitor.latest
 
 
+def test_monitor_accepts_a_gossiped_copy_of_a_known_size_without_a_proof() -> None:
+    monitor = tl.TreeHeadMonitor(LOG, KEY.public_key)
+    monitor.observe(head(20, 20))
+    monitor.observe(head(40, 40), TREE_70.consistency_proof(20, 40))
+    monitor.observe(head(20, 25), allow_older=True)  # re-signed, same tree: nothing to prove
+    with pytest.raises(tl.ForkError):
+        monitor.observe(head(20, 26, root=TREE_70.root(21)), allow_older=True)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 70), min_size=2, max_size=6),
+    fork_at=st.integers(0, 69),
+    data=st.data(),
+)
+def test_property_monitor_accepts_growth_and_catches_any_rewrite(
+    sizes: list[int], fork_at: int, data: st.DataObject
+) -> None:
+    sizes = sorted(set(sizes))
+    monitor = tl.TreeHeadMonitor(LOG, KEY.public_key)
+    previous = 0
+    for t, size in enumerate(sizes):
+        proof = TREE_70.consistency_proof(previous, size) if previous else []
+        monitor.observe(head(size, t), proof)
+        previous = size
+    # A rewrite of any entry the latest head covers cannot be shown consistent with it.
+    if fork_at >= previous:
+        return
+    rewritten = list(ENTRIES_70)
+    rewritten[fork_at] = rewritten[fork_at] + b"!"
+    other = tl.MerkleTree.from_entries(rewritten)
+    bigger = data.draw(st.integers(previous, 70))
+    with pytest.raises(tl.ForkError):
+        monitor.observe(
+            head(bigger, 100, root=other.root(bigger)), other.consistency_proof(previous, bigger)
+        )
+    assert monitor.latest is not None and monitor.latest.tree_size == previous
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    which=st.integers(0, 8),
+    name=st.text(min_size=1, max_size=12),
+    value=st.one_of(st.binary(max_size=40), st.text(max_size=70), st.integers(0, 2**40)),
+)
+def test_property_no_extra_field_is_ever_accepted(which: int, name: str, value: Any) -> None:
+    entry = valid_entries()[which]
+    if name in entry:
+        return
+    with pytest.raises(tl.EntryError, match="unexpected field"):
+        tl.encode_entry({**entry, name: value})
+
+
 def test_forked_tree_heads_are_detected_with_both_heads_as_evidence() -> None:
     forked_entries = [*ENTRIES_70[:7], b"rewritten history", *ENTRIES_70[8:]]
     forked = tl.MerkleTree.from_entries(forked_entries)
