@@ -23,7 +23,7 @@ class InputError(Exception):
     pass
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("audit", help="verifiable log tools")
     asub = p.add_subparsers(dest="audit_command", metavar="SUBCOMMAND")
     v = asub.add_parser("verify", help="check an exported log against a signed tree head")
@@ -39,7 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "and used to locate an altered entry",
     )
     v.set_defaults(func=run_verify)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+    def usage(args: argparse.Namespace) -> int:
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=usage)
 
 
 def read_export(path: Path) -> tuple[list[bytes], list[bytes] | None]:

@@ -228,7 +228,7 @@ def test_verifiers_refuse_malformed_arguments_without_other_exceptions() -> None
         (leaf, 0, 0, [], tl.EMPTY_ROOT),
     ]:
         with pytest.raises(tl.InclusionError):
-            tl.verify_inclusion(*args)  # type: ignore[arg-type]
+            tl.verify_inclusion(*args)
     with pytest.raises(tl.ConsistencyError, match="empty tree"):
         tl.verify_consistency(0, 5, _flipped(tl.EMPTY_ROOT), root, [])
     with pytest.raises(tl.ConsistencyError, match="empty proof"):
@@ -493,7 +493,7 @@ def test_entry_field_sets_are_exact_and_cross_checked() -> None:
     decision = valid_entries()[4]
     tl.encode_entry({**decision, "policy": "auto-exact"})
     with pytest.raises(tl.EntryError):
-        tl.encode_entry("not a map")  # type: ignore[arg-type]
+        tl.encode_entry("not a map")
 
 
 def test_stored_entries_must_be_canonical() -> None:
