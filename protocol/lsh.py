@@ -4,8 +4,9 @@ The scheme is public and versioned; ``specs/signals-and-lsh.md`` is its normativ
 and ``specs/vectors/lsh.json`` its test vectors. In short:
 
 * Table ``t`` (0 <= t < L) samples ``k`` bit positions of the hash. The positions come from a
-  public derivation: sort 0..255 by SHA-256(tag || "table" || u16be(t) || u8(position)) and keep
-  the first ``k``; within the table they are used in ascending order.
+  public derivation: tables form groups of floor(256 / k) disjoint tables, group g cutting the
+  order of 0..255 by SHA-256(tag || "perm" || u16be(g) || u8(position)) into runs of k; within
+  a table the positions are used in ascending order.
 * A holder indexes L bucket keys per hash, one per table:
   ``u8(len(tag)) || tag || u8(len(signal)) || signal || u16be(t) || packed sampled bits``,
   where the sampled bits are packed most significant first into ceil(k / 8) bytes, zero-padded.
@@ -54,6 +55,7 @@ class BitSamplingScheme:
     probe_budget: int  # default and maximum probe keys per query hash
     candidate_bits: int  # m: in each table, only its m least-certain bits are ever flipped
     max_flips: int  # at most this many bits are flipped in one probe
+    cost_model: str = "logodds"  # how a probe is ranked: see bit_costs()
     _positions_cache: dict[str, tuple[tuple[int, ...], ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
@@ -78,16 +80,25 @@ class BitSamplingScheme:
 
     @cached_property
     def table_positions(self) -> tuple[tuple[int, ...], ...]:
-        """The k sampled bit positions of each table, ascending."""
+        """The k sampled bit positions of each table, ascending.
+
+        Tables come in groups of ``floor(256 / k)`` that partition (most of) the hash: group
+        ``g`` orders 0..255 by SHA-256(tag || "perm" || u16be(g) || u8(position)) and cuts that
+        order into consecutive runs of k. Every bit is sampled about equally often, and within a
+        group any two hashes at distance d differ in at most d of its disjoint tables.
+        """
+        per_group = PDQ_BITS // self.bits_per_table
         out = []
         for t in range(self.tables):
+            group, member = divmod(t, per_group)
             order = sorted(
                 range(PDQ_BITS),
-                key=lambda p, t=t: hashlib.sha256(
-                    self.tag + b"table" + t.to_bytes(2, "big") + bytes([p])
+                key=lambda p, g=group: hashlib.sha256(
+                    self.tag + b"perm" + g.to_bytes(2, "big") + bytes([p])
                 ).digest(),
             )
-            out.append(tuple(sorted(order[: self.bits_per_table])))
+            run = order[member * self.bits_per_table : (member + 1) * self.bits_per_table]
+            out.append(tuple(sorted(run)))
         return tuple(out)
 
     @cached_property
@@ -157,70 +168,106 @@ class BitSamplingScheme:
         """(cost, table, flipped positions) for the first ``budget`` probes, in probe order.
 
         Order: ascending cost; ties by table index, then by the flipped positions compared as
-        ascending tuples. The L base keys (cost 0) come first.
+        ascending tuples. Without a float vector: the base keys in table order.
         """
-        base = [(0.0, t, ()) for t in range(min(budget, self.tables))]
-        if float_vector is None or budget <= self.tables or self.candidate_bits == 0:
-            return base
-        uncertainty = perturbation_costs(float_vector)
-        # Per table: its candidate positions ordered by (cost, position).
+        if float_vector is None or self.candidate_bits == 0:
+            return [(0.0, t, ()) for t in range(min(budget, self.tables))]
+        flip_cost, keep_cost = bit_costs(float_vector, self.cost_model)
+        # Per table: the cost of its base key (no flips) and its candidate positions, the
+        # cheapest to flip first, ordered by (flip cost, position).
         candidates: list[list[tuple[float, int]]] = []
-        for pos in self.table_positions:
-            ranked = sorted((float(uncertainty[p]), p) for p in pos)[: self.candidate_bits]
-            candidates.append(ranked)
-        # Best-first enumeration of subsets (Lv et al.'s shift/expand over sorted candidates).
-        # A heap entry is (cost, table, flipped positions sorted, indices into the candidates);
-        # each subset is generated exactly once, and costs are non-decreasing along both moves,
-        # so pops come out in ascending cost.
         heap: list[tuple[float, int, tuple[int, ...], tuple[int, ...]]] = []
-        for t, cand in enumerate(candidates):
-            if cand and self.max_flips >= 1:
-                heapq.heappush(heap, (cand[0][0], t, (cand[0][1],), (0,)))
-        popped: list[tuple[float, int, tuple[int, ...]]] = []
-        wanted = budget - len(base)
-        # Pop until ``wanted`` are out, then keep popping entries that tie with the last one
-        # (a child never costs less than its parent), so the final sort applies the spec's
-        # tie-break exactly even when costs are equal.
-        while heap and (len(popped) < wanted or heap[0][0] <= popped[-1][0]):
+        for t, pos in enumerate(self.table_positions):
+            base_cost = 0.0
+            for p in pos:
+                base_cost += float(keep_cost[p])
+            candidates.append(sorted((float(flip_cost[p]), p) for p in pos)[: self.candidate_bits])
+            heap.append((base_cost, t, (), ()))
+        heapq.heapify(heap)
+        # Best-first enumeration (Lv et al.'s shift/expand over each table's sorted candidates):
+        # every subset is generated exactly once and no child costs less than its parent, so
+        # pops come out in ascending cost. Entries tying with the last wanted one are popped too
+        # so that the final sort applies the tie-break exactly.
+        out: list[tuple[float, int, tuple[int, ...]]] = []
+        while heap and (len(out) < budget or heap[0][0] <= out[-1][0]):
             cost, t, flipped, idx = heapq.heappop(heap)
-            popped.append((cost, t, flipped))
+            out.append((cost, t, flipped))
             cand = candidates[t]
+            base_cost = cost - sum(cand[i][0] for i in idx) if idx else cost
+            if not idx:
+                if cand and self.max_flips >= 1:
+                    heapq.heappush(heap, self._entry(cand, t, (0,), base_cost))
+                continue
             last = idx[-1]
             if last + 1 < len(cand):
                 # shift: replace the last candidate by the next one
-                heapq.heappush(heap, self._entry(cand, t, (*idx[:-1], last + 1)))
+                heapq.heappush(heap, self._entry(cand, t, (*idx[:-1], last + 1), base_cost))
                 # expand: add the next one
                 if len(idx) < self.max_flips:
-                    heapq.heappush(heap, self._entry(cand, t, (*idx, last + 1)))
-        popped.sort()
-        return base + popped[:wanted]
+                    heapq.heappush(heap, self._entry(cand, t, (*idx, last + 1), base_cost))
+        out.sort()
+        return out[:budget]
 
     @staticmethod
     def _entry(
-        cand: list[tuple[float, int]], table: int, idx: tuple[int, ...]
+        cand: list[tuple[float, int]], table: int, idx: tuple[int, ...], base_cost: float
     ) -> tuple[float, int, tuple[int, ...], tuple[int, ...]]:
-        cost = 0.0
+        cost = base_cost
         for i in idx:
             cost += cand[i][0]
         return (cost, table, tuple(sorted(cand[i][1] for i in idx)), idx)
 
 
 def perturbation_costs(float_vector: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Per bit, the cost of flipping it: (value - median)^2 over the 256 DCT values."""
+    """Per bit, the cost of flipping it under the default cost model."""
+    return bit_costs(float_vector, "logodds")[0]
+
+
+# Flip probability of a bit against its normalised distance x from the median (see bit_costs),
+# fitted on the corpus's edited copies at distance 17..31 from their originals:
+# p(x) = min(P_MAX, P_SCALE * exp(-x / X_SCALE) + P_FLOOR).
+P_SCALE, X_SCALE, P_FLOOR, P_MAX = 0.5, 0.3, 0.003, 0.49
+
+
+def bit_costs(
+    float_vector: Sequence[float] | np.ndarray, model: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per bit: (cost of flipping it, cost of keeping it) for ranking probes.
+
+    ``logodds``: x_i = |v_i - median| / median_j |v_j - median| (PDQ's median threshold, in
+    units of the vector's own typical distance from it), p_i as fitted above; flipping costs
+    ln((1 - p_i) / p_i), keeping costs -ln(1 - p_i). A probe's cost is its table's keep costs
+    plus the flip costs of its flipped bits, i.e. minus the log-probability that exactly those
+    bits of the table differ (bits taken as independent), up to a constant.
+    ``squared``: flipping costs (v_i - median)^2 and keeping costs nothing.
+    """
     v = np.asarray(float_vector, dtype=np.float64)
     if v.shape != (PDQ_BITS,) or not np.isfinite(v).all():
         raise HashFormatError("a PDQ float vector has 256 finite elements")
-    return (v - np.median(v)) ** 2
+    distance = np.abs(v - np.median(v))
+    if model == "squared":
+        return distance**2, np.zeros(PDQ_BITS)
+    if model != "logodds":
+        raise ValueError(f"unknown cost model {model}")
+    typical = float(np.median(distance))
+    x = distance / typical if typical > 0 else np.zeros(PDQ_BITS)
+    p = np.minimum(P_MAX, P_SCALE * np.exp(-x / X_SCALE) + P_FLOOR)
+    return np.log((1 - p) / p), -np.log1p(-p)
 
 
+# Parameters chosen from the measured distance distributions (bench/results/signals.md): k = 28
+# keeps a probe's chance of meeting an unrelated hash near 2^-28, so 64 probes against a
+# 1M-hash holder meet ~0.2 unrelated hashes; 32 tables and log-odds probing then find ~99% of
+# the pairs at distance 17..31 and all of those at <= 16.
 PDQ_LSH_1 = BitSamplingScheme(
     name="pdq-lsh-1",
     signal_type=SignalType.PDQ,
-    tables=16,
-    bits_per_table=32,
+    tables=32,
+    bits_per_table=28,
     probe_budget=64,
-    candidate_bits=12,
-    max_flips=4,
+    candidate_bits=10,
+    max_flips=3,
+    cost_model="logodds",
 )
 
 SCHEMES: dict[str, BitSamplingScheme] = {PDQ_LSH_1.name: PDQ_LSH_1}

@@ -11,7 +11,7 @@ import pytest
 
 from blindmatch.protocol import lsh_ops  # noqa: F401  (registers the conformance ops)
 from blindmatch.protocol.conformance_ops import OpError, run
-from blindmatch.protocol.lsh import PDQ_LSH_1, SCHEMES, perturbation_costs
+from blindmatch.protocol.lsh import PDQ_LSH_1, SCHEMES, bit_costs, perturbation_costs
 from blindmatch.protocol.signals import pdq_bits_from_float, pdq_from_bits, pdq_to_bits
 
 VECTORS = Path(__file__).resolve().parent.parent / "specs" / "vectors"
@@ -32,15 +32,22 @@ def flip(hash32: bytes, positions: list[int]) -> bytes:
 
 def test_table_positions_follow_the_published_derivation() -> None:
     tag = b"blindmatch/lsh/" + S.name.encode()
+    k = S.bits_per_table
+    per_group = 256 // k
     for t, positions in enumerate(S.table_positions):
+        group, member = divmod(t, per_group)
         order = sorted(
             range(256),
-            key=lambda p, t=t: hashlib.sha256(
-                tag + b"table" + t.to_bytes(2, "big") + bytes([p])
+            key=lambda p, g=group: hashlib.sha256(
+                tag + b"perm" + g.to_bytes(2, "big") + bytes([p])
             ).digest(),
         )
-        assert positions == tuple(sorted(order[: S.bits_per_table]))
+        assert positions == tuple(sorted(order[member * k : (member + 1) * k]))
     assert len(S.table_positions) == S.tables
+    # Within a group the tables are disjoint.
+    for g in range(0, S.tables, per_group):
+        group = [set(p) for p in S.table_positions[g : g + per_group]]
+        assert sum(len(x) for x in group) == len(set().union(*group))
 
 
 def test_index_key_layout() -> None:
@@ -64,11 +71,17 @@ def test_a_key_changes_only_when_one_of_its_sampled_bits_does() -> None:
         assert (changed[t] != keys[t]) == (p in S.table_positions[t])
 
 
-def test_probes_start_with_the_base_keys_and_respect_the_budget() -> None:
+def test_probes_are_bucket_keys_within_the_budget() -> None:
     h, floats = random_query(3)
     probes = S.probes(h, floats)
     assert len(probes) == S.probe_budget
-    assert [p.key for p in probes[: S.tables]] == S.index_keys(h)
+    base = S.index_keys(h)
+    for p in probes:
+        assert p.key == base[p.table] if not p.flipped else p.key != base[p.table]
+        assert (
+            p.key[: -(S.bits_per_table + 7) // 8 - 2] == base[0][: -(S.bits_per_table + 7) // 8 - 2]
+        )
+    assert sum(not p.flipped for p in probes) >= S.tables // 2
     assert len({p.key for p in probes}) == len(probes)
     costs = [p.cost for p in probes]
     assert costs == sorted(costs)
@@ -93,18 +106,25 @@ def test_flipping_the_least_certain_bit_is_probed() -> None:
     target = flip(h, sorted(set(flipped)))
     target_keys = set(S.index_keys(target))
     assert not target_keys & set(S.probe_keys(h, None))
-    first_flip = S.probes(h, floats)[S.tables]
-    assert first_flip.flipped == (least_certain,)
-    assert first_flip.key in target_keys
+    probe = next(p for p in S.probes(h, floats) if p.flipped == (least_certain,))
+    assert probe.table in [t for t, pos in enumerate(S.table_positions) if least_certain in pos]
+    assert probe.key in target_keys
 
 
 def test_probe_ranking_prefers_uncertain_bits() -> None:
     h, floats = random_query(5)
     costs = perturbation_costs(floats)
+    flip_cost, keep_cost = bit_costs(floats, S.cost_model)
+    assert np.array_equal(costs, flip_cost)
     singles = [p for p in S.probes(h, floats) if len(p.flipped) == 1]
     assert singles
     for p in singles:
-        assert p.cost == pytest.approx(costs[p.flipped[0]])
+        base = sum(keep_cost[q] for q in S.table_positions[p.table])
+        assert p.cost == pytest.approx(base + flip_cost[p.flipped[0]])
+    # Less certain bits (nearer the median) cost less to flip.
+    distance = np.abs(floats - np.median(floats))
+    order = np.argsort(distance)
+    assert np.all(np.diff(flip_cost[order]) >= -1e-12)
     # Every flipped bit is among its table's candidate (least-certain) bits.
     for p in S.probes(h, floats):
         ranked = sorted(S.table_positions[p.table], key=lambda q: (costs[q], q))
