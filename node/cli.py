@@ -18,6 +18,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "blindmatch.node.cmd_spec",
     "blindmatch.node.cmd_bank",
     "blindmatch.node.cmd_hash",
+    "blindmatch.node.cmd_node",
     "blindmatch.node.cmd_audit",
 )
 

@@ -30,7 +30,6 @@ import numpy as np
 from blindmatch.crypto import oprf
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
-from blindmatch.node.federation_tables import FEDERATION_SCHEMA
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.peer_client import PeerClient, PeerError
@@ -145,7 +144,7 @@ class Node:
     @staticmethod
     async def open_database(cfg: NodeConfig, now: int) -> Database:
         db = await open_database(cfg.database_url)
-        await apply_migrations(db, now, (*MIGRATIONS, FEDERATION_SCHEMA))
+        await apply_migrations(db, now, MIGRATIONS)
         return db
 
     async def start(self, background: bool = True) -> None:

@@ -1,0 +1,134 @@
+"""Starting a node from its configuration: keys, roster, store, servers; and stopping it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import secrets
+import signal
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from blindmatch.node import keys as keyfiles
+from blindmatch.node.api import build_api
+from blindmatch.node.banks import BankService
+from blindmatch.node.clock import SystemClock
+from blindmatch.node.config import ConfigError, NodeConfig
+from blindmatch.node.federation_http import build_app
+from blindmatch.node.node import Node
+from blindmatch.protocol import roster as roster_mod
+
+TOKEN_FILE = "api.token"
+
+
+def api_token(home: Path) -> str:
+    path = home / TOKEN_FILE
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(secrets.token_urlsafe(32) + "\n")
+    return path.read_text().strip()
+
+
+def load_roster(cfg: NodeConfig, now_ms: int) -> roster_mod.Roster:
+    if cfg.roster_path is None:
+        raise ConfigError("no roster configured (set 'roster' in the config)")
+    try:
+        document = json.loads(cfg.roster_path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"no roster file at {cfg.roster_path}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{cfg.roster_path}: not JSON ({exc})") from exc
+    return roster_mod.verify_roster(document, cfg.governance_keys, cfg.governance_threshold, now_ms)
+
+
+@dataclass
+class RunningNode:
+    node: Node
+    banks: BankService
+    runners: list[web.AppRunner]
+
+    async def stop(self) -> None:
+        for r in self.runners:
+            await r.cleanup()
+        await self.node.stop()
+
+
+def _ssl_context(cfg: NodeConfig) -> ssl.SSLContext | None:
+    if cfg.tls_cert is None or cfg.tls_key is None:
+        return None
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(cfg.tls_cert, cfg.tls_key)
+    return ctx
+
+
+async def start(cfg: NodeConfig) -> RunningNode:
+    clock = SystemClock()
+    roster = load_roster(cfg, int(time.time() * 1000))
+    node_keys = keyfiles.load(cfg.keys_dir)
+    db = await Node.open_database(cfg, clock.now())
+    node = Node(cfg, node_keys, db, roster, clock=clock)
+    await node.start(background=True)
+    banks = BankService(db, clock)
+    tls = _ssl_context(cfg)
+    runners = []
+    for app, host, port in (
+        (build_app(node), cfg.listen_host, cfg.listen_port),
+        (build_api(node, banks, api_token(cfg.home)), cfg.api_host, cfg.api_port),
+    ):
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port, ssl_context=tls).start()
+        runners.append(runner)
+    return RunningNode(node, banks, runners)
+
+
+async def run_forever(cfg: NodeConfig) -> None:
+    running = await start(cfg)
+    log = logging.getLogger("blindmatch.node")
+    log.info(
+        "node %s serving federation on %s:%d and API on %s:%d",
+        cfg.node_id, cfg.listen_host, cfg.listen_port, cfg.api_host, cfg.api_port,
+    )  # fmt: skip
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    await running.stop()
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per line. Messages are written by this code base, which never puts a
+    hash, bucket key, image or key into one."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {
+            "ts": round(record.created, 3),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
+        if record.exc_info:
+            out["exc"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+        return json.dumps(out)
+
+
+def configure_logging(level: str = "info", json_lines: bool = True) -> None:
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        JsonLogFormatter()
+        if json_lines
+        else logging.Formatter("%(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger("blindmatch")
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
