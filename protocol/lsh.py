@@ -117,6 +117,15 @@ class BitSamplingScheme:
             raise ValueError("wrong number of sampled bits")
         return self._key_prefix + table.to_bytes(2, "big") + np.packbits(bits).tobytes()
 
+    def exact_key(self, digest: bytes) -> bytes:
+        """The single bucket key of a SHA-256 value (exact copies are not LSH-bucketed): the
+        key layout with signal ``sha256``, table 0 and the 32-byte digest as the sampled bits."""
+        if not isinstance(digest, bytes) or len(digest) != 32:
+            raise HashFormatError("a SHA-256 value is 32 bytes")
+        tag = self.tag
+        signal = SignalType.SHA256.value.encode("ascii")
+        return bytes([len(tag)]) + tag + bytes([len(signal)]) + signal + b"\x00\x00" + digest
+
     def index_keys(self, hash32: bytes) -> list[bytes]:
         """The L bucket keys a holder indexes for one hash (table order)."""
         bits = pdq_to_bits(hash32)
@@ -176,11 +185,13 @@ class BitSamplingScheme:
         # Per table: the cost of its base key (no flips) and its candidate positions, the
         # cheapest to flip first, ordered by (flip cost, position).
         candidates: list[list[tuple[float, int]]] = []
+        base_costs: list[float] = []
         heap: list[tuple[float, int, tuple[int, ...], tuple[int, ...]]] = []
         for t, pos in enumerate(self.table_positions):
             base_cost = 0.0
-            for p in pos:
+            for p in pos:  # ascending positions, left to right: the spec's summation order
                 base_cost += float(keep_cost[p])
+            base_costs.append(base_cost)
             candidates.append(sorted((float(flip_cost[p]), p) for p in pos)[: self.candidate_bits])
             heap.append((base_cost, t, (), ()))
         heapq.heapify(heap)
@@ -193,7 +204,7 @@ class BitSamplingScheme:
             cost, t, flipped, idx = heapq.heappop(heap)
             out.append((cost, t, flipped))
             cand = candidates[t]
-            base_cost = cost - sum(cand[i][0] for i in idx) if idx else cost
+            base_cost = base_costs[t]
             if not idx:
                 if cand and self.max_flips >= 1:
                     heapq.heappush(heap, self._entry(cand, t, (0,), base_cost))

@@ -65,6 +65,17 @@ def lsh_probe_keys(i: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def lsh_exact_key(i: dict[str, Any]) -> dict[str, Any]:
+    digest = i["sha256"]
+    try:
+        raw = bytes.fromhex(digest) if isinstance(digest, str) else b""
+    except ValueError:
+        raw = b""
+    if len(raw) != 32:
+        raise OpError("signals:bad-hash", "a SHA-256 value is 64 hex digits")
+    return {"key": _scheme(i["scheme"]).exact_key(raw).hex()}
+
+
 def pdq_bits(i: dict[str, Any]) -> dict[str, Any]:
     """The positions of the 1 bits of a hash given in ThreatExchange hex."""
     bits = signals.pdq_to_bits(_hash(i["hash"]))
@@ -90,6 +101,7 @@ OPS: dict[str, Op] = {
     "lsh.table_positions": lsh_table_positions,
     "lsh.index_keys": lsh_index_keys,
     "lsh.probe_keys": lsh_probe_keys,
+    "lsh.exact_key": lsh_exact_key,
     "pdq.bits": pdq_bits,
     "pdq.from_float": pdq_from_float,
     "pdq.distance": pdq_distance,

@@ -6,6 +6,7 @@ Float vectors and hashes come from fixed seeds.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 import numpy as np
@@ -101,6 +102,8 @@ def lsh_cases(scheme_name: str) -> list[dict[str, Any]]:
         )
     )
     cases.append(_case("unknown-scheme", "lsh.index_keys", {"scheme": "pdq-lsh-0", "hash": h}))
+    digest = hashlib.sha256(b"blindmatch exact-copy example").hexdigest()
+    cases.append(_case("exact-key", "lsh.exact_key", {"scheme": scheme_name, "sha256": digest}))
     return cases
 
 
