@@ -453,3 +453,27 @@ async def test_appended_migrations_apply_in_order(db: Database, clock: FixedCloc
     assert await db.fetch_value("SELECT COUNT(*) FROM extra_things") == 1
     with pytest.raises(RuntimeError, match="in order"):
         await apply_migrations(db, clock.now(), (extra,))
+
+
+async def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path, clock: FixedClock) -> None:
+    db = await open_database(f"sqlite:///{tmp_path / 'n.db'}", migrate_now=clock.now())
+    state = NodeState(db)
+    try:
+        await state.set("k", b"committed", clock.now())
+        inside, release = asyncio.Event(), asyncio.Event()
+
+        async def long_writer() -> None:
+            async with db.transaction():
+                await state.set("k", b"uncommitted", clock.now())
+                inside.set()
+                await release.wait()
+
+        writer = asyncio.create_task(long_writer())
+        await inside.wait()
+        # Read from another task while the write transaction is open: the last committed value.
+        assert await asyncio.wait_for(state.get("k"), timeout=5) == b"committed"
+        release.set()
+        await writer
+        assert await state.get("k") == b"uncommitted"
+    finally:
+        await db.close()

@@ -1,10 +1,12 @@
 """The embedded backend: one SQLite file through aiosqlite.
 
-One connection serves the process and an asyncio lock makes it the single writer: a
-transaction holds the lock from ``BEGIN IMMEDIATE`` to ``COMMIT``, and a statement outside a
-transaction takes it for just that statement. WAL journaling lets other processes (a CLI run
-next to a running node) read while the node writes; ``synchronous=FULL`` makes a commit durable
-before it returns, so a killed node loses nothing it reported as done.
+One connection is the process's single writer, guarded by an asyncio lock: a transaction
+holds the lock from ``BEGIN IMMEDIATE`` to ``COMMIT``, and a statement outside a transaction
+takes it for just that statement. A second, read-only connection serves plain ``SELECT``s issued
+outside a transaction, so matching reads are not held up behind a long import; WAL journaling
+lets it (and other processes, such as a CLI run next to a node) read the last committed state
+while the writer works. ``synchronous=FULL`` makes a commit durable before it returns, so a
+killed node loses nothing it reported as done. An in-memory database has only the writer.
 """
 
 from __future__ import annotations
@@ -27,8 +29,11 @@ BUSY_TIMEOUT_MS = 10_000
 class SQLiteDatabase(Database):
     dialect = SQLITE
 
-    def __init__(self, conn: aiosqlite.Connection, path: str) -> None:
+    def __init__(
+        self, conn: aiosqlite.Connection, path: str, reader: aiosqlite.Connection | None = None
+    ) -> None:
         self._conn = conn
+        self._reader = reader
         self._path = path
         self._write_lock = asyncio.Lock()
         # Savepoint depth of the transaction the current task is in (0: none).
@@ -48,25 +53,37 @@ class SQLiteDatabase(Database):
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open SQLite database {path!r}: {exc}") from exc
         conn.row_factory = sqlite3.Row
-        db = cls(conn, path)
+        reader = None
         try:
-            await conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            await conn.execute("PRAGMA foreign_keys = ON")
+            await _exec(conn, f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            await _exec(conn, "PRAGMA foreign_keys = ON")
+            await _exec(conn, "PRAGMA synchronous = FULL")
             if path != ":memory:":
-                await conn.execute("PRAGMA journal_mode = WAL")
-            await conn.execute("PRAGMA synchronous = FULL")
+                await _ensure_wal(conn)
+                reader = await aiosqlite.connect(path, isolation_level=None)
+                reader.row_factory = sqlite3.Row
+                await _exec(reader, f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                await _exec(reader, "PRAGMA query_only = ON")
         except sqlite3.Error as exc:
             await conn.close()
+            if reader is not None:
+                await reader.close()
             raise StorageError(f"cannot configure SQLite database {path!r}: {exc}") from exc
-        return db
+        return cls(conn, path, reader)
 
     @property
     def path(self) -> str:
         return self._path
 
-    async def _run(self, sql: str, params: tuple[Any, ...], fetch: bool) -> tuple[int, list[Row]]:
+    async def _run(
+        self,
+        sql: str,
+        params: tuple[Any, ...],
+        fetch: bool,
+        conn: aiosqlite.Connection | None = None,
+    ) -> tuple[int, list[Row]]:
         try:
-            async with self._conn.execute(sql, params) as cursor:
+            async with (conn or self._conn).execute(sql, params) as cursor:
                 rows = [dict(r) for r in await cursor.fetchall()] if fetch else []
                 return cursor.rowcount, rows
         except sqlite3.IntegrityError as exc:
@@ -77,6 +94,8 @@ class SQLiteDatabase(Database):
             raise StorageError("database is closed")
         if self._depth.get() > 0:
             return await self._run(sql, params, fetch)
+        if self._reader is not None and fetch and _is_plain_select(sql):
+            return await self._run(sql, params, fetch, self._reader)
         async with self._write_lock:
             return await self._run(sql, params, fetch)
 
@@ -94,34 +113,34 @@ class SQLiteDatabase(Database):
         depth = self._depth.get()
         if depth == 0:
             async with self._write_lock:
-                await self._conn.execute("BEGIN IMMEDIATE")
+                await _exec(self._conn, "BEGIN IMMEDIATE")
                 token = self._depth.set(1)
                 try:
                     yield
                 except BaseException:
-                    await self._conn.execute("ROLLBACK")
+                    await _exec(self._conn, "ROLLBACK")
                     raise
                 else:
                     try:
-                        await self._conn.execute("COMMIT")
+                        await _exec(self._conn, "COMMIT")
                     except BaseException:
                         if self._conn.in_transaction:
-                            await self._conn.execute("ROLLBACK")
+                            await _exec(self._conn, "ROLLBACK")
                         raise
                 finally:
                     self._depth.reset(token)
         else:
             savepoint = f"sp_{depth}"
-            await self._conn.execute(f"SAVEPOINT {savepoint}")
+            await _exec(self._conn, f"SAVEPOINT {savepoint}")
             token = self._depth.set(depth + 1)
             try:
                 yield
             except BaseException:
-                await self._conn.execute(f"ROLLBACK TO SAVEPOINT {savepoint}")
-                await self._conn.execute(f"RELEASE SAVEPOINT {savepoint}")
+                await _exec(self._conn, f"ROLLBACK TO SAVEPOINT {savepoint}")
+                await _exec(self._conn, f"RELEASE SAVEPOINT {savepoint}")
                 raise
             else:
-                await self._conn.execute(f"RELEASE SAVEPOINT {savepoint}")
+                await _exec(self._conn, f"RELEASE SAVEPOINT {savepoint}")
             finally:
                 self._depth.reset(token)
 
@@ -133,4 +152,39 @@ class SQLiteDatabase(Database):
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._reader is not None:
+                await self._reader.close()
             await self._conn.close()
+
+
+async def _ensure_wal(conn: aiosqlite.Connection) -> None:
+    """Switch the file to WAL (a persistent property of the file, so usually already set).
+
+    The switch needs a moment with no other writer, and SQLite does not wait for it through
+    busy_timeout, so retry briefly while another process or connection is mid-transaction.
+    """
+    async with conn.execute("PRAGMA journal_mode") as cursor:
+        row = await cursor.fetchone()
+    if row is not None and str(row[0]).lower() == "wal":
+        return
+    for attempt in range(100):
+        try:
+            await _exec(conn, "PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            await asyncio.sleep(0.05)
+
+
+async def _exec(conn: aiosqlite.Connection, sql: str) -> None:
+    """Run a control statement and close its cursor at once: a cursor left open on a
+    row-returning PRAGMA keeps a read lock that makes other connections fail as busy."""
+    async with conn.execute(sql) as cursor:
+        await cursor.fetchall()
+
+
+def _is_plain_select(sql: str) -> bool:
+    # RETURNING makes any statement a write; PRAGMAs may write too. Only these go to the reader.
+    head = sql.lstrip()[:6].upper()
+    return head == "SELECT" and "RETURNING" not in sql.upper()
