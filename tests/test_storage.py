@@ -477,3 +477,19 @@ async def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path, clock: FixedClock
         assert await state.get("k") == b"uncommitted"
     finally:
         await db.close()
+
+
+async def test_two_workers_never_claim_the_same_message(db_url: str, clock: FixedClock) -> None:
+    first = await open_database(db_url, migrate_now=clock.now())
+    second = await open_database(db_url)
+    try:
+        for i in range(40):
+            await Outbox(first).enqueue(b"m%02d" % i, "peer-a", "k", b"", clock.now())
+        claims = await asyncio.gather(
+            *(Outbox(handle).claim_due(clock.now(), limit=7) for handle in (first, second) * 4)
+        )
+        claimed = [m.message_id for batch in claims for m in batch]
+        assert len(claimed) == len(set(claimed)) == 40
+    finally:
+        await first.close()
+        await second.close()
