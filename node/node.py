@@ -54,7 +54,6 @@ from blindmatch.protocol.roster import Member, Roster
 log = logging.getLogger("blindmatch.node")
 
 INDEX_FEED = "index"
-PUBLISH_BATCH_ITEMS = 2000  # 2000 items x 16 tables x 24 bytes fits one feed payload
 MATCH_TASK_KIND = "match"
 
 
@@ -204,9 +203,11 @@ class Node:
         to_add = [ref for ref in active if ref not in published]
         to_remove = [ref for ref in published if ref not in active]
         key_id = self.keys.voprf_key_id
+        # One delta must fit a feed payload: at most MAX_ENTRIES_PER_DELTA entries.
+        batch = max(1, index.MAX_ENTRIES_PER_DELTA // self.scheme.tables)
         added = removed = 0
-        for start in range(0, len(to_remove), PUBLISH_BATCH_ITEMS):
-            refs = to_remove[start : start + PUBLISH_BATCH_ITEMS]
+        for start in range(0, len(to_remove), batch):
+            refs = to_remove[start : start + batch]
             payload = canonical.encode(
                 {
                     "scheme": self.scheme.name,
@@ -223,8 +224,8 @@ class Node:
                 for r in refs:
                     await self.db.execute("DELETE FROM index_publications WHERE item_ref = ?", r)
             removed += len(refs)
-        for start in range(0, len(to_add), PUBLISH_BATCH_ITEMS):
-            refs = to_add[start : start + PUBLISH_BATCH_ITEMS]
+        for start in range(0, len(to_add), batch):
+            refs = to_add[start : start + batch]
             per_item = {
                 r: index.pack_entries(
                     index.make_entry(oprf.evaluate(self.keys.voprf, k, oprf.Mode.VOPRF), r)

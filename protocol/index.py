@@ -25,7 +25,7 @@ from blindmatch.protocol.schema import Field, blob, integer, text
 TAG_BYTES = 8
 ITEM_REF_BYTES = 16
 ENTRY_BYTES = TAG_BYTES + ITEM_REF_BYTES
-MAX_ENTRIES_PER_DELTA = 65_536
+MAX_ENTRIES_PER_DELTA = 40_000  # a delta must fit one 1 MiB feed payload
 
 
 class IndexFormatError(ValueError):

@@ -15,6 +15,7 @@ from blindmatch.node.clock import FixedClock
 from blindmatch.node.localfed import LocalFederation, NodeSpec
 from blindmatch.node.peer_client import CONTENT_TYPE, FEDERATION_PATH, PeerError
 from blindmatch.protocol import canonical, envelope
+from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.matching import QueryHash
 
 RNG = random.Random(11)
@@ -84,7 +85,7 @@ async def test_withdrawn_hash_stops_matching_after_the_next_sync(fed) -> None:
     # ...and after the sync the querier's replica no longer nominates it at all.
     status = await match(platform, [query])
     assert status.results == [] and status.tasks[0]["candidates"] == 0
-    assert platform.replica_indexes["hub"].entries == (len(fed.hashes) - 1) * 16
+    assert platform.replica_indexes["hub"].entries == (len(fed.hashes) - 1) * PDQ_LSH_1.tables
 
 
 async def test_restart_mid_sync_resumes_without_loss_or_duplicates(fed) -> None:
@@ -110,7 +111,7 @@ async def test_restart_mid_sync_resumes_without_loss_or_duplicates(fed) -> None:
     )
     assert len(rows) == head and all(r["n"] == 1 for r in rows)
     active = len(await hub.banks.active_items("pdq"))
-    assert platform.replica_indexes["hub"].entries == active * 16
+    assert platform.replica_indexes["hub"].entries == active * PDQ_LSH_1.tables
     # A second full sync changes nothing.
     assert (await platform.sync_all())["hub"] == 0
 
