@@ -6,11 +6,20 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("demo", help="run the demo")
+    p = sub.add_parser("demo", help="run the demo: a hub and two platforms on this machine")
+    p.add_argument(
+        "--walkthrough",
+        action="store_true",
+        help="instead, print one private match between two in-process parties step by step",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from blindmatch.node.demo_walkthrough import main
+    if args.walkthrough:
+        from blindmatch.node.demo_walkthrough import main as walkthrough
+
+        return walkthrough()
+    from blindmatch.node.demo_federation import main
 
     return main()
