@@ -66,15 +66,14 @@ def _crop(image: Image.Image, fraction: float) -> Image.Image:
 
 
 def _letterbox(image: Image.Image, fraction: float) -> Image.Image:
-    w, h = image.size
-    pad = int(h * fraction)
+    pad = int(image.height * fraction)
     return ImageOps.expand(image, border=(0, pad, 0, pad), fill="black")
 
 
 EDITS: list[tuple[str, str, Callable[[Image.Image], bytes]]] = [
     ("astronaut", "mirrored", lambda im: _jpeg(ImageOps.mirror(im), 85)),
     ("coffee", "cropped 5%", lambda im: _jpeg(_crop(im, 0.05), 85)),
-    ("rocket", "resized 50%, JPEG q40", lambda im: _jpeg(im.resize((im.width // 2, im.height // 2)), 40)),
+    ("rocket", "resized 50%, JPEG q40", lambda im: _jpeg(im.resize((im.width // 2, im.height // 2)), 40)),  # noqa: E501
     ("chelsea", "caption strip", lambda im: _jpeg(_caption(im), 80)),
     ("stereo_motorcycle", "letterboxed 15%", lambda im: _jpeg(_letterbox(im, 0.15), 85)),
     ("hubble_deep_field", "rotated 90°", lambda im: _jpeg(im.rotate(90, expand=True), 85)),
@@ -133,7 +132,8 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
         )
         say(
             f"2. hub banked {len(held)} protected photos (hashed on the hub; images not shared)"
-            f" and published its blinded index ({hub.node.scheme.tables} OPRF-keyed entries per hash)"
+            f" and published its blinded index ({hub.node.scheme.tables} OPRF-keyed entries"
+            " per hash)"
         )
 
         started = time.perf_counter()
@@ -211,7 +211,7 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
         unrelated = [r for r in rows if "unrelated" in r[0]]
         say(f"\n{sum(r[4] for r in copies)}/{len(copies)} edited copies matched, "
             f"{sum(not r[1] for r in unrelated)}/{len(unrelated)} unrelated photos unmatched, "
-            f"withdrawal honoured: {withdrawn_ok}; {total_wire / 1024:.0f} KiB between nodes in all; "
+            f"withdrawal honoured: {withdrawn_ok}; {total_wire / 1024:.0f} KiB between nodes; "
             f"{time.perf_counter() - t0:.1f} s.")  # fmt: skip
         say(
             "No hash, bucket key or image crossed between nodes: only blinded group elements, "
