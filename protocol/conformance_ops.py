@@ -175,6 +175,32 @@ def canonical_decode(i: dict[str, Any]) -> dict[str, Any]:
     return {"value": _to_json_value(canonical.decode(_b(i["bytes"])))}
 
 
+def index_key_id(i: dict[str, Any]) -> dict[str, Any]:
+    from blindmatch.protocol.roster import voprf_key_id
+
+    return {"key_id": _h(voprf_key_id(oprf.public_key_from_bytes(_b(i["pk"]))))}
+
+
+def index_entry(i: dict[str, Any]) -> dict[str, Any]:
+    from blindmatch.protocol.index import make_entry
+
+    key = _server_key(i["sk"])
+    output = oprf.evaluate(key, _b(i["bucket_key"]), oprf.Mode.VOPRF)
+    return {"entry": _h(make_entry(output, _b(i["item_ref"])))}
+
+
+def roster_verify(i: dict[str, Any]) -> dict[str, Any]:
+    from blindmatch.protocol.roster import RosterError, verify_roster
+
+    try:
+        r = verify_roster(
+            i["document"], [_b(k) for k in i["governance_keys"]], i["threshold"], i["now_ms"]
+        )
+    except RosterError as exc:
+        raise OpError("roster-invalid", str(exc)) from exc
+    return {"federation": r.federation, "serial": r.serial, "members": sorted(r.members)}
+
+
 OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "oprf.derive_key_pair": oprf_derive_key_pair,
     "oprf.blind": oprf_blind,
@@ -187,6 +213,9 @@ OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "envelope.seal": envelope_seal,
     "envelope.open": envelope_open,
     "canonical.decode": canonical_decode,
+    "index.key_id": index_key_id,
+    "index.entry": index_entry,
+    "roster.verify": roster_verify,
 }
 
 # Error codes a conforming implementation reports; vectors name them.

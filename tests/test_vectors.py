@@ -26,7 +26,7 @@ def test_builtin_implementation_passes_every_vector() -> None:
     failed = [o for o in outcomes if o.status != "pass"]
     assert outcomes and not failed, failed
     files = {o.file for o in outcomes}
-    assert {"rfc9497", "oprf", "threshold", "envelope"} <= files
+    assert {"rfc9497", "oprf", "threshold", "envelope", "federation"} <= files
 
 
 def test_external_interface_round_trip_and_failure_reporting(tmp_path: Path) -> None:

@@ -1,0 +1,88 @@
+"""Vectors for the federation layer (spec chapter 10): key ids, index entries, rosters."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any
+
+from blindmatch.crypto import oprf, signing
+from blindmatch.protocol import roster as roster_mod
+from blindmatch.protocol.conformance_ops import OpError, run
+
+
+def _seed(label: str) -> bytes:
+    return hashlib.sha256(b"blindmatch-v1 vectors " + label.encode()).digest()
+
+
+def _case(case_id: str, op: str, data: dict[str, Any]) -> dict[str, Any]:
+    try:
+        expected: dict[str, Any] = {"output": run(op, data)}
+    except OpError as exc:
+        expected = {"error": exc.code}
+    return {"id": case_id, "op": op, "input": data, "expected": expected}
+
+
+def generate() -> dict[str, object]:
+    key = oprf.derive_key_pair(_seed("holder key"), b"blindmatch-v1 index", oprf.Mode.VOPRF)
+    held = hashlib.sha256(b"blindmatch-v1 vectors held hash").digest()
+    item_ref = _seed("item ref")[:16]
+    cases = [_case("key-id", "index.key_id", {"pk": key.pk.hex()})]
+    # Bucket keys are opaque OPRF inputs here; chapter 11 defines how they are derived.
+    sample_keys = [b"example bucket key " + bytes([t]) + held[4 * t : 4 * t + 4] for t in range(4)]
+    for t, bucket_key in enumerate(sample_keys):
+        cases.append(
+            _case(
+                f"entry-table{t}",
+                "index.entry",
+                {"sk": key.sk.hex(), "bucket_key": bucket_key.hex(), "item_ref": item_ref.hex()},
+            )
+        )
+    governance = [signing.SigningKey(_seed(f"governance {i}")) for i in range(3)]
+    pinned = [g.public_key.hex() for g in governance]
+    body = {
+        "federation": "example",
+        "serial": 7,
+        "issued_ms": 1_767_225_600_000,
+        "expires_ms": 1_769_904_000_000,
+        "members": [
+            {
+                "id": "hub-1",
+                "signing_key": signing.SigningKey(_seed("hub identity")).public_key.hex(),
+                "voprf_key": key.pk.hex(),
+                "endpoint": "https://hub-1.example/fed",
+                "roles": ["hub"],
+            },
+            {
+                "id": "platform-a",
+                "signing_key": signing.SigningKey(_seed("platform identity")).public_key.hex(),
+                "voprf_key": None,
+                "endpoint": "https://platform-a.example",
+                "roles": ["platform"],
+                "budget": {"evaluations_per_hour": 5000},
+            },
+        ],
+    }
+    doc = roster_mod.sign_roster(body, governance[:2])
+    now = 1_768_000_000_000
+    tampered = copy.deepcopy(doc)
+    tampered["roster"]["members"][1]["roles"] = ["hub"]
+    verify = {"governance_keys": pinned, "threshold": 2, "now_ms": now}
+    cases += [
+        _case("roster-2-of-3", "roster.verify", {"document": doc, **verify}),
+        _case("roster-needs-3", "roster.verify", {"document": doc, **{**verify, "threshold": 3}}),
+        _case("roster-tampered", "roster.verify", {"document": tampered, **verify}),
+        _case(
+            "roster-expired",
+            "roster.verify",
+            {"document": doc, **{**verify, "now_ms": 1_770_000_000_000}},
+        ),
+    ]
+    return {
+        "federation.json": {
+            "name": "Federation: key ids, index entries, rosters",
+            "spec": "specs/protocol.md#10-federation",
+            "version": 1,
+            "cases": cases,
+        }
+    }
