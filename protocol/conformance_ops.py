@@ -252,5 +252,7 @@ def run(op: str, data: dict[str, Any]) -> dict[str, Any]:
         raise
 
 
-from blindmatch.protocol import transparency_ops  # noqa: F401, E402
-from blindmatch.protocol import lsh_ops  # noqa: F401, E402
+from blindmatch.protocol import (
+    lsh_ops,  # noqa: F401
+    transparency_ops,  # noqa: F401
+)
