@@ -34,6 +34,7 @@ SWEEP: tuple[tuple[int, int], ...] = (
     (16, 26),
     (16, 28),
     (24, 26),
+    (24, 27),
     (24, 28),
     (32, 24),
     (32, 26),
@@ -44,6 +45,7 @@ SWEEP: tuple[tuple[int, int], ...] = (
 )
 SWEEP_BUDGETS: tuple[int, ...] = (8, 16, 24, 32, 48, 64, 96, 128)
 SYNTHETIC_SEED = 7
+TABLE_DRAWS = 6
 SHRINKAGE = 0.2
 
 
@@ -301,23 +303,30 @@ def throughput(items: list[corpus.CorpusImage], n: int = 24) -> dict[str, float]
         im.save(buf, format="JPEG", quality=90)
         blobs.append(buf.getvalue())
 
-    def rate(fn) -> float:
-        fn(blobs[0])
+    def rate_once(fn) -> float:
         start = time.perf_counter()
-        rounds = 0
-        while time.perf_counter() - start < 3.0:
-            for b in blobs:
-                fn(b)
-            rounds += 1
-        return rounds * len(blobs) / (time.perf_counter() - start)
+        for b in blobs:
+            fn(b)
+        return len(blobs) / (time.perf_counter() - start)
 
     def reference(b: bytes) -> None:
         with Image.open(io.BytesIO(b)) as im:
             pdqhash.compute(np.asarray(im.convert("RGB")))
 
-    ref = rate(reference)
-    index_path = rate(lambda b: hash_image_bytes(b))
-    query_path = rate(lambda b: hash_image_bytes(b, query_variants=True))
+    # The machine is shared: alternate the three for several rounds and keep each one's best
+    # round, so a burst of someone else's load does not land on one side of the ratio only.
+    functions = {
+        "ref": reference,
+        "index": lambda b: hash_image_bytes(b),
+        "query": lambda b: hash_image_bytes(b, query_variants=True),
+    }
+    best = dict.fromkeys(functions, 0.0)
+    for fn in functions.values():
+        fn(blobs[0])
+    for _ in range(5):
+        for name, fn in functions.items():
+            best[name] = max(best[name], rate_once(fn))
+    ref, index_path, query_path = best["ref"], best["index"], best["query"]
     return {
         "pdqhash_images_per_s": ref,
         "ours_index_images_per_s": index_path,
@@ -460,6 +469,26 @@ def main(argv: list[str]) -> int:
             recall_by_distance = by_d
             lsh["probes_per_query_hash_used"] = budget
     lsh["recall_by_distance_ours"] = recall_by_distance
+    # The tables are one pseudo-random draw (seeded by the scheme's tag); how much does recall
+    # depend on that draw? Same parameters, other tags.
+    pairs, dist, owner = positive_pairs(ev, True)
+    dist_of = {int(q): int(d) for q, d in zip(owner, dist, strict=True)}
+    draws = []
+    for seed in range(TABLE_DRAWS):
+        alt = BitSamplingScheme(
+            name=f"{scheme.name}-draw{seed}",
+            signal_type=SignalType.PDQ,
+            tables=scheme.tables,
+            bits_per_table=scheme.bits_per_table,
+            probe_budget=budget,
+            candidate_bits=scheme.candidate_bits,
+            max_flips=scheme.max_flips,
+            cost_model=scheme.cost_model,
+        )
+        found = per_query_found(first_hit_ranks(alt, ev, pairs, budget), owner, budget)
+        br = band_recall(found, dist_of)
+        draws.append({"0-16": br["0-16"]["recall"], "17-31": br["17-31"]["recall"]})
+    lsh["other_table_draws"] = draws
     print("signals: LSH recall done", flush=True)
 
     # -- synthetic holders --
@@ -528,7 +557,7 @@ def main(argv: list[str]) -> int:
             cost_model=scheme.cost_model,
         )
         ranks = first_hit_ranks(s, ev, pairs, max_budget)
-        counts = spurious_hits(s, probe_holder, spur_queries, max_budget)
+        counts = spurious_hits(s, probe_holder, spur_queries, budget)
         spur_rate = counts.mean() / len(probe_holder) * 1_000_000
         for b in SWEEP_BUDGETS:
             if b < L:
@@ -542,7 +571,7 @@ def main(argv: list[str]) -> int:
                     "probes": b,
                     "recall_0_16": br["0-16"]["recall"],
                     "recall_17_31": br["17-31"]["recall"],
-                    "spurious_per_query_hash_1M_at_max_budget": float(spur_rate),
+                    "spurious_per_query_hash_1M_at_64_probes": float(spur_rate),
                 }
             )
         print(f"signals: sweep {L}x{k} done", flush=True)
@@ -588,7 +617,8 @@ def plots(report: dict) -> None:
 
     lsh = report["lsh"]
     by_d = lsh["recall_by_distance_ours"]
-    ds = sorted(int(d) for d in by_d)
+    # PDQ hashes have 128 one bits each, so distances are even: plot the distances that occur.
+    ds = sorted(int(d) for d in by_d if by_d[d]["pairs"])
     fig, ax = plt.subplots(figsize=(7, 4))
     for key, label in (
         ("found_base_keys_only", f"{lsh['tables']} base keys (no float vector)"),
@@ -600,7 +630,8 @@ def plots(report: dict) -> None:
         ax.plot(ds, ys, marker="o", ms=3, label=label)
     ax2 = ax.twinx()
     ax2.bar(ds, [by_d[d]["pairs"] for d in ds], alpha=0.15, color="gray")
-    ax2.set_ylabel("pairs at this distance")
+    ax2.set_ylabel("pairs at this distance (log)")
+    ax2.set_yscale("log")
     ax.set_xlabel("PDQ distance between query and indexed hash")
     ax.set_ylabel("fraction sharing a probed bucket")
     ax.set_ylim(0, 1.02)
@@ -615,9 +646,19 @@ def plots(report: dict) -> None:
     for L, k in configs:
         rows = [r for r in report["frontier"] if (r["tables"], r["bits_per_table"]) == (L, k)]
         xs = [r["probes"] for r in rows]
-        spur = rows[0]["spurious_per_query_hash_1M_at_max_budget"]
+        spur = rows[0]["spurious_per_query_hash_1M_at_64_probes"]
+        chosen = (L, k) == (report["lsh"]["tables"], report["lsh"]["bits_per_table"])
+        colour = plt.get_cmap("tab20")(configs.index((L, k)) % 20)
         for ax, key in zip(axes, ("recall_0_16", "recall_17_31"), strict=True):
-            ax.plot(xs, [r[key] for r in rows], marker="o", ms=3, label=f"L={L} k={k} ({spur:.2g})")
+            ax.plot(
+                xs,
+                [r[key] for r in rows],
+                marker="o",
+                ms=5 if chosen else 3,
+                lw=3 if chosen else 1.2,
+                color=colour,
+                label=f"L={L} k={k} ({spur:.2g})" + (" = pdq-lsh-1" if chosen else ""),
+            )
     for ax, title in zip(axes, ("distance 0-16", "distance 17-31"), strict=True):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("probe keys per query hash")
@@ -626,7 +667,7 @@ def plots(report: dict) -> None:
     axes[0].axhline(0.995, color="k", ls="--", lw=0.8)
     axes[1].axhline(0.97, color="k", ls="--", lw=0.8)
     axes[0].set_ylabel("recall of brute-force matches")
-    axes[1].legend(fontsize=7, title="spurious/query hash @1M, max probes", title_fontsize=7)
+    axes[1].legend(fontsize=7, title="spurious/query hash @1M, 64 probes", title_fontsize=7)
     fig.tight_layout()
     fig.savefig(RESULTS / "signals_frontier.png", dpi=110)
     plt.close(fig)
@@ -723,6 +764,16 @@ def render_markdown(r: dict) -> str:
             f"| {band} | {o['pairs']} | {_pct(o['recall'])} | {_pct(b0['recall'])} | "
             f"{p['pairs']} | {_pct(p['recall'])} |"
         )
+    draws = lsh["other_table_draws"]
+    lines += [
+        "",
+        f"The tables are one pseudo-random draw. With the same parameters and {len(draws)} other"
+        " draws (other tags), recall at 17-31 is "
+        + ", ".join(_pct(d["17-31"]) for d in draws)
+        + f" (mean {_pct(sum(d['17-31'] for d in draws) / len(draws))}); at 0-16 the minimum is"
+        f" {_pct(min(d['0-16'] for d in draws))}. The 17-31 band has few pairs, so one pair is"
+        f" {_pct(1 / max(1, lsh['recall_ours']['17-31']['pairs']))}.",
+    ]
     sp = lsh["spurious_hits"]
     bm = lsh["bit_model"]
     lines += [
@@ -759,13 +810,14 @@ def render_markdown(r: dict) -> str:
         "",
         "### Frontier: probes per query hash against recall",
         "",
-        "Other (L, k) choices with the same probing rule; the spurious rate is per query hash"
-        " against a 1M holder at the largest budget shown (extrapolated from a 200k synthetic"
-        " holder).",
+        "Other (L, k) choices with the same probing rule (each with its own pseudo-random"
+        " tables, so single configurations carry the table-draw noise shown above); the"
+        " spurious rate is per query hash with 64 probes against a 1M holder, extrapolated"
+        " linearly from a 200k holder.",
         "",
         "![frontier](signals_frontier.png)",
         "",
-        "| L | k | probes | recall 0-16 | recall 17-31 | spurious/query hash @1M (max probes) |",
+        "| L | k | probes | recall 0-16 | recall 17-31 | spurious/query hash @1M, 64 probes |",
         "|---|---|---|---|---|---|",
     ]
     for row in r["frontier"]:
@@ -773,16 +825,17 @@ def render_markdown(r: dict) -> str:
             lines.append(
                 f"| {row['tables']} | {row['bits_per_table']} | {row['probes']} |"
                 f" {_pct(row['recall_0_16'])} | {_pct(row['recall_17_31'])} |"
-                f" {row['spurious_per_query_hash_1M_at_max_budget']:.2f} |"
+                f" {row['spurious_per_query_hash_1M_at_64_probes']:.2f} |"
             )
     th = r["throughput_1024x768_jpeg"]
     dc = r["downscale_check"]
     lines += [
         "",
-        "## Throughput (one core, 1024x768 JPEG q90, decode included)",
+        "## Throughput (one core, 1024x768 JPEG q90, decode included; best of 5 alternating"
+        " rounds)",
         "",
         f"- pdqhash (Pillow decode + `pdqhash.compute`): {th['pdqhash_images_per_s']:.1f} images/s",
-        f"- ours, indexing (validation, border detection, PDQ + float vector, SHA-256):"
+        f"- ours, indexing (validation, PDQ with quality and float vector, SHA-256):"
         f" {th['ours_index_images_per_s']:.1f} images/s, ratio"
         f" {th['ratio_index_to_pdqhash']:.2f}",
         f"- ours, querying (plus the eight exact rotation/mirror variants, and eight more when"

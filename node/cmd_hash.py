@@ -73,8 +73,9 @@ def lines_for_file(path: Path, args: argparse.Namespace) -> list[dict[str, Any]]
         "hex": hashes.pdq.hex,
         "quality": hashes.pdq.quality,
         "good_quality": hashes.pdq.good_quality,
-        "border_removed": hashes.border_removed,
     }
+    if args.variants:
+        pdq_line["border_removed"] = hashes.border_removed
     if args.float and hashes.pdq.float_vector is not None:
         pdq_line["float"] = [float(x) for x in hashes.pdq.float_vector]
     out = [pdq_line]

@@ -123,7 +123,8 @@ class ImageHashes:
     width: int
     height: int
     pdq: PdqHash  # pdqhash of the decoded pixels (downscaled if huge): what a holder indexes
-    border_box: tuple[int, int, int, int]  # (left, top, right, bottom) left after border removal
+    # (left, top, right, bottom) left after border removal; looked for only with query variants
+    border_box: tuple[int, int, int, int]
     variants: tuple[QueryVariant, ...] = ()  # what a querier looks up (empty unless asked for)
 
     @property
@@ -263,11 +264,12 @@ def hash_image(
     border, the eight of the picture without it (names prefixed ``trimmed/``), so padded,
     letterboxed, mirrored and rotated copies find the original.
     """
-    small = downscale(image.convert("RGB"))
+    small = downscale(image if image.mode == "RGB" else image.convert("RGB"))
     rgb = np.asarray(small, dtype=np.uint8)
     height, width = rgb.shape[:2]
     full_box = (0, 0, width, height)
-    box = find_border_box(rgb) if remove_border else full_box
+    # Borders only matter to a querier: a holder indexes the picture as it is.
+    box = find_border_box(rgb) if remove_border and query_variants else full_box
     variants: list[QueryVariant] = []
     if query_variants:
         variants = pdq_query_variants(rgb)

@@ -266,15 +266,15 @@ def bit_costs(
     return np.log((1 - p) / p), -np.log1p(-p)
 
 
-# Parameters chosen from the measured distance distributions (bench/results/signals.md): k = 28
-# keeps a probe's chance of meeting an unrelated hash near 2^-28, so 64 probes against a
-# 1M-hash holder meet ~0.2 unrelated hashes; 32 tables and log-odds probing then find ~99% of
-# the pairs at distance 17..31 and all of those at <= 16.
+# Parameters chosen from the measured distance distributions (bench/results/signals.md): k = 27
+# keeps a probe's chance of meeting an unrelated hash near 2^-27, so 64 probes against a
+# 1M-hash holder meet ~0.5 unrelated hashes; with 24 tables and log-odds probing the scheme finds
+# all corpus pairs at distance <= 16 and ~98% of those at 17..31 (mean over table draws).
 PDQ_LSH_1 = BitSamplingScheme(
     name="pdq-lsh-1",
     signal_type=SignalType.PDQ,
-    tables=32,
-    bits_per_table=28,
+    tables=24,
+    bits_per_table=27,
     probe_budget=64,
     candidate_bits=10,
     max_flips=3,
