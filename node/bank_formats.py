@@ -77,6 +77,7 @@ from blindmatch.node.bank_validation import (
     check_quality,
     check_signal_type,
     check_timestamp,
+    echo,
     parse_hash_hex,
     parse_hex,
 )
@@ -240,7 +241,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise ValueError(f"duplicate key {key[:40]!r}")
+            raise ValueError(f"duplicate key {echo(key)}")
         result[key] = value
     return result
 
@@ -264,7 +265,7 @@ def _jsonl_item(number: int, text: str) -> ParsedItem:
     unknown = sorted(set(record) - JSONL_FIELDS)
     if unknown:
         raise BankValidationError(
-            f"unknown field {unknown[0][:40]!r} (known: {', '.join(sorted(JSONL_FIELDS))})"
+            f"unknown field {echo(unknown[0])} (known: {', '.join(sorted(JSONL_FIELDS))})"
         )
     for required in ("signal_type", "hash"):
         if required not in record:
@@ -308,7 +309,7 @@ def _te_signal_type(name: str) -> str:
     if name in TE_UNSUPPORTED_SIGNALS:
         raise BankValidationError(f"signal type {name!r}: {TE_UNSUPPORTED_SIGNALS[name]}")
     if name not in ("pdq", "sha256"):
-        raise BankValidationError(f"unsupported signal type {name[:40]!r} (supported: pdq, sha256)")
+        raise BankValidationError(f"unsupported signal type {echo(name)} (supported: pdq, sha256)")
     return name
 
 
@@ -361,7 +362,7 @@ def parse_te_csv(source: LineSource, signal_type: str | None = None) -> ParsedLi
             collab, name, value, category, tags = (c.strip() for c in row)
             if category not in TE_CATEGORIES:
                 known = ", ".join(sorted(TE_CATEGORIES))
-                raise BankValidationError(f"unknown category {category[:40]!r} (one of {known})")
+                raise BankValidationError(f"unknown category {echo(category)} (one of {known})")
             name = _te_signal_type(name)
             hash_bytes = parse_hash_hex(name, value)
             if category in TE_SKIPPED_CATEGORIES:
@@ -425,7 +426,7 @@ def parse_hash_list(fmt: str, source: LineSource, signal_type: str | None = None
     """Parse a whole hash list in one of :data:`PARSERS`' formats (all lines or none)."""
     parser = PARSERS.get(fmt)
     if parser is None:
-        raise BankValidationError(f"unknown format {fmt!r} (one of {', '.join(PARSERS)})")
+        raise BankValidationError(f"unknown format {echo(fmt)} (one of {', '.join(PARSERS)})")
     return parser(source, signal_type)
 
 

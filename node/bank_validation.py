@@ -36,6 +36,22 @@ _CATEGORY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}$")
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 
 
+_ECHOABLE = re.compile(r"^[A-Za-z0-9_.:-]{1,24}$")
+_HEXISH = re.compile(r"^[0-9a-fA-F]{12,}$")
+_HASHLIKE = re.compile(r"^[0-9a-fA-F]{32,}$")
+
+
+def echo(value: Any) -> str:
+    """How an unexpected value appears in an error message: short names are quoted, anything
+    that could be (part of) a hash or a secret is only described by its size."""
+    if isinstance(value, str) and _ECHOABLE.match(value) and not _HEXISH.match(value):
+        return repr(value)
+    if isinstance(value, bool | int | float) or value is None:
+        return repr(value)[:24]
+    size = len(value) if isinstance(value, str | bytes | list | tuple | dict) else 0
+    return f"<{_type_name(value)}{f' of length {size}' if size else ''}>"
+
+
 class BankValidationError(ValueError):
     """A value that cannot be accepted; nothing was changed."""
 
@@ -60,7 +76,7 @@ def check_bank_name(value: Any) -> str:
 def check_provenance_class(value: Any) -> str:
     if value not in PROVENANCE_CLASSES:
         raise BankValidationError(
-            f"provenance must be one of {', '.join(PROVENANCE_CLASSES)}; got {value!r}"[:300]
+            f"provenance must be one of {', '.join(PROVENANCE_CLASSES)}; got {echo(value)}"
         )
     return str(value)
 
@@ -83,8 +99,11 @@ def check_categories(value: Any, field: str = "categories") -> tuple[str, ...]:
         if not isinstance(label, str) or not _CATEGORY.match(label):
             raise BankValidationError(
                 f"{field}: each label must be 1..64 characters of letters, digits, '_', '.', "
-                f"':', '-', starting with a letter or digit; got {str(label)[:70]!r}"
+                f"':', '-', starting with a letter or digit; got {echo(label)}"
             )
+        if _HASHLIKE.match(label):
+            # Labels travel to peers in the feed; a hash pasted into one must not.
+            raise BankValidationError(f"{field}: a label must not look like a hash")
         if label not in labels:
             labels.append(label)
     return tuple(labels)
@@ -92,7 +111,7 @@ def check_categories(value: Any, field: str = "categories") -> tuple[str, ...]:
 
 def check_distance_threshold(value: Any) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 63:
-        raise BankValidationError(f"distance threshold must be an integer 0..63, got {value!r}")
+        raise BankValidationError(f"distance threshold must be an integer 0..63, got {echo(value)}")
     return value
 
 
@@ -107,7 +126,7 @@ def check_signal_type(value: Any) -> str:
         raise BankValidationError(f"signal_type must be a string, got {_type_name(value)}")
     if value not in SIGNAL_HASH_BYTES:
         raise BankValidationError(
-            f"unknown signal type {value[:40]!r} (supported: {', '.join(SIGNAL_HASH_BYTES)})"
+            f"unknown signal type {echo(value)} (supported: {', '.join(SIGNAL_HASH_BYTES)})"
         )
     return value
 
@@ -145,7 +164,7 @@ def check_quality(value: Any) -> int | None:
     if value is None:
         return None
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= 100:
-        raise BankValidationError(f"quality must be an integer 0..100 or null, got {value!r}")
+        raise BankValidationError(f"quality must be an integer 0..100 or null, got {echo(value)}")
     return value
 
 
@@ -155,7 +174,7 @@ def check_timestamp(value: Any, field: str, *, optional: bool = True) -> int | N
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_TIMESTAMP:
         raise BankValidationError(
             f"{field} must be integer unix seconds{' or null' if optional else ''}, got "
-            f"{str(value)[:40]!r}"
+            f"{echo(value)}"
         )
     return value
 
@@ -172,7 +191,7 @@ def check_provenance_details(value: Any) -> dict[str, Any]:
             raise BankValidationError("provenance keys must be strings of 1..64 characters")
         if item is not None and not isinstance(item, str | int | bool):
             raise BankValidationError(
-                f"provenance value for {key!r} must be a string, integer, boolean or null"
+                f"provenance value for {echo(key)} must be a string, integer, boolean or null"
             )
         details[key] = item
     if len(json.dumps(details).encode()) > MAX_PROVENANCE_JSON_BYTES:

@@ -176,3 +176,18 @@ def test_arbitrary_json_records_are_parsed_or_refused_cleanly(record: dict) -> N
         assert exc.problems[0].line == 1
     else:
         assert parsed.items[0].signal_type == record["signal_type"]
+
+
+def test_errors_never_echo_hash_values() -> None:
+    sources = [
+        ("te-lines", f"{H} pdq\n"),
+        ("jsonl", json.dumps({"signal_type": H, "hash": H}) + "\n"),
+        ("jsonl", json.dumps({H: 1, "signal_type": "pdq", "hash": H}) + "\n"),
+        ("jsonl", json.dumps({"signal_type": "pdq", "hash": H, "categories": [H]}) + "\n"),
+        ("jsonl", json.dumps({"signal_type": "pdq", "hash": H[:-1] + "z"}) + "\n"),
+        ("hma-json", json.dumps({H: H}) + "\n"),
+    ]
+    for fmt, text in sources:
+        with pytest.raises(ImportFormatError) as caught:
+            parse_hash_list(fmt, io.StringIO(text))
+        assert H[:12] not in str(caught.value), (fmt, str(caught.value))

@@ -110,6 +110,11 @@ class Database(abc.ABC):
             for params in rows:
                 await self.execute(sql, *params)
 
+    async def execute_statements(self, statements: Sequence[str]) -> None:
+        """Run several parameterless statements (DDL) in order, in the current transaction."""
+        for statement in statements:
+            await self.execute(statement)
+
     @abc.abstractmethod
     def transaction(self) -> AbstractAsyncContextManager[None]:
         """``async with db.transaction():`` — all or nothing; nests as savepoints."""

@@ -257,8 +257,7 @@ async def apply_migrations(
             )
             if done:
                 continue
-            for statement in migration.statements:
-                await db.execute(db.dialect.render(statement))
+            await db.execute_statements([db.dialect.render(s) for s in migration.statements])
             await db.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                 migration.version,

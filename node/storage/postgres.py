@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextvars
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -115,6 +115,14 @@ class PostgresDatabase(Database):
                 raise IntegrityError(str(exc)) from exc
         match = _COMMAND_COUNT.search(status or "")
         return int(match.group(1)) if match else 0
+
+    async def execute_statements(self, statements: Sequence[str]) -> None:
+        # One round trip: without parameters asyncpg sends a multi-statement simple query.
+        async with self._connection() as conn:
+            try:
+                await conn.execute(";\n".join(statements))
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise IntegrityError(str(exc)) from exc
 
     async def fetch_all(self, sql: str, *params: Any) -> list[Row]:
         async with self._connection() as conn:
