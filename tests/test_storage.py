@@ -493,3 +493,38 @@ async def test_two_workers_never_claim_the_same_message(db_url: str, clock: Fixe
     finally:
         await first.close()
         await second.close()
+
+
+async def test_task_spawned_inside_a_transaction_does_not_join_it(
+    db: Database, clock: FixedClock
+) -> None:
+    state = NodeState(db)
+    release = asyncio.Event()
+
+    async def later_writer() -> None:
+        await release.wait()
+        await state.set("child", b"1", clock.now())
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort):
+        async with db.transaction():
+            await state.set("parent", b"1", clock.now())
+            child = asyncio.create_task(later_writer())
+            raise Abort
+    release.set()
+    await child  # runs after the parent's transaction ended: a plain autocommit write
+    assert await state.get("parent") is None
+    assert await state.get("child") == b"1"
+
+    async with db.transaction():
+        spawned = asyncio.create_task(state.set("during", b"1", clock.now()))
+        if db.dialect.name == "sqlite":
+            # One writer: waiting for the parent would deadlock, so it fails loudly instead.
+            with pytest.raises(StorageError, match="started inside a transaction"):
+                await spawned
+        else:
+            await spawned  # its own connection and its own (committed) transaction
+    expected = None if db.dialect.name == "sqlite" else b"1"
+    assert await state.get("during") == expected

@@ -9,6 +9,7 @@ interleave (feed appends, migrations) take transaction-scoped advisory locks.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import re
 from collections.abc import AsyncIterator, Sequence
@@ -56,8 +57,11 @@ class PostgresDatabase(Database):
     def __init__(self, pool: Any, schema: str | None) -> None:
         self._pool = pool
         self._schema = schema
-        self._conn: contextvars.ContextVar[Any] = contextvars.ContextVar(
-            f"pg_tx_conn_{id(self)}", default=None
+        # (task, connection) of the transaction the current context is in. A task created
+        # inside a transaction inherits the value; the task check gives it its own connection
+        # instead of sharing (or outliving) its parent's.
+        self._tx: contextvars.ContextVar[tuple[Any, Any]] = contextvars.ContextVar(
+            f"pg_tx_{id(self)}", default=(None, None)
         )
         self._sql_cache: dict[str, str] = {}
         self._closed = False
@@ -100,7 +104,7 @@ class PostgresDatabase(Database):
     async def _connection(self) -> AsyncIterator[Any]:
         if self._closed:
             raise StorageError("database is closed")
-        conn = self._conn.get()
+        conn = self._tx_connection()
         if conn is not None:
             yield conn
         else:
@@ -134,7 +138,7 @@ class PostgresDatabase(Database):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        current = self._conn.get()
+        current = self._tx_connection()
         if current is not None:
             async with current.transaction():  # asyncpg makes a nested one a savepoint
                 yield
@@ -142,15 +146,19 @@ class PostgresDatabase(Database):
         if self._closed:
             raise StorageError("database is closed")
         async with self._pool.acquire() as conn:
-            token = self._conn.set(conn)
+            token = self._tx.set((asyncio.current_task(), conn))
             try:
                 async with conn.transaction():
                     yield
             finally:
-                self._conn.reset(token)
+                self._tx.reset(token)
+
+    def _tx_connection(self) -> Any:
+        owner, conn = self._tx.get()
+        return conn if owner is asyncio.current_task() else None
 
     async def lock(self, name: str) -> None:
-        conn = self._conn.get()
+        conn = self._tx_connection()
         if conn is None:
             raise StorageError("lock() must be called inside transaction()")
         await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(name))

@@ -36,10 +36,13 @@ class SQLiteDatabase(Database):
         self._reader = reader
         self._path = path
         self._write_lock = asyncio.Lock()
-        # Savepoint depth of the transaction the current task is in (0: none).
-        self._depth: contextvars.ContextVar[int] = contextvars.ContextVar(
-            f"sqlite_tx_depth_{id(self)}", default=0
+        # (task, savepoint depth) of the transaction the current context is in. A task created
+        # inside a transaction inherits the value; the task check keeps it from joining the
+        # transaction it was spawned in.
+        self._tx: contextvars.ContextVar[tuple[asyncio.Task[Any] | None, int]] = (
+            contextvars.ContextVar(f"sqlite_tx_{id(self)}", default=(None, 0))
         )
+        self._tx_owner: asyncio.Task[Any] | None = None  # the task holding the write lock
         self._closed = False
 
     @classmethod
@@ -92,12 +95,26 @@ class SQLiteDatabase(Database):
     async def _statement(self, sql: str, params: tuple[Any, ...], fetch: bool):
         if self._closed:
             raise StorageError("database is closed")
-        if self._depth.get() > 0:
+        if self._depth() > 0:
             return await self._run(sql, params, fetch)
         if self._reader is not None and fetch and _is_plain_select(sql):
             return await self._run(sql, params, fetch, self._reader)
+        self._refuse_spawned_writer()
         async with self._write_lock:
             return await self._run(sql, params, fetch)
+
+    def _depth(self) -> int:
+        owner, depth = self._tx.get()
+        return depth if owner is asyncio.current_task() else 0
+
+    def _refuse_spawned_writer(self) -> None:
+        # A task spawned inside a transaction that is still open would wait for the write lock
+        # its parent holds; if the parent awaits it, that is a silent deadlock. Fail loudly.
+        owner, _ = self._tx.get()
+        if owner is not None and owner is self._tx_owner and owner is not asyncio.current_task():
+            raise StorageError(
+                "a task started inside a transaction cannot write while that transaction is open"
+            )
 
     async def execute(self, sql: str, *params: Any) -> int:
         count, _ = await self._statement(sql, params, fetch=False)
@@ -110,11 +127,14 @@ class SQLiteDatabase(Database):
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
-        depth = self._depth.get()
+        depth = self._depth()
+        task = asyncio.current_task()
         if depth == 0:
+            self._refuse_spawned_writer()
             async with self._write_lock:
                 await _exec(self._conn, "BEGIN IMMEDIATE")
-                token = self._depth.set(1)
+                self._tx_owner = task
+                token = self._tx.set((task, 1))
                 try:
                     yield
                 except BaseException:
@@ -128,11 +148,12 @@ class SQLiteDatabase(Database):
                             await _exec(self._conn, "ROLLBACK")
                         raise
                 finally:
-                    self._depth.reset(token)
+                    self._tx_owner = None
+                    self._tx.reset(token)
         else:
             savepoint = f"sp_{depth}"
             await _exec(self._conn, f"SAVEPOINT {savepoint}")
-            token = self._depth.set(depth + 1)
+            token = self._tx.set((task, depth + 1))
             try:
                 yield
             except BaseException:
@@ -142,10 +163,10 @@ class SQLiteDatabase(Database):
             else:
                 await _exec(self._conn, f"RELEASE SAVEPOINT {savepoint}")
             finally:
-                self._depth.reset(token)
+                self._tx.reset(token)
 
     async def lock(self, name: str) -> None:
-        if self._depth.get() == 0:
+        if self._depth() == 0:
             raise StorageError("lock() must be called inside transaction()")
         # BEGIN IMMEDIATE already made this connection the only writer.
 
