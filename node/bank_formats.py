@@ -199,7 +199,7 @@ def read_lines(
                 problems.add(number, f"more than {MAX_IMPORT_LINES} lines")
                 return
     else:
-        for raw in source:  # type: ignore[union-attr]
+        for raw in source:
             number += 1
             data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
             if not isinstance(data, bytes):

@@ -864,9 +864,10 @@ class BankService:
             "index_keys": None,
         }
         if self._on_item_added is not None:
-            extra = self._on_item_added(item, bank)
-            if inspect.isawaitable(extra):
-                extra = await extra
+            produced: Any = self._on_item_added(item, bank)
+            extra: Mapping[str, Any] | None = (
+                await produced if inspect.isawaitable(produced) else produced
+            )
             if extra:
                 clash = CORE_PAYLOAD_KEYS & set(extra)
                 if clash:
