@@ -211,7 +211,13 @@ _ITEM_COLUMNS = (
 
 
 class BankService:
-    """Bank and item operations over a migrated :class:`Database`."""
+    """Bank and item operations over a migrated :class:`Database`.
+
+    ``feed`` names the change feed shared-bank mutations are appended to (``None``: append
+    nothing). ``on_item_added(item, bank)`` may return extra payload fields for an
+    ``item-added`` entry (e.g. the blinded index keys); it runs inside the adding transaction,
+    so if it raises, the item is not added.
+    """
 
     def __init__(
         self,
@@ -219,7 +225,7 @@ class BankService:
         clock: Clock,
         on_item_added: ItemAddedHook | None = None,
         *,
-        feed: str = ITEMS_FEED,
+        feed: str | None = ITEMS_FEED,
         new_ref: Callable[[], bytes] = lambda: secrets.token_bytes(16),
     ) -> None:
         self._db = db
@@ -890,5 +896,7 @@ class BankService:
         )
 
     async def _append(self, kind: str, payload: Mapping[str, Any], now: int) -> None:
+        if self._feed_name is None:  # the caller publishes changes its own way
+            return
         body = msgpack.packb(dict(payload), use_bin_type=True)
         await self._feed.append(self._feed_name, secrets.token_bytes(16), kind, body, now)

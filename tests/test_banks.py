@@ -537,3 +537,11 @@ async def test_import_threatexchange_formats(banks: BankService) -> None:
         "te", io.StringIO(json.dumps({"pdq": pdq(3), "video_md5": "0" * 32})), fmt="hma-json"
     )
     assert report.added == 1 and len(report.skipped) == 1
+
+
+async def test_feed_can_be_switched_off(db: Database, clock: FixedClock) -> None:
+    banks = BankService(db, clock, feed=None)
+    await banks.create_bank("shared", provenance="generator", shared=True)
+    item = (await banks.add_item("shared", "pdq", H1)).item
+    await banks.withdraw(item.item_ref)
+    assert await feed_kinds(db) == []
