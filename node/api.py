@@ -21,6 +21,7 @@ from aiohttp import web
 from blindmatch.node import hashing
 from blindmatch.node.bank_validation import BankValidationError
 from blindmatch.node.banks import BankError, BankService
+from blindmatch.node.decisions import DecisionError
 from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from blindmatch.node.node import NodeError
 from blindmatch.protocol.matching import QueryHash
@@ -36,6 +37,27 @@ MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_HASHES_PER_REQUEST = 64
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
+_CONTENT_REF = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+
+def case_json(case: Any) -> dict[str, Any]:
+    """A case as the platform and the console see it: references, never hashes."""
+    return {
+        "case": case.case_ref.hex(),
+        "content_ref": case.content_ref,
+        "source": case.source,
+        "holder": case.holder,
+        "item": case.item_ref.hex(),
+        "band": case.band,
+        "variant": case.variant,
+        "release": case.release,
+        "state": case.state,
+        "priority": case.priority,
+        "decided_by": case.decided_by,
+        "reason": case.reason,
+        "appeal": case.appeal,
+        "needs_rereview": case.needs_rereview,
+    }
 
 
 class ApiError(Exception):
@@ -148,6 +170,9 @@ def build_api(node: Node, banks: BankService, token: str) -> web.Application:
             return _error(status, exc.__class__.__name__, str(exc))
         except NodeError as exc:
             return _error(404 if exc.code == "unknown-item" else 400, exc.code, exc.detail)
+        except DecisionError as exc:
+            status = {"unknown-case": 404, "conflict": 409}.get(exc.code, 400)
+            return _error(status, exc.code, exc.detail)
 
     app = web.Application(middlewares=[guard], client_max_size=MAX_MEDIA_BYTES)
     routes = web.RouteTableDef()
@@ -194,8 +219,14 @@ def build_api(node: Node, banks: BankService, token: str) -> web.Application:
             }
         )
 
+    def _content_ref(request: web.Request) -> str | None:
+        ref = request.query.get("content_ref")
+        if ref is not None and not _CONTENT_REF.fullmatch(ref):
+            raise ApiError(400, "bad-request", "content_ref: 1..128 of [A-Za-z0-9._:-]")
+        return ref
+
     async def _submit(request: web.Request, queries: list[QueryHash], source: str) -> web.Response:
-        job = await node.submit(queries, source=source)
+        job = await node.submit(queries, source=source, content_ref=_content_ref(request))
         wait = request.query.get("wait")
         if wait:
             try:
@@ -226,7 +257,36 @@ def build_api(node: Node, banks: BankService, token: str) -> web.Application:
         ]
         if not queries:
             raise ApiError(422, "low-quality", "the picture is too flat to hash reliably")
+        content_ref = _content_ref(request)
+        if content_ref is not None:
+            # Kept for reviewers only (shown blurred), replaced if the platform resubmits.
+            await node.db.execute(
+                "INSERT INTO case_media (content_ref, media, content_type, stored_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (content_ref) DO UPDATE SET"
+                " media = excluded.media, stored_at = excluded.stored_at",
+                content_ref, data, "application/octet-stream", node.now(),
+            )  # fmt: skip
         return await _submit(request, queries, "api:media")
+
+    @routes.get("/api/v1/content/{content_ref}/cases")
+    async def content_cases(request: web.Request) -> web.Response:
+        ref = request.match_info["content_ref"]
+        if not _CONTENT_REF.fullmatch(ref):
+            raise ApiError(400, "bad-request", "content_ref: 1..128 of [A-Za-z0-9._:-]")
+        cases = await node.decisions.cases_for_content(ref)
+        return web.json_response({"cases": [case_json(c) for c in cases]})
+
+    @routes.post("/api/v1/cases/{case}/appeal")
+    async def appeal(request: web.Request) -> web.Response:
+        ref = request.match_info["case"]
+        if not _HEX32.fullmatch(ref):
+            raise ApiError(400, "bad-request", "case: 32 lower-case hex characters")
+        body = await _json(request) if request.can_read_body else {}
+        reason = body.get("reason", "") if isinstance(body, dict) else ""
+        if not isinstance(reason, str) or len(reason) > 2000:
+            raise ApiError(400, "bad-request", "reason: a string of at most 2000 characters")
+        case = await node.decisions.open_appeal(bytes.fromhex(ref), reason)
+        return web.json_response(case_json(case))
 
     @routes.get("/api/v1/match/{job}")
     async def job(request: web.Request) -> web.Response:
@@ -298,6 +358,7 @@ def build_api(node: Node, banks: BankService, token: str) -> web.Application:
         body = await _json(request) if request.can_read_body else {}
         reason = body.get("reason", "") if isinstance(body, dict) else ""
         item = await banks.withdraw(bytes.fromhex(ref), reason=reason)
+        await node.decisions.withdraw_item(item.item_ref)
         await node.reconcile_index()
         return web.json_response({"item": ref, "withdrawn_at": item.withdrawn_at})
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from blindmatch.node.peer_client import CONTENT_TYPE, FEDERATION_PATH, read_limited
+from blindmatch.node.peer_client import CONTENT_TYPE, FEDERATION_PATH, REPLY_TYPES, read_limited
 from blindmatch.protocol import envelope
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("blindmatch.federation")
 
 MAX_REQUEST_BYTES = 1024 * 1024  # the largest request, a threshold query, is ~49 KB
-REQUEST_TYPES = ("oprf.evaluate", "threshold.query", "feed.pull")
+REQUEST_TYPES = ("oprf.evaluate", "threshold.query", "feed.pull", "feedback.submit")
 STATUS = {
     "bad-envelope": 400,
     "bad-body": 400,
@@ -35,6 +35,8 @@ STATUS = {
     "replayed": 409,
     "budget-exhausted": 429,
     "unknown-item": 404,
+    "unknown-case": 404,
+    "conflict": 409,
     "internal": 500,
 }
 NONCE_RETENTION_S = 2 * envelope.DEFAULT_MAX_SKEW_MS // 1000
@@ -95,6 +97,7 @@ async def handle(node: Node, request: web.Request) -> web.Response:
         "oprf.evaluate": node.handle_evaluate,
         "threshold.query": node.handle_threshold,
         "feed.pull": node.handle_feed_pull,
+        "feedback.submit": node.handle_feedback_submit,
     }
     try:
         body = await handlers[env.type](peer, env.body)
@@ -103,8 +106,7 @@ async def handle(node: Node, request: web.Request) -> web.Response:
     except Exception:
         log.exception("handler for %s failed", env.type)
         return _error(node, "internal", "the node failed to handle this message", env.nonce, None)
-    reply_type = {"oprf.evaluate": "oprf.evaluated", "threshold.query": "threshold.answer",
-                  "feed.pull": "feed.page"}[env.type]  # fmt: skip
+    reply_type = REPLY_TYPES[env.type]
     reply, _ = node.client.seal(reply_type, {**body, "re": env.nonce})
     node.metrics.inc("requests_answered_total", labels={"type": env.type})
     return web.Response(body=reply, content_type=CONTENT_TYPE)

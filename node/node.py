@@ -24,12 +24,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import msgpack
 import numpy as np
 
 from blindmatch.crypto import oprf
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
+from blindmatch.node.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.peer_client import PeerClient, PeerError
@@ -48,6 +50,7 @@ from blindmatch.node.storage import (
 from blindmatch.node.storage.feeds import FeedEntry
 from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
 from blindmatch.protocol import canonical, index, matching, schema
+from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.lsh import SCHEMES
 from blindmatch.protocol.roster import Member, Roster
 
@@ -122,6 +125,8 @@ class Node:
         self.state = NodeState(db)
         self.metrics = Metrics()
         self.client = PeerClient(self)
+        self.decisions = DecisionService(self)
+        self.rejected_feedback: list[tuple[str, str]] = []  # (holder, reason), for operators
         self.replica_indexes: dict[str, index.ReplicaIndex] = {}
         self._replica_cursor: dict[str, int] = {}
         self._encryptions: OrderedDict[bytes, matching.EncryptionCache] = OrderedDict()
@@ -332,8 +337,17 @@ class Node:
         self.metrics.inc("threshold_answers_total", len(answer["answers"]))
         return answer
 
+    async def handle_feedback_submit(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
+        from blindmatch.node.decisions import DecisionError
+
+        try:
+            seq = await self.decisions.accept_feedback(peer.node_id, body["record"])
+        except DecisionError as exc:
+            raise NodeError(exc.code, exc.detail) from exc
+        return {"seq": seq}
+
     async def handle_feed_pull(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
-        if body["feed"] != INDEX_FEED:
+        if body["feed"] not in (INDEX_FEED, fb.FEED):
             raise NodeError("not-allowed", f"no feed named {body['feed']}")
         entries = await self.feeds.read(body["feed"], body["after"], body["limit"])
         head = await self.feeds.head(body["feed"])
@@ -390,18 +404,23 @@ class Node:
             self._replica_cursor[peer.node_id] = after
 
     async def sync_peer(self, peer: Member, max_pages: int = 1000) -> int:
-        """Pull the peer's index feed from our cursor; returns the number of new entries."""
+        """Pull the peer's index and feedback feeds from our cursors; returns new entries."""
+        new = await self._pull_feed(peer, INDEX_FEED, max_pages)
+        new += await self._pull_feed(peer, fb.FEED, max_pages)
+        return new
+
+    async def _pull_feed(self, peer: Member, feed: str, max_pages: int) -> int:
         new = 0
         for _ in range(max_pages):
-            cursor = await self.replicas.cursor(peer.node_id, INDEX_FEED)
+            cursor = await self.replicas.cursor(peer.node_id, feed)
             reply = await self.client.call(
-                peer, "feed.pull", {"feed": INDEX_FEED, "after": cursor, "limit": 500}
+                peer, "feed.pull", {"feed": feed, "after": cursor, "limit": 500}
             )
             body = reply.body
-            if body["feed"] != INDEX_FEED:
+            if body["feed"] != feed:
                 raise PeerError("bad-body", "page of another feed")
             entries = [
-                FeedEntry(INDEX_FEED, e["seq"], e["id"], e["kind"], e["payload"], 0)
+                FeedEntry(feed, e["seq"], e["id"], e["kind"], e["payload"], 0)
                 for e in body["entries"]
             ]
             seqs = [e.seq for e in entries]
@@ -410,21 +429,39 @@ class Node:
             if not entries:
                 break
             new_cursor = entries[-1].seq
-            await self.replicas.store_pulled(
-                peer.node_id, INDEX_FEED, entries, new_cursor, self.now()
-            )
+            await self.replicas.store_pulled(peer.node_id, feed, entries, new_cursor, self.now())
             new += len(entries)
-            # Apply what is now durably stored, in feed order, exactly once.
-            after = self._replica_cursor.get(peer.node_id, 0)
-            for e in entries:
-                if e.seq > after:
-                    self._apply(peer.node_id, e.kind, e.payload)
-            self._replica_cursor[peer.node_id] = max(after, new_cursor)
+            if feed == INDEX_FEED:
+                # Apply what is now durably stored, in feed order, exactly once.
+                after = self._replica_cursor.get(peer.node_id, 0)
+                for e in entries:
+                    if e.seq > after:
+                        self._apply(peer.node_id, e.kind, e.payload)
+                self._replica_cursor[peer.node_id] = max(after, new_cursor)
+            else:
+                for e in entries:
+                    await self._apply_feedback_entry(peer, e)
             if new_cursor >= body["head"]:
                 break
         if new:
-            self.metrics.inc("replica_entries_pulled_total", new, labels={"peer": peer.node_id})
+            self.metrics.inc(
+                "replica_entries_pulled_total", new, labels={"peer": peer.node_id, "feed": feed}
+            )
         return new
+
+    async def _apply_feedback_entry(self, peer: Member, entry: FeedEntry) -> None:
+        """Verify a replicated feedback record against its origin's key, then apply it."""
+        try:
+            record = fb.open_record(entry.payload, self.roster.signing_key)
+            if record.holder != peer.node_id:
+                raise fb.FeedbackError("not-allowed", "a feed carries only its holder's items")
+        except fb.FeedbackError as exc:
+            # Reported, never applied; the entry stays stored so the cursor can move on.
+            self.rejected_feedback.append((peer.node_id, str(exc)))
+            self.metrics.inc("feedback_rejected_total", labels={"peer": peer.node_id})
+            log.warning("rejected a feedback record from %s's feed: %s", peer.node_id, exc.code)
+            return
+        await self.decisions.apply_feedback(record)
 
     async def sync_all(self) -> dict[str, int | str]:
         out: dict[str, int | str] = {}
@@ -447,7 +484,12 @@ class Node:
 
     # --- querier: matching ------------------------------------------------------------------------
 
-    async def submit(self, queries: Sequence[matching.QueryHash], source: str = "api") -> bytes:
+    async def submit(
+        self,
+        queries: Sequence[matching.QueryHash],
+        source: str = "api",
+        content_ref: str | None = None,
+    ) -> bytes:
         """Create a match job with one durable task per holder; returns the job reference."""
         job_ref = os.urandom(16)
         holders = self.holders()
@@ -468,8 +510,8 @@ class Node:
         async with self.db.transaction():
             await self.db.execute(
                 "INSERT INTO match_jobs (job_ref, submitted_at, source, queries, peers_total,"
-                " peers_done) VALUES (?, ?, ?, ?, ?, 0)",
-                job_ref, now, source, packed, len(holders),
+                " peers_done, content_ref) VALUES (?, ?, ?, ?, ?, 0, ?)",
+                job_ref, now, source, packed, len(holders), content_ref,
             )  # fmt: skip
             for peer in holders:
                 await self.db.execute(
@@ -488,6 +530,8 @@ class Node:
                     "UPDATE match_jobs SET completed_at = ? WHERE job_ref = ?", now, job_ref
                 )
         self.metrics.inc("match_jobs_total")
+        if not holders:
+            await self.decisions.on_job_done(job_ref)
         self._wake_matcher.set()
         return job_ref
 
@@ -564,31 +608,67 @@ class Node:
                     job_ref,
                 )
         self.metrics.inc("matches_confirmed_total", len(ex.confirmed))
+        done = await self.db.fetch_value(
+            "SELECT completed_at FROM match_jobs WHERE job_ref = ?", job_ref
+        )
+        if done is not None:
+            await self.decisions.on_job_done(job_ref)
         return ex.confirmed
 
     async def process_due_tasks(self, limit: int = 16) -> int:
         """Run the match tasks whose time has come; returns how many were attempted."""
         messages = await self.outbox.claim_due(self.now(), limit)
         for m in messages:
-            if m.kind != MATCH_TASK_KIND:
-                continue
             peer = self.roster.member(m.peer_id)
             try:
+                if m.kind == WEBHOOK_KIND:
+                    await self._deliver_webhook(m.payload)
+                    await self.outbox.mark_delivered(m.message_id, self.now())
+                    continue
                 if peer is None:
                     raise NodeError("not-allowed", "peer left the roster")
-                await self.run_task(m.payload, peer)
+                if m.kind == MATCH_TASK_KIND:
+                    await self.run_task(m.payload, peer)
+                elif m.kind == FEEDBACK_KIND:
+                    await self.client.call(peer, "feedback.submit", {"record": m.payload})
+                else:
+                    raise NodeError("internal", f"unknown outbox kind {m.kind}")
                 await self.outbox.mark_delivered(m.message_id, self.now())
             except (TimeoutError, PeerError, NodeError, OSError) as exc:
                 code = getattr(exc, "code", exc.__class__.__name__)
-                await self.db.execute(
-                    "UPDATE match_tasks SET last_error = ?, updated_at = ? WHERE job_ref = ?"
-                    " AND peer_id = ?",
-                    str(code), self.now(), m.payload, m.peer_id,
-                )  # fmt: skip
+                if m.kind == MATCH_TASK_KIND:
+                    await self.db.execute(
+                        "UPDATE match_tasks SET last_error = ?, updated_at = ? WHERE job_ref = ?"
+                        " AND peer_id = ?",
+                        str(code), self.now(), m.payload, m.peer_id,
+                    )  # fmt: skip
                 await self.outbox.schedule_retry(m.message_id, str(code), self.now(), self.rng)
                 self.metrics.inc("match_task_retries_total", labels={"peer": m.peer_id})
                 log.info("match task against %s deferred: %s", m.peer_id, code)
         return len(messages)
+
+    async def _deliver_webhook(self, body: bytes) -> None:
+        url = self.decisions.webhook_url
+        if not url:
+            return
+        event = json.loads(body)
+        if await self.decisions.earlier_webhook_pending(
+            bytes.fromhex(event["case"]), event["sequence"]
+        ):
+            raise NodeError("deferred", "an earlier event for this case is not delivered yet")
+        await self.client.start()
+        assert self.client.session is not None
+        headers = {
+            "Content-Type": "application/json",
+            "X-Blindmatch-Signature": "sha256=" + self.decisions.webhook_signature(body),
+            "Idempotency-Key": event["idempotency_key"],
+        }
+        try:
+            async with self.client.session.post(url, data=body, headers=headers) as resp:
+                if resp.status >= 300:
+                    raise NodeError("unreachable", f"webhook answered {resp.status}")
+        except aiohttp.ClientError as exc:
+            raise NodeError("unreachable", f"webhook: {exc.__class__.__name__}") from exc
 
     async def _match_loop(self) -> None:
         while not self._stopping:

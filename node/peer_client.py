@@ -22,6 +22,7 @@ REPLY_TYPES = {
     "oprf.evaluate": "oprf.evaluated",
     "threshold.query": "threshold.answer",
     "feed.pull": "feed.page",
+    "feedback.submit": "feedback.accepted",
 }
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 

@@ -17,6 +17,8 @@ ITEM_REF_BYTES = 16
 MAX_OPRF_BATCH = 4096
 MAX_CANDIDATES_PER_QUERY = 64
 ERROR_CODES = (
+    "unknown-case",
+    "conflict",
     "bad-envelope",
     "bad-signature",
     "unknown-sender",
@@ -117,6 +119,14 @@ SCHEMAS: dict[str, Mapping[str, Field]] = {
             )
         ),
         "head": Field(integer(0, 1 << 62)),
+    },
+    # A node sends the holder a signed feedback record about one of its items.
+    "feedback.submit": {
+        "record": Field(blob(max_len=4096, min_len=1)),
+    },
+    "feedback.accepted": {
+        "re": Field(_NONCE),
+        "seq": Field(integer(0, 1 << 62)),
     },
     # A signed refusal: the peer says why it did not act, so the sender can tell the reasons apart.
     "error": {

@@ -225,7 +225,98 @@ FEDERATION_SCHEMA = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, FEDERATION_SCHEMA)
+# Decisions (node/decisions.py): cases, their history, feedback records, match rates,
+# reviewers and their sessions, and the uploads reviewers look at.
+DECISIONS_SCHEMA = Migration(
+    3,
+    "decisions: cases, case events, feedback records, item match counts, reviewers, media",
+    (
+        "ALTER TABLE match_jobs ADD COLUMN content_ref TEXT",
+        "ALTER TABLE match_jobs ADD COLUMN cases_opened BIGINT NOT NULL DEFAULT 0",
+        """
+        CREATE TABLE cases (
+            id             {ID},
+            case_ref       {BLOB} NOT NULL UNIQUE,
+            content_ref    TEXT NOT NULL,
+            job_ref        {BLOB},
+            source         TEXT NOT NULL CHECK (source IN ('peer', 'local')),
+            holder         TEXT NOT NULL,
+            item_ref       {BLOB} NOT NULL,
+            band           BIGINT NOT NULL,
+            variant        TEXT NOT NULL,
+            release        TEXT NOT NULL DEFAULT '{}',
+            state          TEXT NOT NULL CHECK (state IN
+                           ('queued', 'quarantined', 'escalated', 'actioned', 'dismissed',
+                            'closed')),
+            priority       BIGINT NOT NULL,
+            decided_by     TEXT,
+            reason         TEXT,
+            decided_at     BIGINT,
+            appeal         TEXT CHECK (appeal IS NULL OR appeal IN ('open', 'upheld', 'denied')),
+            needs_rereview BIGINT NOT NULL DEFAULT 0,
+            created_at     BIGINT NOT NULL,
+            updated_at     BIGINT NOT NULL,
+            UNIQUE (content_ref, holder, item_ref)
+        )""",
+        "CREATE INDEX cases_queue ON cases (state, needs_rereview, priority)",
+        "CREATE INDEX cases_item ON cases (holder, item_ref)",
+        """
+        CREATE TABLE case_events (
+            id       {ID},
+            case_ref {BLOB} NOT NULL REFERENCES cases (case_ref) ON DELETE CASCADE,
+            at       BIGINT NOT NULL,
+            actor    TEXT NOT NULL,
+            event    TEXT NOT NULL,
+            detail   TEXT NOT NULL DEFAULT '{}'
+        )""",
+        # Verified, signed feedback records (ours and replicated), idempotent by record id.
+        """
+        CREATE TABLE feedback_records (
+            record_id   {BLOB} PRIMARY KEY,
+            origin      TEXT NOT NULL,
+            holder      TEXT NOT NULL,
+            item_ref    {BLOB} NOT NULL,
+            opinion     TEXT NOT NULL,
+            at_ms       BIGINT NOT NULL,
+            record      {BLOB} NOT NULL,
+            received_at BIGINT NOT NULL
+        )""",
+        "CREATE INDEX feedback_item ON feedback_records (holder, item_ref)",
+        """
+        CREATE TABLE item_match_counts (
+            holder       TEXT NOT NULL,
+            item_ref     {BLOB} NOT NULL,
+            window_start BIGINT NOT NULL,
+            matches      BIGINT NOT NULL,
+            PRIMARY KEY (holder, item_ref, window_start)
+        )""",
+        """
+        CREATE TABLE reviewers (
+            reviewer_id   TEXT PRIMARY KEY,
+            role          TEXT NOT NULL CHECK (role IN ('reviewer', 'admin', 'auditor')),
+            password_hash TEXT NOT NULL,
+            disabled      BIGINT NOT NULL DEFAULT 0,
+            created_at    BIGINT NOT NULL
+        )""",
+        """
+        CREATE TABLE reviewer_sessions (
+            token_hash  {BLOB} PRIMARY KEY,
+            reviewer_id TEXT NOT NULL REFERENCES reviewers (reviewer_id) ON DELETE CASCADE,
+            csrf_token  TEXT NOT NULL,
+            expires_at  BIGINT NOT NULL
+        )""",
+        # The platform's upload, kept only for review (blurred until a reviewer reveals it).
+        """
+        CREATE TABLE case_media (
+            content_ref  TEXT PRIMARY KEY,
+            media        {BLOB} NOT NULL,
+            content_type TEXT NOT NULL,
+            stored_at    BIGINT NOT NULL
+        )""",
+    ),
+)
+
+MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, FEDERATION_SCHEMA, DECISIONS_SCHEMA)
 
 
 def _check_order(migrations: tuple[Migration, ...]) -> None:

@@ -1,0 +1,249 @@
+"""Match policy: what happens to a confirmed match, from a readable TOML file validated at load.
+
+    [auto_action]                 # all must hold for an action without a person
+    max_band = 8                  # only very close matches
+    provenance = ["moderator-confirmed", "survivor-submitted"]
+    trusted_sources = ["hub"]     # node ids whose items may be auto-actioned
+    min_confirmations = 1         # independent confirmations from other nodes
+    max_disputes = 0
+
+    [review]
+    base_priority = 50
+    band_priority = { 8 = 30, 16 = 20, 31 = 0 }
+    provenance_priority = { "survivor-submitted" = 15, "protected-source" = 10, "generator" = 10 }
+    disputed_penalty = 25         # a disputed item is still reviewed, but later
+
+    [allowlist]
+    banks = ["allowlist"]         # a local match in these banks suppresses every other match
+
+    [quarantine]                  # a hash that suddenly matches far too much is held for review
+    window_s = 3600
+    min_matches = 20
+    factor = 10.0                 # ... and more than factor x its baseline per window
+
+Anything not written takes the defaults below, which never act without a person.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from blindmatch.protocol.messages import PROVENANCE_CLASSES
+
+
+class PolicyError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class AutoAction:
+    enabled: bool = False
+    max_band: int = 8
+    provenance: tuple[str, ...] = ("moderator-confirmed",)
+    trusted_sources: tuple[str, ...] = ()
+    min_confirmations: int = 1
+    max_disputes: int = 0
+
+
+@dataclass(frozen=True)
+class Review:
+    base_priority: int = 50
+    band_priority: dict[int, int] = field(default_factory=lambda: {8: 30, 16: 20, 31: 0})
+    provenance_priority: dict[str, int] = field(
+        default_factory=lambda: {"survivor-submitted": 15, "protected-source": 10, "generator": 10}
+    )
+    disputed_penalty: int = 25
+
+
+@dataclass(frozen=True)
+class Quarantine:
+    window_s: int = 3600
+    min_matches: int = 20
+    factor: float = 10.0
+
+
+@dataclass(frozen=True)
+class Policy:
+    auto_action: AutoAction = AutoAction()
+    review: Review = Review()
+    allowlist_banks: tuple[str, ...] = ("allowlist",)
+    quarantine: Quarantine = Quarantine()
+
+
+@dataclass(frozen=True)
+class Verdict:
+    action: str  # "auto-action" | "review" | "quarantine" | "suppress"
+    priority: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class MatchFacts:
+    holder: str
+    band: int
+    provenance: str | None
+    confirmations: int
+    disputes: int
+    withdrawn: bool
+    allowlisted: bool
+    matches_this_window: int
+    baseline_per_window: float
+
+
+def decide(policy: Policy, f: MatchFacts) -> Verdict:
+    """The policy's verdict on one confirmed match. Pure; every branch says why."""
+    if f.allowlisted:
+        return Verdict("suppress", 0, "the content matches a local allowlist bank")
+    if f.withdrawn:
+        return Verdict("suppress", 0, "the holder withdrew the item")
+    q = policy.quarantine
+    if f.matches_this_window >= q.min_matches and f.matches_this_window > q.factor * max(
+        1.0, f.baseline_per_window
+    ):
+        return Verdict(
+            "quarantine",
+            policy.review.base_priority + 40,
+            f"the item matched {f.matches_this_window} times this window against a baseline of "
+            f"{f.baseline_per_window:.1f}: held for review, not acted on",
+        )
+    a = policy.auto_action
+    if (
+        a.enabled
+        and f.band <= a.max_band
+        and f.provenance in a.provenance
+        and f.holder in a.trusted_sources
+        and f.confirmations >= a.min_confirmations
+        and f.disputes <= a.max_disputes
+    ):
+        return Verdict(
+            "auto-action",
+            0,
+            f"band <= {f.band}, {f.provenance} from trusted {f.holder}, "
+            f"{f.confirmations} confirmation(s), {f.disputes} dispute(s)",
+        )
+    r = policy.review
+    priority = r.base_priority
+    priority += next((v for b, v in sorted(r.band_priority.items()) if f.band <= b), 0)
+    priority += r.provenance_priority.get(f.provenance or "", 0)
+    if f.disputes:
+        priority -= r.disputed_penalty
+    return Verdict("review", max(0, priority), "needs a person")
+
+
+def _ints(value: Any, what: str, lo: int, hi: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise PolicyError(f"{what}: an integer in {lo}..{hi}")
+    return value
+
+
+def _names(value: Any, what: str, choices: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise PolicyError(f"{what}: a list of strings")
+    if choices is not None and set(value) - set(choices):
+        raise PolicyError(f"{what}: unknown value(s) {sorted(set(value) - set(choices))}")
+    return tuple(value)
+
+
+def _only(section: dict[str, Any], what: str, allowed: set[str]) -> None:
+    extra = set(section) - allowed
+    if extra:
+        raise PolicyError(f"[{what}]: unknown setting(s) {', '.join(sorted(extra))}")
+
+
+def parse(raw: dict[str, Any]) -> Policy:
+    _only(raw, "policy", {"auto_action", "review", "allowlist", "quarantine"})
+    a_raw = raw.get("auto_action", {})
+    _only(
+        a_raw,
+        "auto_action",
+        {
+            "enabled",
+            "max_band",
+            "provenance",
+            "trusted_sources",
+            "min_confirmations",
+            "max_disputes",
+        },
+    )
+    d = AutoAction()
+    enabled = a_raw.get("enabled", bool(a_raw))
+    if not isinstance(enabled, bool):
+        raise PolicyError("auto_action.enabled: true or false")
+    auto = AutoAction(
+        enabled=enabled,
+        max_band=_ints(a_raw.get("max_band", d.max_band), "auto_action.max_band", 0, 31),
+        provenance=_names(
+            a_raw.get("provenance", list(d.provenance)),
+            "auto_action.provenance",
+            PROVENANCE_CLASSES,
+        ),
+        trusted_sources=_names(a_raw.get("trusted_sources", []), "auto_action.trusted_sources"),
+        min_confirmations=_ints(
+            a_raw.get("min_confirmations", d.min_confirmations),
+            "auto_action.min_confirmations",
+            0,
+            1000,
+        ),
+        max_disputes=_ints(a_raw.get("max_disputes", 0), "auto_action.max_disputes", 0, 1000),
+    )
+    r_raw = raw.get("review", {})
+    _only(
+        r_raw,
+        "review",
+        {"base_priority", "band_priority", "provenance_priority", "disputed_penalty"},
+    )
+    rd = Review()
+    bands = r_raw.get("band_priority", {str(k): v for k, v in rd.band_priority.items()})
+    if not isinstance(bands, dict):
+        raise PolicyError("review.band_priority: a table of band = priority")
+    try:
+        band_priority = {
+            int(k): _ints(v, f"review.band_priority.{k}", -100, 100) for k, v in bands.items()
+        }
+    except ValueError as exc:
+        raise PolicyError("review.band_priority: keys are band bounds (integers)") from exc
+    prov = r_raw.get("provenance_priority", dict(rd.provenance_priority))
+    if not isinstance(prov, dict) or set(prov) - set(PROVENANCE_CLASSES):
+        raise PolicyError(f"review.provenance_priority: keys among {', '.join(PROVENANCE_CLASSES)}")
+    review = Review(
+        base_priority=_ints(
+            r_raw.get("base_priority", rd.base_priority), "review.base_priority", 0, 1000
+        ),
+        band_priority=band_priority,
+        provenance_priority={
+            k: _ints(v, f"review.provenance_priority.{k}", -100, 100) for k, v in prov.items()
+        },
+        disputed_penalty=_ints(
+            r_raw.get("disputed_penalty", rd.disputed_penalty), "review.disputed_penalty", 0, 1000
+        ),
+    )
+    al = raw.get("allowlist", {})
+    _only(al, "allowlist", {"banks"})
+    q_raw = raw.get("quarantine", {})
+    _only(q_raw, "quarantine", {"window_s", "min_matches", "factor"})
+    qd = Quarantine()
+    factor = q_raw.get("factor", qd.factor)
+    if not isinstance(factor, int | float) or isinstance(factor, bool) or factor < 1:
+        raise PolicyError("quarantine.factor: a number >= 1")
+    return Policy(
+        auto_action=auto,
+        review=review,
+        allowlist_banks=_names(al.get("banks", ["allowlist"]), "allowlist.banks"),
+        quarantine=Quarantine(
+            window_s=_ints(q_raw.get("window_s", qd.window_s), "quarantine.window_s", 60, 604800),
+            min_matches=_ints(
+                q_raw.get("min_matches", qd.min_matches), "quarantine.min_matches", 1, 10**9
+            ),
+            factor=float(factor),
+        ),
+    )
+
+
+def load(path: Path) -> Policy:
+    try:
+        return parse(tomllib.loads(path.read_text()))
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{path}: {exc}") from exc
