@@ -201,6 +201,34 @@ def roster_verify(i: dict[str, Any]) -> dict[str, Any]:
     return {"federation": r.federation, "serial": r.serial, "members": sorted(r.members)}
 
 
+def _feedback_keys(i: dict[str, Any]):  # type: ignore[no-untyped-def]
+    keys = {name: _b(pk) for name, pk in i["keys"].items()}
+    return keys.get
+
+
+def feedback_open(i: dict[str, Any]) -> dict[str, Any]:
+    from blindmatch.protocol import feedback as fb
+
+    try:
+        r = fb.open_record(_b(i["record"]), _feedback_keys(i))
+    except fb.FeedbackError as exc:
+        raise OpError(f"feedback:{exc.code}", str(exc)) from exc
+    return {"id": _h(r.id), "origin": r.origin, "holder": r.holder, "item": _h(r.item),
+            "opinion": r.opinion, "at_ms": r.at_ms}  # fmt: skip
+
+
+def feedback_aggregate(i: dict[str, Any]) -> dict[str, Any]:
+    from blindmatch.protocol import feedback as fb
+
+    try:
+        records = [fb.open_record(_b(r), _feedback_keys(i)) for r in i["records"]]
+    except fb.FeedbackError as exc:
+        raise OpError(f"feedback:{exc.code}", str(exc)) from exc
+    op = fb.aggregate(records)
+    return {"confirmations": op.confirmations, "disputes": op.disputes,
+            "appeals_upheld": op.appeals_upheld, "withdrawn": op.withdrawn, "label": op.label}  # fmt: skip
+
+
 OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "oprf.derive_key_pair": oprf_derive_key_pair,
     "oprf.blind": oprf_blind,
@@ -216,6 +244,8 @@ OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "index.key_id": index_key_id,
     "index.entry": index_entry,
     "roster.verify": roster_verify,
+    "feedback.open": feedback_open,
+    "feedback.aggregate": feedback_aggregate,
 }
 
 # Error codes a conforming implementation reports; vectors name them.

@@ -7,6 +7,7 @@ import hashlib
 from typing import Any
 
 from blindmatch.crypto import oprf, signing
+from blindmatch.protocol import feedback as fb
 from blindmatch.protocol import roster as roster_mod
 from blindmatch.protocol.conformance_ops import OpError, run
 
@@ -77,6 +78,57 @@ def generate() -> dict[str, object]:
             "roster.verify",
             {"document": doc, **{**verify, "now_ms": 1_770_000_000_000}},
         ),
+    ]
+    # Feedback records (10.7).
+    signers = {n: signing.SigningKey(_seed(f"{n} identity")) for n in ("hub", "platform", "other")}
+    keys = {n: k.public_key.hex() for n, k in signers.items()}
+    item = _seed("feedback item")[:16]
+
+    def rec(label: str, origin: str, opinion: str, at: int, retracts: bytes | None = None):  # type: ignore[no-untyped-def]
+        return fb.make_record(
+            signers[origin],
+            record_id=_seed(label)[:16],
+            origin=origin,
+            holder="hub",
+            item=item,
+            opinion=opinion,
+            at_ms=at,
+            retracts=retracts,
+        )
+
+    confirm = rec("fb confirm", "platform", "confirm", 1_767_225_600_000)
+    dispute = rec("fb dispute", "other", "dispute", 1_767_225_700_000)
+    again = rec("fb dispute again", "other", "dispute", 1_767_225_800_000)
+    retract = rec("fb retract", "other", "retract", 1_767_225_900_000, retracts=dispute.id)
+    withdraw = rec("fb withdraw", "hub", "withdraw", 1_767_226_000_000)
+    forged = fb.make_record(
+        signers["other"],
+        record_id=_seed("fb forged")[:16],
+        origin="platform",
+        holder="hub",
+        item=item,
+        opinion="dispute",
+        at_ms=1_767_225_600_000,
+    )
+    hx = [r.signed.hex() for r in (confirm, dispute, again, retract, withdraw)]
+    cases += [
+        _case("feedback-open", "feedback.open", {"record": hx[0], "keys": keys}),
+        _case("feedback-forged", "feedback.open", {"record": forged.signed.hex(), "keys": keys}),
+        _case("feedback-unknown-origin", "feedback.open", {"record": hx[0], "keys": {}}),
+        _case(
+            "aggregate-one-vote-per-origin", "feedback.aggregate", {"records": hx[:3], "keys": keys}
+        ),
+        _case(
+            "aggregate-retracted",
+            "feedback.aggregate",
+            {"records": [hx[0], hx[1], hx[3]], "keys": keys},
+        ),
+        _case(
+            "aggregate-retracted-then-again",
+            "feedback.aggregate",
+            {"records": hx[:4], "keys": keys},
+        ),
+        _case("aggregate-withdrawn", "feedback.aggregate", {"records": hx, "keys": keys}),
     ]
     return {
         "federation.json": {
