@@ -213,8 +213,14 @@ def feedback_open(i: dict[str, Any]) -> dict[str, Any]:
         r = fb.open_record(_b(i["record"]), _feedback_keys(i))
     except fb.FeedbackError as exc:
         raise OpError(f"feedback:{exc.code}", str(exc)) from exc
-    return {"id": _h(r.id), "origin": r.origin, "holder": r.holder, "item": _h(r.item),
-            "opinion": r.opinion, "at_ms": r.at_ms}  # fmt: skip
+    return {
+        "id": _h(r.id),
+        "origin": r.origin,
+        "holder": r.holder,
+        "item": _h(r.item),
+        "opinion": r.opinion,
+        "at_ms": r.at_ms,
+    }
 
 
 def feedback_aggregate(i: dict[str, Any]) -> dict[str, Any]:
@@ -225,8 +231,13 @@ def feedback_aggregate(i: dict[str, Any]) -> dict[str, Any]:
     except fb.FeedbackError as exc:
         raise OpError(f"feedback:{exc.code}", str(exc)) from exc
     op = fb.aggregate(records)
-    return {"confirmations": op.confirmations, "disputes": op.disputes,
-            "appeals_upheld": op.appeals_upheld, "withdrawn": op.withdrawn, "label": op.label}  # fmt: skip
+    return {
+        "confirmations": op.confirmations,
+        "disputes": op.disputes,
+        "appeals_upheld": op.appeals_upheld,
+        "withdrawn": op.withdrawn,
+        "label": op.label,
+    }
 
 
 OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
