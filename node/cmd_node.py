@@ -136,7 +136,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     configure_logging()
     try:
         asyncio.run(run_forever(_load(args)))
-    except (config_mod.ConfigError, keyfiles.KeyFileError) as exc:
+    except (config_mod.ConfigError, keyfiles.KeyFileError, ValueError) as exc:
+        # ConfigError, PolicyError and RosterError are ValueErrors with a clear sentence.
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0

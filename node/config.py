@@ -54,6 +54,9 @@ class NodeConfig:
     lsh_scheme: str = "pdq-lsh-1"
     dihedral_queries: bool = True
     release_bands: tuple[int, ...] = (8, 16, 31)
+    policy_path: Path | None = None  # the match policy (node/policy.py); defaults never auto-act
+    webhook_url: str | None = None  # the platform's endpoint for block/remove/restore/notify
+    webhook_secret_path: Path | None = None  # HMAC key for webhook signatures
     source_path: Path | None = None
 
     @property
@@ -83,6 +86,10 @@ class NodeConfig:
             raise ConfigError("a roster needs governance_keys to verify it against")
         if list(self.release_bands) != sorted(set(self.release_bands)) or not self.release_bands:
             raise ConfigError("release_bands must be strictly increasing")
+        if self.webhook_url is not None:
+            require_tls_unless_loopback(self.webhook_url, "webhook_url")
+            if self.webhook_secret_path is None:
+                raise ConfigError("webhook_url needs webhook_secret_file (webhooks are signed)")
 
 
 def _hostport(value: Any, what: str) -> tuple[str, int]:
@@ -104,7 +111,8 @@ def load(path: Path) -> NodeConfig:
     known = {
         "node_id", "home", "listen", "api_listen", "database", "roster", "governance_keys",
         "governance_threshold", "tls_cert", "tls_key", "sync_interval_s", "match_workers",
-        "lsh_scheme", "dihedral_queries", "release_bands",
+        "lsh_scheme", "dihedral_queries", "release_bands", "policy", "webhook_url",
+        "webhook_secret_file",
     }  # fmt: skip
     unknown = set(raw) - known
     if unknown:
@@ -129,6 +137,9 @@ def load(path: Path) -> NodeConfig:
             lsh_scheme=str(raw.get("lsh_scheme", "pdq-lsh-1")),
             dihedral_queries=bool(raw.get("dihedral_queries", True)),
             release_bands=tuple(int(b) for b in raw.get("release_bands", (8, 16, 31))),
+            policy_path=p(raw.get("policy")),
+            webhook_url=raw.get("webhook_url") or None,
+            webhook_secret_path=p(raw.get("webhook_secret_file")),
             source_path=path,
         )
     except KeyError as exc:

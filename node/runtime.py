@@ -16,6 +16,7 @@ from pathlib import Path
 from aiohttp import web
 
 from blindmatch.node import keys as keyfiles
+from blindmatch.node import policy as policy_mod
 from blindmatch.node.api import build_api
 from blindmatch.node.banks import BankService
 from blindmatch.node.clock import SystemClock
@@ -75,6 +76,11 @@ async def start(cfg: NodeConfig) -> RunningNode:
     node_keys = keyfiles.load(cfg.keys_dir)
     db = await Node.open_database(cfg, clock.now())
     node = Node(cfg, node_keys, db, roster, clock=clock)
+    if cfg.policy_path is not None:
+        node.decisions.policy = policy_mod.load(cfg.policy_path)
+    if cfg.webhook_url is not None and cfg.webhook_secret_path is not None:
+        node.decisions.webhook_url = cfg.webhook_url
+        node.decisions.webhook_secret = cfg.webhook_secret_path.read_bytes().strip()
     await node.start(background=True)
     banks = BankService(db, clock)
     tls = _ssl_context(cfg)
