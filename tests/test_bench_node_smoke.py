@@ -50,7 +50,7 @@ def test_pool_worker_makes_the_entries_reconcile_index_makes() -> None:
 
     key = oprf.generate_key_pair()
     h, ref = os.urandom(32), os.urandom(16)
-    [packed] = bn._evaluate_chunk((key.sk, key.pk, [h], [ref]))
+    [packed], _ = bn._evaluate_chunk((key.sk, key.pk, [h], [ref]))
     want = index.pack_entries(
         index.make_entry(oprf.evaluate(key, k, oprf.Mode.VOPRF), ref)
         for k in bn.SCHEME.index_keys(h)
