@@ -172,10 +172,22 @@ def _point(data: bytes, what: str) -> bytes:
     return data
 
 
+_LP32 = b"\x00\x20"  # I2OSP(32, 2): every point in the transcript is 32 bytes
+_LP2 = b"\x00\x02"
+
+
 def _challenge(
     pk: bytes, query_id: bytes, index: int, a: bytes, b: bytes, commitments: Sequence[bytes]
 ) -> bytes:
-    transcript = length_prefixed(pk, query_id, i2osp(index, 2), a, b, *commitments)
+    # LP(pk, query_id, I2OSP(i, 2), A, B, T1_0, T2_0, T1_1, T2_1), spelled out for fixed sizes.
+    transcript = b"".join(
+        (
+            _LP32, pk, b"\x00\x10", query_id, _LP2, index.to_bytes(2, "big"),
+            _LP32, a, _LP32, b,
+            _LP32, commitments[0], _LP32, commitments[1],
+            _LP32, commitments[2], _LP32, commitments[3],
+        )
+    )  # fmt: skip
     return hash_to_scalar(transcript, PROOF_DST)
 
 
@@ -194,6 +206,8 @@ def encrypt_query(
         raise ThresholdError(f"query id must be {QUERY_ID_BYTES} bytes")
     bits = hash_bits(query_hash)
     sk = key.sk
+    # m - j for the simulated branch j = 1 - m is -1 (m = 0) or +1 (m = 1).
+    minus_one, one = sodium.scalar_from_int(-1), sodium.scalar_from_int(1)
     mul, add, sub = sodium.scalar_mul, sodium.scalar_add, sodium.scalar_sub
     base = sodium.scalarmult_base
     cts: list[tuple[bytes, bytes]] = []
@@ -204,11 +218,11 @@ def encrypt_query(
                 r = scalars()
                 r_sk = mul(r, sk)
                 a = base(r)
-                b = base(add(r_sk, sodium.scalar_from_int(m)))
+                b = base(add(r_sk, one)) if m else base(r_sk)
                 j = 1 - m  # the branch we simulate
                 c_j, z_j, w = scalars(), scalars(), scalars()
                 # log_G(B - j*G) = (m - j) + r*sk
-                b_minus_j = add(sodium.scalar_from_int(m - j), r_sk)
+                b_minus_j = add(one if m else minus_one, r_sk)
                 t1_j = base(sub(z_j, mul(c_j, r)))
                 t2_j = base(sub(mul(z_j, sk), mul(c_j, b_minus_j)))
                 t1_m = base(w)
