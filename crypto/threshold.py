@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from blindmatch.crypto import sodium
-from blindmatch.crypto.hashing import hash_to_scalar, i2osp, length_prefixed
+from blindmatch.crypto.hashing import hash_to_scalar, i2osp
 
 HASH_BITS = 256
 HASH_BYTES = HASH_BITS // 8
@@ -219,9 +219,8 @@ def encrypt_query(
                 r_sk = mul(r, sk)
                 a = base(r)
                 b = base(add(r_sk, one)) if m else base(r_sk)
-                j = 1 - m  # the branch we simulate
+                # The simulated branch is j = 1 - m; log_G(B - j*G) = (m - j) + r*sk.
                 c_j, z_j, w = scalars(), scalars(), scalars()
-                # log_G(B - j*G) = (m - j) + r*sk
                 b_minus_j = add(one if m else minus_one, r_sk)
                 t1_j = base(sub(z_j, mul(c_j, r)))
                 t2_j = base(sub(mul(z_j, sk), mul(c_j, b_minus_j)))
