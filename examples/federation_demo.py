@@ -1,0 +1,10 @@
+"""Run the main demo (the same as `blindmatch demo`): a hub and two platforms on this machine.
+
+    python examples/federation_demo.py
+"""
+
+import sys
+
+from blindmatch.node.demo_federation import main
+
+sys.exit(main())
