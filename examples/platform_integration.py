@@ -7,8 +7,8 @@
    idempotently.
 3. Forward an uploader's appeal to the node.
 
-    python examples/platform_integration.py --api http://127.0.0.1:8710 --token-file HOME/api.token \
-        --webhook-secret-file HOME/webhook.secret upload.jpg
+    python examples/platform_integration.py --api http://127.0.0.1:8710 \
+        --token-file HOME/api.token upload.jpg
 """
 
 from __future__ import annotations
