@@ -1,0 +1,301 @@
+"""The matching exchange, in the two crypto modes.
+
+*Modelled*: each primitive is replaced by its ideal functionality. The VOPRF plus the blinded
+index answer "is this bucket key in holder h's index, and which items are there?" for exactly the
+buckets the querier asked for, which is what a join of probe keys against the holder's bucket
+keys computes (the index's 8-byte tags are a keyed PRF of the bucket key, injective up to 2^-64
+collisions, so the join on keys gives the same candidates as a join on tags). The threshold test
+releases the band of the plaintext Hamming distance (or nothing beyond d > T). Every step is
+charged the CPU time measured by the crypto benchmark (``bench/results/crypto.json``).
+
+*Exact*: the real sans-I/O code of ``protocol/matching.py`` (``PeerExchange``,
+``answer_evaluate``, ``verify_threshold_query``, ``answer_threshold``) with the real primitives,
+holders publishing real blinded indexes (``protocol/index.py``).
+
+Both modes use the scheme's own probe derivation (``BitSamplingScheme.probes``), so they ask for
+the same buckets and make the same matches; ``tests/test_sim.py`` checks it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from blindmatch.crypto import oprf
+from blindmatch.crypto import threshold as th
+from blindmatch.protocol import matching
+from blindmatch.protocol.index import ReplicaIndex, make_entry, pack_entries
+from blindmatch.protocol.lsh import BitSamplingScheme
+
+CRYPTO_RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "crypto.json"
+
+# Per-step CPU seconds, used when bench/results/crypto.json is absent (an installed package).
+# Values: the medians measured on the development machine (2 cores, libsodium).
+DEFAULT_COSTS = {
+    "blind": 8.26e-05,  # querier, per probe
+    "evaluate": 1.447e-04,  # holder, per probe, batched, one DLEQ proof
+    "finalize": 2.453e-04,  # querier, per probe, proof verified
+    "index_evaluate": 7.0e-05,  # holder, per index entry (map + var scalarmult + hash)
+    "encrypt": 4.20e-02,  # querier, per query hash with candidates
+    "verify": 1.244e-01 + 3.46e-02,  # holder, per query hash: bit proofs + per-query sums
+    "answer": 1.039e-02,  # holder, per candidate
+    "decide": 2.08e-03,  # querier, per candidate
+}
+
+_STEP_NAMES = {
+    "VOPRF client Blind": "blind",
+    "VOPRF BlindEvaluate, batched, one DLEQ proof": "evaluate",
+    "VOPRF client Finalize (verifies the batch proof)": "finalize",
+    "Threshold: querier encrypts + proves 256 bits (once per query hash)": "encrypt",
+    "Threshold: holder answers one candidate (T = 31)": "answer",
+    "Threshold: querier decides one candidate (T = 31)": "decide",
+}
+
+
+def calibrated_costs(path: Path = CRYPTO_RESULTS) -> dict[str, float]:
+    """CPU seconds per step from the crypto benchmark's results file (medians per step; the
+    index evaluation is priced from the per-operation floors: one map and one scalarmult)."""
+    costs = dict(DEFAULT_COSTS)
+    if not path.exists():
+        return costs
+    data = json.loads(path.read_text())
+    steps = {s["step"]: s["median_s"] for s in data.get("steps", [])}
+    for step, name in _STEP_NAMES.items():
+        if step in steps:
+            costs[name] = float(steps[step])
+    verify = [v for k, v in steps.items() if k.startswith("Threshold: holder verifies")]
+    sums = [v for k, v in steps.items() if k.startswith("Threshold: holder builds")]
+    if verify and sums:
+        costs["verify"] = float(verify[0] + sums[0])
+    floor = data.get("floor_s", {})
+    if "map" in floor and "var" in floor:
+        costs["index_evaluate"] = float(floor["map"] + floor["var"] + floor.get("valid", 0.0))
+    return costs
+
+
+# Wire sizes (bytes), protocol.md sections 6-7: an envelope carries a signature, sender, type,
+# timestamp, nonce and id around the body.
+ENVELOPE_OVERHEAD = 180
+ELEMENT = 32
+QUERY_BYTES = 49_200
+
+
+def response_bytes(bands: int, threshold: int) -> int:
+    return 1 + bands + 64 * (threshold + 1)
+
+
+# --- probes ----------------------------------------------------------------------------------
+
+
+def probe_arrays(
+    scheme: BitSamplingScheme, hashes: np.ndarray, floats: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(owner row, table, sampled-bits key) for every probe of every hash, in probe order."""
+    owner, table, key = [], [], []
+    shift = 32 - scheme.bits_per_table
+    for row in range(len(hashes)):
+        probes = scheme.probes(hashes[row].tobytes(), floats[row])
+        owner.append(np.full(len(probes), row, dtype=np.int64))
+        table.append(np.fromiter((p.table for p in probes), np.int64, len(probes)))
+        key.append(
+            np.fromiter(
+                (int.from_bytes(p.key[-4:], "big") >> shift for p in probes), np.int64, len(probes)
+            )
+        )
+    if not owner:
+        return (np.zeros(0, np.int64),) * 3  # type: ignore[return-value]
+    return np.concatenate(owner), np.concatenate(table), np.concatenate(key)
+
+
+def bucket_keys(scheme: BitSamplingScheme, hashes: np.ndarray) -> np.ndarray:
+    """(n, L) uint32: each table's sampled bits as one integer (the plaintext of the bucket
+    key), computed as one exact float64 matrix product per chunk (values < 2^32)."""
+    weights = np.zeros((256, scheme.tables))
+    for t, pos in enumerate(scheme.table_positions):
+        weights[list(pos), t] = 2.0 ** np.arange(len(pos) - 1, -1, -1)
+    out = np.empty((len(hashes), scheme.tables), dtype=np.uint32)
+    for start in range(0, len(hashes), 100_000):
+        bits = np.unpackbits(hashes[start : start + 100_000], axis=1).astype(np.float64)
+        out[start : start + 100_000] = bits @ weights
+    return out
+
+
+@dataclass
+class GlobalIndex:
+    """Every item's bucket key per table, sorted per table: the ideal OPRF+index lookup."""
+
+    keys: list[np.ndarray]  # per table: sorted uint32 keys
+    items: list[np.ndarray]  # per table: item ids in the same order
+
+    @classmethod
+    def build(cls, scheme: BitSamplingScheme, item_hash: np.ndarray) -> GlobalIndex:
+        if scheme.tables > 63 or scheme.bits_per_table > 32:
+            raise ValueError("the simulator needs <= 63 tables of <= 32 bits")
+        keys_all = bucket_keys(scheme, item_hash)
+        keys, items = [], []
+        for t in range(scheme.tables):
+            order = np.argsort(keys_all[:, t], kind="stable")
+            keys.append(keys_all[order, t])
+            items.append(order.astype(np.int64))
+        return cls(keys, items)
+
+    def join(
+        self, owner: np.ndarray, table: np.ndarray, key: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(owner, item, tables hit as a bit mask) for every (owner, item) pair sharing a bucket."""
+        pair_owner, pair_item, pair_table = [], [], []
+        for t in range(len(self.keys)):
+            sel = table == t
+            if not sel.any():
+                continue
+            k = key[sel].astype(np.uint32)
+            lo = np.searchsorted(self.keys[t], k, "left")
+            hi = np.searchsorted(self.keys[t], k, "right")
+            n = hi - lo
+            if not n.any():
+                continue
+            rep_owner = np.repeat(owner[sel], n)
+            starts = np.repeat(lo - np.concatenate([[0], np.cumsum(n)[:-1]]), n)
+            pos = starts + np.arange(int(n.sum()))
+            pair_owner.append(rep_owner)
+            pair_item.append(self.items[t][pos])
+            pair_table.append(np.full(len(pos), t))
+        if not pair_owner:
+            z = np.zeros(0, np.int64)
+            return z, z, z
+        o = np.concatenate(pair_owner)
+        i = np.concatenate(pair_item)
+        t = np.concatenate(pair_table)
+        pairs, inverse = np.unique(np.stack([o, i], axis=1), axis=0, return_inverse=True)
+        mask = np.zeros(len(pairs), dtype=np.int64)
+        np.bitwise_or.at(mask, inverse.ravel(), np.left_shift(1, t).astype(np.int64))
+        return pairs[:, 0], pairs[:, 1], mask
+
+
+def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.bitwise_count(np.bitwise_xor(a, b)).sum(axis=-1, dtype=np.int64)
+
+
+def band_of(d: np.ndarray, bands: list[int]) -> np.ndarray:
+    """The band bound that holds each distance, or -1 for d > T (what the querier learns)."""
+    b = np.asarray(bands)
+    idx = np.searchsorted(b, d, "left")
+    return np.where(idx < len(b), b[np.minimum(idx, len(b) - 1)], -1)
+
+
+# --- exact mode --------------------------------------------------------------------------------
+
+
+def item_ref(item: int) -> bytes:
+    return int(item).to_bytes(16, "big")
+
+
+@dataclass
+class ExactHolder:
+    """A holder with a real VOPRF key and a real blinded index of every item it ever banks."""
+
+    key: oprf.ServerKey
+    key_id: bytes
+    replica_entries: bytes  # packed index entries (what its index feed carries)
+    cpu: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, scheme: BitSamplingScheme, items: np.ndarray, hashes: np.ndarray) -> ExactHolder:
+        key = oprf.generate_key_pair()
+        key_id = matching.PeerExchange("", key.pk, scheme, []).key_id
+        started = time.process_time()
+        entries = []
+        for item, h in zip(items, hashes, strict=True):
+            ref = item_ref(int(item))
+            for k in scheme.index_keys(h.tobytes()):
+                entries.append(make_entry(oprf.evaluate(key, k, oprf.Mode.VOPRF), ref))
+        holder = cls(key, key_id, pack_entries(entries))
+        holder.cpu["index_evaluate"] = time.process_time() - started
+        return holder
+
+    def replica(self, scheme: BitSamplingScheme) -> ReplicaIndex:
+        r = ReplicaIndex(scheme.name, self.key_id)
+        r.add(self.replica_entries)
+        return r
+
+
+@dataclass
+class ExactResult:
+    candidates: list[tuple[int, int]]  # (upload, item)
+    matches: list[tuple[int, int, int]]  # (upload, item, band)
+
+
+def exact_exchange(
+    scheme: BitSamplingScheme,
+    holder: ExactHolder,
+    replica: ReplicaIndex,
+    uploads: np.ndarray,
+    hashes: np.ndarray,
+    floats: np.ndarray,
+    replicated: Callable[[int], bool],
+    active: Callable[[int], bool],
+    item_hash: Callable[[int], bytes],
+    bands: tuple[int, ...],
+    encryptions: matching.EncryptionCache,
+    cpu: dict[str, float],
+) -> ExactResult:
+    """One querier-holder exchange for a batch of uploads with the real protocol code.
+
+    ``replicated(item)``: the item's index entries had reached the querier's replica when it
+    looked up; ``active(item)``: the holder still holds the item when it answers (a withdrawn
+    one is left out of the answer, as ``answer_threshold`` does).
+    """
+
+    def timed(step: str, fn: Callable, *args):
+        t0 = time.process_time()
+        out = fn(*args)
+        cpu[step] = cpu.get(step, 0.0) + time.process_time() - t0
+        return out
+
+    queries = [
+        matching.QueryHash(hashes[i].tobytes(), floats[i], variant="original")
+        for i in range(len(uploads))
+    ]
+    ex = matching.PeerExchange("holder", holder.key.pk, scheme, queries)
+    request = timed("blind", ex.evaluate_request)
+    reply = timed("evaluate", matching.answer_evaluate, holder.key, holder.key_id, request)
+    per_query = timed("finalize", ex.on_evaluated, reply, replica)
+    ex.candidates = {
+        qi: [r for r in refs if replicated(int.from_bytes(r, "big"))]
+        for qi, refs in per_query.items()
+    }
+    ex.candidates = {qi: refs for qi, refs in ex.candidates.items() if refs}
+    candidates = [
+        (int(uploads[qi]), int.from_bytes(r, "big"))
+        for qi, refs in sorted(ex.candidates.items())
+        for r in refs
+    ]
+    for q in ex.candidates:  # made once per query hash (cached), reused for every holder
+        timed("encrypt", encryptions.get, queries[q].hash)
+    items: dict[bytes, matching.HolderItem | None] = {}
+    for _, item in candidates:
+        ref = item_ref(item)
+        items[ref] = matching.HolderItem(item_hash(item), bands, {}) if active(item) else None
+    matches = []
+    for request in ex.threshold_requests(encryptions):
+        verified = timed("verify", matching.verify_threshold_query, request)
+        answer = timed("answer", matching.answer_threshold, verified, items, request)
+        for c in timed("decide", ex.on_answer, request, answer, encryptions):
+            matches.append((int(uploads[c.query_index]), int.from_bytes(c.item_ref, "big"), c.band))
+    return ExactResult(candidates, matches)
+
+
+__all__ = [
+    "GlobalIndex",
+    "band_of",
+    "calibrated_costs",
+    "distances",
+    "exact_exchange",
+    "probe_arrays",
+    "th",
+]
