@@ -137,7 +137,7 @@ def run_window(ctx: Context, state: MatchState, w_index: int, lo: int, hi: int, 
     rng = np.random.default_rng([s.seed, 1, int(window_id)])
     ups = np.arange(lo, hi)
     t_flush = (window_id + 1) * s.workload.query_batch_s
-    owner, table, key = exchange.probe_arrays(scheme, work.up_hash[ups], work.up_float[ups])
+    owner, table, key = exchange.fast_probes(scheme, work.up_hash[ups], work.up_float[ups])
     probes_per_upload = np.bincount(owner, minlength=len(ups))
     pair_row, pair_item, pair_tables = ctx.index.join(owner, table, key)
     pair_up = ups[pair_row]

@@ -30,7 +30,7 @@ from blindmatch.crypto import oprf
 from blindmatch.crypto import threshold as th
 from blindmatch.protocol import matching
 from blindmatch.protocol.index import ReplicaIndex, make_entry, pack_entries
-from blindmatch.protocol.lsh import BitSamplingScheme
+from blindmatch.protocol.lsh import P_FLOOR, P_MAX, P_SCALE, X_SCALE, BitSamplingScheme, bit_costs
 
 CRYPTO_RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "crypto.json"
 
@@ -141,7 +141,7 @@ class GlobalIndex:
         for t in range(scheme.tables):
             order = np.argsort(keys_all[:, t], kind="stable")
             keys.append(keys_all[order, t])
-            items.append(order.astype(np.int64))
+            items.append(order.astype(np.int32 if len(order) < 2**31 else np.int64))
         return cls(keys, items)
 
     def join(
@@ -163,7 +163,7 @@ class GlobalIndex:
             starts = np.repeat(lo - np.concatenate([[0], np.cumsum(n)[:-1]]), n)
             pos = starts + np.arange(int(n.sum()))
             pair_owner.append(rep_owner)
-            pair_item.append(self.items[t][pos])
+            pair_item.append(self.items[t][pos].astype(np.int64))
             pair_table.append(np.full(len(pos), t))
         if not pair_owner:
             z = np.zeros(0, np.int64)
@@ -299,3 +299,93 @@ __all__ = [
     "probe_arrays",
     "th",
 ]
+
+
+# --- vectorised probe derivation ----------------------------------------------------------------
+
+
+def _subsets(m: int, max_flips: int) -> np.ndarray:
+    """All subsets of candidate ranks 0..m-1 with at most ``max_flips`` members, as rows of
+    ascending ranks padded with ``m`` (a column of zero cost)."""
+    from itertools import combinations
+
+    rows = [()]
+    for r in range(1, max_flips + 1):
+        rows += list(combinations(range(m), r))
+    out = np.full((len(rows), max(max_flips, 1)), m, dtype=np.int64)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def bit_costs_rows(v: np.ndarray, model: str) -> tuple[np.ndarray, np.ndarray]:
+    """``protocol.lsh.bit_costs`` for each row of ``v`` (the same elementwise operations)."""
+    if model != "logodds":
+        flip = np.empty_like(v)
+        keep = np.empty_like(v)
+        for i in range(len(v)):
+            flip[i], keep[i] = bit_costs(v[i], model)
+        return flip, keep
+    distance = np.abs(v - np.median(v, axis=1, keepdims=True))
+    typical = np.median(distance, axis=1, keepdims=True)
+    safe = np.where(typical > 0, typical, 1.0)
+    x = np.where(typical > 0, distance / safe, 0.0)
+    p = np.minimum(P_MAX, P_SCALE * np.exp(-x / X_SCALE) + P_FLOOR)
+    return np.log((1 - p) / p), -np.log1p(-p)
+
+
+def fast_probes(
+    scheme: BitSamplingScheme, hashes: np.ndarray, floats: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``probe_arrays`` for many hashes at once: the same probes as ``scheme.probes`` (same
+    costs, summed in the same order, same tie-break), computed as arrays.
+
+    The scheme enumerates, per table, subsets of its ``candidate_bits`` cheapest bits with at
+    most ``max_flips`` flips, best first across tables, and keeps the ``probe_budget`` cheapest
+    by (cost, table, flipped positions). Here every such subset is costed at once and the
+    cheapest are selected per hash; tests/test_sim.py checks equality with the scheme's code.
+    """
+    n = len(hashes)
+    if n == 0:
+        z = np.zeros(0, np.int64)
+        return z, z, z
+    L, k, m = scheme.tables, scheme.bits_per_table, scheme.candidate_bits
+    budget = scheme.probe_budget
+    pos = np.array(scheme.table_positions)  # (L, k), ascending
+    flip, keep = bit_costs_rows(np.asarray(floats, dtype=np.float64), scheme.cost_model)
+    base_cost = np.cumsum(keep[:, pos], axis=2)[:, :, -1]  # sequential sum, as the scheme does
+    table_flip = flip[:, pos]  # (n, L, k)
+    rank = np.argsort(table_flip, axis=2, kind="stable")[:, :, :m]  # ties: lower position first
+    cand_cost = np.take_along_axis(table_flip, rank, axis=2)  # (n, L, m)
+    cand_cost = np.concatenate([cand_cost, np.zeros((n, L, 1))], axis=2)
+    cand_slot = np.concatenate([rank, np.full((n, L, 1), -1)], axis=2)  # index into the table
+    subsets = _subsets(m, scheme.max_flips)  # (S, f)
+    cost = base_cost[:, :, None].copy()
+    for j in range(subsets.shape[1]):
+        cost = cost + cand_cost[:, :, subsets[:, j]]
+    flat = cost.reshape(n, -1)  # (n, L*S): table-major
+    kth = np.partition(flat, budget - 1, axis=1)[:, budget - 1 : budget]
+    q, e = np.nonzero(flat <= kth)
+    t, sidx = np.divmod(e, len(subsets))
+    # tie-break code: the flipped hash positions as an ascending tuple
+    slots = cand_slot[q[:, None], t[:, None], subsets[sidx]]  # (P, f): -1 = none
+    flipped_pos = np.where(slots >= 0, pos[t[:, None], np.maximum(slots, 0)], -1)
+    flipped_pos = np.sort(np.where(flipped_pos < 0, 1 << 20, flipped_pos), axis=1)
+    flipped_pos = np.where(flipped_pos == 1 << 20, -1, flipped_pos)
+    code = np.zeros(len(q), dtype=np.int64)
+    for j in range(flipped_pos.shape[1]):
+        code = code * 258 + (flipped_pos[:, j] + 1)
+    order = np.lexsort((code, t, flat[q, e], q))
+    q, t, slots, order_rank = q[order], t[order], slots[order], None
+    del order_rank
+    first = np.searchsorted(q, np.arange(n))
+    within = np.arange(len(q)) - first[q]
+    keep_rows = within < budget
+    q, t, slots = q[keep_rows], t[keep_rows], slots[keep_rows]
+    # the bucket key: the table's sampled bits with the flipped ones xored
+    base_keys = bucket_keys(scheme, hashes)  # (n, L)
+    key = base_keys[q, t].astype(np.int64)
+    for j in range(slots.shape[1]):
+        s = slots[:, j]
+        key ^= np.where(s >= 0, np.left_shift(1, (k - 1 - np.maximum(s, 0))), 0)
+    return q.astype(np.int64), t.astype(np.int64), key
