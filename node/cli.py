@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "blindmatch.node.cmd_hash",
     "blindmatch.node.cmd_node",
     "blindmatch.node.cmd_audit",
+    "blindmatch.node.cmd_sim",
 )
 
 
