@@ -1,0 +1,388 @@
+"""The survivor's page and its two JSON endpoints, served by a hub node.
+
+``GET /survivor/`` serves a static page that hashes photos *in the browser* (PDQ in
+``static/pdq.js``, bit for bit as :mod:`blindmatch.node.hashing` computes it) and sends only
+the hashes. The endpoints are public by design (a survivor has no account):
+
+``POST /survivor/v1/submit``
+    ``{"hashes": [{"signal_type": "pdq", "hash": "<64 hex>", "quality": 0..100}, ...],
+    "category": "<one of CATEGORIES>", "consent": true}`` -> ``201 {"receipt": [{"item":
+    "<32 hex>"}, ...], "secret": "<64 hex>"}``. The hashes go to the hub's shared bank
+    ``survivor-submissions`` (created on first use, provenance ``survivor-submitted``), each
+    carrying the SHA-256 of one fresh random secret per submission; the secret is returned once
+    and never stored.
+``POST /survivor/v1/withdraw``
+    ``{"items": ["<32 hex>", ...], "secret": "<hex>"}`` -> ``200 {"results": [{"item": ...,
+    "withdrawn": bool}], "withdrawn": n}``. A refusal looks the same whether the item does not
+    exist or the secret is wrong, so nobody learns which references exist.
+
+Privacy: a hash that the bank already holds (someone submitted the same photo) or that was
+withdrawn earlier gets a receipt entry shaped like any other (a fresh random reference that
+names nothing), so the response never reveals what the hub holds. Nothing here logs hashes or
+sets cookies. Every client address has a token bucket.
+
+Mount with :func:`build_survivor_routes` on an existing app (e.g. the federation-facing one),
+or serve :func:`build_survivor_app` on its own public port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from blindmatch.node.bank_validation import PDQ_QUALITY_THRESHOLD, BankValidationError
+from blindmatch.node.banks import (
+    BankExistsError,
+    BankNotFoundError,
+    BankService,
+    ItemWithdrawnError,
+    WithdrawalRefusedError,
+)
+
+if TYPE_CHECKING:
+    from blindmatch.node.node import Node
+
+PREFIX = "/survivor"
+DEFAULT_BANK = "survivor-submissions"
+# The categories a survivor may choose (wire name -> what the page says).
+CATEGORIES: dict[str, str] = {
+    "ncii": "A real intimate photo of me, shared or at risk of being shared without my consent",
+    "ncii-synthetic": "A fake or edited intimate image of me (for example made with AI)",
+}
+MAX_ITEMS = 100
+MAX_BODY_BYTES = 64 * 1024  # 100 hashes are ~10 KB of JSON
+SECRET_BYTES = 32
+MIN_SECRET_HEX, MAX_SECRET_HEX = 32, 512
+SOURCE = "survivor-page"
+
+CSP = (
+    "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Cross-Origin-Resource-Policy": "same-origin",
+    "Permissions-Policy": "camera=(), microphone=(), geolocation=(), interest-cohort=()",
+}
+STATIC_FILES: dict[str, str] = {
+    "index.html": "text/html",
+    "style.css": "text/css",
+    "pdq.js": "text/javascript",
+    "signals.js": "text/javascript",
+    "page.js": "text/javascript",
+}
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_HEX = re.compile(r"(?:[0-9a-f]{2})+")
+
+
+class SurvivorError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+@dataclass
+class RateLimiter:
+    """A token bucket per client address, in memory: ``burst`` requests, then one every
+    ``per_seconds``. At most ``max_clients`` addresses are remembered (least recent dropped)."""
+
+    burst: float = 10.0
+    per_seconds: float = 6.0
+    max_clients: int = 10_000
+    clock: Any = time.monotonic
+    _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)
+
+    def take(self, client: str) -> float:
+        """0 when allowed; otherwise the seconds to wait."""
+        now = self.clock()
+        tokens, last = self._buckets.pop(client, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) / self.per_seconds)
+        wait = 0.0
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            wait = (1.0 - tokens) * self.per_seconds
+        self._buckets[client] = (tokens, now)
+        while len(self._buckets) > self.max_clients:
+            self._buckets.popitem(last=False)
+        return wait
+
+
+def _static(name: str) -> bytes:
+    return resources.files("blindmatch.node.survivor").joinpath("static", name).read_bytes()
+
+
+def _json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    response = web.json_response(body, status=status, headers=headers)
+    response.headers.update(SECURITY_HEADERS)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _error(exc: SurvivorError, headers: dict[str, str] | None = None) -> web.Response:
+    return _json_response({"error": exc.code, "message": exc.message}, exc.status, headers)
+
+
+async def _read_json(request: web.Request) -> dict[str, Any]:
+    ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise SurvivorError(415, "unsupported-media-type", "send the request as application/json")
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise SurvivorError(413, "too-large", f"the request is larger than {MAX_BODY_BYTES} bytes")
+    raw = await request.content.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise SurvivorError(413, "too-large", f"the request is larger than {MAX_BODY_BYTES} bytes")
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise SurvivorError(400, "bad-json", "the request is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise SurvivorError(400, "bad-request", "the request must be a JSON object")
+    return body
+
+
+def _only_keys(body: dict[str, Any], allowed: set[str]) -> None:
+    unknown = sorted(set(body) - allowed)
+    if unknown:
+        raise SurvivorError(400, "bad-request", f"unknown field(s): {', '.join(unknown[:5])}")
+
+
+def parse_submission(body: dict[str, Any]) -> tuple[list[tuple[bytes, int]], str]:
+    """Validate a submit request: ([(hash bytes, quality)], category). Duplicates are merged."""
+    _only_keys(body, {"hashes", "category", "consent"})
+    if body.get("consent") is not True:
+        raise SurvivorError(
+            400, "consent-required", "consent must be true: nothing is kept without it"
+        )
+    category = body.get("category")
+    if not isinstance(category, str) or category not in CATEGORIES:
+        raise SurvivorError(
+            400, "bad-category", f"category must be one of: {', '.join(sorted(CATEGORIES))}"
+        )
+    hashes = body.get("hashes")
+    if not isinstance(hashes, list) or not hashes:
+        raise SurvivorError(400, "bad-hashes", "hashes must be a non-empty list")
+    if len(hashes) > MAX_ITEMS:
+        raise SurvivorError(400, "too-many", f"at most {MAX_ITEMS} hashes in one submission")
+    seen: dict[bytes, int] = {}
+    for n, entry in enumerate(hashes):
+        if not isinstance(entry, dict):
+            raise SurvivorError(400, "bad-hashes", f"hashes[{n}] must be an object")
+        extra = set(entry) - {"signal_type", "hash", "quality"}
+        if extra:
+            raise SurvivorError(400, "bad-hashes", f"hashes[{n}] has unknown fields")
+        if entry.get("signal_type") != "pdq":
+            raise SurvivorError(400, "bad-signal", f"hashes[{n}].signal_type must be 'pdq'")
+        value = entry.get("hash")
+        if not isinstance(value, str) or not _HEX64.fullmatch(value):
+            raise SurvivorError(400, "bad-hash", f"hashes[{n}].hash must be 64 hex characters")
+        quality = entry.get("quality")
+        if isinstance(quality, bool) or not isinstance(quality, int) or not 0 <= quality <= 100:
+            raise SurvivorError(400, "bad-quality", f"hashes[{n}].quality must be 0..100")
+        if quality < PDQ_QUALITY_THRESHOLD:
+            raise SurvivorError(
+                400,
+                "low-quality",
+                f"hashes[{n}] comes from a picture too plain to fingerprint reliably"
+                f" (quality {quality} < {PDQ_QUALITY_THRESHOLD})",
+            )
+        seen.setdefault(bytes.fromhex(value), quality)
+    return list(seen.items()), category
+
+
+def parse_withdrawal(body: dict[str, Any]) -> tuple[list[bytes], bytes]:
+    _only_keys(body, {"items", "secret"})
+    items = body.get("items")
+    if not isinstance(items, list) or not items:
+        raise SurvivorError(400, "bad-items", "items must be a non-empty list")
+    if len(items) > MAX_ITEMS:
+        raise SurvivorError(400, "too-many", f"at most {MAX_ITEMS} items in one withdrawal")
+    refs: list[bytes] = []
+    for n, ref in enumerate(items):
+        if not isinstance(ref, str) or not _HEX32.fullmatch(ref):
+            raise SurvivorError(
+                400, "bad-items", f"items[{n}] must be 32 lower-case hex characters"
+            )
+        if bytes.fromhex(ref) not in refs:
+            refs.append(bytes.fromhex(ref))
+    secret = body.get("secret")
+    if (
+        not isinstance(secret, str)
+        or not MIN_SECRET_HEX <= len(secret) <= MAX_SECRET_HEX
+        or not _HEX.fullmatch(secret)
+    ):
+        raise SurvivorError(
+            400, "bad-secret", "secret must be the lower-case hex code from your receipt"
+        )
+    return refs, bytes.fromhex(secret)
+
+
+class SurvivorService:
+    """What the endpoints do, without HTTP (also usable from tests and the CLI)."""
+
+    def __init__(self, node: Node, banks: BankService, bank_name: str = DEFAULT_BANK) -> None:
+        self.node, self.banks, self.bank_name = node, banks, bank_name
+
+    async def ensure_bank(self) -> None:
+        try:
+            await self.banks.get_bank(self.bank_name)
+        except BankNotFoundError:
+            with contextlib.suppress(BankExistsError):  # created concurrently: fine
+                await self.banks.create_bank(
+                    self.bank_name,
+                    provenance="survivor-submitted",
+                    description="Hashes people submitted for their own photos (survivor page)",
+                    categories=sorted(CATEGORIES),
+                    shared=True,
+                )
+
+    async def submit(self, hashes: list[tuple[bytes, int]], category: str) -> dict[str, Any]:
+        await self.ensure_bank()
+        secret = secrets.token_bytes(SECRET_BYTES)
+        receipt: list[dict[str, str]] = []
+        async with self.banks.db.transaction():
+            for value, quality in hashes:
+                try:
+                    result = await self.banks.add_item(
+                        self.bank_name,
+                        "pdq",
+                        value,
+                        quality=quality,
+                        categories=[category],
+                        source=SOURCE,
+                        withdrawal_secret=secret,
+                    )
+                    ref = result.item.item_ref if result.created else secrets.token_bytes(16)
+                except ItemWithdrawnError:
+                    # Withdrawn earlier: stays withdrawn (never silently re-added). The receipt
+                    # entry names nothing, exactly like a duplicate's.
+                    ref = secrets.token_bytes(16)
+                receipt.append({"item": ref.hex()})
+        await self.node.reconcile_index()
+        return {"receipt": receipt, "secret": secret.hex()}
+
+    async def withdraw(self, refs: list[bytes], secret: bytes) -> dict[str, Any]:
+        results = []
+        withdrawn: list[bytes] = []
+        for ref in refs:
+            try:
+                await self.banks.withdraw_with_secret(ref, secret, reason="withdrawn by survivor")
+                withdrawn.append(ref)
+                results.append({"item": ref.hex(), "withdrawn": True})
+            except WithdrawalRefusedError:
+                results.append({"item": ref.hex(), "withdrawn": False})
+        decisions = getattr(self.node, "decisions", None)
+        if decisions is not None:
+            # The feedback machinery: a signed withdraw record every node replicates, closing
+            # cases that matched the item anywhere.
+            for ref in withdrawn:
+                await decisions.withdraw_item(ref)
+        if withdrawn:
+            await self.node.reconcile_index()
+        return {"results": results, "withdrawn": len(withdrawn)}
+
+
+def build_survivor_routes(
+    node: Node,
+    banks: BankService,
+    *,
+    bank_name: str = DEFAULT_BANK,
+    limiter: RateLimiter | None = None,
+    trust_forwarded_for: bool = False,
+) -> web.RouteTableDef:
+    """The page at ``/survivor/`` and its endpoints, as routes to add to any aiohttp app
+    (``app.add_routes(build_survivor_routes(node, banks))``). Headers are set per response, so
+    no middleware is needed. With ``trust_forwarded_for`` the rate limit keys on the first
+    ``X-Forwarded-For`` address (only behind a proxy that sets it)."""
+    service = SurvivorService(node, banks, bank_name)
+    limiter = limiter if limiter is not None else RateLimiter()
+    assets = {name: _static(name) for name in STATIC_FILES}
+    routes = web.RouteTableDef()
+
+    def client_of(request: web.Request) -> str:
+        if trust_forwarded_for:
+            forwarded = request.headers.get("X-Forwarded-For", "")
+            if forwarded:
+                return forwarded.split(",")[0].strip()[:64]
+        return request.remote or "unknown"
+
+    def asset(name: str) -> web.Response:
+        response = web.Response(body=assets[name], content_type=STATIC_FILES[name])
+        if STATIC_FILES[name] == "text/html" or STATIC_FILES[name].startswith("text/"):
+            response.charset = "utf-8"
+        response.headers.update(SECURITY_HEADERS)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @routes.get(PREFIX)
+    async def root(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPFound(PREFIX + "/")
+
+    @routes.get(PREFIX + "/")
+    async def index(request: web.Request) -> web.Response:
+        return asset("index.html")
+
+    @routes.get(PREFIX + "/{name}")
+    async def static(request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        if name not in STATIC_FILES:
+            raise web.HTTPNotFound()
+        return asset(name)
+
+    async def guarded(
+        request: web.Request, action: Callable[[dict[str, Any]], Awaitable[web.Response]]
+    ) -> web.Response:
+        wait = limiter.take(client_of(request))
+        if wait > 0:
+            return _error(
+                SurvivorError(429, "rate-limited", "too many requests; please wait a minute"),
+                {"Retry-After": str(max(1, int(wait + 0.999)))},
+            )
+        try:
+            return await action(await _read_json(request))
+        except SurvivorError as exc:
+            return _error(exc)
+        except BankValidationError as exc:
+            return _error(SurvivorError(400, "bad-request", str(exc)))
+
+    @routes.post(PREFIX + "/v1/submit")
+    async def submit(request: web.Request) -> web.Response:
+        async def action(body: dict[str, Any]) -> web.Response:
+            hashes, category = parse_submission(body)
+            return _json_response(await service.submit(hashes, category), 201)
+
+        return await guarded(request, action)
+
+    @routes.post(PREFIX + "/v1/withdraw")
+    async def withdraw(request: web.Request) -> web.Response:
+        async def action(body: dict[str, Any]) -> web.Response:
+            refs, secret = parse_withdrawal(body)
+            return _json_response(await service.withdraw(refs, secret))
+
+        return await guarded(request, action)
+
+    return routes
+
+
+def build_survivor_app(node: Node, banks: BankService, **options: Any) -> web.Application:
+    """A stand-alone app serving only the survivor page (for a separate public port)."""
+    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app.add_routes(build_survivor_routes(node, banks, **options))
+    return app

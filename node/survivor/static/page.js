@@ -1,0 +1,596 @@
+/* The survivor's page: pick photos, fingerprint them here, send only the fingerprints.
+ *
+ * No request is made while photos are read and hashed: files are read with the File API,
+ * decoded with createImageBitmap, drawn on a canvas that is never shown or exported, and
+ * hashed by the signals in signals.js. Only "Send" and "Take back" talk to the hub, and only
+ * with JSON. Nothing is stored on the device (no cookies, no localStorage).
+ */
+(function () {
+  "use strict";
+
+  var MAX_FILE_BYTES = 64 * 1024 * 1024; // blindmatch.node.hashing.MAX_FILE_BYTES
+  var MAX_PIXELS = BlindmatchPDQ.MAX_PIXELS;
+  var MIN_SIDE = BlindmatchPDQ.MIN_SIDE;
+  var QUALITY_THRESHOLD = BlindmatchPDQ.QUALITY_THRESHOLD;
+  var MAX_PHOTOS = 100;
+  // Must match blindmatch.node.survivor.routes.CATEGORIES.
+  var CATEGORIES = [
+    ["ncii", "A real intimate photo of me, shared or at risk of being shared without my consent"],
+    ["ncii-synthetic", "A fake or edited intimate image of me (for example made with AI)"],
+  ];
+
+  var $ = function (id) {
+    return document.getElementById(id);
+  };
+  var entries = []; // {name, state: "working"|"ok"|"error", hashes, code, li}
+  var busy = false;
+  var sent = false;
+  var offline = location.protocol === "file:";
+
+  function setBusy(value) {
+    busy = value;
+    document.body.setAttribute("data-busy", value ? "1" : "0");
+  }
+
+  function say(el, text, isError) {
+    el.textContent = text;
+    el.classList.toggle("error", !!isError);
+  }
+
+  function PageError(code, message) {
+    this.code = code;
+    this.message = message;
+  }
+
+  // ---- What kind of file is this? (magic bytes and declared size, before decoding) -------
+  function u16be(b, i) {
+    return (b[i] << 8) | b[i + 1];
+  }
+  function u16le(b, i) {
+    return b[i] | (b[i + 1] << 8);
+  }
+  function u24le(b, i) {
+    return b[i] | (b[i + 1] << 8) | (b[i + 2] << 16);
+  }
+  function u32be(b, i) {
+    return ((b[i] << 24) >>> 0) + (b[i + 1] << 16) + (b[i + 2] << 8) + b[i + 3];
+  }
+  function u32le(b, i) {
+    return (b[i] | (b[i + 1] << 8) | (b[i + 2] << 16)) + ((b[i + 3] << 24) >>> 0);
+  }
+  function ascii(b, i, n) {
+    var s = "";
+    for (var k = 0; k < n && i + k < b.length; k++) s += String.fromCharCode(b[i + k]);
+    return s;
+  }
+
+  function sniff(b) {
+    if (b.length >= 24 && u32be(b, 0) === 0x89504e47 && u32be(b, 4) === 0x0d0a1a0a) {
+      var complete = false;
+      for (var i = b.length - 8; i >= Math.max(8, b.length - 4096); i--) {
+        if (b[i] === 0x49 && b[i + 1] === 0x45 && b[i + 2] === 0x4e && b[i + 3] === 0x44) {
+          complete = true;
+          break;
+        }
+      }
+      return { format: "PNG", width: u32be(b, 16), height: u32be(b, 20), complete: complete };
+    }
+    if (b.length >= 4 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) {
+      var p = 2;
+      while (p + 9 < b.length) {
+        if (b[p] !== 0xff) break;
+        while (b[p] === 0xff && p < b.length) p++;
+        var m = b[p];
+        p++;
+        if (m === 0xd8 || (m >= 0xd0 && m <= 0xd7) || m === 0x01) continue;
+        if (m === 0xd9 || m === 0xda) break;
+        var len = u16be(b, p);
+        if (m >= 0xc0 && m <= 0xcf && m !== 0xc4 && m !== 0xc8 && m !== 0xcc) {
+          return { format: "JPEG", height: u16be(b, p + 3), width: u16be(b, p + 5), complete: true };
+        }
+        p += len;
+      }
+      return { format: "JPEG", width: 0, height: 0, complete: true };
+    }
+    var head = ascii(b, 0, 6);
+    if (head === "GIF87a" || head === "GIF89a") {
+      return { format: "GIF", width: u16le(b, 6), height: u16le(b, 8), complete: b[b.length - 1] === 0x3b };
+    }
+    if (ascii(b, 0, 4) === "RIFF" && ascii(b, 8, 4) === "WEBP") {
+      var kind = ascii(b, 12, 4), w = 0, h = 0;
+      if (kind === "VP8 " && b.length >= 30) {
+        w = u16le(b, 26) & 0x3fff;
+        h = u16le(b, 28) & 0x3fff;
+      } else if (kind === "VP8L" && b.length >= 25) {
+        w = 1 + (b[21] | ((b[22] & 0x3f) << 8));
+        h = 1 + ((b[22] >> 6) | (b[23] << 2) | ((b[24] & 0x0f) << 10));
+      } else if (kind === "VP8X" && b.length >= 30) {
+        w = 1 + u24le(b, 24);
+        h = 1 + u24le(b, 27);
+      }
+      return { format: "WEBP", width: w, height: h, complete: b.length >= u32le(b, 4) + 8 };
+    }
+    if (ascii(b, 0, 2) === "BM" && b.length >= 26) {
+      var bh = u32le(b, 22);
+      if (bh > 0x7fffffff) bh = 0x100000000 - bh;
+      return { format: "BMP", width: u32le(b, 18), height: bh, complete: b.length >= u32le(b, 2) };
+    }
+    var tiff = ascii(b, 0, 4);
+    if (tiff === "II*\u0000" || tiff === "MM\u0000*") return { format: "TIFF" };
+    return null;
+  }
+
+  function checkFile(file, bytes) {
+    if (bytes.length === 0) throw new PageError("empty", "This file is empty.");
+    var info = sniff(bytes);
+    if (!info) {
+      throw new PageError(
+        "not_an_image",
+        "This is not a photo this page can read. Choose a JPEG, PNG, WebP, GIF or BMP file."
+      );
+    }
+    if (info.format === "TIFF") {
+      throw new PageError(
+        "unsupported_format",
+        "This is a TIFF file, which this page cannot read. Save it as JPEG or PNG first."
+      );
+    }
+    if (info.width && info.height) {
+      if (info.width * info.height > MAX_PIXELS) {
+        throw new PageError(
+          "too_many_pixels",
+          "This picture is too big (" + info.width + " × " + info.height + " pixels). The limit is " +
+            MAX_PIXELS / 1e6 + " million pixels. Make a smaller copy and try again."
+        );
+      }
+      if (Math.min(info.width, info.height) < MIN_SIDE) {
+        throw new PageError(
+          "too_small",
+          "This picture is too small (" + info.width + " × " + info.height +
+            " pixels) to fingerprint. It needs at least " + MIN_SIDE + " × " + MIN_SIDE + " pixels."
+        );
+      }
+    }
+    if (!info.complete) {
+      throw new PageError("corrupt", "This photo looks damaged or incomplete, so it cannot be read.");
+    }
+    return info;
+  }
+
+  // ---- Pixels: decode without colour management or orientation changes --------------------
+  async function decode(bytes, info) {
+    var bitmap;
+    try {
+      bitmap = await createImageBitmap(new Blob([bytes]), {
+        colorSpaceConversion: "none",
+        premultiplyAlpha: "none",
+      });
+    } catch (e) {
+      throw new PageError("corrupt", "This photo looks damaged or incomplete, so it cannot be read.");
+    }
+    var w = bitmap.width, h = bitmap.height;
+    if (w * h > MAX_PIXELS) {
+      bitmap.close();
+      throw new PageError("too_many_pixels", "This picture is too big (" + w + " × " + h + " pixels).");
+    }
+    if (Math.min(w, h) < MIN_SIDE) {
+      bitmap.close();
+      throw new PageError("too_small", "This picture is too small (" + w + " × " + h + " pixels).");
+    }
+    var canvas = document.createElement("canvas");
+    canvas.width = w;
+    canvas.height = h;
+    var ctx = canvas.getContext("2d", { willReadFrequently: true, colorSpace: "srgb" });
+    ctx.imageSmoothingEnabled = false;
+    ctx.drawImage(bitmap, 0, 0);
+    bitmap.close();
+    var rgba = ctx.getImageData(0, 0, w, h).data;
+    canvas.width = canvas.height = 0;
+    var translucent = false;
+    for (var i = 3; i < rgba.length; i += 4) {
+      if (rgba[i] !== 255) {
+        translucent = true;
+        break;
+      }
+    }
+    return { rgba: rgba, width: w, height: h, translucent: translucent };
+  }
+
+  function nextFrame() {
+    return new Promise(function (resolve) {
+      setTimeout(resolve, 0);
+    });
+  }
+
+  async function fingerprint(file) {
+    if (file.size === 0) throw new PageError("empty", "This file is empty.");
+    if (file.size > MAX_FILE_BYTES) {
+      throw new PageError("too_large", "This file is too large (over 64 MB).");
+    }
+    var bytes = new Uint8Array(await file.arrayBuffer());
+    var info = checkFile(file, bytes);
+    var pixels = await decode(bytes, info);
+    bytes = null;
+    await nextFrame();
+    var hashes = [];
+    BlindmatchSignals.all().forEach(function (signal) {
+      hashes = hashes.concat(signal.compute(pixels));
+    });
+    return { hashes: hashes, translucent: pixels.translucent };
+  }
+
+  // ---- The list of photos ----------------------------------------------------------------
+  function usable() {
+    return entries.filter(function (e) {
+      return e.state === "ok";
+    });
+  }
+
+  function refreshButtons() {
+    var n = usable().length;
+    $("send").disabled = busy || n === 0 || sent;
+    $("save-hashes").disabled = busy || n === 0;
+    $("clear").disabled = busy || entries.length === 0;
+  }
+
+  function renderEntry(e) {
+    var li = e.li;
+    li.textContent = "";
+    li.setAttribute("data-state", e.state);
+    li.setAttribute("data-file", e.name);
+    var name = document.createElement("div");
+    name.className = "name";
+    name.textContent = e.name;
+    li.appendChild(name);
+    var line = document.createElement("div");
+    if (e.state === "working") {
+      line.textContent = "Making the fingerprint…";
+    } else if (e.state === "ok") {
+      var pdq = e.hashes[0];
+      li.setAttribute("data-hash", pdq.hash);
+      li.setAttribute("data-quality", String(pdq.quality));
+      line.className = "ok";
+      line.appendChild(document.createTextNode("Fingerprint ready: "));
+      var code = document.createElement("code");
+      code.textContent = pdq.hash;
+      line.appendChild(code);
+      if (e.translucent) {
+        var note = document.createElement("div");
+        note.className = "help";
+        note.textContent =
+          "This picture has see-through parts; platforms may see it slightly differently.";
+        li.appendChild(line);
+        li.appendChild(note);
+        return;
+      }
+    } else {
+      li.setAttribute("data-code", e.code);
+      if (e.hashes && e.hashes[0]) {
+        li.setAttribute("data-hash", e.hashes[0].hash);
+        li.setAttribute("data-quality", String(e.hashes[0].quality));
+      }
+      line.className = "error";
+      line.textContent = e.message;
+    }
+    li.appendChild(line);
+  }
+
+  async function addFiles(fileList) {
+    var files = Array.prototype.slice.call(fileList);
+    var room = MAX_PHOTOS - entries.length;
+    var dropped = Math.max(0, files.length - room);
+    files = files.slice(0, Math.max(0, room));
+    if (!files.length) {
+      say($("status"), "You already have " + MAX_PHOTOS + " photos here. Send them first.", true);
+      return;
+    }
+    setBusy(true);
+    sent = false;
+    refreshButtons();
+    var fresh = files.map(function (f) {
+      var li = document.createElement("li");
+      $("results").appendChild(li);
+      var e = { name: f.name, state: "working", li: li, file: f };
+      entries.push(e);
+      renderEntry(e);
+      return e;
+    });
+    for (var k = 0; k < fresh.length; k++) {
+      var e = fresh[k];
+      say($("status"), "Working on photo " + (k + 1) + " of " + fresh.length + "…");
+      await nextFrame();
+      try {
+        var r = await fingerprint(e.file);
+        e.hashes = r.hashes;
+        e.translucent = r.translucent;
+        if (r.hashes[0].quality < QUALITY_THRESHOLD) {
+          e.state = "error";
+          e.code = "low_quality";
+          e.message =
+            "This photo has too little detail (quality " + r.hashes[0].quality +
+            " of 100) for a reliable fingerprint, so it will not be sent.";
+        } else {
+          e.state = "ok";
+        }
+      } catch (err) {
+        e.state = "error";
+        e.code = err instanceof PageError ? err.code : "unreadable";
+        e.message =
+          err instanceof PageError ? err.message : "This file could not be read. Try another copy.";
+      }
+      e.file = null;
+      renderEntry(e);
+    }
+    var ok = fresh.filter(function (e) {
+      return e.state === "ok";
+    }).length;
+    var bad = fresh.length - ok;
+    var text = "Made " + ok + (ok === 1 ? " fingerprint." : " fingerprints.");
+    if (bad) text += " " + bad + (bad === 1 ? " photo" : " photos") + " could not be used; see the list.";
+    if (dropped) text += " Only " + MAX_PHOTOS + " photos can be sent at once; " + dropped + " were left out.";
+    say($("status"), text, bad > 0 && ok === 0);
+    setBusy(false);
+    refreshButtons();
+  }
+
+  function clearAll() {
+    entries = [];
+    $("results").textContent = "";
+    $("files").value = "";
+    sent = false;
+    say($("status"), "The list is empty.");
+    refreshButtons();
+    $("files").focus();
+  }
+
+  // ---- Sending --------------------------------------------------------------------------
+  function chosenCategory() {
+    var checked = document.querySelector('input[name="category"]:checked');
+    return checked ? checked.value : null;
+  }
+
+  function payloadHashes() {
+    var out = [];
+    var seen = {};
+    usable().forEach(function (e) {
+      e.hashes.forEach(function (h) {
+        var key = h.signal_type + ":" + h.hash;
+        if (!seen[key]) {
+          seen[key] = true;
+          out.push({ signal_type: h.signal_type, hash: h.hash, quality: h.quality });
+        }
+      });
+    });
+    return out;
+  }
+
+  function download(name, text) {
+    var url = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+    var a = document.createElement("a");
+    a.href = url;
+    a.download = name;
+    document.body.appendChild(a);
+    a.click();
+    a.remove();
+    setTimeout(function () {
+      URL.revokeObjectURL(url);
+    }, 1000);
+  }
+
+  async function postJSON(path, body) {
+    var response = await fetch(path, {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(body),
+      credentials: "omit",
+      cache: "no-store",
+      referrerPolicy: "no-referrer",
+    });
+    var data = null;
+    try {
+      data = await response.json();
+    } catch (e) {
+      data = null;
+    }
+    return { status: response.status, data: data || {} };
+  }
+
+  function explain(result) {
+    if (result.status === 429) return "Too many tries. Please wait a minute and try again.";
+    if (result.data && result.data.message) return "The service said: " + result.data.message;
+    return "Something went wrong on the service (error " + result.status + "). Please try again later.";
+  }
+
+  var NETWORK_ERROR =
+    "Could not reach the service. Check your connection and try again. (Your photos were not sent; they never are.)";
+
+  async function send(event) {
+    event.preventDefault();
+    var status = $("send-status");
+    var category = chosenCategory();
+    if (!usable().length) {
+      say(status, "Choose at least one photo first.", true);
+      $("files").focus();
+      return;
+    }
+    if (!category) {
+      say(status, "Please choose what these photos are.", true);
+      document.querySelector('input[name="category"]').focus();
+      return;
+    }
+    if (!$("consent").checked) {
+      say(status, "Please tick the box to agree before sending.", true);
+      $("consent").focus();
+      return;
+    }
+    if (offline) {
+      say(
+        status,
+        "This page was opened from a saved file, so it cannot send. Use “Save fingerprints to a file” and give the file to your support service, or open this page on their website.",
+        true
+      );
+      return;
+    }
+    $("send").disabled = true;
+    say(status, "Sending the fingerprints…");
+    var result;
+    try {
+      result = await postJSON("v1/submit", {
+        hashes: payloadHashes(),
+        category: category,
+        consent: true,
+      });
+    } catch (e) {
+      say(status, NETWORK_ERROR, true);
+      refreshButtons();
+      return;
+    }
+    if (result.status !== 201) {
+      say(status, explain(result), true);
+      refreshButtons();
+      return;
+    }
+    sent = true;
+    refreshButtons();
+    var receipt = {
+      blindmatch_receipt: 1,
+      service: location.origin + location.pathname,
+      items: result.data.receipt.map(function (r) {
+        return r.item;
+      }),
+      secret: result.data.secret,
+    };
+    $("receipt").value = JSON.stringify(receipt);
+    $("receipt-section").hidden = false;
+    say(
+      status,
+      "Sent " + receipt.items.length + (receipt.items.length === 1 ? " fingerprint" : " fingerprints") +
+        ". Save your receipt below."
+    );
+    $("receipt-title").focus();
+  }
+
+  function saveHashes() {
+    download(
+      "fingerprints.json",
+      JSON.stringify({
+        blindmatch_fingerprints: 1,
+        category: chosenCategory(),
+        hashes: payloadHashes(),
+      })
+    );
+    say($("send-status"), "The fingerprints were saved to a file. It contains no photos.");
+  }
+
+  async function copyReceipt() {
+    var text = $("receipt").value;
+    try {
+      await navigator.clipboard.writeText(text);
+    } catch (e) {
+      $("receipt").select();
+      document.execCommand("copy");
+    }
+    say($("send-status"), "The receipt was copied.");
+  }
+
+  // ---- Taking fingerprints back ------------------------------------------------------------
+  async function withdraw() {
+    var status = $("withdraw-status");
+    var receipt;
+    try {
+      receipt = JSON.parse($("withdraw-text").value.trim());
+    } catch (e) {
+      receipt = null;
+    }
+    if (
+      !receipt ||
+      typeof receipt !== "object" ||
+      !Array.isArray(receipt.items) ||
+      !receipt.items.length ||
+      typeof receipt.secret !== "string"
+    ) {
+      say(status, "This does not look like a receipt. Paste the whole receipt, including the { and }.", true);
+      $("withdraw-text").focus();
+      return;
+    }
+    if (offline) {
+      say(status, "This page was opened from a saved file, so it cannot reach the service. Open this page on your support service's website.", true);
+      return;
+    }
+    $("withdraw").disabled = true;
+    say(status, "Taking the fingerprints back…");
+    var result;
+    try {
+      result = await postJSON("v1/withdraw", { items: receipt.items, secret: receipt.secret });
+    } catch (e) {
+      say(status, NETWORK_ERROR, true);
+      $("withdraw").disabled = false;
+      return;
+    }
+    $("withdraw").disabled = false;
+    if (result.status !== 200) {
+      say(status, explain(result), true);
+      return;
+    }
+    var done = result.data.withdrawn;
+    var refused = result.data.results.length - done;
+    var text =
+      "Done. " + done + (done === 1 ? " fingerprint was" : " fingerprints were") +
+      " taken back. Platforms stop using them at their next update, usually within minutes.";
+    if (refused) {
+      text += " " + refused + (refused === 1 ? " fingerprint" : " fingerprints") +
+        " could not be taken back with this receipt (if the same photo was sent earlier, only the first receipt can take it back).";
+    }
+    say(status, text, done === 0);
+    document.body.setAttribute("data-withdrawn", String(done));
+  }
+
+  async function loadReceiptFile() {
+    var f = $("withdraw-file").files[0];
+    if (!f) return;
+    if (f.size > 64 * 1024) {
+      say($("withdraw-status"), "This file is too large to be a receipt.", true);
+      return;
+    }
+    $("withdraw-text").value = await f.text();
+    say($("withdraw-status"), "Receipt loaded. Press “Take fingerprints back”.");
+  }
+
+  // ---- Wiring -----------------------------------------------------------------------------
+  function init() {
+    var box = $("categories");
+    CATEGORIES.forEach(function (c, i) {
+      var p = document.createElement("p");
+      p.className = "radio";
+      var input = document.createElement("input");
+      input.type = "radio";
+      input.name = "category";
+      input.value = c[0];
+      input.id = "category-" + i;
+      var label = document.createElement("label");
+      label.htmlFor = input.id;
+      label.textContent = c[1];
+      p.appendChild(input);
+      p.appendChild(label);
+      box.appendChild(p);
+    });
+    if (offline) $("offline-note").hidden = false;
+    $("files").addEventListener("change", function () {
+      if (this.files && this.files.length) addFiles(this.files);
+    });
+    $("clear").addEventListener("click", clearAll);
+    $("submit-form").addEventListener("submit", send);
+    $("save-hashes").addEventListener("click", saveHashes);
+    $("download-receipt").addEventListener("click", function () {
+      download("fingerprint-receipt.json", $("receipt").value);
+    });
+    $("copy-receipt").addEventListener("click", copyReceipt);
+    $("withdraw").addEventListener("click", withdraw);
+    $("withdraw-file").addEventListener("change", loadReceiptFile);
+    setBusy(false);
+    refreshButtons();
+    document.body.setAttribute("data-ready", "1");
+  }
+
+  init();
+})();
