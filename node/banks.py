@@ -29,6 +29,8 @@ from typing import Any
 import msgpack
 
 from blindmatch.node.bank_formats import (
+    MAX_REPORTED_PROBLEMS,
+    ImportFormatError,
     LineProblem,
     LineSource,
     ParsedItem,
@@ -66,6 +68,7 @@ FEED_PAYLOAD_VERSION = 1
 CORE_PAYLOAD_KEYS = frozenset({"v", "bank", "item_ref", "signal_type", "reason"})
 SECRET_DOMAIN = b"blindmatch/withdrawal-secret/v1\x00"
 PAGE_SIZE = 1000
+IN_CHUNK = 500  # values per "IN (...)" list
 
 MediaHasher = Callable[[bytes], Iterable[tuple[str, bytes, int | None]]]
 ItemAddedHook = Callable[["BankItem", "Bank"], Awaitable[Mapping[str, Any] | None]]
@@ -646,37 +649,37 @@ class BankService:
         below ``min_quality``, are skipped and reported.
         """
         origin = check_source(origin)
+        if min_quality is not None:
+            check_quality(min_quality)
         parsed = parse_hash_list(fmt, source, signal_type)
         report = ImportReport(skipped=list(parsed.skipped))
         now = self._clock.now()
-        problems: list[LineProblem] = []
+        candidates: list[ParsedItem] = []
+        for item in parsed.items:
+            if item.expires_at is not None and item.expires_at <= now:
+                report.skipped.append(LineProblem(item.line, "skipped: already expired"))
+            elif not self._passes_quality_gate(item, min_quality):
+                report.skipped.append(
+                    LineProblem(item.line, f"skipped: quality {item.quality} < {min_quality}")
+                )
+            else:
+                candidates.append(item)
         async with self._db.transaction():
             target = await self.get_bank(bank)
-            for item in parsed.items:
-                if item.expires_at is not None and item.expires_at <= now:
-                    report.skipped.append(LineProblem(item.line, "skipped: already expired"))
-                    continue
-                if not self._passes_quality_gate(item, min_quality):
-                    report.skipped.append(
-                        LineProblem(item.line, f"skipped: quality {item.quality} < {min_quality}")
-                    )
-                    continue
-                try:
-                    result = await self._insert(target, item, origin, now)
-                except ItemWithdrawnError:
+            withdrawn_by_key = await self._existing_items(target, candidates)
+            fresh: dict[tuple[str, bytes], ParsedItem] = {}
+            for item in candidates:
+                key = (item.signal_type, item.hash)
+                if withdrawn_by_key.get(key):
                     report.skipped.append(LineProblem(item.line, "skipped: withdrawn earlier"))
-                    continue
-                except BankValidationError as exc:
-                    problems.append(LineProblem(item.line, str(exc)))
-                    continue
-                if result.created:
-                    report.added += 1
-                else:
+                elif key in withdrawn_by_key or key in fresh:
                     report.already_present += 1
+                else:
+                    fresh[key] = item
+            problems = await self._item_ref_problems(list(fresh.values()))
             if problems:
-                from blindmatch.node.bank_formats import ImportFormatError
-
-                raise ImportFormatError(problems[:50], len(problems))
+                raise ImportFormatError(problems[:MAX_REPORTED_PROBLEMS], len(problems))
+            report.added = await self._insert_many(target, list(fresh.values()), origin, now)
         report.skipped.sort(key=lambda p: p.line)
         return report
 
@@ -788,6 +791,100 @@ class BankService:
             await self._publish_added(added, bank, now)
         return AddResult(added, created=True)
 
+    async def _existing_items(
+        self, bank: Bank, items: Sequence[ParsedItem]
+    ) -> dict[tuple[str, bytes], bool]:
+        """Which of these hashes the bank already holds: (signal_type, hash) -> withdrawn?"""
+        found: dict[tuple[str, bytes], bool] = {}
+        hashes = sorted({item.hash for item in items})
+        for start in range(0, len(hashes), IN_CHUNK):
+            chunk = hashes[start : start + IN_CHUNK]
+            rows = await self._db.fetch_all(
+                "SELECT signal_type, hash, withdrawn_at FROM bank_items"
+                f" WHERE bank_id = ? AND hash IN ({', '.join('?' for _ in chunk)})",
+                bank.id,
+                *chunk,
+            )
+            for row in rows:
+                found[(row["signal_type"], bytes(row["hash"]))] = row["withdrawn_at"] is not None
+        return found
+
+    async def _item_ref_problems(self, items: Sequence[ParsedItem]) -> list[LineProblem]:
+        """Explicit item_refs (restored backups) that repeat, or that another item holds."""
+        problems: list[LineProblem] = []
+        first_line: dict[bytes, int] = {}
+        for item in items:
+            if item.item_ref is None:
+                continue
+            if item.item_ref in first_line:
+                problems.append(
+                    LineProblem(item.line, f"item_ref repeats line {first_line[item.item_ref]}")
+                )
+            else:
+                first_line[item.item_ref] = item.line
+        refs = sorted(first_line)
+        for start in range(0, len(refs), IN_CHUNK):
+            chunk = refs[start : start + IN_CHUNK]
+            placeholders = ", ".join("?" for _ in chunk)
+            rows = await self._db.fetch_all(
+                f"SELECT item_ref FROM bank_items WHERE item_ref IN ({placeholders})", *chunk
+            )
+            for row in rows:
+                problems.append(
+                    LineProblem(
+                        first_line[bytes(row["item_ref"])],
+                        "item_ref is already used by another item",
+                    )
+                )
+        problems.sort(key=lambda p: p.line)
+        return problems
+
+    async def _insert_many(
+        self, bank: Bank, items: Sequence[ParsedItem], source: str, now: int
+    ) -> int:
+        """Insert new items in one batch; publish them if the bank is shared."""
+        if not items:
+            return 0
+        refs = [item.item_ref if item.item_ref is not None else self._new_ref() for item in items]
+        try:
+            await self._db.execute_many(
+                "INSERT INTO bank_items (bank_id, signal_type, hash, quality, item_ref,"
+                " provenance, categories, source, added_at, expires_at, withdrawal_secret_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        bank.id,
+                        item.signal_type,
+                        item.hash,
+                        item.quality,
+                        ref,
+                        json.dumps(dict(item.provenance)),
+                        json.dumps(list(item.categories)),
+                        source,
+                        item.added_at if item.added_at is not None else now,
+                        item.expires_at,
+                        item.withdrawal_secret_hash,
+                    )
+                    for item, ref in zip(items, refs, strict=True)
+                ],
+            )
+        except IntegrityError:
+            raise BankConflictError("the bank changed during the import; retry") from None
+        if bank.shared and self._feed_name is not None:
+            entries = []
+            for start in range(0, len(refs), IN_CHUNK):
+                chunk = refs[start : start + IN_CHUNK]
+                rows = await self._db.fetch_all(
+                    f"SELECT {_ITEM_COLUMNS} FROM bank_items i"
+                    f" WHERE i.item_ref IN ({', '.join('?' for _ in chunk)}) ORDER BY i.id",
+                    *chunk,
+                )
+                for row in rows:
+                    payload = await self._added_payload(_item(row, bank.name), bank)
+                    entries.append((secrets.token_bytes(16), "item-added", _pack(payload)))
+            await self._feed.append_many(self._feed_name, entries, now)
+        return len(items)
+
     async def _find_by_ref(self, ref: bytes) -> tuple[BankItem, Bank] | None:
         row = await self._db.fetch_one(
             f"SELECT {_ITEM_COLUMNS}, i.bank_id FROM bank_items i WHERE i.item_ref = ?", ref
@@ -857,6 +954,9 @@ class BankService:
             after = int(rows[-1]["id"])
 
     async def _publish_added(self, item: BankItem, bank: Bank, now: int) -> None:
+        await self._append("item-added", await self._added_payload(item, bank), now)
+
+    async def _added_payload(self, item: BankItem, bank: Bank) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "v": FEED_PAYLOAD_VERSION,
             "bank": bank.name,
@@ -879,7 +979,7 @@ class BankService:
                 if clash:
                     raise ValueError(f"on_item_added may not set {sorted(clash)}")
                 payload.update(extra)
-        await self._append("item-added", payload, now)
+        return payload
 
     async def _publish_withdrawn(self, item: BankItem, bank: Bank, reason: str, now: int) -> None:
         # Only a reason code travels; the free-text reason stays on this node.
@@ -898,5 +998,8 @@ class BankService:
     async def _append(self, kind: str, payload: Mapping[str, Any], now: int) -> None:
         if self._feed_name is None:  # the caller publishes changes its own way
             return
-        body = msgpack.packb(dict(payload), use_bin_type=True)
-        await self._feed.append(self._feed_name, secrets.token_bytes(16), kind, body, now)
+        await self._feed.append(self._feed_name, secrets.token_bytes(16), kind, _pack(payload), now)
+
+
+def _pack(payload: Mapping[str, Any]) -> bytes:
+    return msgpack.packb(dict(payload), use_bin_type=True)

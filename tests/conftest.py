@@ -8,9 +8,11 @@ The PostgreSQL cases skip, saying why, only when no server answers.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import secrets
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -24,10 +26,37 @@ START_TIME = 1_700_000_000
 
 # Whether a server answered, checked once per session; None until first asked.
 _pg_unavailable: list[str | None] = []
-# Every schema this session creates carries this prefix and is dropped at the end of the session
-# (dropping per test doubled the PostgreSQL tests' run time). Other sessions running at the same
-# time use other prefixes, so they are never touched.
-_SESSION_PREFIX = f"bm_test_{secrets.token_hex(4)}_"
+# Every schema this session creates is named bm_test_<session start>_<random>_<random>. Dropping
+# them is slow work for the server (about a tenth of a second each), so it is not done inside the
+# timed run: at the end of the session a detached process drops this session's schemas, and any
+# left by sessions that started more than STALE_AFTER seconds ago (killed runs). Sessions running
+# at the same time are never touched.
+_SESSION_START = int(time.time())
+_SESSION_PREFIX = f"bm_test_{_SESSION_START}_{secrets.token_hex(3)}_"
+STALE_AFTER = 3600
+
+_CLEANUP_SCRIPT = """
+import asyncio, re, sys
+import asyncpg
+
+async def main(dsn, prefix, cutoff):
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'bm_test_%'")
+        doomed = []
+        for row in rows:
+            name = row["nspname"]
+            started = re.match(r"^bm_test_([0-9]{10})_", name)
+            if name.startswith(prefix) or (started and int(started.group(1)) < cutoff):
+                doomed.append('"' + name + '"')
+        for start in range(0, len(doomed), 8):  # a few per statement, within the lock table
+            await conn.execute("DROP SCHEMA IF EXISTS " + ", ".join(doomed[start:start + 8])
+                               + " CASCADE")
+    finally:
+        await conn.close()
+
+asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3])))
+"""
 
 
 async def _postgres_or_skip() -> None:
@@ -48,26 +77,25 @@ async def _postgres_or_skip() -> None:
         pytest.skip(_pg_unavailable[0])
 
 
-async def _drop_session_schemas() -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_DSN)
-    try:
-        schemas = await conn.fetch(
-            "SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)", _SESSION_PREFIX
-        )
-        for row in schemas:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{row["nspname"]}" CASCADE')
-    finally:
-        await conn.close()
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _postgres_cleanup() -> Iterator[None]:
-    """Drop the schemas this session created (each test got its own fresh one)."""
+    """Drop this session's schemas (each test had its own fresh one) once the session ends."""
     yield
     if _pg_unavailable and _pg_unavailable[0] is None:
-        asyncio.run(_drop_session_schemas())
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _CLEANUP_SCRIPT,
+                PG_DSN,
+                _SESSION_PREFIX,
+                str(_SESSION_START - STALE_AFTER),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
 def _fresh_schema_url() -> str:

@@ -51,7 +51,10 @@ def banks(db: Database, clock: FixedClock) -> BankService:
 
 
 async def feed_kinds(db: Database) -> list[tuple[str, dict[str, Any]]]:
-    entries = await FeedLog(db).read("bank-items", 0, 1000)
+    entries, cursor = [], 0
+    while page := await FeedLog(db).read("bank-items", cursor, 1000):
+        entries.extend(page)
+        cursor = page[-1].seq
     return [(e.kind, msgpack.unpackb(e.payload, raw=False)) for e in entries]
 
 
@@ -545,3 +548,33 @@ async def test_feed_can_be_switched_off(db: Database, clock: FixedClock) -> None
     item = (await banks.add_item("shared", "pdq", H1)).item
     await banks.withdraw(item.item_ref)
     assert await feed_kinds(db) == []
+
+
+async def test_import_into_shared_bank_publishes_each_new_item(
+    db: Database, clock: FixedClock
+) -> None:
+    hooked: list[bytes] = []
+
+    async def hook(item: BankItem, bank: Bank) -> dict[str, Any]:
+        hooked.append(item.item_ref)
+        return {"index_keys": [item.item_ref[:4]]}
+
+    banks = BankService(db, clock, on_item_added=hook)
+    await banks.create_bank("shared", provenance="peer-sourced", shared=True)
+    await banks.add_item("shared", "pdq", pdq(1))
+    lines = [json.dumps({"signal_type": "pdq", "hash": pdq(n)}) for n in range(1, 1201)]
+    report = await banks.import_items("shared", lines)
+    assert (report.added, report.already_present) == (1199, 1)
+    kinds = await feed_kinds(db)
+    assert len(kinds) == 1200 and {k for k, _ in kinds} == {"item-added"}
+    refs = {i.item_ref async for i in _all_items(banks, "shared")}
+    assert {p["item_ref"] for _, p in kinds} == refs == set(hooked)
+    assert all(p["index_keys"] == [p["item_ref"][:4]] for _, p in kinds)
+
+
+async def _all_items(banks: BankService, bank: str):
+    after = 0
+    while page := await banks.list_items(bank, after_id=after):
+        for item in page:
+            yield item
+        after = page[-1].id

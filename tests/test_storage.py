@@ -528,3 +528,18 @@ async def test_task_spawned_inside_a_transaction_does_not_join_it(
             await spawned  # its own connection and its own (committed) transaction
     expected = None if db.dialect.name == "sqlite" else b"1"
     assert await state.get("during") == expected
+
+
+async def test_feed_append_many(db: Database, clock: FixedClock) -> None:
+    feed = FeedLog(db)
+    await feed.append("items", b"a", "k", b"1", clock.now())
+    batch = [(b"b", "k", b"2"), (b"a", "k", b"1"), (b"c", "k", b"3"), (b"b", "k", b"2")]
+    result = await feed.append_many("items", batch, clock.now())
+    assert [e.seq for e in result] == [2, 1, 3, 2]
+    assert [e.payload for e in await feed.read("items")] == [b"1", b"2", b"3"]
+    with pytest.raises(FeedConflictError):
+        await feed.append_many("items", [(b"d", "k", b"4"), (b"a", "k", b"x")], clock.now())
+    with pytest.raises(StorageValueError):
+        await feed.append_many("items", [(b"e", "k")], clock.now())  # type: ignore[list-item]
+    assert await feed.head("items") == 3
+    assert await feed.append_many("items", [], clock.now()) == []

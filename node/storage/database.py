@@ -105,7 +105,8 @@ class Database(abc.ABC):
         return None if row is None else next(iter(row.values()))
 
     async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
-        """Run one statement per parameter row, all in one transaction."""
+        """Run one statement for each parameter row, all in one transaction (batched by the
+        driver where it can)."""
         async with self.transaction():
             for params in rows:
                 await self.execute(sql, *params)

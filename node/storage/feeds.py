@@ -10,6 +10,7 @@ duplicates.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from blindmatch.node.storage.database import Database, Row
@@ -23,6 +24,7 @@ from blindmatch.node.storage.validation import (
 )
 
 MAX_READ_LIMIT = 10_000
+_IN_CHUNK = 500  # ids per "IN (...)" list: well under SQLite's 32766 and PostgreSQL's limits
 
 
 class FeedConflictError(StorageValueError):
@@ -89,6 +91,71 @@ class FeedLog:
                 now,
             )
         return FeedEntry(feed, int(seq), entry_id, kind, payload, now)
+
+    async def append_many(
+        self, feed: str, entries: Sequence[tuple[bytes, str, bytes]], now: int
+    ) -> list[FeedEntry]:
+        """Append ``(entry_id, kind, payload)``s in order, in one transaction and one batch.
+
+        Entries whose entry_id is already in the feed are returned as stored (after the same
+        check as :meth:`append`), not appended again.
+        """
+        check_text("feed", feed)
+        check_int("now", now)
+        checked: list[tuple[bytes, str, bytes]] = []
+        for index, entry in enumerate(entries):
+            if not isinstance(entry, tuple) or len(entry) != 3:
+                raise StorageValueError(f"entries[{index}] must be (entry_id, kind, payload)")
+            entry_id, kind, payload = entry
+            checked.append(
+                (
+                    check_bytes(f"entries[{index}].entry_id", entry_id, MAX_ID_BYTES),
+                    check_text(f"entries[{index}].kind", kind),
+                    check_bytes(f"entries[{index}].payload", payload, MAX_PAYLOAD_BYTES, 0),
+                )
+            )
+        if not checked:
+            return []
+        async with self._db.transaction():
+            await self._db.lock(f"feed:{feed}")
+            existing: dict[bytes, FeedEntry] = {}
+            ids = [entry_id for entry_id, _, _ in checked]
+            for start in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[start : start + _IN_CHUNK]
+                rows = await self._db.fetch_all(
+                    "SELECT * FROM feed_entries WHERE feed = ? AND entry_id IN"
+                    f" ({', '.join('?' for _ in chunk)})",
+                    feed,
+                    *chunk,
+                )
+                existing.update((bytes(r["entry_id"]), _entry(r)) for r in rows)
+            seq = int(
+                await self._db.fetch_value(
+                    "SELECT COALESCE(MAX(seq), 0) FROM feed_entries WHERE feed = ?", feed
+                )
+            )
+            result: list[FeedEntry] = []
+            new_rows: list[tuple[str, int, bytes, str, bytes, int]] = []
+            for entry_id, kind, payload in checked:
+                found = existing.get(entry_id)
+                if found is not None:
+                    if found.kind != kind or found.payload != payload:
+                        raise FeedConflictError(
+                            f"entry_id already in feed {feed!r} with a different kind or payload"
+                        )
+                    result.append(found)
+                    continue
+                seq += 1
+                appended = FeedEntry(feed, seq, entry_id, kind, payload, now)
+                existing[entry_id] = appended
+                result.append(appended)
+                new_rows.append((feed, seq, entry_id, kind, payload, now))
+            await self._db.execute_many(
+                "INSERT INTO feed_entries (feed, seq, entry_id, kind, payload, created_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                new_rows,
+            )
+        return result
 
     async def read(self, feed: str, after_seq: int = 0, limit: int = 1000) -> list[FeedEntry]:
         """Entries with ``seq > after_seq``, oldest first, at most ``limit``."""

@@ -128,6 +128,14 @@ class PostgresDatabase(Database):
             except asyncpg.IntegrityConstraintViolationError as exc:
                 raise IntegrityError(str(exc)) from exc
 
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self.transaction():
+            conn = self._tx_connection()
+            try:
+                await conn.executemany(self._sql(sql), [tuple(r) for r in rows])
+            except asyncpg.IntegrityConstraintViolationError as exc:
+                raise IntegrityError(str(exc)) from exc
+
     async def fetch_all(self, sql: str, *params: Any) -> list[Row]:
         async with self._connection() as conn:
             try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -124,6 +124,13 @@ class SQLiteDatabase(Database):
         # RETURNING statements are fetched too, so a write that reports rows goes through here.
         _, rows = await self._statement(sql, params, fetch=True)
         return rows
+
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[Any]]) -> None:
+        async with self.transaction():
+            try:
+                await self._conn.executemany(sql, [tuple(r) for r in rows])
+            except sqlite3.IntegrityError as exc:
+                raise IntegrityError(str(exc)) from exc
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[None]:
