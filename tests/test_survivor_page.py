@@ -488,3 +488,31 @@ def test_saved_page_works_offline(driver, tmp_path) -> None:
     assert http_requests(driver) == []
     (result,) = page_results(driver)
     assert result["hash"] == hashing.hash_image_bytes((DATA / "grey.png").read_bytes()).pdq.hex
+
+
+@pytest.mark.browser
+@browser
+def test_exif_orientation_is_undone_like_the_server_ignores_it(page, tmp_path) -> None:
+    # Chromium turns JPEG and PNG pictures upright by their EXIF orientation; Pillow (the hub,
+    # every platform) hashes the stored pixels. The page turns them back, exactly.
+    from PIL import Image
+
+    source = Image.open(DATA / "portrait.png").convert("RGB")
+    files = []
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        for fmt, ext, options in (
+            ("JPEG", "jpg", {"quality": 95}),
+            ("PNG", "png", {}),
+            ("WEBP", "webp", {"lossless": True}),
+        ):
+            path = tmp_path / f"turned-{orientation}.{ext}"
+            source.save(path, fmt, exif=exif.tobytes(), **options)
+            files.append(path)
+    pick_files(page, "files", files)
+    assert http_requests(page) == []
+    results = {r["file"]: r for r in page_results(page)}
+    for path in files:
+        expected = hashing.hash_image_bytes(path.read_bytes()).pdq.hex
+        assert results[path.name]["hash"] == expected, path.name

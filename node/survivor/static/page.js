@@ -120,6 +120,89 @@
     return null;
   }
 
+  // ---- EXIF orientation ---------------------------------------------------------------------
+  // Browsers turn a picture upright as its EXIF orientation says; Pillow, and so the hub and
+  // every platform hashing uploads, hashes the pixels as stored. The page reads the tag and
+  // turns the decoded pixels back (an exact permutation) so the fingerprint is the stored
+  // picture's, as everywhere else.
+  function tiffOrientation(b, t) {
+    if (t + 8 > b.length) return 1;
+    var le = b[t] === 0x49 && b[t + 1] === 0x49;
+    if (!le && !(b[t] === 0x4d && b[t + 1] === 0x4d)) return 1;
+    var r16 = function (i) {
+      return le ? u16le(b, i) : u16be(b, i);
+    };
+    var r32 = function (i) {
+      return le ? u32le(b, i) : u32be(b, i);
+    };
+    if (r16(t + 2) !== 42) return 1;
+    var ifd = t + r32(t + 4);
+    if (ifd + 2 > b.length) return 1;
+    var count = r16(ifd);
+    for (var k = 0; k < count; k++) {
+      var e = ifd + 2 + k * 12;
+      if (e + 12 > b.length) return 1;
+      if (r16(e) === 0x0112) {
+        var v = r16(e + 8);
+        return v >= 1 && v <= 8 ? v : 1;
+      }
+    }
+    return 1;
+  }
+
+  function exifOrientation(b, format) {
+    var p, len;
+    if (format === "JPEG") {
+      p = 2;
+      while (p + 4 < b.length && b[p] === 0xff) {
+        var m = b[p + 1];
+        if (m === 0xda || m === 0xd9) break;
+        len = u16be(b, p + 2);
+        if (m === 0xe1 && ascii(b, p + 4, 6) === "Exif\u0000\u0000") return tiffOrientation(b, p + 10);
+        p += 2 + len;
+      }
+    } else if (format === "PNG") {
+      p = 8;
+      while (p + 8 <= b.length) {
+        len = u32be(b, p);
+        var type = ascii(b, p + 4, 4);
+        if (type === "eXIf") return tiffOrientation(b, p + 8);
+        if (type === "IDAT" || type === "IEND") break;
+        p += 12 + len;
+      }
+    }
+    // WebP: Chromium does not apply an EXIF orientation there (measured), so nothing to undo.
+    return 1;
+  }
+
+  // rgba is the picture as displayed (orientation applied); returns it as stored.
+  function unorient(rgba, w, h, o) {
+    if (o === 1) return { rgba: rgba, width: w, height: h };
+    var swap = o >= 5;
+    var sw = swap ? h : w, sh = swap ? w : h; // the stored size
+    var out = new Uint8ClampedArray(sw * sh * 4);
+    for (var y = 0; y < sh; y++) {
+      for (var x = 0; x < sw; x++) {
+        var dx, dy;
+        switch (o) {
+          case 2: dx = sw - 1 - x; dy = y; break;
+          case 3: dx = sw - 1 - x; dy = sh - 1 - y; break;
+          case 4: dx = x; dy = sh - 1 - y; break;
+          case 5: dx = y; dy = x; break;
+          case 6: dx = sh - 1 - y; dy = x; break;
+          case 7: dx = sh - 1 - y; dy = sw - 1 - x; break;
+          default: dx = y; dy = sw - 1 - x; break; // 8
+        }
+        var s = (dy * w + dx) * 4, d = (y * sw + x) * 4;
+        out[d] = rgba[s];
+        out[d + 1] = rgba[s + 1];
+        out[d + 2] = rgba[s + 2];
+        out[d + 3] = rgba[s + 3];
+      }
+    }
+    return { rgba: out, width: sw, height: sh };
+  }
+
   function checkFile(file, bytes) {
     if (bytes.length === 0) throw new PageError("empty", "This file is empty.");
     var info = sniff(bytes);
@@ -186,6 +269,14 @@
     bitmap.close();
     var rgba = ctx.getImageData(0, 0, w, h).data;
     canvas.width = canvas.height = 0;
+    var orientation = exifOrientation(bytes, info.format);
+    // Only undo what the browser did: for 5..8 it must have swapped width and height; Chromium
+    // applies the tag of JPEG (APP1 Exif) and PNG (eXIf) pictures, all eight values (measured).
+    if (orientation >= 5 && !(w === info.height && h === info.width)) orientation = 1;
+    var upright = unorient(rgba, w, h, orientation);
+    rgba = upright.rgba;
+    w = upright.width;
+    h = upright.height;
     var translucent = false;
     for (var i = 3; i < rgba.length; i += 4) {
       if (rgba[i] !== 255) {
