@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import Any
 
 import pytest
 
@@ -211,21 +212,21 @@ async def test_feed_append_is_idempotent(db: Database, clock: FixedClock) -> Non
     assert await feed.head("items") == 1
 
 
-@pytest.mark.parametrize(
-    "args",
-    [
-        ("", b"id", "k", b""),
-        ("items", b"", "k", b""),
-        ("items", "not-bytes", "k", b""),
-        ("items", b"x" * 65, "k", b""),
-        ("items", b"id", "", b""),
-        ("items", b"id", "k", b"x" * ((1 << 20) + 1)),
-        (7, b"id", "k", b""),
-    ],
-)
-async def test_feed_rejects_bad_input(db: Database, clock: FixedClock, args) -> None:
-    with pytest.raises(StorageValueError):
-        await FeedLog(db).append(*args, clock.now())
+BAD_APPENDS: list[tuple[Any, ...]] = [
+    ("", b"id", "k", b""),
+    ("items", b"", "k", b""),
+    ("items", "not-bytes", "k", b""),
+    ("items", b"x" * 65, "k", b""),
+    ("items", b"id", "", b""),
+    ("items", b"id", "k", b"x" * ((1 << 20) + 1)),
+    (7, b"id", "k", b""),
+]
+
+
+async def test_feed_rejects_bad_input(db: Database, clock: FixedClock) -> None:
+    for args in BAD_APPENDS:
+        with pytest.raises(StorageValueError):
+            await FeedLog(db).append(*args, clock.now())
     assert await _count(db, "feed_entries") == 0
 
 
