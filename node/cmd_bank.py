@@ -247,18 +247,12 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
 
 
 def _image_hashes(media: bytes) -> list[tuple[str, bytes, int | None]]:
-    """The hashes a picture is banked under: PDQ after border removal (and before, when a
-    border was removed) and its SHA-256."""
+    """The hashes a picture is banked under: the PDQ of its pixels (what a holder indexes) and
+    its SHA-256."""
     from blindmatch.node.hashing import hash_image_bytes
 
     hashes = hash_image_bytes(media)
-    out: list[tuple[str, bytes, int | None]] = [
-        ("pdq", hashes.trimmed.hash32, hashes.trimmed.quality)
-    ]
-    if hashes.border_removed:
-        out.append(("pdq", hashes.plain.hash32, hashes.plain.quality))
-    out.append(("sha256", hashes.sha256, None))
-    return out
+    return [("pdq", hashes.pdq.hash32, hashes.pdq.quality), ("sha256", hashes.sha256, None)]
 
 
 async def _add(args: argparse.Namespace, banks: Any) -> int:

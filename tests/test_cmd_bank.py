@@ -72,3 +72,22 @@ def test_bank_cli_reports_unknown_bank(tmp_path, capsys) -> None:
     assert code == 1 and "no bank named 'nope'" in err
     code, _, err = run(capsys, url, "export", "nope", str(tmp_path / "x.jsonl"))
     assert code == 1 and not (tmp_path / "x.jsonl").exists()
+
+
+def test_bank_cli_adds_an_image_by_its_hashes(tmp_path, capsys) -> None:
+    np = pytest.importorskip("numpy")
+    image_module = pytest.importorskip("PIL.Image")
+    pytest.importorskip("pdqhash")
+    rng = np.random.default_rng(5)
+    pixels = (rng.random((64, 64, 3)) * 255).astype("uint8")
+    picture = tmp_path / "picture.png"
+    image_module.fromarray(pixels).resize((256, 256)).save(picture)
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    assert run(capsys, url, "create", "mods", "--provenance", "moderator-confirmed")[0] == 0
+    code, out, err = run(capsys, url, "add", "mods", "--media", str(picture))
+    assert code == 0, err
+    assert out.strip() == "added 2, already present 0"  # its PDQ and its SHA-256
+    code, out, _ = run(capsys, url, "add", "mods", "--media", str(picture))
+    assert out.strip() == "added 0, already present 2"
+    code, out, _ = run(capsys, url, "list", "mods")
+    assert {line.split()[1] for line in out.splitlines()[1:]} == {"pdq", "sha256"}
