@@ -489,7 +489,12 @@ class BankService:
             return [await self._insert(target, item, source, now) for item in items]
 
     async def remove_item(self, bank: str, signal_type: str, hash_value: bytes | str) -> bool:
-        """Delete one hash from a bank (no tombstone); True if it was there."""
+        """Delete one hash from a bank; True if it was there.
+
+        Unlike :meth:`withdraw` this leaves no tombstone (deleting a withdrawn item's
+        tombstone lets its hash be added again): an operator's correction, not a survivor's
+        withdrawal. Peers are told to drop a live item of a shared bank either way.
+        """
         signal_type = check_signal_type(signal_type)
         if isinstance(hash_value, str):
             hash_bytes = parse_hash_hex(signal_type, hash_value)
