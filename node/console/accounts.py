@@ -1,0 +1,297 @@
+"""Reviewer accounts and console sessions.
+
+Passwords are stored as ``scrypt$n$r$p$salt$hash`` (``hashlib.scrypt``, n=2**14, r=8, p=1, a
+random 16-byte salt, 32-byte output, hex) and compared in constant time. A session token is 32
+random bytes given to the browser once; the database keeps only its SHA-256, so a copy of the
+database does not let anyone act as a reviewer. Sessions last eight hours from login, end at
+logout, and end at once when the account is disabled. Each session has its own CSRF token.
+
+Nothing here accepts or returns a hash of media.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import re
+import secrets
+from base64 import urlsafe_b64decode, urlsafe_b64encode
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from blindmatch.node.storage.database import Database
+
+ROLES = ("reviewer", "admin", "auditor")
+SESSION_SECONDS = 8 * 3600
+MIN_PASSWORD = 10
+MAX_PASSWORD = 1024
+_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+_SCRYPT_LEN = 32
+# Parameters accepted when verifying a stored hash: never more than ~64 MiB of work memory,
+# so a tampered row cannot make a login exhaust the machine.
+_MAX_N, _MAX_R, _MAX_P = 2**17, 16, 4
+
+
+class AccountError(ValueError):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    reviewer_id: str
+    role: str
+    disabled: bool
+    created_at: int
+
+
+@dataclass(frozen=True)
+class Session:
+    reviewer_id: str
+    role: str
+    csrf_token: str
+    expires_at: int
+    token_hash: bytes
+
+
+def check_reviewer_id(reviewer_id: str) -> str:
+    if not isinstance(reviewer_id, str) or not _ID.fullmatch(reviewer_id):
+        raise AccountError(
+            "bad-id", "a reviewer ID is 1 to 64 letters, digits or . _ @ - (starting alphanumeric)"
+        )
+    return reviewer_id
+
+
+def check_password(password: str) -> str:
+    if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
+        raise AccountError(
+            "bad-password", f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+        )
+    return password
+
+
+def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
+    return hashlib.scrypt(
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=_SCRYPT_LEN,
+        maxmem=256 * r * n + (1 << 20),
+    )  # fmt: skip
+
+
+def hash_password(password: str) -> str:
+    salt = secrets.token_bytes(16)
+    digest = _scrypt(password, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Constant-time check of ``password`` against a stored ``scrypt$...`` string."""
+    try:
+        scheme, n_s, r_s, p_s, salt_hex, hash_hex = stored.split("$")
+        n, r, p = int(n_s), int(r_s), int(p_s)
+        salt, expected = bytes.fromhex(salt_hex), bytes.fromhex(hash_hex)
+    except (ValueError, AttributeError):
+        return False
+    if scheme != "scrypt" or not (2 <= n <= _MAX_N and n & (n - 1) == 0):
+        return False
+    if not (1 <= r <= _MAX_R and 1 <= p <= _MAX_P) or len(expected) != _SCRYPT_LEN:
+        return False
+    if len(password) > MAX_PASSWORD:
+        return False
+    return hmac.compare_digest(_scrypt(password, salt, n, r, p), expected)
+
+
+# A well-formed hash nobody's password matches: verified against when the reviewer ID is
+# unknown or disabled, so a wrong ID takes as long as a wrong password.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+def token_hash(token: str) -> bytes | None:
+    """The stored form of a session token (SHA-256 of its 32 random bytes), or None."""
+    try:
+        raw = urlsafe_b64decode(token + "=" * (-len(token) % 4))
+    except (ValueError, TypeError):
+        return None
+    if len(raw) != 32:
+        return None
+    return hashlib.sha256(raw).digest()
+
+
+class Accounts:
+    """Reviewer accounts and sessions in the node's database."""
+
+    def __init__(self, db: Database, now: Callable[[], int]) -> None:
+        self.db = db
+        self.now = now
+
+    # --- accounts ---------------------------------------------------------------------------
+
+    async def create(self, reviewer_id: str, role: str, password: str) -> Reviewer:
+        check_reviewer_id(reviewer_id)
+        if role not in ROLES:
+            raise AccountError("bad-role", f"the role is one of {', '.join(ROLES)}")
+        check_password(password)
+        stored = await asyncio.to_thread(hash_password, password)
+        now = self.now()
+        added = await self.db.execute(
+            "INSERT INTO reviewers (reviewer_id, role, password_hash, disabled, created_at)"
+            " VALUES (?, ?, ?, 0, ?) ON CONFLICT DO NOTHING",
+            reviewer_id, role, stored, now,
+        )  # fmt: skip
+        if not added:
+            raise AccountError("exists", f"reviewer {reviewer_id} already exists")
+        return Reviewer(reviewer_id, role, False, now)
+
+    async def set_password(self, reviewer_id: str, password: str) -> None:
+        check_password(password)
+        stored = await asyncio.to_thread(hash_password, password)
+        async with self.db.transaction():
+            changed = await self.db.execute(
+                "UPDATE reviewers SET password_hash = ? WHERE reviewer_id = ?", stored, reviewer_id
+            )
+            if not changed:
+                raise AccountError("unknown", f"no reviewer {reviewer_id}")
+            await self.db.execute(
+                "DELETE FROM reviewer_sessions WHERE reviewer_id = ?", reviewer_id
+            )
+
+    async def set_disabled(self, reviewer_id: str, disabled: bool = True) -> None:
+        """Disable (and log out everywhere) or re-enable an account."""
+        async with self.db.transaction():
+            changed = await self.db.execute(
+                "UPDATE reviewers SET disabled = ? WHERE reviewer_id = ?",
+                1 if disabled else 0, reviewer_id,
+            )  # fmt: skip
+            if not changed:
+                raise AccountError("unknown", f"no reviewer {reviewer_id}")
+            if disabled:
+                await self.db.execute(
+                    "DELETE FROM reviewer_sessions WHERE reviewer_id = ?", reviewer_id
+                )
+
+    async def get(self, reviewer_id: str) -> Reviewer | None:
+        row = await self.db.fetch_one(
+            "SELECT reviewer_id, role, disabled, created_at FROM reviewers WHERE reviewer_id = ?",
+            reviewer_id,
+        )
+        if row is None:
+            return None
+        return Reviewer(
+            row["reviewer_id"], row["role"], bool(row["disabled"]), int(row["created_at"])
+        )
+
+    async def list(self) -> list[Reviewer]:
+        rows = await self.db.fetch_all(
+            "SELECT reviewer_id, role, disabled, created_at FROM reviewers ORDER BY reviewer_id"
+        )
+        return [
+            Reviewer(r["reviewer_id"], r["role"], bool(r["disabled"]), int(r["created_at"]))
+            for r in rows
+        ]
+
+    async def authenticate(self, reviewer_id: str, password: str) -> Reviewer | None:
+        """The account when the password is right and the account enabled, else None."""
+        row = None
+        if isinstance(reviewer_id, str) and _ID.fullmatch(reviewer_id):
+            row = await self.db.fetch_one(
+                "SELECT reviewer_id, role, password_hash, disabled, created_at FROM reviewers"
+                " WHERE reviewer_id = ?",
+                reviewer_id,
+            )
+        usable = row is not None and not row["disabled"]
+        stored = row["password_hash"] if usable and row is not None else _DUMMY_HASH
+        ok = await asyncio.to_thread(
+            verify_password, password if isinstance(password, str) else "", stored
+        )
+        if not (ok and usable) or row is None:
+            return None
+        return Reviewer(row["reviewer_id"], row["role"], False, int(row["created_at"]))
+
+    # --- sessions ---------------------------------------------------------------------------
+
+    async def start_session(self, reviewer_id: str) -> tuple[str, Session]:
+        """A new session: returns the token for the cookie (shown once) and the session."""
+        raw = secrets.token_bytes(32)
+        token = urlsafe_b64encode(raw).rstrip(b"=").decode()
+        digest = hashlib.sha256(raw).digest()
+        csrf = secrets.token_urlsafe(32)
+        now = self.now()
+        expires = now + SESSION_SECONDS
+        row = await self.db.fetch_one(
+            "SELECT role FROM reviewers WHERE reviewer_id = ? AND disabled = 0", reviewer_id
+        )
+        if row is None:
+            raise AccountError("unknown", f"no enabled reviewer {reviewer_id}")
+        async with self.db.transaction():
+            await self.db.execute("DELETE FROM reviewer_sessions WHERE expires_at <= ?", now)
+            await self.db.execute(
+                "INSERT INTO reviewer_sessions (token_hash, reviewer_id, csrf_token, expires_at)"
+                " VALUES (?, ?, ?, ?)",
+                digest, reviewer_id, csrf, expires,
+            )  # fmt: skip
+        return token, Session(reviewer_id, row["role"], csrf, expires, digest)
+
+    async def session(self, token: str | None) -> Session | None:
+        """The live session for a cookie value (not expired, account enabled), or None."""
+        if not token or len(token) > 64:
+            return None
+        digest = token_hash(token)
+        if digest is None:
+            return None
+        row = await self.db.fetch_one(
+            "SELECT s.reviewer_id, s.csrf_token, s.expires_at, r.role FROM reviewer_sessions s"
+            " JOIN reviewers r ON r.reviewer_id = s.reviewer_id"
+            " WHERE s.token_hash = ? AND r.disabled = 0",
+            digest,
+        )
+        if row is None or int(row["expires_at"]) <= self.now():
+            return None
+        return Session(
+            row["reviewer_id"], row["role"], row["csrf_token"], int(row["expires_at"]), digest
+        )
+
+    async def end_session(self, session: Session) -> None:
+        await self.db.execute(
+            "DELETE FROM reviewer_sessions WHERE token_hash = ?", session.token_hash
+        )
+
+
+class LoginLimiter:
+    """At most ``attempts`` failed logins per reviewer ID in ``window_s``; then a lockout
+    until the window passes. In memory, per process (a node's console is one process)."""
+
+    def __init__(self, now: Callable[[], int], attempts: int = 5, window_s: int = 900) -> None:
+        self.now = now
+        self.attempts = attempts
+        self.window_s = window_s
+        self._failures: dict[str, list[int]] = {}
+
+    def _recent(self, key: str) -> list[int]:
+        cutoff = self.now() - self.window_s
+        times = [t for t in self._failures.get(key, []) if t > cutoff]
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
+        return times
+
+    def retry_after(self, reviewer_id: str) -> int:
+        """Seconds until a login for this ID is allowed again (0: allowed now)."""
+        times = self._recent(reviewer_id.lower()[:64])
+        if len(times) < self.attempts:
+            return 0
+        return max(1, times[-self.attempts] + self.window_s - self.now())
+
+    def failed(self, reviewer_id: str) -> None:
+        if len(self._failures) > 10_000:
+            for key in list(self._failures):
+                self._recent(key)
+        key = reviewer_id.lower()[:64]
+        self._failures.setdefault(key, []).append(self.now())
+
+    def succeeded(self, reviewer_id: str) -> None:
+        self._failures.pop(reviewer_id.lower()[:64], None)

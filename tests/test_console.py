@@ -1,0 +1,412 @@
+"""The reviewer console over real HTTP (no browser): sign-in, roles, CSRF, sessions, the blurred
+media and its recorded reveal, decisions and appeals, and no hash on any page.
+The same flow in headless Chromium is tests/test_console_browser.py."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import aiohttp
+import pytest
+from console_fixtures import (
+    PASSWORDS,
+    Scenario,
+    drain,
+    high_frequency_energy,
+    start_scenario,
+    stop_scenario,
+)
+from PIL import Image
+
+from blindmatch.node.console import accounts as acc
+from blindmatch.node.console.app import render_media
+
+CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+LOGIN_CSRF = re.compile(r'name="login_csrf" value="([^"]+)"')
+
+
+@pytest.fixture
+async def sc(tmp_path: Path):
+    scenario = await start_scenario(tmp_path)
+    yield scenario
+    await stop_scenario(scenario)
+
+
+def client() -> aiohttp.ClientSession:
+    # Cookies for 127.0.0.1 need the "unsafe" jar (aiohttp refuses IP hosts by default).
+    return aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
+
+
+async def login(
+    s: aiohttp.ClientSession, sc: Scenario, rid: str, password: str | None = None, nxt: str = ""
+) -> aiohttp.ClientResponse:
+    async with s.get(sc.console_url + "/login") as r:
+        token = LOGIN_CSRF.search(await r.text()).group(1)  # type: ignore[union-attr]
+    form = {
+        "login_csrf": token,
+        "reviewer_id": rid,
+        "next": nxt,
+        "password": PASSWORDS.get(rid, "") if password is None else password,
+    }
+    async with s.post(sc.console_url + "/login", data=form, allow_redirects=False) as r:
+        await r.read()
+        return r
+
+
+async def page(s: aiohttp.ClientSession, url: str) -> tuple[int, str]:
+    async with s.get(url, allow_redirects=False) as r:
+        return r.status, await r.text()
+
+
+async def csrf_of(s: aiohttp.ClientSession, url: str) -> str:
+    _, text = await page(s, url)
+    return CSRF.search(text).group(1)  # type: ignore[union-attr]
+
+
+def case_url(sc: Scenario) -> str:
+    return f"{sc.console_url}/cases/{sc.case.case_ref.hex()}"
+
+
+async def test_review_flow_blurred_until_revealed_then_decided(sc: Scenario) -> None:
+    async with client() as s:
+        r = await login(s, sc, "rev-1")
+        assert r.status == 303 and r.headers["Location"] == "/console/"
+        cookie = r.headers["Set-Cookie"]
+        for attr in ("HttpOnly", "SameSite=Strict", "Path=/console"):
+            assert attr in cookie
+        status, queue = await page(s, sc.console_url + "/")
+        assert status == 200 and f"Case {sc.case.case_ref.hex()[:8]}" in queue
+        assert "survivor-submitted" in queue and "Waiting for review" in queue
+        async with s.get(case_url(sc)) as r:
+            html = await r.text()
+            for header, value in (
+                ("X-Content-Type-Options", "nosniff"),
+                ("Referrer-Policy", "no-referrer"),
+                ("Cache-Control", "no-store"),
+            ):
+                assert r.headers[header] == value
+            assert "frame-ancestors 'none'" in r.headers["Content-Security-Policy"]
+        assert 'data-view="blurred"' in html and "view=blurred" in html
+        assert "view=original" not in html
+        # The blurred view is grayscale and has lost the picture's fine detail.
+        async with s.get(case_url(sc) + "/media?view=blurred") as r:
+            assert r.status == 200 and r.content_type == "image/jpeg"
+            blurred = await r.read()
+        assert Image.open(__import__("io").BytesIO(blurred)).mode == "L"
+        # The original is refused until the reviewer reveals it, and the reveal needs a POST.
+        async with s.get(case_url(sc) + "/media?view=original") as r:
+            assert r.status == 403
+        status, html = await page(s, case_url(sc) + "?view=original")
+        assert 'data-view="blurred"' in html
+        token = CSRF.search(html).group(1)  # type: ignore[union-attr]
+        async with s.post(
+            case_url(sc) + "/reveal", data={"csrf": token}, allow_redirects=False
+        ) as r:
+            assert r.status == 303 and "view=original" in r.headers["Location"]
+        status, html = await page(s, case_url(sc) + "?view=original")
+        assert 'data-view="original"' in html and "Original image revealed to rev-1" in html
+        async with s.get(case_url(sc) + "/media?view=original") as r:
+            assert r.status == 200
+            original = await r.read()
+        assert high_frequency_energy(original) > 8 * high_frequency_energy(blurred)
+        # Decide.
+        async with s.post(
+            case_url(sc) + "/decide",
+            allow_redirects=False,
+            data={"csrf": token, "outcome": "dismissed", "reason": "not the reported picture"},
+        ) as r:
+            assert r.status == 303
+        case = await sc.platform.decisions.case(sc.case.case_ref)
+        assert (case.state, case.decided_by, case.reason) == (
+            "dismissed",
+            "rev-1",
+            "not the reported picture",
+        )
+        status, html = await page(s, case_url(sc))
+        assert "Decision: <strong>dismissed</strong> by rev-1" in html
+        assert "not the reported picture" in html
+        status, log = await page(s, sc.console_url + "/log")
+        assert status == 200 and "dismissed" in log
+        # The queue is empty now; the platform's dispute reaches the hub.
+        status, queue = await page(s, sc.console_url + "/")
+        assert "Nothing is waiting for review" in queue
+    await drain(sc.platform)
+    opinion = await sc.hub.decisions.opinion("hub", sc.case.item_ref)
+    assert opinion.disputes == 1
+
+
+async def test_unauthenticated_requests_are_refused(sc: Scenario) -> None:
+    async with client() as s:
+        for path in (
+            "/",
+            "/log",
+            "/reports",
+            "/admin/reviewers",
+            f"/cases/{sc.case.case_ref.hex()}",
+            f"/cases/{sc.case.case_ref.hex()}/media?view=blurred",
+        ):
+            status, _ = await page(s, sc.console_url + path)
+            assert status == 303, path
+        async with s.get(case_url(sc), allow_redirects=False) as r:
+            assert r.headers["Location"].startswith("/console/login?next=")
+        for path, form in (("/decide", {"outcome": "actioned", "reason": "x"}), ("/reveal", {})):
+            async with s.post(case_url(sc) + path, data=form, allow_redirects=False) as r:
+                assert r.status == 401
+        # A forged cookie is no session either.
+        s.cookie_jar.update_cookies({"bm_console": "A" * 43})
+        status, _ = await page(s, sc.console_url + "/")
+        assert status == 303
+    case = await sc.platform.decisions.case(sc.case.case_ref)
+    assert case.state == "queued"
+    assert [h["event"] for h in await sc.platform.decisions.history(case.case_ref)] == [
+        "opened:queued"
+    ]
+
+
+async def test_auditor_reads_but_cannot_decide_or_see_media(sc: Scenario) -> None:
+    async with client() as s:
+        r = await login(s, sc, "aud-1")
+        assert r.headers["Location"] == "/console/log"
+        status, html = await page(s, case_url(sc))
+        assert status == 200 and "History" in html
+        assert "<img" not in html and 'id="decide"' not in html and 'id="reveal"' not in html
+        token = await csrf_of(s, sc.console_url + "/log")
+        for path, form in (("/decide", {"outcome": "actioned", "reason": "x"}), ("/reveal", {})):
+            async with s.post(
+                case_url(sc) + path, data={"csrf": token, **form}, allow_redirects=False
+            ) as r:
+                assert r.status == 403, path
+        for view in ("blurred", "original"):
+            status, _ = await page(s, case_url(sc) + f"/media?view={view}")
+            assert status == 403
+        for path in ("/", "/admin/reviewers"):
+            status, _ = await page(s, sc.console_url + path)
+            assert status == 403
+        for path in ("/log", "/reports"):
+            status, _ = await page(s, sc.console_url + path)
+            assert status == 200
+    async with client() as s:
+        await login(s, sc, "rev-1")
+        status, _ = await page(s, sc.console_url + "/admin/reviewers")
+        assert status == 403
+        token = await csrf_of(s, sc.console_url + "/")
+        async with s.post(
+            sc.console_url + "/admin/reviewers",
+            allow_redirects=False,
+            data={
+                "csrf": token,
+                "reviewer_id": "sneaky",
+                "role": "admin",
+                "password": "0123456789ab",
+            },
+        ) as r:
+            assert r.status == 403
+    case = await sc.platform.decisions.case(sc.case.case_ref)
+    assert case.state == "queued"
+    assert await sc.platform.db.fetch_value("SELECT COUNT(*) FROM reviewers") == 3
+
+
+async def test_post_without_or_with_wrong_csrf_changes_nothing(sc: Scenario) -> None:
+    async with client() as s:
+        await login(s, sc, "rev-1")
+        good = await csrf_of(s, case_url(sc))
+        for form in ({}, {"csrf": ""}, {"csrf": good[:-1] + ("A" if good[-1] != "A" else "B")}):
+            for path, extra in (
+                ("/decide", {"outcome": "actioned", "reason": "x"}),
+                ("/reveal", {}),
+            ):
+                async with s.post(
+                    case_url(sc) + path, data={**form, **extra}, allow_redirects=False
+                ) as r:
+                    assert r.status == 403
+            async with s.post(sc.console_url + "/logout", data=form, allow_redirects=False) as r:
+                assert r.status == 403
+        # Another reviewer's token is not this session's token.
+        async with client() as other:
+            await login(other, sc, "admin-1")
+            foreign = await csrf_of(other, sc.console_url + "/")
+        async with s.post(
+            case_url(sc) + "/decide",
+            allow_redirects=False,
+            data={"csrf": foreign, "outcome": "actioned", "reason": "x"},
+        ) as r:
+            assert r.status == 403
+        status, _ = await page(s, sc.console_url + "/")
+        assert status == 200  # still signed in
+    case = await sc.platform.decisions.case(sc.case.case_ref)
+    assert case.state == "queued" and case.decided_by is None
+    events = [h["event"] for h in await sc.platform.decisions.history(case.case_ref)]
+    assert events == ["opened:queued"]
+
+
+async def test_sessions_expire_and_logout_ends_them(sc: Scenario) -> None:
+    async with client() as s:
+        r = await login(s, sc, "rev-1")
+        token = r.cookies["bm_console"].value
+        stored = await sc.platform.db.fetch_all("SELECT token_hash FROM reviewer_sessions")
+        assert [bytes(x["token_hash"]) for x in stored] == [acc.token_hash(token)]
+        assert (
+            token.encode()
+            not in (await sc.platform.db.fetch_all("SELECT * FROM reviewer_sessions"))[0]
+            .values()
+            .__repr__()
+            .encode()
+        )
+        sc.clock.advance(acc.SESSION_SECONDS - 60)
+        assert (await page(s, sc.console_url + "/"))[0] == 200
+        sc.clock.advance(61)
+        status, _ = await page(s, sc.console_url + "/")
+        assert status == 303
+        # Logout.
+        await login(s, sc, "rev-1")
+        csrf = await csrf_of(s, sc.console_url + "/")
+        token = next(c.value for c in s.cookie_jar if c.key == "bm_console")
+        async with s.post(
+            sc.console_url + "/logout", data={"csrf": csrf}, allow_redirects=False
+        ) as r:
+            assert r.status == 303 and r.headers["Location"] == "/console/login"
+        assert (await page(s, sc.console_url + "/"))[0] == 303
+    async with client() as s:  # the old cookie, replayed, is dead
+        s.cookie_jar.update_cookies({"bm_console": token})
+        assert (await page(s, sc.console_url + "/"))[0] == 303
+
+
+async def test_wrong_password_rate_limit_and_disabled_accounts(sc: Scenario) -> None:
+    async with client() as s:
+        r = await login(s, sc, "rev-1", "wrong password!")
+        assert r.status == 401 and "bm_console" not in r.cookies
+        r = await login(s, sc, "nobody", "wrong password!")
+        assert r.status == 401
+        for _ in range(4):
+            await login(s, sc, "rev-1", "still wrong!!")
+        r = await login(s, sc, "rev-1")  # right password, but locked out for now
+        assert r.status == 429 and int(r.headers["Retry-After"]) > 0
+        sc.clock.advance(901)
+        r = await login(s, sc, "rev-1")
+        assert r.status == 303
+        # A login form without its cookie-bound token is refused.
+    async with client() as s:
+        form = {"login_csrf": "x" * 32, "reviewer_id": "rev-1", "password": PASSWORDS["rev-1"]}
+        async with s.post(sc.console_url + "/login", data=form, allow_redirects=False) as r:
+            assert r.status == 403
+    # An admin disables rev-1: its live session ends at once.
+    async with client() as rev, client() as admin:
+        await login(rev, sc, "rev-1")
+        assert (await page(rev, sc.console_url + "/"))[0] == 200
+        await login(admin, sc, "admin-1")
+        token = await csrf_of(admin, sc.console_url + "/admin/reviewers")
+        async with admin.post(
+            sc.console_url + "/admin/reviewers/rev-1/disable", data={"csrf": token}
+        ) as r:
+            assert r.status == 200 and "disabled" in await r.text()
+        assert (await page(rev, sc.console_url + "/"))[0] == 303
+        r = await login(rev, sc, "rev-1")
+        assert r.status == 401
+        # The admin adds a reviewer through the page; the password is stored as scrypt.
+        async with admin.post(
+            sc.console_url + "/admin/reviewers",
+            data={
+                "csrf": token,
+                "reviewer_id": "rev-2",
+                "role": "reviewer",
+                "password": "a new long password",
+            },
+        ) as r:
+            assert r.status == 200 and "Reviewer added" in await r.text()
+        stored = await sc.platform.db.fetch_value(
+            "SELECT password_hash FROM reviewers WHERE reviewer_id = 'rev-2'"
+        )
+        assert stored.startswith("scrypt$16384$8$1$") and "a new long password" not in stored
+        assert acc.verify_password("a new long password", stored)
+        assert not acc.verify_password("a new long passwork", stored)
+
+
+async def test_next_parameter_is_not_an_open_redirect(sc: Scenario) -> None:
+    for nxt, expected in (
+        ("//evil.example/x", "/console/"),
+        ("https://evil.example", "/console/"),
+        ("/console/log", "/console/log"),
+    ):
+        async with client() as s:
+            r = await login(s, sc, "rev-1", nxt=nxt)
+            assert r.headers["Location"] == expected
+
+
+async def test_appeal_handled_in_the_console(sc: Scenario) -> None:
+    node = sc.platform
+    await node.decisions.decide(sc.case.case_ref, "actioned", "policy-test", "match")
+    await node.decisions.open_appeal(sc.case.case_ref, "this is my own photo")
+    async with client() as s:
+        await login(s, sc, "rev-1")
+        _, queue = await page(s, sc.console_url + "/")
+        assert "Appeal open" in queue
+        _, html = await page(s, case_url(sc))
+        assert 'id="appeal-submit"' in html and "Appeal opened by the uploader" in html
+        token = CSRF.search(html).group(1)  # type: ignore[union-attr]
+        async with s.post(
+            case_url(sc) + "/appeal",
+            allow_redirects=False,
+            data={"csrf": token, "appeal": "uphold", "reason": "consent shown"},
+        ) as r:
+            assert r.status == 303
+        _status, html = await page(s, case_url(sc))
+        assert "Appeal upheld by rev-1" in html
+    case = await node.decisions.case(sc.case.case_ref)
+    assert (case.appeal, case.state) == ("upheld", "dismissed")
+
+
+async def test_no_hash_on_any_page(sc: Scenario) -> None:
+    hex64 = re.compile(r"[0-9a-fA-F]{64}")
+    job_ref = await sc.platform.db.fetch_value(
+        "SELECT job_ref FROM cases WHERE case_ref = ?", sc.case.case_ref
+    )
+    query_hashes = [q.hash.hex() for q in await sc.platform._job_queries(bytes(job_ref))]
+    assert query_hashes
+    pages = []
+    for rid, paths in (
+        ("rev-1", ["/", f"/cases/{sc.case.case_ref.hex()}", "/log", "/reports"]),
+        ("admin-1", ["/admin/reviewers", "/"]),
+        ("aud-1", ["/log", "/reports", f"/cases/{sc.case.case_ref.hex()}"]),
+    ):
+        async with client() as s:
+            await login(s, sc, rid)
+            for path in paths:
+                status, text = await page(s, sc.console_url + path)
+                assert status == 200, (rid, path)
+                pages.append(text)
+    for text in pages:
+        assert sc.held_hex not in text.lower()
+        assert not hex64.search(text)
+        for q in query_hashes:
+            assert q not in text
+
+
+def test_blur_is_server_side_and_strips_detail() -> None:
+    from console_fixtures import jpeg, photo
+
+    data = jpeg(photo(3))
+    blurred = render_media(data, blurred=True)
+    original = render_media(data, blurred=False)
+    assert high_frequency_energy(original) > 8 * high_frequency_energy(blurred)
+    from io import BytesIO
+
+    assert Image.open(BytesIO(blurred)).mode == "L"
+    assert Image.open(BytesIO(original)).mode == "RGB"
+
+
+def test_password_hash_format_and_constant_time_paths() -> None:
+    stored = acc.hash_password("a password of length")
+    scheme, n, r, p, salt, digest = stored.split("$")
+    assert (scheme, n, r, p) == ("scrypt", "16384", "8", "1")
+    assert len(bytes.fromhex(salt)) == 16 and len(bytes.fromhex(digest)) == 32
+    assert acc.hash_password("a password of length") != stored  # salted
+    assert acc.verify_password("a password of length", stored)
+    for bad in (
+        "",
+        "scrypt$",
+        "bcrypt$16384$8$1$00$00",
+        stored.replace("$16384$", "$1048576$"),
+        stored[:-2],
+    ):
+        assert not acc.verify_password("a password of length", bad)
