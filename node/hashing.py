@@ -194,7 +194,9 @@ def downscale(image: Image.Image) -> Image.Image:
     return image.resize(size, Image.Resampling.BOX)
 
 
-def find_border_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
+def find_border_box(
+    rgb: np.ndarray, line_fraction: float = BORDER_LINE_FRACTION
+) -> tuple[int, int, int, int]:
     """The (left, top, right, bottom) box left after removing solid padding from each edge."""
     height, width = rgb.shape[:2]
 
@@ -210,7 +212,7 @@ def find_border_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
         while depth < limit:
             block = lines[depth : min(limit, depth + chunk)].astype(np.int16)
             close = np.abs(block - reference).max(axis=2) <= BORDER_TOLERANCE
-            uniform = close.mean(axis=1) >= BORDER_LINE_FRACTION
+            uniform = close.mean(axis=1) >= line_fraction
             if not uniform.all():
                 depth += int(np.argmin(uniform))
                 break
@@ -230,6 +232,55 @@ def find_border_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
     if top + bottom >= height - MIN_SIDE or left + right >= width - MIN_SIDE:
         return (0, 0, width, height)
     return (left, top, width - right, height - bottom)
+
+
+# Content box: a picture shown inside other material (a caption strip above it, app chrome
+# around it in a screenshot). The same scan as border removal, but a line counts as chrome when
+# only CHROME_LINE_FRACTION of its pixels match the edge colour: plain background with text or
+# icons on it.
+CHROME_LINE_FRACTION = 0.6
+
+
+def find_content_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) box of a picture embedded among plain chrome, or the
+    whole frame when there is none."""
+    return find_border_box(rgb, line_fraction=CHROME_LINE_FRACTION)
+
+
+# Framed box: a picture pasted into a larger canvas leaves sharp straight edges across the whole
+# width (or height). An edge row is one where at least FRAME_EDGE_FRACTION of the columns change
+# by more than FRAME_EDGE_STEP grey levels from the row before; the strongest edge in the outer
+# FRAME_SEARCH_FRACTION of each side is taken as the picture's boundary.
+FRAME_EDGE_FRACTION = 0.7
+FRAME_EDGE_STEP = 20
+FRAME_SEARCH_FRACTION = 0.45
+
+
+def _frame_edges(luma: np.ndarray) -> tuple[int, int]:
+    n = luma.shape[0]
+    steps = (np.abs(np.diff(luma, axis=0)) > FRAME_EDGE_STEP).mean(axis=1)  # steps[i]: i|i+1
+    reach = int(n * FRAME_SEARCH_FRACTION)
+    start, stop = 0, n
+    if reach >= 1:
+        head = steps[:reach]
+        if head.size and head.max() >= FRAME_EDGE_FRACTION:
+            start = int(np.argmax(head)) + 1
+        tail = steps[n - 1 - reach :]
+        if tail.size and tail.max() >= FRAME_EDGE_FRACTION:
+            stop = n - 1 - reach + int(np.argmax(tail)) + 1
+    return start, stop
+
+
+def find_framed_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) box inside full-width / full-height straight edges, or the
+    whole frame when there are none."""
+    height, width = rgb.shape[:2]
+    luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    top, bottom = _frame_edges(luma)
+    left, right = _frame_edges(luma[top:bottom].T)
+    if min(bottom - top, right - left) < max(MIN_SIDE, 0.3 * min(height, width)):
+        return (0, 0, width, height)
+    return (left, top, right, bottom)
 
 
 def pdq_of_pixels(rgb: np.ndarray) -> PdqHash:
@@ -262,7 +313,9 @@ def hash_image(
     Always: the standard PDQ hash (indexable, equal to what HMA computes on the same pixels).
     With ``query_variants``: the eight rotations/mirrors of the picture and, when it has a
     border, the eight of the picture without it (names prefixed ``trimmed/``), so padded,
-    letterboxed, mirrored and rotated copies find the original.
+    letterboxed, mirrored and rotated copies find the original; and when the picture seems
+    embedded among plain chrome (a caption strip, a screenshot's app interface), the hash of
+    that content box (``content/identity``).
     """
     small = downscale(image if image.mode == "RGB" else image.convert("RGB"))
     rgb = np.asarray(small, dtype=np.uint8)
@@ -277,6 +330,16 @@ def hash_image(
         if box != full_box:
             left, top, right, bottom = box
             variants += pdq_query_variants(rgb[top:bottom, left:right], prefix="trimmed/")
+        if remove_border:
+            seen = {full_box, box}
+            for prefix, finder in (("content", find_content_box), ("framed", find_framed_box)):
+                content = finder(rgb)
+                if content in seen:
+                    continue
+                seen.add(content)
+                left, top, right, bottom = content
+                crop = pdq_of_pixels(rgb[top:bottom, left:right])
+                variants.append(QueryVariant(f"{prefix}/identity", crop))
     else:
         pdq = pdq_of_pixels(rgb)
     return ImageHashes(sha256, width, height, pdq, box, tuple(variants))

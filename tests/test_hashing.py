@@ -98,6 +98,31 @@ def test_padding_and_letterbox_are_removed() -> None:
     assert hashing.find_border_box(np.asarray(original)) == (0, 0, 300, 200)
 
 
+def test_a_picture_under_a_caption_or_inside_app_chrome_is_found() -> None:
+    original = Image.fromarray(smooth_image(10, 180, 240))
+    plain = hash_image(original).pdq.hash32
+    # A white caption strip with dark text above the picture.
+    caption = Image.new("RGB", (240, 230), (255, 255, 255))
+    caption.paste(original, (0, 50))
+    pixels = np.asarray(caption).copy()
+    pixels[15:35, 20:220:3] = 0  # "text": dark strokes over a third of those rows
+    caption = Image.fromarray(pixels)
+    # A screenshot: a light app background, a header with an avatar, the picture, icons.
+    shot = Image.new("RGB", (300, 400), (245, 245, 245))
+    shot_pixels = np.asarray(shot).copy()
+    shot_pixels[20:60, 20:60] = (200, 90, 140)
+    shot_pixels[330:350, 20:300:40] = (30, 30, 30)
+    shot = Image.fromarray(shot_pixels)
+    shot.paste(original.resize((300, 225)), (0, 90))
+    for embedded in (caption, shot):
+        h = hash_image(embedded, query_variants=True)
+        assert hamming(h.pdq.hash32, plain) > 31
+        names = {v.name for v in h.variants}
+        assert names & {"content/identity", "framed/identity"}
+        assert min(hamming(v.pdq.hash32, plain) for v in h.variants) <= 16
+    assert hashing.find_framed_box(np.asarray(original)) == (0, 0, 240, 180)
+
+
 def test_a_flat_picture_is_not_trimmed_away() -> None:
     flat = np.full((100, 100, 3), 128, np.uint8)
     assert hashing.find_border_box(flat) == (0, 0, 100, 100)
