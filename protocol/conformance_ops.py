@@ -295,6 +295,7 @@ def run(op: str, data: dict[str, Any]) -> dict[str, Any]:
 
 # Chapters 11 (LSH) and 12 (the log) register their ops on import.
 from blindmatch.protocol import (  # noqa: E402
+    derivative_ops,  # noqa: F401
     lsh_ops,  # noqa: F401
     transparency_ops,  # noqa: F401
 )

@@ -1,0 +1,210 @@
+"""The derivative-robust tile signal pdq-tiles-1: geometry, tile hashing, quality gate, the
+layout rule, copy vs derivative, and one exchange through the real private protocol."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import numpy as np
+import pdqhash
+import pytest
+from PIL import Image
+
+from blindmatch.crypto import oprf
+from blindmatch.node import tile_hashing
+from blindmatch.protocol import derivative as dv
+from blindmatch.protocol import index, matching
+from blindmatch.protocol.lsh import PDQ_LSH_1
+from blindmatch.protocol.roster import voprf_key_id
+
+SCHEME = dv.PDQ_TILES_1
+
+
+def textured(seed: int, h: int = 480, w: int = 640) -> np.ndarray:
+    """A picture with texture everywhere (smoothly upsampled noise at two scales)."""
+    rng = np.random.default_rng(seed)
+    coarse = Image.fromarray((rng.random((h // 40, w // 40, 3)) * 255).astype(np.uint8))
+    fine = Image.fromarray((rng.random((h // 8, w // 8, 3)) * 255).astype(np.uint8))
+    a = np.asarray(coarse.resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32)
+    b = np.asarray(fine.resize((w, h), Image.Resampling.BICUBIC), dtype=np.float32)
+    return np.clip(0.6 * a + 0.4 * b, 0, 255).astype(np.uint8)
+
+
+def jpeg(rgb: np.ndarray, quality: int = 80) -> np.ndarray:
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+
+
+def regenerate(rgb: np.ndarray, seed: int) -> np.ndarray:
+    """A derivative: the central body-like block (columns 1/4..3/4, rows 1/4..1) replaced."""
+    out = rgb.copy()
+    h, w = rgb.shape[:2]
+    other = textured(seed, h, w)
+    out[h // 4 :, w // 4 : 3 * w // 4] = other[h // 4 :, w // 4 : 3 * w // 4]
+    return out
+
+
+def confirm(query: np.ndarray, source: np.ndarray, group: bytes) -> tuple[list, list, set]:
+    """Brute-force stand-in for the private test: confirmed tiles of ``query`` against the
+    index tiles of ``source`` (same cell, any frame, distance <= T)."""
+    q = tile_hashing.query_tiles(query)
+    s = tile_hashing.index_tiles(source)
+    confs = []
+    for t in q:
+        for u in s:
+            if (
+                u.cell == t.cell
+                and bin(
+                    int.from_bytes(t.pdq.hash32, "big") ^ int.from_bytes(u.pdq.hash32, "big")
+                ).count("1")
+                <= SCHEME.threshold
+            ):
+                confs.append(dv.TileConfirmation(t.cell, group))
+                break
+    source_cells = {u.cell for u in s if u.tile.frame == 0}
+    return [t.cell for t in q], confs, source_cells
+
+
+def test_cells_boxes_and_labels() -> None:
+    cell = dv.Cell(4, 3, 2)
+    assert dv.Cell.parse(cell.label) == cell and cell.label == "g4c3r2"
+    for bad in ("g4c4r0", "x", "g0c0r0", "g4c1r-1"):
+        with pytest.raises(dv.DerivativeError):
+            dv.Cell.parse(bad)
+    assert dv.frame_box(800, 500, 0.05) == (20, 12, 780, 487)
+    assert dv.cell_box((0, 0, 801, 500), dv.Cell(4, 3, 3)) == (600, 375, 801, 500)
+    tiles = SCHEME.index_tiles(640, 480)
+    assert len(tiles) == len(SCHEME.cells) * len(SCHEME.index_frames)
+    assert len(SCHEME.query_tiles(640, 480)) == len(SCHEME.cells)
+
+
+def test_cell_keys_are_pdq_lsh_1_keys_under_the_cell_signal() -> None:
+    h = bytes(range(32))
+    a, b = dv.Cell(4, 0, 0), dv.Cell(4, 1, 0)
+    ka, kb = SCHEME.index_keys(a, h), SCHEME.index_keys(b, h)
+    base = PDQ_LSH_1.index_keys(h)
+    assert len(ka) == PDQ_LSH_1.tables and not set(ka) & set(kb) and not set(ka) & set(base)
+    sig = b"pdq-tile/g4c0r0"
+    prefix = bytes([len(PDQ_LSH_1.tag)]) + PDQ_LSH_1.tag + bytes([len(sig)]) + sig
+    base_prefix = len(PDQ_LSH_1.index_keys(h)[0]) - 6  # u16 table + 4 bytes of 27 bits
+    for t, key in enumerate(ka):
+        assert key.startswith(prefix) and key[len(prefix) :] == base[t][base_prefix:]
+
+
+def test_tile_hashes_are_deterministic_and_equal_pdqhash_of_the_cut_pixels() -> None:
+    rgb = textured(1)
+    first = tile_hashing.index_tiles(rgb, gated=False)
+    again = tile_hashing.index_tiles(rgb.copy(), gated=False)
+    assert [t.pdq.hash32 for t in first] == [t.pdq.hash32 for t in again]
+    assert len(first) == len(SCHEME.cells) * len(SCHEME.index_frames)
+    for t in first[:: max(1, len(first) // 12)]:
+        left, top, right, bottom = t.tile.box
+        bits, quality = pdqhash.compute(np.ascontiguousarray(rgb[top:bottom, left:right]))
+        assert t.pdq.hash32 == np.packbits(bits.astype(np.uint8)).tobytes()
+        assert t.pdq.quality == quality
+
+
+def test_flat_tiles_are_gated_out() -> None:
+    rgb = textured(2)
+    rgb[:, : rgb.shape[1] // 2] = (120, 130, 140)  # a flat wall over the left half
+    tiles = tile_hashing.query_tiles(rgb)
+    assert tiles and all(t.cell.col >= 2 for t in tiles)
+    assert all(t.pdq.quality >= SCHEME.min_quality for t in tiles)
+    ungated = tile_hashing.query_tiles(rgb, gated=False)
+    assert len(ungated) == len(SCHEME.cells)
+
+
+def test_copy_and_derivative_are_told_apart() -> None:
+    source = textured(3)
+    group = b"G" * 8
+    cells, confs, src_cells = confirm(jpeg(source), source, group)
+    (verdict,) = dv.classify(SCHEME, cells, confs, True, {group: src_cells})
+    assert verdict.kind == dv.KIND_COPY and verdict.coverage >= SCHEME.copy_coverage
+
+    derived = jpeg(regenerate(source, 99))
+    cells, confs, src_cells = confirm(derived, source, group)
+    (verdict,) = dv.classify(SCHEME, cells, confs, False, {group: src_cells})
+    assert verdict.kind == dv.KIND_DERIVATIVE
+    # the kept top row and the side columns matched, the regenerated block did not
+    assert {"g4c0r0", "g4c3r0", "g4c0r3", "g4c3r3"} <= set(verdict.matched_cells)
+    assert {"g4c1r2", "g4c2r2", "g4c1r3", "g4c2r3"} <= set(verdict.unmatched_cells)
+    result = verdict.as_result()
+    assert result["kind"] == "derivative" and "hash" not in str(result)
+
+    # an unrelated picture: nothing
+    cells, confs, src_cells = confirm(jpeg(textured(4)), source, group)
+    assert dv.classify(SCHEME, cells, confs, False, {group: src_cells}) == []
+
+
+def test_layout_rule_refuses_scattered_coincidences() -> None:
+    cells = [dv.Cell(4, c, r) for r in range(4) for c in range(4)]
+    # one confirmed tile against each of several sources: no source reaches k
+    scattered = [dv.TileConfirmation(cells[i], bytes([i]) * 8) for i in range(6)]
+    assert dv.classify(SCHEME, cells, scattered) == []
+    # confirmations for cells the query never asked about (not quality cells) do not count
+    stray = [dv.TileConfirmation(c, b"S" * 8) for c in cells[:3]]
+    assert dv.classify(SCHEME, cells[3:], stray) == []
+    # k cells of one source: a match; the whole-image match alone is a copy without tiles
+    two = [dv.TileConfirmation(cells[0], b"S" * 8), dv.TileConfirmation(cells[5], b"S" * 8)]
+    (v,) = dv.classify(SCHEME, cells, two)
+    assert v.kind == dv.KIND_DERIVATIVE and v.matched_cells == ("g4c0r0", "g4c1r1")
+    (w,) = dv.classify(SCHEME, cells, [], whole_match=True)
+    assert w.kind == dv.KIND_COPY and w.group is None
+
+
+def test_source_cells_mask_round_trip() -> None:
+    cells = {dv.Cell(4, 1, 0), dv.Cell(4, 3, 3)}
+    mask = dv.cells_mask(SCHEME, cells)
+    assert dv.mask_cells(SCHEME, mask) == cells
+    with pytest.raises(dv.DerivativeError):
+        dv.mask_cells(SCHEME, 1 << len(SCHEME.cells))
+
+
+def test_a_derivative_is_found_through_the_private_protocol() -> None:
+    scheme = dv.DerivativeScheme(
+        name="pdq-tiles-test",
+        query_grids=(2,),
+        index_frames=(0.0,),
+        min_quality=SCHEME.min_quality,
+        threshold=31,
+        min_regions=2,
+        copy_coverage=0.8,
+    )
+    source = textured(5)
+    derived = source.copy()
+    derived[240:, 320:] = textured(6)[240:, 320:]  # one quarter regenerated
+    key = oprf.generate_key_pair()
+    key_id = voprf_key_id(key.pk)
+    group = os.urandom(8)
+    indexed = tile_hashing.index_tiles(source, scheme)
+    mask = dv.cells_mask(scheme, [t.cell for t in indexed])
+    items, entries = {}, []
+    for t in indexed:
+        ref = os.urandom(16)
+        items[ref] = matching.HolderItem(t.pdq.hash32, (31,), dv.release_for_tile(group, mask))
+        for k in scheme.index_keys(t.cell, t.pdq.hash32):
+            entries.append(index.make_entry(oprf.evaluate(key, k, oprf.Mode.VOPRF), ref))
+    replica = index.ReplicaIndex(scheme.lsh.name, key_id)
+    replica.add(index.pack_entries(entries))
+    queries = [
+        matching.QueryHash(t.pdq.hash32, t.pdq.float_vector, t.cell.label)
+        for t in tile_hashing.query_tiles(jpeg(derived), scheme)
+    ]
+    ex = dv.TilePeerExchange("hub", key.pk, scheme, queries, probe_budget=16)
+    ex.on_evaluated(matching.answer_evaluate(key, key_id, ex.evaluate_request()), replica)
+    cache = matching.EncryptionCache(os.urandom)
+    for req in ex.threshold_requests(cache):
+        answer = matching.answer_threshold(matching.verify_threshold_query(req), items, req)
+        ex.on_answer(req, answer, cache)
+    (verdict,) = dv.classify(
+        scheme,
+        [dv.Cell.parse(q.variant) for q in queries],
+        ex.tile_confirmations(),
+        False,
+        ex.source_cells(),
+    )
+    assert verdict.kind == dv.KIND_DERIVATIVE and verdict.group == group
+    assert verdict.matched_cells == ("g2c0r0", "g2c0r1", "g2c1r0")
+    assert verdict.unmatched_cells == ("g2c1r1",)
