@@ -516,3 +516,124 @@ def test_exif_orientation_is_undone_like_the_server_ignores_it(page, tmp_path) -
     for path in files:
         expected = hashing.hash_image_bytes(path.read_bytes()).pdq.hex
         assert results[path.name]["hash"] == expected, path.name
+
+
+def _encode_png(
+    samples, ctype: int, depth: int, *, interlace: bool = False, palette=None, trns=None
+) -> bytes:
+    """A PNG writer for the cases Pillow cannot write (16-bit colour, Adam7), cycling through
+    all five row filters so the page's unfiltering is exercised."""
+    import numpy as np
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        crc = struct.pack(">I", zlib.crc32(kind + body))
+        return struct.pack(">I", len(body)) + kind + body + crc
+
+    def pack_rows(block) -> list[bytes]:
+        rows = []
+        for row in block:
+            if depth == 16:
+                rows.append(row.astype(">u2").tobytes())
+            elif depth == 8:
+                rows.append(row.astype(np.uint8).tobytes())
+            else:
+                bits = np.unpackbits(row.astype(np.uint8).reshape(-1, 1), axis=1)[:, 8 - depth :]
+                rows.append(np.packbits(bits.reshape(-1)).tobytes())
+        return rows
+
+    def paeth(a: int, b: int, c: int) -> int:
+        p = a + b - c
+        pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+        return a if pa <= pb and pa <= pc else (b if pb <= pc else c)
+
+    channels = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}[ctype]
+    bpp = max(1, channels * depth // 8)
+    height, width = samples.shape[:2]
+    adam7 = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2)]
+    adam7.append((0, 1, 1, 2))
+    passes = adam7 if interlace else [(0, 0, 1, 1)]
+    raw = bytearray()
+    n = 0
+    for xs, ys, dx, dy in passes:
+        block = samples[ys::dy, xs::dx].reshape(-1, (width - xs + dx - 1) // dx * channels)
+        if block.size == 0:
+            continue
+        prev = None
+        for row in pack_rows(block):
+            f = n % 5
+            n += 1
+            out = bytearray()
+            for i, x in enumerate(row):
+                a = row[i - bpp] if i >= bpp else 0
+                b = prev[i] if prev is not None else 0
+                c = prev[i - bpp] if prev is not None and i >= bpp else 0
+                pred = [0, a, b, (a + b) // 2, paeth(a, b, c)][f]
+                out.append((x - pred) & 255)
+            raw += bytes([f]) + out
+            prev = row
+    ihdr = struct.pack(">IIBBBBB", width, height, depth, ctype, 0, 0, int(interlace))
+    body = chunk(b"IHDR", ihdr)
+    if palette is not None:
+        body += chunk(b"PLTE", bytes(palette))
+    if trns is not None:
+        body += chunk(b"tRNS", trns)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + body
+        + chunk(b"IDAT", zlib.compress(bytes(raw)))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.browser
+@browser
+@pytest.mark.filterwarnings("ignore:Palette images with Transparency")
+def test_transparent_and_16_bit_pngs_match_pillow(page, tmp_path) -> None:
+    # The canvas loses the colour under transparent pixels and rounds 16-bit samples its own
+    # way; the page decodes these PNGs itself, as Pillow does.
+    import numpy as np
+    from PIL import Image
+
+    rgb = np.asarray(Image.open(DATA / "landscape.png").convert("RGB"))
+    h, w = rgb.shape[:2]
+    rng = np.random.default_rng(7)
+    alpha = rng.integers(0, 256, (h, w), dtype=np.uint8)
+    alpha[:20] = 0  # fully transparent rows keep their colour in Pillow's conversion
+    wide = rgb.astype(np.uint16) * 257 + rng.integers(0, 257, rgb.shape).astype(np.uint16)
+    grey16 = (rgb[..., 0].astype(np.uint16) * 3).astype(np.uint16)  # > 255 clips in Pillow
+    index = rng.integers(0, 16, (h, w), dtype=np.uint8)
+    palette = rng.integers(0, 256, 48, dtype=np.uint8).tolist()
+    cases = {
+        "rgba.png": Image.fromarray(np.dstack([rgb, alpha]), "RGBA"),
+        "la.png": Image.fromarray(np.dstack([rgb[..., 1], alpha]), "LA"),
+        "rgba16.png": _encode_png(np.dstack([wide, wide[..., :1]]), 6, 16),
+        "rgb16-interlaced.png": _encode_png(wide, 2, 16, interlace=True),
+        "grey16.png": _encode_png(grey16[..., None], 0, 16),
+        "la16-interlaced.png": _encode_png(
+            np.dstack([wide[..., :1], wide[..., 1:2]]), 4, 16, interlace=True
+        ),
+        "palette4-trns.png": _encode_png(
+            index[..., None], 3, 4, palette=palette, trns=bytes([0, 128, 255])
+        ),
+        "grey2-trns-interlaced.png": _encode_png(
+            (index % 4)[..., None], 0, 2, interlace=True, trns=b"\x00\x01"
+        ),
+        "rgb-trns.png": _encode_png(rgb, 2, 8, trns=b"\x00\x10\x00\x20\x00\x30"),
+        "rgba-interlaced.png": _encode_png(np.dstack([rgb, alpha]), 6, 8, interlace=True),
+    }
+    files = []
+    for name, value in cases.items():
+        path = tmp_path / name
+        if isinstance(value, bytes):
+            path.write_bytes(value)
+        else:
+            value.save(path, "PNG")
+        files.append(path)
+    pick_files(page, "files", files)
+    assert http_requests(page) == []
+    results = {r["file"]: r for r in page_results(page)}
+    for path in files:
+        expected = hashing.hash_image_bytes(path.read_bytes()).pdq
+        shown = results[path.name]
+        assert shown["hash"] == expected.hex, (path.name, shown)
+        assert int(shown["quality"]) == expected.quality, path.name

@@ -240,8 +240,150 @@
     return info;
   }
 
+  // ---- PNG with transparency or 16-bit samples: decoded here, as Pillow does ----------------
+  // A canvas stores premultiplied alpha, so the colour under see-through pixels is lost, and it
+  // rounds 16-bit samples its own way. Pillow's convert("RGB") keeps the colour and drops the
+  // alpha, takes the high byte of 16-bit colour samples, and clips 16-bit greyscale at 255.
+  // For these PNGs the page inflates and unfilters the image data itself (the browser's own
+  // zlib, DecompressionStream) and applies the same rules.
+  function pngNeedsOwnDecoder(b) {
+    if (b.length < 33) return false;
+    var depth = b[24], ctype = b[25];
+    if (depth === 16 || ctype === 4 || ctype === 6) return true;
+    var p = 8;
+    while (p + 8 <= b.length) {
+      var type = ascii(b, p + 4, 4);
+      if (type === "tRNS") return true;
+      if (type === "IDAT" || type === "IEND") return false;
+      p += 12 + u32be(b, p);
+    }
+    return false;
+  }
+
+  async function inflate(data) {
+    var stream = new Blob([data]).stream().pipeThrough(new DecompressionStream("deflate"));
+    return new Uint8Array(await new Response(stream).arrayBuffer());
+  }
+
+  var ADAM7 = [
+    [0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2],
+  ];
+
+  function paeth(a, b, c) {
+    var p = a + b - c, pa = Math.abs(p - a), pb = Math.abs(p - b), pc = Math.abs(p - c);
+    return pa <= pb && pa <= pc ? a : pb <= pc ? b : c;
+  }
+
+  // Unfilters one (sub-)image of rows*rowBytes starting at raw[pos]; returns [pixels, next pos].
+  function unfilter(raw, pos, rows, rowBytes, bpp) {
+    var out = new Uint8Array(rows * rowBytes);
+    for (var y = 0; y < rows; y++) {
+      if (pos + 1 + rowBytes > raw.length) throw new PageError("corrupt", "");
+      var f = raw[pos++], o = y * rowBytes, up = o - rowBytes;
+      for (var x = 0; x < rowBytes; x++) {
+        var v = raw[pos + x];
+        var a = x >= bpp ? out[o + x - bpp] : 0;
+        var b = y > 0 ? out[up + x] : 0;
+        var c = x >= bpp && y > 0 ? out[up + x - bpp] : 0;
+        if (f === 1) v += a;
+        else if (f === 2) v += b;
+        else if (f === 3) v += (a + b) >> 1;
+        else if (f === 4) v += paeth(a, b, c);
+        else if (f !== 0) throw new PageError("corrupt", "");
+        out[o + x] = v & 255;
+      }
+      pos += rowBytes;
+    }
+    return [out, pos];
+  }
+
+  async function decodePNG(b) {
+    var width = u32be(b, 16), height = u32be(b, 20), depth = b[24], ctype = b[25];
+    var interlaced = b[28] === 1;
+    var channels = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 }[ctype];
+    if (!channels) throw new PageError("corrupt", "");
+    var palette = null, parts = [], total = 0, p = 8;
+    while (p + 8 <= b.length) {
+      var len = u32be(b, p), type = ascii(b, p + 4, 4);
+      if (p + 12 + len > b.length) throw new PageError("corrupt", "");
+      if (type === "PLTE") palette = b.subarray(p + 8, p + 8 + len);
+      if (type === "IDAT") {
+        parts.push(b.subarray(p + 8, p + 8 + len));
+        total += len;
+      }
+      if (type === "IEND") break;
+      p += 12 + len;
+    }
+    var idat = new Uint8Array(total), off = 0;
+    parts.forEach(function (part) {
+      idat.set(part, off);
+      off += part.length;
+    });
+    var raw;
+    try {
+      raw = await inflate(idat);
+    } catch (e) {
+      throw new PageError("corrupt", "");
+    }
+    var bitsPerPixel = channels * depth;
+    var bpp = Math.max(1, bitsPerPixel >> 3);
+    var rgba = new Uint8ClampedArray(width * height * 4);
+    var sample = function (row, x, ch) {
+      // One sample of pixel x (channel ch) as Pillow's RGB conversion sees it.
+      if (depth === 8) return row[x * channels + ch];
+      if (depth === 16) {
+        var i = (x * channels + ch) * 2;
+        if (ctype === 0) return Math.min(255, (row[i] << 8) | row[i + 1]);
+        return row[i];
+      }
+      var bit = x * depth, v = (row[bit >> 3] >> (8 - depth - (bit & 7))) & ((1 << depth) - 1);
+      return ctype === 3 ? v : (v * 255) / ((1 << depth) - 1);
+    };
+    var put = function (row, x, tx, ty) {
+      var o = (ty * width + tx) * 4, r, g, bl;
+      if (ctype === 3) {
+        var k = sample(row, x, 0) * 3;
+        r = palette && k + 2 < palette.length ? palette[k] : 0;
+        g = palette && k + 2 < palette.length ? palette[k + 1] : 0;
+        bl = palette && k + 2 < palette.length ? palette[k + 2] : 0;
+      } else if (ctype === 0 || ctype === 4) {
+        r = g = bl = sample(row, x, 0);
+      } else {
+        r = sample(row, x, 0);
+        g = sample(row, x, 1);
+        bl = sample(row, x, 2);
+      }
+      rgba[o] = r;
+      rgba[o + 1] = g;
+      rgba[o + 2] = bl;
+      rgba[o + 3] = 255;
+    };
+    var passes = interlaced ? ADAM7 : [[0, 0, 1, 1]];
+    var pos = 0;
+    for (var n = 0; n < passes.length; n++) {
+      var xs = passes[n][0], ys = passes[n][1], dx = passes[n][2], dy = passes[n][3];
+      var pw = Math.ceil((width - xs) / dx), ph = Math.ceil((height - ys) / dy);
+      if (pw <= 0 || ph <= 0) continue;
+      var rowBytes = Math.ceil((pw * bitsPerPixel) / 8);
+      var done = unfilter(raw, pos, ph, rowBytes, bpp);
+      pos = done[1];
+      for (var y = 0; y < ph; y++) {
+        var row = done[0].subarray(y * rowBytes, (y + 1) * rowBytes);
+        for (var x = 0; x < pw; x++) put(row, x, xs + x * dx, ys + y * dy);
+      }
+    }
+    return { rgba: rgba, width: width, height: height, translucent: false };
+  }
+
   // ---- Pixels: decode without colour management or orientation changes --------------------
   async function decode(bytes, info) {
+    if (info.format === "PNG" && pngNeedsOwnDecoder(bytes)) {
+      try {
+        return await decodePNG(bytes);
+      } catch (e) {
+        throw new PageError("corrupt", "This photo looks damaged or incomplete, so it cannot be read.");
+      }
+    }
     var bitmap;
     try {
       bitmap = await createImageBitmap(new Blob([bytes]), {
