@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "blindmatch.node.cmd_node",
     "blindmatch.node.cmd_audit",
     "blindmatch.node.cmd_sim",
+    "blindmatch.node.cmd_reviewer",
 )
 
 

@@ -410,3 +410,46 @@ def test_password_hash_format_and_constant_time_paths() -> None:
         stored[:-2],
     ):
         assert not acc.verify_password("a password of length", bad)
+
+
+def test_reviewer_cli_add_list_disable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+
+    from blindmatch.node.cli import main
+    from blindmatch.node.clock import SystemClock
+    from blindmatch.node.storage import open_database
+
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    pw = tmp_path / "pw.txt"
+    pw.write_text("a long enough password\n")
+    assert main(["reviewer", "add", "alice", "--role", "admin", "--db", url,
+                 "--password-file", str(pw)]) == 0  # fmt: skip
+    assert main(["reviewer", "add", "alice", "--role", "admin", "--db", url,
+                 "--password-file", str(pw)]) == 1  # fmt: skip
+    short_pw = tmp_path / "short.txt"
+    short_pw.write_text("short\n")
+    assert main(["reviewer", "add", "bob", "--role", "auditor", "--db", url,
+                 "--password-file", str(short_pw)]) == 1  # fmt: skip
+    assert main(["reviewer", "add", "bob", "--role", "auditor", "--db", url,
+                 "--password-file", str(pw)]) == 0  # fmt: skip
+    assert main(["reviewer", "disable", "bob", "--db", url]) == 0
+    assert main(["reviewer", "disable", "nobody", "--db", url]) == 1
+    capsys.readouterr()
+    assert main(["reviewer", "list", "--db", url]) == 0
+    out = capsys.readouterr().out
+    assert "alice" in out and "admin" in out and "bob" in out and "disabled" in out
+    assert "a long enough password" not in out
+
+    async def check() -> tuple[object, object]:
+        db = await open_database(url, migrate_now=SystemClock().now())
+        try:
+            accounts = acc.Accounts(db, SystemClock().now)
+            return (
+                await accounts.authenticate("alice", "a long enough password"),
+                await accounts.authenticate("bob", "a long enough password"),
+            )
+        finally:
+            await db.close()
+
+    alice, bob = asyncio.run(check())
+    assert alice is not None and bob is None  # bob is disabled

@@ -633,7 +633,8 @@ async def _render_case(request: web.Request, error: str = "", status: int = 200)
     if case.decided_by:
         facts += f"<dt>Decided by</dt><dd>{e(case.decided_by)}</dd>"
     if case.reason:
-        facts += f"<dt>Reason</dt><dd>{e(case.reason)}</dd>"
+        label = "Reason" if case.decided_by else "Why it needs a person"
+        facts += f"<dt>{label}</dt><dd>{e(case.reason)}</dd>"
     facts += "</dl>"
     parts.append(
         '<div class="grid"><section aria-labelledby="media-h" id="media"><h2 id="media-h">'
