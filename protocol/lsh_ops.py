@@ -9,17 +9,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from blindmatch.protocol import conformance_ops, signals
-from blindmatch.protocol.conformance_ops import OpError
+from blindmatch.protocol import signals
 from blindmatch.protocol.lsh import SCHEMES, BitSamplingScheme
 
 Op = Callable[[dict[str, Any]], dict[str, Any]]
 
 
+def _op_error(code: str, message: str = "") -> Exception:
+    # conformance_ops imports this module (and others that import it) at its end; importing it
+    # here lazily keeps either import order free of a cycle.
+    from blindmatch.protocol.conformance_ops import OpError as _OpError
+
+    return _OpError(code, message)
+
+
 def _scheme(name: Any) -> BitSamplingScheme:
     scheme = SCHEMES.get(name) if isinstance(name, str) else None
     if scheme is None:
-        raise OpError("lsh:unknown-scheme", str(name))
+        raise _op_error("lsh:unknown-scheme", str(name))
     return scheme
 
 
@@ -27,16 +34,16 @@ def _hash(v: Any) -> bytes:
     try:
         return signals.pdq_from_hex(v)
     except signals.HashFormatError as exc:
-        raise OpError("signals:bad-hash", str(exc)) from exc
+        raise _op_error("signals:bad-hash", str(exc)) from exc
 
 
 def _floats(v: Any) -> list[float] | None:
     if v is None:
         return None
     if not isinstance(v, list) or len(v) != signals.PDQ_BITS:
-        raise OpError("signals:bad-float-vector", "expected 256 numbers")
+        raise _op_error("signals:bad-float-vector", "expected 256 numbers")
     if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in v):
-        raise OpError("signals:bad-float-vector", "expected 256 numbers")
+        raise _op_error("signals:bad-float-vector", "expected 256 numbers")
     return [float(x) for x in v]
 
 
@@ -54,9 +61,9 @@ def lsh_probe_keys(i: dict[str, Any]) -> dict[str, Any]:
     if budget is not None and (
         isinstance(budget, bool) or not isinstance(budget, int) or budget < 0
     ):
-        raise OpError("lsh:bad-budget", "budget must be a non-negative integer")
+        raise _op_error("lsh:bad-budget", "budget must be a non-negative integer")
     if budget is not None and budget > scheme.probe_budget:
-        raise OpError("lsh:bad-budget", f"budget exceeds {scheme.probe_budget}")
+        raise _op_error("lsh:bad-budget", f"budget exceeds {scheme.probe_budget}")
     probes = scheme.probes(_hash(i["hash"]), _floats(i.get("float_vector")), budget)
     return {
         "probes": [
@@ -72,7 +79,7 @@ def lsh_exact_key(i: dict[str, Any]) -> dict[str, Any]:
     except ValueError:
         raw = b""
     if len(raw) != 32:
-        raise OpError("signals:bad-hash", "a SHA-256 value is 64 hex digits")
+        raise _op_error("signals:bad-hash", "a SHA-256 value is 64 hex digits")
     return {"key": _scheme(i["scheme"]).exact_key(raw).hex()}
 
 
@@ -106,6 +113,8 @@ OPS: dict[str, Op] = {
     "pdq.from_float": pdq_from_float,
     "pdq.distance": pdq_distance,
 }
+
+from blindmatch.protocol import conformance_ops  # noqa: E402
 
 for _name, _fn in OPS.items():
     conformance_ops.register_op(_name, _fn)
