@@ -222,6 +222,13 @@ async def test_post_without_or_with_wrong_csrf_changes_nothing(sc: Scenario) -> 
                     assert r.status == 403
             async with s.post(sc.console_url + "/logout", data=form, allow_redirects=False) as r:
                 assert r.status == 403
+        # An oversized form is refused before it is read.
+        form_type = {"Content-Type": "application/x-www-form-urlencoded"}
+        big = b"x" * 70_000
+        async with s.post(
+            case_url(sc) + "/decide", data=big, allow_redirects=False, headers=form_type
+        ) as r:
+            assert r.status == 413
         # Another reviewer's token is not this session's token.
         async with client() as other:
             await login(other, sc, "admin-1")
@@ -453,3 +460,25 @@ def test_reviewer_cli_add_list_disable(tmp_path: Path, capsys: pytest.CaptureFix
 
     alice, bob = asyncio.run(check())
     assert alice is not None and bob is None  # bob is disabled
+
+
+async def test_auditor_sees_decision_entries_of_the_verifiable_log(sc: Scenario) -> None:
+    try:
+        from blindmatch.node.translog import TransparencyLog
+        from blindmatch.node.translog_hooks import log_decision
+    except ImportError as exc:  # the verifiable log is optional for the console
+        pytest.skip(f"the verifiable log is not available: {exc}")
+    node = sc.platform
+    translog = TransparencyLog(node.db, node.node_id, node.keys.identity, node.clock)
+    await translog.load()
+    node.translog = translog  # what the node will carry once the log is integrated
+    try:
+        await log_decision(translog, decision_id=bytes(range(16)), match_id=bytes(16),
+                           outcome="dismissed", decided_by="reviewer")  # fmt: skip
+        async with client() as s:
+            await login(s, sc, "aud-1")
+            status, html = await page(s, sc.console_url + "/log")
+        assert status == 200 and "Verifiable log" in html
+        assert "<td>dismissed</td><td>reviewer</td><td>00010203…</td>" in html
+    finally:
+        del node.translog

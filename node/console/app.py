@@ -319,7 +319,9 @@ async def _authorise(request: web.Request, handler: Handler) -> web.StreamRespon
     if session.role not in allowed:
         raise web.HTTPForbidden(text=f"The {session.role} role does not allow this.")
     if request.method not in ("GET", "HEAD"):
-        if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
+        if request.content_length is None:
+            raise web.HTTPLengthRequired()
+        if request.content_length > MAX_FORM_BYTES:
             raise web.HTTPRequestEntityTooLarge(MAX_FORM_BYTES, request.content_length)
         form = await request.post()
         given = form.get("csrf")
@@ -456,7 +458,9 @@ def _safe_next(request: web.Request, nxt: str) -> str | None:
 @routes.post("/login", name="login_post")
 async def login(request: web.Request) -> web.StreamResponse:
     console = request.app[CONSOLE]
-    if request.content_length is not None and request.content_length > MAX_FORM_BYTES:
+    if request.content_length is None:
+        raise web.HTTPLengthRequired()
+    if request.content_length > MAX_FORM_BYTES:
         raise web.HTTPRequestEntityTooLarge(MAX_FORM_BYTES, request.content_length)
     form = await request.post()
     given = form.get("login_csrf")
