@@ -482,3 +482,74 @@ async def test_auditor_sees_decision_entries_of_the_verifiable_log(sc: Scenario)
         assert "<td>dismissed</td><td>reviewer</td><td>00010203…</td>" in html
     finally:
         del node.translog
+
+
+async def test_escalate_then_decide_and_closed_cases_refuse_decisions(sc: Scenario) -> None:
+    node = sc.platform
+    async with client() as s:
+        await login(s, sc, "rev-1")
+        token = await csrf_of(s, case_url(sc))
+        form = {"csrf": token, "outcome": "escalated", "reason": "unsure: needs a second look"}
+        async with s.post(case_url(sc) + "/decide", data=form, allow_redirects=False) as r:
+            assert r.status == 303
+        case = await node.decisions.case(sc.case.case_ref)
+        assert case.state == "escalated" and case.priority > sc.case.priority
+        _, queue = await page(s, sc.console_url + "/")
+        assert "Escalated" in queue
+        # A missing reason or outcome is refused with a message and changes nothing.
+        for bad in ({"outcome": "actioned", "reason": " "}, {"outcome": "delete", "reason": "x"}):
+            async with s.post(case_url(sc) + "/decide", data={"csrf": token, **bad}) as r:
+                assert r.status == 400 and 'role="alert"' in await r.text()
+        assert (await node.decisions.case(sc.case.case_ref)).state == "escalated"
+        # The holder withdraws the item: the case closes and offers no decision form.
+        await sc.hub.decisions.withdraw_item(sc.case.item_ref)
+        await node.sync_all()
+        assert (await node.decisions.case(sc.case.case_ref)).state == "closed"
+        _, html = await page(s, case_url(sc))
+        assert 'id="decide"' not in html and "Closed" in html
+        form = {"csrf": token, "outcome": "actioned", "reason": "late"}
+        async with s.post(case_url(sc) + "/decide", data=form) as r:
+            assert r.status == 409
+        # Signing in again in the same browser ends the previous session.
+        await login(s, sc, "rev-1")
+        assert await node.db.fetch_value("SELECT COUNT(*) FROM reviewer_sessions") == 1
+
+
+async def test_cookies_are_secure_over_tls(sc: Scenario, tmp_path: Path) -> None:
+    import shutil
+    import ssl
+    import subprocess
+
+    from aiohttp import web
+
+    from blindmatch.node.console import console_root_app
+
+    if not shutil.which("openssl"):
+        pytest.skip("openssl is not installed (needed to make a test certificate)")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key),
+         "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(cert, key)
+    runner = web.AppRunner(console_root_app(sc.platform), access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        tls = Scenario(**{**sc.__dict__, "console_url": f"https://127.0.0.1:{port}/console"})
+        connector = aiohttp.TCPConnector(ssl=False)  # self-signed, test only
+        async with aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.CookieJar(unsafe=True)
+        ) as s:
+            async with s.get(f"https://127.0.0.1:{port}/", allow_redirects=False) as r:
+                assert r.status == 302 and r.headers["Location"] == "/console/"
+            r = await login(s, tls, "rev-1")
+            assert r.status == 303
+            cookie = r.headers["Set-Cookie"]
+            assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    finally:
+        await runner.cleanup()

@@ -490,6 +490,9 @@ async def login(request: web.Request) -> web.StreamResponse:
         console.limiter.failed(reviewer_id)
         return _login_form(request, 401, "The reviewer ID or password is wrong.", reviewer_id)
     console.limiter.succeeded(reviewer_id)
+    previous = await console.accounts.session(request.cookies.get(COOKIE))
+    if previous is not None:  # a new sign-in in this browser ends the session it replaces
+        await console.accounts.end_session(previous)
     token, session = await console.accounts.start_session(reviewer.reviewer_id)
     home = _url(request, "/" if session.role in REVIEW else "/log")
     target = _safe_next(request, request[LOGIN_NEXT]) or home
