@@ -553,3 +553,56 @@ async def test_cookies_are_secure_over_tls(sc: Scenario, tmp_path: Path) -> None
             assert "Secure" in cookie and "HttpOnly" in cookie and "SameSite=Strict" in cookie
     finally:
         await runner.cleanup()
+
+
+async def test_accounts_and_sessions_on_each_backend(db, clock) -> None:  # type: ignore[no-untyped-def]
+    accounts = acc.Accounts(db, clock.now)
+    await accounts.create("rev.a@example", "reviewer", "a long enough password")
+    with pytest.raises(acc.AccountError):
+        await accounts.create("rev.a@example", "admin", "another long password")
+    refused = [
+        ("bad id", "reviewer", "a long enough password"),
+        ("ok", "boss", "a long enough password"),
+        ("ok", "reviewer", "short"),
+    ]
+    for rid, role, pw in refused:
+        with pytest.raises(acc.AccountError):
+            await accounts.create(rid, role, pw)
+    assert await accounts.authenticate("rev.a@example", "a long enough password")
+    assert await accounts.authenticate("rev.a@example", "a long enough passwore") is None
+    assert await accounts.authenticate("nobody", "a long enough password") is None
+    token, session = await accounts.start_session("rev.a@example")
+    live = await accounts.session(token)
+    assert live is not None and live.role == "reviewer" and live.csrf_token == session.csrf_token
+    assert await accounts.session(token[:-1] + ("A" if token[-1] != "A" else "B")) is None
+    assert await accounts.session("not base64 at all!") is None
+    clock.advance(acc.SESSION_SECONDS)
+    assert await accounts.session(token) is None  # expired
+    token, session = await accounts.start_session("rev.a@example")
+    assert await db.fetch_value("SELECT COUNT(*) FROM reviewer_sessions") == 1  # expired swept
+    await accounts.set_password("rev.a@example", "a brand new password")
+    assert await accounts.session(token) is None  # a new password ends sessions
+    assert await accounts.authenticate("rev.a@example", "a brand new password")
+    token, _ = await accounts.start_session("rev.a@example")
+    await accounts.set_disabled("rev.a@example")
+    assert await accounts.session(token) is None
+    assert await accounts.authenticate("rev.a@example", "a brand new password") is None
+    with pytest.raises(acc.AccountError):
+        await accounts.start_session("rev.a@example")
+    await accounts.set_disabled("rev.a@example", False)
+    assert [r.reviewer_id for r in await accounts.list()] == ["rev.a@example"]
+
+
+def test_login_limiter_window() -> None:
+    now = [1000]
+    limiter = acc.LoginLimiter(lambda: now[0], attempts=3, window_s=60)
+    for _ in range(3):
+        assert limiter.retry_after("Rev") == 0
+        limiter.failed("rev")
+        now[0] += 10
+    assert limiter.retry_after("REV") == 30  # the oldest of the three expires at 1060
+    now[0] = 1061
+    assert limiter.retry_after("rev") == 0
+    limiter.failed("rev")
+    limiter.succeeded("rev")
+    assert limiter.retry_after("rev") == 0
