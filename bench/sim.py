@@ -234,16 +234,22 @@ def main(argv: list[str]) -> int:
     }
     previous = RESULTS / "sim.json"
     old = json.loads(previous.read_text()) if previous.exists() else {}
-    if args.only != "exact":
-        report["modelled"] = run_one(modelled_scenario(100, 100_000 // div, 100_000 // div))
-        print(json.dumps(report["modelled"]["timing"]), flush=True)
-    else:
-        report["modelled"] = old["modelled"]
-    if args.only != "modelled":
-        report["exact"] = run_one(exact_scenario(10, 10_000 // div, 1000 // div))
-        print(json.dumps(report["exact"]["timing"]), flush=True)
-    else:
-        report["exact"] = old["exact"]
+    # Each half is saved as soon as it is done (with --only, the other half is kept from the
+    # previous sim.json), so a long run that is stopped keeps what it measured.
+    for which, make, scale in (
+        ("modelled", modelled_scenario, (100, 100_000 // div, 100_000 // div)),
+        ("exact", exact_scenario, (10, 10_000 // div, 1000 // div)),
+    ):
+        if args.only in (None, which):
+            report[which] = run_one(make(*scale))
+            print(json.dumps(report[which]["timing"]), flush=True)
+            old[which] = report[which]
+            (RESULTS / "sim.json").write_text(json.dumps(old, indent=1) + "\n")
+        elif which in old:
+            report[which] = old[which]
+    if "modelled" not in report or "exact" not in report:
+        print("bench sim: run the other half too (or without --only) for the report")
+        return 0
     floor_file = json.loads(exchange.CRYPTO_RESULTS.read_text())["floor_s"]["var"]
     report["cost_error"] = cost_error(report["exact"], scalarmult_floor_now() / floor_file)
     (RESULTS / "sim.json").write_text(json.dumps(report, indent=1) + "\n")

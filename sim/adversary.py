@@ -198,14 +198,15 @@ def probing_attack(
     found_day = rng.uniform(0, 2.0**k, (n, L)) / rate
     order = np.argsort(found_day, axis=1)
     masks = table_masks(scheme)
-    covered = np.zeros((n, 256), dtype=bool)
+    words = np.packbits(masks, axis=1).view(np.uint64)  # (L, 4): each table's positions
+    covered = np.zeros((n, 4), dtype=np.uint64)
     recover_day = np.full(n, np.inf)
     unknown_at = np.full(n, 256)
     rows = np.arange(n)
     for j in range(L):
         t = order[:, j]
-        covered |= masks[t]
-        u = 256 - covered.sum(axis=1)
+        covered |= words[t]
+        u = 256 - np.bitwise_count(covered).sum(axis=1, dtype=np.int64)
         cost = oracle_cost(u, threshold)
         day = found_day[rows, t] + cost / thr_day
         better = (cost <= thr_day) & (day < recover_day)

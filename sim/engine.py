@@ -221,7 +221,7 @@ def run_window(ctx: Context, state: MatchState, w_index: int, lo: int, hi: int, 
         16 + 8 + exchange.response_bytes(len(s.policy.bands), s.threshold)
     )
     arrive, tx3 = net.deliver(rng, cq, ch, t_q, q_size)
-    answered = arrive + n_qhash * costs["verify"] + n_items * costs["answer"]
+    answered = arrive + n_qhash * (costs["verify"] + costs["sums"]) + n_items * costs["answer"]
     back, tx4 = net.deliver(rng, ch, cq, answered, a_size)
     decided = back + n_items * costs["decide"]
     state.events += int(tx3.sum() + tx4.sum())
@@ -230,6 +230,8 @@ def run_window(ctx: Context, state: MatchState, w_index: int, lo: int, hi: int, 
     np.add.at(state.bytes_sent, ch, a_size * tx4)
     np.add.at(state.bytes_received, cq, a_size)
     _charge(state, ch, "verify", n_qhash, costs["verify"])
+    # the per-query sums are built when the first candidate is answered (answer_threshold)
+    _charge(state, ch, "answer", n_qhash, costs["sums"])
     _charge(state, ch, "answer", n_items, costs["answer"])
     _charge(state, cq, "decide", n_items, costs["decide"])
 

@@ -220,12 +220,19 @@ def render(s: Scenario, res: dict, timing: dict, plots: list[str]) -> str:
             )
             over = x["share_of_threshold_queries_over_own_bound"]
             if x["exceeds_spec_bound"] or over > 0.05:
+                on_average = (
+                    "exceeds it on average"
+                    if x["exceeds_spec_bound"]
+                    else "is within it on average"
+                )
                 findings.append(
-                    f"**Leakage exceeds the spec's stated bound** at {name}: its best inference "
-                    f"carries {_f(x['bits_per_threshold_query'])} bits per threshold query "
-                    f"(bound: {_f(x['spec_bound_bits_per_threshold_query'])} on average, the "
-                    f"sampled bits of the tables that hit), and for {_f(100 * over)}% of "
-                    "threshold queries the guess's own information exceeds that query's own "
+                    f"**Leakage exceeds the spec's stated bound for some queries** at {name}: "
+                    f"its best inference carries {_f(x['bits_per_threshold_query'])} bits per "
+                    f"threshold query against a bound of "
+                    f"{_f(x['spec_bound_bits_per_threshold_query'])} (the sampled bits of the "
+                    f"tables that hit), so it {on_average}; but for {_f(100 * over)}% of "
+                    "threshold queries (the near-duplicates) the guess's own information, "
+                    "256 x (1 - H2(d/256)) for a guess at distance d, exceeds that query's own "
                     "bound. The bound counts only what a shared bucket proves; the holder also "
                     "knows that candidates are mostly near-duplicates of its item, so it learns "
                     "the query is within about T of that item (and that this querier saw that "

@@ -43,30 +43,50 @@ def edit_names() -> list[str]:
     return sorted(model()["edit_distances"])
 
 
-def synthetic(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 32) packed hashes and (n, 256) float32 vectors from the fitted Gaussian model."""
+@cache
+def _model_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     m = model()
-    mean = np.asarray(m["mean"])
-    factor = np.asarray(m["factor"])
-    resid = np.asarray(m["residual_sd"])
+    return (
+        np.asarray(m["mean"], dtype=np.float32),
+        np.asarray(m["factor"], dtype=np.float32),
+        np.asarray(m["residual_sd"], dtype=np.float32),
+    )
+
+
+def _draw(rng: np.random.Generator, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """k draws of the model (float32) and, per draw, its two middle order statistics."""
+    mean, factor, resid = _model_arrays()
+    z = rng.standard_normal((k, factor.shape[1]), dtype=np.float32) @ factor.T
+    z += mean
+    noise = rng.standard_normal((k, 256), dtype=np.float32)
+    noise *= resid
+    z += noise
+    middle = np.partition(z, (127, 128), axis=1)[:, 127:129]
+    return z, middle
+
+
+def synthetic(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 32) packed hashes and (n, 256) float32 vectors (centred on their median) drawn from
+    the fitted Gaussian model; a bit is 1 where the value exceeds the median, as in PDQ."""
     hashes = np.empty((n, 32), dtype=np.uint8)
     floats = np.empty((n, 256), dtype=np.float32)
     for start in range(0, n, 65_536):
         k = min(65_536, n - start)
-        z = mean + rng.standard_normal((k, factor.shape[1])) @ factor.T
-        z += rng.standard_normal((k, 256)) * resid
-        z -= np.median(z, axis=1, keepdims=True)
+        z, middle = _draw(rng, k)
+        z -= middle.mean(axis=1, keepdims=True)
         floats[start : start + k] = z
         hashes[start : start + k] = np.packbits(z > 0, axis=1)
     return hashes, floats
 
 
 def synthetic_hashes(rng: np.random.Generator, n: int) -> np.ndarray:
-    """Hashes only, in chunks, so that 10M of them need no 10 GB of floats."""
+    """Hashes only (no float vectors kept), for banks of millions."""
     out = np.empty((n, 32), dtype=np.uint8)
-    for start in range(0, n, 1_000_000):
-        k = min(1_000_000, n - start)
-        out[start : start + k] = synthetic(rng, k)[0]
+    for start in range(0, n, 65_536):
+        k = min(65_536, n - start)
+        z, middle = _draw(rng, k)
+        # z > median <=> z >= the upper middle order statistic (values are distinct a.s.)
+        out[start : start + k] = np.packbits(z >= middle[:, 1:2], axis=1)
     return out
 
 
@@ -101,13 +121,6 @@ def edit(
     # Flipped bits sit just across the median: small magnitude on the new side.
     floats = np.where(out_bits, 1.0, -1.0) * magnitude
     return np.packbits(out_bits, axis=1), floats.astype(np.float32)
-
-
-def requery_floats(rng: np.random.Generator, hashes: np.ndarray) -> np.ndarray:
-    """Float vectors for hashes queried as they are (an exact re-upload)."""
-    _, profile = synthetic(rng, len(hashes))
-    bits = np.unpackbits(hashes, axis=1).astype(bool)
-    return (np.where(bits, 1.0, -1.0) * np.abs(profile)).astype(np.float32)
 
 
 @dataclass

@@ -219,3 +219,15 @@ def test_vectorised_probes_are_the_schemes_probes() -> None:
     assert len(fast[0]) == 120 * PDQ_LSH_1.probe_budget
     as_set = [set(zip(*[x.tolist() for x in arrays], strict=True)) for arrays in (slow, fast)]
     assert as_set[0] == as_set[1]
+
+
+def test_corpus_hashes_as_the_source() -> None:
+    data = small(days=0.2)
+    data["workload"]["source"] = "corpus"
+    s = sim.parse(data)
+    ctx = engine.prepare(s)
+    corpus = {h.tobytes() for h in workload.corpus_hashes()}
+    ncii = ctx.work.item_hash[ctx.work.item_kind == workload.NCII]
+    assert sum(h.tobytes() in corpus for h in ncii) >= min(len(ncii), len(corpus)) // 2
+    r = sim.run(s, None).results
+    assert r["matching"]["true_matches"] > 0
