@@ -152,9 +152,16 @@ def _status_json(status) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     }
 
 
-def build_api(node: Node, banks: BankService, token: str) -> web.Application:
+def build_api(
+    node: Node, banks: BankService, token: str, *, console: bool = True
+) -> web.Application:
+    """The platform API; with ``console`` the reviewer console is mounted at ``/console/``
+    (it has its own accounts, sessions and CSRF protection, not the API token)."""
+
     @web.middleware
     async def guard(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        if request.path.startswith("/console"):
+            return await handler(request)
         if request.path not in ("/healthz", "/metrics", "/api/v1/openapi.json"):
             given = request.headers.get("Authorization", "")
             if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
@@ -363,4 +370,12 @@ def build_api(node: Node, banks: BankService, token: str) -> web.Application:
         return web.json_response({"item": ref, "withdrawn_at": item.withdrawn_at})
 
     app.add_routes(routes)
+    if console:
+        from blindmatch.node.console.app import build_console
+
+        async def console_home(request: web.Request) -> web.Response:
+            raise web.HTTPFound("/console/")
+
+        app.router.add_get("/console", console_home)
+        app.add_subapp("/console/", build_console(node))
     return app

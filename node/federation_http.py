@@ -18,6 +18,7 @@ from blindmatch.node.peer_client import CONTENT_TYPE, FEDERATION_PATH, REPLY_TYP
 from blindmatch.protocol import envelope
 
 if TYPE_CHECKING:
+    from blindmatch.node.banks import BankService
     from blindmatch.node.node import Node
 
 log = logging.getLogger("blindmatch.federation")
@@ -42,8 +43,14 @@ STATUS = {
 NONCE_RETENTION_S = 2 * envelope.DEFAULT_MAX_SKEW_MS // 1000
 
 
-def build_app(node: Node) -> web.Application:
+def build_app(node: Node, survivor_banks: BankService | None = None) -> web.Application:
+    """The federation endpoint; with ``survivor_banks`` (a hub) also the survivor's page at
+    ``/survivor/``, public like the federation endpoint."""
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+    if survivor_banks is not None:
+        from blindmatch.node.survivor.routes import build_survivor_routes
+
+        app.add_routes(build_survivor_routes(node, survivor_banks))
 
     async def message(request: web.Request) -> web.Response:
         return await handle(node, request)

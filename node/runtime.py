@@ -85,8 +85,9 @@ async def start(cfg: NodeConfig) -> RunningNode:
     banks = BankService(db, clock)
     tls = _ssl_context(cfg)
     runners = []
+    survivor = banks if "hub" in node.me.roles else None
     for app, host, port in (
-        (build_app(node), cfg.listen_host, cfg.listen_port),
+        (build_app(node, survivor), cfg.listen_host, cfg.listen_port),
         (build_api(node, banks, api_token(cfg.home)), cfg.api_host, cfg.api_port),
     ):
         runner = web.AppRunner(app, access_log=None)

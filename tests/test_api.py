@@ -112,3 +112,17 @@ async def test_openapi_metrics_and_health_are_served(fed) -> None:
         assert r.status == 200 and "blindmatch_" in text
         async with s.get(platform.api_url + "/healthz") as r:
             assert (await r.json())["ok"] is True
+
+
+async def test_hub_serves_the_survivor_page_and_nodes_serve_the_console(fed) -> None:
+    async with aiohttp.ClientSession() as s:
+        async with s.get(fed["hub"].endpoint + "/survivor/") as r:
+            page = await r.text()
+            assert r.status == 200 and "Content-Security-Policy" in r.headers
+            assert "<html" in page.lower()
+        # A platform is not a hub: no survivor page on its federation endpoint.
+        async with s.get(fed["platform"].endpoint + "/survivor/") as r:
+            assert r.status == 404
+        # The console is on the API address, behind its own login (not the API token).
+        async with s.get(fed["platform"].api_url + "/console/", allow_redirects=False) as r:
+            assert r.status in (302, 303) and "login" in r.headers["Location"]
