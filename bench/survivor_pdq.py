@@ -80,6 +80,26 @@ def as_png(source: Path, target: Path, compress_level: int = 6) -> Path:
     return target
 
 
+def reencode(jpegs: list[Path], workdir: Path) -> list[Path]:
+    """The photos as other JPEG flavours: progressive or baseline, 4:4:4 / 4:2:2 / 4:2:0
+    chroma, qualities 60..90 (Pillow's encoder; the decoders differ, not the encoder)."""
+    from blindmatch.node import hashing
+
+    out = []
+    for n, path in enumerate(jpegs):
+        image = hashing.decode_image(path.read_bytes())
+        target = workdir / f"re-{n:03d}.jpg"
+        image.save(
+            target,
+            "JPEG",
+            quality=60 + 10 * (n % 4),
+            subsampling=n % 3,
+            progressive=bool(n % 2),
+        )
+        out.append(target)
+    return out
+
+
 def hash_in_browser(driver, files: list[Path]) -> dict[str, dict[str, Any]]:  # type: ignore[no-untyped-def]
     from selenium.webdriver.common.by import By
 
@@ -172,13 +192,23 @@ def report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "- **corpus-jpeg**: the JPEG files as they are. Chromium's and Pillow's JPEG decoders "
         "are both libjpeg-turbo builds but may differ in IDCT method and chroma upsampling; a "
         "difference here is a decoder difference, not a hashing one.",
+        "- **reencoded-jpeg**: the first 120 photos re-encoded as progressive and baseline "
+        "JPEGs with 4:4:4, 4:2:2 and 4:2:0 chroma at qualities 60..90: other decoder paths.",
         "- **large-png**: full-size wallpapers (longest side above 1024 px), which both sides "
         "first shrink with Pillow 13's BOX resampling (8-bit fixed point, pass order as in "
         "Pillow 13) before PDQ.",
+        "- **original-jpeg** / **original-webp**: the wallpapers' original files as shipped by "
+        "their packages (other encoders; large, so also the downscale path).",
         "",
-        "Known gaps (not in these sets): pictures with transparency (the canvas premultiplies "
-        "alpha, Pillow drops it), 16-bit PNGs, CMYK JPEGs, EXIF-rotated JPEGs (the browser "
-        "applies the rotation, Pillow does not), and TIFF (not decodable in the browser).",
+        "Handled by the page and covered by `tests/test_survivor_page.py` rather than here: "
+        "EXIF orientation (Chromium turns JPEG and PNG pictures upright, Pillow does not; the "
+        "page turns the pixels back), PNGs with transparency or 16-bit samples (decoded by the "
+        "page itself with Pillow's conversion rules, since a canvas premultiplies alpha).",
+        "",
+        "Known gaps: transparency in GIF and WebP pictures (canvas premultiplication; the page "
+        "warns), CMYK JPEGs, TIFF (not decodable in a browser; the page says so), a hub running "
+        "Pillow older than 13 (pictures taller than wide that need shrinking were resized "
+        "horizontally first there), and browsers other than Chromium (not measured).",
         "",
     ]
     for r in rows:
@@ -220,6 +250,15 @@ def main(argv: list[str]) -> int:
         large = []
         for n, original in enumerate(originals[: args.large]):
             large.append(as_png(original, work / f"large-{n:03d}.png", compress_level=1))
+        reencoded = reencode(jpegs[:120], work)
+        by_suffix: dict[str, list[Path]] = {}
+        for n, original in enumerate(originals):
+            suffix = original.suffix.lower().replace(".jpeg", ".jpg")
+            if len(by_suffix.setdefault(suffix, [])) < args.large:
+                # Copied under a unique name (the page lists pictures by file name).
+                copy = work / f"orig-{n:03d}{suffix}"
+                copy.write_bytes(original.read_bytes())
+                by_suffix[suffix].append(copy)
         with temp_profile() as profile:
             driver = start_browser(profile)
             try:
@@ -227,8 +266,12 @@ def main(argv: list[str]) -> int:
                 wait_for(driver, "return document.body.getAttribute('data-ready') === '1'")
                 browser = driver.capabilities.get("browserVersion", "?")
                 rows = [compare("corpus-png", pngs, driver), compare("corpus-jpeg", jpegs, driver)]
+                rows.append(compare("reencoded-jpeg", reencoded, driver))
                 if large:
                     rows.append(compare("large-png", large, driver))
+                for suffix, name in ((".jpg", "original-jpeg"), (".webp", "original-webp")):
+                    if by_suffix.get(suffix):
+                        rows.append(compare(name, by_suffix[suffix], driver))
             finally:
                 driver.quit()
     meta = {

@@ -9,6 +9,7 @@ match), and that bad files get a clear message and send nothing.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import struct
@@ -349,17 +350,28 @@ def test_bad_files_get_a_clear_message_and_send_nothing(page, tmp_path) -> None:
     with heavy.open("wb") as f:
         f.write((DATA / "small.png").read_bytes())
         f.truncate(65 * 1024 * 1024)
+    scrambled = tmp_path / "scrambled.png"  # complete, but the image data is garbled
+    garbled = bytearray(data)
+    for i in range(len(data) // 2, len(data) // 2 + 64):
+        garbled[i] ^= 0x5A
+    scrambled.write_bytes(bytes(garbled))
+    cut_jpeg = tmp_path / "cut.jpg"
+    buf = io.BytesIO()
+    hashing.decode_image(data).save(buf, "JPEG", quality=90)
+    cut_jpeg.write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
     tiny = tmp_path / "tiny.png"
     tiny.write_bytes(_flat_png(4, 4))
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
-    files = [not_image, truncated, huge, heavy, tiny, empty]
+    files = [not_image, truncated, scrambled, cut_jpeg, huge, heavy, tiny, empty]
     pick_files(page, "files", files)
     assert http_requests(page) == []
     results = {r["file"]: r for r in page_results(page)}
     expected = {
         "holiday.jpg": ("not_an_image", "not a photo this page can read"),
         "cut.png": ("corrupt", "damaged or incomplete"),
+        "scrambled.png": ("corrupt", "damaged or incomplete"),
+        "cut.jpg": ("corrupt", "damaged or incomplete"),
         "huge.png": ("too_many_pixels", "too big (7000 × 6000 pixels)"),
         "heavy.png": ("too_large", "too large (over 64 MB)"),
         "tiny.png": ("too_small", "too small (4 × 4 pixels)"),
@@ -370,10 +382,10 @@ def test_bad_files_get_a_clear_message_and_send_nothing(page, tmp_path) -> None:
         assert results[name]["code"] == code, results[name]
         assert words in results[name]["text"], results[name]
     status = page.execute_script("return document.getElementById('status').textContent")
-    assert "6 photos could not be used" in status
+    assert "8 photos could not be used" in status
     assert page.execute_script("return document.getElementById('send').disabled") is True
     # The server agrees these are not hashable pictures.
-    for path in (not_image, truncated, huge, tiny):
+    for path in (not_image, truncated, scrambled, cut_jpeg, huge, tiny):
         with pytest.raises(hashing.MediaError):
             hashing.hash_image_bytes(path.read_bytes())
 
