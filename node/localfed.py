@@ -166,7 +166,7 @@ class LocalFederation:
         )
         db = await Node.open_database(cfg, self.clock.now())
         node = Node(cfg, keys, db, self.roster, clock=self.clock)
-        banks = BankService(db, self.clock)
+        banks = BankService(db, self.clock, feed=None)  # the node publishes its own index feed
         hub = "hub" in spec.roles
         runner = web.AppRunner(build_app(node, banks if hub else None), access_log=None)
         await runner.setup()

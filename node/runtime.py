@@ -82,7 +82,7 @@ async def start(cfg: NodeConfig) -> RunningNode:
         node.decisions.webhook_url = cfg.webhook_url
         node.decisions.webhook_secret = cfg.webhook_secret_path.read_bytes().strip()
     await node.start(background=True)
-    banks = BankService(db, clock)
+    banks = BankService(db, clock, feed=None)  # the node publishes its own index feed
     tls = _ssl_context(cfg)
     runners = []
     survivor = banks if "hub" in node.me.roles else None
