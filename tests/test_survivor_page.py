@@ -649,3 +649,33 @@ def test_transparent_and_16_bit_pngs_match_pillow(page, tmp_path) -> None:
         shown = results[path.name]
         assert shown["hash"] == expected.hex, (path.name, shown)
         assert int(shown["quality"]) == expected.quality, path.name
+
+
+@pytest.mark.browser
+@browser
+def test_whole_flow_works_from_the_keyboard(page) -> None:
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    pick_files(page, "files", [DATA / "small.png"])
+    page.execute_script("document.getElementById('files').focus()")
+
+    def press(*keys: str) -> str:
+        ActionChains(page).send_keys(*keys).perform()
+        return page.execute_script(
+            "const e = document.activeElement; return e.id || e.name || e.tagName"
+        )
+
+    assert press(Keys.TAB) == "clear"
+    assert press(Keys.TAB) == "category-0"
+    press(Keys.SPACE)
+    assert press(Keys.TAB) == "consent"
+    press(Keys.SPACE)
+    assert press(Keys.TAB) == "send"
+    press(Keys.ENTER)
+    # When the hub answers, focus moves to the receipt, so a screen reader reads it next.
+    wait_for(page, "return document.activeElement.id === 'receipt-title'")
+    receipt = json.loads(page.execute_script("return document.getElementById('receipt').value"))
+    assert len(receipt["items"]) == 1 and len(receipt["secret"]) == 64
+    live = page.execute_script("return document.getElementById('send-status').textContent")
+    assert "Save your receipt" in live

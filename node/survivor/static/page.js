@@ -25,6 +25,7 @@
   var entries = []; // {name, state: "working"|"ok"|"error", hashes, code, li}
   var busy = false;
   var sent = false;
+  var sending = false;
   var offline = location.protocol === "file:";
 
   function setBusy(value) {
@@ -664,7 +665,11 @@
       );
       return;
     }
-    $("send").disabled = true;
+    // The button keeps keyboard focus while sending (disabling it would drop focus to the page);
+    // a second press is ignored.
+    if (sending) return;
+    sending = true;
+    $("send").setAttribute("aria-disabled", "true");
     say(status, "Sending the fingerprints…");
     var result;
     try {
@@ -674,17 +679,15 @@
         consent: true,
       });
     } catch (e) {
-      say(status, NETWORK_ERROR, true);
-      refreshButtons();
-      return;
+      result = null;
     }
-    if (result.status !== 201) {
-      say(status, explain(result), true);
-      refreshButtons();
+    sending = false;
+    $("send").removeAttribute("aria-disabled");
+    if (!result || result.status !== 201) {
+      say(status, result ? explain(result) : NETWORK_ERROR, true);
       return;
     }
     sent = true;
-    refreshButtons();
     var receipt = {
       blindmatch_receipt: 1,
       service: location.origin + location.pathname,
@@ -701,6 +704,7 @@
         ". Save your receipt below."
     );
     $("receipt-title").focus();
+    refreshButtons();
   }
 
   function saveHashes() {
