@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "blindmatch.node.cmd_audit",
     "blindmatch.node.cmd_sim",
     "blindmatch.node.cmd_reviewer",
+    "blindmatch.node.cmd_report",
 )
 
 
