@@ -2,6 +2,7 @@
 
     blindmatch report --url http://node:8443 --key HEX --out report/ [--period week]
     blindmatch report --log log.jsonl --sth sth.hex --key HEX --out report/ [--period day]
+    blindmatch report --demo --out report/     (a demo federation's log; see translog_demo)
 
 The log is audited against its signed tree head first (a log that does not match its head
 gets no report: the audit's verdict is printed instead, exit 1). The report (``report.md``,
@@ -31,8 +32,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--log", metavar="FILE", help="exported log (JSON lines); needs --sth")
     source.add_argument("--url", metavar="URL", help="a live node's federation endpoint")
+    source.add_argument(
+        "--demo",
+        action="store_true",
+        help="run a demo federation on loopback for three simulated weeks and report the log "
+        "of its platform (also writes the log, head and key next to the report)",
+    )
     p.add_argument("--sth", metavar="FILE", help="signed tree head (hex), with --log")
-    p.add_argument("--key", required=True, metavar="HEX", help="the log's Ed25519 public key")
+    p.add_argument("--key", metavar="HEX", help="the log's Ed25519 public key (not with --demo)")
+    p.add_argument("--days", type=int, default=21, help="with --demo: days to simulate")
     p.add_argument("--out", required=True, metavar="DIR", help="directory to write the report to")
     p.add_argument("--period", choices=report_mod.PERIODS, default="week")
     p.add_argument("--no-plots", action="store_true", help="markdown and JSON only")
@@ -85,6 +93,16 @@ def make_report(
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.demo:
+        from blindmatch.node.translog_demo import run_demo
+
+        if not 1 <= args.days <= 28:
+            print("--days must be 1..28 (the demo roster is valid for 30 days)")
+            return 2
+        return asyncio.run(run_demo(Path(args.out), days=args.days, period=args.period))
+    if not args.key:
+        print("--key is required: the log's Ed25519 public key (hex)")
+        return 2
     try:
         public_key = bytes.fromhex(args.key)
     except ValueError:

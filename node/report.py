@@ -262,7 +262,7 @@ def plot_report(report: TransparencyReport, out_dir: Path) -> list[Path]:
         step = max(1, (len(labels) + 13) // 14)  # at most ~14 labels on the axis
         ax.set_xticks(xs[::step])
         ax.set_xticklabels(labels[::step], rotation=45 if len(labels) > 6 else 0, ha="right")
-        ax.legend(fontsize="small", loc="upper left")
+        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
         ax.grid(axis="y", alpha=0.3)
         fig.text(
             0.99, 0.01,
@@ -277,7 +277,9 @@ def plot_report(report: TransparencyReport, out_dir: Path) -> list[Path]:
         paths.append(path)
 
     def stacked(name: str, title: str, series: dict[str, list[int]], ylabel: str) -> None:
-        fig, ax = plt.subplots(figsize=(8, 4))
+        if not any(v for values in series.values() for v in values):
+            return  # nothing of this kind in the log: no empty chart
+        fig, ax = plt.subplots(figsize=(9, 4))
         bottom = [0] * len(xs)
         for label, values in series.items():
             ax.bar(xs, values, bottom=bottom, label=label)
@@ -292,39 +294,48 @@ def plot_report(report: TransparencyReport, out_dir: Path) -> list[Path]:
         or {"matches": [0] * len(xs)},
         "matches",
     )
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.38
-    bottom = [0] * len(xs)
-    for o in OUTCOMES:
-        values = [s.decisions[o] for s in stats]
-        ax.bar([x - width / 2 for x in xs], values, width, bottom=bottom, label=o)
-        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    bottom = [0] * len(xs)
-    for who, hatch in (("policy", "//"), ("reviewer", "..")):
-        values = [s.decisions_by[who] for s in stats]
-        ax.bar([x + width / 2 for x in xs], values, width, bottom=bottom, hatch=hatch,
-               fill=False, label=f"by {who}")  # fmt: skip
-        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-    finish(fig, ax, "decisions.png",
-           f"Review decisions per {report.period}: outcome (left), who decided (right)",
-           "decisions")  # fmt: skip
-    fig, ax = plt.subplots(figsize=(8, 4))
-    width = 0.27
-    for i, status in enumerate(APPEAL_STATUSES):
-        ax.bar([x + (i - 1) * width for x in xs], [s.appeals[status] for s in stats], width,
-               label=status)  # fmt: skip
-    rates = [s.overturn_rate for s in stats]
-    if any(r is not None for r in rates):
-        ax2 = ax.twinx()
-        ax2.plot(
-            [x for x, r in zip(xs, rates, strict=True) if r is not None],
-            [100 * r for r in rates if r is not None],
-            color="black", marker="o", label="overturn rate",
-        )  # fmt: skip
-        ax2.set_ylim(0, 100)
-        ax2.set_ylabel("overturn rate (%)")
-        ax2.legend(fontsize="small", loc="upper right")
-    finish(fig, ax, "appeals.png", f"Appeals per {report.period}", "appeals")
+
+    def plot_decisions() -> None:
+        fig, ax = plt.subplots(figsize=(9, 4))
+        width = 0.38
+        bottom = [0] * len(xs)
+        for o in OUTCOMES:
+            values = [s.decisions[o] for s in stats]
+            ax.bar([x - width / 2 for x in xs], values, width, bottom=bottom, label=o)
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        bottom = [0] * len(xs)
+        for who, hatch in (("policy", "//"), ("reviewer", "..")):
+            values = [s.decisions_by[who] for s in stats]
+            ax.bar([x + width / 2 for x in xs], values, width, bottom=bottom, hatch=hatch,
+                   fill=False, label=f"by {who}")  # fmt: skip
+            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+        finish(fig, ax, "decisions.png",
+               f"Review decisions per {report.period}: outcome (left), who decided (right)",
+               "decisions")  # fmt: skip
+
+    def plot_appeals() -> None:
+        fig, ax = plt.subplots(figsize=(9, 4))
+        width = 0.27
+        for i, status in enumerate(APPEAL_STATUSES):
+            ax.bar([x + (i - 1) * width for x in xs], [s.appeals[status] for s in stats], width,
+                   label=status)  # fmt: skip
+        rates = [s.overturn_rate for s in stats]
+        if any(r is not None for r in rates):
+            ax2 = ax.twinx()
+            ax2.plot(
+                [x for x, r in zip(xs, rates, strict=True) if r is not None],
+                [100 * r for r in rates if r is not None],
+                color="black", marker="o", label="overturn rate",
+            )  # fmt: skip
+            ax2.set_ylim(0, 100)
+            ax2.set_ylabel("overturn rate (%)")
+            ax2.legend(fontsize="small", loc="lower left", bbox_to_anchor=(1.08, 0.0))
+        finish(fig, ax, "appeals.png", f"Appeals per {report.period}", "appeals")
+
+    if any(s.decisions_by[w] for s in stats for w in ("policy", "reviewer")):
+        plot_decisions()
+    if any(s.appeals[a] for s in stats for a in APPEAL_STATUSES):
+        plot_appeals()
     stacked(
         "feedback.png",
         f"Feedback per {report.period} (sent and received)",

@@ -863,3 +863,32 @@ def test_cli_audit_and_report_against_a_live_node(
     assert (tmp_path / "rep" / "report.md").exists() and (tmp_path / "rep" / "matches.png").exists()
     assert cli_main(["audit", "verify", "--url", "http://127.0.0.1:9", "--key", key]) == 2
     assert cli_main(["audit", "verify", "--url", url, "--key", key, "--sth", "x"]) == 2
+
+
+async def test_demo_run_reports_both_logs_from_a_real_federation(tmp_path: Path) -> None:
+    from blindmatch.node.translog_demo import run_demo
+
+    out = io.StringIO()
+    assert await run_demo(tmp_path / "demo", days=3, out=out) == 0, out.getvalue()
+    platform = json.loads((tmp_path / "demo" / "platform-a" / "report.json").read_text())
+    hub = json.loads((tmp_path / "demo" / "hub" / "report.json").read_text())
+    assert platform["totals"]["matches"] > 0
+    assert platform["totals"]["matches"] == sum(platform["totals"]["decisions"].values())
+    assert hub["totals"]["index_publications"] > 0 and hub["totals"]["matches"] == 0
+    sent = sum(platform["totals"]["feedback_sent"].values())
+    assert sent == sum(hub["totals"]["feedback_received"].values()) > 0
+    assert (tmp_path / "demo" / "platform-a" / "matches.png").exists()
+    assert (tmp_path / "demo" / "hub" / "index.png").exists()
+    assert not (tmp_path / "demo" / "hub" / "matches.png").exists()  # no empty charts
+    # The files written next to the report rebuild it offline.
+    target = tmp_path / "demo" / "platform-a"
+    assert (
+        cli_main(
+            ["report", "--log", str(target / "log.jsonl"), "--sth", str(target / "sth.hex"),
+             "--key", (target / "key.hex").read_text().strip(), "--out", str(tmp_path / "again"),
+             "--no-plots"]
+        )
+        == 0
+    )  # fmt: skip
+    again = json.loads((tmp_path / "again" / "report.json").read_text())
+    assert again == platform
