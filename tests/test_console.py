@@ -564,6 +564,7 @@ async def test_accounts_and_sessions_on_each_backend(db, clock) -> None:  # type
         ("bad id", "reviewer", "a long enough password"),
         ("ok", "boss", "a long enough password"),
         ("ok", "reviewer", "short"),
+        ("policy", "reviewer", "a long enough password"),
     ]
     for rid, role, pw in refused:
         with pytest.raises(acc.AccountError):

@@ -26,6 +26,8 @@ ROLES = ("reviewer", "admin", "auditor")
 SESSION_SECONDS = 8 * 3600
 MIN_PASSWORD = 10
 MAX_PASSWORD = 1024
+# Actors the decision service writes into case histories; a person may not take these names.
+RESERVED_IDS = frozenset({"policy", "uploader", "system", "platform", "holder"})
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -64,6 +66,8 @@ def check_reviewer_id(reviewer_id: str) -> str:
         raise AccountError(
             "bad-id", "a reviewer ID is 1 to 64 letters, digits or . _ @ - (starting alphanumeric)"
         )
+    if reviewer_id.lower() in RESERVED_IDS:
+        raise AccountError("bad-id", f"{reviewer_id} names the system in case histories")
     return reviewer_id
 
 
