@@ -20,12 +20,13 @@ the regions it kept are not. In short:
   tile can only ever meet tiles of *the same cell*: the layout is in the key, and no position has
   to be released.
 * **Confirmation.** Each candidate tile is confirmed by the private threshold test with
-  threshold ``threshold`` (31, PDQ's). A holder releases, per tile item, an opaque ``group``
-  reference shared by the tiles of one source picture (never its hash).
-* **The rule.** A query picture matches a source when at least ``min_regions`` distinct cells
-  of its quality tiles are confirmed against tiles of that one source group. Among its quality
-  cells, the fraction confirmed (coverage) tells a near-exact copy (coverage >= ``copy_coverage``
-  or whole-picture PDQ match with too few quality tiles to judge) from a derivative (the rest).
+  threshold ``threshold`` (39 for ``pdq-tiles-1``). A holder releases, per tile item, an
+  opaque ``group`` reference shared by the tiles of one source picture and ``source_cells``,
+  the mask of the source's quality cells (never a hash).
+* **The rule.** A query picture matches a source when at least ``min_regions`` distinct quality
+  cells of the query are confirmed against tiles of that one source group. Coverage = confirmed
+  cells / (quality cells of the query and of the source): at or above ``copy_coverage`` a
+  near-exact copy, below it a derivative (a region of the source, or of the query, was not found).
 """
 
 from __future__ import annotations
@@ -38,9 +39,9 @@ from typing import Any
 
 from blindmatch.protocol.lsh import PDQ_LSH_1, BitSamplingScheme, Probe
 from blindmatch.protocol.matching import PeerExchange
-from blindmatch.protocol.signals import PDQ_MATCH_THRESHOLD
 
 SIGNAL = "pdq-tile"  # the signal name of a tile hash (bucket keys add "/<cell>")
+MAX_TILE_THRESHOLD = 64  # the private test allows more; tiles beyond 64 bits are noise
 RELEASE_GROUP_BYTES = 8  # the opaque per-source reference a holder releases with each tile
 _CELL = re.compile(r"^g([1-9][0-9]?)c([0-9]{1,2})r([0-9]{1,2})$")
 
@@ -150,8 +151,8 @@ class DerivativeScheme:
     def __post_init__(self) -> None:
         if not self.index_frames or self.index_frames[0] != 0.0:
             raise DerivativeError("index_frames must start with 0.0 (the picture as it is)")
-        if not 0 < self.threshold <= PDQ_MATCH_THRESHOLD:
-            raise DerivativeError("tile threshold must be in 1..31")
+        if not 0 < self.threshold <= MAX_TILE_THRESHOLD:
+            raise DerivativeError(f"tile threshold must be in 1..{MAX_TILE_THRESHOLD}")
         if self.min_regions < 2:
             raise DerivativeError("min_regions must be at least 2")
 
@@ -209,10 +210,10 @@ class DerivativeScheme:
 # The chosen signal (bench/results/derivatives.md gives the frontier behind each value).
 PDQ_TILES_1 = DerivativeScheme(
     name="pdq-tiles-1",
-    query_grids=(4,),
+    query_grids=(4, 5),
     index_frames=(0.0, 0.05, 0.10),
-    min_quality=70,
-    threshold=31,
+    min_quality=30,
+    threshold=39,
     min_regions=2,
     copy_coverage=0.8,
 )
