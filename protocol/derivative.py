@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from blindmatch.crypto import oprf
 from blindmatch.protocol.lsh import PDQ_LSH_1, BitSamplingScheme, Probe
 from blindmatch.protocol.matching import PeerExchange
 
@@ -343,8 +344,6 @@ class TilePeerExchange(PeerExchange):
     its probe keys are that cell's (``scheme`` must be a :class:`DerivativeScheme`)."""
 
     def evaluate_request(self) -> dict[str, Any]:
-        from blindmatch.crypto import oprf
-
         keys: list[bytes] = []
         owner: list[int] = []
         for qi, q in enumerate(self.queries):

@@ -208,3 +208,22 @@ def test_a_derivative_is_found_through_the_private_protocol() -> None:
     assert verdict.kind == dv.KIND_DERIVATIVE and verdict.group == group
     assert verdict.matched_cells == ("g2c0r0", "g2c0r1", "g2c1r0")
     assert verdict.unmatched_cells == ("g2c1r1",)
+
+
+def test_edit_models_cover_the_asked_fraction_and_keep_the_rest() -> None:
+    bench = pytest.importorskip("bench.derivatives")
+    rgb = textured(7, 240, 320)
+    for fraction in bench.REGION_SIZES:
+        mask = bench.body_mask(240, 320, fraction, np.random.default_rng(1))
+        assert abs((mask > 0).mean() - fraction) < 0.02
+        assert not mask[: int(0.12 * 240)].any()  # the head's band is kept
+    for method in bench.EDIT_METHODS:
+        out = bench.edit(rgb, method, 0.30, np.random.default_rng(2))
+        assert out.shape == rgb.shape and out.dtype == np.uint8
+        assert np.array_equal(out[:20], rgb[:20])  # outside the mask nothing changed
+        assert not np.array_equal(out, rgb)
+    for name in bench.POSTS:
+        out = bench.post(rgb, name)
+        assert out.ndim == 3 and min(out.shape[:2]) >= 8
+    assert bench.post(rgb, "resize50").shape[:2] == (120, 160)
+    assert bench.post(rgb, "crop5").shape[:2] == (228, 304)
