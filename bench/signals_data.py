@@ -91,6 +91,20 @@ def collect(items: list[corpus.CorpusImage], *, verbose: bool = True) -> dict[st
     return data
 
 
+def donor_index(items: list[corpus.CorpusImage], image: int, transform: int) -> int:
+    """Which corpus picture the edit ``transform`` of picture ``image`` took its pasted content
+    from: replays that picture's random draws (the edits themselves are cheap)."""
+    picture = corpus.load_image(items[image])
+    item_rng = np.random.default_rng([SEED, image])
+    names = list(TRANSFORMS)
+    donor = -1
+    for t, name in enumerate(names[: transform + 1]):
+        donor = int(item_rng.integers(0, len(items) - 1) + 1 + image) % len(items)
+        if t < transform:
+            TRANSFORMS[name](picture, item_rng, picture)  # draws depend on sizes only
+    return donor
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench signals_data")
     parser.parse_args(argv)
