@@ -47,6 +47,22 @@ def period_of(time_ms: int, period: str) -> str:
 
 
 @dataclass
+class TrafficStats:
+    requests: int = 0
+    evaluations: int = 0
+    queries: int = 0
+    candidates: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "evaluation_requests": self.requests,
+            "evaluations": self.evaluations,
+            "threshold_queries": self.queries,
+            "candidates": self.candidates,
+        }
+
+
+@dataclass
 class PeriodStats:
     matches: Counter[str] = field(default_factory=Counter)  # by band (as str)
     matches_by_peer: Counter[str] = field(default_factory=Counter)
@@ -58,6 +74,7 @@ class PeriodStats:
     index_publications: int = 0
     index_entries_added: int = 0
     index_entries_removed: int = 0
+    traffic: dict[tuple[str, str], TrafficStats] = field(default_factory=dict)
 
     @property
     def overturn_rate(self) -> float | None:
@@ -78,22 +95,10 @@ class PeriodStats:
             "index_publications": self.index_publications,
             "index_entries_added": self.index_entries_added,
             "index_entries_removed": self.index_entries_removed,
-        }
-
-
-@dataclass
-class TrafficStats:
-    requests: int = 0
-    evaluations: int = 0
-    queries: int = 0
-    candidates: int = 0
-
-    def to_json(self) -> dict[str, int]:
-        return {
-            "evaluation_requests": self.requests,
-            "evaluations": self.evaluations,
-            "threshold_queries": self.queries,
-            "candidates": self.candidates,
+            "traffic": [
+                {"peer": peer, "direction": direction, **t.to_json()}
+                for (peer, direction), t in sorted(self.traffic.items())
+            ],
         }
 
 
@@ -158,7 +163,6 @@ def build_report(
     head = tl.verify_tree_head(sth, public_key)
     periods: dict[str, PeriodStats] = defaultdict(PeriodStats)
     totals = PeriodStats()
-    traffic: dict[tuple[str, str], TrafficStats] = defaultdict(TrafficStats)
     by_policy: Counter[str] = Counter()
     decider_of: dict[bytes, str] = {}
     overturns: dict[str, dict[str, int]] = {
@@ -187,6 +191,14 @@ def build_report(
                 s.index_publications += 1
                 s.index_entries_added += e["entries_added"]
                 s.index_entries_removed += e["entries_removed"]
+            elif kind in ("evaluation-counts", "query-counts"):
+                ts = s.traffic.setdefault((e["peer"], e["direction"]), TrafficStats())
+                if kind == "evaluation-counts":
+                    ts.requests += e["requests"]
+                    ts.evaluations += e["evaluations"]
+                else:
+                    ts.queries += e["queries"]
+                    ts.candidates += e["candidates"]
         if kind == "decision":
             decider_of[e["decision_id"]] = e["decided_by"]
             by_policy[
@@ -196,14 +208,6 @@ def build_report(
             decider = decider_of.get(e["decision_id"])
             if decider is not None:
                 overturns[decider][e["status"]] += 1
-        elif kind == "evaluation-counts":
-            ts = traffic[(e["peer"], e["direction"])]
-            ts.requests += e["requests"]
-            ts.evaluations += e["evaluations"]
-        elif kind == "query-counts":
-            ts = traffic[(e["peer"], e["direction"])]
-            ts.queries += e["queries"]
-            ts.candidates += e["candidates"]
     return TransparencyReport(
         head=head,
         public_key=public_key,
@@ -212,7 +216,7 @@ def build_report(
         kinds=audit.kinds,
         periods=dict(periods),
         totals=totals,
-        traffic=dict(traffic),
+        traffic=dict(totals.traffic),
         decisions_by_policy=by_policy,
         overturns_by_decider=overturns,
         entries_after_head=audit.entries_after_head,
@@ -507,6 +511,16 @@ def render_markdown(report: TransparencyReport, plots: Sequence[Path] = ()) -> s
         )  # fmt: skip
     else:
         lines.append("No query or evaluation counts were logged in this range.")
+    if report.traffic and len(report.periods) > 1:
+        lines += ["", f"Volumes per {report.period}:", ""]
+        lines += _table(
+            (report.period, "peer", "direction", "evaluations", "candidates tested"),
+            [
+                (p, peer, d, t.evaluations, t.candidates)
+                for p, s in sorted(report.periods.items())
+                for (peer, d), t in sorted(s.traffic.items())
+            ],
+        )
     lines += ["", "## Log entries by kind", ""]
     lines += _table(("kind", "entries"), sorted(report.kinds.items()))
     if plots:
