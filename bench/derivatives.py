@@ -54,6 +54,7 @@ KS = (2, 3)
 ORB_FEATURES = 500
 ORB_INLIERS = (8, 12, 20, 30, 50, 80, 120)
 WHOLE_QUERY_HASHES = 8  # a whole-image query: the 8 rotations/mirrors (more with a border)
+PDQ_LSH_BITS = dv.PDQ_TILES_1.lsh.bits_per_table  # 27 for pdq-lsh-1
 PROTECTABLE_CELLS = 16  # a source with this many quality cells (of 41) is "protectable"
 
 
@@ -1350,7 +1351,8 @@ def report(r: dict[str, Any]) -> str:
         "encrypted queries, item references and threshold responses (no envelope overhead).",
         "",
         "| query | tile hashes | probes | candidates | confirmed tiles | private verdict | "
-        "brute-force verdict | right source | bytes up / down | querier CPU | holder CPU |",
+        "brute-force verdict | own source found (negatives: none found) | bytes up / down | "
+        "querier CPU | holder CPU |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["private_protocol"]["rows"]:
@@ -1408,6 +1410,20 @@ def report(r: dict[str, Any]) -> str:
         f"each ({24 * 24 * c['index_tiles_mean']:,.0f} bytes of published index on average, "
         "against 576 for its whole-image hash); hashing a source's tiles of all frames took "
         f"{1000 * r['source_index_hash_seconds_median']:.0f} ms (median, all sweep grids).",
+        "",
+        "Spurious bucket hits (estimate, as in signals.md: a probe meets an unrelated index "
+        f"hash of its cell with probability 2^-{PDQ_LSH_BITS}): a bank of N sources holds about "
+        f"N x {c['index_tiles_mean']:.0f} / {c['cells']} tile items per cell, so each tile "
+        "query hash (64 probes) meets "
+        + ", ".join(
+            f"{64 * n * c['index_tiles_mean'] / c['cells'] * 2.0**-PDQ_LSH_BITS:.3f} (N = {n:,})"
+            for n in (10_000, 100_000, 1_000_000)
+        )
+        + " unrelated candidates; a query image "
+        f"{costs['tile_query_hashes_mean']:.0f} times that. Each costs the holder one answer "
+        "and, for a tile hash with no true candidate, an encrypted query and its verification "
+        "(the 'one candidate' row above), so at a million protected sources most tile hashes "
+        "pay the confirmation cost.",
         "",
         "## Frontier",
         "",
