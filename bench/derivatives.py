@@ -1264,7 +1264,8 @@ def report(r: dict[str, Any]) -> str:
         "",
         "Plaintext PDQ <= 31 on the same derivatives: inpainting 30% "
         f"{pct(t_plain['inpaint30_none'])}, 45% {pct(t_plain['inpaint45_none'])}, after "
-        f"JPEG/resize {pct(t_plain['inpaint30_45_jpeg_resize'])}.",
+        f"JPEG/resize {pct(t_plain['inpaint30_45_jpeg_resize'])}; through the blinded "
+        "protocol it can only be lower (a bucket hit and the same threshold test are needed).",
         "",
         "## Recall per edit model, region size and post-processing",
         "",
