@@ -87,6 +87,13 @@ def _case(row: Any) -> Case:
     )
 
 
+_LOG_OPINION = {"appeal-upheld": "appeal-overturned"}  # the log's name for the same event
+
+
+def _derived_id(*parts: bytes) -> bytes:
+    return hashlib.sha256(b"blindmatch-v1 log id\x00" + b"\x00".join(parts)).digest()[:16]
+
+
 def webhook_message_id(case_ref: bytes, sequence: int) -> bytes:
     return case_ref + sequence.to_bytes(4, "big") + b"webhook"
 
@@ -104,6 +111,49 @@ class DecisionService:
         self.policy = policy or policy_mod.Policy()
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret or b""
+
+    # --- the verifiable log -------------------------------------------------------------------
+
+    async def _log_decision(self, case_ref: bytes, outcome: str, by: str) -> None:
+        from blindmatch.node import translog_hooks
+
+        row = await self.db.fetch_one(
+            "SELECT job_ref, holder, item_ref FROM cases WHERE case_ref = ?", case_ref
+        )
+        job_ref = bytes(row["job_ref"]) if row["job_ref"] is not None else case_ref
+        match_id = translog_hooks.match_id_for(job_ref, row["holder"], bytes(row["item_ref"]), 0)
+        events = await self.db.fetch_value(
+            "SELECT COUNT(*) FROM case_events WHERE case_ref = ?", case_ref
+        )
+        await translog_hooks.log_decision(
+            self.node.translog,
+            decision_id=_derived_id(case_ref, str(events).encode()),
+            match_id=match_id,
+            outcome=outcome,
+            decided_by=by,
+        )
+
+    async def _log_feedback(self, record: fb.FeedbackRecord, direction: str, peer: str) -> None:
+        from blindmatch.node import translog_hooks
+
+        await translog_hooks.log_feedback(
+            self.node.translog,
+            feedback_id=record.id,
+            peer=peer,
+            direction=direction,
+            item_ref=record.item,
+            opinion=_LOG_OPINION.get(record.opinion, record.opinion),
+        )
+
+    async def _log_appeal(self, case_ref: bytes, status: str) -> None:
+        from blindmatch.node import translog_hooks
+
+        await translog_hooks.log_appeal(
+            self.node.translog,
+            appeal_id=_derived_id(case_ref, b"appeal"),
+            decision_id=_derived_id(case_ref, b"appealed-decision"),
+            status=status,
+        )
 
     # --- cases ------------------------------------------------------------------------------
 
@@ -208,6 +258,7 @@ class DecisionService:
             )  # fmt: skip
             await self._event(case_ref, "policy", f"opened:{state}", {"reason": verdict.reason})
             if state == "actioned":
+                await self._log_decision(case_ref, "actioned", "policy")
                 await self._webhook("block", case_ref, content_ref, verdict.reason)
         return await self.case(case_ref)
 
@@ -330,6 +381,7 @@ class DecisionService:
                 outcome, reviewer, reason[:500], now, outcome, now, case_ref,
             )  # fmt: skip
             await self._event(case_ref, reviewer, f"decided:{outcome}", {"reason": reason[:500]})
+            await self._log_decision(case_ref, outcome, "reviewer")
             if outcome == "actioned" and not was_actioned:
                 await self._webhook("remove", case_ref, case.content_ref, reason)
                 await self._feedback(case, "confirm")
@@ -352,6 +404,7 @@ class DecisionService:
                 self.node.now(), case_ref,
             )  # fmt: skip
             await self._event(case_ref, "uploader", "appeal:opened", {"reason": reason[:500]})
+            await self._log_appeal(case_ref, "opened")
         return await self.case(case_ref)
 
     async def decide_appeal(
@@ -379,6 +432,8 @@ class DecisionService:
                 case_ref, reviewer, "appeal:upheld" if upheld else "appeal:denied",
                 {"reason": reason[:500]},
             )  # fmt: skip
+            # The log speaks of the decision: an upheld appeal overturns it.
+            await self._log_appeal(case_ref, "decision-overturned" if upheld else "decision-upheld")
         return await self.case(case_ref)
 
     # --- feedback ---------------------------------------------------------------------------
@@ -400,6 +455,7 @@ class DecisionService:
             await self.node.outbox.enqueue(
                 record.id, case.holder, FEEDBACK_KIND, record.signed, self.node.now()
             )
+            await self._log_feedback(record, "sent", case.holder)
 
     async def withdraw_item(self, item_ref: bytes) -> None:
         """The holder's side of a withdrawal: a signed record every node will replicate."""
@@ -451,6 +507,8 @@ class DecisionService:
         )  # fmt: skip
         if not inserted:
             return  # seen before: a replay changes nothing
+        if record.origin != self.node.node_id:
+            await self._log_feedback(record, "received", record.origin)
         self.node.metrics.inc("feedback_records_total", labels={"opinion": record.opinion})
         cases = await self.db.fetch_all(
             "SELECT * FROM cases WHERE holder = ? AND item_ref = ?", record.holder, record.item

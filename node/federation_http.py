@@ -58,6 +58,9 @@ def build_app(node: Node, survivor_banks: BankService | None = None) -> web.Appl
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "node": node.node_id})
 
+    from blindmatch.node.translog_http import build_log_routes
+
+    app.add_routes(build_log_routes(node.translog))  # public, read-only: holds no secrets
     app.router.add_post(FEDERATION_PATH, message)
     app.router.add_get("/healthz", health)
     return app

@@ -29,6 +29,7 @@ import msgpack
 import numpy as np
 
 from blindmatch.crypto import oprf
+from blindmatch.node import translog_hooks
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
 from blindmatch.node.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
@@ -49,6 +50,7 @@ from blindmatch.node.storage import (
 )
 from blindmatch.node.storage.feeds import FeedEntry
 from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
+from blindmatch.node.translog import TransparencyLog
 from blindmatch.protocol import canonical, index, matching, schema
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.lsh import SCHEMES
@@ -126,6 +128,7 @@ class Node:
         self.metrics = Metrics()
         self.client = PeerClient(self)
         self.decisions = DecisionService(self)
+        self.translog = TransparencyLog(db, cfg.node_id, keys.identity, self.clock)
         self.rejected_feedback: list[tuple[str, str]] = []  # (holder, reason), for operators
         self.replica_indexes: dict[str, index.ReplicaIndex] = {}
         self._replica_cursor: dict[str, int] = {}
@@ -153,12 +156,29 @@ class Node:
 
     async def start(self, background: bool = True) -> None:
         await self.client.start()
+        await self.translog.load()
+        await self._log_roster()
         await self._load_replicas()
         if background:
             self._tasks = [
                 asyncio.create_task(self._sync_loop(), name=f"{self.node_id}-sync"),
                 asyncio.create_task(self._match_loop(), name=f"{self.node_id}-match"),
             ]
+
+    async def _log_roster(self) -> None:
+        """Log the roster this node runs under, once per serial."""
+        key = f"translog:roster:{self.roster.serial}"
+        if await self.state.get(key) is None:
+            async with self.db.transaction():
+                await translog_hooks.log_roster(self.translog, self.roster)
+                await self.state.set(key, b"1", self.now())
+
+    async def sign_log_head(self) -> None:
+        """Sign a tree head when the log grew since the last one (the sync loop calls this)."""
+        head = await self.translog.latest_head()
+        size = await self.db.fetch_value("SELECT COUNT(*) FROM log_entries")
+        if head is None or head.tree_size < int(size):
+            await self.translog.sign_head()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -223,9 +243,10 @@ class Node:
                 }
             )
             async with self.db.transaction():
-                await self.feeds.append(
+                entry = await self.feeds.append(
                     INDEX_FEED, _entry_id("index.remove", refs), "index.remove", payload, now
                 )
+                await translog_hooks.log_index_publication(self.translog, entry)
                 for r in refs:
                     await self.db.execute("DELETE FROM index_publications WHERE item_ref = ?", r)
             removed += len(refs)
@@ -248,9 +269,10 @@ class Node:
                 }
             )
             async with self.db.transaction():
-                await self.feeds.append(
+                entry = await self.feeds.append(
                     INDEX_FEED, _entry_id("index.add", refs), "index.add", payload, now
                 )
+                await translog_hooks.log_index_publication(self.translog, entry)
                 for r, packed in per_item.items():
                     await self.db.execute(
                         "INSERT INTO index_publications (item_ref, scheme, key_id, entries,"
@@ -478,6 +500,7 @@ class Node:
             try:
                 await self.reconcile_index()
                 await self.sync_all()
+                await self.sign_log_head()
             except Exception:  # keep the loop alive; the error is logged without content
                 log.exception("sync round failed")
             await asyncio.sleep(self.cfg.sync_interval_s)
@@ -598,6 +621,17 @@ class Node:
                 sent - sent_before, received - received_before, now, job_ref, peer.node_id,
             )  # fmt: skip
             if changed:
+                best: dict[bytes, int] = {}
+                for c in ex.confirmed:
+                    best[c.item_ref] = min(c.band, best.get(c.item_ref, c.band))
+                for item_ref, band in sorted(best.items()):
+                    await translog_hooks.log_match(
+                        self.translog,
+                        match_id=translog_hooks.match_id_for(job_ref, peer.node_id, item_ref, 0),
+                        peer=peer.node_id,
+                        item_ref=item_ref,
+                        band=band,
+                    )
                 await self.db.execute(
                     "UPDATE match_jobs SET peers_done = peers_done + 1 WHERE job_ref = ?", job_ref
                 )

@@ -2,12 +2,13 @@
 
 A hub and two platforms start on this machine (real keys, governance-signed roster, SQLite,
 HTTP). For three simulated weeks (a fixed clock moved a day at a time) the hub adds hashes to
-its shared bank and survivors withdraw some; the hub publishes its blinded index and logs each
-publication. Every day platform A matches uploads privately against the hub (near-copies of
-protected hashes, and unrelated ones) and logs each confirmed match and its traffic with the
-hub. Review outcomes are drawn by a seeded stand-in for the review queue (close matches
-actioned by policy, the rest by a "reviewer"; some appeals, some overturned), and the feedback
-they produce is logged on both sides, sent by the platform and received by the hub.
+its shared bank and survivors withdraw some; the hub publishes its blinded index (the node
+logs each publication). Every day platform A matches uploads privately against the hub
+(near-copies of protected hashes, and unrelated ones); the node logs each confirmed match and
+opens review cases. A seeded stand-in for the reviewers decides the cases through the node's
+real decision workflow (actioned, dismissed, escalated; some actions appealed, some appeals
+upheld), which logs the decisions, appeals and the feedback sent to the hub; the hub logs the
+feedback it receives. Per-peer traffic is counted into hourly windows and logged.
 
 Each log (the platform's: matches, decisions, appeals, feedback sent, traffic as querier; the
 hub's: index publications and withdrawals, feedback received, traffic as holder) is then
@@ -15,8 +16,8 @@ served on loopback through the public ``/log/v1`` API, fetched, audited against 
 head and turned into a report in ``OUT/platform-a`` and ``OUT/hub``, exactly as
 ``blindmatch report --url`` does for any live node.
 
-Everything logged about matches, publications and traffic comes from the real exchange; only
-the review outcomes are simulated (the decision workflow logs real ones once it is wired in).
+Everything logged comes from the real exchange and the real decision workflow; only the
+reviewers' choices are drawn at random.
 """
 
 from __future__ import annotations
@@ -35,12 +36,6 @@ from blindmatch.node.localfed import LocalFederation, NodeSpec
 from blindmatch.node.translog import TransparencyLog
 from blindmatch.node.translog_hooks import (
     TrafficCounts,
-    log_appeal,
-    log_decision,
-    log_feedback,
-    log_index_publication,
-    log_match,
-    match_id_for,
 )
 from blindmatch.node.translog_http import build_log_routes
 from blindmatch.protocol.matching import QueryHash
@@ -54,16 +49,6 @@ def _flip(rng: random.Random, h: bytes, n: int) -> bytes:
     for i in rng.sample(range(256), n):
         out[i >> 3] ^= 0x80 >> (i & 7)
     return bytes(out)
-
-
-async def _publish(fed: LocalFederation, log: TransparencyLog, after: int) -> int:
-    """Reconcile the hub's index and log every feed entry published since ``after``."""
-    hub = fed["hub"].node
-    await hub.reconcile_index()
-    for entry in await hub.feeds.read("index", after, 1000):
-        await log_index_publication(log, entry)
-        after = entry.seq
-    return after
 
 
 async def run_demo(
@@ -90,15 +75,14 @@ async def run_demo(
         runner: web.AppRunner | None = None
         try:
             hub, plat = fed["hub"], fed["platform-a"]
-            hub_log = TransparencyLog(hub.node.db, "hub", hub.node.keys.identity, clock)
-            plat_log = TransparencyLog(plat.node.db, "platform-a", plat.node.keys.identity, clock)
+            hub_log: TransparencyLog = hub.node.translog
+            plat_log: TransparencyLog = plat.node.translog
             plat_counts = TrafficCounts(plat.node.db)
             hub_counts = TrafficCounts(hub.node.db)
             await hub.banks.create_bank(
                 "ncii", provenance="survivor-submitted", shared=True, categories=["ncii"]
             )
             protected: list[tuple[bytes, bytes]] = []  # (hash, item_ref)
-            published = 0
             print(f"demo federation up; simulating {days} days", file=out)
             for day in range(days):
                 clock.set(DEMO_START + day * DAY + 9 * 3600)
@@ -109,7 +93,8 @@ async def run_demo(
                 if protected and rng.random() < 0.25:  # a survivor withdraws a hash
                     h, ref = protected.pop(rng.randrange(len(protected)))
                     await hub.banks.withdraw(ref, reason="survivor withdrew")
-                published = await _publish(fed, hub_log, published)
+                    await hub.node.decisions.withdraw_item(ref)
+                await hub.node.reconcile_index()
                 await plat.node.sync_all()
 
                 # Uploads at platform A: near-copies of protected hashes, and unrelated ones.
@@ -117,7 +102,9 @@ async def run_demo(
                 copies = rng.sample(protected, min(len(protected), rng.randrange(1, 4)))
                 queries = [_flip(rng, h, rng.choice([2, 6, 12, 20])) for h, _ in copies]
                 queries += [os.urandom(32) for _ in range(rng.randrange(1, 3))]
-                job = await plat.node.submit([QueryHash(q) for q in queries])
+                job = await plat.node.submit(
+                    [QueryHash(q) for q in queries], content_ref=f"upload-{day}"
+                )
                 while await plat.node.process_due_tasks():
                     pass
                 status = await plat.node.job_status(job)
@@ -134,43 +121,22 @@ async def run_demo(
                     await hub_counts.record(
                         "platform-a", "queries", "received", asked, candidates, now_ms
                     )
-                seen: set[tuple[bytes, int]] = set()
-                for r in status.results:
-                    if (r.item_ref, r.query_index) in seen:
+                # The reviewers work the queue (their choices drawn at random); the node logs
+                # every decision, appeal and feedback record itself.
+                for case in await plat.node.decisions.queue():
+                    if case.state == "closed" or case.decided_by is not None:
                         continue
-                    seen.add((r.item_ref, r.query_index))
-                    mid = match_id_for(job, r.peer, r.item_ref, r.query_index)
-                    await log_match(plat_log, match_id=mid, peer=r.peer, item_ref=r.item_ref,
-                                    band=r.band)  # fmt: skip
-                    # The review queue's outcome (simulated; see the module docstring).
-                    did = os.urandom(16)
-                    if r.band <= 16:
-                        outcome, by, policy = "actioned", "policy", "very-close"
-                    else:
-                        outcome = rng.choices(["actioned", "dismissed", "escalated"], [7, 2, 1])[0]
-                        by, policy = "reviewer", None
-                    await log_decision(plat_log, decision_id=did, match_id=mid, outcome=outcome,
-                                       decided_by=by, policy=policy)  # fmt: skip
-                    opinion = {"actioned": "confirm", "dismissed": "dispute"}.get(outcome)
+                    outcome = rng.choices(["actioned", "dismissed", "escalated"], [7, 2, 1])[0]
+                    case = await plat.node.decisions.decide(
+                        case.case_ref, outcome, "reviewer-1", "demo review"
+                    )
                     if outcome == "actioned" and rng.random() < 0.25:
-                        aid = os.urandom(16)
-                        await log_appeal(plat_log, appeal_id=aid, decision_id=did,
-                                         status="opened")  # fmt: skip
-                        overturned = rng.random() < 0.35
-                        await log_appeal(
-                            plat_log, appeal_id=aid, decision_id=did,
-                            status="decision-overturned" if overturned else "decision-upheld",
-                        )  # fmt: skip
-                        if overturned:
-                            opinion = "appeal-overturned"
-                    if opinion is not None:
-                        fid = os.urandom(16)
-                        await log_feedback(plat_log, feedback_id=fid, peer=r.peer,
-                                           direction="sent", item_ref=r.item_ref,
-                                           opinion=opinion)  # fmt: skip
-                        await log_feedback(hub_log, feedback_id=fid, peer="platform-a",
-                                           direction="received", item_ref=r.item_ref,
-                                           opinion=opinion)  # fmt: skip
+                        await plat.node.decisions.open_appeal(case.case_ref, "demo appeal")
+                        await plat.node.decisions.decide_appeal(
+                            case.case_ref, rng.random() < 0.35, "reviewer-2", "demo appeal review"
+                        )
+                while await plat.node.process_due_tasks():  # feedback to the hub
+                    pass
                 # End of the day: flush ended traffic windows, sign heads.
                 clock.set(DEMO_START + (day + 1) * DAY - 1)
                 await plat_counts.flush(plat_log)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import weakref
 
 from blindmatch.node.storage.database import Database
-from blindmatch.node.storage.migrations import Migration
 
 STATEMENTS: tuple[str, ...] = (
     # The log: leaf i is row seq = i. ``entry`` is the canonical encoding (what is hashed);
@@ -71,12 +70,20 @@ STATEMENTS: tuple[str, ...] = (
     )""",
 )
 
-# To be appended to MIGRATIONS in node/storage/migrations.py (after the decisions migration).
-TRANSPARENCY_SCHEMA = Migration(
-    4,
-    "transparency: log entries, signed tree heads, traffic counters, peers' tree heads",
-    STATEMENTS,
+TRANSPARENCY_SCHEMA_NAME = (
+    "transparency: log entries, signed tree heads, traffic counters, peers' tree heads"
 )
+
+
+def __getattr__(name: str) -> object:
+    # The migration object lives in the one migration list (version 4); importing it from
+    # here at module level would make the two modules import each other.
+    if name == "TRANSPARENCY_SCHEMA":
+        from blindmatch.node.storage.migrations import TRANSPARENCY_SCHEMA
+
+        return TRANSPARENCY_SCHEMA
+    raise AttributeError(name)
+
 
 _ENSURED: weakref.WeakSet[Database] = weakref.WeakSet()
 

@@ -240,3 +240,28 @@ async def test_forged_feedback_is_refused_and_reported(fed) -> None:
     assert b.rejected_feedback and "bad-signature" in b.rejected_feedback[-1][1]
     assert not (await b.decisions.case(case_b.case_ref)).needs_rereview
     assert (await b.decisions.opinion("hub", case_b.item_ref)).disputes == 0
+
+
+async def test_events_land_in_each_nodes_verifiable_log(fed) -> None:
+    import aiohttp
+
+    from blindmatch.protocol import transparency as tl
+
+    a, hub = fed["platform-a"].node, fed["hub"].node
+    (case_a,) = await upload(fed, "platform-a", near(fed.held[0]), "a-log")
+    await a.decisions.decide(case_a.case_ref, "dismissed", "rev-a", "false positive")
+    await drain(a)
+
+    async def kinds(node) -> list[str]:  # type: ignore[no-untyped-def]
+        lines = await node.translog.export_jsonl()
+        return [tl.decode_entry(bytes.fromhex(json.loads(line)["entry"]))["kind"] for line in lines]
+
+    platform_kinds, hub_kinds = await kinds(a), await kinds(hub)
+    assert {"roster", "match", "decision", "feedback"} <= set(platform_kinds)
+    assert {"roster", "index-publication", "feedback"} <= set(hub_kinds)
+    raw = b"".join(bytes.fromhex(json.loads(x)["entry"]) for x in await a.translog.export_jsonl())
+    assert not any(h in raw for h in fed.held)  # never a hash
+    await a.sign_log_head()
+    async with aiohttp.ClientSession() as s, s.get(fed["platform-a"].endpoint + "/log/v1/sth") as r:
+        sth = await r.json()
+    assert r.status == 200 and sth["tree_size"] == len(platform_kinds)

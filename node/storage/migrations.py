@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from blindmatch.node import translog_schema as _translog_schema
 from blindmatch.node.storage.database import Database
 
 MIGRATIONS_LOCK = "blindmatch:schema_migrations"
@@ -316,7 +317,18 @@ DECISIONS_SCHEMA = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (INITIAL_SCHEMA, FEDERATION_SCHEMA, DECISIONS_SCHEMA)
+# The verifiable log (node/translog.py). Its statements live beside its code, which can also
+# create the same tables idempotently on a database migrated before this version existed.
+TRANSPARENCY_SCHEMA = Migration(
+    4, _translog_schema.TRANSPARENCY_SCHEMA_NAME, _translog_schema.STATEMENTS
+)
+
+MIGRATIONS: tuple[Migration, ...] = (
+    INITIAL_SCHEMA,
+    FEDERATION_SCHEMA,
+    DECISIONS_SCHEMA,
+    TRANSPARENCY_SCHEMA,
+)
 
 
 def _check_order(migrations: tuple[Migration, ...]) -> None:
