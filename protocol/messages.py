@@ -50,7 +50,11 @@ RELEASE_FIELDS = {
         list_of(text(32, pattern=r"[a-z0-9][a-z0-9-]*"), max_items=8), required=False
     ),
     "provenance": Field(text(32, choices=PROVENANCE_CLASSES), required=False),
-    "signal": Field(text(32, pattern=r"[a-z0-9_.-]+"), required=False),
+    "signal": Field(text(32, pattern=r"[a-z0-9_./-]+"), required=False),
+    # Tile items of a protected source (specs/derivatives.md): the source's group reference and
+    # the map of its textured cells, so the querier can tell a copy from a derivative.
+    "group": Field(blob(exact=8), required=False),
+    "source_cells": Field(integer(0, (1 << 41) - 1), required=False),
 }
 
 _THRESHOLD_RESPONSE_MAX = (
