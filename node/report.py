@@ -115,6 +115,9 @@ class TransparencyReport:
     decisions_by_policy: Counter[str]
     overturns_by_decider: dict[str, dict[str, int]]  # policy/reviewer -> upheld/overturned
     entries_after_head: int = 0
+    # Entries that name an id no earlier entry introduced (an auditor's consistency check):
+    # "decision-without-match", "appeal-without-decision".
+    unlinked: dict[str, int] = field(default_factory=dict)
     first_time_ms: int | None = None
     last_time_ms: int | None = None
 
@@ -144,6 +147,7 @@ class TransparencyReport:
             ],
             "decisions_by_policy": dict(sorted(self.decisions_by_policy.items())),
             "overturns_by_decider": self.overturns_by_decider,
+            "unlinked": dict(sorted(self.unlinked.items())),
         }
 
 
@@ -165,6 +169,8 @@ def build_report(
     totals = PeriodStats()
     by_policy: Counter[str] = Counter()
     decider_of: dict[bytes, str] = {}
+    matches_seen: set[bytes] = set()
+    unlinked: Counter[str] = Counter()
     overturns: dict[str, dict[str, int]] = {
         d: {"decision-upheld": 0, "decision-overturned": 0} for d in ("policy", "reviewer")
     }
@@ -199,14 +205,20 @@ def build_report(
                 else:
                     ts.queries += e["queries"]
                     ts.candidates += e["candidates"]
-        if kind == "decision":
+        if kind == "match":
+            matches_seen.add(e["match_id"])
+        elif kind == "decision":
+            if e["match_id"] not in matches_seen:
+                unlinked["decision-without-match"] += 1
             decider_of[e["decision_id"]] = e["decided_by"]
             by_policy[
                 e.get("policy", "(reviewer)" if e["decided_by"] == "reviewer" else "(none)")
             ] += 1
-        elif kind == "appeal" and e["status"] != "opened":
+        elif kind == "appeal":
             decider = decider_of.get(e["decision_id"])
-            if decider is not None:
+            if decider is None:
+                unlinked["appeal-without-decision"] += 1
+            elif e["status"] != "opened":
                 overturns[decider][e["status"]] += 1
     return TransparencyReport(
         head=head,
@@ -220,6 +232,7 @@ def build_report(
         decisions_by_policy=by_policy,
         overturns_by_decider=overturns,
         entries_after_head=audit.entries_after_head,
+        unlinked=dict(unlinked),
         first_time_ms=first,
         last_time_ms=last,
     )
@@ -494,6 +507,14 @@ def render_markdown(report: TransparencyReport, plots: Sequence[Path] = ()) -> s
             for who, v in report.overturns_by_decider.items()
         ],
     )
+    if report.unlinked:
+        lines += [
+            "",
+            "Entries naming an id that no earlier entry of this log introduced (a decision "
+            "should follow its match, an appeal its decision):",
+            "",
+        ]
+        lines += _table(("check", "entries"), sorted(report.unlinked.items()))
     lines += ["", "## Feedback", ""]
     lines += _table(
         ("opinion", "sent", "received"),

@@ -728,6 +728,7 @@ async def test_report_from_a_synthetic_log_counts_everything_and_draws_plots(
     assert t.overturn_rate == pytest.approx(t.appeals["decision-overturned"] / closed)
     assert len(built.periods) in (6, 7)  # 42 days in ISO weeks
     assert built.traffic[("hub", "sent")].evaluations == 300 * 41
+    assert built.unlinked == {}  # every decision follows its match, every appeal its decision
     by = built.overturns_by_decider
     assert sum(v["decision-overturned"] for v in by.values()) == t.appeals["decision-overturned"]
     paths = report.write_report(built, tmp_path / "out")
@@ -892,3 +893,23 @@ async def test_demo_run_reports_both_logs_from_a_real_federation(tmp_path: Path)
     )  # fmt: skip
     again = json.loads((tmp_path / "again" / "report.json").read_text())
     assert again == platform
+
+
+async def test_report_flags_decisions_and_appeals_that_name_unknown_ids(
+    tmp_path: Path, fclock: FixedClock
+) -> None:
+    db = await sqlite_db(tmp_path / "u.db")
+    log = TransparencyLog(db, "platform-a", KEY, fclock)
+    mid, did = b"m" * 16, b"d" * 16
+    await log_match(log, match_id=mid, peer="hub", item_ref=b"i" * 16, band=8)
+    await log_decision(log, decision_id=did, match_id=mid, outcome="actioned", decided_by="policy")
+    await log_appeal(log, appeal_id=b"a" * 16, decision_id=did, status="opened")
+    await log_decision(
+        log, decision_id=b"e" * 16, match_id=b"x" * 16, outcome="dismissed", decided_by="reviewer"
+    )
+    await log_appeal(log, appeal_id=b"b" * 16, decision_id=b"y" * 16, status="decision-upheld")
+    head = await log.sign_head()
+    built = report.build_report([e.entry for e in await log.all_entries()], head, KEY.public_key)
+    assert built.unlinked == {"decision-without-match": 1, "appeal-without-decision": 1}
+    assert "appeal-without-decision | 1" in report.render_markdown(built)
+    await db.close()
