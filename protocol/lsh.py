@@ -179,8 +179,8 @@ class BitSamplingScheme:
         Order: ascending cost; ties by table index, then by the flipped positions compared as
         ascending tuples. Without a float vector: the base keys in table order.
         """
-        if float_vector is None or self.candidate_bits == 0:
-            return [(0.0, t, ()) for t in range(min(budget, self.tables))]
+        if float_vector is None or self.candidate_bits == 0 or budget <= 0:
+            return [(0.0, t, ()) for t in range(min(max(budget, 0), self.tables))]
         flip_cost, keep_cost = bit_costs(float_vector, self.cost_model)
         # Per table: the cost of its base key (no flips) and its candidate positions, the
         # cheapest to flip first, ordered by (flip cost, position).

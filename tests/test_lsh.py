@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from blindmatch.protocol import lsh_ops  # noqa: F401  (registers the conformance ops)
 from blindmatch.protocol.conformance_ops import OpError, run
@@ -88,6 +90,8 @@ def test_probes_are_bucket_keys_within_the_budget() -> None:
     assert all(len(p.flipped) <= S.max_flips for p in probes)
     assert S.probe_keys(h, None) == S.index_keys(h)
     assert len(S.probe_keys(h, floats, S.tables + 3)) == S.tables + 3
+    assert S.probe_keys(h, floats, 0) == []
+    assert len(S.probe_keys(h, floats, 1)) == 1
     with pytest.raises(ValueError):
         S.probes(h, floats, S.probe_budget + 1)
 
@@ -160,3 +164,15 @@ def test_spec_vectors_are_reproduced() -> None:
     errors = {c["id"] for c in doc["cases"] if "error" in c["expected"]}
     assert any(e.endswith("unknown-scheme") for e in errors)
     assert any(e.endswith("budget-too-large") for e in errors)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(min_value=0, max_value=2**32 - 1), st.integers(min_value=0, max_value=64))
+def test_every_probe_is_the_bucket_of_the_hash_with_its_bits_flipped(
+    seed: int, budget: int
+) -> None:
+    h, floats = random_query(seed)
+    probes = S.probes(h, floats, budget)
+    assert len(probes) == budget
+    for p in probes:
+        assert S.index_keys(flip(h, list(p.flipped)))[p.table] == p.key
