@@ -69,6 +69,15 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     v.set_defaults(func=run_verify)
 
+    e = asub.add_parser(
+        "export",
+        help="export a node's log and its signed tree heads from its database, for verify",
+    )
+    e.add_argument("--database", required=True, metavar="URL", help="the node's database URL")
+    e.add_argument("--node-id", required=True, metavar="ID", help="the node's id (the log id)")
+    e.add_argument("--out", required=True, metavar="DIR", help="directory to write into")
+    e.set_defaults(func=run_export)
+
     def usage(args: argparse.Namespace) -> int:
         p.print_help()
         return 2
@@ -302,3 +311,58 @@ def verify_url(
         save_sth.write_text(head.to_bytes().hex() + "\n")
         print(f"tree head saved to {save_sth}", file=out)
     return status
+
+
+def export(database: str, node_id: str, out_dir: Path, out: TextIO | None = None) -> int:
+    """Write ``log.jsonl``, ``sth.hex`` (the newest stored head) and ``sth-<size>.hex`` for
+    every earlier head; prints the ``verify`` command that checks them."""
+    import asyncio
+
+    from blindmatch.node.storage import StorageError, open_database
+    from blindmatch.node.translog import read_stored_log
+
+    out = sys.stdout if out is None else out
+
+    async def read() -> tuple[list[str], list[tl.SignedTreeHead]]:
+        db = await open_database(database)
+        try:
+            return await read_stored_log(db, node_id)
+        finally:
+            await db.close()
+
+    try:
+        lines, heads = asyncio.run(read())
+    except (StorageError, OSError) as exc:
+        print(f"cannot read the database: {exc}", file=out)
+        return 2
+    except tl.LogError as exc:
+        print(f"FAIL [{exc.code}] {exc.detail}", file=out)
+        return 1
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "log.jsonl").write_text("".join(line + "\n" for line in lines))
+    print(f"wrote {out_dir / 'log.jsonl'} ({len(lines)} entries)", file=out)
+    if not heads:
+        print("the log has no signed tree head yet: nothing to verify against", file=out)
+        return 0
+    (out_dir / "sth.hex").write_text(heads[-1].to_bytes().hex() + "\n")
+    earlier = []
+    for h in heads[:-1]:
+        path = out_dir / f"sth-{h.tree_size}.hex"
+        path.write_text(h.to_bytes().hex() + "\n")
+        earlier.append(path)
+    print(
+        f"wrote {out_dir / 'sth.hex'} (size {heads[-1].tree_size}) and {len(earlier)} earlier "
+        "head(s)",
+        file=out,
+    )
+    flags = "".join(f" --earlier-sth {p}" for p in earlier[-8:])
+    print(
+        f"check: blindmatch audit verify --log {out_dir / 'log.jsonl'} --sth "
+        f"{out_dir / 'sth.hex'} --key <the node's Ed25519 key from the roster>{flags}",
+        file=out,
+    )
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    return export(args.database, args.node_id, Path(args.out))

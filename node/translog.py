@@ -351,3 +351,35 @@ class TransparencyLog:
             leaf_hashes=[e.leaf_hash for e in stored],
             earlier_heads=earlier,
         )
+
+
+async def read_stored_log(db: Database, node_id: str) -> tuple[list[str], list[tl.SignedTreeHead]]:
+    """The export lines and every stored head of a node's log, read straight from its
+    database (no signing key needed: for an operator or auditor with database access, e.g.
+    when the node refuses to start because its stored log changed)."""
+    await ensure_schema(db)
+    lines: list[str] = []
+    while True:
+        rows = await db.fetch_all(
+            "SELECT seq, entry, leaf_hash FROM log_entries WHERE seq >= ? ORDER BY seq LIMIT ?",
+            len(lines),
+            MAX_PAGE,
+        )
+        for r in rows:
+            if int(r["seq"]) != len(lines):
+                raise LogIntegrityError(f"the stored log has a gap: entry {len(lines)} is missing")
+            lines.append(
+                json.dumps(
+                    {"entry": bytes(r["entry"]).hex(), "leaf_hash": bytes(r["leaf_hash"]).hex()},
+                    sort_keys=True,
+                )
+            )
+        if len(rows) < MAX_PAGE:
+            break
+    heads = [
+        _head({**r, "log_id": node_id})
+        for r in await db.fetch_all(
+            "SELECT tree_size, root, timestamp_ms, signature FROM log_tree_heads ORDER BY tree_size"
+        )
+    ]
+    return lines, heads

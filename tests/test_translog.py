@@ -913,3 +913,32 @@ async def test_report_flags_decisions_and_appeals_that_name_unknown_ids(
     assert built.unlinked == {"decision-without-match": 1, "appeal-without-decision": 1}
     assert "appeal-without-decision | 1" in report.render_markdown(built)
     await db.close()
+
+
+def test_export_from_the_database_locates_a_tampered_entry(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+
+    async def build() -> None:
+        db = await open_database(url, migrate_now=START)
+        log = TransparencyLog(db, "node-x", KEY, FixedClock(START))
+        await fill(log, 9)
+        await log.sign_head()
+        await fill(log, 7, seed=8)
+        await log.sign_head()
+        forged = tl.encode_entry(
+            {"kind": "appeal", "appeal_id": bytes(16), "decision_id": bytes(16),
+             "status": "opened", "time_ms": 3}
+        )  # fmt: skip
+        await db.execute("UPDATE log_entries SET entry = ? WHERE seq = 11", forged)
+        await db.close()
+
+    asyncio.run(build())
+    out = tmp_path / "export"
+    assert cli_main(["audit", "export", "--database", url, "--node-id", "node-x",
+                     "--out", str(out)]) == 0  # fmt: skip
+    assert (out / "sth-9.hex").exists()
+    report_out = io.StringIO()
+    status = cmd_audit.verify(
+        out / "log.jsonl", out / "sth.hex", KEY.public_key.hex(), [out / "sth-9.hex"], report_out
+    )
+    assert status == 1 and "FAIL [tampered-entry] entry 11" in report_out.getvalue()
