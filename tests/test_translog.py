@@ -942,3 +942,48 @@ def test_export_from_the_database_locates_a_tampered_entry(tmp_path: Path) -> No
         out / "log.jsonl", out / "sth.hex", KEY.public_key.hex(), [out / "sth-9.hex"], report_out
     )
     assert status == 1 and "FAIL [tampered-entry] entry 11" in report_out.getvalue()
+
+
+async def test_real_nodes_serve_their_logs_to_auditors_and_monitors(tmp_path: Path) -> None:
+    from blindmatch.node.localfed import LocalFederation, NodeSpec
+    from blindmatch.protocol.matching import QueryHash
+
+    clock = FixedClock(START)
+    fed = await LocalFederation(tmp_path, clock=clock, background=False).start(
+        [NodeSpec("hub", ("hub",)), NodeSpec("platform-a", holds_index=False)]
+    )
+    try:
+        hub, plat = fed["hub"], fed["platform-a"]
+        await hub.banks.create_bank("ncii", provenance="survivor-submitted", shared=True)
+        protected = [os.urandom(32) for _ in range(5)]
+        for h in protected:
+            await hub.banks.add_item("ncii", "pdq", h)
+        await hub.node.reconcile_index()
+        job = await plat.node.submit([QueryHash(protected[0])])
+        while await plat.node.process_due_tasks():
+            pass
+        assert (await plat.node.job_status(job)).results
+        await hub.node.sign_log_head()
+        await plat.node.sign_log_head()
+
+        # An auditor checks each node at its federation endpoint.
+        for node in (hub, plat):
+            out = io.StringIO()
+            key = node.node.keys.identity.public_key
+            status, _ = await cmd_audit.audit_url(node.endpoint, key, [], out=out)
+            assert status == 0, out.getvalue()
+        # The platform watches the hub's log; the hub grows; the platform follows it.
+        watch = FederationLogWatch(plat.node.db, plat.node.peers(), clock)
+        first = await watch.check_all()
+        assert first["hub"].startswith("ok size")
+        await hub.banks.add_item("ncii", "pdq", os.urandom(32))
+        await hub.node.reconcile_index()
+        clock.advance(60)
+        await hub.node.sign_log_head()
+        second = await watch.check_all()
+        assert second["hub"].startswith("ok size") and second["hub"] != first["hub"]
+        await watch.close()
+        kinds = [tl.decode_entry(e.entry)["kind"] for e in await plat.node.translog.all_entries()]
+        assert "match" in kinds and "roster" in kinds
+    finally:
+        await fed.stop()
