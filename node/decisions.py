@@ -114,6 +114,10 @@ class DecisionService:
 
     # --- the verifiable log -------------------------------------------------------------------
 
+    async def _decision_log_id(self, case_ref: bytes, event_id: int) -> bytes:
+        # A decision's log id is derived from its case event, so an appeal can name it later.
+        return _derived_id(case_ref, b"decision", str(event_id).encode())
+
     async def _log_decision(self, case_ref: bytes, outcome: str, by: str) -> None:
         from blindmatch.node import translog_hooks
 
@@ -122,12 +126,12 @@ class DecisionService:
         )
         job_ref = bytes(row["job_ref"]) if row["job_ref"] is not None else case_ref
         match_id = translog_hooks.match_id_for(job_ref, row["holder"], bytes(row["item_ref"]), 0)
-        events = await self.db.fetch_value(
-            "SELECT COUNT(*) FROM case_events WHERE case_ref = ?", case_ref
+        event_id = await self.db.fetch_value(
+            "SELECT MAX(id) FROM case_events WHERE case_ref = ?", case_ref
         )
         await translog_hooks.log_decision(
             self.node.translog,
-            decision_id=_derived_id(case_ref, str(events).encode()),
+            decision_id=await self._decision_log_id(case_ref, int(event_id)),
             match_id=match_id,
             outcome=outcome,
             decided_by=by,
@@ -148,10 +152,16 @@ class DecisionService:
     async def _log_appeal(self, case_ref: bytes, status: str) -> None:
         from blindmatch.node import translog_hooks
 
+        # The appealed decision is the one that actioned the case (by policy or a reviewer).
+        event_id = await self.db.fetch_value(
+            "SELECT MAX(id) FROM case_events WHERE case_ref = ?"
+            " AND event IN ('decided:actioned', 'opened:actioned')",
+            case_ref,
+        )
         await translog_hooks.log_appeal(
             self.node.translog,
             appeal_id=_derived_id(case_ref, b"appeal"),
-            decision_id=_derived_id(case_ref, b"appealed-decision"),
+            decision_id=await self._decision_log_id(case_ref, int(event_id)),
             status=status,
         )
 

@@ -129,6 +129,7 @@ class Node:
         self.client = PeerClient(self)
         self.decisions = DecisionService(self)
         self.translog = TransparencyLog(db, cfg.node_id, keys.identity, self.clock)
+        self.traffic = translog_hooks.TrafficCounts(db)
         self.rejected_feedback: list[tuple[str, str]] = []  # (holder, reason), for operators
         self.replica_indexes: dict[str, index.ReplicaIndex] = {}
         self._replica_cursor: dict[str, int] = {}
@@ -174,11 +175,10 @@ class Node:
                 await self.state.set(key, b"1", self.now())
 
     async def sign_log_head(self) -> None:
-        """Sign a tree head when the log grew since the last one (the sync loop calls this)."""
-        head = await self.translog.latest_head()
-        size = await self.db.fetch_value("SELECT COUNT(*) FROM log_entries")
-        if head is None or head.tree_size < int(size):
-            await self.translog.sign_head()
+        """Log ended traffic windows, then sign a head if the log grew or the last one is over
+        an hour old, so peers see the log is alive (the sync loop calls this)."""
+        await translog_hooks.log_counts(self.translog, self.traffic, self.now() * 1000)
+        await self.translog.sign_if_due()
 
     async def stop(self) -> None:
         self._stopping = True
@@ -307,6 +307,9 @@ class Node:
         if body["key_id"] != self.keys.voprf_key_id:
             raise NodeError("not-allowed", "unknown or retired VOPRF key id")
         await self._charge(peer, "evaluations", len(body["elements"]))
+        await self.traffic.record(
+            peer.node_id, "evaluations", "received", 1, len(body["elements"]), self.now() * 1000
+        )
         try:
             # The scalar multiplications run off the event loop.
             return await asyncio.to_thread(
@@ -344,6 +347,9 @@ class Node:
 
     async def handle_threshold(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
         await self._charge(peer, "threshold_items", len(body["items"]))
+        await self.traffic.record(
+            peer.node_id, "queries", "received", 1, len(body["items"]), self.now() * 1000
+        )
         digest = hashlib.sha256(body["query"]).digest()
         verified = self._verified_queries.get(digest)
         if verified is None:
@@ -621,6 +627,14 @@ class Node:
                 sent - sent_before, received - received_before, now, job_ref, peer.node_id,
             )  # fmt: skip
             if changed:
+                candidates = sum(len(v) for v in ex.candidates.values())
+                await self.traffic.record(
+                    peer.node_id, "evaluations", "sent", 1, ex.probes_sent, now * 1000
+                )
+                if candidates:
+                    await self.traffic.record(
+                        peer.node_id, "queries", "sent", len(ex.candidates), candidates, now * 1000
+                    )
                 best: dict[bytes, int] = {}
                 for c in ex.confirmed:
                     best[c.item_ref] = min(c.band, best.get(c.item_ref, c.band))

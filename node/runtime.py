@@ -23,6 +23,7 @@ from blindmatch.node.clock import SystemClock
 from blindmatch.node.config import ConfigError, NodeConfig
 from blindmatch.node.federation_http import build_app
 from blindmatch.node.node import Node
+from blindmatch.node.translog_monitor import FederationLogWatch
 from blindmatch.protocol import roster as roster_mod
 
 TOKEN_FILE = "api.token"
@@ -54,8 +55,14 @@ class RunningNode:
     node: Node
     banks: BankService
     runners: list[web.AppRunner]
+    log_watch: FederationLogWatch | None = None
+    log_watch_task: asyncio.Task[None] | None = None
 
     async def stop(self) -> None:
+        if self.log_watch_task is not None:
+            self.log_watch_task.cancel()
+        if self.log_watch is not None:
+            await self.log_watch.close()
         for r in self.runners:
             await r.cleanup()
         await self.node.stop()
@@ -94,7 +101,10 @@ async def start(cfg: NodeConfig) -> RunningNode:
         await runner.setup()
         await web.TCPSite(runner, host, port, ssl_context=tls).start()
         runners.append(runner)
-    return RunningNode(node, banks, runners)
+    # Watch every peer's verifiable log: forks, rollbacks and bad signatures become incidents.
+    watch = FederationLogWatch(db, node.peers(), clock)
+    task = asyncio.create_task(watch.run(300), name=f"{cfg.node_id}-log-watch")
+    return RunningNode(node, banks, runners, watch, task)
 
 
 async def run_forever(cfg: NodeConfig) -> None:
