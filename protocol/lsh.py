@@ -74,9 +74,17 @@ class BitSamplingScheme:
 
     @cached_property
     def _key_prefix(self) -> bytes:
+        return self._prefix_for(self.signal_type)
+
+    def _prefix_for(self, signal: SignalType | None) -> bytes:
+        """``u8(len(tag)) || tag || u8(len(signal)) || signal`` for a PDQ-valued signal type: a
+        picture's PDQ hash (the default) or one vPDQ video frame."""
+        signal = self.signal_type if signal is None else signal
+        if signal not in (SignalType.PDQ, SignalType.VPDQ_FRAME):
+            raise ValueError(f"{self.name} buckets PDQ-valued signals, not {signal.value}")
         tag = self.tag
-        signal = self.signal_type.value.encode("ascii")
-        return bytes([len(tag)]) + tag + bytes([len(signal)]) + signal
+        name = signal.value.encode("ascii")
+        return bytes([len(tag)]) + tag + bytes([len(name)]) + name
 
     @cached_property
     def table_positions(self) -> tuple[tuple[int, ...], ...]:
@@ -109,13 +117,20 @@ class BitSamplingScheme:
     def key_length(self) -> int:
         return len(self._key_prefix) + 2 + (self.bits_per_table + 7) // 8
 
-    def bucket_key(self, table: int, sampled_bits: Sequence[int] | np.ndarray) -> bytes:
+    def bucket_key(
+        self,
+        table: int,
+        sampled_bits: Sequence[int] | np.ndarray,
+        *,
+        signal: SignalType | None = None,
+    ) -> bytes:
         """The key of ``table``'s bucket holding the given k sampled bit values (in ascending
         position order)."""
         bits = np.asarray(sampled_bits, dtype=np.uint8)
         if bits.shape != (self.bits_per_table,):
             raise ValueError("wrong number of sampled bits")
-        return self._key_prefix + table.to_bytes(2, "big") + np.packbits(bits).tobytes()
+        prefix = self._key_prefix if signal is None else self._prefix_for(signal)
+        return prefix + table.to_bytes(2, "big") + np.packbits(bits).tobytes()
 
     def exact_key(self, digest: bytes) -> bytes:
         """The single bucket key of a SHA-256 value (exact copies are not LSH-bucketed): the
@@ -126,12 +141,12 @@ class BitSamplingScheme:
         signal = SignalType.SHA256.value.encode("ascii")
         return bytes([len(tag)]) + tag + bytes([len(signal)]) + signal + b"\x00\x00" + digest
 
-    def index_keys(self, hash32: bytes) -> list[bytes]:
+    def index_keys(self, hash32: bytes, *, signal: SignalType | None = None) -> list[bytes]:
         """The L bucket keys a holder indexes for one hash (table order)."""
         bits = pdq_to_bits(hash32)
         sampled = bits[self._position_matrix]  # (L, k)
         packed = np.packbits(sampled, axis=1)
-        prefix = self._key_prefix
+        prefix = self._key_prefix if signal is None else self._prefix_for(signal)
         return [prefix + t.to_bytes(2, "big") + packed[t].tobytes() for t in range(self.tables)]
 
     def probes(
@@ -139,11 +154,13 @@ class BitSamplingScheme:
         hash32: bytes,
         float_vector: Sequence[float] | np.ndarray | None = None,
         budget: int | None = None,
+        *,
+        signal: SignalType | None = None,
     ) -> list[Probe]:
         """The buckets a querier asks for, in the order the spec fixes (cheapest first).
 
         Without a float vector only the base keys are returned (nothing tells which bits are
-        uncertain). ``budget`` caps the number of probes, the L base keys included.
+        uncertain). ``budget`` caps the number of probes (default: the scheme's probe budget).
         """
         check_pdq_bytes(hash32)
         budget = self.probe_budget if budget is None else budget
@@ -160,7 +177,7 @@ class BitSamplingScheme:
                 for p in flipped:
                     j = pos.index(p)
                     row[j] ^= 1
-            out.append(Probe(table, flipped, cost, self.bucket_key(table, row)))
+            out.append(Probe(table, flipped, cost, self.bucket_key(table, row, signal=signal)))
         return out
 
     def probe_keys(
@@ -168,8 +185,10 @@ class BitSamplingScheme:
         hash32: bytes,
         float_vector: Sequence[float] | np.ndarray | None = None,
         budget: int | None = None,
+        *,
+        signal: SignalType | None = None,
     ) -> list[bytes]:
-        return [p.key for p in self.probes(hash32, float_vector, budget)]
+        return [p.key for p in self.probes(hash32, float_vector, budget, signal=signal)]
 
     def ranked_perturbations(
         self, float_vector: Sequence[float] | np.ndarray | None, budget: int

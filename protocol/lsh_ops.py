@@ -47,12 +47,21 @@ def _floats(v: Any) -> list[float] | None:
     return [float(x) for x in v]
 
 
+def _signal(v: Any) -> signals.SignalType:
+    if v is None:
+        return signals.SignalType.PDQ
+    if v not in ("pdq", "vpdq"):
+        raise _op_error("lsh:bad-signal", "LSH buckets pdq and vpdq hashes")
+    return signals.SignalType(v)
+
+
 def lsh_table_positions(i: dict[str, Any]) -> dict[str, Any]:
     return {"tables": [list(p) for p in _scheme(i["scheme"]).table_positions]}
 
 
 def lsh_index_keys(i: dict[str, Any]) -> dict[str, Any]:
-    return {"keys": [k.hex() for k in _scheme(i["scheme"]).index_keys(_hash(i["hash"]))]}
+    scheme, signal = _scheme(i["scheme"]), _signal(i.get("signal"))
+    return {"keys": [k.hex() for k in scheme.index_keys(_hash(i["hash"]), signal=signal)]}
 
 
 def lsh_probe_keys(i: dict[str, Any]) -> dict[str, Any]:
@@ -64,7 +73,9 @@ def lsh_probe_keys(i: dict[str, Any]) -> dict[str, Any]:
         raise _op_error("lsh:bad-budget", "budget must be a non-negative integer")
     if budget is not None and budget > scheme.probe_budget:
         raise _op_error("lsh:bad-budget", f"budget exceeds {scheme.probe_budget}")
-    probes = scheme.probes(_hash(i["hash"]), _floats(i.get("float_vector")), budget)
+    probes = scheme.probes(
+        _hash(i["hash"]), _floats(i.get("float_vector")), budget, signal=_signal(i.get("signal"))
+    )
     return {
         "probes": [
             {"table": p.table, "flipped": list(p.flipped), "key": p.key.hex()} for p in probes

@@ -102,6 +102,12 @@ def lsh_cases(scheme_name: str) -> list[dict[str, Any]]:
         )
     )
     cases.append(_case("unknown-scheme", "lsh.index_keys", {"scheme": "pdq-lsh-0", "hash": h}))
+    frame = {"scheme": scheme_name, "hash": h, "signal": "vpdq"}
+    cases.append(_case("index-vpdq-frame", "lsh.index_keys", frame))
+    cases.append(
+        _case("probe-vpdq-frame", "lsh.probe_keys", {**frame, "float_vector": floats, "budget": 8})
+    )
+    cases.append(_case("index-bad-signal", "lsh.index_keys", {**frame, "signal": "sha256"}))
     digest = hashlib.sha256(b"blindmatch exact-copy example").hexdigest()
     cases.append(_case("exact-key", "lsh.exact_key", {"scheme": scheme_name, "sha256": digest}))
     return cases
