@@ -223,6 +223,9 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench sim", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a tenth of each scale")
     parser.add_argument("--only", choices=("modelled", "exact"), help="run one of the two")
+    parser.add_argument(
+        "--render", action="store_true", help="only rewrite sim.md/sim.json from saved halves"
+    )
     args = parser.parse_args(argv)
     div = 10 if args.quick else 1
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -240,11 +243,16 @@ def main(argv: list[str]) -> int:
         ("modelled", modelled_scenario, (100, 100_000 // div, 100_000 // div)),
         ("exact", exact_scenario, (10, 10_000 // div, 1000 // div)),
     ):
-        if args.only in (None, which):
+        if args.only in (None, which) and not args.render:
             report[which] = run_one(make(*scale))
             print(json.dumps(report[which]["timing"]), flush=True)
+            (RESULTS / f"sim-{which}.json").write_text(json.dumps(report[which], indent=1) + "\n")
+            # re-read: the other half may have been saved meanwhile by a concurrent run
+            old = json.loads(previous.read_text()) if previous.exists() else {}
             old[which] = report[which]
             (RESULTS / "sim.json").write_text(json.dumps(old, indent=1) + "\n")
+        elif (RESULTS / f"sim-{which}.json").exists():
+            report[which] = json.loads((RESULTS / f"sim-{which}.json").read_text())
         elif which in old:
             report[which] = old[which]
     if "modelled" not in report or "exact" not in report:
