@@ -219,3 +219,19 @@ def test_vpdq_hashes_a_video_and_matches_itself(tmp_path: Path) -> None:
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)
     with pytest.raises(MediaError):
         hashing.hash_video(bad)
+    # The CLI prints one vpdq line per frame and a sha256 line; a broken video is an error line.
+    assert cli_main(["hash", str(video), str(bad)]) == 1
+
+
+def test_cli_hashes_videos(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not hashing.vpdq_available():
+        pytest.skip("vpdq is not installed")
+    video = tmp_path / "clip.mp4"
+    if not _write_video(video, [smooth_image(s, 96, 128) for s in (21, 21, 22, 22, 23)], fps=2):
+        pytest.skip("OpenCV cannot write mp4 here")
+    assert cli_main(["hash", str(video)]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    frames = [x for x in lines if x["signal_type"] == "vpdq"]
+    assert frames and all(len(x["hex"]) == 64 and "frame_number" in x for x in frames)
+    assert frames[0]["threatexchange_signal_type"] == "vpdq"
+    assert lines[-1]["signal_type"] == "sha256"
