@@ -23,7 +23,8 @@ class OpError(Exception):
         self.code = code
 
 
-def _b(v: Any) -> bytes:
+def hex_bytes(v: Any) -> bytes:
+    """A hex string from a request, or a ``bad-request`` refusal."""
     if not isinstance(v, str):
         raise OpError("bad-request", "expected a hex string")
     try:
@@ -32,10 +33,27 @@ def _b(v: Any) -> bytes:
         raise OpError("bad-request", "invalid hex") from exc
 
 
-def _bl(v: Any) -> list[bytes]:
+def hex_bytes_list(v: Any) -> list[bytes]:
     if not isinstance(v, list):
         raise OpError("bad-request", "expected a list of hex strings")
-    return [_b(x) for x in v]
+    return [hex_bytes(x) for x in v]
+
+
+def vector_seed(label: str) -> bytes:
+    """The fixed seed a vector generator derives from a label (specs/generate_vectors.py)."""
+    return hashlib.sha256(b"blindmatch-v1 vectors " + label.encode()).digest()
+
+
+def make_case(case_id: str, op: str, data: dict[str, Any]) -> dict[str, Any]:
+    """A conformance case whose expected result is what this implementation answers."""
+    try:
+        expected: dict[str, Any] = {"output": run(op, data)}
+    except OpError as exc:
+        expected = {"error": exc.code}
+    return {"id": case_id, "op": op, "input": data, "expected": expected}
+
+
+_b, _bl = hex_bytes, hex_bytes_list
 
 
 def _h(b: bytes) -> str:
@@ -126,24 +144,24 @@ def threshold_decide(i: dict[str, Any]) -> dict[str, Any]:
     return {"matched": result.matched, "band": result.band}
 
 
-def _from_json_value(v: Any) -> Any:
+def from_json_value(v: Any) -> Any:
     """Bodies in vectors are JSON; byte strings are written {"hex": "..."}."""
     if isinstance(v, dict):
         if set(v) == {"hex"}:
             return _b(v["hex"])
-        return {k: _from_json_value(x) for k, x in v.items()}
+        return {k: from_json_value(x) for k, x in v.items()}
     if isinstance(v, list):
-        return [_from_json_value(x) for x in v]
+        return [from_json_value(x) for x in v]
     return v
 
 
-def _to_json_value(v: Any) -> Any:
+def to_json_value(v: Any) -> Any:
     if isinstance(v, bytes):
         return {"hex": v.hex()}
     if isinstance(v, dict):
-        return {k: _to_json_value(x) for k, x in v.items()}
+        return {k: to_json_value(x) for k, x in v.items()}
     if isinstance(v, list):
-        return [_to_json_value(x) for x in v]
+        return [to_json_value(x) for x in v]
     return v
 
 
@@ -152,7 +170,7 @@ def envelope_seal(i: dict[str, Any]) -> dict[str, Any]:
         signing.SigningKey(_b(i["signing_seed"])),
         i["sender"],
         i["type"],
-        _from_json_value(i["body"]),
+        from_json_value(i["body"]),
         i["timestamp_ms"],
         _b(i["nonce"]),
     )
@@ -167,12 +185,12 @@ def envelope_open(i: dict[str, Any]) -> dict[str, Any]:
         "sender": env.sender,
         "timestamp_ms": env.timestamp_ms,
         "nonce": _h(env.nonce),
-        "body": _to_json_value(env.body),
+        "body": to_json_value(env.body),
     }
 
 
 def canonical_decode(i: dict[str, Any]) -> dict[str, Any]:
-    return {"value": _to_json_value(canonical.decode(_b(i["bytes"])))}
+    return {"value": to_json_value(canonical.decode(_b(i["bytes"])))}
 
 
 def index_key_id(i: dict[str, Any]) -> dict[str, Any]:

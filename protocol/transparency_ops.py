@@ -19,19 +19,7 @@ from blindmatch.protocol.conformance_ops import OpError
 Op = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-def _b(v: Any) -> bytes:
-    if not isinstance(v, str):
-        raise OpError("bad-request", "expected a hex string")
-    try:
-        return bytes.fromhex(v)
-    except ValueError as exc:
-        raise OpError("bad-request", "invalid hex") from exc
-
-
-def _bl(v: Any) -> list[bytes]:
-    if not isinstance(v, list):
-        raise OpError("bad-request", "expected a list of hex strings")
-    return [_b(x) for x in v]
+_b, _bl = conformance_ops.hex_bytes, conformance_ops.hex_bytes_list
 
 
 def _int(v: Any) -> int:
@@ -44,24 +32,7 @@ def _hl(values: list[bytes]) -> list[str]:
     return [v.hex() for v in values]
 
 
-def _from_json(v: Any) -> Any:
-    if isinstance(v, dict):
-        if set(v) == {"hex"}:
-            return _b(v["hex"])
-        return {k: _from_json(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_from_json(x) for x in v]
-    return v
-
-
-def _to_json(v: Any) -> Any:
-    if isinstance(v, bytes):
-        return {"hex": v.hex()}
-    if isinstance(v, dict):
-        return {k: _to_json(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_to_json(x) for x in v]
-    return v
+_from_json, _to_json = conformance_ops.from_json_value, conformance_ops.to_json_value
 
 
 def _tree(leaves: Any) -> tl.MerkleTree:

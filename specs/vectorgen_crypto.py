@@ -11,23 +11,12 @@ from typing import Any
 from blindmatch.crypto import oprf, signing, sodium
 from blindmatch.crypto import threshold as th
 from blindmatch.protocol import canonical
-from blindmatch.protocol.conformance_ops import OpError, run
-
-
-def _seed(label: str) -> bytes:
-    return hashlib.sha256(b"blindmatch-v1 vectors " + label.encode()).digest()
+from blindmatch.protocol.conformance_ops import make_case as _case
+from blindmatch.protocol.conformance_ops import vector_seed as _seed
 
 
 def _scalar(label: str) -> bytes:
     return th.vector_scalars(_seed(label))()
-
-
-def _case(case_id: str, op: str, data: dict[str, Any]) -> dict[str, Any]:
-    try:
-        expected: dict[str, Any] = {"output": run(op, data)}
-    except OpError as exc:
-        expected = {"error": exc.code}
-    return {"id": case_id, "op": op, "input": data, "expected": expected}
 
 
 def _flip_bits(h: bytes, positions: range) -> bytes:

@@ -10,17 +10,9 @@ from typing import Any
 import numpy as np
 
 from blindmatch.protocol import derivative_ops  # noqa: F401  (registers the ops)
-from blindmatch.protocol.conformance_ops import OpError, run
+from blindmatch.protocol.conformance_ops import make_case as _case
 from blindmatch.protocol.derivative import DERIVATIVE_SCHEMES
 from blindmatch.protocol.signals import pdq_bits_from_float, pdq_from_bits
-
-
-def _case(case_id: str, op: str, data: dict[str, Any]) -> dict[str, Any]:
-    try:
-        expected: dict[str, Any] = {"output": run(op, data)}
-    except OpError as exc:
-        expected = {"error": exc.code}
-    return {"id": case_id, "op": op, "input": data, "expected": expected}
 
 
 def _float_vector(seed: int) -> list[float]:

@@ -4,24 +4,12 @@ from __future__ import annotations
 
 import copy
 import hashlib
-from typing import Any
 
 from blindmatch.crypto import oprf, signing
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol import roster as roster_mod
-from blindmatch.protocol.conformance_ops import OpError, run
-
-
-def _seed(label: str) -> bytes:
-    return hashlib.sha256(b"blindmatch-v1 vectors " + label.encode()).digest()
-
-
-def _case(case_id: str, op: str, data: dict[str, Any]) -> dict[str, Any]:
-    try:
-        expected: dict[str, Any] = {"output": run(op, data)}
-    except OpError as exc:
-        expected = {"error": exc.code}
-    return {"id": case_id, "op": op, "input": data, "expected": expected}
+from blindmatch.protocol.conformance_ops import make_case as _case
+from blindmatch.protocol.conformance_ops import vector_seed as _seed
 
 
 def generate() -> dict[str, object]:

@@ -2,38 +2,16 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import aiohttp
-import numpy as np
 import pytest
+from console_fixtures import jpeg, photo
 from PIL import Image
 
 from blindmatch.node import hashing
 from blindmatch.node.client import ApiClientError, BlindmatchClient
 from blindmatch.node.localfed import LocalFederation, NodeSpec
-
-
-def photo(seed: int, size=(640, 480)) -> Image.Image:
-    """A synthetic picture with structure at several scales (not flat: PDQ quality is high)."""
-    rng = np.random.default_rng(seed)
-    h, w = size[1], size[0]
-    y, x = np.mgrid[0:h, 0:w] / max(h, w)
-    img = np.zeros((h, w, 3))
-    for c in range(3):
-        for _ in range(6):
-            fx, fy, ph = [*rng.uniform(1, 12, 2).tolist(), rng.uniform(0, 6.3)]
-            img[..., c] += np.sin(2 * np.pi * (fx * x + fy * y) + ph)
-    img += rng.normal(0, 0.2, img.shape)
-    img = (img - img.min()) / (img.max() - img.min()) * 255
-    return Image.fromarray(img.astype(np.uint8))
-
-
-def jpeg(image: Image.Image, quality: int = 85) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, "JPEG", quality=quality)
-    return buf.getvalue()
 
 
 @pytest.fixture

@@ -29,31 +29,12 @@ from console_fixtures import (
     start_scenario,
     stop_scenario,
 )
+from survivor_harness import CHROMIUM_FLAGS as FLAGS
+from survivor_harness import browser_missing
 
 pytestmark = pytest.mark.browser
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results"
-FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-)
-
-
-def browser_missing() -> str | None:
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        return "selenium is not installed (pip install -e '.[dev]')"
-    if not (shutil.which("chromium") or shutil.which("chromium-browser")):
-        return "Debian's chromium is not installed (apt-get install chromium)"
-    if not shutil.which("chromedriver"):
-        return "chromedriver is not installed (apt-get install chromium-driver)"
-    return None
 
 
 class LoopThread:
