@@ -779,7 +779,8 @@ def render_markdown(r: dict) -> str:
         " copy's eight rotations/mirrors (four pixel flips, each also transposed in the DCT"
         " domain); when the copy has a solid border, the eight of the copy without it; and when"
         " the copy seems embedded in other material (plain chrome around it, or straight edges"
-        " across it), the hash of that embedded box (at most two more)."
+        " across it), the hash of that embedded box (at most two more); and three versions"
+        " with the edge pixels extended by 2%, 5% and 10% (undoing a centred crop)."
         " Recall over edits of indexed pictures; false-positive rate = fraction of edits of"
         " negative pictures that match any indexed picture.",
         "",
@@ -925,7 +926,7 @@ def render_markdown(r: dict) -> str:
         f" {th['ours_index_images_per_s']:.1f} images/s, ratio"
         f" {th['ratio_index_to_pdqhash']:.2f}",
         f"- ours, querying (the eight exact rotation/mirror variants, eight more when a border"
-        " was removed, up to two embedded boxes): "
+        " was removed, up to two embedded boxes, three uncropped): "
         f"{th['ours_query_images_per_s']:.1f} images/s, ratio"
         f" {th['ratio_query_to_pdqhash']:.2f}",
         "",

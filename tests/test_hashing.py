@@ -123,6 +123,20 @@ def test_a_picture_under_a_caption_or_inside_app_chrome_is_found() -> None:
     assert hashing.find_framed_box(np.asarray(original)) == (0, 0, 240, 180)
 
 
+def test_a_centred_crop_is_found_by_an_uncropped_variant() -> None:
+    original = Image.fromarray(smooth_image(12, 300, 400))
+    plain = hash_image(original).pdq.hash32
+    cropped = original.crop((10, 8, 390, 292))  # 5% off each dimension, centred
+    h = hash_image(cropped, query_variants=True)
+    direct = hamming(h.pdq.hash32, plain)
+    best = min(hamming(v.pdq.hash32, plain) for v in h.variants if v.name.startswith("uncrop/"))
+    assert best < direct
+    assert best <= 31
+    extended = hashing.uncrop(np.asarray(cropped), 0.05)
+    assert extended.shape[:2] == (284 + 15, 380 + 20)
+    assert np.array_equal(extended[7:-8, 10:-10], np.asarray(cropped))
+
+
 def test_a_flat_picture_is_not_trimmed_away() -> None:
     flat = np.full((100, 100, 3), 128, np.uint8)
     assert hashing.find_border_box(flat) == (0, 0, 100, 100)
@@ -179,7 +193,9 @@ def test_cli_prints_json_lines_and_reports_errors(
     assert cli_main(["hash", "--variants", str(good)]) == 0
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert lines[1]["variant"] == "identity+transpose"
-    assert len(lines) == 9
+    names = [x.get("variant") for x in lines[1:-1]]
+    assert names[-3:] == ["uncrop/2", "uncrop/5", "uncrop/10"]
+    assert len(lines) == 1 + 7 + 3 + 1  # the picture, 7 more rotations/mirrors, 3 uncrops, sha
 
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: int = 5) -> bool:
