@@ -37,6 +37,7 @@ from .scenario import Scenario
 
 CHECKPOINT = "checkpoint.pkl"
 CHECKPOINT_VERSION = 1
+PARALLEL_INDEX_ITEMS = 20_000  # exact mode: build indexes in worker processes from this size
 
 
 class Interrupted(Exception):
@@ -108,10 +109,29 @@ def prepare(s: Scenario) -> Context:
     )
     if s.mode == "exact":
         started = time.time()
-        ctx.exact = {}
-        for h in ctx.holder_nodes:
-            mine = np.flatnonzero(work.item_holder == h)
-            ctx.exact[int(h)] = exchange.ExactHolder.build(scheme, mine, work.item_hash[mine])
+        jobs = [(int(h), np.flatnonzero(work.item_holder == h)) for h in ctx.holder_nodes]
+        workers = len(os.sched_getaffinity(0))
+        if workers > 1 and len(work.item_hash) >= PARALLEL_INDEX_ITEMS:
+            # Holders build their blinded indexes independently (as real nodes do), so the
+            # simulator builds them on every core; each records its own CPU time.
+            import multiprocessing
+            from concurrent.futures import ProcessPoolExecutor
+
+            with ProcessPoolExecutor(
+                workers, mp_context=multiprocessing.get_context("fork")
+            ) as pool:
+                built = pool.map(
+                    exchange.ExactHolder.build,
+                    [scheme] * len(jobs),
+                    [mine for _, mine in jobs],
+                    [work.item_hash[mine] for _, mine in jobs],
+                )
+                ctx.exact = {h: holder for (h, _), holder in zip(jobs, built, strict=True)}
+        else:
+            ctx.exact = {
+                h: exchange.ExactHolder.build(scheme, mine, work.item_hash[mine])
+                for h, mine in jobs
+            }
         ctx.exact_build_s = time.time() - started
     return ctx
 
