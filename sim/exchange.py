@@ -69,12 +69,24 @@ def calibrated_costs(path: Path = CRYPTO_RESULTS) -> dict[str, float]:
     for step, name in _STEP_NAMES.items():
         if step in steps:
             costs[name] = float(steps[step])
-    verify = [v for k, v in steps.items() if k.startswith("Threshold: holder verifies")]
-    sums = [v for k, v in steps.items() if k.startswith("Threshold: holder builds")]
-    if verify:
-        costs["verify"] = float(verify[0])
-    if sums:
-        costs["sums"] = float(sums[0])
+
+    def first(prefix: str) -> float | None:
+        found = [v for k, v in steps.items() if k.startswith(prefix)]
+        return float(found[0]) if found else None
+
+    verify = first("Threshold: holder verifies")
+    if verify is not None:
+        costs["verify"] = verify
+    # The holder's answer: newer results price a query's first candidate and each further one
+    # (the per-query work is done at the first); older ones price per-query sums + a candidate.
+    first_candidate = first("Threshold: holder answers a query's first candidate")
+    further = first("Threshold: holder answers a further candidate")
+    sums = first("Threshold: holder builds")
+    if first_candidate is not None and further is not None:
+        costs["sums"] = max(first_candidate - further, 0.0)
+        costs["answer"] = further
+    elif sums is not None:
+        costs["sums"] = sums
     floor = data.get("floor_s", {})
     if "map" in floor and "var" in floor:
         costs["index_evaluate"] = float(floor["map"] + floor["var"] + floor.get("valid", 0.0))
