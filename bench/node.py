@@ -309,13 +309,16 @@ class PaddedReplica(index.ReplicaIndex):
 
     def __init__(self, real: index.ReplicaIndex, synthetic: SyntheticEntries) -> None:
         super().__init__(real.scheme, real.key_id)
-        self._by_tag = real._by_tag
+        self.real = real
         self.real_entries = real.entries
         self.synthetic = synthetic
-        self.entries = real.entries + len(synthetic)
+
+    @property
+    def entries(self) -> int:  # type: ignore[override]
+        return self.real.entries + len(self.synthetic)
 
     def lookup(self, oprf_output: bytes) -> list[bytes]:
-        return sorted(super().lookup(oprf_output) + self.synthetic.lookup(oprf_output))
+        return sorted(self.real.lookup(oprf_output) + self.synthetic.lookup(oprf_output))
 
 
 # --- bulk rows ---------------------------------------------------------------------------------
@@ -563,7 +566,7 @@ class Bench:
             )
         items = self.args.real
         p = per[0]
-        # Memory of the node's in-memory replica (the dict-of-dicts ReplicaIndex).
+        # Memory of the node's in-memory replica (ReplicaIndex).
         entries = await self.fed["holder-1"].node.feeds.read(INDEX_FEED, 0, 10_000)
         tracemalloc.start()
         ri = index.ReplicaIndex(SCHEME.name, self.fed["holder-1"].node.keys.voprf_key_id)

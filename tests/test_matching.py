@@ -140,3 +140,22 @@ def test_replica_index_adds_and_removes_idempotently() -> None:
     assert replica.entries == 0
     with pytest.raises(index.IndexFormatError):
         replica.add(holder.published[:-1])
+
+
+def test_replica_index_is_compact_and_exact_at_scale() -> None:
+    rng = np.random.default_rng(9)
+    replica = index.ReplicaIndex(SCHEME.name, b"k" * 8)
+    deltas = [rng.bytes(24 * 20_000) for _ in range(5)]
+    for d in deltas:
+        replica.add(d)
+    assert replica.entries == 100_000
+    assert replica.nbytes <= 48 * replica.entries  # vs ~358 B/entry as Python dicts
+    replica.remove(deltas[2])
+    assert replica.entries == 80_000
+    # A removed entry is gone; a kept one is found, unmasked with its OPRF output's mask.
+    kept = deltas[0][:24]
+    output = kept[:8] + bytes(16) + bytes(40)  # a zero mask: the ref reads back as stored
+    assert kept[8:24] in replica.lookup(output)
+    assert replica.lookup(deltas[2][:8] + bytes(56)) == [] or deltas[2][8:24] not in replica.lookup(
+        deltas[2][:8] + bytes(56)
+    )
