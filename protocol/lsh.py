@@ -288,7 +288,7 @@ def bit_costs(
 # Parameters chosen from the measured distance distributions (bench/results/signals.md): k = 27
 # keeps a probe's chance of meeting an unrelated hash near 2^-27, so 64 probes against a
 # 1M-hash holder meet ~0.5 unrelated hashes; with 24 tables and log-odds probing the scheme finds
-# all corpus pairs at distance <= 16 and ~98% of those at 17..31 (mean over table draws).
+# all corpus pairs at distance <= 16 and ~97-98% of those at 17..31 (mean over table draws).
 PDQ_LSH_1 = BitSamplingScheme(
     name="pdq-lsh-1",
     signal_type=SignalType.PDQ,
