@@ -726,7 +726,7 @@ def plots(report: dict) -> None:
                 ms=5 if chosen else 3,
                 lw=3 if chosen else 1.2,
                 color=colour,
-                label=f"L={L} k={k} ({spur:.2g})" + (" = pdq-lsh-1" if chosen else ""),
+                label=f"L={L} k={k} ({spur:.2g})" + (" as pdq-lsh-1" if chosen else ""),
             )
     for ax, title in zip(axes, ("distance 0-16", "distance 17-31"), strict=True):
         ax.set_xscale("log", base=2)
