@@ -122,6 +122,10 @@ def token_hash(token: str) -> bytes | None:
         return None
     if len(raw) != 32:
         return None
+    # base64 leaves 2 unused bits in the last character: several spellings decode to the same
+    # bytes. Only the one canonical spelling is the token.
+    if urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
+        return None
     return hashlib.sha256(raw).digest()
 
 
