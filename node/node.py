@@ -59,6 +59,7 @@ from blindmatch.protocol.roster import Member, Roster
 log = logging.getLogger("blindmatch.node")
 
 INDEX_FEED = "index"
+FEED_PAGE_BYTES = 8 * 1024 * 1024  # half the querier's reply limit
 MATCH_TASK_KIND = "match"
 
 
@@ -379,14 +380,15 @@ class Node:
             raise NodeError("not-allowed", f"no feed named {body['feed']}")
         entries = await self.feeds.read(body["feed"], body["after"], body["limit"])
         head = await self.feeds.head(body["feed"])
-        return {
-            "feed": body["feed"],
-            "entries": [
-                {"seq": e.seq, "id": e.entry_id, "kind": e.kind, "payload": e.payload}
-                for e in entries
-            ],
-            "head": head,
-        }
+        # A page stops at a byte budget (always at least one entry), so a backlog of large
+        # index deltas never makes a reply the querier must refuse as too large.
+        page, size = [], 0
+        for e in entries:
+            if page and size + len(e.payload) > FEED_PAGE_BYTES:
+                break
+            page.append({"seq": e.seq, "id": e.entry_id, "kind": e.kind, "payload": e.payload})
+            size += len(e.payload)
+        return {"feed": body["feed"], "entries": page, "head": head}
 
     # --- querier: replication -------------------------------------------------------------------
 
@@ -666,34 +668,49 @@ class Node:
     async def process_due_tasks(self, limit: int = 16) -> int:
         """Run the match tasks whose time has come; returns how many were attempted."""
         messages = await self.outbox.claim_due(self.now(), limit)
+        # One job's peers (and different jobs) proceed concurrently, bounded by match_workers;
+        # a case's webhooks go one after another in their sequence (message id) order.
+        gate = asyncio.Semaphore(max(1, self.cfg.match_workers))
+        groups: dict[bytes, list[Any]] = {}
         for m in messages:
-            peer = self.roster.member(m.peer_id)
-            try:
-                if m.kind == WEBHOOK_KIND:
-                    await self._deliver_webhook(m.payload)
-                    await self.outbox.mark_delivered(m.message_id, self.now())
-                    continue
-                if peer is None:
-                    raise NodeError("not-allowed", "peer left the roster")
-                if m.kind == MATCH_TASK_KIND:
-                    await self.run_task(m.payload, peer)
-                elif m.kind == FEEDBACK_KIND:
-                    await self.client.call(peer, "feedback.submit", {"record": m.payload})
-                else:
-                    raise NodeError("internal", f"unknown outbox kind {m.kind}")
-                await self.outbox.mark_delivered(m.message_id, self.now())
-            except (TimeoutError, PeerError, NodeError, OSError) as exc:
-                code = getattr(exc, "code", exc.__class__.__name__)
-                if m.kind == MATCH_TASK_KIND:
-                    await self.db.execute(
-                        "UPDATE match_tasks SET last_error = ?, updated_at = ? WHERE job_ref = ?"
-                        " AND peer_id = ?",
-                        str(code), self.now(), m.payload, m.peer_id,
-                    )  # fmt: skip
-                await self.outbox.schedule_retry(m.message_id, str(code), self.now(), self.rng)
-                self.metrics.inc("match_task_retries_total", labels={"peer": m.peer_id})
-                log.info("match task against %s deferred: %s", m.peer_id, code)
+            key = m.message_id[:16] if m.kind == WEBHOOK_KIND else m.message_id
+            groups.setdefault(key, []).append(m)
+
+        async def run(group: list[Any]) -> None:
+            async with gate:
+                for m in sorted(group, key=lambda m: m.message_id):
+                    await self._process(m)
+
+        await asyncio.gather(*(run(g) for g in groups.values()))
         return len(messages)
+
+    async def _process(self, m: Any) -> None:
+        peer = self.roster.member(m.peer_id)
+        try:
+            if m.kind == WEBHOOK_KIND:
+                await self._deliver_webhook(m.payload)
+                await self.outbox.mark_delivered(m.message_id, self.now())
+                return
+            if peer is None:
+                raise NodeError("not-allowed", "peer left the roster")
+            if m.kind == MATCH_TASK_KIND:
+                await self.run_task(m.payload, peer)
+            elif m.kind == FEEDBACK_KIND:
+                await self.client.call(peer, "feedback.submit", {"record": m.payload})
+            else:
+                raise NodeError("internal", f"unknown outbox kind {m.kind}")
+            await self.outbox.mark_delivered(m.message_id, self.now())
+        except (TimeoutError, PeerError, NodeError, OSError) as exc:
+            code = getattr(exc, "code", exc.__class__.__name__)
+            if m.kind == MATCH_TASK_KIND:
+                await self.db.execute(
+                    "UPDATE match_tasks SET last_error = ?, updated_at = ? WHERE job_ref = ?"
+                    " AND peer_id = ?",
+                    str(code), self.now(), m.payload, m.peer_id,
+                )  # fmt: skip
+            await self.outbox.schedule_retry(m.message_id, str(code), self.now(), self.rng)
+            self.metrics.inc("match_task_retries_total", labels={"peer": m.peer_id})
+            log.info("match task against %s deferred: %s", m.peer_id, code)
 
     async def _deliver_webhook(self, body: bytes) -> None:
         url = self.decisions.webhook_url

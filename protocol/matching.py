@@ -21,6 +21,7 @@ step here can be driven from a test with byte strings.
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -72,13 +73,18 @@ class EncryptionCache:
         self._random_bytes = random_bytes
         self._make_key = make_key or th.QuerierKey.generate
         self._cache: dict[bytes, tuple[th.QuerierKey, th.EncryptedQuery, bytes]] = {}
+        # Peers of one job run concurrently (in worker threads): one encryption per hash,
+        # never two racing ones whose later write would orphan the other's request.
+        self._lock = threading.Lock()
 
     def get(self, query_hash: bytes) -> tuple[th.QuerierKey, th.EncryptedQuery, bytes]:
-        if query_hash not in self._cache:
-            key = self._make_key()
-            encrypted = th.encrypt_query(key, query_hash, self._random_bytes(th.QUERY_ID_BYTES))
-            self._cache[query_hash] = (key, encrypted, encrypted.to_bytes())
-        return self._cache[query_hash]
+        with self._lock:
+            if query_hash not in self._cache:
+                key = self._make_key()
+                query_id = self._random_bytes(th.QUERY_ID_BYTES)
+                encrypted = th.encrypt_query(key, query_hash, query_id)
+                self._cache[query_hash] = (key, encrypted, encrypted.to_bytes())
+            return self._cache[query_hash]
 
     def __len__(self) -> int:
         return len(self._cache)

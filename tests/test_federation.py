@@ -262,3 +262,19 @@ async def test_querier_refuses_a_bad_voprf_proof(fed) -> None:
         object.__setattr__(hub.keys, "voprf", real)
     assert not status.complete
     assert status.tasks[0]["last_error"] == "bad-proof" and status.results == []
+
+
+async def test_feed_pages_stop_at_a_byte_budget_and_sync_still_completes(fed, monkeypatch) -> None:
+    from blindmatch.node import node as node_mod
+
+    hub, platform = fed["hub"].node, fed["platform-b"].node
+    monkeypatch.setattr(node_mod, "FEED_PAGE_BYTES", 3000)
+    head = await hub.feeds.head("index")
+    for i in range(5):  # entries a replica skips as unreadable, but must still page through
+        await hub.feeds.append("index", os.urandom(16), "index.note", bytes([i]) * 2000, hub.now())
+    page = await hub.handle_feed_pull(
+        platform.roster.member("platform-b"), {"feed": "index", "after": head, "limit": 500}
+    )
+    assert len(page["entries"]) == 1  # 2000 fits, 4000 would not
+    await platform.sync_all()
+    assert await platform.replicas.cursor("hub", "index") == head + 5
