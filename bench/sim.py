@@ -212,7 +212,9 @@ def render(report: dict) -> str:
         "the floor-adjusted column scales the charges by that ratio (the simulator itself never "
         "does: its results must not depend on the machine). Measured `blind` includes deriving "
         "the probes (about 0.85 ms per query hash, pure Python), which the crypto benchmark "
-        "does not price. Target: within 10%.",
+        "does not price. Target: within 10%. The charges follow crypto.json: a run against a "
+        "crypto.json older than the crypto code (before its speed-ups) over-charged by ~26%; "
+        "re-run `./dev bench crypto` after changing crypto/.",
         "",
     ]
     return "\n".join(lines)
