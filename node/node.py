@@ -136,6 +136,7 @@ class Node:
         self._replica_cursor: dict[str, int] = {}
         self._encryptions: OrderedDict[bytes, matching.EncryptionCache] = OrderedDict()
         self._verified_queries: OrderedDict[bytes, Any] = OrderedDict()
+        self._job_locks: dict[bytes, asyncio.Lock] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._wake_matcher = asyncio.Event()
         self._stopping = False
@@ -582,7 +583,8 @@ class Node:
             cache = matching.EncryptionCache(os.urandom)
             self._encryptions[job_ref] = cache
             while len(self._encryptions) > 256:
-                self._encryptions.popitem(last=False)
+                old, _ = self._encryptions.popitem(last=False)
+                self._job_locks.pop(old, None)
         return cache
 
     async def run_task(self, job_ref: bytes, peer: Member) -> list[matching.Confirmation]:
@@ -603,7 +605,11 @@ class Node:
         except matching.ExchangeError as exc:
             raise PeerError(exc.code, str(exc)) from exc
         cache = self._encryptions_for(job_ref)
-        for req in await asyncio.to_thread(ex.threshold_requests, cache):
+        # A job's peers run concurrently; its query hashes are encrypted once, under this lock.
+        lock = self._job_locks.setdefault(job_ref, asyncio.Lock())
+        async with lock:
+            requests = await asyncio.to_thread(ex.threshold_requests, cache)
+        for req in requests:
             answer = await self.client.call(peer, "threshold.query", req)
             try:
                 await asyncio.to_thread(ex.on_answer, req, answer.body, cache)

@@ -21,7 +21,6 @@ step here can be driven from a test with byte strings.
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -73,18 +72,16 @@ class EncryptionCache:
         self._random_bytes = random_bytes
         self._make_key = make_key or th.QuerierKey.generate
         self._cache: dict[bytes, tuple[th.QuerierKey, th.EncryptedQuery, bytes]] = {}
-        # Peers of one job run concurrently (in worker threads): one encryption per hash,
-        # never two racing ones whose later write would orphan the other's request.
-        self._lock = threading.Lock()
 
     def get(self, query_hash: bytes) -> tuple[th.QuerierKey, th.EncryptedQuery, bytes]:
-        with self._lock:
-            if query_hash not in self._cache:
-                key = self._make_key()
-                query_id = self._random_bytes(th.QUERY_ID_BYTES)
-                encrypted = th.encrypt_query(key, query_hash, query_id)
-                self._cache[query_hash] = (key, encrypted, encrypted.to_bytes())
-            return self._cache[query_hash]
+        """Not safe to call from two threads at once for a new hash: a caller running peers
+        concurrently serialises the calls that may encrypt (the node holds a per-job lock)."""
+        if query_hash not in self._cache:
+            key = self._make_key()
+            query_id = self._random_bytes(th.QUERY_ID_BYTES)
+            encrypted = th.encrypt_query(key, query_hash, query_id)
+            self._cache[query_hash] = (key, encrypted, encrypted.to_bytes())
+        return self._cache[query_hash]
 
     def __len__(self) -> int:
         return len(self._cache)
