@@ -111,6 +111,7 @@ class DecisionService:
         self.policy = policy or policy_mod.Policy()
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret or b""
+        self._local_cache: tuple[tuple[Any, ...], dict[str, Any] | None] | None = None
 
     # --- the verifiable log -------------------------------------------------------------------
 
@@ -308,26 +309,62 @@ class DecisionService:
 
     # --- matches into cases -----------------------------------------------------------------
 
+    async def _local_bank(self) -> dict[str, Any] | None:
+        """This node's live PDQ items as arrays, rebuilt only when the banks changed.
+
+        Matching every upload reads them; reading every row per upload would be the node's
+        largest per-job cost at scale. The signature query aggregates in SQL and returns one row.
+        """
+        sig_row = await self.db.fetch_one(
+            "SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS top,"
+            " COALESCE(SUM(CASE WHEN withdrawn_at IS NULL THEN 0 ELSE 1 END), 0) AS gone"
+            " FROM bank_items WHERE signal_type = 'pdq'"
+        )
+        banks = await self.db.fetch_all(
+            "SELECT id, name, enabled, distance_threshold, provenance, categories FROM banks"
+            " ORDER BY id"
+        )  # a handful of rows: their settings are part of the signature
+        signature = (
+            *(int(sig_row[k]) for k in ("n", "top", "gone")),
+            *(tuple(b.values()) for b in banks),
+        )
+        if self._local_cache is not None and self._local_cache[0] == signature:
+            return self._local_cache[1]
+        rows = await self.db.fetch_all(
+            "SELECT i.item_ref, i.hash, i.expires_at, b.name AS bank, b.provenance,"
+            " b.categories, b.distance_threshold FROM bank_items i JOIN banks b"
+            " ON b.id = i.bank_id WHERE i.signal_type = 'pdq' AND i.withdrawn_at IS NULL"
+            " AND b.enabled = 1"
+        )
+        bank: dict[str, Any] | None = None
+        if rows:
+            bank = {
+                "hashes": as_hash_matrix([bytes(r["hash"]) for r in rows]),
+                "thresholds": np.array([int(r["distance_threshold"]) for r in rows]),
+                "expires": np.array(
+                    [np.inf if r["expires_at"] is None else r["expires_at"] for r in rows],
+                    dtype=float,
+                ),
+                "rows": rows,
+            }
+        self._local_cache = (signature, bank)
+        return bank
+
     async def local_matches(
         self, queries: Sequence[QueryHash]
     ) -> list[tuple[str, bytes, int, str, dict[str, Any], bool]]:
         """Plain matching against this node's own enabled banks (no privacy issue: local)."""
-        rows = await self.db.fetch_all(
-            "SELECT i.item_ref, i.hash, b.name AS bank, b.provenance, b.categories,"
-            " b.distance_threshold FROM bank_items i JOIN banks b ON b.id = i.bank_id"
-            " WHERE i.signal_type = 'pdq' AND i.withdrawn_at IS NULL AND b.enabled = 1"
-            " AND (i.expires_at IS NULL OR i.expires_at > ?)",
-            self.node.now(),
-        )
-        if not rows or not queries:
+        bank = await self._local_bank()
+        if bank is None or not queries:
             return []
-        held = as_hash_matrix([bytes(r["hash"]) for r in rows])
-        dist = hamming_matrix(as_hash_matrix([q.hash for q in queries]), held)
+        rows = bank["rows"]
+        dist = hamming_matrix(as_hash_matrix([q.hash for q in queries]), bank["hashes"])
         best = dist.min(axis=0)
         which = dist.argmin(axis=0)
         out = []
         bands = self.node.cfg.release_bands
-        for j in np.nonzero(best <= np.array([r["distance_threshold"] for r in rows]))[0]:
+        live = bank["expires"] > self.node.now()
+        for j in np.nonzero((best <= bank["thresholds"]) & live)[0]:
             r = rows[int(j)]
             d = int(best[j])
             thr = int(r["distance_threshold"])

@@ -204,12 +204,24 @@ class Node:
 
     # --- holder: publishing the blinded index ------------------------------------------------
 
-    _ACTIVE_ITEMS_SQL = (
-        "SELECT i.item_ref, i.hash, i.categories AS item_categories, b.categories AS"
-        " bank_categories, b.provenance AS bank_provenance, b.distance_threshold"
+    # An item is in the published index exactly while this holds (one "?": now).
+    _ACTIVE = (
         " FROM bank_items i JOIN banks b ON b.id = i.bank_id"
         " WHERE i.signal_type = 'pdq' AND i.withdrawn_at IS NULL"
         " AND (i.expires_at IS NULL OR i.expires_at > ?) AND b.enabled = 1 AND b.shared = 1"
+    )
+    _ACTIVE_ITEMS_SQL = (
+        "SELECT i.item_ref, i.hash, i.categories AS item_categories, b.categories AS"
+        " bank_categories, b.provenance AS bank_provenance, b.distance_threshold" + _ACTIVE
+    )
+    # Only the differences, so a round with nothing to do reads nothing of size.
+    _TO_PUBLISH_SQL = (
+        "SELECT i.item_ref, i.hash" + _ACTIVE + " AND NOT EXISTS"
+        " (SELECT 1 FROM index_publications p WHERE p.item_ref = i.item_ref)"
+    )
+    _TO_UNPUBLISH_SQL = (
+        "SELECT p.item_ref, p.entries FROM index_publications p WHERE NOT EXISTS"
+        " (SELECT 1" + _ACTIVE + " AND i.item_ref = p.item_ref)"
     )
 
     async def reconcile_index(self) -> dict[str, int]:
@@ -221,14 +233,14 @@ class Node:
         """
         now = self.now()
         active = {
-            bytes(r["item_ref"]): r for r in await self.db.fetch_all(self._ACTIVE_ITEMS_SQL, now)
+            bytes(r["item_ref"]): bytes(r["hash"])
+            for r in await self.db.fetch_all(self._TO_PUBLISH_SQL, now)
         }
         published = {
             bytes(r["item_ref"]): bytes(r["entries"])
-            for r in await self.db.fetch_all("SELECT item_ref, entries FROM index_publications")
+            for r in await self.db.fetch_all(self._TO_UNPUBLISH_SQL, now)
         }
-        to_add = [ref for ref in active if ref not in published]
-        to_remove = [ref for ref in published if ref not in active]
+        to_add, to_remove = list(active), list(published)
         key_id = self.keys.voprf_key_id
         # One delta must fit a feed payload: at most MAX_ENTRIES_PER_DELTA entries.
         batch = max(1, index.MAX_ENTRIES_PER_DELTA // self.scheme.tables)
@@ -257,7 +269,7 @@ class Node:
             per_item = {
                 r: index.pack_entries(
                     index.make_entry(oprf.evaluate(self.keys.voprf, k, oprf.Mode.VOPRF), r)
-                    for k in self.scheme.index_keys(bytes(active[r]["hash"]))
+                    for k in self.scheme.index_keys(active[r])
                 )
                 for r in refs
             }

@@ -265,3 +265,15 @@ async def test_events_land_in_each_nodes_verifiable_log(fed) -> None:
     async with aiohttp.ClientSession() as s, s.get(fed["platform-a"].endpoint + "/log/v1/sth") as r:
         sth = await r.json()
     assert r.status == 200 and sth["tree_size"] == len(platform_kinds)
+
+
+async def test_local_bank_changes_are_seen_by_the_next_match(fed) -> None:
+    """The node caches its local banks for matching; any change must reach the next upload."""
+    a = fed["platform-a"]
+    harmless = os.urandom(32)
+    await a.banks.create_bank("allowlist", provenance="moderator-confirmed")
+    assert await a.node.decisions.local_matches([QueryHash(harmless)]) == []
+    await a.banks.add_item("allowlist", "pdq", harmless)
+    assert len(await a.node.decisions.local_matches([QueryHash(harmless)])) == 1
+    await a.banks.set_enabled("allowlist", False)  # same second: settings, not times, count
+    assert await a.node.decisions.local_matches([QueryHash(harmless)]) == []
