@@ -213,6 +213,31 @@ _ITEM_COLUMNS = (
 )
 
 
+_INSERT_ITEM_SQL = (
+    "INSERT INTO bank_items (bank_id, signal_type, hash, quality, item_ref,"
+    " provenance, categories, source, added_at, expires_at, withdrawal_secret_hash)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def _item_params(
+    bank: Bank, item: ParsedItem, item_ref: bytes, source: str, now: int
+) -> tuple[Any, ...]:
+    return (
+        bank.id,
+        item.signal_type,
+        item.hash,
+        item.quality,
+        item_ref,
+        json.dumps(dict(item.provenance)),
+        json.dumps(list(item.categories)),
+        source,
+        item.added_at if item.added_at is not None else now,
+        item.expires_at,
+        item.withdrawal_secret_hash,
+    )
+
+
 class BankService:
     """Bank and item operations over a migrated :class:`Database`.
 
@@ -769,20 +794,7 @@ class BankService:
             # A savepoint: a refused insert must not poison the caller's transaction.
             async with self._db.transaction():
                 await self._db.execute(
-                    "INSERT INTO bank_items (bank_id, signal_type, hash, quality, item_ref,"
-                    " provenance, categories, source, added_at, expires_at, withdrawal_secret_hash)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    bank.id,
-                    item.signal_type,
-                    item.hash,
-                    item.quality,
-                    item_ref,
-                    json.dumps(dict(item.provenance)),
-                    json.dumps(list(item.categories)),
-                    source,
-                    item.added_at if item.added_at is not None else now,
-                    item.expires_at,
-                    item.withdrawal_secret_hash,
+                    _INSERT_ITEM_SQL, *_item_params(bank, item, item_ref, source, now)
                 )
         except IntegrityError:
             # Another worker added the same hash (or drew the same item_ref) at the same time.
@@ -853,23 +865,9 @@ class BankService:
         refs = [item.item_ref if item.item_ref is not None else self._new_ref() for item in items]
         try:
             await self._db.execute_many(
-                "INSERT INTO bank_items (bank_id, signal_type, hash, quality, item_ref,"
-                " provenance, categories, source, added_at, expires_at, withdrawal_secret_hash)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                _INSERT_ITEM_SQL,
                 [
-                    (
-                        bank.id,
-                        item.signal_type,
-                        item.hash,
-                        item.quality,
-                        ref,
-                        json.dumps(dict(item.provenance)),
-                        json.dumps(list(item.categories)),
-                        source,
-                        item.added_at if item.added_at is not None else now,
-                        item.expires_at,
-                        item.withdrawal_secret_hash,
-                    )
+                    _item_params(bank, item, ref, source, now)
                     for item, ref in zip(items, refs, strict=True)
                 ],
             )
