@@ -615,13 +615,15 @@ class DecisionService:
         )  # fmt: skip
 
     async def earlier_webhook_pending(self, case_ref: bytes, sequence: int) -> bool:
-        rows = await self.db.fetch_all(
-            "SELECT message_id FROM outbox WHERE kind = ? AND state = 'pending'", WEBHOOK_KIND
+        # A case's webhook ids are case_ref || sequence: the earlier ones are a key range.
+        earlier = await self.db.fetch_value(
+            "SELECT COUNT(*) FROM outbox WHERE kind = ? AND state = 'pending'"
+            " AND message_id >= ? AND message_id < ?",
+            WEBHOOK_KIND,
+            case_ref,
+            webhook_message_id(case_ref, sequence),
         )
-        mine = webhook_message_id(case_ref, sequence)
-        return any(
-            bytes(r["message_id"])[:16] == case_ref and bytes(r["message_id"]) < mine for r in rows
-        )
+        return bool(earlier)
 
     def webhook_signature(self, body: bytes) -> str:
         return hmac.new(self.webhook_secret, body, hashlib.sha256).hexdigest()
