@@ -615,9 +615,7 @@ class Bench:
         synthetic.grow(self.rng, add * SCHEME.tables)
         for h in self.holder_ids:
             real = self.q.replica_indexes[h]
-            if isinstance(real, PaddedReplica):
-                real.entries = real.real_entries + len(synthetic)
-            else:
+            if not isinstance(real, PaddedReplica):  # a padded one follows `synthetic` as it grows
                 self.q.replica_indexes[h] = PaddedReplica(real, synthetic)
         replica_s = time.perf_counter() - t0
         self.held = size
