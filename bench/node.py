@@ -1146,7 +1146,10 @@ def findings(r: dict[str, Any]) -> list[str]:
         "",
         "## Bottlenecks found (and the fix suggested for the node code)",
         "",
-        "Status in the node code: items 1, 2, 7 and 8 are fixed (a job's peers run concurrently, query encryption is serialised per job, feed pages stop at an 8 MiB budget, the replica is a sorted numpy multiset); item 5's figures are the differences-only `reconcile_index` (it was 17.6 s at 1M before). The check above shows the large backlog now syncs.",
+        "Status in the node code: items 1, 2, 7 and 8 are fixed (a job's peers run concurrently, "
+        "query encryption is serialised per job, feed pages stop at an 8 MiB budget, the replica "
+        "is a sorted numpy multiset); item 5's figures are the differences-only `reconcile_index`"
+        " (it was 17.6 s at 1M before). The check above shows the large backlog now syncs.",
         "",
         f"1. **`process_due_tasks` runs a job's per-peer tasks one after another.** Near-copy "
         f"query, {HOLDERS} peers, {top:,} hashes: p50 {_t(seq['p50_s'])} through the node's own "
