@@ -11,6 +11,16 @@ the hashes. The endpoints are public by design (a survivor has no account):
     ``survivor-submissions`` (created on first use, provenance ``survivor-submitted``), each
     carrying the SHA-256 of one fresh random secret per submission; the secret is returned once
     and never stored.
+
+    With category ``protected-source`` (an ordinary photo the person wants to protect from
+    being edited into a fake, ``specs/derivatives.md``) each entry also carries the photo's
+    index tiles of ``pdq-tiles-1``, computed on the device: ``"tiles": [{"cell": "g4c0r0",
+    "frame": 0..2, "hash": "<64 hex>", "quality": 30..100}, ...]`` (at most 123, one per cell
+    and frame, gated tiles left out); at most ``MAX_PROTECTED_ITEMS`` photos and
+    ``MAX_PROTECTED_BODY_BYTES`` of JSON. Each photo becomes one protected source, with its
+    tiles, in the shared bank ``survivor-sources`` (provenance ``protected-source``); its
+    receipt reference withdraws the source and its tiles together. ``tiles`` is refused with
+    any other category.
 ``POST /survivor/v1/withdraw``
     ``{"items": ["<32 hex>", ...], "secret": "<hex>"}`` -> ``200 {"results": [{"item": ...,
     "withdrawn": bool}], "withdrawn": n}``. A refusal looks the same whether the item does not
@@ -48,19 +58,33 @@ from blindmatch.node.banks import (
     ItemWithdrawnError,
     WithdrawalRefusedError,
 )
+from blindmatch.protocol.derivative import PDQ_TILES_1, Cell, DerivativeError
 
 if TYPE_CHECKING:
     from blindmatch.node.node import Node
 
 PREFIX = "/survivor"
 DEFAULT_BANK = "survivor-submissions"
+PROTECTED_BANK = "survivor-sources"
+PROTECTED_CATEGORY = "protected-source"
 # The categories a survivor may choose (wire name -> what the page says).
 CATEGORIES: dict[str, str] = {
     "ncii": "A real intimate photo of me, shared or at risk of being shared without my consent",
     "ncii-synthetic": "A fake or edited intimate image of me (for example made with AI)",
+    PROTECTED_CATEGORY: (
+        "An ordinary photo of me that I want to protect from being edited into a fake"
+    ),
 }
 MAX_ITEMS = 100
 MAX_BODY_BYTES = 64 * 1024  # 100 hashes are ~10 KB of JSON
+# Protected sources: the derivative signal whose tiles a photo carries, and the caps.
+TILE_SCHEME = PDQ_TILES_1
+MAX_TILES = len(TILE_SCHEME.index_tiles(1024, 1024))  # 41 cells x 3 frames = 123
+MAX_PROTECTED_ITEMS = 20
+# 20 photos x 123 tiles x ~95 bytes of JSON is ~235 KB; twice that leaves room for whitespace.
+MAX_PROTECTED_BODY_BYTES = 512 * 1024
+_TILE_FIELDS = frozenset({"cell", "frame", "hash", "quality"})
+_TILE_CELLS = frozenset(TILE_SCHEME.cells)
 SECRET_BYTES = 32
 MIN_SECRET_HEX, MAX_SECRET_HEX = 32, 512
 SOURCE = "survivor-page"
@@ -83,6 +107,7 @@ STATIC_FILES: dict[str, str] = {
     "style.css": "text/css",
     "pdq.js": "text/javascript",
     "signals.js": "text/javascript",
+    "tiles.js": "text/javascript",
     "page.js": "text/javascript",
 }
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
@@ -140,21 +165,35 @@ def _error(exc: SurvivorError, headers: dict[str, str] | None = None) -> web.Res
     return _json_response({"error": exc.code, "message": exc.message}, exc.status, headers)
 
 
-async def _read_json(request: web.Request) -> dict[str, Any]:
+def _too_large(limit: int) -> SurvivorError:
+    return SurvivorError(413, "too-large", f"the request is larger than {limit} bytes")
+
+
+async def _read_json(request: web.Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
+    """The request's JSON object; refused (413) beyond ``limit`` bytes, and beyond
+    ``MAX_BODY_BYTES`` unless its category is protected-source (whose tiles need more)."""
     ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
         raise SurvivorError(415, "unsupported-media-type", "send the request as application/json")
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise SurvivorError(413, "too-large", f"the request is larger than {MAX_BODY_BYTES} bytes")
-    raw = await request.content.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise SurvivorError(413, "too-large", f"the request is larger than {MAX_BODY_BYTES} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise _too_large(limit)
+    # StreamReader.read(n) returns what has arrived (up to n), so read until the end.
+    raw = bytearray()
+    while len(raw) <= limit:
+        chunk = await request.content.read(limit + 1 - len(raw))
+        if not chunk:
+            break
+        raw += chunk
+    if len(raw) > limit:
+        raise _too_large(limit)
     try:
-        body = json.loads(raw.decode("utf-8"))
+        body = json.loads(bytes(raw).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise SurvivorError(400, "bad-json", "the request is not valid JSON") from None
     if not isinstance(body, dict):
         raise SurvivorError(400, "bad-request", "the request must be a JSON object")
+    if len(raw) > MAX_BODY_BYTES and body.get("category") != PROTECTED_CATEGORY:
+        raise _too_large(MAX_BODY_BYTES)
     return body
 
 
@@ -164,8 +203,93 @@ def _only_keys(body: dict[str, Any], allowed: set[str]) -> None:
         raise SurvivorError(400, "bad-request", f"unknown field(s): {', '.join(unknown[:5])}")
 
 
-def parse_submission(body: dict[str, Any]) -> tuple[list[tuple[bytes, int]], str]:
-    """Validate a submit request: ([(hash bytes, quality)], category). Duplicates are merged."""
+@dataclass(frozen=True)
+class SubmittedTile:
+    """One tile of a protected photo, as validated (``SourceTile`` of the bank API)."""
+
+    cell: str
+    frame: int
+    hash: bytes
+    quality: int
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """One submitted photo: its whole-picture PDQ hash and quality, and (protected-source
+    only) its index tiles."""
+
+    hash: bytes
+    quality: int
+    tiles: tuple[SubmittedTile, ...] = ()
+
+
+def _quality(value: Any) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= 100
+
+
+def parse_tiles(tiles: Any, where: str) -> tuple[SubmittedTile, ...]:
+    """Validate the ``tiles`` of one protected photo (``where`` names it in errors)."""
+    if not isinstance(tiles, list):
+        raise SurvivorError(400, "bad-tiles", f"{where}.tiles must be a list")
+    if len(tiles) > MAX_TILES:
+        raise SurvivorError(
+            400,
+            "too-many-tiles",
+            f"{where}.tiles has {len(tiles)} entries; a photo has at most {MAX_TILES}"
+            f" ({TILE_SCHEME.name}: {len(TILE_SCHEME.cells)} cells x"
+            f" {len(TILE_SCHEME.index_frames)} frames)",
+        )
+    out: list[SubmittedTile] = []
+    seen: set[tuple[str, int]] = set()
+    frames = len(TILE_SCHEME.index_frames)
+    for n, tile in enumerate(tiles):
+        at = f"{where}.tiles[{n}]"
+        if not isinstance(tile, dict):
+            raise SurvivorError(400, "bad-tile", f"{at} must be an object")
+        if set(tile) != _TILE_FIELDS:
+            raise SurvivorError(
+                400, "bad-tile", f"{at} must have exactly the fields cell, frame, hash, quality"
+            )
+        label = tile["cell"]
+        try:
+            cell = Cell.parse(label)
+        except DerivativeError:
+            cell = None
+        if cell is None or cell not in _TILE_CELLS:
+            raise SurvivorError(
+                400,
+                "bad-tile-cell",
+                f"{at}.cell must be a cell of {TILE_SCHEME.name} (g4c0r0 .. g5c4r4)",
+            )
+        frame = tile["frame"]
+        if isinstance(frame, bool) or not isinstance(frame, int) or not 0 <= frame < frames:
+            raise SurvivorError(400, "bad-tile-frame", f"{at}.frame must be 0..{frames - 1}")
+        value = tile["hash"]
+        if not isinstance(value, str) or not _HEX64.fullmatch(value):
+            raise SurvivorError(400, "bad-tile-hash", f"{at}.hash must be 64 hex characters")
+        quality = tile["quality"]
+        if not _quality(quality):
+            raise SurvivorError(400, "bad-tile-quality", f"{at}.quality must be 0..100")
+        if not TILE_SCHEME.gate(quality):
+            raise SurvivorError(
+                400,
+                "low-quality-tile",
+                f"{at} is too plain to be used (quality {quality} < {TILE_SCHEME.min_quality});"
+                " leave such tiles out",
+            )
+        key = (cell.label, frame)
+        if key in seen:
+            raise SurvivorError(
+                400, "duplicate-tile", f"{at} repeats cell {cell.label} of frame {frame}"
+            )
+        seen.add(key)
+        out.append(SubmittedTile(cell.label, frame, bytes.fromhex(value), quality))
+    return tuple(out)
+
+
+def parse_submission(body: dict[str, Any]) -> tuple[list[Submitted], str]:
+    """Validate a submit request: ([Submitted], category). Duplicate hashes are merged (the
+    first one's tiles are kept)."""
     _only_keys(body, {"hashes", "category", "consent"})
     if body.get("consent") is not True:
         raise SurvivorError(
@@ -176,16 +300,30 @@ def parse_submission(body: dict[str, Any]) -> tuple[list[tuple[bytes, int]], str
         raise SurvivorError(
             400, "bad-category", f"category must be one of: {', '.join(sorted(CATEGORIES))}"
         )
+    protected = category == PROTECTED_CATEGORY
     hashes = body.get("hashes")
     if not isinstance(hashes, list) or not hashes:
         raise SurvivorError(400, "bad-hashes", "hashes must be a non-empty list")
     if len(hashes) > MAX_ITEMS:
         raise SurvivorError(400, "too-many", f"at most {MAX_ITEMS} hashes in one submission")
-    seen: dict[bytes, int] = {}
+    if protected and len(hashes) > MAX_PROTECTED_ITEMS:
+        raise SurvivorError(
+            400,
+            "too-many",
+            f"at most {MAX_PROTECTED_ITEMS} photos to protect in one submission",
+        )
+    allowed = {"signal_type", "hash", "quality"} | ({"tiles"} if protected else set())
+    seen: dict[bytes, Submitted] = {}
     for n, entry in enumerate(hashes):
         if not isinstance(entry, dict):
             raise SurvivorError(400, "bad-hashes", f"hashes[{n}] must be an object")
-        extra = set(entry) - {"signal_type", "hash", "quality"}
+        if "tiles" in entry and not protected:
+            raise SurvivorError(
+                400,
+                "tiles-not-allowed",
+                f"hashes[{n}].tiles is only accepted with category {PROTECTED_CATEGORY}",
+            )
+        extra = set(entry) - allowed
         if extra:
             raise SurvivorError(400, "bad-hashes", f"hashes[{n}] has unknown fields")
         if entry.get("signal_type") != "pdq":
@@ -194,7 +332,7 @@ def parse_submission(body: dict[str, Any]) -> tuple[list[tuple[bytes, int]], str
         if not isinstance(value, str) or not _HEX64.fullmatch(value):
             raise SurvivorError(400, "bad-hash", f"hashes[{n}].hash must be 64 hex characters")
         quality = entry.get("quality")
-        if isinstance(quality, bool) or not isinstance(quality, int) or not 0 <= quality <= 100:
+        if not _quality(quality):
             raise SurvivorError(400, "bad-quality", f"hashes[{n}].quality must be 0..100")
         if quality < PDQ_QUALITY_THRESHOLD:
             raise SurvivorError(
@@ -203,8 +341,16 @@ def parse_submission(body: dict[str, Any]) -> tuple[list[tuple[bytes, int]], str
                 f"hashes[{n}] comes from a picture too plain to fingerprint reliably"
                 f" (quality {quality} < {PDQ_QUALITY_THRESHOLD})",
             )
-        seen.setdefault(bytes.fromhex(value), quality)
-    return list(seen.items()), category
+        if protected and "tiles" not in entry:
+            raise SurvivorError(
+                400,
+                "tiles-required",
+                f"hashes[{n}].tiles is required with category {PROTECTED_CATEGORY}"
+                " (an empty list when no part of the photo is detailed enough)",
+            )
+        tiles = parse_tiles(entry["tiles"], f"hashes[{n}]") if protected else ()
+        seen.setdefault(bytes.fromhex(value), Submitted(bytes.fromhex(value), quality, tiles))
+    return list(seen.values()), category
 
 
 def parse_withdrawal(body: dict[str, Any]) -> tuple[list[bytes], bytes]:
@@ -237,38 +383,70 @@ def parse_withdrawal(body: dict[str, Any]) -> tuple[list[bytes], bytes]:
 class SurvivorService:
     """What the endpoints do, without HTTP (also usable from tests and the CLI)."""
 
-    def __init__(self, node: Node, banks: BankService, bank_name: str = DEFAULT_BANK) -> None:
+    def __init__(
+        self,
+        node: Node,
+        banks: BankService,
+        bank_name: str = DEFAULT_BANK,
+        protected_bank: str = PROTECTED_BANK,
+    ) -> None:
         self.node, self.banks, self.bank_name = node, banks, bank_name
+        self.protected_bank = protected_bank
 
-    async def ensure_bank(self) -> None:
+    async def ensure_bank(self, protected: bool = False) -> str:
+        """The bank a submission goes to, created on first use."""
+        if protected:
+            name, provenance = self.protected_bank, "protected-source"
+            description = "Ordinary photos people protect from being edited into fakes"
+            categories = [PROTECTED_CATEGORY]
+        else:
+            name, provenance = self.bank_name, "survivor-submitted"
+            description = "Hashes people submitted for their own photos (survivor page)"
+            categories = sorted(set(CATEGORIES) - {PROTECTED_CATEGORY})
         try:
-            await self.banks.get_bank(self.bank_name)
+            await self.banks.get_bank(name)
         except BankNotFoundError:
             with contextlib.suppress(BankExistsError):  # created concurrently: fine
                 await self.banks.create_bank(
-                    self.bank_name,
-                    provenance="survivor-submitted",
-                    description="Hashes people submitted for their own photos (survivor page)",
-                    categories=sorted(CATEGORIES),
+                    name,
+                    provenance=provenance,
+                    description=description,
+                    categories=categories,
                     shared=True,
                 )
+        return name
 
-    async def submit(self, hashes: list[tuple[bytes, int]], category: str) -> dict[str, Any]:
-        await self.ensure_bank()
+    async def _add(self, bank: str, entry: Submitted, category: str, secret: bytes) -> Any:
+        if category != PROTECTED_CATEGORY:
+            return await self.banks.add_item(
+                bank,
+                "pdq",
+                entry.hash,
+                quality=entry.quality,
+                categories=[category],
+                source=SOURCE,
+                withdrawal_secret=secret,
+            )
+        from blindmatch.node.bank_validation import SourceTile
+
+        return await self.banks.add_protected_source(
+            bank,
+            entry.hash,
+            quality=entry.quality,
+            tiles=[SourceTile(t.cell, t.frame, t.hash, t.quality) for t in entry.tiles],
+            categories=[category],
+            source=SOURCE,
+            withdrawal_secret=secret,
+        )
+
+    async def submit(self, hashes: list[Submitted], category: str) -> dict[str, Any]:
+        bank = await self.ensure_bank(category == PROTECTED_CATEGORY)
         secret = secrets.token_bytes(SECRET_BYTES)
         receipt: list[dict[str, str]] = []
         async with self.banks.db.transaction():
-            for value, quality in hashes:
+            for entry in hashes:
                 try:
-                    result = await self.banks.add_item(
-                        self.bank_name,
-                        "pdq",
-                        value,
-                        quality=quality,
-                        categories=[category],
-                        source=SOURCE,
-                        withdrawal_secret=secret,
-                    )
+                    result = await self._add(bank, entry, category, secret)
                     ref = result.item.item_ref if result.created else secrets.token_bytes(16)
                 except ItemWithdrawnError:
                     # Withdrawn earlier: stays withdrawn (never silently re-added). The receipt
@@ -347,7 +525,9 @@ def build_survivor_routes(
         return asset(name)
 
     async def guarded(
-        request: web.Request, action: Callable[[dict[str, Any]], Awaitable[web.Response]]
+        request: web.Request,
+        action: Callable[[dict[str, Any]], Awaitable[web.Response]],
+        limit: int = MAX_BODY_BYTES,
     ) -> web.Response:
         wait = limiter.take(client_of(request))
         if wait > 0:
@@ -356,7 +536,7 @@ def build_survivor_routes(
                 {"Retry-After": str(max(1, int(wait + 0.999)))},
             )
         try:
-            return await action(await _read_json(request))
+            return await action(await _read_json(request, limit))
         except SurvivorError as exc:
             return _error(exc)
         except BankValidationError as exc:
@@ -368,7 +548,7 @@ def build_survivor_routes(
             hashes, category = parse_submission(body)
             return _json_response(await service.submit(hashes, category), 201)
 
-        return await guarded(request, action)
+        return await guarded(request, action, MAX_PROTECTED_BODY_BYTES)
 
     @routes.post(PREFIX + "/v1/withdraw")
     async def withdraw(request: web.Request) -> web.Response:
@@ -383,6 +563,6 @@ def build_survivor_routes(
 
 def build_survivor_app(node: Node, banks: BankService, **options: Any) -> web.Application:
     """A stand-alone app serving only the survivor page (for a separate public port)."""
-    app = web.Application(client_max_size=MAX_BODY_BYTES)
+    app = web.Application(client_max_size=MAX_PROTECTED_BODY_BYTES)
     app.add_routes(build_survivor_routes(node, banks, **options))
     return app

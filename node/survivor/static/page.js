@@ -13,10 +13,20 @@
   var MIN_SIDE = BlindmatchPDQ.MIN_SIDE;
   var QUALITY_THRESHOLD = BlindmatchPDQ.QUALITY_THRESHOLD;
   var MAX_PHOTOS = 100;
-  // Must match blindmatch.node.survivor.routes.CATEGORIES.
+  var MAX_PROTECTED_PHOTOS = 20; // blindmatch.node.survivor.routes.MAX_PROTECTED_ITEMS
+  var PROTECTED = "protected-source";
+  // Must match blindmatch.node.survivor.routes.CATEGORIES: [wire name, label, help or null].
   var CATEGORIES = [
-    ["ncii", "A real intimate photo of me, shared or at risk of being shared without my consent"],
-    ["ncii-synthetic", "A fake or edited intimate image of me (for example made with AI)"],
+    ["ncii", "A real intimate photo of me, shared or at risk of being shared without my consent", null],
+    ["ncii-synthetic", "A fake or edited intimate image of me (for example made with AI)", null],
+    [
+      PROTECTED,
+      "An ordinary photo of me that I want to protect from being edited into a fake",
+      "For example a clothed photo someone could put through a \u201cnudify\u201d app. This page " +
+        "also makes fingerprints of parts of the photo, so a copy where some parts were changed " +
+        "can still be recognised by the parts that were not. This takes a few seconds a photo. " +
+        "Up to " + MAX_PROTECTED_PHOTOS + " photos at a time.",
+    ],
   ];
 
   var $ = function (id) {
@@ -447,10 +457,26 @@
     bytes = null;
     await nextFrame();
     var hashes = [];
-    BlindmatchSignals.all().forEach(function (signal) {
+    BlindmatchSignals.base().forEach(function (signal) {
       hashes = hashes.concat(signal.compute(pixels));
     });
-    return { hashes: hashes, translucent: pixels.translucent };
+    return { hashes: hashes, translucent: pixels.translucent, pixels: pixels };
+  }
+
+  // The extra signals of a category (the region fingerprints of a protected photo), for a photo
+  // already fingerprinted: its file is read and decoded again (still no request), and the
+  // whole-picture fingerprint must come out the same, or the file changed meanwhile.
+  async function extraSignals(e, signals, progress) {
+    if (!e.file) throw new PageError("unreadable", "This file could not be read again.");
+    var r = await fingerprint(e.file);
+    if (r.hashes[0].hash !== e.hashes[0].hash) {
+      throw new PageError("changed", "This file changed since it was fingerprinted. Remove it and add it again.");
+    }
+    var out = {};
+    for (var i = 0; i < signals.length; i++) {
+      out[signals[i].field] = await signals[i].compute(r.pixels, progress);
+    }
+    return out;
   }
 
   // ---- The list of photos ----------------------------------------------------------------
@@ -470,6 +496,7 @@
   function renderEntry(e) {
     var li = e.li;
     li.textContent = "";
+    li.removeAttribute("data-tiles");
     li.setAttribute("data-state", e.state);
     li.setAttribute("data-file", e.name);
     var name = document.createElement("div");
@@ -488,6 +515,18 @@
       var code = document.createElement("code");
       code.textContent = pdq.hash;
       line.appendChild(code);
+      if (e.extras && e.extras.tiles) {
+        li.setAttribute("data-tiles", JSON.stringify(e.extras.tiles));
+        var parts = document.createElement("div");
+        parts.className = "ok";
+        parts.textContent =
+          "Fingerprints of " + e.extras.tiles.length + " parts of the photo ready (for protection).";
+        line.appendChild(parts);
+      } else if (e.extrasProgress) {
+        var working = document.createElement("div");
+        working.textContent = e.extrasProgress;
+        line.appendChild(working);
+      }
       if (e.translucent) {
         var note = document.createElement("div");
         note.className = "help";
@@ -552,7 +591,7 @@
         e.message =
           err instanceof PageError ? err.message : "This file could not be read. Try another copy.";
       }
-      e.file = null;
+      if (e.state !== "ok") e.file = null; // kept (a handle, not a copy) for later signals
       renderEntry(e);
     }
     var ok = fresh.filter(function (e) {
@@ -565,9 +604,90 @@
     say($("status"), text, bad > 0 && ok === 0);
     setBusy(false);
     refreshButtons();
+    if (chosenCategory()) prepareCategory(chosenCategory());
+  }
+
+  // ---- Extra signals of a category (region fingerprints of protected photos) ----------------
+  var extrasRun = null; // the running computation: {category, promise}
+
+  function missingExtras(category) {
+    if (!BlindmatchSignals.forCategory(category).length) return [];
+    return usable().filter(function (e) {
+      return !(e.extras && e.extrasFor === category);
+    });
+  }
+
+  // Compute what `category` needs for every photo that lacks it; resolves when all are done.
+  // One run at a time; photos added meanwhile are picked up by the same run.
+  function prepareCategory(category) {
+    if (extrasRun && extrasRun.category === category) return extrasRun.promise;
+    var signals = BlindmatchSignals.forCategory(category);
+    if (!signals.length) return Promise.resolve();
+    if (category === PROTECTED && usable().length > MAX_PROTECTED_PHOTOS) {
+      say($("send-status"), tooManyProtected(), true);
+      return Promise.resolve();
+    }
+    var previous = extrasRun ? extrasRun.promise : Promise.resolve();
+    var run = { category: category };
+    run.promise = previous.then(async function () {
+      document.body.setAttribute("data-extras", "working");
+      var done = 0;
+      var todo;
+      while (
+        chosenCategory() === category &&
+        (todo = missingExtras(category).filter(function (e) {
+          return !e.extrasFailed;
+        })).length
+      ) {
+        var e = todo[0];
+        var total = done + todo.length;
+        say($("send-status"), "Making fingerprints of the parts of photo " + (done + 1) + " of " + total + "…");
+        e.extrasProgress = "Making fingerprints of its parts…";
+        renderEntry(e);
+        try {
+          var started = Date.now();
+          var extras = await extraSignals(e, signals, function (k, n) {
+            e.extrasProgress = "Making fingerprints of its parts: " + Math.round((100 * k) / n) + "%";
+            renderEntry(e);
+          });
+          e.extras = extras;
+          e.extrasFor = category;
+          e.extrasMs = Date.now() - started;
+          e.li.setAttribute("data-extras-ms", String(e.extrasMs));
+        } catch (err) {
+          e.extrasFailed = true;
+          e.state = "error";
+          e.code = err instanceof PageError ? err.code : "unreadable";
+          e.message =
+            err instanceof PageError ? err.message : "This file could not be read again. Try another copy.";
+          e.file = null;
+        }
+        e.extrasProgress = null;
+        if (entries.indexOf(e) >= 0) renderEntry(e);
+        done++;
+      }
+      if (chosenCategory() === category && done) {
+        say($("send-status"), "The photos are ready to send for protection.");
+      }
+      if (extrasRun === run) extrasRun = null;
+      document.body.setAttribute("data-extras", "idle");
+      refreshButtons();
+    });
+    extrasRun = run;
+    return run.promise;
+  }
+
+  function tooManyProtected() {
+    return (
+      "At most " + MAX_PROTECTED_PHOTOS + " ordinary photos can be sent for protection at a time. " +
+      "Remove the photos from this page and choose fewer, then send the rest afterwards."
+    );
   }
 
   function clearAll() {
+    entries.forEach(function (e) {
+      e.file = null;
+    });
     entries = [];
     $("results").textContent = "";
     $("files").value = "";
@@ -583,15 +703,23 @@
     return checked ? checked.value : null;
   }
 
-  function payloadHashes() {
+  function payloadHashes(category) {
     var out = [];
     var seen = {};
+    var extra = category ? BlindmatchSignals.forCategory(category) : [];
     usable().forEach(function (e) {
-      e.hashes.forEach(function (h) {
+      e.hashes.forEach(function (h, i) {
         var key = h.signal_type + ":" + h.hash;
         if (!seen[key]) {
           seen[key] = true;
-          out.push({ signal_type: h.signal_type, hash: h.hash, quality: h.quality });
+          var item = { signal_type: h.signal_type, hash: h.hash, quality: h.quality };
+          // The extra signals belong to the photo's whole-picture entry (the first).
+          if (i === 0 && e.extras && e.extrasFor === category) {
+            extra.forEach(function (s) {
+              item[s.field] = e.extras[s.field];
+            });
+          }
+          out.push(item);
         }
       });
     });
@@ -657,6 +785,22 @@
       $("consent").focus();
       return;
     }
+    if (category === PROTECTED && usable().length > MAX_PROTECTED_PHOTOS) {
+      say(status, tooManyProtected(), true);
+      return;
+    }
+    if (sending) return;
+    if (missingExtras(category).length) {
+      sending = true;
+      $("send").setAttribute("aria-disabled", "true");
+      await prepareCategory(category);
+      sending = false;
+      $("send").removeAttribute("aria-disabled");
+      if (missingExtras(category).length || !usable().length) {
+        say(status, "Some photos could not be prepared; see the list. Remove them and try again.", true);
+        return;
+      }
+    }
     if (offline) {
       say(
         status,
@@ -674,7 +818,7 @@
     var result;
     try {
       result = await postJSON("v1/submit", {
-        hashes: payloadHashes(),
+        hashes: payloadHashes(category),
         category: category,
         consent: true,
       });
@@ -713,7 +857,7 @@
       JSON.stringify({
         blindmatch_fingerprints: 1,
         category: chosenCategory(),
-        hashes: payloadHashes(),
+        hashes: payloadHashes(chosenCategory()),
       })
     );
     say($("send-status"), "The fingerprints were saved to a file. It contains no photos.");
@@ -808,8 +952,21 @@
       label.htmlFor = input.id;
       label.textContent = c[1];
       p.appendChild(input);
-      p.appendChild(label);
+      var text = document.createElement("span");
+      text.appendChild(label);
+      if (c[2]) {
+        var help = document.createElement("span");
+        help.className = "help block";
+        help.id = input.id + "-help";
+        help.textContent = c[2];
+        input.setAttribute("aria-describedby", help.id);
+        text.appendChild(help);
+      }
+      p.appendChild(text);
       box.appendChild(p);
+      input.addEventListener("change", function () {
+        if (this.checked && !busy) prepareCategory(this.value);
+      });
     });
     if (offline) $("offline-note").hidden = false;
     $("files").addEventListener("change", function () {
@@ -826,6 +983,7 @@
     $("withdraw-file").addEventListener("change", loadReceiptFile);
     setBusy(false);
     refreshButtons();
+    document.body.setAttribute("data-extras", "idle");
     document.body.setAttribute("data-ready", "1");
   }
 

@@ -308,8 +308,9 @@
     return hex;
   }
 
-  // The whole pipeline from packed RGB: shrink if huge (as the server does), then PDQ.
-  function pdqFromRGB(rgb, width, height) {
+  // The pixels PDQ is computed on: packed RGB shrunk as the server shrinks it (long side at
+  // most 1024). Returns {rgb, width, height}; the tile signal cuts its tiles from these.
+  function preparedRGB(rgb, width, height) {
     if (width < MIN_SIDE || height < MIN_SIDE) throw new Error("too_small");
     if (width * height > MAX_PIXELS) throw new Error("too_large");
     var size = downscaleSize(width, height);
@@ -318,13 +319,34 @@
       width = size[0];
       height = size[1];
     }
-    var r = pdqFloatFromLuma(lumaFromRGB(rgb, width * height), height, width);
-    return { hash: hashFromDct(r.dct), quality: r.quality, width: width, height: height };
+    return { rgb: rgb, width: width, height: height };
   }
 
-  // From canvas ImageData-like RGBA bytes; the alpha channel is dropped, as Pillow's
+  // PDQ of the sub-rectangle [left, right) x [top, bottom) of packed RGB `width` pixels wide,
+  // exactly as pdqhash.compute on those pixels alone (rgb[top:bottom, left:right] in numpy):
+  // luma is per pixel, so cutting it equals cutting the pixels.
+  function pdqOfRect(rgb, width, left, top, right, bottom) {
+    var cols = right - left, rows = bottom - top;
+    var luma = new Float32Array(rows * cols);
+    for (var y = 0, i = 0; y < rows; y++) {
+      for (var x = 0, p = ((top + y) * width + left) * 3; x < cols; x++, i++, p += 3) {
+        luma[i] = rgb[p] * 0.299 + rgb[p + 1] * 0.587 + rgb[p + 2] * 0.114;
+      }
+    }
+    var r = pdqFloatFromLuma(luma, rows, cols);
+    return { hash: hashFromDct(r.dct), quality: r.quality };
+  }
+
+  // The whole pipeline from packed RGB: shrink if huge (as the server does), then PDQ.
+  function pdqFromRGB(rgb, width, height) {
+    var px = preparedRGB(rgb, width, height);
+    var r = pdqOfRect(px.rgb, px.width, 0, 0, px.width, px.height);
+    return { hash: r.hash, quality: r.quality, width: px.width, height: px.height };
+  }
+
+  // Canvas ImageData-like RGBA bytes -> packed RGB; the alpha channel is dropped, as Pillow's
   // convert("RGB") does.
-  function pdqFromRGBA(rgba, width, height) {
+  function rgbFromRGBA(rgba, width, height) {
     var n = width * height;
     var rgb = new Uint8Array(n * 3);
     for (var i = 0, p = 0, q = 0; i < n; i++, p += 4, q += 3) {
@@ -332,7 +354,29 @@
       rgb[q + 1] = rgba[p + 1];
       rgb[q + 2] = rgba[p + 2];
     }
-    return pdqFromRGB(rgb, width, height);
+    return rgb;
+  }
+
+  function pdqFromRGBA(rgba, width, height) {
+    return pdqFromRGB(rgbFromRGBA(rgba, width, height), width, height);
+  }
+
+  // The prepared pixels of a page picture ({rgba, width, height}), computed once and kept on it
+  // so every signal of the same photo shares the conversion and the downscale.
+  function preparedPixels(pixels) {
+    if (!pixels.prepared) {
+      pixels.prepared = preparedRGB(
+        rgbFromRGBA(pixels.rgba, pixels.width, pixels.height), pixels.width, pixels.height
+      );
+    }
+    return pixels.prepared;
+  }
+
+  // PDQ of a page picture (the whole picture, after the same downscale).
+  function pdqOfPixels(pixels) {
+    var px = preparedPixels(pixels);
+    var r = pdqOfRect(px.rgb, px.width, 0, 0, px.width, px.height);
+    return { hash: r.hash, quality: r.quality, width: px.width, height: px.height };
   }
 
   root.BlindmatchPDQ = {
@@ -340,12 +384,18 @@
     MIN_SIDE: MIN_SIDE,
     MAX_PIXELS: MAX_PIXELS,
     QUALITY_THRESHOLD: 50,
+    roundHalfEven: roundHalfEven,
     downscaleSize: downscaleSize,
     pillowBoxResize: pillowBoxResize,
     lumaFromRGB: lumaFromRGB,
     pdqFloatFromLuma: pdqFloatFromLuma,
     hashFromDct: hashFromDct,
+    preparedRGB: preparedRGB,
+    preparedPixels: preparedPixels,
+    pdqOfRect: pdqOfRect,
+    pdqOfPixels: pdqOfPixels,
     pdqFromRGB: pdqFromRGB,
     pdqFromRGBA: pdqFromRGBA,
+    rgbFromRGBA: rgbFromRGBA,
   };
 })(typeof globalThis !== "undefined" ? globalThis : this);
