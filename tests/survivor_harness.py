@@ -58,7 +58,7 @@ def start_browser(profile_dir: str):  # type: ignore[no-untyped-def]
     options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
     driver.set_script_timeout(300)
-    driver.execute_cdp_cmd("Network.enable", {"maxPostDataSize": 65536})
+    driver.execute_cdp_cmd("Network.enable", {"maxPostDataSize": 1024 * 1024})
     return driver
 
 
