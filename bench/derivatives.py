@@ -20,7 +20,6 @@ and inpainted at 30% like a derivative.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import pickle
@@ -32,12 +31,12 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from bench import corpus
 from blindmatch.node.hashing import pdq_of_pixels
 from blindmatch.protocol import derivative as dv
 from blindmatch.protocol.signals import PDQ_MATCH_THRESHOLD
+from blindmatch.sim import edits
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SEED = 11
@@ -58,84 +57,14 @@ PDQ_LSH_BITS = dv.PDQ_TILES_1.lsh.bits_per_table  # 27 for pdq-lsh-1
 PROTECTABLE_CELLS = 16  # a source with this many quality cells (of 41) is "protectable"
 
 
-# ---------------------------------------------------------------------------------------------
-# Edit models
-
-
-def body_mask(h: int, w: int, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    """A body-shaped mask (torso ellipse + lower trunk to the bottom edge) of ~``fraction`` area;
-    the top ~12% of the picture (where a head would be) is kept."""
-    cx = w * (0.5 + rng.uniform(-0.08, 0.08))
-    cy = h * 0.58
-    top_keep = int(0.12 * h)
-
-    def draw(a: float) -> np.ndarray:
-        m = np.zeros((h, w), np.uint8)
-        cv2.ellipse(m, (int(cx), int(cy)), (int(a), int(1.25 * a)), 0, 0, 360, 255, -1)
-        hw = int(0.8 * a)
-        cv2.rectangle(m, (int(cx) - hw, int(cy)), (int(cx) + hw, h), 255, -1)
-        m[:top_keep] = 0
-        return m
-
-    lo, hi = 1.0, float(2 * max(h, w))
-    for _ in range(30):
-        mid = (lo + hi) / 2
-        if (draw(mid) > 0).mean() < fraction:
-            lo = mid
-        else:
-            hi = mid
-    return draw(hi)
-
-
-def skin_fill(rgb: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    h, w = mask.shape
-    base = np.array(
-        [
-            (224, 172, 140),
-            (198, 134, 103),
-            (241, 194, 167),
-            (141, 85, 60),
-        ][int(rng.integers(0, 4))],
-        np.float32,
-    )
-    shade = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), max(h, w) / 12)
-    shade = shade / (np.abs(shade).max() + 1e-6) * 25
-    grain = rng.normal(0, 6, (h, w, 3)).astype(np.float32)
-    texture = np.clip(base[None, None, :] + shade[..., None] + grain, 0, 255)
-    alpha = cv2.GaussianBlur(mask.astype(np.float32) / 255, (0, 0), 3)[..., None]
-    out = rgb.astype(np.float32) * (1 - alpha) + texture * alpha
-    return np.clip(out, 0, 255).astype(np.uint8)
-
-
-def edit(rgb: np.ndarray, method: str, fraction: float, rng: np.random.Generator) -> np.ndarray:
-    mask = body_mask(rgb.shape[0], rgb.shape[1], fraction, rng)
-    if method == "skin":
-        return skin_fill(rgb, mask, rng)
-    flag = cv2.INPAINT_TELEA if method == "telea" else cv2.INPAINT_NS
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    return cv2.cvtColor(cv2.inpaint(bgr, mask, 5, flag), cv2.COLOR_BGR2RGB)
-
-
-def jpeg(rgb: np.ndarray, quality: int) -> np.ndarray:
-    buf = io.BytesIO()
-    Image.fromarray(rgb).save(buf, "JPEG", quality=quality)
-    with Image.open(io.BytesIO(buf.getvalue())) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def post(rgb: np.ndarray, name: str) -> np.ndarray:
-    if name == "none":
-        return rgb
-    if name == "jpeg75":
-        return jpeg(rgb, 75)
-    if name == "resize50":
-        im = Image.fromarray(rgb)
-        size = (max(8, round(im.width * 0.5)), max(8, round(im.height * 0.5)))
-        return np.asarray(im.resize(size, Image.Resampling.BILINEAR))
-    if name == "crop5":
-        left, top, right, bottom = dv.frame_box(rgb.shape[1], rgb.shape[0], 0.05)
-        return jpeg(np.ascontiguousarray(rgb[top:bottom, left:right]), 90)
-    raise ValueError(name)
+# Edit models: blindmatch.sim.edits (shared with the end-to-end tests)
+body_mask, skin_fill, edit, jpeg, post = (
+    edits.body_mask,
+    edits.skin_fill,
+    edits.edit,
+    edits.jpeg,
+    edits.post,
+)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from blindmatch.node import hashing
+from blindmatch.node import hashing, tile_hashing
 from blindmatch.node.bank_validation import BankValidationError
 from blindmatch.node.banks import BankError, BankService
 from blindmatch.node.decisions import DecisionError
 from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from blindmatch.node.node import NodeError
+from blindmatch.protocol.derivative import is_cell_variant
 from blindmatch.protocol.matching import QueryHash
-from blindmatch.protocol.signals import PDQ_QUALITY_THRESHOLD
 
 if TYPE_CHECKING:
     from blindmatch.node.node import Node
@@ -256,12 +256,11 @@ def build_api(
             data += chunk
         if len(data) > MAX_MEDIA_BYTES:
             raise ApiError(413, "too-large", f"media over {MAX_MEDIA_BYTES} bytes")
-        hashes = await asyncio.to_thread(hashing.hash_image_bytes, data, query_variants=True)
-        queries = [
-            QueryHash(v.pdq.hash32, v.pdq.float_vector, v.name)
-            for v in hashes.variants
-            if v.pdq.quality >= PDQ_QUALITY_THRESHOLD
-        ]
+        queries = await asyncio.to_thread(
+            tile_hashing.picture_queries, data, tiles=node.cfg.derivative_search
+        )
+        if not any(not is_cell_variant(q.variant) for q in queries):
+            queries = []  # tiles alone never make a match job: the picture is too flat
         if not queries:
             raise ApiError(422, "low-quality", "the picture is too flat to hash reliably")
         content_ref = _content_ref(request)

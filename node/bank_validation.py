@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from blindmatch.node.storage.migrations import PROVENANCE_CLASSES
@@ -229,3 +230,62 @@ def check_item_ref(value: Any) -> bytes:
     if not isinstance(value, bytes | bytearray) or len(value) != ITEM_REF_BYTES:
         raise BankValidationError(f"item_ref must be {ITEM_REF_BYTES} bytes (or 32 hex chars)")
     return bytes(value)
+
+
+@dataclass(frozen=True)
+class SourceTile:
+    """One tile hash of a protected source photo (``pdq-tiles-1``, specs/derivatives.md 2-5)."""
+
+    cell: str  # the cell label, e.g. "g4c1r3"
+    frame: int  # index into the scheme's index_frames (0: the photo as it is)
+    hash: bytes = field(repr=False)
+    quality: int
+
+
+def check_source_tiles(tiles: Any, scheme_name: str = "pdq-tiles-1") -> tuple[SourceTile, ...]:
+    """The tiles of one protected source: cells of the scheme, frames in range, 32-byte hashes,
+    qualities at or above the scheme's gate, each (cell, frame) once, at most one per index
+    tile. An empty list is allowed (a source too plain for tiles is still a whole-photo item).
+    """
+    from blindmatch.protocol.derivative import DERIVATIVE_SCHEMES, Cell, DerivativeError
+
+    scheme = DERIVATIVE_SCHEMES.get(scheme_name)
+    if scheme is None:
+        raise BankValidationError(f"unknown tile scheme {echo(scheme_name)}")
+    if not isinstance(tiles, list | tuple):
+        raise BankValidationError(f"tiles must be a list, got {_type_name(tiles)}")
+    cells = set(scheme.cells)
+    limit = len(cells) * len(scheme.index_frames)
+    if len(tiles) > limit:
+        raise BankValidationError(f"at most {limit} tiles per source, got {len(tiles)}")
+    seen: set[tuple[str, int]] = set()
+    out = []
+    for n, tile in enumerate(tiles):
+        if not isinstance(tile, SourceTile):
+            raise BankValidationError(f"tiles[{n}] must be a SourceTile")
+        try:
+            cell = Cell.parse(tile.cell)
+        except DerivativeError:
+            raise BankValidationError(f"tiles[{n}].cell is not a cell label") from None
+        if cell not in cells:
+            raise BankValidationError(
+                f"tiles[{n}].cell {cell.label} is not a cell of {scheme.name}"
+            )
+        frame = tile.frame
+        if not isinstance(frame, int) or isinstance(frame, bool):
+            raise BankValidationError(f"tiles[{n}].frame must be an integer")
+        if not 0 <= frame < len(scheme.index_frames):
+            raise BankValidationError(
+                f"tiles[{n}].frame must be 0..{len(scheme.index_frames) - 1}, got {frame}"
+            )
+        value = check_hash_bytes("pdq", tile.hash)
+        quality = check_quality(tile.quality)
+        if quality is None or not scheme.gate(quality):
+            raise BankValidationError(
+                f"tiles[{n}] is below the tile quality gate ({scheme.min_quality})"
+            )
+        if (cell.label, frame) in seen:
+            raise BankValidationError(f"tiles[{n}] repeats cell {cell.label} of frame {frame}")
+        seen.add((cell.label, frame))
+        out.append(SourceTile(cell.label, frame, value, quality))
+    return tuple(out)

@@ -41,6 +41,7 @@ from blindmatch.node.bank_validation import (
     PDQ_QUALITY_THRESHOLD,
     PERCEPTUAL_SIGNAL_TYPES,
     BankValidationError,
+    SourceTile,
     check_bank_name,
     check_categories,
     check_description,
@@ -55,6 +56,7 @@ from blindmatch.node.bank_validation import (
     check_secret,
     check_signal_type,
     check_source,
+    check_source_tiles,
     check_timestamp,
     parse_hash_hex,
 )
@@ -462,6 +464,83 @@ class BankService:
         async with self._db.transaction():
             target = await self.get_bank(bank)
             return await self._insert(target, parsed, source, now)
+
+    async def add_protected_source(
+        self,
+        bank: str,
+        pdq_hash: bytes | str,
+        *,
+        quality: int,
+        tiles: Sequence[SourceTile],
+        categories: Sequence[str] = (),
+        source: str = "local",
+        withdrawal_secret: bytes | None = None,
+        expires_at: int | None = None,
+        scheme: str = "pdq-tiles-1",
+    ) -> AddResult:
+        """Add a protected source photo: its whole-photo PDQ hash as an ordinary item of a
+        ``protected-source`` bank, and its tile hashes (specs/derivatives.md) under one fresh
+        random group reference. The tiles have their own item references, are published and
+        answered for only while the source item is active, and go with it when it is withdrawn
+        or removed. Adding a photo the bank already holds returns the existing item and keeps
+        its tiles (``created=False``), so a repeat submission changes nothing.
+        """
+        from blindmatch.protocol.derivative import DERIVATIVE_SCHEMES, Cell, cells_mask
+
+        checked = check_source_tiles(list(tiles), scheme)
+        tile_scheme = DERIVATIVE_SCHEMES[scheme]
+        pdq = parse_hash_hex("pdq", pdq_hash) if isinstance(pdq_hash, str) else pdq_hash
+        parsed = ParsedItem(
+            line=0,
+            signal_type="pdq",
+            hash=check_hash_bytes("pdq", pdq),
+            quality=check_quality(quality),
+            categories=check_categories(categories),
+            expires_at=check_timestamp(expires_at, "expires_at"),
+            provenance={},
+            withdrawal_secret_hash=None
+            if withdrawal_secret is None
+            else withdrawal_secret_hash(withdrawal_secret),
+        )
+        source = check_source(source)
+        now = self._clock.now()
+        if parsed.expires_at is not None and parsed.expires_at <= now:
+            raise BankValidationError("expires_at is not in the future")
+        async with self._db.transaction():
+            target = await self.get_bank(bank)
+            if target.provenance != "protected-source":
+                raise BankValidationError(
+                    f"bank {target.name!r} is not a protected-source bank"
+                    f" (its provenance class is {target.provenance})"
+                )
+            result = await self._insert(target, parsed, source, now)
+            if not result.created:
+                return result
+            mask = cells_mask(tile_scheme, (Cell.parse(t.cell) for t in checked if t.frame == 0))
+            await self._db.execute(
+                "INSERT INTO protected_sources (source_id, scheme, grp, source_cells)"
+                " VALUES (?, ?, ?, ?)",
+                result.item.id, scheme, secrets.token_bytes(8), mask,
+            )  # fmt: skip
+            for t in checked:
+                await self._db.execute(
+                    "INSERT INTO source_tiles (source_id, cell, frame, hash, quality, item_ref)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    result.item.id, t.cell, t.frame, t.hash, t.quality, self._new_ref(),
+                )  # fmt: skip
+            return result
+
+    async def source_tiles(self, item_ref: bytes | str) -> list[SourceTile]:
+        """The tiles stored for a protected source (empty for any other item)."""
+        rows = await self._db.fetch_all(
+            "SELECT t.cell, t.frame, t.hash, t.quality FROM source_tiles t"
+            " JOIN bank_items i ON i.id = t.source_id WHERE i.item_ref = ? ORDER BY t.id",
+            check_item_ref(item_ref),
+        )
+        return [
+            SourceTile(r["cell"], int(r["frame"]), bytes(r["hash"]), int(r["quality"]))
+            for r in rows
+        ]
 
     async def add_media(
         self,

@@ -53,6 +53,9 @@ class NodeConfig:
     match_workers: int = 4
     lsh_scheme: str = "pdq-lsh-1"
     dihedral_queries: bool = True
+    # Also look up an upload's tile hashes (pdq-tiles-1), so derivatives of protected source
+    # photos are found; costs about 5x the OPRF evaluations of a whole-picture query.
+    derivative_search: bool = True
     release_bands: tuple[int, ...] = (8, 16, 31)
     policy_path: Path | None = None  # the match policy (node/policy.py); defaults never auto-act
     webhook_url: str | None = None  # the platform's endpoint for block/remove/restore/notify
@@ -111,8 +114,8 @@ def load(path: Path) -> NodeConfig:
     known = {
         "node_id", "home", "listen", "api_listen", "database", "roster", "governance_keys",
         "governance_threshold", "tls_cert", "tls_key", "sync_interval_s", "match_workers",
-        "lsh_scheme", "dihedral_queries", "release_bands", "policy", "webhook_url",
-        "webhook_secret_file",
+        "lsh_scheme", "dihedral_queries", "derivative_search", "release_bands", "policy",
+        "webhook_url", "webhook_secret_file",
     }  # fmt: skip
     unknown = set(raw) - known
     if unknown:
@@ -136,6 +139,7 @@ def load(path: Path) -> NodeConfig:
             match_workers=int(raw.get("match_workers", 4)),
             lsh_scheme=str(raw.get("lsh_scheme", "pdq-lsh-1")),
             dihedral_queries=bool(raw.get("dihedral_queries", True)),
+            derivative_search=bool(raw.get("derivative_search", True)),
             release_bands=tuple(int(b) for b in raw.get("release_bands", (8, 16, 31))),
             policy_path=p(raw.get("policy")),
             webhook_url=raw.get("webhook_url") or None,

@@ -23,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from blindmatch.node import derivative_cases
 from blindmatch.node import policy as policy_mod
 from blindmatch.protocol import feedback as fb
+from blindmatch.protocol.derivative import is_cell_variant
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.signals import as_hash_matrix, hamming_matrix
 
@@ -223,6 +225,8 @@ class DecisionService:
         release: dict[str, Any],
         allowlisted: bool,
         job_ref: bytes | None = None,
+        kind: str | None = None,
+        generator_confirmed: bool = False,
     ) -> Case | None:
         """Apply the policy to one match; returns the case, or None when suppressed."""
         existing = await self.db.fetch_one(
@@ -245,6 +249,8 @@ class DecisionService:
                 allowlisted=allowlisted,
                 matches_this_window=current,
                 baseline_per_window=baseline,
+                kind=kind,
+                generator_confirmed=generator_confirmed,
             ),
         )
         self.node.metrics.inc("policy_verdicts_total", labels={"action": verdict.action})
@@ -355,6 +361,8 @@ class DecisionService:
     ) -> list[tuple[str, bytes, int, str, dict[str, Any], bool]]:
         """Plain matching against this node's own enabled banks (no privacy issue: local)."""
         bank = await self._local_bank()
+        # Tile hashes are only ever compared with tiles (under the rule), never with pictures.
+        queries = [q for q in queries if not is_cell_variant(q.variant)]
         if bank is None or not queries:
             return []
         rows = bank["rows"]
@@ -399,11 +407,19 @@ class DecisionService:
             if case:
                 opened.append(case)
         status = await self.node.job_status(job_ref)
-        for r in status.results:
+        matches = derivative_cases.review_matches(
+            queries,
+            [
+                derivative_cases.PeerMatch(r.peer, r.item_ref, r.variant, r.band, r.release)
+                for r in status.results
+            ],
+            self.node.roster.has_role,
+        )
+        for m in matches:
             case = await self.open_case(
-                content_ref=content_ref, source="peer", holder=r.peer, item_ref=r.item_ref,
-                band=r.band, variant=r.variant, release=r.release, allowlisted=allowlisted,
-                job_ref=job_ref,
+                content_ref=content_ref, source="peer", holder=m.holder, item_ref=m.item_ref,
+                band=m.band, variant=m.variant, release=m.release, allowlisted=allowlisted,
+                job_ref=job_ref, kind=m.kind, generator_confirmed=bool(m.generator_nodes),
             )  # fmt: skip
             if case:
                 opened.append(case)

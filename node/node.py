@@ -28,8 +28,7 @@ import aiohttp
 import msgpack
 import numpy as np
 
-from blindmatch.crypto import oprf
-from blindmatch.node import translog_hooks
+from blindmatch.node import index_build, translog_hooks
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
 from blindmatch.node.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
@@ -51,7 +50,7 @@ from blindmatch.node.storage import (
 from blindmatch.node.storage.feeds import FeedEntry
 from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
 from blindmatch.node.translog import TransparencyLog
-from blindmatch.protocol import canonical, index, matching, schema
+from blindmatch.protocol import canonical, derivative, index, matching, schema
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.lsh import SCHEMES
 from blindmatch.protocol.roster import Member, Roster
@@ -97,6 +96,14 @@ def _bands(release_bands: Sequence[int], threshold: int) -> tuple[int, ...]:
     return (*(b for b in release_bands if b < threshold), threshold)
 
 
+def _release_json(release: Any) -> str:
+    """A holder's release as stored: JSON, with byte fields (a tile's ``group``) as hex."""
+    return json.dumps(
+        {k: v.hex() if isinstance(v, bytes) else v for k, v in dict(release).items()},
+        sort_keys=True,
+    )
+
+
 def _entry_id(kind: str, refs: Sequence[bytes]) -> bytes:
     h = hashlib.sha256(kind.encode() + b"\x00" + b"".join(sorted(refs)))
     return h.digest()[:16]
@@ -120,6 +127,7 @@ class Node:
         self.clock = clock or SystemClock()
         self.rng = rng or random.SystemRandom()
         self.scheme = SCHEMES[cfg.lsh_scheme]
+        self.tile_scheme = derivative.PDQ_TILES_1
         self.feeds = FeedLog(db)
         self.replicas = ReplicaStore(db)
         self.outbox = Outbox(db, RetryPolicy(base_delay=2, max_delay=600, max_attempts=30))
@@ -204,41 +212,62 @@ class Node:
 
     # --- holder: publishing the blinded index ------------------------------------------------
 
-    # An item is in the published index exactly while this holds (one "?": now).
-    _ACTIVE = (
-        " FROM bank_items i JOIN banks b ON b.id = i.bank_id"
-        " WHERE i.signal_type = 'pdq' AND i.withdrawn_at IS NULL"
+    # An item is in the published index exactly while this holds (one "?": now). A protected
+    # source's tiles are in it exactly while their source item is.
+    _ACTIVE_WHERE = (
+        " i.signal_type = 'pdq' AND i.withdrawn_at IS NULL"
         " AND (i.expires_at IS NULL OR i.expires_at > ?) AND b.enabled = 1 AND b.shared = 1"
+    )
+    _ACTIVE = " FROM bank_items i JOIN banks b ON b.id = i.bank_id WHERE" + _ACTIVE_WHERE
+    _ACTIVE_TILES = (
+        " FROM source_tiles t JOIN protected_sources s ON s.source_id = t.source_id"
+        " JOIN bank_items i ON i.id = t.source_id JOIN banks b ON b.id = i.bank_id"
+        " WHERE b.provenance = 'protected-source' AND" + _ACTIVE_WHERE
     )
     _ACTIVE_ITEMS_SQL = (
         "SELECT i.item_ref, i.hash, i.categories AS item_categories, b.categories AS"
-        " bank_categories, b.provenance AS bank_provenance, b.distance_threshold" + _ACTIVE
+        " bank_categories, b.provenance AS bank_provenance, b.distance_threshold,"
+        " s.grp, s.source_cells FROM bank_items i JOIN banks b ON b.id = i.bank_id"
+        " LEFT JOIN protected_sources s ON s.source_id = i.id WHERE" + _ACTIVE_WHERE
+    )
+    _ACTIVE_TILE_SQL = (
+        "SELECT t.hash, s.scheme, s.grp, s.source_cells" + _ACTIVE_TILES + " AND t.item_ref = ?"
     )
     # Only the differences, so a round with nothing to do reads nothing of size.
     _TO_PUBLISH_SQL = (
-        "SELECT i.item_ref, i.hash" + _ACTIVE + " AND NOT EXISTS"
+        "SELECT i.item_ref, i.hash, NULL AS cell" + _ACTIVE + " AND NOT EXISTS"
         " (SELECT 1 FROM index_publications p WHERE p.item_ref = i.item_ref)"
+    )
+    _TO_PUBLISH_TILES_SQL = (
+        "SELECT t.item_ref, t.hash, t.cell" + _ACTIVE_TILES + " AND NOT EXISTS"
+        " (SELECT 1 FROM index_publications p WHERE p.item_ref = t.item_ref)"
     )
     _TO_UNPUBLISH_SQL = (
         "SELECT p.item_ref, p.entries FROM index_publications p WHERE NOT EXISTS"
-        " (SELECT 1" + _ACTIVE + " AND i.item_ref = p.item_ref)"
+        " (SELECT 1" + _ACTIVE + " AND i.item_ref = p.item_ref) AND NOT EXISTS"
+        " (SELECT 1" + _ACTIVE_TILES + " AND t.item_ref = p.item_ref)"
     )
+
+    def _index_keys(self, hash32: bytes, cell: str | None) -> list[bytes]:
+        if cell is None:
+            return self.scheme.index_keys(hash32)
+        return self.tile_scheme.index_keys(derivative.Cell.parse(cell), hash32)
 
     async def reconcile_index(self) -> dict[str, int]:
         """Bring the published index in line with the active shared items.
 
-        Adds items not yet published and removes items no longer active (withdrawn, expired,
-        bank disabled or unshared), each delta in one transaction with its feed entry, so a
-        crash leaves either both or neither.
+        Adds items not yet published (whole-picture hashes and the tiles of protected sources)
+        and removes items no longer active (withdrawn, expired, bank disabled or unshared; a
+        source's tiles with it), each delta in one transaction with its feed entry, so a crash
+        leaves either both or neither.
         """
         now = self.now()
-        active = {
-            bytes(r["item_ref"]): bytes(r["hash"])
-            for r in await self.db.fetch_all(self._TO_PUBLISH_SQL, now)
-        }
+        rows = await self.db.fetch_all(self._TO_PUBLISH_SQL, now)
+        rows += await self.db.fetch_all(self._TO_PUBLISH_TILES_SQL, now)
+        active = {bytes(r["item_ref"]): (bytes(r["hash"]), r["cell"]) for r in rows}
         published = {
             bytes(r["item_ref"]): bytes(r["entries"])
-            for r in await self.db.fetch_all(self._TO_UNPUBLISH_SQL, now)
+            for r in await self.db.fetch_all(self._TO_UNPUBLISH_SQL, now, now)
         }
         to_add, to_remove = list(active), list(published)
         key_id = self.keys.voprf_key_id
@@ -264,15 +293,15 @@ class Node:
                 for r in refs:
                     await self.db.execute("DELETE FROM index_publications WHERE item_ref = ?", r)
             removed += len(refs)
+        # The OPRF evaluations of the whole backlog at once (worker processes when it is
+        # large); the deltas are then written a batch at a time.
+        packed_all = await index_build.build_entries(
+            self.keys.voprf, [(r, self._index_keys(*active[r])) for r in to_add]
+        )
+        packed_of = dict(zip(to_add, packed_all, strict=True))
         for start in range(0, len(to_add), batch):
             refs = to_add[start : start + batch]
-            per_item = {
-                r: index.pack_entries(
-                    index.make_entry(oprf.evaluate(self.keys.voprf, k, oprf.Mode.VOPRF), r)
-                    for k in self.scheme.index_keys(active[r])
-                )
-                for r in refs
-            }
+            per_item = {r: packed_of[r] for r in refs}
             payload = canonical.encode(
                 {
                     "scheme": self.scheme.name,
@@ -338,16 +367,21 @@ class Node:
         for ref in refs:
             row = await self.db.fetch_one(self._ACTIVE_ITEMS_SQL + " AND i.item_ref = ?", now, ref)
             if row is None:
-                out[ref] = None
+                out[ref] = await self._holder_tile(ref, now)
                 continue
             cats = json.loads(row["item_categories"] or "[]") or json.loads(
                 row["bank_categories"] or "[]"
             )
-            release = {
+            release: dict[str, Any] = {
                 "categories": [c for c in cats if isinstance(c, str)][:8],
                 "provenance": row["bank_provenance"],
                 "signal": "pdq",
             }
+            if row["grp"] is not None:
+                # A protected source's whole-picture item names its group too, so the querier
+                # can put a whole-picture match and the tiles of the same source in one case.
+                release["group"] = bytes(row["grp"])
+                release["source_cells"] = int(row["source_cells"])
             try:
                 schema.check(matching_release_schema(), release)
             except schema.SchemaError:
@@ -358,6 +392,19 @@ class Node:
                 release=release,
             )
         return out
+
+    async def _holder_tile(self, ref: bytes, now: int) -> matching.HolderItem | None:
+        row = await self.db.fetch_one(self._ACTIVE_TILE_SQL, now, ref)
+        if row is None:
+            return None
+        scheme = derivative.DERIVATIVE_SCHEMES.get(row["scheme"])
+        if scheme is None:
+            return None
+        return matching.HolderItem(
+            hash=bytes(row["hash"]),
+            bands=_bands(self.cfg.release_bands, scheme.threshold),
+            release=derivative.release_for_tile(bytes(row["grp"]), int(row["source_cells"])),
+        )
 
     async def handle_threshold(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
         await self._charge(peer, "threshold_items", len(body["items"]))
@@ -608,7 +655,14 @@ class Node:
         if self._replica_cursor.get(peer.node_id, 0) == 0:
             await self.sync_peer(peer)  # first contact: fetch the index before probing it
         queries = await self._job_queries(job_ref)
-        ex = matching.PeerExchange(peer.node_id, peer.voprf_key, self.scheme, queries)
+        ex: matching.PeerExchange
+        if any(derivative.is_cell_variant(q.variant) for q in queries):
+            # Whole-picture and tile hashes in one batch: still one round trip per peer.
+            ex = derivative.TilePeerExchange(
+                peer.node_id, peer.voprf_key, self.tile_scheme, queries
+            )
+        else:
+            ex = matching.PeerExchange(peer.node_id, peer.voprf_key, self.scheme, queries)
         sent_before, received_before = self.client.bytes_with(peer.node_id)
         request = await asyncio.to_thread(ex.evaluate_request)
         reply = await self.client.call(peer, "oprf.evaluate", request)
@@ -636,7 +690,7 @@ class Node:
                     " band, release, confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT DO NOTHING",
                     job_ref, c.peer, c.item_ref, c.query_index, c.variant, c.band,
-                    json.dumps(dict(c.release), sort_keys=True), now,
+                    _release_json(c.release), now,
                 )  # fmt: skip
             changed = await self.db.execute(
                 "UPDATE match_tasks SET state = 'done', probes = ?, candidates = ?,"

@@ -12,6 +12,10 @@
     band_priority = { 8 = 30, 16 = 20, 31 = 0 }
     provenance_priority = { "survivor-submitted" = 15, "protected-source" = 10, "generator" = 10 }
     disputed_penalty = 25         # a disputed item is still reviewed, but later
+    derivative_priority = 40      # an edit of a protected source photo (specs/derivatives.md)
+    protected_copy_priority = -45 # a near-exact copy of a protected source: often the person's
+                                  # own harmless post; never auto-actioned, reviewed last
+    generator_priority = 25       # a federation generator says it made the picture
 
     [allowlist]
     banks = ["allowlist"]         # a local match in these banks suppresses every other match
@@ -56,6 +60,9 @@ class Review:
         default_factory=lambda: {"survivor-submitted": 15, "protected-source": 10, "generator": 10}
     )
     disputed_penalty: int = 25
+    derivative_priority: int = 40
+    protected_copy_priority: int = -45
+    generator_priority: int = 25
 
 
 @dataclass(frozen=True)
@@ -91,6 +98,8 @@ class MatchFacts:
     allowlisted: bool
     matches_this_window: int
     baseline_per_window: float
+    kind: str | None = None  # "copy" / "derivative" of a protected source, else None
+    generator_confirmed: bool = False  # a roster generator banked the picture
 
 
 def decide(policy: Policy, f: MatchFacts) -> Verdict:
@@ -110,8 +119,10 @@ def decide(policy: Policy, f: MatchFacts) -> Verdict:
             f"{f.baseline_per_window:.1f}: held for review, not acted on",
         )
     a = policy.auto_action
+    protected_copy = f.provenance == "protected-source" and f.kind != "derivative"
     if (
         a.enabled
+        and not protected_copy  # specs/derivatives.md 6.3: never without a person
         and f.band <= a.max_band
         and f.provenance in a.provenance
         and f.holder in a.trusted_sources
@@ -128,9 +139,19 @@ def decide(policy: Policy, f: MatchFacts) -> Verdict:
     priority = r.base_priority
     priority += next((v for b, v in sorted(r.band_priority.items()) if f.band <= b), 0)
     priority += r.provenance_priority.get(f.provenance or "", 0)
+    reason = "needs a person"
+    if f.kind == "derivative":
+        priority += r.derivative_priority
+        reason = "derivative of a protected source photo: needs a person"
+    elif protected_copy:
+        priority += r.protected_copy_priority
+        reason = "near-exact copy of a protected source photo (often the person's own post)"
+    if f.generator_confirmed:
+        priority += r.generator_priority
+        reason += "; a federation generator says it made this picture"
     if f.disputes:
         priority -= r.disputed_penalty
-    return Verdict("review", max(0, priority), "needs a person")
+    return Verdict("review", max(0, priority), reason)
 
 
 def _ints(value: Any, what: str, lo: int, hi: int) -> int:
@@ -193,7 +214,15 @@ def parse(raw: dict[str, Any]) -> Policy:
     _only(
         r_raw,
         "review",
-        {"base_priority", "band_priority", "provenance_priority", "disputed_penalty"},
+        {
+            "base_priority",
+            "band_priority",
+            "provenance_priority",
+            "disputed_penalty",
+            "derivative_priority",
+            "protected_copy_priority",
+            "generator_priority",
+        },
     )
     rd = Review()
     bands = r_raw.get("band_priority", {str(k): v for k, v in rd.band_priority.items()})
@@ -218,6 +247,24 @@ def parse(raw: dict[str, Any]) -> Policy:
         },
         disputed_penalty=_ints(
             r_raw.get("disputed_penalty", rd.disputed_penalty), "review.disputed_penalty", 0, 1000
+        ),
+        derivative_priority=_ints(
+            r_raw.get("derivative_priority", rd.derivative_priority),
+            "review.derivative_priority",
+            -1000,
+            1000,
+        ),
+        protected_copy_priority=_ints(
+            r_raw.get("protected_copy_priority", rd.protected_copy_priority),
+            "review.protected_copy_priority",
+            -1000,
+            1000,
+        ),
+        generator_priority=_ints(
+            r_raw.get("generator_priority", rd.generator_priority),
+            "review.generator_priority",
+            -1000,
+            1000,
         ),
     )
     al = raw.get("allowlist", {})

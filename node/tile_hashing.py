@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from blindmatch.node.hashing import PdqHash, decode_image, downscale, pdq_of_pixels
+from blindmatch.node.bank_validation import PDQ_QUALITY_THRESHOLD, SourceTile
+from blindmatch.node.hashing import PdqHash, decode_image, downscale, hash_image, pdq_of_pixels
 from blindmatch.protocol.derivative import PDQ_TILES_1, Cell, DerivativeScheme, Tile
+from blindmatch.protocol.matching import QueryHash
 
 
 @dataclass(frozen=True)
@@ -83,3 +85,38 @@ def query_tiles_bytes(data: bytes, scheme: DerivativeScheme = PDQ_TILES_1) -> li
 
 def index_tiles_bytes(data: bytes, scheme: DerivativeScheme = PDQ_TILES_1) -> list[TileHash]:
     return index_tiles(decode_image(data), scheme)
+
+
+def picture_queries(
+    data: bytes, *, tiles: bool = True, scheme: DerivativeScheme = PDQ_TILES_1
+) -> list[QueryHash]:
+    """Everything a querier looks up for one picture: the whole-picture query variants of
+    good quality (rotations, mirrors, border/crop variants) and, with ``tiles``, the gated
+    tile hashes of the picture, each tile under its cell label as ``variant``."""
+    image = decode_image(data)
+    whole = hash_image(image, query_variants=True)
+    queries = [
+        QueryHash(v.pdq.hash32, v.pdq.float_vector, v.name)
+        for v in whole.variants
+        if v.pdq.quality >= PDQ_QUALITY_THRESHOLD
+    ]
+    if tiles:
+        queries += [
+            QueryHash(t.pdq.hash32, t.pdq.float_vector, t.cell.label)
+            for t in query_tiles(image, scheme)
+        ]
+    return queries
+
+
+def protected_source(
+    data: bytes, scheme: DerivativeScheme = PDQ_TILES_1
+) -> tuple[PdqHash, list[SourceTile]]:
+    """What a holder banks for a protected source photo: its whole-picture PDQ hash and its
+    gated index tiles (every frame), as :class:`SourceTile` values for
+    ``BankService.add_protected_source``."""
+    image = decode_image(data)
+    whole = hash_image(image)
+    return whole.pdq, [
+        SourceTile(t.cell.label, t.tile.frame, t.pdq.hash32, t.pdq.quality)
+        for t in index_tiles(image, scheme)
+    ]

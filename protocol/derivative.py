@@ -339,16 +339,26 @@ def classify(
 # --- the exchange: one batch, each query tile under its own cell's keys ------------------------
 
 
+def is_cell_variant(variant: str) -> bool:
+    """Whether a query hash's variant names a tile cell (else it is a whole-picture variant)."""
+    return isinstance(variant, str) and _CELL.match(variant) is not None
+
+
 class TilePeerExchange(PeerExchange):
-    """:class:`PeerExchange` for tile hashes: each query hash's ``variant`` is its cell label and
-    its probe keys are that cell's (``scheme`` must be a :class:`DerivativeScheme`)."""
+    """:class:`PeerExchange` for a picture's whole-picture hashes *and* its tile hashes in one
+    batch (one round trip per peer): a query hash whose ``variant`` is a cell label is probed
+    under that cell's keys, any other under the plain scheme's (``scheme`` must be a
+    :class:`DerivativeScheme`; its ``lsh`` is the whole-picture scheme)."""
 
     def evaluate_request(self) -> dict[str, Any]:
         keys: list[bytes] = []
         owner: list[int] = []
         for qi, q in enumerate(self.queries):
-            cell = Cell.parse(q.variant)
-            probes = self.scheme.probe_keys(cell, q.hash, q.float_vector, self.probe_budget)
+            if is_cell_variant(q.variant):
+                cell = Cell.parse(q.variant)
+                probes = self.scheme.probe_keys(cell, q.hash, q.float_vector, self.probe_budget)
+            else:
+                probes = self.scheme.lsh.probe_keys(q.hash, q.float_vector, self.probe_budget)
             keys += probes
             owner += [qi] * len(probes)
         self._keys, self._owner = keys, owner
@@ -360,6 +370,8 @@ class TilePeerExchange(PeerExchange):
         out = []
         for c in self.confirmed:
             group = c.release.get("group")
+            if not is_cell_variant(c.variant):
+                continue
             if isinstance(group, bytes) and len(group) == RELEASE_GROUP_BYTES:
                 out.append(TileConfirmation(Cell.parse(c.variant), group))
         return out

@@ -73,6 +73,12 @@ class Roster:
     def peers_of(self, node_id: str) -> list[Member]:
         return [m for m in self.members.values() if m.node_id != node_id]
 
+    def has_role(self, node_id: str, role: str) -> bool:
+        """Whether the roster gives ``node_id`` the role (e.g. only a ``generator`` may vouch
+        that a federation generator made a picture)."""
+        m = self.members.get(node_id)
+        return m is not None and role in m.roles
+
 
 def _hex(v: Any, what: str, length: int | None = None) -> bytes:
     if not isinstance(v, str) or not _HEX.fullmatch(v):

@@ -323,11 +323,44 @@ TRANSPARENCY_SCHEMA = Migration(
     4, _translog_schema.TRANSPARENCY_SCHEMA_NAME, _translog_schema.STATEMENTS
 )
 
+# Protected sources (specs/derivatives.md): a source is an ordinary pdq item of a
+# protected-source bank; its tile hashes hang off it and live and die with it, so withdrawing
+# the source takes every tile out of the index in the same reconcile.
+PROTECTED_SOURCES_SCHEMA = Migration(
+    5,
+    "protected sources: tile hashes of pdq-tiles-1 and their group references",
+    (
+        # grp is released to queriers with every tile (8 random bytes, never derived from a
+        # hash); source_cells is the mask of the source's quality cells in frame 0.
+        """
+        CREATE TABLE protected_sources (
+            source_id    BIGINT PRIMARY KEY REFERENCES bank_items (id) ON DELETE CASCADE,
+            scheme       TEXT NOT NULL,
+            grp          {BLOB} NOT NULL UNIQUE,
+            source_cells BIGINT NOT NULL
+        )""",
+        # One tile hash: its own item_ref (what a querier's candidate names), its cell and frame.
+        """
+        CREATE TABLE source_tiles (
+            id        {ID},
+            source_id BIGINT NOT NULL REFERENCES protected_sources (source_id) ON DELETE CASCADE,
+            cell      TEXT NOT NULL,
+            frame     BIGINT NOT NULL,
+            hash      {BLOB} NOT NULL,
+            quality   BIGINT NOT NULL CHECK (quality BETWEEN 0 AND 100),
+            item_ref  {BLOB} NOT NULL UNIQUE,
+            UNIQUE (source_id, cell, frame)
+        )""",
+        "CREATE INDEX source_tiles_source ON source_tiles (source_id)",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
     FEDERATION_SCHEMA,
     DECISIONS_SCHEMA,
     TRANSPARENCY_SCHEMA,
+    PROTECTED_SOURCES_SCHEMA,
 )
 
 

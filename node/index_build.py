@@ -1,0 +1,75 @@
+"""The CPU-heavy half of publishing an index: evaluating the node's OPRF on bucket keys.
+
+Each item's index keys are evaluated under the node's VOPRF key and packed into index entries
+(``protocol.index``). A backlog (a bank import, a first start) runs in worker processes, one
+per core, so the build is bound by scalar multiplications rather than by one interpreter; a
+handful of items (the steady state: a survivor's submission, a withdrawal) runs in a thread,
+where starting processes would cost more than the work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import multiprocessing
+import os
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+
+from blindmatch.crypto import oprf
+from blindmatch.protocol import index
+
+# Below this many keys a batch is evaluated in a thread: a worker pool's start-up (spawned
+# interpreters importing the crypto core) costs about as much as a few thousand evaluations.
+POOL_MIN_KEYS = 20_000
+CHUNK_ITEMS = 250
+
+_pool: ProcessPoolExecutor | None = None
+
+
+def evaluate_items(
+    sk: bytes, pk: bytes, items: Sequence[tuple[bytes, Sequence[bytes]]]
+) -> list[bytes]:
+    """Packed index entries of each ``(item_ref, index_keys)``, in order (runs in a worker)."""
+    key = oprf.ServerKey(sk=sk, pk=pk)
+    return [
+        index.pack_entries(
+            index.make_entry(oprf.evaluate(key, k, oprf.Mode.VOPRF), ref) for k in keys
+        )
+        for ref, keys in items
+    ]
+
+
+def _shutdown() -> None:
+    global _pool
+    if _pool is not None:
+        _pool.shutdown(wait=False, cancel_futures=True)
+        _pool = None
+
+
+def _worker_pool() -> ProcessPoolExecutor:
+    global _pool
+    if _pool is None:
+        # spawn, not fork: the node's process has threads (the database driver's) that a
+        # forked child would inherit mid-operation.
+        _pool = ProcessPoolExecutor(
+            max(1, os.cpu_count() or 1), mp_context=multiprocessing.get_context("spawn")
+        )
+        atexit.register(_shutdown)
+    return _pool
+
+
+async def build_entries(
+    key: oprf.ServerKey, items: Sequence[tuple[bytes, Sequence[bytes]]]
+) -> list[bytes]:
+    """Packed entries per item, off the event loop (worker processes for a backlog)."""
+    total = sum(len(keys) for _, keys in items)
+    if total < POOL_MIN_KEYS:
+        return await asyncio.to_thread(evaluate_items, key.sk, key.pk, items)
+    loop = asyncio.get_running_loop()
+    pool = _worker_pool()
+    chunks = [items[s : s + CHUNK_ITEMS] for s in range(0, len(items), CHUNK_ITEMS)]
+    parts = await asyncio.gather(
+        *(loop.run_in_executor(pool, evaluate_items, key.sk, key.pk, c) for c in chunks)
+    )
+    return [packed for part in parts for packed in part]
