@@ -13,6 +13,11 @@ Pillow BOX downscale above 1024 px, Meta's PDQ through ``pdqhash``):
 * ``large-png``: up to N full-size wallpapers the corpus was cut from (up to 5120 px), as PNG:
   these take the downscale path (Pillow's BOX filter emulated in the page).
 
+For ``corpus-png``, ``corpus-jpeg`` and ``large-png`` the page also computes the derivative
+signal ``pdq-tiles-1`` (the category "an ordinary photo of me to protect", ``static/tiles.js``)
+and its index tiles are compared with ``blindmatch.node.tile_hashing.index_tiles`` tile by tile
+(``--no-tiles`` skips this).
+
 Without the corpus cache, scikit-image's bundled photos are used instead. Results go to
 ``bench/results/survivor_pdq.md`` and ``.json``.
 """
@@ -31,6 +36,15 @@ from typing import Any
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = 50
+TILES_READY = (
+    "return document.body.getAttribute('data-extras') === 'idle'"
+    " && Array.from(document.querySelectorAll('#results li[data-state=\"ok\"]'))"
+    ".every(li => li.hasAttribute('data-tiles'))"
+)
+PAGE_TILES = """return Array.from(document.querySelectorAll('#results li')).map(li => [
+    li.getAttribute('data-file'),
+    li.hasAttribute('data-tiles') ? JSON.parse(li.getAttribute('data-tiles')) : null,
+    Number(li.getAttribute('data-extras-ms') || 0)]);"""
 
 
 def _bits(a: str, b: str) -> int:
@@ -100,13 +114,25 @@ def reencode(jpegs: list[Path], workdir: Path) -> list[Path]:
     return out
 
 
-def hash_in_browser(driver, files: list[Path]) -> dict[str, dict[str, Any]]:  # type: ignore[no-untyped-def]
+def choose_category(driver, category: str | None) -> None:  # type: ignore[no-untyped-def]
+    """Select a category on the page (None: none), without triggering anything else."""
+    driver.execute_script(
+        """for (const r of document.querySelectorAll('input[name="category"]'))
+             r.checked = r.value === arguments[0];""",
+        category,
+    )
+
+
+def hash_in_browser(driver, files: list[Path], tiles: bool = False) -> dict[str, dict[str, Any]]:  # type: ignore[no-untyped-def]
+    """The page's results per file name; with ``tiles``, also its index tiles (the category
+    protected-source is chosen, so the page cuts and hashes them after each batch)."""
     from selenium.webdriver.common.by import By
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from survivor_harness import page_results, pick_files
+    from survivor_harness import page_results, pick_files, wait_for
 
     out: dict[str, dict[str, Any]] = {}
+    choose_category(driver, "protected-source" if tiles else None)
     for start in range(0, len(files), BATCH):
         batch = files[start : start + BATCH]
         began = time.perf_counter()
@@ -115,14 +141,66 @@ def hash_in_browser(driver, files: list[Path]) -> dict[str, dict[str, Any]]:  # 
         for r in page_results(driver):
             r["seconds"] = elapsed / len(batch)
             out[r["file"]] = r
+        if tiles:
+            wait_for(driver, TILES_READY, 3600)
+            for name, page_tiles, ms in driver.execute_script(PAGE_TILES):
+                out[name]["tiles"] = page_tiles
+                out[name]["tile_seconds"] = ms / 1000
         driver.find_element(By.ID, "clear").click()
+    choose_category(driver, None)
     return out
 
 
-def compare(name: str, files: list[Path], driver) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def compare_tiles(files: list[Path], page: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The page's pdq-tiles-1 index tiles against tile_hashing.index_tiles, tile by tile
+    (a tile is identified by its cell and frame)."""
+    from blindmatch.node import hashing, tile_hashing
+
+    photos = page_count = python_count = exact = quality_equal = 0
+    only_page = only_python = 0
+    distances: Counter[int] = Counter()
+    seconds = []
+    for path in files:
+        shown = page.get(path.name) or {}
+        if shown.get("tiles") is None:
+            continue  # not fingerprinted by the page (counted by the whole-picture check)
+        photos += 1
+        seconds.append(shown.get("tile_seconds", 0.0))
+        reference = {
+            (t.cell.label, t.tile.frame): (t.pdq.hex, t.pdq.quality)
+            for t in tile_hashing.index_tiles(hashing.decode_image(path.read_bytes()))
+        }
+        got = {(t["cell"], t["frame"]): (t["hash"], t["quality"]) for t in shown["tiles"]}
+        page_count += len(got)
+        python_count += len(reference)
+        only_page += len(got.keys() - reference.keys())
+        only_python += len(reference.keys() - got.keys())
+        for key in got.keys() & reference.keys():
+            d = _bits(got[key][0], reference[key][0])
+            distances[d] += 1
+            exact += d == 0
+            quality_equal += got[key][1] == reference[key][1]
+    both = sum(distances.values())
+    return {
+        "photos": photos,
+        "tiles_page": page_count,
+        "tiles_python": python_count,
+        "tiles_compared": both,
+        "bit_exact": exact,
+        "bit_exact_fraction": exact / both if both else 0.0,
+        "quality_equal": quality_equal,
+        "only_page": only_page,
+        "only_python": only_python,
+        "distance_histogram": {str(k): v for k, v in sorted(distances.items())},
+        "max_distance": max(distances) if distances else 0,
+        "seconds_per_image": sum(seconds) / len(seconds) if seconds else 0.0,
+    }
+
+
+def compare(name: str, files: list[Path], driver, tiles: bool = False) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     from blindmatch.node import hashing
 
-    page = hash_in_browser(driver, files)
+    page = hash_in_browser(driver, files, tiles)
     exact = quality_equal = 0
     distances: Counter[int] = Counter()
     failures = []
@@ -142,7 +220,9 @@ def compare(name: str, files: list[Path], driver) -> dict[str, Any]:  # type: ig
         quality_equal += int(shown["quality"]) == reference.pdq.quality
     n = len(files)
     hashed = n - len(failures)
+    row_tiles = compare_tiles(files, page) if tiles else None
     return {
+        "tiles": row_tiles,
         "set": name,
         "images": n,
         "hashed": hashed,
@@ -167,7 +247,9 @@ def report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "`blindmatch.node.hashing` (Pillow decode, Pillow BOX downscale above 1024 px, "
         "Meta's PDQ through `pdqhash`), and compares the 256-bit hashes and the quality scores.",
         "",
-        f"Source: {meta['source']}. Browser: {meta['browser']}. Python: {meta['python']}, "
+        f"Source: {meta['source']}"
+        + (f" (first {meta['limit']} photos only)" if meta.get("limit") else "")
+        + f". Browser: {meta['browser']}. Python: {meta['python']}, "
         f"Pillow {meta['pillow']}, pdqhash {meta['pdqhash']}. Run {meta['date']}.",
         "",
         "| set | pictures | hashed | bit-exact | fraction | quality equal | <= 2 bits |"
@@ -182,6 +264,42 @@ def report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             f"{100 * r['bit_exact_fraction']:.1f}% | {r['quality_equal']} | {r['within_2_bits']} | "
             f"{r['max_distance']} | {rest_text} | {r['seconds_per_image']:.3f} |"
         )
+    tiled = [r for r in rows if r.get("tiles")]
+    if tiled:
+        lines += [
+            "",
+            "## The derivative signal `pdq-tiles-1` (index tiles of a protected photo)",
+            "",
+            "With the category *an ordinary photo of me that I want to protect* chosen, the page "
+            "also cuts each photo into the index tiles of `pdq-tiles-1` (`static/tiles.js`: the "
+            "picture and its centred 5% and 10% crops, each cut 4x4 and 5x5, 123 tiles, from the "
+            "same downscaled pixels as whole-picture PDQ) and hashes each with the same PDQ "
+            "port; tiles with a side under 8 px are skipped and tiles of quality under 30 left "
+            "out. Compared tile by tile (cell and frame) with "
+            "`blindmatch.node.tile_hashing.index_tiles` on the Pillow-decoded picture.",
+            "",
+            "| set | photos | tiles (page) | tiles (Python) | compared | bit-exact | fraction |"
+            " quality equal | only page | only Python | max distance | distances of the rest |"
+            " s / photo for tiles (browser) |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
+        ]
+        for r in tiled:
+            t = r["tiles"]
+            rest = {k: v for k, v in t["distance_histogram"].items() if k != "0"}
+            rest_text = ", ".join(f"{k} bits: {v}" for k, v in rest.items()) or "none"
+            lines.append(
+                f"| {r['set']} | {t['photos']} | {t['tiles_page']} | {t['tiles_python']} | "
+                f"{t['tiles_compared']} | {t['bit_exact']} | "
+                f"{100 * t['bit_exact_fraction']:.1f}% | {t['quality_equal']} | "
+                f"{t['only_page']} | {t['only_python']} | {t['max_distance']} | {rest_text} | "
+                f"{t['seconds_per_image']:.3f} |"
+            )
+        lines += [
+            "",
+            "The tile time is per photo in the page, from reading the file again to the last "
+            "tile (decode, downscale, 123 PDQ hashes), on the main thread with a pause every "
+            "~40 ms so the page stays responsive.",
+        ]
     lines += [
         "",
         "What the sets measure:",
@@ -221,6 +339,7 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench survivor_pdq", description=__doc__.splitlines()[0])
     parser.add_argument("--large", type=int, default=40, help="full-size originals to include")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N corpus photos")
+    parser.add_argument("--no-tiles", action="store_true", help="skip the pdq-tiles-1 comparison")
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -265,10 +384,14 @@ def main(argv: list[str]) -> int:
                 driver.get((site / "index.html").as_uri())
                 wait_for(driver, "return document.body.getAttribute('data-ready') === '1'")
                 browser = driver.capabilities.get("browserVersion", "?")
-                rows = [compare("corpus-png", pngs, driver), compare("corpus-jpeg", jpegs, driver)]
+                tiles = not args.no_tiles
+                rows = [
+                    compare("corpus-png", pngs, driver, tiles),
+                    compare("corpus-jpeg", jpegs, driver, tiles),
+                ]
                 rows.append(compare("reencoded-jpeg", reencoded, driver))
                 if large:
-                    rows.append(compare("large-png", large, driver))
+                    rows.append(compare("large-png", large, driver, tiles))
                 for suffix, name in ((".jpg", "original-jpeg"), (".webp", "original-webp")):
                     if by_suffix.get(suffix):
                         rows.append(compare(name, by_suffix[suffix], driver))
@@ -281,6 +404,7 @@ def main(argv: list[str]) -> int:
         "pillow": PIL.__version__,
         "pdqhash": getattr(pdqhash, "__version__", "?"),
         "date": time.strftime("%Y-%m-%d"),
+        "limit": args.limit,
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "survivor_pdq.json").write_text(json.dumps({"meta": meta, "sets": rows}, indent=1))
