@@ -135,6 +135,12 @@ BAD_TILES = [
     ("bad cell label", protected(photo(tiles=[tile("g4c0r0x")])), "bad-tile-cell", "cell"),
     ("cell of another grid", protected(photo(tiles=[tile("g3c0r0")])), "bad-tile-cell", "g5c4r4"),
     ("cell outside its grid", protected(photo(tiles=[tile("g4c4r0")])), "bad-tile-cell", "cell"),
+    (
+        "cell with a leading zero",
+        protected(photo(tiles=[tile("g4c01r0")])),
+        "bad-tile-cell",
+        "cell",
+    ),
     ("cell not a string", protected(photo(tiles=[tile(7)])), "bad-tile-cell", "cell"),  # type: ignore[arg-type]
     ("frame out of range", protected(photo(tiles=[tile(frame=3)])), "bad-tile-frame", "0..2"),
     ("negative frame", protected(photo(tiles=[tile(frame=-1)])), "bad-tile-frame", "0..2"),

@@ -255,7 +255,8 @@ def parse_tiles(tiles: Any, where: str) -> tuple[SubmittedTile, ...]:
             cell = Cell.parse(label)
         except DerivativeError:
             cell = None
-        if cell is None or cell not in _TILE_CELLS:
+        # Only the canonical label (Cell.parse also reads leading zeros, e.g. "g4c01r0").
+        if cell is None or cell not in _TILE_CELLS or cell.label != label:
             raise SurvivorError(
                 400,
                 "bad-tile-cell",

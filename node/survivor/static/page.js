@@ -791,13 +791,20 @@
     }
     if (sending) return;
     if (missingExtras(category).length) {
+      // The region fingerprints are still being made (or not started): wait for them.
+      var before = usable().length;
       sending = true;
       $("send").setAttribute("aria-disabled", "true");
       await prepareCategory(category);
       sending = false;
       $("send").removeAttribute("aria-disabled");
-      if (missingExtras(category).length || !usable().length) {
-        say(status, "Some photos could not be prepared; see the list. Remove them and try again.", true);
+      if (missingExtras(category).length || usable().length < before || !usable().length) {
+        say(
+          status,
+          "Some photos could not be prepared; see the list. Nothing was sent. " +
+            (usable().length ? "Press \u201cSend fingerprints\u201d again to send the others." : ""),
+          true
+        );
         return;
       }
     }
