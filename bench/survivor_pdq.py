@@ -131,10 +131,14 @@ def hash_in_browser(driver, files: list[Path], tiles: bool = False) -> dict[str,
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from survivor_harness import page_results, pick_files, wait_for
 
+    from blindmatch.node.survivor.routes import MAX_PROTECTED_ITEMS
+
     out: dict[str, dict[str, Any]] = {}
     choose_category(driver, "protected-source" if tiles else None)
-    for start in range(0, len(files), BATCH):
-        batch = files[start : start + BATCH]
+    # The page prepares at most MAX_PROTECTED_ITEMS photos to protect at a time.
+    size = min(BATCH, MAX_PROTECTED_ITEMS) if tiles else BATCH
+    for start in range(0, len(files), size):
+        batch = files[start : start + size]
         began = time.perf_counter()
         pick_files(driver, "files", batch, timeout=1800)
         elapsed = time.perf_counter() - began
