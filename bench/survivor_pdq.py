@@ -300,9 +300,11 @@ def report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             )
         lines += [
             "",
-            "The tile time is per photo in the page, from reading the file again to the last "
-            "tile (decode, downscale, 123 PDQ hashes), on the main thread with a pause every "
-            "~40 ms so the page stays responsive.",
+            "*photos* counts the pictures the page accepts (whole-picture quality at least 50); "
+            "a picture it refuses is not cut into tiles (one wallpaper of quality 30 in "
+            "large-png). The tile time is per photo in the page, from reading the file again to "
+            "the last tile (decode, downscale, 123 PDQ hashes), on the main thread with a pause "
+            "every ~40 ms so the page stays responsive.",
         ]
     lines += [
         "",
