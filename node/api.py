@@ -51,6 +51,8 @@ def case_json(case: Any) -> dict[str, Any]:
         "band": case.band,
         "variant": case.variant,
         "release": case.release,
+        # "copy" / "derivative" for a match against a protected source photo, else null
+        "kind": (case.release.get("derivative") or {}).get("kind"),
         "state": case.state,
         "priority": case.priority,
         "decided_by": case.decided_by,
@@ -336,6 +338,15 @@ def build_api(
             raise ApiError(400, "bad-request", f"unknown field(s): {sorted(set(body) - allowed)}")
         if "name" not in body or "provenance" not in body:
             raise ApiError(400, "bad-request", "name and provenance are required")
+        if body.get("provenance") == "generator" and not node.roster.has_role(
+            node.node_id, "generator"
+        ):
+            raise ApiError(
+                400,
+                "not-allowed",
+                "only a node with the roster role 'generator' may hold a generator bank"
+                " (peers would treat its matches as peer-sourced)",
+            )
         bank = await banks.create_bank(body.pop("name"), **body)
         return web.json_response({"name": bank.name}, status=201)
 
