@@ -198,7 +198,7 @@ def test_policy_orders_derivative_generator_copy_and_never_acts_on_a_copy() -> N
 def test_policy_priorities_are_configurable_and_validated() -> None:
     pol = p.parse({"review": {"derivative_priority": 5, "generator_priority": 0}})
     assert pol.review.derivative_priority == 5 and pol.review.generator_priority == 0
-    with pytest.raises(p.PolicyError, match="review.protected_copy_priority"):
+    with pytest.raises(p.PolicyError, match=r"review\.protected_copy_priority"):
         p.parse({"review": {"protected_copy_priority": "low"}})
     with pytest.raises(p.PolicyError, match="unknown setting"):
         p.parse({"review": {"derivative_bonus": 5}})
