@@ -22,6 +22,7 @@ from blindmatch.node.client import BlindmatchClient
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.localfed import LocalFederation, NodeSpec
 from blindmatch.node.policy import Policy
+from blindmatch.protocol import derivative as dv
 from blindmatch.protocol.derivative import PDQ_TILES_1
 from blindmatch.sim import edits
 
@@ -49,7 +50,7 @@ def pictures() -> dict[str, bytes]:
 @pytest.fixture
 async def fed(tmp_path: Path, pictures: dict[str, bytes]):
     federation = await LocalFederation(
-        tmp_path, clock=FixedClock(1_800_000_000), background=False
+        tmp_path, clock=FixedClock(1_800_000_000), background=False, record_wire=True
     ).start(
         [
             NodeSpec("hub", ("hub",)),
@@ -138,6 +139,22 @@ async def test_derivative_copy_and_generator_provenance_end_to_end(fed, pictures
     for tile in await fed["hub"].banks.source_tiles(fed.source_ref):
         assert tile.hash.hex() not in blob
     assert src.hex() not in blob
+
+    # Every byte the nodes sent each other: no whole-picture or tile hash of the source or of
+    # the uploads, in any form, and no tile's bucket key.
+    from test_wire_privacy import forms
+
+    wire = fed.wire_bytes()
+    assert len(wire) > 100_000  # the exchanges really went over the relays
+    secrets_: list[bytes] = [src, der]
+    for t in await fed["hub"].banks.source_tiles(fed.source_ref):
+        secrets_.append(t.hash)
+        secrets_ += PDQ_TILES_1.index_keys(dv.Cell.parse(t.cell), t.hash)[:4]
+    for name in ("derivative", "copy"):
+        secrets_ += [q.hash for q in tile_hashing.picture_queries(pictures[name])]
+    for value in secrets_:
+        for form in forms(value):
+            assert form not in wire
 
 
 async def test_generator_claim_from_a_non_generator_is_not_believed(fed, pictures) -> None:
