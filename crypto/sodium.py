@@ -267,6 +267,13 @@ def _checked_many(fn: object, xs: bytes, ys: bytes, failure: str) -> bytes:
     return _ffi.buffer(out)[:]
 
 
+def random_bytes(n: int) -> bytes:
+    """n bytes from libsodium's CSPRNG."""
+    buf = _ffi.new("unsigned char[]", n)
+    _lib.randombytes_buf(buf, n)
+    return _ffi.buffer(buf)[:]
+
+
 def scalar_random_many(n: int) -> bytes:
     """n uniformly random non-zero scalars, concatenated: 64 CSPRNG bytes reduced mod L each.
 

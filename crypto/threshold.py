@@ -23,7 +23,6 @@ passed in (for test vectors only).
 from __future__ import annotations
 
 import itertools
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -496,6 +495,14 @@ class ThresholdResponse:
         return cls(bands=bands, groups=tuple(groups))
 
 
+def _shuffle(group: list) -> None:  # type: ignore[type-arg]
+    """A uniform permutation: sort by 128-bit CSPRNG keys, drawn in one call (SystemRandom
+    makes one system call per swap). Two equal keys among 129 come with probability < 2^-113."""
+    keys = sodium.random_bytes(16 * len(group))
+    order = sorted(range(len(group)), key=lambda k: keys[16 * k : 16 * k + 16])
+    group[:] = [group[k] for k in order]
+
+
 def _times(ns: bytes, ps: bytes) -> bytes:
     """n_k * P_k per row, where n_k * O = O: libsodium refuses an identity result, but a
     querier picks its r_i and can make D (or D - t*G) the identity for a y of its choice."""
@@ -541,7 +548,6 @@ def respond(
     products = _times(rho + rho + sigma, a_d * n + shifted + h * n)
     blinds = sodium.scalarmult_base_many(sigma) + products[2 * n * _ROW :]
     out = sodium.point_add_many(products[: 2 * n * _ROW], blinds)
-    rng = random.SystemRandom() if shuffle is None else None
     groups = []
     low = 0
     for bound in bands:
@@ -549,11 +555,7 @@ def respond(
         for t in range(low, bound + 1):
             o = t * _ROW
             group.append((out[o : o + _ROW], out[n * _ROW + o : n * _ROW + o + _ROW]))
-        if shuffle is None:
-            assert rng is not None
-            rng.shuffle(group)
-        else:
-            shuffle(group)
+        (shuffle or _shuffle)(group)
         groups.append(tuple(group))
         low = bound + 1
     return ThresholdResponse(bands=bands, groups=tuple(groups))

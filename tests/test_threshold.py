@@ -248,3 +248,26 @@ def test_vector_scalar_stream_is_drawn_per_bit_in_spec_order() -> None:
     drawn = [stream() for _ in range(4 * 256)]
     query = th.encrypt_query(KEY, QUERY_HASH, b"o" * 16, th.vector_scalars(b"order"))
     assert [a for a, _ in query.ciphertexts] == [sodium.scalarmult_base(r) for r in drawn[0::4]]
+
+
+def test_the_zero_lands_anywhere_in_its_band() -> None:
+    y = at_distance(QUERY_HASH, 3, random.Random(2))
+    positions = set()
+    for _ in range(48):
+        group = th.respond(VERIFIED, y, (31,)).groups[0]
+        hits = [i for i, (a, b) in enumerate(group) if sodium.scalarmult(KEY.sk, a) == b]
+        assert len(hits) == 1
+        positions |= set(hits)
+    # 48 uniform draws from 32 positions: fewer than 12 distinct has probability < 2^-40.
+    assert len(positions) >= 12
+
+
+def test_the_shuffle_is_a_permutation_reaching_every_position() -> None:
+    seen = [set() for _ in range(8)]
+    for _ in range(600):
+        group = list(range(8))
+        th._shuffle(group)
+        assert sorted(group) == list(range(8))
+        for position, item in enumerate(group):
+            seen[item].add(position)
+    assert all(len(positions) == 8 for positions in seen)
