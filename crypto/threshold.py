@@ -275,13 +275,17 @@ def _encrypt_bits(
     )
 
 
-# Candidates answered before the holder builds per-nibble subset tables: the tables cost ~1,400
-# point additions once and ~130 per candidate after; the other strategies ~510 (direct) or
-# ~260 after a one-off ~510 (total minus twice the subset). Additions cost ~0.28 of a scalar
+# The holder sums ciphertexts through per-nibble subset tables (entry p of nibble g is the sum
+# of C_{4g+j} over the set bits j of p), built entry by entry as candidates need them. The
+# first candidate takes 255 additions per component, as a running signed sum would, but sums
+# zeros and ones from table entries, leaving ~2 entries per nibble behind; from then on a
+# candidate costs total - 2*(sum over y_i = 1): ~63 additions per component plus the entries it
+# is the first to need (at most 11 per nibble over the query's life). A fixed strategy (direct,
+# then total minus twice the subset, then full tables after a dozen candidates) costs as much
+# for the first candidate and more for every later one. Additions cost ~0.28 of a scalar
 # multiplication through libsodium's encoded-point API, so this matters. Byte-wide tables would
-# cost ~14,400 more additions to save ~64 per candidate: they pay off only after ~225 candidates
-# of one query, and a threshold.query carries at most 64.
-_TABLES_AFTER = 12
+# cost ~14,400 more additions to save ~60 per candidate: they pay off only after ~240
+# candidates of one query, and a threshold.query carries at most 64.
 
 _CT = CIPHERTEXT_BYTES
 
@@ -298,57 +302,47 @@ def _sum_ciphertexts(items: list[bytes]) -> bytes:
     return items[0]
 
 
+def _nibbles(h: bytes) -> list[int]:
+    """The 64 nibbles of a hash; bit 3 of each is its first hash bit."""
+    return [(h[g >> 1] >> (4 if g % 2 == 0 else 0)) & 0xF for g in range(_NIBBLES)]
+
+
 @dataclass
 class VerifiedQuery:
     """An encrypted query whose proofs all verified, with the holder's cached sums."""
 
     query: EncryptedQuery
     answered: int = 0
-    _items: list[bytes] = field(default_factory=list, repr=False)  # A_i || B_i
+    # _tables[g][p]: sum of C_{4g+j} over the set bits j of p (bit 3 is j = 0), when built
+    _tables: list[list[bytes | None]] = field(default_factory=list, repr=False)
+    _first: tuple[bytes | None, bytes | None] | None = field(default=None, repr=False)
     _total: bytes | None = field(default=None, repr=False)
-    _tables: list[list[bytes]] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        self._items = [a + b for a, b in self.query.ciphertexts]
+        self._tables = [[None] * 16 for _ in range(_NIBBLES)]
+        for i, (a, b) in enumerate(self.query.ciphertexts):
+            self._tables[i >> 2][8 >> (i & 3)] = a + b
 
-    def _build_tables(self) -> None:
-        # Subset sums per nibble: entry p = sum of C_{4g+j} over the set bits j of p (bit 3 of
-        # p is the nibble's first hash bit). 11 additions per nibble and component, after which a
-        # candidate costs at most 63 additions per component instead of ~128. Entries are built
-        # by popcount, so each popcount is one batch over all nibbles.
-        items = self._items
-        tables = [[b""] * 16 for _ in range(_NIBBLES)]
-        by_weight: dict[int, list[int]] = {}
-        for p in range(1, 16):
-            by_weight.setdefault(p.bit_count(), []).append(p)
-        for weight in sorted(by_weight):
-            jobs = []
-            for g in range(_NIBBLES):
-                for p in by_weight[weight]:
-                    low = p & -p
-                    single = items[4 * g + 3 - (low.bit_length() - 1)]
-                    jobs.append((g, p, tables[g][p ^ low], single))
-            if weight == 1:
-                for g, p, _, single in jobs:
-                    tables[g][p] = single
-                continue
+    def _entries(self, wanted: list[tuple[int, int]]) -> list[bytes]:
+        """Entries (g, p != 0), building the missing ones and those they are made from."""
+        tables = self._tables
+        missing: dict[int, list[tuple[int, int]]] = {}
+        queued: set[tuple[int, int]] = set()
+        for g, p in wanted:
+            # entry p = entry (p without its lowest bit) + the single of that bit
+            while tables[g][p] is None and (g, p) not in queued:
+                queued.add((g, p))
+                missing.setdefault(p.bit_count(), []).append((g, p))
+                p ^= p & -p
+        for weight in sorted(missing):  # each popcount is one batch, after the one below it
+            jobs = missing[weight]
             summed = sodium.point_add_many(
-                b"".join(job[2] for job in jobs), b"".join(job[3] for job in jobs)
+                b"".join(tables[g][p ^ (p & -p)] or b"" for g, p in jobs),
+                b"".join(tables[g][p & -p] or b"" for g, p in jobs),
             )
-            for k, (g, p, _, _) in enumerate(jobs):
+            for k, (g, p) in enumerate(jobs):
                 tables[g][p] = summed[k * _CT : (k + 1) * _CT]
-        self._tables = tables
-
-    def _ones(self, holder_hash: bytes) -> list[bytes]:
-        """The C_i (or table entries) whose sum is sum of C_i over the bits y_i = 1."""
-        if self._tables is not None:
-            out = []
-            for g in range(_NIBBLES):
-                nibble = (holder_hash[g >> 1] >> (4 if g % 2 == 0 else 0)) & 0xF
-                if nibble:
-                    out.append(self._tables[g][nibble])
-            return out
-        return [c for c, bit in zip(self._items, hash_bits(holder_hash), strict=True) if bit]
+        return [tables[g][p] or b"" for g, p in wanted]
 
     def encrypted_distance(self, holder_hash: bytes) -> tuple[bytes, bytes]:
         """Enc(HD(x, y)) under the querier's key, by additions only."""
@@ -356,27 +350,32 @@ class VerifiedQuery:
             raise ThresholdError(f"hash must be {HASH_BYTES} bytes")
         self.answered += 1
         weight = sum(bin(byte).count("1") for byte in holder_hash)
-        if self.answered == 1 and self._total is None:
-            # One candidate (the common case): sum over y_i = 0 minus sum over y_i = 1, no
-            # shared work (255 additions per component, as a signed running sum would take).
-            bits = hash_bits(holder_hash)
-            zeros = [c for c, bit in zip(self._items, bits, strict=True) if not bit]
-            ones = [c for c, bit in zip(self._items, bits, strict=True) if bit]
-            if not ones:
-                d = _sum_ciphertexts(zeros)
+        nibbles = _nibbles(holder_hash)
+        ones_wanted = [(g, n) for g, n in enumerate(nibbles) if n]
+        if self._first is None and self._total is None:
+            # sum over y_i = 0 minus sum over y_i = 1; both sums are kept for the total.
+            zeros_wanted = [(g, 15 ^ n) for g, n in enumerate(nibbles) if n != 15]
+            entries = self._entries(zeros_wanted + ones_wanted)
+            zeros = _sum_ciphertexts(entries[: len(zeros_wanted)]) if zeros_wanted else None
+            ones = _sum_ciphertexts(entries[len(zeros_wanted) :]) if ones_wanted else None
+            self._first = (zeros, ones)
+            if ones is None:
+                assert zeros is not None
+                d = zeros
             else:
-                plus = _sum_ciphertexts(zeros) if zeros else sodium.IDENTITY * 2
-                d = sodium.point_sub_many(plus, _sum_ciphertexts(ones))
+                d = sodium.point_sub_many(zeros or sodium.IDENTITY * 2, ones)
         else:
             if self._total is None:
-                self._total = _sum_ciphertexts(list(self._items))
-            if self._tables is None and self.answered > _TABLES_AFTER:
-                self._build_tables()
-            entries = self._ones(holder_hash)
+                assert self._first is not None
+                zeros, ones = self._first
+                self._total = (
+                    sodium.point_add_many(zeros, ones) if zeros and ones else zeros or ones
+                )
+            assert self._total is not None
             d = self._total
-            if entries:
+            if ones_wanted:
                 # sum_i s_i C_i = total - 2 * (sum over y_i = 1)
-                ones = _sum_ciphertexts(entries)
+                ones = _sum_ciphertexts(self._entries(ones_wanted))
                 d = sodium.point_sub_many(sodium.point_sub_many(d, ones), ones)
         return d[:32], _add_multiple_of_g(d[32:], weight)
 

@@ -174,19 +174,35 @@ def test_rejects_unreduced_proof_scalar() -> None:
 # --- the holder's strategies and hostile queries ---------------------------------------------
 
 
-def test_every_summing_strategy_gives_the_same_encrypted_distance() -> None:
+def test_every_summing_path_gives_the_same_encrypted_distance() -> None:
     rng = random.Random(11)
     ys = [at_distance(QUERY_HASH, d, rng) for d in (0, 5, 31, 128, 256)]
-    ys += [bytes(32), b"\xff" * 32, b"\x0f" * 32]
+    ys += [bytes(32), b"\xff" * 32, b"\x0f" * 32, b"\xf0" * 32]
+    reference = []
     for y in ys:
-        direct = th.VerifiedQuery(ENCRYPTED).encrypted_distance(y)  # the first candidate
+        # the signed sum over the bits, one addition at a time
+        a_d, b_d = sodium.IDENTITY, sodium.IDENTITY
+        for (a, b), bit in zip(ENCRYPTED.ciphertexts, th.hash_bits(y), strict=True):
+            op = sodium.point_sub if bit else sodium.point_add
+            a_d, b_d = op(a_d, a), op(b_d, b)
+        weight = sum(th.hash_bits(y))
+        reference.append(
+            (
+                a_d,
+                sodium.point_add(b_d, sodium.scalarmult_base(sodium.scalar_from_int(weight)))
+                if weight
+                else b_d,
+            )
+        )
+    for first in ys:  # whichever candidate comes first, the later ones take the other path
         cached = th.VerifiedQuery(ENCRYPTED)
-        cached.encrypted_distance(QUERY_HASH)
-        via_total = cached.encrypted_distance(y)  # total minus twice the subset
-        for _ in range(th._TABLES_AFTER):
-            cached.encrypted_distance(QUERY_HASH)
-        via_tables = cached.encrypted_distance(y)  # per-nibble subset tables
-        assert direct == via_total == via_tables
+        got = [cached.encrypted_distance(first)] + [cached.encrypted_distance(y) for y in ys]
+        assert got == [reference[ys.index(first)], *reference]
+    # a query whose tables are complete
+    full = th.VerifiedQuery(ENCRYPTED)
+    for _ in range(80):
+        full.encrypted_distance(os.urandom(32))
+    assert [full.encrypted_distance(y) for y in ys] == reference
 
 
 LIGHT_HASH = b"\xff\xff\x0f" + bytes(29)  # weight 20, so HD(x, 0) = 20
@@ -204,7 +220,7 @@ def _query_with_r(rs: list[bytes]) -> th.EncryptedQuery:
     return th.encrypt_query(KEY, LIGHT_HASH, b"h" * 16, source)
 
 
-@pytest.mark.parametrize("candidate", [0, 1])
+@pytest.mark.parametrize("candidate", [0, 1, 20])
 def test_a_querier_made_identity_distance_is_answered_correctly(candidate: int) -> None:
     # r_255 = -(r_0 + ... + r_254): for y = 0 every s_i is +1, so A_D is the identity and
     # B_D - t*G is the identity at t = d. libsodium refuses identity products; the holder must
@@ -216,7 +232,7 @@ def test_a_querier_made_identity_distance_is_answered_correctly(candidate: int) 
     query = _query_with_r([*rs, sodium.scalar_negate(total)])
     verified = th.verify_query(query)
     for _ in range(candidate):
-        verified.encrypted_distance(QUERY_HASH)
+        verified.encrypted_distance(os.urandom(32))
     a_d, _ = verified.encrypted_distance(bytes(32))
     assert a_d == sodium.IDENTITY
     for bands, band in [((20,), 20), ((19,), None), ((8, 20, 31), 20), ((21, 31), 21)]:
