@@ -84,6 +84,7 @@ async def _upload(fed, data: bytes, content_ref: str) -> list[dict]:  # type: ig
             pass
         status = await api.job(job["job"])
         assert status["complete"], status
+        fed.last_job = status
         return await api.cases_for_content(content_ref)
 
 
@@ -101,6 +102,10 @@ async def test_source_tiles_are_published_and_withdrawn_with_the_source(fed) -> 
 
 async def test_derivative_copy_and_generator_provenance_end_to_end(fed, pictures) -> None:
     derivative_cases = await _upload(fed, pictures["derivative"], "upload-derivative")
+    # The platform's API reports the judged match, not the tile confirmations behind it.
+    [judged] = fed.last_job["matches"]
+    assert judged["kind"] == "derivative" and judged["peer"] == "hub"
+    assert fed.last_job["tiles_confirmed"] >= len(judged["derivative"]["matched_regions"])
     copy_cases = await _upload(fed, pictures["copy"], "upload-copy")
     unrelated_cases = await _upload(fed, pictures["unrelated"], "upload-unrelated")
 
