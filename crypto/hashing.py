@@ -51,3 +51,24 @@ def hash_to_group(msg: bytes, dst: bytes) -> bytes:
 def hash_to_scalar(msg: bytes, dst: bytes) -> bytes:
     """RFC 9497 section 4.1 HashToScalar for ristretto255: 64 uniform bytes reduced mod L."""
     return sodium.scalar_reduce(expand_message_xmd(msg, dst, 64))
+
+
+class PrefixedXmd:
+    """expand_message_xmd(prefix || msg, dst, 64) for many msg sharing one prefix.
+
+    The same construction as :func:`expand_message_xmd`; the SHA-512 state after the zero pad
+    and the prefix is kept and copied, so a transcript's common head is hashed once.
+    """
+
+    def __init__(self, prefix: bytes, dst: bytes) -> None:
+        if len(dst) > 255:
+            raise ValueError("DST longer than 255 bytes")
+        self._dst_prime = dst + i2osp(len(dst), 1)
+        self._head = hashlib.sha512(bytes(_SHA512_BLOCK) + prefix)
+        self._tail = i2osp(_SHA512_OUT, 2) + b"\x00" + self._dst_prime
+        self._b1_tail = b"\x01" + self._dst_prime
+
+    def expand64(self, msg: bytes) -> bytes:
+        h = self._head.copy()
+        h.update(msg + self._tail)
+        return hashlib.sha512(h.digest() + self._b1_tail).digest()

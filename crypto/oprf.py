@@ -16,6 +16,7 @@ from enum import IntEnum
 
 from blindmatch.crypto import sodium
 from blindmatch.crypto.hashing import (
+    PrefixedXmd,
     hash_to_group,
     hash_to_scalar,
     i2osp,
@@ -163,17 +164,20 @@ def blind(
     suite = _suite(mode)
     if blinds is not None and len(blinds) != len(inputs):
         raise InvalidInputError("one blind per input")
-    out_blinds: list[bytes] = []
-    out_blinded: list[bytes] = []
-    for i, data in enumerate(inputs):
+    elements = []
+    for data in inputs:
         _check_input(data)
         element = suite.hash_to_group(data)
         if element == sodium.IDENTITY:
             raise InvalidInputError("input hashes to the identity element")
-        r = sodium.scalar_random() if blinds is None else deserialize_scalar(blinds[i], "blind")
-        out_blinds.append(r)
-        out_blinded.append(sodium.scalarmult(r, element))
-    return out_blinds, out_blinded
+        elements.append(element)
+    if not inputs:
+        return [], []
+    if blinds is None:
+        out_blinds = _split(sodium.scalar_random_many(len(inputs)))
+    else:
+        out_blinds = [deserialize_scalar(r, "blind") for r in blinds]
+    return out_blinds, _split(sodium.scalarmult_many(b"".join(out_blinds), b"".join(elements)))
 
 
 def _finalize_hash(data: bytes, unblinded: bytes) -> bytes:
@@ -207,11 +211,11 @@ def finalize(
             proof,
             _suite(mode),
         )
-    outputs = []
-    for data, r, element in zip(inputs, blinds, evaluated, strict=True):
-        unblinded = sodium.scalarmult(sodium.scalar_invert(r), element)
-        outputs.append(_finalize_hash(data, unblinded))
-    return outputs
+    if not inputs:
+        return []
+    inverses = b"".join(sodium.scalar_invert(r) for r in blinds)
+    unblinded = _split(sodium.scalarmult_many(inverses, b"".join(evaluated)))
+    return [_finalize_hash(data, u) for data, u in zip(inputs, unblinded, strict=True)]
 
 
 # --- server ---------------------------------------------------------------------------------
@@ -231,7 +235,7 @@ def blind_evaluate(
     if not blinded:
         raise InvalidInputError("empty batch")
     elements = [deserialize_element(b, f"blinded element {i}") for i, b in enumerate(blinded)]
-    evaluated = [sodium.scalarmult(key.sk, b) for b in elements]
+    evaluated = _split(sodium.scalarmult_many(key.sk, b"".join(elements)))
     if mode == Mode.OPRF:
         return evaluated, None
     proof = generate_proof(
@@ -252,19 +256,33 @@ def evaluate(key: ServerKey, data: bytes, mode: Mode) -> bytes:
 # --- DLEQ proofs (RFC 9497 section 2.2) -----------------------------------------------------
 
 
-def _composite_weights(b: bytes, cs: Sequence[bytes], ds: Sequence[bytes], suite: Suite):
+def _split(rows: bytes) -> list[bytes]:
+    return [rows[o : o + 32] for o in range(0, len(rows), 32)]
+
+
+def _composite_weights(b: bytes, cs: Sequence[bytes], ds: Sequence[bytes], suite: Suite) -> bytes:
+    """The d_i of ComputeComposites, concatenated. Every transcript starts with the seed, so
+    that head is hashed once."""
     seed_dst = b"Seed-" + suite.context
     seed = hashlib.sha512(length_prefixed(b, seed_dst)).digest()
-    for i, (c, d) in enumerate(zip(cs, ds, strict=True)):
-        transcript = i2osp(len(seed), 2) + seed + i2osp(i, 2) + length_prefixed(c, d) + b"Composite"
-        yield suite.hash_to_scalar(transcript)
+    xmd = PrefixedXmd(i2osp(len(seed), 2) + seed, suite.scalar_dst)
+    wides = [
+        xmd.expand64(i2osp(i, 2) + length_prefixed(c, d) + b"Composite")
+        for i, (c, d) in enumerate(zip(cs, ds, strict=True))
+    ]
+    return sodium.scalar_reduce_many(b"".join(wides))
 
 
-def _weighted_sum(weights: Sequence[bytes], elements: Sequence[bytes]) -> bytes:
-    total = sodium.scalarmult(weights[0], elements[0])
-    for w, e in zip(weights[1:], elements[1:], strict=True):
-        total = sodium.point_add(total, sodium.scalarmult(w, e))
-    return total
+def _weighted_sum(weights: bytes, elements: Sequence[bytes]) -> bytes:
+    # Summed pairwise, one batch call per level: the same element as a running sum.
+    terms = _split(sodium.scalarmult_many(weights, b"".join(elements)))
+    while len(terms) > 1:
+        half = len(terms) // 2
+        summed = sodium.point_add_many(
+            b"".join(terms[0 : 2 * half : 2]), b"".join(terms[1 : 2 * half : 2])
+        )
+        terms = _split(summed) + terms[2 * half :]
+    return terms[0]
 
 
 def _mul(k: bytes, p: bytes) -> bytes:
@@ -285,7 +303,7 @@ def generate_proof(
     suite: Suite,
     nonce: bytes | None = None,
 ) -> bytes:
-    weights = list(_composite_weights(b, cs, ds, suite))
+    weights = _composite_weights(b, cs, ds, suite)
     m = _weighted_sum(weights, cs)
     z = sodium.scalarmult(k, m)  # ComputeCompositesFast: the server knows k
     r = sodium.scalar_random() if nonce is None else deserialize_scalar(nonce, "proof nonce")
@@ -310,7 +328,7 @@ def verify_proof(
         raise VerifyError("proof covers a batch of a different size")
     c = deserialize_scalar(proof[:32], "proof challenge")
     s = deserialize_scalar(proof[32:], "proof response")
-    weights = list(_composite_weights(b, cs, ds, suite))
+    weights = _composite_weights(b, cs, ds, suite)
     m = _weighted_sum(weights, cs)
     z = _weighted_sum(weights, ds)
     try:

@@ -1,6 +1,6 @@
 """Run the main demo (the same as `blindmatch demo`): a hub and two platforms on this machine.
 
-    python examples/federation_demo.py
+python examples/federation_demo.py
 """
 
 import sys

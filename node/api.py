@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from blindmatch.node import hashing, tile_hashing
+from blindmatch.node import derivative_cases, hashing, tile_hashing
 from blindmatch.node.bank_validation import BankValidationError
 from blindmatch.node.banks import BankError, BankService
 from blindmatch.node.decisions import DecisionError
@@ -51,6 +51,8 @@ def case_json(case: Any) -> dict[str, Any]:
         "band": case.band,
         "variant": case.variant,
         "release": case.release,
+        # "copy" / "derivative" for a match against a protected source photo, else null
+        "kind": (case.release.get("derivative") or {}).get("kind"),
         "state": case.state,
         "priority": case.priority,
         "decided_by": case.decided_by,
@@ -120,7 +122,18 @@ def _parse_hash_queries(body: Any) -> list[QueryHash]:
     return out
 
 
-def _status_json(status) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _status_json(status, queries, roster) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """A job as the platform sees it. Tile confirmations are not matches by themselves: they
+    are judged under the rule (specs/derivatives.md 6) into one match per protected source,
+    with its ``kind`` (copy or derivative) and evidence; ``tiles_confirmed`` counts them."""
+    judged = derivative_cases.review_matches(
+        queries,
+        [
+            derivative_cases.PeerMatch(r.peer, r.item_ref, r.variant, r.band, r.release)
+            for r in status.results
+        ],
+        roster.has_role,
+    )
     return {
         "job": status.job_ref.hex(),
         "complete": status.complete,
@@ -128,15 +141,16 @@ def _status_json(status) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         "peers_done": status.peers_done,
         "matches": [
             {
-                "peer": r.peer,
-                "item": r.item_ref.hex(),
-                "band": r.band,
-                "variant": r.variant,
-                "query_index": r.query_index,
-                **r.release,
+                "peer": m.holder,
+                "item": m.item_ref.hex(),
+                "band": m.band,
+                "variant": m.variant,
+                **m.release,
+                "kind": m.kind,
             }
-            for r in status.results
+            for m in judged
         ],
+        "tiles_confirmed": sum(is_cell_variant(r.variant) for r in status.results),
         "peers": [
             {
                 "peer": t["peer_id"],
@@ -226,6 +240,9 @@ def build_api(
             }
         )
 
+    async def _job_json(status) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        return _status_json(status, await node._job_queries(status.job_ref), node.roster)
+
     def _content_ref(request: web.Request) -> str | None:
         ref = request.query.get("content_ref")
         if ref is not None and not _CONTENT_REF.fullmatch(ref):
@@ -243,7 +260,7 @@ def build_api(
             st = await node.wait_for_job(job, timeout=seconds)
         else:
             st = await node.job_status(job)
-        return web.json_response(_status_json(st), status=200 if st.complete else 202)
+        return web.json_response(await _job_json(st), status=200 if st.complete else 202)
 
     @routes.post("/api/v1/match/hashes")
     async def match_hashes(request: web.Request) -> web.Response:
@@ -299,7 +316,7 @@ def build_api(
         ref = request.match_info["job"]
         if not _HEX32.fullmatch(ref):
             raise ApiError(400, "bad-request", "job: 32 lower-case hex characters")
-        return web.json_response(_status_json(await node.job_status(bytes.fromhex(ref))))
+        return web.json_response(await _job_json(await node.job_status(bytes.fromhex(ref))))
 
     @routes.get("/api/v1/banks")
     async def list_banks(request: web.Request) -> web.Response:
@@ -336,6 +353,15 @@ def build_api(
             raise ApiError(400, "bad-request", f"unknown field(s): {sorted(set(body) - allowed)}")
         if "name" not in body or "provenance" not in body:
             raise ApiError(400, "bad-request", "name and provenance are required")
+        if body.get("provenance") == "generator" and not node.roster.has_role(
+            node.node_id, "generator"
+        ):
+            raise ApiError(
+                400,
+                "not-allowed",
+                "only a node with the roster role 'generator' may hold a generator bank"
+                " (peers would treat its matches as peer-sourced)",
+            )
         bank = await banks.create_bank(body.pop("name"), **body)
         return web.json_response({"name": bank.name}, status=201)
 

@@ -54,8 +54,14 @@ class BlindmatchClient:
             "POST", "/api/v1/match/hashes", json={"hashes": items}, params=params
         )
 
-    async def match_media(self, data: bytes, wait: float | None = None) -> dict[str, Any]:
-        params = {"wait": str(wait)} if wait else None
+    async def match_media(
+        self, data: bytes, wait: float | None = None, content_ref: str | None = None
+    ) -> dict[str, Any]:
+        """Match a picture (its whole-picture hashes and, if the node searches derivatives,
+        its tiles); with ``content_ref`` the node opens review cases for what matched."""
+        params = {"wait": str(wait)} if wait else {}
+        if content_ref is not None:
+            params["content_ref"] = content_ref
         return await self._request(
             "POST",
             "/api/v1/match/media",
@@ -63,6 +69,9 @@ class BlindmatchClient:
             params=params,
             headers={"Content-Type": "application/octet-stream"},
         )
+
+    async def cases_for_content(self, content_ref: str) -> list[dict[str, Any]]:
+        return (await self._request("GET", f"/api/v1/content/{content_ref}/cases"))["cases"]
 
     async def job(self, job: str) -> dict[str, Any]:
         return await self._request("GET", f"/api/v1/match/{job}")

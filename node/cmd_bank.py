@@ -279,8 +279,29 @@ async def _add(args: argparse.Namespace, banks: Any) -> int:
             result = await banks.add_item(args.name, signal_type, value, **options)
             added += result.created
             present += not result.created
+        protected = args.media and (await banks.get_bank(args.name)).provenance == (
+            "protected-source"
+        )
         for path in args.media:
             media = Path(path).read_bytes()
+            if protected:
+                # A protected source photo: its whole-picture hash and its tiles, so that
+                # edited derivatives of it are found too (specs/derivatives.md).
+                from blindmatch.node.tile_hashing import protected_source
+
+                pdq, tiles = protected_source(media)
+                result = await banks.add_protected_source(
+                    args.name,
+                    pdq.hash32,
+                    quality=pdq.quality,
+                    tiles=tiles,
+                    categories=args.category,
+                    expires_at=args.expires_at,
+                    source="cli",
+                )
+                added += result.created
+                present += not result.created
+                continue
             results = await banks.add_media(
                 args.name,
                 media,

@@ -7,7 +7,10 @@ cropped, recompressed, captioned, letterboxed, rotated) mixed with unrelated pho
 is hashed on the platform (all eight rotations/mirrors, border removed) and matched privately
 against the hub. The demo prints what matched where, at what distance band, how many bytes
 crossed the wire and how long each step took; then a survivor withdraws one photo and the
-platform's next match of its copy comes back empty.
+platform's next match of its copy comes back empty. Last, a survivor protects an ordinary photo
+(whole-picture and tile hashes), an AI image service in the roster's ``generator`` role banks an
+edit it made of it, and the other platform receives that edit and a plain copy: the edit is a
+high-priority derivative case confirmed by the generator, the copy a low-priority copy case.
 
 The photos are the real photographs that scikit-image ships, so the demo needs no download.
 """
@@ -105,12 +108,16 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
             NodeSpec("hub", ("hub",)),
             NodeSpec("platform-a", ("platform",), holds_index=False),
             NodeSpec("platform-b", ("platform",), holds_index=False),
+            NodeSpec("imagegen", ("generator",)),
         ]
     )
     steps.append(
         Step("start 3 nodes, sign and verify the roster", time.perf_counter() - started, 0)
     )
-    say("1. started hub, platform-a, platform-b; roster signed by 2 of 3 governance keys")
+    say(
+        "1. started hub, platform-a, platform-b and imagegen (an AI image service);"
+        " roster signed by 2 of 3 governance keys"
+    )
     try:
         hub, pa = fed["hub"], fed["platform-a"]
         photos = {n: load_photo(n) for n in PROTECTED + UNRELATED}
@@ -203,6 +210,23 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
         )
         say(f"   astronaut (mirrored) now -> {'no match' if withdrawn_ok else 'STILL MATCHES'}")
 
+        say(
+            "\n6. a survivor protects an ordinary photo of a person ('astronaut') at the hub:"
+            " its hash and\n   its tile hashes; an AI image service (a roster 'generator') banks"
+            " an edit it made of it;\n   platform-b receives that edit (30% of the picture"
+            " regenerated) and a plain copy:"
+        )
+        started = time.perf_counter()
+        before = _wire(fed)
+        derivative_result = await _derivative_step(fed, photos["astronaut"], say)
+        steps.append(
+            Step(
+                "protect a photo, find an edit and a copy",
+                time.perf_counter() - started,
+                _wire(fed) - before,
+            )
+        )
+
         total_wire = _wire(fed)
         say("\nsteps:")
         for s in steps:
@@ -223,14 +247,74 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
             "unrelated_clean": sum(not r[1] for r in unrelated),
             "unrelated": len(unrelated),
             "withdrawal_honoured": withdrawn_ok,
+            "derivative_found": derivative_result["derivative_found"],
+            "copy_found": derivative_result["copy_found"],
             "bytes": total_wire,
         }
     finally:
         await fed.stop()
 
 
+async def _derivative_step(
+    fed: LocalFederation, photo: Image.Image, say: Callable[[str], None]
+) -> dict[str, bool]:
+    from blindmatch.node import tile_hashing
+    from blindmatch.sim import edits
+
+    hub, gen, pb = fed["hub"], fed["imagegen"], fed["platform-b"]
+    source = _jpeg(photo, 92)
+    rgb = np.asarray(photo)
+    edited = _jpeg(Image.fromarray(edits.edit(rgb, "telea", 0.30, np.random.default_rng(7))), 90)
+    # On the survivor's device in real use (the hub's survivor page hashes in the browser).
+    pdq, tiles = tile_hashing.protected_source(source)
+    await hub.banks.create_bank("survivor-sources", provenance="protected-source", shared=True)
+    await hub.banks.add_protected_source(
+        "survivor-sources", pdq.hash32, quality=pdq.quality, tiles=tiles, categories=["ncii"]
+    )
+    await hub.node.reconcile_index()
+    async with BlindmatchClient(gen.api_url, gen.api_token) as bm:
+        await bm.create_bank("nudify-outputs", "generator", shared=True)
+        await bm.add_hashes("nudify-outputs", [hashing.hash_image_bytes(edited).pdq.hex])
+    await pb.node.sync_all()
+    say(
+        f"   hub banked 1 protected photo: 1 whole-picture hash + {len(tiles)} tile hashes;"
+        " imagegen banked 1 hash"
+    )
+    whole = hamming(pdq.hash32, hashing.hash_image_bytes(edited).pdq.hash32)
+    out = {}
+    async with BlindmatchClient(pb.api_url, pb.api_token) as bm:
+        for label, data, ref in (("AI-edited", edited, "demo-edit"), ("copy", source, "demo-copy")):
+            started = time.perf_counter()
+            await bm.match_media(data, wait=60, content_ref=ref)
+            cases = await bm.cases_for_content(ref)
+            seconds = time.perf_counter() - started
+            case = next((c for c in cases if c["kind"]), None)
+            if case is None:
+                say(f"   {label:<10} -> no match  {seconds * 1000:5.0f} ms")
+                out[label] = None
+                continue
+            ev = case["release"]["derivative"]
+            gen_note = " + generator-confirmed" if "generator" in case["release"] else ""
+            say(
+                f"   {label:<10} -> {case['kind'].upper()} of a protected photo at {case['holder']}"
+                f"{gen_note}: {len(ev['matched_regions'])}/{ev['regions']} regions matched,"
+                f" review priority {case['priority']}  {seconds * 1000:5.0f} ms"
+            )
+            out[label] = case["kind"]
+    say(f"   (whole-picture PDQ distance of the edit: {whole} bits, beyond PDQ's reach of 31)")
+    return {
+        "derivative_found": out.get("AI-edited") == "derivative",
+        "copy_found": out.get("copy") == "copy",
+    }
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="blindmatch-demo-") as d:
         result = asyncio.run(run_demo(Path(d)))
-    ok = result["unrelated_clean"] == result["unrelated"] and result["withdrawal_honoured"]
+    ok = (
+        result["unrelated_clean"] == result["unrelated"]
+        and result["withdrawal_honoured"]
+        and result["derivative_found"]
+        and result["copy_found"]
+    )
     return 0 if ok else 1

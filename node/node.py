@@ -263,7 +263,8 @@ class Node:
         """
         now = self.now()
         rows = await self.db.fetch_all(self._TO_PUBLISH_SQL, now)
-        rows += await self.db.fetch_all(self._TO_PUBLISH_TILES_SQL, now)
+        if "hub" in self.me.roles:  # nobody asks anyone else about tiles (5.1)
+            rows += await self.db.fetch_all(self._TO_PUBLISH_TILES_SQL, now)
         active = {bytes(r["item_ref"]): (bytes(r["hash"]), r["cell"]) for r in rows}
         published = {
             bytes(r["item_ref"]): bytes(r["entries"])
@@ -654,7 +655,15 @@ class Node:
         assert replica is not None
         if self._replica_cursor.get(peer.node_id, 0) == 0:
             await self.sync_peer(peer)  # first contact: fetch the index before probing it
-        queries = await self._job_queries(job_ref)
+        job_queries = await self._job_queries(job_ref)
+        # Protected sources are banked by hubs (specs/derivatives.md 5.1): only a hub is asked
+        # about tiles, which keeps derivative search from costing anything at other holders.
+        wanted = [
+            i
+            for i, q in enumerate(job_queries)
+            if "hub" in peer.roles or not derivative.is_cell_variant(q.variant)
+        ]
+        queries = [job_queries[i] for i in wanted]
         ex: matching.PeerExchange
         if any(derivative.is_cell_variant(q.variant) for q in queries):
             # Whole-picture and tile hashes in one batch: still one round trip per peer.
@@ -689,7 +698,7 @@ class Node:
                     "INSERT INTO match_results (job_ref, peer_id, item_ref, query_index, variant,"
                     " band, release, confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                     " ON CONFLICT DO NOTHING",
-                    job_ref, c.peer, c.item_ref, c.query_index, c.variant, c.band,
+                    job_ref, c.peer, c.item_ref, wanted[c.query_index], c.variant, c.band,
                     _release_json(c.release), now,
                 )  # fmt: skip
             changed = await self.db.execute(

@@ -48,10 +48,29 @@ OPENAPI: dict[str, Any] = {
                     },
                     "band": {"type": "integer", "description": "upper bound of the distance band"},
                     "variant": {"type": "string", "description": "which query variant matched"},
-                    "query_index": {"type": "integer"},
                     "categories": {"type": "array", "items": {"type": "string"}},
                     "provenance": {"type": "string"},
                     "signal": {"type": "string"},
+                    "kind": {
+                        "type": ["string", "null"],
+                        "enum": ["copy", "derivative", None],
+                        "description": "for a protected source photo: a near-exact copy or an"
+                        " edited derivative (specs/derivatives.md 6); null otherwise",
+                    },
+                    "group": {
+                        "type": "string",
+                        "description": "opaque reference of the protected source (hex)",
+                    },
+                    "derivative": {
+                        "type": "object",
+                        "description": "the evidence: matched_regions, unmatched_regions,"
+                        " regions, coverage, whole_image_match",
+                    },
+                    "generator": {
+                        "type": "object",
+                        "description": "present when a federation generator confirmed it made"
+                        " the picture: {confirmed, nodes}",
+                    },
                 },
             },
             "Job": {
@@ -63,6 +82,10 @@ OPENAPI: dict[str, Any] = {
                     "peers_total": {"type": "integer"},
                     "peers_done": {"type": "integer"},
                     "matches": {"type": "array", "items": {"$ref": "#/components/schemas/Match"}},
+                    "tiles_confirmed": {
+                        "type": "integer",
+                        "description": "tile hashes confirmed (judged into matches, not matches)",
+                    },
                     "peers": {"type": "array", "items": {"type": "object"}},
                 },
             },

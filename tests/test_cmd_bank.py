@@ -91,3 +91,32 @@ def test_bank_cli_adds_an_image_by_its_hashes(tmp_path, capsys) -> None:
     assert out.strip() == "added 0, already present 2"
     code, out, _ = run(capsys, url, "list", "mods")
     assert {line.split()[1] for line in out.splitlines()[1:]} == {"pdq", "sha256"}
+
+
+def test_bank_cli_adds_a_protected_source_with_its_tiles(tmp_path, capsys) -> None:
+    import asyncio
+
+    skimage_data = pytest.importorskip("skimage.data")
+    image_module = pytest.importorskip("PIL.Image")
+    from blindmatch.node import tile_hashing
+    from blindmatch.node.storage import open_database
+
+    picture = tmp_path / "photo.png"
+    image_module.fromarray(skimage_data.astronaut()).save(picture)
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    assert run(capsys, url, "create", "sources", "--provenance", "protected-source")[0] == 0
+    code, out, err = run(capsys, url, "add", "sources", "--media", str(picture))
+    assert code == 0, err
+    assert out.strip() == "added 1, already present 0"
+    _, expected = tile_hashing.protected_source(picture.read_bytes())
+
+    async def stored() -> list[tuple[str, int, bytes]]:
+        db = await open_database(url)
+        try:
+            rows = await db.fetch_all("SELECT cell, frame, hash FROM source_tiles ORDER BY id")
+            return [(r["cell"], int(r["frame"]), bytes(r["hash"])) for r in rows]
+        finally:
+            await db.close()
+
+    assert asyncio.run(stored()) == [(t.cell, t.frame, t.hash) for t in expected]
+    assert len(expected) > 40  # a textured photo keeps most of its 123 index tiles

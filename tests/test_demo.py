@@ -15,5 +15,7 @@ async def test_demo_federation(tmp_path: Path) -> None:
     assert result["copies_matched"] >= 4
     assert result["unrelated_clean"] == result["unrelated"]
     assert result["withdrawal_honoured"]
+    # The AI-edited photo is a derivative of the protected source, the plain copy a copy.
+    assert result["derivative_found"] and result["copy_found"]
     text = "\n".join(lines)
     assert "beyond PDQ's reach" in text or result["copies_matched"] == result["copies"]
