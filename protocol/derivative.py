@@ -76,7 +76,10 @@ class Cell:
         m = _CELL.match(label) if isinstance(label, str) else None
         if m is None:
             raise DerivativeError(f"not a cell label: {label!r}")
-        return cls(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        cell = cls(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        if cell.label != label:  # one label per cell: no leading zeros
+            raise DerivativeError(f"not a canonical cell label: {label!r}")
+        return cell
 
 
 @dataclass(frozen=True)

@@ -72,6 +72,14 @@ def cases(name: str) -> list[dict[str, Any]]:
         _case("bad-cell", "derivative.index_keys", {"scheme": name, "cell": "g4c4r0", "hash": h})
     )
     out.append(
+        # A label is canonical (no leading zeros): "g4c01r0" names no cell.
+        _case(
+            "non-canonical-cell",
+            "derivative.index_keys",
+            {"scheme": name, "cell": "g4c01r0", "hash": h},
+        )
+    )
+    out.append(
         _case(
             "cell-of-another-grid",
             "derivative.index_keys",
