@@ -816,10 +816,23 @@ class Node:
         except aiohttp.ClientError as exc:
             raise NodeError("unreachable", f"webhook: {exc.__class__.__name__}") from exc
 
+    async def open_pending_cases(self, limit: int = 16) -> int:
+        """Open the cases of finished jobs that have none yet (the node stopped between the
+        job's last task and its cases); returns how many jobs it handled."""
+        rows = await self.db.fetch_all(
+            "SELECT job_ref FROM match_jobs WHERE cases_opened = 0 AND content_ref IS NOT NULL"
+            " AND completed_at IS NOT NULL ORDER BY id LIMIT ?",
+            limit,
+        )
+        for r in rows:
+            await self.decisions.on_job_done(bytes(r["job_ref"]))
+        return len(rows)
+
     async def _match_loop(self) -> None:
         while not self._stopping:
             try:
                 n = await self.process_due_tasks()
+                n += await self.open_pending_cases()
             except Exception:
                 log.exception("match round failed")
                 n = 0
@@ -845,7 +858,10 @@ class Node:
             job_ref=job_ref,
             peers_total=int(job["peers_total"]),
             peers_done=int(job["peers_done"]),
-            complete=job["completed_at"] is not None,
+            # A job with a content reference is complete once its cases are open too, so a
+            # caller that waited for it finds them.
+            complete=job["completed_at"] is not None
+            and (job["content_ref"] is None or bool(job["cases_opened"])),
             results=[
                 MatchResult(
                     peer=r["peer_id"],

@@ -277,3 +277,27 @@ async def test_local_bank_changes_are_seen_by_the_next_match(fed) -> None:
     assert len(await a.node.decisions.local_matches([QueryHash(harmless)])) == 1
     await a.banks.set_enabled("allowlist", False)  # same second: settings, not times, count
     assert await a.node.decisions.local_matches([QueryHash(harmless)]) == []
+
+
+async def test_a_job_is_complete_only_with_its_cases_and_lost_cases_are_reopened(fed) -> None:
+    node = fed["platform-a"].node
+    job = await node.submit([QueryHash(near(fed.held[0]))], content_ref="upload-crash")
+    # The node stops between the job's last task and its cases (the window a crash can hit):
+    # run the task without the case step.
+    on_job_done, node.decisions.on_job_done = node.decisions.on_job_done, _nothing
+    try:
+        await node.process_due_tasks()
+    finally:
+        node.decisions.on_job_done = on_job_done
+    status = await node.job_status(job)
+    assert status.peers_done == status.peers_total == 1 and status.results
+    assert not status.complete  # a caller waiting for its cases keeps waiting
+    assert await node.decisions.cases_for_content("upload-crash") == []
+    assert await node.open_pending_cases() == 1
+    [case] = await node.decisions.cases_for_content("upload-crash")
+    assert case.holder == "hub" and (await node.job_status(job)).complete
+    assert await node.open_pending_cases() == 0  # once
+
+
+async def _nothing(job_ref: bytes) -> list:  # type: ignore[type-arg]
+    return []

@@ -328,7 +328,7 @@ TRANSPARENCY_SCHEMA = Migration(
 # the source takes every tile out of the index in the same reconcile.
 PROTECTED_SOURCES_SCHEMA = Migration(
     5,
-    "protected sources: tile hashes of pdq-tiles-1 and their group references",
+    "protected sources: tile hashes of pdq-tiles-1 and their group references; pending cases",
     (
         # grp is released to queriers with every tile (8 random bytes, never derived from a
         # hash); source_cells is the mask of the source's quality cells in frame 0.
@@ -352,6 +352,11 @@ PROTECTED_SOURCES_SCHEMA = Migration(
             UNIQUE (source_id, cell, frame)
         )""",
         "CREATE INDEX source_tiles_source ON source_tiles (source_id)",
+        # Finished jobs whose cases are not opened yet (a crash between the two): the matcher
+        # sweeps them, so a match never goes without its case.
+        """
+        CREATE INDEX match_jobs_cases_pending ON match_jobs (id)
+            WHERE cases_opened = 0 AND content_ref IS NOT NULL AND completed_at IS NOT NULL""",
     ),
 )
 
