@@ -145,6 +145,7 @@ class Node:
         self._encryptions: OrderedDict[bytes, matching.EncryptionCache] = OrderedDict()
         self._verified_queries: OrderedDict[bytes, Any] = OrderedDict()
         self._job_locks: dict[bytes, asyncio.Lock] = {}
+        self._reconcile_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._wake_matcher = asyncio.Event()
         self._stopping = False
@@ -254,13 +255,18 @@ class Node:
         return self.tile_scheme.index_keys(derivative.Cell.parse(cell), hash32)
 
     async def reconcile_index(self) -> dict[str, int]:
-        """Bring the published index in line with the active shared items.
+        """Bring the published index in line with the active shared items (one at a time: the
+        sync loop and a bank change may ask at once, and both would publish the same items).
 
         Adds items not yet published (whole-picture hashes and the tiles of protected sources)
         and removes items no longer active (withdrawn, expired, bank disabled or unshared; a
         source's tiles with it), each delta in one transaction with its feed entry, so a crash
         leaves either both or neither.
         """
+        async with self._reconcile_lock:
+            return await self._reconcile_index()
+
+    async def _reconcile_index(self) -> dict[str, int]:
         now = self.now()
         rows = await self.db.fetch_all(self._TO_PUBLISH_SQL, now)
         if "hub" in self.me.roles:  # nobody asks anyone else about tiles (5.1)

@@ -278,3 +278,16 @@ async def test_feed_pages_stop_at_a_byte_budget_and_sync_still_completes(fed, mo
     assert len(page["entries"]) == 1  # 2000 fits, 4000 would not
     await platform.sync_all()
     assert await platform.replicas.cursor("hub", "index") == head + 5
+
+
+async def test_concurrent_reconciles_publish_each_item_once(fed) -> None:
+    import asyncio
+
+    hub = fed["hub"]
+    fresh = [os.urandom(32) for _ in range(40)]
+    for h in fresh:
+        await hub.banks.add_item("ncii", "pdq", h)
+    # The sync loop and a bank change (e.g. a survivor's submission) may reconcile at once.
+    results = await asyncio.gather(*(hub.node.reconcile_index() for _ in range(3)))
+    assert sum(r["added"] for r in results) == len(fresh)
+    assert await hub.node.db.fetch_value("SELECT COUNT(*) FROM index_publications") == 70
