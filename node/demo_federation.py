@@ -112,7 +112,7 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
         ]
     )
     steps.append(
-        Step("start 3 nodes, sign and verify the roster", time.perf_counter() - started, 0)
+        Step("start 4 nodes, sign and verify the roster", time.perf_counter() - started, 0)
     )
     say(
         "1. started hub, platform-a, platform-b and imagegen (an AI image service);"
