@@ -133,3 +133,65 @@ async def db(db_url: str, clock: FixedClock) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.close()
+
+
+# --- the survivor page's browser tests (tests/test_survivor_page.py, test_survivor_tiles.py) --
+
+
+@pytest.fixture(scope="module")
+def running(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """A hub serving the survivor page, one per test module."""
+    from survivor_harness import SurvivorHub
+
+    hub = SurvivorHub(tmp_path_factory.mktemp("survivor-fed")).start()
+    yield hub
+    hub.stop()
+
+
+@pytest.fixture(scope="module")
+def driver(running):  # type: ignore[no-untyped-def]
+    from survivor_harness import browser_missing, start_browser, temp_profile
+
+    if browser_missing():
+        pytest.skip(browser_missing())
+    with temp_profile() as profile:
+        d = start_browser(profile)
+        try:
+            yield d
+        finally:
+            d.quit()
+
+
+@pytest.fixture
+def page(driver, running):  # type: ignore[no-untyped-def]
+    """The survivor page, loaded and ready, with the load's own requests dropped."""
+    from survivor_harness import network_requests, wait_for
+
+    driver.get(running.url)
+    wait_for(driver, "return document.body.getAttribute('data-ready') === '1'")
+    network_requests(driver)
+    return driver
+
+
+@pytest.fixture
+async def hub(tmp_path):  # type: ignore[no-untyped-def]
+    """A hub and a platform on loopback (the survivor endpoints' tests)."""
+    from blindmatch.node.localfed import LocalFederation, NodeSpec
+
+    fed = await LocalFederation(tmp_path, background=False).start(
+        [NodeSpec("hub", ("hub",)), NodeSpec("platform", holds_index=False)]
+    )
+    yield fed
+    await fed.stop()
+
+
+@pytest.fixture
+async def client(hub):  # type: ignore[no-untyped-def]
+    """An HTTP client of the hub's survivor endpoints."""
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from blindmatch.node.survivor.routes import build_survivor_app
+
+    app = build_survivor_app(hub["hub"].node, hub["hub"].banks)
+    async with TestClient(TestServer(app)) as c:
+        yield c

@@ -180,3 +180,7 @@ class SurvivorHub:
 
 def temp_profile() -> tempfile.TemporaryDirectory[str]:
     return tempfile.TemporaryDirectory(prefix="bm-chromium-")
+
+
+def http_requests(driver) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    return [r for r in network_requests(driver) if not r["url"].startswith("chrome")]

@@ -21,7 +21,6 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from blindmatch.node import hashing
 from blindmatch.node.client import BlindmatchClient
-from blindmatch.node.localfed import LocalFederation, NodeSpec
 from blindmatch.node.survivor import CATEGORIES, RateLimiter, build_survivor_app
 from blindmatch.node.survivor.routes import CSP, STATIC_FILES, _static
 
@@ -35,22 +34,6 @@ def entry(value: bytes, quality: int = 90) -> dict:
 
 
 # --- the endpoints, without a browser -------------------------------------------------------------
-
-
-@pytest.fixture
-async def hub(tmp_path: Path):
-    fed = await LocalFederation(tmp_path, background=False).start(
-        [NodeSpec("hub", ("hub",)), NodeSpec("platform", holds_index=False)]
-    )
-    yield fed
-    await fed.stop()
-
-
-@pytest.fixture
-async def client(hub):
-    app = build_survivor_app(hub["hub"].node, hub["hub"].banks)
-    async with TestClient(TestServer(app)) as c:
-        yield c
 
 
 def test_committed_images_come_from_the_generator() -> None:
@@ -275,48 +258,15 @@ async def test_mounts_on_an_existing_app(hub) -> None:
 # --- the page in Chromium -------------------------------------------------------------------------
 
 from survivor_harness import (  # noqa: E402
-    SurvivorHub,
     browser_missing,
+    http_requests,
     network_requests,
     page_results,
     pick_files,
-    start_browser,
-    temp_profile,
     wait_for,
 )
 
 browser = pytest.mark.skipif(browser_missing() is not None, reason=str(browser_missing()))
-
-
-@pytest.fixture(scope="module")
-def running(tmp_path_factory):
-    hub = SurvivorHub(tmp_path_factory.mktemp("survivor-fed")).start()
-    yield hub
-    hub.stop()
-
-
-@pytest.fixture(scope="module")
-def driver(running):
-    if browser_missing():
-        pytest.skip(browser_missing())
-    with temp_profile() as profile:
-        d = start_browser(profile)
-        try:
-            yield d
-        finally:
-            d.quit()
-
-
-@pytest.fixture
-def page(driver, running):
-    driver.get(running.url)
-    wait_for(driver, "return document.body.getAttribute('data-ready') === '1'")
-    network_requests(driver)  # drop the page load's requests
-    return driver
-
-
-def http_requests(driver) -> list[dict]:
-    return [r for r in network_requests(driver) if not r["url"].startswith("chrome")]
 
 
 @pytest.mark.browser

@@ -16,13 +16,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 from media_samples import textured_image
 from PIL import Image
 
 from blindmatch.node import hashing, tile_hashing
-from blindmatch.node.localfed import LocalFederation, NodeSpec
-from blindmatch.node.survivor import build_survivor_app
 from blindmatch.node.survivor.routes import (
     MAX_BODY_BYTES,
     MAX_PROTECTED_BODY_BYTES,
@@ -92,22 +89,6 @@ def test_caps_follow_the_scheme() -> None:
 def test_an_empty_tile_list_is_a_source_without_tiles() -> None:
     (entry,), _ = parse_submission(protected(photo(tiles=[])))
     assert entry.tiles == () and entry.hash == H[0]
-
-
-@pytest.fixture
-async def hub(tmp_path: Path):
-    fed = await LocalFederation(tmp_path, background=False).start(
-        [NodeSpec("hub", ("hub",)), NodeSpec("platform", holds_index=False)]
-    )
-    yield fed
-    await fed.stop()
-
-
-@pytest.fixture
-async def client(hub):
-    app = build_survivor_app(hub["hub"].node, hub["hub"].banks)
-    async with TestClient(TestServer(app)) as c:
-        yield c
 
 
 BAD_TILES = [
@@ -318,13 +299,10 @@ async def test_protected_submit_stores_sources_with_tiles_and_withdraws_them(cli
 # --- the page in Chromium -------------------------------------------------------------------------
 
 from survivor_harness import (  # noqa: E402
-    SurvivorHub,
     browser_missing,
-    network_requests,
+    http_requests,
     page_results,
     pick_files,
-    start_browser,
-    temp_profile,
     wait_for,
 )
 
@@ -335,37 +313,6 @@ TILES_READY = (
     " && Array.from(document.querySelectorAll('#results li[data-state=\"ok\"]'))"
     ".every(li => li.hasAttribute('data-tiles'))"
 )
-
-
-@pytest.fixture(scope="module")
-def running(tmp_path_factory):
-    hub = SurvivorHub(tmp_path_factory.mktemp("survivor-tiles-fed")).start()
-    yield hub
-    hub.stop()
-
-
-@pytest.fixture(scope="module")
-def driver(running):
-    if browser_missing():
-        pytest.skip(browser_missing())
-    with temp_profile() as profile:
-        d = start_browser(profile)
-        try:
-            yield d
-        finally:
-            d.quit()
-
-
-@pytest.fixture
-def page(driver, running):
-    driver.get(running.url)
-    wait_for(driver, "return document.body.getAttribute('data-ready') === '1'")
-    network_requests(driver)  # drop the page load's requests
-    return driver
-
-
-def http_requests(driver) -> list[dict]:
-    return [r for r in network_requests(driver) if not r["url"].startswith("chrome")]
 
 
 def choose_protected(driver) -> None:
