@@ -33,6 +33,7 @@ from blindmatch.node import translog_hooks
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
 from blindmatch.node.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
+from blindmatch.node.federation_http import pending_admission
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.peer_client import PeerClient, PeerError
@@ -302,12 +303,31 @@ class Node:
 
     # --- holder: answering peers ---------------------------------------------------------------
 
-    async def _charge(self, peer: Member, what: str, n: int) -> None:
+    async def _charge(self, peer: Member, what: str, n: int, counter: str) -> None:
+        """Admit one request: record its nonce (when it came over HTTP), charge the peer's
+        budget and count the traffic, in one transaction, so a request costs one commit.
+
+        The commit skips its fsync (``durable=False``): a power loss may forget the last few
+        nonces, charges and counts together, so a replay within the envelope's time window
+        would be charged again; no state is half-written and a killed process loses nothing.
+        """
         limits = BudgetLimits(
             per_hour=peer.budget[f"{what}_per_hour"], per_day=peer.budget[f"{what}_per_day"]
         )
         now = self.now()
-        if not await self.budgets.charge(f"{peer.node_id}/{what}", n, now, limits):
+        adm = pending_admission(peer.node_id)
+        async with self.db.transaction(durable=False):
+            if adm is not None and not await self.nonces.remember(
+                adm.sender, adm.nonce, adm.expires_at, now
+            ):
+                raise NodeError("replayed", "this message was already received")
+            # A refused charge rolls back to its savepoint; the nonce is used up regardless.
+            charged = await self.budgets.charge(f"{peer.node_id}/{what}", n, now, limits)
+            if charged:
+                await self.traffic.record(peer.node_id, counter, "received", 1, n, now * 1000)
+        if adm is not None:
+            adm.recorded = True
+        if not charged:
             retry = (3600 - now % 3600) * 1000
             self.metrics.inc("budget_refusals_total", labels={"peer": peer.node_id, "what": what})
             raise NodeError(
@@ -320,10 +340,7 @@ class Node:
     async def handle_evaluate(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
         if body["key_id"] != self.keys.voprf_key_id:
             raise NodeError("not-allowed", "unknown or retired VOPRF key id")
-        await self._charge(peer, "evaluations", len(body["elements"]))
-        await self.traffic.record(
-            peer.node_id, "evaluations", "received", 1, len(body["elements"]), self.now() * 1000
-        )
+        await self._charge(peer, "evaluations", len(body["elements"]), "evaluations")
         try:
             # The scalar multiplications run off the event loop.
             return await asyncio.to_thread(
@@ -360,10 +377,7 @@ class Node:
         return out
 
     async def handle_threshold(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
-        await self._charge(peer, "threshold_items", len(body["items"]))
-        await self.traffic.record(
-            peer.node_id, "queries", "received", 1, len(body["items"]), self.now() * 1000
-        )
+        await self._charge(peer, "threshold_items", len(body["items"]), "queries")
         digest = hashlib.sha256(body["query"]).digest()
         verified = self._verified_queries.get(digest)
         if verified is None:

@@ -248,6 +248,35 @@ async def test_exhausted_budget_is_refused_with_retry_after(fed) -> None:
     await platform.client.call(hub_member, "oprf.evaluate", _evaluate_body(fed, 200))
 
 
+async def test_admission_is_one_record_per_request(fed) -> None:
+    """The nonce, the budget charge and the traffic count of a request are written together:
+    two deliveries of one message at once are answered and charged once; a request refused
+    for its budget or before its charge still uses up its nonce."""
+    import asyncio
+
+    db = fed["hub"].node.db
+    used = "SELECT used FROM budget_usage WHERE peer_id = 'platform-a/evaluations'"
+    good = _seal(fed, "platform-a", "oprf.evaluate", _evaluate_body(fed, 3))
+    (s1, e1), (s2, e2) = await asyncio.gather(_post(fed, "hub", good), _post(fed, "hub", good))
+    assert sorted([e1.type, e2.type]) == ["error", "oprf.evaluated"]
+    assert sorted([s1, s2]) == [200, 409]
+    assert {r["used"] for r in await db.fetch_all(used)} == {3}
+    counted = "SELECT SUM(items) FROM log_counters WHERE peer_id = 'platform-a'"
+    assert await db.fetch_value(counted) == 3
+    too_many = _seal(fed, "platform-a", "oprf.evaluate", _evaluate_body(fed, 398))
+    status, env = await _post(fed, "hub", too_many)
+    assert (status, env.body["code"]) == (429, "budget-exhausted")
+    status, env = await _post(fed, "hub", too_many)
+    assert (status, env.body["code"]) == (409, "replayed")
+    wrong_key = _evaluate_body(fed)
+    wrong_key["key_id"] = bytes(8)
+    refused = _seal(fed, "platform-a", "oprf.evaluate", wrong_key)
+    assert (await _post(fed, "hub", refused))[1].body["code"] == "not-allowed"
+    assert (await _post(fed, "hub", refused))[1].body["code"] == "replayed"
+    assert {r["used"] for r in await db.fetch_all(used)} == {3}
+    assert await db.fetch_value(counted) == 3
+
+
 async def test_querier_refuses_a_bad_voprf_proof(fed) -> None:
     """A holder answering under a key other than its pinned one is caught by the proof."""
     hub = fed["hub"].node

@@ -6,7 +6,9 @@ takes it for just that statement. A second, read-only connection serves plain ``
 outside a transaction, so matching reads are not held up behind a long import; WAL journaling
 lets it (and other processes, such as a CLI run next to a node) read the last committed state
 while the writer works. ``synchronous=FULL`` makes a commit durable before it returns, so a
-killed node loses nothing it reported as done. An in-memory database has only the writer.
+killed node loses nothing it reported as done, even on power loss; ``transaction(durable=False)``
+commits at ``synchronous=NORMAL`` (no fsync; safe against a killed process, and WAL keeps the file
+consistent whatever happens). An in-memory database has only the writer.
 """
 
 from __future__ import annotations
@@ -133,13 +135,23 @@ class SQLiteDatabase(Database):
                 raise IntegrityError(str(exc)) from exc
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
+    async def transaction(self, durable: bool = True) -> AsyncIterator[None]:
         depth = self._depth()
         task = asyncio.current_task()
         if depth == 0:
             self._refuse_spawned_writer()
             async with self._write_lock:
-                await _exec(self._conn, "BEGIN IMMEDIATE")
+                # WAL with synchronous=NORMAL skips the commit's fsync; the next FULL commit
+                # (or checkpoint) syncs the WAL, and with it this commit.
+                relaxed = not durable and self._reader is not None
+                if relaxed:
+                    await _exec(self._conn, "PRAGMA synchronous = NORMAL")
+                try:
+                    await _exec(self._conn, "BEGIN IMMEDIATE")
+                except BaseException:
+                    if relaxed:
+                        await _exec(self._conn, "PRAGMA synchronous = FULL")
+                    raise
                 self._tx_owner = task
                 token = self._tx.set((task, 1))
                 try:
@@ -157,6 +169,8 @@ class SQLiteDatabase(Database):
                 finally:
                     self._tx_owner = None
                     self._tx.reset(token)
+                    if relaxed:
+                        await _exec(self._conn, "PRAGMA synchronous = FULL")
         else:
             savepoint = f"sp_{depth}"
             await _exec(self._conn, f"SAVEPOINT {savepoint}")
