@@ -33,7 +33,6 @@ from blindmatch.node import translog_hooks
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
 from blindmatch.node.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
-from blindmatch.node.federation_http import pending_admission
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.peer_client import PeerClient, PeerError
@@ -311,6 +310,8 @@ class Node:
         nonces, charges and counts together, so a replay within the envelope's time window
         would be charged again; no state is half-written and a killed process loses nothing.
         """
+        from blindmatch.node.federation_http import pending_admission
+
         limits = BudgetLimits(
             per_hour=peer.budget[f"{what}_per_hour"], per_day=peer.budget[f"{what}_per_day"]
         )
