@@ -431,22 +431,46 @@ class Node:
             self._replica_cursor[peer_id] = 0
         return ri
 
-    def _apply(self, peer_id: str, kind: str, payload: bytes) -> None:
+    async def _apply(
+        self, peer_id: str, seq: int, entry_id: bytes, kind: str, payload: bytes
+    ) -> bool:
+        """Apply one stored index-feed entry to the peer's replica; False if it was rejected.
+
+        The entry came in a page the peer signed, so one we cannot read is the peer's fault:
+        it is never applied, it stays stored so the cursor moves on, and it is filed as an
+        incident for the operator (and counted) instead of only logged.
+        """
         ri = self._replica(peer_id)
         if ri is None:
-            return
+            return True
         try:
             body = schema.check(index.FEED_SCHEMAS[kind], canonical.decode(payload))
-        except (KeyError, canonical.CanonicalError, schema.SchemaError) as exc:
-            # Stored already (verified, signed page); an entry we cannot read is skipped loudly.
-            log.warning("skipping unreadable %s entry from %s: %s", kind, peer_id, exc)
-            return
-        if body["scheme"] != ri.scheme or body["key_id"] != ri.key_id:
-            return  # another scheme or a retired key: not part of the index we match against
-        if kind == "index.add":
-            ri.add(body["entries"])
-        elif kind == "index.remove":
-            ri.remove(body["entries"])
+            if body["scheme"] != ri.scheme or body["key_id"] != ri.key_id:
+                return True  # another scheme or a retired key: not the index we match against
+            if kind == "index.add":
+                ri.add(body["entries"])
+            elif kind == "index.remove":
+                ri.remove(body["entries"])
+        except (
+            KeyError,
+            canonical.CanonicalError,
+            schema.SchemaError,
+            index.IndexFormatError,
+        ) as exc:
+            from blindmatch.node.storage.incidents import PeerIncidents
+
+            reason = "unknown entry kind" if isinstance(exc, KeyError) else str(exc)
+            self.metrics.inc("replica_entries_rejected_total", labels={"peer": peer_id})
+            log.warning("rejected index feed entry %d from %s: %s", seq, peer_id, reason)
+            await PeerIncidents(self.db).record(
+                peer_id,
+                "bad-index-entry",
+                f"index feed entry {seq} not applied: {reason}",
+                {"feed": INDEX_FEED, "seq": seq, "entry_id": entry_id.hex(), "kind": kind[:64]},
+                self.now(),
+            )
+            return False
+        return True
 
     async def _load_replicas(self) -> None:
         for peer in self.holders():
@@ -457,7 +481,7 @@ class Node:
                 if not rows:
                     break
                 for r in rows:
-                    self._apply(peer.node_id, r.kind, r.payload)
+                    await self._apply(peer.node_id, r.seq, r.entry_id, r.kind, r.payload)
                     after = r.seq
             self._replica_cursor[peer.node_id] = after
 
@@ -494,7 +518,7 @@ class Node:
                 after = self._replica_cursor.get(peer.node_id, 0)
                 for e in entries:
                     if e.seq > after:
-                        self._apply(peer.node_id, e.kind, e.payload)
+                        await self._apply(peer.node_id, e.seq, e.entry_id, e.kind, e.payload)
                 self._replica_cursor[peer.node_id] = max(after, new_cursor)
             else:
                 for e in entries:

@@ -277,6 +277,53 @@ async def test_admission_is_one_record_per_request(fed) -> None:
     assert await db.fetch_value(counted) == 3
 
 
+async def test_bad_index_entries_are_reported_not_applied_and_passed(fed) -> None:
+    """Index-feed entries a querier cannot apply (signed by their holder, so its fault) become
+    incidents and a metric; the replica keeps only good entries and the cursor moves past."""
+    from blindmatch.node.storage import PeerIncidents
+    from blindmatch.protocol import index
+
+    hub, platform = fed["hub"].node, fed["platform-b"].node
+    await platform.sync_all()
+    good_entries = platform.replica_indexes["hub"].entries
+    key_id = hub.keys.voprf_key_id
+    scheme = hub.scheme.name
+    fresh = os.urandom(index.ENTRY_BYTES)
+    bad = [
+        ("index.add", b"\xc1 not msgpack"),
+        ("index.add", canonical.encode({"scheme": scheme, "key_id": key_id})),  # no entries
+        # Schema-valid, but not a whole number of 24-byte entries.
+        (
+            "index.add",
+            canonical.encode({"scheme": scheme, "key_id": key_id, "entries": fresh + b"x"}),
+        ),
+        ("index.rename", canonical.encode({"scheme": scheme, "key_id": key_id, "entries": fresh})),
+    ]
+    for i, (kind, payload) in enumerate(bad):
+        await hub.feeds.append("index", (b"bad-%d" % i).ljust(16, b"."), kind, payload, hub.now())
+    ok = canonical.encode({"scheme": scheme, "key_id": key_id, "entries": fresh})
+    await hub.feeds.append("index", b"good-after".ljust(16, b"."), "index.add", ok, hub.now())
+    head = await hub.feeds.head("index")
+
+    await platform.sync_all()
+    assert await platform.replicas.cursor("hub", "index") == head
+    assert platform.replica_indexes["hub"].entries == good_entries + 1  # only the good one
+    assert platform.metrics.value("replica_entries_rejected_total", {"peer": "hub"}) == 4
+    incidents = await PeerIncidents(platform.db).list("hub", "bad-index-entry")
+    assert [i["evidence"]["seq"] for i in incidents] == list(range(head - 4, head))
+    assert [i["evidence"]["entry_id"] for i in incidents] == [
+        (b"bad-%d" % i).ljust(16, b".").hex() for i in range(4)
+    ]
+    assert "unknown entry kind" in incidents[3]["detail"]
+    assert all(fresh.hex() not in i["detail"] + str(i["evidence"]) for i in incidents)
+
+    # A restart rebuilds the replica from the stored entries: same result, no new incidents.
+    stopped = await fed.stop_node("platform-b")
+    platform = (await fed.restart_node("platform-b", stopped)).node
+    assert platform.replica_indexes["hub"].entries == good_entries + 1
+    assert len(await PeerIncidents(platform.db).list("hub")) == 4
+
+
 async def test_querier_refuses_a_bad_voprf_proof(fed) -> None:
     """A holder answering under a key other than its pinned one is caught by the proof."""
     hub = fed["hub"].node
