@@ -303,6 +303,18 @@ class SyntheticEntries:
             i += 1
         return out
 
+    def lookup_many(self, oprf_outputs: Sequence[bytes]) -> list[list[bytes]]:
+        out: list[list[bytes]] = [[] for _ in oprf_outputs]
+        if not len(self.tags) or not oprf_outputs:
+            return out
+        heads = np.frombuffer(b"".join(o[:24] for o in oprf_outputs), np.uint8).reshape(-1, 24)
+        tags = heads[:, :8].copy().view("<u8").ravel()
+        lo = np.searchsorted(self.tags, tags, side="left")
+        hi = np.searchsorted(self.tags, tags, side="right")
+        for i in np.flatnonzero(hi > lo).tolist():
+            out[i] = [bytes(m ^ heads[i, 8:24]) for m in self.masked[lo[i] : hi[i]]]
+        return out
+
 
 class PaddedReplica(index.ReplicaIndex):
     """The node's own replica (real entries, synced over HTTP) plus a synthetic part."""
@@ -319,6 +331,11 @@ class PaddedReplica(index.ReplicaIndex):
 
     def lookup(self, oprf_output: bytes) -> list[bytes]:
         return sorted(self.real.lookup(oprf_output) + self.synthetic.lookup(oprf_output))
+
+    def lookup_many(self, oprf_outputs: Sequence[bytes]) -> list[list[bytes]]:
+        real = self.real.lookup_many(oprf_outputs)
+        synthetic = self.synthetic.lookup_many(oprf_outputs)
+        return [sorted(r + s) if s else r for r, s in zip(real, synthetic, strict=True)]
 
 
 # --- bulk rows ---------------------------------------------------------------------------------
