@@ -322,8 +322,10 @@ class Node:
                 adm.sender, adm.nonce, adm.expires_at, now
             ):
                 raise NodeError("replayed", "this message was already received")
-            # A refused charge rolls back to its savepoint; the nonce is used up regardless.
-            charged = await self.budgets.charge(f"{peer.node_id}/{what}", n, now, limits)
+            # A refused charge undoes itself; the nonce is used up regardless.
+            charged = await self.budgets.charge_in_transaction(
+                f"{peer.node_id}/{what}", n, now, limits
+            )
             if charged:
                 await self.traffic.record(peer.node_id, counter, "received", 1, n, now * 1000)
         if adm is not None:

@@ -168,7 +168,8 @@ async def test_nonce_and_refused_charge_in_one_transaction(db: Database, clock: 
             async with db.transaction(durable=False):
                 if not await nonces.remember("peer-a", nonce, now + 60, now):
                     raise LookupError
-                return "charged" if await ledger.charge("peer-a", n, now, limits) else "refused"
+                charged = await ledger.charge_in_transaction("peer-a", n, now, limits)
+                return "charged" if charged else "refused"
         except LookupError:
             return "replayed"
 
@@ -440,6 +441,7 @@ async def test_budget_refused_charge_changes_nothing(db: Database, clock: FixedC
     # New hour window; the day window (15) now refuses 6 but allows 5.
     assert not await ledger.charge("peer-a", 6, later, limits)
     assert await ledger.usage("peer-a", later) == {"hour": 0, "day": 10}
+    assert await _count(db, "budget_usage") == 2  # the new hour's row was undone, not left at 0
     assert await ledger.charge("peer-a", 5, later, limits)
     assert await ledger.usage("peer-a", later) == {"hour": 5, "day": 15}
     assert not await ledger.charge("peer-a", 1, later, limits)
