@@ -383,15 +383,23 @@ class Node:
         await self._charge(peer, "threshold_items", len(body["items"]), "queries")
         digest = hashlib.sha256(body["query"]).digest()
         verified = self._verified_queries.get(digest)
-        if verified is None:
-            try:
-                verified = await asyncio.to_thread(matching.verify_threshold_query, body)
-            except matching.ExchangeError as exc:
-                raise NodeError("bad-proof", str(exc)) from exc
-            self._verified_queries[digest] = verified
-            while len(self._verified_queries) > 64:
-                self._verified_queries.popitem(last=False)
-        items = await self._holder_items(body["items"])
+        # The candidates are read from the database while the proofs are checked off the loop.
+        items_read = asyncio.ensure_future(self._holder_items(body["items"]))
+        try:
+            if verified is None:
+                try:
+                    verified = await asyncio.to_thread(matching.verify_threshold_query, body)
+                except matching.ExchangeError as exc:
+                    raise NodeError("bad-proof", str(exc)) from exc
+                self._verified_queries[digest] = verified
+                while len(self._verified_queries) > 64:
+                    self._verified_queries.popitem(last=False)
+            items = await items_read
+        finally:
+            if not items_read.done():
+                items_read.cancel()
+            elif not items_read.cancelled():
+                items_read.exception()  # retrieved: a refusal above is what the peer hears
         answer = await asyncio.to_thread(matching.answer_threshold, verified, items, body)
         self.metrics.inc("threshold_answers_total", len(answer["answers"]))
         return answer
