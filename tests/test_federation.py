@@ -324,6 +324,24 @@ async def test_bad_index_entries_are_reported_not_applied_and_passed(fed) -> Non
     assert len(await PeerIncidents(platform.db).list("hub")) == 4
 
 
+async def test_a_bad_threshold_proof_is_refused_once(fed) -> None:
+    """The holder reads the candidates while it checks the proofs; a bad proof is refused
+    all the same (nothing answered), and its nonce is used up."""
+    from blindmatch.crypto import threshold as th
+
+    hub = fed["hub"].node
+    ref = bytes(await hub.db.fetch_value("SELECT item_ref FROM bank_items LIMIT 1"))
+    key = th.QuerierKey.generate()
+    query = bytearray(th.encrypt_query(key, fed.hashes[0], os.urandom(16)).to_bytes())
+    query[-40] ^= 1  # inside the last bit's proof
+    data = _seal(fed, "platform-a", "threshold.query", {"query": bytes(query), "items": [ref]})
+    answered = hub.metrics.value("threshold_answers_total")
+    status, env = await _post(fed, "hub", data)
+    assert (status, env.body["code"]) == (400, "bad-proof")
+    assert (await _post(fed, "hub", data))[1].body["code"] == "replayed"
+    assert hub.metrics.value("threshold_answers_total") == answered
+
+
 async def test_querier_refuses_a_bad_voprf_proof(fed) -> None:
     """A holder answering under a key other than its pinned one is caught by the proof."""
     hub = fed["hub"].node
