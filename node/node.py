@@ -338,12 +338,35 @@ class Node:
 
     # --- holder: answering peers ---------------------------------------------------------------
 
-    async def _charge(self, peer: Member, what: str, n: int) -> None:
+    async def _charge(self, peer: Member, what: str, n: int, counter: str) -> None:
+        """Admit one request: record its nonce (when it came over HTTP), charge the peer's
+        budget and count the traffic, in one transaction, so a request costs one commit.
+
+        The commit skips its fsync (``durable=False``): a power loss may forget the last few
+        nonces, charges and counts together, so a replay within the envelope's time window
+        would be charged again; no state is half-written and a killed process loses nothing.
+        """
+        from blindmatch.node.federation_http import pending_admission
+
         limits = BudgetLimits(
             per_hour=peer.budget[f"{what}_per_hour"], per_day=peer.budget[f"{what}_per_day"]
         )
         now = self.now()
-        if not await self.budgets.charge(f"{peer.node_id}/{what}", n, now, limits):
+        adm = pending_admission(peer.node_id)
+        async with self.db.transaction(durable=False):
+            if adm is not None and not await self.nonces.remember(
+                adm.sender, adm.nonce, adm.expires_at, now
+            ):
+                raise NodeError("replayed", "this message was already received")
+            # A refused charge undoes itself; the nonce is used up regardless.
+            charged = await self.budgets.charge_in_transaction(
+                f"{peer.node_id}/{what}", n, now, limits
+            )
+            if charged:
+                await self.traffic.record(peer.node_id, counter, "received", 1, n, now * 1000)
+        if adm is not None:
+            adm.recorded = True
+        if not charged:
             retry = (3600 - now % 3600) * 1000
             self.metrics.inc("budget_refusals_total", labels={"peer": peer.node_id, "what": what})
             raise NodeError(
@@ -356,10 +379,7 @@ class Node:
     async def handle_evaluate(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
         if body["key_id"] != self.keys.voprf_key_id:
             raise NodeError("not-allowed", "unknown or retired VOPRF key id")
-        await self._charge(peer, "evaluations", len(body["elements"]))
-        await self.traffic.record(
-            peer.node_id, "evaluations", "received", 1, len(body["elements"]), self.now() * 1000
-        )
+        await self._charge(peer, "evaluations", len(body["elements"]), "evaluations")
         try:
             # The scalar multiplications run off the event loop.
             return await asyncio.to_thread(
@@ -414,21 +434,26 @@ class Node:
         )
 
     async def handle_threshold(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
-        await self._charge(peer, "threshold_items", len(body["items"]))
-        await self.traffic.record(
-            peer.node_id, "queries", "received", 1, len(body["items"]), self.now() * 1000
-        )
+        await self._charge(peer, "threshold_items", len(body["items"]), "queries")
         digest = hashlib.sha256(body["query"]).digest()
         verified = self._verified_queries.get(digest)
-        if verified is None:
-            try:
-                verified = await asyncio.to_thread(matching.verify_threshold_query, body)
-            except matching.ExchangeError as exc:
-                raise NodeError("bad-proof", str(exc)) from exc
-            self._verified_queries[digest] = verified
-            while len(self._verified_queries) > 64:
-                self._verified_queries.popitem(last=False)
-        items = await self._holder_items(body["items"])
+        # The candidates are read from the database while the proofs are checked off the loop.
+        items_read = asyncio.ensure_future(self._holder_items(body["items"]))
+        try:
+            if verified is None:
+                try:
+                    verified = await asyncio.to_thread(matching.verify_threshold_query, body)
+                except matching.ExchangeError as exc:
+                    raise NodeError("bad-proof", str(exc)) from exc
+                self._verified_queries[digest] = verified
+                while len(self._verified_queries) > 64:
+                    self._verified_queries.popitem(last=False)
+            items = await items_read
+        finally:
+            if not items_read.done():
+                items_read.cancel()
+            elif not items_read.cancelled():
+                items_read.exception()  # retrieved: a refusal above is what the peer hears
         answer = await asyncio.to_thread(matching.answer_threshold, verified, items, body)
         self.metrics.inc("threshold_answers_total", len(answer["answers"]))
         return answer
@@ -470,22 +495,46 @@ class Node:
             self._replica_cursor[peer_id] = 0
         return ri
 
-    def _apply(self, peer_id: str, kind: str, payload: bytes) -> None:
+    async def _apply(
+        self, peer_id: str, seq: int, entry_id: bytes, kind: str, payload: bytes
+    ) -> bool:
+        """Apply one stored index-feed entry to the peer's replica; False if it was rejected.
+
+        The entry came in a page the peer signed, so one we cannot read is the peer's fault:
+        it is never applied, it stays stored so the cursor moves on, and it is filed as an
+        incident for the operator (and counted) instead of only logged.
+        """
         ri = self._replica(peer_id)
         if ri is None:
-            return
+            return True
         try:
             body = schema.check(index.FEED_SCHEMAS[kind], canonical.decode(payload))
-        except (KeyError, canonical.CanonicalError, schema.SchemaError) as exc:
-            # Stored already (verified, signed page); an entry we cannot read is skipped loudly.
-            log.warning("skipping unreadable %s entry from %s: %s", kind, peer_id, exc)
-            return
-        if body["scheme"] != ri.scheme or body["key_id"] != ri.key_id:
-            return  # another scheme or a retired key: not part of the index we match against
-        if kind == "index.add":
-            ri.add(body["entries"])
-        elif kind == "index.remove":
-            ri.remove(body["entries"])
+            if body["scheme"] != ri.scheme or body["key_id"] != ri.key_id:
+                return True  # another scheme or a retired key: not the index we match against
+            if kind == "index.add":
+                ri.add(body["entries"])
+            elif kind == "index.remove":
+                ri.remove(body["entries"])
+        except (
+            KeyError,
+            canonical.CanonicalError,
+            schema.SchemaError,
+            index.IndexFormatError,
+        ) as exc:
+            from blindmatch.node.storage.incidents import PeerIncidents
+
+            reason = "unknown entry kind" if isinstance(exc, KeyError) else str(exc)
+            self.metrics.inc("replica_entries_rejected_total", labels={"peer": peer_id})
+            log.warning("rejected index feed entry %d from %s: %s", seq, peer_id, reason)
+            await PeerIncidents(self.db).record(
+                peer_id,
+                "bad-index-entry",
+                f"index feed entry {seq} not applied: {reason}",
+                {"feed": INDEX_FEED, "seq": seq, "entry_id": entry_id.hex(), "kind": kind[:64]},
+                self.now(),
+            )
+            return False
+        return True
 
     async def _load_replicas(self) -> None:
         for peer in self.holders():
@@ -496,7 +545,7 @@ class Node:
                 if not rows:
                     break
                 for r in rows:
-                    self._apply(peer.node_id, r.kind, r.payload)
+                    await self._apply(peer.node_id, r.seq, r.entry_id, r.kind, r.payload)
                     after = r.seq
             self._replica_cursor[peer.node_id] = after
 
@@ -533,7 +582,7 @@ class Node:
                 after = self._replica_cursor.get(peer.node_id, 0)
                 for e in entries:
                     if e.seq > after:
-                        self._apply(peer.node_id, e.kind, e.payload)
+                        await self._apply(peer.node_id, e.seq, e.entry_id, e.kind, e.payload)
                 self._replica_cursor[peer.node_id] = max(after, new_cursor)
             else:
                 for e in entries:

@@ -138,8 +138,8 @@ class PeerExchange:
         except oprf.OprfError as exc:
             raise ExchangeError("bad-proof", f"VOPRF proof from {self.peer} fails: {exc}") from exc
         per_query: dict[int, list[bytes]] = {}
-        for qi, out in zip(self._owner, outputs, strict=True):
-            for ref in replica.lookup(out):
+        for qi, found in zip(self._owner, replica.lookup_many(outputs), strict=True):
+            for ref in found:
                 refs = per_query.setdefault(qi, [])
                 if ref not in refs:
                     refs.append(ref)

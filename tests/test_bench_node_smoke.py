@@ -30,6 +30,8 @@ def test_padded_replica_finds_real_and_synthetic_entries() -> None:
     want = bytes(synthetic.masked[1234] ^ np.frombuffer(mask, dtype=np.uint8))
     assert want in padded.lookup(fake_out)
     assert padded.lookup(os.urandom(64)) == []
+    queries = [out, fake_out, os.urandom(64), out]
+    assert padded.lookup_many(queries) == [padded.lookup(q) for q in queries]
 
 
 def test_near_copies_are_close_and_share_a_base_bucket() -> None:

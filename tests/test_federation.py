@@ -248,6 +248,100 @@ async def test_exhausted_budget_is_refused_with_retry_after(fed) -> None:
     await platform.client.call(hub_member, "oprf.evaluate", _evaluate_body(fed, 200))
 
 
+async def test_admission_is_one_record_per_request(fed) -> None:
+    """The nonce, the budget charge and the traffic count of a request are written together:
+    two deliveries of one message at once are answered and charged once; a request refused
+    for its budget or before its charge still uses up its nonce."""
+    import asyncio
+
+    db = fed["hub"].node.db
+    used = "SELECT used FROM budget_usage WHERE peer_id = 'platform-a/evaluations'"
+    good = _seal(fed, "platform-a", "oprf.evaluate", _evaluate_body(fed, 3))
+    (s1, e1), (s2, e2) = await asyncio.gather(_post(fed, "hub", good), _post(fed, "hub", good))
+    assert sorted([e1.type, e2.type]) == ["error", "oprf.evaluated"]
+    assert sorted([s1, s2]) == [200, 409]
+    assert {r["used"] for r in await db.fetch_all(used)} == {3}
+    counted = "SELECT SUM(items) FROM log_counters WHERE peer_id = 'platform-a'"
+    assert await db.fetch_value(counted) == 3
+    too_many = _seal(fed, "platform-a", "oprf.evaluate", _evaluate_body(fed, 398))
+    status, env = await _post(fed, "hub", too_many)
+    assert (status, env.body["code"]) == (429, "budget-exhausted")
+    status, env = await _post(fed, "hub", too_many)
+    assert (status, env.body["code"]) == (409, "replayed")
+    wrong_key = _evaluate_body(fed)
+    wrong_key["key_id"] = bytes(8)
+    refused = _seal(fed, "platform-a", "oprf.evaluate", wrong_key)
+    assert (await _post(fed, "hub", refused))[1].body["code"] == "not-allowed"
+    assert (await _post(fed, "hub", refused))[1].body["code"] == "replayed"
+    assert {r["used"] for r in await db.fetch_all(used)} == {3}
+    assert await db.fetch_value(counted) == 3
+
+
+async def test_bad_index_entries_are_reported_not_applied_and_passed(fed) -> None:
+    """Index-feed entries a querier cannot apply (signed by their holder, so its fault) become
+    incidents and a metric; the replica keeps only good entries and the cursor moves past."""
+    from blindmatch.node.storage import PeerIncidents
+    from blindmatch.protocol import index
+
+    hub, platform = fed["hub"].node, fed["platform-b"].node
+    await platform.sync_all()
+    good_entries = platform.replica_indexes["hub"].entries
+    key_id = hub.keys.voprf_key_id
+    scheme = hub.scheme.name
+    fresh = os.urandom(index.ENTRY_BYTES)
+    bad = [
+        ("index.add", b"\xc1 not msgpack"),
+        ("index.add", canonical.encode({"scheme": scheme, "key_id": key_id})),  # no entries
+        # Schema-valid, but not a whole number of 24-byte entries.
+        (
+            "index.add",
+            canonical.encode({"scheme": scheme, "key_id": key_id, "entries": fresh + b"x"}),
+        ),
+        ("index.rename", canonical.encode({"scheme": scheme, "key_id": key_id, "entries": fresh})),
+    ]
+    for i, (kind, payload) in enumerate(bad):
+        await hub.feeds.append("index", (b"bad-%d" % i).ljust(16, b"."), kind, payload, hub.now())
+    ok = canonical.encode({"scheme": scheme, "key_id": key_id, "entries": fresh})
+    await hub.feeds.append("index", b"good-after".ljust(16, b"."), "index.add", ok, hub.now())
+    head = await hub.feeds.head("index")
+
+    await platform.sync_all()
+    assert await platform.replicas.cursor("hub", "index") == head
+    assert platform.replica_indexes["hub"].entries == good_entries + 1  # only the good one
+    assert platform.metrics.value("replica_entries_rejected_total", {"peer": "hub"}) == 4
+    incidents = await PeerIncidents(platform.db).list("hub", "bad-index-entry")
+    assert [i["evidence"]["seq"] for i in incidents] == list(range(head - 4, head))
+    assert [i["evidence"]["entry_id"] for i in incidents] == [
+        (b"bad-%d" % i).ljust(16, b".").hex() for i in range(4)
+    ]
+    assert "unknown entry kind" in incidents[3]["detail"]
+    assert all(fresh.hex() not in i["detail"] + str(i["evidence"]) for i in incidents)
+
+    # A restart rebuilds the replica from the stored entries: same result, no new incidents.
+    stopped = await fed.stop_node("platform-b")
+    platform = (await fed.restart_node("platform-b", stopped)).node
+    assert platform.replica_indexes["hub"].entries == good_entries + 1
+    assert len(await PeerIncidents(platform.db).list("hub")) == 4
+
+
+async def test_a_bad_threshold_proof_is_refused_once(fed) -> None:
+    """The holder reads the candidates while it checks the proofs; a bad proof is refused
+    all the same (nothing answered), and its nonce is used up."""
+    from blindmatch.crypto import threshold as th
+
+    hub = fed["hub"].node
+    ref = bytes(await hub.db.fetch_value("SELECT item_ref FROM bank_items LIMIT 1"))
+    key = th.QuerierKey.generate()
+    query = bytearray(th.encrypt_query(key, fed.hashes[0], os.urandom(16)).to_bytes())
+    query[-40] ^= 1  # inside the last bit's proof
+    data = _seal(fed, "platform-a", "threshold.query", {"query": bytes(query), "items": [ref]})
+    answered = hub.metrics.value("threshold_answers_total")
+    status, env = await _post(fed, "hub", data)
+    assert (status, env.body["code"]) == (400, "bad-proof")
+    assert (await _post(fed, "hub", data))[1].body["code"] == "replayed"
+    assert hub.metrics.value("threshold_answers_total") == answered
+
+
 async def test_querier_refuses_a_bad_voprf_proof(fed) -> None:
     """A holder answering under a key other than its pinned one is caught by the proof."""
     hub = fed["hub"].node

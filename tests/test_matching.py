@@ -159,3 +159,27 @@ def test_replica_index_is_compact_and_exact_at_scale() -> None:
     assert replica.lookup(deltas[2][:8] + bytes(56)) == [] or deltas[2][8:24] not in replica.lookup(
         deltas[2][:8] + bytes(56)
     )
+
+
+def test_batch_lookup_equals_the_scalar_lookup() -> None:
+    """``lookup_many`` answers exactly as ``lookup`` one output at a time: shared tags (items in
+    one bucket), entries added twice, removed entries, misses, an empty replica."""
+    rng = np.random.default_rng(17)
+    replica = index.ReplicaIndex(SCHEME.name, b"k" * 8)
+    outputs = [rng.bytes(64) for _ in range(300)]
+    assert replica.lookup_many(outputs[:5]) == [[], [], [], [], []]
+    packed = []
+    for i, out in enumerate(outputs[:200]):
+        for _ in range(1 + i % 3):  # up to three items in one bucket
+            packed.append(index.make_entry(out, rng.bytes(16)))
+    replica.add(b"".join(packed))
+    replica.add(b"".join(packed[::7]))  # some entries twice: a multiset
+    replica.add(rng.bytes(24 * 5000))  # unrelated entries
+    replica.remove(b"".join(packed[::5]))  # removed once: gone unless added twice
+    replica.remove(b"".join(e for i, e in enumerate(packed) if i % 35 == 0))  # and again
+    queries = outputs + outputs[:50]  # hits, misses, repeats; tags sharing bucket neighbours
+    queries.append(outputs[3][:8] + rng.bytes(56))  # a known tag under another mask
+    batch = replica.lookup_many(queries)
+    assert batch == [replica.lookup(q) for q in queries]
+    assert sum(map(len, batch)) > 200 and any(len(b) >= 2 for b in batch)
+    assert replica.lookup_many([]) == []

@@ -137,6 +137,51 @@ async def test_nested_transaction_is_a_savepoint(db: Database, clock: FixedClock
     assert await state.get("inner") is None
 
 
+async def test_non_durable_transaction_commits_and_rolls_back(
+    db: Database, clock: FixedClock
+) -> None:
+    state = NodeState(db)
+    async with db.transaction(durable=False):
+        await state.set("fast", b"1", clock.now())
+    with pytest.raises(RuntimeError):
+        async with db.transaction(durable=False):
+            await state.set("lost", b"2", clock.now())
+            raise RuntimeError("refused")
+    assert await state.get("fast") == b"1" and await state.get("lost") is None
+    # The relaxed setting ends with its transaction: the next one is durable again.
+    if db.dialect.name == "sqlite":
+        assert await db.fetch_value("PRAGMA synchronous") == 2  # FULL
+    else:
+        async with db.transaction():
+            assert await db.fetch_value("SHOW synchronous_commit") == "on"
+
+
+async def test_nonce_and_refused_charge_in_one_transaction(db: Database, clock: FixedClock) -> None:
+    """A peer request's admission: the nonce is used up even when the charge is refused, and
+    a replayed nonce rolls the whole admission back."""
+    nonces, ledger = NonceStore(db), BudgetLedger(db)
+    limits = BudgetLimits(per_hour=10, per_day=10)
+    now = clock.now()
+
+    async def admit(nonce: bytes, n: int) -> str:
+        try:
+            async with db.transaction(durable=False):
+                if not await nonces.remember("peer-a", nonce, now + 60, now):
+                    raise LookupError
+                charged = await ledger.charge_in_transaction("peer-a", n, now, limits)
+                return "charged" if charged else "refused"
+        except LookupError:
+            return "replayed"
+
+    assert await admit(b"n1" * 8, 8) == "charged"
+    assert await admit(b"n2" * 8, 5) == "refused"
+    assert await ledger.usage("peer-a", now) == {"hour": 8, "day": 8}
+    assert await admit(b"n2" * 8, 1) == "replayed"  # the refused request's nonce is used up
+    assert await admit(b"n1" * 8, 1) == "replayed"
+    assert await ledger.usage("peer-a", now) == {"hour": 8, "day": 8}
+    assert await _count(db, "seen_nonces") == 2
+
+
 async def test_concurrent_transactions_do_not_interleave(db: Database, clock: FixedClock) -> None:
     feed = FeedLog(db)
 
@@ -173,6 +218,7 @@ async def test_sqlite_pragmas(tmp_path) -> None:
     try:
         assert await db.fetch_value("PRAGMA foreign_keys") == 1
         assert await db.fetch_value("PRAGMA journal_mode") == "wal"
+        assert await db.fetch_value("PRAGMA synchronous") == 2  # FULL unless asked otherwise
     finally:
         await db.close()
 
@@ -395,6 +441,7 @@ async def test_budget_refused_charge_changes_nothing(db: Database, clock: FixedC
     # New hour window; the day window (15) now refuses 6 but allows 5.
     assert not await ledger.charge("peer-a", 6, later, limits)
     assert await ledger.usage("peer-a", later) == {"hour": 0, "day": 10}
+    assert await _count(db, "budget_usage") == 2  # the new hour's row was undone, not left at 0
     assert await ledger.charge("peer-a", 5, later, limits)
     assert await ledger.usage("peer-a", later) == {"hour": 5, "day": 15}
     assert not await ledger.charge("peer-a", 1, later, limits)

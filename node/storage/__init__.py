@@ -16,6 +16,7 @@ from blindmatch.node.storage.database import (
     parse_database_url,
 )
 from blindmatch.node.storage.feeds import FeedConflictError, FeedEntry, FeedLog
+from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.node.storage.node_state import NodeState
 from blindmatch.node.storage.nonces import NonceStore
 from blindmatch.node.storage.outbox import Outbox, OutboxMessage, RetryPolicy
@@ -35,6 +36,7 @@ __all__ = [
     "NonceStore",
     "Outbox",
     "OutboxMessage",
+    "PeerIncidents",
     "ReplicaEntry",
     "ReplicaStore",
     "RetryPolicy",

@@ -1,9 +1,9 @@
 """Per-peer query budgets over fixed hour and day windows.
 
 ``charge`` is all or nothing: each window's counter is raised only if it stays within its
-limit (a conditional upsert, which row locks make race-free on PostgreSQL and the single
-writer makes race-free on SQLite), and if either window refuses, the transaction rolls back so a
-refused charge changes nothing.
+limit (one conditional upsert of both rows, which row locks make race-free on PostgreSQL and the
+single writer makes race-free on SQLite), and if either window refuses, the other window's rise
+is undone in the same transaction, so a refused charge changes nothing.
 """
 
 from __future__ import annotations
@@ -29,10 +29,6 @@ class BudgetLimits:
         return self.per_hour if kind == "hour" else self.per_day
 
 
-class _Refused(Exception):
-    """Internal: unwinds the charging transaction."""
-
-
 def window_start(kind: str, now: int) -> int:
     return now - now % WINDOW_SECONDS[kind]
 
@@ -43,6 +39,15 @@ class BudgetLedger:
 
     async def charge(self, peer_id: str, n: int, now: int, limits: BudgetLimits) -> bool:
         """Spend ``n`` units of the peer's budget if both windows allow it."""
+        async with self._db.transaction():
+            return await self.charge_in_transaction(peer_id, n, now, limits)
+
+    async def charge_in_transaction(
+        self, peer_id: str, n: int, now: int, limits: BudgetLimits
+    ) -> bool:
+        """:meth:`charge` as part of the caller's open transaction (one statement when it
+        succeeds, no savepoint): a refusal undoes its own change before returning, so the rest
+        of the caller's transaction, such as a request's nonce, still commits."""
         check_text("peer_id", peer_id)
         check_int("n", n, 1)
         check_int("now", now)
@@ -50,26 +55,34 @@ class BudgetLedger:
             raise StorageValueError("limits must be a BudgetLimits")
         if n > limits.per_hour or n > limits.per_day:
             return False
-        try:
-            async with self._db.transaction():
-                for kind in WINDOW_SECONDS:
-                    changed = await self._db.execute(
-                        "INSERT INTO budget_usage (peer_id, window_kind, window_start, used)"
-                        " VALUES (?, ?, ?, ?)"
-                        " ON CONFLICT (peer_id, window_kind, window_start)"
-                        " DO UPDATE SET used = budget_usage.used + excluded.used"
-                        " WHERE budget_usage.used + excluded.used <= ?",
-                        peer_id,
-                        kind,
-                        window_start(kind, now),
-                        n,
-                        limits.for_window(kind),
-                    )
-                    if changed != 1:
-                        raise _Refused
-        except _Refused:
-            return False
-        return True
+        hour, day = window_start("hour", now), window_start("day", now)
+        # Each window's row rises only if it stays within its limit; RETURNING names the rows
+        # that did, so a partial charge (one window refused) is known without another read.
+        rows = await self._db.fetch_all(
+            "INSERT INTO budget_usage (peer_id, window_kind, window_start, used)"
+            " VALUES (?, 'hour', ?, ?), (?, 'day', ?, ?)"
+            " ON CONFLICT (peer_id, window_kind, window_start)"
+            " DO UPDATE SET used = budget_usage.used + excluded.used"
+            " WHERE budget_usage.used + excluded.used <= CASE budget_usage.window_kind"
+            " WHEN 'hour' THEN CAST(? AS BIGINT) ELSE CAST(? AS BIGINT) END"
+            " RETURNING window_kind",
+            peer_id, hour, n, peer_id, day, n, limits.per_hour, limits.per_day,
+        )  # fmt: skip
+        if len(rows) == 2:
+            return True
+        for row in rows:  # undo the window that did accept, inside the same transaction
+            kind = row["window_kind"]
+            await self._db.execute(
+                "UPDATE budget_usage SET used = used - ?"
+                " WHERE peer_id = ? AND window_kind = ? AND window_start = ?",
+                n, peer_id, kind, window_start(kind, now),
+            )  # fmt: skip
+            await self._db.execute(
+                "DELETE FROM budget_usage WHERE peer_id = ? AND window_kind = ?"
+                " AND window_start = ? AND used = 0",
+                peer_id, kind, window_start(kind, now),
+            )  # fmt: skip
+        return False
 
     async def usage(self, peer_id: str, now: int) -> dict[str, int]:
         """Units spent in the current hour and day windows."""

@@ -117,8 +117,15 @@ class Database(abc.ABC):
             await self.execute(statement)
 
     @abc.abstractmethod
-    def transaction(self) -> AbstractAsyncContextManager[None]:
-        """``async with db.transaction():`` — all or nothing; nests as savepoints."""
+    def transaction(self, durable: bool = True) -> AbstractAsyncContextManager[None]:
+        """``async with db.transaction():`` — all or nothing; nests as savepoints.
+
+        ``durable=False`` (outermost block only; ignored when nested) lets the commit return
+        before it reaches the disk: a killed process still loses nothing, but a power loss or
+        OS crash may drop the last such commits (never a durable commit made after them, and
+        never consistency). Only for records whose loss the protocol tolerates, such as the
+        per-request nonce, budget charge and traffic count of a peer request.
+        """
 
     @abc.abstractmethod
     async def lock(self, name: str) -> None:

@@ -145,7 +145,7 @@ class PostgresDatabase(Database):
         return [dict(r) for r in records]
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
+    async def transaction(self, durable: bool = True) -> AsyncIterator[None]:
         current = self._tx_connection()
         if current is not None:
             async with current.transaction():  # asyncpg makes a nested one a savepoint
@@ -157,6 +157,10 @@ class PostgresDatabase(Database):
             token = self._tx.set((asyncio.current_task(), conn))
             try:
                 async with conn.transaction():
+                    if not durable:
+                        # Asynchronous commit: the WAL writer flushes it within a few hundred
+                        # ms; a server crash may lose it, never consistency.
+                        await conn.execute("SET LOCAL synchronous_commit TO OFF")
                     yield
             finally:
                 self._tx.reset(token)

@@ -6,7 +6,9 @@ takes it for just that statement. A second, read-only connection serves plain ``
 outside a transaction, so matching reads are not held up behind a long import; WAL journaling
 lets it (and other processes, such as a CLI run next to a node) read the last committed state
 while the writer works. ``synchronous=FULL`` makes a commit durable before it returns, so a
-killed node loses nothing it reported as done. An in-memory database has only the writer.
+killed node loses nothing it reported as done, even on power loss; ``transaction(durable=False)``
+commits at ``synchronous=NORMAL`` (no fsync; safe against a killed process, and WAL keeps the file
+consistent whatever happens). An in-memory database has only the writer.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ class SQLiteDatabase(Database):
             contextvars.ContextVar(f"sqlite_tx_{id(self)}", default=(None, 0))
         )
         self._tx_owner: asyncio.Task[Any] | None = None  # the task holding the write lock
+        self._synchronous = "FULL"  # the writer's mode now ("" while a switch is under way)
         self._closed = False
 
     @classmethod
@@ -101,6 +104,7 @@ class SQLiteDatabase(Database):
             return await self._run(sql, params, fetch, self._reader)
         self._refuse_spawned_writer()
         async with self._write_lock:
+            await self._durable()
             return await self._run(sql, params, fetch)
 
     def _depth(self) -> int:
@@ -133,13 +137,13 @@ class SQLiteDatabase(Database):
                 raise IntegrityError(str(exc)) from exc
 
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[None]:
+    async def transaction(self, durable: bool = True) -> AsyncIterator[None]:
         depth = self._depth()
         task = asyncio.current_task()
         if depth == 0:
             self._refuse_spawned_writer()
             async with self._write_lock:
-                await _exec(self._conn, "BEGIN IMMEDIATE")
+                await self._begin(durable)
                 self._tx_owner = task
                 token = self._tx.set((task, 1))
                 try:
@@ -171,6 +175,26 @@ class SQLiteDatabase(Database):
                 await _exec(self._conn, f"RELEASE SAVEPOINT {savepoint}")
             finally:
                 self._tx.reset(token)
+
+    async def _begin(self, durable: bool) -> None:
+        # WAL with synchronous=NORMAL skips the commit's fsync; the next FULL commit (or a
+        # checkpoint) syncs the WAL, and with it every earlier commit. The connection's mode is
+        # switched only when the next writer needs the other one, in the same round trip as its
+        # BEGIN, so a run of peer requests pays no extra statement.
+        mode = "FULL" if durable or self._reader is None else "NORMAL"
+        if mode == self._synchronous:
+            await _exec(self._conn, "BEGIN IMMEDIATE")
+            return
+        self._synchronous = ""  # unknown until the script has run
+        await self._conn.executescript(f"PRAGMA synchronous = {mode}; BEGIN IMMEDIATE")
+        self._synchronous = mode
+
+    async def _durable(self) -> None:
+        """Before a statement outside any transaction: it commits on its own, durably."""
+        if self._synchronous != "FULL":
+            self._synchronous = ""
+            await _exec(self._conn, "PRAGMA synchronous = FULL")
+            self._synchronous = "FULL"
 
     async def lock(self, name: str) -> None:
         if self._depth() == 0:
