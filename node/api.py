@@ -24,6 +24,7 @@ from blindmatch.node.banks import BankError, BankService
 from blindmatch.node.decisions import DecisionError
 from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from blindmatch.node.node import NodeError
+from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.protocol.derivative import is_cell_variant
 from blindmatch.protocol.matching import QueryHash
 
@@ -226,6 +227,8 @@ def build_api(
                     "holds_index": m.voprf_key is not None,
                     "replica_entries": ri.entries if ri else 0,
                     "replica_cursor": await node.replicas.cursor(m.node_id, "index"),
+                    # what this node refused of the peer's feeds and logs (no content)
+                    "incidents": len(await PeerIncidents(node.db).list(m.node_id)),
                 }
             )
         return web.json_response(

@@ -785,11 +785,9 @@ class Node:
                         band=band,
                     )
                 await self.db.execute(
-                    "UPDATE match_jobs SET peers_done = peers_done + 1 WHERE job_ref = ?", job_ref
-                )
-                await self.db.execute(
-                    "UPDATE match_jobs SET completed_at = ? WHERE job_ref = ?"
-                    " AND peers_done >= peers_total AND completed_at IS NULL",
+                    "UPDATE match_jobs SET peers_done = peers_done + 1, completed_at ="
+                    " CASE WHEN completed_at IS NULL AND peers_done + 1 >= peers_total THEN ?"
+                    " ELSE completed_at END WHERE job_ref = ?",
                     now,
                     job_ref,
                 )

@@ -322,6 +322,13 @@ async def test_bad_index_entries_are_reported_not_applied_and_passed(fed) -> Non
     platform = (await fed.restart_node("platform-b", stopped)).node
     assert platform.replica_indexes["hub"].entries == good_entries + 1
     assert len(await PeerIncidents(platform.db).list("hub")) == 4
+    # ... and the operator sees them in the node's status.
+    from blindmatch.node.client import BlindmatchClient
+
+    local = fed["platform-b"]
+    async with BlindmatchClient(local.api_url, local.api_token) as api:
+        status = await api.status()
+    assert {p["peer"]: p["incidents"] for p in status["peers"]}["hub"] == 4
 
 
 async def test_a_bad_threshold_proof_is_refused_once(fed) -> None:
