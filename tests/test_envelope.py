@@ -187,3 +187,21 @@ def test_voprf_finalize_refuses_malformed_evaluations() -> None:
     for ev, pr in cases:
         with pytest.raises(oprf.OprfError):
             oprf.finalize([b"a", b"b"], blinds, ev, oprf.Mode.VOPRF, blinded, pr, key.pk)
+
+
+def test_own_points_skip_only_the_decode_and_only_while_sealing() -> None:
+    from blindmatch.crypto import sodium
+    from blindmatch.protocol import schema
+
+    check = schema.point()
+    non_canonical = b"\xff" * 32  # not a ristretto255 encoding
+    with pytest.raises(schema.SchemaError, match="not a canonical"):
+        check(non_canonical, "p")
+    with schema.own_points():
+        assert check(non_canonical, "p") == non_canonical  # our own: not re-decoded
+        with pytest.raises(schema.SchemaError, match="identity"):
+            check(sodium.IDENTITY, "p")  # ... but still never the identity
+        with pytest.raises(schema.SchemaError, match="32-byte"):
+            check(b"\x01" * 31, "p")
+    with pytest.raises(schema.SchemaError, match="not a canonical"):
+        check(non_canonical, "p")  # received bodies are checked in full again
