@@ -1196,9 +1196,6 @@ def findings(r: dict[str, Any]) -> list[str]:
     noop = {s["size"]: s["reconcile_index_noop_s"] for s in r["sizes"]}
     rep = r["replication"]
     ro = r["request_overhead_cpu"]
-    ib = r["index_build"]["reconcile_index_as_is"]
-    per_key = ib["cpu_s"] / ib["items"] / SCHEME.tables
-    delta_items = index.MAX_ENTRIES_PER_DELTA // SCHEME.tables
     out = [
         "",
         "## Bottlenecks found (and the fix suggested for the node code)",
