@@ -15,6 +15,7 @@ import multiprocessing
 import os
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 
 from blindmatch.crypto import oprf
 from blindmatch.protocol import index
@@ -59,17 +60,31 @@ def _worker_pool() -> ProcessPoolExecutor:
     return _pool
 
 
+def start_entries(
+    key: oprf.ServerKey, items: Sequence[tuple[bytes, Sequence[bytes]]]
+) -> list[asyncio.Future[list[bytes]]]:
+    """Start evaluating every item now; one future per chunk of items, in order, each giving
+    the chunk's packed entries (so a caller can write early chunks while later ones run).
+    Must be called from the event loop."""
+    if not items:
+        return []
+    if sum(len(keys) for _, keys in items) < POOL_MIN_KEYS:
+        return [asyncio.ensure_future(asyncio.to_thread(evaluate_items, key.sk, key.pk, items))]
+    chunks = [items[s : s + CHUNK_ITEMS] for s in range(0, len(items), CHUNK_ITEMS)]
+    try:
+        pool = _worker_pool()
+        futures = [pool.submit(evaluate_items, key.sk, key.pk, c) for c in chunks]
+    except BrokenProcessPool:
+        # A worker died (killed, out of memory): start a fresh pool rather than fail forever.
+        _shutdown()
+        pool = _worker_pool()
+        futures = [pool.submit(evaluate_items, key.sk, key.pk, c) for c in chunks]
+    return [asyncio.wrap_future(f) for f in futures]
+
+
 async def build_entries(
     key: oprf.ServerKey, items: Sequence[tuple[bytes, Sequence[bytes]]]
 ) -> list[bytes]:
     """Packed entries per item, off the event loop (worker processes for a backlog)."""
-    total = sum(len(keys) for _, keys in items)
-    if total < POOL_MIN_KEYS:
-        return await asyncio.to_thread(evaluate_items, key.sk, key.pk, items)
-    loop = asyncio.get_running_loop()
-    pool = _worker_pool()
-    chunks = [items[s : s + CHUNK_ITEMS] for s in range(0, len(items), CHUNK_ITEMS)]
-    parts = await asyncio.gather(
-        *(loop.run_in_executor(pool, evaluate_items, key.sk, key.pk, c) for c in chunks)
-    )
+    parts = await asyncio.gather(*start_entries(key, items))
     return [packed for part in parts for packed in part]

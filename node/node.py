@@ -297,44 +297,59 @@ class Node:
                     INDEX_FEED, _entry_id("index.remove", refs), "index.remove", payload, now
                 )
                 await translog_hooks.log_index_publication(self.translog, entry)
-                for r in refs:
-                    await self.db.execute("DELETE FROM index_publications WHERE item_ref = ?", r)
+                await self.db.execute_many(
+                    "DELETE FROM index_publications WHERE item_ref = ?", [(r,) for r in refs]
+                )
             removed += len(refs)
-        # The OPRF evaluations of the whole backlog at once (worker processes when it is
-        # large); the deltas are then written a batch at a time.
-        packed_all = await index_build.build_entries(
+        # The OPRF evaluations of the whole backlog start at once (worker processes when it
+        # is large) and each delta is written as soon as its items are evaluated, so the
+        # writes overlap the evaluation of the items after them.
+        evaluations = index_build.start_entries(
             self.keys.voprf, [(r, self._index_keys(*active[r])) for r in to_add]
         )
-        packed_of = dict(zip(to_add, packed_all, strict=True))
-        for start in range(0, len(to_add), batch):
-            refs = to_add[start : start + batch]
-            per_item = {r: packed_of[r] for r in refs}
-            payload = canonical.encode(
-                {
-                    "scheme": self.scheme.name,
-                    "key_id": key_id,
-                    "entries": index.pack_entries(
-                        e for packed in per_item.values() for e in index.split_entries(packed)
-                    ),
-                }
-            )
-            async with self.db.transaction():
-                entry = await self.feeds.append(
-                    INDEX_FEED, _entry_id("index.add", refs), "index.add", payload, now
-                )
-                await translog_hooks.log_index_publication(self.translog, entry)
-                for r, packed in per_item.items():
-                    await self.db.execute(
-                        "INSERT INTO index_publications (item_ref, scheme, key_id, entries,"
-                        " published_at) VALUES (?, ?, ?, ?, ?)",
-                        r, self.scheme.name, key_id, packed, now,
-                    )  # fmt: skip
-            added += len(refs)
+        packed_all: list[bytes] = []
+        try:
+            for start in range(0, len(to_add), batch):
+                refs = to_add[start : start + batch]
+                while len(packed_all) < start + len(refs):
+                    packed_all += await evaluations[0]
+                    evaluations.pop(0)
+                per_item = dict(zip(refs, packed_all[start : start + len(refs)], strict=True))
+                await self._publish_delta(refs, per_item, key_id, now)
+                added += len(refs)
+        finally:
+            for pending in evaluations:
+                pending.cancel()
         if added or removed:
             self.metrics.inc("index_items_published_total", added)
             self.metrics.inc("index_items_removed_total", removed)
             log.info("index reconciled: %d items added, %d removed", added, removed)
         return {"added": added, "removed": removed}
+
+    async def _publish_delta(
+        self, refs: list[bytes], per_item: dict[bytes, bytes], key_id: bytes, now: int
+    ) -> None:
+        """One index.add delta: its feed entry, its log record and its publication rows,
+        in one transaction."""
+        payload = canonical.encode(
+            {
+                "scheme": self.scheme.name,
+                "key_id": key_id,
+                "entries": index.pack_entries(
+                    e for packed in per_item.values() for e in index.split_entries(packed)
+                ),
+            }
+        )
+        async with self.db.transaction():
+            entry = await self.feeds.append(
+                INDEX_FEED, _entry_id("index.add", refs), "index.add", payload, now
+            )
+            await translog_hooks.log_index_publication(self.translog, entry)
+            await self.db.execute_many(
+                "INSERT INTO index_publications (item_ref, scheme, key_id, entries,"
+                " published_at) VALUES (?, ?, ?, ?, ?)",
+                [(r, self.scheme.name, key_id, packed, now) for r, packed in per_item.items()],
+            )
 
     # --- holder: answering peers ---------------------------------------------------------------
 

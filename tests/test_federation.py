@@ -392,3 +392,33 @@ async def test_concurrent_reconciles_publish_each_item_once(fed) -> None:
     results = await asyncio.gather(*(hub.node.reconcile_index() for _ in range(3)))
     assert sum(r["added"] for r in results) == len(fresh)
     assert await hub.node.db.fetch_value("SELECT COUNT(*) FROM index_publications") == 70
+
+
+async def test_a_backlog_is_published_by_worker_processes_exactly_as_inline(fed) -> None:
+    """A backlog large enough for the worker pool (node/index_build.py) publishes the same
+    entries the inline evaluation gives, delta by delta, and a peer matches against them."""
+    from blindmatch.node import index_build
+
+    hub, platform = fed["hub"], fed["platform-b"].node
+    per_item = hub.node.scheme.tables
+    backlog = [os.urandom(32) for _ in range(index_build.POOL_MIN_KEYS // per_item + 20)]
+    await hub.banks.import_items(
+        "ncii", [f'{{"signal_type": "pdq", "hash": "{h.hex()}"}}' for h in backlog], fmt="jsonl"
+    )
+    result = await hub.node.reconcile_index()
+    assert result == {"added": len(backlog), "removed": 0}
+    rows = await hub.node.db.fetch_all(
+        "SELECT p.item_ref, p.entries, i.hash FROM index_publications p"
+        " JOIN bank_items i ON i.item_ref = p.item_ref"
+    )
+    assert len(rows) == len(backlog) + 30
+    sample = [r for r in rows if bytes(r["hash"]) in set(backlog)][:: len(backlog) // 7]
+    inline = index_build.evaluate_items(
+        hub.node.keys.voprf.sk,
+        hub.node.keys.voprf.pk,
+        [(bytes(r["item_ref"]), hub.node.scheme.index_keys(bytes(r["hash"]))) for r in sample],
+    )
+    assert [bytes(r["entries"]) for r in sample] == inline
+    await platform.sync_all()
+    status = await match(platform, [flip(backlog[-1], 5)])
+    assert [(r.peer, r.band) for r in status.results] == [("hub", 8)]
