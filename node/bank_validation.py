@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from blindmatch.node.storage.migrations import PROVENANCE_CLASSES
+from blindmatch.protocol.messages import PROVENANCE_CLASSES
 
 # Signal types a bank can hold and the length of their raw hashes. The names are the wire
 # names of protocol.signals.SignalType ("vpdq" items are single vPDQ frames, i.e. PDQ hashes).

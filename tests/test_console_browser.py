@@ -9,14 +9,12 @@ console_case.png (the case page, picture blurred) for the README.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import shutil
 import tempfile
-import threading
 import urllib.error
 import urllib.request
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,28 +28,11 @@ from console_fixtures import (
     stop_scenario,
 )
 from survivor_harness import CHROMIUM_FLAGS as FLAGS
-from survivor_harness import browser_missing
+from survivor_harness import LoopThread, browser_missing
 
 pytestmark = pytest.mark.browser
 
 RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results"
-
-
-class LoopThread:
-    """The federation's asyncio loop in a daemon thread, so selenium can block this one."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, Any], timeout: float = 120) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture

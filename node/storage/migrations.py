@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from blindmatch.node import translog_schema as _translog_schema
 from blindmatch.node.storage.database import Database
+from blindmatch.protocol.messages import PROVENANCE_CLASSES
 
 MIGRATIONS_LOCK = "blindmatch:schema_migrations"
 
@@ -32,13 +33,6 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     applied_at BIGINT NOT NULL
 )"""
 
-PROVENANCE_CLASSES = (
-    "survivor-submitted",
-    "moderator-confirmed",
-    "peer-sourced",
-    "protected-source",
-    "generator",
-)
 _PROVENANCE_CHECK = ", ".join(f"'{p}'" for p in PROVENANCE_CLASSES)
 
 INITIAL_SCHEMA = Migration(
