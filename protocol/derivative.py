@@ -37,9 +37,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from blindmatch.crypto import oprf
 from blindmatch.protocol.lsh import PDQ_LSH_1, BitSamplingScheme, Probe
-from blindmatch.protocol.matching import PeerExchange
+from blindmatch.protocol.matching import PeerExchange, QueryHash
 
 SIGNAL = "pdq-tile"  # the signal name of a tile hash (bucket keys add "/<cell>")
 MAX_TILE_THRESHOLD = 64  # the private test allows more; tiles beyond 64 bits are noise
@@ -353,21 +352,11 @@ class TilePeerExchange(PeerExchange):
     under that cell's keys, any other under the plain scheme's (``scheme`` must be a
     :class:`DerivativeScheme`; its ``lsh`` is the whole-picture scheme)."""
 
-    def evaluate_request(self) -> dict[str, Any]:
-        keys: list[bytes] = []
-        owner: list[int] = []
-        for qi, q in enumerate(self.queries):
-            if is_cell_variant(q.variant):
-                cell = Cell.parse(q.variant)
-                probes = self.scheme.probe_keys(cell, q.hash, q.float_vector, self.probe_budget)
-            else:
-                probes = self.scheme.lsh.probe_keys(q.hash, q.float_vector, self.probe_budget)
-            keys += probes
-            owner += [qi] * len(probes)
-        self._keys, self._owner = keys, owner
-        self._blinds, self._blinded = oprf.blind(keys, oprf.Mode.VOPRF)
-        self.probes_sent = len(keys)
-        return {"key_id": self.key_id, "elements": self._blinded}
+    def probe_keys(self, query: QueryHash) -> list[bytes]:
+        if is_cell_variant(query.variant):
+            cell = Cell.parse(query.variant)
+            return self.scheme.probe_keys(cell, query.hash, query.float_vector, self.probe_budget)
+        return self.scheme.lsh.probe_keys(query.hash, query.float_vector, self.probe_budget)
 
     def tile_confirmations(self) -> list[TileConfirmation]:
         out = []

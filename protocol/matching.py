@@ -107,12 +107,16 @@ class PeerExchange:
     def key_id(self) -> bytes:
         return hashlib.sha256(b"blindmatch-v1 key id" + self.peer_voprf_key).digest()[:8]
 
+    def probe_keys(self, query: QueryHash) -> list[bytes]:
+        """The bucket keys one query hash probes (a subclass may key some hashes otherwise)."""
+        return self.scheme.probe_keys(query.hash, query.float_vector, self.probe_budget)
+
     def evaluate_request(self) -> Body:
         """Probe keys of every query hash, blinded, in one batch (one round trip per peer)."""
         keys: list[bytes] = []
         owner: list[int] = []
         for qi, q in enumerate(self.queries):
-            probes = self.scheme.probe_keys(q.hash, q.float_vector, self.probe_budget)
+            probes = self.probe_keys(q)
             keys += probes
             owner += [qi] * len(probes)
         self._keys, self._owner = keys, owner
