@@ -123,6 +123,20 @@ def _parse_hash_queries(body: Any) -> list[QueryHash]:
     return out
 
 
+def _path_ref(request: web.Request, key: str, what: str) -> bytes:
+    """A 16-byte reference from the URL path, as 32 lower-case hex characters."""
+    ref = request.match_info[key]
+    if not _HEX32.fullmatch(ref):
+        raise ApiError(400, "bad-request", f"{what}: 32 lower-case hex characters")
+    return bytes.fromhex(ref)
+
+
+async def _reason(request: web.Request) -> Any:
+    """The optional ``reason`` of a JSON body (checked by whoever uses it)."""
+    body = await _json(request) if request.can_read_body else {}
+    return body.get("reason", "") if isinstance(body, dict) else ""
+
+
 def _status_json(status, queries, roster) -> dict[str, Any]:  # type: ignore[no-untyped-def]
     """A job as the platform sees it. Tile confirmations are not matches by themselves: they
     are judged under the rule (specs/derivatives.md 6) into one match per protected source,
@@ -304,22 +318,17 @@ def build_api(
 
     @routes.post("/api/v1/cases/{case}/appeal")
     async def appeal(request: web.Request) -> web.Response:
-        ref = request.match_info["case"]
-        if not _HEX32.fullmatch(ref):
-            raise ApiError(400, "bad-request", "case: 32 lower-case hex characters")
-        body = await _json(request) if request.can_read_body else {}
-        reason = body.get("reason", "") if isinstance(body, dict) else ""
+        ref = _path_ref(request, "case", "case")
+        reason = await _reason(request)
         if not isinstance(reason, str) or len(reason) > 2000:
             raise ApiError(400, "bad-request", "reason: a string of at most 2000 characters")
-        case = await node.decisions.open_appeal(bytes.fromhex(ref), reason)
+        case = await node.decisions.open_appeal(ref, reason)
         return web.json_response(case_json(case))
 
     @routes.get("/api/v1/match/{job}")
     async def job(request: web.Request) -> web.Response:
-        ref = request.match_info["job"]
-        if not _HEX32.fullmatch(ref):
-            raise ApiError(400, "bad-request", "job: 32 lower-case hex characters")
-        return web.json_response(await _job_json(await node.job_status(bytes.fromhex(ref))))
+        ref = _path_ref(request, "job", "job")
+        return web.json_response(await _job_json(await node.job_status(ref)))
 
     @routes.get("/api/v1/banks")
     async def list_banks(request: web.Request) -> web.Response:
@@ -387,15 +396,11 @@ def build_api(
 
     @routes.post("/api/v1/items/{ref}/withdraw")
     async def withdraw(request: web.Request) -> web.Response:
-        ref = request.match_info["ref"]
-        if not _HEX32.fullmatch(ref):
-            raise ApiError(400, "bad-request", "item reference: 32 lower-case hex characters")
-        body = await _json(request) if request.can_read_body else {}
-        reason = body.get("reason", "") if isinstance(body, dict) else ""
-        item = await banks.withdraw(bytes.fromhex(ref), reason=reason)
+        ref = _path_ref(request, "ref", "item reference")
+        item = await banks.withdraw(ref, reason=await _reason(request))
         await node.decisions.withdraw_item(item.item_ref)
         await node.reconcile_index()
-        return web.json_response({"item": ref, "withdrawn_at": item.withdrawn_at})
+        return web.json_response({"item": ref.hex(), "withdrawn_at": item.withdrawn_at})
 
     app.add_routes(routes)
     if console:
