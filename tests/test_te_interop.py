@@ -124,8 +124,9 @@ def test_te_lines_export_is_read_by_local_file_exchange(tmp_path: Path, url: str
     # TE's own exchange and conversion, with every signal type its CLI knows: every line is
     # read as a valid signal.
     api = LocalFileSignalExchangeAPI.for_collab(
-        FileCollaborationConfig(name="blindmatch", api="local_file", enabled=True,
-                                filename=str(exported))  # fmt: skip
+        FileCollaborationConfig(
+            name="blindmatch", api="local_file", enabled=True, filename=str(exported)
+        )
     )
     types = list(_DEFAULT_SIGNAL_TYPES)
     assert {PdqSignal, VideoMD5Signal, VideoSHA256Signal} <= set(types)
