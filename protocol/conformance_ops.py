@@ -249,6 +249,14 @@ def canonical_decode(i: dict[str, Any]) -> dict[str, Any]:
     return {"value": to_json_value(canonical.decode(_b(i["bytes"])))}
 
 
+def group_decode(i: dict[str, Any]) -> dict[str, Any]:
+    """Section 1's point validation: a canonical encoding (RFC 9496 4.3.1), not the identity."""
+    element = _b(i["element"])
+    if not sodium.is_valid_point(element):
+        raise OpError("group-invalid", "not a canonical encoding of a non-identity element")
+    return {"element": _h(element)}
+
+
 def index_key_id(i: dict[str, Any]) -> dict[str, Any]:
     from blindmatch.protocol.roster import voprf_key_id
 
@@ -326,6 +334,7 @@ OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "envelope.seal": envelope_seal,
     "envelope.open": envelope_open,
     "canonical.decode": canonical_decode,
+    "group.decode": group_decode,
     "index.key_id": index_key_id,
     "index.entry": index_entry,
     "roster.verify": roster_verify,

@@ -39,6 +39,7 @@ PROFILES: dict[str, Profile] = {
                 "threshold.respond",
                 "threshold.decide",
                 "canonical.decode",
+                "group.decode",
                 "envelope.seal",
                 "envelope.open",
                 "index.key_id",
@@ -158,6 +159,7 @@ ERROR_CODES: dict[str, str] = {
     "oprf-verify": "a VOPRF batch proof that does not verify, or is malformed",
     "threshold-invalid": "an encrypted query or response that does not parse or verify (5.4, 5.6)",
     "canonical": "bytes that are not the canonical msgpack of a protocol value (6.1)",
+    "group-invalid": "group.decode of bytes that are not a valid point (section 1)",
     "envelope:bad-envelope": "size, canonical form, shape, version, type, sender syntax, "
     "timestamp type, nonce or signature length (6.3)",
     "envelope:unknown-sender": "the sender is not in the roster (6.3)",
@@ -190,7 +192,6 @@ ERROR_CODES: dict[str, str] = {
     "(12, 5.2)",
     "log:fork": "two validly signed heads that cannot both be honest (12, 7)",
     "log:rollback": "a head older than one already presented (12, 7)",
-    "log:audit-failed": "an audit input that is not a list of byte strings (12, 8)",
     "log:truncated-log": "an export with fewer entries than its head covers (12, 8)",
     "log:tampered-entry": "an entry or stored leaf hash that was altered (12, 8)",
     "log:root-mismatch": "entries that do not hash to the signed root (12, 8)",

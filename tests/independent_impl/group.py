@@ -38,9 +38,18 @@ def _buf() -> ctypes.Array[ctypes.c_char]:
     return ctypes.create_string_buffer(32)
 
 
+P = 2**255 - 19
+
+
 def is_valid_point(p: bytes) -> bool:
-    """Section 1: 32 bytes, canonical (RFC 9496 4.3.1), not the identity."""
-    return len(p) == 32 and p != IDENTITY and _lib.crypto_core_ristretto255_is_valid_point(p) == 1
+    """Section 1: 32 bytes, canonical (RFC 9496 4.3.1), not the identity. The checks on s are
+    made here because older libsodium releases ignore bit 255 (section 1 says so)."""
+    if len(p) != 32 or p == IDENTITY:
+        return False
+    s = int.from_bytes(p, "little")
+    if s >= P or s & 1:
+        return False
+    return _lib.crypto_core_ristretto255_is_valid_point(p) == 1
 
 
 def check_point(p: bytes) -> bytes:

@@ -195,6 +195,13 @@ def op_decode(x: dict) -> dict:
     return {"value": value_to_json(wire.decode(b(x["bytes"])))}
 
 
+def op_group_decode(x: dict) -> dict:
+    p = b(x["element"])
+    if not g.is_valid_point(p):
+        raise Err("group-invalid")
+    return {"element": p.hex()}
+
+
 def op_key_id(x: dict) -> dict:
     pk = g.check_point(b(x["pk"]))
     return {"key_id": hashlib.sha256(b"blindmatch-v1 key id" + pk).digest()[:8].hex()}
@@ -221,6 +228,7 @@ OPS = {
     "envelope.seal": op_seal,
     "envelope.open": op_open,
     "canonical.decode": op_decode,
+    "group.decode": op_group_decode,
     "index.key_id": op_key_id,
     "index.entry": op_entry,
 }
