@@ -75,8 +75,7 @@ PROFILES: dict[str, Profile] = {
         ),
         Profile(
             "log",
-            "an auditor or monitor of the verifiable log (chapter 12); needs no group "
-            "arithmetic",
+            "an auditor or monitor of the verifiable log (chapter 12); needs no group arithmetic",
             required=(
                 "merkle.root",
                 "merkle.inclusion",
@@ -182,14 +181,12 @@ ERROR_CODES: dict[str, str] = {
     "derivative:bad-role": "a tile role other than query or index (chapter 13)",
     "derivative:bad-group": "a group reference that is not 8 bytes (chapter 13)",
     "derivative:bad-mask": "a cells mask out of range (chapter 13)",
-    "derivative:bad-request": "classify inputs that do not fit together (chapter 13)",
     "log:out-of-range": "a proof or root for an index or size the log lacks (12, 9)",
     "log:bad-entry": "an entry that is not the canonical encoding of one schema (12, 3)",
     "log:bad-tree-head": "a signed tree head that does not parse (12, 6)",
     "log:bad-tree-head-signature": "a tree head whose signature does not verify (12, 6)",
     "log:inclusion-failed": "an inclusion proof that does not verify or is malformed (12, 4.2)",
-    "log:consistency-failed": "a consistency proof that does not verify or is malformed "
-    "(12, 5.2)",
+    "log:consistency-failed": "a consistency proof that does not verify or is malformed (12, 5.2)",
     "log:fork": "two validly signed heads that cannot both be honest (12, 7)",
     "log:rollback": "a head older than one already presented (12, 7)",
     "log:truncated-log": "an export with fewer entries than its head covers (12, 8)",

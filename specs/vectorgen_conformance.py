@@ -80,7 +80,12 @@ def group_encoding_cases() -> list[dict[str, Any]]:
                 _case(
                     f"evaluate-rejects-{kind}-{n}",
                     "oprf.blind_evaluate",
-                    {"mode": mode, "sk": key.sk.hex(), "blinded": [bad], "proof_nonce": nonce.hex()},
+                    {
+                        "mode": mode,
+                        "sk": key.sk.hex(),
+                        "blinded": [bad],
+                        "proof_nonce": nonce.hex(),
+                    },
                 )
             )
     bad = BAD_ENCODINGS["negative-field"][0]
@@ -95,7 +100,9 @@ def group_encoding_cases() -> list[dict[str, Any]]:
     }
     cases += [
         _case("finalize", "oprf.finalize", fin),
-        _case("finalize-rejects-noncanonical-evaluated", "oprf.finalize", {**fin, "evaluated": [bad]}),
+        _case(
+            "finalize-rejects-noncanonical-evaluated", "oprf.finalize", {**fin, "evaluated": [bad]}
+        ),
         _case("finalize-rejects-noncanonical-pk", "oprf.finalize", {**fin, "pk": bad}),
         _case(
             "finalize-rejects-unreduced-proof-scalar",
@@ -258,7 +265,9 @@ def json_encoding_cases() -> list[dict[str, Any]]:
         decode("int-beyond-2^53-is-a-string", 2**53),
         decode("uint64-max", 2**64 - 1),
         decode("int64-min", -(2**63)),
-        _case("canonical-rejects-uint64-overflow-form", "canonical.decode", {"bytes": "cf" + "00" * 8}),
+        _case(
+            "canonical-rejects-uint64-overflow-form", "canonical.decode", {"bytes": "cf" + "00" * 8}
+        ),
         _case(
             "canonical-rejects-duplicate-keys",
             "canonical.decode",
@@ -299,6 +308,22 @@ def other_error_cases() -> list[dict[str, Any]]:
             "derivative-bad-size",
             "derivative.tiles",
             {"scheme": "pdq-tiles-1", "width": 7, "height": 64, "role": "query"},
+        ),
+        _case(
+            "derivative-bad-mask",
+            "derivative.classify",
+            {
+                "scheme": "pdq-tiles-1",
+                "quality_cells": [],
+                "confirmations": [],
+                "whole_match": False,
+                "source_cells": {"0011223344556677": -1},
+            },
+        ),
+        _case(
+            "derivative-whole-match-not-a-boolean",
+            "derivative.classify",
+            {"scheme": "pdq-tiles-1", "quality_cells": [], "confirmations": [], "whole_match": 1},
         ),
         # Merkle ops hash entries as opaque bytes: "00" and "ff" are no log entries (chapter 12,
         # section 3), and the root over them is still defined.

@@ -54,9 +54,9 @@ def i(v: Any) -> int:
         raise Err("bad-request")
     if isinstance(v, int) and abs(v) <= SAFE:
         return v
-    if isinstance(v, dict) and list(v) == ["int"] and isinstance(v["int"], str):
-        if re.fullmatch(r"-?(0|[1-9][0-9]*)", v["int"]) and abs(int(v["int"])) > SAFE:
-            return int(v["int"])
+    text = v.get("int") if isinstance(v, dict) and list(v) == ["int"] else None
+    if isinstance(text, str) and re.fullmatch(r"-?(0|[1-9][0-9]*)", text) and abs(int(text)) > SAFE:
+        return int(text)
     raise Err("bad-request")
 
 
@@ -166,8 +166,12 @@ def op_decide(x: dict) -> dict:
 
 def op_seal(x: dict) -> dict:
     env = wire.sign_envelope(
-        b(x["signing_seed"]), s(x["sender"]), s(x["type"]), value_from_json(x["body"]),
-        i(x["timestamp_ms"]), b(x["nonce"]),
+        b(x["signing_seed"]),
+        s(x["sender"]),
+        s(x["type"]),
+        value_from_json(x["body"]),
+        i(x["timestamp_ms"]),
+        b(x["nonce"]),
     )
     return {"envelope": env.hex()}
 
@@ -182,13 +186,20 @@ def op_open(x: dict) -> dict:
         raise Err("bad-request")
     seen_pairs = {(s(e["sender"]), b(e["nonce"])) for e in seen}
     try:
-        _, mtype, sender, ts, nonce, body, _ = wire.open_envelope(b(x["envelope"]), i(x["now_ms"]), keys)
+        _, mtype, sender, ts, nonce, body, _ = wire.open_envelope(
+            b(x["envelope"]), i(x["now_ms"]), keys
+        )
     except wire.Refused as exc:
         raise Err(f"envelope:{exc.code}") from exc
     if (sender, nonce) in seen_pairs:
         raise Err("envelope:replayed")
-    return {"type": mtype, "sender": sender, "timestamp_ms": out_int(ts), "nonce": nonce.hex(),
-            "body": value_to_json(body)}
+    return {
+        "type": mtype,
+        "sender": sender,
+        "timestamp_ms": out_int(ts),
+        "nonce": nonce.hex(),
+        "body": value_to_json(body),
+    }
 
 
 def op_decode(x: dict) -> dict:

@@ -77,7 +77,10 @@ def _input_element(x: bytes, mode: int) -> bytes:
 def blind(inputs: list[bytes], blinds: list[bytes], mode: int) -> list[bytes]:
     if len(inputs) != len(blinds):
         raise InputError("one blind per input")
-    return [g.mul(g.check_scalar(r), _input_element(x, mode)) for x, r in zip(inputs, blinds, strict=True)]
+    return [
+        g.mul(g.check_scalar(r), _input_element(x, mode))
+        for x, r in zip(inputs, blinds, strict=True)
+    ]
 
 
 def _composites(mode: int, b: bytes, cs: list[bytes], ds: list[bytes], k: bytes | None):

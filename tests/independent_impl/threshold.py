@@ -3,6 +3,7 @@ ristretto255 with CDS OR-proofs), with the vectors' deterministic randomness of 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 
 import group as g
@@ -100,7 +101,7 @@ def respond(query: bytes, y: bytes, bands: list[int], draw: Callable[[], bytes])
         not bands
         or len(bands) > 255
         or any(not isinstance(b, int) or isinstance(b, bool) for b in bands)
-        or any(x >= y2 for x, y2 in zip(bands, bands[1:]))
+        or any(x >= y2 for x, y2 in itertools.pairwise(bands))
         or bands[0] < 0
         or bands[-1] > 128
     ):
@@ -126,7 +127,7 @@ def decide(sk: bytes, response: bytes) -> tuple[bool, int | None]:
         raise Invalid("response too short")
     k = response[0]
     bands = list(response[1 : 1 + k])
-    if k == 0 or len(bands) != k or any(x >= y for x, y in zip(bands, bands[1:])):
+    if k == 0 or len(bands) != k or any(x >= y for x, y in itertools.pairwise(bands)):
         raise Invalid("bands")
     if bands[-1] > 128:
         raise Invalid("bands above 128")

@@ -7,11 +7,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
+import group as g
 import msgpack
 import nacl.exceptions
 import nacl.signing
-
-import group as g
 
 MAX_ENVELOPE = 8 * 1024 * 1024
 ENVELOPE_D = b"blindmatch-v1 envelope"
@@ -169,13 +168,27 @@ def check(schema: dict[str, tuple[Any, bool]], body: Any) -> None:
             raise ValueError(f"bad {name}")
 
 
-ERROR_CODES = (
-    "bad-envelope bad-signature unknown-sender stale-timestamp replayed bad-body bad-proof "
-    "budget-exhausted unknown-item not-allowed internal"
-).split()
+ERROR_CODES = (  # 7.5
+    "bad-envelope",
+    "bad-signature",
+    "unknown-sender",
+    "stale-timestamp",
+    "replayed",
+    "bad-body",
+    "bad-proof",
+    "budget-exhausted",
+    "unknown-item",
+    "not-allowed",
+    "internal",
+)
 LABEL = r"[a-z0-9][a-z0-9-]*"
-PROVENANCE = ("survivor-submitted", "moderator-confirmed", "peer-sourced", "protected-source",
-              "generator")
+PROVENANCE = (
+    "survivor-submitted",
+    "moderator-confirmed",
+    "peer-sourced",
+    "protected-source",
+    "generator",
+)
 RELEASE = {
     "categories": (_list(_str(LABEL), 0, 8), False),
     "provenance": (_str(choices=PROVENANCE), False),
@@ -199,8 +212,13 @@ SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
         "query_id": (_bin(16), True),
         "answers": (
             _list(
-                _map({"item": (_bin(16), True), "response": (_bin(), True),
-                      "release": (_map(RELEASE), True)}),
+                _map(
+                    {
+                        "item": (_bin(16), True),
+                        "response": (_bin(), True),
+                        "release": (_map(RELEASE), True),
+                    }
+                ),
                 0,
                 64,
             ),
@@ -217,8 +235,14 @@ SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
         "feed": (_str(FEED), True),
         "entries": (
             _list(
-                _map({"seq": (_int(1, U64), True), "id": (_bin(16), True),
-                      "kind": (_str(), True), "payload": (_bin(), True)}),
+                _map(
+                    {
+                        "seq": (_int(1, U64), True),
+                        "id": (_bin(16), True),
+                        "kind": (_str(), True),
+                        "payload": (_bin(), True),
+                    }
+                ),
                 0,
                 1000,
             ),
