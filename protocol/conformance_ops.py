@@ -376,9 +376,11 @@ def run(op: str, data: dict[str, Any]) -> dict[str, Any]:
         raise
 
 
-# Chapters 11 (LSH) and 12 (the log) register their ops on import.
+# The signals, derivatives, video, registry and log chapters register their ops on import.
 from blindmatch.protocol import (  # noqa: E402
     derivative_ops,  # noqa: F401
+    federation_ops,  # noqa: F401
     lsh_ops,  # noqa: F401
     transparency_ops,  # noqa: F401
+    video_ops,  # noqa: F401
 )
