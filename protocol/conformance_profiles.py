@@ -60,6 +60,10 @@ PROFILES: dict[str, Profile] = {
                 "lsh.index_keys",
                 "lsh.probe_keys",
                 "lsh.exact_key",
+                "signal_types.entry",
+                "signal_types.of_variant",
+                "replication.pull",
+                "admission.decide",
             ),
             optional=(
                 # Hashing images itself (a node may take hashes from an upstream hasher).
@@ -70,6 +74,11 @@ PROFILES: dict[str, Profile] = {
                 "derivative.probe_keys",
                 "derivative.classify",
                 "derivative.cells_mask",
+                # Video (vPDQ across the federation) is served by choice.
+                "vpdq.parse_signal",
+                "vpdq.indexed_frames",
+                "vpdq.query_frames",
+                "vpdq.judge",
             ),
             extends=("core",),
         ),
@@ -172,6 +181,10 @@ ERROR_CODES: dict[str, str] = {
     "feedback:bad-signature": "a feedback record whose signature does not verify (10.7)",
     "signals:bad-hash": "a hash that is not 64 hex digits (chapter 11)",
     "signals:bad-float-vector": "a float vector that is not 256 numbers (chapter 11)",
+    "signals:unknown-type": "a signal type the registry does not define (chapter 11)",
+    "vpdq:bad-signal": "a vPDQ signal that does not parse (chapter 11)",
+    "vpdq:bad-request": "vPDQ op inputs out of range (chapter 11)",
+    "replication:bad-body": "a feed page the replication machine refuses (10.4)",
     "lsh:unknown-scheme": "an LSH scheme this version does not define (chapter 11)",
     "lsh:bad-signal": "a signal type the scheme does not bucket (chapter 11)",
     "lsh:bad-budget": "a probe budget out of range (chapter 11)",
