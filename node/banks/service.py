@@ -28,7 +28,7 @@ from typing import Any
 
 import msgpack
 
-from blindmatch.node.bank_formats import (
+from blindmatch.node.banks.formats import (
     MAX_REPORTED_PROBLEMS,
     ImportFormatError,
     LineProblem,
@@ -37,7 +37,7 @@ from blindmatch.node.bank_formats import (
     export_record,
     parse_hash_list,
 )
-from blindmatch.node.bank_validation import (
+from blindmatch.node.banks.validation import (
     PDQ_QUALITY_THRESHOLD,
     PERCEPTUAL_SIGNAL_TYPES,
     BankValidationError,
@@ -751,7 +751,7 @@ class BankService:
         origin: str = "import",
         min_quality: int | None = None,
     ) -> ImportReport:
-        """Import a hash list, all or nothing (see :mod:`blindmatch.node.bank_formats`).
+        """Import a hash list, all or nothing (see :mod:`blindmatch.node.banks.formats`).
 
         A bad line refuses the whole import with line-numbered errors. Hashes already in the
         bank are counted, not duplicated; hashes withdrawn from the bank, and perceptual hashes
