@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "blindmatch.node.cli.sim",
     "blindmatch.node.cli.reviewer",
     "blindmatch.node.cli.report",
+    "blindmatch.node.cli.interop",
 )
 
 
