@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from blindmatch.node.clock import FixedClock
-from blindmatch.node.localfed import LocalFederation, NodeSpec
+from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.matching import QueryHash
 
@@ -107,7 +107,7 @@ def _page_entries(n: int, rng: random.Random) -> bytes:
 
 
 def _add(seq: int, key_id: bytes, packed: bytes):  # type: ignore[no-untyped-def]
-    from blindmatch.node.peer_replicas import StoredEntry
+    from blindmatch.node.federation.peer_replicas import StoredEntry
     from blindmatch.protocol import canonical
 
     payload = canonical.encode({"scheme": PDQ_LSH_1.name, "key_id": key_id, "entries": packed})
@@ -115,7 +115,7 @@ def _add(seq: int, key_id: bytes, packed: bytes):  # type: ignore[no-untyped-def
 
 
 def test_a_page_applies_only_after_the_position_it_follows_and_only_once() -> None:
-    from blindmatch.node.peer_replicas import PeerReplica
+    from blindmatch.node.federation.peer_replicas import PeerReplica
 
     rng = random.Random(1)
     key_id = b"k" * 8
@@ -135,7 +135,7 @@ def test_lookups_from_threads_see_whole_pages_while_pages_are_applied() -> None:
     the entries of the pages up to c (a half-merged replica would miss some)."""
     import threading
 
-    from blindmatch.node.peer_replicas import PeerReplica
+    from blindmatch.node.federation.peer_replicas import PeerReplica
     from blindmatch.protocol import index
 
     rng = random.Random(2)
