@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from blindmatch.node.clock import FixedClock
-from blindmatch.node.localfed import LocalFederation, NodeSpec
+from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node.metrics import METRICS
 from blindmatch.protocol.matching import QueryHash
 
