@@ -39,6 +39,7 @@ MAX_HASHES_PER_REQUEST = 64
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
 _CONTENT_REF = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_DECIDER = re.compile(r"[a-z0-9_.-]{1,32}")
 
 
 def case_json(case: Any) -> dict[str, Any]:
@@ -323,6 +324,22 @@ def build_api(
         if not isinstance(reason, str) or len(reason) > 2000:
             raise ApiError(400, "bad-request", "reason: a string of at most 2000 characters")
         case = await node.decisions.open_appeal(ref, reason)
+        return web.json_response(case_json(case))
+
+    @routes.post("/api/v1/cases/{case}/decision")
+    async def decide(request: web.Request) -> web.Response:
+        """The platform's own review (or a tool's, such as HMA through the adapter) decides a
+        case as a reviewer in the console would: feedback to the holder follows."""
+        ref = _path_ref(request, "case", "case")
+        body = await _json(request)
+        if not isinstance(body, dict) or set(body) - {"outcome", "reason", "by"}:
+            raise ApiError(400, "bad-request", "expected an object: outcome, reason, by")
+        reason, by = body.get("reason", ""), body.get("by", "platform")
+        if not isinstance(reason, str) or len(reason) > 500:
+            raise ApiError(400, "bad-request", "reason: a string of at most 500 characters")
+        if not isinstance(by, str) or not _DECIDER.fullmatch(by):
+            raise ApiError(400, "bad-request", "by: 1..32 of [a-z0-9_.-]")
+        case = await node.decisions.decide(ref, body.get("outcome"), f"api:{by}", reason)
         return web.json_response(case_json(case))
 
     @routes.get("/api/v1/match/{job}")

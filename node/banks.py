@@ -22,6 +22,7 @@ import hmac
 import inspect
 import json
 import secrets
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +30,7 @@ from typing import Any
 import msgpack
 
 from blindmatch.node.bank_formats import (
+    EXPORT_FORMATS,
     MAX_REPORTED_PROBLEMS,
     ImportFormatError,
     LineProblem,
@@ -36,6 +38,7 @@ from blindmatch.node.bank_formats import (
     ParsedItem,
     export_record,
     parse_hash_list,
+    te_export_line,
 )
 from blindmatch.node.bank_validation import (
     PDQ_QUALITY_THRESHOLD,
@@ -58,6 +61,7 @@ from blindmatch.node.bank_validation import (
     check_source,
     check_source_tiles,
     check_timestamp,
+    echo,
     parse_hash_hex,
 )
 from blindmatch.node.clock import Clock
@@ -173,6 +177,8 @@ class ImportReport:
     added: int = 0
     already_present: int = 0
     skipped: list[LineProblem] = field(default_factory=list)
+    format: str = ""  # the format read (the detected one for "auto")
+    unsupported: Counter[str] = field(default_factory=Counter)  # skipped lines by TE type
 
 
 def _bank(row: Row) -> Bank:
@@ -750,18 +756,22 @@ class BankService:
         signal_type: str | None = None,
         origin: str = "import",
         min_quality: int | None = None,
+        skip_unsupported: bool = False,
     ) -> ImportReport:
         """Import a hash list, all or nothing (see :mod:`blindmatch.node.bank_formats`).
 
         A bad line refuses the whole import with line-numbered errors. Hashes already in the
         bank are counted, not duplicated; hashes withdrawn from the bank, and perceptual hashes
-        below ``min_quality``, are skipped and reported.
+        below ``min_quality``, are skipped and reported; with ``skip_unsupported``, lines of
+        signal types we do not hold are counted in ``report.unsupported``.
         """
         origin = check_source(origin)
         if min_quality is not None:
             check_quality(min_quality)
-        parsed = parse_hash_list(fmt, source, signal_type)
-        report = ImportReport(skipped=list(parsed.skipped))
+        parsed = parse_hash_list(fmt, source, signal_type, skip_unsupported=skip_unsupported)
+        report = ImportReport(
+            skipped=list(parsed.skipped), format=parsed.format, unsupported=parsed.unsupported
+        )
         now = self._clock.now()
         candidates: list[ParsedItem] = []
         for item in parsed.items:
@@ -792,11 +802,31 @@ class BankService:
         report.skipped.sort(key=lambda p: p.line)
         return report
 
-    async def export_items(self, bank: str, *, include_private: bool = False) -> AsyncIterator[str]:
-        """The bank's live items as ``jsonl`` lines (without newlines)."""
+    async def export_items(
+        self,
+        bank: str,
+        *,
+        include_private: bool = False,
+        fmt: str = "jsonl",
+        untranslatable: Counter[str] | None = None,
+    ) -> AsyncIterator[str]:
+        """The bank's live items as lines (without newlines) of ``fmt``: ``jsonl``, or
+        ``te-lines`` / ``hma-json`` under TE's signal names; items of a type TE has no name for
+        are counted in ``untranslatable`` (by our type) instead."""
+        if fmt not in EXPORT_FORMATS:
+            raise BankValidationError(
+                f"unknown export format {echo(fmt)} (one of {', '.join(EXPORT_FORMATS)})"
+            )
         after = 0
         while page := await self.list_items(bank, after_id=after):
             for item in page:
+                if fmt != "jsonl":
+                    line = te_export_line(fmt, item.signal_type, item.hash)
+                    if line is not None:
+                        yield line
+                    elif untranslatable is not None:
+                        untranslatable[item.signal_type] += 1
+                    continue
                 secret_hash = None
                 if include_private and item.has_withdrawal_secret:
                     secret_hash = await self._db.fetch_value(

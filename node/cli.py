@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "blindmatch.node.cmd_sim",
     "blindmatch.node.cmd_reviewer",
     "blindmatch.node.cmd_report",
+    "blindmatch.node.cmd_interop",
 )
 
 

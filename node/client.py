@@ -46,10 +46,16 @@ class BlindmatchClient:
         return await self._request("GET", "/api/v1/status")
 
     async def match_hashes(
-        self, hashes: list[str] | list[dict[str, Any]], wait: float | None = None
+        self,
+        hashes: list[str] | list[dict[str, Any]],
+        wait: float | None = None,
+        content_ref: str | None = None,
     ) -> dict[str, Any]:
+        """Match PDQ hashes; with ``content_ref`` the node opens review cases for matches."""
         items = [h if isinstance(h, dict) else {"hash": h} for h in hashes]
-        params = {"wait": str(wait)} if wait else None
+        params = {"wait": str(wait)} if wait else {}
+        if content_ref is not None:
+            params["content_ref"] = content_ref
         return await self._request(
             "POST", "/api/v1/match/hashes", json={"hashes": items}, params=params
         )
@@ -72,6 +78,16 @@ class BlindmatchClient:
 
     async def cases_for_content(self, content_ref: str) -> list[dict[str, Any]]:
         return (await self._request("GET", f"/api/v1/content/{content_ref}/cases"))["cases"]
+
+    async def decide(
+        self, case: str, outcome: str, reason: str = "", by: str = "platform"
+    ) -> dict[str, Any]:
+        """Decide a case (``actioned``, ``dismissed`` or ``escalated``) as the platform."""
+        return await self._request(
+            "POST",
+            f"/api/v1/cases/{case}/decision",
+            json={"outcome": outcome, "reason": reason, "by": by},
+        )
 
     async def job(self, job: str) -> dict[str, Any]:
         return await self._request("GET", f"/api/v1/match/{job}")

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import IO, Any
 
 DB_ENV = "BLINDMATCH_DB"
-FORMATS = ("jsonl", "te-lines", "te-csv", "hma-json")
+FORMATS = ("auto", "jsonl", "te-lines", "te-csv", "hma-json")
+EXPORT_FORMATS = ("jsonl", "te-lines", "hma-json")
 PROVENANCES = (
     "survivor-submitted",
     "moderator-confirmed",
@@ -98,14 +99,34 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     i = bsub.add_parser("import", parents=[common], help="import a hash list (all or nothing)")
     i.add_argument("name")
     i.add_argument("file", help="the list, or - for standard input")
-    i.add_argument("--format", default="jsonl", choices=FORMATS)
+    i.add_argument(
+        "--format",
+        default="auto",
+        choices=FORMATS,
+        help="jsonl (blindmatch bank lines), te-lines ('threatexchange hash' / 'dataset -P -S',"
+        " with or without a rotation column), te-csv ('threatexchange dataset -P --csv'),"
+        ' hma-json ({"pdq": "<hex>"} per line); auto (default) picks one from the first line',
+    )
     i.add_argument("--signal-type", help="signal type of bare-hash lines (te-lines)")
     i.add_argument("--min-quality", type=int)
+    i.add_argument(
+        "--skip-unsupported",
+        action="store_true",
+        help="skip lines of signal types blindmatch does not hold (video_md5, TE vpdq, ...)"
+        " and count them, instead of refusing the file",
+    )
     i.set_defaults(func=_sync(_import))
 
-    e = bsub.add_parser("export", parents=[common], help="export a bank as JSON lines")
+    e = bsub.add_parser("export", parents=[common], help="export a bank's live items")
     e.add_argument("name")
     e.add_argument("file", nargs="?", help="output file (default: standard output)")
+    e.add_argument(
+        "--format",
+        default="jsonl",
+        choices=EXPORT_FORMATS,
+        help="jsonl (restorable), te-lines (read by threatexchange's local_file exchange) or"
+        " hma-json (bodies for HMA's POST /c/bank/NAME/signal)",
+    )
     e.add_argument(
         "--include-private",
         action="store_true",
@@ -367,19 +388,40 @@ async def _import(args: argparse.Namespace, banks: Any) -> int:
             signal_type=args.signal_type,
             origin=origin[:200],
             min_quality=args.min_quality,
+            skip_unsupported=args.skip_unsupported,
         )
-    print(f"imported {report.added}, already present {report.already_present}")
+    print(
+        f"imported {report.added}, already present {report.already_present}"
+        f" (format {report.format})"
+    )
+    if report.unsupported:
+        counts = ", ".join(f"{name} {n}" for name, n in report.unsupported.most_common())
+        total = sum(report.unsupported.values())
+        print(f"skipped {total} unsupported signal(s): {counts}", file=sys.stderr)
     for problem in report.skipped:
         print(f"  {problem}", file=sys.stderr)
     return 0
 
 
 async def _export(args: argparse.Namespace, banks: Any) -> int:
+    from collections import Counter
+
+    from blindmatch.node.bank_validation import BankValidationError
+
     await banks.get_bank(args.name)  # fail before creating a file
-    lines = banks.export_items(args.name, include_private=args.include_private)
+    if args.include_private and args.format != "jsonl":
+        raise BankValidationError("--include-private needs --format jsonl (a restorable backup)")
+    untranslatable: Counter[str] = Counter()
+    lines = banks.export_items(
+        args.name,
+        include_private=args.include_private,
+        fmt=args.format,
+        untranslatable=untranslatable,
+    )
     if not args.file or args.file == "-":
         async for line in lines:
             sys.stdout.write(line + "\n")
+        _report_untranslatable(untranslatable)
         return 0
     # Write beside the target and rename, so a crash never leaves a truncated export.
     target = Path(args.file)
@@ -393,7 +435,18 @@ async def _export(args: argparse.Namespace, banks: Any) -> int:
         os.fsync(out.fileno())
     os.replace(partial, target)
     print(f"exported {count} items to {target}", file=sys.stderr)
+    _report_untranslatable(untranslatable)
     return 0
+
+
+def _report_untranslatable(counts: Any) -> None:
+    if counts:
+        listed = ", ".join(f"{name} {n}" for name, n in counts.most_common())
+        print(
+            f"not exported: {sum(counts.values())} item(s) of types ThreatExchange has no name"
+            f" for ({listed})",
+            file=sys.stderr,
+        )
 
 
 async def _toggle(args: argparse.Namespace, banks: Any) -> int:

@@ -214,6 +214,14 @@ def canonical_decode(i: dict[str, Any]) -> dict[str, Any]:
     return {"value": to_json_value(canonical.decode(_b(i["bytes"])))}
 
 
+def group_decode(i: dict[str, Any]) -> dict[str, Any]:
+    """Section 1's point validation: a canonical encoding (RFC 9496 4.3.1), not the identity."""
+    element = _b(i["element"])
+    if not sodium.is_valid_point(element):
+        raise OpError("group-invalid", "not a canonical encoding of a non-identity element")
+    return {"element": _h(element)}
+
+
 def index_key_id(i: dict[str, Any]) -> dict[str, Any]:
     from blindmatch.protocol.roster import voprf_key_id
 
@@ -294,6 +302,7 @@ OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "envelope.seal": envelope_seal,
     "envelope.open": envelope_open,
     "canonical.decode": canonical_decode,
+    "group.decode": group_decode,
     "index.key_id": index_key_id,
     "index.entry": index_entry,
     "roster.verify": roster_verify,
@@ -335,10 +344,13 @@ def run(op: str, data: dict[str, Any]) -> dict[str, Any]:
         raise
 
 
-# Chapters 11 (LSH), 12 (the log), 13 and 14 register their ops on import.
+# The signals, derivatives, video, registry, log and uploader chapters register their ops on
+# import.
 from blindmatch.protocol import (  # noqa: E402
     derivative_ops,  # noqa: F401
+    federation_ops,  # noqa: F401
     lsh_ops,  # noqa: F401
     transparency_ops,  # noqa: F401
     uploaders_ops,  # noqa: F401
+    video_ops,  # noqa: F401
 )

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from blindmatch.crypto import signing
-from blindmatch.protocol import canonical, schema
+from blindmatch.protocol import canonical, schema, signal_types
 from blindmatch.protocol.schema import Field, blob, integer, text
 
 HASH_BYTES = 32
@@ -449,7 +449,7 @@ ENTRY_KINDS: tuple[str, ...] = (
     "uploader-signal",
     "uploader-evaluation-counts",
 )
-SIGNAL_TYPES: tuple[str, ...] = ("pdq", "vpdq", "sha256")
+SIGNAL_TYPES: tuple[str, ...] = signal_types.bank_signal_names()
 DIRECTIONS: tuple[str, ...] = ("sent", "received")
 
 _SEQ = integer(0, MAX_TREE_SIZE)

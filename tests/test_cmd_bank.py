@@ -47,7 +47,7 @@ def test_bank_cli_round_trip(tmp_path, capsys, monkeypatch) -> None:
 
     assert run(capsys, url, "create", "copy", "--provenance", "moderator-confirmed")[0] == 0
     code, out, _ = run(capsys, url, "import", "copy", str(export))
-    assert (code, out.strip()) == (0, "imported 3, already present 0")
+    assert (code, out.strip()) == (0, "imported 3, already present 0 (format jsonl)")
 
     code, _, err = run(capsys, url, "withdraw", refs[0])
     assert code == 1 and "--operator" in err
