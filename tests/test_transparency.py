@@ -781,7 +781,7 @@ def test_audit_reports_truncation_forks_and_signed_forbidden_entries() -> None:
 
 
 def test_audit_verify_command_gives_a_clear_verdict(tmp_path: Path) -> None:
-    from blindmatch.node import cmd_audit
+    from blindmatch.node.cli import audit as cmd_audit
 
     entries, tree = audit_fixture()
     log, sth, early = tmp_path / "log.jsonl", tmp_path / "sth.hex", tmp_path / "early.hex"

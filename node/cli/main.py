@@ -14,16 +14,16 @@ from collections.abc import Sequence
 # Modules that contribute subcommands (each has ``register(subparsers) -> None`` and sets
 # ``func`` on its parser with the signature ``func(args) -> int``).
 COMMAND_MODULES: tuple[str, ...] = (
-    "blindmatch.node.cmd_demo",
-    "blindmatch.node.cmd_spec",
-    "blindmatch.node.cmd_bank",
-    "blindmatch.node.cmd_hash",
-    "blindmatch.node.cmd_node",
-    "blindmatch.node.cmd_audit",
-    "blindmatch.node.cmd_sim",
-    "blindmatch.node.cmd_reviewer",
-    "blindmatch.node.cmd_report",
-    "blindmatch.node.cmd_interop",
+    "blindmatch.node.cli.demo",
+    "blindmatch.node.cli.spec",
+    "blindmatch.node.cli.bank",
+    "blindmatch.node.cli.hash",
+    "blindmatch.node.cli.node",
+    "blindmatch.node.cli.audit",
+    "blindmatch.node.cli.sim",
+    "blindmatch.node.cli.reviewer",
+    "blindmatch.node.cli.report",
+    "blindmatch.node.cli.interop",
 )
 
 

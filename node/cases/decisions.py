@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from blindmatch.node import derivative_cases
-from blindmatch.node import policy as policy_mod
+from blindmatch.node.cases import derivatives as derivative_cases
+from blindmatch.node.cases import policy as policy_mod
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.derivative import is_cell_variant
 from blindmatch.protocol.matching import QueryHash
@@ -122,7 +122,7 @@ class DecisionService:
         return _derived_id(case_ref, b"decision", str(event_id).encode())
 
     async def _log_decision(self, case_ref: bytes, outcome: str, by: str) -> None:
-        from blindmatch.node import translog_hooks
+        from blindmatch.node.translog import hooks as translog_hooks
 
         row = await self.db.fetch_one(
             "SELECT job_ref, holder, item_ref FROM cases WHERE case_ref = ?", case_ref
@@ -141,7 +141,7 @@ class DecisionService:
         )
 
     async def _log_feedback(self, record: fb.FeedbackRecord, direction: str, peer: str) -> None:
-        from blindmatch.node import translog_hooks
+        from blindmatch.node.translog import hooks as translog_hooks
 
         await translog_hooks.log_feedback(
             self.node.translog,
@@ -153,7 +153,7 @@ class DecisionService:
         )
 
     async def _log_appeal(self, case_ref: bytes, status: str) -> None:
-        from blindmatch.node import translog_hooks
+        from blindmatch.node.translog import hooks as translog_hooks
 
         # The appealed decision is the one that actioned the case (by policy or a reviewer).
         event_id = await self.db.fetch_value(

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def cmd_hma_adapter(args: argparse.Namespace) -> int:
-    from blindmatch.node.client import BlindmatchClient
+    from blindmatch.node.api.client import BlindmatchClient
     from blindmatch.node.interop.hma_adapter import adapter_key, serve
     from blindmatch.node.runtime import api_token, configure_logging
 

@@ -14,11 +14,11 @@ from aiohttp import web
 
 from blindmatch.crypto import signing
 from blindmatch.node import keys as keyfiles
-from blindmatch.node.api import build_api
-from blindmatch.node.banks import BankService
+from blindmatch.node.api.http import build_api
+from blindmatch.node.banks.service import BankService
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
-from blindmatch.node.federation_http import build_app
+from blindmatch.node.federation.http import build_app
 from blindmatch.node.node import Node
 from blindmatch.protocol import roster as roster_mod
 

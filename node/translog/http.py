@@ -24,8 +24,8 @@ from typing import Any
 
 from aiohttp import web
 
-from blindmatch.node.translog import MAX_PAGE, TransparencyLog, head_to_json
-from blindmatch.node.translog_monitor import witnessed_heads
+from blindmatch.node.translog.log import MAX_PAGE, TransparencyLog, head_to_json
+from blindmatch.node.translog.monitor import witnessed_heads
 from blindmatch.protocol import transparency as tl
 
 PREFIX = "/log/v1"

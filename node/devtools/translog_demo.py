@@ -32,12 +32,12 @@ from typing import TextIO
 from aiohttp import web
 
 from blindmatch.node.clock import FixedClock
-from blindmatch.node.localfed import LocalFederation, NodeSpec
-from blindmatch.node.translog import TransparencyLog
-from blindmatch.node.translog_hooks import (
+from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
+from blindmatch.node.translog.hooks import (
     TrafficCounts,
 )
-from blindmatch.node.translog_http import build_log_routes
+from blindmatch.node.translog.http import build_log_routes
+from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol.matching import QueryHash
 
 DEMO_START = 1_789_948_800  # Monday 2026-09-21 00:00 UTC
@@ -59,7 +59,7 @@ async def run_demo(
     out: TextIO | None = None,
 ) -> int:
     """Run the federation, log, serve and report; returns the exit status (0: written)."""
-    from blindmatch.node import cmd_report
+    from blindmatch.node.cli import report as cmd_report
 
     out = sys.stdout if out is None else out
     rng = random.Random(seed)

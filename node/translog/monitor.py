@@ -1,7 +1,7 @@
 """Watching peers' verifiable logs: fetch their signed tree heads, prove consistency, catch
 forks and rollbacks (specs/transparency.md section 7), and remember what was seen.
 
-:class:`LogClient` speaks the read-only HTTP API of ``node/translog_http.py``.
+:class:`LogClient` speaks the read-only HTTP API of ``node/translog/http.py``.
 :class:`LogMonitor` watches one peer's log with the Ed25519 key the roster pins for it: every
 head it accepts is stored in ``peer_tree_heads`` (so a restart forgets nothing), and every
 misbehaviour is stored in ``peer_log_incidents`` with both signed heads as evidence, then
@@ -24,9 +24,9 @@ from typing import Any
 import aiohttp
 
 from blindmatch.node.clock import Clock
-from blindmatch.node.peer_client import read_limited
+from blindmatch.node.federation.peer_client import read_limited
 from blindmatch.node.storage.database import Database
-from blindmatch.node.translog_schema import ensure_schema
+from blindmatch.node.translog.schema import ensure_schema
 from blindmatch.protocol import transparency as tl
 from blindmatch.protocol.roster import Member
 

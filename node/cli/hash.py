@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from blindmatch.node.hashing import (
+from blindmatch.node.media.hashing import (
     VIDEO_SUFFIXES,
     MediaError,
     hash_image_bytes,

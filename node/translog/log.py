@@ -28,7 +28,7 @@ from typing import Any
 from blindmatch.crypto import signing
 from blindmatch.node.clock import Clock
 from blindmatch.node.storage.database import Database, Row
-from blindmatch.node.translog_schema import ensure_schema
+from blindmatch.node.translog.schema import ensure_schema
 from blindmatch.protocol import transparency as tl
 
 LOCK_NAME = "translog"

@@ -154,8 +154,8 @@ def _sync(command: Callable[[argparse.Namespace, Any], Awaitable[int]]) -> Calla
     """Run an async command with an open, migrated database and a bank service."""
 
     def run(args: argparse.Namespace) -> int:
-        from blindmatch.node.bank_validation import BankValidationError
-        from blindmatch.node.banks import BankError
+        from blindmatch.node.banks.service import BankError
+        from blindmatch.node.banks.validation import BankValidationError
         from blindmatch.node.storage import StorageError
 
         try:
@@ -170,7 +170,7 @@ def _sync(command: Callable[[argparse.Namespace, Any], Awaitable[int]]) -> Calla
 async def _with_service(
     command: Callable[[argparse.Namespace, Any], Awaitable[int]], args: argparse.Namespace
 ) -> int:
-    from blindmatch.node.banks import BankService
+    from blindmatch.node.banks.service import BankService
     from blindmatch.node.clock import SystemClock
     from blindmatch.node.storage import DEFAULT_DB_URL, open_database
 
@@ -270,15 +270,15 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
 def _image_hashes(media: bytes) -> list[tuple[str, bytes, int | None]]:
     """The hashes a picture is banked under: the PDQ of its pixels (what a holder indexes) and
     its SHA-256."""
-    from blindmatch.node.hashing import hash_image_bytes
+    from blindmatch.node.media.hashing import hash_image_bytes
 
     hashes = hash_image_bytes(media)
     return [("pdq", hashes.pdq.hash32, hashes.pdq.quality), ("sha256", hashes.sha256, None)]
 
 
 async def _add(args: argparse.Namespace, banks: Any) -> int:
-    from blindmatch.node.bank_formats import parse_te_lines
-    from blindmatch.node.bank_validation import BankValidationError
+    from blindmatch.node.banks.formats import parse_te_lines
+    from blindmatch.node.banks.validation import BankValidationError
 
     entries: list[tuple[str, str | bytes]] = [(args.signal_type, h) for h in args.hashes]
     if args.file:
@@ -308,7 +308,7 @@ async def _add(args: argparse.Namespace, banks: Any) -> int:
             if protected:
                 # A protected source photo: its whole-picture hash and its tiles, so that
                 # edited derivatives of it are found too (specs/derivatives.md).
-                from blindmatch.node.tile_hashing import protected_source
+                from blindmatch.node.media.tiles import protected_source
 
                 pdq, tiles = protected_source(media)
                 result = await banks.add_protected_source(
@@ -339,7 +339,7 @@ async def _add(args: argparse.Namespace, banks: Any) -> int:
 
 
 async def _remove(args: argparse.Namespace, banks: Any) -> int:
-    from blindmatch.node.bank_validation import BankValidationError
+    from blindmatch.node.banks.validation import BankValidationError
 
     if not args.ref and not (args.name and args.hashes):
         raise BankValidationError("give BANK HASH... or --ref ITEM_REF")
@@ -354,7 +354,7 @@ async def _remove(args: argparse.Namespace, banks: Any) -> int:
 
 
 async def _withdraw(args: argparse.Namespace, banks: Any) -> int:
-    from blindmatch.node.bank_validation import BankValidationError
+    from blindmatch.node.banks.validation import BankValidationError
 
     if args.secret_file:
         secret = Path(args.secret_file).read_bytes().strip()
@@ -406,7 +406,7 @@ async def _import(args: argparse.Namespace, banks: Any) -> int:
 async def _export(args: argparse.Namespace, banks: Any) -> int:
     from collections import Counter
 
-    from blindmatch.node.bank_validation import BankValidationError
+    from blindmatch.node.banks.validation import BankValidationError
 
     await banks.get_bank(args.name)  # fail before creating a file
     if args.include_private and args.format != "jsonl":
@@ -456,7 +456,7 @@ async def _toggle(args: argparse.Namespace, banks: Any) -> int:
 
 
 async def _delete(args: argparse.Namespace, banks: Any) -> int:
-    from blindmatch.node.bank_validation import BankValidationError
+    from blindmatch.node.banks.validation import BankValidationError
 
     if not args.yes:
         raise BankValidationError(f"deleting bank {args.name!r} removes all its items: add --yes")

@@ -29,7 +29,7 @@ from typing import Any
 
 import msgpack
 
-from blindmatch.node.bank_formats import (
+from blindmatch.node.banks.formats import (
     EXPORT_FORMATS,
     MAX_REPORTED_PROBLEMS,
     ImportFormatError,
@@ -40,7 +40,7 @@ from blindmatch.node.bank_formats import (
     parse_hash_list,
     te_export_line,
 )
-from blindmatch.node.bank_validation import (
+from blindmatch.node.banks.validation import (
     PDQ_QUALITY_THRESHOLD,
     PERCEPTUAL_SIGNAL_TYPES,
     BankValidationError,
@@ -758,7 +758,7 @@ class BankService:
         min_quality: int | None = None,
         skip_unsupported: bool = False,
     ) -> ImportReport:
-        """Import a hash list, all or nothing (see :mod:`blindmatch.node.bank_formats`).
+        """Import a hash list, all or nothing (see :mod:`blindmatch.node.banks.formats`).
 
         A bad line refuses the whole import with line-numbered errors. Hashes already in the
         bank are counted, not duplicated; hashes withdrawn from the bank, and perceptual hashes

@@ -17,9 +17,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     if args.walkthrough:
-        from blindmatch.node.demo_walkthrough import main as walkthrough
+        from blindmatch.node.devtools.demo_walkthrough import main as walkthrough
 
         return walkthrough()
-    from blindmatch.node.demo_federation import main
+    from blindmatch.node.devtools.demo_federation import main
 
     return main()

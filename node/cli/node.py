@@ -144,7 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _client(cfg: config_mod.NodeConfig):  # type: ignore[no-untyped-def]
-    from blindmatch.node.client import BlindmatchClient
+    from blindmatch.node.api.client import BlindmatchClient
     from blindmatch.node.runtime import api_token
 
     return BlindmatchClient(f"http://{cfg.api_host}:{cfg.api_port}", api_token(cfg.home))

@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
-from blindmatch.node import hashing
-from blindmatch.node.client import BlindmatchClient
-from blindmatch.node.localfed import LocalFederation, NodeSpec
+from blindmatch.node.api.client import BlindmatchClient
+from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
+from blindmatch.node.media import hashing
 from blindmatch.protocol.signals import hamming
 
 PROTECTED = ("astronaut", "chelsea", "coffee", "rocket", "stereo_motorcycle", "hubble_deep_field",
@@ -258,7 +258,7 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
 async def _derivative_step(
     fed: LocalFederation, photo: Image.Image, say: Callable[[str], None]
 ) -> dict[str, bool]:
-    from blindmatch.node import tile_hashing
+    from blindmatch.node.media import tiles as tile_hashing
     from blindmatch.sim import edits
 
     hub, gen, pb = fed["hub"], fed["imagegen"], fed["platform-b"]

@@ -81,7 +81,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from blindmatch.node.bank_validation import (
+from blindmatch.node.banks.validation import (
     ITEM_REF_BYTES,
     SECRET_HASH_BYTES,
     SIGNAL_HASH_BYTES,

@@ -18,10 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from blindmatch.node import derivative_cases, hashing, tile_hashing
-from blindmatch.node.bank_validation import BankValidationError
-from blindmatch.node.banks import BankError, BankService
-from blindmatch.node.decisions import DecisionError
+from blindmatch.node.banks.service import BankError, BankService
+from blindmatch.node.banks.validation import BankValidationError
+from blindmatch.node.cases import derivatives as derivative_cases
+from blindmatch.node.cases.decisions import DecisionError
+from blindmatch.node.media import hashing
+from blindmatch.node.media import tiles as tile_hashing
 from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from blindmatch.node.node import NodeError
 from blindmatch.node.storage.incidents import PeerIncidents
@@ -226,7 +228,7 @@ def build_api(
 
     @routes.get("/api/v1/openapi.json")
     async def openapi(request: web.Request) -> web.Response:
-        from blindmatch.node.openapi import OPENAPI
+        from blindmatch.node.api.openapi import OPENAPI
 
         return web.json_response(OPENAPI)
 

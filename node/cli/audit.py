@@ -209,7 +209,7 @@ async def audit_url(
 ) -> tuple[int, tl.SignedTreeHead | None]:
     """Audit a live node's log; returns (exit status, the verified head or None)."""
     out = sys.stdout if out is None else out
-    from blindmatch.node.translog_monitor import LogClient, LogFetchError
+    from blindmatch.node.translog.monitor import LogClient, LogFetchError
 
     async with LogClient(url) as client:
         try:
@@ -319,7 +319,7 @@ def export(database: str, node_id: str, out_dir: Path, out: TextIO | None = None
     import asyncio
 
     from blindmatch.node.storage import StorageError, open_database
-    from blindmatch.node.translog import read_stored_log
+    from blindmatch.node.translog.log import read_stored_log
 
     out = sys.stdout if out is None else out
 

@@ -25,12 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from blindmatch.node.conformance import main
+    from blindmatch.node.devtools.conformance import main
 
     return main(impl=args.impl, vectors_dir=args.vectors)
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    from blindmatch.node.conformance import serve_jsonl
+    from blindmatch.node.devtools.conformance import serve_jsonl
 
     return serve_jsonl()

@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
-from blindmatch.node import report as report_mod
-from blindmatch.node.cmd_audit import InputError, read_export, read_tree_head
+from blindmatch.node.cli.audit import InputError, read_export, read_tree_head
+from blindmatch.node.translog import report as report_mod
 from blindmatch.protocol import transparency as tl
 
 
@@ -49,7 +49,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 async def fetch_log(url: str, public_key: bytes) -> tuple[list[bytes], list[bytes] | None, bytes]:
     """Entries (with stored leaf hashes when the node serves them) and the latest head."""
-    from blindmatch.node.translog_monitor import LogClient
+    from blindmatch.node.translog.monitor import LogClient
 
     async with LogClient(url) as client:
         sth = await client.sth()
@@ -94,7 +94,7 @@ def make_report(
 
 def run(args: argparse.Namespace) -> int:
     if args.demo:
-        from blindmatch.node.translog_demo import run_demo
+        from blindmatch.node.devtools.translog_demo import run_demo
 
         if not 1 <= args.days <= 28:
             print("--days must be 1..28 (the demo roster is valid for 30 days)")
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         print("--key must be the hex of an Ed25519 public key")
         return 2
     if args.url:
-        from blindmatch.node.translog_monitor import LogFetchError
+        from blindmatch.node.translog.monitor import LogFetchError
 
         try:
             entries, stored, sth = asyncio.run(fetch_log(args.url, public_key))

@@ -20,8 +20,8 @@ from typing import Any
 
 from blindmatch.node.storage.database import Database
 from blindmatch.node.storage.feeds import FeedEntry
-from blindmatch.node.translog import LOCK_NAME, TransparencyLog
-from blindmatch.node.translog_schema import ensure_schema
+from blindmatch.node.translog.log import LOCK_NAME, TransparencyLog
+from blindmatch.node.translog.schema import ensure_schema
 from blindmatch.protocol import canonical, index
 from blindmatch.protocol import roster as roster_mod
 

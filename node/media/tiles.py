@@ -1,8 +1,9 @@
 """Tile hashes of a picture for the derivative-robust signal ``pdq-tiles-1``.
 
 The geometry, the quality gate and the rule are in :mod:`blindmatch.protocol.derivative`; this
-module only does the pixel work: decode and downscale exactly as :mod:`blindmatch.node.hashing`
-does for whole-picture PDQ, cut the tiles, and hash each with the reference implementation
+module only does the pixel work: decode and downscale exactly as
+:mod:`blindmatch.node.media.hashing` does for whole-picture PDQ, cut the tiles, and hash each
+with the reference implementation
 (``pdq_of_pixels``, i.e. ``pdqhash.compute`` on the cut pixels).
 """
 
@@ -13,8 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from blindmatch.node.bank_validation import PDQ_QUALITY_THRESHOLD, SourceTile
-from blindmatch.node.hashing import PdqHash, decode_image, downscale, hash_image, pdq_of_pixels
+from blindmatch.node.banks.validation import PDQ_QUALITY_THRESHOLD, SourceTile
+from blindmatch.node.media.hashing import (
+    PdqHash,
+    decode_image,
+    downscale,
+    hash_image,
+    pdq_of_pixels,
+)
 from blindmatch.protocol.derivative import PDQ_TILES_1, Cell, DerivativeScheme, Tile
 from blindmatch.protocol.matching import QueryHash
 

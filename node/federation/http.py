@@ -16,11 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from blindmatch.node.peer_client import CONTENT_TYPE, FEDERATION_PATH, REPLY_TYPES, read_limited
+from blindmatch.node.federation.peer_client import (
+    CONTENT_TYPE,
+    FEDERATION_PATH,
+    REPLY_TYPES,
+    read_limited,
+)
 from blindmatch.protocol import envelope
 
 if TYPE_CHECKING:
-    from blindmatch.node.banks import BankService
+    from blindmatch.node.banks.service import BankService
     from blindmatch.node.node import Node
 
 log = logging.getLogger("blindmatch.federation")
@@ -87,7 +92,7 @@ def build_app(node: Node, survivor_banks: BankService | None = None) -> web.Appl
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "node": node.node_id})
 
-    from blindmatch.node.translog_http import build_log_routes
+    from blindmatch.node.translog.http import build_log_routes
 
     app.add_routes(build_log_routes(node.translog))  # public, read-only: holds no secrets
     app.router.add_post(FEDERATION_PATH, message)
