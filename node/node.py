@@ -142,6 +142,9 @@ class Node:
         self.translog = TransparencyLog(db, cfg.node_id, keys.identity, self.clock)
         self.traffic = translog_hooks.TrafficCounts(db)
         self.rejected_feedback: list[tuple[str, str]] = []  # (holder, reason), for operators
+        # (peer, feed) -> (the peer's head at our last complete pull, when): feed lag metrics
+        self.feed_heads: dict[tuple[str, str], tuple[int, int]] = {}
+        self.started_at = self.now()
         self.peer_replicas: dict[str, PeerReplica] = {}
         self._catch_up_locks: dict[str, asyncio.Lock] = {}
         self._encryptions: OrderedDict[bytes, matching.EncryptionCache] = OrderedDict()
@@ -567,6 +570,8 @@ class Node:
         for peer in self.holders():
             await self._catch_up(peer.node_id)
 
+    REPLICATED_FEEDS = (INDEX_FEED, fb.FEED)
+
     async def sync_peer(self, peer: Member, max_pages: int = 1000) -> int:
         """Pull the peer's index and feedback feeds from our cursors; returns new entries."""
         new = await self._pull_feed(peer, INDEX_FEED, max_pages)
@@ -575,6 +580,7 @@ class Node:
 
     async def _pull_feed(self, peer: Member, feed: str, max_pages: int) -> int:
         new = 0
+        head = None
         for _ in range(max_pages):
             cursor = await self.replicas.cursor(peer.node_id, feed)
             reply = await self.client.call(
@@ -583,6 +589,7 @@ class Node:
             body = reply.body
             if body["feed"] != feed:
                 raise PeerError("bad-body", "page of another feed")
+            head = body["head"]
             entries = [
                 FeedEntry(feed, e["seq"], e["id"], e["kind"], e["payload"], 0)
                 for e in body["entries"]
@@ -607,6 +614,8 @@ class Node:
                     await self._apply_feedback_entry(peer, e)
             if new_cursor >= body["head"]:
                 break
+        if head is not None:
+            self.feed_heads[(peer.node_id, feed)] = (head, self.now())
         if new:
             self.metrics.inc(
                 "replica_entries_pulled_total", new, labels={"peer": peer.node_id, "feed": feed}

@@ -222,6 +222,9 @@ def build_api(
 
     @routes.get("/metrics")
     async def metrics(request: web.Request) -> web.Response:
+        from blindmatch.node.ops_metrics import refresh
+
+        await refresh(node)
         return web.Response(
             body=node.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE}
         )
