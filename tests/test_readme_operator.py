@@ -141,8 +141,11 @@ def test_readme_operator_block_gives_a_cross_node_match_over_tls(tmp_path: Path)
                 servers.append(
                     subprocess.Popen(
                         ["bash", "-c", "exec " + command.removesuffix("&").strip()],
-                        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-                    )  # fmt: skip
+                        cwd=tmp_path,
+                        env=env,
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
                 )
                 continue
             done = subprocess.run(
