@@ -51,7 +51,7 @@ def node_home(tmp_path: Path, capsys, monkeypatch) -> Path:  # type: ignore[no-u
     return tmp_path / "n1"
 
 
-def test_common_mistakes_are_one_line_with_a_hint(node_home: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_common_mistakes_are_one_line_with_a_hint(node_home: Path, capsys, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     code, _, err = run(capsys, "status", "--config", str(node_home))
     assert code == 1 and "is 'blindmatch run' running" in one_line(err)
     code, _, err = run(capsys, "match", "missing.jpg", "--config", str(node_home))
@@ -63,16 +63,17 @@ def test_common_mistakes_are_one_line_with_a_hint(node_home: Path, capsys) -> No
     code, _, err = run(capsys, "bank", "list")
     assert code == 1 and "which node?" in one_line(err)
     assert not Path("var").exists()  # no database made up in the working directory
-    code, _, err = run(capsys, "roster", "sign", "--federation", "F", "--serial", "2",
-                       "--member", "n1/member.json", "--key", "gov.key", "--out", "r2.json")  # fmt: skip
+    sign = ["roster", "sign", "--serial", "2", "--member", "n1/member.json", "--key", "gov.key"]
+    code, _, err = run(capsys, *sign, "--federation", "F", "--out", "r2.json")
     assert code == 2 and "lower-case letters" in one_line(err)
     code, _, err = run(capsys, "init", "--home", "n2", "--node-id", "n2", "--listen",
                        "0.0.0.0:8799")  # fmt: skip
     assert code == 2 and "--tls-cert and --tls-key" in one_line(err)
     # with the node named once in the environment, every command finds it
-    code, out, _ = run(capsys, "bank", "create", "b", "--provenance", "peer-sourced",
-                       "--config", str(node_home / "config.toml"))  # fmt: skip
-    assert code == 0
+    monkeypatch.setenv("BLINDMATCH_CONFIG", str(node_home / "config.toml"))
+    assert run(capsys, "bank", "create", "b", "--provenance", "peer-sourced")[0] == 0
+    code, out, _ = run(capsys, "bank", "list")
+    assert code == 0 and "peer-sourced" in out
 
 
 def test_version(capsys) -> None:  # type: ignore[no-untyped-def]
