@@ -240,7 +240,7 @@ def build_api(
     async def status(request: web.Request) -> web.Response:
         peers = []
         for m in node.peers():
-            ri = node.replica_indexes.get(m.node_id)
+            replica = node.peer_replicas.get(m.node_id)
             cursor = await node.replicas.cursor(m.node_id, "index")
             pulled = node.feed_heads.get((m.node_id, "index"))
             peers.append(
@@ -248,7 +248,7 @@ def build_api(
                     "peer": m.node_id,
                     "roles": list(m.roles),
                     "holds_index": m.voprf_key is not None,
-                    "replica_entries": ri.entries if ri else 0,
+                    "replica_entries": (await asyncio.to_thread(replica.size))[0] if replica else 0,
                     "replica_cursor": cursor,
                     # the peer's index head at our last complete pull, and when (null: never)
                     "synced_at": pulled[1] if pulled else None,
