@@ -91,7 +91,7 @@ class NodeConfig:
     # photos are found; costs about 5x the OPRF evaluations of a whole-picture query.
     derivative_search: bool = True
     release_bands: tuple[int, ...] = (8, 16, 31)
-    policy_path: Path | None = None  # the match policy (node/policy.py); defaults never auto-act
+    policy_path: Path | None = None  # node/cases/policy.py; defaults never auto-act
     webhook_url: str | None = None  # the platform's endpoint for block/remove/restore/notify
     webhook_secret_path: Path | None = None  # HMAC key for webhook signatures
     source_path: Path | None = None

@@ -28,13 +28,13 @@ import aiohttp
 import msgpack
 import numpy as np
 
-from blindmatch.node import index_build, translog_hooks
+from blindmatch.node.cases.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
-from blindmatch.node.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
+from blindmatch.node.federation import index_build
+from blindmatch.node.federation.peer_client import PeerClient, PeerError
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
-from blindmatch.node.peer_client import PeerClient, PeerError
 from blindmatch.node.storage import (
     BudgetLedger,
     BudgetLimits,
@@ -49,7 +49,8 @@ from blindmatch.node.storage import (
 )
 from blindmatch.node.storage.feeds import FeedEntry
 from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
-from blindmatch.node.translog import TransparencyLog
+from blindmatch.node.translog import hooks as translog_hooks
+from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol import canonical, derivative, index, matching, schema
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.lsh import SCHEMES
@@ -361,7 +362,7 @@ class Node:
         nonces, charges and counts together, so a replay within the envelope's time window
         would be charged again; no state is half-written and a killed process loses nothing.
         """
-        from blindmatch.node.federation_http import pending_admission
+        from blindmatch.node.federation.http import pending_admission
 
         limits = BudgetLimits(
             per_hour=peer.budget[f"{what}_per_hour"], per_day=peer.budget[f"{what}_per_day"]
@@ -474,7 +475,7 @@ class Node:
         return answer
 
     async def handle_feedback_submit(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
-        from blindmatch.node.decisions import DecisionError
+        from blindmatch.node.cases.decisions import DecisionError
 
         try:
             seq = await self.decisions.accept_feedback(peer.node_id, body["record"])

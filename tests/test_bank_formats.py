@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blindmatch.node.bank_formats import (
+from blindmatch.node.banks.formats import (
     MAX_LINE_BYTES,
     ImportFormatError,
     export_record,
@@ -18,7 +18,7 @@ from blindmatch.node.bank_formats import (
     parse_te_csv,
     parse_te_lines,
 )
-from blindmatch.node.bank_validation import BankValidationError
+from blindmatch.node.banks.validation import BankValidationError
 
 H = "0123456789abcdef" * 4
 

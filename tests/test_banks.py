@@ -10,9 +10,8 @@ from typing import Any
 import msgpack
 import pytest
 
-from blindmatch.node.bank_formats import ImportFormatError
-from blindmatch.node.bank_validation import BankValidationError
-from blindmatch.node.banks import (
+from blindmatch.node.banks.formats import ImportFormatError
+from blindmatch.node.banks.service import (
     Bank,
     BankExistsError,
     BankItem,
@@ -22,6 +21,7 @@ from blindmatch.node.banks import (
     ItemWithdrawnError,
     WithdrawalRefusedError,
 )
+from blindmatch.node.banks.validation import BankValidationError
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.storage import Database, FeedLog
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from blindmatch.node.cli import main
+from blindmatch.node.cli.main import main
 
 H1 = "f" * 64
 
@@ -98,7 +98,7 @@ def test_bank_cli_adds_a_protected_source_with_its_tiles(tmp_path, capsys) -> No
 
     skimage_data = pytest.importorskip("skimage.data")
     image_module = pytest.importorskip("PIL.Image")
-    from blindmatch.node import tile_hashing
+    from blindmatch.node.media import tiles as tile_hashing
     from blindmatch.node.storage import open_database
 
     picture = tmp_path / "photo.png"

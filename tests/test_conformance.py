@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from blindmatch.node import conformance
+from blindmatch.node.devtools import conformance
 from blindmatch.protocol import conformance_ops, conformance_profiles
 from blindmatch.protocol.conformance_profiles import PROFILES, certify
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from blindmatch.node.client import BlindmatchClient
-from blindmatch.node.decisions import FEEDBACK_KIND
+from blindmatch.node.api.client import BlindmatchClient
+from blindmatch.node.cases.decisions import FEEDBACK_KIND
+from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node.interop.hma_adapter import adapter_key, content_ref, serve
-from blindmatch.node.localfed import LocalFederation, NodeSpec
 
 pytest.importorskip("threatexchange")
 requests = pytest.importorskip("requests")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from blindmatch.node.cli import main
+from blindmatch.node.cli.main import main
 
 te = pytest.importorskip("threatexchange")
 

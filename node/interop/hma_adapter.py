@@ -40,7 +40,7 @@ from typing import Any
 
 from aiohttp import web
 
-from blindmatch.node.client import ApiClientError, BlindmatchClient
+from blindmatch.node.api.client import ApiClientError, BlindmatchClient
 
 KEY_FILE = "hma-adapter.key"
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -141,7 +141,7 @@ class HmaAdapter:
                 return _error(413, "upload too large")
         if not media:
             return _error(400, "Missing multipart/form-data file upload")
-        from blindmatch.node.hashing import MediaError, hash_image_bytes
+        from blindmatch.node.media.hashing import MediaError, hash_image_bytes
 
         try:
             pdq = (await asyncio.to_thread(hash_image_bytes, media)).pdq
