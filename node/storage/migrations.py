@@ -354,12 +354,28 @@ PROTECTED_SOURCES_SCHEMA = Migration(
     ),
 )
 
+# Jobs that end and say what they covered: each peer's part records the replica position
+# (index-feed cursor) it ran against, and a job ends complete, dead-lettered (a peer's part
+# ran out of attempts, or the job cannot be run) or cancelled, with the reason.
+RELIABILITY_SCHEMA = Migration(
+    6,
+    "reliability: the replica cursor of each peer's part; a job's end state and reason",
+    (
+        "ALTER TABLE match_tasks ADD COLUMN replica_cursor BIGINT",
+        "ALTER TABLE match_jobs ADD COLUMN state TEXT NOT NULL DEFAULT 'running'"
+        " CHECK (state IN ('running', 'complete', 'dead-lettered', 'cancelled'))",
+        "ALTER TABLE match_jobs ADD COLUMN ended_reason TEXT",
+        "UPDATE match_jobs SET state = 'complete' WHERE completed_at IS NOT NULL",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
     FEDERATION_SCHEMA,
     DECISIONS_SCHEMA,
     TRANSPARENCY_SCHEMA,
     PROTECTED_SOURCES_SCHEMA,
+    RELIABILITY_SCHEMA,
 )
 
 
