@@ -214,7 +214,9 @@ def _plots(s: Scenario, res: dict, ctx: Context, dec: Decisions, out: Path) -> l
         ax.legend()
         fig.tight_layout()
         made += save_figure(fig, out, "attack")
-    return made
+    from . import uploaders
+
+    return made + uploaders.plots(res, out)
 
 
 def wilson(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
@@ -459,6 +461,9 @@ def render(s: Scenario, res: dict, timing: dict, plots: list[str], tables: list[
                 "timing.json, not results.json, which stays deterministic).",
                 "",
             ]
+    from . import uploaders
+
+    lines += uploaders.report_lines(res, plots)
     lines += ["## Closing note", ""]
     lines += [f"- {f}" for f in findings] or ["- No measured figure exceeded a stated bound."]
     lines.append("")

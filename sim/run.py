@@ -297,6 +297,10 @@ def run(
     )
     res = metrics(s, ctx, st, dec)
     res["attacks"] = attacks(s, ctx)
+    if s.uploaders is not None:
+        from . import uploaders
+
+        res["uploaders"] = uploaders.evaluate(s, ctx.work, match, ctx.trusted)
     res["cost"]["charged_cpu_s_per_step"] = dict(sorted(ctx.costs.items()))
     res["provenance"] = provenance.record(s)
     t_after = time.time() - t2
