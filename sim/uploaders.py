@@ -408,7 +408,7 @@ def report_lines(res: dict[str, Any], plot_names: list[str]) -> list[str]:
         "",
     ]
     lines += (
-        [f"![uploaders](uploaders.png) ([SVG](uploaders.svg))"]
+        ["![uploaders](uploaders.png) ([SVG](uploaders.svg))"]
         if "uploaders.png" in plot_names
         else []
     )
