@@ -101,7 +101,9 @@ def _plots(s: Scenario, res: dict, ctx: Context, dec: Decisions, out: Path) -> l
         fig.savefig(out / "attack.png", dpi=70)
         plt.close(fig)
         made.append("attack.png")
-    return made
+    from . import uploaders
+
+    return made + uploaders.plots(res, out)
 
 
 def _f(x: Any, nd: int = 3) -> str:
@@ -332,6 +334,9 @@ def render(s: Scenario, res: dict, timing: dict, plots: list[str]) -> str:
                 "timing.json, not results.json, which stays deterministic).",
                 "",
             ]
+    from . import uploaders
+
+    lines += uploaders.report_lines(res, plots)
     lines += ["## Closing note", ""]
     lines += [f"- {f}" for f in findings] or ["- No measured figure exceeded a stated bound."]
     lines.append("")

@@ -295,6 +295,10 @@ def run(
     )
     res = metrics(s, ctx, st, dec)
     res["attacks"] = attacks(s, ctx)
+    if s.uploaders is not None:
+        from . import uploaders
+
+        res["uploaders"] = uploaders.evaluate(s, ctx.work, match, ctx.trusted)
     t_after = time.time() - t2
     timing = {
         "prepare_s": round(t_prep, 2),

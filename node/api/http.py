@@ -239,13 +239,13 @@ def build_api(
     async def status(request: web.Request) -> web.Response:
         peers = []
         for m in node.peers():
-            ri = node.replica_indexes.get(m.node_id)
+            replica = node.peer_replicas.get(m.node_id)
             peers.append(
                 {
                     "peer": m.node_id,
                     "roles": list(m.roles),
                     "holds_index": m.voprf_key is not None,
-                    "replica_entries": ri.entries if ri else 0,
+                    "replica_entries": (await asyncio.to_thread(replica.size))[0] if replica else 0,
                     "replica_cursor": await node.replicas.cursor(m.node_id, "index"),
                     # what this node refused of the peer's feeds and logs (no content)
                     "incidents": len(await PeerIncidents(node.db).list(m.node_id)),
