@@ -56,6 +56,7 @@ from blindmatch.protocol import canonical, derivative, index, matching, schema, 
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.lsh import SCHEMES
 from blindmatch.protocol.roster import Member, Roster
+from blindmatch.protocol.signals import HashFormatError, check_float_vector, check_pdq_bytes
 
 log = logging.getLogger("blindmatch.node")
 
@@ -704,6 +705,17 @@ class Node:
         content_ref: str | None = None,
     ) -> bytes:
         """Create a match job with one durable task per holder; returns the job reference."""
+        for i, q in enumerate(queries):
+            # What a job stores must be what its tasks can run: a value the LSH cannot rank
+            # (inf, NaN, beyond float32) would fail every attempt of every task.
+            try:
+                check_pdq_bytes(q.hash)
+                if q.float_vector is not None:
+                    check_float_vector(q.float_vector)
+            except HashFormatError as exc:
+                raise NodeError("bad-body", f"queries[{i}]: {exc}") from None
+            if not isinstance(q.variant, str) or len(q.variant.encode()) > 256:
+                raise NodeError("bad-body", f"queries[{i}]: a variant is text of <= 256 bytes")
         job_ref = os.urandom(16)
         holders = self.holders()
         packed = msgpack.packb(
