@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from blindmatch.protocol import signal_types
+
 _ERR = {"$ref": "#/components/schemas/Error"}
 _JOB = {"$ref": "#/components/schemas/Job"}
 
@@ -164,8 +166,10 @@ OPENAPI: dict[str, Any] = {
         },
         "/api/v1/match/media": {
             "post": {
-                "summary": "hash an image on this node (all 8 rotations/mirrors, border "
-                "removed) and match it; the image is not stored",
+                "summary": "hash an image (all 8 rotations/mirrors, border removed, tiles) or a "
+                "video (vPDQ: its distinct quality frames, matched by vPDQ's rule; a video "
+                "match carries signal vpdq and its query/compared-match percentages) on this "
+                "node and match it; the media is not stored",
                 "parameters": [{"name": "wait", "in": "query", "schema": {"type": "number"}}],
                 "requestBody": {
                     "required": True,
@@ -244,7 +248,8 @@ OPENAPI: dict[str, Any] = {
         },
         "/api/v1/banks/{bank}/hashes": {
             "post": {
-                "summary": "add hashes to a bank (all or nothing)",
+                "summary": "add hashes to a bank (all or nothing); for signal_type vpdq each "
+                "entry is a video as ThreatExchange's vpdq signal string (its frame list)",
                 "parameters": [
                     {"name": "bank", "in": "path", "required": True, "schema": {"type": "string"}}
                 ],
@@ -258,7 +263,7 @@ OPENAPI: dict[str, Any] = {
                                 "properties": {
                                     "signal_type": {
                                         "type": "string",
-                                        "enum": ["pdq", "vpdq", "sha256"],
+                                        "enum": list(signal_types.bank_signal_names()),
                                     },
                                     "hashes": {
                                         "type": "array",
