@@ -185,7 +185,7 @@ def _strategy_for(path: str, method: str, op: dict[str, Any]) -> st.SearchStrate
                 st.none() | st.booleans() | st.integers() | st.text(max_size=20),
                 lambda c: (
                     st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=8), c, max_size=3)
-                ),  # fmt: skip
+                ),
                 max_leaves=8,
             )
             body = st.one_of(valid.map(lambda b: ("json", b)), broken.map(lambda b: ("json", b)),
@@ -197,7 +197,7 @@ def _strategy_for(path: str, method: str, op: dict[str, Any]) -> st.SearchStrate
             "path": st.fixed_dictionaries(path_params),
             "query": st.fixed_dictionaries(query),
             "body": body,
-        }  # fmt: skip
+        }
     )
 
 
