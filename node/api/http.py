@@ -30,6 +30,7 @@ from blindmatch.node.node import NodeError
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.protocol.derivative import is_cell_variant
 from blindmatch.protocol.matching import QueryHash
+from blindmatch.protocol.signals import HashFormatError, check_float_vector
 
 if TYPE_CHECKING:
     from blindmatch.node.node import Node
@@ -117,12 +118,15 @@ def _parse_hash_queries(body: Any) -> list[QueryHash]:
         if not isinstance(h, str) or not _HEX64.fullmatch(h):
             raise ApiError(400, "bad-hash", f"hashes[{i}].hash: 64 hex characters")
         fv = item.get("float_vector")
-        if fv is not None and (
-            not isinstance(fv, list)
-            or len(fv) != 256
-            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in fv)
-        ):
-            raise ApiError(400, "bad-request", f"hashes[{i}].float_vector: 256 numbers")
+        if fv is not None:
+            try:
+                if not isinstance(fv, list):
+                    raise HashFormatError("a list of 256 numbers")
+                check_float_vector(fv)
+            except HashFormatError as exc:
+                raise ApiError(
+                    400, "bad-request", f"hashes[{i}].float_vector: 256 finite float32 ({exc})"
+                ) from None
         variant = item.get("variant", "original")
         if not isinstance(variant, str) or len(variant) > 64:
             raise ApiError(400, "bad-request", f"hashes[{i}].variant: a short string")
