@@ -373,7 +373,7 @@ async def _video_step(
             f"   hub banked 1 video item: {len(reported)} frames, "
             f"{len(video.indexed_frames(reported))} distinct ones indexed"
         )
-        out = {}
+        out: dict[str, bool] = {}
         uploads = (("copy", "upload.mp4", "demo-video"), ("unrelated", "other.mp4", "demo-other"))
         async with BlindmatchClient(pa.api_url, pa.api_token) as bm:
             for label, path, ref in uploads:
