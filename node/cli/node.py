@@ -256,6 +256,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     _print(status)
     for warning in status.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
+    dead = status.get("jobs", {}).get("dead-lettered", 0)
+    if dead:
+        print(
+            f"warning: {dead} match job(s) dead-lettered (a peer's part failed for good);"
+            " see GET /api/v1/match/JOB, then POST .../retry or leave them",
+            file=sys.stderr,
+        )
     return 0
 
 
