@@ -31,6 +31,7 @@ the regions it kept are not. In short:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -346,6 +347,15 @@ def is_cell_variant(variant: str) -> bool:
     return isinstance(variant, str) and _CELL.match(variant) is not None
 
 
+def _cells_for_copy(scheme: DerivativeScheme, regions: int) -> int:
+    """The fewest confirmed cells that :func:`classify` calls a copy among ``regions``
+    (computed with its own comparison, so that float rounding cannot set them apart)."""
+    n = max(0, math.floor(scheme.copy_coverage * regions) - 1)
+    while n < regions and n / regions < scheme.copy_coverage:
+        n += 1
+    return n
+
+
 class TilePeerExchange(PeerExchange):
     """:class:`PeerExchange` for a picture's whole-picture hashes *and* its tile hashes in one
     batch (one round trip per peer): a query hash whose ``variant`` is a cell label is probed
@@ -357,6 +367,44 @@ class TilePeerExchange(PeerExchange):
             cell = Cell.parse(query.variant)
             return self.scheme.probe_keys(cell, query.hash, query.float_vector, self.probe_budget)
         return self.scheme.lsh.probe_keys(query.hash, query.float_vector, self.probe_budget)
+
+    def next_round(self) -> list[int]:
+        """Only the threshold queries the rule needs (specs/derivatives.md 6.5): first every
+        whole-picture query hash with candidates; no tile at all once a whole-picture match
+        names a protected source (the upload is its copy, 6.2); then tiles a few at a time,
+        until one group's verdict is settled or no group can reach ``min_regions`` any more.
+        Each tile asked costs the holder a verification of 256 bit proofs."""
+        open_ = [qi for qi in sorted(self.candidates) if qi not in self.asked]
+        whole = [qi for qi in open_ if not is_cell_variant(self.queries[qi].variant)]
+        if whole:
+            return whole
+        if any(
+            not is_cell_variant(c.variant)
+            and c.release.get("provenance") == "protected-source"
+            and isinstance(c.release.get("group"), bytes)
+            for c in self.confirmed
+        ):
+            return []
+        tiles = [qi for qi in open_ if is_cell_variant(self.queries[qi].variant)]
+        scheme: DerivativeScheme = self.scheme
+        quality = {Cell.parse(q.variant) for q in self.queries if is_cell_variant(q.variant)}
+        open_cells = {Cell.parse(self.queries[qi].variant) for qi in tiles}
+        by_group: dict[bytes, set[Cell]] = {}
+        for t in self.tile_confirmations():
+            by_group.setdefault(t.group, set()).add(t.cell)
+        sources = self.source_cells()
+        best = max((len(cells) for cells in by_group.values()), default=0)
+        if best + len(tiles) < scheme.min_regions:
+            return []  # no group can match any more
+        size = scheme.min_regions - best
+        for group, cells in by_group.items():
+            if len(cells) < scheme.min_regions:
+                continue
+            for_copy = _cells_for_copy(scheme, len(quality | sources.get(group, set())))
+            if len(cells) >= for_copy or len(cells) + len(open_cells - cells) < for_copy:
+                return []  # a copy, or a derivative whatever the other tiles would say
+            size = max(size, for_copy - len(cells))  # a copy needs every one of them
+        return tiles[: max(1, size)]
 
     def tile_confirmations(self) -> list[TileConfirmation]:
         out = []
