@@ -1,5 +1,5 @@
 import sys
 
-from blindmatch.node.cli import main
+from blindmatch.node.cli.main import main
 
 sys.exit(main())

@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 
 from bench import corpus
-from blindmatch.node.hashing import pdq_of_pixels
+from blindmatch.node.media.hashing import pdq_of_pixels
 from blindmatch.protocol import derivative as dv
 from blindmatch.protocol.signals import PDQ_MATCH_THRESHOLD
 from blindmatch.sim import edits
@@ -875,8 +875,8 @@ def cost_table(data: dict[str, Any], scheme: dv.DerivativeScheme, mean_hashes: f
     tile_secs = []
     whole_secs = []
     # Hashing CPU: time the chosen query tiling and a whole-image 8-variant query on 20 sources.
-    from blindmatch.node import tile_hashing
-    from blindmatch.node.hashing import pdq_query_variants
+    from blindmatch.node.media import tiles as tile_hashing
+    from blindmatch.node.media.hashing import pdq_query_variants
 
     items = data["items"]
     for i in data["source_ids"][:20]:

@@ -13,8 +13,8 @@ aiohttp servers on 127.0.0.1, a signed roster) and measures:
   round only), with 64 probe keys (float vector) and with the 16 base keys;
 - the holder's CPU per query (``handle_evaluate`` + ``handle_threshold``, process CPU time);
 - the index build rate, ``Node.reconcile_index`` as it is (a backlog is evaluated in worker
-  processes, ``node/index_build.py``; its wall time includes the deltas' writes and, the first
-  time, starting the workers) and the bare evaluation over a process pool of 2;
+  processes, ``node/federation/index_build.py``; its wall time includes the deltas' writes
+  and, the first time, starting the workers) and the bare evaluation over a process pool of 2;
 - bytes on the wire per query (per round) and per indexed hash (index feed).
 
 Floors: group operations are *counted* (``bench.crypto.counting``) for every protocol step and
@@ -50,9 +50,9 @@ import numpy as np
 
 from bench.crypto import Floor, counting
 from blindmatch.crypto import oprf, sodium
-from blindmatch.node.localfed import LocalFederation, NodeSpec
+from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
+from blindmatch.node.federation.peer_client import PeerError
 from blindmatch.node.node import INDEX_FEED, Node
-from blindmatch.node.peer_client import PeerError
 from blindmatch.node.storage.validation import MAX_PAYLOAD_BYTES
 from blindmatch.protocol import canonical, index, matching
 from blindmatch.protocol.lsh import PDQ_LSH_1
@@ -241,8 +241,8 @@ async def _holder_main(cfg: Any, document: Any, governance: list[bytes], port: i
     from aiohttp import web
 
     from blindmatch.node import keys as keyfiles
-    from blindmatch.node.federation_http import build_app
-    from blindmatch.node.localfed import _listening_socket
+    from blindmatch.node.devtools.localfed import _listening_socket
+    from blindmatch.node.federation.http import build_app
     from blindmatch.protocol import roster as roster_mod
 
     roster = roster_mod.verify_roster(document, governance, 2, int(time.time() * 1000))
@@ -934,7 +934,7 @@ class Bench:
         holder-1: opening and sealing an envelope the size of an ``oprf.evaluate``, and the
         request's admission (nonce, budget charge, traffic count) as ``Node._charge`` does it
         now (one transaction, no fsync) and as it was (three separate fsynced commits)."""
-        from blindmatch.node import federation_http
+        from blindmatch.node.federation import http as federation_http
         from blindmatch.node.storage import BudgetLimits
         from blindmatch.protocol import envelope
 
@@ -1250,8 +1250,9 @@ def findings(r: dict[str, Any]) -> list[str]:
         "selecting `entries` only for those).",
         "6. **`reconcile_index` evaluated in the event loop, on one core.** Fixed: a backlog "
         "of 20,000 keys or more is evaluated in worker processes, one per core "
-        "(`node/index_build.py`, spawned once and kept), smaller ones in a thread; the loop "
-        "only writes the deltas. The rate table above measures `reconcile_index()` itself.",
+        "(`node/federation/index_build.py`, spawned once and kept), smaller ones in a thread; "
+        "the loop only writes the deltas. The rate table above measures `reconcile_index()` "
+        "itself.",
         "7. **Feed pages have no byte cap.** `feed.pull` asks for 500 entries and a full delta "
         f"is ~{SAFE_BATCH * ENTRY_BYTES_PER_ITEM / 2**20:.1f} MiB, so a backlog of more than "
         f"~{16 * 2**20 // (SAFE_BATCH * ENTRY_BYTES_PER_ITEM)} deltas (about "

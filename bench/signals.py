@@ -349,7 +349,7 @@ def throughput(items: list[corpus.CorpusImage], n: int = 24) -> dict[str, float]
     import pdqhash
     from PIL import Image
 
-    from blindmatch.node.hashing import hash_image_bytes
+    from blindmatch.node.media.hashing import hash_image_bytes
 
     blobs = []
     for it in items[:n]:
@@ -396,7 +396,7 @@ def downscale_check(items: list[corpus.CorpusImage], n: int = 12) -> dict[str, o
     import pdqhash
     from PIL import Image
 
-    from blindmatch.node.hashing import downscale
+    from blindmatch.node.media.hashing import downscale
 
     root = corpus.cache_dir() / "unpacked"
     seen: set[str] = set()

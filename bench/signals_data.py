@@ -19,7 +19,7 @@ import numpy as np
 
 from bench import corpus
 from bench.transforms import TRANSFORMS
-from blindmatch.node.hashing import hash_image
+from blindmatch.node.media.hashing import hash_image
 
 SEED = 20261123
 INDEX_FRACTION = 0.65

@@ -3,7 +3,7 @@
     ./dev bench survivor_pdq [--large N] [--limit N]
 
 Three sets, each hashed by the page (Debian's chromium, driven by chromedriver, the page opened
-as a saved file so no server is involved) and by ``blindmatch.node.hashing`` (Pillow decode,
+as a saved file so no server is involved) and by ``blindmatch.node.media.hashing`` (Pillow decode,
 Pillow BOX downscale above 1024 px, Meta's PDQ through ``pdqhash``):
 
 * ``corpus-png``: every corpus photo (``./dev bench corpus``; JPEG, at most 800 px) decoded by
@@ -15,7 +15,7 @@ Pillow BOX downscale above 1024 px, Meta's PDQ through ``pdqhash``):
 
 For ``corpus-png``, ``corpus-jpeg`` and ``large-png`` the page also computes the derivative
 signal ``pdq-tiles-1`` (the category "an ordinary photo of me to protect", ``static/tiles.js``)
-and its index tiles are compared with ``blindmatch.node.tile_hashing.index_tiles`` tile by tile
+and its index tiles are compared with ``blindmatch.node.media.tiles.index_tiles`` tile by tile
 (``--no-tiles`` skips this).
 
 Without the corpus cache, scikit-image's bundled photos are used instead. Results go to
@@ -87,7 +87,7 @@ def skimage_jpegs(workdir: Path) -> list[Path]:
 
 
 def as_png(source: Path, target: Path, compress_level: int = 6) -> Path:
-    from blindmatch.node import hashing
+    from blindmatch.node.media import hashing
 
     image = hashing.decode_image(source.read_bytes())
     image.save(target, "PNG", compress_level=compress_level)
@@ -97,7 +97,7 @@ def as_png(source: Path, target: Path, compress_level: int = 6) -> Path:
 def reencode(jpegs: list[Path], workdir: Path) -> list[Path]:
     """The photos as other JPEG flavours: progressive or baseline, 4:4:4 / 4:2:2 / 4:2:0
     chroma, qualities 60..90 (Pillow's encoder; the decoders differ, not the encoder)."""
-    from blindmatch.node import hashing
+    from blindmatch.node.media import hashing
 
     out = []
     for n, path in enumerate(jpegs):
@@ -158,7 +158,8 @@ def hash_in_browser(driver, files: list[Path], tiles: bool = False) -> dict[str,
 def compare_tiles(files: list[Path], page: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """The page's pdq-tiles-1 index tiles against tile_hashing.index_tiles, tile by tile
     (a tile is identified by its cell and frame)."""
-    from blindmatch.node import hashing, tile_hashing
+    from blindmatch.node.media import hashing
+    from blindmatch.node.media import tiles as tile_hashing
 
     photos = page_count = python_count = exact = quality_equal = 0
     only_page = only_python = 0
@@ -202,7 +203,7 @@ def compare_tiles(files: list[Path], page: dict[str, dict[str, Any]]) -> dict[st
 
 
 def compare(name: str, files: list[Path], driver, tiles: bool = False) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-    from blindmatch.node import hashing
+    from blindmatch.node.media import hashing
 
     page = hash_in_browser(driver, files, tiles)
     exact = quality_equal = 0
@@ -248,7 +249,7 @@ def report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         "",
         "`./dev bench survivor_pdq` hashes each picture in headless Chromium with the survivor "
         "page (`node/survivor/static/pdq.js`, the page opened as a saved file) and with "
-        "`blindmatch.node.hashing` (Pillow decode, Pillow BOX downscale above 1024 px, "
+        "`blindmatch.node.media.hashing` (Pillow decode, Pillow BOX downscale above 1024 px, "
         "Meta's PDQ through `pdqhash`), and compares the 256-bit hashes and the quality scores.",
         "",
         f"Source: {meta['source']}"
@@ -280,7 +281,7 @@ def report(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
             "same downscaled pixels as whole-picture PDQ) and hashes each with the same PDQ "
             "port; tiles with a side under 8 px are skipped and tiles of quality under 30 left "
             "out. Compared tile by tile (cell and frame) with "
-            "`blindmatch.node.tile_hashing.index_tiles` on the Pillow-decoded picture.",
+            "`blindmatch.node.media.tiles.index_tiles` on the Pillow-decoded picture.",
             "",
             "| set | photos | tiles (page) | tiles (Python) | compared | bit-exact | fraction |"
             " quality equal | only page | only Python | max distance | distances of the rest |"

@@ -24,6 +24,8 @@ NONREDUCED_SCALAR_BYTES = 64
 IDENTITY = bytes(POINT_BYTES)
 # The order of the prime-order group (RFC 9496): 2^252 + 27742317777372353535851937790883648493.
 ORDER = 2**252 + 27742317777372353535851937790883648493
+# The field prime of curve25519: an encoding's integer s must be below it (RFC 9496 4.3.1).
+FIELD_PRIME = 2**255 - 19
 
 _CDEF = """
 int sodium_init(void);
@@ -107,11 +109,21 @@ class GroupError(ValueError):
     """An operation produced or was given an element outside what the protocol allows."""
 
 
+def _canonical_field_element(p: bytes) -> bool:
+    """RFC 9496 section 4.3.1, first step, checked here rather than left to libsodium: the
+    little-endian integer ``s`` must be below the field prime (which also refuses bit 255 set)
+    and non-negative, i.e. even. libsodium 1.0.18 masks bit 255 off before its own check, so
+    without this an encoding with that bit set decoded as another valid encoding's point."""
+    s = int.from_bytes(p, "little")
+    return s < FIELD_PRIME and not s & 1
+
+
 def is_valid_point(p: bytes) -> bool:
     """True for a canonical encoding of a non-identity ristretto255 element."""
     return (
         len(p) == POINT_BYTES
         and p != IDENTITY
+        and _canonical_field_element(p)
         and _lib.crypto_core_ristretto255_is_valid_point(p) == 1
     )
 
@@ -119,7 +131,8 @@ def is_valid_point(p: bytes) -> bool:
 def is_canonical_encoding(p: bytes) -> bool:
     """True for a canonical encoding of any element, the identity included."""
     return len(p) == POINT_BYTES and (
-        p == IDENTITY or _lib.crypto_core_ristretto255_is_valid_point(p) == 1
+        p == IDENTITY
+        or (_canonical_field_element(p) and _lib.crypto_core_ristretto255_is_valid_point(p) == 1)
     )
 
 

@@ -5,6 +5,6 @@ python examples/federation_demo.py
 
 import sys
 
-from blindmatch.node.demo_federation import main
+from blindmatch.node.devtools.demo_federation import main
 
 sys.exit(main())

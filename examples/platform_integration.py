@@ -22,7 +22,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from blindmatch.node.client import BlindmatchClient
+from blindmatch.node.api.client import BlindmatchClient
 
 SEEN_IDEMPOTENCY_KEYS: set[str] = set()  # a real platform keeps these in its database
 

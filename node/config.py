@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
+import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +16,38 @@ from blindmatch.protocol.roster import NODE_ID
 
 class ConfigError(ValueError):
     pass
+
+
+CONFIG_ENV = "BLINDMATCH_CONFIG"
+CONFIG_FILE = "config.toml"
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """``--config``: how every node command names the node (its home's config.toml)."""
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help=f"the node's {CONFIG_FILE}, or its home directory (default: ${CONFIG_ENV})",
+    )
+
+
+def config_path(args: argparse.Namespace) -> Path:
+    """The config file named by ``--config`` or ``$BLINDMATCH_CONFIG`` (a home directory
+    stands for its config.toml)."""
+    given = getattr(args, "config", None) or os.environ.get(CONFIG_ENV) or None
+    if given is None:
+        raise ConfigError(
+            f"which node? give --config HOME/{CONFIG_FILE} or set {CONFIG_ENV}"
+            f" (HOME is the directory 'blindmatch init --home' created)"
+        )
+    path = Path(given).expanduser()
+    return (path / CONFIG_FILE if path.is_dir() else path).resolve()
+
+
+def load_from_args(args: argparse.Namespace) -> NodeConfig:
+    return load(config_path(args))
 
 
 def is_loopback_host(host: str) -> bool:
@@ -57,7 +91,7 @@ class NodeConfig:
     # photos are found; costs about 5x the OPRF evaluations of a whole-picture query.
     derivative_search: bool = True
     release_bands: tuple[int, ...] = (8, 16, 31)
-    policy_path: Path | None = None  # the match policy (node/policy.py); defaults never auto-act
+    policy_path: Path | None = None  # node/cases/policy.py; defaults never auto-act
     webhook_url: str | None = None  # the platform's endpoint for block/remove/restore/notify
     webhook_secret_path: Path | None = None  # HMAC key for webhook signatures
     source_path: Path | None = None

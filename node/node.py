@@ -28,13 +28,13 @@ import aiohttp
 import msgpack
 import numpy as np
 
-from blindmatch.node import index_build, translog_hooks
+from blindmatch.node.cases.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
-from blindmatch.node.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
+from blindmatch.node.federation import index_build
+from blindmatch.node.federation.peer_client import PeerClient, PeerError
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
-from blindmatch.node.peer_client import PeerClient, PeerError
 from blindmatch.node.storage import (
     BudgetLedger,
     BudgetLimits,
@@ -49,7 +49,8 @@ from blindmatch.node.storage import (
 )
 from blindmatch.node.storage.feeds import FeedEntry
 from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
-from blindmatch.node.translog import TransparencyLog
+from blindmatch.node.translog import hooks as translog_hooks
+from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol import canonical, derivative, index, matching, schema
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.lsh import SCHEMES
@@ -140,6 +141,9 @@ class Node:
         self.translog = TransparencyLog(db, cfg.node_id, keys.identity, self.clock)
         self.traffic = translog_hooks.TrafficCounts(db)
         self.rejected_feedback: list[tuple[str, str]] = []  # (holder, reason), for operators
+        # (peer, feed) -> (the peer's head at our last complete pull, when): feed lag metrics
+        self.feed_heads: dict[tuple[str, str], tuple[int, int]] = {}
+        self.started_at = self.now()
         self.replica_indexes: dict[str, index.ReplicaIndex] = {}
         self._replica_cursor: dict[str, int] = {}
         self._encryptions: OrderedDict[bytes, matching.EncryptionCache] = OrderedDict()
@@ -361,7 +365,7 @@ class Node:
         nonces, charges and counts together, so a replay within the envelope's time window
         would be charged again; no state is half-written and a killed process loses nothing.
         """
-        from blindmatch.node.federation_http import pending_admission
+        from blindmatch.node.federation.http import pending_admission
 
         limits = BudgetLimits(
             per_hour=peer.budget[f"{what}_per_hour"], per_day=peer.budget[f"{what}_per_day"]
@@ -474,7 +478,7 @@ class Node:
         return answer
 
     async def handle_feedback_submit(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
-        from blindmatch.node.decisions import DecisionError
+        from blindmatch.node.cases.decisions import DecisionError
 
         try:
             seq = await self.decisions.accept_feedback(peer.node_id, body["record"])
@@ -564,6 +568,8 @@ class Node:
                     after = r.seq
             self._replica_cursor[peer.node_id] = after
 
+    REPLICATED_FEEDS = (INDEX_FEED, fb.FEED)
+
     async def sync_peer(self, peer: Member, max_pages: int = 1000) -> int:
         """Pull the peer's index and feedback feeds from our cursors; returns new entries."""
         new = await self._pull_feed(peer, INDEX_FEED, max_pages)
@@ -572,6 +578,7 @@ class Node:
 
     async def _pull_feed(self, peer: Member, feed: str, max_pages: int) -> int:
         new = 0
+        head = None
         for _ in range(max_pages):
             cursor = await self.replicas.cursor(peer.node_id, feed)
             reply = await self.client.call(
@@ -580,6 +587,7 @@ class Node:
             body = reply.body
             if body["feed"] != feed:
                 raise PeerError("bad-body", "page of another feed")
+            head = body["head"]
             entries = [
                 FeedEntry(feed, e["seq"], e["id"], e["kind"], e["payload"], 0)
                 for e in body["entries"]
@@ -604,6 +612,8 @@ class Node:
                     await self._apply_feedback_entry(peer, e)
             if new_cursor >= body["head"]:
                 break
+        if head is not None:
+            self.feed_heads[(peer.node_id, feed)] = (head, self.now())
         if new:
             self.metrics.inc(
                 "replica_entries_pulled_total", new, labels={"peer": peer.node_id, "feed": feed}

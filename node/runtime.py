@@ -16,14 +16,14 @@ from pathlib import Path
 from aiohttp import web
 
 from blindmatch.node import keys as keyfiles
-from blindmatch.node import policy as policy_mod
-from blindmatch.node.api import build_api
-from blindmatch.node.banks import BankService
+from blindmatch.node.api.http import build_api
+from blindmatch.node.banks.service import BankService
+from blindmatch.node.cases import policy as policy_mod
 from blindmatch.node.clock import SystemClock
 from blindmatch.node.config import ConfigError, NodeConfig
-from blindmatch.node.federation_http import build_app
+from blindmatch.node.federation.http import build_app
 from blindmatch.node.node import Node
-from blindmatch.node.translog_monitor import FederationLogWatch
+from blindmatch.node.translog.monitor import FederationLogWatch
 from blindmatch.protocol import roster as roster_mod
 
 TOKEN_FILE = "api.token"

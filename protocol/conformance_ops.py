@@ -1,14 +1,15 @@
 """The operations of the conformance interface, implemented by this package.
 
-Each operation takes a JSON object (byte strings as lower-case hex) and returns one, or raises
-:class:`OpError` with a stable error code. The same operations, spoken as JSON lines over a
-pipe, are what an external implementation must answer (specs/protocol.md, "Conformance").
-Pure: no I/O.
+Each operation takes a JSON object and returns one, or raises :class:`OpError` with a stable
+error code. The same operations, spoken as JSON lines over a pipe, are what an external
+implementation must answer (specs/protocol.md, chapter 9: the JSON encoding in 9.4, the error
+codes in 9.6). Pure: no I/O.
 """
 
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -23,14 +24,43 @@ class OpError(Exception):
         self.code = code
 
 
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")
+# Integers beyond this magnitude lose precision as JSON numbers (IEEE doubles); they travel as
+# {"int": "<decimal>"} (specs/protocol.md 9.4).
+JSON_SAFE_INT = 2**53 - 1
+
+
 def hex_bytes(v: Any) -> bytes:
-    """A hex string from a request, or a ``bad-request`` refusal."""
-    if not isinstance(v, str):
-        raise OpError("bad-request", "expected a hex string")
-    try:
-        return bytes.fromhex(v)
-    except ValueError as exc:
-        raise OpError("bad-request", "invalid hex") from exc
+    """A byte-string field: lower-case hex of even length, or a ``bad-request`` refusal."""
+    if not isinstance(v, str) or not _HEX.fullmatch(v):
+        raise OpError("bad-request", "expected lower-case hex of even length")
+    return bytes.fromhex(v)
+
+
+def json_int(v: Any) -> int:
+    """An integer field: a JSON number within +-(2^53 - 1), or {"int": "<decimal>"} beyond."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        if abs(v) > JSON_SAFE_INT:
+            raise OpError("bad-request", "integers beyond 2^53 - 1 are written {'int': ...}")
+        return v
+    if isinstance(v, dict) and set(v) == {"int"} and isinstance(v["int"], str):
+        if re.fullmatch(r"-?(0|[1-9][0-9]*)", v["int"]):
+            n = int(v["int"])
+            if abs(n) > JSON_SAFE_INT:
+                return n
+        raise OpError("bad-request", "{'int': ...} holds the decimal of a big integer")
+    raise OpError("bad-request", "expected an integer")
+
+
+def big_ints_to_json(v: Any) -> Any:
+    """Write every integer beyond +-(2^53 - 1) in an op's output as {"int": "<decimal>"}."""
+    if isinstance(v, int) and not isinstance(v, bool) and abs(v) > JSON_SAFE_INT:
+        return {"int": str(v)}
+    if isinstance(v, dict):
+        return {k: big_ints_to_json(x) for k, x in v.items()}
+    if isinstance(v, list):
+        return [big_ints_to_json(x) for x in v]
+    return v
 
 
 def hex_bytes_list(v: Any) -> list[bytes]:
@@ -64,7 +94,7 @@ def _mode(v: Any) -> oprf.Mode:
     try:
         return oprf.Mode(v)
     except ValueError as exc:
-        raise OpError("bad-request", "mode must be 0 or 1") from exc
+        raise OpError("bad-request", "mode must be 0, 1 or 2") from exc
 
 
 def oprf_derive_key_pair(i: dict[str, Any]) -> dict[str, Any]:
@@ -107,6 +137,27 @@ def oprf_finalize(i: dict[str, Any]) -> dict[str, Any]:
     return {"outputs": [_h(x) for x in outputs]}
 
 
+def oprf_poprf_blind(i: dict[str, Any]) -> dict[str, Any]:
+    _, blinded, _ = oprf.poprf_blind(_bl(i["inputs"]), _b(i["info"]), _b(i["pk"]), _bl(i["blinds"]))
+    return {"blinded": [_h(x) for x in blinded]}
+
+
+def oprf_poprf_blind_evaluate(i: dict[str, Any]) -> dict[str, Any]:
+    evaluated, proof = oprf.poprf_blind_evaluate(
+        _server_key(i["sk"]), _bl(i["blinded"]), _b(i["info"]), _b(i["proof_nonce"])
+    )
+    return {"evaluated": [_h(x) for x in evaluated], "proof": _h(proof)}
+
+
+def oprf_poprf_finalize(i: dict[str, Any]) -> dict[str, Any]:
+    info = _b(i["info"])
+    outputs = oprf.poprf_finalize(
+        _bl(i["inputs"]), _bl(i["blinds"]), _bl(i["evaluated"]), _bl(i["blinded"]),
+        _b(i["proof"]), info, oprf.poprf_tweaked_key(_b(i["pk"]), info),
+    )  # fmt: skip
+    return {"outputs": [_h(x) for x in outputs]}
+
+
 def _querier_key(sk_hex: Any) -> th.QuerierKey:
     sk = oprf.deserialize_scalar(_b(sk_hex), "sk")
     return th.QuerierKey(sk=sk, pk=sodium.scalarmult_base(sk))
@@ -119,7 +170,8 @@ def threshold_encrypt(i: dict[str, Any]) -> dict[str, Any]:
         _b(i["query_id"]),
         th.vector_scalars(_b(i["scalar_seed"])),
     ).to_bytes()
-    return {"query_sha256": hashlib.sha256(query).hexdigest(), "query_bytes": len(query)}
+    # The query is 49,200 bytes; vectors compare its SHA-256 and its length in bytes.
+    return {"query_sha256": hashlib.sha256(query).hexdigest(), "query_length": len(query)}
 
 
 def threshold_verify(i: dict[str, Any]) -> dict[str, Any]:
@@ -144,22 +196,40 @@ def threshold_decide(i: dict[str, Any]) -> dict[str, Any]:
     return {"matched": result.matched, "band": result.band}
 
 
+# A protocol value (msgpack: nil, bool, int, str, bin, array, map) in JSON (specs/protocol.md
+# 9.4): a JSON object with exactly one key "hex", "int" or "map" is a tag, so a protocol map
+# whose only key is one of those three is written inside {"map": ...}; no two values share a
+# JSON form.
+_TAGS = frozenset({"hex", "int", "map"})
+
+
 def from_json_value(v: Any) -> Any:
-    """Bodies in vectors are JSON; byte strings are written {"hex": "..."}."""
     if isinstance(v, dict):
-        if set(v) == {"hex"}:
-            return _b(v["hex"])
+        if len(v) == 1 and next(iter(v)) in _TAGS:
+            ((tag, inner),) = v.items()
+            if tag == "hex":
+                return _b(inner)
+            if tag == "int":
+                return json_int(v)
+            if not isinstance(inner, dict):
+                raise OpError("bad-request", "{'map': ...} holds a JSON object")
+            return {k: from_json_value(x) for k, x in inner.items()}
         return {k: from_json_value(x) for k, x in v.items()}
     if isinstance(v, list):
         return [from_json_value(x) for x in v]
+    if isinstance(v, float) or (isinstance(v, int) and not isinstance(v, bool)):
+        return json_int(v)
     return v
 
 
 def to_json_value(v: Any) -> Any:
     if isinstance(v, bytes):
         return {"hex": v.hex()}
+    if isinstance(v, int) and not isinstance(v, bool):
+        return {"int": str(v)} if abs(v) > JSON_SAFE_INT else v
     if isinstance(v, dict):
-        return {k: to_json_value(x) for k, x in v.items()}
+        encoded = {k: to_json_value(x) for k, x in v.items()}
+        return {"map": encoded} if len(v) == 1 and next(iter(v)) in _TAGS else encoded
     if isinstance(v, list):
         return [to_json_value(x) for x in v]
     return v
@@ -179,7 +249,14 @@ def envelope_seal(i: dict[str, Any]) -> dict[str, Any]:
 
 def envelope_open(i: dict[str, Any]) -> dict[str, Any]:
     roster = {name: _b(pk) for name, pk in i["roster"].items()}
-    env = envelope.open_envelope(_b(i["envelope"]), now_ms=i["now_ms"], sender_key=roster.get)
+    env = envelope.open_envelope(
+        _b(i["envelope"]), now_ms=json_int(i["now_ms"]), sender_key=roster.get
+    )
+    # The receiver's replay memory: (sender, nonce) pairs it accepted inside the window. The
+    # check comes last, so only an authentic, well-formed message is refused as a replay.
+    seen = {(s["sender"], _b(s["nonce"])) for s in i.get("seen", [])}
+    if (env.sender, env.nonce) in seen:
+        raise OpError("envelope:replayed", "this (sender, nonce) was accepted before")
     return {
         "type": env.type,
         "sender": env.sender,
@@ -191,6 +268,14 @@ def envelope_open(i: dict[str, Any]) -> dict[str, Any]:
 
 def canonical_decode(i: dict[str, Any]) -> dict[str, Any]:
     return {"value": to_json_value(canonical.decode(_b(i["bytes"])))}
+
+
+def group_decode(i: dict[str, Any]) -> dict[str, Any]:
+    """Section 1's point validation: a canonical encoding (RFC 9496 4.3.1), not the identity."""
+    element = _b(i["element"])
+    if not sodium.is_valid_point(element):
+        raise OpError("group-invalid", "not a canonical encoding of a non-identity element")
+    return {"element": _h(element)}
 
 
 def index_key_id(i: dict[str, Any]) -> dict[str, Any]:
@@ -263,6 +348,9 @@ OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "oprf.blind": oprf_blind,
     "oprf.blind_evaluate": oprf_blind_evaluate,
     "oprf.finalize": oprf_finalize,
+    "oprf.poprf_blind": oprf_poprf_blind,
+    "oprf.poprf_blind_evaluate": oprf_poprf_blind_evaluate,
+    "oprf.poprf_finalize": oprf_poprf_finalize,
     "threshold.encrypt": threshold_encrypt,
     "threshold.verify": threshold_verify,
     "threshold.respond": threshold_respond,
@@ -270,6 +358,7 @@ OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "envelope.seal": envelope_seal,
     "envelope.open": envelope_open,
     "canonical.decode": canonical_decode,
+    "group.decode": group_decode,
     "index.key_id": index_key_id,
     "index.entry": index_entry,
     "roster.verify": roster_verify,
@@ -297,7 +386,7 @@ def run(op: str, data: dict[str, Any]) -> dict[str, Any]:
     if fn is None:
         raise OpError("unsupported-op", op)
     try:
-        return fn(data)
+        return big_ints_to_json(fn(data))
     except OpError:
         raise
     except envelope.EnvelopeError as exc:
@@ -311,9 +400,13 @@ def run(op: str, data: dict[str, Any]) -> dict[str, Any]:
         raise
 
 
-# Chapters 11 (LSH) and 12 (the log) register their ops on import.
+# The signals, derivatives, video, registry, log and uploader chapters register their ops on
+# import.
 from blindmatch.protocol import (  # noqa: E402
     derivative_ops,  # noqa: F401
+    federation_ops,  # noqa: F401
     lsh_ops,  # noqa: F401
     transparency_ops,  # noqa: F401
+    uploaders_ops,  # noqa: F401
+    video_ops,  # noqa: F401
 )

@@ -2,7 +2,7 @@
 
 Normative description: ``specs/derivatives.md``; vectors: ``specs/vectors/derivative.json``;
 measurements: ``bench/results/derivatives.md``. Pure: no pixels, no I/O (the pixel work lives in
-``blindmatch.node.tile_hashing``).
+``blindmatch.node.media.tiles``).
 
 A "nudified" derivative keeps most of the source photo (background, face, hair, framing) and
 regenerates a large body region, so its whole-image PDQ hash is far from the source's. Hashes of

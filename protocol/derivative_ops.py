@@ -100,7 +100,7 @@ def derivative_classify(i: dict[str, Any]) -> dict[str, Any]:
     ]
     whole = i.get("whole_match", False)
     if not isinstance(whole, bool):
-        raise OpError("derivative:bad-request", "whole_match is a boolean")
+        raise OpError("bad-request", "whole_match is a boolean")
     source_cells = {}
     for g, mask in (i.get("source_cells") or {}).items():
         try:

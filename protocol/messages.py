@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from blindmatch.crypto import oprf, threshold
+from blindmatch.protocol import signal_types
 from blindmatch.protocol.schema import Field, blob, integer, list_of, point, record, text
 
 PROTOCOL_VERSION = 1
@@ -32,30 +33,15 @@ ERROR_CODES = (
     "internal",
 )
 
-PROVENANCE_CLASSES = (
-    "survivor-submitted",
-    "moderator-confirmed",
-    "peer-sourced",
-    "protected-source",
-    "generator",
-)
+PROVENANCE_CLASSES = signal_types.PROVENANCE_CLASSES
 FEED_NAME = r"[a-z][a-z0-9.-]{0,31}"
 MAX_FEED_PAGE = 1000
 MAX_FEED_PAYLOAD = 2 * 1024 * 1024
 _NONCE = blob(exact=16)
 
-# What a holder's policy may release about a candidate item (every field optional).
-RELEASE_FIELDS = {
-    "categories": Field(
-        list_of(text(32, pattern=r"[a-z0-9][a-z0-9-]*"), max_items=8), required=False
-    ),
-    "provenance": Field(text(32, choices=PROVENANCE_CLASSES), required=False),
-    "signal": Field(text(32, pattern=r"[a-z0-9_./-]+"), required=False),
-    # Tile items of a protected source (specs/derivatives.md): the source's group reference and
-    # the map of its textured cells, so the querier can tell a copy from a derivative.
-    "group": Field(blob(exact=8), required=False),
-    "source_cells": Field(integer(0, (1 << 41) - 1), required=False),
-}
+# What a holder's policy may release about a candidate item (every field optional): the base
+# fields and those of each registered signal type.
+RELEASE_FIELDS = signal_types.release_schema()
 
 _THRESHOLD_RESPONSE_MAX = (
     1 + 1 + threshold.MAX_THRESHOLD + (threshold.MAX_THRESHOLD + 1) * threshold.CIPHERTEXT_BYTES

@@ -171,15 +171,17 @@ class VpdqMatch:
         return max(self.query_match_percent, self.compared_match_percent) >= threshold
 
 
-def _good_distinct_frames(frames: Sequence[VpdqFrame], min_quality: int) -> list[bytes]:
+def distinct_good_frames(frames: Sequence[VpdqFrame], min_quality: int) -> list[VpdqFrame]:
+    """vPDQ's frame selection: deduplicate by hash (first occurrence wins), then drop frames of
+    quality below ``min_quality``; order kept."""
     seen: set[bytes] = set()
-    out: list[bytes] = []
+    out: list[VpdqFrame] = []
     for f in frames:
         if f.pdq in seen:
             continue
         seen.add(f.pdq)
         if f.quality >= min_quality:
-            out.append(f.pdq)
+            out.append(f)
     return out
 
 
@@ -196,8 +198,8 @@ def vpdq_match(
     are dropped. A frame of one video "matches" when some frame of the other is within
     ``distance_threshold``. Returns both percentages; a side with no usable frames scores 0.
     """
-    q = _good_distinct_frames(query, min_quality)
-    c = _good_distinct_frames(compared, min_quality)
+    q = [f.pdq for f in distinct_good_frames(query, min_quality)]
+    c = [f.pdq for f in distinct_good_frames(compared, min_quality)]
     if not q or not c:
         return VpdqMatch(0.0, 0.0)
     d = hamming_matrix(as_hash_matrix(q), as_hash_matrix(c)) <= distance_threshold

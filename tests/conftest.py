@@ -176,7 +176,7 @@ def page(driver, running):  # type: ignore[no-untyped-def]
 @pytest.fixture
 async def hub(tmp_path):  # type: ignore[no-untyped-def]
     """A hub and a platform on loopback (the survivor endpoints' tests)."""
-    from blindmatch.node.localfed import LocalFederation, NodeSpec
+    from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 
     fed = await LocalFederation(tmp_path, background=False).start(
         [NodeSpec("hub", ("hub",)), NodeSpec("platform", holds_index=False)]

@@ -12,11 +12,11 @@ import numpy as np
 from aiohttp import web
 from PIL import Image
 
-from blindmatch.node import hashing
+from blindmatch.node.cases.decisions import Case
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.console import Accounts, build_console
-from blindmatch.node.decisions import Case
-from blindmatch.node.localfed import LocalFederation, NodeSpec
+from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
+from blindmatch.node.media import hashing
 
 PASSWORDS = {
     "rev-1": "correct horse battery",

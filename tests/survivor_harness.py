@@ -153,7 +153,7 @@ class SurvivorHub:
     async def _start(self) -> None:
         from aiohttp import web
 
-        from blindmatch.node.localfed import LocalFederation, NodeSpec
+        from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
         from blindmatch.node.survivor import build_survivor_app
 
         self.fed = await LocalFederation(self.home, background=True, sync_interval_s=0.2).start(

@@ -9,9 +9,9 @@ import pytest
 from console_fixtures import jpeg, photo
 from PIL import Image
 
-from blindmatch.node import hashing
-from blindmatch.node.client import ApiClientError, BlindmatchClient
-from blindmatch.node.localfed import LocalFederation, NodeSpec
+from blindmatch.node.api.client import ApiClientError, BlindmatchClient
+from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
+from blindmatch.node.media import hashing
 
 
 @pytest.fixture

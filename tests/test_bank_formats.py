@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from blindmatch.node.bank_formats import (
+from blindmatch.node.banks.formats import (
     MAX_LINE_BYTES,
     ImportFormatError,
     export_record,
@@ -18,7 +18,7 @@ from blindmatch.node.bank_formats import (
     parse_te_csv,
     parse_te_lines,
 )
-from blindmatch.node.bank_validation import BankValidationError
+from blindmatch.node.banks.validation import BankValidationError
 
 H = "0123456789abcdef" * 4
 
@@ -75,7 +75,7 @@ def test_te_lines() -> None:
     assert "needs the signal type" in found[1]
     assert "TE vpdq signal strings" in found[2]
     assert "MD5 signals are not supported" in found[3]
-    assert "got 3 fields" in found[4]
+    assert "the first must be a rotation" in found[4]
     assert "unsupported signal type 'foo'" in found[5]
     assert len(parse_te_lines(io.BytesIO(H.encode()), "pdq").items) == 1
     with pytest.raises(BankValidationError):
@@ -83,7 +83,7 @@ def test_te_lines() -> None:
 
 
 def test_te_csv_header_and_rows() -> None:
-    with pytest.raises(ImportFormatError, match="expected the header"):
+    with pytest.raises(ImportFormatError, match="unknown column"):
         parse_te_csv(io.StringIO(f"pdq,{H}\n"))
     with pytest.raises(ImportFormatError, match="empty file"):
         parse_te_csv(io.StringIO(""))
@@ -98,12 +98,12 @@ def test_te_csv_header_and_rows() -> None:
         parse_te_csv(io.StringIO(rows))
     found = problems(caught)
     assert set(found) == {2, 3, 5}
-    assert "unknown category 'MAYBE'" in found[2] and "5 columns" in found[3]
+    assert "unknown category 'MAYBE'" in found[2] and "expected 5 columns" in found[3]
 
 
 def test_hma_json() -> None:
     parsed = parse_hash_list("hma-json", [json.dumps({"pdq": H, "vpdq": "[]"})])
-    assert len(parsed.items) == 1 and len(parsed.skipped) == 1
+    assert len(parsed.items) == 1 and parsed.unsupported == {"vpdq": 1}
     with pytest.raises(ImportFormatError) as caught:
         parse_hash_list("hma-json", ["{}", json.dumps({"video_md5": "0" * 32}), "[]"])
     assert set(problems(caught)) == {1, 2, 3}

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from blindmatch.node.cli import main
+from blindmatch.node.cli.main import main
 
 H1 = "f" * 64
 
@@ -47,7 +47,7 @@ def test_bank_cli_round_trip(tmp_path, capsys, monkeypatch) -> None:
 
     assert run(capsys, url, "create", "copy", "--provenance", "moderator-confirmed")[0] == 0
     code, out, _ = run(capsys, url, "import", "copy", str(export))
-    assert (code, out.strip()) == (0, "imported 3, already present 0")
+    assert (code, out.strip()) == (0, "imported 3, already present 0 (format jsonl)")
 
     code, _, err = run(capsys, url, "withdraw", refs[0])
     assert code == 1 and "--operator" in err
@@ -98,7 +98,7 @@ def test_bank_cli_adds_a_protected_source_with_its_tiles(tmp_path, capsys) -> No
 
     skimage_data = pytest.importorskip("skimage.data")
     image_module = pytest.importorskip("PIL.Image")
-    from blindmatch.node import tile_hashing
+    from blindmatch.node.media import tiles as tile_hashing
     from blindmatch.node.storage import open_database
 
     picture = tmp_path / "photo.png"

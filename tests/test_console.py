@@ -422,7 +422,7 @@ def test_password_hash_format_and_constant_time_paths() -> None:
 def test_reviewer_cli_add_list_disable(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import asyncio
 
-    from blindmatch.node.cli import main
+    from blindmatch.node.cli.main import main
     from blindmatch.node.clock import SystemClock
     from blindmatch.node.storage import open_database
 
@@ -464,8 +464,8 @@ def test_reviewer_cli_add_list_disable(tmp_path: Path, capsys: pytest.CaptureFix
 
 async def test_auditor_sees_decision_entries_of_the_verifiable_log(sc: Scenario) -> None:
     try:
-        from blindmatch.node.translog import TransparencyLog
-        from blindmatch.node.translog_hooks import log_decision
+        from blindmatch.node.translog.hooks import log_decision
+        from blindmatch.node.translog.log import TransparencyLog
     except ImportError as exc:  # the verifiable log is optional for the console
         pytest.skip(f"the verifiable log is not available: {exc}")
     node = sc.platform

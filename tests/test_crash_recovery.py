@@ -9,14 +9,14 @@ import signal
 import sys
 import textwrap
 
-from blindmatch.node.banks import BankService
+from blindmatch.node.banks.service import BankService
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.storage import FeedLog, open_database
 
 CHILD = textwrap.dedent(
     """
     import asyncio, sys
-    from blindmatch.node.banks import BankService
+    from blindmatch.node.banks.service import BankService
     from blindmatch.node.clock import FixedClock
     from blindmatch.node.storage import open_database
 

@@ -15,9 +15,9 @@ import pytest
 from aiohttp import web
 
 from blindmatch.crypto import signing
+from blindmatch.node.cases.policy import Policy, Quarantine
 from blindmatch.node.clock import FixedClock
-from blindmatch.node.localfed import LocalFederation, NodeSpec
-from blindmatch.node.policy import Policy, Quarantine
+from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.matching import QueryHash
 
@@ -194,7 +194,7 @@ async def test_allowlisted_image_is_never_queued(fed) -> None:
 
 
 async def test_auto_action_only_for_close_trusted_confirmed_matches(fed) -> None:
-    from blindmatch.node.policy import AutoAction
+    from blindmatch.node.cases.policy import AutoAction
 
     a, b = fed["platform-a"].node, fed["platform-b"].node
     policy = Policy(
@@ -226,7 +226,7 @@ async def test_forged_feedback_is_refused_and_reported(fed) -> None:
         signing.SigningKey.generate(), record_id=os.urandom(16), origin="platform-a",
         holder="hub", item=case_b.item_ref, opinion="dispute", at_ms=hub.now() * 1000,
     )  # fmt: skip
-    from blindmatch.node.peer_client import PeerError
+    from blindmatch.node.federation.peer_client import PeerError
 
     # ...is refused by the holder when submitted...
     with pytest.raises(PeerError) as info:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from blindmatch.node.demo_federation import run_demo
+from blindmatch.node.devtools.demo_federation import run_demo
 
 
 async def test_demo_federation(tmp_path: Path) -> None:

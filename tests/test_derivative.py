@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from blindmatch.crypto import oprf
-from blindmatch.node import tile_hashing
+from blindmatch.node.media import tiles as tile_hashing
 from blindmatch.protocol import derivative as dv
 from blindmatch.protocol import index, matching
 from blindmatch.protocol.lsh import PDQ_LSH_1

@@ -17,11 +17,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from blindmatch.node import hashing, tile_hashing
-from blindmatch.node.client import BlindmatchClient
+from blindmatch.node.api.client import BlindmatchClient
+from blindmatch.node.cases.policy import Policy
 from blindmatch.node.clock import FixedClock
-from blindmatch.node.localfed import LocalFederation, NodeSpec
-from blindmatch.node.policy import Policy
+from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
+from blindmatch.node.media import hashing
+from blindmatch.node.media import tiles as tile_hashing
 from blindmatch.protocol import derivative as dv
 from blindmatch.protocol.derivative import PDQ_TILES_1
 from blindmatch.sim import edits
@@ -180,7 +181,7 @@ async def test_generator_claim_from_a_non_generator_is_not_believed(fed, picture
 
 
 async def test_only_a_generator_node_may_create_a_generator_bank(fed) -> None:
-    from blindmatch.node.client import ApiClientError
+    from blindmatch.node.api.client import ApiClientError
 
     for node_id, allowed in (("platform", False), ("generator", True)):
         local = fed[node_id]

@@ -12,8 +12,8 @@ import pytest
 
 from blindmatch.crypto import oprf, signing
 from blindmatch.node.clock import FixedClock
-from blindmatch.node.localfed import LocalFederation, NodeSpec
-from blindmatch.node.peer_client import CONTENT_TYPE, FEDERATION_PATH, PeerError
+from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
+from blindmatch.node.federation.peer_client import CONTENT_TYPE, FEDERATION_PATH, PeerError
 from blindmatch.protocol import canonical, envelope
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.matching import QueryHash
@@ -323,7 +323,7 @@ async def test_bad_index_entries_are_reported_not_applied_and_passed(fed) -> Non
     assert platform.replica_indexes["hub"].entries == good_entries + 1
     assert len(await PeerIncidents(platform.db).list("hub")) == 4
     # ... and the operator sees them in the node's status.
-    from blindmatch.node.client import BlindmatchClient
+    from blindmatch.node.api.client import BlindmatchClient
 
     local = fed["platform-b"]
     async with BlindmatchClient(local.api_url, local.api_token) as api:
@@ -395,9 +395,9 @@ async def test_concurrent_reconciles_publish_each_item_once(fed) -> None:
 
 
 async def test_a_backlog_is_published_by_worker_processes_exactly_as_inline(fed) -> None:
-    """A backlog large enough for the worker pool (node/index_build.py) publishes the same
-    entries the inline evaluation gives, delta by delta, and a peer matches against them."""
-    from blindmatch.node import index_build
+    """A backlog large enough for the worker pool (node/federation/index_build.py) publishes the
+    same entries the inline evaluation gives, delta by delta, and a peer matches against them."""
+    from blindmatch.node.federation import index_build
 
     hub, platform = fed["hub"], fed["platform-b"].node
     per_item = hub.node.scheme.tables

@@ -14,9 +14,9 @@ import pytest
 from media_samples import textured_image as smooth_image
 from PIL import Image, ImageOps
 
-from blindmatch.node import hashing
-from blindmatch.node.cli import main as cli_main
-from blindmatch.node.hashing import MediaError, decode_image, hash_image, hash_image_bytes
+from blindmatch.node.cli.main import main as cli_main
+from blindmatch.node.media import hashing
+from blindmatch.node.media.hashing import MediaError, decode_image, hash_image, hash_image_bytes
 from blindmatch.protocol.signals import hamming, pdq_from_bits
 
 

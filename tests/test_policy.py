@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from blindmatch.node import policy as p
+from blindmatch.node.cases import policy as p
 
 GOOD = """
 [auto_action]

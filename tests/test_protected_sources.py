@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from blindmatch.node import derivative_cases as dc
-from blindmatch.node import policy as p
-from blindmatch.node.bank_validation import BankValidationError, SourceTile
-from blindmatch.node.banks import BankService
+from blindmatch.node.banks.service import BankService
+from blindmatch.node.banks.validation import BankValidationError, SourceTile
+from blindmatch.node.cases import derivatives as dc
+from blindmatch.node.cases import policy as p
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.storage import Database
 from blindmatch.protocol import derivative as dv

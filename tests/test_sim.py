@@ -112,7 +112,7 @@ def test_scenario_with_a_bad_field_gets_a_clear_error(tmp_path: Path) -> None:
         sim.parse(small(adversaries={"curious_holders": ["hub-9"]}))
     with pytest.raises(sim.ScenarioError, match=r"workload.edit_mix.blur: unknown edit"):
         sim.parse(small(workload={"edit_mix": {"blur": 1.0}}))
-    from blindmatch.node.cli import main
+    from blindmatch.node.cli.main import main
 
     assert main(["sim", str(bad), "--out", str(tmp_path / "o")]) == 2
 

@@ -2,7 +2,7 @@
 
 The browser tests load the page from a running hub (LocalFederation: a hub and a platform),
 fingerprint the committed PNGs in ``tests/data/survivor/`` and check that the page's PDQ equals
-``pdqhash``'s through ``blindmatch.node.hashing`` bit for bit, that nothing is requested while
+``pdqhash``'s through ``blindmatch.node.media.hashing`` bit for bit, that nothing is requested while
 photos are hashed, that submit and withdraw work end to end (the platform's next sync stops the
 match), and that bad files get a clear message and send nothing.
 """
@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from blindmatch.node import hashing
-from blindmatch.node.client import BlindmatchClient
+from blindmatch.node.api.client import BlindmatchClient
+from blindmatch.node.media import hashing
 from blindmatch.node.survivor import CATEGORIES, RateLimiter, build_survivor_app
 from blindmatch.node.survivor.routes import CSP, STATIC_FILES, _static
 
@@ -245,7 +245,7 @@ def test_token_bucket() -> None:
 
 
 async def test_mounts_on_an_existing_app(hub) -> None:
-    from blindmatch.node.federation_http import build_app
+    from blindmatch.node.federation.http import build_app
     from blindmatch.node.survivor import build_survivor_routes
 
     app = build_app(hub["hub"].node)

@@ -1,5 +1,5 @@
 """The survivor page's third category, ``protected-source``: the derivative signal
-``pdq-tiles-1`` computed in the browser, bit for bit as ``blindmatch.node.tile_hashing``, and
+``pdq-tiles-1`` computed in the browser, bit for bit as ``blindmatch.node.media.tiles``, and
 its submission, validation, storage and withdrawal.
 
 The browser tests run Debian's Chromium headless against a running hub (LocalFederation) and
@@ -19,7 +19,8 @@ import pytest
 from media_samples import textured_image
 from PIL import Image
 
-from blindmatch.node import hashing, tile_hashing
+from blindmatch.node.media import hashing
+from blindmatch.node.media import tiles as tile_hashing
 from blindmatch.node.survivor.routes import (
     MAX_BODY_BYTES,
     MAX_PROTECTED_BODY_BYTES,

@@ -19,12 +19,13 @@ import pytest
 from aiohttp import web
 
 from blindmatch.crypto import signing
-from blindmatch.node import cmd_audit, cmd_report, report
-from blindmatch.node.cli import main as cli_main
+from blindmatch.node.cli import audit as cmd_audit
+from blindmatch.node.cli import report as cmd_report
+from blindmatch.node.cli.main import main as cli_main
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.storage import Database, FeedLog, open_database
-from blindmatch.node.translog import LogIntegrityError, TransparencyLog
-from blindmatch.node.translog_hooks import (
+from blindmatch.node.translog import report
+from blindmatch.node.translog.hooks import (
     TrafficCounts,
     feed_digest,
     index_publication_entry,
@@ -35,9 +36,10 @@ from blindmatch.node.translog_hooks import (
     log_match,
     match_id_for,
 )
-from blindmatch.node.translog_http import build_log_routes
-from blindmatch.node.translog_monitor import FederationLogWatch, LogClient, LogMonitor
-from blindmatch.node.translog_schema import TRANSPARENCY_SCHEMA, ensure_schema
+from blindmatch.node.translog.http import build_log_routes
+from blindmatch.node.translog.log import LogIntegrityError, TransparencyLog
+from blindmatch.node.translog.monitor import FederationLogWatch, LogClient, LogMonitor
+from blindmatch.node.translog.schema import TRANSPARENCY_SCHEMA, ensure_schema
 from blindmatch.protocol import canonical
 from blindmatch.protocol import transparency as tl
 from blindmatch.protocol.roster import Member
@@ -867,7 +869,7 @@ def test_cli_audit_and_report_against_a_live_node(
 
 
 async def test_demo_run_reports_both_logs_from_a_real_federation(tmp_path: Path) -> None:
-    from blindmatch.node.translog_demo import run_demo
+    from blindmatch.node.devtools.translog_demo import run_demo
 
     out = io.StringIO()
     assert await run_demo(tmp_path / "demo", days=3, out=out) == 0, out.getvalue()
@@ -945,7 +947,7 @@ def test_export_from_the_database_locates_a_tampered_entry(tmp_path: Path) -> No
 
 
 async def test_real_nodes_serve_their_logs_to_auditors_and_monitors(tmp_path: Path) -> None:
-    from blindmatch.node.localfed import LocalFederation, NodeSpec
+    from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
     from blindmatch.protocol.matching import QueryHash
 
     clock = FixedClock(START)

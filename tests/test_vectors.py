@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from blindmatch.node import conformance
+from blindmatch.node.devtools import conformance
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -8,7 +8,7 @@ import os
 import random
 from pathlib import Path
 
-from blindmatch.node.localfed import LocalFederation, NodeSpec
+from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.matching import QueryHash
 

@@ -31,6 +31,7 @@ from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
+from blindmatch.node.cases.decisions import OUTCOMES, Case, DecisionError
 from blindmatch.node.console.accounts import (
     ROLES,
     SESSION_SECONDS,
@@ -39,7 +40,6 @@ from blindmatch.node.console.accounts import (
     LoginLimiter,
     Session,
 )
-from blindmatch.node.decisions import OUTCOMES, Case, DecisionError
 
 if TYPE_CHECKING:
     from blindmatch.node.node import Node

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from blindmatch.node import translog_schema as _translog_schema
 from blindmatch.node.storage.database import Database
+from blindmatch.node.translog import schema as _translog_schema
 from blindmatch.protocol.messages import PROVENANCE_CLASSES
 
 MIGRATIONS_LOCK = "blindmatch:schema_migrations"
@@ -220,7 +220,7 @@ FEDERATION_SCHEMA = Migration(
     ),
 )
 
-# Decisions (node/decisions.py): cases, their history, feedback records, match rates,
+# Decisions (node/cases/decisions.py): cases, their history, feedback records, match rates,
 # reviewers and their sessions, and the uploads reviewers look at.
 DECISIONS_SCHEMA = Migration(
     3,
@@ -311,7 +311,7 @@ DECISIONS_SCHEMA = Migration(
     ),
 )
 
-# The verifiable log (node/translog.py). Its statements live beside its code, which can also
+# The verifiable log (node/translog/log.py). Its statements live beside its code, which can also
 # create the same tables idempotently on a database migrated before this version existed.
 TRANSPARENCY_SCHEMA = Migration(
     4, _translog_schema.TRANSPARENCY_SCHEMA_NAME, _translog_schema.STATEMENTS

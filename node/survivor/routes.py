@@ -1,7 +1,7 @@
 """The survivor's page and its two JSON endpoints, served by a hub node.
 
 ``GET /survivor/`` serves a static page that hashes photos *in the browser* (PDQ in
-``static/pdq.js``, bit for bit as :mod:`blindmatch.node.hashing` computes it) and sends only
+``static/pdq.js``, bit for bit as :mod:`blindmatch.node.media.hashing` computes it) and sends only
 the hashes. The endpoints are public by design (a survivor has no account):
 
 ``POST /survivor/v1/submit``
@@ -50,14 +50,14 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from blindmatch.node.bank_validation import PDQ_QUALITY_THRESHOLD, BankValidationError
-from blindmatch.node.banks import (
+from blindmatch.node.banks.service import (
     BankExistsError,
     BankNotFoundError,
     BankService,
     ItemWithdrawnError,
     WithdrawalRefusedError,
 )
+from blindmatch.node.banks.validation import PDQ_QUALITY_THRESHOLD, BankValidationError
 from blindmatch.protocol.derivative import PDQ_TILES_1, Cell, DerivativeError
 
 if TYPE_CHECKING:
@@ -428,7 +428,7 @@ class SurvivorService:
                 source=SOURCE,
                 withdrawal_secret=secret,
             )
-        from blindmatch.node.bank_validation import SourceTile
+        from blindmatch.node.banks.validation import SourceTile
 
         return await self.banks.add_protected_source(
             bank,

@@ -1,0 +1,436 @@
+"""The platform's local HTTP API: submit media or hashes, read verdicts, manage banks.
+
+Served on the node's API address (loopback by default), separate from the federation port.
+Every route but ``/healthz``, ``/metrics`` and the OpenAPI document needs
+``Authorization: Bearer <token>`` (the token file is written by ``blindmatch init``). Inputs are
+validated before anything is stored; errors are JSON ``{"error": code, "message": ...}`` with a
+4xx status. Responses never contain a raw hash of a *held* item, only its opaque reference.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import re
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+
+from blindmatch.node.banks.service import BankError, BankService
+from blindmatch.node.banks.validation import BankValidationError
+from blindmatch.node.cases import derivatives as derivative_cases
+from blindmatch.node.cases.decisions import DecisionError
+from blindmatch.node.media import hashing
+from blindmatch.node.media import tiles as tile_hashing
+from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from blindmatch.node.node import NodeError
+from blindmatch.node.storage.incidents import PeerIncidents
+from blindmatch.protocol.derivative import is_cell_variant
+from blindmatch.protocol.matching import QueryHash
+
+if TYPE_CHECKING:
+    from blindmatch.node.node import Node
+
+log = logging.getLogger("blindmatch.api")
+
+MAX_MEDIA_BYTES = 50 * 1024 * 1024
+MAX_JSON_BYTES = 4 * 1024 * 1024
+MAX_HASHES_PER_REQUEST = 64
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_HEX32 = re.compile(r"[0-9a-f]{32}")
+_CONTENT_REF = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+_DECIDER = re.compile(r"[a-z0-9_.-]{1,32}")
+
+
+def case_json(case: Any) -> dict[str, Any]:
+    """A case as the platform and the console see it: references, never hashes."""
+    return {
+        "case": case.case_ref.hex(),
+        "content_ref": case.content_ref,
+        "source": case.source,
+        "holder": case.holder,
+        "item": case.item_ref.hex(),
+        "band": case.band,
+        "variant": case.variant,
+        "release": case.release,
+        # "copy" / "derivative" for a match against a protected source photo, else null
+        "kind": (case.release.get("derivative") or {}).get("kind"),
+        "state": case.state,
+        "priority": case.priority,
+        "decided_by": case.decided_by,
+        "reason": case.reason,
+        "appeal": case.appeal,
+        "needs_rereview": case.needs_rereview,
+    }
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _error(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": code, "message": message}, status=status)
+
+
+async def _json(request: web.Request) -> Any:
+    if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
+        raise ApiError(413, "too-large", f"JSON body over {MAX_JSON_BYTES} bytes")
+    raw = await request.content.read(MAX_JSON_BYTES + 1)
+    while len(raw) <= MAX_JSON_BYTES and (chunk := await request.content.read(65536)):
+        raw += chunk
+    if len(raw) > MAX_JSON_BYTES:
+        raise ApiError(413, "too-large", f"JSON body over {MAX_JSON_BYTES} bytes")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "bad-json", f"body is not valid JSON: {exc}") from exc
+
+
+def _parse_hash_queries(body: Any) -> list[QueryHash]:
+    if not isinstance(body, dict) or not isinstance(body.get("hashes"), list):
+        raise ApiError(400, "bad-request", 'expected {"hashes": [{"hash": "<64 hex>"}, ...]}')
+    items = body["hashes"]
+    if not 1 <= len(items) <= MAX_HASHES_PER_REQUEST:
+        raise ApiError(400, "bad-request", f"1..{MAX_HASHES_PER_REQUEST} hashes per request")
+    out = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or set(item) - {
+            "hash",
+            "signal_type",
+            "float_vector",
+            "variant",
+        }:
+            raise ApiError(
+                400, "bad-request", f"hashes[{i}]: fields hash, signal_type, float_vector, variant"
+            )
+        if item.get("signal_type", "pdq") != "pdq":
+            raise ApiError(400, "unsupported", f"hashes[{i}]: only pdq is matched across peers")
+        h = item.get("hash")
+        if not isinstance(h, str) or not _HEX64.fullmatch(h):
+            raise ApiError(400, "bad-hash", f"hashes[{i}].hash: 64 hex characters")
+        fv = item.get("float_vector")
+        if fv is not None and (
+            not isinstance(fv, list)
+            or len(fv) != 256
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in fv)
+        ):
+            raise ApiError(400, "bad-request", f"hashes[{i}].float_vector: 256 numbers")
+        variant = item.get("variant", "original")
+        if not isinstance(variant, str) or len(variant) > 64:
+            raise ApiError(400, "bad-request", f"hashes[{i}].variant: a short string")
+        out.append(QueryHash(bytes.fromhex(h), fv, variant))
+    return out
+
+
+def _path_ref(request: web.Request, key: str, what: str) -> bytes:
+    """A 16-byte reference from the URL path, as 32 lower-case hex characters."""
+    ref = request.match_info[key]
+    if not _HEX32.fullmatch(ref):
+        raise ApiError(400, "bad-request", f"{what}: 32 lower-case hex characters")
+    return bytes.fromhex(ref)
+
+
+async def _reason(request: web.Request) -> Any:
+    """The optional ``reason`` of a JSON body (checked by whoever uses it)."""
+    body = await _json(request) if request.can_read_body else {}
+    return body.get("reason", "") if isinstance(body, dict) else ""
+
+
+def _status_json(status, queries, roster) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """A job as the platform sees it. Tile confirmations are not matches by themselves: they
+    are judged under the rule (specs/derivatives.md 6) into one match per protected source,
+    with its ``kind`` (copy or derivative) and evidence; ``tiles_confirmed`` counts them."""
+    judged = derivative_cases.review_matches(
+        queries,
+        [
+            derivative_cases.PeerMatch(r.peer, r.item_ref, r.variant, r.band, r.release)
+            for r in status.results
+        ],
+        roster.has_role,
+    )
+    return {
+        "job": status.job_ref.hex(),
+        "complete": status.complete,
+        "peers_total": status.peers_total,
+        "peers_done": status.peers_done,
+        "matches": [
+            {
+                "peer": m.holder,
+                "item": m.item_ref.hex(),
+                "band": m.band,
+                "variant": m.variant,
+                **m.release,
+                "kind": m.kind,
+            }
+            for m in judged
+        ],
+        "tiles_confirmed": sum(is_cell_variant(r.variant) for r in status.results),
+        "peers": [
+            {
+                "peer": t["peer_id"],
+                "state": t["state"],
+                "probes": t["probes"],
+                "candidates": t["candidates"],
+                "bytes_sent": t["bytes_sent"],
+                "bytes_received": t["bytes_received"],
+                "last_error": t["last_error"],
+            }
+            for t in status.tasks
+        ],
+    }
+
+
+def build_api(
+    node: Node, banks: BankService, token: str, *, console: bool = True
+) -> web.Application:
+    """The platform API; with ``console`` the reviewer console is mounted at ``/console/``
+    (it has its own accounts, sessions and CSRF protection, not the API token)."""
+
+    @web.middleware
+    async def guard(request: web.Request, handler):  # type: ignore[no-untyped-def]
+        if request.path.startswith("/console"):
+            return await handler(request)
+        if request.path not in ("/healthz", "/metrics", "/api/v1/openapi.json"):
+            given = request.headers.get("Authorization", "")
+            if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+                return _error(401, "unauthorized", "missing or wrong bearer token")
+        try:
+            return await handler(request)
+        except ApiError as exc:
+            return _error(exc.status, exc.code, exc.message)
+        except (BankValidationError, hashing.MediaError) as exc:
+            return _error(400, getattr(exc, "code", "bad-request"), str(exc))
+        except BankError as exc:
+            status = 404 if isinstance(exc, LookupError) else 409
+            return _error(status, exc.__class__.__name__, str(exc))
+        except NodeError as exc:
+            return _error(404 if exc.code == "unknown-item" else 400, exc.code, exc.detail)
+        except DecisionError as exc:
+            status = {"unknown-case": 404, "conflict": 409}.get(exc.code, 400)
+            return _error(status, exc.code, exc.detail)
+
+    app = web.Application(middlewares=[guard], client_max_size=MAX_MEDIA_BYTES)
+    routes = web.RouteTableDef()
+
+    @routes.get("/healthz")
+    async def health(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "node": node.node_id})
+
+    @routes.get("/metrics")
+    async def metrics(request: web.Request) -> web.Response:
+        from blindmatch.node.ops_metrics import refresh
+
+        await refresh(node)
+        return web.Response(
+            body=node.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE}
+        )
+
+    @routes.get("/api/v1/openapi.json")
+    async def openapi(request: web.Request) -> web.Response:
+        from blindmatch.node.api.openapi import OPENAPI
+
+        return web.json_response(OPENAPI)
+
+    @routes.get("/api/v1/status")
+    async def status(request: web.Request) -> web.Response:
+        peers = []
+        for m in node.peers():
+            ri = node.replica_indexes.get(m.node_id)
+            peers.append(
+                {
+                    "peer": m.node_id,
+                    "roles": list(m.roles),
+                    "holds_index": m.voprf_key is not None,
+                    "replica_entries": ri.entries if ri else 0,
+                    "replica_cursor": await node.replicas.cursor(m.node_id, "index"),
+                    # what this node refused of the peer's feeds and logs (no content)
+                    "incidents": len(await PeerIncidents(node.db).list(m.node_id)),
+                }
+            )
+        return web.json_response(
+            {
+                "node": node.node_id,
+                "federation": node.roster.federation,
+                "roster_serial": node.roster.serial,
+                "index_feed_head": await node.feeds.head("index"),
+                "outbox_pending": await node.outbox.count("pending"),
+                "outbox_dead": await node.outbox.count("dead"),
+                "peers": peers,
+            }
+        )
+
+    async def _job_json(status) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        return _status_json(status, await node._job_queries(status.job_ref), node.roster)
+
+    def _content_ref(request: web.Request) -> str | None:
+        ref = request.query.get("content_ref")
+        if ref is not None and not _CONTENT_REF.fullmatch(ref):
+            raise ApiError(400, "bad-request", "content_ref: 1..128 of [A-Za-z0-9._:-]")
+        return ref
+
+    async def _submit(request: web.Request, queries: list[QueryHash], source: str) -> web.Response:
+        job = await node.submit(queries, source=source, content_ref=_content_ref(request))
+        wait = request.query.get("wait")
+        if wait:
+            try:
+                seconds = min(120.0, max(0.0, float(wait)))
+            except ValueError as exc:
+                raise ApiError(400, "bad-request", "wait: seconds") from exc
+            st = await node.wait_for_job(job, timeout=seconds)
+        else:
+            st = await node.job_status(job)
+        return web.json_response(await _job_json(st), status=200 if st.complete else 202)
+
+    @routes.post("/api/v1/match/hashes")
+    async def match_hashes(request: web.Request) -> web.Response:
+        return await _submit(request, _parse_hash_queries(await _json(request)), "api:hashes")
+
+    @routes.post("/api/v1/match/media")
+    async def match_media(request: web.Request) -> web.Response:
+        data = await request.content.read(MAX_MEDIA_BYTES + 1)
+        while len(data) <= MAX_MEDIA_BYTES and (chunk := await request.content.read(1 << 20)):
+            data += chunk
+        if len(data) > MAX_MEDIA_BYTES:
+            raise ApiError(413, "too-large", f"media over {MAX_MEDIA_BYTES} bytes")
+        queries = await asyncio.to_thread(
+            tile_hashing.picture_queries, data, tiles=node.cfg.derivative_search
+        )
+        if not any(not is_cell_variant(q.variant) for q in queries):
+            queries = []  # tiles alone never make a match job: the picture is too flat
+        if not queries:
+            raise ApiError(422, "low-quality", "the picture is too flat to hash reliably")
+        content_ref = _content_ref(request)
+        if content_ref is not None:
+            # Kept for reviewers only (shown blurred), replaced if the platform resubmits.
+            await node.db.execute(
+                "INSERT INTO case_media (content_ref, media, content_type, stored_at)"
+                " VALUES (?, ?, ?, ?) ON CONFLICT (content_ref) DO UPDATE SET"
+                " media = excluded.media, stored_at = excluded.stored_at",
+                content_ref, data, "application/octet-stream", node.now(),
+            )  # fmt: skip
+        return await _submit(request, queries, "api:media")
+
+    @routes.get("/api/v1/content/{content_ref}/cases")
+    async def content_cases(request: web.Request) -> web.Response:
+        ref = request.match_info["content_ref"]
+        if not _CONTENT_REF.fullmatch(ref):
+            raise ApiError(400, "bad-request", "content_ref: 1..128 of [A-Za-z0-9._:-]")
+        cases = await node.decisions.cases_for_content(ref)
+        return web.json_response({"cases": [case_json(c) for c in cases]})
+
+    @routes.post("/api/v1/cases/{case}/appeal")
+    async def appeal(request: web.Request) -> web.Response:
+        ref = _path_ref(request, "case", "case")
+        reason = await _reason(request)
+        if not isinstance(reason, str) or len(reason) > 2000:
+            raise ApiError(400, "bad-request", "reason: a string of at most 2000 characters")
+        case = await node.decisions.open_appeal(ref, reason)
+        return web.json_response(case_json(case))
+
+    @routes.post("/api/v1/cases/{case}/decision")
+    async def decide(request: web.Request) -> web.Response:
+        """The platform's own review (or a tool's, such as HMA through the adapter) decides a
+        case as a reviewer in the console would: feedback to the holder follows."""
+        ref = _path_ref(request, "case", "case")
+        body = await _json(request)
+        if not isinstance(body, dict) or set(body) - {"outcome", "reason", "by"}:
+            raise ApiError(400, "bad-request", "expected an object: outcome, reason, by")
+        reason, by = body.get("reason", ""), body.get("by", "platform")
+        if not isinstance(reason, str) or len(reason) > 500:
+            raise ApiError(400, "bad-request", "reason: a string of at most 500 characters")
+        if not isinstance(by, str) or not _DECIDER.fullmatch(by):
+            raise ApiError(400, "bad-request", "by: 1..32 of [a-z0-9_.-]")
+        case = await node.decisions.decide(ref, body.get("outcome"), f"api:{by}", reason)
+        return web.json_response(case_json(case))
+
+    @routes.get("/api/v1/match/{job}")
+    async def job(request: web.Request) -> web.Response:
+        ref = _path_ref(request, "job", "job")
+        return web.json_response(await _job_json(await node.job_status(ref)))
+
+    @routes.get("/api/v1/banks")
+    async def list_banks(request: web.Request) -> web.Response:
+        out = []
+        for b in await banks.list_banks():
+            out.append(
+                {
+                    "name": b.name,
+                    "provenance": b.provenance,
+                    "categories": list(b.categories),
+                    "distance_threshold": b.distance_threshold,
+                    "enabled": b.enabled,
+                    "shared": b.shared,
+                    "items": await banks.count_items(b.name),
+                }
+            )
+        return web.json_response({"banks": out})
+
+    @routes.post("/api/v1/banks")
+    async def create_bank(request: web.Request) -> web.Response:
+        body = await _json(request)
+        if not isinstance(body, dict):
+            raise ApiError(400, "bad-request", "expected an object")
+        allowed = {
+            "name",
+            "provenance",
+            "description",
+            "categories",
+            "distance_threshold",
+            "shared",
+            "enabled",
+        }
+        if set(body) - allowed:
+            raise ApiError(400, "bad-request", f"unknown field(s): {sorted(set(body) - allowed)}")
+        if "name" not in body or "provenance" not in body:
+            raise ApiError(400, "bad-request", "name and provenance are required")
+        if body.get("provenance") == "generator" and not node.roster.has_role(
+            node.node_id, "generator"
+        ):
+            raise ApiError(
+                400,
+                "not-allowed",
+                "only a node with the roster role 'generator' may hold a generator bank"
+                " (peers would treat its matches as peer-sourced)",
+            )
+        bank = await banks.create_bank(body.pop("name"), **body)
+        return web.json_response({"name": bank.name}, status=201)
+
+    @routes.post("/api/v1/banks/{bank}/hashes")
+    async def add_hashes(request: web.Request) -> web.Response:
+        body = await _json(request)
+        if not isinstance(body, dict) or not isinstance(body.get("hashes"), list):
+            raise ApiError(400, "bad-request", 'expected {"hashes": ["<hex>", ...]}')
+        if len(body["hashes"]) > 10_000:
+            raise ApiError(400, "bad-request", "at most 10000 hashes per request; use import")
+        lines = [
+            json.dumps({"signal_type": body.get("signal_type", "pdq"), "hash": h})
+            for h in body["hashes"]
+        ]
+        report = await banks.import_items(request.match_info["bank"], lines, fmt="jsonl")
+        await node.reconcile_index()
+        return web.json_response(
+            {"added": report.added, "already_present": report.already_present}, status=201
+        )
+
+    @routes.post("/api/v1/items/{ref}/withdraw")
+    async def withdraw(request: web.Request) -> web.Response:
+        ref = _path_ref(request, "ref", "item reference")
+        item = await banks.withdraw(ref, reason=await _reason(request))
+        await node.decisions.withdraw_item(item.item_ref)
+        await node.reconcile_index()
+        return web.json_response({"item": ref.hex(), "withdrawn_at": item.withdrawn_at})
+
+    app.add_routes(routes)
+    if console:
+        from blindmatch.node.console.app import build_console
+
+        async def console_home(request: web.Request) -> web.Response:
+            raise web.HTTPFound("/console/")
+
+        app.router.add_get("/console", console_home)
+        app.add_subapp("/console/", build_console(node))
+    return app

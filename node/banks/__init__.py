@@ -1,0 +1,1 @@
+"""Banks: the node's collections of hashes with provenance, their formats and validation."""

@@ -1,0 +1,1 @@
+"""From match to decision: cases, derivative cases and the policy that decides them."""

@@ -1,0 +1,1 @@
+"""The `blindmatch` command line: one module per subcommand."""

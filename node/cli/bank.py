@@ -1,0 +1,465 @@
+"""``blindmatch bank ...``: manage the node's banks of hashes from the command line.
+
+The database comes from ``--db URL`` or the ``BLINDMATCH_DB`` environment variable (default
+``sqlite:///./var/node.db``); its schema is brought up to date on open. Listings show item
+references, never hash values; only ``export`` writes hashes, to the file it is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import IO, Any
+
+DB_ENV = "BLINDMATCH_DB"
+FORMATS = ("auto", "jsonl", "te-lines", "te-csv", "hma-json")
+EXPORT_FORMATS = ("jsonl", "te-lines", "hma-json")
+PROVENANCES = (
+    "survivor-submitted",
+    "moderator-confirmed",
+    "peer-sourced",
+    "protected-source",
+    "generator",
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--db",
+        metavar="URL",
+        default=None,
+        help=f"database URL (default: ${DB_ENV} or sqlite:///./var/node.db)",
+    )
+
+    p = sub.add_parser("bank", help="manage banks of hashes")
+    bsub = p.add_subparsers(dest="bank_command", metavar="SUBCOMMAND")
+    p.set_defaults(func=lambda args: _usage(p))
+
+    c = bsub.add_parser("create", parents=[common], help="create a bank")
+    c.add_argument("name")
+    c.add_argument("--provenance", required=True, choices=PROVENANCES)
+    c.add_argument("--description", default="")
+    c.add_argument("--category", action="append", default=[], metavar="LABEL")
+    c.add_argument("--threshold", type=int, default=31, help="PDQ distance threshold (0..63)")
+    c.add_argument("--shared", action="store_true", help="share with the federation")
+    c.add_argument("--disabled", action="store_true", help="create it disabled")
+    c.set_defaults(func=_sync(_create))
+
+    u = bsub.add_parser("update", parents=[common], help="change a bank's settings")
+    u.add_argument("name")
+    u.add_argument("--description")
+    u.add_argument("--category", action="append", metavar="LABEL", help="replaces the labels")
+    u.add_argument("--threshold", type=int)
+    share = u.add_mutually_exclusive_group()
+    share.add_argument("--shared", dest="shared", action="store_true", default=None)
+    share.add_argument("--not-shared", dest="shared", action="store_false")
+    u.set_defaults(func=_sync(_update))
+
+    ls = bsub.add_parser("list", parents=[common], help="list banks, or the items of one bank")
+    ls.add_argument("name", nargs="?")
+    ls.add_argument("--all", action="store_true", help="include expired and withdrawn items")
+    ls.set_defaults(func=_sync(_list))
+
+    a = bsub.add_parser("add", parents=[common], help="add hashes (or media) to a bank")
+    a.add_argument("name")
+    a.add_argument("hashes", nargs="*", metavar="HASH", help="hashes as hex")
+    a.add_argument("--signal-type", default="pdq", choices=("pdq", "vpdq", "sha256"))
+    a.add_argument("--file", help="a file of hashes: '<hash>' or '<signal_type> <hash>' lines")
+    a.add_argument("--media", action="append", default=[], metavar="IMAGE", help="hash an image")
+    a.add_argument("--quality", type=int)
+    a.add_argument("--min-quality", type=int, help="refuse PDQ hashes below this quality")
+    a.add_argument("--category", action="append", default=[], metavar="LABEL")
+    a.add_argument("--expires-at", type=int, metavar="UNIX_SECONDS")
+    a.set_defaults(func=_sync(_add))
+
+    r = bsub.add_parser("remove", parents=[common], help="delete hashes from a bank")
+    r.add_argument("name", nargs="?")
+    r.add_argument("hashes", nargs="*", metavar="HASH")
+    r.add_argument("--signal-type", default="pdq", choices=("pdq", "vpdq", "sha256"))
+    r.add_argument("--ref", action="append", default=[], metavar="ITEM_REF")
+    r.set_defaults(func=_sync(_remove))
+
+    w = bsub.add_parser("withdraw", parents=[common], help="withdraw an item by its reference")
+    w.add_argument("ref", metavar="ITEM_REF")
+    w.add_argument("--reason", default="")
+    w.add_argument(
+        "--secret-file",
+        help="file holding the survivor's withdrawal secret (required for survivor items "
+        "unless --operator)",
+    )
+    w.add_argument("--operator", action="store_true", help="withdraw on the operator's authority")
+    w.set_defaults(func=_sync(_withdraw))
+
+    i = bsub.add_parser("import", parents=[common], help="import a hash list (all or nothing)")
+    i.add_argument("name")
+    i.add_argument("file", help="the list, or - for standard input")
+    i.add_argument(
+        "--format",
+        default="auto",
+        choices=FORMATS,
+        help="jsonl (blindmatch bank lines), te-lines ('threatexchange hash' / 'dataset -P -S',"
+        " with or without a rotation column), te-csv ('threatexchange dataset -P --csv'),"
+        ' hma-json ({"pdq": "<hex>"} per line); auto (default) picks one from the first line',
+    )
+    i.add_argument("--signal-type", help="signal type of bare-hash lines (te-lines)")
+    i.add_argument("--min-quality", type=int)
+    i.add_argument(
+        "--skip-unsupported",
+        action="store_true",
+        help="skip lines of signal types blindmatch does not hold (video_md5, TE vpdq, ...)"
+        " and count them, instead of refusing the file",
+    )
+    i.set_defaults(func=_sync(_import))
+
+    e = bsub.add_parser("export", parents=[common], help="export a bank's live items")
+    e.add_argument("name")
+    e.add_argument("file", nargs="?", help="output file (default: standard output)")
+    e.add_argument(
+        "--format",
+        default="jsonl",
+        choices=EXPORT_FORMATS,
+        help="jsonl (restorable), te-lines (read by threatexchange's local_file exchange) or"
+        " hma-json (bodies for HMA's POST /c/bank/NAME/signal)",
+    )
+    e.add_argument(
+        "--include-private",
+        action="store_true",
+        help="also item references, provenance and withdrawal-secret hashes (for backups)",
+    )
+    e.set_defaults(func=_sync(_export))
+
+    for verb, enabled in (("enable", True), ("disable", False)):
+        t = bsub.add_parser(verb, parents=[common], help=f"{verb} matching against a bank")
+        t.add_argument("name")
+        t.set_defaults(func=_sync(_toggle), enabled=enabled)
+
+    d = bsub.add_parser("delete", parents=[common], help="delete a bank and all its items")
+    d.add_argument("name")
+    d.add_argument("--yes", action="store_true", help="confirm")
+    d.set_defaults(func=_sync(_delete))
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help()
+    return 2
+
+
+def _sync(command: Callable[[argparse.Namespace, Any], Awaitable[int]]) -> Callable[..., int]:
+    """Run an async command with an open, migrated database and a bank service."""
+
+    def run(args: argparse.Namespace) -> int:
+        from blindmatch.node.banks.service import BankError
+        from blindmatch.node.banks.validation import BankValidationError
+        from blindmatch.node.storage import StorageError
+
+        try:
+            return asyncio.run(_with_service(command, args))
+        except (BankError, BankValidationError, StorageError, OSError) as exc:
+            print(f"blindmatch bank: error: {exc}", file=sys.stderr)
+            return 1
+
+    return run
+
+
+async def _with_service(
+    command: Callable[[argparse.Namespace, Any], Awaitable[int]], args: argparse.Namespace
+) -> int:
+    from blindmatch.node.banks.service import BankService
+    from blindmatch.node.clock import SystemClock
+    from blindmatch.node.storage import DEFAULT_DB_URL, open_database
+
+    clock = SystemClock()
+    url = args.db or os.environ.get(DB_ENV) or DEFAULT_DB_URL
+    db = await open_database(url, migrate_now=clock.now())
+    try:
+        return await command(args, BankService(db, clock))
+    finally:
+        await db.close()
+
+
+def _when(ts: int | None) -> str:
+    if ts is None:
+        return "-"
+    import datetime
+
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def _create(args: argparse.Namespace, banks: Any) -> int:
+    bank = await banks.create_bank(
+        args.name,
+        provenance=args.provenance,
+        description=args.description,
+        categories=args.category,
+        distance_threshold=args.threshold,
+        enabled=not args.disabled,
+        shared=args.shared,
+    )
+    print(f"created bank {bank.name} ({bank.provenance}, threshold {bank.distance_threshold})")
+    return 0
+
+
+async def _update(args: argparse.Namespace, banks: Any) -> int:
+    bank = await banks.update_bank(
+        args.name,
+        description=args.description,
+        categories=args.category,
+        distance_threshold=args.threshold,
+        shared=args.shared,
+    )
+    print(f"updated bank {bank.name}")
+    return 0
+
+
+async def _list(args: argparse.Namespace, banks: Any) -> int:
+    if args.name is None:
+        rows = [("NAME", "PROVENANCE", "THRESHOLD", "ENABLED", "SHARED", "ACTIVE", "CATEGORIES")]
+        for bank in await banks.list_banks():
+            counts = await banks.count_items(bank.name)
+            rows.append(
+                (
+                    bank.name,
+                    bank.provenance,
+                    str(bank.distance_threshold),
+                    "yes" if bank.enabled else "no",
+                    "yes" if bank.shared else "no",
+                    str(counts["active"]),
+                    ",".join(bank.categories) or "-",
+                )
+            )
+        _print_table(rows)
+        return 0
+    now = banks.clock.now()
+    rows = [("ITEM_REF", "SIGNAL", "QUALITY", "ADDED", "EXPIRES", "STATUS", "SOURCE")]
+    after = 0
+    while page := await banks.list_items(args.name, include_inactive=args.all, after_id=after):
+        for item in page:
+            status = (
+                "withdrawn"
+                if item.withdrawn_at is not None
+                else ("active" if item.is_active(now) else "expired")
+            )
+            rows.append(
+                (
+                    item.item_ref.hex(),
+                    item.signal_type,
+                    "-" if item.quality is None else str(item.quality),
+                    _when(item.added_at),
+                    _when(item.expires_at),
+                    status,
+                    item.source,
+                )
+            )
+        after = page[-1].id
+    _print_table(rows)
+    return 0
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _image_hashes(media: bytes) -> list[tuple[str, bytes, int | None]]:
+    """The hashes a picture is banked under: the PDQ of its pixels (what a holder indexes) and
+    its SHA-256."""
+    from blindmatch.node.media.hashing import hash_image_bytes
+
+    hashes = hash_image_bytes(media)
+    return [("pdq", hashes.pdq.hash32, hashes.pdq.quality), ("sha256", hashes.sha256, None)]
+
+
+async def _add(args: argparse.Namespace, banks: Any) -> int:
+    from blindmatch.node.banks.formats import parse_te_lines
+    from blindmatch.node.banks.validation import BankValidationError
+
+    entries: list[tuple[str, str | bytes]] = [(args.signal_type, h) for h in args.hashes]
+    if args.file:
+        with _open_input(args.file) as handle:
+            parsed = parse_te_lines(handle, args.signal_type)
+        entries.extend((item.signal_type, item.hash) for item in parsed.items)
+    if not entries and not args.media:
+        raise BankValidationError("nothing to add: give hashes, --file or --media")
+    options = {
+        "quality": args.quality,
+        "categories": args.category,
+        "expires_at": args.expires_at,
+        "source": "cli",
+        "min_quality": args.min_quality,
+    }
+    added = present = 0
+    async with banks.db.transaction():  # every hash or none
+        for signal_type, value in entries:
+            result = await banks.add_item(args.name, signal_type, value, **options)
+            added += result.created
+            present += not result.created
+        protected = args.media and (await banks.get_bank(args.name)).provenance == (
+            "protected-source"
+        )
+        for path in args.media:
+            media = Path(path).read_bytes()
+            if protected:
+                # A protected source photo: its whole-picture hash and its tiles, so that
+                # edited derivatives of it are found too (specs/derivatives.md).
+                from blindmatch.node.media.tiles import protected_source
+
+                pdq, tiles = protected_source(media)
+                result = await banks.add_protected_source(
+                    args.name,
+                    pdq.hash32,
+                    quality=pdq.quality,
+                    tiles=tiles,
+                    categories=args.category,
+                    expires_at=args.expires_at,
+                    source="cli",
+                )
+                added += result.created
+                present += not result.created
+                continue
+            results = await banks.add_media(
+                args.name,
+                media,
+                _image_hashes,
+                categories=args.category,
+                expires_at=args.expires_at,
+                source="cli",
+                min_quality=args.min_quality,
+            )
+            added += sum(r.created for r in results)
+            present += sum(not r.created for r in results)
+    print(f"added {added}, already present {present}")
+    return 0
+
+
+async def _remove(args: argparse.Namespace, banks: Any) -> int:
+    from blindmatch.node.banks.validation import BankValidationError
+
+    if not args.ref and not (args.name and args.hashes):
+        raise BankValidationError("give BANK HASH... or --ref ITEM_REF")
+    removed = 0
+    async with banks.db.transaction():
+        for ref in args.ref:
+            removed += await banks.remove_by_ref(ref)
+        for value in args.hashes:
+            removed += await banks.remove_item(args.name, args.signal_type, value)
+    print(f"removed {removed}")
+    return 0
+
+
+async def _withdraw(args: argparse.Namespace, banks: Any) -> int:
+    from blindmatch.node.banks.validation import BankValidationError
+
+    if args.secret_file:
+        secret = Path(args.secret_file).read_bytes().strip()
+        with contextlib.suppress(ValueError):
+            secret = bytes.fromhex(secret.decode("ascii"))  # hex-encoded secrets too
+        item = await banks.withdraw_with_secret(args.ref, secret, reason=args.reason)
+    elif args.operator:
+        item = await banks.withdraw(args.ref, reason=args.reason)
+    else:
+        raise BankValidationError("give --secret-file (survivor) or --operator")
+    print(f"withdrawn {item.item_ref.hex()} at {_when(item.withdrawn_at)}")
+    return 0
+
+
+@contextlib.contextmanager
+def _open_input(path: str) -> Iterator[IO[bytes]]:
+    if path == "-":
+        yield sys.stdin.buffer
+    else:
+        with open(path, "rb") as handle:
+            yield handle
+
+
+async def _import(args: argparse.Namespace, banks: Any) -> int:
+    origin = "import:stdin" if args.file == "-" else f"import:{Path(args.file).name}"
+    with _open_input(args.file) as handle:
+        report = await banks.import_items(
+            args.name,
+            handle,
+            fmt=args.format,
+            signal_type=args.signal_type,
+            origin=origin[:200],
+            min_quality=args.min_quality,
+            skip_unsupported=args.skip_unsupported,
+        )
+    print(
+        f"imported {report.added}, already present {report.already_present}"
+        f" (format {report.format})"
+    )
+    if report.unsupported:
+        counts = ", ".join(f"{name} {n}" for name, n in report.unsupported.most_common())
+        total = sum(report.unsupported.values())
+        print(f"skipped {total} unsupported signal(s): {counts}", file=sys.stderr)
+    for problem in report.skipped:
+        print(f"  {problem}", file=sys.stderr)
+    return 0
+
+
+async def _export(args: argparse.Namespace, banks: Any) -> int:
+    from collections import Counter
+
+    from blindmatch.node.banks.validation import BankValidationError
+
+    await banks.get_bank(args.name)  # fail before creating a file
+    if args.include_private and args.format != "jsonl":
+        raise BankValidationError("--include-private needs --format jsonl (a restorable backup)")
+    untranslatable: Counter[str] = Counter()
+    lines = banks.export_items(
+        args.name,
+        include_private=args.include_private,
+        fmt=args.format,
+        untranslatable=untranslatable,
+    )
+    if not args.file or args.file == "-":
+        async for line in lines:
+            sys.stdout.write(line + "\n")
+        _report_untranslatable(untranslatable)
+        return 0
+    # Write beside the target and rename, so a crash never leaves a truncated export.
+    target = Path(args.file)
+    partial = target.with_name(target.name + ".partial")
+    count = 0
+    with open(partial, "w", encoding="utf-8") as out:
+        async for line in lines:
+            out.write(line + "\n")
+            count += 1
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(partial, target)
+    print(f"exported {count} items to {target}", file=sys.stderr)
+    _report_untranslatable(untranslatable)
+    return 0
+
+
+def _report_untranslatable(counts: Any) -> None:
+    if counts:
+        listed = ", ".join(f"{name} {n}" for name, n in counts.most_common())
+        print(
+            f"not exported: {sum(counts.values())} item(s) of types ThreatExchange has no name"
+            f" for ({listed})",
+            file=sys.stderr,
+        )
+
+
+async def _toggle(args: argparse.Namespace, banks: Any) -> int:
+    bank = await banks.set_enabled(args.name, args.enabled)
+    print(f"bank {bank.name} {'enabled' if bank.enabled else 'disabled'}")
+    return 0
+
+
+async def _delete(args: argparse.Namespace, banks: Any) -> int:
+    from blindmatch.node.banks.validation import BankValidationError
+
+    if not args.yes:
+        raise BankValidationError(f"deleting bank {args.name!r} removes all its items: add --yes")
+    removed = await banks.delete_bank(args.name)
+    print(f"deleted bank {args.name} and {removed} items")
+    return 0

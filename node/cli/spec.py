@@ -1,0 +1,36 @@
+"""``blindmatch spec verify``: the conformance runner."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("spec", help="protocol specification tools")
+    ssub = p.add_subparsers(dest="spec_command", metavar="SUBCOMMAND")
+    v = ssub.add_parser("verify", help="check an implementation against specs/vectors")
+    v.add_argument(
+        "--impl",
+        metavar="CMD",
+        help="external implementation speaking the JSON-lines interface (default: this one)",
+    )
+    v.add_argument("--vectors", metavar="DIR", help="vector directory (default: bundled)")
+    v.set_defaults(func=run_verify)
+    s = ssub.add_parser(
+        "serve-impl",
+        help="answer conformance requests as JSON lines on stdin/stdout (this implementation)",
+    )
+    s.set_defaults(func=run_serve)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from blindmatch.node.devtools.conformance import main
+
+    return main(impl=args.impl, vectors_dir=args.vectors)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    from blindmatch.node.devtools.conformance import serve_jsonl
+
+    return serve_jsonl()

@@ -1,0 +1,1 @@
+"""Developer and auditor tools: a local federation, the demos, the conformance runner."""

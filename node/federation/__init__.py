@@ -1,0 +1,1 @@
+"""The federation: publishing the blinded index, answering peers, querying them, replication."""

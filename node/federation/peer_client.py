@@ -1,0 +1,148 @@
+"""Talking to peers: signed envelopes over HTTP(S), verified replies, byte accounting."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+
+from blindmatch.node.config import ConfigError, require_tls_unless_loopback
+from blindmatch.protocol import envelope
+from blindmatch.protocol.roster import Member
+
+if TYPE_CHECKING:
+    from blindmatch.node.node import Node
+
+FEDERATION_PATH = "/fed/v1/message"
+CONTENT_TYPE = "application/vnd.blindmatch.envelope"
+REPLY_TYPES = {
+    "oprf.evaluate": "oprf.evaluated",
+    "threshold.query": "threshold.answer",
+    "feed.pull": "feed.page",
+    "feedback.submit": "feedback.accepted",
+}
+MAX_REPLY_BYTES = 16 * 1024 * 1024
+
+
+async def read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
+    """Read to EOF, stopping once more than ``limit`` bytes have arrived."""
+    chunks: list[bytes] = []
+    size = 0
+    while size <= limit:
+        chunk = await stream.read(min(65536, limit + 1 - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+class PeerError(Exception):
+    """The peer did not give a valid answer; ``code`` says why (its own error code if it sent
+    a signed refusal)."""
+
+    def __init__(self, code: str, message: str, retry_after_ms: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.retry_after_ms = retry_after_ms
+
+
+class PeerClient:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.session: aiohttp.ClientSession | None = None
+        self.sent: Counter[str] = Counter()
+        self.received: Counter[str] = Counter()
+        self.sent_by_type: Counter[str] = Counter()
+
+    async def start(self) -> None:
+        if self.session is None:
+            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, connect=5))
+
+    async def close(self) -> None:
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+
+    def _failed(self, peer: Member, code: str) -> None:
+        # The code is the peer's error code (a fixed vocabulary, validated by the envelope).
+        labels = {"peer": peer.node_id, "code": code[:40]}
+        self.node.metrics.inc("peer_request_failures_total", labels=labels)
+
+    def bytes_with(self, peer_id: str) -> tuple[int, int]:
+        return self.sent[peer_id], self.received[peer_id]
+
+    def seal(self, message_type: str, body: dict[str, Any]) -> tuple[bytes, bytes]:
+        nonce = os.urandom(envelope.NONCE_BYTES)
+        data = envelope.seal(
+            self.node.keys.identity,
+            self.node.node_id,
+            message_type,
+            body,
+            int(self.node.now() * 1000),
+            nonce,
+        )
+        return data, nonce
+
+    async def call(
+        self, peer: Member, message_type: str, body: dict[str, Any]
+    ) -> envelope.Envelope:
+        try:
+            require_tls_unless_loopback(peer.endpoint, f"endpoint of {peer.node_id}")
+        except ConfigError as exc:
+            raise PeerError("not-allowed", str(exc)) from exc
+        await self.start()
+        assert self.session is not None
+        data, nonce = self.seal(message_type, body)
+        url = peer.endpoint.rstrip("/") + FEDERATION_PATH
+        started = time.perf_counter()
+        try:
+            async with self.session.post(
+                url, data=data, headers={"Content-Type": CONTENT_TYPE}
+            ) as resp:
+                reply = await read_limited(resp.content, MAX_REPLY_BYTES)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self._failed(peer, "unreachable")
+            raise PeerError("unreachable", f"{peer.node_id}: {exc.__class__.__name__}") from exc
+        self.node.metrics.observe(
+            "peer_request_seconds",
+            time.perf_counter() - started,
+            {"peer": peer.node_id, "type": message_type},
+        )
+        self.sent[peer.node_id] += len(data)
+        self.received[peer.node_id] += len(reply)
+        self.sent_by_type[message_type] += len(data)
+        self.node.metrics.inc("peer_bytes_sent_total", len(data), labels={"peer": peer.node_id})
+        self.node.metrics.inc(
+            "peer_bytes_received_total", len(reply), labels={"peer": peer.node_id}
+        )
+        if len(reply) > MAX_REPLY_BYTES:
+            self._failed(peer, "bad-envelope")
+            raise PeerError("bad-envelope", f"{peer.node_id}: reply too large")
+        try:
+            env = envelope.open_envelope(
+                reply,
+                now_ms=int(self.node.now() * 1000),
+                sender_key=lambda s: peer.signing_key if s == peer.node_id else None,
+                max_bytes=MAX_REPLY_BYTES,
+                expected_types=(REPLY_TYPES[message_type], "error"),
+            )
+        except envelope.EnvelopeError as exc:
+            self._failed(peer, exc.code)
+            raise PeerError(exc.code, f"reply from {peer.node_id}: {exc.detail}") from exc
+        if env.type == "error":
+            if env.body.get("in_reply_to") not in (None, nonce):
+                self._failed(peer, "bad-body")
+                raise PeerError("bad-body", "refusal for another request")
+            self._failed(peer, str(env.body["code"]))
+            raise PeerError(env.body["code"], env.body["message"], env.body.get("retry_after_ms"))
+        if env.body.get("re") != nonce:
+            self._failed(peer, "bad-body")
+            raise PeerError("bad-body", f"reply from {peer.node_id} answers another request")
+        self.node.metrics.inc(
+            "peer_call_seconds_total", time.perf_counter() - started, labels={"type": message_type}
+        )
+        return env

@@ -1,0 +1,1 @@
+"""Media decoding and perceptual hashing (PDQ, vPDQ, PDQ tiles)."""

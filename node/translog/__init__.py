@@ -1,0 +1,1 @@
+"""The verifiable log: tables, entries, HTTP face, monitoring of peers' logs, reports."""

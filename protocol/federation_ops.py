@@ -1,0 +1,95 @@
+"""Conformance operations of the signal-type registry and the federation's sans-I/O machines:
+feed paging (specs/protocol.md 10.4) and admission (8.3).
+
+Registered with :mod:`blindmatch.protocol.conformance_ops` at import. Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blindmatch.protocol import admission, conformance_ops, replication, signal_types
+from blindmatch.protocol.conformance_ops import OpError
+
+
+def signal_type_entry(i: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return signal_types.get(i["name"]).summary()
+    except signal_types.UnknownSignalType as exc:
+        raise OpError("signals:unknown-type", str(exc)) from exc
+
+
+def signal_type_of_variant(i: dict[str, Any]) -> dict[str, Any]:
+    return {"signal_type": signal_types.for_variant(i["variant"]).name}
+
+
+def replication_pull(i: dict[str, Any]) -> dict[str, Any]:
+    """Drive a FeedPull over the given page bodies; report the requests and where it stopped."""
+    pull = replication.FeedPull(
+        i["feed"], i["cursor"], page_limit=i["page_limit"], max_pages=i["max_pages"]
+    )
+    requests = []
+    for page in i["pages"]:
+        body = pull.request()
+        if body is None:
+            break
+        requests.append(body)
+        entries = [
+            {
+                **e,
+                "id": conformance_ops.hex_bytes(e["id"]),
+                "payload": conformance_ops.hex_bytes(e["payload"]),
+            }
+            for e in page["entries"]
+        ]
+        try:
+            got = pull.receive({**page, "entries": entries})
+        except replication.ReplicationError as exc:
+            raise OpError(f"replication:{exc.code}", exc.message) from exc
+        if got.entries:
+            pull.stored()
+    return {
+        "requests": requests,
+        "cursor": pull.cursor,
+        "pulled": pull.pulled,
+        "state": pull.state.value,
+    }
+
+
+def admission_decide(i: dict[str, Any]) -> dict[str, Any]:
+    charge = None
+    if i.get("charge") is not None:
+        c = i["charge"]
+        charge = admission.Charge(
+            c["budget"],
+            c["units"],
+            admission.Limits(c["per_hour"], c["per_day"]),
+            admission.Usage(c["used_hour"], c["used_day"]),
+            c["counter"],
+        )
+    d = admission.decide(
+        sender=i["sender"],
+        self_id=i["self_id"],
+        now_ms=i["now_ms"],
+        timestamp_ms=i["timestamp_ms"],
+        nonce_seen=i["nonce_seen"],
+        charge=charge,
+    )
+    return {
+        "admit": d.admit,
+        "code": d.code,
+        "record_nonce": d.record_nonce,
+        "nonce_expires_at": d.nonce_expires_at,
+        "charge_units": d.charge_units,
+        "count_traffic": d.count_traffic,
+        "retry_after_ms": d.retry_after_ms,
+    }
+
+
+for _name, _fn in (
+    ("signal_types.entry", signal_type_entry),
+    ("signal_types.of_variant", signal_type_of_variant),
+    ("replication.pull", replication_pull),
+    ("admission.decide", admission_decide),
+):
+    conformance_ops.register_op(_name, _fn)
