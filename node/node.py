@@ -31,7 +31,7 @@ import numpy as np
 from blindmatch.node.cases.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
-from blindmatch.node.federation import index_build
+from blindmatch.node.federation import index_build, oprf_workers
 from blindmatch.node.federation.peer_client import PeerClient, PeerError
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
@@ -61,6 +61,9 @@ log = logging.getLogger("blindmatch.node")
 INDEX_FEED = "index"
 FEED_PAGE_BYTES = 8 * 1024 * 1024  # half the querier's reply limit
 MATCH_TASK_KIND = "match"
+# An oprf.evaluate of this many elements or more runs in a worker process (a picture's tiles,
+# ~3,000 elements, take a core for a quarter of a second); smaller ones in a thread.
+EVALUATE_IN_WORKER_ELEMENTS = 512
 
 
 @dataclass(frozen=True)
@@ -400,7 +403,12 @@ class Node:
             raise NodeError("not-allowed", "unknown or retired VOPRF key id")
         await self._charge(peer, "evaluations", len(body["elements"]), "evaluations")
         try:
-            # The scalar multiplications run off the event loop.
+            # The scalar multiplications run off the event loop: a large request (a picture's
+            # tiles, thousands of elements) in a worker process, a small one in a thread.
+            if len(body["elements"]) >= EVALUATE_IN_WORKER_ELEMENTS:
+                return await oprf_workers.run(
+                    matching.answer_evaluate, self.keys.voprf, self.keys.voprf_key_id, body
+                )
             return await asyncio.to_thread(
                 matching.answer_evaluate, self.keys.voprf, self.keys.voprf_key_id, body
             )

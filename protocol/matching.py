@@ -44,6 +44,10 @@ class ExchangeError(ValueError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+        self.message = message
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # raised in worker processes too
+        return (type(self), (self.code, self.message))
 
 
 @dataclass(frozen=True)
