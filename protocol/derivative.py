@@ -150,6 +150,9 @@ class DerivativeScheme:
     min_regions: int  # k: distinct cells confirmed against one source
     copy_coverage: float  # coverage at or above which a match is a near-exact copy
     lsh: BitSamplingScheme = PDQ_LSH_1
+    # Probes a querier sends per tile hash unless told otherwise (at most lsh.probe_budget). A
+    # querier-side setting: the holder's index does not depend on it.
+    query_probes: int = 64
     _schemes: dict[str, CellScheme] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -159,6 +162,8 @@ class DerivativeScheme:
             raise DerivativeError(f"tile threshold must be in 1..{MAX_TILE_THRESHOLD}")
         if self.min_regions < 2:
             raise DerivativeError("min_regions must be at least 2")
+        if not 1 <= self.query_probes <= self.lsh.probe_budget:
+            raise DerivativeError(f"query_probes must be in 1..{self.lsh.probe_budget}")
 
     @property
     def cells(self) -> list[Cell]:
@@ -365,7 +370,8 @@ class TilePeerExchange(PeerExchange):
     def probe_keys(self, query: QueryHash) -> list[bytes]:
         if is_cell_variant(query.variant):
             cell = Cell.parse(query.variant)
-            return self.scheme.probe_keys(cell, query.hash, query.float_vector, self.probe_budget)
+            budget = self.scheme.query_probes if self.probe_budget is None else self.probe_budget
+            return self.scheme.probe_keys(cell, query.hash, query.float_vector, budget)
         return self.scheme.lsh.probe_keys(query.hash, query.float_vector, self.probe_budget)
 
     def next_round(self) -> list[int]:
