@@ -103,7 +103,7 @@ class Federation:
         self.procs: dict[str, subprocess.Popen[str]] = {}
 
     def cli(self, *args: str | Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-        code = "import sys; from blindmatch.node.cli import main; sys.exit(main())"
+        code = "import sys; from blindmatch.node.cli.main import main; sys.exit(main())"
         return subprocess.run(
             [sys.executable, "-c", code, *map(str, args)],
             capture_output=True,
@@ -155,7 +155,7 @@ class Federation:
             self.cli("bank", "add", "sources", "--db", db, "--media", path)
 
     def start(self) -> None:
-        code = "import sys; from blindmatch.node.cli import main; sys.exit(main())"
+        code = "import sys; from blindmatch.node.cli.main import main; sys.exit(main())"
         for name in ("hub", "on", "off"):
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-c", code, "run", "--config",
@@ -312,8 +312,10 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 ]
                 if not sel:
                     continue
-                med = {k: statistics.median(r[k] or 0 for r in sel)
-                       for k in ("hub_cpu_s", "platform_cpu_s", "wall_s", "elements", "bytes")}  # fmt: skip
+                med = {
+                    k: statistics.median(r[k] or 0 for r in sel)
+                    for k in ("hub_cpu_s", "platform_cpu_s", "wall_s", "elements", "bytes")
+                }
                 out.append({"tree": tree, "search": search, "kind": kind, "n": len(sel),
                             "found": sum(r["result"] != "none" for r in sel), **med,
                             "max_hub_cpu_s": max(r["hub_cpu_s"] for r in sel)})  # fmt: skip
@@ -344,8 +346,8 @@ def render(r: dict[str, Any]) -> str:
         lines.append(
             f"| {s['tree']} | {s['search']} | {s['kind']} | {s['n']} | {s['found']} | "
             f"{s['hub_cpu_s'] * 1e3:.0f} ms | {s['max_hub_cpu_s'] * 1e3:.0f} ms | "
-            f"{s['platform_cpu_s'] * 1e3:.0f} ms | {s['elements']:.0f} | {s['bytes'] / 1e3:.0f} KB | "
-            f"{s['wall_s']:.2f} s |"
+            f"{s['platform_cpu_s'] * 1e3:.0f} ms | {s['elements']:.0f} | "
+            f"{s['bytes'] / 1e3:.0f} KB | {s['wall_s']:.2f} s |"
         )
     lines += ["", "Hub cores for 100M uploads a day (unmatched uploads' median hub CPU):", ""]
     lines += ["| tree | derivative search | hub CPU / upload | uploads / s / core | cores |",
@@ -358,8 +360,13 @@ def render(r: dict[str, Any]) -> str:
             f"| {s['tree']} | {s['search']} | {s['hub_cpu_s'] * 1e3:.0f} ms | "
             f"{1 / s['hub_cpu_s']:.1f} | {cores:,.0f} |"
         )
-    lines += ["", "Every upload:", "", "| tree | search | upload | result | hub CPU | elements | "
-              "candidates | tiles confirmed |", "|---|---|---|---|---:|---:|---:|---:|"]  # fmt: skip
+    lines += [
+        "",
+        "Every upload:",
+        "",
+        "| tree | search | upload | result | hub CPU | elements | candidates | tiles confirmed |",
+        "|---|---|---|---|---:|---:|---:|---:|",
+    ]
     for x in r["rows"]:
         lines.append(
             f"| {x['tree']} | {x['search']} | {x['kind']} | {x['result']} | "

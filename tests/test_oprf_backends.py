@@ -106,3 +106,37 @@ def test_keys_without_a_seed_and_fixed_nonces_stay_on_libsodium() -> None:
     assert oprf.blind_evaluate(derived, blinded, oprf.Mode.VOPRF, nonce) == oprf.blind_evaluate(
         bare, blinded, oprf.Mode.VOPRF, nonce
     )
+
+
+def test_the_backend_decodes_exactly_what_libsodium_decodes() -> None:
+    """The backend leaves element decoding to the wheel: it must accept and refuse the same
+    encodings as deserialize_element (random strings, edge encodings, valid points)."""
+    from voprf import ristretto as rust
+
+    p = 2**255 - 19
+    edge = [sodium.IDENTITY, b"\xff" * 32, bytes([1]) + bytes(31)]
+    edge += [v.to_bytes(32, "little") for v in (p - 1, p, p + 1, 2**255 - 1)]
+    valid = [sodium.scalarmult_base(sodium.scalar_random()) for _ in range(200)]
+    for encoding in edge + valid + [os.urandom(32) for _ in range(5000)]:
+        try:
+            oprf.deserialize_element(encoding)
+            ours = True
+        except oprf.DeserializeError:
+            ours = False
+        try:
+            rust.BlindedInput.deserialize(encoding)
+            theirs = True
+        except ValueError:
+            theirs = False
+        assert ours == theirs, encoding.hex()
+
+
+def test_a_bad_element_of_any_type_is_refused_like_libsodium_refuses_it(reference) -> None:
+    key = oprf.derive_key_pair(os.urandom(32), b"", oprf.Mode.VOPRF)
+    _, blinded = oprf.blind([b"x"], oprf.Mode.VOPRF)
+    for bad in ("not bytes", 7, blinded[0] + b"\x00"):
+        with pytest.raises(oprf.DeserializeError) as fast:
+            oprf.blind_evaluate(key, [blinded[0], bad], oprf.Mode.VOPRF)  # type: ignore[list-item]
+        with reference, pytest.raises(oprf.DeserializeError) as slow:
+            oprf.blind_evaluate(key, [blinded[0], bad], oprf.Mode.VOPRF)  # type: ignore[list-item]
+        assert str(fast.value) == str(slow.value)
