@@ -382,6 +382,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--sources", type=int, default=3)
     parser.add_argument("--unmatched", type=int, default=5)
     parser.add_argument("--before", default="main", help="git ref of today's code")
+    parser.add_argument("--after", default="HEAD", help="git ref of the new code")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     t_start = time.time()
@@ -390,11 +391,11 @@ def main(argv: list[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-upload-trees-"))
     rev = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.before],
                          capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", args.after],
                           capture_output=True, text=True, check=True).stdout.strip()  # fmt: skip
     trees = {
         "today": export_tree(args.before, work / "today"),
-        "new": _as_package(ROOT, work / "new"),
+        "new": export_tree(args.after, work / "new"),
     }
     rows: list[dict[str, Any]] = []
     meta: dict[str, Any] = {}
@@ -407,7 +408,7 @@ def main(argv: list[str]) -> int:
         "machine": f"{platform.platform()}, {os.cpu_count()} CPUs",
         "hashes": args.hashes,
         "sources": args.sources,
-        "trees": {"today": f"`{args.before}` ({rev})", "new": f"this tree ({head} + working tree)"},
+        "trees": {"today": f"`{args.before}` ({rev})", "new": f"`{args.after}` ({head})"},
         "rows": rows,
         "summary": summarize(rows),
         "setup": meta,
