@@ -315,7 +315,7 @@ def _alternatives(repeats: int, batch: int, rfc_vectors: Path) -> dict[str, obje
         evaluator = rust_voprf.Evaluator.from_seed(seed, b"")
         timers["voprf"] = lambda: evaluator.evaluate_batch(
             [rust_voprf.BlindedInput.deserialize(b) for b in blinded]
-        )
+        ).serialize()  # a server sends its elements encoded
         out["voprf_rfc9497"] = _voprf_vectors(rust_voprf, rfc_vectors)
     except ImportError:
         out["voprf_rfc9497"] = None

@@ -315,11 +315,14 @@ def _blind_evaluate_rust(key: ServerKey, blinded: Sequence[bytes]) -> tuple[list
         raise InvalidInputError("batch of more than 65535 elements")
     decode = _rust.BlindedInput.deserialize
     try:
-        inputs = [
-            decode(bytes(b))
-            for b in blinded
-            if isinstance(b, bytes | bytearray) and len(b) == sodium.POINT_BYTES
-        ]
+        if all(type(b) is bytes and len(b) == sodium.POINT_BYTES for b in blinded):
+            inputs = list(map(decode, blinded))  # the common case: msgpack gives bytes
+        else:
+            inputs = [
+                decode(bytes(b))
+                for b in blinded
+                if isinstance(b, bytes | bytearray) and len(b) == sodium.POINT_BYTES
+            ]
     except ValueError:
         inputs = []
     if len(inputs) != len(blinded):
