@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -70,6 +71,12 @@ FEED_SCHEMAS = {
         "entries_total": Field(integer(0, 1 << 40)),
     },
 }
+
+
+class Lookup(Protocol):
+    """What an exchange probes: a replica, or a handle on one (the node's is thread-safe)."""
+
+    def lookup_many(self, oprf_outputs: Sequence[bytes]) -> list[list[bytes]]: ...
 
 
 _U8 = np.dtype("<u8")  # 8 entry bytes read as one machine word (any fixed order would do)
