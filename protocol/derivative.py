@@ -39,7 +39,7 @@ from functools import cached_property
 from typing import Any
 
 from blindmatch.protocol.lsh import PDQ_LSH_1, BitSamplingScheme, Probe
-from blindmatch.protocol.matching import PeerExchange, QueryHash
+from blindmatch.protocol.matching import Confirmation, PeerExchange, QueryHash
 
 SIGNAL = "pdq-tile"  # the signal name of a tile hash (bucket keys add "/<cell>")
 MAX_TILE_THRESHOLD = 64  # the private test allows more; tiles beyond 64 bits are noise
@@ -361,6 +361,44 @@ def _cells_for_copy(scheme: DerivativeScheme, regions: int) -> int:
     return n
 
 
+def staged_round(ex: PeerExchange, scheme: DerivativeScheme) -> list[int]:
+    """Only the threshold queries the rule needs (specs/derivatives.md 6.5): first every
+    whole-picture query hash with candidates; no tile at all once a whole-picture match
+    names a protected source (the upload is its copy, 6.2); then tiles a few at a time,
+    until one group's verdict is settled or no group can reach ``min_regions`` any more.
+    Each tile asked costs the holder a verification of 256 bit proofs."""
+    open_ = [qi for qi in sorted(ex.candidates) if qi not in ex.asked]
+    whole = [qi for qi in open_ if not is_cell_variant(ex.queries[qi].variant)]
+    if whole:
+        return whole
+    if any(
+        not is_cell_variant(c.variant)
+        and c.release.get("provenance") == "protected-source"
+        and isinstance(c.release.get("group"), bytes)
+        for c in ex.confirmed
+    ):
+        return []
+    tiles = [qi for qi in open_ if is_cell_variant(ex.queries[qi].variant)]
+    quality = {Cell.parse(q.variant) for q in ex.queries if is_cell_variant(q.variant)}
+    open_cells = {Cell.parse(ex.queries[qi].variant) for qi in tiles}
+    by_group: dict[bytes, set[Cell]] = {}
+    for t in tile_confirmations(ex.confirmed):
+        by_group.setdefault(t.group, set()).add(t.cell)
+    sources = source_cells(scheme, ex.confirmed)
+    best = max((len(cells) for cells in by_group.values()), default=0)
+    if best + len(tiles) < scheme.min_regions:
+        return []  # no group can match any more
+    size = scheme.min_regions - best
+    for group, cells in by_group.items():
+        if len(cells) < scheme.min_regions:
+            continue
+        for_copy = _cells_for_copy(scheme, len(quality | sources.get(group, set())))
+        if len(cells) >= for_copy or len(cells) + len(open_cells - cells) < for_copy:
+            return []  # a copy, or a derivative whatever the other tiles would say
+        size = max(size, for_copy - len(cells))  # a copy needs every one of them
+    return tiles[: max(1, size)]
+
+
 class TilePeerExchange(PeerExchange):
     """:class:`PeerExchange` for a picture's whole-picture hashes *and* its tile hashes in one
     batch (one round trip per peer): a query hash whose ``variant`` is a cell label is probed
@@ -375,64 +413,41 @@ class TilePeerExchange(PeerExchange):
         return self.scheme.lsh.probe_keys(query.hash, query.float_vector, self.probe_budget)
 
     def next_round(self) -> list[int]:
-        """Only the threshold queries the rule needs (specs/derivatives.md 6.5): first every
-        whole-picture query hash with candidates; no tile at all once a whole-picture match
-        names a protected source (the upload is its copy, 6.2); then tiles a few at a time,
-        until one group's verdict is settled or no group can reach ``min_regions`` any more.
-        Each tile asked costs the holder a verification of 256 bit proofs."""
-        open_ = [qi for qi in sorted(self.candidates) if qi not in self.asked]
-        whole = [qi for qi in open_ if not is_cell_variant(self.queries[qi].variant)]
-        if whole:
-            return whole
-        if any(
-            not is_cell_variant(c.variant)
-            and c.release.get("provenance") == "protected-source"
-            and isinstance(c.release.get("group"), bytes)
-            for c in self.confirmed
-        ):
-            return []
-        tiles = [qi for qi in open_ if is_cell_variant(self.queries[qi].variant)]
-        scheme: DerivativeScheme = self.scheme
-        quality = {Cell.parse(q.variant) for q in self.queries if is_cell_variant(q.variant)}
-        open_cells = {Cell.parse(self.queries[qi].variant) for qi in tiles}
-        by_group: dict[bytes, set[Cell]] = {}
-        for t in self.tile_confirmations():
-            by_group.setdefault(t.group, set()).add(t.cell)
-        sources = self.source_cells()
-        best = max((len(cells) for cells in by_group.values()), default=0)
-        if best + len(tiles) < scheme.min_regions:
-            return []  # no group can match any more
-        size = scheme.min_regions - best
-        for group, cells in by_group.items():
-            if len(cells) < scheme.min_regions:
-                continue
-            for_copy = _cells_for_copy(scheme, len(quality | sources.get(group, set())))
-            if len(cells) >= for_copy or len(cells) + len(open_cells - cells) < for_copy:
-                return []  # a copy, or a derivative whatever the other tiles would say
-            size = max(size, for_copy - len(cells))  # a copy needs every one of them
-        return tiles[: max(1, size)]
+        return staged_round(self, self.scheme)
 
     def tile_confirmations(self) -> list[TileConfirmation]:
-        out = []
-        for c in self.confirmed:
-            group = c.release.get("group")
-            if not is_cell_variant(c.variant):
-                continue
-            if isinstance(group, bytes) and len(group) == RELEASE_GROUP_BYTES:
-                out.append(TileConfirmation(Cell.parse(c.variant), group))
-        return out
+        return tile_confirmations(self.confirmed)
 
     def source_cells(self) -> dict[bytes, set[Cell]]:
         """Per group, the source's quality cells as released (``source_cells`` mask)."""
-        out: dict[bytes, set[Cell]] = {}
-        for c in self.confirmed:
-            group, mask = c.release.get("group"), c.release.get("source_cells")
-            if isinstance(group, bytes) and isinstance(mask, int):
-                try:
-                    out.setdefault(group, set()).update(mask_cells(self.scheme, mask))
-                except DerivativeError:
-                    continue
-        return out
+        return source_cells(self.scheme, self.confirmed)
+
+
+def tile_confirmations(confirmed: Iterable[Confirmation]) -> list[TileConfirmation]:
+    """The confirmed tiles among an exchange's confirmations, each with its released group."""
+    out = []
+    for c in confirmed:
+        group = c.release.get("group")
+        if not is_cell_variant(c.variant):
+            continue
+        if isinstance(group, bytes) and len(group) == RELEASE_GROUP_BYTES:
+            out.append(TileConfirmation(Cell.parse(c.variant), group))
+    return out
+
+
+def source_cells(
+    scheme: DerivativeScheme, confirmed: Iterable[Confirmation]
+) -> dict[bytes, set[Cell]]:
+    """Per group, the source's quality cells as released (``source_cells`` mask)."""
+    out: dict[bytes, set[Cell]] = {}
+    for c in confirmed:
+        group, mask = c.release.get("group"), c.release.get("source_cells")
+        if isinstance(group, bytes) and isinstance(mask, int):
+            try:
+                out.setdefault(group, set()).update(mask_cells(scheme, mask))
+            except DerivativeError:
+                continue
+    return out
 
 
 def release_for_tile(

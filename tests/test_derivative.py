@@ -311,3 +311,17 @@ def test_the_plain_exchange_asks_every_candidate_in_one_round() -> None:
     assert ex.next_round() == [0, 2]
     ex.asked.update([0, 2])
     assert ex.next_round() == []
+
+
+def test_the_nodes_mixed_signal_exchange_stages_a_picture_with_tiles() -> None:
+    from blindmatch.protocol import signal_types
+
+    staged = _staged(tiles_with_candidates=15, whole_candidate=True)
+    ex = signal_types.SignalPeerExchange("hub", b"k" * 32, PDQ_LSH_1, staged.queries)
+    ex.candidates = staged.candidates
+    assert ex.next_round() == [0]
+    _answer(ex, [0], set(), b"g" * 8)  # type: ignore[arg-type]
+    assert ex.next_round() == [1, 2]
+    # and a tile's default probes are the scheme's query_probes
+    tile = staged.queries[1]
+    assert len(ex.probe_keys(tile)) <= SCHEME.query_probes
