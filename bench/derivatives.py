@@ -592,7 +592,9 @@ def private_protocol_check(
     from blindmatch.protocol import index, matching
     from blindmatch.protocol.roster import voprf_key_id
 
-    key = oprf.generate_key_pair()
+    # Derived from a seed as a node's key is (node/keys.py), so the holder evaluates with the
+    # OPRF backend a node uses (crypto/oprf.py).
+    key = oprf.derive_key_pair(os.urandom(32), b"blindmatch-v1 node voprf key", oprf.Mode.VOPRF)
     key_id = voprf_key_id(key.pk)
     items: dict[bytes, matching.HolderItem] = {}
     entries = []
@@ -709,7 +711,12 @@ def private_protocol_check(
             }
         )
         rows.append(row)
-    return {"holder_items": n_items, "index_cpu_s": index_seconds, "rows": rows}
+    return {
+        "holder_items": n_items,
+        "index_cpu_s": index_seconds,
+        "rows": rows,
+        "backend": oprf.backend(key),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1399,7 +1406,9 @@ def report(r: dict[str, Any]) -> str:
         "whole-picture hash and its tiles in one batch of blinded probes, VOPRF proof, "
         "candidates, the private threshold test with T = "
         f"{sch['threshold']} for tiles, releases "
-        "`group` and `source_cells`), then the rule; each picture twice, in the same run: "
+        "`group` and `source_cells`), then the rule (the holder's key is seed-derived, as a "
+        f"node's, so it evaluates with the {r['private_protocol'].get('backend', 'libsodium')} "
+        "backend); each picture twice, in the same run: "
         "*all*, every query hash with candidates asked at once (as before), and *staged*, "
         "only what the rule needs (specs/derivatives.md 6.5, what a node does). *Asked*: "
         "query hashes sent as `threshold.query` (each one a verification of 256 bit proofs "
