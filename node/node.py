@@ -55,7 +55,15 @@ from blindmatch.node.storage.feeds import FeedEntry
 from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
-from blindmatch.protocol import canonical, derivative, index, matching, signal_types
+from blindmatch.protocol import (
+    admission,
+    canonical,
+    derivative,
+    index,
+    matching,
+    replication,
+    signal_types,
+)
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.lsh import SCHEMES
 from blindmatch.protocol.roster import Member, Roster
@@ -383,12 +391,29 @@ class Node:
         if adm is not None:
             adm.recorded = True
         if not charged:
-            retry = (3600 - now % 3600) * 1000
+            # The atomic charge applies admission's rule (used + units <= limit, both
+            # windows); the decision function names the refusal and the window to wait for.
+            used = await self.budgets.usage(f"{peer.node_id}/{what}", now)
+            decision = admission.decide(
+                sender=peer.node_id,
+                self_id=self.node_id,
+                now_ms=now * 1000,
+                timestamp_ms=now * 1000,  # the envelope's timestamp was checked on opening
+                nonce_seen=False,
+                charge=admission.Charge(
+                    what,
+                    n,
+                    admission.Limits(limits.per_hour, limits.per_day),
+                    admission.Usage(used["hour"], used["day"]),
+                    counter,
+                ),
+            )
+            retry = decision.retry_after_ms or (3600 - now % 3600) * 1000
             self._exhausted[(peer.node_id, what)] = now + retry // 1000
             self.metrics.inc("budget_refusals_total", labels={"peer": peer.node_id, "what": what})
             raise NodeError(
                 "budget-exhausted",
-                f"{what} budget for {peer.node_id} is used up for this window",
+                decision.message or f"{what} budget for {peer.node_id} is used up for this window",
                 retry_after_ms=retry,
             )
         self.metrics.inc(f"peer_{what}_total", n, labels={"peer": peer.node_id})
@@ -593,48 +618,43 @@ class Node:
         return new
 
     async def _pull_feed(self, peer: Member, feed: str, max_pages: int) -> int:
-        new = 0
-        head = None
-        for _ in range(max_pages):
-            cursor = await self.replicas.cursor(peer.node_id, feed)
-            reply = await self.client.call(
-                peer, "feed.pull", {"feed": feed, "after": cursor, "limit": 500}
-            )
-            body = reply.body
-            if body["feed"] != feed:
-                raise PeerError("bad-body", "page of another feed")
-            head = body["head"]
-            entries = [
-                FeedEntry(feed, e["seq"], e["id"], e["kind"], e["payload"], 0)
-                for e in body["entries"]
-            ]
-            seqs = [e.seq for e in entries]
-            if seqs != sorted(set(seqs)) or (seqs and seqs[0] <= cursor):
-                raise PeerError("bad-body", "feed page is not in order after the cursor")
-            if not entries:
+        """One pass over the peer's feed, driven by the sans-I/O :class:`FeedPull` (it checks
+        every page and owns the cursor; this method only sends, stores and applies)."""
+        start = await self.replicas.cursor(peer.node_id, feed)
+        pull = replication.FeedPull(feed, start, page_limit=500, max_pages=max_pages)
+        while (request := pull.request()) is not None:
+            reply = await self.client.call(peer, "feed.pull", request)
+            try:
+                page = pull.receive(reply.body)
+            except replication.ReplicationError as exc:
+                raise PeerError(exc.code, exc.message) from exc
+            if not page.entries:
                 break
-            new_cursor = entries[-1].seq
-            await self.replicas.store_pulled(peer.node_id, feed, entries, new_cursor, self.now())
-            new += len(entries)
+            entries = [
+                FeedEntry(feed, e.seq, e.entry_id, e.kind, e.payload, 0) for e in page.entries
+            ]
+            await self.replicas.store_pulled(peer.node_id, feed, entries, page.cursor, self.now())
+            after = pull.cursor
+            pull.stored()
             if feed == INDEX_FEED:
                 # Apply what is now durably stored, in feed order, exactly once: directly if
                 # the replica is at the position this page follows, else from the store.
                 replica = self._replica(peer.node_id)
-                page = [StoredEntry(e.seq, e.entry_id, e.kind, e.payload) for e in entries]
-                if replica is not None and not await self._apply_page(replica, cursor, page):
+                stored = [StoredEntry(e.seq, e.entry_id, e.kind, e.payload) for e in entries]
+                if replica is not None and not await self._apply_page(replica, after, stored):
                     await self._catch_up(peer.node_id)
             else:
                 for e in entries:
                     await self._apply_feedback_entry(peer, e)
-            if new_cursor >= body["head"]:
-                break
-        if head is not None:
-            self.feed_heads[(peer.node_id, feed)] = (head, self.now())
-        if new:
+        if pull.head is not None:
+            self.feed_heads[(peer.node_id, feed)] = (pull.head, self.now())
+        if pull.pulled:
             self.metrics.inc(
-                "replica_entries_pulled_total", new, labels={"peer": peer.node_id, "feed": feed}
+                "replica_entries_pulled_total",
+                pull.pulled,
+                labels={"peer": peer.node_id, "feed": feed},
             )
-        return new
+        return pull.pulled
 
     async def _apply_feedback_entry(self, peer: Member, entry: FeedEntry) -> None:
         """Verify a replicated feedback record against its origin's key, then apply it."""
