@@ -33,7 +33,7 @@ from blindmatch.node import signals
 from blindmatch.node.cases.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
-from blindmatch.node.federation import index_build
+from blindmatch.node.federation import index_build, oprf_workers
 from blindmatch.node.federation.job_ledger import JobLedger, JobStateError
 from blindmatch.node.federation.peer_client import PeerClient, PeerError
 from blindmatch.node.federation.peer_replicas import PeerReplica, Rejected, StoredEntry
@@ -74,6 +74,9 @@ log = logging.getLogger("blindmatch.node")
 INDEX_FEED = "index"
 FEED_PAGE_BYTES = 8 * 1024 * 1024  # half the querier's reply limit
 MATCH_TASK_KIND = "match"
+# An oprf.evaluate of this many elements or more runs in a worker process (a picture's tiles,
+# ~3,000 elements, take a core for a quarter of a second); smaller ones in a thread.
+EVALUATE_IN_WORKER_ELEMENTS = 512
 # A peer's part of a job must end within this (the outbox lease, 120 s, is longer).
 TASK_TIMEOUT_S = 90.0
 # Refusals a retry cannot change: the peer's part of the job is dead-lettered at once.
@@ -459,7 +462,12 @@ class Node:
         self._refuse_early(peer, "evaluations")
         await self._charge(peer, "evaluations", len(body["elements"]), "evaluations")
         try:
-            # The scalar multiplications run off the event loop.
+            # The scalar multiplications run off the event loop: a large request (a picture's
+            # tiles, thousands of elements) in a worker process, a small one in a thread.
+            if len(body["elements"]) >= EVALUATE_IN_WORKER_ELEMENTS:
+                return await oprf_workers.run(
+                    matching.answer_evaluate, self.keys.voprf, self.keys.voprf_key_id, body
+                )
             return await asyncio.to_thread(
                 matching.answer_evaluate, self.keys.voprf, self.keys.voprf_key_id, body
             )
@@ -807,14 +815,18 @@ class Node:
         cache = self._encryptions_for(job_ref)
         # A job's peers run concurrently; its query hashes are encrypted once, under this lock.
         lock = self._job_locks.setdefault(job_ref, asyncio.Lock())
-        async with lock:
-            requests = await asyncio.to_thread(ex.threshold_requests, cache)
-        for req in requests:
-            answer = await self.client.call(peer, "threshold.query", req)
-            try:
-                await asyncio.to_thread(ex.on_answer, req, answer.body, cache)
-            except matching.ExchangeError as exc:
-                raise PeerError(exc.code, str(exc)) from exc
+        # Rounds: a tile exchange asks only what the derivative rule needs (derivatives.md 6.5).
+        while True:
+            async with lock:
+                requests = await asyncio.to_thread(ex.next_threshold_requests, cache)
+            if not requests:
+                break
+            for req in requests:
+                answer = await self.client.call(peer, "threshold.query", req)
+                try:
+                    await asyncio.to_thread(ex.on_answer, req, answer.body, cache)
+                except matching.ExchangeError as exc:
+                    raise PeerError(exc.code, str(exc)) from exc
         sent, received = self.client.bytes_with(peer.node_id)
         now = self.now()
         async with self.db.transaction():
