@@ -1,43 +1,40 @@
-"""A running blindmatch node: holder and querier in one.
+"""A running blindmatch node: the composition root that builds its services and runs them.
 
-As a **holder** it publishes a blinded index of its shared banks in its ``index`` change feed,
-answers peers' VOPRF evaluations (budgeted) and threshold queries. As a **querier** it
-replicates every peer's index feed, and matches query hashes against every peer through
-durable per-peer tasks in the outbox, so a peer that is down delays its part of a job and
-loses nothing.
+As a **holder** it publishes a blinded index of its shared banks (:mod:`.federation.publisher`)
+and answers peers' budgeted VOPRF evaluations and threshold queries
+(:mod:`.federation.responder`, admitted by :mod:`.federation.admission`). As a **querier** it
+replicates every peer's feeds (:mod:`.federation.replication`) and matches query hashes against
+every peer through durable per-peer tasks (:mod:`.federation.querier`) that the outbox worker
+(:mod:`.delivery`) runs and retries, so a peer that is down delays its part of a job and loses
+nothing. Matches become cases (:mod:`.cases.decisions`).
 
-The protocol steps are :mod:`blindmatch.protocol.matching`; this module stores, sends, retries
-and counts. It never logs a hash, a bucket key, an OPRF output or a key.
+Nothing here stores, sends or decides: each service is handed its collaborators and its store.
+It never logs a hash, a bucket key, an OPRF output or a key.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import logging
-import os
 import random
-from collections import OrderedDict
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
-import aiohttp
-import msgpack
-import numpy as np
-
-from blindmatch.node.cases.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
+from blindmatch.node.cases.decisions import DecisionService
+from blindmatch.node.cases.webhooks import WebhookSender
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
-from blindmatch.node.federation import index_build
-from blindmatch.node.federation.peer_client import PeerClient, PeerError
+from blindmatch.node.delivery import OutboxWorker
+from blindmatch.node.errors import NodeError
+from blindmatch.node.federation.admission import Admission
+from blindmatch.node.federation.peer_client import PeerClient
+from blindmatch.node.federation.publisher import IndexPublisher
+from blindmatch.node.federation.querier import Querier
+from blindmatch.node.federation.replication import Replicator
+from blindmatch.node.federation.responder import PeerResponder
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import (
     BudgetLedger,
-    BudgetLimits,
     Database,
     FeedLog,
     NodeState,
@@ -47,67 +44,17 @@ from blindmatch.node.storage import (
     RetryPolicy,
     open_database,
 )
-from blindmatch.node.storage.feeds import FeedEntry
+from blindmatch.node.storage.incidents import PeerIncidents
+from blindmatch.node.storage.match_jobs import MatchJobStore
 from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
+from blindmatch.node.storage.published_index import PublishedIndexStore
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
-from blindmatch.protocol import canonical, derivative, index, matching, schema
-from blindmatch.protocol import feedback as fb
+from blindmatch.protocol import derivative
 from blindmatch.protocol.lsh import SCHEMES
 from blindmatch.protocol.roster import Member, Roster
 
 log = logging.getLogger("blindmatch.node")
-
-INDEX_FEED = "index"
-FEED_PAGE_BYTES = 8 * 1024 * 1024  # half the querier's reply limit
-MATCH_TASK_KIND = "match"
-
-
-@dataclass(frozen=True)
-class MatchResult:
-    peer: str
-    item_ref: bytes
-    query_index: int
-    variant: str
-    band: int
-    release: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    job_ref: bytes
-    peers_total: int
-    peers_done: int
-    complete: bool
-    results: list[MatchResult]
-    tasks: list[dict[str, Any]]
-
-
-class NodeError(Exception):
-    """A refusal the node reports to its caller (peer or platform) with a stable code."""
-
-    def __init__(self, code: str, message: str, retry_after_ms: int | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.detail = message
-        self.retry_after_ms = retry_after_ms
-
-
-def _bands(release_bands: Sequence[int], threshold: int) -> tuple[int, ...]:
-    return (*(b for b in release_bands if b < threshold), threshold)
-
-
-def _release_json(release: Any) -> str:
-    """A holder's release as stored: JSON, with byte fields (a tile's ``group``) as hex."""
-    return json.dumps(
-        {k: v.hex() if isinstance(v, bytes) else v for k, v in dict(release).items()},
-        sort_keys=True,
-    )
-
-
-def _entry_id(kind: str, refs: Sequence[bytes]) -> bytes:
-    h = hashlib.sha256(kind.encode() + b"\x00" + b"".join(sorted(refs)))
-    return h.digest()[:16]
 
 
 class Node:
@@ -120,36 +67,6 @@ class Node:
         clock: Clock | None = None,
         rng: random.Random | None = None,
     ) -> None:
-        self.cfg = cfg
-        self.node_id = cfg.node_id
-        self.keys = keys
-        self.db = db
-        self.roster = roster
-        self.clock = clock or SystemClock()
-        self.rng = rng or random.SystemRandom()
-        self.scheme = SCHEMES[cfg.lsh_scheme]
-        self.tile_scheme = derivative.PDQ_TILES_1
-        self.feeds = FeedLog(db)
-        self.replicas = ReplicaStore(db)
-        self.outbox = Outbox(db, RetryPolicy(base_delay=2, max_delay=600, max_attempts=30))
-        self.nonces = NonceStore(db)
-        self.budgets = BudgetLedger(db)
-        self.state = NodeState(db)
-        self.metrics = Metrics()
-        self.client = PeerClient(self)
-        self.decisions = DecisionService(self)
-        self.translog = TransparencyLog(db, cfg.node_id, keys.identity, self.clock)
-        self.traffic = translog_hooks.TrafficCounts(db)
-        self.rejected_feedback: list[tuple[str, str]] = []  # (holder, reason), for operators
-        self.replica_indexes: dict[str, index.ReplicaIndex] = {}
-        self._replica_cursor: dict[str, int] = {}
-        self._encryptions: OrderedDict[bytes, matching.EncryptionCache] = OrderedDict()
-        self._verified_queries: OrderedDict[bytes, Any] = OrderedDict()
-        self._job_locks: dict[bytes, asyncio.Lock] = {}
-        self._reconcile_lock = asyncio.Lock()
-        self._tasks: list[asyncio.Task[None]] = []
-        self._wake_matcher = asyncio.Event()
-        self._stopping = False
         me = roster.member(cfg.node_id)
         if me is None:
             raise NodeError("not-allowed", f"{cfg.node_id} is not in the roster")
@@ -157,7 +74,77 @@ class Node:
             raise NodeError("not-allowed", "the roster lists another identity key for this node")
         if me.voprf_key is not None and me.voprf_key != keys.voprf.pk:
             raise NodeError("not-allowed", "the roster pins another VOPRF key for this node")
-        self.me = me
+        self.cfg, self.node_id, self.keys, self.db, self.roster, self.me = (
+            cfg, cfg.node_id, keys, db, roster, me,
+        )  # fmt: skip
+        self.clock = clock = clock or SystemClock()
+        self.rng = rng or random.SystemRandom()
+        self.scheme = SCHEMES[cfg.lsh_scheme]
+        self.tile_scheme = derivative.PDQ_TILES_1
+        # Stores.
+        self.feeds = FeedLog(db)
+        self.replicas = ReplicaStore(db)
+        self.outbox = Outbox(db, RetryPolicy(base_delay=2, max_delay=600, max_attempts=30))
+        self.nonces = NonceStore(db)
+        self.budgets = BudgetLedger(db)
+        self.state = NodeState(db)
+        self.jobs = MatchJobStore(db)
+        published = PublishedIndexStore(db)
+        self.traffic = translog_hooks.TrafficCounts(db)
+        self.translog = TransparencyLog(db, cfg.node_id, keys.identity, clock)
+        # Services, each handed what it works with.
+        self.metrics = metrics = Metrics()
+        self.client = PeerClient(cfg.node_id, keys.identity, clock, metrics)
+        self.decisions = DecisionService(
+            db, node_id=cfg.node_id, identity=keys.identity, roster=roster, clock=clock,
+            metrics=metrics, translog=self.translog, outbox=self.outbox, feeds=self.feeds,
+            jobs=self.jobs, release_bands=cfg.release_bands,
+        )  # fmt: skip
+        self.publisher = IndexPublisher(
+            db, published, self.feeds, self.translog, keys, self.scheme, metrics, clock,
+            publishes_tiles="hub" in me.roles,
+        )  # fmt: skip
+        self.admission = Admission(db, self.nonces, self.budgets, self.traffic, metrics, clock)
+        self.responder = PeerResponder(
+            self.admission, published, self.feeds, self.decisions, keys, metrics, clock,
+            cfg.release_bands,
+        )  # fmt: skip
+        self.replication = Replicator(
+            roster, cfg.node_id, self.scheme.name, self.replicas, PeerIncidents(db), self.client,
+            self.decisions, metrics, clock,
+        )  # fmt: skip
+        self._wake_matcher = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self.querier = Querier(
+            db, self.jobs, self.outbox, self.replication, self.client, self.traffic,
+            self.translog, metrics, clock, self.scheme, self.decisions.on_job_done,
+            self._wake_matcher,
+        )  # fmt: skip
+        webhooks = WebhookSender(
+            db, lambda: (self.decisions.webhook_url, self.decisions.webhook_secret),
+            self.client.http_session,
+        )  # fmt: skip
+        self.delivery = OutboxWorker(
+            self.outbox, roster, self.querier, self.jobs, self.client, webhooks, metrics, clock,
+            self.rng, cfg.match_workers,
+        )  # fmt: skip
+        self._tasks: list[asyncio.Task[None]] = []
+        # The services' entry points, as callers (API, survivor page, CLI, tests) use them.
+        self.replica_indexes = self.replication.replica_indexes
+        self.rejected_feedback = self.replication.rejected_feedback
+        self.handle_evaluate = self.responder.evaluate
+        self.handle_threshold = self.responder.threshold
+        self.handle_feed_pull = self.responder.feed_pull
+        self.handle_feedback_submit = self.responder.feedback_submit
+        self.sync_peer = self.replication.sync_peer
+        self.sync_all = self.replication.sync_all
+        self.submit = self.querier.submit
+        self.run_task = self.querier.run_task
+        self.job_status = self.querier.job_status
+        self.wait_for_job = self.querier.wait_for_job
+        self._job_queries = self.querier.job_queries
+        self.open_pending_cases = self.querier.open_pending_cases
+        self.process_due_tasks = self.delivery.process_due
 
     # --- lifecycle ------------------------------------------------------------------------
 
@@ -171,11 +158,14 @@ class Node:
         await self.client.start()
         await self.translog.load()
         await self._log_roster()
-        await self._load_replicas()
+        await self.replication.load()
         if background:
             self._tasks = [
                 asyncio.create_task(self._sync_loop(), name=f"{self.node_id}-sync"),
-                asyncio.create_task(self._match_loop(), name=f"{self.node_id}-match"),
+                asyncio.create_task(
+                    self.delivery.run(self._wake_matcher, self._stopping),
+                    name=f"{self.node_id}-match",
+                ),
             ]
 
     async def _log_roster(self) -> None:
@@ -192,8 +182,21 @@ class Node:
         await translog_hooks.log_counts(self.translog, self.traffic, self.now() * 1000)
         await self.translog.sign_if_due()
 
+    async def reconcile_index(self) -> dict[str, int]:
+        return await self.publisher.reconcile()
+
+    async def _sync_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.reconcile_index()
+                await self.sync_all()
+                await self.sign_log_head()
+            except Exception:  # keep the loop alive; the error is logged without content
+                log.exception("sync round failed")
+            await asyncio.sleep(self.cfg.sync_interval_s)
+
     async def stop(self) -> None:
-        self._stopping = True
+        self._stopping.set()
         self._wake_matcher.set()
         for t in self._tasks:
             t.cancel()
@@ -207,755 +210,7 @@ class Node:
         return self.clock.now()
 
     def peers(self) -> list[Member]:
-        return [m for m in self.roster.peers_of(self.node_id)]
+        return list(self.roster.peers_of(self.node_id))
 
     def holders(self) -> list[Member]:
-        return [m for m in self.peers() if m.voprf_key is not None]
-
-    # --- holder: publishing the blinded index ------------------------------------------------
-
-    # An item is in the published index exactly while this holds (one "?": now). A protected
-    # source's tiles are in it exactly while their source item is.
-    _ACTIVE_WHERE = (
-        " i.signal_type = 'pdq' AND i.withdrawn_at IS NULL"
-        " AND (i.expires_at IS NULL OR i.expires_at > ?) AND b.enabled = 1 AND b.shared = 1"
-    )
-    _ACTIVE = " FROM bank_items i JOIN banks b ON b.id = i.bank_id WHERE" + _ACTIVE_WHERE
-    _ACTIVE_TILES = (
-        " FROM source_tiles t JOIN protected_sources s ON s.source_id = t.source_id"
-        " JOIN bank_items i ON i.id = t.source_id JOIN banks b ON b.id = i.bank_id"
-        " WHERE b.provenance = 'protected-source' AND" + _ACTIVE_WHERE
-    )
-    _ACTIVE_ITEMS_SQL = (
-        "SELECT i.item_ref, i.hash, i.categories AS item_categories, b.categories AS"
-        " bank_categories, b.provenance AS bank_provenance, b.distance_threshold,"
-        " s.grp, s.source_cells FROM bank_items i JOIN banks b ON b.id = i.bank_id"
-        " LEFT JOIN protected_sources s ON s.source_id = i.id WHERE" + _ACTIVE_WHERE
-    )
-    _ACTIVE_TILE_SQL = (
-        "SELECT t.hash, s.scheme, s.grp, s.source_cells" + _ACTIVE_TILES + " AND t.item_ref = ?"
-    )
-    # Only the differences, so a round with nothing to do reads nothing of size.
-    _TO_PUBLISH_SQL = (
-        "SELECT i.item_ref, i.hash, NULL AS cell" + _ACTIVE + " AND NOT EXISTS"
-        " (SELECT 1 FROM index_publications p WHERE p.item_ref = i.item_ref)"
-    )
-    _TO_PUBLISH_TILES_SQL = (
-        "SELECT t.item_ref, t.hash, t.cell" + _ACTIVE_TILES + " AND NOT EXISTS"
-        " (SELECT 1 FROM index_publications p WHERE p.item_ref = t.item_ref)"
-    )
-    _TO_UNPUBLISH_SQL = (
-        "SELECT p.item_ref, p.entries FROM index_publications p WHERE NOT EXISTS"
-        " (SELECT 1" + _ACTIVE + " AND i.item_ref = p.item_ref) AND NOT EXISTS"
-        " (SELECT 1" + _ACTIVE_TILES + " AND t.item_ref = p.item_ref)"
-    )
-
-    def _index_keys(self, hash32: bytes, cell: str | None) -> list[bytes]:
-        if cell is None:
-            return self.scheme.index_keys(hash32)
-        return self.tile_scheme.index_keys(derivative.Cell.parse(cell), hash32)
-
-    async def reconcile_index(self) -> dict[str, int]:
-        """Bring the published index in line with the active shared items (one at a time: the
-        sync loop and a bank change may ask at once, and both would publish the same items).
-
-        Adds items not yet published (whole-picture hashes and the tiles of protected sources)
-        and removes items no longer active (withdrawn, expired, bank disabled or unshared; a
-        source's tiles with it), each delta in one transaction with its feed entry, so a crash
-        leaves either both or neither.
-        """
-        async with self._reconcile_lock:
-            return await self._reconcile_index()
-
-    async def _reconcile_index(self) -> dict[str, int]:
-        now = self.now()
-        rows = await self.db.fetch_all(self._TO_PUBLISH_SQL, now)
-        if "hub" in self.me.roles:  # nobody asks anyone else about tiles (5.1)
-            rows += await self.db.fetch_all(self._TO_PUBLISH_TILES_SQL, now)
-        active = {bytes(r["item_ref"]): (bytes(r["hash"]), r["cell"]) for r in rows}
-        published = {
-            bytes(r["item_ref"]): bytes(r["entries"])
-            for r in await self.db.fetch_all(self._TO_UNPUBLISH_SQL, now, now)
-        }
-        to_add, to_remove = list(active), list(published)
-        key_id = self.keys.voprf_key_id
-        # One delta must fit a feed payload: at most MAX_ENTRIES_PER_DELTA entries.
-        batch = max(1, index.MAX_ENTRIES_PER_DELTA // self.scheme.tables)
-        added = removed = 0
-        for start in range(0, len(to_remove), batch):
-            refs = to_remove[start : start + batch]
-            payload = canonical.encode(
-                {
-                    "scheme": self.scheme.name,
-                    "key_id": key_id,
-                    "entries": index.pack_entries(
-                        e for r in refs for e in index.split_entries(published[r])
-                    ),
-                }
-            )
-            async with self.db.transaction():
-                entry = await self.feeds.append(
-                    INDEX_FEED, _entry_id("index.remove", refs), "index.remove", payload, now
-                )
-                await translog_hooks.log_index_publication(self.translog, entry)
-                await self.db.execute_many(
-                    "DELETE FROM index_publications WHERE item_ref = ?", [(r,) for r in refs]
-                )
-            removed += len(refs)
-        # The OPRF evaluations of the whole backlog start at once (worker processes when it
-        # is large) and each delta is written as soon as its items are evaluated, so the
-        # writes overlap the evaluation of the items after them.
-        evaluations = index_build.start_entries(
-            self.keys.voprf, [(r, self._index_keys(*active[r])) for r in to_add]
-        )
-        packed_all: list[bytes] = []
-        try:
-            for start in range(0, len(to_add), batch):
-                refs = to_add[start : start + batch]
-                while len(packed_all) < start + len(refs):
-                    packed_all += await evaluations[0]
-                    evaluations.pop(0)
-                per_item = dict(zip(refs, packed_all[start : start + len(refs)], strict=True))
-                await self._publish_delta(refs, per_item, key_id, now)
-                added += len(refs)
-        finally:
-            for pending in evaluations:
-                pending.cancel()
-        if added or removed:
-            self.metrics.inc("index_items_published_total", added)
-            self.metrics.inc("index_items_removed_total", removed)
-            log.info("index reconciled: %d items added, %d removed", added, removed)
-        return {"added": added, "removed": removed}
-
-    async def _publish_delta(
-        self, refs: list[bytes], per_item: dict[bytes, bytes], key_id: bytes, now: int
-    ) -> None:
-        """One index.add delta: its feed entry, its log record and its publication rows,
-        in one transaction."""
-        payload = canonical.encode(
-            {
-                "scheme": self.scheme.name,
-                "key_id": key_id,
-                "entries": index.pack_entries(
-                    e for packed in per_item.values() for e in index.split_entries(packed)
-                ),
-            }
-        )
-        async with self.db.transaction():
-            entry = await self.feeds.append(
-                INDEX_FEED, _entry_id("index.add", refs), "index.add", payload, now
-            )
-            await translog_hooks.log_index_publication(self.translog, entry)
-            await self.db.execute_many(
-                "INSERT INTO index_publications (item_ref, scheme, key_id, entries,"
-                " published_at) VALUES (?, ?, ?, ?, ?)",
-                [(r, self.scheme.name, key_id, packed, now) for r, packed in per_item.items()],
-            )
-
-    # --- holder: answering peers ---------------------------------------------------------------
-
-    async def _charge(self, peer: Member, what: str, n: int, counter: str) -> None:
-        """Admit one request: record its nonce (when it came over HTTP), charge the peer's
-        budget and count the traffic, in one transaction, so a request costs one commit.
-
-        The commit skips its fsync (``durable=False``): a power loss may forget the last few
-        nonces, charges and counts together, so a replay within the envelope's time window
-        would be charged again; no state is half-written and a killed process loses nothing.
-        """
-        from blindmatch.node.federation.http import pending_admission
-
-        limits = BudgetLimits(
-            per_hour=peer.budget[f"{what}_per_hour"], per_day=peer.budget[f"{what}_per_day"]
-        )
-        now = self.now()
-        adm = pending_admission(peer.node_id)
-        async with self.db.transaction(durable=False):
-            if adm is not None and not await self.nonces.remember(
-                adm.sender, adm.nonce, adm.expires_at, now
-            ):
-                raise NodeError("replayed", "this message was already received")
-            # A refused charge undoes itself; the nonce is used up regardless.
-            charged = await self.budgets.charge_in_transaction(
-                f"{peer.node_id}/{what}", n, now, limits
-            )
-            if charged:
-                await self.traffic.record(peer.node_id, counter, "received", 1, n, now * 1000)
-        if adm is not None:
-            adm.recorded = True
-        if not charged:
-            retry = (3600 - now % 3600) * 1000
-            self.metrics.inc("budget_refusals_total", labels={"peer": peer.node_id, "what": what})
-            raise NodeError(
-                "budget-exhausted",
-                f"{what} budget for {peer.node_id} is used up for this window",
-                retry_after_ms=retry,
-            )
-        self.metrics.inc(f"peer_{what}_total", n, labels={"peer": peer.node_id})
-
-    async def handle_evaluate(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
-        if body["key_id"] != self.keys.voprf_key_id:
-            raise NodeError("not-allowed", "unknown or retired VOPRF key id")
-        await self._charge(peer, "evaluations", len(body["elements"]), "evaluations")
-        try:
-            # The scalar multiplications run off the event loop.
-            return await asyncio.to_thread(
-                matching.answer_evaluate, self.keys.voprf, self.keys.voprf_key_id, body
-            )
-        except matching.ExchangeError as exc:
-            raise NodeError(exc.code, str(exc)) from exc
-
-    async def _holder_items(self, refs: Sequence[bytes]) -> dict[bytes, matching.HolderItem | None]:
-        now = self.now()
-        out: dict[bytes, matching.HolderItem | None] = {}
-        for ref in refs:
-            row = await self.db.fetch_one(self._ACTIVE_ITEMS_SQL + " AND i.item_ref = ?", now, ref)
-            if row is None:
-                out[ref] = await self._holder_tile(ref, now)
-                continue
-            cats = json.loads(row["item_categories"] or "[]") or json.loads(
-                row["bank_categories"] or "[]"
-            )
-            release: dict[str, Any] = {
-                "categories": [c for c in cats if isinstance(c, str)][:8],
-                "provenance": row["bank_provenance"],
-                "signal": "pdq",
-            }
-            if row["grp"] is not None:
-                # A protected source's whole-picture item names its group too, so the querier
-                # can put a whole-picture match and the tiles of the same source in one case.
-                release["group"] = bytes(row["grp"])
-                release["source_cells"] = int(row["source_cells"])
-            try:
-                schema.check(matching_release_schema(), release)
-            except schema.SchemaError:
-                release = {"provenance": row["bank_provenance"], "signal": "pdq"}
-            out[ref] = matching.HolderItem(
-                hash=bytes(row["hash"]),
-                bands=_bands(self.cfg.release_bands, int(row["distance_threshold"])),
-                release=release,
-            )
-        return out
-
-    async def _holder_tile(self, ref: bytes, now: int) -> matching.HolderItem | None:
-        row = await self.db.fetch_one(self._ACTIVE_TILE_SQL, now, ref)
-        if row is None:
-            return None
-        scheme = derivative.DERIVATIVE_SCHEMES.get(row["scheme"])
-        if scheme is None:
-            return None
-        return matching.HolderItem(
-            hash=bytes(row["hash"]),
-            bands=_bands(self.cfg.release_bands, scheme.threshold),
-            release=derivative.release_for_tile(bytes(row["grp"]), int(row["source_cells"])),
-        )
-
-    async def handle_threshold(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
-        await self._charge(peer, "threshold_items", len(body["items"]), "queries")
-        digest = hashlib.sha256(body["query"]).digest()
-        verified = self._verified_queries.get(digest)
-        # The candidates are read from the database while the proofs are checked off the loop.
-        items_read = asyncio.ensure_future(self._holder_items(body["items"]))
-        try:
-            if verified is None:
-                try:
-                    verified = await asyncio.to_thread(matching.verify_threshold_query, body)
-                except matching.ExchangeError as exc:
-                    raise NodeError("bad-proof", str(exc)) from exc
-                self._verified_queries[digest] = verified
-                while len(self._verified_queries) > 64:
-                    self._verified_queries.popitem(last=False)
-            items = await items_read
-        finally:
-            if not items_read.done():
-                items_read.cancel()
-            elif not items_read.cancelled():
-                items_read.exception()  # retrieved: a refusal above is what the peer hears
-        answer = await asyncio.to_thread(matching.answer_threshold, verified, items, body)
-        self.metrics.inc("threshold_answers_total", len(answer["answers"]))
-        return answer
-
-    async def handle_feedback_submit(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
-        from blindmatch.node.cases.decisions import DecisionError
-
-        try:
-            seq = await self.decisions.accept_feedback(peer.node_id, body["record"])
-        except DecisionError as exc:
-            raise NodeError(exc.code, exc.detail) from exc
-        return {"seq": seq}
-
-    async def handle_feed_pull(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
-        if body["feed"] not in (INDEX_FEED, fb.FEED):
-            raise NodeError("not-allowed", f"no feed named {body['feed']}")
-        entries = await self.feeds.read(body["feed"], body["after"], body["limit"])
-        head = await self.feeds.head(body["feed"])
-        # A page stops at a byte budget (always at least one entry), so a backlog of large
-        # index deltas never makes a reply the querier must refuse as too large.
-        page, size = [], 0
-        for e in entries:
-            if page and size + len(e.payload) > FEED_PAGE_BYTES:
-                break
-            page.append({"seq": e.seq, "id": e.entry_id, "kind": e.kind, "payload": e.payload})
-            size += len(e.payload)
-        return {"feed": body["feed"], "entries": page, "head": head}
-
-    # --- querier: replication -------------------------------------------------------------------
-
-    def _replica(self, peer_id: str) -> index.ReplicaIndex | None:
-        member = self.roster.member(peer_id)
-        if member is None or member.voprf_key_id is None:
-            return None
-        ri = self.replica_indexes.get(peer_id)
-        if ri is None or ri.key_id != member.voprf_key_id:
-            ri = index.ReplicaIndex(self.scheme.name, member.voprf_key_id)
-            self.replica_indexes[peer_id] = ri
-            self._replica_cursor[peer_id] = 0
-        return ri
-
-    async def _apply(
-        self, peer_id: str, seq: int, entry_id: bytes, kind: str, payload: bytes
-    ) -> bool:
-        """Apply one stored index-feed entry to the peer's replica; False if it was rejected.
-
-        The entry came in a page the peer signed, so one we cannot read is the peer's fault:
-        it is never applied, it stays stored so the cursor moves on, and it is filed as an
-        incident for the operator (and counted) instead of only logged.
-        """
-        ri = self._replica(peer_id)
-        if ri is None:
-            return True
-        try:
-            body = schema.check(index.FEED_SCHEMAS[kind], canonical.decode(payload))
-            if body["scheme"] != ri.scheme or body["key_id"] != ri.key_id:
-                return True  # another scheme or a retired key: not the index we match against
-            if kind == "index.add":
-                ri.add(body["entries"])
-            elif kind == "index.remove":
-                ri.remove(body["entries"])
-        except (
-            KeyError,
-            canonical.CanonicalError,
-            schema.SchemaError,
-            index.IndexFormatError,
-        ) as exc:
-            from blindmatch.node.storage.incidents import PeerIncidents
-
-            reason = "unknown entry kind" if isinstance(exc, KeyError) else str(exc)
-            self.metrics.inc("replica_entries_rejected_total", labels={"peer": peer_id})
-            log.warning("rejected index feed entry %d from %s: %s", seq, peer_id, reason)
-            await PeerIncidents(self.db).record(
-                peer_id,
-                "bad-index-entry",
-                f"index feed entry {seq} not applied: {reason}",
-                {"feed": INDEX_FEED, "seq": seq, "entry_id": entry_id.hex(), "kind": kind[:64]},
-                self.now(),
-            )
-            return False
-        return True
-
-    async def _load_replicas(self) -> None:
-        for peer in self.holders():
-            self._replica(peer.node_id)
-            after = self._replica_cursor.get(peer.node_id, 0)
-            while True:
-                rows = await self.replicas.entries(peer.node_id, INDEX_FEED, after, 1000)
-                if not rows:
-                    break
-                for r in rows:
-                    await self._apply(peer.node_id, r.seq, r.entry_id, r.kind, r.payload)
-                    after = r.seq
-            self._replica_cursor[peer.node_id] = after
-
-    async def sync_peer(self, peer: Member, max_pages: int = 1000) -> int:
-        """Pull the peer's index and feedback feeds from our cursors; returns new entries."""
-        new = await self._pull_feed(peer, INDEX_FEED, max_pages)
-        new += await self._pull_feed(peer, fb.FEED, max_pages)
-        return new
-
-    async def _pull_feed(self, peer: Member, feed: str, max_pages: int) -> int:
-        new = 0
-        for _ in range(max_pages):
-            cursor = await self.replicas.cursor(peer.node_id, feed)
-            reply = await self.client.call(
-                peer, "feed.pull", {"feed": feed, "after": cursor, "limit": 500}
-            )
-            body = reply.body
-            if body["feed"] != feed:
-                raise PeerError("bad-body", "page of another feed")
-            entries = [
-                FeedEntry(feed, e["seq"], e["id"], e["kind"], e["payload"], 0)
-                for e in body["entries"]
-            ]
-            seqs = [e.seq for e in entries]
-            if seqs != sorted(set(seqs)) or (seqs and seqs[0] <= cursor):
-                raise PeerError("bad-body", "feed page is not in order after the cursor")
-            if not entries:
-                break
-            new_cursor = entries[-1].seq
-            await self.replicas.store_pulled(peer.node_id, feed, entries, new_cursor, self.now())
-            new += len(entries)
-            if feed == INDEX_FEED:
-                # Apply what is now durably stored, in feed order, exactly once.
-                after = self._replica_cursor.get(peer.node_id, 0)
-                for e in entries:
-                    if e.seq > after:
-                        await self._apply(peer.node_id, e.seq, e.entry_id, e.kind, e.payload)
-                self._replica_cursor[peer.node_id] = max(after, new_cursor)
-            else:
-                for e in entries:
-                    await self._apply_feedback_entry(peer, e)
-            if new_cursor >= body["head"]:
-                break
-        if new:
-            self.metrics.inc(
-                "replica_entries_pulled_total", new, labels={"peer": peer.node_id, "feed": feed}
-            )
-        return new
-
-    async def _apply_feedback_entry(self, peer: Member, entry: FeedEntry) -> None:
-        """Verify a replicated feedback record against its origin's key, then apply it."""
-        try:
-            record = fb.open_record(entry.payload, self.roster.signing_key)
-            if record.holder != peer.node_id:
-                raise fb.FeedbackError("not-allowed", "a feed carries only its holder's items")
-        except fb.FeedbackError as exc:
-            # Reported, never applied; the entry stays stored so the cursor can move on.
-            self.rejected_feedback.append((peer.node_id, str(exc)))
-            self.metrics.inc("feedback_rejected_total", labels={"peer": peer.node_id})
-            log.warning("rejected a feedback record from %s's feed: %s", peer.node_id, exc.code)
-            return
-        await self.decisions.apply_feedback(record)
-
-    async def sync_all(self) -> dict[str, int | str]:
-        out: dict[str, int | str] = {}
-        for peer in self.holders():
-            try:
-                out[peer.node_id] = await self.sync_peer(peer)
-            except PeerError as exc:
-                out[peer.node_id] = f"error: {exc.code}"
-                log.info("sync with %s failed: %s", peer.node_id, exc.code)
-        return out
-
-    async def _sync_loop(self) -> None:
-        while not self._stopping:
-            try:
-                await self.reconcile_index()
-                await self.sync_all()
-                await self.sign_log_head()
-            except Exception:  # keep the loop alive; the error is logged without content
-                log.exception("sync round failed")
-            await asyncio.sleep(self.cfg.sync_interval_s)
-
-    # --- querier: matching ------------------------------------------------------------------------
-
-    async def submit(
-        self,
-        queries: Sequence[matching.QueryHash],
-        source: str = "api",
-        content_ref: str | None = None,
-    ) -> bytes:
-        """Create a match job with one durable task per holder; returns the job reference."""
-        job_ref = os.urandom(16)
-        holders = self.holders()
-        packed = msgpack.packb(
-            [
-                [
-                    q.hash,
-                    None
-                    if q.float_vector is None
-                    else np.asarray(q.float_vector, dtype="<f4").tobytes(),
-                    q.variant,
-                ]
-                for q in queries
-            ],
-            use_bin_type=True,
-        )
-        now = self.now()
-        async with self.db.transaction():
-            await self.db.execute(
-                "INSERT INTO match_jobs (job_ref, submitted_at, source, queries, peers_total,"
-                " peers_done, content_ref) VALUES (?, ?, ?, ?, ?, 0, ?)",
-                job_ref, now, source, packed, len(holders), content_ref,
-            )  # fmt: skip
-            for peer in holders:
-                await self.db.execute(
-                    "INSERT INTO match_tasks (job_ref, peer_id, updated_at) VALUES (?, ?, ?)",
-                    job_ref, peer.node_id, now,
-                )  # fmt: skip
-                await self.outbox.enqueue(
-                    job_ref + peer.node_id.encode()[:32],
-                    peer.node_id,
-                    MATCH_TASK_KIND,
-                    job_ref,
-                    now,
-                )
-            if not holders:
-                await self.db.execute(
-                    "UPDATE match_jobs SET completed_at = ? WHERE job_ref = ?", now, job_ref
-                )
-        self.metrics.inc("match_jobs_total")
-        if not holders:
-            await self.decisions.on_job_done(job_ref)
-        self._wake_matcher.set()
-        return job_ref
-
-    async def _job_queries(self, job_ref: bytes) -> list[matching.QueryHash]:
-        row = await self.db.fetch_one("SELECT queries FROM match_jobs WHERE job_ref = ?", job_ref)
-        if row is None:
-            raise NodeError("unknown-item", "no such job")
-        out = []
-        for h, fv, variant in msgpack.unpackb(bytes(row["queries"]), raw=False):
-            floats = None if fv is None else np.frombuffer(fv, dtype="<f4").astype(np.float64)
-            out.append(matching.QueryHash(bytes(h), floats, variant))
-        return out
-
-    def _encryptions_for(self, job_ref: bytes) -> matching.EncryptionCache:
-        cache = self._encryptions.get(job_ref)
-        if cache is None:
-            cache = matching.EncryptionCache(os.urandom)
-            self._encryptions[job_ref] = cache
-            while len(self._encryptions) > 256:
-                old, _ = self._encryptions.popitem(last=False)
-                self._job_locks.pop(old, None)
-        return cache
-
-    async def run_task(self, job_ref: bytes, peer: Member) -> list[matching.Confirmation]:
-        """One job against one holder: VOPRF round, candidates, private confirmation."""
-        if peer.voprf_key is None:
-            raise NodeError("not-allowed", f"{peer.node_id} holds no index")
-        replica = self._replica(peer.node_id)
-        assert replica is not None
-        if self._replica_cursor.get(peer.node_id, 0) == 0:
-            await self.sync_peer(peer)  # first contact: fetch the index before probing it
-        job_queries = await self._job_queries(job_ref)
-        # Protected sources are banked by hubs (specs/derivatives.md 5.1): only a hub is asked
-        # about tiles, which keeps derivative search from costing anything at other holders.
-        wanted = [
-            i
-            for i, q in enumerate(job_queries)
-            if "hub" in peer.roles or not derivative.is_cell_variant(q.variant)
-        ]
-        queries = [job_queries[i] for i in wanted]
-        ex: matching.PeerExchange
-        if any(derivative.is_cell_variant(q.variant) for q in queries):
-            # Whole-picture and tile hashes in one batch: still one round trip per peer.
-            ex = derivative.TilePeerExchange(
-                peer.node_id, peer.voprf_key, self.tile_scheme, queries
-            )
-        else:
-            ex = matching.PeerExchange(peer.node_id, peer.voprf_key, self.scheme, queries)
-        sent_before, received_before = self.client.bytes_with(peer.node_id)
-        request = await asyncio.to_thread(ex.evaluate_request)
-        reply = await self.client.call(peer, "oprf.evaluate", request)
-        try:
-            await asyncio.to_thread(ex.on_evaluated, reply.body, replica)
-        except matching.ExchangeError as exc:
-            raise PeerError(exc.code, str(exc)) from exc
-        cache = self._encryptions_for(job_ref)
-        # A job's peers run concurrently; its query hashes are encrypted once, under this lock.
-        lock = self._job_locks.setdefault(job_ref, asyncio.Lock())
-        async with lock:
-            requests = await asyncio.to_thread(ex.threshold_requests, cache)
-        for req in requests:
-            answer = await self.client.call(peer, "threshold.query", req)
-            try:
-                await asyncio.to_thread(ex.on_answer, req, answer.body, cache)
-            except matching.ExchangeError as exc:
-                raise PeerError(exc.code, str(exc)) from exc
-        sent, received = self.client.bytes_with(peer.node_id)
-        now = self.now()
-        async with self.db.transaction():
-            for c in ex.confirmed:
-                await self.db.execute(
-                    "INSERT INTO match_results (job_ref, peer_id, item_ref, query_index, variant,"
-                    " band, release, confirmed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
-                    " ON CONFLICT DO NOTHING",
-                    job_ref, c.peer, c.item_ref, wanted[c.query_index], c.variant, c.band,
-                    _release_json(c.release), now,
-                )  # fmt: skip
-            changed = await self.db.execute(
-                "UPDATE match_tasks SET state = 'done', probes = ?, candidates = ?,"
-                " bytes_sent = bytes_sent + ?, bytes_received = bytes_received + ?,"
-                " last_error = NULL, updated_at = ? WHERE job_ref = ? AND peer_id = ?"
-                " AND state <> 'done'",
-                ex.probes_sent, sum(len(v) for v in ex.candidates.values()),
-                sent - sent_before, received - received_before, now, job_ref, peer.node_id,
-            )  # fmt: skip
-            if changed:
-                candidates = sum(len(v) for v in ex.candidates.values())
-                await self.traffic.record(
-                    peer.node_id, "evaluations", "sent", 1, ex.probes_sent, now * 1000
-                )
-                if candidates:
-                    await self.traffic.record(
-                        peer.node_id, "queries", "sent", len(ex.candidates), candidates, now * 1000
-                    )
-                best: dict[bytes, int] = {}
-                for c in ex.confirmed:
-                    best[c.item_ref] = min(c.band, best.get(c.item_ref, c.band))
-                for item_ref, band in sorted(best.items()):
-                    await translog_hooks.log_match(
-                        self.translog,
-                        match_id=translog_hooks.match_id_for(job_ref, peer.node_id, item_ref, 0),
-                        peer=peer.node_id,
-                        item_ref=item_ref,
-                        band=band,
-                    )
-                await self.db.execute(
-                    "UPDATE match_jobs SET peers_done = peers_done + 1, completed_at ="
-                    " CASE WHEN completed_at IS NULL AND peers_done + 1 >= peers_total THEN ?"
-                    " ELSE completed_at END WHERE job_ref = ?",
-                    now,
-                    job_ref,
-                )
-        self.metrics.inc("matches_confirmed_total", len(ex.confirmed))
-        done = await self.db.fetch_value(
-            "SELECT completed_at FROM match_jobs WHERE job_ref = ?", job_ref
-        )
-        if done is not None:
-            await self.decisions.on_job_done(job_ref)
-        return ex.confirmed
-
-    async def process_due_tasks(self, limit: int = 16) -> int:
-        """Run the match tasks whose time has come; returns how many were attempted."""
-        messages = await self.outbox.claim_due(self.now(), limit)
-        # One job's peers (and different jobs) proceed concurrently, bounded by match_workers;
-        # a case's webhooks go one after another in their sequence (message id) order.
-        gate = asyncio.Semaphore(max(1, self.cfg.match_workers))
-        groups: dict[bytes, list[Any]] = {}
-        for m in messages:
-            key = m.message_id[:16] if m.kind == WEBHOOK_KIND else m.message_id
-            groups.setdefault(key, []).append(m)
-
-        async def run(group: list[Any]) -> None:
-            async with gate:
-                for m in sorted(group, key=lambda m: m.message_id):
-                    await self._process(m)
-
-        await asyncio.gather(*(run(g) for g in groups.values()))
-        return len(messages)
-
-    async def _process(self, m: Any) -> None:
-        peer = self.roster.member(m.peer_id)
-        try:
-            if m.kind == WEBHOOK_KIND:
-                await self._deliver_webhook(m.payload)
-                await self.outbox.mark_delivered(m.message_id, self.now())
-                return
-            if peer is None:
-                raise NodeError("not-allowed", "peer left the roster")
-            if m.kind == MATCH_TASK_KIND:
-                await self.run_task(m.payload, peer)
-            elif m.kind == FEEDBACK_KIND:
-                await self.client.call(peer, "feedback.submit", {"record": m.payload})
-            else:
-                raise NodeError("internal", f"unknown outbox kind {m.kind}")
-            await self.outbox.mark_delivered(m.message_id, self.now())
-        except (TimeoutError, PeerError, NodeError, OSError) as exc:
-            code = getattr(exc, "code", exc.__class__.__name__)
-            if m.kind == MATCH_TASK_KIND:
-                await self.db.execute(
-                    "UPDATE match_tasks SET last_error = ?, updated_at = ? WHERE job_ref = ?"
-                    " AND peer_id = ?",
-                    str(code), self.now(), m.payload, m.peer_id,
-                )  # fmt: skip
-            await self.outbox.schedule_retry(m.message_id, str(code), self.now(), self.rng)
-            self.metrics.inc("match_task_retries_total", labels={"peer": m.peer_id})
-            log.info("match task against %s deferred: %s", m.peer_id, code)
-
-    async def _deliver_webhook(self, body: bytes) -> None:
-        url = self.decisions.webhook_url
-        if not url:
-            return
-        event = json.loads(body)
-        if await self.decisions.earlier_webhook_pending(
-            bytes.fromhex(event["case"]), event["sequence"]
-        ):
-            raise NodeError("deferred", "an earlier event for this case is not delivered yet")
-        await self.client.start()
-        assert self.client.session is not None
-        headers = {
-            "Content-Type": "application/json",
-            "X-Blindmatch-Signature": "sha256=" + self.decisions.webhook_signature(body),
-            "Idempotency-Key": event["idempotency_key"],
-        }
-        try:
-            async with self.client.session.post(url, data=body, headers=headers) as resp:
-                if resp.status >= 300:
-                    raise NodeError("unreachable", f"webhook answered {resp.status}")
-        except aiohttp.ClientError as exc:
-            raise NodeError("unreachable", f"webhook: {exc.__class__.__name__}") from exc
-
-    async def open_pending_cases(self, limit: int = 16) -> int:
-        """Open the cases of finished jobs that have none yet (the node stopped between the
-        job's last task and its cases); returns how many jobs it handled."""
-        rows = await self.db.fetch_all(
-            "SELECT job_ref FROM match_jobs WHERE cases_opened = 0 AND content_ref IS NOT NULL"
-            " AND completed_at IS NOT NULL ORDER BY id LIMIT ?",
-            limit,
-        )
-        for r in rows:
-            await self.decisions.on_job_done(bytes(r["job_ref"]))
-        return len(rows)
-
-    async def _match_loop(self) -> None:
-        while not self._stopping:
-            try:
-                n = await self.process_due_tasks()
-                n += await self.open_pending_cases()
-            except Exception:
-                log.exception("match round failed")
-                n = 0
-            if n == 0:
-                self._wake_matcher.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake_matcher.wait(), timeout=1.0)
-
-    async def job_status(self, job_ref: bytes) -> JobStatus:
-        job = await self.db.fetch_one("SELECT * FROM match_jobs WHERE job_ref = ?", job_ref)
-        if job is None:
-            raise NodeError("unknown-item", "no such job")
-        rows = await self.db.fetch_all(
-            "SELECT * FROM match_results WHERE job_ref = ? ORDER BY peer_id, query_index, band",
-            job_ref,
-        )
-        tasks = await self.db.fetch_all(
-            "SELECT peer_id, state, probes, candidates, bytes_sent, bytes_received, last_error"
-            " FROM match_tasks WHERE job_ref = ? ORDER BY peer_id",
-            job_ref,
-        )
-        return JobStatus(
-            job_ref=job_ref,
-            peers_total=int(job["peers_total"]),
-            peers_done=int(job["peers_done"]),
-            # A job with a content reference is complete once its cases are open too, so a
-            # caller that waited for it finds them.
-            complete=job["completed_at"] is not None
-            and (job["content_ref"] is None or bool(job["cases_opened"])),
-            results=[
-                MatchResult(
-                    peer=r["peer_id"],
-                    item_ref=bytes(r["item_ref"]),
-                    query_index=int(r["query_index"]),
-                    variant=r["variant"],
-                    band=int(r["band"]),
-                    release=json.loads(r["release"]),
-                )
-                for r in rows
-            ],
-            tasks=[dict(t) for t in tasks],
-        )
-
-    async def wait_for_job(self, job_ref: bytes, timeout: float = 60.0) -> JobStatus:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            status = await self.job_status(job_ref)
-            if status.complete or asyncio.get_running_loop().time() > deadline:
-                return status
-            self._wake_matcher.set()
-            await asyncio.sleep(0.05)
-
-
-def matching_release_schema():  # type: ignore[no-untyped-def]
-    from blindmatch.protocol.messages import RELEASE_FIELDS
-
-    return RELEASE_FIELDS
+        return self.replication.holders()

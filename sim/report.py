@@ -11,7 +11,6 @@ import numpy as np
 if TYPE_CHECKING:
     from .engine import Context
     from .policy import Decisions
-    from .run import RunResult
     from .scenario import Scenario
 
 SPEC_NOTE = (
@@ -22,15 +21,18 @@ SPEC_NOTE = (
 )
 
 
-def write(s: Scenario, r: RunResult, ctx: Context, dec: Decisions) -> None:
-    from .run import dumps
-
-    out = r.out
-    assert out is not None
-    (out / "results.json").write_text(dumps(r.results))
-    (out / "timing.json").write_text(json.dumps(r.timing, indent=1, sort_keys=True) + "\n")
-    plots = _plots(s, r.results, ctx, dec, out)
-    (out / "report.md").write_text(render(s, r.results, r.timing, plots))
+def write(
+    s: Scenario,
+    results: dict[str, Any],
+    timing: dict[str, Any],
+    out: Path,
+    ctx: Context,
+    dec: Decisions,
+) -> None:
+    (out / "results.json").write_text(dumps(results))
+    (out / "timing.json").write_text(json.dumps(timing, indent=1, sort_keys=True) + "\n")
+    plots = _plots(s, results, ctx, dec, out)
+    (out / "report.md").write_text(render(s, results, timing, plots))
 
 
 def _plots(s: Scenario, res: dict, ctx: Context, dec: Decisions, out: Path) -> list[str]:
@@ -336,3 +338,17 @@ def render(s: Scenario, res: dict, timing: dict, plots: list[str]) -> str:
     lines += [f"- {f}" for f in findings] or ["- No measured figure exceeded a stated bound."]
     lines.append("")
     return "\n".join(lines)
+
+
+def dumps(results: dict[str, Any]) -> str:
+    return json.dumps(results, indent=1, sort_keys=True, default=_json_default) + "\n"
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    raise TypeError(type(o))

@@ -22,10 +22,10 @@ from blindmatch.node.banks.service import BankError, BankService
 from blindmatch.node.banks.validation import BankValidationError
 from blindmatch.node.cases import derivatives as derivative_cases
 from blindmatch.node.cases.decisions import DecisionError
+from blindmatch.node.errors import NodeError
 from blindmatch.node.media import hashing
 from blindmatch.node.media import tiles as tile_hashing
 from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from blindmatch.node.node import NodeError
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.protocol.derivative import is_cell_variant
 from blindmatch.protocol.matching import QueryHash
@@ -261,7 +261,7 @@ def build_api(
         )
 
     async def _job_json(status) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-        return _status_json(status, await node._job_queries(status.job_ref), node.roster)
+        return _status_json(status, await node.querier.job_queries(status.job_ref), node.roster)
 
     def _content_ref(request: web.Request) -> str | None:
         ref = request.query.get("content_ref")
@@ -423,7 +423,7 @@ def build_api(
 
     app.add_routes(routes)
     if console:
-        from blindmatch.node.console.app import build_console
+        from blindmatch.node.console.site import build_console
 
         async def console_home(request: web.Request) -> web.Response:
             raise web.HTTPFound("/console/")

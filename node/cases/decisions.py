@@ -12,32 +12,41 @@ item; a withdrawal closes them.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from blindmatch.crypto.signing import SigningKey
 from blindmatch.node.cases import derivatives as derivative_cases
 from blindmatch.node.cases import policy as policy_mod
+from blindmatch.node.cases.case_log import CaseLog
+from blindmatch.node.cases.webhooks import (
+    WEBHOOK_KIND,
+    WEBHOOK_PEER,
+    webhook_body,
+    webhook_message_id,
+)
+from blindmatch.node.clock import Clock
+from blindmatch.node.metrics import Metrics
+from blindmatch.node.storage import Database, FeedLog, Outbox
+from blindmatch.node.storage.live_items import NOT_WITHDRAWN, local_signal_sql
+from blindmatch.node.storage.match_jobs import MatchJobStore
+from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.derivative import is_cell_variant
 from blindmatch.protocol.matching import QueryHash
+from blindmatch.protocol.roster import Roster
 from blindmatch.protocol.signals import as_hash_matrix, hamming_matrix
-
-if TYPE_CHECKING:
-    from blindmatch.node.node import Node
 
 log = logging.getLogger("blindmatch.decisions")
 
 OUTCOMES = ("actioned", "dismissed", "escalated")
 FEEDBACK_KIND = "feedback"
-WEBHOOK_KIND = "webhook"
 _REVIEW_STATES = ("queued", "quarantined", "escalated")
 
 
@@ -89,91 +98,48 @@ def _case(row: Any) -> Case:
     )
 
 
-_LOG_OPINION = {"appeal-upheld": "appeal-overturned"}  # the log's name for the same event
-
-
-def _derived_id(*parts: bytes) -> bytes:
-    return hashlib.sha256(b"blindmatch-v1 log id\x00" + b"\x00".join(parts)).digest()[:16]
-
-
-def webhook_message_id(case_ref: bytes, sequence: int) -> bytes:
-    return case_ref + sequence.to_bytes(4, "big") + b"webhook"
-
-
 class DecisionService:
     def __init__(
         self,
-        node: Node,
+        db: Database,
+        *,
+        node_id: str,
+        identity: SigningKey,
+        roster: Roster,
+        clock: Clock,
+        metrics: Metrics,
+        translog: TransparencyLog,
+        outbox: Outbox,
+        feeds: FeedLog,
+        jobs: MatchJobStore,
+        release_bands: Sequence[int],
         policy: policy_mod.Policy | None = None,
         webhook_url: str | None = None,
         webhook_secret: bytes | None = None,
     ) -> None:
-        self.node = node
-        self.db = node.db
+        self.db = db
+        self.node_id = node_id
+        self.identity = identity
+        self.roster = roster
+        self.clock = clock
+        self.metrics = metrics
+        self.translog = translog
+        self.outbox = outbox
+        self.feeds = feeds
+        self.jobs = jobs
+        self.release_bands = tuple(release_bands)
         self.policy = policy or policy_mod.Policy()
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret or b""
+        self.case_log = CaseLog(db, translog)
         self._local_cache: tuple[tuple[Any, ...], dict[str, Any] | None] | None = None
-
-    # --- the verifiable log -------------------------------------------------------------------
-
-    async def _decision_log_id(self, case_ref: bytes, event_id: int) -> bytes:
-        # A decision's log id is derived from its case event, so an appeal can name it later.
-        return _derived_id(case_ref, b"decision", str(event_id).encode())
-
-    async def _log_decision(self, case_ref: bytes, outcome: str, by: str) -> None:
-        from blindmatch.node.translog import hooks as translog_hooks
-
-        row = await self.db.fetch_one(
-            "SELECT job_ref, holder, item_ref FROM cases WHERE case_ref = ?", case_ref
-        )
-        job_ref = bytes(row["job_ref"]) if row["job_ref"] is not None else case_ref
-        match_id = translog_hooks.match_id_for(job_ref, row["holder"], bytes(row["item_ref"]), 0)
-        event_id = await self.db.fetch_value(
-            "SELECT MAX(id) FROM case_events WHERE case_ref = ?", case_ref
-        )
-        await translog_hooks.log_decision(
-            self.node.translog,
-            decision_id=await self._decision_log_id(case_ref, int(event_id)),
-            match_id=match_id,
-            outcome=outcome,
-            decided_by=by,
-        )
-
-    async def _log_feedback(self, record: fb.FeedbackRecord, direction: str, peer: str) -> None:
-        from blindmatch.node.translog import hooks as translog_hooks
-
-        await translog_hooks.log_feedback(
-            self.node.translog,
-            feedback_id=record.id,
-            peer=peer,
-            direction=direction,
-            item_ref=record.item,
-            opinion=_LOG_OPINION.get(record.opinion, record.opinion),
-        )
-
-    async def _log_appeal(self, case_ref: bytes, status: str) -> None:
-        from blindmatch.node.translog import hooks as translog_hooks
-
-        # The appealed decision is the one that actioned the case (by policy or a reviewer).
-        event_id = await self.db.fetch_value(
-            "SELECT MAX(id) FROM case_events WHERE case_ref = ?"
-            " AND event IN ('decided:actioned', 'opened:actioned')",
-            case_ref,
-        )
-        await translog_hooks.log_appeal(
-            self.node.translog,
-            appeal_id=_derived_id(case_ref, b"appeal"),
-            decision_id=await self._decision_log_id(case_ref, int(event_id)),
-            status=status,
-        )
 
     # --- cases ------------------------------------------------------------------------------
 
     async def _event(self, case_ref: bytes, actor: str, event: str, detail: dict | None = None):  # type: ignore[no-untyped-def]
         await self.db.execute(
             "INSERT INTO case_events (case_ref, at, actor, event, detail) VALUES (?, ?, ?, ?, ?)",
-            case_ref, self.node.now(), actor, event, json.dumps(detail or {}, sort_keys=True),
+            case_ref, self.clock.now(), actor, event, json.dumps(detail or {}, sort_keys=True),
         )  # fmt: skip
 
     async def opinion(self, holder: str, item_ref: bytes) -> fb.Opinion:
@@ -185,7 +151,7 @@ class DecisionService:
         records = []
         for r in rows:
             try:
-                records.append(fb.open_record(bytes(r["record"]), self.node.roster.signing_key))
+                records.append(fb.open_record(bytes(r["record"]), self.roster.signing_key))
             except fb.FeedbackError:
                 continue  # verified on receipt; a key since removed from the roster: ignore
         return fb.aggregate(records)
@@ -193,7 +159,7 @@ class DecisionService:
     async def _match_rate(self, holder: str, item_ref: bytes) -> tuple[int, float]:
         """Matches of this item in the current window, and its mean over the previous 24."""
         w = self.policy.quarantine.window_s
-        now = self.node.now()
+        now = self.clock.now()
         start = now - now % w
         await self.db.execute(
             "INSERT INTO item_match_counts (holder, item_ref, window_start, matches)"
@@ -253,7 +219,7 @@ class DecisionService:
                 generator_confirmed=generator_confirmed,
             ),
         )
-        self.node.metrics.inc("policy_verdicts_total", labels={"action": verdict.action})
+        self.metrics.inc("policy_verdicts_total", labels={"action": verdict.action})
         if verdict.action == "suppress":
             log.info("match suppressed by policy: %s", verdict.reason)
             return None
@@ -261,7 +227,7 @@ class DecisionService:
             verdict.action
         ]
         case_ref = os.urandom(16)
-        now = self.node.now()
+        now = self.clock.now()
         release_json = json.dumps({**release, "opinion": opinion.label}, sort_keys=True)
         async with self.db.transaction():
             await self.db.execute(
@@ -275,7 +241,7 @@ class DecisionService:
             )  # fmt: skip
             await self._event(case_ref, "policy", f"opened:{state}", {"reason": verdict.reason})
             if state == "actioned":
-                await self._log_decision(case_ref, "actioned", "policy")
+                await self.case_log.decision(case_ref, "actioned", "policy")
                 await self._webhook("block", case_ref, content_ref, verdict.reason)
         return await self.case(case_ref)
 
@@ -324,7 +290,7 @@ class DecisionService:
         sig_row = await self.db.fetch_one(
             "SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS top,"
             " COALESCE(SUM(CASE WHEN withdrawn_at IS NULL THEN 0 ELSE 1 END), 0) AS gone"
-            " FROM bank_items WHERE signal_type = 'pdq'"
+            " FROM bank_items WHERE " + local_signal_sql()
         )
         banks = await self.db.fetch_all(
             "SELECT id, name, enabled, distance_threshold, provenance, categories FROM banks"
@@ -339,8 +305,11 @@ class DecisionService:
         rows = await self.db.fetch_all(
             "SELECT i.item_ref, i.hash, i.expires_at, b.name AS bank, b.provenance,"
             " b.categories, b.distance_threshold FROM bank_items i JOIN banks b"
-            " ON b.id = i.bank_id WHERE i.signal_type = 'pdq' AND i.withdrawn_at IS NULL"
-            " AND b.enabled = 1"
+            " ON b.id = i.bank_id WHERE "
+            + local_signal_sql("i.signal_type")
+            + " AND "
+            + NOT_WITHDRAWN
+            + " AND b.enabled = 1"
         )
         bank: dict[str, Any] | None = None
         if rows:
@@ -370,8 +339,8 @@ class DecisionService:
         best = dist.min(axis=0)
         which = dist.argmin(axis=0)
         out = []
-        bands = self.node.cfg.release_bands
-        live = bank["expires"] > self.node.now()
+        bands = self.release_bands
+        live = bank["expires"] > self.clock.now()
         for j in np.nonzero((best <= bank["thresholds"]) & live)[0]:
             r = rows[int(j)]
             d = int(best[j])
@@ -386,13 +355,11 @@ class DecisionService:
 
     async def on_job_done(self, job_ref: bytes) -> list[Case]:
         """Turn a finished job's matches (peer and local) into cases, once."""
-        job = await self.db.fetch_one(
-            "SELECT content_ref, cases_opened FROM match_jobs WHERE job_ref = ?", job_ref
-        )
+        job = await self.jobs.job(job_ref)
         if job is None or job["content_ref"] is None or job["cases_opened"]:
             return []
         content_ref = job["content_ref"]
-        queries = await self.node._job_queries(job_ref)
+        queries = await self.jobs.queries(job_ref) or []
         local = await self.local_matches(queries)
         allowlisted = any(m[5] for m in local)
         opened: list[Case] = []
@@ -400,20 +367,19 @@ class DecisionService:
             if allow:
                 continue
             case = await self.open_case(
-                content_ref=content_ref, source="local", holder=self.node.node_id,
+                content_ref=content_ref, source="local", holder=self.node_id,
                 item_ref=item_ref, band=band, variant=variant, release=release,
                 allowlisted=allowlisted, job_ref=job_ref,
             )  # fmt: skip
             if case:
                 opened.append(case)
-        status = await self.node.job_status(job_ref)
         matches = derivative_cases.review_matches(
             queries,
             [
                 derivative_cases.PeerMatch(r.peer, r.item_ref, r.variant, r.band, r.release)
-                for r in status.results
+                for r in await self.jobs.results(job_ref)
             ],
-            self.node.roster.has_role,
+            self.roster.has_role,
         )
         for m in matches:
             case = await self.open_case(
@@ -423,7 +389,7 @@ class DecisionService:
             )  # fmt: skip
             if case:
                 opened.append(case)
-        await self.db.execute("UPDATE match_jobs SET cases_opened = 1 WHERE job_ref = ?", job_ref)
+        await self.jobs.mark_cases_opened(job_ref)
         return opened
 
     # --- decisions and appeals --------------------------------------------------------------
@@ -435,7 +401,7 @@ class DecisionService:
         if case.state == "closed":
             raise DecisionError("conflict", "the case is closed")
         was_actioned = case.state == "actioned"
-        now = self.node.now()
+        now = self.clock.now()
         async with self.db.transaction():
             await self.db.execute(
                 "UPDATE cases SET state = ?, decided_by = ?, reason = ?, decided_at = ?,"
@@ -444,7 +410,7 @@ class DecisionService:
                 outcome, reviewer, reason[:500], now, outcome, now, case_ref,
             )  # fmt: skip
             await self._event(case_ref, reviewer, f"decided:{outcome}", {"reason": reason[:500]})
-            await self._log_decision(case_ref, outcome, "reviewer")
+            await self.case_log.decision(case_ref, outcome, "reviewer")
             if outcome == "actioned" and not was_actioned:
                 await self._webhook("remove", case_ref, case.content_ref, reason)
                 await self._feedback(case, "confirm")
@@ -464,10 +430,10 @@ class DecisionService:
             await self.db.execute(
                 "UPDATE cases SET appeal = 'open', priority = priority + 60, updated_at = ?"
                 " WHERE case_ref = ?",
-                self.node.now(), case_ref,
+                self.clock.now(), case_ref,
             )  # fmt: skip
             await self._event(case_ref, "uploader", "appeal:opened", {"reason": reason[:500]})
-            await self._log_appeal(case_ref, "opened")
+            await self.case_log.appeal(case_ref, "opened")
         return await self.case(case_ref)
 
     async def decide_appeal(
@@ -476,7 +442,7 @@ class DecisionService:
         case = await self.case(case_ref)
         if case.appeal != "open":
             raise DecisionError("conflict", "no open appeal on this case")
-        now = self.node.now()
+        now = self.clock.now()
         async with self.db.transaction():
             if upheld:
                 await self.db.execute(
@@ -496,7 +462,9 @@ class DecisionService:
                 {"reason": reason[:500]},
             )  # fmt: skip
             # The log speaks of the decision: an upheld appeal overturns it.
-            await self._log_appeal(case_ref, "decision-overturned" if upheld else "decision-upheld")
+            await self.case_log.appeal(
+                case_ref, "decision-overturned" if upheld else "decision-upheld"
+            )
         return await self.case(case_ref)
 
     # --- feedback ---------------------------------------------------------------------------
@@ -504,53 +472,53 @@ class DecisionService:
     async def _feedback(self, case: Case, opinion: str) -> None:
         """Sign a record about the case's item and get it to the holder (or publish it)."""
         record = fb.make_record(
-            self.node.keys.identity,
+            self.identity,
             record_id=os.urandom(16),
-            origin=self.node.node_id,
+            origin=self.node_id,
             holder=case.holder,
             item=case.item_ref,
             opinion=opinion,
-            at_ms=self.node.now() * 1000,
+            at_ms=self.clock.now() * 1000,
         )
-        if case.holder == self.node.node_id:
+        if case.holder == self.node_id:
             await self.publish_feedback(record)
         else:
-            await self.node.outbox.enqueue(
-                record.id, case.holder, FEEDBACK_KIND, record.signed, self.node.now()
+            await self.outbox.enqueue(
+                record.id, case.holder, FEEDBACK_KIND, record.signed, self.clock.now()
             )
-            await self._log_feedback(record, "sent", case.holder)
+            await self.case_log.feedback(record, "sent", case.holder)
 
     async def withdraw_item(self, item_ref: bytes) -> None:
         """The holder's side of a withdrawal: a signed record every node will replicate."""
         record = fb.make_record(
-            self.node.keys.identity,
+            self.identity,
             record_id=os.urandom(16),
-            origin=self.node.node_id,
-            holder=self.node.node_id,
+            origin=self.node_id,
+            holder=self.node_id,
             item=item_ref,
             opinion="withdraw",
-            at_ms=self.node.now() * 1000,
+            at_ms=self.clock.now() * 1000,
         )
         await self.publish_feedback(record)
 
     async def publish_feedback(self, record: fb.FeedbackRecord) -> None:
         """Holder: put a record about one of our items in our feedback feed, and apply it."""
-        if record.holder != self.node.node_id:
+        if record.holder != self.node_id:
             raise DecisionError("not-allowed", "records are published by the item's holder")
-        await self.node.feeds.append(
-            fb.FEED, record.id, "feedback.record", record.signed, self.node.now()
+        await self.feeds.append(
+            fb.FEED, record.id, "feedback.record", record.signed, self.clock.now()
         )
         await self.apply_feedback(record)
 
     async def accept_feedback(self, sender: str, data: bytes) -> int:
         """Holder: a peer sent a record about one of our items (feedback.submit)."""
         try:
-            record = fb.open_record(data, self.node.roster.signing_key)
+            record = fb.open_record(data, self.roster.signing_key)
         except fb.FeedbackError as exc:
             raise DecisionError(exc.code, str(exc)) from exc
         if record.origin != sender:
             raise DecisionError("not-allowed", "a node submits only its own records")
-        if record.holder != self.node.node_id:
+        if record.holder != self.node_id:
             raise DecisionError("not-allowed", "the record is about another holder's item")
         known = await self.db.fetch_value(
             "SELECT COUNT(*) FROM bank_items WHERE item_ref = ?", record.item
@@ -558,7 +526,7 @@ class DecisionService:
         if not known:
             raise DecisionError("unknown-item", "no such item here")
         await self.publish_feedback(record)
-        return await self.node.feeds.head(fb.FEED)
+        return await self.feeds.head(fb.FEED)
 
     async def apply_feedback(self, record: fb.FeedbackRecord) -> None:
         """Store a verified record (idempotent) and act on the cases it concerns."""
@@ -566,13 +534,13 @@ class DecisionService:
             "INSERT INTO feedback_records (record_id, origin, holder, item_ref, opinion, at_ms,"
             " record, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             record.id, record.origin, record.holder, record.item, record.opinion,
-            record.at_ms, record.signed, self.node.now(),
+            record.at_ms, record.signed, self.clock.now(),
         )  # fmt: skip
         if not inserted:
             return  # seen before: a replay changes nothing
-        if record.origin != self.node.node_id:
-            await self._log_feedback(record, "received", record.origin)
-        self.node.metrics.inc("feedback_records_total", labels={"opinion": record.opinion})
+        if record.origin != self.node_id:
+            await self.case_log.feedback(record, "received", record.origin)
+        self.metrics.inc("feedback_records_total", labels={"opinion": record.opinion})
         cases = await self.db.fetch_all(
             "SELECT * FROM cases WHERE holder = ? AND item_ref = ?", record.holder, record.item
         )
@@ -582,7 +550,7 @@ class DecisionService:
                 await self.db.execute(
                     "UPDATE cases SET state = 'closed', reason = ?, needs_rereview = 0,"
                     " updated_at = ? WHERE case_ref = ?",
-                    "the holder withdrew the item", self.node.now(), case.case_ref,
+                    "the holder withdrew the item", self.clock.now(), case.case_ref,
                 )  # fmt: skip
                 await self._event(case.case_ref, record.origin, "closed:withdrawn")
                 if case.state == "actioned":
@@ -593,12 +561,12 @@ class DecisionService:
                     )
             elif (
                 record.opinion in ("dispute", "appeal-upheld")
-                and record.origin != self.node.node_id
+                and record.origin != self.node_id
                 and case.state != "closed"
             ):
                 await self.db.execute(
                     "UPDATE cases SET needs_rereview = 1, updated_at = ? WHERE case_ref = ?",
-                    self.node.now(), case.case_ref,
+                    self.clock.now(), case.case_ref,
                 )  # fmt: skip
                 await self._event(
                     case.case_ref, record.origin, f"re-review:{record.opinion}",
@@ -618,28 +586,8 @@ class DecisionService:
                 "SELECT COUNT(*) FROM case_events WHERE case_ref = ?", case_ref
             )
         )
-        key = hashlib.sha256(case_ref + sequence.to_bytes(4, "big") + event.encode()).digest()
-        body = json.dumps(
-            {"event": event, "case": case_ref.hex(), "content_ref": content_ref,
-             "sequence": sequence, "reason": reason[:200], "idempotency_key": key[:16].hex(),
-             "node": self.node.node_id},
-            sort_keys=True,
-        ).encode()  # fmt: skip
-        await self.node.outbox.enqueue(
-            webhook_message_id(case_ref, sequence), "platform-webhook", WEBHOOK_KIND, body,
-            self.node.now(),
+        body = webhook_body(event, case_ref, content_ref, sequence, reason, self.node_id)
+        await self.outbox.enqueue(
+            webhook_message_id(case_ref, sequence), WEBHOOK_PEER, WEBHOOK_KIND, body,
+            self.clock.now(),
         )  # fmt: skip
-
-    async def earlier_webhook_pending(self, case_ref: bytes, sequence: int) -> bool:
-        # A case's webhook ids are case_ref || sequence: the earlier ones are a key range.
-        earlier = await self.db.fetch_value(
-            "SELECT COUNT(*) FROM outbox WHERE kind = ? AND state = 'pending'"
-            " AND message_id >= ? AND message_id < ?",
-            WEBHOOK_KIND,
-            case_ref,
-            webhook_message_id(case_ref, sequence),
-        )
-        return bool(earlier)
-
-    def webhook_signature(self, body: bytes) -> str:
-        return hmac.new(self.webhook_secret, body, hashlib.sha256).hexdigest()

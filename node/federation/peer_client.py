@@ -5,16 +5,17 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import aiohttp
 
+from blindmatch.crypto.signing import SigningKey
+from blindmatch.node.clock import Clock
 from blindmatch.node.config import ConfigError, require_tls_unless_loopback
+from blindmatch.node.http_limits import read_limited
+from blindmatch.node.metrics import Metrics
 from blindmatch.protocol import envelope
 from blindmatch.protocol.roster import Member
-
-if TYPE_CHECKING:
-    from blindmatch.node.node import Node
 
 FEDERATION_PATH = "/fed/v1/message"
 CONTENT_TYPE = "application/vnd.blindmatch.envelope"
@@ -25,19 +26,6 @@ REPLY_TYPES = {
     "feedback.submit": "feedback.accepted",
 }
 MAX_REPLY_BYTES = 16 * 1024 * 1024
-
-
-async def read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """Read to EOF, stopping once more than ``limit`` bytes have arrived."""
-    chunks: list[bytes] = []
-    size = 0
-    while size <= limit:
-        chunk = await stream.read(min(65536, limit + 1 - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 class PeerError(Exception):
@@ -51,8 +39,11 @@ class PeerError(Exception):
 
 
 class PeerClient:
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(self, node_id: str, identity: SigningKey, clock: Clock, metrics: Metrics) -> None:
+        self.node_id = node_id
+        self.identity = identity
+        self.clock = clock
+        self.metrics = metrics
         self.session: aiohttp.ClientSession | None = None
         self.sent: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
@@ -67,17 +58,23 @@ class PeerClient:
             await self.session.close()
             self.session = None
 
+    async def http_session(self) -> aiohttp.ClientSession:
+        """The node's outgoing HTTP session (also used for the platform's webhooks)."""
+        await self.start()
+        assert self.session is not None
+        return self.session
+
     def bytes_with(self, peer_id: str) -> tuple[int, int]:
         return self.sent[peer_id], self.received[peer_id]
 
     def seal(self, message_type: str, body: dict[str, Any]) -> tuple[bytes, bytes]:
         nonce = os.urandom(envelope.NONCE_BYTES)
         data = envelope.seal(
-            self.node.keys.identity,
-            self.node.node_id,
+            self.identity,
+            self.node_id,
             message_type,
             body,
-            int(self.node.now() * 1000),
+            int(self.clock.now() * 1000),
             nonce,
         )
         return data, nonce
@@ -104,16 +101,14 @@ class PeerClient:
         self.sent[peer.node_id] += len(data)
         self.received[peer.node_id] += len(reply)
         self.sent_by_type[message_type] += len(data)
-        self.node.metrics.inc("peer_bytes_sent_total", len(data), labels={"peer": peer.node_id})
-        self.node.metrics.inc(
-            "peer_bytes_received_total", len(reply), labels={"peer": peer.node_id}
-        )
+        self.metrics.inc("peer_bytes_sent_total", len(data), labels={"peer": peer.node_id})
+        self.metrics.inc("peer_bytes_received_total", len(reply), labels={"peer": peer.node_id})
         if len(reply) > MAX_REPLY_BYTES:
             raise PeerError("bad-envelope", f"{peer.node_id}: reply too large")
         try:
             env = envelope.open_envelope(
                 reply,
-                now_ms=int(self.node.now() * 1000),
+                now_ms=int(self.clock.now() * 1000),
                 sender_key=lambda s: peer.signing_key if s == peer.node_id else None,
                 max_bytes=MAX_REPLY_BYTES,
                 expected_types=(REPLY_TYPES[message_type], "error"),
@@ -126,7 +121,7 @@ class PeerClient:
             raise PeerError(env.body["code"], env.body["message"], env.body.get("retry_after_ms"))
         if env.body.get("re") != nonce:
             raise PeerError("bad-body", f"reply from {peer.node_id} answers another request")
-        self.node.metrics.inc(
+        self.metrics.inc(
             "peer_call_seconds_total", time.perf_counter() - started, labels={"type": message_type}
         )
         return env

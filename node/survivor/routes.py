@@ -46,7 +46,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -60,8 +60,12 @@ from blindmatch.node.banks.service import (
 from blindmatch.node.banks.validation import PDQ_QUALITY_THRESHOLD, BankValidationError
 from blindmatch.protocol.derivative import PDQ_TILES_1, Cell, DerivativeError
 
-if TYPE_CHECKING:
-    from blindmatch.node.node import Node
+
+class Node(Protocol):
+    """What the survivor's page needs of the hub it runs on."""
+
+    async def reconcile_index(self) -> dict[str, int]: ...
+
 
 PREFIX = "/survivor"
 DEFAULT_BANK = "survivor-submissions"

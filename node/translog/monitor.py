@@ -24,9 +24,9 @@ from typing import Any
 import aiohttp
 
 from blindmatch.node.clock import Clock
-from blindmatch.node.federation.peer_client import read_limited
+from blindmatch.node.http_limits import read_limited
 from blindmatch.node.storage.database import Database
-from blindmatch.node.translog.schema import ensure_schema
+from blindmatch.node.storage.migrations import ensure_transparency_tables
 from blindmatch.protocol import transparency as tl
 from blindmatch.protocol.roster import Member
 
@@ -181,7 +181,7 @@ class LogClient:
 
 async def witnessed_heads(db: Database) -> list[tl.SignedTreeHead]:
     """The latest head this node accepted of each peer's log (served for gossip)."""
-    await ensure_schema(db)
+    await ensure_transparency_tables(db)
     rows = await db.fetch_all(
         "SELECT h.sth FROM peer_tree_heads h WHERE h.tree_size = (SELECT MAX(tree_size) FROM"
         " peer_tree_heads g WHERE g.peer_id = h.peer_id) ORDER BY h.peer_id"
@@ -207,7 +207,7 @@ class LogMonitor:
         self.monitor: tl.TreeHeadMonitor | None = None
 
     async def load(self) -> tl.TreeHeadMonitor:
-        await ensure_schema(self.db)
+        await ensure_transparency_tables(self.db)
         rows = await self.db.fetch_all(
             "SELECT sth FROM peer_tree_heads WHERE peer_id = ? ORDER BY tree_size",
             self.peer.node_id,
@@ -321,7 +321,7 @@ class LogMonitor:
         return await self._observe(sth, allow_older=True)
 
     async def incidents(self) -> list[dict[str, Any]]:
-        await ensure_schema(self.db)
+        await ensure_transparency_tables(self.db)
         rows = await self.db.fetch_all(
             "SELECT code, detail, evidence, detected_at FROM peer_log_incidents WHERE"
             " peer_id = ? ORDER BY id",

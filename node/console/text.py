@@ -1,0 +1,108 @@
+"""The console's plain language: how a variant, a band, a state, an event and a time read."""
+
+from __future__ import annotations
+
+import datetime
+import html
+from typing import Any
+
+_VARIANTS = {
+    "identity": "as uploaded",
+    "flip_h": "mirrored left to right",
+    "flip_v": "upside down",
+    "rotate180": "rotated 180°",
+    "flip_plus1": "transposed",
+    "flip_h+transpose": "rotated 90°",
+    "flip_v+transpose": "rotated 90°",
+    "identity+transpose": "transposed",
+    "rotate180+transpose": "transposed and rotated",
+}
+
+
+_STATES = {
+    "queued": "Waiting for review",
+    "quarantined": "Quarantined (matched unusually often)",
+    "escalated": "Escalated",
+    "actioned": "Actioned",
+    "dismissed": "Dismissed",
+    "closed": "Closed",
+}
+
+
+_OPINIONS = {
+    "none": "No feedback yet",
+    "confirmed": "Confirmed by other services",
+    "disputed": "Disputed (a service found it wrong, or an appeal was upheld)",
+    "withdrawn": "Withdrawn by the holder",
+}
+
+
+def e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def short(ref: bytes | str, n: int = 8) -> str:
+    text = ref.hex() if isinstance(ref, bytes) else ref
+    return text[:n] + "…"
+
+
+def case_label(case_ref: bytes) -> str:
+    return f"Case {case_ref.hex()[:8]}"
+
+
+def variant_text(variant: str) -> str:
+    trimmed = variant.startswith("trimmed/")
+    base = variant.removeprefix("trimmed/")
+    text = _VARIANTS.get(base, base.replace("_", " "))
+    return f"{text}, border removed" if trimmed else text
+
+
+def band_text(band: int) -> str:
+    if band <= 8:
+        closeness = "very close"
+    elif band <= 16:
+        closeness = "close"
+    else:
+        closeness = "similar"
+    return f"{closeness}: differs in at most {band} of 256 bits"
+
+
+def when(ts: int) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def iso(ts: int) -> str:
+    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat()
+
+
+def age(seconds: int) -> str:
+    seconds = max(0, seconds)
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{seconds // 60} min"
+    if seconds < 172_800:
+        return f"{seconds // 3600} h"
+    return f"{seconds // 86_400} days"
+
+
+def event_text(event: str, actor: str, detail: dict[str, Any]) -> str:
+    kind, _, arg = event.partition(":")
+    who = e(actor)
+    reason = detail.get("reason") if isinstance(detail, dict) else None
+    because = f" — “{e(reason)}”" if reason else ""
+    if kind == "opened":
+        return f"Opened by the policy, {e(_STATES.get(arg, arg).lower())}{because}"
+    if kind == "decided":
+        return f"Decision: <strong>{e(arg)}</strong> by {who}{because}"
+    if kind == "media" and arg == "revealed":
+        return f"Original image revealed to {who}"
+    if kind == "appeal":
+        text = {"opened": "Appeal opened by the uploader", "upheld": "Appeal upheld",
+                "denied": "Appeal denied"}.get(arg, f"Appeal {e(arg)}")  # fmt: skip
+        return f"{text}{'' if arg == 'opened' else ' by ' + who}{because}"
+    if kind == "re-review":
+        return f"Re-review requested: {e(arg)} reported by {who}"
+    if kind == "closed":
+        return f"Closed ({e(arg)}) by {who}"
+    return f"{e(event)} by {who}{because}"

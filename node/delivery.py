@@ -1,0 +1,108 @@
+"""Running the outbox: match tasks against holders, feedback to holders, webhooks to the
+platform, each retried with backoff until delivered.
+
+A job's peers (and different jobs) proceed concurrently, bounded by ``match_workers``; a case's
+webhooks go one after another in their sequence (message id) order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+
+from blindmatch.node.cases.decisions import FEEDBACK_KIND
+from blindmatch.node.cases.webhooks import WEBHOOK_KIND, WebhookSender
+from blindmatch.node.clock import Clock
+from blindmatch.node.errors import NodeError
+from blindmatch.node.federation.peer_client import PeerClient, PeerError
+from blindmatch.node.federation.querier import MATCH_TASK_KIND, Querier
+from blindmatch.node.metrics import Metrics
+from blindmatch.node.storage import Outbox, OutboxMessage
+from blindmatch.node.storage.match_jobs import MatchJobStore
+from blindmatch.protocol.roster import Roster
+
+log = logging.getLogger("blindmatch.node")
+
+
+class OutboxWorker:
+    def __init__(
+        self,
+        outbox: Outbox,
+        roster: Roster,
+        querier: Querier,
+        jobs: MatchJobStore,
+        client: PeerClient,
+        webhooks: WebhookSender,
+        metrics: Metrics,
+        clock: Clock,
+        rng: random.Random,
+        workers: int,
+    ) -> None:
+        self.outbox = outbox
+        self.roster = roster
+        self.querier = querier
+        self.jobs = jobs
+        self.client = client
+        self.webhooks = webhooks
+        self.metrics = metrics
+        self.clock = clock
+        self.rng = rng
+        self.workers = workers
+
+    async def process_due(self, limit: int = 16) -> int:
+        """Run the messages whose time has come; returns how many were attempted."""
+        messages = await self.outbox.claim_due(self.clock.now(), limit)
+        gate = asyncio.Semaphore(max(1, self.workers))
+        groups: dict[bytes, list[OutboxMessage]] = {}
+        for m in messages:
+            key = m.message_id[:16] if m.kind == WEBHOOK_KIND else m.message_id
+            groups.setdefault(key, []).append(m)
+
+        async def run(group: list[OutboxMessage]) -> None:
+            async with gate:
+                for m in sorted(group, key=lambda m: m.message_id):
+                    await self._process(m)
+
+        await asyncio.gather(*(run(g) for g in groups.values()))
+        return len(messages)
+
+    async def _process(self, m: OutboxMessage) -> None:
+        peer = self.roster.member(m.peer_id)
+        try:
+            if m.kind == WEBHOOK_KIND:
+                await self.webhooks.deliver(m.payload)
+                await self.outbox.mark_delivered(m.message_id, self.clock.now())
+                return
+            if peer is None:
+                raise NodeError("not-allowed", "peer left the roster")
+            if m.kind == MATCH_TASK_KIND:
+                await self.querier.run_task(m.payload, peer)
+            elif m.kind == FEEDBACK_KIND:
+                await self.client.call(peer, "feedback.submit", {"record": m.payload})
+            else:
+                raise NodeError("internal", f"unknown outbox kind {m.kind}")
+            await self.outbox.mark_delivered(m.message_id, self.clock.now())
+        except (TimeoutError, PeerError, NodeError, OSError) as exc:
+            code = str(getattr(exc, "code", exc.__class__.__name__))
+            if m.kind == MATCH_TASK_KIND:
+                await self.jobs.task_failed(m.payload, m.peer_id, code, self.clock.now())
+            await self.outbox.schedule_retry(m.message_id, code, self.clock.now(), self.rng)
+            self.metrics.inc("match_task_retries_total", labels={"peer": m.peer_id})
+            log.info("match task against %s deferred: %s", m.peer_id, code)
+
+    async def run(self, wake: asyncio.Event, stopping: asyncio.Event) -> None:
+        """Deliver until ``stopping`` is set; sleep up to a second when there is nothing to do,
+        or until ``wake`` is set."""
+        while not stopping.is_set():
+            try:
+                n = await self.process_due()
+                n += await self.querier.open_pending_cases()
+            except Exception:
+                log.exception("match round failed")
+                n = 0
+            if n == 0:
+                wake.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(wake.wait(), timeout=1.0)

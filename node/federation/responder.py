@@ -1,0 +1,180 @@
+"""The holder answering its peers: VOPRF evaluations, threshold queries, feed pages, feedback.
+
+Every answer is admitted first (:mod:`.admission`: nonce, budget, traffic count); the protocol
+steps are :mod:`blindmatch.protocol.matching`'s. What a holder releases about a matched item is
+decided here, from the item's bank: its categories, its provenance, and for a protected
+source its group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from blindmatch.node.cases.decisions import DecisionError, DecisionService
+from blindmatch.node.clock import Clock
+from blindmatch.node.errors import NodeError
+from blindmatch.node.federation.admission import Admission, PendingNonce
+from blindmatch.node.federation.publisher import INDEX_FEED
+from blindmatch.node.keys import NodeKeys
+from blindmatch.node.metrics import Metrics
+from blindmatch.node.storage import FeedLog
+from blindmatch.node.storage.database import Row
+from blindmatch.node.storage.published_index import PublishedIndexStore
+from blindmatch.protocol import derivative, matching, schema
+from blindmatch.protocol import feedback as fb
+from blindmatch.protocol.messages import RELEASE_FIELDS
+from blindmatch.protocol.roster import Member
+
+FEED_PAGE_BYTES = 8 * 1024 * 1024  # half the querier's reply limit
+FEEDS = (INDEX_FEED, fb.FEED)
+
+
+def release_bands(configured: Sequence[int], threshold: int) -> tuple[int, ...]:
+    """The distance bands a holder answers in: the configured ones below its threshold, and
+    the threshold itself."""
+    return (*(b for b in configured if b < threshold), threshold)
+
+
+def whole_picture_release(row: Row) -> dict[str, Any]:
+    """What a holder releases about a matched whole-picture item (a PDQ item today)."""
+    cats = json.loads(row["item_categories"] or "[]") or json.loads(row["bank_categories"] or "[]")
+    release: dict[str, Any] = {
+        "categories": [c for c in cats if isinstance(c, str)][:8],
+        "provenance": row["bank_provenance"],
+        "signal": "pdq",
+    }
+    if row["grp"] is not None:
+        # A protected source's whole-picture item names its group too, so the querier can
+        # put a whole-picture match and the tiles of the same source in one case.
+        release["group"] = bytes(row["grp"])
+        release["source_cells"] = int(row["source_cells"])
+    try:
+        schema.check(RELEASE_FIELDS, release)
+    except schema.SchemaError:
+        release = {"provenance": row["bank_provenance"], "signal": "pdq"}
+    return release
+
+
+class PeerResponder:
+    def __init__(
+        self,
+        admission: Admission,
+        store: PublishedIndexStore,
+        feeds: FeedLog,
+        decisions: DecisionService,
+        keys: NodeKeys,
+        metrics: Metrics,
+        clock: Clock,
+        release_bands: Sequence[int],
+    ) -> None:
+        self.admission = admission
+        self.store = store
+        self.feeds = feeds
+        self.decisions = decisions
+        self.keys = keys
+        self.metrics = metrics
+        self.release_bands = tuple(release_bands)
+        self.clock = clock
+        self._verified_queries: OrderedDict[bytes, Any] = OrderedDict()
+
+    async def evaluate(
+        self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
+    ) -> dict[str, Any]:
+        if body["key_id"] != self.keys.voprf_key_id:
+            raise NodeError("not-allowed", "unknown or retired VOPRF key id")
+        await self.admission.charge(
+            peer, "evaluations", len(body["elements"]), "evaluations", pending
+        )
+        try:
+            # The scalar multiplications run off the event loop.
+            return await asyncio.to_thread(
+                matching.answer_evaluate, self.keys.voprf, self.keys.voprf_key_id, body
+            )
+        except matching.ExchangeError as exc:
+            raise NodeError(exc.code, str(exc)) from exc
+
+    async def holder_items(self, refs: Sequence[bytes]) -> dict[bytes, matching.HolderItem | None]:
+        now = self.clock.now()
+        out: dict[bytes, matching.HolderItem | None] = {}
+        for ref in refs:
+            row = await self.store.published_item(ref, now)
+            if row is None:
+                out[ref] = await self._holder_tile(ref, now)
+                continue
+            out[ref] = matching.HolderItem(
+                hash=bytes(row["hash"]),
+                bands=release_bands(self.release_bands, int(row["distance_threshold"])),
+                release=whole_picture_release(row),
+            )
+        return out
+
+    async def _holder_tile(self, ref: bytes, now: int) -> matching.HolderItem | None:
+        row = await self.store.published_tile(ref, now)
+        if row is None:
+            return None
+        scheme = derivative.DERIVATIVE_SCHEMES.get(row["scheme"])
+        if scheme is None:
+            return None
+        return matching.HolderItem(
+            hash=bytes(row["hash"]),
+            bands=release_bands(self.release_bands, scheme.threshold),
+            release=derivative.release_for_tile(bytes(row["grp"]), int(row["source_cells"])),
+        )
+
+    async def threshold(
+        self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
+    ) -> dict[str, Any]:
+        await self.admission.charge(peer, "threshold_items", len(body["items"]), "queries", pending)
+        digest = hashlib.sha256(body["query"]).digest()
+        verified = self._verified_queries.get(digest)
+        # The candidates are read from the database while the proofs are checked off the loop.
+        items_read = asyncio.ensure_future(self.holder_items(body["items"]))
+        try:
+            if verified is None:
+                try:
+                    verified = await asyncio.to_thread(matching.verify_threshold_query, body)
+                except matching.ExchangeError as exc:
+                    raise NodeError("bad-proof", str(exc)) from exc
+                self._verified_queries[digest] = verified
+                while len(self._verified_queries) > 64:
+                    self._verified_queries.popitem(last=False)
+            items = await items_read
+        finally:
+            if not items_read.done():
+                items_read.cancel()
+            elif not items_read.cancelled():
+                items_read.exception()  # retrieved: a refusal above is what the peer hears
+        answer = await asyncio.to_thread(matching.answer_threshold, verified, items, body)
+        self.metrics.inc("threshold_answers_total", len(answer["answers"]))
+        return answer
+
+    async def feedback_submit(
+        self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
+    ) -> dict[str, Any]:
+        try:
+            seq = await self.decisions.accept_feedback(peer.node_id, body["record"])
+        except DecisionError as exc:
+            raise NodeError(exc.code, exc.detail) from exc
+        return {"seq": seq}
+
+    async def feed_pull(
+        self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
+    ) -> dict[str, Any]:
+        if body["feed"] not in FEEDS:
+            raise NodeError("not-allowed", f"no feed named {body['feed']}")
+        entries = await self.feeds.read(body["feed"], body["after"], body["limit"])
+        head = await self.feeds.head(body["feed"])
+        # A page stops at a byte budget (always at least one entry), so a backlog of large
+        # index deltas never makes a reply the querier must refuse as too large.
+        page, size = [], 0
+        for e in entries:
+            if page and size + len(e.payload) > FEED_PAGE_BYTES:
+                break
+            page.append({"seq": e.seq, "id": e.entry_id, "kind": e.kind, "payload": e.payload})
+            size += len(e.payload)
+        return {"feed": body["feed"], "entries": page, "head": head}
