@@ -117,7 +117,7 @@ class Node:
         self._stopping = asyncio.Event()
         self.querier = Querier(
             db, self.jobs, self.outbox, self.replication, self.client, self.traffic,
-            self.translog, metrics, clock, self.scheme, self.decisions.on_job_done,
+            self.translog, metrics, clock, self.scheme, self.decisions,
             self._wake_matcher,
         )  # fmt: skip
         webhooks = WebhookSender(

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from blindmatch.node.cases.decisions import DecisionService
 from blindmatch.node.clock import Clock
 from blindmatch.node.errors import NodeError
 from blindmatch.node.federation.peer_client import PeerClient, PeerError
@@ -73,7 +74,7 @@ class Querier:
         metrics: Metrics,
         clock: Clock,
         scheme: BitSamplingScheme,
-        on_job_done: Callable[[bytes], Awaitable[object]],
+        decisions: DecisionService,
         wake: asyncio.Event,
     ) -> None:
         self.db = db
@@ -86,7 +87,7 @@ class Querier:
         self.metrics = metrics
         self.clock = clock
         self.scheme = scheme
-        self.on_job_done = on_job_done
+        self.decisions = decisions  # turns a finished job's matches into cases
         self.wake = wake  # set when there is work for the outbox worker
         self._encryptions: OrderedDict[bytes, matching.EncryptionCache] = OrderedDict()
         self._job_locks: dict[bytes, asyncio.Lock] = {}
@@ -115,7 +116,7 @@ class Querier:
                 )
         self.metrics.inc("match_jobs_total")
         if not holders:
-            await self.on_job_done(job_ref)
+            await self.decisions.on_job_done(job_ref)
         self.wake.set()
         return job_ref
 
@@ -174,7 +175,7 @@ class Querier:
         )
         self.metrics.inc("matches_confirmed_total", len(ex.confirmed))
         if await self.jobs.is_complete(job_ref):
-            await self.on_job_done(job_ref)
+            await self.decisions.on_job_done(job_ref)
         return ex.confirmed
 
     async def _record(
@@ -225,7 +226,7 @@ class Querier:
         job's last task and its cases); returns how many jobs it handled."""
         refs = await self.jobs.finished_without_cases(limit)
         for job_ref in refs:
-            await self.on_job_done(job_ref)
+            await self.decisions.on_job_done(job_ref)
         return len(refs)
 
     async def job_status(self, job_ref: bytes) -> JobStatus:
