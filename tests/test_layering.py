@@ -197,7 +197,7 @@ def test_storage_imports_no_service() -> None:
         if name.startswith("blindmatch.node.storage")
         for target in targets
         if target.startswith("blindmatch.node.")
-        and not target.startswith("blindmatch.node.storage")
+        and not target.startswith(("blindmatch.node.storage", "blindmatch.node.errors"))
     ]
     assert not bad, bad
 
@@ -247,3 +247,25 @@ def test_no_node_file_is_over_600_lines() -> None:
         if (n := len(p.read_text().splitlines())) > 600
     }
     assert not long, long
+
+
+def test_node_errors_share_one_base() -> None:
+    """Every exception class the node defines derives from the one base in node/errors.py
+    (directly or through another such class), so every surface maps it to HTTP one way."""
+    import importlib
+    import inspect
+
+    from blindmatch.node.errors import BlindmatchError
+
+    stray = []
+    for name in sorted(_package_modules()):
+        if not name.startswith("blindmatch.node.") or name.endswith("__main__"):
+            continue
+        module = importlib.import_module(name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != name or not issubclass(cls, BaseException):
+                continue
+            if not issubclass(cls, BlindmatchError):
+                stray.append(f"{name}.{cls.__name__}")
+    # The verifiable log's integrity error is the protocol's LogError (the log's own base).
+    assert stray == ["blindmatch.node.translog.log.LogIntegrityError"], stray

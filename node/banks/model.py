@@ -24,6 +24,7 @@ from blindmatch.node.banks.validation import (
     check_quality,
     check_secret,
 )
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.node.storage.banks import Bank, BankItem, NewItem
 
 ITEMS_FEED = "bank-items"
@@ -37,34 +38,40 @@ MediaHasher = Callable[[bytes], Iterable[tuple[str, bytes, int | None]]]
 ItemAddedHook = Callable[["BankItem", "Bank"], Awaitable[Mapping[str, Any] | None]]
 
 
-class BankError(Exception):
-    code = "error"
+class BankError(BlindmatchError):
+    """A bank operation refused. Its code on the wire is its class's name (the API has always
+    answered so); a missing bank or item answers 404, any other refusal 409."""
+
+    code = "BankError"
+    status_hint = 409
 
 
 class BankNotFoundError(BankError, LookupError):
-    code = "not-found"
+    code = "BankNotFoundError"
+    status_hint = 404
 
 
 class ItemNotFoundError(BankError, LookupError):
-    code = "not-found"
+    code = "ItemNotFoundError"
+    status_hint = 404
 
 
 class BankExistsError(BankError):
-    code = "conflict"
+    code = "BankExistsError"
 
 
 class BankConflictError(BankError):
-    code = "conflict"
+    code = "BankConflictError"
 
 
 class ItemWithdrawnError(BankError):
     """The hash was withdrawn from this bank; it is not re-added behind anyone's back."""
 
-    code = "withdrawn"
+    code = "ItemWithdrawnError"
 
 
 class WithdrawalRefusedError(BankError):
-    code = "refused"
+    code = "WithdrawalRefusedError"
 
 
 def withdrawal_secret_hash(secret: bytes) -> bytes:

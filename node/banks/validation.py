@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.protocol.messages import PROVENANCE_CLASSES
 
 # Signal types a bank can hold and the length of their raw hashes. The names are the wire
@@ -53,10 +54,11 @@ def echo(value: Any) -> str:
     return f"<{_type_name(value)}{f' of length {size}' if size else ''}>"
 
 
-class BankValidationError(ValueError):
+class BankValidationError(BlindmatchError, ValueError):
     """A value that cannot be accepted; nothing was changed."""
 
     code = "invalid"
+    status_hint = 400
 
 
 def _type_name(value: Any) -> str:

@@ -32,6 +32,7 @@ from blindmatch.node.cases.webhooks import (
     webhook_message_id,
 )
 from blindmatch.node.clock import Clock
+from blindmatch.node.errors import CodedError
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import Database, FeedLog, Outbox
 from blindmatch.node.storage.live_items import NOT_WITHDRAWN, local_signal_sql
@@ -50,11 +51,10 @@ FEEDBACK_KIND = "feedback"
 _REVIEW_STATES = ("queued", "quarantined", "escalated")
 
 
-class DecisionError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.detail = message
+class DecisionError(CodedError):
+    """A decision refused: ``DecisionError(code, sentence)``."""
+
+    _code_in_str = True
 
 
 @dataclass(frozen=True)

@@ -35,11 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.protocol.messages import PROVENANCE_CLASSES
 
 
-class PolicyError(ValueError):
-    pass
+class PolicyError(BlindmatchError, ValueError):
+    code = "bad-policy"
 
 
 @dataclass(frozen=True)

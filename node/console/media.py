@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import io
 
+from blindmatch.node.errors import BlindmatchError
+
 MAX_PIXELS = 60_000_000
 
 
 BLUR_FRACTION = 0.12  # Gaussian radius as a fraction of the picture's short side
 
 
-class MediaUnavailable(Exception):
-    pass
+class MediaUnavailable(BlindmatchError):
+    code = "media-unavailable"
 
 
 def render_media(data: bytes, blurred: bool) -> bytes:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
-from blindmatch.node.errors import NodeError
+from blindmatch.node.errors import BlindmatchError, NodeError, from_protocol
 from blindmatch.node.federation.admission import CHARGED_TYPES
 from blindmatch.node.federation.peer_client import (
     CONTENT_TYPE,
@@ -37,21 +37,6 @@ log = logging.getLogger("blindmatch.federation")
 
 MAX_REQUEST_BYTES = 1024 * 1024  # the largest request, a threshold query, is ~49 KB
 REQUEST_TYPES = ("oprf.evaluate", "threshold.query", "feed.pull", "feedback.submit")
-STATUS = {
-    "bad-envelope": 400,
-    "bad-body": 400,
-    "bad-proof": 400,
-    "unknown-sender": 403,
-    "not-allowed": 403,
-    "bad-signature": 401,
-    "stale-timestamp": 401,
-    "replayed": 409,
-    "budget-exhausted": 429,
-    "unknown-item": 404,
-    "unknown-case": 404,
-    "conflict": 409,
-    "internal": 500,
-}
 
 
 class Node(Protocol):
@@ -93,21 +78,25 @@ def build_app(node: Node, survivor_banks: BankService | None = None) -> web.Appl
     return app
 
 
-def _error(node: Node, code: str, message: str, in_reply_to: bytes | None, retry: int | None):
-    body: dict[str, Any] = {"code": code, "message": message[:500]}
+def _error(node: Node, err: BlindmatchError, in_reply_to: bytes | None) -> web.Response:
+    """A signed ``error`` envelope with the refusal's code, and its status."""
+    body: dict[str, Any] = {"code": err.code, "message": err.detail[:500]}
     if in_reply_to is not None:
         body["in_reply_to"] = in_reply_to
-    if retry is not None:
-        body["retry_after_ms"] = retry
+    if err.retry_after_ms is not None:
+        body["retry_after_ms"] = err.retry_after_ms
     data, _ = node.client.seal("error", body)
-    node.metrics.inc("requests_refused_total", labels={"code": code})
-    return web.Response(status=STATUS.get(code, 400), body=data, content_type=CONTENT_TYPE)
+    node.metrics.inc("requests_refused_total", labels={"code": err.code})
+    return web.Response(status=err.http_status, body=data, content_type=CONTENT_TYPE)
+
+
+REPLAYED = "this message was already received"
 
 
 async def handle(node: Node, request: web.Request) -> web.Response:
     data = await read_limited(request.content, MAX_REQUEST_BYTES)
     if len(data) > MAX_REQUEST_BYTES:
-        return _error(node, "bad-envelope", "request larger than 1 MiB", None, None)
+        return _error(node, NodeError("bad-envelope", "request larger than 1 MiB"), None)
     try:
         env = envelope.open_envelope(
             data,
@@ -118,15 +107,15 @@ async def handle(node: Node, request: web.Request) -> web.Response:
         )
     except envelope.EnvelopeError as exc:
         log.info("refused a message: %s", exc.code)
-        return _error(node, exc.code, exc.detail, None, None)
+        return _error(node, from_protocol(exc), None)
     peer = node.roster.member(env.sender)
     assert peer is not None  # open_envelope found its key
     if env.sender == node.node_id:
-        return _error(node, "not-allowed", "a node does not talk to itself", env.nonce, None)
+        return _error(node, NodeError("not-allowed", "a node does not talk to itself"), env.nonce)
     admission, responder = node.admission, node.responder
     pending = admission.pending(env.sender, env.nonce)
     if env.type not in CHARGED_TYPES and not await admission.record(pending):
-        return _error(node, "replayed", "this message was already received", env.nonce, None)
+        return _error(node, NodeError("replayed", REPLAYED), env.nonce)
     handlers = {
         "oprf.evaluate": responder.evaluate,
         "threshold.query": responder.threshold,
@@ -139,14 +128,15 @@ async def handle(node: Node, request: web.Request) -> web.Response:
         # A request refused before its charge still uses up its nonce, and a replay of it is
         # answered as a replay, as if the nonce had been checked first.
         if not await admission.record(pending):
-            return _error(node, "replayed", "this message was already received", env.nonce, None)
-        return _error(node, exc.code, exc.detail, env.nonce, exc.retry_after_ms)
+            return _error(node, NodeError("replayed", REPLAYED), env.nonce)
+        return _error(node, exc, env.nonce)
     except Exception:
         log.exception("handler for %s failed", env.type)
         await admission.record(pending)
-        return _error(node, "internal", "the node failed to handle this message", env.nonce, None)
+        failed = NodeError("internal", "the node failed to handle this message")
+        return _error(node, failed, env.nonce)
     if not await admission.record(pending):
-        return _error(node, "replayed", "this message was already received", env.nonce, None)
+        return _error(node, NodeError("replayed", REPLAYED), env.nonce)
     reply_type = REPLY_TYPES[env.type]
     reply, _ = node.client.seal(reply_type, {**body, "re": env.nonce})
     node.metrics.inc("requests_answered_total", labels={"type": env.type})

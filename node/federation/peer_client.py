@@ -12,6 +12,7 @@ import aiohttp
 from blindmatch.crypto.signing import SigningKey
 from blindmatch.node.clock import Clock
 from blindmatch.node.config import ConfigError, require_tls_unless_loopback
+from blindmatch.node.errors import CodedError
 from blindmatch.node.http_limits import read_limited
 from blindmatch.node.metrics import Metrics
 from blindmatch.protocol import envelope
@@ -28,14 +29,11 @@ REPLY_TYPES = {
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 
 
-class PeerError(Exception):
+class PeerError(CodedError):
     """The peer did not give a valid answer; ``code`` says why (its own error code if it sent
     a signed refusal)."""
 
-    def __init__(self, code: str, message: str, retry_after_ms: int | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.retry_after_ms = retry_after_ms
+    _code_in_str = True
 
 
 class PeerClient:

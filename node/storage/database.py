@@ -22,15 +22,23 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from blindmatch.node.errors import BlindmatchError
+
 Row = dict[str, Any]
 
 
-class StorageError(Exception):
+class StorageError(BlindmatchError):
     """A storage failure the caller may report (bad URL, unreachable server, ...)."""
+
+    code = "storage"
+    status_hint: int | None = 500
 
 
 class IntegrityError(StorageError):
     """A constraint (unique, foreign key, check) refused a write; the statement changed nothing."""
+
+    code = "conflict"
+    status_hint = None
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from typing import Any
 import aiohttp
 
 from blindmatch.node.clock import Clock
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.node.http_limits import read_limited
 from blindmatch.node.storage.database import Database
 from blindmatch.node.storage.migrations import ensure_transparency_tables
@@ -37,8 +38,9 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 15.0
 
 
-class LogFetchError(Exception):
-    """The log's server did not give a usable answer (network, status, or malformed JSON)."""
+class LogFetchError(BlindmatchError):
+    """The log's server did not give a usable answer (network, status, or malformed JSON);
+    ``status`` is the status it answered with, if any."""
 
     code = "log-unreachable"
 
