@@ -44,6 +44,8 @@ from blindmatch.node.storage import (
     RetryPolicy,
     open_database,
 )
+from blindmatch.node.storage.banks import BankStore
+from blindmatch.node.storage.cases import CaseStore
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.node.storage.match_jobs import MatchJobStore
 from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
@@ -98,7 +100,8 @@ class Node:
         self.decisions = DecisionService(
             db, node_id=cfg.node_id, identity=keys.identity, roster=roster, clock=clock,
             metrics=metrics, translog=self.translog, outbox=self.outbox, feeds=self.feeds,
-            jobs=self.jobs, release_bands=cfg.release_bands,
+            jobs=self.jobs, cases=CaseStore(db), bank_items=BankStore(db),
+            release_bands=cfg.release_bands,
         )  # fmt: skip
         self.publisher = IndexPublisher(
             db, published, self.feeds, self.translog, keys, self.scheme, metrics, clock,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 
-from blindmatch.node.storage import Database
+from blindmatch.node.storage.cases import CaseStore
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol import feedback as fb
@@ -21,8 +21,8 @@ def _derived_id(*parts: bytes) -> bytes:
 
 
 class CaseLog:
-    def __init__(self, db: Database, translog: TransparencyLog) -> None:
-        self.db = db
+    def __init__(self, cases: CaseStore, translog: TransparencyLog) -> None:
+        self.cases = cases
         self.translog = translog
 
     async def decision_log_id(self, case_ref: bytes, event_id: int) -> bytes:
@@ -30,14 +30,9 @@ class CaseLog:
         return _derived_id(case_ref, b"decision", str(event_id).encode())
 
     async def decision(self, case_ref: bytes, outcome: str, by: str) -> None:
-        row = await self.db.fetch_one(
-            "SELECT job_ref, holder, item_ref FROM cases WHERE case_ref = ?", case_ref
-        )
-        job_ref = bytes(row["job_ref"]) if row["job_ref"] is not None else case_ref
-        match_id = translog_hooks.match_id_for(job_ref, row["holder"], bytes(row["item_ref"]), 0)
-        event_id = await self.db.fetch_value(
-            "SELECT MAX(id) FROM case_events WHERE case_ref = ?", case_ref
-        )
+        job_ref, holder, item_ref = await self.cases.match_of(case_ref)
+        match_id = translog_hooks.match_id_for(job_ref or case_ref, holder, item_ref, 0)
+        event_id = await self.cases.last_event_id(case_ref)
         await translog_hooks.log_decision(
             self.translog,
             decision_id=await self.decision_log_id(case_ref, int(event_id)),
@@ -58,11 +53,7 @@ class CaseLog:
 
     async def appeal(self, case_ref: bytes, status: str) -> None:
         # The appealed decision is the one that actioned the case (by policy or a reviewer).
-        event_id = await self.db.fetch_value(
-            "SELECT MAX(id) FROM case_events WHERE case_ref = ?"
-            " AND event IN ('decided:actioned', 'opened:actioned')",
-            case_ref,
-        )
+        event_id = await self.cases.last_event_id(case_ref, ("decided:actioned", "opened:actioned"))
         await translog_hooks.log_appeal(
             self.translog,
             appeal_id=_derived_id(case_ref, b"appeal"),

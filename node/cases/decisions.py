@@ -16,7 +16,6 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -35,7 +34,8 @@ from blindmatch.node.clock import Clock
 from blindmatch.node.errors import CodedError
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import Database, FeedLog, Outbox
-from blindmatch.node.storage.live_items import NOT_WITHDRAWN, local_signal_sql
+from blindmatch.node.storage.banks import BankStore
+from blindmatch.node.storage.cases import Case, CaseStore
 from blindmatch.node.storage.match_jobs import MatchJobStore
 from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol import feedback as fb
@@ -57,47 +57,6 @@ class DecisionError(CodedError):
     _code_in_str = True
 
 
-@dataclass(frozen=True)
-class Case:
-    case_ref: bytes
-    content_ref: str
-    source: str
-    holder: str
-    item_ref: bytes
-    band: int
-    variant: str
-    release: dict[str, Any]
-    state: str
-    priority: int
-    decided_by: str | None
-    reason: str | None
-    appeal: str | None
-    needs_rereview: bool
-    created_at: int
-    updated_at: int
-
-
-def _case(row: Any) -> Case:
-    return Case(
-        case_ref=bytes(row["case_ref"]),
-        content_ref=row["content_ref"],
-        source=row["source"],
-        holder=row["holder"],
-        item_ref=bytes(row["item_ref"]),
-        band=int(row["band"]),
-        variant=row["variant"],
-        release=json.loads(row["release"]),
-        state=row["state"],
-        priority=int(row["priority"]),
-        decided_by=row["decided_by"],
-        reason=row["reason"],
-        appeal=row["appeal"],
-        needs_rereview=bool(row["needs_rereview"]),
-        created_at=int(row["created_at"]),
-        updated_at=int(row["updated_at"]),
-    )
-
-
 class DecisionService:
     def __init__(
         self,
@@ -112,6 +71,8 @@ class DecisionService:
         outbox: Outbox,
         feeds: FeedLog,
         jobs: MatchJobStore,
+        cases: CaseStore,
+        bank_items: BankStore,
         release_bands: Sequence[int],
         policy: policy_mod.Policy | None = None,
         webhook_url: str | None = None,
@@ -127,31 +88,27 @@ class DecisionService:
         self.outbox = outbox
         self.feeds = feeds
         self.jobs = jobs
+        self.cases = cases
+        self.bank_items = bank_items
         self.release_bands = tuple(release_bands)
         self.policy = policy or policy_mod.Policy()
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret or b""
-        self.case_log = CaseLog(db, translog)
+        self.case_log = CaseLog(cases, translog)
         self._local_cache: tuple[tuple[Any, ...], dict[str, Any] | None] | None = None
 
     # --- cases ------------------------------------------------------------------------------
 
-    async def _event(self, case_ref: bytes, actor: str, event: str, detail: dict | None = None):  # type: ignore[no-untyped-def]
-        await self.db.execute(
-            "INSERT INTO case_events (case_ref, at, actor, event, detail) VALUES (?, ?, ?, ?, ?)",
-            case_ref, self.clock.now(), actor, event, json.dumps(detail or {}, sort_keys=True),
-        )  # fmt: skip
+    async def _event(
+        self, case_ref: bytes, actor: str, event: str, detail: dict[str, Any] | None = None
+    ) -> None:
+        await self.cases.add_event(case_ref, self.clock.now(), actor, event, detail or {})
 
     async def opinion(self, holder: str, item_ref: bytes) -> fb.Opinion:
-        rows = await self.db.fetch_all(
-            "SELECT record FROM feedback_records WHERE holder = ? AND item_ref = ?",
-            holder,
-            item_ref,
-        )
         records = []
-        for r in rows:
+        for signed in await self.cases.feedback_records(holder, item_ref):
             try:
-                records.append(fb.open_record(bytes(r["record"]), self.roster.signing_key))
+                records.append(fb.open_record(signed, self.roster.signing_key))
             except fb.FeedbackError:
                 continue  # verified on receipt; a key since removed from the roster: ignore
         return fb.aggregate(records)
@@ -161,23 +118,8 @@ class DecisionService:
         w = self.policy.quarantine.window_s
         now = self.clock.now()
         start = now - now % w
-        await self.db.execute(
-            "INSERT INTO item_match_counts (holder, item_ref, window_start, matches)"
-            " VALUES (?, ?, ?, 1) ON CONFLICT (holder, item_ref, window_start)"
-            " DO UPDATE SET matches = item_match_counts.matches + 1",
-            holder, item_ref, start,
-        )  # fmt: skip
-        current = await self.db.fetch_value(
-            "SELECT matches FROM item_match_counts WHERE holder = ? AND item_ref = ?"
-            " AND window_start = ?",
-            holder, item_ref, start,
-        )  # fmt: skip
-        past = await self.db.fetch_value(
-            "SELECT COALESCE(SUM(matches), 0) FROM item_match_counts WHERE holder = ?"
-            " AND item_ref = ? AND window_start >= ? AND window_start < ?",
-            holder, item_ref, start - 24 * w, start,
-        )  # fmt: skip
-        return int(current), int(past) / 24.0
+        current, past = await self.cases.count_match(holder, item_ref, start, w, 24)
+        return current, past / 24.0
 
     async def open_case(
         self,
@@ -195,12 +137,9 @@ class DecisionService:
         generator_confirmed: bool = False,
     ) -> Case | None:
         """Apply the policy to one match; returns the case, or None when suppressed."""
-        existing = await self.db.fetch_one(
-            "SELECT * FROM cases WHERE content_ref = ? AND holder = ? AND item_ref = ?",
-            content_ref, holder, item_ref,
-        )  # fmt: skip
+        existing = await self.cases.case_for_match(content_ref, holder, item_ref)
         if existing is not None:
-            return _case(existing)
+            return existing
         opinion = await self.opinion(holder, item_ref)
         current, baseline = await self._match_rate(holder, item_ref)
         verdict = policy_mod.decide(
@@ -230,14 +169,12 @@ class DecisionService:
         now = self.clock.now()
         release_json = json.dumps({**release, "opinion": opinion.label}, sort_keys=True)
         async with self.db.transaction():
-            await self.db.execute(
-                "INSERT INTO cases (case_ref, content_ref, job_ref, source, holder, item_ref, band,"
-                " variant, release, state, priority, decided_by, reason, decided_at, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                case_ref, content_ref, job_ref, source, holder, item_ref, band, variant,
-                release_json, state, verdict.priority,
-                "policy" if state == "actioned" else None, verdict.reason,
-                now if state == "actioned" else None, now, now,
+            await self.cases.insert(
+                case_ref, content_ref=content_ref, job_ref=job_ref, source=source,
+                holder=holder, item_ref=item_ref, band=band, variant=variant,
+                release_json=release_json, state=state, priority=verdict.priority,
+                decided_by="policy" if state == "actioned" else None, reason=verdict.reason,
+                decided_at=now if state == "actioned" else None, now=now,
             )  # fmt: skip
             await self._event(case_ref, "policy", f"opened:{state}", {"reason": verdict.reason})
             if state == "actioned":
@@ -246,38 +183,20 @@ class DecisionService:
         return await self.case(case_ref)
 
     async def case(self, case_ref: bytes) -> Case:
-        row = await self.db.fetch_one("SELECT * FROM cases WHERE case_ref = ?", case_ref)
-        if row is None:
+        case = await self.cases.case(case_ref)
+        if case is None:
             raise DecisionError("unknown-case", "no such case")
-        return _case(row)
+        return case
 
     async def history(self, case_ref: bytes) -> list[dict[str, Any]]:
-        rows = await self.db.fetch_all(
-            "SELECT at, actor, event, detail FROM case_events WHERE case_ref = ? ORDER BY id",
-            case_ref,
-        )
-        return [
-            {"at": int(r["at"]), "actor": r["actor"], "event": r["event"],
-             "detail": json.loads(r["detail"])}
-            for r in rows
-        ]  # fmt: skip
+        return await self.cases.history(case_ref)
 
     async def queue(self, limit: int = 100) -> list[Case]:
         """Cases waiting for a person: re-reviews and appeals first, then by priority."""
-        rows = await self.db.fetch_all(
-            "SELECT * FROM cases WHERE state IN ('queued', 'quarantined', 'escalated')"
-            " OR needs_rereview = 1 OR appeal = 'open'"
-            " ORDER BY needs_rereview DESC, (appeal = 'open') DESC, priority DESC, created_at"
-            " LIMIT ?",
-            limit,
-        )
-        return [_case(r) for r in rows]
+        return await self.cases.queue(limit)
 
     async def cases_for_content(self, content_ref: str) -> list[Case]:
-        rows = await self.db.fetch_all(
-            "SELECT * FROM cases WHERE content_ref = ? ORDER BY created_at", content_ref
-        )
-        return [_case(r) for r in rows]
+        return await self.cases.for_content(content_ref)
 
     # --- matches into cases -----------------------------------------------------------------
 
@@ -287,30 +206,10 @@ class DecisionService:
         Matching every upload reads them; reading every row per upload would be the node's
         largest per-job cost at scale. The signature query aggregates in SQL and returns one row.
         """
-        sig_row = await self.db.fetch_one(
-            "SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS top,"
-            " COALESCE(SUM(CASE WHEN withdrawn_at IS NULL THEN 0 ELSE 1 END), 0) AS gone"
-            " FROM bank_items WHERE " + local_signal_sql()
-        )
-        banks = await self.db.fetch_all(
-            "SELECT id, name, enabled, distance_threshold, provenance, categories FROM banks"
-            " ORDER BY id"
-        )  # a handful of rows: their settings are part of the signature
-        signature = (
-            *(int(sig_row[k]) for k in ("n", "top", "gone")),
-            *(tuple(b.values()) for b in banks),
-        )
+        signature = await self.bank_items.local_signature()
         if self._local_cache is not None and self._local_cache[0] == signature:
             return self._local_cache[1]
-        rows = await self.db.fetch_all(
-            "SELECT i.item_ref, i.hash, i.expires_at, b.name AS bank, b.provenance,"
-            " b.categories, b.distance_threshold FROM bank_items i JOIN banks b"
-            " ON b.id = i.bank_id WHERE "
-            + local_signal_sql("i.signal_type")
-            + " AND "
-            + NOT_WITHDRAWN
-            + " AND b.enabled = 1"
-        )
+        rows = await self.bank_items.local_items()
         bank: dict[str, Any] | None = None
         if rows:
             bank = {
@@ -403,12 +302,7 @@ class DecisionService:
         was_actioned = case.state == "actioned"
         now = self.clock.now()
         async with self.db.transaction():
-            await self.db.execute(
-                "UPDATE cases SET state = ?, decided_by = ?, reason = ?, decided_at = ?,"
-                " needs_rereview = 0, priority = CASE WHEN ? = 'escalated' THEN priority + 50"
-                " ELSE priority END, updated_at = ? WHERE case_ref = ?",
-                outcome, reviewer, reason[:500], now, outcome, now, case_ref,
-            )  # fmt: skip
+            await self.cases.set_decision(case_ref, outcome, reviewer, reason[:500], now)
             await self._event(case_ref, reviewer, f"decided:{outcome}", {"reason": reason[:500]})
             await self.case_log.decision(case_ref, outcome, "reviewer")
             if outcome == "actioned" and not was_actioned:
@@ -427,11 +321,7 @@ class DecisionService:
         if case.appeal == "open":
             return case
         async with self.db.transaction():
-            await self.db.execute(
-                "UPDATE cases SET appeal = 'open', priority = priority + 60, updated_at = ?"
-                " WHERE case_ref = ?",
-                self.clock.now(), case_ref,
-            )  # fmt: skip
+            await self.cases.open_appeal(case_ref, self.clock.now())
             await self._event(case_ref, "uploader", "appeal:opened", {"reason": reason[:500]})
             await self.case_log.appeal(case_ref, "opened")
         return await self.case(case_ref)
@@ -445,18 +335,11 @@ class DecisionService:
         now = self.clock.now()
         async with self.db.transaction():
             if upheld:
-                await self.db.execute(
-                    "UPDATE cases SET appeal = 'upheld', state = 'dismissed', decided_by = ?,"
-                    " reason = ?, decided_at = ?, updated_at = ? WHERE case_ref = ?",
-                    reviewer, reason[:500], now, now, case_ref,
-                )  # fmt: skip
+                await self.cases.uphold_appeal(case_ref, reviewer, reason[:500], now)
                 await self._webhook("restore", case_ref, case.content_ref, "appeal upheld")
                 await self._feedback(case, "appeal-upheld")
             else:
-                await self.db.execute(
-                    "UPDATE cases SET appeal = 'denied', updated_at = ? WHERE case_ref = ?",
-                    now, case_ref,
-                )  # fmt: skip
+                await self.cases.deny_appeal(case_ref, now)
             await self._event(
                 case_ref, reviewer, "appeal:upheld" if upheld else "appeal:denied",
                 {"reason": reason[:500]},
@@ -520,19 +403,14 @@ class DecisionService:
             raise DecisionError("not-allowed", "a node submits only its own records")
         if record.holder != self.node_id:
             raise DecisionError("not-allowed", "the record is about another holder's item")
-        known = await self.db.fetch_value(
-            "SELECT COUNT(*) FROM bank_items WHERE item_ref = ?", record.item
-        )
-        if not known:
+        if not await self.bank_items.ref_taken(record.item):
             raise DecisionError("unknown-item", "no such item here")
         await self.publish_feedback(record)
         return await self.feeds.head(fb.FEED)
 
     async def apply_feedback(self, record: fb.FeedbackRecord) -> None:
         """Store a verified record (idempotent) and act on the cases it concerns."""
-        inserted = await self.db.execute(
-            "INSERT INTO feedback_records (record_id, origin, holder, item_ref, opinion, at_ms,"
-            " record, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        inserted = await self.cases.add_feedback_record(
             record.id, record.origin, record.holder, record.item, record.opinion,
             record.at_ms, record.signed, self.clock.now(),
         )  # fmt: skip
@@ -541,17 +419,11 @@ class DecisionService:
         if record.origin != self.node_id:
             await self.case_log.feedback(record, "received", record.origin)
         self.metrics.inc("feedback_records_total", labels={"opinion": record.opinion})
-        cases = await self.db.fetch_all(
-            "SELECT * FROM cases WHERE holder = ? AND item_ref = ?", record.holder, record.item
-        )
-        for row in cases:
-            case = _case(row)
+        for case in await self.cases.for_item(record.holder, record.item):
             if record.opinion == "withdraw" and case.state != "closed":
-                await self.db.execute(
-                    "UPDATE cases SET state = 'closed', reason = ?, needs_rereview = 0,"
-                    " updated_at = ? WHERE case_ref = ?",
-                    "the holder withdrew the item", self.clock.now(), case.case_ref,
-                )  # fmt: skip
+                await self.cases.close(
+                    case.case_ref, "the holder withdrew the item", self.clock.now()
+                )
                 await self._event(case.case_ref, record.origin, "closed:withdrawn")
                 if case.state == "actioned":
                     # The basis for the action is gone; whether to restore is the platform's
@@ -564,10 +436,7 @@ class DecisionService:
                 and record.origin != self.node_id
                 and case.state != "closed"
             ):
-                await self.db.execute(
-                    "UPDATE cases SET needs_rereview = 1, updated_at = ? WHERE case_ref = ?",
-                    self.clock.now(), case.case_ref,
-                )  # fmt: skip
+                await self.cases.ask_rereview(case.case_ref, self.clock.now())
                 await self._event(
                     case.case_ref, record.origin, f"re-review:{record.opinion}",
                     {"from": record.origin},
@@ -581,11 +450,7 @@ class DecisionService:
             return
         # Sequenced per case: delivery holds a later event while an earlier one is pending,
         # so a platform never sees "restore" overtake "remove".
-        sequence = int(
-            await self.db.fetch_value(
-                "SELECT COUNT(*) FROM case_events WHERE case_ref = ?", case_ref
-            )
-        )
+        sequence = await self.cases.event_count(case_ref)
         body = webhook_body(event, case_ref, content_ref, sequence, reason, self.node_id)
         await self.outbox.enqueue(
             webhook_message_id(case_ref, sequence), WEBHOOK_PEER, WEBHOOK_KIND, body,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blindmatch.node.storage.database import Database, Row
-from blindmatch.node.storage.live_items import LIVE
+from blindmatch.node.storage.live_items import LIVE, NOT_WITHDRAWN, local_signal_sql
 
 IN_CHUNK = 500  # values per "IN (...)" list
 
@@ -411,3 +411,36 @@ class BankStore:
             item_ref,
         )
         return [(r["cell"], int(r["frame"]), bytes(r["hash"]), int(r["quality"])) for r in rows]
+
+    # --- the node's own matching ---------------------------------------------------------------
+
+    async def local_signature(self) -> tuple[Any, ...]:
+        """Changes whenever the items a node matches its own uploads against may have changed:
+        the counts of its PDQ items (one aggregate row) and every bank's settings."""
+        row = await self.db.fetch_one(
+            "SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS top,"
+            " COALESCE(SUM(CASE WHEN withdrawn_at IS NULL THEN 0 ELSE 1 END), 0) AS gone"
+            " FROM bank_items WHERE " + local_signal_sql()
+        )
+        banks = await self.db.fetch_all(
+            "SELECT id, name, enabled, distance_threshold, provenance, categories FROM banks"
+            " ORDER BY id"
+        )  # a handful of rows: their settings are part of the signature
+        assert row is not None  # an aggregate always answers one row
+        return (
+            *(int(row[k]) for k in ("n", "top", "gone")),
+            *(tuple(b.values()) for b in banks),
+        )
+
+    async def local_items(self) -> list[Row]:
+        """The PDQ items of enabled banks not withdrawn (expiry is the caller's: it changes
+        with the clock, not with the data), with their banks' settings."""
+        return await self.db.fetch_all(
+            "SELECT i.item_ref, i.hash, i.expires_at, b.name AS bank, b.provenance,"
+            " b.categories, b.distance_threshold FROM bank_items i JOIN banks b"
+            " ON b.id = i.bank_id WHERE "
+            + local_signal_sql("i.signal_type")
+            + " AND "
+            + NOT_WITHDRAWN
+            + " AND b.enabled = 1"
+        )
