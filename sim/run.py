@@ -296,7 +296,7 @@ def run(
     res = metrics(s, ctx, st, dec)
     res["attacks"] = attacks(s, ctx)
     t_after = time.time() - t2
-    timing = {
+    timing: dict[str, Any] = {
         "prepare_s": round(t_prep, 2),
         "matching_s": round(t_match, 2),
         "decisions_metrics_attacks_s": round(t_after, 2),

@@ -277,8 +277,8 @@ def read_hma_json(
                     + " (add --skip-unsupported to skip such lines)"
                 )
             result.items.extend(supported)
-            for exc in unsupported:
-                result.unsupported[exc.te_name] += 1
+            for skipped in unsupported:
+                result.unsupported[skipped.te_name] += 1
         except BankValidationError as exc:
             problems.add(number, str(exc))
     problems.raise_if_any()

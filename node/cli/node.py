@@ -12,9 +12,10 @@ from pathlib import Path
 from blindmatch.crypto import signing
 from blindmatch.node import config as config_mod
 from blindmatch.node import keys as keyfiles
+from blindmatch.node.api.client import BlindmatchClient
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i = sub.add_parser("init", help="create a node: keys, API token, configuration, database")
     i.add_argument("--home", type=Path, required=True, help="directory for the node's files")
     i.add_argument("--node-id", required=True)
@@ -42,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="a governance key file (repeatable, k of n)")  # fmt: skip
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_roster_sign)
-    r.set_defaults(func=lambda a: (r.print_help(), 2)[1])
+    r.set_defaults(func=lambda a: _help(r))
 
     for name, helptext, fn in (
         ("run", "run the node (federation server, API, sync, matching)", cmd_run),
@@ -143,8 +144,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(cfg: config_mod.NodeConfig):  # type: ignore[no-untyped-def]
-    from blindmatch.node.api.client import BlindmatchClient
+def _client(cfg: config_mod.NodeConfig) -> BlindmatchClient:
     from blindmatch.node.runtime import api_token
 
     return BlindmatchClient(f"http://{cfg.api_host}:{cfg.api_port}", api_token(cfg.home))
@@ -184,3 +184,9 @@ def cmd_match(args: argparse.Namespace) -> int:
     result = asyncio.run(go())
     _print({"complete": result["complete"], "matches": result["matches"]})
     return 0 if result["complete"] else 1
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    """A command group run without its subcommand: its help, exit status 2."""
+    parser.print_help()
+    return 2

@@ -136,7 +136,7 @@ async def reports(request: web.Request) -> web.Response:
     main = (
         "<h1>Reports</h1><h2>Cases by state</h2>"
         + table("All cases on this node.", "State",
-                ((_STATES.get(r["state"], r["state"]), int(r["n"])) for r in states))
+                ((_STATES.get(r["state"]) or str(r["state"]), int(r["n"])) for r in states))
         + "<h2>Reviewer activity</h2>"
         + table("Decisions, appeals, re-review requests and reveals.", "Event",
                 ((r["event"], int(r["n"])) for r in events))

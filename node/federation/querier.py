@@ -191,7 +191,9 @@ class Querier:
         now = self.clock.now()
         candidates = sum(len(v) for v in ex.candidates.values())
         matches = [
-            MatchResult(c.peer, c.item_ref, wanted[c.query_index], c.variant, c.band, c.release)
+            MatchResult(
+                c.peer, c.item_ref, wanted[c.query_index], c.variant, c.band, dict(c.release)
+            )
             for c in ex.confirmed
         ]
         async with self.db.transaction():

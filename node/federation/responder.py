@@ -149,6 +149,7 @@ class PeerResponder:
                 items_read.cancel()
             elif not items_read.cancelled():
                 items_read.exception()  # retrieved: a refusal above is what the peer hears
+        assert verified is not None
         answer = await asyncio.to_thread(matching.answer_threshold, verified, items, body)
         self.metrics.inc("threshold_answers_total", len(answer["answers"]))
         return answer
@@ -171,7 +172,8 @@ class PeerResponder:
         head = await self.feeds.head(body["feed"])
         # A page stops at a byte budget (always at least one entry), so a backlog of large
         # index deltas never makes a reply the querier must refuse as too large.
-        page, size = [], 0
+        page: list[dict[str, Any]] = []
+        size = 0
         for e in entries:
             if page and size + len(e.payload) > FEED_PAGE_BYTES:
                 break

@@ -327,8 +327,8 @@ async def fetch_log(url: str, public_key: bytes) -> tuple[list[bytes], list[byte
         fetched = await client.entries(0, head.tree_size)
     entries = [e for e, _ in fetched]
     hashes = [h for _, h in fetched]
-    stored = hashes if hashes and all(h is not None for h in hashes) else None
-    return entries, stored, sth
+    stored = [h for h in hashes if h is not None]
+    return entries, stored if hashes and len(stored) == len(hashes) else None, sth
 
 
 def make_report(
