@@ -52,7 +52,7 @@ from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
 from blindmatch.node.storage.published_index import PublishedIndexStore
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
-from blindmatch.protocol import derivative
+from blindmatch.protocol import derivative, index
 from blindmatch.protocol.lsh import SCHEMES
 from blindmatch.protocol.roster import Member, Roster
 
@@ -76,9 +76,8 @@ class Node:
             raise NodeError("not-allowed", "the roster lists another identity key for this node")
         if me.voprf_key is not None and me.voprf_key != keys.voprf.pk:
             raise NodeError("not-allowed", "the roster pins another VOPRF key for this node")
-        self.cfg, self.node_id, self.keys, self.db, self.roster, self.me = (
-            cfg, cfg.node_id, keys, db, roster, me,
-        )  # fmt: skip
+        self.cfg, self.node_id, self.keys, self.db = cfg, cfg.node_id, keys, db
+        self._roster, self._me = roster, me
         self.clock = clock = clock or SystemClock()
         self.rng = rng or random.SystemRandom()
         self.scheme = SCHEMES[cfg.lsh_scheme]
@@ -96,7 +95,7 @@ class Node:
         self.translog = TransparencyLog(db, cfg.node_id, keys.identity, clock)
         # Services, each handed what it works with.
         self.metrics = metrics = Metrics()
-        self.client = PeerClient(cfg.node_id, keys.identity, clock, metrics)
+        self.client = PeerClient(cfg.node_id, keys.identity, clock, metrics, cfg.tls_ca)
         self.decisions = DecisionService(
             db, node_id=cfg.node_id, identity=keys.identity, roster=roster, clock=clock,
             metrics=metrics, translog=self.translog, outbox=self.outbox, feeds=self.feeds,
@@ -133,7 +132,9 @@ class Node:
         )  # fmt: skip
         self._tasks: list[asyncio.Task[None]] = []
         # The services' entry points, as callers (API, survivor page, CLI, tests) use them.
-        self.replica_indexes = self.replication.replica_indexes
+        self.started_at = clock.now()
+        self.peer_replicas = self.replication.peer_replicas
+        self.feed_heads = self.replication.feed_heads
         self.rejected_feedback = self.replication.rejected_feedback
         self.handle_evaluate = self.responder.evaluate
         self.handle_threshold = self.responder.threshold
@@ -148,6 +149,32 @@ class Node:
         self._job_queries = self.querier.job_queries
         self.open_pending_cases = self.querier.open_pending_cases
         self.process_due_tasks = self.delivery.process_due
+
+    REPLICATED_FEEDS = Replicator.REPLICATED_FEEDS
+
+    @property
+    def replica_indexes(self) -> dict[str, index.ReplicaIndex]:
+        return self.replication.replica_indexes
+
+    @property
+    def roster(self) -> Roster:
+        return self._roster
+
+    @roster.setter
+    def roster(self, roster: Roster) -> None:
+        """A new roster (a reload) reaches every service that reads it."""
+        self._roster = roster
+        for service in (self.decisions, self.replication, self.delivery):
+            service.roster = roster
+
+    @property
+    def me(self) -> Member:
+        return self._me
+
+    @me.setter
+    def me(self, me: Member) -> None:
+        self._me = me
+        self.publisher.publishes_tiles = "hub" in me.roles
 
     # --- lifecycle ------------------------------------------------------------------------
 

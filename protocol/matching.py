@@ -27,7 +27,7 @@ from typing import Any
 
 from blindmatch.crypto import oprf
 from blindmatch.crypto import threshold as th
-from blindmatch.protocol.index import ReplicaIndex
+from blindmatch.protocol.index import Lookup
 
 Body = dict[str, Any]
 
@@ -124,7 +124,7 @@ class PeerExchange:
         self.probes_sent = len(keys)
         return {"key_id": self.key_id, "elements": self._blinded}
 
-    def on_evaluated(self, body: Body, replica: ReplicaIndex) -> dict[int, list[bytes]]:
+    def on_evaluated(self, body: Body, replica: Lookup) -> dict[int, list[bytes]]:
         if body["key_id"] != self.key_id:
             raise ExchangeError("bad-body", "reply names another VOPRF key")
         if len(body["elements"]) != len(self._blinded):

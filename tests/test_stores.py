@@ -103,7 +103,7 @@ async def test_match_jobs_count_each_peer_once_and_keep_their_queries(
         async with db.transaction():
             done = await jobs.finish_task(
                 job, "a", [match], probes=3, candidates=1, bytes_sent=10, bytes_received=20,
-                now=now,
+                replica_cursor=4, now=now,
             )  # fmt: skip
             if done:
                 await jobs.count_peer_done(job, now)
@@ -111,7 +111,15 @@ async def test_match_jobs_count_each_peer_once_and_keep_their_queries(
     assert not await jobs.is_complete(job)
     async with db.transaction():
         assert await jobs.finish_task(
-            job, "b", [], probes=1, candidates=0, bytes_sent=1, bytes_received=1, now=now
+            job,
+            "b",
+            [],
+            probes=1,
+            candidates=0,
+            bytes_sent=1,
+            bytes_received=1,
+            replica_cursor=4,
+            now=now,
         )
         await jobs.count_peer_done(job, now)
     assert await jobs.is_complete(job)

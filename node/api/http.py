@@ -21,15 +21,20 @@ from aiohttp import web
 
 from blindmatch.node.banks.service import BankError, BankService
 from blindmatch.node.banks.validation import BankValidationError
+from blindmatch.node.banks.videos import VideoItems
 from blindmatch.node.cases import derivatives as derivative_cases
 from blindmatch.node.cases.decisions import DecisionError
 from blindmatch.node.errors import CodedError, NodeError
+from blindmatch.node.federation.roster_watch import roster_warnings
 from blindmatch.node.media import hashing
 from blindmatch.node.media import tiles as tile_hashing
+from blindmatch.node.media.video import looks_like_video, video_query_hashes
 from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from blindmatch.node.storage.incidents import PeerIncidents
+from blindmatch.protocol import signal_types
 from blindmatch.protocol.derivative import is_cell_variant
 from blindmatch.protocol.matching import QueryHash
+from blindmatch.protocol.signals import HashFormatError, check_float_vector
 
 if TYPE_CHECKING:
     from blindmatch.node.federation.querier import JobStatus
@@ -45,7 +50,10 @@ MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_HASHES_PER_REQUEST = 64
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
-_CONTENT_REF = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# A content reference is named in URL paths, so it may not start with a dot ("." and ".." are
+# path segments no client sends as given).
+_CONTENT_REF = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}")
+_CONTENT_REF_RULE = "content_ref: 1..128 of [A-Za-z0-9._:-], not starting with '.'"
 _DECIDER = re.compile(r"[a-z0-9_.-]{1,32}")
 
 
@@ -120,12 +128,15 @@ def _parse_hash_queries(body: Any) -> list[QueryHash]:
         if not isinstance(h, str) or not _HEX64.fullmatch(h):
             raise ApiError("bad-hash", f"hashes[{i}].hash: 64 hex characters")
         fv = item.get("float_vector")
-        if fv is not None and (
-            not isinstance(fv, list)
-            or len(fv) != 256
-            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in fv)
-        ):
-            raise ApiError("bad-request", f"hashes[{i}].float_vector: 256 numbers")
+        if fv is not None:
+            try:
+                if not isinstance(fv, list):
+                    raise HashFormatError("a list of 256 numbers")
+                check_float_vector(fv)
+            except HashFormatError as exc:
+                raise ApiError(
+                    "bad-request", f"hashes[{i}].float_vector: 256 finite float32 ({exc})"
+                ) from None
         variant = item.get("variant", "original")
         if not isinstance(variant, str) or len(variant) > 64:
             raise ApiError("bad-request", f"hashes[{i}].variant: a short string")
@@ -209,38 +220,55 @@ def build_api(
             return await handler(request)
         except REFUSALS as exc:
             return _error(exc.http_status, exc.code, exc.detail)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            # aiohttp's own refusals (no such route, method not allowed, body too large) in
+            # the API's error shape; a 405 keeps its Allow header.
+            response = _error(exc.status, exc.reason.lower().replace(" ", "-"), exc.reason)
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
 
     app = web.Application(middlewares=[guard], client_max_size=MAX_MEDIA_BYTES)
     routes = web.RouteTableDef()
 
-    @routes.get("/healthz")
+    @routes.get("/healthz", allow_head=False)
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "node": node.node_id})
 
-    @routes.get("/metrics")
+    @routes.get("/metrics", allow_head=False)
     async def metrics(request: web.Request) -> web.Response:
+        from blindmatch.node.ops_metrics import refresh
+
+        await refresh(node)
         return web.Response(
             body=node.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE}
         )
 
-    @routes.get("/api/v1/openapi.json")
+    @routes.get("/api/v1/openapi.json", allow_head=False)
     async def openapi(request: web.Request) -> web.Response:
         from blindmatch.node.api.openapi import OPENAPI
 
         return web.json_response(OPENAPI)
 
-    @routes.get("/api/v1/status")
+    @routes.get("/api/v1/status", allow_head=False)
     async def status(request: web.Request) -> web.Response:
         peers = []
         for m in node.peers():
-            ri = node.replica_indexes.get(m.node_id)
+            replica = node.peer_replicas.get(m.node_id)
+            cursor = await node.replicas.cursor(m.node_id, "index")
+            pulled = node.feed_heads.get((m.node_id, "index"))
             peers.append(
                 {
                     "peer": m.node_id,
                     "roles": list(m.roles),
                     "holds_index": m.voprf_key is not None,
-                    "replica_entries": ri.entries if ri else 0,
-                    "replica_cursor": await node.replicas.cursor(m.node_id, "index"),
+                    "replica_entries": (await asyncio.to_thread(replica.size))[0] if replica else 0,
+                    "replica_cursor": cursor,
+                    # the peer's index head at our last complete pull, and when (null: never)
+                    "synced_at": pulled[1] if pulled else None,
+                    "feed_lag": max(0, pulled[0] - cursor) if pulled else None,
                     # what this node refused of the peer's feeds and logs (no content)
                     "incidents": len(await PeerIncidents(node.db).list(m.node_id)),
                 }
@@ -250,6 +278,8 @@ def build_api(
                 "node": node.node_id,
                 "federation": node.roster.federation,
                 "roster_serial": node.roster.serial,
+                "roster_expires_at": node.roster.expires_ms // 1000,
+                "warnings": roster_warnings(node.roster, node.now()),
                 "index_feed_head": await node.feeds.head("index"),
                 "outbox_pending": await node.outbox.count("pending"),
                 "outbox_dead": await node.outbox.count("dead"),
@@ -263,17 +293,25 @@ def build_api(
     def _content_ref(request: web.Request) -> str | None:
         ref = request.query.get("content_ref")
         if ref is not None and not _CONTENT_REF.fullmatch(ref):
-            raise ApiError("bad-request", "content_ref: 1..128 of [A-Za-z0-9._:-]")
+            raise ApiError("bad-request", _CONTENT_REF_RULE)
         return ref
 
-    async def _submit(request: web.Request, queries: list[QueryHash], source: str) -> web.Response:
-        job = await node.submit(queries, source=source, content_ref=_content_ref(request))
+    def _wait(request: web.Request) -> float | None:
         wait = request.query.get("wait")
-        if wait:
-            try:
-                seconds = min(120.0, max(0.0, float(wait)))
-            except ValueError as exc:
-                raise ApiError("bad-request", "wait: seconds") from exc
+        if wait is None:
+            return None
+        try:
+            seconds = float(wait)
+        except ValueError:
+            seconds = -1.0
+        if not 0.0 <= seconds <= 120.0:  # NaN fails too
+            raise ApiError("bad-request", "wait: a number of seconds from 0 to 120")
+        return seconds
+
+    async def _submit(request: web.Request, queries: list[QueryHash], source: str) -> web.Response:
+        seconds = _wait(request)  # every parameter is checked before the job exists
+        job = await node.submit(queries, source=source, content_ref=_content_ref(request))
+        if seconds is not None:
             st = await node.wait_for_job(job, timeout=seconds)
         else:
             st = await node.job_status(job)
@@ -285,16 +323,22 @@ def build_api(
 
     @routes.post("/api/v1/match/media")
     async def match_media(request: web.Request) -> web.Response:
+        _wait(request)  # refuse bad parameters before any work
+        _content_ref(request)
         data = await request.content.read(MAX_MEDIA_BYTES + 1)
         while len(data) <= MAX_MEDIA_BYTES and (chunk := await request.content.read(1 << 20)):
             data += chunk
         if len(data) > MAX_MEDIA_BYTES:
             raise ApiError("too-large", f"media over {MAX_MEDIA_BYTES} bytes")
-        queries = await asyncio.to_thread(
-            tile_hashing.picture_queries, data, tiles=node.cfg.derivative_search
-        )
-        if not any(not is_cell_variant(q.variant) for q in queries):
-            queries = []  # tiles alone never make a match job: the picture is too flat
+        if looks_like_video(data):
+            # A video: its distinct quality frames, matched by vPDQ's rule.
+            queries = await asyncio.to_thread(video_query_hashes, data)
+        else:
+            queries = await asyncio.to_thread(
+                tile_hashing.picture_queries, data, tiles=node.cfg.derivative_search
+            )
+            if not any(not is_cell_variant(q.variant) for q in queries):
+                queries = []  # tiles alone never make a match job: the picture is too flat
         if not queries:
             raise ApiError("low-quality", "the picture is too flat to hash reliably")
         content_ref = _content_ref(request)
@@ -308,11 +352,11 @@ def build_api(
             )  # fmt: skip
         return await _submit(request, queries, "api:media")
 
-    @routes.get("/api/v1/content/{content_ref}/cases")
+    @routes.get("/api/v1/content/{content_ref}/cases", allow_head=False)
     async def content_cases(request: web.Request) -> web.Response:
         ref = request.match_info["content_ref"]
         if not _CONTENT_REF.fullmatch(ref):
-            raise ApiError("bad-request", "content_ref: 1..128 of [A-Za-z0-9._:-]")
+            raise ApiError("bad-request", _CONTENT_REF_RULE)
         cases = await node.decisions.cases_for_content(ref)
         return web.json_response({"cases": [case_json(c) for c in cases]})
 
@@ -341,12 +385,12 @@ def build_api(
         case = await node.decisions.decide(ref, str(body.get("outcome")), f"api:{by}", reason)
         return web.json_response(case_json(case))
 
-    @routes.get("/api/v1/match/{job}")
+    @routes.get("/api/v1/match/{job:[0-9a-f]{32}}", allow_head=False)
     async def job(request: web.Request) -> web.Response:
         ref = _path_ref(request, "job", "job")
         return web.json_response(await _job_json(await node.job_status(ref)))
 
-    @routes.get("/api/v1/banks")
+    @routes.get("/api/v1/banks", allow_head=False)
     async def list_banks(request: web.Request) -> web.Response:
         out = []
         for b in await banks.list_banks():
@@ -400,10 +444,24 @@ def build_api(
             raise ApiError("bad-request", 'expected {"hashes": ["<hex>", ...]}')
         if len(body["hashes"]) > 10_000:
             raise ApiError("bad-request", "at most 10000 hashes per request; use import")
-        lines = [
-            json.dumps({"signal_type": body.get("signal_type", "pdq"), "hash": h})
-            for h in body["hashes"]
-        ]
+        signal_type = body.get("signal_type", "pdq")
+        if signal_type in signal_types.names() and signal_types.get(signal_type).exchange is (
+            signal_types.Exchange.FRAMES
+        ):
+            # A video per entry, as ThreatExchange's vpdq signal string (its frame list).
+            if not all(isinstance(h, str) for h in body["hashes"]):
+                raise ApiError("bad-request", "each vpdq entry is a signal string")
+            videos = VideoItems(banks)
+            created = [
+                (await videos.add_signal_string(request.match_info["bank"], h)).created
+                for h in body["hashes"]
+            ]
+            await node.reconcile_index()
+            return web.json_response(
+                {"added": sum(created), "already_present": len(created) - sum(created)},
+                status=201,
+            )
+        lines = [json.dumps({"signal_type": signal_type, "hash": h}) for h in body["hashes"]]
         report = await banks.import_items(request.match_info["bank"], lines, fmt="jsonl")
         await node.reconcile_index()
         return web.json_response(

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
-from blindmatch.node.errors import BlindmatchError, NodeError, from_protocol
+from blindmatch.node.errors import HTTP_STATUS, BlindmatchError, NodeError, from_protocol
 from blindmatch.node.federation.admission import CHARGED_TYPES
 from blindmatch.node.federation.peer_client import (
     CONTENT_TYPE,
@@ -23,6 +23,7 @@ from blindmatch.node.federation.peer_client import (
 )
 from blindmatch.node.http_limits import read_limited
 from blindmatch.protocol import envelope
+from blindmatch.protocol.messages import ERROR_CODES
 
 if TYPE_CHECKING:
     from blindmatch.node.banks.service import BankService
@@ -78,16 +79,27 @@ def build_app(node: Node, survivor_banks: BankService | None = None) -> web.Appl
     return app
 
 
+def _clip(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` of UTF-8 at a character boundary (a refusal may
+    quote what the sender sent, and the error schema limits bytes, not characters)."""
+    return text.encode()[:max_bytes].decode(errors="ignore")
+
+
 def _error(node: Node, err: BlindmatchError, in_reply_to: bytes | None) -> web.Response:
-    """A signed ``error`` envelope with the refusal's code, and its status."""
-    body: dict[str, Any] = {"code": err.code, "message": err.detail[:500]}
+    """A signed ``error`` envelope with the refusal's code, and its status; a code outside the
+    protocol's vocabulary goes out as ``internal``, naming it in the sentence."""
+    code, message, status = err.code, err.detail, err.http_status
+    if code not in ERROR_CODES:
+        code, message = "internal", f"refused ({_clip(code, 64)}): {message}"
+        status = HTTP_STATUS["internal"]
+    body: dict[str, Any] = {"code": code, "message": _clip(message, 500)}
     if in_reply_to is not None:
         body["in_reply_to"] = in_reply_to
     if err.retry_after_ms is not None:
         body["retry_after_ms"] = err.retry_after_ms
     data, _ = node.client.seal("error", body)
-    node.metrics.inc("requests_refused_total", labels={"code": err.code})
-    return web.Response(status=err.http_status, body=data, content_type=CONTENT_TYPE)
+    node.metrics.inc("requests_refused_total", labels={"code": code})
+    return web.Response(status=status, body=data, content_type=CONTENT_TYPE)
 
 
 REPLAYED = "this message was already received"

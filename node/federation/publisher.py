@@ -20,7 +20,7 @@ from blindmatch.node.storage import Database, FeedLog
 from blindmatch.node.storage.published_index import PublishedIndexStore
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
-from blindmatch.protocol import canonical, derivative, index
+from blindmatch.protocol import canonical, derivative, index, video
 from blindmatch.protocol.lsh import BitSamplingScheme
 
 log = logging.getLogger("blindmatch.node")
@@ -61,10 +61,13 @@ class IndexPublisher:
         self._lock = asyncio.Lock()
 
     def index_keys(self, hash32: bytes, cell: str | None) -> list[bytes]:
-        """An item's bucket keys: a whole picture's under the LSH scheme, a tile's (named by
-        its cell) under the tile scheme."""
+        """An item's bucket keys: a whole picture's under the LSH scheme, a video frame's
+        (cell 'vpdq') under the video scheme, a tile's (named by its cell) under the tile
+        scheme."""
         if cell is None:
             return self.scheme.index_keys(hash32)
+        if cell == video.SIGNAL:
+            return video.index_keys(hash32)
         return self.tile_scheme.index_keys(derivative.Cell.parse(cell), hash32)
 
     async def reconcile(self) -> dict[str, int]:

@@ -25,9 +25,10 @@ from blindmatch.node.storage import Database, Outbox
 from blindmatch.node.storage.match_jobs import MatchJobStore, MatchResult
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
-from blindmatch.protocol import derivative, matching
+from blindmatch.protocol import derivative, matching, signal_types
 from blindmatch.protocol.lsh import BitSamplingScheme
 from blindmatch.protocol.roster import Member
+from blindmatch.protocol.signals import HashFormatError, check_float_vector, check_pdq_bytes
 
 MATCH_TASK_KIND = "match"
 
@@ -46,19 +47,6 @@ def asks_about_tiles(peer: Member) -> bool:
     """Protected sources are banked by hubs (specs/derivatives.md 5.1): only a hub is asked
     about tiles, which keeps derivative search from costing anything at other holders."""
     return "hub" in peer.roles
-
-
-def exchange_for(
-    peer: Member, scheme: BitSamplingScheme, queries: list[matching.QueryHash]
-) -> matching.PeerExchange:
-    """The exchange for one peer's share of a job: whole-picture and tile hashes in one batch
-    (still one round trip per peer) when there are tiles, else the plain exchange."""
-    assert peer.voprf_key is not None
-    if any(derivative.is_cell_variant(q.variant) for q in queries):
-        return derivative.TilePeerExchange(
-            peer.node_id, peer.voprf_key, derivative.PDQ_TILES_1, queries
-        )
-    return matching.PeerExchange(peer.node_id, peer.voprf_key, scheme, queries)
 
 
 class Querier:
@@ -99,6 +87,17 @@ class Querier:
         content_ref: str | None = None,
     ) -> bytes:
         """Create a match job with one durable task per holder; returns the job reference."""
+        for i, q in enumerate(queries):
+            # What a job stores must be what its tasks can run: a value the LSH cannot rank
+            # (inf, NaN, beyond float32) would fail every attempt of every task.
+            try:
+                check_pdq_bytes(q.hash)
+                if q.float_vector is not None:
+                    check_float_vector(q.float_vector)
+            except HashFormatError as exc:
+                raise NodeError("bad-body", f"queries[{i}]: {exc}") from None
+            if not isinstance(q.variant, str) or len(q.variant.encode()) > 256:
+                raise NodeError("bad-body", f"queries[{i}]: a variant is text of <= 256 bytes")
         job_ref = os.urandom(16)
         holders = self.replication.holders()
         now = self.clock.now()
@@ -140,24 +139,36 @@ class Querier:
         """One job against one holder: VOPRF round, candidates, private confirmation."""
         if peer.voprf_key is None:
             raise NodeError("not-allowed", f"{peer.node_id} holds no index")
-        replica = self.replication.replica(peer.node_id)
-        assert replica is not None
-        if not self.replication.has_pulled(peer.node_id):
+        stored = await self.replication.stored_cursor(peer.node_id)
+        if stored == 0:
             await self.replication.sync_peer(peer)  # first contact: fetch the index first
+            stored = await self.replication.stored_cursor(peer.node_id)
+        # Probe a replica that holds at least everything stored when the task began (at
+        # start-up it is still being rebuilt; a pull may be half applied).
+        replica = await self.replication.catch_up(peer.node_id)
+        assert replica is not None
         job_queries = await self.job_queries(job_ref)
         wanted = [
             i
             for i, q in enumerate(job_queries)
             if asks_about_tiles(peer) or not derivative.is_cell_variant(q.variant)
         ]
-        ex = exchange_for(peer, self.scheme, [job_queries[i] for i in wanted])
+        # Every signal type's hashes in one batch (each probed under its own type's buckets):
+        # still one round trip per peer.
+        ex = signal_types.SignalPeerExchange(
+            peer.node_id, peer.voprf_key, self.scheme, [job_queries[i] for i in wanted]
+        )
         sent_before, received_before = self.client.bytes_with(peer.node_id)
         request = await asyncio.to_thread(ex.evaluate_request)
         reply = await self.client.call(peer, "oprf.evaluate", request)
+        reader = replica.reader()
         try:
-            await asyncio.to_thread(ex.on_evaluated, reply.body, replica)
+            await asyncio.to_thread(ex.on_evaluated, reply.body, reader)
         except matching.ExchangeError as exc:
             raise PeerError(exc.code, str(exc)) from exc
+        ran_at = replica.cursor if reader.cursor is None else reader.cursor
+        if ran_at < stored:  # the replica was replaced (key change) while this task ran
+            raise NodeError("replica-behind", "the peer's replica moved back during the task")
         cache = self._encryptions_for(job_ref)
         # A job's peers run concurrently; its query hashes are encrypted once, under this lock.
         lock = self._job_locks.setdefault(job_ref, asyncio.Lock())
@@ -170,9 +181,8 @@ class Querier:
             except matching.ExchangeError as exc:
                 raise PeerError(exc.code, str(exc)) from exc
         sent, received = self.client.bytes_with(peer.node_id)
-        await self._record(
-            job_ref, peer, ex, wanted, sent - sent_before, received - received_before
-        )
+        sent, received = sent - sent_before, received - received_before
+        await self._record(job_ref, peer, ex, wanted, sent, received, ran_at)
         self.metrics.inc("matches_confirmed_total", len(ex.confirmed))
         if await self.jobs.is_complete(job_ref):
             await self.decisions.on_job_done(job_ref)
@@ -186,6 +196,7 @@ class Querier:
         wanted: list[int],
         sent: int,
         received: int,
+        ran_at: int,
     ) -> None:
         """A finished task's matches, counts and log records, in one transaction."""
         now = self.clock.now()
@@ -199,7 +210,7 @@ class Querier:
         async with self.db.transaction():
             changed = await self.jobs.finish_task(
                 job_ref, peer.node_id, matches, probes=ex.probes_sent, candidates=candidates,
-                bytes_sent=sent, bytes_received=received, now=now,
+                bytes_sent=sent, bytes_received=received, replica_cursor=ran_at, now=now,
             )  # fmt: skip
             if not changed:
                 return

@@ -1,26 +1,29 @@
 """The querier's side of the index: replicating every holder's index and feedback feeds.
 
 Pulled pages are stored (``replica_entries``) before they are applied, in feed order and
-exactly once; the index entries go into an in-memory :class:`ReplicaIndex` per holder (rebuilt
-from the stored entries at start), the feedback records to the cases they concern. An entry a
-holder signed but we cannot read is the holder's fault: never applied, stored so the cursor
-moves on, and filed as an incident for the operator.
+exactly once; the index entries go into each holder's :class:`PeerReplica` (rebuilt from the
+stored entries at start, safe under concurrent pulls and lookups), the feedback records to the
+cases they concern. An entry a holder signed but we cannot read is the holder's fault: never
+applied, stored so the cursor moves on, and filed as an incident for the operator.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Sequence
 
 from blindmatch.node.cases.decisions import DecisionService
 from blindmatch.node.clock import Clock
 from blindmatch.node.federation.peer_client import PeerClient, PeerError
+from blindmatch.node.federation.peer_replicas import PeerReplica, Rejected, StoredEntry
 from blindmatch.node.federation.publisher import INDEX_FEED
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import ReplicaStore
 from blindmatch.node.storage.feeds import FeedEntry
 from blindmatch.node.storage.incidents import PeerIncidents
-from blindmatch.protocol import canonical, index, schema
 from blindmatch.protocol import feedback as fb
+from blindmatch.protocol import index
 from blindmatch.protocol.roster import Member, Roster
 
 log = logging.getLogger("blindmatch.node")
@@ -29,6 +32,8 @@ PAGE_ENTRIES = 500
 
 
 class Replicator:
+    REPLICATED_FEEDS = (INDEX_FEED, fb.FEED)
+
     def __init__(
         self,
         roster: Roster,
@@ -50,75 +55,83 @@ class Replicator:
         self.decisions = decisions
         self.metrics = metrics
         self.clock = clock
-        self.replica_indexes: dict[str, index.ReplicaIndex] = {}
+        self.peer_replicas: dict[str, PeerReplica] = {}
+        # (peer, feed) -> (the peer's head at our last complete pull, when): feed lag metrics
+        self.feed_heads: dict[tuple[str, str], tuple[int, int]] = {}
         self.rejected_feedback: list[tuple[str, str]] = []  # (holder, reason), for operators
-        self._cursor: dict[str, int] = {}
+        self._catch_up_locks: dict[str, asyncio.Lock] = {}
 
     def holders(self) -> list[Member]:
         return [m for m in self.roster.peers_of(self.node_id) if m.voprf_key is not None]
 
-    def replica(self, peer_id: str) -> index.ReplicaIndex | None:
-        """The peer's replica under its current VOPRF key (a new key starts an empty one)."""
+    @property
+    def replica_indexes(self) -> dict[str, index.ReplicaIndex]:
+        """Each peer's replicated index (read it only while no sync or match runs: a live
+        node reads it through :class:`PeerReplica`, under its lock)."""
+        return {peer_id: r.index for peer_id, r in self.peer_replicas.items()}
+
+    def replica(self, peer_id: str) -> PeerReplica | None:
         member = self.roster.member(peer_id)
         if member is None or member.voprf_key_id is None:
             return None
-        ri = self.replica_indexes.get(peer_id)
-        if ri is None or ri.key_id != member.voprf_key_id:
-            ri = index.ReplicaIndex(self.scheme_name, member.voprf_key_id)
-            self.replica_indexes[peer_id] = ri
-            self._cursor[peer_id] = 0
-        return ri
+        replica = self.peer_replicas.get(peer_id)
+        if replica is None or replica.key_id != member.voprf_key_id:
+            # A new key starts an empty replica at position 0; catching up replays the stored
+            # feed, whose entries under the new key are then applied.
+            replica = PeerReplica(peer_id, self.scheme_name, member.voprf_key_id)
+            self.peer_replicas[peer_id] = replica
+        return replica
 
-    def has_pulled(self, peer_id: str) -> bool:
-        return self._cursor.get(peer_id, 0) != 0
+    async def stored_cursor(self, peer_id: str) -> int:
+        """How far the peer's index feed is stored here."""
+        return await self.replicas.cursor(peer_id, INDEX_FEED)
+
+    async def _apply_page(
+        self, replica: PeerReplica, after: int, entries: Sequence[StoredEntry]
+    ) -> bool:
+        """Apply stored entries that follow position ``after``; False if the replica is not
+        there (the caller catches up from the store). Off the event loop: a page may be
+        megabytes to decode and a removal merges."""
+        rejected = await asyncio.to_thread(replica.apply_page, after, entries)
+        if rejected is None:
+            return False
+        for r in rejected:
+            await self._report_rejected(replica.peer_id, r)
+        return True
+
+    async def _report_rejected(self, peer_id: str, r: Rejected) -> None:
+        """An index-feed entry we cannot read came in a page the peer signed, so it is the
+        peer's fault: it is never applied, it stays stored so the cursor moves on, and it is
+        filed as an incident for the operator (and counted) instead of only logged."""
+        self.metrics.inc("replica_entries_rejected_total", labels={"peer": peer_id})
+        log.warning("rejected index feed entry %d from %s: %s", r.seq, peer_id, r.reason)
+        await self.incidents.record(
+            peer_id,
+            "bad-index-entry",
+            f"index feed entry {r.seq} not applied: {r.reason}",
+            {"feed": INDEX_FEED, "seq": r.seq, "entry_id": r.entry_id.hex(), "kind": r.kind[:64]},
+            self.clock.now(),
+        )
+
+    async def catch_up(self, peer_id: str) -> PeerReplica | None:
+        """Bring the peer's replica up to everything stored of its index feed."""
+        replica = self.replica(peer_id)
+        if replica is None:
+            return None
+        async with self._catch_up_locks.setdefault(peer_id, asyncio.Lock()):
+            while True:
+                after = replica.cursor
+                rows = await self.replicas.entries(peer_id, INDEX_FEED, after, 1000)
+                if not rows:
+                    break
+                stored = [StoredEntry(r.seq, r.entry_id, r.kind, r.payload) for r in rows]
+                await self._apply_page(replica, after, stored)  # a racing page: read again
+        return replica
 
     async def load(self) -> None:
         """Rebuild every holder's replica from the stored entries."""
         for peer in self.holders():
-            self.replica(peer.node_id)
-            after = self._cursor.get(peer.node_id, 0)
-            while True:
-                rows = await self.replicas.entries(peer.node_id, INDEX_FEED, after, 1000)
-                if not rows:
-                    break
-                for r in rows:
-                    await self._apply(peer.node_id, r.seq, r.entry_id, r.kind, r.payload)
-                    after = r.seq
-            self._cursor[peer.node_id] = after
-
-    async def _apply(
-        self, peer_id: str, seq: int, entry_id: bytes, kind: str, payload: bytes
-    ) -> bool:
-        """Apply one stored index-feed entry to the peer's replica; False if it was rejected."""
-        ri = self.replica(peer_id)
-        if ri is None:
-            return True
-        try:
-            body = schema.check(index.FEED_SCHEMAS[kind], canonical.decode(payload))
-            if body["scheme"] != ri.scheme or body["key_id"] != ri.key_id:
-                return True  # another scheme or a retired key: not the index we match against
-            if kind == "index.add":
-                ri.add(body["entries"])
-            elif kind == "index.remove":
-                ri.remove(body["entries"])
-        except (
-            KeyError,
-            canonical.CanonicalError,
-            schema.SchemaError,
-            index.IndexFormatError,
-        ) as exc:
-            reason = "unknown entry kind" if isinstance(exc, KeyError) else str(exc)
-            self.metrics.inc("replica_entries_rejected_total", labels={"peer": peer_id})
-            log.warning("rejected index feed entry %d from %s: %s", seq, peer_id, reason)
-            await self.incidents.record(
-                peer_id,
-                "bad-index-entry",
-                f"index feed entry {seq} not applied: {reason}",
-                {"feed": INDEX_FEED, "seq": seq, "entry_id": entry_id.hex(), "kind": kind[:64]},
-                self.clock.now(),
-            )
-            return False
-        return True
+            await self.catch_up(peer.node_id)
 
     async def sync_peer(self, peer: Member, max_pages: int = 1000) -> int:
         """Pull the peer's index and feedback feeds from our cursors; returns new entries."""
@@ -128,6 +141,7 @@ class Replicator:
 
     async def _pull_feed(self, peer: Member, feed: str, max_pages: int) -> int:
         new = 0
+        head = None
         for _ in range(max_pages):
             cursor = await self.replicas.cursor(peer.node_id, feed)
             reply = await self.client.call(
@@ -136,6 +150,7 @@ class Replicator:
             body = reply.body
             if body["feed"] != feed:
                 raise PeerError("bad-body", "page of another feed")
+            head = body["head"]
             entries = [
                 FeedEntry(feed, e["seq"], e["id"], e["kind"], e["payload"], 0)
                 for e in body["entries"]
@@ -151,17 +166,19 @@ class Replicator:
             )
             new += len(entries)
             if feed == INDEX_FEED:
-                # Apply what is now durably stored, in feed order, exactly once.
-                after = self._cursor.get(peer.node_id, 0)
-                for e in entries:
-                    if e.seq > after:
-                        await self._apply(peer.node_id, e.seq, e.entry_id, e.kind, e.payload)
-                self._cursor[peer.node_id] = max(after, new_cursor)
+                # Apply what is now durably stored, in feed order, exactly once: directly if
+                # the replica is at the position this page follows, else from the store.
+                replica = self.replica(peer.node_id)
+                page = [StoredEntry(e.seq, e.entry_id, e.kind, e.payload) for e in entries]
+                if replica is not None and not await self._apply_page(replica, cursor, page):
+                    await self.catch_up(peer.node_id)
             else:
                 for e in entries:
                     await self._apply_feedback_entry(peer, e)
             if new_cursor >= body["head"]:
                 break
+        if head is not None:
+            self.feed_heads[(peer.node_id, feed)] = (head, self.clock.now())
         if new:
             self.metrics.inc(
                 "replica_entries_pulled_total", new, labels={"peer": peer.node_id, "feed": feed}

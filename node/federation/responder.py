@@ -25,7 +25,7 @@ from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import FeedLog
 from blindmatch.node.storage.database import Row
 from blindmatch.node.storage.published_index import PublishedIndexStore
-from blindmatch.protocol import derivative, matching, schema
+from blindmatch.protocol import derivative, matching, schema, video
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.messages import RELEASE_FIELDS
 from blindmatch.protocol.roster import Member
@@ -104,7 +104,7 @@ class PeerResponder:
         for ref in refs:
             row = await self.store.published_item(ref, now)
             if row is None:
-                out[ref] = await self._holder_tile(ref, now)
+                out[ref] = await self._holder_tile(ref, now) or await self._holder_frame(ref, now)
                 continue
             out[ref] = matching.HolderItem(
                 hash=bytes(row["hash"]),
@@ -124,6 +124,24 @@ class PeerResponder:
             hash=bytes(row["hash"]),
             bands=release_bands(self.release_bands, scheme.threshold),
             release=derivative.release_for_tile(bytes(row["grp"]), int(row["source_cells"])),
+        )
+
+    async def _holder_frame(self, ref: bytes, now: int) -> matching.HolderItem | None:
+        row = await self.store.published_frame(ref, now)
+        if row is None:
+            return None
+        cats = json.loads(row["item_categories"] or "[]") or json.loads(
+            row["bank_categories"] or "[]"
+        )
+        return matching.HolderItem(
+            hash=bytes(row["hash"]),
+            bands=release_bands(self.release_bands, int(row["distance_threshold"])),
+            release=video.release_for_frame(
+                bytes(row["grp"]),
+                int(row["indexed_frames"]),
+                row["bank_provenance"],
+                [c for c in cats if isinstance(c, str)],
+            ),
         )
 
     async def threshold(

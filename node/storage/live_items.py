@@ -36,3 +36,18 @@ PUBLISHED_TILES_FROM = (
     " WHERE b.provenance = 'protected-source' AND " + PUBLISHED
 )
 PUBLISHED_ITEMS_FROM = " FROM " + ITEMS_JOIN_BANKS + " WHERE " + PUBLISHED
+
+
+def published_frames_sql() -> str:
+    """The indexed frames of published videos (signal type vpdq, specs/signals-and-lsh.md 7):
+    in the index exactly while their video item is. One "?": now."""
+    return (
+        " FROM video_frames f JOIN videos v ON v.item_id = f.item_id"
+        " JOIN bank_items i ON i.id = f.item_id JOIN banks b ON b.id = i.bank_id"
+        " WHERE f.item_ref IS NOT NULL AND i.signal_type = 'vpdq' AND "
+        + LIVE
+        + " AND b.enabled = 1 AND b.shared = 1"
+    )
+
+
+PUBLISHED_FRAMES_FROM = published_frames_sql()

@@ -80,7 +80,9 @@ class MatchJobStore:
             )  # fmt: skip
         if not peers:
             await self.db.execute(
-                "UPDATE match_jobs SET completed_at = ? WHERE job_ref = ?", now, job_ref
+                "UPDATE match_jobs SET completed_at = ?, state = 'complete' WHERE job_ref = ?",
+                now,
+                job_ref,
             )
 
     async def queries(self, job_ref: bytes) -> list[QueryHash] | None:
@@ -103,10 +105,11 @@ class MatchJobStore:
         candidates: int,
         bytes_sent: int,
         bytes_received: int,
+        replica_cursor: int,
         now: int,
     ) -> bool:
-        """Store a task's matches and mark it done (in the caller's transaction); False if it
-        was done already."""
+        """Store a task's matches and mark it done at the peer's replica position it ran at (in
+        the caller's transaction); False if it was done already."""
         for m in matches:
             await self.db.execute(
                 "INSERT INTO match_results (job_ref, peer_id, item_ref, query_index, variant,"
@@ -118,9 +121,10 @@ class MatchJobStore:
         changed = await self.db.execute(
             "UPDATE match_tasks SET state = 'done', probes = ?, candidates = ?,"
             " bytes_sent = bytes_sent + ?, bytes_received = bytes_received + ?,"
-            " last_error = NULL, updated_at = ? WHERE job_ref = ? AND peer_id = ?"
-            " AND state <> 'done'",
-            probes, candidates, bytes_sent, bytes_received, now, job_ref, peer_id,
+            " last_error = NULL, replica_cursor = ?, updated_at = ? WHERE job_ref = ?"
+            " AND peer_id = ? AND state <> 'done'",
+            probes, candidates, bytes_sent, bytes_received, replica_cursor, now, job_ref,
+            peer_id,
         )  # fmt: skip
         return bool(changed)
 
@@ -129,7 +133,9 @@ class MatchJobStore:
         await self.db.execute(
             "UPDATE match_jobs SET peers_done = peers_done + 1, completed_at ="
             " CASE WHEN completed_at IS NULL AND peers_done + 1 >= peers_total THEN ?"
-            " ELSE completed_at END WHERE job_ref = ?",
+            " ELSE completed_at END, state = CASE WHEN state = 'running'"
+            " AND peers_done + 1 >= peers_total THEN 'complete' ELSE state END"
+            " WHERE job_ref = ?",
             now,
             job_ref,
         )
@@ -169,8 +175,8 @@ class MatchJobStore:
 
     async def tasks(self, job_ref: bytes) -> list[dict[str, Any]]:
         rows = await self.db.fetch_all(
-            "SELECT peer_id, state, probes, candidates, bytes_sent, bytes_received, last_error"
-            " FROM match_tasks WHERE job_ref = ? ORDER BY peer_id",
+            "SELECT peer_id, state, probes, candidates, bytes_sent, bytes_received, last_error,"
+            " replica_cursor FROM match_tasks WHERE job_ref = ? ORDER BY peer_id",
             job_ref,
         )
         return [dict(t) for t in rows]

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from blindmatch.node.storage.database import Database, Row
 from blindmatch.node.storage.live_items import (
     PUBLISHED,
+    PUBLISHED_FRAMES_FROM,
     PUBLISHED_ITEMS_FROM,
     PUBLISHED_TILES_FROM,
 )
@@ -25,10 +26,14 @@ _TO_PUBLISH_SQL = (
 _TO_PUBLISH_TILES_SQL = (
     "SELECT t.item_ref, t.hash, t.cell" + PUBLISHED_TILES_FROM + _NOT_PUBLISHED.format("t")
 )
+_TO_PUBLISH_FRAMES_SQL = (
+    "SELECT f.item_ref, f.hash, 'vpdq' AS cell" + PUBLISHED_FRAMES_FROM + _NOT_PUBLISHED.format("f")
+)
 _TO_UNPUBLISH_SQL = (
     "SELECT p.item_ref, p.entries FROM index_publications p WHERE NOT EXISTS"
     " (SELECT 1" + PUBLISHED_ITEMS_FROM + " AND i.item_ref = p.item_ref) AND NOT EXISTS"
-    " (SELECT 1" + PUBLISHED_TILES_FROM + " AND t.item_ref = p.item_ref)"
+    " (SELECT 1" + PUBLISHED_TILES_FROM + " AND t.item_ref = p.item_ref) AND NOT EXISTS"
+    " (SELECT 1" + PUBLISHED_FRAMES_FROM + " AND f.item_ref = p.item_ref)"
 )
 _HOLDER_ITEM_SQL = (
     "SELECT i.item_ref, i.hash, i.categories AS item_categories, b.categories AS"
@@ -36,6 +41,11 @@ _HOLDER_ITEM_SQL = (
     " s.grp, s.source_cells FROM bank_items i JOIN banks b ON b.id = i.bank_id"
     " LEFT JOIN protected_sources s ON s.source_id = i.id"
     " WHERE " + PUBLISHED + " AND i.item_ref = ?"
+)
+_HOLDER_FRAME_SQL = (
+    "SELECT f.hash, v.grp, v.indexed_frames, i.categories AS item_categories,"
+    " b.categories AS bank_categories, b.provenance AS bank_provenance,"
+    " b.distance_threshold" + PUBLISHED_FRAMES_FROM + " AND f.item_ref = ?"
 )
 _HOLDER_TILE_SQL = (
     "SELECT t.hash, s.scheme, s.grp, s.source_cells" + PUBLISHED_TILES_FROM + " AND t.item_ref = ?"
@@ -47,16 +57,18 @@ class PublishedIndexStore:
         self.db = db
 
     async def to_publish(self, now: int, tiles: bool) -> dict[bytes, tuple[bytes, str | None]]:
-        """Published items (and, with ``tiles``, protected sources' tiles) not yet in the
-        index: item_ref -> (hash, cell or None)."""
+        """Published items (and, with ``tiles``, protected sources' tiles; and published
+        videos' indexed frames) not yet in the index: item_ref -> (hash, cell or None; 'vpdq'
+        for a video frame)."""
         rows = await self.db.fetch_all(_TO_PUBLISH_SQL, now)
         if tiles:
             rows += await self.db.fetch_all(_TO_PUBLISH_TILES_SQL, now)
+        rows += await self.db.fetch_all(_TO_PUBLISH_FRAMES_SQL, now)
         return {bytes(r["item_ref"]): (bytes(r["hash"]), r["cell"]) for r in rows}
 
     async def to_unpublish(self, now: int) -> dict[bytes, bytes]:
         """Items in the index that are no longer published: item_ref -> their packed entries."""
-        rows = await self.db.fetch_all(_TO_UNPUBLISH_SQL, now, now)
+        rows = await self.db.fetch_all(_TO_UNPUBLISH_SQL, now, now, now)
         return {bytes(r["item_ref"]): bytes(r["entries"]) for r in rows}
 
     async def record(
@@ -82,3 +94,7 @@ class PublishedIndexStore:
     async def published_tile(self, item_ref: bytes, now: int) -> Row | None:
         """A published protected source's tile with its source's group, or None."""
         return await self.db.fetch_one(_HOLDER_TILE_SQL, now, item_ref)
+
+    async def published_frame(self, item_ref: bytes, now: int) -> Row | None:
+        """A published video's indexed frame with its video's group and bank settings, or None."""
+        return await self.db.fetch_one(_HOLDER_FRAME_SQL, now, item_ref)
