@@ -15,8 +15,10 @@ One JSON object per line, one item per object::
 =============================  ========================================================  ========
 field                          value                                                     required
 =============================  ========================================================  ========
-``signal_type``                ``"pdq"``, ``"vpdq"`` (one vPDQ frame) or ``"sha256"``    yes
-``hash``                       the hash as hex: 64 characters for all three types        yes
+``signal_type``                ``"pdq"``, ``"vpdq"`` (a video) or ``"sha256"``            yes
+``hash``                       the hash as hex (64 characters); for ``vpdq`` the video    yes
+                               as ThreatExchange's signal string (a JSON list of
+                               ``"hex,quality,timestamp"`` frames)
 ``quality``                    integer 0..100 (PDQ quality) or null                      no
 ``categories``                 list of labels ``[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}``       no
 ``expires_at``                 integer unix seconds (UTC) or null                        no
@@ -60,8 +62,8 @@ read back, by tests/test_te_interop.py) and the HMA 2.0 sources:
 
 Signal type names in these formats are python-threatexchange's: ``pdq``; ``video_sha256``
 (the SHA-256 of a file's bytes) is our ``sha256``, which is accepted under its own name too.
-TE types blindmatch does not hold -- ``vpdq`` (TE's signal string is a whole video's frame
-list; our ``vpdq`` items are single frames), MD5, URL, text, TLSH -- refuse the file, naming
+``vpdq`` is a video: its signal string is the video's frame list, one bank item. TE types
+blindmatch does not hold -- MD5, URL, text, TLSH -- refuse the file, naming
 the line, unless ``skip_unsupported`` is given: then they are counted, per TE type, in
 ``ParsedList.unsupported`` (a mixed ``dataset`` dump imports what we can hold). PDQ hex is
 TE's canonical form: 64 hex characters (upper case is accepted).
@@ -119,8 +121,8 @@ from blindmatch.node.banks.validation import (
     check_signal_type,
     check_timestamp,
     echo,
-    parse_hash_hex,
     parse_hex,
+    parse_signal_value,
 )
 
 __all__ = [
@@ -188,10 +190,12 @@ def _jsonl_item(number: int, text: str) -> ParsedItem:
     signal_type = check_signal_type(record["signal_type"])
     item_ref = record.get("item_ref")
     secret_hash = record.get("withdrawal_secret_sha256")
+    value, frames = parse_signal_value(signal_type, record["hash"])
     return ParsedItem(
         line=number,
         signal_type=signal_type,
-        hash=parse_hash_hex(signal_type, record["hash"]),
+        hash=value,
+        frames=frames,
         quality=check_quality(record.get("quality")),
         categories=check_categories(record.get("categories", [])),
         expires_at=check_timestamp(record.get("expires_at"), "expires_at"),
@@ -308,12 +312,14 @@ def export_record(
     item_ref: bytes | None = None,
     withdrawal_secret_hash: bytes | None = None,
     include_private: bool = False,
+    signal_str: str | None = None,
 ) -> str:
-    """One ``jsonl`` line (without the newline)."""
+    """One ``jsonl`` line (without the newline). ``signal_str`` replaces the hex of
+    ``hash_bytes`` for an item held as a frame list (a video's vpdq signal string)."""
     assert signal_type in SIGNAL_HASH_BYTES
     record: dict[str, Any] = {
         "signal_type": signal_type,
-        "hash": hash_bytes.hex(),
+        "hash": signal_str if signal_str is not None else hash_bytes.hex(),
         "quality": quality,
         "categories": list(categories),
         "expires_at": expires_at,

@@ -13,6 +13,7 @@ from blindmatch.node.banks.validation import (
     BankValidationError,
     echo,
 )
+from blindmatch.protocol.signals import VpdqFrame
 
 MAX_LINE_BYTES = 64 * 1024
 
@@ -58,6 +59,7 @@ class ParsedItem:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     item_ref: bytes | None = None
     withdrawal_secret_hash: bytes | None = field(default=None, repr=False)
+    frames: tuple[VpdqFrame, ...] | None = field(default=None, repr=False)  # a video's
 
 
 @dataclass

@@ -66,8 +66,11 @@ from blindmatch.node.banks.validation import (
     check_source,
     check_source_tiles,
     check_timestamp,
+    holds_frame_list,
     parse_hash_hex,
+    parse_signal_value,
 )
+from blindmatch.node.banks.video_rows import insert_video_rows
 from blindmatch.node.clock import Clock
 from blindmatch.node.storage import Database, FeedLog, IntegrityError
 from blindmatch.node.storage.banks import ActiveItem, Bank, BankItem, BankStore
@@ -246,14 +249,18 @@ class BankService(BankTransfers):
         ``min_quality`` a perceptual hash of known lower quality is refused.
         """
         signal_type = check_signal_type(signal_type)
+        frames = None
         if isinstance(hash_value, str):
-            hash_bytes = parse_hash_hex(signal_type, hash_value)
+            hash_bytes, frames = parse_signal_value(signal_type, hash_value)
+        elif holds_frame_list(signal_type):
+            raise BankValidationError(f"a {signal_type} item is a video: give its signal string")
         else:
             hash_bytes = check_hash_bytes(signal_type, hash_value)
         parsed = ParsedItem(
             line=0,
             signal_type=signal_type,
             hash=hash_bytes,
+            frames=frames,
             quality=check_quality(quality),
             categories=check_categories(categories),
             expires_at=check_timestamp(expires_at, "expires_at"),
@@ -540,6 +547,8 @@ class BankService(BankTransfers):
         except IntegrityError:
             # Another worker added the same hash (or drew the same item_ref) at the same time.
             raise BankConflictError("the item changed concurrently; retry") from None
+        if item.frames is not None:
+            await insert_video_rows(self._db, added.id, item.frames)
         if bank.shared and added.is_active(now):
             await self._feed.added(added, bank, now)
         return AddResult(added, created=True)

@@ -22,16 +22,21 @@ from blindmatch.node.banks.validation import (
     check_categories,
     check_provenance_details,
     echo,
-    parse_hash_hex,
+    parse_signal_value,
 )
 
 # python-threatexchange's signal type names (SignalType.get_name()) and ours. TE has no SHA-256
 # of a picture's bytes; its ``video_sha256`` is the SHA-256 of the file's bytes, as ours is.
-TE_SIGNAL_NAMES: dict[str, str] = {"pdq": "pdq", "video_sha256": "sha256", "sha256": "sha256"}
+TE_SIGNAL_NAMES: dict[str, str] = {
+    "pdq": "pdq",
+    "vpdq": "vpdq",
+    "video_sha256": "sha256",
+    "sha256": "sha256",
+}
 
 
 # What an export writes for each of our types; a type missing here has no TE equivalent.
-TE_EXPORT_NAMES: dict[str, str] = {"pdq": "pdq", "sha256": "video_sha256"}
+TE_EXPORT_NAMES: dict[str, str] = {"pdq": "pdq", "vpdq": "vpdq", "sha256": "video_sha256"}
 
 
 TE_CSV_HEADER = ["signal_type", "signal_str", "collab", "category", "tags"]  # as TE writes it
@@ -56,7 +61,6 @@ TE_ROTATIONS = (
 
 
 TE_UNSUPPORTED_SIGNALS = {
-    "vpdq": "TE vpdq signal strings (a list of frames) are not supported",
     "video_md5": "MD5 signals are not supported",
     "md5": "MD5 signals are not supported",
     "photo_md5": "MD5 signals are not supported",
@@ -123,6 +127,8 @@ def read_te_lines(
     for number, text in lines:
         fields = text.split()
         rotation = None
+        if len(fields) > 2 and TE_SIGNAL_NAMES.get(fields[0]) == "vpdq":
+            fields = text.split(None, 1)  # a video's signal string is JSON, spaces and all
         try:
             if len(fields) == 1:
                 if default_type is None:
@@ -146,12 +152,14 @@ def read_te_lines(
                     f"expected '<signal_type> <hash>', '<ROTATION> <signal_type> <hash>' or"
                     f" '<hash>', got {len(fields)} fields"
                 )
+            hash_value, frames = parse_signal_value(name, value)
             result.items.append(
                 ParsedItem(
                     number,
                     name,
-                    parse_hash_hex(name, value),
+                    hash_value,
                     provenance={} if rotation is None else {"te_rotation": rotation},
+                    frames=frames,
                 )
             )
         except UnsupportedSignal as exc:
@@ -218,7 +226,7 @@ def read_te_csv(
                 known = ", ".join(sorted(TE_CATEGORIES))
                 raise BankValidationError(f"unknown category {echo(category)} (one of {known})")
             name = _te_signal_type(cell["signal_type"])
-            hash_bytes = parse_hash_hex(name, cell["signal_str"])
+            hash_bytes, frames = parse_signal_value(name, cell["signal_str"])
             if category in TE_SKIPPED_CATEGORIES:
                 result.skipped.append(LineProblem(number, f"skipped: category {category}"))
                 continue
@@ -230,6 +238,7 @@ def read_te_csv(
                     hash_bytes,
                     categories=check_categories(cell.get("tags", "").split(), "tags"),
                     provenance=check_provenance_details({k: v for k, v in details.items() if v}),
+                    frames=frames,
                 )
             )
         except UnsupportedSignal as exc:
@@ -270,7 +279,8 @@ def read_hma_json(
                 except UnsupportedSignal as exc:
                     unsupported.append(exc)
                     continue
-                supported.append(ParsedItem(number, ours, parse_hash_hex(ours, value)))
+                hash_value, frames = parse_signal_value(ours, value)
+                supported.append(ParsedItem(number, ours, hash_value, frames=frames))
             if unsupported and not supported and not skip_unsupported:
                 raise BankValidationError(
                     "; ".join(str(u) for u in unsupported)
@@ -285,9 +295,12 @@ def read_hma_json(
     return result
 
 
-def te_export_line(fmt: str, signal_type: str, hash_bytes: bytes) -> str | None:
+def te_export_line(
+    fmt: str, signal_type: str, hash_bytes: bytes, signal_str: str | None = None
+) -> str | None:
     """One item as a ``te-lines`` or ``hma-json`` line, under TE's signal type name; None for
-    a type TE has no name for (our single ``vpdq`` frames), which the caller counts.
+    a type TE has no name for, which the caller counts. ``signal_str`` replaces the hex of
+    ``hash_bytes`` for a video (its vpdq signal string, written without spaces).
 
     ``te-lines`` (``<type> <hex>``) is what python-threatexchange's ``local_file`` exchange
     reads; ``hma-json`` (``{"pdq": "<hex>"}``) is the body of HMA's
@@ -296,8 +309,9 @@ def te_export_line(fmt: str, signal_type: str, hash_bytes: bytes) -> str | None:
     te_name = TE_EXPORT_NAMES.get(signal_type)
     if te_name is None:
         return None
+    value = signal_str if signal_str is not None else hash_bytes.hex()
     if fmt == "te-lines":
-        return f"{te_name} {hash_bytes.hex()}"
+        return f"{te_name} {value}"
     if fmt == "hma-json":
-        return json.dumps({te_name: hash_bytes.hex()}, separators=(",", ":"))
+        return json.dumps({te_name: value}, separators=(",", ":"))
     raise BankValidationError(f"unknown export format {echo(fmt)} (one of te-lines, hma-json)")

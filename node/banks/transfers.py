@@ -30,7 +30,9 @@ from blindmatch.node.banks.validation import (
     check_quality,
     check_source,
     echo,
+    holds_frame_list,
 )
+from blindmatch.node.banks.video_rows import insert_video_rows, signal_strings
 from blindmatch.node.clock import Clock
 from blindmatch.node.storage import Database, IntegrityError
 from blindmatch.node.storage.banks import Bank, BankItem, BankStore
@@ -124,9 +126,13 @@ class BankTransfers:
             )
         after = 0
         while page := await self.list_items(bank, after_id=after):
+            # A video is exported as its frame list (ThreatExchange's vpdq signal string).
+            strings = await signal_strings(
+                self._db, [i.id for i in page if holds_frame_list(i.signal_type)]
+            )
             for item in page:
                 if fmt != "jsonl":
-                    line = te_export_line(fmt, item.signal_type, item.hash)
+                    line = te_export_line(fmt, item.signal_type, item.hash, strings.get(item.id))
                     if line is not None:
                         yield line
                     elif untranslatable is not None:
@@ -146,6 +152,7 @@ class BankTransfers:
                     item_ref=item.item_ref,
                     withdrawal_secret_hash=None if secret_hash is None else bytes(secret_hash),
                     include_private=include_private,
+                    signal_str=strings.get(item.id),
                 )
             after = page[-1].id
 
@@ -189,6 +196,11 @@ class BankTransfers:
             )
         except IntegrityError:
             raise BankConflictError("the bank changed during the import; retry") from None
+        videos = [(item, ref) for item, ref in zip(items, refs, strict=True) if item.frames]
+        for item, ref in videos:
+            found = await self._store.item_by_ref(ref)
+            assert found is not None and item.frames is not None
+            await insert_video_rows(self._db, found[0].id, item.frames)
         if bank.shared:
             await self._feed.added_many(await self._store.items_by_refs(bank, refs), bank, now)
         return len(items)
