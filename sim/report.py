@@ -208,7 +208,13 @@ def _f(x: Any, nd: int = 3) -> str:
     return str(x)
 
 
-def render(s: Scenario, res: dict, timing: dict, plots: list[str], tables: list[str] = ()) -> str:
+def render(
+    s: Scenario,
+    res: dict,
+    timing: dict,
+    plots: list[str],
+    tables: list[str] | tuple[str, ...] = (),
+) -> str:
     fed, m, td, w, c = (
         res[k] for k in ("federation", "matching", "takedown", "wrongful_takedowns", "cost")
     )

@@ -132,8 +132,8 @@ def _replay(
         heapq.heappush(events, (t, order, seq, payload))
         seq += 1
 
-    for up, (item, band, t) in first.items():
-        push(float(t), 2, ("match", up, item, band))
+    for up, (item, band, found_at) in first.items():
+        push(float(found_at), 2, ("match", up, item, band))
     queues: dict[int, list] = defaultdict(list)
     busy: dict[int, bool] = defaultdict(bool)
     strikes: dict[tuple[int, int], int] = defaultdict(int)  # (node, uploader) -> actions

@@ -8,6 +8,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from blindmatch.crypto import signing
 from blindmatch.node import config as config_mod
@@ -147,7 +148,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     api_token(home)
     (home / "config.toml").write_text(config_mod.dump(cfg))
-    member = {
+    member: dict[str, Any] = {
         "id": cfg.node_id,
         "signing_key": node_keys.identity.public_key.hex(),
         "voprf_key": None if args.no_index else node_keys.voprf.pk.hex(),
@@ -227,7 +228,7 @@ def _print(obj: object) -> None:
     print(json.dumps(obj, indent=2))
 
 
-async def _status_when_up(bm, wait: float) -> dict:  # type: ignore[no-untyped-def]
+async def _status_when_up(bm: BlindmatchClient, wait: float) -> dict[str, Any]:
     """The node's status, retrying for up to ``wait`` seconds while it is not answering."""
     import aiohttp
 
@@ -273,11 +274,11 @@ def cmd_peers(args: argparse.Namespace) -> int:
     return 0
 
 
-def _synced(peer: dict) -> bool:  # type: ignore[type-arg]
+def _synced(peer: dict[str, Any]) -> bool:
     return not peer["holds_index"] or (peer["synced_at"] is not None and peer["feed_lag"] == 0)
 
 
-def _all_synced(status: dict) -> bool:  # type: ignore[type-arg]
+def _all_synced(status: dict[str, Any]) -> bool:
     return all(_synced(p) for p in status["peers"])
 
 
