@@ -1,15 +1,10 @@
 """A running blindmatch node: the composition root that builds its services and runs them.
 
-As a **holder** it publishes a blinded index of its shared banks (:mod:`.federation.publisher`)
-and answers peers' budgeted VOPRF evaluations and threshold queries
-(:mod:`.federation.responder`, admitted by :mod:`.federation.admission`). As a **querier** it
-replicates every peer's feeds (:mod:`.federation.replication`) and matches query hashes against
-every peer through durable per-peer tasks (:mod:`.federation.querier`) that the outbox worker
-(:mod:`.delivery`) runs and retries, so a peer that is down delays its part of a job and loses
-nothing. Matches become cases (:mod:`.cases.decisions`).
-
-Nothing here stores, sends or decides: each service is handed its collaborators and its store.
-It never logs a hash, a bucket key, an OPRF output or a key.
+Holder: :mod:`.federation.publisher` (the blinded index), :mod:`.federation.responder` (peers'
+requests, admitted by :mod:`.federation.admission`). Querier: :mod:`.federation.replication`
+(peers' feeds), :mod:`.federation.querier` (match jobs, run and retried by :mod:`.delivery`).
+Matches become cases (:mod:`.cases.decisions`). Each service is handed its collaborators and
+its store; nothing here stores, sends or decides.
 """
 
 from __future__ import annotations
@@ -52,7 +47,7 @@ from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
 from blindmatch.node.storage.published_index import PublishedIndexStore
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
-from blindmatch.protocol import derivative, index
+from blindmatch.protocol import index
 from blindmatch.protocol.lsh import SCHEMES
 from blindmatch.protocol.roster import Member, Roster
 
@@ -81,8 +76,6 @@ class Node:
         self.clock = clock = clock or SystemClock()
         self.rng = rng or random.SystemRandom()
         self.scheme = SCHEMES[cfg.lsh_scheme]
-        self.tile_scheme = derivative.PDQ_TILES_1
-        # Stores.
         self.feeds = FeedLog(db)
         self.replicas = ReplicaStore(db)
         self.outbox = Outbox(db, RetryPolicy(base_delay=2, max_delay=600, max_attempts=30))
@@ -131,8 +124,8 @@ class Node:
             self.rng, cfg.match_workers,
         )  # fmt: skip
         self._tasks: list[asyncio.Task[None]] = []
-        # The services' entry points, as callers (API, survivor page, CLI, tests) use them.
         self.started_at = clock.now()
+        # The services' entry points, as callers (API, survivor page, CLI, tests) use them.
         self.peer_replicas = self.replication.peer_replicas
         self.feed_heads = self.replication.feed_heads
         self.rejected_feedback = self.replication.rejected_feedback
