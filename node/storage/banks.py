@@ -198,13 +198,11 @@ class BankStore:
     async def count_items(self, bank_id: int, now: int) -> dict[str, int]:
         """Item counts of a bank: active, expired, withdrawn."""
         row = await self.db.fetch_one(
-            "SELECT"
-            " SUM(CASE WHEN withdrawn_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
-            "     THEN 1 ELSE 0 END) AS active,"
-            " SUM(CASE WHEN withdrawn_at IS NULL AND expires_at <= ? THEN 1 ELSE 0 END)"
+            "SELECT SUM(CASE WHEN " + LIVE + " THEN 1 ELSE 0 END) AS active,"
+            " SUM(CASE WHEN " + NOT_WITHDRAWN + " AND i.expires_at <= ? THEN 1 ELSE 0 END)"
             "     AS expired,"
-            " SUM(CASE WHEN withdrawn_at IS NOT NULL THEN 1 ELSE 0 END) AS withdrawn"
-            " FROM bank_items WHERE bank_id = ?",
+            " SUM(CASE WHEN " + NOT_WITHDRAWN + " THEN 0 ELSE 1 END) AS withdrawn"
+            " FROM bank_items i WHERE i.bank_id = ?",
             now,
             now,
             bank_id,
