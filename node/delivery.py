@@ -16,6 +16,7 @@ from blindmatch.node.cases.decisions import FEEDBACK_KIND
 from blindmatch.node.cases.webhooks import WEBHOOK_KIND, WebhookSender
 from blindmatch.node.clock import Clock
 from blindmatch.node.errors import NodeError
+from blindmatch.node.federation.job_ledger import JobLedger
 from blindmatch.node.federation.peer_client import PeerClient, PeerError
 from blindmatch.node.federation.querier import MATCH_TASK_KIND, Querier
 from blindmatch.node.metrics import Metrics
@@ -25,6 +26,9 @@ from blindmatch.protocol.roster import Roster
 
 log = logging.getLogger("blindmatch.node")
 
+# Refusals a retry cannot change: the peer's part of the job is dead-lettered at once.
+PERMANENT = ("bad-body", "unknown-item", "not-allowed")
+
 
 class OutboxWorker:
     def __init__(
@@ -33,6 +37,7 @@ class OutboxWorker:
         roster: Roster,
         querier: Querier,
         jobs: MatchJobStore,
+        ledger: JobLedger,
         client: PeerClient,
         webhooks: WebhookSender,
         metrics: Metrics,
@@ -44,6 +49,7 @@ class OutboxWorker:
         self.roster = roster
         self.querier = querier
         self.jobs = jobs
+        self.ledger = ledger
         self.client = client
         self.webhooks = webhooks
         self.metrics = metrics
@@ -84,13 +90,32 @@ class OutboxWorker:
             else:
                 raise NodeError("internal", f"unknown outbox kind {m.kind}")
             await self.outbox.mark_delivered(m.message_id, self.clock.now())
-        except (TimeoutError, PeerError, NodeError, OSError) as exc:
+        except Exception as exc:
+            await self._failed_attempt(m, exc)
+
+    async def _failed_attempt(self, m: OutboxMessage, exc: Exception) -> None:
+        """One attempt failed: retry it later (bounded by the outbox's policy), or, when it
+        can never succeed or its attempts ran out, dead-letter the peer's part of the job."""
+        if isinstance(exc, TimeoutError | PeerError | NodeError | OSError):
             code = str(getattr(exc, "code", exc.__class__.__name__))
-            if m.kind == MATCH_TASK_KIND:
-                await self.jobs.task_failed(m.payload, m.peer_id, code, self.clock.now())
-            await self.outbox.schedule_retry(m.message_id, code, self.clock.now(), self.rng)
-            self.metrics.inc("match_task_retries_total", labels={"peer": m.peer_id})
-            log.info("match task against %s deferred: %s", m.peer_id, code)
+        else:  # a fault of ours: logged with its traceback, retried, still bounded
+            log.error("match task against %s failed unexpectedly", m.peer_id, exc_info=exc)
+            code = f"internal ({exc.__class__.__name__})"
+        now = self.clock.now()
+        if m.kind == MATCH_TASK_KIND and isinstance(exc, NodeError) and exc.code in PERMANENT:
+            await self.ledger.fail_task(m.payload, m.peer_id, f"{code}: {exc.detail}", now)
+            self.querier.wake.set()
+            return
+        if m.kind == MATCH_TASK_KIND:
+            await self.jobs.task_failed(m.payload, m.peer_id, code, now)
+        message = await self.outbox.schedule_retry(m.message_id, code, now, self.rng)
+        if message.state == "dead" and m.kind == MATCH_TASK_KIND:
+            reason = f"gave up after {message.attempts} attempts; last error {code}"
+            await self.ledger.fail_task(m.payload, m.peer_id, reason, now)
+            self.querier.wake.set()
+            return
+        self.metrics.inc("match_task_retries_total", labels={"peer": m.peer_id})
+        log.info("match task against %s deferred: %s", m.peer_id, code)
 
     async def run(self, wake: asyncio.Event, stopping: asyncio.Event) -> None:
         """Deliver until ``stopping`` is set; sleep up to a second when there is nothing to do,

@@ -21,6 +21,7 @@ from blindmatch.node.config import NodeConfig
 from blindmatch.node.delivery import OutboxWorker
 from blindmatch.node.errors import NodeError
 from blindmatch.node.federation.admission import Admission
+from blindmatch.node.federation.job_ledger import JobLedger
 from blindmatch.node.federation.peer_client import PeerClient
 from blindmatch.node.federation.publisher import IndexPublisher
 from blindmatch.node.federation.querier import Querier
@@ -82,26 +83,27 @@ class Node:
         self.nonces = NonceStore(db)
         self.budgets = BudgetLedger(db)
         self.state = NodeState(db)
-        self.jobs = MatchJobStore(db)
+        self.job_store = MatchJobStore(db)
         published = PublishedIndexStore(db)
         self.traffic = translog_hooks.TrafficCounts(db)
         self.translog = TransparencyLog(db, cfg.node_id, keys.identity, clock)
         # Services, each handed what it works with.
         self.metrics = metrics = Metrics()
+        self.jobs = JobLedger(db, metrics)
         self.client = PeerClient(cfg.node_id, keys.identity, clock, metrics, cfg.tls_ca)
         self.decisions = DecisionService(
             db, node_id=cfg.node_id, identity=keys.identity, roster=roster, clock=clock,
             metrics=metrics, translog=self.translog, outbox=self.outbox, feeds=self.feeds,
-            jobs=self.jobs, cases=CaseStore(db), bank_items=BankStore(db),
+            jobs=self.job_store, cases=CaseStore(db), bank_items=BankStore(db),
             release_bands=cfg.release_bands,
         )  # fmt: skip
         self.publisher = IndexPublisher(
             db, published, self.feeds, self.translog, keys, self.scheme, metrics, clock,
-            publishes_tiles="hub" in me.roles,
+            roles=me.roles,
         )  # fmt: skip
         self.admission = Admission(db, self.nonces, self.budgets, self.traffic, metrics, clock)
         self.responder = PeerResponder(
-            self.admission, published, self.feeds, self.decisions, keys, metrics, clock,
+            db, self.admission, self.feeds, self.decisions, keys, metrics, clock,
             cfg.release_bands,
         )  # fmt: skip
         self.replication = Replicator(
@@ -111,7 +113,7 @@ class Node:
         self._wake_matcher = asyncio.Event()
         self._stopping = asyncio.Event()
         self.querier = Querier(
-            db, self.jobs, self.outbox, self.replication, self.client, self.traffic,
+            db, self.job_store, self.jobs, self.outbox, self.replication, self.client, self.traffic,
             self.translog, metrics, clock, self.scheme, self.decisions,
             self._wake_matcher,
         )  # fmt: skip
@@ -120,8 +122,8 @@ class Node:
             self.client.http_session,
         )  # fmt: skip
         self.delivery = OutboxWorker(
-            self.outbox, roster, self.querier, self.jobs, self.client, webhooks, metrics, clock,
-            self.rng, cfg.match_workers,
+            self.outbox, roster, self.querier, self.job_store, self.jobs, self.client, webhooks,
+            metrics, clock, self.rng, cfg.match_workers,
         )  # fmt: skip
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = clock.now()
@@ -139,6 +141,8 @@ class Node:
         self.run_task = self.querier.run_task
         self.job_status = self.querier.job_status
         self.wait_for_job = self.querier.wait_for_job
+        self.cancel_job = self.querier.cancel_job
+        self.retry_job = self.querier.retry_job
         self._job_queries = self.querier.job_queries
         self.open_pending_cases = self.querier.open_pending_cases
         self.process_due_tasks = self.delivery.process_due
@@ -167,7 +171,7 @@ class Node:
     @me.setter
     def me(self, me: Member) -> None:
         self._me = me
-        self.publisher.publishes_tiles = "hub" in me.roles
+        self.publisher.roles = me.roles
 
     # --- lifecycle ------------------------------------------------------------------------
 

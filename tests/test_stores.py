@@ -7,7 +7,10 @@ import os
 
 import pytest
 
+from blindmatch.node import signals
 from blindmatch.node.clock import FixedClock
+from blindmatch.node.federation.job_ledger import JobLedger
+from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import Database, IntegrityError
 from blindmatch.node.storage.banks import BankStore, NewItem
 from blindmatch.node.storage.cases import CaseStore
@@ -33,7 +36,7 @@ async def _bank(banks: BankStore, name: str, now: int, *, shared: bool, enabled:
 
 async def test_only_live_items_of_enabled_shared_banks_are_published(
     db: Database, clock: FixedClock
-) -> None:
+) -> None:  # through the pdq adapter, which builds its queries on storage/live_items.py
     now = clock.now()
     banks, index = BankStore(db), PublishedIndexStore(db)
     shared = await _bank(banks, "shared", now, shared=True)
@@ -47,19 +50,29 @@ async def test_only_live_items_of_enabled_shared_banks_are_published(
     assert withdrawn is not None
     await banks.mark_withdrawn(withdrawn[0].id, "survivor", now)
 
-    assert set(await index.to_publish(now, tiles=False)) == {live, stale}
-    assert set(await index.to_publish(now + 10, tiles=False)) == {live}  # expiry is live-ness
+    pdq = signals.adapter("pdq")
+
+    async def unpublished(at: int) -> set[bytes]:
+        return {p.item_ref for p in await pdq.unpublished(db, at)}
+
+    async def stale_publications(at: int) -> dict[bytes, bytes]:
+        check = pdq.live_ref_sql()
+        assert check is not None
+        return await index.no_longer_live([(check, pdq.live_ref_params(at))])
+
+    assert await unpublished(now) == {live, stale}
+    assert await unpublished(now + 10) == {live}  # expiry is live-ness
     async with db.transaction():
         await index.record({live: b"entries-l", stale: b"entries-e"}, "pdq-lsh-1", b"k", now)
-    assert await index.to_publish(now, tiles=False) == {}
-    assert await index.to_unpublish(now) == {}
+    assert await unpublished(now) == set()
+    assert await stale_publications(now) == {}
     # Once the item expires, the index must take back exactly the entries it published.
-    assert await index.to_unpublish(now + 10) == {stale: b"entries-e"}
-    assert (await index.published_item(live, now)) is not None
-    assert (await index.published_item(gone, now)) is None
+    assert await stale_publications(now + 10) == {stale: b"entries-e"}
+    assert await pdq.holder_item(db, live, now, (8, 16)) is not None
+    assert await pdq.holder_item(db, gone, now, (8, 16)) is None
     async with db.transaction():
         await index.forget([stale])
-    assert await index.to_unpublish(now + 10) == {}
+    assert await stale_publications(now + 10) == {}
 
 
 async def test_bank_store_pages_live_items_and_refuses_a_second_bank_of_a_name(
@@ -75,7 +88,7 @@ async def test_bank_store_pages_live_items_and_refuses_a_second_bank_of_a_name(
         await banks.insert_item(bank, _item(ref, now))
     first = await banks.items_by_refs(bank, refs[:1])
     await banks.mark_withdrawn(first[0].id, "operator", now)
-    signature = await banks.local_signature()
+    signature = await banks.local_signature("pdq")
     page = await banks.items_page(bank, after_id=0, limit=2, live_at=now)
     assert [i.item_ref for i in page] == refs[1:3]
     rest = await banks.items_page(bank, after_id=page[-1].id, limit=10, live_at=now)
@@ -83,14 +96,14 @@ async def test_bank_store_pages_live_items_and_refuses_a_second_bank_of_a_name(
     assert len(await banks.items_page(bank, after_id=0, limit=10)) == 5  # withdrawn included
     assert sorted(await banks.taken_refs([refs[0], b"x" * 16])) == [refs[0]]
     await banks.insert_item(bank, _item(b"n" * 16, now))
-    assert await banks.local_signature() != signature  # the local match cache rebuilds
+    assert await banks.local_signature("pdq") != signature  # the local match cache rebuilds
 
 
 async def test_match_jobs_count_each_peer_once_and_keep_their_queries(
     db: Database, clock: FixedClock
 ) -> None:
     now = clock.now()
-    jobs = MatchJobStore(db)
+    jobs, ledger = MatchJobStore(db), JobLedger(db, Metrics())
     job = os.urandom(16)
     queries = [QueryHash(os.urandom(32), None, "identity"), QueryHash(os.urandom(32), None, "c0")]
     async with db.transaction():
@@ -106,7 +119,8 @@ async def test_match_jobs_count_each_peer_once_and_keep_their_queries(
                 replica_cursor=4, now=now,
             )  # fmt: skip
             if done:
-                await jobs.count_peer_done(job, now)
+                await jobs.count_peer_done(job)
+                await ledger.settle(job, now)
         assert done is expected
     assert not await jobs.is_complete(job)
     async with db.transaction():
@@ -121,7 +135,8 @@ async def test_match_jobs_count_each_peer_once_and_keep_their_queries(
             replica_cursor=4,
             now=now,
         )
-        await jobs.count_peer_done(job, now)
+        await jobs.count_peer_done(job)
+        assert await ledger.settle(job, now) == "complete"
     assert await jobs.is_complete(job)
     [stored] = await jobs.results(job)
     assert stored.release == {"group": (b"g" * 8).hex(), "provenance": "x"}

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from blindmatch.crypto.signing import SigningKey
+from blindmatch.node import signals
 from blindmatch.node.cases import derivatives as derivative_cases
 from blindmatch.node.cases import policy as policy_mod
 from blindmatch.node.cases.case_log import CaseLog
@@ -39,7 +40,7 @@ from blindmatch.node.storage.cases import Case, CaseStore
 from blindmatch.node.storage.match_jobs import MatchJobStore
 from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol import feedback as fb
-from blindmatch.protocol.derivative import is_cell_variant
+from blindmatch.protocol import signal_types
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.roster import Roster
 from blindmatch.protocol.signals import as_hash_matrix, hamming_matrix
@@ -206,10 +207,10 @@ class DecisionService:
         Matching every upload reads them; reading every row per upload would be the node's
         largest per-job cost at scale. The signature query aggregates in SQL and returns one row.
         """
-        signature = await self.bank_items.local_signature()
+        signature = await self.bank_items.local_signature(signal_types.PDQ.name)
         if self._local_cache is not None and self._local_cache[0] == signature:
             return self._local_cache[1]
-        rows = await self.bank_items.local_items()
+        rows = await self.bank_items.local_items(signal_types.PDQ.name)
         bank: dict[str, Any] | None = None
         if rows:
             bank = {
@@ -230,7 +231,8 @@ class DecisionService:
         """Plain matching against this node's own enabled banks (no privacy issue: local)."""
         bank = await self._local_bank()
         # Tile hashes are only ever compared with tiles (under the rule), never with pictures.
-        queries = [q for q in queries if not is_cell_variant(q.variant)]
+        # The node's own banks hold whole pictures: only whole-picture queries meet them.
+        queries = [q for q in queries if signal_types.for_variant(q.variant) is signal_types.PDQ]
         if bank is None or not queries:
             return []
         rows = bank["rows"]
@@ -245,7 +247,7 @@ class DecisionService:
             d = int(best[j])
             thr = int(r["distance_threshold"])
             band = next((b for b in (*[b for b in bands if b < thr], thr) if d <= b), thr)
-            release = {"provenance": r["provenance"], "signal": "pdq",
+            release = {"provenance": r["provenance"], "signal": signal_types.PDQ.release_signal,
                        "categories": json.loads(r["categories"]), "bank": r["bank"]}  # fmt: skip
             allow = r["bank"] in self.policy.allowlist_banks
             out.append((r["bank"], bytes(r["item_ref"]), band, queries[int(which[j])].variant,
@@ -372,17 +374,22 @@ class DecisionService:
             await self.case_log.feedback(record, "sent", case.holder)
 
     async def withdraw_item(self, item_ref: bytes) -> None:
-        """The holder's side of a withdrawal: a signed record every node will replicate."""
-        record = fb.make_record(
-            self.identity,
-            record_id=os.urandom(16),
-            origin=self.node_id,
-            holder=self.node_id,
-            item=item_ref,
-            opinion="withdraw",
-            at_ms=self.clock.now() * 1000,
-        )
-        await self.publish_feedback(record)
+        """The holder's side of a withdrawal: a signed record every node will replicate, one
+        for the item and one for each part a querier may know it by (a video's frames)."""
+        refs = [item_ref]
+        for adapter in signals.ADAPTERS:
+            refs += await adapter.part_refs(self.db, item_ref)
+        for ref in refs:
+            record = fb.make_record(
+                self.identity,
+                record_id=os.urandom(16),
+                origin=self.node_id,
+                holder=self.node_id,
+                item=ref,
+                opinion="withdraw",
+                at_ms=self.clock.now() * 1000,
+            )
+            await self.publish_feedback(record)
 
     async def publish_feedback(self, record: fb.FeedbackRecord) -> None:
         """Holder: put a record about one of our items in our feedback feed, and apply it."""
@@ -403,7 +410,10 @@ class DecisionService:
             raise DecisionError("not-allowed", "a node submits only its own records")
         if record.holder != self.node_id:
             raise DecisionError("not-allowed", "the record is about another holder's item")
-        if not await self.bank_items.ref_taken(record.item):
+        known = await self.bank_items.ref_taken(record.item)
+        for adapter in signals.ADAPTERS:  # a part of an item (a video's frame)
+            known = known or await adapter.owner_of(self.db, record.item) is not None
+        if not known:
             raise DecisionError("unknown-item", "no such item here")
         await self.publish_feedback(record)
         return await self.feeds.head(fb.FEED)

@@ -315,20 +315,21 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not isinstance(reviewer_id, str) or not isinstance(password, str):
         return _login_form(request, 400, "Enter your reviewer ID and password.")
     reviewer_id = reviewer_id.strip()[:64]
-    wait = console.limiter.retry_after(reviewer_id)
+    source = request.remote or "unknown"
+    wait = console.limiter.retry_after(source, reviewer_id)
     if wait:
         response = _login_form(
             request, 429,
-            f"Too many failed attempts for this reviewer ID. Try again in {wait // 60 + 1} min.",
+            f"Too many failed attempts from here. Try again in {wait // 60 + 1} min.",
             reviewer_id,
         )  # fmt: skip
         response.headers["Retry-After"] = str(wait)
         return response
     reviewer = await console.accounts.authenticate(reviewer_id, password)
     if reviewer is None:
-        console.limiter.failed(reviewer_id)
+        console.limiter.failed(source, reviewer_id)
         return _login_form(request, 401, "The reviewer ID or password is wrong.", reviewer_id)
-    console.limiter.succeeded(reviewer_id)
+    console.limiter.succeeded(source, reviewer_id)
     previous = await console.accounts.session(request.cookies.get(COOKIE))
     if previous is not None:  # a new sign-in in this browser ends the session it replaces
         await console.accounts.end_session(previous)

@@ -34,6 +34,7 @@ from blindmatch.node.console.text import (
     e,
     event_text,
     iso,
+    matched_text,
     short,
     variant_text,
     when,
@@ -85,25 +86,25 @@ async def queue(request: web.Request) -> web.Response:
             "<tr>"
             f'<th scope="row"><a href="{e(_url(request, "/cases/" + c.case_ref.hex()))}">'
             f"{e(case_label(c.case_ref))}</a></th>"
-            f"<td>{e(_STATES.get(c.state, c.state))} {''.join(badges)}</td>"
-            f"<td>{c.priority}</td>"
-            f"<td>{e(band_text(c.band))}<br><span class=muted>{e(variant_text(c.variant))}"
+            f'<td data-label="State">{e(_STATES.get(c.state, c.state))} {"".join(badges)}</td>'
+            f'<td data-label="Priority">{c.priority}</td>'
+            f'<td data-label="Match">{e(matched_text(c))}<br><span class=muted>'
+            f"{e(band_text(c.band))}; {e(variant_text(c.variant))}</span></td>"
+            f'<td data-label="Holder">{e(c.holder)} <span class=muted>'
+            f"({'this node' if c.source == 'local' else 'peer'}), item {e(short(c.item_ref))}"
             "</span></td>"
-            f"<td>{e(c.holder)} <span class=muted>({'this node' if c.source == 'local' else 'peer'}"
-            f"), item {e(short(c.item_ref))}</span></td>"
-            f"<td>{e(c.release.get('provenance') or 'unknown')}</td>"
-            f"<td>{e(_OPINIONS.get(opinion.label, opinion.label))}</td>"
-            f"<td>{e(age(now - c.created_at))}</td>"
+            f'<td data-label="Opinion">{e(_OPINIONS.get(opinion.label, opinion.label))}</td>'
+            f'<td data-label="Waiting">{e(age(now - c.created_at))}</td>'
             "</tr>"
         )
     if rows:
         table = (
-            "<table><caption>Cases waiting for a person: re-reviews and appeals first, then by "
-            "priority. Open a case to see the image (blurred) and decide.</caption><thead><tr>"
+            '<table class="queue"><caption>Cases waiting for a person: re-reviews and appeals'
+            " first, then by priority. Open a case to see the image (blurred) and decide."
+            "</caption><thead><tr>"
             '<th scope="col">Case</th><th scope="col">State</th><th scope="col">Priority</th>'
             '<th scope="col">Match</th><th scope="col">Holder</th>'
-            '<th scope="col">Provenance</th><th scope="col">Opinion</th>'
-            '<th scope="col">Waiting</th></tr></thead>'
+            '<th scope="col">Opinion</th><th scope="col">Waiting</th></tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>"
         )
     else:
@@ -180,6 +181,7 @@ async def _render_case(request: web.Request, error: str = "", status: int = 200)
         f"<dt>State</dt><dd>{e(_STATES.get(case.state, case.state))} {''.join(badges)}</dd>"
         f"<dt>Priority</dt><dd>{case.priority}</dd>"
         f"<dt>Platform content</dt><dd>{e(case.content_ref)}</dd>"
+        f"<dt>It matched</dt><dd>{e(matched_text(case))}</dd>"
         f"<dt>Matched at</dt><dd>{e(case.holder)} "
         f"({'this node’s own bank' if case.source == 'local' else 'a peer in the federation'})"
         f"</dd><dt>Item</dt><dd>{e(short(case.item_ref))} <span class=muted>(a reference; "
@@ -206,10 +208,13 @@ async def _render_case(request: web.Request, error: str = "", status: int = 200)
     )
 
     if can_review and case.state != "closed":
+        what = matched_text(case)
         choices = {
-            "actioned": "Action it: the upload is the protected picture",
-            "dismissed": "Dismiss it: not the protected picture (tells the holder)",
-            "escalated": "Escalate it to a senior reviewer",
+            "actioned": f"Action it: the upload shows {what} (the platform removes it and"
+            f" {case.holder} hears it was confirmed)",
+            "dismissed": f"Dismiss it: the upload does not show {what} ({case.holder} hears"
+            " it was disputed)",
+            "escalated": "Escalate it: a senior reviewer should decide",
         }
         radios = "".join(
             f'<label class="choice"><input type="radio" name="outcome" value="{k}" id="o-{k}"'

@@ -6,6 +6,8 @@ import datetime
 import html
 from typing import Any
 
+from blindmatch.node.storage.cases import Case
+
 _VARIANTS = {
     "identity": "as uploaded",
     "flip_h": "mirrored left to right",
@@ -50,11 +52,48 @@ def case_label(case_ref: bytes) -> str:
     return f"Case {case_ref.hex()[:8]}"
 
 
+_PREFIXES = {
+    "trimmed": "with its border removed",
+    "content": "the picture inside the upload (a caption or background cut away)",
+    "framed": "the picture inside a frame in the upload",
+}
+
+
 def variant_text(variant: str) -> str:
-    trimmed = variant.startswith("trimmed/")
-    base = variant.removeprefix("trimmed/")
-    text = _VARIANTS.get(base, base.replace("_", " "))
-    return f"{text}, border removed" if trimmed else text
+    """How the upload had to be turned or cut to match, in words (never a raw variant name)."""
+    import re
+
+    cell = re.fullmatch(r"g([1-9][0-9]?)c([0-9]{1,2})r([0-9]{1,2})", variant)
+    if cell:
+        grid, col, row = (int(x) for x in cell.groups())
+        return f"one part of the picture (row {row + 1}, column {col + 1} of a {grid}×{grid} grid)"
+    head, _, rest = variant.partition("/")
+    if head == "uncrop" and rest.isdigit():
+        return f"with about {rest}% cropped off its edges"
+    if head in _PREFIXES and rest:
+        inner = variant_text(rest)
+        return _PREFIXES[head] if inner == "as uploaded" else f"{_PREFIXES[head]}, {inner}"
+    return _VARIANTS.get(variant, variant.replace("_", " ").replace("+", " and "))
+
+
+_MATCHED = {
+    "survivor-submitted": "a picture a survivor reported to {holder}",
+    "moderator-confirmed": "a picture {holder}'s moderators confirmed as abuse",
+    "peer-sourced": "a picture {holder} received from another service",
+    "protected-source": "a photo a person asked {holder} to protect",
+    "generator": "a picture an AI generator ({holder}) says it made",
+}
+
+
+def matched_text(case: Case) -> str:
+    """What the upload matched, in plain words: never 'the protected picture', which the
+    reviewer does not see."""
+    provenance = str(case.release.get("provenance") or "")
+    what = _MATCHED.get(provenance, "a picture held by {holder}").format(holder=case.holder)
+    kind = (case.release.get("derivative") or {}).get("kind")
+    if kind == "derivative":
+        return f"an edited version of {what}"
+    return what
 
 
 def band_text(band: int) -> str:

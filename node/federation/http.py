@@ -27,6 +27,7 @@ from blindmatch.protocol.messages import ERROR_CODES
 
 if TYPE_CHECKING:
     from blindmatch.node.banks.service import BankService
+    from blindmatch.node.config import NodeConfig
     from blindmatch.node.federation.admission import Admission
     from blindmatch.node.federation.peer_client import PeerClient
     from blindmatch.node.federation.responder import PeerResponder
@@ -44,6 +45,7 @@ class Node(Protocol):
     """What the endpoint needs of the node it serves."""
 
     node_id: str
+    cfg: NodeConfig
     roster: Roster
     client: PeerClient
     metrics: Metrics

@@ -12,6 +12,7 @@ import hashlib
 import logging
 from collections.abc import Iterable, Sequence
 
+from blindmatch.node import signals
 from blindmatch.node.clock import Clock
 from blindmatch.node.federation import index_build
 from blindmatch.node.keys import NodeKeys
@@ -20,7 +21,7 @@ from blindmatch.node.storage import Database, FeedLog
 from blindmatch.node.storage.published_index import PublishedIndexStore
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
-from blindmatch.protocol import canonical, derivative, index, video
+from blindmatch.protocol import canonical, index
 from blindmatch.protocol.lsh import BitSamplingScheme
 
 log = logging.getLogger("blindmatch.node")
@@ -45,7 +46,7 @@ class IndexPublisher:
         metrics: Metrics,
         clock: Clock,
         *,
-        publishes_tiles: bool,
+        roles: frozenset[str] | tuple[str, ...],
     ) -> None:
         self.db = db
         self.store = store
@@ -53,22 +54,17 @@ class IndexPublisher:
         self.translog = translog
         self.keys = keys
         self.scheme = scheme
-        self.tile_scheme = derivative.PDQ_TILES_1
         self.metrics = metrics
         self.clock = clock
-        # Protected sources are banked by hubs and nobody asks anyone else about tiles (5.1).
-        self.publishes_tiles = publishes_tiles
+        self.roles = roles  # a signal type banked by one role is published by that role only
         self._lock = asyncio.Lock()
 
-    def index_keys(self, hash32: bytes, cell: str | None) -> list[bytes]:
-        """An item's bucket keys: a whole picture's under the LSH scheme, a video frame's
-        (cell 'vpdq') under the video scheme, a tile's (named by its cell) under the tile
-        scheme."""
-        if cell is None:
-            return self.scheme.index_keys(hash32)
-        if cell == video.SIGNAL:
-            return video.index_keys(hash32)
-        return self.tile_scheme.index_keys(derivative.Cell.parse(cell), hash32)
+    def publishing_adapters(self) -> list[signals.SignalAdapter]:
+        return [
+            a
+            for a in signals.ADAPTERS
+            if a.published_by_role is None or a.published_by_role in self.roles
+        ]
 
     async def reconcile(self) -> dict[str, int]:
         """Bring the published index in line with the published items (one at a time: the
@@ -82,8 +78,16 @@ class IndexPublisher:
             return await self._reconcile(self.clock.now())
 
     async def _reconcile(self, now: int) -> dict[str, int]:
-        active = await self.store.to_publish(now, tiles=self.publishes_tiles)
-        published = await self.store.to_unpublish(now)
+        active: dict[bytes, list[bytes]] = {}
+        for adapter in self.publishing_adapters():
+            for p in await adapter.unpublished(self.db, now):
+                active[p.item_ref] = p.keys
+        live_checks = [
+            (check, a.live_ref_params(now))
+            for a in signals.ADAPTERS
+            if (check := a.live_ref_sql()) is not None
+        ]
+        published = await self.store.no_longer_live(live_checks)
         to_add, to_remove = list(active), list(published)
         key_id = self.keys.voprf_key_id
         # One delta must fit a feed payload: at most MAX_ENTRIES_PER_DELTA entries.
@@ -99,9 +103,7 @@ class IndexPublisher:
         # The OPRF evaluations of the whole backlog start at once (worker processes when it
         # is large) and each delta is written as soon as its items are evaluated, so the
         # writes overlap the evaluation of the items after them.
-        evaluations = index_build.start_entries(
-            self.keys.voprf, [(r, self.index_keys(*active[r])) for r in to_add]
-        )
+        evaluations = index_build.start_entries(self.keys.voprf, [(r, active[r]) for r in to_add])
         packed_all: list[bytes] = []
         try:
             for start in range(0, len(to_add), batch):

@@ -15,9 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from blindmatch.node import signals
 from blindmatch.node.cases.decisions import DecisionService
 from blindmatch.node.clock import Clock
 from blindmatch.node.errors import NodeError
+from blindmatch.node.federation.job_ledger import JobLedger, JobStateError
 from blindmatch.node.federation.peer_client import PeerClient, PeerError
 from blindmatch.node.federation.replication import Replicator
 from blindmatch.node.metrics import Metrics
@@ -25,7 +29,7 @@ from blindmatch.node.storage import Database, Outbox
 from blindmatch.node.storage.match_jobs import MatchJobStore, MatchResult
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
-from blindmatch.protocol import derivative, matching, signal_types
+from blindmatch.protocol import matching, signal_types
 from blindmatch.protocol.lsh import BitSamplingScheme
 from blindmatch.protocol.roster import Member
 from blindmatch.protocol.signals import HashFormatError, check_float_vector, check_pdq_bytes
@@ -41,12 +45,13 @@ class JobStatus:
     complete: bool
     results: list[MatchResult]
     tasks: list[dict[str, Any]]
+    state: str = "running"  # running, complete, dead-lettered, cancelled
+    reason: str | None = None  # why it ended other than complete
 
-
-def asks_about_tiles(peer: Member) -> bool:
-    """Protected sources are banked by hubs (specs/derivatives.md 5.1): only a hub is asked
-    about tiles, which keeps derivative search from costing anything at other holders."""
-    return "hub" in peer.roles
+    @property
+    def ended(self) -> bool:
+        """Nothing more will happen to it (complete with its cases open, or given up)."""
+        return self.complete or self.state in ("dead-lettered", "cancelled")
 
 
 class Querier:
@@ -54,6 +59,7 @@ class Querier:
         self,
         db: Database,
         jobs: MatchJobStore,
+        ledger: JobLedger,
         outbox: Outbox,
         replication: Replicator,
         client: PeerClient,
@@ -67,6 +73,7 @@ class Querier:
     ) -> None:
         self.db = db
         self.jobs = jobs
+        self.ledger = ledger  # a job's end: complete, dead-lettered or cancelled
         self.outbox = outbox
         self.replication = replication
         self.client = client
@@ -148,11 +155,13 @@ class Querier:
         replica = await self.replication.catch_up(peer.node_id)
         assert replica is not None
         job_queries = await self.job_queries(job_ref)
-        wanted = [
-            i
-            for i, q in enumerate(job_queries)
-            if asks_about_tiles(peer) or not derivative.is_cell_variant(q.variant)
-        ]
+        for i, q in enumerate(job_queries):
+            if q.float_vector is not None and not np.isfinite(q.float_vector).all():
+                # Stored before submit checked it: no attempt can ever run this job.
+                raise NodeError("bad-body", f"query {i} has a float vector that is not finite")
+        # A signal type banked by one role only (tiles: hubs, specs/derivatives.md 5.1) is
+        # asked of that role only.
+        wanted = [i for i, q in enumerate(job_queries) if signals.asked_of(q, peer.roles)]
         # Every signal type's hashes in one batch (each probed under its own type's buckets):
         # still one round trip per peer.
         ex = signal_types.SignalPeerExchange(
@@ -232,7 +241,8 @@ class Querier:
                     item_ref=item_ref,
                     band=band,
                 )
-            await self.jobs.count_peer_done(job_ref, now)
+            await self.jobs.count_peer_done(job_ref)
+            await self.ledger.settle(job_ref, now)
 
     async def open_pending_cases(self, limit: int = 16) -> int:
         """Open the cases of finished jobs that have none yet (the node stopped between the
@@ -252,17 +262,37 @@ class Querier:
             peers_done=int(job["peers_done"]),
             # A job with a content reference is complete once its cases are open too, so a
             # caller that waited for it finds them.
-            complete=job["completed_at"] is not None
+            complete=job["state"] == "complete"
             and (job["content_ref"] is None or bool(job["cases_opened"])),
+            state=job["state"],
+            reason=job["ended_reason"],
             results=await self.jobs.results(job_ref),
             tasks=await self.jobs.tasks(job_ref),
         )
+
+    async def cancel_job(self, job_ref: bytes, reason: str = "cancelled by the operator") -> None:
+        """Stop a running job: its pending parts are not attempted again (what it confirmed
+        so far still opens cases)."""
+        try:
+            await self.ledger.cancel(job_ref, reason, self.clock.now())
+        except JobStateError as exc:
+            raise NodeError(exc.code, exc.detail) from None
+        self.wake.set()
+
+    async def retry_job(self, job_ref: bytes) -> list[str]:
+        """Run a dead-lettered or cancelled job's failed parts again, with fresh attempts."""
+        try:
+            peers = await self.ledger.retry(job_ref, self.clock.now())
+        except JobStateError as exc:
+            raise NodeError(exc.code, exc.detail) from None
+        self.wake.set()
+        return peers
 
     async def wait_for_job(self, job_ref: bytes, timeout: float = 60.0) -> JobStatus:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             status = await self.job_status(job_ref)
-            if status.complete or asyncio.get_running_loop().time() > deadline:
+            if status.ended or asyncio.get_running_loop().time() > deadline:
                 return status
             self.wake.set()
             await asyncio.sleep(0.05)

@@ -2,19 +2,18 @@
 
 Every answer is admitted first (:mod:`.admission`: nonce, budget, traffic count); the protocol
 steps are :mod:`blindmatch.protocol.matching`'s. What a holder releases about a matched item is
-decided here, from the item's bank: its categories, its provenance, and for a protected
-source its group.
+its signal type's (``node/signals``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import json
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from blindmatch.node import signals
 from blindmatch.node.cases.decisions import DecisionError, DecisionService
 from blindmatch.node.clock import Clock
 from blindmatch.node.errors import NodeError
@@ -22,49 +21,20 @@ from blindmatch.node.federation.admission import Admission, PendingNonce
 from blindmatch.node.federation.publisher import INDEX_FEED
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
-from blindmatch.node.storage import FeedLog
-from blindmatch.node.storage.database import Row
-from blindmatch.node.storage.published_index import PublishedIndexStore
-from blindmatch.protocol import derivative, matching, schema, video
+from blindmatch.node.storage import Database, FeedLog
 from blindmatch.protocol import feedback as fb
-from blindmatch.protocol.messages import RELEASE_FIELDS
+from blindmatch.protocol import matching
 from blindmatch.protocol.roster import Member
 
 FEED_PAGE_BYTES = 8 * 1024 * 1024  # half the querier's reply limit
 FEEDS = (INDEX_FEED, fb.FEED)
 
 
-def release_bands(configured: Sequence[int], threshold: int) -> tuple[int, ...]:
-    """The distance bands a holder answers in: the configured ones below its threshold, and
-    the threshold itself."""
-    return (*(b for b in configured if b < threshold), threshold)
-
-
-def whole_picture_release(row: Row) -> dict[str, Any]:
-    """What a holder releases about a matched whole-picture item (a PDQ item today)."""
-    cats = json.loads(row["item_categories"] or "[]") or json.loads(row["bank_categories"] or "[]")
-    release: dict[str, Any] = {
-        "categories": [c for c in cats if isinstance(c, str)][:8],
-        "provenance": row["bank_provenance"],
-        "signal": "pdq",
-    }
-    if row["grp"] is not None:
-        # A protected source's whole-picture item names its group too, so the querier can
-        # put a whole-picture match and the tiles of the same source in one case.
-        release["group"] = bytes(row["grp"])
-        release["source_cells"] = int(row["source_cells"])
-    try:
-        schema.check(RELEASE_FIELDS, release)
-    except schema.SchemaError:
-        release = {"provenance": row["bank_provenance"], "signal": "pdq"}
-    return release
-
-
 class PeerResponder:
     def __init__(
         self,
+        db: Database,
         admission: Admission,
-        store: PublishedIndexStore,
         feeds: FeedLog,
         decisions: DecisionService,
         keys: NodeKeys,
@@ -72,8 +42,8 @@ class PeerResponder:
         clock: Clock,
         release_bands: Sequence[int],
     ) -> None:
+        self.db = db
         self.admission = admission
-        self.store = store
         self.feeds = feeds
         self.decisions = decisions
         self.keys = keys
@@ -99,50 +69,18 @@ class PeerResponder:
             raise NodeError(exc.code, str(exc)) from exc
 
     async def holder_items(self, refs: Sequence[bytes]) -> dict[bytes, matching.HolderItem | None]:
+        """What the holder answers for each asked reference: the live item of whichever signal
+        type holds it (None when none does: withdrawn, expired, never ours)."""
         now = self.clock.now()
         out: dict[bytes, matching.HolderItem | None] = {}
         for ref in refs:
-            row = await self.store.published_item(ref, now)
-            if row is None:
-                out[ref] = await self._holder_tile(ref, now) or await self._holder_frame(ref, now)
-                continue
-            out[ref] = matching.HolderItem(
-                hash=bytes(row["hash"]),
-                bands=release_bands(self.release_bands, int(row["distance_threshold"])),
-                release=whole_picture_release(row),
-            )
+            item = None
+            for adapter in signals.ADAPTERS:
+                item = await adapter.holder_item(self.db, ref, now, self.release_bands)
+                if item is not None:
+                    break
+            out[ref] = item
         return out
-
-    async def _holder_tile(self, ref: bytes, now: int) -> matching.HolderItem | None:
-        row = await self.store.published_tile(ref, now)
-        if row is None:
-            return None
-        scheme = derivative.DERIVATIVE_SCHEMES.get(row["scheme"])
-        if scheme is None:
-            return None
-        return matching.HolderItem(
-            hash=bytes(row["hash"]),
-            bands=release_bands(self.release_bands, scheme.threshold),
-            release=derivative.release_for_tile(bytes(row["grp"]), int(row["source_cells"])),
-        )
-
-    async def _holder_frame(self, ref: bytes, now: int) -> matching.HolderItem | None:
-        row = await self.store.published_frame(ref, now)
-        if row is None:
-            return None
-        cats = json.loads(row["item_categories"] or "[]") or json.loads(
-            row["bank_categories"] or "[]"
-        )
-        return matching.HolderItem(
-            hash=bytes(row["hash"]),
-            bands=release_bands(self.release_bands, int(row["distance_threshold"])),
-            release=video.release_for_frame(
-                bytes(row["grp"]),
-                int(row["indexed_frames"]),
-                row["bank_provenance"],
-                [c for c in cats if isinstance(c, str)],
-            ),
-        )
 
     async def threshold(
         self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None

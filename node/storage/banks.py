@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blindmatch.node.storage.database import Database, Row
-from blindmatch.node.storage.live_items import LIVE, NOT_WITHDRAWN, local_signal_sql
+from blindmatch.node.storage.live_items import LIVE, NOT_WITHDRAWN
 
 IN_CHUNK = 500  # values per "IN (...)" list
 
@@ -412,13 +412,14 @@ class BankStore:
 
     # --- the node's own matching ---------------------------------------------------------------
 
-    async def local_signature(self) -> tuple[Any, ...]:
+    async def local_signature(self, signal_type: str) -> tuple[Any, ...]:
         """Changes whenever the items a node matches its own uploads against may have changed:
-        the counts of its PDQ items (one aggregate row) and every bank's settings."""
+        the counts of its items of the type (one aggregate row) and every bank's settings."""
         row = await self.db.fetch_one(
             "SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS top,"
             " COALESCE(SUM(CASE WHEN withdrawn_at IS NULL THEN 0 ELSE 1 END), 0) AS gone"
-            " FROM bank_items WHERE " + local_signal_sql()
+            " FROM bank_items WHERE signal_type = ?",
+            signal_type,
         )
         banks = await self.db.fetch_all(
             "SELECT id, name, enabled, distance_threshold, provenance, categories FROM banks"
@@ -430,15 +431,14 @@ class BankStore:
             *(tuple(b.values()) for b in banks),
         )
 
-    async def local_items(self) -> list[Row]:
-        """The PDQ items of enabled banks not withdrawn (expiry is the caller's: it changes
-        with the clock, not with the data), with their banks' settings."""
+    async def local_items(self, signal_type: str) -> list[Row]:
+        """The items of one signal type in enabled banks, not withdrawn (expiry is the
+        caller's: it changes with the clock, not with the data), with their banks' settings."""
         return await self.db.fetch_all(
             "SELECT i.item_ref, i.hash, i.expires_at, b.name AS bank, b.provenance,"
             " b.categories, b.distance_threshold FROM bank_items i JOIN banks b"
-            " ON b.id = i.bank_id WHERE "
-            + local_signal_sql("i.signal_type")
-            + " AND "
+            " ON b.id = i.bank_id WHERE i.signal_type = ? AND "
             + NOT_WITHDRAWN
-            + " AND b.enabled = 1"
+            + " AND b.enabled = 1",
+            signal_type,
         )

@@ -109,7 +109,7 @@ class MatchJobStore:
         now: int,
     ) -> bool:
         """Store a task's matches and mark it done at the peer's replica position it ran at (in
-        the caller's transaction); False if it was done already."""
+        the caller's transaction); False if it was not pending any more (done, or given up)."""
         for m in matches:
             await self.db.execute(
                 "INSERT INTO match_results (job_ref, peer_id, item_ref, query_index, variant,"
@@ -122,22 +122,16 @@ class MatchJobStore:
             "UPDATE match_tasks SET state = 'done', probes = ?, candidates = ?,"
             " bytes_sent = bytes_sent + ?, bytes_received = bytes_received + ?,"
             " last_error = NULL, replica_cursor = ?, updated_at = ? WHERE job_ref = ?"
-            " AND peer_id = ? AND state <> 'done'",
+            " AND peer_id = ? AND state = 'pending'",
             probes, candidates, bytes_sent, bytes_received, replica_cursor, now, job_ref,
             peer_id,
         )  # fmt: skip
         return bool(changed)
 
-    async def count_peer_done(self, job_ref: bytes, now: int) -> None:
-        """One more peer of the job is done; the last one completes the job."""
+    async def count_peer_done(self, job_ref: bytes) -> None:
+        """One more peer of the job is done (the job ledger settles its end)."""
         await self.db.execute(
-            "UPDATE match_jobs SET peers_done = peers_done + 1, completed_at ="
-            " CASE WHEN completed_at IS NULL AND peers_done + 1 >= peers_total THEN ?"
-            " ELSE completed_at END, state = CASE WHEN state = 'running'"
-            " AND peers_done + 1 >= peers_total THEN 'complete' ELSE state END"
-            " WHERE job_ref = ?",
-            now,
-            job_ref,
+            "UPDATE match_jobs SET peers_done = peers_done + 1 WHERE job_ref = ?", job_ref
         )
 
     async def is_complete(self, job_ref: bytes) -> bool:
@@ -149,7 +143,7 @@ class MatchJobStore:
     async def task_failed(self, job_ref: bytes, peer_id: str, code: str, now: int) -> None:
         await self.db.execute(
             "UPDATE match_tasks SET last_error = ?, updated_at = ? WHERE job_ref = ?"
-            " AND peer_id = ?",
+            " AND peer_id = ? AND state = 'pending'",
             code, now, job_ref, peer_id,
         )  # fmt: skip
 
