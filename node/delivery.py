@@ -8,6 +8,7 @@ webhooks go one after another in their sequence (message id) order.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import random
@@ -26,6 +27,8 @@ from blindmatch.protocol.roster import Roster
 
 log = logging.getLogger("blindmatch.node")
 
+# A peer's part of a job must end within this (the outbox lease, 120 s, is longer).
+TASK_TIMEOUT_S = 90.0
 # Refusals a retry cannot change: the peer's part of the job is dead-lettered at once.
 PERMANENT = ("bad-body", "unknown-item", "not-allowed")
 
@@ -56,22 +59,45 @@ class OutboxWorker:
         self.clock = clock
         self.rng = rng
         self.workers = workers
+        self.in_flight: dict[asyncio.Task[None], str] = {}  # outbox work running, by peer
+        self._peer_gates: dict[str, asyncio.Semaphore] = {}
 
-    async def process_due(self, limit: int = 16) -> int:
-        """Run the messages whose time has come; returns how many were attempted."""
-        messages = await self.outbox.claim_due(self.clock.now(), limit)
-        gate = asyncio.Semaphore(max(1, self.workers))
+    async def process_due(self, limit: int = 16, wait: bool = True) -> int:
+        """Run the outbox messages whose time has come; returns how many were claimed.
+
+        Each peer has at most ``workers`` messages in flight, and a peer at its limit is not
+        claimed for, so a slow or hostile peer holds only its own slots: the loop
+        (``wait=False``) starts what it claims and comes back for more as soon as any message
+        ends, instead of waiting for a batch's slowest peer. With ``wait`` the call returns
+        when what it claimed has run (tests and tools drain the outbox this way).
+        """
+        self.in_flight = {t: p for t, p in self.in_flight.items() if not t.done()}
+        per_peer = collections.Counter(self.in_flight.values())
+        cap = max(1, self.workers)
+        busy = sorted(p for p, n in per_peer.items() if n >= cap)
+        messages = await self.outbox.claim_due(self.clock.now(), limit, exclude_peers=busy)
+        # A case's webhooks go one after another in their sequence (message id) order.
         groups: dict[bytes, list[OutboxMessage]] = {}
         for m in messages:
             key = m.message_id[:16] if m.kind == WEBHOOK_KIND else m.message_id
             groups.setdefault(key, []).append(m)
+        started = []
+        for group in groups.values():
+            gate = self._peer_gates.setdefault(group[0].peer_id, asyncio.Semaphore(cap))
 
-        async def run(group: list[OutboxMessage]) -> None:
-            async with gate:
-                for m in sorted(group, key=lambda m: m.message_id):
-                    await self._process(m)
+            async def run(
+                group: list[OutboxMessage] = group, gate: asyncio.Semaphore = gate
+            ) -> None:
+                async with gate:
+                    for m in sorted(group, key=lambda m: m.message_id):
+                        await self._process(m)
+                self.querier.wake.set()  # a slot is free
 
-        await asyncio.gather(*(run(g) for g in groups.values()))
+            task = asyncio.create_task(run())
+            self.in_flight[task] = group[0].peer_id
+            started.append(task)
+        if wait:
+            await asyncio.gather(*started)
         return len(messages)
 
     async def _process(self, m: OutboxMessage) -> None:
@@ -84,7 +110,9 @@ class OutboxWorker:
             if peer is None:
                 raise NodeError("not-allowed", "peer left the roster")
             if m.kind == MATCH_TASK_KIND:
-                await self.querier.run_task(m.payload, peer)
+                # A peer's part has its own deadline (inside the outbox's lease, so it is never
+                # run twice at once); a slow peer delays only its own part.
+                await asyncio.wait_for(self.querier.run_task(m.payload, peer), TASK_TIMEOUT_S)
             elif m.kind == FEEDBACK_KIND:
                 await self.client.call(peer, "feedback.submit", {"record": m.payload})
             else:
@@ -122,7 +150,7 @@ class OutboxWorker:
         or until ``wake`` is set."""
         while not stopping.is_set():
             try:
-                n = await self.process_due()
+                n = await self.process_due(wait=False)
                 n += await self.querier.open_pending_cases()
             except Exception:
                 log.exception("match round failed")

@@ -101,13 +101,16 @@ class Node:
             db, published, self.feeds, self.translog, keys, self.scheme, metrics, clock,
             roles=me.roles,
         )  # fmt: skip
-        self.admission = Admission(db, self.nonces, self.budgets, self.traffic, metrics, clock)
+        incidents = PeerIncidents(db)
+        self.admission = Admission(
+            db, self.nonces, self.budgets, self.traffic, metrics, clock, incidents
+        )
         self.responder = PeerResponder(
             db, self.admission, self.feeds, self.decisions, keys, metrics, clock,
             cfg.release_bands,
         )  # fmt: skip
         self.replication = Replicator(
-            roster, cfg.node_id, self.scheme.name, self.replicas, PeerIncidents(db), self.client,
+            roster, cfg.node_id, self.scheme.name, self.replicas, incidents, self.client,
             self.decisions, metrics, clock,
         )  # fmt: skip
         self._wake_matcher = asyncio.Event()
@@ -225,9 +228,9 @@ class Node:
     async def stop(self) -> None:
         self._stopping.set()
         self._wake_matcher.set()
-        for t in self._tasks:
+        for t in [*self._tasks, *self.delivery.in_flight]:
             t.cancel()
-        for t in self._tasks:
+        for t in [*self._tasks, *self.delivery.in_flight]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.client.close()

@@ -81,7 +81,7 @@ class WebhookSender:
             "Idempotency-Key": event["idempotency_key"],
         }
         try:
-            async with session.post(url, data=body, headers=headers) as resp:
+            async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                 if resp.status >= 300:
                     raise NodeError("unreachable", f"webhook answered {resp.status}")
         except aiohttp.ClientError as exc:

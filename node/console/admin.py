@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from aiohttp import web
@@ -20,13 +19,12 @@ from blindmatch.node.console.app import (
     FORM,
     READ,
     SESSION,
-    _csrf_field,
     _field,
-    _page,
+    _render,
     _url,
     roles,
 )
-from blindmatch.node.console.text import _STATES, case_label, e, event_text, short, when
+from blindmatch.node.console.text import _STATES, case_label, event_text, short, when
 
 routes = web.RouteTableDef()
 
@@ -42,38 +40,32 @@ async def log_page(request: web.Request) -> web.Response:
         "SELECT e.case_ref, e.at, e.actor, e.event, e.detail FROM case_events e"
         " ORDER BY e.id DESC LIMIT 300"
     )
-    items = []
+    events = []
     for r in rows:
         ref = bytes(r["case_ref"])
         try:
             detail = json.loads(r["detail"])
         except ValueError:
             detail = {}
-        items.append(
-            f"<tr><td>{e(when(int(r['at'])))}</td>"
-            f'<td><a href="{e(_url(request, "/cases/" + ref.hex()))}">{e(case_label(ref))}</a>'
-            f"</td><td>{event_text(r['event'], r['actor'], detail)}</td></tr>"
+        events.append(
+            {
+                "when": when(int(r["at"])),
+                "ref": ref.hex(),
+                "label": case_label(ref),
+                "text": event_text(r["event"], r["actor"], detail),
+            }
         )
-    table = (
-        "<table><caption>Newest first; every decision, reveal, appeal and feedback on a case."
-        '</caption><thead><tr><th scope="col">When</th><th scope="col">Case</th>'
-        f'<th scope="col">What happened</th></tr></thead><tbody>{"".join(items)}</tbody></table>'
-        if items
-        else '<p class="empty">No case events yet.</p>'
-    )
-    main = (
-        "<h1>Decision log</h1><section aria-labelledby='cases-h'>"
-        f"<h2 id='cases-h'>Case history</h2>{table}</section>"
-    )
-    main += await _translog_section(request, node)
-    return _page(request, "Decision log", main)
+    return _render(
+        request, "log.html", "Decision log", events=events,
+        translog=await _translog_rows(node),
+    )  # fmt: skip
 
 
-async def _translog_section(request: web.Request, node: Node) -> str:
-    """Decision entries of the node's verifiable log, when the node keeps one."""
+async def _translog_rows(node: Node) -> list[dict[str, Any]] | str | None:
+    """Decision entries of the node's verifiable log (None: it keeps none; "error")."""
     translog = getattr(node, "translog", None)
     if translog is None:
-        return ""
+        return None
     try:
         from blindmatch.protocol import transparency as tl
 
@@ -89,28 +81,17 @@ async def _translog_section(request: web.Request, node: Node) -> str:
                 continue
             did = entry.get("decision_id", b"")
             rows.append(
-                f"<tr><td>{stored.index}</td><td>{e(when(stored.created_at))}</td>"
-                f"<td>{e(entry.get('outcome', ''))}</td><td>{e(entry.get('decided_by', ''))}</td>"
-                f"<td>{e(short(did) if isinstance(did, bytes) else '')}</td></tr>"
+                {
+                    "index": stored.index,
+                    "when": when(stored.created_at),
+                    "outcome": entry.get("outcome", ""),
+                    "decided_by": entry.get("decided_by", ""),
+                    "decision": short(did) if isinstance(did, bytes) else "",
+                }
             )
     except Exception:
-        return (
-            "<section><h2>Verifiable log</h2><p class='error'>The verifiable log could not be "
-            "read.</p></section>"
-        )
-    table = (
-        "<table><caption>Decision entries in this node's verifiable log (newest first); "
-        "check them with <code>blindmatch audit verify</code>.</caption><thead><tr>"
-        '<th scope="col">Entry</th><th scope="col">When</th><th scope="col">Outcome</th>'
-        '<th scope="col">Decided by</th><th scope="col">Decision</th></tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
-        if rows
-        else '<p class="empty">No decision entries in the verifiable log yet.</p>'
-    )
-    return (
-        '<section aria-labelledby="translog-h"><h2 id="translog-h">Verifiable log</h2>'
-        f"{table}</section>"
-    )
+        return "error"
+    return rows
 
 
 @routes.get("/reports", name="reports")
@@ -126,22 +107,13 @@ async def reports(request: web.Request) -> web.Response:
         " GROUP BY event ORDER BY event"
     )
 
-    def table(caption: str, head: str, rows: Iterable[tuple[str, int]]) -> str:
-        body = "".join(f"<tr><td>{e(k)}</td><td>{n}</td></tr>" for k, n in rows)
-        return (
-            f"<table><caption>{e(caption)}</caption><thead><tr><th scope='col'>{e(head)}</th>"
-            f"<th scope='col'>Count</th></tr></thead><tbody>{body}</tbody></table>"
-        )
-
-    main = (
-        "<h1>Reports</h1><h2>Cases by state</h2>"
-        + table("All cases on this node.", "State",
-                ((_STATES.get(r["state"]) or str(r["state"]), int(r["n"])) for r in states))
-        + "<h2>Reviewer activity</h2>"
-        + table("Decisions, appeals, re-review requests and reveals.", "Event",
-                ((r["event"], int(r["n"])) for r in events))
-    )  # fmt: skip
-    return _page(request, "Reports", main)
+    tables = [
+        ("Cases by state", "All cases on this node.", "State",
+         [(_STATES.get(r["state"], r["state"]), int(r["n"])) for r in states]),
+        ("Reviewer activity", "Decisions, appeals, re-review requests and reveals.", "Event",
+         [(r["event"], int(r["n"])) for r in events]),
+    ]  # fmt: skip
+    return _render(request, "reports.html", "Reports", tables=tables)
 
 
 @routes.get("/admin/reviewers", name="reviewers")
@@ -155,51 +127,25 @@ async def _render_reviewers(
 ) -> web.Response:
     console = request.app[CONSOLE]
     session: Session = request[SESSION]
-    accounts = await console.accounts.list()
-    rows = []
-    for a in accounts:
-        action = ""
+    accounts = []
+    for a in await console.accounts.list():
+        verb = ""
         if a.reviewer_id != session.reviewer_id:
             verb = "enable" if a.disabled else "disable"
-            target = _url(request, f"/admin/reviewers/{quote(a.reviewer_id, safe='')}/{verb}")
-            action = (
-                f'<form method="post" class="inline" action="{e(target)}">'
-                f'{_csrf_field(session)}<button type="submit"'
-                f"{' class=danger' if verb == 'disable' else ''}>{verb.title()} "
-                f'<span class="skip">{e(a.reviewer_id)}</span></button></form>'
-            )
-        rows.append(
-            f"<tr><th scope='row'>{e(a.reviewer_id)}</th><td>{e(a.role)}</td>"
-            f"<td>{'disabled' if a.disabled else 'active'}</td><td>{e(when(a.created_at))}</td>"
-            f"<td>{action}</td></tr>"
+        accounts.append(
+            {
+                "id": a.reviewer_id,
+                "role": a.role,
+                "status": "disabled" if a.disabled else "active",
+                "created": when(a.created_at),
+                "verb": verb,
+                "target": _url(request, f"/admin/reviewers/{quote(a.reviewer_id, safe='')}/{verb}"),
+            }
         )
-    options = "".join(f'<option value="{r}">{r}</option>' for r in ROLES)
-    alert = ""
-    if error:
-        alert = f'<p class="error" role="alert" data-focus>{e(error)}</p>'
-    elif message:
-        alert = f'<p class="message" role="status" data-focus>{e(message)}</p>'
-    main = (
-        f"<h1>Reviewers</h1>{alert}<table><caption>Accounts that can sign in to this console."
-        '</caption><thead><tr><th scope="col">Reviewer</th><th scope="col">Role</th>'
-        '<th scope="col">Status</th><th scope="col">Created</th><th scope="col">Action</th>'
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        '<h2 id="add-h">Add a reviewer</h2>'
-        f'<form method="post" action="{e(_url(request, "/admin/reviewers"))}"'
-        ' aria-labelledby="add-h">'
-        f"{_csrf_field(session)}"
-        '<label for="new-id">Reviewer ID</label><input type="text" id="new-id" name="reviewer_id"'
-        ' required maxlength="64" autocomplete="off">'
-        f'<label for="new-role">Role</label><select id="new-role" name="role">{options}</select>'
-        '<label for="new-pw">Password (at least 10 characters)</label>'
-        '<input type="password" id="new-pw" name="password" required minlength="10"'
-        ' autocomplete="new-password">'
-        '<p><button type="submit" class="primary">Add reviewer</button></p></form>'
-        "<p class='muted'>Roles: <strong>reviewer</strong> decides cases and appeals; "
-        "<strong>admin</strong> also manages accounts; <strong>auditor</strong> reads the log "
-        "and reports only.</p>"
-    )
-    return _page(request, "Reviewers", main, status=status)
+    return _render(
+        request, "reviewers.html", "Reviewers", status=status, error=error, message=message,
+        accounts=accounts, roles=ROLES,
+    )  # fmt: skip
 
 
 @routes.post("/admin/reviewers", name="reviewers_add")

@@ -11,20 +11,23 @@ blurred and in grayscale (blurred on the server, so the original pixels never re
 until a reviewer explicitly reveals it; the reveal is a POST recorded in the case's history, and
 lets that reviewer fetch the original for a few minutes. No page shows a hash: items are named
 by their (shortened) random references.
+
+Pages are Jinja2 templates (``templates/``) rendered with autoescaping: handlers pass plain
+values, never HTML, so text from a case, a peer, a policy or a form cannot become markup.
 """
 
 from __future__ import annotations
 
 import hmac
 import secrets
-import string
 from collections.abc import Awaitable, Callable
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlencode
 
+import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from blindmatch.node.console.accounts import (
     ROLES,
@@ -33,7 +36,6 @@ from blindmatch.node.console.accounts import (
     LoginLimiter,
     Session,
 )
-from blindmatch.node.console.text import e
 
 if TYPE_CHECKING:
     from blindmatch.node.node import Node
@@ -92,8 +94,14 @@ class Console:
         self.node = node
         self.accounts = Accounts(node.db, node.now)
         self.limiter = LoginLimiter(node.now)
-        self.base = resources.files("blindmatch.node.console").joinpath("templates/base.html")
-        self.template = string.Template(self.base.read_text(encoding="utf-8"))
+        # Every page is a Jinja2 template with autoescaping on: a value from a case, a peer or
+        # a form is text, never markup, unless a template says otherwise (none does).
+        self.templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("blindmatch.node.console", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+        )
 
 
 CONSOLE = web.AppKey("console", Console)
@@ -111,50 +119,42 @@ def _url(request: web.Request, path: str = "/", **query: str) -> str:
     return out
 
 
-def _page(
+def _render(
     request: web.Request,
+    template: str,
     title: str,
-    main: str,
     status: int = 200,
     session: Session | None = None,
+    **context: Any,
 ) -> web.Response:
     console = request.app[CONSOLE]
     session = session or request.get(SESSION)
-    nav = ""
+    links = []
     if session is not None:
-        links = []
         if session.role in REVIEW:
-            links.append(("queue", "/", "Queue"))
-        links += [("log", "/log", "Decision log"), ("reports", "/reports", "Reports")]
+            links.append(("/", "Queue"))
+        links += [("/log", "Decision log"), ("/reports", "Reports")]
         if session.role == "admin":
-            links.append(("reviewers", "/admin/reviewers", "Reviewers"))
-        items = "".join(
-            f'<li><a href="{e(_url(request, path))}">{e(text)}</a></li>' for _, path, text in links
-        )
-        nav = (
-            f'<nav aria-label="Console"><ul>{items}</ul></nav>'
-            f'<div class="who"><span>Signed in as <strong>{e(session.reviewer_id)}</strong>'
-            f" ({e(session.role)})</span>"
-            f'<form method="post" action="{e(_url(request, "/logout"))}" class="inline">'
-            f'{_csrf_field(session)}<button type="submit">Sign out</button></form></div>'
-        )
-    body = console.template.substitute(
-        title=e(title),
-        static=e(_url(request, "/static")),
-        node=e(console.node.node_id),
-        nav=nav,
-        main=main,
+            links.append(("/admin/reviewers", "Reviewers"))
+    body = console.templates.get_template(template).render(
+        title=title,
+        static=_url(request, "/static"),
+        node=console.node.node_id,
+        session=session,
+        nav_links=links,
+        url=lambda path, **query: _url(request, path, **query),
+        csrf=lambda: _csrf_field(session) if session is not None else "",
+        **context,
     )
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
 
-def _csrf_field(session: Session) -> str:
-    return f'<input type="hidden" name="csrf" value="{e(session.csrf_token)}">'
+def _csrf_field(session: Session) -> Markup:
+    return Markup('<input type="hidden" name="csrf" value="{}">').format(session.csrf_token)
 
 
 def _error_page(request: web.Request, status: int, title: str, text: str) -> web.Response:
-    main = f'<h1>{e(title)}</h1><p class="error" role="alert">{e(text)}</p>'
-    return _page(request, title, main, status=status)
+    return _render(request, "error.html", title, status=status, text=text)
 
 
 def _harden(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
@@ -256,24 +256,10 @@ def _login_form(
     nxt = request.query.get("next", "") if request.method == "GET" else ""
     if request.method == "POST":
         nxt = str(request.get(LOGIN_NEXT, ""))
-    alert = f'<p class="error" role="alert" data-focus>{e(error)}</p>' if error else ""
-    main = (
-        '<div class="login"><h1>Sign in to review</h1>'
-        f"{alert}"
-        f'<form method="post" action="{e(_url(request, "/login"))}">'
-        f'<input type="hidden" name="login_csrf" value="{e(nonce)}">'
-        f'<input type="hidden" name="next" value="{e(nxt)}">'
-        '<label for="reviewer_id">Reviewer ID</label>'
-        f'<input type="text" id="reviewer_id" name="reviewer_id" value="{e(reviewer_id)}"'
-        ' autocomplete="username" required autofocus>'
-        '<label for="password">Password</label>'
-        '<input type="password" id="password" name="password" autocomplete="current-password"'
-        " required>"
-        '<p><button type="submit" class="primary">Sign in</button></p></form>'
-        '<p class="muted">Images are shown blurred until you choose to reveal one. '
-        "Sessions end after eight hours.</p></div>"
-    )
-    response = _page(request, "Sign in", main, status=status)
+    response = _render(
+        request, "login.html", "Sign in", status=status, error=error, nonce=nonce, next=nxt,
+        reviewer_id=reviewer_id,
+    )  # fmt: skip
     response.set_cookie(
         LOGIN_COOKIE, nonce, path=(_prefix(request) or "") + "/login", max_age=3600,
         httponly=True, samesite="Strict", secure=request.secure,

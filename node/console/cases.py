@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -18,9 +18,8 @@ from blindmatch.node.console.app import (
     REVEAL_SECONDS,
     REVIEW,
     SESSION,
-    _csrf_field,
     _field,
-    _page,
+    _render,
     _url,
     roles,
 )
@@ -31,7 +30,6 @@ from blindmatch.node.console.text import (
     age,
     band_text,
     case_label,
-    e,
     event_text,
     iso,
     matched_text,
@@ -79,37 +77,27 @@ async def queue(request: web.Request) -> web.Response:
         opinion = await node.decisions.opinion(c.holder, c.item_ref)
         badges = []
         if c.needs_rereview:
-            badges.append('<span class="badge bad">Re-review requested</span>')
+            badges.append(("bad", "Re-review requested"))
         if c.appeal == "open":
-            badges.append('<span class="badge warn">Appeal open</span>')
+            badges.append(("warn", "Appeal open"))
         rows.append(
-            "<tr>"
-            f'<th scope="row"><a href="{e(_url(request, "/cases/" + c.case_ref.hex()))}">'
-            f"{e(case_label(c.case_ref))}</a></th>"
-            f'<td data-label="State">{e(_STATES.get(c.state, c.state))} {"".join(badges)}</td>'
-            f'<td data-label="Priority">{c.priority}</td>'
-            f'<td data-label="Match">{e(matched_text(c))}<br><span class=muted>'
-            f"{e(band_text(c.band))}; {e(variant_text(c.variant))}</span></td>"
-            f'<td data-label="Holder">{e(c.holder)} <span class=muted>'
-            f"({'this node' if c.source == 'local' else 'peer'}), item {e(short(c.item_ref))}"
-            "</span></td>"
-            f'<td data-label="Opinion">{e(_OPINIONS.get(opinion.label, opinion.label))}</td>'
-            f'<td data-label="Waiting">{e(age(now - c.created_at))}</td>'
-            "</tr>"
+            {
+                "ref": c.case_ref.hex(),
+                "label": case_label(c.case_ref),
+                "state": _STATES.get(c.state, c.state),
+                "badges": badges,
+                "priority": c.priority,
+                "matched": matched_text(c),
+                "band": band_text(c.band),
+                "variant": variant_text(c.variant),
+                "holder": c.holder,
+                "where": "this node" if c.source == "local" else "peer",
+                "item": short(c.item_ref),
+                "opinion": _OPINIONS.get(opinion.label, opinion.label),
+                "waiting": age(now - c.created_at),
+            }
         )
-    if rows:
-        table = (
-            '<table class="queue"><caption>Cases waiting for a person: re-reviews and appeals'
-            " first, then by priority. Open a case to see the image (blurred) and decide."
-            "</caption><thead><tr>"
-            '<th scope="col">Case</th><th scope="col">State</th><th scope="col">Priority</th>'
-            '<th scope="col">Match</th><th scope="col">Holder</th>'
-            '<th scope="col">Opinion</th><th scope="col">Waiting</th></tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table>"
-        )
-    else:
-        table = '<p class="empty">Nothing is waiting for review.</p>'
-    return _page(request, "Review queue", f"<h1>Review queue ({len(cases)})</h1>{table}")
+    return _render(request, "queue.html", "Review queue", rows=rows)
 
 
 @routes.get("/cases/{case}", name="case")
@@ -132,130 +120,65 @@ async def _render_case(request: web.Request, error: str = "", status: int = 200)
             "SELECT COUNT(*) FROM case_media WHERE content_ref = ?", case.content_ref
         )
     )
-    parts = [f"<h1>{e(case_label(case.case_ref))}</h1>"]
     done = request.query.get("done", "")
     messages = {"decided": "Decision saved.", "appeal": "Appeal decision saved.",
                 "revealed": "The original image is shown below."}  # fmt: skip
-    if error:
-        parts.append(f'<p class="error" role="alert" data-focus>{e(error)}</p>')
-    elif done in messages:
-        parts.append(f'<p class="message" role="status" data-focus>{e(messages[done])}</p>')
     badges = []
     if case.needs_rereview:
-        badges.append('<span class="badge bad">Re-review requested</span>')
+        badges.append(("bad", "Re-review requested"))
     if case.appeal:
-        badges.append(f'<span class="badge warn">Appeal {e(case.appeal)}</span>')
-
+        badges.append(("warn", f"Appeal {case.appeal}"))
     # The media: blurred by default, the original only after a recorded reveal.
-    if not can_review:
-        media = '<p class="muted">Auditors do not see the uploaded media.</p>'
-    elif not has_media:
-        media = '<p class="empty">The platform did not store the upload for review.</p>'
-    else:
-        revealed = request.query.get("view") == "original" and await _revealed(
-            node, case.case_ref, session.reviewer_id
-        )
-        view = "original" if revealed else "blurred"
-        src = _url(request, f"/cases/{ref}/media", view=view)
-        if revealed:
-            media = (
-                f'<figure><img id="case-media" src="{e(src)}" data-view="original"'
-                ' alt="The uploaded picture, original (revealed)">'
-                "<figcaption>Original picture, revealed to you (recorded in the history). "
-                f'<a href="{e(_url(request, "/cases/" + ref))}">Blur it again</a></figcaption>'
-                "</figure>"
-            )
-        else:
-            media = (
-                f'<figure><img id="case-media" src="{e(src)}" data-view="blurred"'
-                ' alt="The uploaded picture, blurred and in grayscale">'
-                "<figcaption>Blurred and grayscale. Reveal the original only if you need it "
-                "to decide; the reveal is recorded.</figcaption></figure>"
-                f'<form method="post" action="{e(_url(request, f"/cases/{ref}/reveal"))}">'
-                f'{_csrf_field(session)}<p><button type="submit" id="reveal">Reveal the '
-                "original picture</button></p></form>"
-            )
+    revealed = (
+        can_review
+        and request.query.get("view") == "original"
+        and await _revealed(node, case.case_ref, session.reviewer_id)
+    )
+    view = "original" if revealed else "blurred"
     cats = case.release.get("categories") or []
-    facts = (
-        '<dl class="facts">'
-        f"<dt>State</dt><dd>{e(_STATES.get(case.state, case.state))} {''.join(badges)}</dd>"
-        f"<dt>Priority</dt><dd>{case.priority}</dd>"
-        f"<dt>Platform content</dt><dd>{e(case.content_ref)}</dd>"
-        f"<dt>It matched</dt><dd>{e(matched_text(case))}</dd>"
-        f"<dt>Matched at</dt><dd>{e(case.holder)} "
-        f"({'this node’s own bank' if case.source == 'local' else 'a peer in the federation'})"
-        f"</dd><dt>Item</dt><dd>{e(short(case.item_ref))} <span class=muted>(a reference; "
-        "the console never shows hashes)</span></dd>"
-        f"<dt>Provenance</dt><dd>{e(case.release.get('provenance') or 'unknown')}</dd>"
-        f"<dt>Categories</dt><dd>{e(', '.join(map(str, cats)) or 'none given')}</dd>"
-        f"<dt>Distance band</dt><dd>{e(band_text(case.band))}</dd>"
-        f"<dt>How it matched</dt><dd>{e(variant_text(case.variant))}</dd>"
-        f"<dt>Aggregate opinion</dt><dd>{e(_OPINIONS.get(opinion.label, opinion.label))} "
-        f"<span class=muted>({opinion.confirmations} confirmed, {opinion.disputes} disputed, "
-        f"{opinion.appeals_upheld} appeals upheld)</span></dd>"
-        f"<dt>Opened</dt><dd>{e(when(case.created_at))}</dd>"
-    )
+    where = "this node’s own bank" if case.source == "local" else "a peer in the federation"
+    facts: list[tuple[str, Any, str]] = [
+        ("State", _STATES.get(case.state, case.state), ""),
+        ("Priority", case.priority, ""),
+        ("Platform content", case.content_ref, ""),
+        ("It matched", matched_text(case), ""),
+        ("Matched at", f"{case.holder} ({where})", ""),
+        ("Item", short(case.item_ref), "(a reference; the console never shows hashes)"),
+        ("Provenance", case.release.get("provenance") or "unknown", ""),
+        ("Categories", ", ".join(map(str, cats)) or "none given", ""),
+        ("Distance band", band_text(case.band), ""),
+        ("How it matched", variant_text(case.variant), ""),
+        ("Aggregate opinion", _OPINIONS.get(opinion.label, opinion.label),
+         f"({opinion.confirmations} confirmed, {opinion.disputes} disputed,"
+         f" {opinion.appeals_upheld} appeals upheld)"),
+        ("Opened", when(case.created_at), ""),
+    ]  # fmt: skip
     if case.decided_by:
-        facts += f"<dt>Decided by</dt><dd>{e(case.decided_by)}</dd>"
+        facts.append(("Decided by", case.decided_by, ""))
     if case.reason:
-        label = "Reason" if case.decided_by else "Why it needs a person"
-        facts += f"<dt>{label}</dt><dd>{e(case.reason)}</dd>"
-    facts += "</dl>"
-    parts.append(
-        '<div class="grid"><section aria-labelledby="media-h" id="media"><h2 id="media-h">'
-        f'Uploaded media</h2>{media}</section><section aria-labelledby="match-h">'
-        f'<h2 id="match-h">The match</h2>{facts}</section></div>'
-    )
-
+        facts.append(("Reason" if case.decided_by else "Why it needs a person", case.reason, ""))
+    choices: list[tuple[str, str]] = []
     if can_review and case.state != "closed":
         what = matched_text(case)
-        choices = {
-            "actioned": f"Action it: the upload shows {what} (the platform removes it and"
-            f" {case.holder} hears it was confirmed)",
-            "dismissed": f"Dismiss it: the upload does not show {what} ({case.holder} hears"
-            " it was disputed)",
-            "escalated": "Escalate it: a senior reviewer should decide",
-        }
-        radios = "".join(
-            f'<label class="choice"><input type="radio" name="outcome" value="{k}" id="o-{k}"'
-            f" required> {e(v)}</label>"
-            for k, v in choices.items()
-        )
-        parts.append(
-            '<section aria-labelledby="decide-h"><h2 id="decide-h">Decide</h2>'
-            f'<form method="post" action="{e(_url(request, f"/cases/{ref}/decide"))}">'
-            f"{_csrf_field(session)}<fieldset><legend>Decision</legend>{radios}</fieldset>"
-            '<label for="reason">Reason (kept in the history; at most 500 characters)</label>'
-            '<textarea id="reason" name="reason" maxlength="500" required></textarea>'
-            '<p><button type="submit" class="primary" id="decide">Save decision</button></p>'
-            "</form></section>"
-        )
-    if can_review and case.appeal == "open":
-        parts.append(
-            '<section aria-labelledby="appeal-h"><h2 id="appeal-h">Appeal</h2>'
-            "<p>The uploader appealed the action. Upholding it dismisses the case, restores "
-            "the content and tells the holder.</p>"
-            f'<form method="post" action="{e(_url(request, f"/cases/{ref}/appeal"))}">'
-            f"{_csrf_field(session)}<fieldset><legend>Appeal decision</legend>"
-            '<label class="choice"><input type="radio" name="appeal" value="uphold" required> '
-            "Uphold the appeal (the action was wrong)</label>"
-            '<label class="choice"><input type="radio" name="appeal" value="deny"> '
-            "Deny the appeal (the action stands)</label></fieldset>"
-            '<label for="appeal-reason">Reason</label>'
-            '<textarea id="appeal-reason" name="reason" maxlength="500" required></textarea>'
-            '<p><button type="submit" class="primary" id="appeal-submit">Save appeal decision'
-            "</button></p></form></section>"
-        )
-    items = "".join(
-        f'<li><time datetime="{e(iso(h["at"]))}">{e(when(h["at"]))}</time>: '
-        f"{event_text(h['event'], h['actor'], h['detail'])}</li>"
-        for h in history
-    )
-    parts.append(
-        '<section aria-labelledby="history-h"><h2 id="history-h">History</h2>'
-        f'<ol class="history" id="history">{items}</ol></section>'
-    )
-    return _page(request, case_label(case.case_ref), "".join(parts), status=status)
+        choices = [
+            ("actioned", f"Action it: the upload shows {what} (the platform removes it and"
+                         f" {case.holder} hears it was confirmed)"),
+            ("dismissed", f"Dismiss it: the upload does not show {what} ({case.holder} hears"
+                          " it was disputed)"),
+            ("escalated", "Escalate it: a senior reviewer should decide"),
+        ]  # fmt: skip
+    return _render(
+        request, "case.html", case_label(case.case_ref), status=status,
+        error=error, message="" if error else messages.get(done, ""), ref=ref,
+        can_review=can_review, has_media=has_media, revealed=revealed,
+        media_src=_url(request, f"/cases/{ref}/media", view=view), facts=facts, badges=badges,
+        choices=choices, appeal_open=can_review and case.appeal == "open",
+        history=[
+            {"iso": iso(h["at"]), "when": when(h["at"]),
+             "text": event_text(h["event"], h["actor"], h["detail"])}
+            for h in history
+        ],
+    )  # fmt: skip
 
 
 @routes.get("/cases/{case}/media", name="media")

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import datetime
-import html
 from typing import Any
 
-from blindmatch.node.storage.cases import Case
+from blindmatch.node.cases.decisions import Case
 
 _VARIANTS = {
     "identity": "as uploaded",
@@ -37,10 +36,6 @@ _OPINIONS = {
     "disputed": "Disputed (a service found it wrong, or an appeal was upheld)",
     "withdrawn": "Withdrawn by the holder",
 }
-
-
-def e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
 
 
 def short(ref: bytes | str, n: int = 8) -> str:
@@ -126,22 +121,23 @@ def age(seconds: int) -> str:
 
 
 def event_text(event: str, actor: str, detail: dict[str, Any]) -> str:
+    """A case event in words (plain text: the templates escape it)."""
     kind, _, arg = event.partition(":")
-    who = e(actor)
+    who = str(actor)
     reason = detail.get("reason") if isinstance(detail, dict) else None
-    because = f" — “{e(reason)}”" if reason else ""
+    because = f" — “{reason}”" if reason else ""
     if kind == "opened":
-        return f"Opened by the policy, {e(_STATES.get(arg, arg).lower())}{because}"
+        return f"Opened by the policy, {_STATES.get(arg, arg).lower()}{because}"
     if kind == "decided":
-        return f"Decision: <strong>{e(arg)}</strong> by {who}{because}"
+        return f"Decision: {arg} by {who}{because}"
     if kind == "media" and arg == "revealed":
         return f"Original image revealed to {who}"
     if kind == "appeal":
         text = {"opened": "Appeal opened by the uploader", "upheld": "Appeal upheld",
-                "denied": "Appeal denied"}.get(arg, f"Appeal {e(arg)}")  # fmt: skip
+                "denied": "Appeal denied"}.get(arg, f"Appeal {arg}")  # fmt: skip
         return f"{text}{'' if arg == 'opened' else ' by ' + who}{because}"
     if kind == "re-review":
-        return f"Re-review requested: {e(arg)} reported by {who}"
+        return f"Re-review requested: {arg} reported by {who}"
     if kind == "closed":
-        return f"Closed ({e(arg)}) by {who}"
-    return f"{e(event)} by {who}{because}"
+        return f"Closed ({arg}) by {who}"
+    return f"{event} by {who}{because}"

@@ -9,12 +9,14 @@ a refused request uses its nonce up, and a replay of it is answered as a replay.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from blindmatch.node.clock import Clock
 from blindmatch.node.errors import NodeError
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import BudgetLedger, BudgetLimits, Database, NonceStore
+from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.node.translog.hooks import TrafficCounts
 from blindmatch.protocol import envelope
 from blindmatch.protocol.roster import Member
@@ -43,6 +45,7 @@ class Admission:
         traffic: TrafficCounts,
         metrics: Metrics,
         clock: Clock,
+        incidents: PeerIncidents,
     ) -> None:
         self.db = db
         self.nonces = nonces
@@ -50,6 +53,10 @@ class Admission:
         self.traffic = traffic
         self.metrics = metrics
         self.clock = clock
+        self.incidents = incidents
+        self._exhausted: dict[tuple[str, str], int] = {}  # (peer, budget) -> refused until
+        self._penalty: dict[str, tuple[int, int]] = {}  # peer -> (refused until, seconds)
+        self._bad_queries: OrderedDict[bytes, str] = OrderedDict()  # digest -> why refused
 
     def pending(self, sender: str, nonce: bytes) -> PendingNonce:
         return PendingNonce(sender, nonce, self.clock.now() + NONCE_RETENTION_S)
@@ -95,6 +102,7 @@ class Admission:
             pending.recorded = True
         if not charged:
             retry = (3600 - now % 3600) * 1000
+            self._exhausted[(peer.node_id, what)] = now + retry // 1000
             self.metrics.inc("budget_refusals_total", labels={"peer": peer.node_id, "what": what})
             raise NodeError(
                 "budget-exhausted",
@@ -102,3 +110,44 @@ class Admission:
                 retry_after_ms=retry,
             )
         self.metrics.inc(f"peer_{what}_total", n, labels={"peer": peer.node_id})
+
+    def refuse_early(self, peer: Member, what: str) -> None:
+        """Refuse from memory, before any database work or crypto, a peer whose budget for
+        ``what`` is known to be used up this window, or that is serving a penalty for a bad
+        proof (a refusal then costs the holder microseconds, not a commit)."""
+        now = self.clock.now()
+        for until, why in (
+            (self._exhausted.get((peer.node_id, what), 0), f"{what} budget is used up"),
+            (self._penalty.get(peer.node_id, (0, 0))[0], "a bad proof was sent recently"),
+        ):
+            if now < until:
+                self.metrics.inc("early_refusals_total", labels={"peer": peer.node_id})
+                raise NodeError(
+                    "budget-exhausted", f"{why} for {peer.node_id}", (until - now) * 1000
+                )
+
+    def known_bad(self, digest: bytes) -> NodeError | None:
+        """The refusal of a threshold query already found to carry a bad proof."""
+        detail = self._bad_queries.get(digest)
+        return None if detail is None else NodeError("bad-proof", detail)
+
+    async def bad_proof(self, peer: Member, digest: bytes, detail: str) -> NodeError:
+        """A threshold query whose proofs fail: remembered, so the same bytes are refused
+        without verifying again, and the peer pays a penalty (10 s, doubling to an hour)
+        during which its threshold queries are refused before any crypto."""
+        self._bad_queries[digest] = detail
+        while len(self._bad_queries) > 4096:
+            self._bad_queries.popitem(last=False)
+        now = self.clock.now()
+        _, last = self._penalty.get(peer.node_id, (0, 0))
+        seconds = min(3600, max(10, last * 2))
+        self._penalty[peer.node_id] = (now + seconds, seconds)
+        self.metrics.inc("bad_proofs_total", labels={"peer": peer.node_id})
+        await self.incidents.record(
+            peer.node_id,
+            "bad-proof",
+            f"a threshold query's proofs failed; its queries refused for {seconds} s",
+            {"what": "threshold.query", "penalty_s": seconds},
+            now,
+        )
+        return NodeError("bad-proof", detail)

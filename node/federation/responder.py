@@ -57,6 +57,7 @@ class PeerResponder:
     ) -> dict[str, Any]:
         if body["key_id"] != self.keys.voprf_key_id:
             raise NodeError("not-allowed", "unknown or retired VOPRF key id")
+        self.admission.refuse_early(peer, "evaluations")
         await self.admission.charge(
             peer, "evaluations", len(body["elements"]), "evaluations", pending
         )
@@ -85,8 +86,13 @@ class PeerResponder:
     async def threshold(
         self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
     ) -> dict[str, Any]:
-        await self.admission.charge(peer, "threshold_items", len(body["items"]), "queries", pending)
+        self.admission.refuse_early(peer, "threshold_items")
         digest = hashlib.sha256(body["query"]).digest()
+        known_bad = self.admission.known_bad(digest)
+        if known_bad is not None:  # the same bad proof again: refused without crypto
+            self.metrics.inc("bad_proofs_total", labels={"peer": peer.node_id})
+            raise known_bad
+        await self.admission.charge(peer, "threshold_items", len(body["items"]), "queries", pending)
         verified = self._verified_queries.get(digest)
         # The candidates are read from the database while the proofs are checked off the loop.
         items_read = asyncio.ensure_future(self.holder_items(body["items"]))
@@ -95,7 +101,7 @@ class PeerResponder:
                 try:
                     verified = await asyncio.to_thread(matching.verify_threshold_query, body)
                 except matching.ExchangeError as exc:
-                    raise NodeError("bad-proof", str(exc)) from exc
+                    raise await self.admission.bad_proof(peer, digest, str(exc)) from exc
                 self._verified_queries[digest] = verified
                 while len(self._verified_queries) > 64:
                     self._verified_queries.popitem(last=False)
