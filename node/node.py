@@ -103,7 +103,7 @@ class Node:
         )  # fmt: skip
         incidents = PeerIncidents(db)
         self.admission = Admission(
-            db, self.nonces, self.budgets, self.traffic, metrics, clock, incidents
+            db, self.nonces, self.budgets, self.traffic, metrics, clock, incidents, cfg.node_id
         )
         self.responder = PeerResponder(
             db, self.admission, self.feeds, self.decisions, keys, metrics, clock,

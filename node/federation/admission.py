@@ -18,6 +18,7 @@ from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import BudgetLedger, BudgetLimits, Database, NonceStore
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.node.translog.hooks import TrafficCounts
+from blindmatch.protocol import admission as admission_rules
 from blindmatch.protocol import envelope
 from blindmatch.protocol.roster import Member
 
@@ -46,6 +47,7 @@ class Admission:
         metrics: Metrics,
         clock: Clock,
         incidents: PeerIncidents,
+        node_id: str,
     ) -> None:
         self.db = db
         self.nonces = nonces
@@ -54,6 +56,7 @@ class Admission:
         self.metrics = metrics
         self.clock = clock
         self.incidents = incidents
+        self.node_id = node_id
         self._exhausted: dict[tuple[str, str], int] = {}  # (peer, budget) -> refused until
         self._penalty: dict[str, tuple[int, int]] = {}  # peer -> (refused until, seconds)
         self._bad_queries: OrderedDict[bytes, str] = OrderedDict()  # digest -> why refused
@@ -101,12 +104,29 @@ class Admission:
         if pending is not None:
             pending.recorded = True
         if not charged:
-            retry = (3600 - now % 3600) * 1000
+            # The atomic charge applies admission's rule (used + units <= limit, both
+            # windows); the decision function names the refusal and the window to wait for.
+            used = await self.budgets.usage(f"{peer.node_id}/{what}", now)
+            decision = admission_rules.decide(
+                sender=peer.node_id,
+                self_id=self.node_id,
+                now_ms=now * 1000,
+                timestamp_ms=now * 1000,  # the envelope's timestamp was checked on opening
+                nonce_seen=False,
+                charge=admission_rules.Charge(
+                    what,
+                    n,
+                    admission_rules.Limits(limits.per_hour, limits.per_day),
+                    admission_rules.Usage(used["hour"], used["day"]),
+                    counter,
+                ),
+            )
+            retry = decision.retry_after_ms or (3600 - now % 3600) * 1000
             self._exhausted[(peer.node_id, what)] = now + retry // 1000
             self.metrics.inc("budget_refusals_total", labels={"peer": peer.node_id, "what": what})
             raise NodeError(
                 "budget-exhausted",
-                f"{what} budget for {peer.node_id} is used up for this window",
+                decision.message or f"{what} budget for {peer.node_id} is used up for this window",
                 retry_after_ms=retry,
             )
         self.metrics.inc(f"peer_{what}_total", n, labels={"peer": peer.node_id})

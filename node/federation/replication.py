@@ -23,7 +23,7 @@ from blindmatch.node.storage import ReplicaStore
 from blindmatch.node.storage.feeds import FeedEntry
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.protocol import feedback as fb
-from blindmatch.protocol import index
+from blindmatch.protocol import index, replication
 from blindmatch.protocol.roster import Member, Roster
 
 log = logging.getLogger("blindmatch.node")
@@ -140,50 +140,45 @@ class Replicator:
         return new
 
     async def _pull_feed(self, peer: Member, feed: str, max_pages: int) -> int:
-        new = 0
-        head = None
-        for _ in range(max_pages):
-            cursor = await self.replicas.cursor(peer.node_id, feed)
-            reply = await self.client.call(
-                peer, "feed.pull", {"feed": feed, "after": cursor, "limit": PAGE_ENTRIES}
-            )
-            body = reply.body
-            if body["feed"] != feed:
-                raise PeerError("bad-body", "page of another feed")
-            head = body["head"]
-            entries = [
-                FeedEntry(feed, e["seq"], e["id"], e["kind"], e["payload"], 0)
-                for e in body["entries"]
-            ]
-            seqs = [e.seq for e in entries]
-            if seqs != sorted(set(seqs)) or (seqs and seqs[0] <= cursor):
-                raise PeerError("bad-body", "feed page is not in order after the cursor")
-            if not entries:
+        """One pass over the peer's feed, driven by the sans-I/O :class:`FeedPull` (it checks
+        every page and owns the cursor; this method only sends, stores and applies)."""
+        start = await self.replicas.cursor(peer.node_id, feed)
+        pull = replication.FeedPull(feed, start, page_limit=PAGE_ENTRIES, max_pages=max_pages)
+        while (request := pull.request()) is not None:
+            reply = await self.client.call(peer, "feed.pull", request)
+            try:
+                page = pull.receive(reply.body)
+            except replication.ReplicationError as exc:
+                raise PeerError(exc.code, exc.message) from exc
+            if not page.entries:
                 break
-            new_cursor = entries[-1].seq
+            entries = [
+                FeedEntry(feed, e.seq, e.entry_id, e.kind, e.payload, 0) for e in page.entries
+            ]
             await self.replicas.store_pulled(
-                peer.node_id, feed, entries, new_cursor, self.clock.now()
+                peer.node_id, feed, entries, page.cursor, self.clock.now()
             )
-            new += len(entries)
+            after = pull.cursor
+            pull.stored()
             if feed == INDEX_FEED:
                 # Apply what is now durably stored, in feed order, exactly once: directly if
                 # the replica is at the position this page follows, else from the store.
                 replica = self.replica(peer.node_id)
-                page = [StoredEntry(e.seq, e.entry_id, e.kind, e.payload) for e in entries]
-                if replica is not None and not await self._apply_page(replica, cursor, page):
+                stored = [StoredEntry(e.seq, e.entry_id, e.kind, e.payload) for e in entries]
+                if replica is not None and not await self._apply_page(replica, after, stored):
                     await self.catch_up(peer.node_id)
             else:
                 for e in entries:
                     await self._apply_feedback_entry(peer, e)
-            if new_cursor >= body["head"]:
-                break
-        if head is not None:
-            self.feed_heads[(peer.node_id, feed)] = (head, self.clock.now())
-        if new:
+        if pull.head is not None:
+            self.feed_heads[(peer.node_id, feed)] = (pull.head, self.clock.now())
+        if pull.pulled:
             self.metrics.inc(
-                "replica_entries_pulled_total", new, labels={"peer": peer.node_id, "feed": feed}
+                "replica_entries_pulled_total",
+                pull.pulled,
+                labels={"peer": peer.node_id, "feed": feed},
             )
-        return new
+        return pull.pulled
 
     async def _apply_feedback_entry(self, peer: Member, entry: FeedEntry) -> None:
         """Verify a replicated feedback record against its origin's key, then apply it."""
