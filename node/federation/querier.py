@@ -181,14 +181,18 @@ class Querier:
         cache = self._encryptions_for(job_ref)
         # A job's peers run concurrently; its query hashes are encrypted once, under this lock.
         lock = self._job_locks.setdefault(job_ref, asyncio.Lock())
-        async with lock:
-            requests = await asyncio.to_thread(ex.threshold_requests, cache)
-        for req in requests:
-            answer = await self.client.call(peer, "threshold.query", req)
-            try:
-                await asyncio.to_thread(ex.on_answer, req, answer.body, cache)
-            except matching.ExchangeError as exc:
-                raise PeerError(exc.code, str(exc)) from exc
+        # Rounds: a tile exchange asks only what the derivative rule needs (derivatives.md 6.5).
+        while True:
+            async with lock:
+                requests = await asyncio.to_thread(ex.next_threshold_requests, cache)
+            if not requests:
+                break
+            for req in requests:
+                answer = await self.client.call(peer, "threshold.query", req)
+                try:
+                    await asyncio.to_thread(ex.on_answer, req, answer.body, cache)
+                except matching.ExchangeError as exc:
+                    raise PeerError(exc.code, str(exc)) from exc
         sent, received = self.client.bytes_with(peer.node_id)
         sent, received = sent - sent_before, received - received_before
         await self._record(job_ref, peer, ex, wanted, sent, received, ran_at)

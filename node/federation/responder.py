@@ -17,6 +17,7 @@ from blindmatch.node import signals
 from blindmatch.node.cases.decisions import DecisionError, DecisionService
 from blindmatch.node.clock import Clock
 from blindmatch.node.errors import NodeError
+from blindmatch.node.federation import oprf_workers
 from blindmatch.node.federation.admission import Admission, PendingNonce
 from blindmatch.node.federation.publisher import INDEX_FEED
 from blindmatch.node.keys import NodeKeys
@@ -27,6 +28,9 @@ from blindmatch.protocol import matching
 from blindmatch.protocol.roster import Member
 
 FEED_PAGE_BYTES = 8 * 1024 * 1024  # half the querier's reply limit
+# An oprf.evaluate of this many elements or more runs in a worker process (a picture's tiles,
+# ~3,000 elements, take a core for a quarter of a second); smaller ones in a thread.
+EVALUATE_IN_WORKER_ELEMENTS = 512
 FEEDS = (INDEX_FEED, fb.FEED)
 
 
@@ -62,7 +66,12 @@ class PeerResponder:
             peer, "evaluations", len(body["elements"]), "evaluations", pending
         )
         try:
-            # The scalar multiplications run off the event loop.
+            # The scalar multiplications run off the event loop: a large request (a picture's
+            # tiles, thousands of elements) in a worker process, a small one in a thread.
+            if len(body["elements"]) >= EVALUATE_IN_WORKER_ELEMENTS:
+                return await oprf_workers.run(
+                    matching.answer_evaluate, self.keys.voprf, self.keys.voprf_key_id, body
+                )
             return await asyncio.to_thread(
                 matching.answer_evaluate, self.keys.voprf, self.keys.voprf_key_id, body
             )
