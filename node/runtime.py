@@ -112,8 +112,11 @@ async def start(cfg: NodeConfig) -> RunningNode:
         ):
             # The public port closes idle keep-alive connections as soon as its guard closes
             # silent new ones; the local API keeps aiohttp's defaults.
-            extra = {"keepalive_timeout": limits.idle_timeout} if public else {}
-            runner = web.AppRunner(app, access_log=None, **extra)
+            runner = (
+                web.AppRunner(app, access_log=None, keepalive_timeout=limits.idle_timeout)
+                if public
+                else web.AppRunner(app, access_log=None)
+            )
             await runner.setup()
             runners.append(runner)
             try:
