@@ -85,8 +85,10 @@ def _ssl_context(cfg: NodeConfig) -> ssl.SSLContext | None:
     return ctx
 
 
-class HistoryError(ValueError):
+class HistoryError(BlindmatchError, ValueError):
     """The database is not the one this node's home says it has been running on."""
+
+    code = "storage"
 
 
 HISTORY_FILE = "history.json"
