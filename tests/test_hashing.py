@@ -194,8 +194,8 @@ def test_cli_prints_json_lines_and_reports_errors(
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert lines[1]["variant"] == "identity+transpose"
     names = [x.get("variant") for x in lines[1:-1]]
-    assert names[-3:] == ["uncrop/2", "uncrop/5", "uncrop/10"]
-    assert len(lines) == 1 + 7 + 3 + 1  # the picture, 7 more rotations/mirrors, 3 uncrops, sha
+    assert names[-4:] == ["uncrop/2", "uncrop/5", "uncrop/5+flip_h", "uncrop/10"]
+    assert len(lines) == 1 + 7 + 4 + 1  # the picture, 7 more rotations/mirrors, 4 uncrops, sha
 
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: int = 5) -> bool:

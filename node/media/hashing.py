@@ -423,6 +423,8 @@ def find_collage_cells(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
 # outwards by the fraction a crop of f would have removed brings it back close: measured on the
 # corpus, a 5% centred crop goes from median distance 49 to 14.
 UNCROP_FRACTIONS = (0.02, 0.05, 0.10)
+# Of those, the one also looked up mirrored (one more query hash per upload, for mirror + crop).
+UNCROP_MIRRORED = 0.05
 
 
 def uncrop(rgb: np.ndarray, fraction: float) -> np.ndarray:
@@ -469,7 +471,8 @@ def hash_image(
     that content box (``content/identity``, ``framed/identity``), of the box left after peeling
     nested layers of chrome (``nested/identity``) and of each picture of a collage
     (``cell/0`` ...); and three "uncropped"
-    versions for copies cut down by a centred crop (``uncrop/2``, ``uncrop/5``, ``uncrop/10``).
+    versions for copies cut down by a centred crop (``uncrop/2``, ``uncrop/5``, ``uncrop/10``),
+    and the 5% one mirrored (``uncrop/5+flip_h``).
     """
     small = downscale(image if image.mode == "RGB" else image.convert("RGB"))
     rgb = np.asarray(small, dtype=np.uint8)
@@ -508,8 +511,14 @@ def hash_image(
                 cell = pdq_of_pixels(rgb[top + ct : top + cb, left + cl : left + cr])
                 variants.append(QueryVariant(f"cell/{i}", cell))
         for fraction in UNCROP_FRACTIONS:
-            extended = pdq_of_pixels(uncrop(rgb, fraction))
+            extended_rgb = uncrop(rgb, fraction)
+            extended = pdq_of_pixels(extended_rgb)
             variants.append(QueryVariant(f"uncrop/{round(fraction * 100)}", extended))
+            if fraction == UNCROP_MIRRORED:
+                # A mirrored copy cropped a little: the mirror of the uncropped picture, hashed
+                # from the flipped pixels (a mirror taken in the DCT domain is ~9 bits off).
+                mirrored = pdq_of_pixels(extended_rgb[:, ::-1])
+                variants.append(QueryVariant(f"uncrop/{round(fraction * 100)}+flip_h", mirrored))
     else:
         pdq = pdq_of_pixels(rgb)
     return ImageHashes(sha256, width, height, pdq, box, tuple(variants))
