@@ -66,6 +66,8 @@ def variant_text(variant: str) -> str:
     head, _, rest = variant.partition("/")
     if head == "cell" and rest.isdigit():
         return "one picture of a collage in the upload"
+    if head == "uncrop" and rest.endswith("+flip_h") and rest[: -len("+flip_h")].isdigit():
+        return f"mirrored, with about {rest[: -len('+flip_h')]}% cropped off its edges"
     if head == "uncrop" and rest.isdigit():
         return f"with about {rest}% cropped off its edges"
     if head in _PREFIXES and rest:
