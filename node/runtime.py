@@ -22,6 +22,7 @@ from blindmatch.node.banks.service import BankService
 from blindmatch.node.cases import policy as policy_mod
 from blindmatch.node.clock import SystemClock
 from blindmatch.node.config import NodeConfig, is_loopback_host
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.node.federation.http import build_app
 from blindmatch.node.federation.port_guard import GuardedTCPSite, PortGuard, PortLimits
 from blindmatch.node.federation.roster_watch import RosterWatch, load_roster
@@ -31,8 +32,10 @@ from blindmatch.node.translog.monitor import FederationLogWatch
 TOKEN_FILE = "api.token"
 
 
-class ListenError(OSError):
+class ListenError(BlindmatchError, OSError):
     """A listener could not be opened (the port is taken, the address is not ours)."""
+
+    code = "cannot-listen"
 
 
 def api_token(home: Path) -> str:
@@ -109,8 +112,11 @@ async def start(cfg: NodeConfig) -> RunningNode:
         ):
             # The public port closes idle keep-alive connections as soon as its guard closes
             # silent new ones; the local API keeps aiohttp's defaults.
-            extra = {"keepalive_timeout": limits.idle_timeout} if public else {}
-            runner = web.AppRunner(app, access_log=None, **extra)
+            runner = (
+                web.AppRunner(app, access_log=None, keepalive_timeout=limits.idle_timeout)
+                if public
+                else web.AppRunner(app, access_log=None)
+            )
             await runner.setup()
             runners.append(runner)
             try:
