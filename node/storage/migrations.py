@@ -369,6 +369,76 @@ RELIABILITY_SCHEMA = Migration(
     ),
 )
 
+# Context on uploads and repeat-uploader signals (specs/uploaders.md). An upload's context is
+# the platform's and stays here: no column of it is ever sent to a peer. Identifier digests are
+# inside ``context`` (JSON), used only blinded.
+UPLOADER_CONTEXT_SCHEMA = Migration(
+    7,
+    "upload context and repeat-uploader signals: context per upload, case signals, candidates,"
+    " tags, publications (sent and kept), the keeper feed replica",
+    (
+        """
+        CREATE TABLE upload_context (
+            content_ref  TEXT PRIMARY KEY,
+            uploader_ref TEXT,
+            context      TEXT NOT NULL,
+            created_at   BIGINT NOT NULL
+        )""",
+        "CREATE INDEX upload_context_uploader ON upload_context (uploader_ref)",
+        # What the node computed for the case (recidivism, known elsewhere, the signals that
+        # moved its priority), JSON; shown to reviewers, counted in the transparency report.
+        "ALTER TABLE cases ADD COLUMN signals TEXT NOT NULL DEFAULT '{}'",
+        # Holder: the last threshold query of a peer naming one of our items.
+        """
+        CREATE TABLE uploader_candidates (
+            peer_id  TEXT NOT NULL,
+            item_ref {BLOB} NOT NULL,
+            at       BIGINT NOT NULL,
+            PRIMARY KEY (peer_id, item_ref)
+        )""",
+        # Reader and publisher: the tags computed for a case's uploader.
+        """
+        CREATE TABLE case_uploader_tags (
+            case_ref {BLOB} NOT NULL REFERENCES cases (case_ref) ON DELETE CASCADE,
+            tag      {BLOB} NOT NULL,
+            holder   TEXT NOT NULL,
+            PRIMARY KEY (case_ref, tag)
+        )""",
+        "CREATE INDEX case_uploader_tags_tag ON case_uploader_tags (tag)",
+        # Publisher: what we published to the keeper, per case.
+        """
+        CREATE TABLE uploader_publications_out (
+            publication {BLOB} PRIMARY KEY,
+            case_ref    {BLOB} NOT NULL,
+            keeper      TEXT NOT NULL,
+            state       TEXT NOT NULL CHECK (state IN ('published', 'withdrawn')),
+            at          BIGINT NOT NULL
+        )""",
+        "CREATE INDEX uploader_publications_out_case ON uploader_publications_out (case_ref)",
+        # Keeper: publications received (the publisher is known here, never in the feed).
+        """
+        CREATE TABLE uploader_publications (
+            publication  {BLOB} PRIMARY KEY,
+            origin       TEXT NOT NULL,
+            holder       TEXT NOT NULL,
+            item_ref     {BLOB} NOT NULL,
+            confirm      {BLOB} NOT NULL UNIQUE,
+            tags         {BLOB} NOT NULL,
+            expires_ms   BIGINT NOT NULL,
+            created_at   BIGINT NOT NULL,
+            withdrawn_at BIGINT
+        )""",
+        # Reader: the keeper's live tags, as replicated.
+        """
+        CREATE TABLE uploader_signals (
+            keeper     TEXT NOT NULL,
+            tag        {BLOB} NOT NULL,
+            expires_ms BIGINT NOT NULL,
+            PRIMARY KEY (keeper, tag)
+        )""",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
     FEDERATION_SCHEMA,
@@ -376,6 +446,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     TRANSPARENCY_SCHEMA,
     PROTECTED_SOURCES_SCHEMA,
     RELIABILITY_SCHEMA,
+    UPLOADER_CONTEXT_SCHEMA,
 )
 
 
