@@ -428,6 +428,23 @@ UPLOADER_CONTEXT_SCHEMA = Migration(
             created_at   BIGINT NOT NULL,
             withdrawn_at BIGINT
         )""",
+        # The log's traffic counters also count uploader-signal evaluations (two stages).
+        """
+        CREATE TABLE log_counters_v7 (
+            peer_id         TEXT NOT NULL,
+            counter         TEXT NOT NULL CHECK (counter IN
+                            ('queries', 'evaluations', 'uploader-holder', 'uploader-keeper')),
+            direction       TEXT NOT NULL CHECK (direction IN ('sent', 'received')),
+            window_start_ms BIGINT NOT NULL,
+            window_ms       BIGINT NOT NULL,
+            messages        BIGINT NOT NULL DEFAULT 0,
+            items           BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (peer_id, counter, direction, window_start_ms, window_ms)
+        )""",
+        "INSERT INTO log_counters_v7 SELECT peer_id, counter, direction, window_start_ms,"
+        " window_ms, messages, items FROM log_counters",
+        "DROP TABLE log_counters",
+        "ALTER TABLE log_counters_v7 RENAME TO log_counters",
         # Reader: the keeper's live tags, as replicated.
         """
         CREATE TABLE uploader_signals (
