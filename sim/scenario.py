@@ -297,6 +297,11 @@ def parse(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
 
 
 def load(path: str | Path) -> Scenario:
+    return parse(load_data(path), str(path))
+
+
+def load_data(path: str | Path) -> dict[str, Any]:
+    """A scenario file's data as read, before validation (a sweep edits it per point)."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -307,4 +312,6 @@ def load(path: str | Path) -> Scenario:
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         kind = "JSON" if p.suffix == ".json" else "TOML"
         raise ScenarioError(f"{p}: not valid {kind}: {exc}") from None
-    return parse(data, str(p))
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{p}: a scenario is a table of fields")
+    return data

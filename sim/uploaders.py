@@ -325,9 +325,9 @@ def plots(res: dict[str, Any], out: Path) -> list[str]:
     u = res.get("uploaders")
     if not u:
         return []
-    import matplotlib
+    from .report import figure_style, save_figure
 
-    matplotlib.use("Agg")
+    figure_style()
     import matplotlib.pyplot as plt
 
     names = list(u["variants"])
@@ -351,9 +351,7 @@ def plots(res: dict[str, Any], out: Path) -> list[str]:
     for ax in axes:
         ax.set_xticks(x, labels, fontsize=7)
     fig.tight_layout()
-    fig.savefig(out / "uploaders.png", dpi=70)
-    plt.close(fig)
-    return ["uploaders.png"]
+    return save_figure(fig, out, "uploaders")
 
 
 def report_lines(res: dict[str, Any], plot_names: list[str]) -> list[str]:
@@ -410,5 +408,9 @@ def report_lines(res: dict[str, Any], plot_names: list[str]) -> list[str]:
         "(specs/uploaders.md section 9).",
         "",
     ]
-    lines += [f"![{p}]({p})" for p in plot_names if p == "uploaders.png"]
+    lines += (
+        ["![uploaders](uploaders.png) ([SVG](uploaders.svg))"]
+        if "uploaders.png" in plot_names
+        else []
+    )
     return [*lines, ""]

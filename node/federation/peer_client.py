@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -60,7 +61,14 @@ class PeerClient:
 
     async def start(self) -> None:
         if self.session is None:
-            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, connect=5))
+            # Peers' certificates are checked against the configured CA bundle (tls_ca), else
+            # the system's; the envelope signatures authenticate peers on top of that.
+            ca = self.node.cfg.tls_ca
+            context = ssl.create_default_context(cafile=str(ca) if ca else None)
+            self.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=60, connect=5),
+                connector=aiohttp.TCPConnector(ssl=context),
+            )
 
     async def close(self) -> None:
         if self.session is not None:

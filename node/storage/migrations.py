@@ -369,11 +369,41 @@ RELIABILITY_SCHEMA = Migration(
     ),
 )
 
+# Video items (signal type vpdq, specs/signals-and-lsh.md 7): a video is one bank item whose
+# frame list hangs off it; each indexed frame (distinct, quality >= 50) has its own item_ref,
+# published and answered for only while the video item is, like a protected source's tiles.
+VIDEOS_SCHEMA = Migration(
+    7,
+    "video items: a vPDQ video's frame list, indexed frames with their own references",
+    (
+        # grp is released to queriers with every frame (8 random bytes, never derived from a
+        # hash); indexed_frames is released too (vPDQ's compared-match denominator).
+        """
+        CREATE TABLE videos (
+            item_id        BIGINT PRIMARY KEY REFERENCES bank_items (id) ON DELETE CASCADE,
+            grp            {BLOB} NOT NULL UNIQUE,
+            indexed_frames BIGINT NOT NULL CHECK (indexed_frames >= 0)
+        )""",
+        # Every frame of the list, in order (exported as ThreatExchange's signal string);
+        # item_ref is set for indexed frames only.
+        """
+        CREATE TABLE video_frames (
+            id           {ID},
+            item_id      BIGINT NOT NULL REFERENCES videos (item_id) ON DELETE CASCADE,
+            position     BIGINT NOT NULL,
+            hash         {BLOB} NOT NULL,
+            quality      BIGINT NOT NULL CHECK (quality BETWEEN 0 AND 100),
+            timestamp_ms BIGINT NOT NULL CHECK (timestamp_ms >= 0),
+            item_ref     {BLOB} UNIQUE,
+            UNIQUE (item_id, position)
+        )""",
+        "CREATE INDEX video_frames_item ON video_frames (item_id)",
+
 # Context on uploads and repeat-uploader signals (specs/uploaders.md). An upload's context is
 # the platform's and stays here: no column of it is ever sent to a peer. Identifier digests are
 # inside ``context`` (JSON), used only blinded.
 UPLOADER_CONTEXT_SCHEMA = Migration(
-    7,
+    8,
     "upload context and repeat-uploader signals: context per upload, case signals, candidates,"
     " tags, publications (sent and kept), the keeper feed replica",
     (
@@ -430,7 +460,7 @@ UPLOADER_CONTEXT_SCHEMA = Migration(
         )""",
         # The log's traffic counters also count uploader-signal evaluations (two stages).
         """
-        CREATE TABLE log_counters_v7 (
+        CREATE TABLE log_counters_v8 (
             peer_id         TEXT NOT NULL,
             counter         TEXT NOT NULL CHECK (counter IN
                             ('queries', 'evaluations', 'uploader-holder', 'uploader-keeper')),
@@ -441,10 +471,10 @@ UPLOADER_CONTEXT_SCHEMA = Migration(
             items           BIGINT NOT NULL DEFAULT 0,
             PRIMARY KEY (peer_id, counter, direction, window_start_ms, window_ms)
         )""",
-        "INSERT INTO log_counters_v7 SELECT peer_id, counter, direction, window_start_ms,"
+        "INSERT INTO log_counters_v8 SELECT peer_id, counter, direction, window_start_ms,"
         " window_ms, messages, items FROM log_counters",
         "DROP TABLE log_counters",
-        "ALTER TABLE log_counters_v7 RENAME TO log_counters",
+        "ALTER TABLE log_counters_v8 RENAME TO log_counters",
         # Reader: the keeper's live tags, as replicated.
         """
         CREATE TABLE uploader_signals (
@@ -463,6 +493,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     TRANSPARENCY_SCHEMA,
     PROTECTED_SOURCES_SCHEMA,
     RELIABILITY_SCHEMA,
+    VIDEOS_SCHEMA,
     UPLOADER_CONTEXT_SCHEMA,
 )
 
