@@ -24,9 +24,7 @@ from blindmatch.node.cases.context import identifier
 UPLOAD_HEADER = "Blindmatch-Upload"
 
 
-def uploader(
-    ref: str, emails: Iterable[str] = (), phones: Iterable[str] = ()
-) -> dict[str, Any]:
+def uploader(ref: str, emails: Iterable[str] = (), phones: Iterable[str] = ()) -> dict[str, Any]:
     """The ``uploader`` of an upload: the platform's pseudonymous account reference and, for
     repeat-uploader signals, digests of the account's emails and phone numbers (normalised and
     hashed here: the node never receives the email or phone itself)."""

@@ -398,6 +398,8 @@ VIDEOS_SCHEMA = Migration(
             UNIQUE (item_id, position)
         )""",
         "CREATE INDEX video_frames_item ON video_frames (item_id)",
+    ),
+)
 
 # Context on uploads and repeat-uploader signals (specs/uploaders.md). An upload's context is
 # the platform's and stays here: no column of it is ever sent to a peer. Identifier digests are
