@@ -31,7 +31,7 @@ import numpy as np
 from blindmatch.node.cases.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
-from blindmatch.node.federation import index_build
+from blindmatch.node.federation import index_build, uploader_signals
 from blindmatch.node.federation.peer_client import PeerClient, PeerError
 from blindmatch.node.federation.peer_replicas import PeerReplica, Rejected, StoredEntry
 from blindmatch.node.keys import NodeKeys
@@ -142,6 +142,13 @@ class Node:
         self.decisions = DecisionService(self)
         self.translog = TransparencyLog(db, cfg.node_id, keys.identity, self.clock)
         self.traffic = translog_hooks.TrafficCounts(db)
+        self.uploaders = uploader_signals.UploaderSignals(
+            db, node_id=cfg.node_id, roster=lambda: self.roster, keys=keys, feeds=self.feeds,
+            replicas=self.replicas, client=self.client, outbox=self.outbox,
+            budgets=self.budgets, traffic=self.traffic, translog=self.translog,
+            metrics=self.metrics, clock=self.clock,
+            refresh_feedback=lambda holder: self._pull_feed(holder, fb.FEED, 10),
+        )  # fmt: skip
         self.rejected_feedback: list[tuple[str, str]] = []  # (holder, reason), for operators
         # (peer, feed) -> (the peer's head at our last complete pull, when): feed lag metrics
         self.feed_heads: dict[tuple[str, str], tuple[int, int]] = {}
@@ -162,6 +169,10 @@ class Node:
             raise NodeError("not-allowed", "the roster lists another identity key for this node")
         if me.voprf_key is not None and me.voprf_key != keys.voprf.pk:
             raise NodeError("not-allowed", "the roster pins another VOPRF key for this node")
+        for name in ("uploader_key", "keeper_key"):
+            key = getattr(keys, name.removesuffix("_key"))
+            if getattr(me, name) is not None and (key is None or getattr(me, name) != key.pk):
+                raise NodeError("not-allowed", f"the roster pins another {name} for this node")
         self.me = me
 
     # --- lifecycle ------------------------------------------------------------------------
@@ -495,6 +506,7 @@ class Node:
 
     async def handle_threshold(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
         await self._charge(peer, "threshold_items", len(body["items"]), "queries")
+        await self.uploaders.note_candidates(peer.node_id, body["items"])
         digest = hashlib.sha256(body["query"]).digest()
         verified = self._verified_queries.get(digest)
         # The candidates are read from the database while the proofs are checked off the loop.
@@ -528,8 +540,9 @@ class Node:
         return {"seq": seq}
 
     async def handle_feed_pull(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
-        if body["feed"] not in (INDEX_FEED, fb.FEED):
-            raise NodeError("not-allowed", f"no feed named {body['feed']}")
+        uploaders_feed = body["feed"] == uploader_signals.FEED and self.uploaders.may_pull(peer)
+        if body["feed"] not in (INDEX_FEED, fb.FEED) and not uploaders_feed:
+            raise NodeError("not-allowed", f"no feed named {body['feed']} for {peer.node_id}")
         entries = await self.feeds.read(body["feed"], body["after"], body["limit"])
         head = await self.feeds.head(body["feed"])
         # A page stops at a byte budget (always at least one entry), so a backlog of large
@@ -684,7 +697,22 @@ class Node:
             except PeerError as exc:
                 out[peer.node_id] = f"error: {exc.code}"
                 log.info("sync with %s failed: %s", peer.node_id, exc.code)
+        await self._sync_uploaders(out)
         return out
+
+    async def _sync_uploaders(self, out: dict[str, int | str]) -> None:
+        """Keeper: expire publications. Reader: pull the keeper's uploaders feed and carry its
+        changes to open cases (a withdrawn signal clears; a new one raises priority)."""
+        await self.uploaders.expire()
+        keeper = self.uploaders.keeper()
+        try:
+            change = await self.uploaders.pull()
+        except (PeerError, uploader_signals.UploaderSignalError) as exc:
+            if keeper is not None:
+                out[f"{keeper.node_id}/{uploader_signals.FEED}"] = f"error: {exc.code}"
+            return
+        if change.added or change.removed:
+            await self.decisions.apply_uploader_change(change)
 
     async def _sync_loop(self) -> None:
         while not self._stopping:
@@ -917,6 +945,8 @@ class Node:
                 await self.run_task(m.payload, peer)
             elif m.kind == FEEDBACK_KIND:
                 await self.client.call(peer, "feedback.submit", {"record": m.payload})
+            elif m.kind in (uploader_signals.PUBLISH_KIND, uploader_signals.WITHDRAW_KIND):
+                await self.uploaders.deliver(m.kind, m.peer_id, m.payload)
             else:
                 raise NodeError("internal", f"unknown outbox kind {m.kind}")
             await self.outbox.mark_delivered(m.message_id, self.now())

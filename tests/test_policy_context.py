@@ -64,7 +64,11 @@ def test_context_never_auto_actions_on_its_own() -> None:
     for band, holder, prov in [(20, "hub", "moderator-confirmed"), (4, "other", None),
                                (4, "hub", "survivor-submitted")]:  # fmt: skip
         for age, strikes, reports, surface, rec, known in itertools.product(
-            (None, 0, 1000), (None, 0, 50), (None, 0, 9), (None, "public-post"), (0, 5),
+            (None, 0, 1000),
+            (None, 0, 50),
+            (None, 0, 9),
+            (None, "public-post"),
+            (0, 5),
             (False, True),
         ):
             ctx = UploadContext(

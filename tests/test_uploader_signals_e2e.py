@@ -15,6 +15,7 @@ from blindmatch.node.api.client import BlindmatchClient
 from blindmatch.node.cases.context import identifier
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
+from blindmatch.protocol import transparency as tl
 from blindmatch.protocol import uploaders as up
 
 RNG = random.Random(18)
@@ -95,8 +96,8 @@ async def test_repeat_uploader_is_known_elsewhere_for_this_picture_until_an_appe
     assert [(r["origin"], r["withdrawn_at"]) for r in published] == [("platform-a", None)]
 
     # Platform B: the same person (other spellings of the same email and phone), same picture.
-    (case_b,) = await upload(fed, "platform-b", "b-user-3", [
-        ("email", "mallory.repeat@EXAMPLE.net"), ("phone", "0044 20 7946 0958")], "b-1")  # fmt: skip
+    same_person = [("email", "mallory.repeat@EXAMPLE.net"), ("phone", "0044 20 7946 0958")]
+    (case_b,) = await upload(fed, "platform-b", "b-user-3", same_person, "b-1")
     assert case_b["signals"]["known_elsewhere"] is True
     assert "known-elsewhere" in case_b["signals"]["fired"]
     # An unrelated uploader of the same picture: nothing.
@@ -122,7 +123,9 @@ async def test_repeat_uploader_is_known_elsewhere_for_this_picture_until_an_appe
     assert any(h["event"] == "signal:known-elsewhere-withdrawn" for h in history)
     # Logged: the publication and its withdrawal, by id, at both ends.
     for name, direction in (("platform-a", "sent"), ("keeper", "received")):
-        entries = [e for e in await fed[name].node.translog.entries() if e["kind"] == "uploader-signal"]
+        stored = await fed[name].node.translog.entries()
+        entries = [tl.decode_entry(e.entry) for e in stored]
+        entries = [e for e in entries if e["kind"] == "uploader-signal"]
         assert {e["action"] for e in entries if e["direction"] == direction} == {
             "publish", "withdraw"
         }  # fmt: skip
@@ -146,7 +149,7 @@ async def test_members_without_capability_are_refused_stage_one(fed, tmp_path) -
     hub = fed["hub"].node
     keeper_member = fed["keeper"].node.roster.member("keeper")
     # The keeper has no uploader-read capability: the holder refuses to evaluate for it.
-    state, elements = up.start("hub", os.urandom(16), [os.urandom(32)], hub.me.uploader_key)
+    _state, elements = up.start("hub", os.urandom(16), [os.urandom(32)], hub.me.uploader_key)
     with pytest.raises(PeerError) as err:
         await fed["keeper"].node.client.call(
             hub.roster.member("hub"), "uploader.evaluate",

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
-from blindmatch.node.banks.service import BankError, BankService
 from blindmatch.node.api.client import UPLOAD_HEADER
+from blindmatch.node.banks.service import BankError, BankService
 from blindmatch.node.banks.validation import BankValidationError
 from blindmatch.node.cases import derivatives as derivative_cases
 from blindmatch.node.cases.context import ContextError, ContextStore, UploadContext
@@ -71,6 +71,10 @@ def case_json(case: Any) -> dict[str, Any]:
         "reason": case.reason,
         "appeal": case.appeal,
         "needs_rereview": case.needs_rereview,
+        # The platform's context as sent (identifier kinds only, never digests) and what the
+        # node computed: recidivism here, known elsewhere for this picture, what moved priority.
+        "context": case.context,
+        "signals": case.signals,
     }
 
 

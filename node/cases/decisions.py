@@ -18,13 +18,14 @@ import json
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from blindmatch.node.cases import derivatives as derivative_cases
 from blindmatch.node.cases import policy as policy_mod
+from blindmatch.node.cases.context import ContextStore, Signals, UploadContext
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.derivative import is_cell_variant
 from blindmatch.protocol.matching import QueryHash
@@ -66,9 +67,15 @@ class Case:
     needs_rereview: bool
     created_at: int
     updated_at: int
+    # What the node computed about the upload's uploader (recidivism, known elsewhere, the
+    # signals that moved priority) and the platform's context as reviewers see it.
+    signals: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
 
 
 def _case(row: Any) -> Case:
+    signals = json.loads(row["signals"] or "{}")
+    context = signals.pop("context", {})
     return Case(
         case_ref=bytes(row["case_ref"]),
         content_ref=row["content_ref"],
@@ -86,6 +93,8 @@ def _case(row: Any) -> Case:
         needs_rereview=bool(row["needs_rereview"]),
         created_at=int(row["created_at"]),
         updated_at=int(row["updated_at"]),
+        signals=signals,
+        context=context,
     )
 
 
@@ -227,8 +236,15 @@ class DecisionService:
         job_ref: bytes | None = None,
         kind: str | None = None,
         generator_confirmed: bool = False,
+        context: UploadContext | None = None,
+        signals: Signals | None = None,
+        tags: Sequence[bytes] = (),
     ) -> Case | None:
-        """Apply the policy to one match; returns the case, or None when suppressed."""
+        """Apply the policy to one match; returns the case, or None when suppressed.
+        ``context`` is the platform's, ``signals`` the node's (recidivism, known elsewhere);
+        ``tags`` the uploader's repeat-uploader tags for this picture, kept to publish them if
+        a reviewer actions the case and to follow the keeper's feed."""
+        signals = signals or Signals()
         existing = await self.db.fetch_one(
             "SELECT * FROM cases WHERE content_ref = ? AND holder = ? AND item_ref = ?",
             content_ref, holder, item_ref,
@@ -251,9 +267,14 @@ class DecisionService:
                 baseline_per_window=baseline,
                 kind=kind,
                 generator_confirmed=generator_confirmed,
+                context=context,
+                signals=signals,
             ),
         )
         self.node.metrics.inc("policy_verdicts_total", labels={"action": verdict.action})
+        for name in verdict.signals:
+            # Counted by signal name, never by uploader: the transparency report reads these.
+            self.node.metrics.inc("policy_signals_total", labels={"signal": name.split(":")[0]})
         if verdict.action == "suppress":
             log.info("match suppressed by policy: %s", verdict.reason)
             return None
@@ -263,17 +284,28 @@ class DecisionService:
         case_ref = os.urandom(16)
         now = self.node.now()
         release_json = json.dumps({**release, "opinion": opinion.label}, sort_keys=True)
+        signals_json = json.dumps(
+            {
+                "known_elsewhere": signals.known_elsewhere,
+                "recidivism": signals.recidivism,
+                "fired": list(verdict.signals),
+                "context": context.for_reviewer() if context is not None else {},
+            },
+            sort_keys=True,
+        )
         async with self.db.transaction():
             await self.db.execute(
                 "INSERT INTO cases (case_ref, content_ref, job_ref, source, holder, item_ref, band,"
                 " variant, release, state, priority, decided_by, reason, decided_at, created_at,"
-                " updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " updated_at, signals) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 case_ref, content_ref, job_ref, source, holder, item_ref, band, variant,
                 release_json, state, verdict.priority,
                 "policy" if state == "actioned" else None, verdict.reason,
-                now if state == "actioned" else None, now, now,
+                now if state == "actioned" else None, now, now, signals_json,
             )  # fmt: skip
             await self._event(case_ref, "policy", f"opened:{state}", {"reason": verdict.reason})
+            if tags:
+                await self.node.uploaders.remember_tags(case_ref, holder, tags)
             if state == "actioned":
                 await self._log_decision(case_ref, "actioned", "policy")
                 await self._webhook("block", case_ref, content_ref, verdict.reason)
@@ -392,6 +424,12 @@ class DecisionService:
         if job is None or job["content_ref"] is None or job["cases_opened"]:
             return []
         content_ref = job["content_ref"]
+        context = await ContextStore(self.db).get(content_ref)
+        signals = Signals(
+            recidivism=await ContextStore(self.db).recidivism(
+                context.uploader_ref if context else None, content_ref
+            )
+        )
         queries = await self.node._job_queries(job_ref)
         local = await self.local_matches(queries)
         allowlisted = any(m[5] for m in local)
@@ -402,7 +440,7 @@ class DecisionService:
             case = await self.open_case(
                 content_ref=content_ref, source="local", holder=self.node.node_id,
                 item_ref=item_ref, band=band, variant=variant, release=release,
-                allowlisted=allowlisted, job_ref=job_ref,
+                allowlisted=allowlisted, job_ref=job_ref, context=context, signals=signals,
             )  # fmt: skip
             if case:
                 opened.append(case)
@@ -416,15 +454,78 @@ class DecisionService:
             self.node.roster.has_role,
         )
         for m in matches:
+            tags = await self._uploader_tags(context, m.holder, m.item_ref, m.release)
+            known = bool(tags) and await self.node.uploaders.known_elsewhere(tags)
             case = await self.open_case(
                 content_ref=content_ref, source="peer", holder=m.holder, item_ref=m.item_ref,
                 band=m.band, variant=m.variant, release=m.release, allowlisted=allowlisted,
                 job_ref=job_ref, kind=m.kind, generator_confirmed=bool(m.generator_nodes),
+                context=context, signals=replace(signals, known_elsewhere=known), tags=tags,
             )  # fmt: skip
             if case:
                 opened.append(case)
         await self.db.execute("UPDATE match_jobs SET cases_opened = 1 WHERE job_ref = ?", job_ref)
         return opened
+
+    async def _uploader_tags(
+        self, context: UploadContext | None, holder: str, item_ref: bytes, release: dict
+    ) -> list[bytes]:
+        """The uploader's tags for this picture (specs/uploaders.md), or none: without
+        identifiers, capability, keeper or holder key, or when a peer does not answer (the case
+        opens regardless; the signal only orders the queue)."""
+        member = self.node.roster.member(holder)
+        if context is None or not context.identifiers or member is None:
+            return []
+        from blindmatch.node.federation.peer_client import PeerError
+        from blindmatch.node.federation.uploader_signals import UploaderSignalError
+        from blindmatch.protocol.uploaders import UploaderError
+
+        try:
+            tags = await self.node.uploaders.lookup(
+                member, item_ref, release, [d for _, d in context.identifiers]
+            )
+        except (PeerError, UploaderSignalError, UploaderError) as exc:
+            log.info("uploader lookup at %s failed: %s", holder, getattr(exc, "code", "?"))
+            self.node.metrics.inc("uploader_lookups_failed_total", labels={"peer": holder})
+            return []
+        return tags or []
+
+    async def apply_uploader_change(self, change: Any) -> int:
+        """The keeper's feed changed: open cases whose uploader's tags were added or removed
+        gain or lose "known elsewhere for this picture" (and its priority), with an event."""
+        tags = set(change.added) | set(change.removed)
+        if not tags:
+            return 0
+        rows = await self.db.fetch_all(
+            "SELECT DISTINCT c.* FROM cases c JOIN case_uploader_tags t ON t.case_ref ="
+            " c.case_ref WHERE c.state IN ('queued', 'quarantined', 'escalated')"
+        )
+        weight = self.policy.context.known_elsewhere_priority
+        changed = 0
+        for row in rows:
+            case = _case(row)
+            mine = set(await self.node.uploaders.case_tags(case.case_ref))
+            if not mine & tags:
+                continue
+            known = await self.node.uploaders.known_elsewhere(sorted(mine))
+            if known == bool(case.signals.get("known_elsewhere")):
+                continue
+            fired = [f for f in case.signals.get("fired", []) if f != "known-elsewhere"]
+            if known:
+                fired.append("known-elsewhere")
+            signals = {**case.signals, "known_elsewhere": known, "fired": fired,
+                       "context": case.context}  # fmt: skip
+            delta = weight if known else -weight
+            async with self.db.transaction():
+                await self.db.execute(
+                    "UPDATE cases SET signals = ?, priority = ?, updated_at = ? WHERE case_ref = ?",
+                    json.dumps(signals, sort_keys=True), max(0, case.priority + delta),
+                    self.node.now(), case.case_ref,
+                )  # fmt: skip
+                event = "signal:known-elsewhere" if known else "signal:known-elsewhere-withdrawn"
+                await self._event(case.case_ref, "keeper", event)
+            changed += 1
+        return changed
 
     # --- decisions and appeals --------------------------------------------------------------
 
@@ -447,10 +548,13 @@ class DecisionService:
             await self._log_decision(case_ref, outcome, "reviewer")
             if outcome == "actioned" and not was_actioned:
                 await self._webhook("remove", case_ref, case.content_ref, reason)
-                await self._feedback(case, "confirm")
+                confirm = await self._feedback(case, "confirm")
+                # A person actioned it: the uploader's tags may go to the keeper.
+                await self.node.uploaders.publish(case_ref, case.holder, case.item_ref, confirm.id)
             elif outcome == "dismissed":
                 if was_actioned:
                     await self._webhook("restore", case_ref, case.content_ref, reason)
+                    await self.node.uploaders.withdraw_case(case_ref)
                 await self._feedback(case, "dispute")
         return await self.case(case_ref)
 
@@ -486,6 +590,7 @@ class DecisionService:
                 )  # fmt: skip
                 await self._webhook("restore", case_ref, case.content_ref, "appeal upheld")
                 await self._feedback(case, "appeal-upheld")
+                await self.node.uploaders.withdraw_case(case_ref)
             else:
                 await self.db.execute(
                     "UPDATE cases SET appeal = 'denied', updated_at = ? WHERE case_ref = ?",
@@ -501,7 +606,7 @@ class DecisionService:
 
     # --- feedback ---------------------------------------------------------------------------
 
-    async def _feedback(self, case: Case, opinion: str) -> None:
+    async def _feedback(self, case: Case, opinion: str) -> fb.FeedbackRecord:
         """Sign a record about the case's item and get it to the holder (or publish it)."""
         record = fb.make_record(
             self.node.keys.identity,
@@ -519,6 +624,7 @@ class DecisionService:
                 record.id, case.holder, FEEDBACK_KIND, record.signed, self.node.now()
             )
             await self._log_feedback(record, "sent", case.holder)
+        return record
 
     async def withdraw_item(self, item_ref: bytes) -> None:
         """The holder's side of a withdrawal: a signed record every node will replicate."""

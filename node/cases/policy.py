@@ -93,7 +93,7 @@ class Policy:
     review: Review = Review()
     allowlist_banks: tuple[str, ...] = ("allowlist",)
     quarantine: Quarantine = Quarantine()
-    context: ContextWeights = ContextWeights()
+    context: ContextWeights = field(default_factory=ContextWeights)
 
 
 @dataclass(frozen=True)
@@ -118,7 +118,7 @@ class MatchFacts:
     kind: str | None = None  # "copy" / "derivative" of a protected source, else None
     generator_confirmed: bool = False  # a roster generator banked the picture
     context: UploadContext | None = None  # what the platform sent with the upload
-    signals: Signals = Signals()  # what the node computed about the uploader
+    signals: Signals = field(default_factory=Signals)  # what the node computed
 
 
 def decide(policy: Policy, f: MatchFacts) -> Verdict:

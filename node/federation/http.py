@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from blindmatch.node.federation import uploader_signals
 from blindmatch.node.federation.peer_client import (
     CONTENT_TYPE,
     FEDERATION_PATH,
@@ -32,7 +33,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("blindmatch.federation")
 
 MAX_REQUEST_BYTES = 1024 * 1024  # the largest request, a threshold query, is ~49 KB
-REQUEST_TYPES = ("oprf.evaluate", "threshold.query", "feed.pull", "feedback.submit")
+REQUEST_TYPES = (
+    "oprf.evaluate", "threshold.query", "feed.pull", "feedback.submit",
+    *uploader_signals.REQUEST_TYPES,
+)  # fmt: skip
 STATUS = {
     "bad-envelope": 400,
     "bad-body": 400,
@@ -149,11 +153,15 @@ async def handle(node: Node, request: web.Request) -> web.Response:
         "threshold.query": node.handle_threshold,
         "feed.pull": node.handle_feed_pull,
         "feedback.submit": node.handle_feedback_submit,
+        "uploader.evaluate": node.uploaders.answer_evaluate,
+        "uploader.tag": node.uploaders.answer_tag,
+        "uploader.publish": node.uploaders.accept_publish,
+        "uploader.withdraw": node.uploaders.accept_withdraw,
     }
     token = _ADMISSION.set(adm)
     try:
         body = await handlers[env.type](peer, env.body)
-    except NodeError as exc:
+    except (NodeError, uploader_signals.UploaderSignalError) as exc:
         # A request refused before its charge still uses up its nonce, and a replay of it is
         # answered as a replay, as if the nonce had been checked first.
         if not await _record(node, adm):

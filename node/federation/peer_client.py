@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 
 from blindmatch.node.config import ConfigError, require_tls_unless_loopback
+from blindmatch.node.federation import uploader_signals
 from blindmatch.protocol import envelope
 from blindmatch.protocol.roster import Member
 
@@ -24,6 +25,7 @@ REPLY_TYPES = {
     "threshold.query": "threshold.answer",
     "feed.pull": "feed.page",
     "feedback.submit": "feedback.accepted",
+    **uploader_signals.REPLY_TYPES,
 }
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 

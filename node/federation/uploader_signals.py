@@ -80,7 +80,7 @@ class UploaderSignals:
         db: Database,
         *,
         node_id: str,
-        roster: Roster,
+        roster: Callable[[], Roster],  # the roster in force (a node may adopt a newer one)
         keys: NodeKeys,
         feeds: FeedLog,
         replicas: ReplicaStore,
@@ -93,7 +93,7 @@ class UploaderSignals:
         clock: Clock,
         refresh_feedback: Callable[[Member], Awaitable[Any]],
     ) -> None:
-        self.db, self.node_id, self.roster, self.keys = db, node_id, roster, keys
+        self.db, self.node_id, self._roster, self.keys = db, node_id, roster, keys
         self.feeds, self.replicas, self.client, self.outbox = feeds, replicas, client, outbox
         self.budgets, self.traffic, self.translog = budgets, traffic, translog
         self.metrics, self.clock = metrics, clock
@@ -103,6 +103,10 @@ class UploaderSignals:
 
     def now(self) -> int:
         return self.clock.now()
+
+    @property
+    def roster(self) -> Roster:
+        return self._roster()
 
     # --- roster ----------------------------------------------------------------------------
 
@@ -148,7 +152,7 @@ class UploaderSignals:
         if self.keys.uploader is None:
             return
         now = self.now()
-        await self.db.executemany(
+        await self.db.execute_many(
             "INSERT INTO uploader_candidates (peer_id, item_ref, at) VALUES (?, ?, ?)"
             " ON CONFLICT (peer_id, item_ref) DO UPDATE SET at = excluded.at",
             [(peer_id, ref, now) for ref in items],
@@ -500,7 +504,7 @@ class UploaderSignals:
     # --- publisher ----------------------------------------------------------------------------
 
     async def remember_tags(self, case_ref: bytes, holder: str, tags: Sequence[bytes]) -> None:
-        await self.db.executemany(
+        await self.db.execute_many(
             "INSERT INTO case_uploader_tags (case_ref, tag, holder) VALUES (?, ?, ?)"
             " ON CONFLICT (case_ref, tag) DO NOTHING",
             [(case_ref, t, holder) for t in tags],
