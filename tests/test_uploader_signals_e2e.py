@@ -130,6 +130,23 @@ async def test_repeat_uploader_is_known_elsewhere_for_this_picture_until_an_appe
             "publish", "withdraw"
         }  # fmt: skip
 
+    # A's transparency report counts its decision by the context signals that moved the case
+    # and its publications by action, never who.
+    from blindmatch.node.translog import report as report_mod
+
+    log_a = a.node.translog
+    head = await log_a.sign_head()
+    stored = await log_a.entries(0, head.tree_size)
+    rep = report_mod.build_report(
+        [e.entry for e in stored], head.to_bytes(), a.node.keys.identity.public_key
+    )
+    assert rep.decisions_by_signal["new-account"]["actioned"] == 1
+    assert rep.decisions_by_signal["surface"]["actioned"] == 1
+    assert rep.uploader_signals == {"publish (sent)": 1, "withdraw (sent)": 1}
+    text = report_mod.render_markdown(rep)
+    assert "| new-account | 1 |" in text
+    assert "acct-a-17" not in text and "mallory" not in text.lower()
+
     # On the wire between nodes: no email, phone, uploader reference or identifier digest.
     wire = fed.wire_bytes()
     secrets = [b"acct-a-17", b"b-user-3", b"b-user-4", b"mallory", b"Mallory", b"example.net",

@@ -29,7 +29,7 @@ def uploader(ref: str, emails: Iterable[str] = (), phones: Iterable[str] = ()) -
     repeat-uploader signals, digests of the account's emails and phone numbers (normalised and
     hashed here: the node never receives the email or phone itself)."""
     ids = [identifier("email", e) for e in emails] + [identifier("phone", p) for p in phones]
-    return {"ref": ref, "identifiers": ids}
+    return {"identifiers": ids} if ref is None else {"ref": ref, "identifiers": ids}
 
 
 class ApiClientError(Exception):

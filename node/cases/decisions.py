@@ -134,7 +134,7 @@ class DecisionService:
         from blindmatch.node.translog import hooks as translog_hooks
 
         row = await self.db.fetch_one(
-            "SELECT job_ref, holder, item_ref FROM cases WHERE case_ref = ?", case_ref
+            "SELECT job_ref, holder, item_ref, signals FROM cases WHERE case_ref = ?", case_ref
         )
         job_ref = bytes(row["job_ref"]) if row["job_ref"] is not None else case_ref
         match_id = translog_hooks.match_id_for(job_ref, row["holder"], bytes(row["item_ref"]), 0)
@@ -147,6 +147,7 @@ class DecisionService:
             match_id=match_id,
             outcome=outcome,
             decided_by=by,
+            signals=json.loads(row["signals"] or "{}").get("fired", []),
         )
 
     async def _log_feedback(self, record: fb.FeedbackRecord, direction: str, peer: str) -> None:

@@ -40,6 +40,7 @@ from blindmatch.node.console.accounts import (
     LoginLimiter,
     Session,
 )
+from blindmatch.node.console.context_view import context_facts
 
 if TYPE_CHECKING:
     from blindmatch.node.node import Node
@@ -644,7 +645,7 @@ async def _render_case(request: web.Request, error: str = "", status: int = 200)
     if case.reason:
         label = "Reason" if case.decided_by else "Why it needs a person"
         facts += f"<dt>{label}</dt><dd>{e(case.reason)}</dd>"
-    facts += "</dl>"
+    facts += context_facts(case) + "</dl>"
     parts.append(
         '<div class="grid"><section aria-labelledby="media-h" id="media"><h2 id="media-h">'
         f'Uploaded media</h2>{media}</section><section aria-labelledby="match-h">'

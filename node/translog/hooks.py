@@ -139,8 +139,10 @@ async def log_decision(
     outcome: str,
     decided_by: str,
     policy: str | None = None,
+    signals: Sequence[str] = (),
 ) -> int:
-    """``outcome``: actioned | dismissed | escalated; ``decided_by``: policy | reviewer."""
+    """``outcome``: actioned | dismissed | escalated; ``decided_by``: policy | reviewer;
+    ``signals``: the context signals that moved the case (names, counted by the report)."""
     entry: dict[str, Any] = {
         "kind": "decision",
         "decision_id": decision_id,
@@ -150,6 +152,9 @@ async def log_decision(
     }
     if policy is not None:
         entry["policy"] = policy
+    names = sorted({s.split(":")[0] for s in signals})
+    if names:
+        entry["signals"] = names
     return await log.append(entry)
 
 
