@@ -41,8 +41,8 @@ VARIANTS = ("match only", "with context", "with context + cross-service")
 
 @dataclass(frozen=True)
 class Weights:
-    """Priority weights of the variants: the node's policy defaults (node/cases/policy.py
-    ``[review]`` and ``[context]``)."""
+    """Priority weights of the variants: the node policy's defaults (its ``[review]`` band
+    priorities and its ``[context]`` weights)."""
 
     base: int = 50
     band: tuple[tuple[int, int], ...] = ((8, 30), (16, 20), (31, 0))

@@ -34,7 +34,6 @@ from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from blindmatch.node.node import NodeError
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.protocol import signal_types
-from blindmatch.protocol.derivative import is_cell_variant
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.signals import HashFormatError, check_float_vector
 
@@ -122,7 +121,7 @@ def _parse_hash_queries(body: Any) -> list[QueryHash]:
             raise ApiError(
                 400, "bad-request", f"hashes[{i}]: fields hash, signal_type, float_vector, variant"
             )
-        if item.get("signal_type", "pdq") != "pdq":
+        if item.get("signal_type", signal_types.PDQ.name) != signal_types.PDQ.name:
             raise ApiError(400, "unsupported", f"hashes[{i}]: only pdq is matched across peers")
         h = item.get("hash")
         if not isinstance(h, str) or not _HEX64.fullmatch(h):
@@ -173,6 +172,9 @@ def _status_json(status, queries, roster) -> dict[str, Any]:  # type: ignore[no-
     return {
         "job": status.job_ref.hex(),
         "complete": status.complete,
+        # running, complete, dead-lettered (a peer's part failed for good) or cancelled
+        "state": status.state,
+        "reason": status.reason,
         "peers_total": status.peers_total,
         "peers_done": status.peers_done,
         "matches": [
@@ -186,7 +188,9 @@ def _status_json(status, queries, roster) -> dict[str, Any]:  # type: ignore[no-
             }
             for m in judged
         ],
-        "tiles_confirmed": sum(is_cell_variant(r.variant) for r in status.results),
+        "tiles_confirmed": sum(
+            signal_types.for_variant(r.variant) is signal_types.PDQ_TILES for r in status.results
+        ),
         "peers": [
             {
                 "peer": t["peer_id"],
@@ -196,6 +200,8 @@ def _status_json(status, queries, roster) -> dict[str, Any]:  # type: ignore[no-
                 "bytes_sent": t["bytes_sent"],
                 "bytes_received": t["bytes_received"],
                 "last_error": t["last_error"],
+                # the position of the peer's index feed its part ran against
+                "replica_cursor": t.get("replica_cursor"),
             }
             for t in status.tasks
         ],
@@ -293,6 +299,8 @@ def build_api(
                 "index_feed_head": await node.feeds.head("index"),
                 "outbox_pending": await node.outbox.count("pending"),
                 "outbox_dead": await node.outbox.count("dead"),
+                # match jobs by state; dead-lettered ones need an operator (retry or leave)
+                "jobs": await node.jobs.counts(),
                 "peers": peers,
             }
         )
@@ -345,7 +353,7 @@ def build_api(
             st = await node.wait_for_job(job, timeout=seconds)
         else:
             st = await node.job_status(job)
-        return web.json_response(await _job_json(st), status=200 if st.complete else 202)
+        return web.json_response(await _job_json(st), status=200 if st.ended else 202)
 
     @routes.post("/api/v1/match/hashes")
     async def match_hashes(request: web.Request) -> web.Response:
@@ -382,7 +390,7 @@ def build_api(
             queries = await asyncio.to_thread(
                 tile_hashing.picture_queries, data, tiles=node.cfg.derivative_search
             )
-            if not any(not is_cell_variant(q.variant) for q in queries):
+            if not any(signal_types.for_variant(q.variant) is signal_types.PDQ for q in queries):
                 queries = []  # tiles alone never make a match job: the picture is too flat
         if not queries:
             raise ApiError(422, "low-quality", "the picture is too flat to hash reliably")
@@ -433,6 +441,31 @@ def build_api(
     @routes.get("/api/v1/match/{job:[0-9a-f]{32}}", allow_head=False)
     async def job(request: web.Request) -> web.Response:
         ref = _path_ref(request, "job", "job")
+        return web.json_response(await _job_json(await node.job_status(ref)))
+
+    @routes.post("/api/v1/match/{job:[0-9a-f]{32}}/cancel")
+    async def cancel_job(request: web.Request) -> web.Response:
+        ref = _path_ref(request, "job", "job")
+        reason = await _reason(request)
+        if not isinstance(reason, str) or len(reason) > 500:
+            raise ApiError(400, "bad-request", "reason: a string of at most 500 characters")
+        try:
+            await node.cancel_job(ref, f"cancelled by the operator: {reason}".rstrip(": "))
+        except NodeError as exc:
+            if exc.code == "conflict":
+                raise ApiError(409, "conflict", exc.detail) from None
+            raise
+        return web.json_response(await _job_json(await node.job_status(ref)))
+
+    @routes.post("/api/v1/match/{job:[0-9a-f]{32}}/retry")
+    async def retry_job(request: web.Request) -> web.Response:
+        ref = _path_ref(request, "job", "job")
+        try:
+            await node.retry_job(ref)
+        except NodeError as exc:
+            if exc.code == "conflict":
+                raise ApiError(409, "conflict", exc.detail) from None
+            raise
         return web.json_response(await _job_json(await node.job_status(ref)))
 
     @routes.get("/api/v1/banks", allow_head=False)
@@ -489,7 +522,7 @@ def build_api(
             raise ApiError(400, "bad-request", 'expected {"hashes": ["<hex>", ...]}')
         if len(body["hashes"]) > 10_000:
             raise ApiError(400, "bad-request", "at most 10000 hashes per request; use import")
-        signal_type = body.get("signal_type", "pdq")
+        signal_type = body.get("signal_type", signal_types.PDQ.name)
         if signal_type in signal_types.names() and signal_types.get(signal_type).exchange is (
             signal_types.Exchange.FRAMES
         ):
