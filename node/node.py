@@ -32,12 +32,8 @@ from blindmatch.node import signals
 from blindmatch.node.cases.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
-<<<<<<< HEAD
 from blindmatch.node.federation import index_build, uploader_signals
-=======
-from blindmatch.node.federation import index_build
 from blindmatch.node.federation.job_ledger import JobLedger, JobStateError
->>>>>>> main
 from blindmatch.node.federation.peer_client import PeerClient, PeerError
 from blindmatch.node.federation.peer_replicas import PeerReplica, Rejected, StoredEntry
 from blindmatch.node.keys import NodeKeys
