@@ -265,7 +265,12 @@ class UploaderSignals:
         if holder is None or holder.uploader_key is None:
             raise UploaderSignalError("not-allowed", "the item's holder keeps no uploader key")
         if not await self._confirm_ok(peer, body):
-            await self.refresh_feedback(holder)  # the record may be on its way: pull once
+            from blindmatch.node.federation.peer_client import PeerError
+
+            try:
+                await self.refresh_feedback(holder)  # the record may be on its way: pull once
+            except PeerError as exc:  # the holder is down: the publisher's outbox retries
+                log.info("could not pull %s's feedback feed: %s", holder.node_id, exc.code)
             if not await self._confirm_ok(peer, body):
                 raise UploaderSignalError(
                     "not-allowed", "no recent confirm record by the publisher about this item"
