@@ -183,3 +183,59 @@ async def test_members_without_capability_are_refused_stage_one(fed, tmp_path) -
         )  # fmt: skip
     assert err.value.code in ("unknown-item", "not-allowed")
     assert keeper_member is not None
+
+
+async def test_keeper_and_holder_refuse_what_the_rules_refuse(fed) -> None:  # type: ignore[no-untyped-def]
+    from blindmatch.node.federation.peer_client import PeerError
+    from blindmatch.protocol.roster import voprf_key_id
+
+    a = fed["platform-a"].node
+    hub_member = a.roster.member("hub")
+    keeper_member = a.roster.member("keeper")
+    await a.sync_all()
+    # A publication not backed by a confirm record of the publisher is refused.
+    body = {
+        "publication": os.urandom(16), "key_id": voprf_key_id(keeper_member.keeper_key),
+        "holder": "hub", "item": os.urandom(16), "confirm": os.urandom(16),
+        "tags": [os.urandom(16)],
+    }  # fmt: skip
+    with pytest.raises(PeerError) as err:
+        await a.client.call(keeper_member, "uploader.publish", body)
+    assert err.value.code == "not-allowed"
+    with pytest.raises(PeerError) as err:
+        await a.client.call(keeper_member, "uploader.withdraw", {"publication": os.urandom(16)})
+    assert err.value.code == "unknown-item"
+    assert await fed["keeper"].node.feeds.head(up.FEED) == 0
+    # The picture becomes a candidate of A's (a real match), then A may look uploaders up for
+    # it, 16 identifiers a day and no more.
+    await upload(fed, "platform-a", "acct-x", ALICE, "a-9")
+    (item,) = [bytes.fromhex(c["item"]) for c in await _cases(fed, "platform-a", "a-9")]
+    hub_key = hub_member.uploader_key
+    for _ in range(3):  # the upload's own lookup used 1 of the 16
+        _, elements = up.start("hub", item, [os.urandom(32)] * 4, hub_key)
+        reply = await a.client.call(
+            hub_member, "uploader.evaluate",
+            {"key_id": voprf_key_id(hub_key), "item": item, "picture": item, "elements": elements},
+        )  # fmt: skip
+        assert len(reply.body["elements"]) == 4
+    _, elements = up.start("hub", item, [os.urandom(32)] * 4, hub_key)
+    with pytest.raises(PeerError) as err:
+        await a.client.call(
+            hub_member, "uploader.evaluate",
+            {"key_id": voprf_key_id(hub_key), "item": item, "picture": item, "elements": elements},
+        )  # fmt: skip
+    assert err.value.code == "budget-exhausted"
+    # The picture reference must be the item's own.
+    with pytest.raises(PeerError) as err:
+        await a.client.call(
+            hub_member, "uploader.evaluate",
+            {"key_id": voprf_key_id(hub_key), "item": item, "picture": os.urandom(16),
+             "elements": elements[:1]},
+        )  # fmt: skip
+    assert err.value.code == "bad-body"
+
+
+async def _cases(fed, platform: str, content_ref: str) -> list[dict]:  # type: ignore[no-untyped-def]
+    local = fed[platform]
+    async with BlindmatchClient(local.api_url, local.api_token) as client:
+        return await client.cases_for_content(content_ref)
