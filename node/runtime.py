@@ -22,6 +22,7 @@ from blindmatch.node.banks.service import BankService
 from blindmatch.node.cases import policy as policy_mod
 from blindmatch.node.clock import SystemClock
 from blindmatch.node.config import NodeConfig, is_loopback_host
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.node.federation.http import build_app
 from blindmatch.node.federation.roster_watch import RosterWatch, load_roster
 from blindmatch.node.node import Node
@@ -30,8 +31,10 @@ from blindmatch.node.translog.monitor import FederationLogWatch
 TOKEN_FILE = "api.token"
 
 
-class ListenError(OSError):
+class ListenError(BlindmatchError, OSError):
     """A listener could not be opened (the port is taken, the address is not ours)."""
+
+    code = "cannot-listen"
 
 
 def api_token(home: Path) -> str:

@@ -366,7 +366,7 @@ async def test_querier_refuses_a_bad_voprf_proof(fed) -> None:
 
 
 async def test_feed_pages_stop_at_a_byte_budget_and_sync_still_completes(fed, monkeypatch) -> None:
-    from blindmatch.node import node as node_mod
+    from blindmatch.node.federation import responder as node_mod
 
     hub, platform = fed["hub"].node, fed["platform-b"].node
     monkeypatch.setattr(node_mod, "FEED_PAGE_BYTES", 3000)
@@ -414,8 +414,7 @@ async def test_a_backlog_is_published_by_worker_processes_exactly_as_inline(fed)
     assert len(rows) == len(backlog) + 30
     sample = [r for r in rows if bytes(r["hash"]) in set(backlog)][:: len(backlog) // 7]
     inline = index_build.evaluate_items(
-        hub.node.keys.voprf.sk,
-        hub.node.keys.voprf.pk,
+        hub.node.keys.voprf,
         [(bytes(r["item_ref"]), hub.node.scheme.index_keys(bytes(r["hash"]))) for r in sample],
     )
     assert [bytes(r["entries"]) for r in sample] == inline

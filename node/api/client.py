@@ -19,12 +19,15 @@ from typing import Any
 import aiohttp
 
 from blindmatch.node.cases.context import identifier
+from blindmatch.node.errors import BlindmatchError
 
 # The media endpoint's body is the picture: an upload's uploader and context ride in a header.
 UPLOAD_HEADER = "Blindmatch-Upload"
 
 
-def uploader(ref: str, emails: Iterable[str] = (), phones: Iterable[str] = ()) -> dict[str, Any]:
+def uploader(
+    ref: str | None, emails: Iterable[str] = (), phones: Iterable[str] = ()
+) -> dict[str, Any]:
     """The ``uploader`` of an upload: the platform's pseudonymous account reference and, for
     repeat-uploader signals, digests of the account's emails and phone numbers (normalised and
     hashed here: the node never receives the email or phone itself)."""
@@ -32,10 +35,13 @@ def uploader(ref: str, emails: Iterable[str] = (), phones: Iterable[str] = ()) -
     return {"identifiers": ids} if ref is None else {"ref": ref, "identifiers": ids}
 
 
-class ApiClientError(Exception):
+class ApiClientError(BlindmatchError):
+    """The node's API refused a request: its status, code and sentence."""
+
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.code, self.message = status, code, message
+        super().__init__(message, code=code, status=status)
+        self.args = (f"{status} {code}: {message}",)
+        self.status = status
 
 
 class BlindmatchClient:

@@ -11,36 +11,31 @@ blurred and in grayscale (blurred on the server, so the original pixels never re
 until a reviewer explicitly reveals it; the reveal is a POST recorded in the case's history, and
 lets that reviewer fetch the original for a few minutes. No page shows a hash: items are named
 by their (shortened) random references.
+
+Pages are Jinja2 templates (``templates/``) rendered with autoescaping: handlers pass plain
+values, never HTML, so text from a case, a peer, a policy or a form cannot become markup.
 """
 
 from __future__ import annotations
 
-import asyncio
-import datetime
 import hmac
-import html
-import io
-import json
 import secrets
-import string
-from collections.abc import Awaitable, Callable, Iterable
-from importlib import resources
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import urlencode
 
+import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
-from blindmatch.node.cases.decisions import OUTCOMES, Case, DecisionError
 from blindmatch.node.console.accounts import (
     ROLES,
     SESSION_SECONDS,
-    AccountError,
     Accounts,
     LoginLimiter,
     Session,
 )
-from blindmatch.node.console.context_view import context_facts
 
 if TYPE_CHECKING:
     from blindmatch.node.node import Node
@@ -48,9 +43,7 @@ if TYPE_CHECKING:
 COOKIE = "bm_console"
 LOGIN_COOKIE = "bm_login"
 REVEAL_SECONDS = 600  # how long one reveal lets its reviewer fetch the original
-MAX_PIXELS = 60_000_000
 MAX_FORM_BYTES = 64 * 1024
-BLUR_FRACTION = 0.12  # Gaussian radius as a fraction of the picture's short side
 STATIC_DIR = Path(__file__).with_name("static")
 
 SECURITY_HEADERS = {
@@ -92,142 +85,6 @@ def roles(*allowed: str) -> Callable[[Handler], Handler]:
 
 # --- plain language ---------------------------------------------------------------------------
 
-_VARIANTS = {
-    "identity": "as uploaded",
-    "flip_h": "mirrored left to right",
-    "flip_v": "upside down",
-    "rotate180": "rotated 180°",
-    "flip_plus1": "transposed",
-    "flip_h+transpose": "rotated 90°",
-    "flip_v+transpose": "rotated 90°",
-    "identity+transpose": "transposed",
-    "rotate180+transpose": "transposed and rotated",
-}
-
-_STATES = {
-    "queued": "Waiting for review",
-    "quarantined": "Quarantined (matched unusually often)",
-    "escalated": "Escalated",
-    "actioned": "Actioned",
-    "dismissed": "Dismissed",
-    "closed": "Closed",
-}
-
-_OPINIONS = {
-    "none": "No feedback yet",
-    "confirmed": "Confirmed by other services",
-    "disputed": "Disputed (a service found it wrong, or an appeal was upheld)",
-    "withdrawn": "Withdrawn by the holder",
-}
-
-
-def e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def short(ref: bytes | str, n: int = 8) -> str:
-    text = ref.hex() if isinstance(ref, bytes) else ref
-    return text[:n] + "…"
-
-
-def case_label(case_ref: bytes) -> str:
-    return f"Case {case_ref.hex()[:8]}"
-
-
-_PREFIXES = {
-    "trimmed": "with its border removed",
-    "content": "the picture inside the upload (a caption or background cut away)",
-    "framed": "the picture inside a frame in the upload",
-}
-
-
-def variant_text(variant: str) -> str:
-    """How the upload had to be turned or cut to match, in words (never a raw variant name)."""
-    import re
-
-    cell = re.fullmatch(r"g([1-9][0-9]?)c([0-9]{1,2})r([0-9]{1,2})", variant)
-    if cell:
-        grid, col, row = (int(x) for x in cell.groups())
-        return f"one part of the picture (row {row + 1}, column {col + 1} of a {grid}×{grid} grid)"
-    head, _, rest = variant.partition("/")
-    if head == "uncrop" and rest.isdigit():
-        return f"with about {rest}% cropped off its edges"
-    if head in _PREFIXES and rest:
-        inner = variant_text(rest)
-        return _PREFIXES[head] if inner == "as uploaded" else f"{_PREFIXES[head]}, {inner}"
-    return _VARIANTS.get(variant, variant.replace("_", " ").replace("+", " and "))
-
-
-_MATCHED = {
-    "survivor-submitted": "a picture a survivor reported to {holder}",
-    "moderator-confirmed": "a picture {holder}'s moderators confirmed as abuse",
-    "peer-sourced": "a picture {holder} received from another service",
-    "protected-source": "a photo a person asked {holder} to protect",
-    "generator": "a picture an AI generator ({holder}) says it made",
-}
-
-
-def matched_text(case: Case) -> str:
-    """What the upload matched, in plain words: never 'the protected picture', which the
-    reviewer does not see."""
-    provenance = str(case.release.get("provenance") or "")
-    what = _MATCHED.get(provenance, "a picture held by {holder}").format(holder=case.holder)
-    kind = (case.release.get("derivative") or {}).get("kind")
-    if kind == "derivative":
-        return f"an edited version of {what}"
-    return what
-
-
-def band_text(band: int) -> str:
-    if band <= 8:
-        closeness = "very close"
-    elif band <= 16:
-        closeness = "close"
-    else:
-        closeness = "similar"
-    return f"{closeness}: differs in at most {band} of 256 bits"
-
-
-def when(ts: int) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-def iso(ts: int) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.UTC).isoformat()
-
-
-def age(seconds: int) -> str:
-    seconds = max(0, seconds)
-    if seconds < 90:
-        return f"{seconds} s"
-    if seconds < 5400:
-        return f"{seconds // 60} min"
-    if seconds < 172_800:
-        return f"{seconds // 3600} h"
-    return f"{seconds // 86_400} days"
-
-
-def event_text(event: str, actor: str, detail: dict[str, Any]) -> str:
-    kind, _, arg = event.partition(":")
-    who = e(actor)
-    reason = detail.get("reason") if isinstance(detail, dict) else None
-    because = f" — “{e(reason)}”" if reason else ""
-    if kind == "opened":
-        return f"Opened by the policy, {e(_STATES.get(arg, arg).lower())}{because}"
-    if kind == "decided":
-        return f"Decision: <strong>{e(arg)}</strong> by {who}{because}"
-    if kind == "media" and arg == "revealed":
-        return f"Original image revealed to {who}"
-    if kind == "appeal":
-        text = {"opened": "Appeal opened by the uploader", "upheld": "Appeal upheld",
-                "denied": "Appeal denied"}.get(arg, f"Appeal {e(arg)}")  # fmt: skip
-        return f"{text}{'' if arg == 'opened' else ' by ' + who}{because}"
-    if kind == "re-review":
-        return f"Re-review requested: {e(arg)} reported by {who}"
-    if kind == "closed":
-        return f"Closed ({e(arg)}) by {who}"
-    return f"{e(event)} by {who}{because}"
-
 
 # --- the console ------------------------------------------------------------------------------
 
@@ -237,8 +94,14 @@ class Console:
         self.node = node
         self.accounts = Accounts(node.db, node.now)
         self.limiter = LoginLimiter(node.now)
-        self.base = resources.files("blindmatch.node.console").joinpath("templates/base.html")
-        self.template = string.Template(self.base.read_text(encoding="utf-8"))
+        # Every page is a Jinja2 template with autoescaping on: a value from a case, a peer or
+        # a form is text, never markup, unless a template says otherwise (none does).
+        self.templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("blindmatch.node.console", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+        )
 
 
 CONSOLE = web.AppKey("console", Console)
@@ -256,50 +119,42 @@ def _url(request: web.Request, path: str = "/", **query: str) -> str:
     return out
 
 
-def _page(
+def _render(
     request: web.Request,
+    template: str,
     title: str,
-    main: str,
     status: int = 200,
     session: Session | None = None,
+    **context: Any,
 ) -> web.Response:
     console = request.app[CONSOLE]
     session = session or request.get(SESSION)
-    nav = ""
+    links = []
     if session is not None:
-        links = []
         if session.role in REVIEW:
-            links.append(("queue", "/", "Queue"))
-        links += [("log", "/log", "Decision log"), ("reports", "/reports", "Reports")]
+            links.append(("/", "Queue"))
+        links += [("/log", "Decision log"), ("/reports", "Reports")]
         if session.role == "admin":
-            links.append(("reviewers", "/admin/reviewers", "Reviewers"))
-        items = "".join(
-            f'<li><a href="{e(_url(request, path))}">{e(text)}</a></li>' for _, path, text in links
-        )
-        nav = (
-            f'<nav aria-label="Console"><ul>{items}</ul></nav>'
-            f'<div class="who"><span>Signed in as <strong>{e(session.reviewer_id)}</strong>'
-            f" ({e(session.role)})</span>"
-            f'<form method="post" action="{e(_url(request, "/logout"))}" class="inline">'
-            f'{_csrf_field(session)}<button type="submit">Sign out</button></form></div>'
-        )
-    body = console.template.substitute(
-        title=e(title),
-        static=e(_url(request, "/static")),
-        node=e(console.node.node_id),
-        nav=nav,
-        main=main,
+            links.append(("/admin/reviewers", "Reviewers"))
+    body = console.templates.get_template(template).render(
+        title=title,
+        static=_url(request, "/static"),
+        node=console.node.node_id,
+        session=session,
+        nav_links=links,
+        url=lambda path, **query: _url(request, path, **query),
+        csrf=lambda: _csrf_field(session) if session is not None else "",
+        **context,
     )
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
 
-def _csrf_field(session: Session) -> str:
-    return f'<input type="hidden" name="csrf" value="{e(session.csrf_token)}">'
+def _csrf_field(session: Session) -> Markup:
+    return Markup('<input type="hidden" name="csrf" value="{}">').format(session.csrf_token)
 
 
 def _error_page(request: web.Request, status: int, title: str, text: str) -> web.Response:
-    main = f'<h1>{e(title)}</h1><p class="error" role="alert">{e(text)}</p>'
-    return _page(request, title, main, status=status)
+    return _render(request, "error.html", title, status=status, text=text)
 
 
 def _harden(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
@@ -373,20 +228,6 @@ async def _authorise(request: web.Request, handler: Handler) -> web.StreamRespon
     return await handler(request)
 
 
-def _case_ref(request: web.Request) -> bytes:
-    ref = request.match_info["case"]
-    if len(ref) != 32 or any(c not in "0123456789abcdef" for c in ref):
-        raise web.HTTPNotFound()
-    return bytes.fromhex(ref)
-
-
-async def _load_case(request: web.Request) -> Case:
-    try:
-        return await request.app[CONSOLE].node.decisions.case(_case_ref(request))
-    except DecisionError as exc:
-        raise web.HTTPNotFound() from exc
-
-
 def _field(request: web.Request, name: str, limit: int = 500) -> str:
     value = request[FORM].get(name, "")
     if not isinstance(value, str):
@@ -394,49 +235,7 @@ def _field(request: web.Request, name: str, limit: int = 500) -> str:
     return value.strip()[:limit]
 
 
-async def _revealed(node: Node, case_ref: bytes, reviewer_id: str) -> bool:
-    last = await node.db.fetch_value(
-        "SELECT MAX(at) FROM case_events WHERE case_ref = ? AND actor = ? AND event = ?",
-        case_ref, reviewer_id, "media:revealed",
-    )  # fmt: skip
-    return last is not None and int(last) >= node.now() - REVEAL_SECONDS
-
-
 # --- media ------------------------------------------------------------------------------------
-
-
-class MediaUnavailable(Exception):
-    pass
-
-
-def render_media(data: bytes, blurred: bool) -> bytes:
-    """The upload as a JPEG: blurred and grayscale, or the original pixels (re-encoded, so no
-    metadata such as location travels, and at most 1600 pixels on the long side)."""
-    from PIL import Image, ImageFilter, ImageOps
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            if im.width * im.height > MAX_PIXELS:
-                raise MediaUnavailable("the picture is too large to show")
-            im.draft("RGB", (1600, 1600))
-            pic = ImageOps.exif_transpose(im)
-            pic.thumbnail((1600, 1600))
-            if blurred:
-                pic = pic.convert("L")
-                pic.thumbnail((640, 640))
-                radius = max(3.0, BLUR_FRACTION * min(pic.size))
-                pic = pic.filter(ImageFilter.GaussianBlur(radius))
-                quality = 70
-            else:
-                pic = pic.convert("RGB")
-                quality = 90
-            out = io.BytesIO()
-            pic.save(out, "JPEG", quality=quality)
-            return out.getvalue()
-    except MediaUnavailable:
-        raise
-    except Exception as exc:  # a crafted file reaches more than OSError/ValueError in Pillow
-        raise MediaUnavailable("the stored media is not a picture the console can show") from exc
 
 
 # --- routes -----------------------------------------------------------------------------------
@@ -457,24 +256,10 @@ def _login_form(
     nxt = request.query.get("next", "") if request.method == "GET" else ""
     if request.method == "POST":
         nxt = str(request.get(LOGIN_NEXT, ""))
-    alert = f'<p class="error" role="alert" data-focus>{e(error)}</p>' if error else ""
-    main = (
-        '<div class="login"><h1>Sign in to review</h1>'
-        f"{alert}"
-        f'<form method="post" action="{e(_url(request, "/login"))}">'
-        f'<input type="hidden" name="login_csrf" value="{e(nonce)}">'
-        f'<input type="hidden" name="next" value="{e(nxt)}">'
-        '<label for="reviewer_id">Reviewer ID</label>'
-        f'<input type="text" id="reviewer_id" name="reviewer_id" value="{e(reviewer_id)}"'
-        ' autocomplete="username" required autofocus>'
-        '<label for="password">Password</label>'
-        '<input type="password" id="password" name="password" autocomplete="current-password"'
-        " required>"
-        '<p><button type="submit" class="primary">Sign in</button></p></form>'
-        '<p class="muted">Images are shown blurred until you choose to reveal one. '
-        "Sessions end after eight hours.</p></div>"
-    )
-    response = _page(request, "Sign in", main, status=status)
+    response = _render(
+        request, "login.html", "Sign in", status=status, error=error, nonce=nonce, next=nxt,
+        reviewer_id=reviewer_id,
+    )  # fmt: skip
     response.set_cookie(
         LOGIN_COOKIE, nonce, path=(_prefix(request) or "") + "/login", max_age=3600,
         httponly=True, samesite="Strict", secure=request.secure,
@@ -550,497 +335,3 @@ async def logout(request: web.Request) -> web.StreamResponse:
     out = web.Response(status=303, headers={"Location": _url(request, "/login")})
     out.del_cookie(COOKIE, path=_prefix(request) or "/")
     return out
-
-
-@routes.get("/", name="queue")
-@roles(*REVIEW)
-async def queue(request: web.Request) -> web.Response:
-    node = request.app[CONSOLE].node
-    cases = await node.decisions.queue(limit=200)
-    now = node.now()
-    rows = []
-    for c in cases:
-        opinion = await node.decisions.opinion(c.holder, c.item_ref)
-        badges = []
-        if c.needs_rereview:
-            badges.append('<span class="badge bad">Re-review requested</span>')
-        if c.appeal == "open":
-            badges.append('<span class="badge warn">Appeal open</span>')
-        rows.append(
-            "<tr>"
-            f'<th scope="row"><a href="{e(_url(request, "/cases/" + c.case_ref.hex()))}">'
-            f"{e(case_label(c.case_ref))}</a></th>"
-            f'<td data-label="State">{e(_STATES.get(c.state, c.state))} {"".join(badges)}</td>'
-            f'<td data-label="Priority">{c.priority}</td>'
-            f'<td data-label="Match">{e(matched_text(c))}<br><span class=muted>'
-            f"{e(band_text(c.band))}; {e(variant_text(c.variant))}</span></td>"
-            f'<td data-label="Holder">{e(c.holder)} <span class=muted>'
-            f"({'this node' if c.source == 'local' else 'peer'}), item {e(short(c.item_ref))}"
-            "</span></td>"
-            f'<td data-label="Opinion">{e(_OPINIONS.get(opinion.label, opinion.label))}</td>'
-            f'<td data-label="Waiting">{e(age(now - c.created_at))}</td>'
-            "</tr>"
-        )
-    if rows:
-        table = (
-            '<table class="queue"><caption>Cases waiting for a person: re-reviews and appeals'
-            " first, then by priority. Open a case to see the image (blurred) and decide."
-            "</caption><thead><tr>"
-            '<th scope="col">Case</th><th scope="col">State</th><th scope="col">Priority</th>'
-            '<th scope="col">Match</th><th scope="col">Holder</th>'
-            '<th scope="col">Opinion</th><th scope="col">Waiting</th></tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table>"
-        )
-    else:
-        table = '<p class="empty">Nothing is waiting for review.</p>'
-    return _page(request, "Review queue", f"<h1>Review queue ({len(cases)})</h1>{table}")
-
-
-@routes.get("/cases/{case}", name="case")
-@roles(*READ)
-async def case_page(request: web.Request) -> web.Response:
-    return await _render_case(request)
-
-
-async def _render_case(request: web.Request, error: str = "", status: int = 200) -> web.Response:
-    console = request.app[CONSOLE]
-    node = console.node
-    session: Session = request[SESSION]
-    case = await _load_case(request)
-    ref = case.case_ref.hex()
-    can_review = session.role in REVIEW
-    opinion = await node.decisions.opinion(case.holder, case.item_ref)
-    history = await node.decisions.history(case.case_ref)
-    has_media = bool(
-        await node.db.fetch_value(
-            "SELECT COUNT(*) FROM case_media WHERE content_ref = ?", case.content_ref
-        )
-    )
-    parts = [f"<h1>{e(case_label(case.case_ref))}</h1>"]
-    done = request.query.get("done", "")
-    messages = {"decided": "Decision saved.", "appeal": "Appeal decision saved.",
-                "revealed": "The original image is shown below."}  # fmt: skip
-    if error:
-        parts.append(f'<p class="error" role="alert" data-focus>{e(error)}</p>')
-    elif done in messages:
-        parts.append(f'<p class="message" role="status" data-focus>{e(messages[done])}</p>')
-    badges = []
-    if case.needs_rereview:
-        badges.append('<span class="badge bad">Re-review requested</span>')
-    if case.appeal:
-        badges.append(f'<span class="badge warn">Appeal {e(case.appeal)}</span>')
-
-    # The media: blurred by default, the original only after a recorded reveal.
-    if not can_review:
-        media = '<p class="muted">Auditors do not see the uploaded media.</p>'
-    elif not has_media:
-        media = '<p class="empty">The platform did not store the upload for review.</p>'
-    else:
-        revealed = request.query.get("view") == "original" and await _revealed(
-            node, case.case_ref, session.reviewer_id
-        )
-        view = "original" if revealed else "blurred"
-        src = _url(request, f"/cases/{ref}/media", view=view)
-        if revealed:
-            media = (
-                f'<figure><img id="case-media" src="{e(src)}" data-view="original"'
-                ' alt="The uploaded picture, original (revealed)">'
-                "<figcaption>Original picture, revealed to you (recorded in the history). "
-                f'<a href="{e(_url(request, "/cases/" + ref))}">Blur it again</a></figcaption>'
-                "</figure>"
-            )
-        else:
-            media = (
-                f'<figure><img id="case-media" src="{e(src)}" data-view="blurred"'
-                ' alt="The uploaded picture, blurred and in grayscale">'
-                "<figcaption>Blurred and grayscale. Reveal the original only if you need it "
-                "to decide; the reveal is recorded.</figcaption></figure>"
-                f'<form method="post" action="{e(_url(request, f"/cases/{ref}/reveal"))}">'
-                f'{_csrf_field(session)}<p><button type="submit" id="reveal">Reveal the '
-                "original picture</button></p></form>"
-            )
-    cats = case.release.get("categories") or []
-    facts = (
-        '<dl class="facts">'
-        f"<dt>State</dt><dd>{e(_STATES.get(case.state, case.state))} {''.join(badges)}</dd>"
-        f"<dt>Priority</dt><dd>{case.priority}</dd>"
-        f"<dt>Platform content</dt><dd>{e(case.content_ref)}</dd>"
-        f"<dt>It matched</dt><dd>{e(matched_text(case))}</dd>"
-        f"<dt>Matched at</dt><dd>{e(case.holder)} "
-        f"({'this node’s own bank' if case.source == 'local' else 'a peer in the federation'})"
-        f"</dd><dt>Item</dt><dd>{e(short(case.item_ref))} <span class=muted>(a reference; "
-        "the console never shows hashes)</span></dd>"
-        f"<dt>Provenance</dt><dd>{e(case.release.get('provenance') or 'unknown')}</dd>"
-        f"<dt>Categories</dt><dd>{e(', '.join(map(str, cats)) or 'none given')}</dd>"
-        f"<dt>Distance band</dt><dd>{e(band_text(case.band))}</dd>"
-        f"<dt>How it matched</dt><dd>{e(variant_text(case.variant))}</dd>"
-        f"<dt>Aggregate opinion</dt><dd>{e(_OPINIONS.get(opinion.label, opinion.label))} "
-        f"<span class=muted>({opinion.confirmations} confirmed, {opinion.disputes} disputed, "
-        f"{opinion.appeals_upheld} appeals upheld)</span></dd>"
-        f"<dt>Opened</dt><dd>{e(when(case.created_at))}</dd>"
-    )
-    if case.decided_by:
-        facts += f"<dt>Decided by</dt><dd>{e(case.decided_by)}</dd>"
-    if case.reason:
-        label = "Reason" if case.decided_by else "Why it needs a person"
-        facts += f"<dt>{label}</dt><dd>{e(case.reason)}</dd>"
-    facts += context_facts(case) + "</dl>"
-    parts.append(
-        '<div class="grid"><section aria-labelledby="media-h" id="media"><h2 id="media-h">'
-        f'Uploaded media</h2>{media}</section><section aria-labelledby="match-h">'
-        f'<h2 id="match-h">The match</h2>{facts}</section></div>'
-    )
-
-    if can_review and case.state != "closed":
-        what = matched_text(case)
-        choices = {
-            "actioned": f"Action it: the upload shows {what} (the platform removes it and"
-            f" {case.holder} hears it was confirmed)",
-            "dismissed": f"Dismiss it: the upload does not show {what} ({case.holder} hears"
-            " it was disputed)",
-            "escalated": "Escalate it: a senior reviewer should decide",
-        }
-        radios = "".join(
-            f'<label class="choice"><input type="radio" name="outcome" value="{k}" id="o-{k}"'
-            f" required> {e(v)}</label>"
-            for k, v in choices.items()
-        )
-        parts.append(
-            '<section aria-labelledby="decide-h"><h2 id="decide-h">Decide</h2>'
-            f'<form method="post" action="{e(_url(request, f"/cases/{ref}/decide"))}">'
-            f"{_csrf_field(session)}<fieldset><legend>Decision</legend>{radios}</fieldset>"
-            '<label for="reason">Reason (kept in the history; at most 500 characters)</label>'
-            '<textarea id="reason" name="reason" maxlength="500" required></textarea>'
-            '<p><button type="submit" class="primary" id="decide">Save decision</button></p>'
-            "</form></section>"
-        )
-    if can_review and case.appeal == "open":
-        parts.append(
-            '<section aria-labelledby="appeal-h"><h2 id="appeal-h">Appeal</h2>'
-            "<p>The uploader appealed the action. Upholding it dismisses the case, restores "
-            "the content and tells the holder.</p>"
-            f'<form method="post" action="{e(_url(request, f"/cases/{ref}/appeal"))}">'
-            f"{_csrf_field(session)}<fieldset><legend>Appeal decision</legend>"
-            '<label class="choice"><input type="radio" name="appeal" value="uphold" required> '
-            "Uphold the appeal (the action was wrong)</label>"
-            '<label class="choice"><input type="radio" name="appeal" value="deny"> '
-            "Deny the appeal (the action stands)</label></fieldset>"
-            '<label for="appeal-reason">Reason</label>'
-            '<textarea id="appeal-reason" name="reason" maxlength="500" required></textarea>'
-            '<p><button type="submit" class="primary" id="appeal-submit">Save appeal decision'
-            "</button></p></form></section>"
-        )
-    items = "".join(
-        f'<li><time datetime="{e(iso(h["at"]))}">{e(when(h["at"]))}</time>: '
-        f"{event_text(h['event'], h['actor'], h['detail'])}</li>"
-        for h in history
-    )
-    parts.append(
-        '<section aria-labelledby="history-h"><h2 id="history-h">History</h2>'
-        f'<ol class="history" id="history">{items}</ol></section>'
-    )
-    return _page(request, case_label(case.case_ref), "".join(parts), status=status)
-
-
-@routes.get("/cases/{case}/media", name="media")
-@roles(*REVIEW)
-async def media(request: web.Request) -> web.Response:
-    console = request.app[CONSOLE]
-    node = console.node
-    session: Session = request[SESSION]
-    case = await _load_case(request)
-    view = request.query.get("view", "blurred")
-    if view not in ("blurred", "original"):
-        raise web.HTTPNotFound()
-    if view == "original" and not await _revealed(node, case.case_ref, session.reviewer_id):
-        raise web.HTTPForbidden(text="Reveal the picture on the case page first.")
-    row = await node.db.fetch_one(
-        "SELECT media FROM case_media WHERE content_ref = ?", case.content_ref
-    )
-    if row is None:
-        raise web.HTTPNotFound()
-    try:
-        body = await asyncio.to_thread(render_media, bytes(row["media"]), view == "blurred")
-    except MediaUnavailable as exc:
-        raise web.HTTPNotFound() from exc
-    ref8 = case.case_ref.hex()[:8]
-    return web.Response(
-        body=body, content_type="image/jpeg",
-        headers={"Content-Disposition": f'inline; filename="case-{ref8}-{view}.jpg"'},
-    )  # fmt: skip
-
-
-@routes.post("/cases/{case}/reveal", name="reveal")
-@roles(*REVIEW)
-async def reveal(request: web.Request) -> web.StreamResponse:
-    node = request.app[CONSOLE].node
-    session: Session = request[SESSION]
-    case = await _load_case(request)
-    await node.db.execute(
-        "INSERT INTO case_events (case_ref, at, actor, event, detail) VALUES (?, ?, ?, ?, ?)",
-        case.case_ref, node.now(), session.reviewer_id, "media:revealed", json.dumps({}),
-    )  # fmt: skip
-    target = _url(request, f"/cases/{case.case_ref.hex()}", view="original", done="revealed")
-    raise web.HTTPSeeOther(target + "#media")
-
-
-@routes.post("/cases/{case}/decide", name="decide")
-@roles(*REVIEW)
-async def decide(request: web.Request) -> web.StreamResponse:
-    node = request.app[CONSOLE].node
-    session: Session = request[SESSION]
-    case = await _load_case(request)
-    outcome = _field(request, "outcome", 20)
-    reason = _field(request, "reason")
-    if outcome not in OUTCOMES:
-        return await _render_case(request, "Choose a decision.", 400)
-    if not reason:
-        return await _render_case(request, "Give a reason for the decision.", 400)
-    try:
-        await node.decisions.decide(case.case_ref, outcome, session.reviewer_id, reason)
-    except DecisionError as exc:
-        return await _render_case(request, exc.detail, 409 if exc.code == "conflict" else 400)
-    raise web.HTTPSeeOther(_url(request, f"/cases/{case.case_ref.hex()}", done="decided"))
-
-
-@routes.post("/cases/{case}/appeal", name="appeal")
-@roles(*REVIEW)
-async def appeal(request: web.Request) -> web.StreamResponse:
-    node = request.app[CONSOLE].node
-    session: Session = request[SESSION]
-    case = await _load_case(request)
-    choice = _field(request, "appeal", 10)
-    reason = _field(request, "reason")
-    if choice not in ("uphold", "deny"):
-        return await _render_case(request, "Choose to uphold or deny the appeal.", 400)
-    if not reason:
-        return await _render_case(request, "Give a reason for the appeal decision.", 400)
-    try:
-        await node.decisions.decide_appeal(
-            case.case_ref, choice == "uphold", session.reviewer_id, reason
-        )
-    except DecisionError as exc:
-        return await _render_case(request, exc.detail, 409 if exc.code == "conflict" else 400)
-    raise web.HTTPSeeOther(_url(request, f"/cases/{case.case_ref.hex()}", done="appeal"))
-
-
-@routes.get("/log", name="log")
-@roles(*READ)
-async def log_page(request: web.Request) -> web.Response:
-    node = request.app[CONSOLE].node
-    rows = await node.db.fetch_all(
-        "SELECT e.case_ref, e.at, e.actor, e.event, e.detail FROM case_events e"
-        " ORDER BY e.id DESC LIMIT 300"
-    )
-    items = []
-    for r in rows:
-        ref = bytes(r["case_ref"])
-        try:
-            detail = json.loads(r["detail"])
-        except ValueError:
-            detail = {}
-        items.append(
-            f"<tr><td>{e(when(int(r['at'])))}</td>"
-            f'<td><a href="{e(_url(request, "/cases/" + ref.hex()))}">{e(case_label(ref))}</a>'
-            f"</td><td>{event_text(r['event'], r['actor'], detail)}</td></tr>"
-        )
-    table = (
-        "<table><caption>Newest first; every decision, reveal, appeal and feedback on a case."
-        '</caption><thead><tr><th scope="col">When</th><th scope="col">Case</th>'
-        f'<th scope="col">What happened</th></tr></thead><tbody>{"".join(items)}</tbody></table>'
-        if items
-        else '<p class="empty">No case events yet.</p>'
-    )
-    main = (
-        "<h1>Decision log</h1><section aria-labelledby='cases-h'>"
-        f"<h2 id='cases-h'>Case history</h2>{table}</section>"
-    )
-    main += await _translog_section(request, node)
-    return _page(request, "Decision log", main)
-
-
-async def _translog_section(request: web.Request, node: Node) -> str:
-    """Decision entries of the node's verifiable log, when the node keeps one."""
-    translog = getattr(node, "translog", None)
-    if translog is None:
-        return ""
-    try:
-        from blindmatch.protocol import transparency as tl
-
-        size = await translog.size()
-        entries = await translog.entries(max(0, size - 1000), size)
-        rows = []
-        for stored in reversed(entries):
-            try:
-                entry = tl.decode_entry(stored.entry)
-            except Exception:
-                continue
-            if entry.get("kind") != "decision":
-                continue
-            did = entry.get("decision_id", b"")
-            rows.append(
-                f"<tr><td>{stored.index}</td><td>{e(when(stored.created_at))}</td>"
-                f"<td>{e(entry.get('outcome', ''))}</td><td>{e(entry.get('decided_by', ''))}</td>"
-                f"<td>{e(short(did) if isinstance(did, bytes) else '')}</td></tr>"
-            )
-    except Exception:
-        return (
-            "<section><h2>Verifiable log</h2><p class='error'>The verifiable log could not be "
-            "read.</p></section>"
-        )
-    table = (
-        "<table><caption>Decision entries in this node's verifiable log (newest first); "
-        "check them with <code>blindmatch audit verify</code>.</caption><thead><tr>"
-        '<th scope="col">Entry</th><th scope="col">When</th><th scope="col">Outcome</th>'
-        '<th scope="col">Decided by</th><th scope="col">Decision</th></tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
-        if rows
-        else '<p class="empty">No decision entries in the verifiable log yet.</p>'
-    )
-    return (
-        '<section aria-labelledby="translog-h"><h2 id="translog-h">Verifiable log</h2>'
-        f"{table}</section>"
-    )
-
-
-@routes.get("/reports", name="reports")
-@roles(*READ)
-async def reports(request: web.Request) -> web.Response:
-    node = request.app[CONSOLE].node
-    states = await node.db.fetch_all(
-        "SELECT state, COUNT(*) AS n FROM cases GROUP BY state ORDER BY state"
-    )
-    events = await node.db.fetch_all(
-        "SELECT event, COUNT(*) AS n FROM case_events WHERE event LIKE 'decided:%'"
-        " OR event LIKE 'appeal:%' OR event LIKE 're-review:%' OR event = 'media:revealed'"
-        " GROUP BY event ORDER BY event"
-    )
-
-    def table(caption: str, head: str, rows: Iterable[tuple[str, int]]) -> str:
-        body = "".join(f"<tr><td>{e(k)}</td><td>{n}</td></tr>" for k, n in rows)
-        return (
-            f"<table><caption>{e(caption)}</caption><thead><tr><th scope='col'>{e(head)}</th>"
-            f"<th scope='col'>Count</th></tr></thead><tbody>{body}</tbody></table>"
-        )
-
-    main = (
-        "<h1>Reports</h1><h2>Cases by state</h2>"
-        + table("All cases on this node.", "State",
-                ((_STATES.get(r["state"], r["state"]), int(r["n"])) for r in states))
-        + "<h2>Reviewer activity</h2>"
-        + table("Decisions, appeals, re-review requests and reveals.", "Event",
-                ((r["event"], int(r["n"])) for r in events))
-    )  # fmt: skip
-    return _page(request, "Reports", main)
-
-
-@routes.get("/admin/reviewers", name="reviewers")
-@roles(*ADMIN)
-async def reviewers_page(request: web.Request) -> web.Response:
-    return await _render_reviewers(request)
-
-
-async def _render_reviewers(
-    request: web.Request, error: str = "", message: str = "", status: int = 200
-) -> web.Response:
-    console = request.app[CONSOLE]
-    session: Session = request[SESSION]
-    accounts = await console.accounts.list()
-    rows = []
-    for a in accounts:
-        action = ""
-        if a.reviewer_id != session.reviewer_id:
-            verb = "enable" if a.disabled else "disable"
-            target = _url(request, f"/admin/reviewers/{quote(a.reviewer_id, safe='')}/{verb}")
-            action = (
-                f'<form method="post" class="inline" action="{e(target)}">'
-                f'{_csrf_field(session)}<button type="submit"'
-                f"{' class=danger' if verb == 'disable' else ''}>{verb.title()} "
-                f'<span class="skip">{e(a.reviewer_id)}</span></button></form>'
-            )
-        rows.append(
-            f"<tr><th scope='row'>{e(a.reviewer_id)}</th><td>{e(a.role)}</td>"
-            f"<td>{'disabled' if a.disabled else 'active'}</td><td>{e(when(a.created_at))}</td>"
-            f"<td>{action}</td></tr>"
-        )
-    options = "".join(f'<option value="{r}">{r}</option>' for r in ROLES)
-    alert = ""
-    if error:
-        alert = f'<p class="error" role="alert" data-focus>{e(error)}</p>'
-    elif message:
-        alert = f'<p class="message" role="status" data-focus>{e(message)}</p>'
-    main = (
-        f"<h1>Reviewers</h1>{alert}<table><caption>Accounts that can sign in to this console."
-        '</caption><thead><tr><th scope="col">Reviewer</th><th scope="col">Role</th>'
-        '<th scope="col">Status</th><th scope="col">Created</th><th scope="col">Action</th>'
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        '<h2 id="add-h">Add a reviewer</h2>'
-        f'<form method="post" action="{e(_url(request, "/admin/reviewers"))}"'
-        ' aria-labelledby="add-h">'
-        f"{_csrf_field(session)}"
-        '<label for="new-id">Reviewer ID</label><input type="text" id="new-id" name="reviewer_id"'
-        ' required maxlength="64" autocomplete="off">'
-        f'<label for="new-role">Role</label><select id="new-role" name="role">{options}</select>'
-        '<label for="new-pw">Password (at least 10 characters)</label>'
-        '<input type="password" id="new-pw" name="password" required minlength="10"'
-        ' autocomplete="new-password">'
-        '<p><button type="submit" class="primary">Add reviewer</button></p></form>'
-        "<p class='muted'>Roles: <strong>reviewer</strong> decides cases and appeals; "
-        "<strong>admin</strong> also manages accounts; <strong>auditor</strong> reads the log "
-        "and reports only.</p>"
-    )
-    return _page(request, "Reviewers", main, status=status)
-
-
-@routes.post("/admin/reviewers", name="reviewers_add")
-@roles(*ADMIN)
-async def reviewers_add(request: web.Request) -> web.Response:
-    console = request.app[CONSOLE]
-    try:
-        await console.accounts.create(
-            _field(request, "reviewer_id", 64),
-            _field(request, "role", 16),
-            str(request[FORM].get("password", ""))[:1024],
-        )
-    except AccountError as exc:
-        return await _render_reviewers(request, error=exc.message, status=400)
-    return await _render_reviewers(request, message="Reviewer added.")
-
-
-@routes.post("/admin/reviewers/{reviewer}/{verb}", name="reviewers_toggle")
-@roles(*ADMIN)
-async def reviewers_toggle(request: web.Request) -> web.Response:
-    console = request.app[CONSOLE]
-    who = request.match_info["reviewer"]
-    verb = request.match_info["verb"]
-    if verb not in ("disable", "enable"):
-        raise web.HTTPNotFound()
-    if who == request[SESSION].reviewer_id:
-        return await _render_reviewers(request, error="You cannot disable yourself.", status=400)
-    try:
-        await console.accounts.set_disabled(who, verb == "disable")
-    except AccountError as exc:
-        return await _render_reviewers(request, error=exc.message, status=404)
-    return await _render_reviewers(request, message=f"{who}: {verb}d.")
-
-
-def build_console(node: Node) -> web.Application:
-    """The console as an application to mount at ``/console/``."""
-    app = web.Application(middlewares=[_guard], client_max_size=MAX_FORM_BYTES)
-    app[CONSOLE] = Console(node)
-    app.add_routes(routes)
-    app.router.add_static("/static", STATIC_DIR, name="static")
-    return app
-
-
-def console_root_app(node: Node) -> web.Application:
-    """A stand-alone application serving the console at ``/console/`` (and ``/`` -> there)."""
-    root = web.Application()
-
-    async def home(request: web.Request) -> web.Response:
-        raise web.HTTPFound("/console/")
-
-    root.router.add_get("/", home)
-    root.router.add_get("/console", home)
-    root.add_subapp("/console/", build_console(node))
-    return root

@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
@@ -164,7 +165,9 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
         )
 
         say("\n4. platform-a receives uploads and matches each one privately against the hub:")
-        uploads = [(f"{n} ({edit})", n, fn(photos[n])) for n, edit, fn in EDITS]
+        uploads: list[tuple[str, str | None, bytes]] = [
+            (f"{n} ({edit})", n, fn(photos[n])) for n, edit, fn in EDITS
+        ]
         uploads += [(f"{n} (unrelated)", None, _jpeg(photos[n], 85)) for n in UNRELATED]
         rows = []
         async with BlindmatchClient(pa.api_url, pa.api_token) as bm:
@@ -303,7 +306,7 @@ async def _derivative_step(
         " imagegen banked 1 hash"
     )
     whole = hamming(pdq.hash32, hashing.hash_image_bytes(edited).pdq.hash32)
-    out = {}
+    out: dict[str, Any] = {}
     async with BlindmatchClient(pb.api_url, pb.api_token) as bm:
         for label, data, ref in (("AI-edited", edited, "demo-edit"), ("copy", source, "demo-copy")):
             started = time.perf_counter()
@@ -317,9 +320,14 @@ async def _derivative_step(
                 continue
             ev = case["release"]["derivative"]
             gen_note = " + generator-confirmed" if "generator" in case["release"] else ""
+            if ev["whole_image_match"] and not ev["matched_regions"]:
+                # The whole picture decided it; no tile was asked (specs/derivatives.md 6.5).
+                evidence = "the whole picture matched"
+            else:
+                evidence = f"{len(ev['matched_regions'])}/{ev['regions']} regions matched"
             say(
                 f"   {label:<10} -> {case['kind'].upper()} of a protected photo at {case['holder']}"
-                f"{gen_note}: {len(ev['matched_regions'])}/{ev['regions']} regions matched,"
+                f"{gen_note}: {evidence},"
                 f" review priority {case['priority']}  {seconds * 1000:5.0f} ms"
             )
             out[label] = case["kind"]

@@ -19,14 +19,15 @@ and in its feed. Every publication and every evaluation is logged (chapter 12 ki
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from blindmatch.node.errors import NodeError
 from blindmatch.node.storage.budget import BudgetLimits
+from blindmatch.protocol import canonical
 from blindmatch.protocol import uploaders as up
 from blindmatch.protocol.roster import Member, voprf_key_id
 
@@ -49,21 +50,11 @@ log = logging.getLogger("blindmatch.uploaders")
 FEED = up.FEED
 PUBLISH_KIND = "uploader-publish"
 WITHDRAW_KIND = "uploader-withdraw"
-REQUEST_TYPES = ("uploader.evaluate", "uploader.tag", "uploader.publish", "uploader.withdraw")
-REPLY_TYPES = {
-    "uploader.evaluate": "uploader.evaluated",
-    "uploader.tag": "uploader.evaluated",
-    "uploader.publish": "uploader.accepted",
-    "uploader.withdraw": "uploader.accepted",
-}
+REQUEST_TYPES = tuple(up.REPLY_TYPES)
 
 
-class UploaderSignalError(Exception):
-    def __init__(self, code: str, message: str, retry_after_ms: int | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.detail = message
-        self.retry_after_ms = retry_after_ms
+class UploaderSignalError(NodeError):
+    """A refusal of an uploader-signal request, reported to the peer like any other."""
 
 
 @dataclass(frozen=True)
@@ -177,7 +168,9 @@ class UploaderSignals:
         )
         return bytes(tile["grp"]) if tile is not None else None
 
-    async def answer_evaluate(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
+    async def answer_evaluate(
+        self, peer: Member, body: dict[str, Any], pending: Any = None
+    ) -> dict[str, Any]:
         key = self.keys.uploader
         if key is None or body["key_id"] != voprf_key_id(key.pk):
             raise UploaderSignalError("not-allowed", "no uploader key with that id here")
@@ -214,7 +207,9 @@ class UploaderSignals:
 
     # --- keeper: stage 2, publications, the feed ------------------------------------------------
 
-    async def answer_tag(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
+    async def answer_tag(
+        self, peer: Member, body: dict[str, Any], pending: Any = None
+    ) -> dict[str, Any]:
         key = self.keys.keeper
         if key is None or body["key_id"] != voprf_key_id(key.pk):
             raise UploaderSignalError("not-allowed", "this node keeps no uploader signals")
@@ -249,7 +244,9 @@ class UploaderSignals:
         fresh = int(row["at_ms"]) >= self.now() * 1000 - up.CONFIRM_WINDOW_MS
         return fresh and not retracted
 
-    async def accept_publish(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
+    async def accept_publish(
+        self, peer: Member, body: dict[str, Any], pending: Any = None
+    ) -> dict[str, Any]:
         key_id = self._keeper_key_id()
         self._require(peer, up.CAP_PUBLISH)
         if body["key_id"] != key_id:
@@ -337,7 +334,9 @@ class UploaderSignals:
             await self.feeds.append(FEED, os.urandom(16), kind, payload, self.now())
         await self._log_signal(gone.id, gone.origin, "received", action)
 
-    async def accept_withdraw(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
+    async def accept_withdraw(
+        self, peer: Member, body: dict[str, Any], pending: Any = None
+    ) -> dict[str, Any]:
         self._keeper_key_id()
         row = await self.db.fetch_one(
             "SELECT * FROM uploader_publications WHERE publication = ?", body["publication"]
@@ -579,21 +578,10 @@ def _split(packed: bytes) -> tuple[bytes, ...]:
 
 
 def _pack(body: dict[str, Any]) -> bytes:
-    from blindmatch.protocol import canonical
-
     return canonical.encode(body)
 
 
 def _unpack(payload: bytes) -> dict[str, Any]:
-    from blindmatch.protocol import canonical
-
     value = canonical.decode(payload)
-    assert isinstance(value, dict)
+    assert isinstance(value, dict)  # our own outbox payload
     return value
-
-
-def signals_json(known_elsewhere: bool, recidivism: int, fired: Sequence[str]) -> str:
-    return json.dumps(
-        {"known_elsewhere": known_elsewhere, "recidivism": recidivism, "fired": list(fired)},
-        sort_keys=True,
-    )
