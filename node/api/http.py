@@ -329,11 +329,11 @@ def build_api(
         if uploader is None and context is None:
             return None
         if _content_ref(request) is None:
-            raise ApiError(400, "bad-request", "uploader and context need a content_ref")
+            raise ApiError("bad-request", "uploader and context need a content_ref")
         try:
             return parse_context(uploader, context)
         except ContextError as exc:
-            raise ApiError(400, "bad-request", str(exc)) from exc
+            raise ApiError("bad-request", str(exc)) from exc
 
     async def _submit(
         request: web.Request,
@@ -357,7 +357,7 @@ def build_api(
         body = await _json(request)
         queries = _parse_hash_queries(body)
         if set(body) - {"hashes", "uploader", "context"}:
-            raise ApiError(400, "bad-request", "fields: hashes, uploader, context")
+            raise ApiError("bad-request", "fields: hashes, uploader, context")
         upload = _upload(request, body.get("uploader"), body.get("context"))
         return await _submit(request, queries, "api:hashes", upload)
 
@@ -373,7 +373,7 @@ def build_api(
             except json.JSONDecodeError:
                 raw = None
             if not isinstance(raw, dict) or set(raw) - {"uploader", "context"}:
-                raise ApiError(400, "bad-request", f"{UPLOAD_HEADER}: JSON {{uploader, context}}")
+                raise ApiError("bad-request", f"{UPLOAD_HEADER}: JSON {{uploader, context}}")
             upload = _upload(request, raw.get("uploader"), raw.get("context"))
         data = await request.content.read(MAX_MEDIA_BYTES + 1)
         while len(data) <= MAX_MEDIA_BYTES and (chunk := await request.content.read(1 << 20)):
