@@ -204,6 +204,7 @@ HTTP_LAYER = (
     "blindmatch.node.console.",
     "blindmatch.node.survivor.",
     "blindmatch.node.federation.http",
+    "blindmatch.node.federation.port_guard",
     "blindmatch.node.translog.http",
     "blindmatch.node.interop.hma_adapter",
     "blindmatch.node.runtime",
