@@ -407,19 +407,20 @@ class UploaderSignals:
              "elements": elements},
         )  # fmt: skip
         await self._count(holder.node_id, "uploader-holder", "sent", len(elements))
+        keeper_key = _key_of(keeper)
         elements2 = up.after_holder(state, reply.body["elements"], reply.body["proof"],
-                                    keeper.keeper_key)  # fmt: skip
+                                    keeper_key)  # fmt: skip
         if keeper.node_id == self.node_id:
             assert self.keys.keeper is not None
             ev2, proof2 = up.keeper_evaluate(self.keys.keeper, elements2)
         else:
             reply2 = await self.client.call(
                 keeper, "uploader.tag",
-                {"key_id": voprf_key_id(keeper.keeper_key), "elements": elements2},
+                {"key_id": voprf_key_id(keeper_key), "elements": elements2},
             )  # fmt: skip
             ev2, proof2 = reply2.body["elements"], reply2.body["proof"]
             await self._count(keeper.node_id, "uploader-keeper", "sent", len(elements2))
-        return up.finish(state, ev2, proof2, keeper.keeper_key)
+        return up.finish(state, ev2, proof2, keeper_key)
 
     async def known_elsewhere(self, tags: Sequence[bytes]) -> bool:
         """Whether the keeper's feed (as replicated here) holds one of these tags, not counting
@@ -454,7 +455,7 @@ class UploaderSignals:
             return Change(frozenset(), frozenset())
         added: set[bytes] = set()
         removed: set[bytes] = set()
-        key_id = voprf_key_id(keeper.keeper_key)
+        key_id = voprf_key_id(_key_of(keeper))
         for _ in range(max_pages):
             cursor = await self.replicas.cursor(keeper.node_id, FEED)
             reply = await self.client.call(
@@ -528,7 +529,7 @@ class UploaderSignals:
             return False
         publication = os.urandom(16)
         body = {
-            "publication": publication, "key_id": voprf_key_id(keeper.keeper_key),
+            "publication": publication, "key_id": voprf_key_id(_key_of(keeper)),
             "holder": holder, "item": item_ref, "confirm": confirm,
             "tags": tags[: up.MAX_IDENTIFIERS],
         }  # fmt: skip
@@ -571,6 +572,12 @@ class UploaderSignals:
             raise UploaderSignalError("not-allowed", f"{peer_id} is no longer in the roster")
         message = "uploader.publish" if kind == PUBLISH_KIND else "uploader.withdraw"
         await self.client.call(keeper, message, _unpack(payload))
+
+
+def _key_of(keeper: Member) -> bytes:
+    # keeper() returns only a member that has a keeper_key
+    assert keeper.keeper_key is not None
+    return keeper.keeper_key
 
 
 def _split(packed: bytes) -> tuple[bytes, ...]:
