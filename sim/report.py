@@ -143,10 +143,11 @@ def _plots(s: Scenario, res: dict, ctx: Context, dec: Decisions, out: Path) -> l
         ax.barh(y - 0.2, [x["plaintext_pdq_recall"] for x in rows], 0.4, label="plaintext PDQ <= T")
         protocol = [x["protocol_recall"] for x in rows]
         lo_hi = [wilson(x["protocol_recall"], x["catchable"]) for x in rows]
+        # Clipped at 0: at p = 0 or 1 the interval's end equals p up to rounding.
         err = np.array(
             [
-                [p - lo for p, (lo, _) in zip(protocol, lo_hi, strict=True)],
-                [hi - p for p, (_, hi) in zip(protocol, lo_hi, strict=True)],
+                [max(p - lo, 0.0) for p, (lo, _) in zip(protocol, lo_hi, strict=True)],
+                [max(hi - p, 0.0) for p, (_, hi) in zip(protocol, lo_hi, strict=True)],
             ]
         )
         ax.barh(

@@ -419,6 +419,17 @@ def _figures(sweep: Sweep, params: list[str], rows: list[list[Any]], out: Path) 
     return made
 
 
+# The metrics a report shows when the sweep names none (summary.csv has them all).
+HEADLINE = re.compile(
+    r"(recall\[[^]]*\]\.(protocol_recall|plaintext_pdq_recall)"
+    r"|matching\.(confirmed_matches|true_matches)"
+    r"|takedown\.contents_taken_down|wrongful_takedowns\.total"
+    r"|leakage\.[^.]+\.(bits_per_threshold_query|spec_bound_bits_per_threshold_query)"
+    r"|attacks\.runs\[[^]]*\]\.days_to_first_hash"
+    r"|cost\.(bytes_per_query|cpu_s_per_query))$"
+)
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -439,7 +450,7 @@ def _render(sweep: Sweep, params: list[str], rows: list[list[Any]], figures: lis
         "summary in summary.csv, the grid, seeds and every run's inputs hash in sweep.json.",
         "",
     ]
-    shown = sweep.metrics or sorted({r[np_] for r in rows})[:40]
+    shown = sweep.metrics or [m for m in dict.fromkeys(r[np_] for r in rows) if HEADLINE.match(m)]
     lines += [
         "| " + " | ".join([*params, "metric", "n", "mean", "95% interval"]) + " |",
         "|" + "---|" * (np_ + 4),
