@@ -1,10 +1,12 @@
 """What a result came from: the resolved scenario, the code version and the environment.
 
 ``inputs_sha256`` is the staleness key of a committed report: a hash of everything that
-decides the numbers in ``results.json`` -- the resolved scenario, the simulator's own sources
+decides the numbers in ``results.json`` -- the resolved scenario, the simulator's model sources
 and data, the CPU costs it charges (from ``bench/results/crypto.json``) and the LSH scheme's
-parameters. It deliberately leaves out the rest of the package (a refactor of node/ does not
-change a simulated federation) and the environment (recorded, not hashed). ``code`` records the
+parameters. It deliberately leaves out the modules that only present or orchestrate runs
+(``PRESENTATION``: a new table or figure style does not change a number), the rest of the
+package (a refactor of node/ does not change a simulated federation) and the environment
+(recorded, not hashed). ``code`` records the
 version a reader would cite: the package version, ``git describe`` when run from a checkout,
 and a hash of every source file of the package.
 """
@@ -42,8 +44,16 @@ def _files_digest(files: list[Path], root: Path) -> str:
     return h.hexdigest()
 
 
+# Simulator modules that write, render, aggregate or schedule runs but compute no result.
+PRESENTATION = frozenset({"report.py", "sweep.py", "examples.py", "provenance.py"})
+
+
 def _model_files() -> list[Path]:
-    files = [p for p in SIM_ROOT.rglob("*.py") if "__pycache__" not in p.parts]
+    files = [
+        p
+        for p in SIM_ROOT.rglob("*.py")
+        if "__pycache__" not in p.parts and p.name not in PRESENTATION
+    ]
     return files + sorted((SIM_ROOT / "data").glob("*.json"))
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -244,7 +245,9 @@ def _f(x: Any, nd: int = 3) -> str:
     return str(x)
 
 
-def render(s: Scenario, res: dict, timing: dict, plots: list[str], tables: list[str] = ()) -> str:
+def render(
+    s: Scenario, res: dict, timing: dict, plots: list[str], tables: Sequence[str] = ()
+) -> str:
     fed, m, td, w, c = (
         res[k] for k in ("federation", "matching", "takedown", "wrongful_takedowns", "cost")
     )
@@ -472,7 +475,7 @@ def render(s: Scenario, res: dict, timing: dict, plots: list[str], tables: list[
     return "\n".join(lines)
 
 
-def _provenance(p: dict | None, tables: list[str] | tuple[str, ...]) -> list[str]:
+def _provenance(p: dict | None, tables: Sequence[str]) -> list[str]:
     if not p:
         return []
     code, env = p["code"], p["environment"]

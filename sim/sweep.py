@@ -191,7 +191,7 @@ class Job:
 
 
 def jobs(sweep: Sweep, runs_dir: Path | None = None) -> list[Job]:
-    out = []
+    out: list[Job] = []
     for point in sweep.points():
         for k in range(sweep.seeds):
             data = sweep.scenario_data(point, k)

@@ -115,7 +115,7 @@ def test_sweep_file_errors_name_the_field(tiny: Path, tmp_path: Path) -> None:
     with pytest.raises(sweep.SweepError, match=r"nodes\[7\]\.count"):
         sweep.load_sweep(bad)
     bad.write_text('scenario = "tiny.toml"\n[grid]\n"workload.edited_share" = [2.0]\n')
-    with pytest.raises(sweep.SweepError, match="workload.edited_share: must be <= 1"):
+    with pytest.raises(sweep.SweepError, match=r"workload\.edited_share: must be <= 1"):
         sweep.load_sweep(bad)
     bad.write_text('scenario = "tiny.toml"\nseed = 3\n')
     with pytest.raises(sweep.SweepError, match="unknown field 'seed'"):
@@ -146,9 +146,7 @@ def test_sweep_on_processes_and_on_a_local_dask_cluster_gives_identical_numbers(
     first = sweep.jobs(plan)[0]
     alone = sweep.run_job(first.data, plan.base_source)
     with (tmp_path / "local" / "runs.csv").open() as f:
-        row = next(
-            r for r in csv.DictReader(f) if r["metric"] == "matching.confirmed_matches"
-        )
+        row = next(r for r in csv.DictReader(f) if r["metric"] == "matching.confirmed_matches")
     assert float(row["value"]) == alone["matching"]["confirmed_matches"]
 
 

@@ -74,7 +74,8 @@ def run(args: argparse.Namespace) -> int:
         from blindmatch.sim import examples
 
         argv = ["--check"] if args.check else []
-        argv += ["--engine", args.engine] + (["--workers", str(args.workers)] if args.workers else [])
+        argv += ["--engine", args.engine]
+        argv += ["--workers", str(args.workers)] if args.workers else []
         return examples.main(argv)
     try:
         if args.scenario == "sweep":
