@@ -30,75 +30,22 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import time
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pdqhash
-
 from bench import video_corpus
 from blindmatch.crypto import oprf, sodium
-from blindmatch.node.hashing import hash_video
+from blindmatch.node.media.hashing import hash_video
+from blindmatch.node.media.video import frame_float_vectors
 from blindmatch.protocol import canonical, index, matching, signal_types, video
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.roster import voprf_key_id
-from blindmatch.protocol.signals import VpdqFrame, pdq_bits_from_float, pdq_from_bits, vpdq_match
+from blindmatch.protocol.signals import VpdqFrame, distinct_good_frames, vpdq_match
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BANDS = (8, 16, 31)
-
-
-def frame_floats(path: Path, frames: list[VpdqFrame]) -> tuple[dict[int, np.ndarray], int]:
-    """PDQ float vectors of the frames vpdq sampled, from FFmpeg's decode of the same file;
-    also the number whose quantised bits differ from vpdq's hash (expected 0)."""
-    probe = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=width,height",
-            "-of",
-            "csv=p=0",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    width, height = (int(x) for x in probe.stdout.strip().split(",")[:2])
-    raw = subprocess.run(
-        [
-            video_corpus.ffmpeg_path(),
-            "-v",
-            "error",
-            "-i",
-            str(path),
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-",
-        ],
-        capture_output=True,
-        check=True,
-    ).stdout
-    decoded = np.frombuffer(raw, np.uint8).reshape(-1, height, width, 3)
-    out: dict[int, np.ndarray] = {}
-    mismatched = 0
-    for f in frames:
-        if f.frame_number >= len(decoded):
-            continue
-        vector, _ = pdqhash.compute_float(decoded[f.frame_number])
-        out[f.frame_number] = np.asarray(vector, dtype=np.float64)
-        if pdq_from_bits(pdq_bits_from_float(vector)) != f.pdq:
-            mismatched += 1
-    return out, mismatched
 
 
 class VideoHolder:
@@ -185,7 +132,9 @@ def run(per_kind: int) -> dict[str, Any]:
     for c in clips:
         if c.role == "banked":
             continue
-        floats, mismatched = frame_floats(video_corpus.path_of(c), hashes[c.id])
+        floats, mismatched = frame_float_vectors(
+            video_corpus.path_of(c), distinct_good_frames(hashes[c.id], 50)
+        )
         mismatched_bits += mismatched
         queries = video.query_frames(hashes[c.id], floats)
         plain = plaintext_match(bank, hashes[c.id])

@@ -52,10 +52,11 @@ from blindmatch.node.storage.feeds import FeedEntry
 from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
-from blindmatch.protocol import canonical, derivative, index, matching, schema
+from blindmatch.protocol import canonical, derivative, index, matching, schema, signal_types, video
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.lsh import SCHEMES
 from blindmatch.protocol.roster import Member, Roster
+from blindmatch.protocol.signals import HashFormatError, check_float_vector, check_pdq_bytes
 
 log = logging.getLogger("blindmatch.node")
 
@@ -248,15 +249,35 @@ class Node:
         "SELECT t.item_ref, t.hash, t.cell" + _ACTIVE_TILES + " AND NOT EXISTS"
         " (SELECT 1 FROM index_publications p WHERE p.item_ref = t.item_ref)"
     )
+    # A video's indexed frames (cases of signal type vpdq, specs/signals-and-lsh.md 7): in the
+    # index exactly while their video item is. One "?": now.
+    _ACTIVE_FRAMES = (
+        " FROM video_frames f JOIN videos v ON v.item_id = f.item_id"
+        " JOIN bank_items i ON i.id = f.item_id JOIN banks b ON b.id = i.bank_id"
+        " WHERE f.item_ref IS NOT NULL AND i.signal_type = 'vpdq' AND i.withdrawn_at IS NULL"
+        " AND (i.expires_at IS NULL OR i.expires_at > ?) AND b.enabled = 1 AND b.shared = 1"
+    )
+    _ACTIVE_FRAME_SQL = (
+        "SELECT f.hash, v.grp, v.indexed_frames, i.categories AS item_categories,"
+        " b.categories AS bank_categories, b.provenance AS bank_provenance,"
+        " b.distance_threshold" + _ACTIVE_FRAMES + " AND f.item_ref = ?"
+    )
+    _TO_PUBLISH_FRAMES_SQL = (
+        "SELECT f.item_ref, f.hash, 'vpdq' AS cell" + _ACTIVE_FRAMES + " AND NOT EXISTS"
+        " (SELECT 1 FROM index_publications p WHERE p.item_ref = f.item_ref)"
+    )
     _TO_UNPUBLISH_SQL = (
         "SELECT p.item_ref, p.entries FROM index_publications p WHERE NOT EXISTS"
         " (SELECT 1" + _ACTIVE + " AND i.item_ref = p.item_ref) AND NOT EXISTS"
-        " (SELECT 1" + _ACTIVE_TILES + " AND t.item_ref = p.item_ref)"
+        " (SELECT 1" + _ACTIVE_TILES + " AND t.item_ref = p.item_ref) AND NOT EXISTS"
+        " (SELECT 1" + _ACTIVE_FRAMES + " AND f.item_ref = p.item_ref)"
     )
 
     def _index_keys(self, hash32: bytes, cell: str | None) -> list[bytes]:
         if cell is None:
             return self.scheme.index_keys(hash32)
+        if cell == video.SIGNAL:
+            return video.index_keys(hash32)
         return self.tile_scheme.index_keys(derivative.Cell.parse(cell), hash32)
 
     async def reconcile_index(self) -> dict[str, int]:
@@ -276,10 +297,11 @@ class Node:
         rows = await self.db.fetch_all(self._TO_PUBLISH_SQL, now)
         if "hub" in self.me.roles:  # nobody asks anyone else about tiles (5.1)
             rows += await self.db.fetch_all(self._TO_PUBLISH_TILES_SQL, now)
+        rows += await self.db.fetch_all(self._TO_PUBLISH_FRAMES_SQL, now)
         active = {bytes(r["item_ref"]): (bytes(r["hash"]), r["cell"]) for r in rows}
         published = {
             bytes(r["item_ref"]): bytes(r["entries"])
-            for r in await self.db.fetch_all(self._TO_UNPUBLISH_SQL, now, now)
+            for r in await self.db.fetch_all(self._TO_UNPUBLISH_SQL, now, now, now)
         }
         to_add, to_remove = list(active), list(published)
         key_id = self.keys.voprf_key_id
@@ -414,7 +436,7 @@ class Node:
         for ref in refs:
             row = await self.db.fetch_one(self._ACTIVE_ITEMS_SQL + " AND i.item_ref = ?", now, ref)
             if row is None:
-                out[ref] = await self._holder_tile(ref, now)
+                out[ref] = await self._holder_tile(ref, now) or await self._holder_frame(ref, now)
                 continue
             cats = json.loads(row["item_categories"] or "[]") or json.loads(
                 row["bank_categories"] or "[]"
@@ -451,6 +473,24 @@ class Node:
             hash=bytes(row["hash"]),
             bands=_bands(self.cfg.release_bands, scheme.threshold),
             release=derivative.release_for_tile(bytes(row["grp"]), int(row["source_cells"])),
+        )
+
+    async def _holder_frame(self, ref: bytes, now: int) -> matching.HolderItem | None:
+        row = await self.db.fetch_one(self._ACTIVE_FRAME_SQL, now, ref)
+        if row is None:
+            return None
+        cats = json.loads(row["item_categories"] or "[]") or json.loads(
+            row["bank_categories"] or "[]"
+        )
+        return matching.HolderItem(
+            hash=bytes(row["hash"]),
+            bands=_bands(self.cfg.release_bands, int(row["distance_threshold"])),
+            release=video.release_for_frame(
+                bytes(row["grp"]),
+                int(row["indexed_frames"]),
+                row["bank_provenance"],
+                [c for c in cats if isinstance(c, str)],
+            ),
         )
 
     async def handle_threshold(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
@@ -665,6 +705,17 @@ class Node:
         content_ref: str | None = None,
     ) -> bytes:
         """Create a match job with one durable task per holder; returns the job reference."""
+        for i, q in enumerate(queries):
+            # What a job stores must be what its tasks can run: a value the LSH cannot rank
+            # (inf, NaN, beyond float32) would fail every attempt of every task.
+            try:
+                check_pdq_bytes(q.hash)
+                if q.float_vector is not None:
+                    check_float_vector(q.float_vector)
+            except HashFormatError as exc:
+                raise NodeError("bad-body", f"queries[{i}]: {exc}") from None
+            if not isinstance(q.variant, str) or len(q.variant.encode()) > 256:
+                raise NodeError("bad-body", f"queries[{i}]: a variant is text of <= 256 bytes")
         job_ref = os.urandom(16)
         holders = self.holders()
         packed = msgpack.packb(
@@ -752,14 +803,9 @@ class Node:
             if "hub" in peer.roles or not derivative.is_cell_variant(q.variant)
         ]
         queries = [job_queries[i] for i in wanted]
-        ex: matching.PeerExchange
-        if any(derivative.is_cell_variant(q.variant) for q in queries):
-            # Whole-picture and tile hashes in one batch: still one round trip per peer.
-            ex = derivative.TilePeerExchange(
-                peer.node_id, peer.voprf_key, self.tile_scheme, queries
-            )
-        else:
-            ex = matching.PeerExchange(peer.node_id, peer.voprf_key, self.scheme, queries)
+        # Every signal type's hashes in one batch (each probed under its own type's buckets):
+        # still one round trip per peer.
+        ex = signal_types.SignalPeerExchange(peer.node_id, peer.voprf_key, self.scheme, queries)
         sent_before, received_before = self.client.bytes_with(peer.node_id)
         request = await asyncio.to_thread(ex.evaluate_request)
         reply = await self.client.call(peer, "oprf.evaluate", request)

@@ -30,6 +30,7 @@ from blindmatch.node.node import NodeError
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.protocol.derivative import is_cell_variant
 from blindmatch.protocol.matching import QueryHash
+from blindmatch.protocol.signals import HashFormatError, check_float_vector
 
 if TYPE_CHECKING:
     from blindmatch.node.node import Node
@@ -41,7 +42,10 @@ MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_HASHES_PER_REQUEST = 64
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
-_CONTENT_REF = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# A content reference is named in URL paths, so it may not start with a dot ("." and ".." are
+# path segments no client sends as given).
+_CONTENT_REF = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}")
+_CONTENT_REF_RULE = "content_ref: 1..128 of [A-Za-z0-9._:-], not starting with '.'"
 _DECIDER = re.compile(r"[a-z0-9_.-]{1,32}")
 
 
@@ -114,12 +118,15 @@ def _parse_hash_queries(body: Any) -> list[QueryHash]:
         if not isinstance(h, str) or not _HEX64.fullmatch(h):
             raise ApiError(400, "bad-hash", f"hashes[{i}].hash: 64 hex characters")
         fv = item.get("float_vector")
-        if fv is not None and (
-            not isinstance(fv, list)
-            or len(fv) != 256
-            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in fv)
-        ):
-            raise ApiError(400, "bad-request", f"hashes[{i}].float_vector: 256 numbers")
+        if fv is not None:
+            try:
+                if not isinstance(fv, list):
+                    raise HashFormatError("a list of 256 numbers")
+                check_float_vector(fv)
+            except HashFormatError as exc:
+                raise ApiError(
+                    400, "bad-request", f"hashes[{i}].float_vector: 256 finite float32 ({exc})"
+                ) from None
         variant = item.get("variant", "original")
         if not isinstance(variant, str) or len(variant) > 64:
             raise ApiError(400, "bad-request", f"hashes[{i}].variant: a short string")
@@ -213,15 +220,24 @@ def build_api(
         except DecisionError as exc:
             status = {"unknown-case": 404, "conflict": 409}.get(exc.code, 400)
             return _error(status, exc.code, exc.detail)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            # aiohttp's own refusals (no such route, method not allowed, body too large) in
+            # the API's error shape; a 405 keeps its Allow header.
+            response = _error(exc.status, exc.reason.lower().replace(" ", "-"), exc.reason)
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
 
     app = web.Application(middlewares=[guard], client_max_size=MAX_MEDIA_BYTES)
     routes = web.RouteTableDef()
 
-    @routes.get("/healthz")
+    @routes.get("/healthz", allow_head=False)
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "node": node.node_id})
 
-    @routes.get("/metrics")
+    @routes.get("/metrics", allow_head=False)
     async def metrics(request: web.Request) -> web.Response:
         from blindmatch.node.ops_metrics import refresh
 
@@ -230,13 +246,13 @@ def build_api(
             body=node.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE}
         )
 
-    @routes.get("/api/v1/openapi.json")
+    @routes.get("/api/v1/openapi.json", allow_head=False)
     async def openapi(request: web.Request) -> web.Response:
         from blindmatch.node.api.openapi import OPENAPI
 
         return web.json_response(OPENAPI)
 
-    @routes.get("/api/v1/status")
+    @routes.get("/api/v1/status", allow_head=False)
     async def status(request: web.Request) -> web.Response:
         peers = []
         for m in node.peers():
@@ -277,17 +293,25 @@ def build_api(
     def _content_ref(request: web.Request) -> str | None:
         ref = request.query.get("content_ref")
         if ref is not None and not _CONTENT_REF.fullmatch(ref):
-            raise ApiError(400, "bad-request", "content_ref: 1..128 of [A-Za-z0-9._:-]")
+            raise ApiError(400, "bad-request", _CONTENT_REF_RULE)
         return ref
 
-    async def _submit(request: web.Request, queries: list[QueryHash], source: str) -> web.Response:
-        job = await node.submit(queries, source=source, content_ref=_content_ref(request))
+    def _wait(request: web.Request) -> float | None:
         wait = request.query.get("wait")
-        if wait:
-            try:
-                seconds = min(120.0, max(0.0, float(wait)))
-            except ValueError as exc:
-                raise ApiError(400, "bad-request", "wait: seconds") from exc
+        if wait is None:
+            return None
+        try:
+            seconds = float(wait)
+        except ValueError:
+            seconds = -1.0
+        if not 0.0 <= seconds <= 120.0:  # NaN fails too
+            raise ApiError(400, "bad-request", "wait: a number of seconds from 0 to 120")
+        return seconds
+
+    async def _submit(request: web.Request, queries: list[QueryHash], source: str) -> web.Response:
+        seconds = _wait(request)  # every parameter is checked before the job exists
+        job = await node.submit(queries, source=source, content_ref=_content_ref(request))
+        if seconds is not None:
             st = await node.wait_for_job(job, timeout=seconds)
         else:
             st = await node.job_status(job)
@@ -299,6 +323,8 @@ def build_api(
 
     @routes.post("/api/v1/match/media")
     async def match_media(request: web.Request) -> web.Response:
+        _wait(request)  # refuse bad parameters before any work
+        _content_ref(request)
         data = await request.content.read(MAX_MEDIA_BYTES + 1)
         while len(data) <= MAX_MEDIA_BYTES and (chunk := await request.content.read(1 << 20)):
             data += chunk
@@ -322,11 +348,11 @@ def build_api(
             )  # fmt: skip
         return await _submit(request, queries, "api:media")
 
-    @routes.get("/api/v1/content/{content_ref}/cases")
+    @routes.get("/api/v1/content/{content_ref}/cases", allow_head=False)
     async def content_cases(request: web.Request) -> web.Response:
         ref = request.match_info["content_ref"]
         if not _CONTENT_REF.fullmatch(ref):
-            raise ApiError(400, "bad-request", "content_ref: 1..128 of [A-Za-z0-9._:-]")
+            raise ApiError(400, "bad-request", _CONTENT_REF_RULE)
         cases = await node.decisions.cases_for_content(ref)
         return web.json_response({"cases": [case_json(c) for c in cases]})
 
@@ -355,12 +381,12 @@ def build_api(
         case = await node.decisions.decide(ref, body.get("outcome"), f"api:{by}", reason)
         return web.json_response(case_json(case))
 
-    @routes.get("/api/v1/match/{job}")
+    @routes.get("/api/v1/match/{job:[0-9a-f]{32}}", allow_head=False)
     async def job(request: web.Request) -> web.Response:
         ref = _path_ref(request, "job", "job")
         return web.json_response(await _job_json(await node.job_status(ref)))
 
-    @routes.get("/api/v1/banks")
+    @routes.get("/api/v1/banks", allow_head=False)
     async def list_banks(request: web.Request) -> web.Response:
         out = []
         for b in await banks.list_banks():

@@ -66,7 +66,7 @@ def _type_name(value: Any) -> str:
 def check_bank_name(value: Any) -> str:
     if not isinstance(value, str):
         raise BankValidationError(f"bank name must be a string, got {_type_name(value)}")
-    if not 1 <= len(value) <= MAX_BANK_NAME_CHARS or not _BANK_NAME.match(value):
+    if not 1 <= len(value) <= MAX_BANK_NAME_CHARS or not _BANK_NAME.fullmatch(value):
         raise BankValidationError(
             f"bank name must be 1..{MAX_BANK_NAME_CHARS} characters of letters, digits, '_', "
             "'.', '-', starting with a letter or digit"
@@ -97,7 +97,7 @@ def check_categories(value: Any, field: str = "categories") -> tuple[str, ...]:
         raise BankValidationError(f"{field} has {len(value)} labels; at most {MAX_CATEGORIES}")
     labels: list[str] = []
     for label in value:
-        if not isinstance(label, str) or not _CATEGORY.match(label):
+        if not isinstance(label, str) or not _CATEGORY.fullmatch(label):
             raise BankValidationError(
                 f"{field}: each label must be 1..64 characters of letters, digits, '_', '.', "
                 f"':', '-', starting with a letter or digit; got {echo(label)}"

@@ -93,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     m.add_argument(
         "--content-ref",
         help="the platform's reference for this content: review cases open for its matches,"
-        " as with the API's content_ref ([A-Za-z0-9._:-], at most 128)",
+        " as with the API's content_ref ([A-Za-z0-9._:-], at most 128, not starting with '.')",
     )
     m.set_defaults(func=cmd_match)
 
