@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -159,6 +160,17 @@ class NodeConfig:
             raise ConfigError("a roster needs governance_keys to verify it against")
         if list(self.release_bands) != sorted(set(self.release_bands)) or not self.release_bands:
             raise ConfigError("release_bands must be strictly increasing")
+        if self.release_bands[0] < 0 or self.release_bands[-1] > 256:
+            raise ConfigError("release_bands are distances in 0..256")
+        for what, seconds in (
+            ("sync_interval_s", self.sync_interval_s),
+            ("roster_check_interval_s", self.roster_check_interval_s),
+        ):
+            # NaN compares false with everything: a plain range check would let it through.
+            if not math.isfinite(seconds) or not 0 < seconds <= 86400:
+                raise ConfigError(f"{what}: a number of seconds in (0, 86400]")
+        if not 1 <= self.match_workers <= 256:
+            raise ConfigError("match_workers: an integer in 1..256")
         if self.webhook_url is not None:
             require_tls_unless_loopback(self.webhook_url, "webhook_url")
             if self.webhook_secret_path is None:
@@ -181,6 +193,10 @@ def load(path: Path) -> NodeConfig:
         raise ConfigError(f"no configuration at {path} (run 'blindmatch init')") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the configuration is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
     known = {
         "node_id", "home", "listen", "api_listen", "database", "roster", "governance_keys",
         "governance_threshold", "tls_cert", "tls_key", "tls_ca", "roster_check_interval_s",

@@ -20,14 +20,17 @@ from aiohttp import web
 
 from blindmatch.node.banks.service import BankError, BankService
 from blindmatch.node.banks.validation import BankValidationError
+from blindmatch.node.banks.videos import VideoItems
 from blindmatch.node.cases import derivatives as derivative_cases
 from blindmatch.node.cases.decisions import DecisionError
 from blindmatch.node.federation.roster_watch import roster_warnings
 from blindmatch.node.media import hashing
 from blindmatch.node.media import tiles as tile_hashing
+from blindmatch.node.media.video import looks_like_video, video_query_hashes
 from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from blindmatch.node.node import NodeError
 from blindmatch.node.storage.incidents import PeerIncidents
+from blindmatch.protocol import signal_types
 from blindmatch.protocol.derivative import is_cell_variant
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.signals import HashFormatError, check_float_vector
@@ -330,11 +333,15 @@ def build_api(
             data += chunk
         if len(data) > MAX_MEDIA_BYTES:
             raise ApiError(413, "too-large", f"media over {MAX_MEDIA_BYTES} bytes")
-        queries = await asyncio.to_thread(
-            tile_hashing.picture_queries, data, tiles=node.cfg.derivative_search
-        )
-        if not any(not is_cell_variant(q.variant) for q in queries):
-            queries = []  # tiles alone never make a match job: the picture is too flat
+        if looks_like_video(data):
+            # A video: its distinct quality frames, matched by vPDQ's rule.
+            queries = await asyncio.to_thread(video_query_hashes, data)
+        else:
+            queries = await asyncio.to_thread(
+                tile_hashing.picture_queries, data, tiles=node.cfg.derivative_search
+            )
+            if not any(not is_cell_variant(q.variant) for q in queries):
+                queries = []  # tiles alone never make a match job: the picture is too flat
         if not queries:
             raise ApiError(422, "low-quality", "the picture is too flat to hash reliably")
         content_ref = _content_ref(request)
@@ -440,10 +447,24 @@ def build_api(
             raise ApiError(400, "bad-request", 'expected {"hashes": ["<hex>", ...]}')
         if len(body["hashes"]) > 10_000:
             raise ApiError(400, "bad-request", "at most 10000 hashes per request; use import")
-        lines = [
-            json.dumps({"signal_type": body.get("signal_type", "pdq"), "hash": h})
-            for h in body["hashes"]
-        ]
+        signal_type = body.get("signal_type", "pdq")
+        if signal_type in signal_types.names() and signal_types.get(signal_type).exchange is (
+            signal_types.Exchange.FRAMES
+        ):
+            # A video per entry, as ThreatExchange's vpdq signal string (its frame list).
+            if not all(isinstance(h, str) for h in body["hashes"]):
+                raise ApiError(400, "bad-request", "each vpdq entry is a signal string")
+            videos = VideoItems(banks)
+            created = [
+                (await videos.add_signal_string(request.match_info["bank"], h)).created
+                for h in body["hashes"]
+            ]
+            await node.reconcile_index()
+            return web.json_response(
+                {"added": sum(created), "already_present": len(created) - sum(created)},
+                status=201,
+            )
+        lines = [json.dumps({"signal_type": signal_type, "hash": h}) for h in body["hashes"]]
         report = await banks.import_items(request.match_info["bank"], lines, fmt="jsonl")
         await node.reconcile_index()
         return web.json_response(

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from blindmatch.protocol import signal_types
+
 _ERR = {"$ref": "#/components/schemas/Error"}
 _JOB = {"$ref": "#/components/schemas/Job"}
 _CASE = {"$ref": "#/components/schemas/Case"}
@@ -350,7 +352,9 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/match/media": {
             "post": {
                 "summary": "hash an image on this node (all 8 rotations/mirrors, border removed,"
-                " and its tiles) and match it; without content_ref the image is not stored",
+                " and its tiles) or a video (vPDQ: its distinct quality frames, judged by vPDQ's"
+                " rule; a video match has signal vpdq and its query/compared-match percentages)"
+                " and match it; without content_ref the media is not stored",
                 "parameters": [_WAIT, _CONTENT_REF_PARAM],
                 "requestBody": {
                     "required": True,
@@ -507,7 +511,8 @@ OPENAPI: dict[str, Any] = {
         },
         "/api/v1/banks/{bank}/hashes": {
             "post": {
-                "summary": "add hashes to a bank (all or nothing)",
+                "summary": "add hashes to a bank (all or nothing); for signal_type vpdq each "
+                "entry is a video as ThreatExchange's vpdq signal string (its frame list)",
                 "parameters": [_path_param("bank", BANK_NAME, "the bank's name")],
                 "requestBody": _json_body(
                     {
@@ -515,11 +520,23 @@ OPENAPI: dict[str, Any] = {
                         "required": ["hashes"],
                         "additionalProperties": False,
                         "properties": {
-                            "signal_type": {"type": "string", "enum": ["pdq", "vpdq", "sha256"]},
+                            "signal_type": {
+                                "type": "string",
+                                "enum": list(signal_types.bank_signal_names()),
+                            },
                             "hashes": {
                                 "type": "array",
                                 "maxItems": 10000,
-                                "items": {"type": "string", "pattern": HEX64},
+                                "items": {
+                                    "anyOf": [
+                                        {"type": "string", "pattern": HEX64},
+                                        {
+                                            "type": "string",
+                                            "description": "vpdq: a JSON list of"
+                                            " 'hex,quality,timestamp' frames",
+                                        },
+                                    ]
+                                },
                             },
                         },
                     }

@@ -86,7 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="wait until every peer's index has been pulled up to its head",
     )
     pe.set_defaults(func=cmd_peers)
-    m = sub.add_parser("match", help="match an image file or a PDQ hash against the federation")
+    m = sub.add_parser(
+        "match", help="match an image or video file, or a PDQ hash, against the federation"
+    )
     config_mod.add_config_argument(m)
     m.add_argument("target", help="an image file, or a 64-hex PDQ hash")
     m.add_argument("--wait", type=float, default=60, help="seconds to wait for every peer")
