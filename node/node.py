@@ -32,6 +32,7 @@ from blindmatch.node.cases.decisions import FEEDBACK_KIND, WEBHOOK_KIND, Decisio
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
 from blindmatch.node.federation import index_build
+from blindmatch.node.federation.job_ledger import JobLedger, JobStateError
 from blindmatch.node.federation.peer_client import PeerClient, PeerError
 from blindmatch.node.federation.peer_replicas import PeerReplica, Rejected, StoredEntry
 from blindmatch.node.keys import NodeKeys
@@ -63,6 +64,8 @@ log = logging.getLogger("blindmatch.node")
 INDEX_FEED = "index"
 FEED_PAGE_BYTES = 8 * 1024 * 1024  # half the querier's reply limit
 MATCH_TASK_KIND = "match"
+# Refusals a retry cannot change: the peer's part of the job is dead-lettered at once.
+PERMANENT = ("bad-body", "unknown-item", "not-allowed")
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,13 @@ class JobStatus:
     complete: bool
     results: list[MatchResult]
     tasks: list[dict[str, Any]]
+    state: str = "running"  # running, complete, dead-lettered, cancelled
+    reason: str | None = None  # why it ended other than complete
+
+    @property
+    def ended(self) -> bool:
+        """Nothing more will happen to it (complete with its cases open, or given up)."""
+        return self.complete or self.state in ("dead-lettered", "cancelled")
 
 
 class NodeError(Exception):
@@ -138,6 +148,7 @@ class Node:
         self.budgets = BudgetLedger(db)
         self.state = NodeState(db)
         self.metrics = Metrics()
+        self.jobs = JobLedger(db, self.metrics)
         self.client = PeerClient(self)
         self.decisions = DecisionService(self)
         self.translog = TransparencyLog(db, cfg.node_id, keys.identity, self.clock)
@@ -795,6 +806,10 @@ class Node:
         replica = await self._catch_up(peer.node_id)
         assert replica is not None
         job_queries = await self._job_queries(job_ref)
+        for i, q in enumerate(job_queries):
+            if q.float_vector is not None and not np.isfinite(q.float_vector).all():
+                # Stored before submit checked it: no attempt can ever run this job.
+                raise NodeError("bad-body", f"query {i} has a float vector that is not finite")
         # Protected sources are banked by hubs (specs/derivatives.md 5.1): only a hub is asked
         # about tiles, which keeps derivative search from costing anything at other holders.
         wanted = [
@@ -843,7 +858,7 @@ class Node:
                 "UPDATE match_tasks SET state = 'done', probes = ?, candidates = ?,"
                 " bytes_sent = bytes_sent + ?, bytes_received = bytes_received + ?,"
                 " last_error = NULL, replica_cursor = ?, updated_at = ? WHERE job_ref = ?"
-                " AND peer_id = ? AND state <> 'done'",
+                " AND peer_id = ? AND state = 'pending'",
                 ex.probes_sent, sum(len(v) for v in ex.candidates.values()),
                 sent - sent_before, received - received_before, ran_at, now, job_ref,
                 peer.node_id,
@@ -869,14 +884,10 @@ class Node:
                         band=band,
                     )
                 await self.db.execute(
-                    "UPDATE match_jobs SET peers_done = peers_done + 1, completed_at ="
-                    " CASE WHEN completed_at IS NULL AND peers_done + 1 >= peers_total THEN ?"
-                    " ELSE completed_at END, state = CASE WHEN state = 'running'"
-                    " AND peers_done + 1 >= peers_total THEN 'complete' ELSE state END"
-                    " WHERE job_ref = ?",
-                    now,
+                    "UPDATE match_jobs SET peers_done = peers_done + 1 WHERE job_ref = ?",
                     job_ref,
                 )
+                await self.jobs.settle(job_ref, now)
         self.metrics.inc("matches_confirmed_total", len(ex.confirmed))
         done = await self.db.fetch_value(
             "SELECT completed_at FROM match_jobs WHERE job_ref = ?", job_ref
@@ -920,17 +931,36 @@ class Node:
             else:
                 raise NodeError("internal", f"unknown outbox kind {m.kind}")
             await self.outbox.mark_delivered(m.message_id, self.now())
-        except (TimeoutError, PeerError, NodeError, OSError) as exc:
-            code = getattr(exc, "code", exc.__class__.__name__)
-            if m.kind == MATCH_TASK_KIND:
-                await self.db.execute(
-                    "UPDATE match_tasks SET last_error = ?, updated_at = ? WHERE job_ref = ?"
-                    " AND peer_id = ?",
-                    str(code), self.now(), m.payload, m.peer_id,
-                )  # fmt: skip
-            await self.outbox.schedule_retry(m.message_id, str(code), self.now(), self.rng)
-            self.metrics.inc("match_task_retries_total", labels={"peer": m.peer_id})
-            log.info("match task against %s deferred: %s", m.peer_id, code)
+        except Exception as exc:
+            await self._failed_attempt(m, exc)
+
+    async def _failed_attempt(self, m: Any, exc: Exception) -> None:
+        """One attempt failed: retry it later (bounded by the outbox's policy), or, when it
+        can never succeed or its attempts ran out, dead-letter the peer's part of the job."""
+        if isinstance(exc, TimeoutError | PeerError | NodeError | OSError):
+            code = str(getattr(exc, "code", exc.__class__.__name__))
+        else:  # a fault of ours: logged with its traceback, retried, still bounded
+            log.error("match task against %s failed unexpectedly", m.peer_id, exc_info=exc)
+            code = f"internal ({exc.__class__.__name__})"
+        now = self.now()
+        if m.kind == MATCH_TASK_KIND and isinstance(exc, NodeError) and exc.code in PERMANENT:
+            await self.jobs.fail_task(m.payload, m.peer_id, f"{code}: {exc.detail}", now)
+            self._wake_matcher.set()
+            return
+        if m.kind == MATCH_TASK_KIND:
+            await self.db.execute(
+                "UPDATE match_tasks SET last_error = ?, updated_at = ? WHERE job_ref = ?"
+                " AND peer_id = ? AND state = 'pending'",
+                code, now, m.payload, m.peer_id,
+            )  # fmt: skip
+        message = await self.outbox.schedule_retry(m.message_id, code, now, self.rng)
+        if message.state == "dead" and m.kind == MATCH_TASK_KIND:
+            reason = f"gave up after {message.attempts} attempts; last error {code}"
+            await self.jobs.fail_task(m.payload, m.peer_id, reason, now)
+            self._wake_matcher.set()
+            return
+        self.metrics.inc("match_task_retries_total", labels={"peer": m.peer_id})
+        log.info("match task against %s deferred: %s", m.peer_id, code)
 
     async def _deliver_webhook(self, body: bytes) -> None:
         url = self.decisions.webhook_url
@@ -999,8 +1029,10 @@ class Node:
             peers_done=int(job["peers_done"]),
             # A job with a content reference is complete once its cases are open too, so a
             # caller that waited for it finds them.
-            complete=job["completed_at"] is not None
+            complete=job["state"] == "complete"
             and (job["content_ref"] is None or bool(job["cases_opened"])),
+            state=job["state"],
+            reason=job["ended_reason"],
             results=[
                 MatchResult(
                     peer=r["peer_id"],
@@ -1015,11 +1047,29 @@ class Node:
             tasks=[dict(t) for t in tasks],
         )
 
+    async def cancel_job(self, job_ref: bytes, reason: str = "cancelled by the operator") -> None:
+        """Stop a running job: its pending parts are not attempted again (what it confirmed
+        so far still opens cases)."""
+        try:
+            await self.jobs.cancel(job_ref, reason, self.now())
+        except JobStateError as exc:
+            raise NodeError(exc.code, exc.detail) from None
+        self._wake_matcher.set()
+
+    async def retry_job(self, job_ref: bytes) -> list[str]:
+        """Run a dead-lettered or cancelled job's failed parts again, with fresh attempts."""
+        try:
+            peers = await self.jobs.retry(job_ref, self.now())
+        except JobStateError as exc:
+            raise NodeError(exc.code, exc.detail) from None
+        self._wake_matcher.set()
+        return peers
+
     async def wait_for_job(self, job_ref: bytes, timeout: float = 60.0) -> JobStatus:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             status = await self.job_status(job_ref)
-            if status.complete or asyncio.get_running_loop().time() > deadline:
+            if status.ended or asyncio.get_running_loop().time() > deadline:
                 return status
             self._wake_matcher.set()
             await asyncio.sleep(0.05)

@@ -166,6 +166,9 @@ def _status_json(status, queries, roster) -> dict[str, Any]:  # type: ignore[no-
     return {
         "job": status.job_ref.hex(),
         "complete": status.complete,
+        # running, complete, dead-lettered (a peer's part failed for good) or cancelled
+        "state": status.state,
+        "reason": status.reason,
         "peers_total": status.peers_total,
         "peers_done": status.peers_done,
         "matches": [
@@ -189,6 +192,8 @@ def _status_json(status, queries, roster) -> dict[str, Any]:  # type: ignore[no-
                 "bytes_sent": t["bytes_sent"],
                 "bytes_received": t["bytes_received"],
                 "last_error": t["last_error"],
+                # the position of the peer's index feed its part ran against
+                "replica_cursor": t.get("replica_cursor"),
             }
             for t in status.tasks
         ],
@@ -286,6 +291,8 @@ def build_api(
                 "index_feed_head": await node.feeds.head("index"),
                 "outbox_pending": await node.outbox.count("pending"),
                 "outbox_dead": await node.outbox.count("dead"),
+                # match jobs by state; dead-lettered ones need an operator (retry or leave)
+                "jobs": await node.jobs.counts(),
                 "peers": peers,
             }
         )
@@ -318,7 +325,7 @@ def build_api(
             st = await node.wait_for_job(job, timeout=seconds)
         else:
             st = await node.job_status(job)
-        return web.json_response(await _job_json(st), status=200 if st.complete else 202)
+        return web.json_response(await _job_json(st), status=200 if st.ended else 202)
 
     @routes.post("/api/v1/match/hashes")
     async def match_hashes(request: web.Request) -> web.Response:
@@ -391,6 +398,31 @@ def build_api(
     @routes.get("/api/v1/match/{job:[0-9a-f]{32}}", allow_head=False)
     async def job(request: web.Request) -> web.Response:
         ref = _path_ref(request, "job", "job")
+        return web.json_response(await _job_json(await node.job_status(ref)))
+
+    @routes.post("/api/v1/match/{job:[0-9a-f]{32}}/cancel")
+    async def cancel_job(request: web.Request) -> web.Response:
+        ref = _path_ref(request, "job", "job")
+        reason = await _reason(request)
+        if not isinstance(reason, str) or len(reason) > 500:
+            raise ApiError(400, "bad-request", "reason: a string of at most 500 characters")
+        try:
+            await node.cancel_job(ref, f"cancelled by the operator: {reason}".rstrip(": "))
+        except NodeError as exc:
+            if exc.code == "conflict":
+                raise ApiError(409, "conflict", exc.detail) from None
+            raise
+        return web.json_response(await _job_json(await node.job_status(ref)))
+
+    @routes.post("/api/v1/match/{job:[0-9a-f]{32}}/retry")
+    async def retry_job(request: web.Request) -> web.Response:
+        ref = _path_ref(request, "job", "job")
+        try:
+            await node.retry_job(ref)
+        except NodeError as exc:
+            if exc.code == "conflict":
+                raise ApiError(409, "conflict", exc.detail) from None
+            raise
         return web.json_response(await _job_json(await node.job_status(ref)))
 
     @routes.get("/api/v1/banks", allow_head=False)

@@ -133,6 +133,17 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "job": {"type": "string", "pattern": HEX32},
                     "complete": {"type": "boolean"},
+                    "state": {
+                        "type": "string",
+                        "enum": ["running", "complete", "dead-lettered", "cancelled"],
+                        "description": "dead-lettered: a peer's part failed for good (its"
+                        " retries ran out, or it can never run); the job ended without it",
+                    },
+                    "reason": {
+                        **_NULLABLE_STR,
+                        "description": "why it ended other than complete (each failed peer"
+                        " and its last error)",
+                    },
                     "peers_total": {"type": "integer", "minimum": 0},
                     "peers_done": {"type": "integer", "minimum": 0},
                     "matches": {"type": "array", "items": {"$ref": "#/components/schemas/Match"}},
@@ -153,6 +164,11 @@ OPENAPI: dict[str, Any] = {
                                 "bytes_sent": {"type": "integer"},
                                 "bytes_received": {"type": "integer"},
                                 "last_error": _NULLABLE_STR,
+                                "replica_cursor": {
+                                    "type": ["integer", "null"],
+                                    "description": "the position of the peer's index feed"
+                                    " this part ran against (null until it ran)",
+                                },
                             },
                         },
                     },
@@ -222,6 +238,12 @@ OPENAPI: dict[str, Any] = {
                     "index_feed_head": {"type": "integer"},
                     "outbox_pending": {"type": "integer"},
                     "outbox_dead": {"type": "integer"},
+                    "jobs": {
+                        "type": "object",
+                        "description": "match jobs by state (running, complete, dead-lettered,"
+                        " cancelled)",
+                        "additionalProperties": {"type": "integer"},
+                    },
                     "peers": {
                         "type": "array",
                         "items": {
@@ -380,6 +402,39 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "200": _resp("the job", _JOB),
                     "404": _resp("no such job (or not a job reference)", _ERR),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/api/v1/match/{job}/cancel": {
+            "post": {
+                "summary": "cancel a running job: its pending parts are not attempted again",
+                "parameters": [_path_param("job", HEX32, "the job reference")],
+                "requestBody": _json_body(
+                    {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "properties": {"reason": {"type": "string", "maxLength": 500}},
+                    },
+                    required=False,
+                ),
+                "responses": {
+                    "200": _resp("the job, cancelled", _JOB),
+                    "404": _resp("no such job", _ERR),
+                    "409": _resp("the job has already ended", _ERR),
+                    **_TOO_LARGE,
+                    **_ERRORS,
+                },
+            }
+        },
+        "/api/v1/match/{job}/retry": {
+            "post": {
+                "summary": "run a dead-lettered or cancelled job's failed parts again",
+                "parameters": [_path_param("job", HEX32, "the job reference")],
+                "responses": {
+                    "200": _resp("the job, running again", _JOB),
+                    "404": _resp("no such job", _ERR),
+                    "409": _resp("the job is running or complete", _ERR),
                     **_ERRORS,
                 },
             }

@@ -138,21 +138,47 @@ def decide(policy: Policy, f: MatchFacts) -> Verdict:
         )
     r = policy.review
     priority = r.base_priority
+    reason = _why_not_automatic(a, f)
     priority += next((v for b, v in sorted(r.band_priority.items()) if f.band <= b), 0)
     priority += r.provenance_priority.get(f.provenance or "", 0)
-    reason = "needs a person"
     if f.kind == "derivative":
         priority += r.derivative_priority
-        reason = "derivative of a protected source photo: needs a person"
+        reason = (
+            "an edited version of a photo a person asked to protect: only a person can tell an"
+            " abusive fake from an ordinary edit"
+        )
     elif protected_copy:
         priority += r.protected_copy_priority
-        reason = "near-exact copy of a protected source photo (often the person's own post)"
+        reason = (
+            "a near-exact copy of a photo a person asked to protect, which is often their own"
+            " post: only a person can tell"
+        )
     if f.generator_confirmed:
         priority += r.generator_priority
         reason += "; a federation generator says it made this picture"
     if f.disputes:
         priority -= r.disputed_penalty
     return Verdict("review", max(0, priority), reason)
+
+
+def _why_not_automatic(a: Any, f: MatchFacts) -> str:
+    """Why this match was not acted on automatically, in words a reviewer can check."""
+    if not a.enabled:
+        return "this service's policy never removes anything without a person"
+    gaps = []
+    if f.band > a.max_band:
+        gaps.append(f"the match is looser (within {f.band} bits) than the {a.max_band} allowed")
+    if f.provenance not in a.provenance:
+        gaps.append(f"hashes from {f.provenance or 'an unknown source'} are always reviewed")
+    if f.holder not in a.trusted_sources:
+        gaps.append(f"{f.holder} is not among the holders trusted for automatic action")
+    if f.confirmations < a.min_confirmations:
+        gaps.append(
+            f"{f.confirmations} other service(s) confirmed this item; {a.min_confirmations} needed"
+        )
+    if f.disputes > a.max_disputes:
+        gaps.append(f"{f.disputes} service(s) disputed this item")
+    return "not removed automatically: " + "; ".join(gaps) if gaps else "review required"
 
 
 def _ints(value: Any, what: str, lo: int, hi: int) -> int:

@@ -478,6 +478,20 @@ class SurvivorService:
         return {"results": results, "withdrawn": len(withdrawn)}
 
 
+def render_index(cfg: Any) -> bytes:
+    """The page with the hub's name, contact and privacy link filled in (Jinja2, autoescaped:
+    the values come from the operator's config but are escaped all the same)."""
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    template = env.from_string(_static("index.html").decode("utf-8"))
+    return template.render(
+        hub_name=getattr(cfg, "hub_name", None) or cfg.node_id,
+        hub_contact=getattr(cfg, "hub_contact", None),
+        privacy_url=getattr(cfg, "privacy_url", None),
+    ).encode("utf-8")
+
+
 def build_survivor_routes(
     node: Node,
     banks: BankService,
@@ -493,6 +507,7 @@ def build_survivor_routes(
     service = SurvivorService(node, banks, bank_name)
     limiter = limiter if limiter is not None else RateLimiter()
     assets = {name: _static(name) for name in STATIC_FILES}
+    assets["index.html"] = render_index(node.cfg)
     routes = web.RouteTableDef()
 
     def client_of(request: web.Request) -> str:
