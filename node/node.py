@@ -28,6 +28,7 @@ import aiohttp
 import msgpack
 import numpy as np
 
+from blindmatch.node import signals
 from blindmatch.node.cases.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
@@ -53,7 +54,7 @@ from blindmatch.node.storage.feeds import FeedEntry
 from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
-from blindmatch.protocol import canonical, derivative, index, matching, schema, signal_types, video
+from blindmatch.protocol import canonical, derivative, index, matching, signal_types
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.lsh import SCHEMES
 from blindmatch.protocol.roster import Member, Roster
@@ -103,10 +104,6 @@ class NodeError(Exception):
         self.code = code
         self.detail = message
         self.retry_after_ms = retry_after_ms
-
-
-def _bands(release_bands: Sequence[int], threshold: int) -> tuple[int, ...]:
-    return (*(b for b in release_bands if b < threshold), threshold)
 
 
 def _release_json(release: Any) -> str:
@@ -230,66 +227,23 @@ class Node:
 
     # --- holder: publishing the blinded index ------------------------------------------------
 
-    # An item is in the published index exactly while this holds (one "?": now). A protected
-    # source's tiles are in it exactly while their source item is.
-    _ACTIVE_WHERE = (
-        " i.signal_type = 'pdq' AND i.withdrawn_at IS NULL"
-        " AND (i.expires_at IS NULL OR i.expires_at > ?) AND b.enabled = 1 AND b.shared = 1"
-    )
-    _ACTIVE = " FROM bank_items i JOIN banks b ON b.id = i.bank_id WHERE" + _ACTIVE_WHERE
-    _ACTIVE_TILES = (
-        " FROM source_tiles t JOIN protected_sources s ON s.source_id = t.source_id"
-        " JOIN bank_items i ON i.id = t.source_id JOIN banks b ON b.id = i.bank_id"
-        " WHERE b.provenance = 'protected-source' AND" + _ACTIVE_WHERE
-    )
-    _ACTIVE_ITEMS_SQL = (
-        "SELECT i.item_ref, i.hash, i.categories AS item_categories, b.categories AS"
-        " bank_categories, b.provenance AS bank_provenance, b.distance_threshold,"
-        " s.grp, s.source_cells FROM bank_items i JOIN banks b ON b.id = i.bank_id"
-        " LEFT JOIN protected_sources s ON s.source_id = i.id WHERE" + _ACTIVE_WHERE
-    )
-    _ACTIVE_TILE_SQL = (
-        "SELECT t.hash, s.scheme, s.grp, s.source_cells" + _ACTIVE_TILES + " AND t.item_ref = ?"
-    )
-    # Only the differences, so a round with nothing to do reads nothing of size.
-    _TO_PUBLISH_SQL = (
-        "SELECT i.item_ref, i.hash, NULL AS cell" + _ACTIVE + " AND NOT EXISTS"
-        " (SELECT 1 FROM index_publications p WHERE p.item_ref = i.item_ref)"
-    )
-    _TO_PUBLISH_TILES_SQL = (
-        "SELECT t.item_ref, t.hash, t.cell" + _ACTIVE_TILES + " AND NOT EXISTS"
-        " (SELECT 1 FROM index_publications p WHERE p.item_ref = t.item_ref)"
-    )
-    # A video's indexed frames (cases of signal type vpdq, specs/signals-and-lsh.md 7): in the
-    # index exactly while their video item is. One "?": now.
-    _ACTIVE_FRAMES = (
-        " FROM video_frames f JOIN videos v ON v.item_id = f.item_id"
-        " JOIN bank_items i ON i.id = f.item_id JOIN banks b ON b.id = i.bank_id"
-        " WHERE f.item_ref IS NOT NULL AND i.signal_type = 'vpdq' AND i.withdrawn_at IS NULL"
-        " AND (i.expires_at IS NULL OR i.expires_at > ?) AND b.enabled = 1 AND b.shared = 1"
-    )
-    _ACTIVE_FRAME_SQL = (
-        "SELECT f.hash, v.grp, v.indexed_frames, i.categories AS item_categories,"
-        " b.categories AS bank_categories, b.provenance AS bank_provenance,"
-        " b.distance_threshold" + _ACTIVE_FRAMES + " AND f.item_ref = ?"
-    )
-    _TO_PUBLISH_FRAMES_SQL = (
-        "SELECT f.item_ref, f.hash, 'vpdq' AS cell" + _ACTIVE_FRAMES + " AND NOT EXISTS"
-        " (SELECT 1 FROM index_publications p WHERE p.item_ref = f.item_ref)"
-    )
-    _TO_UNPUBLISH_SQL = (
-        "SELECT p.item_ref, p.entries FROM index_publications p WHERE NOT EXISTS"
-        " (SELECT 1" + _ACTIVE + " AND i.item_ref = p.item_ref) AND NOT EXISTS"
-        " (SELECT 1" + _ACTIVE_TILES + " AND t.item_ref = p.item_ref) AND NOT EXISTS"
-        " (SELECT 1" + _ACTIVE_FRAMES + " AND f.item_ref = p.item_ref)"
-    )
+    def _publishing_adapters(self) -> list[signals.SignalAdapter]:
+        return [
+            a
+            for a in signals.ADAPTERS
+            if a.published_by_role is None or a.published_by_role in self.me.roles
+        ]
 
-    def _index_keys(self, hash32: bytes, cell: str | None) -> list[bytes]:
-        if cell is None:
-            return self.scheme.index_keys(hash32)
-        if cell == video.SIGNAL:
-            return video.index_keys(hash32)
-        return self.tile_scheme.index_keys(derivative.Cell.parse(cell), hash32)
+    def _unpublish_sql(self, now: int) -> tuple[str, list[Any]]:
+        """Published references that are no longer a live item of any signal type."""
+        sql = "SELECT p.item_ref, p.entries FROM index_publications p WHERE 1 = 1"
+        params: list[Any] = []
+        for a in signals.ADAPTERS:
+            live = a.live_ref_sql()
+            if live is not None:
+                sql += f" AND NOT EXISTS ({live})"
+                params += a.live_ref_params(now)
+        return sql, params
 
     async def reconcile_index(self) -> dict[str, int]:
         """Bring the published index in line with the active shared items (one at a time: the
@@ -305,14 +259,14 @@ class Node:
 
     async def _reconcile_index(self) -> dict[str, int]:
         now = self.now()
-        rows = await self.db.fetch_all(self._TO_PUBLISH_SQL, now)
-        if "hub" in self.me.roles:  # nobody asks anyone else about tiles (5.1)
-            rows += await self.db.fetch_all(self._TO_PUBLISH_TILES_SQL, now)
-        rows += await self.db.fetch_all(self._TO_PUBLISH_FRAMES_SQL, now)
-        active = {bytes(r["item_ref"]): (bytes(r["hash"]), r["cell"]) for r in rows}
+        active: dict[bytes, list[bytes]] = {}
+        for adapter in self._publishing_adapters():
+            for p in await adapter.unpublished(self.db, now):
+                active[p.item_ref] = p.keys
+        unpublish_sql, unpublish_params = self._unpublish_sql(now)
         published = {
             bytes(r["item_ref"]): bytes(r["entries"])
-            for r in await self.db.fetch_all(self._TO_UNPUBLISH_SQL, now, now, now)
+            for r in await self.db.fetch_all(unpublish_sql, *unpublish_params)
         }
         to_add, to_remove = list(active), list(published)
         key_id = self.keys.voprf_key_id
@@ -342,9 +296,7 @@ class Node:
         # The OPRF evaluations of the whole backlog start at once (worker processes when it
         # is large) and each delta is written as soon as its items are evaluated, so the
         # writes overlap the evaluation of the items after them.
-        evaluations = index_build.start_entries(
-            self.keys.voprf, [(r, self._index_keys(*active[r])) for r in to_add]
-        )
+        evaluations = index_build.start_entries(self.keys.voprf, [(r, active[r]) for r in to_add])
         packed_all: list[bytes] = []
         try:
             for start in range(0, len(to_add), batch):
@@ -442,67 +394,18 @@ class Node:
             raise NodeError(exc.code, str(exc)) from exc
 
     async def _holder_items(self, refs: Sequence[bytes]) -> dict[bytes, matching.HolderItem | None]:
+        """What the holder answers for each asked reference: the live item of whichever signal
+        type holds it (None when none does: withdrawn, expired, never ours)."""
         now = self.now()
         out: dict[bytes, matching.HolderItem | None] = {}
         for ref in refs:
-            row = await self.db.fetch_one(self._ACTIVE_ITEMS_SQL + " AND i.item_ref = ?", now, ref)
-            if row is None:
-                out[ref] = await self._holder_tile(ref, now) or await self._holder_frame(ref, now)
-                continue
-            cats = json.loads(row["item_categories"] or "[]") or json.loads(
-                row["bank_categories"] or "[]"
-            )
-            release: dict[str, Any] = {
-                "categories": [c for c in cats if isinstance(c, str)][:8],
-                "provenance": row["bank_provenance"],
-                "signal": "pdq",
-            }
-            if row["grp"] is not None:
-                # A protected source's whole-picture item names its group too, so the querier
-                # can put a whole-picture match and the tiles of the same source in one case.
-                release["group"] = bytes(row["grp"])
-                release["source_cells"] = int(row["source_cells"])
-            try:
-                schema.check(matching_release_schema(), release)
-            except schema.SchemaError:
-                release = {"provenance": row["bank_provenance"], "signal": "pdq"}
-            out[ref] = matching.HolderItem(
-                hash=bytes(row["hash"]),
-                bands=_bands(self.cfg.release_bands, int(row["distance_threshold"])),
-                release=release,
-            )
+            item = None
+            for adapter in signals.ADAPTERS:
+                item = await adapter.holder_item(self.db, ref, now, self.cfg.release_bands)
+                if item is not None:
+                    break
+            out[ref] = item
         return out
-
-    async def _holder_tile(self, ref: bytes, now: int) -> matching.HolderItem | None:
-        row = await self.db.fetch_one(self._ACTIVE_TILE_SQL, now, ref)
-        if row is None:
-            return None
-        scheme = derivative.DERIVATIVE_SCHEMES.get(row["scheme"])
-        if scheme is None:
-            return None
-        return matching.HolderItem(
-            hash=bytes(row["hash"]),
-            bands=_bands(self.cfg.release_bands, scheme.threshold),
-            release=derivative.release_for_tile(bytes(row["grp"]), int(row["source_cells"])),
-        )
-
-    async def _holder_frame(self, ref: bytes, now: int) -> matching.HolderItem | None:
-        row = await self.db.fetch_one(self._ACTIVE_FRAME_SQL, now, ref)
-        if row is None:
-            return None
-        cats = json.loads(row["item_categories"] or "[]") or json.loads(
-            row["bank_categories"] or "[]"
-        )
-        return matching.HolderItem(
-            hash=bytes(row["hash"]),
-            bands=_bands(self.cfg.release_bands, int(row["distance_threshold"])),
-            release=video.release_for_frame(
-                bytes(row["grp"]),
-                int(row["indexed_frames"]),
-                row["bank_provenance"],
-                [c for c in cats if isinstance(c, str)],
-            ),
-        )
 
     async def handle_threshold(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
         await self._charge(peer, "threshold_items", len(body["items"]), "queries")
@@ -812,11 +715,8 @@ class Node:
                 raise NodeError("bad-body", f"query {i} has a float vector that is not finite")
         # Protected sources are banked by hubs (specs/derivatives.md 5.1): only a hub is asked
         # about tiles, which keeps derivative search from costing anything at other holders.
-        wanted = [
-            i
-            for i, q in enumerate(job_queries)
-            if "hub" in peer.roles or not derivative.is_cell_variant(q.variant)
-        ]
+        # A signal type banked by one role only (tiles: hubs) is asked of that role only.
+        wanted = [i for i, q in enumerate(job_queries) if signals.asked_of(q, peer.roles)]
         queries = [job_queries[i] for i in wanted]
         # Every signal type's hashes in one batch (each probed under its own type's buckets):
         # still one round trip per peer.
@@ -1073,9 +973,3 @@ class Node:
                 return status
             self._wake_matcher.set()
             await asyncio.sleep(0.05)
-
-
-def matching_release_schema():  # type: ignore[no-untyped-def]
-    from blindmatch.protocol.messages import RELEASE_FIELDS
-
-    return RELEASE_FIELDS

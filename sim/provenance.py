@@ -19,6 +19,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import cache
 from importlib import metadata
@@ -44,27 +45,43 @@ def _files_digest(files: list[Path], root: Path) -> str:
     return h.hexdigest()
 
 
-# Simulator modules that write, render, aggregate or schedule runs but compute no result.
-PRESENTATION = frozenset({"report.py", "sweep.py", "examples.py", "provenance.py"})
+# Simulator modules that write, render, aggregate or schedule runs but compute no result, and
+# tools a run never imports (make_data writes sim/data, which is hashed; extraction is its own
+# benchmark).
+PRESENTATION = frozenset(
+    {"report.py", "sweep.py", "examples.py", "provenance.py", "make_data.py", "extraction.py"}
+)
+# Modules that compute results only for scenarios that ask for them: a change to one stales the
+# reports of those scenarios alone. A new optional model module is listed here with its test.
+OPTIONAL: dict[str, Callable[[Scenario], bool]] = {
+    "uploaders.py": lambda s: s.uploaders is not None,
+}
 
 
-def _model_files() -> list[Path]:
+def _model_files(s: Scenario | None) -> list[Path]:
     files = [
         p
         for p in SIM_ROOT.rglob("*.py")
-        if "__pycache__" not in p.parts and p.name not in PRESENTATION
+        if "__pycache__" not in p.parts
+        and p.name not in PRESENTATION
+        and (s is None or p.name not in OPTIONAL or OPTIONAL[p.name](s))
     ]
     return files + sorted((SIM_ROOT / "data").glob("*.json"))
 
 
+def model_sha256(s: Scenario | None = None) -> str:
+    """The simulator's model sources (those ``s`` uses; all of them without ``s``) and data,
+    the CPU costs it charges and the LSH schemes."""
+    return _model_sha256(tuple(sorted(str(p) for p in _model_files(s))))
+
+
 @cache
-def model_sha256() -> str:
-    """The simulator's sources and data, the CPU costs it charges and the LSH schemes."""
+def _model_sha256(files: tuple[str, ...]) -> str:
     from blindmatch.protocol.lsh import SCHEMES
 
     from .exchange import calibrated_costs
 
-    h = hashlib.sha256(_files_digest(_model_files(), SIM_ROOT).encode())
+    h = hashlib.sha256(_files_digest([Path(f) for f in files], SIM_ROOT).encode())
     h.update(json.dumps(calibrated_costs(), sort_keys=True).encode())
     for name in sorted(SCHEMES):
         scheme = SCHEMES[name]
@@ -75,7 +92,7 @@ def model_sha256() -> str:
 
 def inputs_sha256(s: Scenario) -> str:
     """The staleness key: a committed report whose key differs from this one is stale."""
-    payload = json.dumps({"scenario": resolved(s), "model": model_sha256()}, sort_keys=True)
+    payload = json.dumps({"scenario": resolved(s), "model": model_sha256(s)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

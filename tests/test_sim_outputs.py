@@ -187,3 +187,12 @@ def test_a_changed_scenario_makes_its_report_stale(tmp_path: Path) -> None:
     shutil.copy(ROOT / "examples/sims/exact-small.toml", root)
     (root / "reports/exact-small/recall.csv").unlink()
     assert examples.main(["--check"], root=root) == 1
+
+
+def test_the_staleness_key_covers_the_modules_a_run_uses() -> None:
+    plain = sim.load(ROOT / "examples/sims/curious-week.toml")
+    with_uploaders = sim.load(ROOT / "examples/sims/repeat-uploaders.toml")
+    names = {p.name for p in provenance._model_files(plain)}
+    assert {"engine.py", "workload.py", "exchange.py", "policy.py", "pdq_model.json"} <= names
+    assert not names & provenance.PRESENTATION and "uploaders.py" not in names
+    assert "uploaders.py" in {p.name for p in provenance._model_files(with_uploaders)}

@@ -31,7 +31,6 @@ from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from blindmatch.node.node import NodeError
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.protocol import signal_types
-from blindmatch.protocol.derivative import is_cell_variant
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.signals import HashFormatError, check_float_vector
 
@@ -115,7 +114,7 @@ def _parse_hash_queries(body: Any) -> list[QueryHash]:
             raise ApiError(
                 400, "bad-request", f"hashes[{i}]: fields hash, signal_type, float_vector, variant"
             )
-        if item.get("signal_type", "pdq") != "pdq":
+        if item.get("signal_type", signal_types.PDQ.name) != signal_types.PDQ.name:
             raise ApiError(400, "unsupported", f"hashes[{i}]: only pdq is matched across peers")
         h = item.get("hash")
         if not isinstance(h, str) or not _HEX64.fullmatch(h):
@@ -182,7 +181,9 @@ def _status_json(status, queries, roster) -> dict[str, Any]:  # type: ignore[no-
             }
             for m in judged
         ],
-        "tiles_confirmed": sum(is_cell_variant(r.variant) for r in status.results),
+        "tiles_confirmed": sum(
+            signal_types.for_variant(r.variant) is signal_types.PDQ_TILES for r in status.results
+        ),
         "peers": [
             {
                 "peer": t["peer_id"],
@@ -347,7 +348,7 @@ def build_api(
             queries = await asyncio.to_thread(
                 tile_hashing.picture_queries, data, tiles=node.cfg.derivative_search
             )
-            if not any(not is_cell_variant(q.variant) for q in queries):
+            if not any(signal_types.for_variant(q.variant) is signal_types.PDQ for q in queries):
                 queries = []  # tiles alone never make a match job: the picture is too flat
         if not queries:
             raise ApiError(422, "low-quality", "the picture is too flat to hash reliably")
@@ -479,7 +480,7 @@ def build_api(
             raise ApiError(400, "bad-request", 'expected {"hashes": ["<hex>", ...]}')
         if len(body["hashes"]) > 10_000:
             raise ApiError(400, "bad-request", "at most 10000 hashes per request; use import")
-        signal_type = body.get("signal_type", "pdq")
+        signal_type = body.get("signal_type", signal_types.PDQ.name)
         if signal_type in signal_types.names() and signal_types.get(signal_type).exchange is (
             signal_types.Exchange.FRAMES
         ):

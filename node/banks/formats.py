@@ -94,6 +94,7 @@ from blindmatch.node.banks.validation import (
     check_signal_type,
     check_timestamp,
     echo,
+    holds_frame_list,
     parse_hex,
     parse_signal_value,
 )
@@ -403,7 +404,7 @@ def _te_lines(
     for number, text in lines:
         fields = text.split()
         rotation = None
-        if len(fields) > 2 and TE_SIGNAL_NAMES.get(fields[0]) == "vpdq":
+        if len(fields) > 2 and holds_frame_list(TE_SIGNAL_NAMES.get(fields[0], "")):
             fields = text.split(None, 1)  # a video's signal string is JSON, spaces and all
         try:
             if len(fields) == 1:

@@ -168,6 +168,8 @@ def parse_hash_hex(signal_type: str, value: Any) -> bytes:
 
 def holds_frame_list(signal_type: str) -> bool:
     """Whether items of this type are a frame list (a video) rather than one hash."""
+    if signal_type not in signal_types.names():
+        return False
     return signal_types.get(signal_type).exchange is signal_types.Exchange.FRAMES
 
 

@@ -373,7 +373,7 @@ async def _video_step(
             f"   hub banked 1 video item: {len(reported)} frames, "
             f"{len(video.indexed_frames(reported))} distinct ones indexed"
         )
-        out = {}
+        out: dict[str, bool] = {}
         uploads = (("copy", "upload.mp4", "demo-video"), ("unrelated", "other.mp4", "demo-other"))
         async with BlindmatchClient(pa.api_url, pa.api_token) as bm:
             for label, path, ref in uploads:
@@ -381,7 +381,7 @@ async def _video_step(
                 job = await bm.match_media((tmp / path).read_bytes(), wait=60, content_ref=ref)
                 cases = await bm.cases_for_content(ref)
                 ms = (time.perf_counter() - started) * 1000
-                hit = next((m for m in job["matches"] if m.get("signal") == "vpdq"), None)
+                hit = next((m for m in job["matches"] if m.get("signal") == video.SIGNAL), None)
                 if hit is None:
                     say(f"   {label:<10} -> no match  {ms:5.0f} ms")
                     out[label] = False

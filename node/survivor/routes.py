@@ -58,6 +58,7 @@ from blindmatch.node.banks.service import (
     WithdrawalRefusedError,
 )
 from blindmatch.node.banks.validation import PDQ_QUALITY_THRESHOLD, BankValidationError
+from blindmatch.protocol import signal_types
 from blindmatch.protocol.derivative import PDQ_TILES_1, Cell, DerivativeError
 
 if TYPE_CHECKING:
@@ -327,7 +328,7 @@ def parse_submission(body: dict[str, Any]) -> tuple[list[Submitted], str]:
         extra = set(entry) - allowed
         if extra:
             raise SurvivorError(400, "bad-hashes", f"hashes[{n}] has unknown fields")
-        if entry.get("signal_type") != "pdq":
+        if entry.get("signal_type") != signal_types.PDQ.name:
             raise SurvivorError(400, "bad-signal", f"hashes[{n}].signal_type must be 'pdq'")
         value = entry.get("hash")
         if not isinstance(value, str) or not _HEX64.fullmatch(value):
