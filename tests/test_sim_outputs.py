@@ -196,3 +196,30 @@ def test_the_staleness_key_covers_the_modules_a_run_uses() -> None:
     assert {"engine.py", "workload.py", "exchange.py", "policy.py", "pdq_model.json"} <= names
     assert not names & provenance.PRESENTATION and "uploaders.py" not in names
     assert "uploaders.py" in {p.name for p in provenance._model_files(with_uploaders)}
+
+
+ONE_RUN = """
+import json
+from blindmatch.sim import sweep
+s = sweep.load_sweep("examples/sims/sweeps/curious-leakage.toml")
+data = s.scenario_data({"workload.edited_share": 0.3, "nodes[0].bank_size": 5000}, 0)
+r = sweep.run_job(data, s.base_source)
+r.pop("provenance")
+print(json.dumps(r, sort_keys=True))
+"""
+
+
+def test_numbers_do_not_depend_on_the_blas_thread_count() -> None:
+    """This point's run differed in its spec bound between 1 and 2 BLAS threads (a float32
+    product's rounding) until the workload drew with one thread whatever the machine."""
+    import os
+
+    outputs = []
+    for threads in ("1", "2"):
+        env = {**os.environ, "OPENBLAS_NUM_THREADS": threads, "OMP_NUM_THREADS": threads}
+        r = subprocess.run(
+            [sys.executable, "-c", ONE_RUN], cwd=ROOT, env=env, capture_output=True, text=True,
+            timeout=600, check=True,
+        )  # fmt: skip
+        outputs.append(r.stdout)
+    assert outputs[0] == outputs[1]
