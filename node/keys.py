@@ -52,11 +52,19 @@ def _read_secret(path: Path, length: int) -> bytes:
     return data
 
 
+# RFC 9497 DeriveKeyPair's info for a node's VOPRF key. The key is derived from a random seed
+# (kept in voprf.seed) rather than drawn as a scalar, so that the faster OPRF backend, which can
+# only be built from a seed, can evaluate it (crypto/oprf.py); voprf.key keeps the scalar.
+VOPRF_KEY_INFO = b"blindmatch-v1 node voprf key"
+
+
 def create(keys_dir: Path) -> NodeKeys:
     identity = signing.SigningKey.generate()
-    voprf = oprf.generate_key_pair()
+    voprf_seed = os.urandom(32)
+    voprf = oprf.derive_key_pair(voprf_seed, VOPRF_KEY_INFO, oprf.Mode.VOPRF)
     _write_secret(keys_dir / "identity.key", identity.seed)
     _write_secret(keys_dir / "voprf.key", voprf.sk)
+    _write_secret(keys_dir / "voprf.seed", voprf_seed)
     return NodeKeys(identity, voprf)
 
 
@@ -68,4 +76,11 @@ def load(keys_dir: Path) -> NodeKeys:
         raise KeyFileError(f"missing key file {exc.filename} (run 'blindmatch init')") from exc
     if not sodium.is_canonical_scalar(sk) or sk == bytes(32):
         raise KeyFileError("voprf.key is not a valid scalar")
-    return NodeKeys(signing.SigningKey(seed), oprf.ServerKey(sk, sodium.scalarmult_base(sk)))
+    voprf = oprf.ServerKey(sk, sodium.scalarmult_base(sk))
+    seed_file = keys_dir / "voprf.seed"
+    if seed_file.exists():  # keys made before voprf.seed existed have the scalar alone
+        derived = oprf.derive_key_pair(_read_secret(seed_file, 32), VOPRF_KEY_INFO, oprf.Mode.VOPRF)
+        if derived.sk != sk:
+            raise KeyFileError("voprf.seed does not derive voprf.key; restore the pair")
+        voprf = derived
+    return NodeKeys(signing.SigningKey(seed), voprf)

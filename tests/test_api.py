@@ -158,8 +158,10 @@ async def test_video_bank_items_and_a_video_query_through_the_api(fed, tmp_path:
         assert info.value.status == 400
     await platform.node.sync_all()
     async with BlindmatchClient(platform.api_url, platform.api_token) as bm:
-        job = await bm.match_media(upload.read_bytes(), wait=60)
+        job = await bm.match_media(upload.read_bytes(), wait=60, content_ref="upload-1")
         assert job["complete"]
+        [case] = await bm.cases_for_content("upload-1")  # one case for the video
+        assert case["state"] != "closed"
         [match] = job["matches"]
         assert (match["peer"], match["signal"], match["variant"]) == ("hub", "vpdq", "video")
         assert (
@@ -170,3 +172,12 @@ async def test_video_bank_items_and_a_video_query_through_the_api(fed, tmp_path:
         with pytest.raises(ApiClientError) as info:
             await bm.match_media(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
         assert info.value.status == 400
+    # The survivor withdraws the video at the hub: after one sync the platform's case closes
+    # (the withdrawal names the video's frames, which the case was opened on).
+    [item] = await hub.banks.list_items("clips")
+    async with BlindmatchClient(hub.api_url, hub.api_token) as bm:
+        await bm.withdraw(item.item_ref.hex(), reason="survivor withdrew")
+    await platform.node.sync_all()
+    async with BlindmatchClient(platform.api_url, platform.api_token) as bm:
+        [case] = await bm.cases_for_content("upload-1")
+        assert case["state"] == "closed"

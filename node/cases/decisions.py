@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from blindmatch.node import signals
 from blindmatch.node.cases import derivatives as derivative_cases
 from blindmatch.node.cases import policy as policy_mod
 from blindmatch.protocol import feedback as fb
@@ -524,17 +525,22 @@ class DecisionService:
             await self._log_feedback(record, "sent", case.holder)
 
     async def withdraw_item(self, item_ref: bytes) -> None:
-        """The holder's side of a withdrawal: a signed record every node will replicate."""
-        record = fb.make_record(
-            self.node.keys.identity,
-            record_id=os.urandom(16),
-            origin=self.node.node_id,
-            holder=self.node.node_id,
-            item=item_ref,
-            opinion="withdraw",
-            at_ms=self.node.now() * 1000,
-        )
-        await self.publish_feedback(record)
+        """The holder's side of a withdrawal: a signed record every node will replicate, one
+        for the item and one for each part a querier may know it by (a video's frames)."""
+        refs = [item_ref]
+        for adapter in signals.ADAPTERS:
+            refs += await adapter.part_refs(self.db, item_ref)
+        for ref in refs:
+            record = fb.make_record(
+                self.node.keys.identity,
+                record_id=os.urandom(16),
+                origin=self.node.node_id,
+                holder=self.node.node_id,
+                item=ref,
+                opinion="withdraw",
+                at_ms=self.node.now() * 1000,
+            )
+            await self.publish_feedback(record)
 
     async def publish_feedback(self, record: fb.FeedbackRecord) -> None:
         """Holder: put a record about one of our items in our feedback feed, and apply it."""
@@ -558,6 +564,9 @@ class DecisionService:
         known = await self.db.fetch_value(
             "SELECT COUNT(*) FROM bank_items WHERE item_ref = ?", record.item
         )
+        if not known:
+            for adapter in signals.ADAPTERS:  # a part of an item (a video's frame)
+                known = known or await adapter.owner_of(self.db, record.item) is not None
         if not known:
             raise DecisionError("unknown-item", "no such item here")
         await self.publish_feedback(record)

@@ -68,3 +68,12 @@ class SignalAdapter:
     ) -> HolderItem | None:
         """The live item of this type with reference ``ref``, as the holder answers for it."""
         return None
+
+    async def part_refs(self, db: Database, item_ref: bytes) -> list[bytes]:
+        """References a querier may know one of this type's bank items by (a video's frames):
+        a withdrawal names them too, so a case opened on a part closes with the item."""
+        return []
+
+    async def owner_of(self, db: Database, part_ref: bytes) -> bytes | None:
+        """The bank item a part reference belongs to (None if it is no part of this type)."""
+        return None

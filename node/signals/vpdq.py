@@ -66,3 +66,19 @@ class VpdqAdapter(SignalAdapter):
                 categories_of(row),
             ),
         )
+
+    async def part_refs(self, db: Database, item_ref: bytes) -> list[bytes]:
+        rows = await db.fetch_all(
+            "SELECT f.item_ref FROM video_frames f JOIN bank_items i ON i.id = f.item_id"
+            " WHERE i.item_ref = ? AND f.item_ref IS NOT NULL ORDER BY f.position",
+            item_ref,
+        )
+        return [bytes(r["item_ref"]) for r in rows]
+
+    async def owner_of(self, db: Database, part_ref: bytes) -> bytes | None:
+        value = await db.fetch_value(
+            "SELECT i.item_ref FROM video_frames f JOIN bank_items i ON i.id = f.item_id"
+            " WHERE f.item_ref = ?",
+            part_ref,
+        )
+        return None if value is None else bytes(value)
