@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blindmatch.crypto import oprf, signing, sodium
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.protocol.roster import voprf_key_id
 
 
-class KeyFileError(ValueError):
-    pass
+class KeyFileError(BlindmatchError, ValueError):
+    code = "bad-keys"
 
 
 @dataclass(frozen=True, repr=False)

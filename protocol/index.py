@@ -260,9 +260,9 @@ class ReplicaIndex:
                     [run.hi[span][live] ^ words[i, 1], run.lo[span][live] ^ words[i, 2]], axis=1
                 )
                 out[i] += [r.tobytes() for r in refs]
-        for refs in out:
-            if len(refs) > 1:
-                refs.sort()
+        for found in out:
+            if len(found) > 1:
+                found.sort()
         return out
 
     def candidates(self, oprf_outputs: Sequence[bytes]) -> list[bytes]:

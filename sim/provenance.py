@@ -49,7 +49,15 @@ def _files_digest(files: list[Path], root: Path) -> str:
 # tools a run never imports (make_data writes sim/data, which is hashed; extraction is its own
 # benchmark).
 PRESENTATION = frozenset(
-    {"report.py", "sweep.py", "examples.py", "provenance.py", "make_data.py", "extraction.py"}
+    {
+        "report.py",
+        "figures.py",
+        "sweep.py",
+        "examples.py",
+        "provenance.py",
+        "make_data.py",
+        "extraction.py",
+    }
 )
 # Modules that compute results only for scenarios that ask for them: a change to one stales the
 # reports of those scenarios alone. A new optional model module is listed here with its test.
