@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 ENGINES = ("processes", "dask", "serial")
@@ -53,10 +54,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="with --engine dask: a running Dask scheduler (default: a local cluster)",
     )
     p.add_argument("--check", action="store_true", help="with 'examples': only check staleness")
+    p.add_argument(
+        "--only", metavar="NAME", action="append", help="with 'examples': just this report"
+    )
     p.set_defaults(func=run)
 
 
-def _progress(quiet: bool):  # type: ignore[no-untyped-def]
+def _progress(quiet: bool) -> Callable[[int, int], None] | None:
     if quiet:
         return None
 
@@ -76,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         argv = ["--check"] if args.check else []
         argv += ["--engine", args.engine]
         argv += ["--workers", str(args.workers)] if args.workers else []
+        argv += [x for name in args.only or [] for x in ("--only", name)]
         return examples.main(argv)
     try:
         if args.scenario == "sweep":
