@@ -20,6 +20,8 @@ from blindmatch.node.errors import NodeError
 from blindmatch.node.federation import oprf_workers
 from blindmatch.node.federation.admission import Admission, PendingNonce
 from blindmatch.node.federation.publisher import INDEX_FEED
+from blindmatch.node.federation.uploader_signals import FEED as UPLOADERS_FEED
+from blindmatch.node.federation.uploader_signals import UploaderSignals
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import Database, FeedLog
@@ -45,8 +47,10 @@ class PeerResponder:
         metrics: Metrics,
         clock: Clock,
         release_bands: Sequence[int],
+        uploaders: UploaderSignals | None = None,
     ) -> None:
         self.db = db
+        self.uploaders = uploaders
         self.admission = admission
         self.feeds = feeds
         self.decisions = decisions
@@ -102,6 +106,8 @@ class PeerResponder:
             self.metrics.inc("bad_proofs_total", labels={"peer": peer.node_id})
             raise known_bad
         await self.admission.charge(peer, "threshold_items", len(body["items"]), "queries", pending)
+        if self.uploaders is not None:  # the candidates a peer may look uploaders up for
+            await self.uploaders.note_candidates(peer.node_id, body["items"])
         verified = self._verified_queries.get(digest)
         # The candidates are read from the database while the proofs are checked off the loop.
         items_read = asyncio.ensure_future(self.holder_items(body["items"]))
@@ -137,8 +143,13 @@ class PeerResponder:
     async def feed_pull(
         self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
     ) -> dict[str, Any]:
-        if body["feed"] not in FEEDS:
-            raise NodeError("not-allowed", f"no feed named {body['feed']}")
+        uploaders_feed = (
+            body["feed"] == UPLOADERS_FEED
+            and self.uploaders is not None
+            and self.uploaders.may_pull(peer)
+        )
+        if body["feed"] not in FEEDS and not uploaders_feed:
+            raise NodeError("not-allowed", f"no feed named {body['feed']} for {peer.node_id}")
         entries = await self.feeds.read(body["feed"], body["after"], body["limit"])
         head = await self.feeds.head(body["feed"])
         # A page stops at a byte budget (always at least one entry), so a backlog of large
