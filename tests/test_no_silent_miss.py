@@ -26,7 +26,7 @@ from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.matching import QueryHash
 
-ROUNDS = int(os.environ.get("BLINDMATCH_RESTART_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("BLINDMATCH_RESTART_ROUNDS", "2"))
 HELD = 400  # hashes at the hub: a replica large enough that rebuilding it takes real time
 JOBS = 12  # concurrent jobs right after the restart, one near copy each
 

@@ -21,13 +21,13 @@ from bench._fuzz_targets import TARGETS, check
 from blindmatch.crypto import signing
 from blindmatch.protocol import canonical, envelope, index, messages
 
-EXAMPLES = int(os.environ.get("BLINDMATCH_PROPERTY_EXAMPLES", "60"))
+EXAMPLES = int(os.environ.get("BLINDMATCH_PROPERTY_EXAMPLES", "40"))
 SETTINGS = settings(
     max_examples=EXAMPLES,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-SLOW = {"media": 25}  # decoding and hashing a picture is slower than parsing a message
+SLOW = {"media": 15}  # decoding and hashing a picture is slower than parsing a message
 
 
 @st.composite
