@@ -514,7 +514,8 @@ def private_protocol_check(
     key = oprf.generate_key_pair()
     key_id = voprf_key_id(key.pk)
     items: dict[bytes, matching.HolderItem] = {}
-    entries = []
+    entries: list[bytes] = []
+    holder_refs = index.HolderReferences(key, key_id)
     v = chosen_variant(scheme)
     t0 = time.process_time()
     n_items = 0
@@ -539,13 +540,10 @@ def private_protocol_check(
                     ref = os.urandom(16)
                     h = sources[s].tiles[g][fi, ci].tobytes()
                     items[ref] = matching.HolderItem(
-                        h, (scheme.threshold,), dv.release_for_tile(groups[s], mask)
+                        ref, h, (scheme.threshold,), dv.release_for_tile(groups[s], mask)
                     )
                     cell = dv.Cell(g, ci % g, ci // g)
-                    for k in scheme.index_keys(cell, h):
-                        entries.append(
-                            index.make_entry(oprf.evaluate(key, k, oprf.Mode.VOPRF), ref)
-                        )
+                    entries += holder_refs.publish(ref, scheme.index_keys(cell, h))
                     n_items += 1
     index_seconds = time.process_time() - t0
     replica = index.ReplicaIndex(scheme.lsh.name, key_id)
@@ -596,12 +594,14 @@ def private_protocol_check(
         reqs = ex.threshold_requests(cache)
         q_cpu += time.process_time() - c0
         for r in reqs:
-            up += len(r["query"]) + 16 * len(r["items"])
+            up += len(r["query"]) + 24 * len(r["items"])
             c1 = time.process_time()
             verified = matching.verify_threshold_query(r)
-            ans = matching.answer_threshold(verified, items, r)
+            named = {c: holder_refs.resolve(c) for c in r["items"]}
+            resolved = {c: items[ref] if ref else None for c, ref in named.items()}
+            ans = matching.answer_threshold(verified, resolved, r, (scheme.threshold,))
             h_cpu += time.process_time() - c1
-            down += sum(len(a["response"]) + 16 + 8 for a in ans["answers"])
+            down += sum(len(a["response"]) + len(a["sealed"]) + 24 for a in ans["answers"])
             c0 = time.process_time()
             ex.on_answer(r, ans, cache)
             q_cpu += time.process_time() - c0

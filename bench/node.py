@@ -57,6 +57,7 @@ from blindmatch.node.storage.validation import MAX_PAYLOAD_BYTES
 from blindmatch.protocol import canonical, index, matching
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.matching import QueryHash
+from blindmatch.protocol.roster import voprf_key_id
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SCHEME = PDQ_LSH_1
@@ -214,11 +215,9 @@ def _evaluate_chunk(
     t0 = time.thread_time()
     sk, pk, hashes, refs = args
     key = oprf.ServerKey(sk=sk, pk=pk)
+    key_id = voprf_key_id(pk)
     out = [
-        index.pack_entries(
-            index.make_entry(oprf.evaluate(key, k, oprf.Mode.VOPRF), r)
-            for k in SCHEME.index_keys(h)
-        )
+        index.pack_entries(index.item_entries(key, key_id, r, SCHEME.index_keys(h)))
         for h, r in zip(hashes, refs, strict=True)
     ]
     return out, time.thread_time() - t0
@@ -300,7 +299,7 @@ class SyntheticEntries:
         out = []
         mask = np.frombuffer(oprf_output[8:24], dtype=np.uint8)
         while i < len(self.tags) and self.tags[i] == tag:
-            out.append(bytes(self.masked[i] ^ mask))
+            out.append(oprf_output[:8] + bytes(self.masked[i] ^ mask))  # a candidate (8.5)
             i += 1
         return out
 
@@ -313,7 +312,8 @@ class SyntheticEntries:
         lo = np.searchsorted(self.tags, tags, side="left")
         hi = np.searchsorted(self.tags, tags, side="right")
         for i in np.flatnonzero(hi > lo).tolist():
-            out[i] = [bytes(m ^ heads[i, 8:24]) for m in self.masked[lo[i] : hi[i]]]
+            head = heads[i, :8].tobytes()
+            out[i] = [head + bytes(m ^ heads[i, 8:24]) for m in self.masked[lo[i] : hi[i]]]
         return out
 
 
@@ -747,10 +747,12 @@ class Bench:
             "holder: verify 256 bit proofs", lambda: matching.verify_threshold_query(reqs[0])
         )
         ref = reqs[0]["items"][0]
-        item = matching.HolderItem(hash=self.target_h[0], bands=(31,), release={"signal": "pdq"})
+        item = matching.HolderItem(
+            item_ref=bytes(16), hash=self.target_h[0], bands=(31,), release={"signal": "pdq"}
+        )
         ans = run(
             "holder: sums + answer one candidate",
-            lambda: matching.answer_threshold(verified, {ref: item}, reqs[0]),
+            lambda: matching.answer_threshold(verified, {ref: item}, reqs[0], (31,)),
         )
         found = run("querier: decide one candidate", lambda: ex.on_answer(reqs[0], ans, cache))
         assert len(found) == 1

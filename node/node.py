@@ -55,6 +55,7 @@ from blindmatch.protocol import canonical, derivative, index, matching, schema
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.lsh import SCHEMES
 from blindmatch.protocol.roster import Member, Roster
+from blindmatch.protocol.signals import PDQ_MATCH_THRESHOLD
 
 log = logging.getLogger("blindmatch.node")
 
@@ -123,6 +124,8 @@ class Node:
         self.cfg = cfg
         self.node_id = cfg.node_id
         self.keys = keys
+        # the key of our table references (spec 8.5); it changes with the VOPRF key
+        self._reference_key = index.reference_key(keys.voprf.sk) if keys.voprf else b""
         self.db = db
         self.roster = roster
         self.clock = clock or SystemClock()
@@ -430,6 +433,7 @@ class Node:
             except schema.SchemaError:
                 release = {"provenance": row["bank_provenance"], "signal": "pdq"}
             out[ref] = matching.HolderItem(
+                item_ref=ref,
                 hash=bytes(row["hash"]),
                 bands=_bands(self.cfg.release_bands, int(row["distance_threshold"])),
                 release=release,
@@ -444,17 +448,48 @@ class Node:
         if scheme is None:
             return None
         return matching.HolderItem(
+            item_ref=ref,
             hash=bytes(row["hash"]),
             bands=_bands(self.cfg.release_bands, scheme.threshold),
             release=derivative.release_for_tile(bytes(row["grp"]), int(row["source_cells"])),
         )
+
+    async def _resolve_candidates(
+        self, candidates: Sequence[bytes]
+    ) -> dict[bytes, matching.HolderItem | None]:
+        """What each candidate a querier names resolves to (spec 8.5): its table reference,
+        opened with our reference key, gives an item prefix; the item must be published with an
+        entry of the candidate's tag and still be active. Anything else resolves to None (the
+        querier gets a dummy answer, as for an item that does not match)."""
+        ref_key = self._reference_key
+        key_id = self.keys.voprf_key_id
+        named: dict[bytes, bytes | None] = {}
+        for c in candidates:
+            if c in named:
+                continue
+            tag, prefix = index.resolve_candidate(ref_key, key_id, c)
+            rows = await self.db.fetch_all(
+                "SELECT item_ref, entries FROM index_publications"
+                " WHERE item_ref >= ? AND item_ref <= ? AND key_id = ?",
+                prefix + bytes(8), prefix + b"\xff" * 8, key_id,
+            )  # fmt: skip
+            named[c] = next(
+                (
+                    bytes(r["item_ref"])
+                    for r in rows
+                    if tag in index.entry_tags(bytes(r["entries"]))
+                ),
+                None,
+            )
+        items = await self._holder_items([r for r in set(named.values()) if r is not None])
+        return {c: (items.get(ref) if ref is not None else None) for c, ref in named.items()}
 
     async def handle_threshold(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
         await self._charge(peer, "threshold_items", len(body["items"]), "queries")
         digest = hashlib.sha256(body["query"]).digest()
         verified = self._verified_queries.get(digest)
         # The candidates are read from the database while the proofs are checked off the loop.
-        items_read = asyncio.ensure_future(self._holder_items(body["items"]))
+        items_read = asyncio.ensure_future(self._resolve_candidates(body["items"]))
         try:
             if verified is None:
                 try:
@@ -470,7 +505,13 @@ class Node:
                 items_read.cancel()
             elif not items_read.cancelled():
                 items_read.exception()  # retrieved: a refusal above is what the peer hears
-        answer = await asyncio.to_thread(matching.answer_threshold, verified, items, body)
+        answer = await asyncio.to_thread(
+            matching.answer_threshold,
+            verified,
+            items,
+            body,
+            _bands(self.cfg.release_bands, PDQ_MATCH_THRESHOLD),
+        )
         self.metrics.inc("threshold_answers_total", len(answer["answers"]))
         return answer
 

@@ -12,7 +12,13 @@ Querier, per peer and match job:
 Holder:
 
     reply = answer_evaluate(server_key, body)
-    reply = answer_threshold(verified_query, items, body)
+    reply = answer_threshold(verified_query, items, body, default_bands)
+
+A bucket hit is a **candidate**: the 24 bytes ``tag || table reference`` of the entry it found
+(``protocol.index``), different for the same item in every table and key epoch, so the querier
+cannot tell two hits on one item from hits on two. The holder resolves candidates itself and
+answers each with a sealed release (``crypto.release``): the item's reference and metadata are
+readable only when the threshold test says ``HD <= T`` (spec 8.5).
 
 The node wraps these in signed envelopes, sends them, charges budgets and stores state; every
 step here can be driven from a test with byte strings.
@@ -26,8 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blindmatch.crypto import oprf
+from blindmatch.crypto import release as sealed_release
 from blindmatch.crypto import threshold as th
-from blindmatch.protocol.index import ReplicaIndex
+from blindmatch.protocol import canonical, schema
+from blindmatch.protocol.index import ITEM_REF_BYTES, ReplicaIndex
 
 Body = dict[str, Any]
 
@@ -167,33 +175,45 @@ class PeerExchange:
     def on_answer(
         self, request: Body, body: Body, encryptions: EncryptionCache
     ) -> list[Confirmation]:
+        """Open every answer; a match is an answer whose sealed release opens (8.5). The holder
+        answers every candidate, in request order."""
         qi = self.query_index_of(request, encryptions)
         key, encrypted, _ = encryptions.get(self.queries[qi].hash)
         if body["query_id"] != encrypted.query_id:
             raise ExchangeError("bad-body", "answer is for another query")
         asked = list(request["items"])
+        answers = body["answers"]
+        if [a["item"] for a in answers] != asked:
+            raise ExchangeError("bad-body", "answers must name every candidate asked, in order")
         found = []
-        for answer in body["answers"]:
-            item = answer["item"]
-            if item not in asked:
-                raise ExchangeError("bad-body", "answer for an item that was not asked about")
-            asked.remove(item)
+        for answer in answers:
+            candidate = answer["item"]
             try:
-                result = th.decide(key, th.ThresholdResponse.from_bytes(answer["response"]))
-            except th.ThresholdError as exc:
-                raise ExchangeError("bad-body", f"threshold response: {exc}") from exc
-            if result.matched:
-                assert result.band is not None
-                found.append(
-                    Confirmation(
-                        peer=self.peer,
-                        item_ref=item,
-                        query_index=qi,
-                        variant=self.queries[qi].variant,
-                        band=result.band,
-                        release=answer.get("release", {}),
-                    )
+                opened = sealed_release.open_sealed(
+                    key,
+                    encrypted.query_id,
+                    candidate,
+                    th.ThresholdResponse.from_bytes(answer["response"]),
+                    answer["sealed"],
                 )
+            except (th.ThresholdError, sealed_release.ReleaseError) as exc:
+                raise ExchangeError("bad-body", f"threshold response: {exc}") from exc
+            if opened is None:
+                continue
+            release = decode_release(opened.release)
+            item_ref = release.pop("item")
+            if any(c.item_ref == item_ref and c.query_index == qi for c in self.confirmed + found):
+                continue  # the same item through another table: one confirmation
+            found.append(
+                Confirmation(
+                    peer=self.peer,
+                    item_ref=item_ref,
+                    query_index=qi,
+                    variant=self.queries[qi].variant,
+                    band=opened.band,
+                    release=release,
+                )
+            )
         self.confirmed += found
         return found
 
@@ -205,9 +225,32 @@ class PeerExchange:
 class HolderItem:
     """What the holder knows about one of its items when a querier asks about it."""
 
+    item_ref: bytes  # the item's stable reference, released (sealed) with a match
     hash: bytes
     bands: tuple[int, ...]  # the holder's policy: band bounds, the last is the bank threshold
-    release: Mapping[str, Any]  # what the policy releases to a querier about a candidate
+    release: Mapping[str, Any]  # what the policy releases to a querier about a match
+
+
+_RELEASE_ITEM = {"item": schema.Field(schema.blob(exact=ITEM_REF_BYTES))}
+
+
+def release_schema() -> dict[str, schema.Field]:
+    # imported late: signal_types imports this module
+    from blindmatch.protocol import signal_types
+
+    return {**_RELEASE_ITEM, **signal_types.release_schema()}
+
+
+def encode_release(item_ref: bytes, release: Mapping[str, Any]) -> bytes:
+    """The sealed plaintext: the canonical map of the release with the item's reference."""
+    return canonical.encode({**dict(release), "item": item_ref})
+
+
+def decode_release(data: bytes) -> dict[str, Any]:
+    try:
+        return schema.check(release_schema(), canonical.decode(data), "release")
+    except (canonical.CanonicalError, schema.SchemaError) as exc:
+        raise ExchangeError("bad-body", f"sealed release: {exc}") from exc
 
 
 def answer_evaluate(key: oprf.ServerKey, key_id: bytes, body: Body) -> Body:
@@ -229,16 +272,33 @@ def verify_threshold_query(body: Body) -> th.VerifiedQuery:
 
 
 def answer_threshold(
-    verified: th.VerifiedQuery, items: Mapping[bytes, HolderItem | None], body: Body
+    verified: th.VerifiedQuery,
+    items: Mapping[bytes, HolderItem | None],
+    body: Body,
+    default_bands: Sequence[int],
 ) -> Body:
-    """One response per asked item that the holder still has (withdrawn ones are left out)."""
+    """One answer per named candidate, in order (8.5). ``items``: what each candidate resolved
+    to (None: unknown, withdrawn or forged). The first candidate naming an item gets the real,
+    sealed answer; a later one naming the same item, or one naming nothing, gets a dummy, which
+    the querier cannot tell from a real answer that does not match (a dummy for a repeat has
+    the item's bands, for nothing the holder's ``default_bands``)."""
     answers = []
-    for ref in body["items"]:
-        item = items.get(ref)
-        if item is None:
-            continue
-        response = th.respond(verified, item.hash, item.bands)
+    answered: set[bytes] = set()
+    for candidate in body["items"]:
+        item = items.get(candidate)
+        if item is None or item.item_ref in answered:
+            bands = item.bands if item is not None else tuple(default_bands)
+            answer = sealed_release.dummy(bands)
+        else:
+            answered.add(item.item_ref)
+            answer = sealed_release.seal(
+                verified,
+                item.hash,
+                item.bands,
+                candidate,
+                encode_release(item.item_ref, item.release),
+            )
         answers.append(
-            {"item": ref, "response": response.to_bytes(), "release": dict(item.release)}
+            {"item": candidate, "response": answer.response.to_bytes(), "sealed": answer.sealed}
         )
     return {"query_id": verified.query.query_id, "answers": answers}

@@ -19,6 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from blindmatch.crypto import oprf
 from blindmatch.protocol import index
+from blindmatch.protocol.roster import voprf_key_id
 
 # Below this many keys a batch is evaluated in a thread: a worker pool's start-up (spawned
 # interpreters importing the crypto core) costs about as much as a few thousand evaluations.
@@ -31,14 +32,11 @@ _pool: ProcessPoolExecutor | None = None
 def evaluate_items(
     sk: bytes, pk: bytes, items: Sequence[tuple[bytes, Sequence[bytes]]]
 ) -> list[bytes]:
-    """Packed index entries of each ``(item_ref, index_keys)``, in order (runs in a worker)."""
+    """Packed index entries of each ``(item_ref, index_keys)``, in order (runs in a worker),
+    each entry with a fresh table reference (spec 8.5)."""
     key = oprf.ServerKey(sk=sk, pk=pk)
-    return [
-        index.pack_entries(
-            index.make_entry(oprf.evaluate(key, k, oprf.Mode.VOPRF), ref) for k in keys
-        )
-        for ref, keys in items
-    ]
+    key_id = voprf_key_id(pk)
+    return [index.pack_entries(index.item_entries(key, key_id, ref, keys)) for ref, keys in items]
 
 
 def _shutdown() -> None:
