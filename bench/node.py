@@ -638,9 +638,9 @@ class Bench:
         t0 = time.perf_counter()
         synthetic.grow(self.rng, add * SCHEME.tables)
         for h in self.holder_ids:
-            real = self.q.replica_indexes[h]
+            real = self.q.peer_replicas[h].index
             if not isinstance(real, PaddedReplica):  # a padded one follows `synthetic` as it grows
-                self.q.replica_indexes[h] = PaddedReplica(real, synthetic)
+                self.q.peer_replicas[h].index = PaddedReplica(real, synthetic)
         replica_s = time.perf_counter() - t0
         self.held = size
         counts = []

@@ -1,7 +1,9 @@
-"""RFC 9497 OPRF and VOPRF, ciphersuite ristretto255-SHA512.
+"""RFC 9497 OPRF, VOPRF and POPRF, ciphersuite ristretto255-SHA512.
 
-Modes OPRF (0x00) and VOPRF (0x01). BlindEvaluate is batched: in VOPRF mode one DLEQ proof
-covers the whole batch (RFC 9497 section 2.2.1, ComputeCompositesFast on the server side).
+Modes OPRF (0x00), VOPRF (0x01) and POPRF (0x02, the partially-oblivious mode whose public
+``info`` tweaks the key: repeat-uploader signals bound to one picture, specs/uploaders.md).
+BlindEvaluate is batched: in VOPRF and POPRF modes one DLEQ proof covers the whole batch
+(RFC 9497 section 2.2.1, ComputeCompositesFast on the server side).
 
 Randomness (blinds, proof nonces) may be passed in so that tests can reproduce the RFC's vectors;
 otherwise it comes from libsodium's CSPRNG. Nothing here performs I/O.
@@ -32,6 +34,7 @@ MAX_INPUT_BYTES = 65535  # inputs are length-prefixed with two bytes
 class Mode(IntEnum):
     OPRF = 0x00
     VOPRF = 0x01
+    POPRF = 0x02
 
 
 class OprfError(ValueError):
@@ -85,9 +88,12 @@ class Suite:
 
 OPRF_SUITE = Suite(Mode.OPRF)
 VOPRF_SUITE = Suite(Mode.VOPRF)
+POPRF_SUITE = Suite(Mode.POPRF)
 
 
 def _suite(mode: Mode) -> Suite:
+    if mode == Mode.POPRF:
+        raise InvalidInputError("POPRF has its own functions (poprf_*): it needs the info")
     return OPRF_SUITE if mode == Mode.OPRF else VOPRF_SUITE
 
 
@@ -338,3 +344,121 @@ def verify_proof(
         raise VerifyError("proof does not verify") from exc
     if not sodium.ct_equal(_challenge(b, m, z, t2, t3, suite), c):
         raise VerifyError("proof does not verify")
+
+
+# --- POPRF (RFC 9497 section 3.3.3) ---------------------------------------------------------
+#
+# The public ``info`` tweaks the key: t = skS + HashToScalar("Info" || LP(info)), and the server
+# evaluates with t^-1. Client and server both know ``info``; the client verifies the batch proof
+# against the tweaked key T = t*G = HashToScalar(...)*G + pkS, which it computes from the pinned
+# pkS, so one pinned key serves every info value and an answer cannot be given under another.
+
+MAX_INFO_BYTES = 65535
+
+
+def _info_scalar(info: bytes) -> bytes:
+    if not isinstance(info, bytes) or len(info) > MAX_INFO_BYTES:
+        raise InvalidInputError("POPRF info must be bytes of at most 65535")
+    return POPRF_SUITE.hash_to_scalar(b"Info" + i2osp(len(info), 2) + info)
+
+
+def poprf_tweaked_key(server_public_key: bytes, info: bytes) -> bytes:
+    """The client's view of the per-info key: HashToScalar(framedInfo)*G + pkS."""
+    pk = deserialize_element(server_public_key, "public key")
+    tweaked = sodium.point_add(sodium.scalarmult_base(_info_scalar(info)), pk)
+    if tweaked == sodium.IDENTITY:
+        raise InvalidInputError("the info cancels the public key")
+    return tweaked
+
+
+def poprf_blind(
+    inputs: Sequence[bytes],
+    info: bytes,
+    server_public_key: bytes,
+    blinds: Sequence[bytes] | None = None,
+) -> tuple[list[bytes], list[bytes], bytes]:
+    """Blind a batch for one info. Returns (blinds, blinded elements, tweaked key)."""
+    tweaked = poprf_tweaked_key(server_public_key, info)
+    if blinds is not None and len(blinds) != len(inputs):
+        raise InvalidInputError("one blind per input")
+    elements = []
+    for data in inputs:
+        _check_input(data)
+        element = POPRF_SUITE.hash_to_group(data)
+        if element == sodium.IDENTITY:
+            raise InvalidInputError("input hashes to the identity element")
+        elements.append(element)
+    if not inputs:
+        return [], [], tweaked
+    if blinds is None:
+        out_blinds = _split(sodium.scalar_random_many(len(inputs)))
+    else:
+        out_blinds = [deserialize_scalar(r, "blind") for r in blinds]
+    blinded = _split(sodium.scalarmult_many(b"".join(out_blinds), b"".join(elements)))
+    return out_blinds, blinded, tweaked
+
+
+def _tweak(key: ServerKey, info: bytes) -> bytes:
+    t = sodium.scalar_add(key.sk, _info_scalar(info))
+    if t == bytes(sodium.SCALAR_BYTES):
+        raise InvalidInputError("the info cancels the key (t = 0)")
+    return t
+
+
+def poprf_blind_evaluate(
+    key: ServerKey, blinded: Sequence[bytes], info: bytes, proof_nonce: bytes | None = None
+) -> tuple[list[bytes], bytes]:
+    """Evaluate a batch under one info: t^-1 * B for each, with one DLEQ proof (over
+    C = evaluated, D = blinded, as the RFC orders them) against T = t*G."""
+    if not blinded:
+        raise InvalidInputError("empty batch")
+    elements = [deserialize_element(b, f"blinded element {i}") for i, b in enumerate(blinded)]
+    t = _tweak(key, info)
+    inverse = sodium.scalar_invert(t)
+    evaluated = _split(sodium.scalarmult_many(inverse * len(elements), b"".join(elements)))
+    proof = generate_proof(
+        t, sodium.GENERATOR, sodium.scalarmult_base(t), evaluated, elements, POPRF_SUITE,
+        proof_nonce,
+    )  # fmt: skip
+    return evaluated, proof
+
+
+def _poprf_finalize_hash(data: bytes, info: bytes, element: bytes) -> bytes:
+    return hashlib.sha512(length_prefixed(data, info, element) + b"Finalize").digest()
+
+
+def poprf_finalize(
+    inputs: Sequence[bytes],
+    blinds: Sequence[bytes],
+    evaluated: Sequence[bytes],
+    blinded: Sequence[bytes],
+    proof: bytes,
+    info: bytes,
+    tweaked_key: bytes,
+) -> list[bytes]:
+    """Verify the batch proof against the tweaked key and unblind; one 64-byte output each."""
+    n = len(inputs)
+    if not (len(blinds) == len(evaluated) == len(blinded) == n):
+        raise InvalidInputError("inputs, blinds, blinded and evaluated elements differ in number")
+    evaluated = [deserialize_element(e, "evaluated element") for e in evaluated]
+    verify_proof(
+        sodium.GENERATOR,
+        deserialize_element(tweaked_key, "tweaked key"),
+        evaluated,
+        list(blinded),
+        proof,
+        POPRF_SUITE,
+    )
+    inverses = b"".join(sodium.scalar_invert(r) for r in blinds)
+    unblinded = _split(sodium.scalarmult_many(inverses, b"".join(evaluated)))
+    return [_poprf_finalize_hash(d, info, u) for d, u in zip(inputs, unblinded, strict=True)]
+
+
+def poprf_evaluate(key: ServerKey, data: bytes, info: bytes) -> bytes:
+    """RFC 9497 POPRF Evaluate: the server's own unblinded output for (input, info)."""
+    _check_input(data)
+    element = POPRF_SUITE.hash_to_group(data)
+    if element == sodium.IDENTITY:
+        raise InvalidInputError("input hashes to the identity element")
+    issued = sodium.scalarmult(sodium.scalar_invert(_tweak(key, info)), element)
+    return _poprf_finalize_hash(data, info, issued)

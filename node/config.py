@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import json
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -50,6 +51,38 @@ def load_from_args(args: argparse.Namespace) -> NodeConfig:
     return load(config_path(args))
 
 
+DB_ENV = "BLINDMATCH_DB"
+
+
+def add_database_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config`` (the node, as for every node command) or ``--db URL`` (a database alone)."""
+    add_config_argument(parser)
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        default=None,
+        help=f"a database URL instead of a node's config (default: ${DB_ENV})",
+    )
+
+
+def database_url_from_args(args: argparse.Namespace) -> str:
+    """The database of the node named by ``--config``/``$BLINDMATCH_CONFIG``, or ``--db`` /
+    ``$BLINDMATCH_DB``; never a silent default (a bank in the wrong database is a bank no one
+    matches against)."""
+    if getattr(args, "db", None):
+        return str(args.db)
+    if getattr(args, "config", None) is None and os.environ.get(DB_ENV):
+        return os.environ[DB_ENV]
+    try:
+        return load_from_args(args).database_url
+    except ConfigError as exc:
+        if "which node?" in str(exc):
+            raise ConfigError(
+                f"which node? give --config HOME/{CONFIG_FILE} (or set {CONFIG_ENV}), or --db URL"
+            ) from None
+        raise
+
+
 def is_loopback_host(host: str) -> bool:
     if host == "localhost":
         return True
@@ -83,6 +116,9 @@ class NodeConfig:
     governance_threshold: int = 1
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    # CA bundle that peers' certificates are verified against (default: the system's CAs)
+    tls_ca: Path | None = None
+    roster_check_interval_s: float = 10.0  # how often the roster file is checked for a change
     sync_interval_s: float = 5.0
     match_workers: int = 4
     lsh_scheme: str = "pdq-lsh-1"
@@ -147,7 +183,8 @@ def load(path: Path) -> NodeConfig:
         raise ConfigError(f"{path}: {exc}") from exc
     known = {
         "node_id", "home", "listen", "api_listen", "database", "roster", "governance_keys",
-        "governance_threshold", "tls_cert", "tls_key", "sync_interval_s", "match_workers",
+        "governance_threshold", "tls_cert", "tls_key", "tls_ca", "roster_check_interval_s",
+        "sync_interval_s", "match_workers",
         "lsh_scheme", "dihedral_queries", "derivative_search", "release_bands", "policy",
         "webhook_url", "webhook_secret_file",
     }  # fmt: skip
@@ -169,6 +206,8 @@ def load(path: Path) -> NodeConfig:
             governance_threshold=int(raw.get("governance_threshold", 1)),
             tls_cert=p(raw.get("tls_cert")),
             tls_key=p(raw.get("tls_key")),
+            tls_ca=p(raw.get("tls_ca")),
+            roster_check_interval_s=float(raw.get("roster_check_interval_s", 10.0)),
             sync_interval_s=float(raw.get("sync_interval_s", 5.0)),
             match_workers=int(raw.get("match_workers", 4)),
             lsh_scheme=str(raw.get("lsh_scheme", "pdq-lsh-1")),
@@ -203,6 +242,10 @@ def dump(cfg: NodeConfig) -> str:
         lines.append(f'database = "{cfg.database}"')
     if cfg.roster_path:
         lines.append(f'roster = "{cfg.roster_path}"')
+    for name, path in (("tls_cert", cfg.tls_cert), ("tls_key", cfg.tls_key),
+                       ("tls_ca", cfg.tls_ca)):  # fmt: skip
+        if path is not None:
+            lines.append(f"{name} = {json.dumps(str(path))}")
     if cfg.governance_keys:
         keys = ", ".join(f'"{k.hex()}"' for k in cfg.governance_keys)
         lines.append(f"governance_keys = [{keys}]")

@@ -33,6 +33,7 @@ from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
 from blindmatch.node.federation import index_build
 from blindmatch.node.federation.peer_client import PeerClient, PeerError
+from blindmatch.node.federation.peer_replicas import PeerReplica, Rejected, StoredEntry
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import (
@@ -51,11 +52,16 @@ from blindmatch.node.storage.feeds import FeedEntry
 from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
-from blindmatch.protocol import canonical, derivative, index, matching, schema
+from blindmatch.protocol import canonical, derivative, index, matching, schema, signal_types, video
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.lsh import SCHEMES
 from blindmatch.protocol.roster import Member, Roster
-from blindmatch.protocol.signals import PDQ_MATCH_THRESHOLD
+from blindmatch.protocol.signals import (
+    PDQ_MATCH_THRESHOLD,
+    HashFormatError,
+    check_float_vector,
+    check_pdq_bytes,
+)
 
 log = logging.getLogger("blindmatch.node")
 
@@ -144,8 +150,11 @@ class Node:
         self.translog = TransparencyLog(db, cfg.node_id, keys.identity, self.clock)
         self.traffic = translog_hooks.TrafficCounts(db)
         self.rejected_feedback: list[tuple[str, str]] = []  # (holder, reason), for operators
-        self.replica_indexes: dict[str, index.ReplicaIndex] = {}
-        self._replica_cursor: dict[str, int] = {}
+        # (peer, feed) -> (the peer's head at our last complete pull, when): feed lag metrics
+        self.feed_heads: dict[tuple[str, str], tuple[int, int]] = {}
+        self.started_at = self.now()
+        self.peer_replicas: dict[str, PeerReplica] = {}
+        self._catch_up_locks: dict[str, asyncio.Lock] = {}
         self._encryptions: OrderedDict[bytes, matching.EncryptionCache] = OrderedDict()
         self._verified_queries: OrderedDict[bytes, Any] = OrderedDict()
         self._job_locks: dict[bytes, asyncio.Lock] = {}
@@ -247,15 +256,35 @@ class Node:
         "SELECT t.item_ref, t.hash, t.cell" + _ACTIVE_TILES + " AND NOT EXISTS"
         " (SELECT 1 FROM index_publications p WHERE p.item_ref = t.item_ref)"
     )
+    # A video's indexed frames (cases of signal type vpdq, specs/signals-and-lsh.md 7): in the
+    # index exactly while their video item is. One "?": now.
+    _ACTIVE_FRAMES = (
+        " FROM video_frames f JOIN videos v ON v.item_id = f.item_id"
+        " JOIN bank_items i ON i.id = f.item_id JOIN banks b ON b.id = i.bank_id"
+        " WHERE f.item_ref IS NOT NULL AND i.signal_type = 'vpdq' AND i.withdrawn_at IS NULL"
+        " AND (i.expires_at IS NULL OR i.expires_at > ?) AND b.enabled = 1 AND b.shared = 1"
+    )
+    _ACTIVE_FRAME_SQL = (
+        "SELECT f.hash, v.grp, v.indexed_frames, i.categories AS item_categories,"
+        " b.categories AS bank_categories, b.provenance AS bank_provenance,"
+        " b.distance_threshold" + _ACTIVE_FRAMES + " AND f.item_ref = ?"
+    )
+    _TO_PUBLISH_FRAMES_SQL = (
+        "SELECT f.item_ref, f.hash, 'vpdq' AS cell" + _ACTIVE_FRAMES + " AND NOT EXISTS"
+        " (SELECT 1 FROM index_publications p WHERE p.item_ref = f.item_ref)"
+    )
     _TO_UNPUBLISH_SQL = (
         "SELECT p.item_ref, p.entries FROM index_publications p WHERE NOT EXISTS"
         " (SELECT 1" + _ACTIVE + " AND i.item_ref = p.item_ref) AND NOT EXISTS"
-        " (SELECT 1" + _ACTIVE_TILES + " AND t.item_ref = p.item_ref)"
+        " (SELECT 1" + _ACTIVE_TILES + " AND t.item_ref = p.item_ref) AND NOT EXISTS"
+        " (SELECT 1" + _ACTIVE_FRAMES + " AND f.item_ref = p.item_ref)"
     )
 
     def _index_keys(self, hash32: bytes, cell: str | None) -> list[bytes]:
         if cell is None:
             return self.scheme.index_keys(hash32)
+        if cell == video.SIGNAL:
+            return video.index_keys(hash32)
         return self.tile_scheme.index_keys(derivative.Cell.parse(cell), hash32)
 
     async def reconcile_index(self) -> dict[str, int]:
@@ -275,10 +304,11 @@ class Node:
         rows = await self.db.fetch_all(self._TO_PUBLISH_SQL, now)
         if "hub" in self.me.roles:  # nobody asks anyone else about tiles (5.1)
             rows += await self.db.fetch_all(self._TO_PUBLISH_TILES_SQL, now)
+        rows += await self.db.fetch_all(self._TO_PUBLISH_FRAMES_SQL, now)
         active = {bytes(r["item_ref"]): (bytes(r["hash"]), r["cell"]) for r in rows}
         published = {
             bytes(r["item_ref"]): bytes(r["entries"])
-            for r in await self.db.fetch_all(self._TO_UNPUBLISH_SQL, now, now)
+            for r in await self.db.fetch_all(self._TO_UNPUBLISH_SQL, now, now, now)
         }
         to_add, to_remove = list(active), list(published)
         key_id = self.keys.voprf_key_id
@@ -413,7 +443,7 @@ class Node:
         for ref in refs:
             row = await self.db.fetch_one(self._ACTIVE_ITEMS_SQL + " AND i.item_ref = ?", now, ref)
             if row is None:
-                out[ref] = await self._holder_tile(ref, now)
+                out[ref] = await self._holder_tile(ref, now) or await self._holder_frame(ref, now)
                 continue
             cats = json.loads(row["item_categories"] or "[]") or json.loads(
                 row["bank_categories"] or "[]"
@@ -452,6 +482,25 @@ class Node:
             hash=bytes(row["hash"]),
             bands=_bands(self.cfg.release_bands, scheme.threshold),
             release=derivative.release_for_tile(bytes(row["grp"]), int(row["source_cells"])),
+        )
+
+    async def _holder_frame(self, ref: bytes, now: int) -> matching.HolderItem | None:
+        row = await self.db.fetch_one(self._ACTIVE_FRAME_SQL, now, ref)
+        if row is None:
+            return None
+        cats = json.loads(row["item_categories"] or "[]") or json.loads(
+            row["bank_categories"] or "[]"
+        )
+        return matching.HolderItem(
+            item_ref=ref,
+            hash=bytes(row["hash"]),
+            bands=_bands(self.cfg.release_bands, int(row["distance_threshold"])),
+            release=video.release_for_frame(
+                bytes(row["grp"]),
+                int(row["indexed_frames"]),
+                row["bank_provenance"],
+                [c for c in cats if isinstance(c, str)],
+            ),
         )
 
     async def _resolve_candidates(
@@ -541,70 +590,73 @@ class Node:
 
     # --- querier: replication -------------------------------------------------------------------
 
-    def _replica(self, peer_id: str) -> index.ReplicaIndex | None:
+    @property
+    def replica_indexes(self) -> dict[str, index.ReplicaIndex]:
+        """Each peer's replicated index (read it only while no sync or match runs: a live
+        node reads it through :class:`PeerReplica`, under its lock)."""
+        return {peer_id: r.index for peer_id, r in self.peer_replicas.items()}
+
+    def _replica(self, peer_id: str) -> PeerReplica | None:
         member = self.roster.member(peer_id)
         if member is None or member.voprf_key_id is None:
             return None
-        ri = self.replica_indexes.get(peer_id)
-        if ri is None or ri.key_id != member.voprf_key_id:
-            ri = index.ReplicaIndex(self.scheme.name, member.voprf_key_id)
-            self.replica_indexes[peer_id] = ri
-            self._replica_cursor[peer_id] = 0
-        return ri
+        replica = self.peer_replicas.get(peer_id)
+        if replica is None or replica.key_id != member.voprf_key_id:
+            # A new key starts an empty replica at position 0; catching up replays the stored
+            # feed, whose entries under the new key are then applied.
+            replica = PeerReplica(peer_id, self.scheme.name, member.voprf_key_id)
+            self.peer_replicas[peer_id] = replica
+        return replica
 
-    async def _apply(
-        self, peer_id: str, seq: int, entry_id: bytes, kind: str, payload: bytes
+    async def _apply_page(
+        self, replica: PeerReplica, after: int, entries: Sequence[StoredEntry]
     ) -> bool:
-        """Apply one stored index-feed entry to the peer's replica; False if it was rejected.
-
-        The entry came in a page the peer signed, so one we cannot read is the peer's fault:
-        it is never applied, it stays stored so the cursor moves on, and it is filed as an
-        incident for the operator (and counted) instead of only logged.
-        """
-        ri = self._replica(peer_id)
-        if ri is None:
-            return True
-        try:
-            body = schema.check(index.FEED_SCHEMAS[kind], canonical.decode(payload))
-            if body["scheme"] != ri.scheme or body["key_id"] != ri.key_id:
-                return True  # another scheme or a retired key: not the index we match against
-            if kind == "index.add":
-                ri.add(body["entries"])
-            elif kind == "index.remove":
-                ri.remove(body["entries"])
-        except (
-            KeyError,
-            canonical.CanonicalError,
-            schema.SchemaError,
-            index.IndexFormatError,
-        ) as exc:
-            from blindmatch.node.storage.incidents import PeerIncidents
-
-            reason = "unknown entry kind" if isinstance(exc, KeyError) else str(exc)
-            self.metrics.inc("replica_entries_rejected_total", labels={"peer": peer_id})
-            log.warning("rejected index feed entry %d from %s: %s", seq, peer_id, reason)
-            await PeerIncidents(self.db).record(
-                peer_id,
-                "bad-index-entry",
-                f"index feed entry {seq} not applied: {reason}",
-                {"feed": INDEX_FEED, "seq": seq, "entry_id": entry_id.hex(), "kind": kind[:64]},
-                self.now(),
-            )
+        """Apply stored entries that follow position ``after``; False if the replica is not
+        there (the caller catches up from the store). Off the event loop: a page may be
+        megabytes to decode and a removal merges."""
+        rejected = await asyncio.to_thread(replica.apply_page, after, entries)
+        if rejected is None:
             return False
+        for r in rejected:
+            await self._report_rejected(replica.peer_id, r)
         return True
+
+    async def _report_rejected(self, peer_id: str, r: Rejected) -> None:
+        """An index-feed entry we cannot read came in a page the peer signed, so it is the
+        peer's fault: it is never applied, it stays stored so the cursor moves on, and it is
+        filed as an incident for the operator (and counted) instead of only logged."""
+        from blindmatch.node.storage.incidents import PeerIncidents
+
+        self.metrics.inc("replica_entries_rejected_total", labels={"peer": peer_id})
+        log.warning("rejected index feed entry %d from %s: %s", r.seq, peer_id, r.reason)
+        await PeerIncidents(self.db).record(
+            peer_id,
+            "bad-index-entry",
+            f"index feed entry {r.seq} not applied: {r.reason}",
+            {"feed": INDEX_FEED, "seq": r.seq, "entry_id": r.entry_id.hex(), "kind": r.kind[:64]},
+            self.now(),
+        )
+
+    async def _catch_up(self, peer_id: str) -> PeerReplica | None:
+        """Bring the peer's replica up to everything stored of its index feed."""
+        replica = self._replica(peer_id)
+        if replica is None:
+            return None
+        async with self._catch_up_locks.setdefault(peer_id, asyncio.Lock()):
+            while True:
+                after = replica.cursor
+                rows = await self.replicas.entries(peer_id, INDEX_FEED, after, 1000)
+                if not rows:
+                    break
+                stored = [StoredEntry(r.seq, r.entry_id, r.kind, r.payload) for r in rows]
+                await self._apply_page(replica, after, stored)  # a racing page: read again
+        return replica
 
     async def _load_replicas(self) -> None:
         for peer in self.holders():
-            self._replica(peer.node_id)
-            after = self._replica_cursor.get(peer.node_id, 0)
-            while True:
-                rows = await self.replicas.entries(peer.node_id, INDEX_FEED, after, 1000)
-                if not rows:
-                    break
-                for r in rows:
-                    await self._apply(peer.node_id, r.seq, r.entry_id, r.kind, r.payload)
-                    after = r.seq
-            self._replica_cursor[peer.node_id] = after
+            await self._catch_up(peer.node_id)
+
+    REPLICATED_FEEDS = (INDEX_FEED, fb.FEED)
 
     async def sync_peer(self, peer: Member, max_pages: int = 1000) -> int:
         """Pull the peer's index and feedback feeds from our cursors; returns new entries."""
@@ -614,6 +666,7 @@ class Node:
 
     async def _pull_feed(self, peer: Member, feed: str, max_pages: int) -> int:
         new = 0
+        head = None
         for _ in range(max_pages):
             cursor = await self.replicas.cursor(peer.node_id, feed)
             reply = await self.client.call(
@@ -622,6 +675,7 @@ class Node:
             body = reply.body
             if body["feed"] != feed:
                 raise PeerError("bad-body", "page of another feed")
+            head = body["head"]
             entries = [
                 FeedEntry(feed, e["seq"], e["id"], e["kind"], e["payload"], 0)
                 for e in body["entries"]
@@ -635,17 +689,19 @@ class Node:
             await self.replicas.store_pulled(peer.node_id, feed, entries, new_cursor, self.now())
             new += len(entries)
             if feed == INDEX_FEED:
-                # Apply what is now durably stored, in feed order, exactly once.
-                after = self._replica_cursor.get(peer.node_id, 0)
-                for e in entries:
-                    if e.seq > after:
-                        await self._apply(peer.node_id, e.seq, e.entry_id, e.kind, e.payload)
-                self._replica_cursor[peer.node_id] = max(after, new_cursor)
+                # Apply what is now durably stored, in feed order, exactly once: directly if
+                # the replica is at the position this page follows, else from the store.
+                replica = self._replica(peer.node_id)
+                page = [StoredEntry(e.seq, e.entry_id, e.kind, e.payload) for e in entries]
+                if replica is not None and not await self._apply_page(replica, cursor, page):
+                    await self._catch_up(peer.node_id)
             else:
                 for e in entries:
                     await self._apply_feedback_entry(peer, e)
             if new_cursor >= body["head"]:
                 break
+        if head is not None:
+            self.feed_heads[(peer.node_id, feed)] = (head, self.now())
         if new:
             self.metrics.inc(
                 "replica_entries_pulled_total", new, labels={"peer": peer.node_id, "feed": feed}
@@ -695,6 +751,17 @@ class Node:
         content_ref: str | None = None,
     ) -> bytes:
         """Create a match job with one durable task per holder; returns the job reference."""
+        for i, q in enumerate(queries):
+            # What a job stores must be what its tasks can run: a value the LSH cannot rank
+            # (inf, NaN, beyond float32) would fail every attempt of every task.
+            try:
+                check_pdq_bytes(q.hash)
+                if q.float_vector is not None:
+                    check_float_vector(q.float_vector)
+            except HashFormatError as exc:
+                raise NodeError("bad-body", f"queries[{i}]: {exc}") from None
+            if not isinstance(q.variant, str) or len(q.variant.encode()) > 256:
+                raise NodeError("bad-body", f"queries[{i}]: a variant is text of <= 256 bytes")
         job_ref = os.urandom(16)
         holders = self.holders()
         packed = msgpack.packb(
@@ -731,7 +798,9 @@ class Node:
                 )
             if not holders:
                 await self.db.execute(
-                    "UPDATE match_jobs SET completed_at = ? WHERE job_ref = ?", now, job_ref
+                    "UPDATE match_jobs SET completed_at = ?, state = 'complete' WHERE job_ref = ?",
+                    now,
+                    job_ref,
                 )
         self.metrics.inc("match_jobs_total")
         if not holders:
@@ -763,10 +832,14 @@ class Node:
         """One job against one holder: VOPRF round, candidates, private confirmation."""
         if peer.voprf_key is None:
             raise NodeError("not-allowed", f"{peer.node_id} holds no index")
-        replica = self._replica(peer.node_id)
-        assert replica is not None
-        if self._replica_cursor.get(peer.node_id, 0) == 0:
+        stored = await self.replicas.cursor(peer.node_id, INDEX_FEED)
+        if stored == 0:
             await self.sync_peer(peer)  # first contact: fetch the index before probing it
+            stored = await self.replicas.cursor(peer.node_id, INDEX_FEED)
+        # Probe a replica that holds at least everything stored when the task began (at
+        # start-up it is still being rebuilt; a pull may be half applied).
+        replica = await self._catch_up(peer.node_id)
+        assert replica is not None
         job_queries = await self._job_queries(job_ref)
         # Protected sources are banked by hubs (specs/derivatives.md 5.1): only a hub is asked
         # about tiles, which keeps derivative search from costing anything at other holders.
@@ -776,21 +849,20 @@ class Node:
             if "hub" in peer.roles or not derivative.is_cell_variant(q.variant)
         ]
         queries = [job_queries[i] for i in wanted]
-        ex: matching.PeerExchange
-        if any(derivative.is_cell_variant(q.variant) for q in queries):
-            # Whole-picture and tile hashes in one batch: still one round trip per peer.
-            ex = derivative.TilePeerExchange(
-                peer.node_id, peer.voprf_key, self.tile_scheme, queries
-            )
-        else:
-            ex = matching.PeerExchange(peer.node_id, peer.voprf_key, self.scheme, queries)
+        # Every signal type's hashes in one batch (each probed under its own type's buckets):
+        # still one round trip per peer.
+        ex = signal_types.SignalPeerExchange(peer.node_id, peer.voprf_key, self.scheme, queries)
         sent_before, received_before = self.client.bytes_with(peer.node_id)
         request = await asyncio.to_thread(ex.evaluate_request)
         reply = await self.client.call(peer, "oprf.evaluate", request)
+        reader = replica.reader()
         try:
-            await asyncio.to_thread(ex.on_evaluated, reply.body, replica)
+            await asyncio.to_thread(ex.on_evaluated, reply.body, reader)
         except matching.ExchangeError as exc:
             raise PeerError(exc.code, str(exc)) from exc
+        ran_at = replica.cursor if reader.cursor is None else reader.cursor
+        if ran_at < stored:  # the replica was replaced (key change) while this task ran
+            raise NodeError("replica-behind", "the peer's replica moved back during the task")
         cache = self._encryptions_for(job_ref)
         # A job's peers run concurrently; its query hashes are encrypted once, under this lock.
         lock = self._job_locks.setdefault(job_ref, asyncio.Lock())
@@ -816,10 +888,11 @@ class Node:
             changed = await self.db.execute(
                 "UPDATE match_tasks SET state = 'done', probes = ?, candidates = ?,"
                 " bytes_sent = bytes_sent + ?, bytes_received = bytes_received + ?,"
-                " last_error = NULL, updated_at = ? WHERE job_ref = ? AND peer_id = ?"
-                " AND state <> 'done'",
+                " last_error = NULL, replica_cursor = ?, updated_at = ? WHERE job_ref = ?"
+                " AND peer_id = ? AND state <> 'done'",
                 ex.probes_sent, sum(len(v) for v in ex.candidates.values()),
-                sent - sent_before, received - received_before, now, job_ref, peer.node_id,
+                sent - sent_before, received - received_before, ran_at, now, job_ref,
+                peer.node_id,
             )  # fmt: skip
             if changed:
                 candidates = sum(len(v) for v in ex.candidates.values())
@@ -844,7 +917,9 @@ class Node:
                 await self.db.execute(
                     "UPDATE match_jobs SET peers_done = peers_done + 1, completed_at ="
                     " CASE WHEN completed_at IS NULL AND peers_done + 1 >= peers_total THEN ?"
-                    " ELSE completed_at END WHERE job_ref = ?",
+                    " ELSE completed_at END, state = CASE WHEN state = 'running'"
+                    " AND peers_done + 1 >= peers_total THEN 'complete' ELSE state END"
+                    " WHERE job_ref = ?",
                     now,
                     job_ref,
                 )
@@ -960,8 +1035,8 @@ class Node:
             job_ref,
         )
         tasks = await self.db.fetch_all(
-            "SELECT peer_id, state, probes, candidates, bytes_sent, bytes_received, last_error"
-            " FROM match_tasks WHERE job_ref = ? ORDER BY peer_id",
+            "SELECT peer_id, state, probes, candidates, bytes_sent, bytes_received, last_error,"
+            " replica_cursor FROM match_tasks WHERE job_ref = ? ORDER BY peer_id",
             job_ref,
         )
         return JobStatus(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
@@ -20,13 +21,17 @@ from blindmatch.node.api.http import build_api
 from blindmatch.node.banks.service import BankService
 from blindmatch.node.cases import policy as policy_mod
 from blindmatch.node.clock import SystemClock
-from blindmatch.node.config import ConfigError, NodeConfig
+from blindmatch.node.config import NodeConfig, is_loopback_host
 from blindmatch.node.federation.http import build_app
+from blindmatch.node.federation.roster_watch import RosterWatch, load_roster
 from blindmatch.node.node import Node
 from blindmatch.node.translog.monitor import FederationLogWatch
-from blindmatch.protocol import roster as roster_mod
 
 TOKEN_FILE = "api.token"
+
+
+class ListenError(OSError):
+    """A listener could not be opened (the port is taken, the address is not ours)."""
 
 
 def api_token(home: Path) -> str:
@@ -38,18 +43,6 @@ def api_token(home: Path) -> str:
     return path.read_text().strip()
 
 
-def load_roster(cfg: NodeConfig, now_ms: int) -> roster_mod.Roster:
-    if cfg.roster_path is None:
-        raise ConfigError("no roster configured (set 'roster' in the config)")
-    try:
-        document = json.loads(cfg.roster_path.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"no roster file at {cfg.roster_path}") from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{cfg.roster_path}: not JSON ({exc})") from exc
-    return roster_mod.verify_roster(document, cfg.governance_keys, cfg.governance_threshold, now_ms)
-
-
 @dataclass
 class RunningNode:
     node: Node
@@ -57,8 +50,12 @@ class RunningNode:
     runners: list[web.AppRunner]
     log_watch: FederationLogWatch | None = None
     log_watch_task: asyncio.Task[None] | None = None
+    roster_watch: RosterWatch | None = None
+    roster_watch_task: asyncio.Task[None] | None = None
 
     async def stop(self) -> None:
+        if self.roster_watch_task is not None:
+            self.roster_watch_task.cancel()
         if self.log_watch_task is not None:
             self.log_watch_task.cancel()
         if self.log_watch is not None:
@@ -88,23 +85,42 @@ async def start(cfg: NodeConfig) -> RunningNode:
     if cfg.webhook_url is not None and cfg.webhook_secret_path is not None:
         node.decisions.webhook_url = cfg.webhook_url
         node.decisions.webhook_secret = cfg.webhook_secret_path.read_bytes().strip()
+    # Publish what the banks hold before serving, so a peer's first pull sees all of it.
+    await node.reconcile_index()
     await node.start(background=True)
     banks = BankService(db, clock, feed=None)  # the node publishes its own index feed
     tls = _ssl_context(cfg)
-    runners = []
+    runners: list[web.AppRunner] = []
     survivor = banks if "hub" in node.me.roles else None
-    for app, host, port in (
-        (build_app(node, survivor), cfg.listen_host, cfg.listen_port),
-        (build_api(node, banks, api_token(cfg.home)), cfg.api_host, cfg.api_port),
-    ):
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, host, port, ssl_context=tls).start()
-        runners.append(runner)
+    try:
+        # The API on loopback stays plain HTTP (the CLI talks to it there); TLS elsewhere.
+        api_tls = None if is_loopback_host(cfg.api_host) else tls
+        for app, host, port, site_tls in (
+            (build_app(node, survivor), cfg.listen_host, cfg.listen_port, tls),
+            (build_api(node, banks, api_token(cfg.home)), cfg.api_host, cfg.api_port, api_tls),
+        ):
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            runners.append(runner)
+            try:
+                await web.TCPSite(runner, host, port, ssl_context=site_tls).start()
+            except OSError as exc:
+                raise ListenError(
+                    f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+                    + (" (another process has it: another node, or this one still running?)"
+                       if exc.errno == errno.EADDRINUSE else "")
+                ) from exc  # fmt: skip
+    except BaseException:
+        for r in runners:
+            await r.cleanup()
+        await node.stop()
+        raise
     # Watch every peer's verifiable log: forks, rollbacks and bad signatures become incidents.
     watch = FederationLogWatch(db, node.peers(), clock)
     task = asyncio.create_task(watch.run(300), name=f"{cfg.node_id}-log-watch")
-    return RunningNode(node, banks, runners, watch, task)
+    rosters = RosterWatch(cfg, node)
+    roster_task = asyncio.create_task(rosters.run(), name=f"{cfg.node_id}-roster-watch")
+    return RunningNode(node, banks, runners, watch, task, rosters, roster_task)
 
 
 async def run_forever(cfg: NodeConfig) -> None:

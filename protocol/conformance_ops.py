@@ -94,7 +94,7 @@ def _mode(v: Any) -> oprf.Mode:
     try:
         return oprf.Mode(v)
     except ValueError as exc:
-        raise OpError("bad-request", "mode must be 0 or 1") from exc
+        raise OpError("bad-request", "mode must be 0, 1 or 2") from exc
 
 
 def oprf_derive_key_pair(i: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +134,27 @@ def oprf_finalize(i: dict[str, Any]) -> dict[str, Any]:
         _b(i["proof"]) if verifiable else None,
         _b(i["pk"]) if verifiable else None,
     )
+    return {"outputs": [_h(x) for x in outputs]}
+
+
+def oprf_poprf_blind(i: dict[str, Any]) -> dict[str, Any]:
+    _, blinded, _ = oprf.poprf_blind(_bl(i["inputs"]), _b(i["info"]), _b(i["pk"]), _bl(i["blinds"]))
+    return {"blinded": [_h(x) for x in blinded]}
+
+
+def oprf_poprf_blind_evaluate(i: dict[str, Any]) -> dict[str, Any]:
+    evaluated, proof = oprf.poprf_blind_evaluate(
+        _server_key(i["sk"]), _bl(i["blinded"]), _b(i["info"]), _b(i["proof_nonce"])
+    )
+    return {"evaluated": [_h(x) for x in evaluated], "proof": _h(proof)}
+
+
+def oprf_poprf_finalize(i: dict[str, Any]) -> dict[str, Any]:
+    info = _b(i["info"])
+    outputs = oprf.poprf_finalize(
+        _bl(i["inputs"]), _bl(i["blinds"]), _bl(i["evaluated"]), _bl(i["blinded"]),
+        _b(i["proof"]), info, oprf.poprf_tweaked_key(_b(i["pk"]), info),
+    )  # fmt: skip
     return {"outputs": [_h(x) for x in outputs]}
 
 
@@ -390,6 +411,9 @@ OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "oprf.blind": oprf_blind,
     "oprf.blind_evaluate": oprf_blind_evaluate,
     "oprf.finalize": oprf_finalize,
+    "oprf.poprf_blind": oprf_poprf_blind,
+    "oprf.poprf_blind_evaluate": oprf_poprf_blind_evaluate,
+    "oprf.poprf_finalize": oprf_poprf_finalize,
     "threshold.encrypt": threshold_encrypt,
     "threshold.verify": threshold_verify,
     "threshold.respond": threshold_respond,
@@ -443,11 +467,13 @@ def run(op: str, data: dict[str, Any]) -> dict[str, Any]:
         raise
 
 
-# The signals, derivatives, video, registry and log chapters register their ops on import.
+# The signals, derivatives, video, registry, log and uploader chapters register their ops on
+# import.
 from blindmatch.protocol import (  # noqa: E402
     derivative_ops,  # noqa: F401
     federation_ops,  # noqa: F401
     lsh_ops,  # noqa: F401
     transparency_ops,  # noqa: F401
+    uploaders_ops,  # noqa: F401
     video_ops,  # noqa: F401
 )

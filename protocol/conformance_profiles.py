@@ -88,6 +88,24 @@ PROFILES: dict[str, Profile] = {
             extends=("core",),
         ),
         Profile(
+            "uploaders",
+            "a member taking part in repeat-uploader signals (chapter 14): the RFC 9497 POPRF, "
+            "identifier digests, the two-stage tag and the keeper's feed",
+            required=(
+                "oprf.poprf_blind",
+                "oprf.poprf_blind_evaluate",
+                "oprf.poprf_finalize",
+                "uploader.identifier",
+                "uploader.tag",
+                "uploader.lookup",
+                "uploader.verify_holder_answer",
+                "uploader.entry",
+                "uploader.apply",
+                "uploader.remove_after",
+            ),
+            extends=("node",),
+        ),
+        Profile(
             "log",
             "an auditor or monitor of the verifiable log (chapter 12); needs no group arithmetic",
             required=(
@@ -200,6 +218,10 @@ ERROR_CODES: dict[str, str] = {
     "derivative:bad-role": "a tile role other than query or index (chapter 13)",
     "derivative:bad-group": "a group reference that is not 8 bytes (chapter 13)",
     "derivative:bad-mask": "a cells mask out of range (chapter 13)",
+    "uploader:bad-identifier": "an email or phone number that does not normalise (14, 3.1)",
+    "uploader:bad-request": "a picture reference or digest list out of range (14, 4)",
+    "uploader:bad-proof": "a holder's or keeper's evaluation that does not verify (14, 4)",
+    "uploader:bad-entry": "an uploaders feed entry that breaks its rules (14, 7.2)",
     "log:out-of-range": "a proof or root for an index or size the log lacks (12, 9)",
     "log:bad-entry": "an entry that is not the canonical encoding of one schema (12, 3)",
     "log:bad-tree-head": "a signed tree head that does not parse (12, 6)",

@@ -111,7 +111,8 @@ def open_envelope(
     if version != PROTOCOL_VERSION or isinstance(version, bool):
         raise EnvelopeError("bad-envelope", f"unsupported protocol version {version!r}")
     if not isinstance(mtype, str) or mtype not in SCHEMAS:
-        raise EnvelopeError("bad-envelope", f"unknown message type {mtype!r}")
+        shown = mtype[:64] if isinstance(mtype, str) else type(mtype).__name__
+        raise EnvelopeError("bad-envelope", f"unknown message type {shown!r}")
     if expected_types is not None and mtype not in expected_types:
         raise EnvelopeError("bad-envelope", f"message type {mtype} is not accepted here")
     if not isinstance(sender, str) or not SENDER_PATTERN.fullmatch(sender):

@@ -24,6 +24,7 @@ import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 
@@ -163,6 +164,12 @@ FEED_SCHEMAS = {
         "entries_total": Field(integer(0, 1 << 40)),
     },
 }
+
+
+class Lookup(Protocol):
+    """What an exchange probes: a replica, or a handle on one (the node's is thread-safe)."""
+
+    def lookup_many(self, oprf_outputs: Sequence[bytes]) -> list[list[bytes]]: ...
 
 
 _ENTRY = np.dtype("V24")  # one entry as 24 opaque bytes: numpy sorts and searches them bytewise

@@ -35,7 +35,7 @@ from blindmatch.crypto import oprf
 from blindmatch.crypto import release as sealed_release
 from blindmatch.crypto import threshold as th
 from blindmatch.protocol import canonical, schema
-from blindmatch.protocol.index import ITEM_REF_BYTES, ReplicaIndex
+from blindmatch.protocol.index import ITEM_REF_BYTES, HolderReferences, Lookup
 
 Body = dict[str, Any]
 
@@ -132,7 +132,7 @@ class PeerExchange:
         self.probes_sent = len(keys)
         return {"key_id": self.key_id, "elements": self._blinded}
 
-    def on_evaluated(self, body: Body, replica: ReplicaIndex) -> dict[int, list[bytes]]:
+    def on_evaluated(self, body: Body, replica: Lookup) -> dict[int, list[bytes]]:
         if body["key_id"] != self.key_id:
             raise ExchangeError("bad-body", "reply names another VOPRF key")
         if len(body["elements"]) != len(self._blinded):
@@ -269,6 +269,18 @@ def verify_threshold_query(body: Body) -> th.VerifiedQuery:
         return th.verify_query(th.EncryptedQuery.from_bytes(body["query"]))
     except th.ThresholdError as exc:
         raise ExchangeError("bad-proof", str(exc)) from exc
+
+
+def resolve_in_memory(
+    refs: HolderReferences, items: Mapping[bytes, HolderItem], body: Body
+) -> dict[bytes, HolderItem | None]:
+    """What each candidate of a ``threshold.query`` names, for a holder whose items are in
+    memory (simulations, benchmarks, tests; the node resolves against its database)."""
+    out: dict[bytes, HolderItem | None] = {}
+    for c in body["items"]:
+        ref = refs.resolve(c)
+        out[c] = items.get(ref) if ref is not None else None
+    return out
 
 
 def answer_threshold(

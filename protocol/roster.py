@@ -28,7 +28,12 @@ DEFAULT_BUDGET = {
     "evaluations_per_day": 2_000_000,
     "threshold_items_per_hour": 20_000,
     "threshold_items_per_day": 200_000,
+    # repeat-uploader signals (specs/uploaders.md section 6)
+    "uploader_evaluations_per_day": 2_000,
+    "uploader_evaluations_per_picture_day": 16,
 }
+# What governance lets a member do with repeat-uploader signals (specs/uploaders.md 5).
+CAPABILITIES = ("uploader-read", "uploader-publish", "uploader-keeper")
 
 
 class RosterError(ValueError):
@@ -48,6 +53,9 @@ class Member:
     endpoint: str
     roles: tuple[str, ...]
     budget: Mapping[str, int]
+    capabilities: tuple[str, ...] = ()
+    uploader_key: bytes | None = None  # POPRF key for uploader signals on its pictures
+    keeper_key: bytes | None = None  # VOPRF key of the federation's uploader-signal keeper
 
     @property
     def voprf_key_id(self) -> bytes | None:
@@ -79,6 +87,15 @@ class Roster:
         m = self.members.get(node_id)
         return m is not None and role in m.roles
 
+    def can(self, node_id: str, capability: str) -> bool:
+        """Whether governance gave ``node_id`` a capability (e.g. ``uploader-read``)."""
+        m = self.members.get(node_id)
+        return m is not None and capability in m.capabilities
+
+    def keeper(self) -> Member | None:
+        """The federation's uploader-signal keeper (at most one: verify_roster checks)."""
+        return next((m for m in self.members.values() if "uploader-keeper" in m.capabilities), None)
+
 
 def _hex(v: Any, what: str, length: int | None = None) -> bytes:
     if not isinstance(v, str) or not _HEX.fullmatch(v):
@@ -93,7 +110,10 @@ def _member(raw: Any, i: int) -> Member:
     where = f"members[{i}]"
     if not isinstance(raw, dict):
         raise RosterError(f"{where}: must be a map")
-    allowed = {"id", "signing_key", "voprf_key", "endpoint", "roles", "budget"}
+    allowed = {
+        "id", "signing_key", "voprf_key", "endpoint", "roles", "budget", "capabilities",
+        "uploader_key", "keeper_key",
+    }  # fmt: skip
     extra = set(raw) - allowed
     if extra:
         raise RosterError(f"{where}: unexpected field(s) {sorted(extra)}")
@@ -111,12 +131,20 @@ def _member(raw: Any, i: int) -> Member:
         or len(set(roles)) != len(roles)
     ):
         raise RosterError(f"{where}.roles: a non-empty list of {', '.join(ROLES)}")
-    voprf_key = None
-    if raw.get("voprf_key") is not None:
-        try:
-            voprf_key = oprf.public_key_from_bytes(_hex(raw["voprf_key"], f"{where}.voprf_key", 32))
-        except oprf.OprfError as exc:
-            raise RosterError(f"{where}.voprf_key: {exc}") from exc
+    voprf_key, uploader_key, keeper_key = (
+        _point(raw, name, where) for name in ("voprf_key", "uploader_key", "keeper_key")
+    )
+    caps = raw.get("capabilities", [])
+    if (
+        not isinstance(caps, list)
+        or any(c not in CAPABILITIES for c in caps)
+        or len(set(caps)) != len(caps)
+    ):
+        raise RosterError(f"{where}.capabilities: a list of {', '.join(CAPABILITIES)}")
+    if "uploader-keeper" in caps and keeper_key is None:
+        raise RosterError(f"{where}: the uploader-keeper needs a keeper_key")
+    if keeper_key is not None and "uploader-keeper" not in caps:
+        raise RosterError(f"{where}.keeper_key: only the uploader-keeper has one")
     budget = dict(DEFAULT_BUDGET)
     if raw.get("budget") is not None:
         if not isinstance(raw["budget"], dict) or set(raw["budget"]) - set(DEFAULT_BUDGET):
@@ -132,7 +160,19 @@ def _member(raw: Any, i: int) -> Member:
         endpoint=endpoint,
         roles=tuple(roles),
         budget=budget,
+        capabilities=tuple(caps),
+        uploader_key=uploader_key,
+        keeper_key=keeper_key,
     )
+
+
+def _point(raw: dict[str, Any], name: str, where: str) -> bytes | None:
+    if raw.get(name) is None:
+        return None
+    try:
+        return oprf.public_key_from_bytes(_hex(raw[name], f"{where}.{name}", 32))
+    except oprf.OprfError as exc:
+        raise RosterError(f"{where}.{name}: {exc}") from exc
 
 
 def signed_bytes(roster: Mapping[str, Any]) -> bytes:
@@ -205,6 +245,9 @@ def verify_roster(
         if m.node_id in members:
             raise RosterError(f"members[{i}]: duplicate id {m.node_id}")
         members[m.node_id] = m
+    keepers = [m.node_id for m in members.values() if "uploader-keeper" in m.capabilities]
+    if len(keepers) > 1:
+        raise RosterError(f"at most one uploader-keeper ({', '.join(keepers)})")
     if not isinstance(body["federation"], str) or not NODE_ID.fullmatch(body["federation"]):
         raise RosterError("roster.federation: a name like a node id")
     return Roster(

@@ -97,6 +97,35 @@ def check_pdq_bytes(hash32: bytes) -> None:
         raise HashFormatError(f"a PDQ hash is {PDQ_BYTES} bytes")
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_float_vector(values: object) -> np.ndarray:
+    """A PDQ float vector as the LSH ranking needs it: 256 finite numbers that float32 holds
+    (a query's vector is stored as float32; 1e39 would become inf there, and an infinite or
+    NaN value makes every probe cost undefined). Returns it as float64."""
+    if isinstance(values, bytes | str) or not hasattr(values, "__len__"):
+        raise HashFormatError(f"a PDQ float vector is {PDQ_BITS} numbers")
+    if len(values) != PDQ_BITS:  # type: ignore[arg-type]
+        raise HashFormatError(f"a PDQ float vector is {PDQ_BITS} numbers")
+    if isinstance(values, np.ndarray):
+        if values.dtype.kind not in "fiu":
+            raise HashFormatError("a PDQ float vector holds numbers")
+        array = values.astype(np.float64)
+    else:
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in values):  # type: ignore[attr-defined]
+            raise HashFormatError("a PDQ float vector holds numbers")
+        try:
+            array = np.array(values, dtype=np.float64)
+        except OverflowError:  # an int beyond float64
+            raise HashFormatError("a PDQ float vector value is out of range") from None
+    if array.shape != (PDQ_BITS,):
+        raise HashFormatError(f"a PDQ float vector is {PDQ_BITS} numbers")
+    if not np.isfinite(array).all() or (np.abs(array) > _FLOAT32_MAX).any():
+        raise HashFormatError("a PDQ float vector value is not a finite float32")
+    return array
+
+
 def pdq_from_bits(bits: Sequence[int] | np.ndarray) -> bytes:
     """Pack a 256-element 0/1 vector (as ``pdqhash.compute`` returns it) into 32 bytes."""
     array = np.asarray(bits)

@@ -446,6 +446,8 @@ ENTRY_KINDS: tuple[str, ...] = (
     "appeal",
     "roster",
     "key-rotation",
+    "uploader-signal",
+    "uploader-evaluation-counts",
 )
 SIGNAL_TYPES: tuple[str, ...] = signal_types.bank_signal_names()
 DIRECTIONS: tuple[str, ...] = ("sent", "received")
@@ -539,6 +541,25 @@ ENTRY_SCHEMAS: dict[str, Mapping[str, Field]] = {
         "roster_version": Field(integer(1, MAX_TREE_SIZE)),
         "roster_digest": Field(blob(exact=HASH_BYTES)),
         "members": Field(integer(1, 65535)),
+    },
+    # A repeat-uploader publication (specs/uploaders.md): its id, never its tags.
+    "uploader-signal": {
+        **_COMMON,
+        "publication": Field(_ID16),
+        "peer": Field(_PEER),
+        "direction": Field(text(16, choices=DIRECTIONS)),
+        "action": Field(text(16, choices=("publish", "withdraw", "expire"))),
+    },
+    # Blinded uploader-signal evaluations exchanged with one peer in one window.
+    "uploader-evaluation-counts": {
+        **_COMMON,
+        "peer": Field(_PEER),
+        "direction": Field(text(16, choices=DIRECTIONS)),
+        "stage": Field(text(16, choices=("holder", "keeper"))),
+        "window_start_ms": Field(_TIME),
+        "window_ms": Field(_WINDOW),
+        "requests": Field(_COUNT),
+        "evaluations": Field(_COUNT),
     },
     "key-rotation": {
         **_COMMON,

@@ -29,32 +29,143 @@ def write(s: Scenario, r: RunResult, ctx: Context, dec: Decisions) -> None:
     assert out is not None
     (out / "results.json").write_text(dumps(r.results))
     (out / "timing.json").write_text(json.dumps(r.timing, indent=1, sort_keys=True) + "\n")
+    tables = write_csv(r.results, out)
     plots = _plots(s, r.results, ctx, dec, out)
-    (out / "report.md").write_text(render(s, r.results, r.timing, plots))
+    (out / "report.md").write_text(render(s, r.results, r.timing, plots, tables))
 
 
-def _plots(s: Scenario, res: dict, ctx: Context, dec: Decisions, out: Path) -> list[str]:
+# Figures for print: a column-wide size, 8 pt type, 300 dpi PNG beside a vector SVG. SVG ids and
+# metadata are fixed so that the same run writes the same bytes.
+PRINT_DPI = 300
+FIGURE_FORMATS = ("svg", "png")
+
+
+def figure_style() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
+    matplotlib.rcParams.update(
+        {
+            "font.size": 8,
+            "axes.titlesize": 8,
+            "axes.labelsize": 8,
+            "legend.fontsize": 7,
+            "xtick.labelsize": 7,
+            "ytick.labelsize": 7,
+            "svg.hashsalt": "blindmatch-sim",
+            "svg.fonttype": "none",
+            "axes.spines.top": False,
+            "axes.spines.right": False,
+        }
+    )
+
+
+def save_figure(fig: Any, out: Path, stem: str) -> list[str]:
+    """Write ``stem.svg`` and ``stem.png`` (300 dpi); returns the file names."""
     import matplotlib.pyplot as plt
 
-    made = []
+    names = []
+    for fmt in FIGURE_FORMATS:
+        meta = {"Date": None} if fmt == "svg" else {"Software": None}
+        fig.savefig(out / f"{stem}.{fmt}", dpi=PRINT_DPI, metadata=meta, bbox_inches="tight")
+        names.append(f"{stem}.{fmt}")
+    plt.close(fig)
+    return names
+
+
+def _flat(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """Every scalar of a results tree as (dotted path, value); list rows of the recall table
+    are keyed by their ``uploads`` label, other lists by index."""
+    if isinstance(value, dict):
+        rows: list[tuple[str, Any]] = []
+        for k in sorted(value):
+            rows += _flat(value[k], f"{prefix}.{k}" if prefix else str(k))
+        return rows
+    if isinstance(value, list):
+        rows = []
+        for i, v in enumerate(value):
+            key = v.get("uploads", v.get("identities", i)) if isinstance(v, dict) else i
+            rows += _flat(v, f"{prefix}[{key}]")
+        return rows
+    return [(prefix, value)]
+
+
+def flat_metrics(results: dict) -> list[tuple[str, Any]]:
+    """The numeric scalars of a run (what a table or a sweep aggregates)."""
+    return [
+        (k, v)
+        for k, v in _flat({x: y for x, y in results.items() if x != "provenance"})
+        if isinstance(v, int | float) and not isinstance(v, bool)
+    ]
+
+
+def _csv(path: Path, header: list[str], rows: list[list[Any]]) -> None:
+    import csv
+
+    with path.open("w", newline="") as f:
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(header)
+        w.writerows([["" if v is None else v for v in r] for r in rows])
+
+
+def write_csv(res: dict, out: Path) -> list[str]:
+    """CSV tables beside results.json: every metric, and the report's tables."""
+    made = ["metrics.csv"]
+    _csv(out / "metrics.csv", ["metric", "value"], [[k, v] for k, v in flat_metrics(res)])
+    cols = ["uploads", "catchable", "plaintext_pdq_recall", "protocol_recall", "taken_down"]
+    _csv(out / "recall.csv", cols, [[r[c] for c in cols] for r in res["recall"]])
+    made.append("recall.csv")
+    if res.get("leakage"):
+        keys = sorted({k for x in res["leakage"].values() for k in x})
+        _csv(
+            out / "leakage.csv",
+            ["holder", *keys],
+            [[name, *(x.get(k) for k in keys)] for name, x in res["leakage"].items()],
+        )
+        made.append("leakage.csv")
+    runs = (res.get("attacks") or {}).get("runs", [])
+    if runs:
+        keys = sorted({k for x in runs for k in x})
+        _csv(out / "attack.csv", keys, [[x.get(k) for k in keys] for x in runs])
+        made.append("attack.csv")
+    return made
+
+
+def _plots(s: Scenario, res: dict, ctx: Context, dec: Decisions, out: Path) -> list[str]:
+    figure_style()
+    import matplotlib.pyplot as plt
+
+    made: list[str] = []
     rows = [x for x in res["recall"] if x["catchable"]]
     if rows:
-        fig, ax = plt.subplots(figsize=(7, max(2.5, 0.22 * len(rows) + 1)))
+        fig, ax = plt.subplots(figsize=(5.5, max(2.2, 0.2 * len(rows) + 0.9)))
         y = np.arange(len(rows))
         ax.barh(y - 0.2, [x["plaintext_pdq_recall"] for x in rows], 0.4, label="plaintext PDQ <= T")
-        ax.barh(y + 0.2, [x["protocol_recall"] for x in rows], 0.4, label="protocol (LSH + test)")
-        ax.set_yticks(y, [x["uploads"] for x in rows], fontsize=7)
+        protocol = [x["protocol_recall"] for x in rows]
+        lo_hi = [wilson(x["protocol_recall"], x["catchable"]) for x in rows]
+        err = np.array(
+            [
+                [p - lo for p, (lo, _) in zip(protocol, lo_hi, strict=True)],
+                [hi - p for p, (_, hi) in zip(protocol, lo_hi, strict=True)],
+            ]
+        )
+        ax.barh(
+            y + 0.2,
+            protocol,
+            0.4,
+            xerr=err,
+            error_kw={"elinewidth": 0.6, "capsize": 1.5},
+            label="protocol (LSH + test), 95% Wilson interval",
+        )
+        ax.set_yticks(y, [f"{x['uploads']} (n={x['catchable']:,})" for x in rows], fontsize=6)
         ax.invert_yaxis()
-        ax.set_xlabel("recall")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.set_xlim(0, 1.0)
+        ax.set_xlabel("recall (share of n catchable uploads)")
+        ax.legend(loc="lower right")
         fig.tight_layout()
-        fig.savefig(out / "recall.png", dpi=70)
-        plt.close(fig)
-        made.append("recall.png")
+        made += save_figure(fig, out, "recall")
     work = ctx.work
+    run_end_h = s.days * 24
     times = sorted(
         (a["time"] - work.up_time[u] * 1000) / 3.6e6
         for u, a in dec.actions.items()
@@ -66,24 +177,27 @@ def _plots(s: Scenario, res: dict, ctx: Context, dec: Decisions, out: Path) -> l
         if a.get("time") is not None and a["wrongful"]
     ]
     if times or wrong:
-        fig, axes = plt.subplots(1, 2, figsize=(9, 3))
+        fig, axes = plt.subplots(1, 2, figsize=(6.5, 2.4))
         if times:
             axes[0].plot(times, np.arange(1, len(times) + 1) / len(times))
             axes[0].set_xscale("log")
         axes[0].set_xlabel("hours from upload to takedown")
         axes[0].set_ylabel("share of takedowns")
-        grid = np.linspace(0, s.days * 86_400_000 + s.policy.dispute_hours * 3.6e6 * 2, 200)
+        axes[0].set_title(f"n = {len(times):,} takedowns")
+        # The run ends at s.days: nothing after it was simulated, so the axis stops there.
+        grid = np.linspace(0, s.days * 86_400_000, 200)
         standing = [sum(1 for t, rev in wrong if t <= g and (rev is None or rev > g)) for g in grid]
         axes[1].plot(grid / 3.6e6, standing)
+        axes[1].set_xlim(0, run_end_h)
+        axes[1].set_ylim(bottom=0)
         axes[1].set_xlabel("simulated hours")
         axes[1].set_ylabel("wrongful takedowns standing")
+        axes[1].set_title(f"n = {len(wrong):,} wrongful takedowns")
         fig.tight_layout()
-        fig.savefig(out / "takedowns.png", dpi=70)
-        plt.close(fig)
-        made.append("takedowns.png")
+        made += save_figure(fig, out, "takedowns")
     runs = res.get("attacks", {}).get("runs", [])
     if runs:
-        fig, ax = plt.subplots(figsize=(5, 3))
+        fig, ax = plt.subplots(figsize=(3.5, 2.6))
         ids = [x["identities"] for x in runs]
         ax.plot(ids, [x["days_to_first_hash"] for x in runs], "o-", label="measured attack")
         ax.plot(
@@ -96,12 +210,27 @@ def _plots(s: Scenario, res: dict, ctx: Context, dec: Decisions, out: Path) -> l
         ax.set_yscale("log")
         ax.set_xlabel("attacker identities (budgets)")
         ax.set_ylabel("days")
-        ax.legend(fontsize=7)
+        ax.set_title(f"one attack per point, holder of n = {runs[0]['holder_hashes']:,} hashes")
+        ax.legend()
         fig.tight_layout()
-        fig.savefig(out / "attack.png", dpi=70)
-        plt.close(fig)
-        made.append("attack.png")
-    return made
+        made += save_figure(fig, out, "attack")
+    from . import uploaders
+
+    return made + uploaders.plots(res, out)
+
+
+def wilson(p: float, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion ``p`` observed on ``n`` trials."""
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(centre - half, 0.0)), float(min(centre + half, 1.0))
+
+
+def _figure(plots: list[str], stem: str) -> list[str]:
+    """Markdown for a figure: the PNG inline, the SVG linked."""
+    if f"{stem}.png" not in plots:
+        return []
+    return [f"![{stem}]({stem}.png) ([SVG]({stem}.svg))"]
 
 
 def _f(x: Any, nd: int = 3) -> str:
@@ -114,7 +243,7 @@ def _f(x: Any, nd: int = 3) -> str:
     return str(x)
 
 
-def render(s: Scenario, res: dict, timing: dict, plots: list[str]) -> str:
+def render(s: Scenario, res: dict, timing: dict, plots: list[str], tables: list[str] = ()) -> str:
     fed, m, td, w, c = (
         res[k] for k in ("federation", "matching", "takedown", "wrongful_takedowns", "cost")
     )
@@ -148,7 +277,7 @@ def render(s: Scenario, res: dict, timing: dict, plots: list[str]) -> str:
             f"| {r['uploads']} | {r['catchable']} | {_f(r['plaintext_pdq_recall'])} | "
             f"{_f(r['protocol_recall'])} | {_f(r['taken_down'])} |"
         )
-    lines += [""] + [f"![{p}]({p})" for p in plots if p == "recall.png"]
+    lines += ["", *_figure(plots, "recall")]
     lines += [
         "",
         "## Takedowns and wrongful takedowns",
@@ -175,7 +304,7 @@ def render(s: Scenario, res: dict, timing: dict, plots: list[str]) -> str:
         SPEC_NOTE,
         "",
     ]
-    lines += [f"![{p}]({p})" for p in plots if p == "takedowns.png"]
+    lines += _figure(plots, "takedowns")
     lines += [
         "",
         "## Cost",
@@ -272,7 +401,7 @@ def render(s: Scenario, res: dict, timing: dict, plots: list[str]) -> str:
                 f"{x['holder_hashes']:,} in {_f(x['days_simulated'])} d | "
                 f"{_f(x['spec_days_to_enumerate_one_table'])} |"
             )
-        lines += [""] + [f"![{p}]({p})" for p in plots if p == "attack.png"] + [""]
+        lines += ["", *_figure(plots, "attack"), ""]
         one = att["runs"][0]
         faster = [
             x
@@ -332,7 +461,30 @@ def render(s: Scenario, res: dict, timing: dict, plots: list[str]) -> str:
                 "timing.json, not results.json, which stays deterministic).",
                 "",
             ]
+    from . import uploaders
+
+    lines += uploaders.report_lines(res, plots)
     lines += ["## Closing note", ""]
     lines += [f"- {f}" for f in findings] or ["- No measured figure exceeded a stated bound."]
     lines.append("")
+    lines += _provenance(res.get("provenance"), tables)
     return "\n".join(lines)
+
+
+def _provenance(p: dict | None, tables: list[str] | tuple[str, ...]) -> list[str]:
+    if not p:
+        return []
+    code, env = p["code"], p["environment"]
+    return [
+        "## Provenance",
+        "",
+        f"- Code: blindmatch {code['package_version']}, `git describe` "
+        f"{code['git_describe'] or 'unavailable'}, sources sha256 `{code['source_sha256'][:16]}`.",
+        f"- Inputs (scenario, simulator, CPU costs, LSH schemes) sha256 "
+        f"`{p['inputs_sha256']}`; the resolved scenario is in results.json under "
+        "`provenance.scenario`.",
+        f"- Environment: Python {env['python']} ({env['platform']}), numpy {env['numpy']}, "
+        f"libsodium {env['libsodium']}, {env['cpus']} CPUs.",
+        "- Tables: " + ", ".join(f"[{t}]({t})" for t in tables) + "." if tables else "",
+        "",
+    ]

@@ -1,7 +1,9 @@
 """Run a scenario end to end: workload, matching, decisions, adversaries, metrics, outputs.
 
 ``results.json`` holds only figures that follow from the seed (same seed, same file, byte for
-byte); wall-clock and measured CPU figures go to ``timing.json``. In exact mode the ciphertexts
+byte, in one checkout and environment) and their provenance (the resolved scenario, the code
+version and the environment: :mod:`.provenance`); wall-clock and measured CPU figures go to
+``timing.json``. In exact mode the ciphertexts
 and blinds come from libsodium's randomness, so the determinism claim is about matches,
 decisions and every metric derived from them, not about message bytes (which we never record).
 """
@@ -19,7 +21,7 @@ import numpy as np
 
 from blindmatch.protocol.lsh import SCHEMES
 
-from . import adversary, engine, policy, workload
+from . import adversary, engine, policy, provenance, workload
 from .scenario import Scenario
 from .workload import EDITED, NCII, ORIGINAL, POISON, POPULAR, UNIQUE, UPLOAD_KINDS
 
@@ -295,6 +297,12 @@ def run(
     )
     res = metrics(s, ctx, st, dec)
     res["attacks"] = attacks(s, ctx)
+    if s.uploaders is not None:
+        from . import uploaders
+
+        res["uploaders"] = uploaders.evaluate(s, ctx.work, match, ctx.trusted)
+    res["cost"]["charged_cpu_s_per_step"] = dict(sorted(ctx.costs.items()))
+    res["provenance"] = provenance.record(s)
     t_after = time.time() - t2
     timing = {
         "prepare_s": round(t_prep, 2),

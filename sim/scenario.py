@@ -124,6 +124,26 @@ class Adversaries:
 
 
 @dataclass(frozen=True)
+class Uploaders:
+    """Uploader populations, context and cross-service signals (sim/uploaders.py)."""
+
+    abusers: int = field(default=40, metadata=_range(1, 10_000_000))  # repeat-abuser identities
+    abuser_contents: float = field(default=0.2, metadata=_range(0, 1))  # pictures they own
+    abuser_upload_share: float = field(default=0.7, metadata=_range(0, 1))  # of those uploads
+    self_share: float = field(default=0.08, metadata=_range(0, 1))  # consensual self-uploads
+    self_declared: float = field(default=0.7, metadata=_range(0, 1))  # flagged by the platform
+    false_self_claim: float = field(default=0.05, metadata=_range(0, 1))  # abusers lying
+    abuser_account_days: float = field(default=12.0, metadata=_range(0.1, 1e5))  # mean age
+    new_account_days: float = field(default=30.0, metadata=_range(0, 1e5))
+    report_rate_abuser: float = field(default=0.3, metadata=_range(0, 1))
+    report_rate_one_off: float = field(default=0.1, metadata=_range(0, 1))
+    reviews_per_hour: float = field(default=6.0, metadata=_range(0.001, 1e6))  # per platform
+    reviewer_self_detect: float = field(default=0.2, metadata=_range(0, 1))  # unflagged
+    reviewer_self_detect_flagged: float = field(default=0.95, metadata=_range(0, 1))
+    curious_dictionary: int = field(default=1_000_000, metadata=_range(1, 10**12))
+
+
+@dataclass(frozen=True)
 class Scenario:
     name: str
     nodes: list[NodeGroup]
@@ -139,6 +159,7 @@ class Scenario:
     policy: Policy = field(default_factory=Policy)
     budget: Budget = field(default_factory=Budget)
     adversaries: Adversaries = field(default_factory=Adversaries)
+    uploaders: Uploaders | None = None  # uploader populations and their signals, if set
 
     def node_names(self) -> list[str]:
         names, seen = [], dict.fromkeys(ROLES, 0)
@@ -276,6 +297,11 @@ def parse(data: dict[str, Any], source: str = "<scenario>") -> Scenario:
 
 
 def load(path: str | Path) -> Scenario:
+    return parse(load_data(path), str(path))
+
+
+def load_data(path: str | Path) -> dict[str, Any]:
+    """A scenario file's data as read, before validation (a sweep edits it per point)."""
     p = Path(path)
     try:
         text = p.read_text()
@@ -286,4 +312,6 @@ def load(path: str | Path) -> Scenario:
     except (ValueError, tomllib.TOMLDecodeError) as exc:
         kind = "JSON" if p.suffix == ".json" else "TOML"
         raise ScenarioError(f"{p}: not valid {kind}: {exc}") from None
-    return parse(data, str(p))
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{p}: a scenario is a table of fields")
+    return data

@@ -50,7 +50,11 @@ def reference_cases() -> list[dict[str, Any]]:
             )
         )
     cases.append(
-        _case("resolve-rejects-short", "index.resolve", {"sk": key.sk.hex(), "candidate": "00" * 16})
+        _case(
+            "resolve-rejects-short",
+            "index.resolve",
+            {"sk": key.sk.hex(), "candidate": "00" * 16},
+        )
     )
     return cases
 
@@ -120,7 +124,8 @@ def generate() -> dict[str, object]:
     return {
         "references.json": {
             "name": "Per-table references and sealed releases",
-            "spec": "specs/protocol.md#85-candidates-that-do-not-link-and-nothing-released-before-confirmation",
+            "spec": "specs/protocol.md#85-candidates-that-do-not-link-and-nothing-released-"
+            "before-confirmation",
             "version": 1,
             "cases": reference_cases() + sealed_cases(),
         }

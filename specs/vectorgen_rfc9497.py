@@ -1,4 +1,4 @@
-"""RFC 9497 Appendix A.1 (ristretto255-SHA512, OPRF and VOPRF) as conformance cases.
+"""RFC 9497 Appendix A.1 (ristretto255-SHA512, OPRF, VOPRF and POPRF) as conformance cases.
 
 The published values are kept verbatim in tests/data/rfc9497_ristretto255_sha512.json; this
 turns each into derive / blind / blind-evaluate / finalize cases, expected outputs taken from
@@ -22,11 +22,50 @@ def _l(v: str | list[str]) -> list[str]:
     return v if isinstance(v, list) else [v]
 
 
+def _poprf_cases(name: str, block: dict[str, Any]) -> list[dict[str, Any]]:
+    # No derive case: key derivation is the same algorithm in every mode and the core profile's
+    # oprf.derive_key_pair covers modes 0 and 1 (tests/test_oprf_rfc9497.py checks mode 2).
+    cases: list[dict[str, Any]] = []
+    info = block["Info"]
+    for i, vec in enumerate(block["vectors"]):
+        cid = f"{name}-{i + 1}"
+        blinded = _l(vec["BlindedElement"])
+        evaluated = _l(vec["EvaluationElement"])
+        cases += [
+            {
+                "id": f"{cid}-blind",
+                "op": "oprf.poprf_blind",
+                "input": {"inputs": _l(vec["Input"]), "blinds": _l(vec["Blind"]),
+                          "info": info, "pk": block["pkSm"]},
+                "expected": {"output": {"blinded": blinded}},
+            },
+            {
+                "id": f"{cid}-evaluate",
+                "op": "oprf.poprf_blind_evaluate",
+                "input": {"sk": block["skSm"], "blinded": blinded, "info": info,
+                          "proof_nonce": vec["ProofRandomScalar"]},
+                "expected": {"output": {"evaluated": evaluated, "proof": vec["Proof"]}},
+            },
+            {
+                "id": f"{cid}-finalize",
+                "op": "oprf.poprf_finalize",
+                "input": {"inputs": _l(vec["Input"]), "blinds": _l(vec["Blind"]),
+                          "evaluated": evaluated, "blinded": blinded, "proof": vec["Proof"],
+                          "info": info, "pk": block["pkSm"]},
+                "expected": {"output": {"outputs": _l(vec["Output"])}},
+            },
+        ]  # fmt: skip
+    return cases
+
+
 def generate() -> dict[str, object]:
     data = json.loads(RFC_DATA.read_text())
     cases: list[dict[str, Any]] = []
     for name, block in data["modes"].items():
         mode = block["mode"]
+        if mode == 2:
+            cases += _poprf_cases(name, block)
+            continue
         derived = {"sk": block["skSm"]}
         # RFC 9497 publishes pkSm for VOPRF only; for OPRF it is skSm * G.
         derived["pk"] = (

@@ -96,3 +96,43 @@ def test_blind_evaluate_refuses_bad_elements(element: bytes, message: str) -> No
     _, good = oprf.blind([b"x"], oprf.Mode.VOPRF)
     with pytest.raises(oprf.DeserializeError, match=message):
         oprf.blind_evaluate(key, [*good, element], oprf.Mode.VOPRF)
+
+
+# --- POPRF (RFC 9497 A.1.3) ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("block", "vec"), [*_cases("POPRF")])
+def test_poprf_vectors(block: dict, vec: dict) -> None:
+    key = oprf.derive_key_pair(
+        bytes.fromhex(block["Seed"]), bytes.fromhex(block["KeyInfo"]), oprf.Mode.POPRF
+    )
+    assert (key.sk.hex(), key.pk.hex()) == (block["skSm"], block["pkSm"])
+    info = bytes.fromhex(block["Info"])
+    inputs = _as_list(vec["Input"])
+    blinds, blinded, tweaked = oprf.poprf_blind(inputs, info, key.pk, blinds=_as_list(vec["Blind"]))
+    assert blinded == _as_list(vec["BlindedElement"])
+    evaluated, proof = oprf.poprf_blind_evaluate(
+        key, blinded, info, proof_nonce=bytes.fromhex(vec["ProofRandomScalar"])
+    )
+    assert evaluated == _as_list(vec["EvaluationElement"])
+    assert proof.hex() == vec["Proof"]
+    outputs = oprf.poprf_finalize(inputs, blinds, evaluated, blinded, proof, info, tweaked)
+    assert outputs == _as_list(vec["Output"])
+    assert [oprf.poprf_evaluate(key, x, info) for x in inputs] == outputs
+
+
+def test_poprf_answer_under_another_info_is_refused() -> None:
+    # The binding that matters for uploader signals: an evaluation made for one picture's info
+    # does not verify as an evaluation for another.
+    key = oprf.generate_key_pair()
+    blinds, blinded, _ = oprf.poprf_blind([b"uploader"], b"picture A", key.pk)
+    evaluated, proof = oprf.poprf_blind_evaluate(key, blinded, b"picture A")
+    tweaked_b = oprf.poprf_tweaked_key(key.pk, b"picture B")
+    with pytest.raises(oprf.VerifyError):
+        oprf.poprf_finalize(
+            [b"uploader"], blinds, evaluated, blinded, proof, b"picture B", tweaked_b
+        )
+    # and outputs for the same input under two infos are unrelated
+    assert oprf.poprf_evaluate(key, b"uploader", b"picture A") != oprf.poprf_evaluate(
+        key, b"uploader", b"picture B"
+    )

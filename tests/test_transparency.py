@@ -432,6 +432,25 @@ def valid_entries() -> list[dict[str, Any]]:
             "new_key_id": b"\x02" * 8,
             "overlap_ms": 7 * 24 * 3600 * 1000,
         },
+        {
+            "kind": "uploader-signal",
+            "time_ms": T0 + 9,
+            "publication": ident,
+            "peer": "platform-b",
+            "direction": "received",
+            "action": "publish",
+        },
+        {
+            "kind": "uploader-evaluation-counts",
+            "time_ms": T0 + 10,
+            "peer": "platform-b",
+            "direction": "received",
+            "stage": "holder",
+            "window_start_ms": T0,
+            "window_ms": 3_600_000,
+            "requests": 2,
+            "evaluations": 3,
+        },
     ]
 
 
@@ -679,7 +698,8 @@ def test_rollbacks_and_foreign_heads_are_refused() -> None:
 
 
 def audit_fixture(n: int = 27) -> tuple[list[bytes], tl.MerkleTree]:
-    base = valid_entries()
+    # the first nine kinds, so entry positions (an index publication at 9, ...) stay put
+    base = [e for e in valid_entries() if not e["kind"].startswith("uploader-")]
     entries = []
     for i in range(n):
         e = dict(base[i % len(base)])

@@ -23,10 +23,17 @@ def flip(h: bytes, n: int, rng: random.Random) -> bytes:
 def forms(h: bytes) -> list[bytes]:
     bitrev = bytes(int(f"{b:08b}"[::-1], 2) for b in h[::-1])
     return [
-        h, h[::-1], bitrev, h.hex().encode(), h.hex().upper().encode(), h[::-1].hex().encode(),
+        h,
+        h[::-1],
+        bitrev,
+        h.hex().encode(),
+        h.hex().upper().encode(),
+        h[::-1].hex().encode(),
         # any 12-byte window of the hash would already be a leak worth failing on
-        h[:12], h[10:22], h[20:32],
-    ]  # fmt: skip
+        h[:12],
+        h[10:22],
+        h[20:32],
+    ]
 
 
 async def test_no_hash_or_bucket_key_crosses_the_wire(tmp_path: Path) -> None:
@@ -73,5 +80,123 @@ async def test_no_hash_or_bucket_key_crosses_the_wire(tmp_path: Path) -> None:
         # 6 bytes) must not appear either. A chance 6-byte match in ~1 MB is ~1e-8 per key.
         tails = {k[-6:] for k in bucket_keys}
         assert not [t for t in tails if t in wire]
+    finally:
+        await fed.stop()
+
+
+def _pan_clip(tmp_path: Path, name: str, seed: int, extra: list[str] | None = None) -> Path:
+    """A 4 s pan across a textured picture (H.264, 10 fps), optionally re-encoded after."""
+    import subprocess
+
+    import pytest
+    from PIL import Image
+
+    data = pytest.importorskip("skimage.data")
+    photo = {21: data.coffee, 22: data.rocket}[seed]()
+    picture = tmp_path / f"{name}.png"
+    Image.fromarray(photo).save(picture)
+    out = tmp_path / f"{name}.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-loop",
+            "1",
+            "-i",
+            str(picture),
+            "-vf",
+            "crop=320:240:'45*t':'15*t',fps=10,format=yuv420p",
+            "-t",
+            "4",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            str(out),
+        ],
+        check=True,
+    )
+    if extra:
+        edited = tmp_path / f"{name}-edited.mp4"
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                str(out),
+                *extra,
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-pix_fmt",
+                "yuv420p",
+                str(edited),
+            ],
+            check=True,
+        )
+        return edited
+    return out
+
+
+async def test_a_video_matches_across_two_nodes_and_no_frame_hash_crosses_the_wire(
+    tmp_path: Path,
+) -> None:
+    import pytest
+
+    from blindmatch.node.banks.videos import VideoItems
+    from blindmatch.node.cases.derivatives import PeerMatch, review_matches
+    from blindmatch.node.media import hashing
+    from blindmatch.node.media.video import ffmpeg_available, hash_video_for_query
+    from blindmatch.protocol import video
+
+    if not (ffmpeg_available() and hashing.vpdq_available()):
+        pytest.skip("needs ffmpeg and vpdq")
+    banked = hash_video_for_query(_pan_clip(tmp_path, "banked", 21))
+    copy = hash_video_for_query(
+        _pan_clip(tmp_path, "banked", 21, ["-vf", "scale=240:-2", "-crf", "30"])
+    )
+    unrelated = hash_video_for_query(_pan_clip(tmp_path, "other", 22))
+    fed = await LocalFederation(tmp_path, background=False, record_wire=True).start(
+        [NodeSpec("hub", ("hub",)), NodeSpec("platform-a")]
+    )
+    try:
+        hub = fed["hub"]
+        await hub.banks.create_bank("ncii", provenance="survivor-submitted", shared=True)
+        await VideoItems(hub.banks).add_video("ncii", banked.frames, categories=["ncii"])
+        await hub.node.reconcile_index()
+        node = fed["platform-a"].node
+        await node.sync_all()
+        verdicts = {}
+        for name, clip in (("copy", copy), ("unrelated", unrelated)):
+            queries = clip.query_hashes()
+            job = await node.submit(queries)
+            while await node.process_due_tasks():
+                pass
+            status = await node.job_status(job)
+            results = [
+                PeerMatch(r.peer, r.item_ref, r.variant, r.band, r.release) for r in status.results
+            ]
+            verdicts[name] = review_matches(queries, results, node.roster.has_role)
+        [match] = verdicts["copy"]  # one match for the video, however many frames confirmed
+        assert match.holder == "hub" and match.release["signal"] == "vpdq"
+        evidence = match.release["video"]
+        assert max(evidence["query_match_percent"], evidence["compared_match_percent"]) >= 80
+        assert match.release["categories"] == ["ncii"]
+        assert verdicts["unrelated"] == []
+        wire = fed.wire_bytes()
+        frames = [f.pdq for v in (banked, copy, unrelated) for f in v.frames]
+        leaked = [s for h in frames for s in forms(h) if s in wire]
+        assert not leaked, f"{len(leaked)} frame hash forms found on the wire"
+        keys = [k for h in frames for k in video.index_keys(h)]
+        keys += [
+            k for q in copy.query_hashes() + unrelated.query_hashes() for k in video.probe_keys(q)
+        ]
+        assert not [k for k in keys if k in wire]
+        assert not [t for t in {k[-6:] for k in keys} if t in wire]
     finally:
         await fed.stop()

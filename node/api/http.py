@@ -22,6 +22,7 @@ from blindmatch.node.banks.service import BankError, BankService
 from blindmatch.node.banks.validation import BankValidationError
 from blindmatch.node.cases import derivatives as derivative_cases
 from blindmatch.node.cases.decisions import DecisionError
+from blindmatch.node.federation.roster_watch import roster_warnings
 from blindmatch.node.media import hashing
 from blindmatch.node.media import tiles as tile_hashing
 from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -29,6 +30,7 @@ from blindmatch.node.node import NodeError
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.protocol.derivative import is_cell_variant
 from blindmatch.protocol.matching import QueryHash
+from blindmatch.protocol.signals import HashFormatError, check_float_vector
 
 if TYPE_CHECKING:
     from blindmatch.node.node import Node
@@ -113,12 +115,15 @@ def _parse_hash_queries(body: Any) -> list[QueryHash]:
         if not isinstance(h, str) or not _HEX64.fullmatch(h):
             raise ApiError(400, "bad-hash", f"hashes[{i}].hash: 64 hex characters")
         fv = item.get("float_vector")
-        if fv is not None and (
-            not isinstance(fv, list)
-            or len(fv) != 256
-            or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in fv)
-        ):
-            raise ApiError(400, "bad-request", f"hashes[{i}].float_vector: 256 numbers")
+        if fv is not None:
+            try:
+                if not isinstance(fv, list):
+                    raise HashFormatError("a list of 256 numbers")
+                check_float_vector(fv)
+            except HashFormatError as exc:
+                raise ApiError(
+                    400, "bad-request", f"hashes[{i}].float_vector: 256 finite float32 ({exc})"
+                ) from None
         variant = item.get("variant", "original")
         if not isinstance(variant, str) or len(variant) > 64:
             raise ApiError(400, "bad-request", f"hashes[{i}].variant: a short string")
@@ -222,6 +227,9 @@ def build_api(
 
     @routes.get("/metrics")
     async def metrics(request: web.Request) -> web.Response:
+        from blindmatch.node.ops_metrics import refresh
+
+        await refresh(node)
         return web.Response(
             body=node.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE}
         )
@@ -236,14 +244,19 @@ def build_api(
     async def status(request: web.Request) -> web.Response:
         peers = []
         for m in node.peers():
-            ri = node.replica_indexes.get(m.node_id)
+            replica = node.peer_replicas.get(m.node_id)
+            cursor = await node.replicas.cursor(m.node_id, "index")
+            pulled = node.feed_heads.get((m.node_id, "index"))
             peers.append(
                 {
                     "peer": m.node_id,
                     "roles": list(m.roles),
                     "holds_index": m.voprf_key is not None,
-                    "replica_entries": ri.entries if ri else 0,
-                    "replica_cursor": await node.replicas.cursor(m.node_id, "index"),
+                    "replica_entries": (await asyncio.to_thread(replica.size))[0] if replica else 0,
+                    "replica_cursor": cursor,
+                    # the peer's index head at our last complete pull, and when (null: never)
+                    "synced_at": pulled[1] if pulled else None,
+                    "feed_lag": max(0, pulled[0] - cursor) if pulled else None,
                     # what this node refused of the peer's feeds and logs (no content)
                     "incidents": len(await PeerIncidents(node.db).list(m.node_id)),
                 }
@@ -253,6 +266,8 @@ def build_api(
                 "node": node.node_id,
                 "federation": node.roster.federation,
                 "roster_serial": node.roster.serial,
+                "roster_expires_at": node.roster.expires_ms // 1000,
+                "warnings": roster_warnings(node.roster, node.now()),
                 "index_feed_head": await node.feeds.head("index"),
                 "outbox_pending": await node.outbox.count("pending"),
                 "outbox_dead": await node.outbox.count("dead"),

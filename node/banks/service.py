@@ -879,6 +879,11 @@ class BankService:
                 raise BankValidationError("the hasher must return (signal_type, hash, quality)")
         return hashes
 
+    async def insert_parsed(self, bank: Bank, item: ParsedItem, source: str, now: int) -> AddResult:
+        """Insert one validated item in the caller's transaction; a signal type with tables of
+        its own (videos) fills them in the same transaction."""
+        return await self._insert(bank, item, source, now)
+
     async def _insert(self, bank: Bank, item: ParsedItem, source: str, now: int) -> AddResult:
         existing = await self._db.fetch_one(
             f"SELECT {_ITEM_COLUMNS} FROM bank_items i"

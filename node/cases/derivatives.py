@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from blindmatch.node.cases.videos import is_frame_result, review_video_matches
 from blindmatch.protocol import derivative as dv
 from blindmatch.protocol.matching import QueryHash
 
@@ -81,7 +82,9 @@ def review_matches(
     ``has_role(node_id, role)`` answers from the roster.
     """
     quality_cells = {dv.Cell.parse(q.variant) for q in queries if dv.is_cell_variant(q.variant)}
-    out: list[ReviewMatch] = []
+    # A video's frames are judged per video by vPDQ's rule (cases/videos.py).
+    out: list[ReviewMatch] = review_video_matches(queries, results)
+    results = [r for r in results if not is_frame_result(r)]
     generator_hits: list[PeerMatch] = []
     for peer in sorted({r.peer for r in results}):
         mine = [r for r in results if r.peer == peer]

@@ -30,6 +30,7 @@ Anything not written takes the defaults below, which never act without a person.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,6 +161,20 @@ def _ints(value: Any, what: str, lo: int, hi: int) -> int:
     return value
 
 
+def _number(value: Any, what: str, lo: float, hi: float) -> float:
+    """A finite number in lo..hi (NaN compares false with everything, so a plain range check
+    would let ``nan`` through and silently switch the rule off)."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise PolicyError(f"{what}: a number in {lo:g}..{hi:g}")
+    try:
+        number = float(value)
+    except OverflowError:
+        raise PolicyError(f"{what}: a number in {lo:g}..{hi:g}") from None
+    if not math.isfinite(number) or not lo <= number <= hi:
+        raise PolicyError(f"{what}: a number in {lo:g}..{hi:g}")
+    return number
+
+
 def _names(value: Any, what: str, choices: tuple[str, ...] | None = None) -> tuple[str, ...]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise PolicyError(f"{what}: a list of strings")
@@ -168,7 +183,9 @@ def _names(value: Any, what: str, choices: tuple[str, ...] | None = None) -> tup
     return tuple(value)
 
 
-def _only(section: dict[str, Any], what: str, allowed: set[str]) -> None:
+def _only(section: Any, what: str, allowed: set[str]) -> None:
+    if not isinstance(section, dict):
+        raise PolicyError(f"[{what}]: a table of settings")
     extra = set(section) - allowed
     if extra:
         raise PolicyError(f"[{what}]: unknown setting(s) {', '.join(sorted(extra))}")
@@ -228,12 +245,11 @@ def parse(raw: dict[str, Any]) -> Policy:
     bands = r_raw.get("band_priority", {str(k): v for k, v in rd.band_priority.items()})
     if not isinstance(bands, dict):
         raise PolicyError("review.band_priority: a table of band = priority")
-    try:
-        band_priority = {
-            int(k): _ints(v, f"review.band_priority.{k}", -100, 100) for k, v in bands.items()
-        }
-    except ValueError as exc:
-        raise PolicyError("review.band_priority: keys are band bounds (integers)") from exc
+    band_priority = {}
+    for k, v in bands.items():
+        if not isinstance(k, str) or not k.isdigit() or not 0 <= int(k) <= 256:
+            raise PolicyError("review.band_priority: keys are band bounds (integers 0..256)")
+        band_priority[int(k)] = _ints(v, f"review.band_priority.{k}", -100, 100)
     prov = r_raw.get("provenance_priority", dict(rd.provenance_priority))
     if not isinstance(prov, dict) or set(prov) - set(PROVENANCE_CLASSES):
         raise PolicyError(f"review.provenance_priority: keys among {', '.join(PROVENANCE_CLASSES)}")
@@ -272,9 +288,7 @@ def parse(raw: dict[str, Any]) -> Policy:
     q_raw = raw.get("quarantine", {})
     _only(q_raw, "quarantine", {"window_s", "min_matches", "factor"})
     qd = Quarantine()
-    factor = q_raw.get("factor", qd.factor)
-    if not isinstance(factor, int | float) or isinstance(factor, bool) or factor < 1:
-        raise PolicyError("quarantine.factor: a number >= 1")
+    factor = _number(q_raw.get("factor", qd.factor), "quarantine.factor", 1, 1e6)
     return Policy(
         auto_action=auto,
         review=review,
@@ -284,7 +298,7 @@ def parse(raw: dict[str, Any]) -> Policy:
             min_matches=_ints(
                 q_raw.get("min_matches", qd.min_matches), "quarantine.min_matches", 1, 10**9
             ),
-            factor=float(factor),
+            factor=factor,
         ),
     )
 
@@ -294,3 +308,7 @@ def load(path: Path) -> Policy:
         return parse(tomllib.loads(path.read_text()))
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{path}: {exc}") from exc
+    except OSError as exc:
+        raise PolicyError(f"{path}: cannot read the policy: {exc.strerror}") from None
+    except UnicodeDecodeError:
+        raise PolicyError(f"{path}: the policy is not UTF-8 text") from None

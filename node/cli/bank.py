@@ -1,7 +1,8 @@
 """``blindmatch bank ...``: manage the node's banks of hashes from the command line.
 
-The database comes from ``--db URL`` or the ``BLINDMATCH_DB`` environment variable (default
-``sqlite:///./var/node.db``); its schema is brought up to date on open. Listings show item
+The database is the node's (``--config HOME`` or ``BLINDMATCH_CONFIG``), or ``--db URL`` /
+``BLINDMATCH_DB``; without any of them the command refuses rather than guess. Its schema is
+brought up to date on open. Listings show item
 references, never hash values; only ``export`` writes hashes, to the file it is given.
 """
 
@@ -16,7 +17,8 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-DB_ENV = "BLINDMATCH_DB"
+from blindmatch.node import config as config_mod
+
 FORMATS = ("auto", "jsonl", "te-lines", "te-csv", "hma-json")
 EXPORT_FORMATS = ("jsonl", "te-lines", "hma-json")
 PROVENANCES = (
@@ -30,12 +32,7 @@ PROVENANCES = (
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--db",
-        metavar="URL",
-        default=None,
-        help=f"database URL (default: ${DB_ENV} or sqlite:///./var/node.db)",
-    )
+    config_mod.add_database_arguments(common)
 
     p = sub.add_parser("bank", help="manage banks of hashes")
     bsub = p.add_subparsers(dest="bank_command", metavar="SUBCOMMAND")
@@ -160,7 +157,13 @@ def _sync(command: Callable[[argparse.Namespace, Any], Awaitable[int]]) -> Calla
 
         try:
             return asyncio.run(_with_service(command, args))
-        except (BankError, BankValidationError, StorageError, OSError) as exc:
+        except (
+            BankError,
+            BankValidationError,
+            StorageError,
+            OSError,
+            config_mod.ConfigError,
+        ) as exc:
             print(f"blindmatch bank: error: {exc}", file=sys.stderr)
             return 1
 
@@ -172,10 +175,10 @@ async def _with_service(
 ) -> int:
     from blindmatch.node.banks.service import BankService
     from blindmatch.node.clock import SystemClock
-    from blindmatch.node.storage import DEFAULT_DB_URL, open_database
+    from blindmatch.node.storage import open_database
 
     clock = SystemClock()
-    url = args.db or os.environ.get(DB_ENV) or DEFAULT_DB_URL
+    url = config_mod.database_url_from_args(args)
     db = await open_database(url, migrate_now=clock.now())
     try:
         return await command(args, BankService(db, clock))

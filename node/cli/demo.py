@@ -6,7 +6,9 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser("demo", help="run the demo: a hub and two platforms on this machine")
+    p = sub.add_parser(
+        "demo", help="run the demo: a hub, two platforms and a generator on this machine"
+    )
     p.add_argument(
         "--walkthrough",
         action="store_true",

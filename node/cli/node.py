@@ -13,15 +13,34 @@ from blindmatch.crypto import signing
 from blindmatch.node import config as config_mod
 from blindmatch.node import keys as keyfiles
 
+ROLES = ("platform", "hub", "generator")
+NAME_RULE = "lower-case letters, digits, '.' and '-', starting with a letter or digit, at most 63"
+
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    i = sub.add_parser("init", help="create a node: keys, API token, configuration, database")
+    i = sub.add_parser(
+        "init",
+        help="create a node: keys, API token, configuration, member.json",
+        description="Create a node's home: its keys, API token, config.toml and the member.json"
+        " that governance lists in the roster.",
+    )
     i.add_argument("--home", type=Path, required=True, help="directory for the node's files")
-    i.add_argument("--node-id", required=True)
+    i.add_argument("--node-id", required=True, help=f"the node's name: {NAME_RULE}")
+    i.add_argument(
+        "--role",
+        action="append",
+        choices=ROLES,
+        help="platform (matches uploads), hub (serves the survivor page), generator (an AI"
+        " generator's own bank); repeatable; default: platform",
+    )
     i.add_argument("--listen", default="127.0.0.1:8700", help="federation HOST:PORT")
-    i.add_argument("--api", default="127.0.0.1:8710", help="local API HOST:PORT")
-    i.add_argument("--endpoint", help="public federation URL (default: http://LISTEN)")
-    i.add_argument("--roster", type=Path, help="roster file path to put in the config")
+    i.add_argument("--api", default="127.0.0.1:8710", help="local API HOST:PORT (keep loopback)")
+    i.add_argument("--endpoint", help="public federation URL peers use (default: http(s)://LISTEN)")
+    i.add_argument("--tls-cert", type=Path, help="certificate chain (PEM) for the listener")
+    i.add_argument("--tls-key", type=Path, help="its private key (PEM)")
+    i.add_argument("--tls-ca", type=Path, help="CA bundle to verify peers (default: system CAs)")
+    i.add_argument("--database", help="database URL (default: SQLite in the home)")
+    i.add_argument("--roster", type=Path, help="the roster file (it may not exist yet)")
     i.add_argument("--governance-key", action="append", default=[], help="hex; repeatable")
     i.add_argument("--governance-threshold", type=int, default=1)
     i.add_argument("--no-index", action="store_true", help="this node holds no hashes")
@@ -29,13 +48,18 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
     r = sub.add_parser("roster", help="federation governance: keys and signed rosters")
     rsub = r.add_subparsers(dest="roster_command", metavar="SUBCOMMAND")
-    k = rsub.add_parser("keygen", help="create a governance signing key")
+    k = rsub.add_parser("keygen", help="create a governance signing key (prints its public key)")
     k.add_argument("--out", type=Path, required=True)
     k.set_defaults(func=cmd_roster_keygen)
-    s = rsub.add_parser("sign", help="build and sign a roster from member entries")
-    s.add_argument("--federation", required=True)
+    s = rsub.add_parser(
+        "sign",
+        help="build and sign a roster from member entries",
+        description="Sign a roster. Nodes reload a changed roster file by themselves; a new"
+        " roster needs a higher serial.",
+    )
+    s.add_argument("--federation", required=True, help=f"the federation's name: {NAME_RULE}")
     s.add_argument("--serial", type=int, required=True)
-    s.add_argument("--days", type=int, default=30, help="validity")
+    s.add_argument("--days", type=int, default=30, help="validity (default 30)")
     s.add_argument("--member", type=Path, action="append", required=True,
                    help="a member.json written by 'blindmatch init' (repeatable)")  # fmt: skip
     s.add_argument("--key", type=Path, action="append", required=True,
@@ -44,54 +68,93 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     s.set_defaults(func=cmd_roster_sign)
     r.set_defaults(func=lambda a: (r.print_help(), 2)[1])
 
-    for name, helptext, fn in (
-        ("run", "run the node (federation server, API, sync, matching)", cmd_run),
-        ("status", "show the node's status", cmd_status),
-        ("peer", "list peers and their replication state", cmd_peers),
-    ):
-        p = sub.add_parser(name, help=helptext)
-        p.add_argument("--config", type=Path, required=True)
-        p.set_defaults(func=fn)
+    run = sub.add_parser("run", help="run the node (federation server, API, sync, matching)")
+    config_mod.add_config_argument(run)
+    run.set_defaults(func=cmd_run)
+    st = sub.add_parser("status", help="show the node's status (roster expiry, queues, peers)")
+    config_mod.add_config_argument(st)
+    st.add_argument("--wait", type=float, default=0, metavar="SECONDS",
+                    help="wait this long for the node to answer (after 'run')")  # fmt: skip
+    st.set_defaults(func=cmd_status)
+    pe = sub.add_parser("peer", help="list peers and their replication state")
+    config_mod.add_config_argument(pe)
+    pe.add_argument(
+        "--wait-synced",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="wait until every peer's index has been pulled up to its head",
+    )
+    pe.set_defaults(func=cmd_peers)
     m = sub.add_parser("match", help="match an image file or a PDQ hash against the federation")
-    m.add_argument("--config", type=Path, required=True)
+    config_mod.add_config_argument(m)
     m.add_argument("target", help="an image file, or a 64-hex PDQ hash")
-    m.add_argument("--wait", type=float, default=60)
+    m.add_argument("--wait", type=float, default=60, help="seconds to wait for every peer")
+    m.add_argument(
+        "--content-ref",
+        help="the platform's reference for this content: review cases open for its matches,"
+        " as with the API's content_ref ([A-Za-z0-9._:-], at most 128)",
+    )
     m.set_defaults(func=cmd_match)
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    from blindmatch.protocol.roster import NODE_ID
+
     home: Path = args.home.resolve()
     if (home / "config.toml").exists():
-        print(f"{home}/config.toml exists; refusing to overwrite a node", file=sys.stderr)
-        return 2
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        raise config_mod.ConfigError(
+            f"{home}/config.toml exists; refusing to overwrite a node (pick another --home)"
+        )
+    if not NODE_ID.fullmatch(args.node_id):
+        raise config_mod.ConfigError(f"--node-id {args.node_id!r}: use {NAME_RULE}")
+    for flag, path in (("--tls-cert", args.tls_cert), ("--tls-key", args.tls_key),
+                       ("--tls-ca", args.tls_ca)):  # fmt: skip
+        if path is not None and not path.is_file():
+            raise config_mod.ConfigError(f"{flag}: no file {path}")
     cfg = config_mod.NodeConfig(node_id=args.node_id, home=home)
     cfg.listen_host, cfg.listen_port = config_mod._hostport(args.listen, "--listen")
     cfg.api_host, cfg.api_port = config_mod._hostport(args.api, "--api")
     cfg.roster_path = args.roster.resolve() if args.roster else None
-    cfg.governance_keys = [bytes.fromhex(k) for k in args.governance_key]
+    cfg.tls_cert = args.tls_cert.resolve() if args.tls_cert else None
+    cfg.tls_key = args.tls_key.resolve() if args.tls_key else None
+    cfg.tls_ca = args.tls_ca.resolve() if args.tls_ca else None
+    cfg.database = args.database or ""
+    try:
+        cfg.governance_keys = [bytes.fromhex(k) for k in args.governance_key]
+    except ValueError as exc:
+        raise config_mod.ConfigError("--governance-key: the hex 'roster keygen' printed") from exc
+    if any(len(k) != 32 for k in cfg.governance_keys):
+        raise config_mod.ConfigError("--governance-key: 64 hex characters (an Ed25519 key)")
     cfg.governance_threshold = args.governance_threshold
     try:
         cfg.validate()
     except config_mod.ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        if "tls_cert" in str(exc):
+            raise config_mod.ConfigError(
+                f"{exc} (give --tls-cert and --tls-key, or listen on 127.0.0.1)"
+            ) from exc
+        raise
+    scheme = "https" if cfg.tls_cert else "http"
+    endpoint = args.endpoint or f"{scheme}://{cfg.listen_host}:{cfg.listen_port}"
+    config_mod.require_tls_unless_loopback(endpoint, "--endpoint")
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
     node_keys = keyfiles.create(cfg.keys_dir)
     from blindmatch.node.runtime import api_token
 
     api_token(home)
     (home / "config.toml").write_text(config_mod.dump(cfg))
-    endpoint = args.endpoint or f"http://{cfg.listen_host}:{cfg.listen_port}"
     member = {
         "id": cfg.node_id,
         "signing_key": node_keys.identity.public_key.hex(),
         "voprf_key": None if args.no_index else node_keys.voprf.pk.hex(),
         "endpoint": endpoint,
-        "roles": ["platform"],
+        "roles": sorted(set(args.role or ["platform"])),
     }
     (home / "member.json").write_text(json.dumps(member, indent=2) + "\n")
-    print(f"created node {cfg.node_id} in {home}")
+    print(f"created node {cfg.node_id} ({', '.join(member['roles'])}) in {home}")
     print(f"  send {home / 'member.json'} to the federation's governance to be listed")
+    print(f"  then: blindmatch run --config {home / 'config.toml'}")
     return 0
 
 
@@ -105,7 +168,14 @@ def cmd_roster_keygen(args: argparse.Namespace) -> int:
 def cmd_roster_sign(args: argparse.Namespace) -> int:
     from blindmatch.protocol import roster as roster_mod
 
-    members = [json.loads(p.read_text()) for p in args.member]
+    if not roster_mod.NODE_ID.fullmatch(args.federation):
+        raise config_mod.ConfigError(f"--federation {args.federation!r}: use {NAME_RULE}")
+    members = []
+    for path in args.member:
+        try:
+            members.append(json.loads(path.read_text()))
+        except json.JSONDecodeError as exc:
+            raise config_mod.ConfigError(f"--member {path}: not JSON ({exc.msg})") from exc
     now_ms = int(time.time() * 1000)
     body = {
         "federation": args.federation,
@@ -116,30 +186,25 @@ def cmd_roster_sign(args: argparse.Namespace) -> int:
     }
     keys = [signing.SigningKey(keyfiles._read_secret(p, 32)) for p in args.key]
     document = roster_mod.sign_roster(body, keys)
-    try:
-        roster_mod.verify_roster(document, [k.public_key for k in keys], len(keys), now_ms)
-    except roster_mod.RosterError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    args.out.write_text(json.dumps(document, indent=2) + "\n")
+    roster_mod.verify_roster(document, [k.public_key for k in keys], len(keys), now_ms)
+    # Written beside and renamed, so a node reloading the file never reads half of it.
+    partial = args.out.with_name(args.out.name + ".partial")
+    partial.write_text(json.dumps(document, indent=2) + "\n")
+    partial.replace(args.out)
     print(f"wrote {args.out}: {len(members)} members, serial {args.serial}")
     return 0
 
 
 def _load(args: argparse.Namespace) -> config_mod.NodeConfig:
-    return config_mod.load(args.config.resolve())
+    return config_mod.load_from_args(args)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
     from blindmatch.node.runtime import configure_logging, run_forever
 
+    cfg = _load(args)
     configure_logging()
-    try:
-        asyncio.run(run_forever(_load(args)))
-    except (config_mod.ConfigError, keyfiles.KeyFileError, ValueError) as exc:
-        # ConfigError, PolicyError and RosterError are ValueErrors with a clear sentence.
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    asyncio.run(run_forever(cfg))
     return 0
 
 
@@ -147,40 +212,98 @@ def _client(cfg: config_mod.NodeConfig):  # type: ignore[no-untyped-def]
     from blindmatch.node.api.client import BlindmatchClient
     from blindmatch.node.runtime import api_token
 
-    return BlindmatchClient(f"http://{cfg.api_host}:{cfg.api_port}", api_token(cfg.home))
+    return BlindmatchClient(api_url(cfg), api_token(cfg.home))
+
+
+def api_url(cfg: config_mod.NodeConfig) -> str:
+    host = f"[{cfg.api_host}]" if ":" in cfg.api_host else cfg.api_host
+    scheme = "http" if config_mod.is_loopback_host(cfg.api_host) else "https"
+    return f"{scheme}://{host}:{cfg.api_port}"
 
 
 def _print(obj: object) -> None:
     print(json.dumps(obj, indent=2))
 
 
-def cmd_status(args: argparse.Namespace) -> int:
-    async def go() -> None:
-        async with _client(_load(args)) as bm:
-            _print(await bm.status())
+async def _status_when_up(bm, wait: float) -> dict:  # type: ignore[no-untyped-def]
+    """The node's status, retrying for up to ``wait`` seconds while it is not answering."""
+    import aiohttp
 
-    asyncio.run(go())
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return await bm.status()
+        except aiohttp.ClientConnectionError:
+            if time.monotonic() >= deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    async def go() -> dict:
+        async with _client(_load(args)) as bm:
+            return await _status_when_up(bm, args.wait)
+
+    status = asyncio.run(go())
+    _print(status)
+    for warning in status.get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)
     return 0
 
 
 def cmd_peers(args: argparse.Namespace) -> int:
-    async def go() -> None:
+    async def go() -> list:
         async with _client(_load(args)) as bm:
-            _print((await bm.status())["peers"])
+            deadline = time.monotonic() + args.wait_synced
+            status = await _status_when_up(bm, args.wait_synced)
+            while args.wait_synced and not _all_synced(status):
+                if time.monotonic() >= deadline:
+                    behind = [p["peer"] for p in status["peers"] if not _synced(p)]
+                    raise TimeoutError(
+                        f"not synced with {', '.join(behind)} after {args.wait_synced:g} s"
+                        " (see 'blindmatch status': last_error, incidents)"
+                    )
+                await asyncio.sleep(0.5)
+                status = await bm.status()
+            return status["peers"]
 
-    asyncio.run(go())
+    _print(asyncio.run(go()))
     return 0
+
+
+def _synced(peer: dict) -> bool:  # type: ignore[type-arg]
+    return not peer["holds_index"] or (peer["synced_at"] is not None and peer["feed_lag"] == 0)
+
+
+def _all_synced(status: dict) -> bool:  # type: ignore[type-arg]
+    return all(_synced(p) for p in status["peers"])
 
 
 def cmd_match(args: argparse.Namespace) -> int:
     target = args.target
+    is_hash = len(target) == 64 and all(c in "0123456789abcdefABCDEF" for c in target)
+    media = None if is_hash else _read_image(target)
 
     async def go() -> dict:
         async with _client(_load(args)) as bm:
-            if len(target) == 64 and all(c in "0123456789abcdefABCDEF" for c in target):
-                return await bm.match_hashes([target], wait=args.wait)
-            return await bm.match_media(Path(target).read_bytes(), wait=args.wait)
+            if media is None:
+                return await bm.match_hashes([target], wait=args.wait, content_ref=args.content_ref)
+            return await bm.match_media(media, wait=args.wait, content_ref=args.content_ref)
 
     result = asyncio.run(go())
-    _print({"complete": result["complete"], "matches": result["matches"]})
+    out = {"job": result["job"], "complete": result["complete"], "matches": result["matches"]}
+    if args.content_ref is not None:
+        out["content_ref"] = args.content_ref
+    _print(out)
     return 0 if result["complete"] else 1
+
+
+def _read_image(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"no such file: {path} (give an image file or a 64-hex PDQ hash)"
+        ) from None
+    except IsADirectoryError:
+        raise IsADirectoryError(f"{path} is a directory, not an image") from None

@@ -1,14 +1,15 @@
 """``blindmatch reviewer ...``: accounts for the reviewer console.
 
-    blindmatch reviewer add ID --role reviewer|admin|auditor [--password-file F] [--db URL]
-    blindmatch reviewer list [--db URL]
-    blindmatch reviewer disable ID [--db URL]      (also ends the account's sessions)
-    blindmatch reviewer enable ID [--db URL]
-    blindmatch reviewer password ID [--password-file F] [--db URL]
+    blindmatch reviewer add ID --role reviewer|admin|auditor [--password-file F] --config HOME
+    blindmatch reviewer list --config HOME
+    blindmatch reviewer disable ID --config HOME      (also ends the account's sessions)
+    blindmatch reviewer enable ID --config HOME
+    blindmatch reviewer password ID [--password-file F] --config HOME
 
 The password comes from a prompt (typed twice) or from the first line of ``--password-file``;
-it is never taken on the command line, where other users could read it. The database comes from
-``--db URL`` or ``BLINDMATCH_DB`` (default ``sqlite:///./var/node.db``), migrated on open.
+it is never taken on the command line, where other users could read it. The database is the
+node's (``--config`` or ``BLINDMATCH_CONFIG``), or ``--db URL`` / ``BLINDMATCH_DB``; it is
+migrated on open. Without any of them the command refuses rather than guess.
 """
 
 from __future__ import annotations
@@ -16,21 +17,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import os
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-DB_ENV = "BLINDMATCH_DB"
+from blindmatch.node import config as config_mod
+
 ROLES = ("reviewer", "admin", "auditor")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--db", metavar="URL", default=None,
-        help=f"database URL (default: ${DB_ENV} or sqlite:///./var/node.db)",
-    )  # fmt: skip
+    config_mod.add_database_arguments(common)
     p = sub.add_parser("reviewer", help="manage reviewer console accounts")
     rsub = p.add_subparsers(dest="reviewer_command", metavar="SUBCOMMAND")
     p.set_defaults(func=lambda args: _usage(p))
@@ -73,7 +71,7 @@ def _sync(command: Callable[[argparse.Namespace, Any], Awaitable[int]]) -> Calla
             if getattr(args, "reviewer_command", None) in ("add", "password"):
                 password = _read_password(args.password_file)
             return asyncio.run(_with_accounts(command, args, password))
-        except (AccountError, StorageError, OSError) as exc:
+        except (AccountError, StorageError, OSError, config_mod.ConfigError) as exc:
             print(f"blindmatch reviewer: error: {exc}", file=sys.stderr)
             return 1
 
@@ -100,10 +98,10 @@ async def _with_accounts(
 ) -> int:
     from blindmatch.node.clock import SystemClock
     from blindmatch.node.console.accounts import Accounts
-    from blindmatch.node.storage import DEFAULT_DB_URL, open_database
+    from blindmatch.node.storage import open_database
 
     clock = SystemClock()
-    url = args.db or os.environ.get(DB_ENV) or DEFAULT_DB_URL
+    url = config_mod.database_url_from_args(args)
     db = await open_database(url, migrate_now=clock.now())
     try:
         args.password = password

@@ -15,6 +15,19 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="external implementation speaking the JSON-lines interface (default: this one)",
     )
     v.add_argument("--vectors", metavar="DIR", help="vector directory (default: bundled)")
+    v.add_argument(
+        "--profile",
+        metavar="NAME",
+        help="exit 0 only if this profile is certified (core, node, log, ...; spec 9.3); "
+        "default: no case may fail and at least one profile must be certified",
+    )
+    v.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        default=30.0,
+        help="seconds the implementation has to answer each request (default 30)",
+    )
     v.set_defaults(func=run_verify)
     s = ssub.add_parser(
         "serve-impl",
@@ -27,7 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run_verify(args: argparse.Namespace) -> int:
     from blindmatch.node.devtools.conformance import main
 
-    return main(impl=args.impl, vectors_dir=args.vectors)
+    return main(
+        impl=args.impl, vectors_dir=args.vectors, profile=args.profile, timeout_s=args.timeout
+    )
 
 
 def run_serve(args: argparse.Namespace) -> int:

@@ -395,7 +395,9 @@ def render_media(data: bytes, blurred: bool) -> bytes:
             out = io.BytesIO()
             pic.save(out, "JPEG", quality=quality)
             return out.getvalue()
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except MediaUnavailable:
+        raise
+    except Exception as exc:  # a crafted file reaches more than OSError/ValueError in Pillow
         raise MediaUnavailable("the stored media is not a picture the console can show") from exc
 
 

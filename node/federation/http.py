@@ -23,6 +23,7 @@ from blindmatch.node.federation.peer_client import (
     read_limited,
 )
 from blindmatch.protocol import envelope
+from blindmatch.protocol.messages import ERROR_CODES
 
 if TYPE_CHECKING:
     from blindmatch.node.banks.service import BankService
@@ -100,8 +101,16 @@ def build_app(node: Node, survivor_banks: BankService | None = None) -> web.Appl
     return app
 
 
+def _clip(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` of UTF-8 at a character boundary (a refusal may
+    quote what the sender sent, and the error schema limits bytes, not characters)."""
+    return text.encode()[:max_bytes].decode(errors="ignore")
+
+
 def _error(node: Node, code: str, message: str, in_reply_to: bytes | None, retry: int | None):
-    body: dict[str, Any] = {"code": code, "message": message[:500]}
+    if code not in ERROR_CODES:
+        code, message = "internal", f"refused ({_clip(code, 64)}): {message}"
+    body: dict[str, Any] = {"code": code, "message": _clip(message, 500)}
     if in_reply_to is not None:
         body["in_reply_to"] = in_reply_to
     if retry is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import ssl
 import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
@@ -60,12 +61,24 @@ class PeerClient:
 
     async def start(self) -> None:
         if self.session is None:
-            self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60, connect=5))
+            # Peers' certificates are checked against the configured CA bundle (tls_ca), else
+            # the system's; the envelope signatures authenticate peers on top of that.
+            ca = self.node.cfg.tls_ca
+            context = ssl.create_default_context(cafile=str(ca) if ca else None)
+            self.session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=60, connect=5),
+                connector=aiohttp.TCPConnector(ssl=context),
+            )
 
     async def close(self) -> None:
         if self.session is not None:
             await self.session.close()
             self.session = None
+
+    def _failed(self, peer: Member, code: str) -> None:
+        # The code is the peer's error code (a fixed vocabulary, validated by the envelope).
+        labels = {"peer": peer.node_id, "code": code[:40]}
+        self.node.metrics.inc("peer_request_failures_total", labels=labels)
 
     def bytes_with(self, peer_id: str) -> tuple[int, int]:
         return self.sent[peer_id], self.received[peer_id]
@@ -100,7 +113,13 @@ class PeerClient:
             ) as resp:
                 reply = await read_limited(resp.content, MAX_REPLY_BYTES)
         except (aiohttp.ClientError, TimeoutError) as exc:
+            self._failed(peer, "unreachable")
             raise PeerError("unreachable", f"{peer.node_id}: {exc.__class__.__name__}") from exc
+        self.node.metrics.observe(
+            "peer_request_seconds",
+            time.perf_counter() - started,
+            {"peer": peer.node_id, "type": message_type},
+        )
         self.sent[peer.node_id] += len(data)
         self.received[peer.node_id] += len(reply)
         self.sent_by_type[message_type] += len(data)
@@ -109,6 +128,7 @@ class PeerClient:
             "peer_bytes_received_total", len(reply), labels={"peer": peer.node_id}
         )
         if len(reply) > MAX_REPLY_BYTES:
+            self._failed(peer, "bad-envelope")
             raise PeerError("bad-envelope", f"{peer.node_id}: reply too large")
         try:
             env = envelope.open_envelope(
@@ -119,12 +139,16 @@ class PeerClient:
                 expected_types=(REPLY_TYPES[message_type], "error"),
             )
         except envelope.EnvelopeError as exc:
+            self._failed(peer, exc.code)
             raise PeerError(exc.code, f"reply from {peer.node_id}: {exc.detail}") from exc
         if env.type == "error":
             if env.body.get("in_reply_to") not in (None, nonce):
+                self._failed(peer, "bad-body")
                 raise PeerError("bad-body", "refusal for another request")
+            self._failed(peer, str(env.body["code"]))
             raise PeerError(env.body["code"], env.body["message"], env.body.get("retry_after_ms"))
         if env.body.get("re") != nonce:
+            self._failed(peer, "bad-body")
             raise PeerError("bad-body", f"reply from {peer.node_id} answers another request")
         self.node.metrics.inc(
             "peer_call_seconds_total", time.perf_counter() - started, labels={"type": message_type}

@@ -179,8 +179,11 @@ def decode_image(data: bytes) -> Image.Image:
         raise MediaError("not_an_image", "not a recognised image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise MediaError("decompression_bomb", "image exceeds the pixel limit") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        # Pillow reports truncated and corrupt streams as OSError / SyntaxError.
+    except Exception as exc:
+        # Pillow reports truncated and corrupt streams as OSError / SyntaxError, but a crafted
+        # file reaches other paths too: a TIFF whose strip offset is a byte string raises
+        # TypeError, an oversized one OverflowError (tests/data/fuzz/media/ keeps such files).
+        # Whatever the decoder raises on these bytes, the file is what is wrong.
         raise MediaError("corrupt", f"cannot decode image: {type(exc).__name__}") from None
 
 

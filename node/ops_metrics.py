@@ -1,0 +1,94 @@
+"""The gauges an operator alerts on, read from the store at scrape time.
+
+A stuck queue shows as a growing ``blindmatch_queue_oldest_age_seconds``; a peer that stopped
+answering as a growing ``blindmatch_feed_last_pull_age_seconds``; a roster about to lapse as a
+falling ``blindmatch_roster_expires_in_seconds``. Reading them from the database (not from
+counters kept in memory) keeps them right across restarts and across processes sharing a store.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from blindmatch.node.node import Node
+
+# Outbox states an operator watches (delivered messages are history, not a queue).
+OUTBOX_STATES = ("pending", "dead")
+CASE_STATES = ("queued", "quarantined", "escalated")
+BUDGETS = ("evaluations", "threshold_items")
+
+
+async def refresh(node: Node) -> None:
+    """Bring every scrape-time gauge of ``node.metrics`` up to date."""
+    now = node.now()
+    m = node.metrics
+    depth: dict[tuple[str, ...], float] = {}
+    oldest: dict[tuple[str, ...], float] = {}
+    retrying: dict[tuple[str, ...], float] = {}
+
+    rows = await node.db.fetch_all(
+        "SELECT kind, state, COUNT(*) AS n, MIN(created_at) AS first,"
+        " SUM(CASE WHEN attempts > 1 OR last_error IS NOT NULL THEN 1 ELSE 0 END) AS failed"
+        " FROM outbox WHERE state IN ('pending', 'dead') GROUP BY kind, state"
+    )
+    for kind in ("match", "feedback", "webhook"):
+        for state in OUTBOX_STATES:
+            depth[(f"outbox:{kind}", state)] = 0
+            oldest[(f"outbox:{kind}", state)] = 0
+        retrying[(f"outbox:{kind}",)] = 0
+    for r in rows:
+        queue = f"outbox:{r['kind']}"
+        depth[(queue, r["state"])] = int(r["n"])
+        oldest[(queue, r["state"])] = max(0, now - int(r["first"]))
+        if r["state"] == "pending":
+            retrying[(queue,)] = int(r["failed"] or 0)
+
+    job = await node.db.fetch_one(
+        "SELECT COUNT(*) AS n, MIN(submitted_at) AS first FROM match_jobs"
+        " WHERE completed_at IS NULL"
+    )
+    depth[("match-jobs", "pending")] = int(job["n"]) if job else 0
+    first = job["first"] if job else None
+    oldest[("match-jobs", "pending")] = 0 if first is None else max(0, now - int(first))
+
+    for state in CASE_STATES:
+        depth[("review-cases", state)] = 0
+        oldest[("review-cases", state)] = 0
+    cases = await node.db.fetch_all(
+        "SELECT state, COUNT(*) AS n, MIN(created_at) AS first FROM cases"
+        " WHERE state IN ('queued', 'quarantined', 'escalated') GROUP BY state"
+    )
+    for r in cases:
+        depth[("review-cases", r["state"])] = int(r["n"])
+        oldest[("review-cases", r["state"])] = max(0, now - int(r["first"]))
+
+    m.set_gauges("queue_depth", depth)
+    m.set_gauges("queue_oldest_age_seconds", oldest)
+    m.set_gauges("queue_retrying", retrying)
+
+    lag: dict[tuple[str, ...], float] = {}
+    pull_age: dict[tuple[str, ...], float] = {}
+    for peer in node.holders():
+        for feed in node.REPLICATED_FEEDS:
+            cursor = await node.replicas.cursor(peer.node_id, feed)
+            head, pulled_at = node.feed_heads.get((peer.node_id, feed), (cursor, node.started_at))
+            lag[(peer.node_id, feed)] = max(0, head - cursor)
+            pull_age[(peer.node_id, feed)] = max(0, now - pulled_at)
+    m.set_gauges("feed_lag_entries", lag)
+    m.set_gauges("feed_last_pull_age_seconds", pull_age)
+
+    m.gauge("roster_expires_in_seconds").set(node.roster.expires_ms / 1000 - now)
+    m.gauge("roster_serial").set(node.roster.serial)
+    key_file = node.cfg.keys_dir / "voprf.key"
+    if key_file.exists():
+        m.gauge("voprf_key_age_seconds").set(max(0.0, now - key_file.stat().st_mtime))
+
+    remaining: dict[tuple[str, ...], float] = {}
+    for peer in node.peers():
+        for what in BUDGETS:
+            used = await node.budgets.usage(f"{peer.node_id}/{what}", now)
+            for window in ("hour", "day"):
+                limit = peer.budget[f"{what}_per_{window}"]
+                remaining[(peer.node_id, what, window)] = max(0, limit - used.get(window, 0))
+    m.set_gauges("budget_remaining", remaining)
