@@ -2,13 +2,18 @@
 
 Files are created with mode 0600 in a 0700 directory and never logged; a key file that is
 readable by others is refused, as ssh does.
+
+A VOPRF key has a lifetime (spec 8.2, 8.4): near its cap the node makes a successor
+(``voprf.next.key``) and publishes its index under it; once the roster names the successor, it
+becomes ``voprf.key`` and the old key ``voprf.retired.key``, answered during the overlap window
+and then erased.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from blindmatch.crypto import oprf, signing, sodium
@@ -23,10 +28,17 @@ class KeyFileError(ValueError):
 class NodeKeys:
     identity: signing.SigningKey
     voprf: oprf.ServerKey
+    successor: oprf.ServerKey | None = None  # made near the cap, not yet in the roster
+    retired: oprf.ServerKey | None = None  # replaced in the roster, answered during the overlap
 
     @property
     def voprf_key_id(self) -> bytes:
         return voprf_key_id(self.voprf.pk)
+
+    def voprf_keys(self) -> dict[bytes, oprf.ServerKey]:
+        """Every VOPRF key this node holds, by key id (current, successor, retired)."""
+        keys = [k for k in (self.voprf, self.successor, self.retired) if k is not None]
+        return {voprf_key_id(k.pk): k for k in keys}
 
     def __repr__(self) -> str:
         return f"NodeKeys(identity={self.identity!r}, voprf={self.voprf!r})"
@@ -60,12 +72,54 @@ def create(keys_dir: Path) -> NodeKeys:
     return NodeKeys(identity, voprf)
 
 
+def _voprf_key(path: Path) -> oprf.ServerKey:
+    sk = _read_secret(path, 32)
+    if not sodium.is_canonical_scalar(sk) or sk == bytes(32):
+        raise KeyFileError(f"{path.name} is not a valid scalar")
+    return oprf.ServerKey(sk, sodium.scalarmult_base(sk))
+
+
+def _optional_voprf_key(path: Path) -> oprf.ServerKey | None:
+    return _voprf_key(path) if path.exists() else None
+
+
 def load(keys_dir: Path) -> NodeKeys:
     try:
         seed = _read_secret(keys_dir / "identity.key", 32)
-        sk = _read_secret(keys_dir / "voprf.key", 32)
+        voprf = _voprf_key(keys_dir / "voprf.key")
     except FileNotFoundError as exc:
         raise KeyFileError(f"missing key file {exc.filename} (run 'blindmatch init')") from exc
-    if not sodium.is_canonical_scalar(sk) or sk == bytes(32):
-        raise KeyFileError("voprf.key is not a valid scalar")
-    return NodeKeys(signing.SigningKey(seed), oprf.ServerKey(sk, sodium.scalarmult_base(sk)))
+    return NodeKeys(
+        signing.SigningKey(seed),
+        voprf,
+        successor=_optional_voprf_key(keys_dir / "voprf.next.key"),
+        retired=_optional_voprf_key(keys_dir / "voprf.retired.key"),
+    )
+
+
+def make_successor(keys_dir: Path, keys: NodeKeys) -> NodeKeys:
+    """A new VOPRF key, stored as ``voprf.next.key`` (the node publishes its index under it;
+    governance puts its public key in the roster)."""
+    if keys.successor is not None:
+        return keys
+    successor = oprf.generate_key_pair()
+    _write_secret(keys_dir / "voprf.next.key", successor.sk)
+    return replace(keys, successor=successor)
+
+
+def promote_successor(keys_dir: Path, keys: NodeKeys) -> NodeKeys:
+    """The roster names the successor: it becomes the key, the key becomes the retired one
+    (a retired key from an earlier rotation is erased first)."""
+    if keys.successor is None:
+        raise KeyFileError("no successor VOPRF key to promote")
+    retired = keys_dir / "voprf.retired.key"
+    retired.unlink(missing_ok=True)
+    os.replace(keys_dir / "voprf.key", retired)
+    os.replace(keys_dir / "voprf.next.key", keys_dir / "voprf.key")
+    return replace(keys, voprf=keys.successor, successor=None, retired=keys.voprf)
+
+
+def erase_retired(keys_dir: Path, keys: NodeKeys) -> NodeKeys:
+    """After the overlap window: the retired key's secret is erased (spec 8.4)."""
+    (keys_dir / "voprf.retired.key").unlink(missing_ok=True)
+    return replace(keys, retired=None)

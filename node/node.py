@@ -28,6 +28,7 @@ import aiohttp
 import msgpack
 import numpy as np
 
+from blindmatch.crypto import oprf
 from blindmatch.node.cases.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
@@ -54,8 +55,9 @@ from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol import canonical, derivative, index, matching, schema, signal_types, video
 from blindmatch.protocol import feedback as fb
+from blindmatch.protocol.key_lifetime import KeyExhausted, KeyLifetime
 from blindmatch.protocol.lsh import SCHEMES
-from blindmatch.protocol.roster import Member, Roster
+from blindmatch.protocol.roster import Member, Roster, voprf_key_id
 from blindmatch.protocol.signals import (
     PDQ_MATCH_THRESHOLD,
     HashFormatError,
@@ -112,8 +114,9 @@ def _release_json(release: Any) -> str:
     )
 
 
-def _entry_id(kind: str, refs: Sequence[bytes]) -> bytes:
-    h = hashlib.sha256(kind.encode() + b"\x00" + b"".join(sorted(refs)))
+def _entry_id(kind: str, refs: Sequence[bytes], key_id: bytes) -> bytes:
+    """Idempotent per change: the same items added (or removed) under the same key."""
+    h = hashlib.sha256(kind.encode() + b"\x00" + key_id + b"".join(sorted(refs)))
     return h.digest()[:16]
 
 
@@ -130,8 +133,11 @@ class Node:
         self.cfg = cfg
         self.node_id = cfg.node_id
         self.keys = keys
-        # the key of our table references (spec 8.5); it changes with the VOPRF key
-        self._reference_key = index.reference_key(keys.voprf.sk) if keys.voprf else b""
+        self._set_keys(keys)
+        self._key_lifetime = KeyLifetime(cfg.voprf_key_cap)
+        self._retire_at: dict[bytes, int] = {}  # retired key id -> when it stops answering
+        self._background_tasks: set[asyncio.Future[Any]] = set()
+        self._rotation_to_record: bytes | None = None
         self.db = db
         self.roster = roster
         self.clock = clock or SystemClock()
@@ -182,6 +188,7 @@ class Node:
     async def start(self, background: bool = True) -> None:
         await self.client.start()
         await self.translog.load()
+        await self._load_key_state()
         await self._log_roster()
         await self._load_replicas()
         if background:
@@ -250,11 +257,11 @@ class Node:
     # Only the differences, so a round with nothing to do reads nothing of size.
     _TO_PUBLISH_SQL = (
         "SELECT i.item_ref, i.hash, NULL AS cell" + _ACTIVE + " AND NOT EXISTS"
-        " (SELECT 1 FROM index_publications p WHERE p.item_ref = i.item_ref)"
+        " (SELECT 1 FROM index_publications p WHERE p.item_ref = i.item_ref AND p.key_id = ?)"
     )
     _TO_PUBLISH_TILES_SQL = (
         "SELECT t.item_ref, t.hash, t.cell" + _ACTIVE_TILES + " AND NOT EXISTS"
-        " (SELECT 1 FROM index_publications p WHERE p.item_ref = t.item_ref)"
+        " (SELECT 1 FROM index_publications p WHERE p.item_ref = t.item_ref AND p.key_id = ?)"
     )
     # A video's indexed frames (cases of signal type vpdq, specs/signals-and-lsh.md 7): in the
     # index exactly while their video item is. One "?": now.
@@ -271,10 +278,10 @@ class Node:
     )
     _TO_PUBLISH_FRAMES_SQL = (
         "SELECT f.item_ref, f.hash, 'vpdq' AS cell" + _ACTIVE_FRAMES + " AND NOT EXISTS"
-        " (SELECT 1 FROM index_publications p WHERE p.item_ref = f.item_ref)"
+        " (SELECT 1 FROM index_publications p WHERE p.item_ref = f.item_ref AND p.key_id = ?)"
     )
     _TO_UNPUBLISH_SQL = (
-        "SELECT p.item_ref, p.entries FROM index_publications p WHERE NOT EXISTS"
+        "SELECT p.item_ref, p.entries FROM index_publications p WHERE p.key_id = ? AND NOT EXISTS"
         " (SELECT 1" + _ACTIVE + " AND i.item_ref = p.item_ref) AND NOT EXISTS"
         " (SELECT 1" + _ACTIVE_TILES + " AND t.item_ref = p.item_ref) AND NOT EXISTS"
         " (SELECT 1" + _ACTIVE_FRAMES + " AND f.item_ref = p.item_ref)"
@@ -300,46 +307,39 @@ class Node:
             return await self._reconcile_index()
 
     async def _reconcile_index(self) -> dict[str, int]:
+        """The index under each key we publish: the current key and, during a rotation, its
+        successor (spec 8.4); a retired key's entries are removed once its overlap ends."""
         now = self.now()
-        rows = await self.db.fetch_all(self._TO_PUBLISH_SQL, now)
+        await self._retire_expired_key(now)
+        result = await self._reconcile_key(self.keys.voprf, now)
+        if self.keys.successor is not None:
+            await self._reconcile_key(self.keys.successor, now)
+        return result
+
+    async def _reconcile_key(self, key: oprf.ServerKey, now: int) -> dict[str, int]:
+        key_id = voprf_key_id(key.pk)
+        rows = await self.db.fetch_all(self._TO_PUBLISH_SQL, now, key_id)
         if "hub" in self.me.roles:  # nobody asks anyone else about tiles (5.1)
-            rows += await self.db.fetch_all(self._TO_PUBLISH_TILES_SQL, now)
-        rows += await self.db.fetch_all(self._TO_PUBLISH_FRAMES_SQL, now)
+            rows += await self.db.fetch_all(self._TO_PUBLISH_TILES_SQL, now, key_id)
+        rows += await self.db.fetch_all(self._TO_PUBLISH_FRAMES_SQL, now, key_id)
         active = {bytes(r["item_ref"]): (bytes(r["hash"]), r["cell"]) for r in rows}
         published = {
             bytes(r["item_ref"]): bytes(r["entries"])
-            for r in await self.db.fetch_all(self._TO_UNPUBLISH_SQL, now, now, now)
+            for r in await self.db.fetch_all(self._TO_UNPUBLISH_SQL, key_id, now, now, now)
         }
         to_add, to_remove = list(active), list(published)
-        key_id = self.keys.voprf_key_id
         # One delta must fit a feed payload: at most MAX_ENTRIES_PER_DELTA entries.
         batch = max(1, index.MAX_ENTRIES_PER_DELTA // self.scheme.tables)
         added = removed = 0
         for start in range(0, len(to_remove), batch):
             refs = to_remove[start : start + batch]
-            payload = canonical.encode(
-                {
-                    "scheme": self.scheme.name,
-                    "key_id": key_id,
-                    "entries": index.pack_entries(
-                        e for r in refs for e in index.split_entries(published[r])
-                    ),
-                }
-            )
-            async with self.db.transaction():
-                entry = await self.feeds.append(
-                    INDEX_FEED, _entry_id("index.remove", refs), "index.remove", payload, now
-                )
-                await translog_hooks.log_index_publication(self.translog, entry)
-                await self.db.execute_many(
-                    "DELETE FROM index_publications WHERE item_ref = ?", [(r,) for r in refs]
-                )
+            await self._unpublish_delta(refs, published, key_id, now)
             removed += len(refs)
         # The OPRF evaluations of the whole backlog start at once (worker processes when it
         # is large) and each delta is written as soon as its items are evaluated, so the
         # writes overlap the evaluation of the items after them.
         evaluations = index_build.start_entries(
-            self.keys.voprf, [(r, self._index_keys(*active[r])) for r in to_add]
+            key, [(r, self._index_keys(*active[r])) for r in to_add]
         )
         packed_all: list[bytes] = []
         try:
@@ -360,6 +360,28 @@ class Node:
             log.info("index reconciled: %d items added, %d removed", added, removed)
         return {"added": added, "removed": removed}
 
+    async def _unpublish_delta(
+        self, refs: list[bytes], published: dict[bytes, bytes], key_id: bytes, now: int
+    ) -> None:
+        payload = canonical.encode(
+            {
+                "scheme": self.scheme.name,
+                "key_id": key_id,
+                "entries": index.pack_entries(
+                    e for r in refs for e in index.split_entries(published[r])
+                ),
+            }
+        )
+        async with self.db.transaction():
+            entry = await self.feeds.append(
+                INDEX_FEED, _entry_id("index.remove", refs, key_id), "index.remove", payload, now
+            )
+            await translog_hooks.log_index_publication(self.translog, entry)
+            await self.db.execute_many(
+                "DELETE FROM index_publications WHERE item_ref = ? AND key_id = ?",
+                [(r, key_id) for r in refs],
+            )
+
     async def _publish_delta(
         self, refs: list[bytes], per_item: dict[bytes, bytes], key_id: bytes, now: int
     ) -> None:
@@ -376,7 +398,7 @@ class Node:
         )
         async with self.db.transaction():
             entry = await self.feeds.append(
-                INDEX_FEED, _entry_id("index.add", refs), "index.add", payload, now
+                INDEX_FEED, _entry_id("index.add", refs, key_id), "index.add", payload, now
             )
             await translog_hooks.log_index_publication(self.translog, entry)
             await self.db.execute_many(
@@ -384,6 +406,153 @@ class Node:
                 " published_at) VALUES (?, ?, ?, ?, ?)",
                 [(r, self.scheme.name, key_id, packed, now) for r, packed in per_item.items()],
             )
+
+    # --- the VOPRF key's lifetime (spec 8.2, 8.4) ------------------------------------------------
+
+    def _set_keys(self, keys: NodeKeys) -> None:
+        self.keys = keys
+        # the keys of our table references (spec 8.5), one per VOPRF key we answer for
+        self._reference_keys = {
+            kid: index.reference_key(k.sk) for kid, k in keys.voprf_keys().items()
+        }
+
+    def _answering_key(self, key_id: bytes, now: int) -> oprf.ServerKey | None:
+        """The current key, its successor (queriers holding a newer roster use it), and a
+        retired key until its overlap window ends."""
+        key = self.keys.voprf_keys().get(key_id)
+        if key is None:
+            return None
+        retired = self.keys.retired is not None and key is self.keys.retired
+        if retired and now >= self._retire_at.get(key_id, 0):
+            return None
+        return key
+
+    async def _count_evaluations(self, key_id: bytes, n: int, now: int) -> int:
+        """Count ``n`` evaluations under a key, refusing (whole, nothing counted) any that
+        would take it past its lifetime cap; returns the new count."""
+        async with self.db.transaction():
+            await self.db.execute(
+                "INSERT INTO voprf_key_usage (key_id, evaluations, created_at) VALUES (?, 0, ?)"
+                " ON CONFLICT DO NOTHING",
+                key_id, now,
+            )  # fmt: skip
+            used = int(
+                await self.db.fetch_value(
+                    "SELECT evaluations FROM voprf_key_usage WHERE key_id = ?", key_id
+                )
+            )
+            try:
+                total = self._key_lifetime.admit(used, n)
+            except KeyExhausted as exc:
+                self.metrics.inc("voprf_key_cap_refusals_total")
+                raise NodeError("not-allowed", str(exc)) from exc
+            await self.db.execute(
+                "UPDATE voprf_key_usage SET evaluations = ? WHERE key_id = ?", total, key_id
+            )
+        return total
+
+    async def _uncount_evaluations(self, key_id: bytes, n: int) -> None:
+        await self.db.execute(
+            "UPDATE voprf_key_usage SET evaluations = evaluations - ? WHERE key_id = ?"
+            " AND evaluations >= ?",
+            n, key_id, n,
+        )  # fmt: skip
+
+    async def _start_rotation(self, now: int) -> None:
+        """Near the cap: make the successor key and publish the index under it, so queriers
+        have it replicated by the time governance puts the successor in the roster."""
+        from blindmatch.node import keys as keyfiles
+
+        if self.keys.successor is not None:
+            return
+        self._set_keys(keyfiles.make_successor(self.cfg.keys_dir, self.keys))
+        assert self.keys.successor is not None
+        new_id = voprf_key_id(self.keys.successor.pk)
+        await self.db.execute(
+            "INSERT INTO voprf_key_usage (key_id, evaluations, created_at) VALUES (?, 0, ?)"
+            " ON CONFLICT DO NOTHING",
+            new_id, now,
+        )  # fmt: skip
+        self.metrics.inc("voprf_key_rotations_started_total")
+        log.warning(
+            "VOPRF key %s reached %d of its %d evaluations: successor %s made, its index is"
+            " being published; governance must put its public key %s in the roster",
+            self.keys.voprf_key_id.hex(), self._key_lifetime.rotate_at,
+            self._key_lifetime.cap, new_id.hex(), self.keys.successor.pk.hex(),
+        )  # fmt: skip
+        self._spawn(self.reconcile_index())
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)
+
+    def promote_successor(self) -> bool:
+        """The roster now names our successor key: it becomes the key, and the old one answers
+        until the overlap window ends (spec 8.4). Returns False if there is nothing to do."""
+        from blindmatch.node import keys as keyfiles
+
+        if self.keys.successor is None:
+            return False
+        old_id = self.keys.voprf_key_id
+        self._set_keys(keyfiles.promote_successor(self.cfg.keys_dir, self.keys))
+        self._retire_at = {old_id: self.now() + self.cfg.key_overlap_s}
+        self._rotation_to_record = old_id
+        self.metrics.inc("voprf_key_rotations_total")
+        log.info("VOPRF key rotated: %s is the key, %s answers for %d s more",
+                 self.keys.voprf_key_id.hex(), old_id.hex(), self.cfg.key_overlap_s)  # fmt: skip
+        return True
+
+    async def record_rotation(self) -> None:
+        """After :meth:`promote_successor`: the retirement deadline, durably, and the rotation
+        in the transparency log."""
+        old_id, self._rotation_to_record = self._rotation_to_record, None
+        if old_id is None:
+            return
+        await self.db.execute(
+            "INSERT INTO voprf_key_usage (key_id, evaluations, created_at, retire_at)"
+            " VALUES (?, 0, ?, ?) ON CONFLICT (key_id) DO UPDATE SET retire_at = ?",
+            old_id, self.now(), self._retire_at[old_id], self._retire_at[old_id],
+        )  # fmt: skip
+        async with self.db.transaction():
+            await translog_hooks.log_key_rotation(
+                self.translog,
+                key_type="voprf",
+                new_key_id=self.keys.voprf_key_id,
+                old_key_id=old_id,
+                overlap_ms=self.cfg.key_overlap_s * 1000,
+            )
+
+    async def _load_key_state(self) -> None:
+        if self.keys.retired is None:
+            return
+        rid = voprf_key_id(self.keys.retired.pk)
+        retire_at = await self.db.fetch_value(
+            "SELECT retire_at FROM voprf_key_usage WHERE key_id = ?", rid
+        )
+        self._retire_at = {rid: int(retire_at) if retire_at is not None else self.now()}
+
+    async def _retire_expired_key(self, now: int) -> None:
+        """After the overlap: remove the retired key's index and erase its secret."""
+        from blindmatch.node import keys as keyfiles
+
+        retired = self.keys.retired
+        if retired is None:
+            return
+        rid = voprf_key_id(retired.pk)
+        if now < self._retire_at.get(rid, 0):
+            return
+        rows = await self.db.fetch_all(
+            "SELECT item_ref, entries FROM index_publications WHERE key_id = ?", rid
+        )
+        published = {bytes(r["item_ref"]): bytes(r["entries"]) for r in rows}
+        refs = list(published)
+        batch = max(1, index.MAX_ENTRIES_PER_DELTA // self.scheme.tables)
+        for start in range(0, len(refs), batch):
+            await self._unpublish_delta(refs[start : start + batch], published, rid, now)
+        self._set_keys(keyfiles.erase_retired(self.cfg.keys_dir, self.keys))
+        self._retire_at.pop(rid, None)
+        log.info("retired VOPRF key %s erased after its overlap window", rid.hex())
 
     # --- holder: answering peers ---------------------------------------------------------------
 
@@ -426,14 +595,25 @@ class Node:
         self.metrics.inc(f"peer_{what}_total", n, labels={"peer": peer.node_id})
 
     async def handle_evaluate(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
-        if body["key_id"] != self.keys.voprf_key_id:
+        now = self.now()
+        key_id = body["key_id"]
+        key = self._answering_key(key_id, now)
+        if key is None:
             raise NodeError("not-allowed", "unknown or retired VOPRF key id")
-        await self._charge(peer, "evaluations", len(body["elements"]), "evaluations")
+        n = len(body["elements"])
+        # Counted against the key's lifetime first (refused past its cap), then the budget;
+        # a request the budget refuses is taken off the key's count again.
+        used = await self._count_evaluations(key_id, n, now)
+        try:
+            await self._charge(peer, "evaluations", n, "evaluations")
+        except NodeError:
+            await self._uncount_evaluations(key_id, n)
+            raise
+        if key is self.keys.voprf and self._key_lifetime.needs_successor(used):
+            await self._start_rotation(now)
         try:
             # The scalar multiplications run off the event loop.
-            return await asyncio.to_thread(
-                matching.answer_evaluate, self.keys.voprf, self.keys.voprf_key_id, body
-            )
+            return await asyncio.to_thread(matching.answer_evaluate, key, key_id, body)
         except matching.ExchangeError as exc:
             raise NodeError(exc.code, str(exc)) from exc
 
@@ -510,26 +690,28 @@ class Node:
         opened with our reference key, gives an item prefix; the item must be published with an
         entry of the candidate's tag and still be active. Anything else resolves to None (the
         querier gets a dummy answer, as for an item that does not match)."""
-        ref_key = self._reference_key
-        key_id = self.keys.voprf_key_id
         named: dict[bytes, bytes | None] = {}
         for c in candidates:
             if c in named:
                 continue
-            tag, prefix = index.resolve_candidate(ref_key, key_id, c)
-            rows = await self.db.fetch_all(
-                "SELECT item_ref, entries FROM index_publications"
-                " WHERE item_ref >= ? AND item_ref <= ? AND key_id = ?",
-                prefix + bytes(8), prefix + b"\xff" * 8, key_id,
-            )  # fmt: skip
-            named[c] = next(
-                (
+            named[c] = None
+            # a candidate comes from the index of one of our keys: the current one, or during
+            # a rotation its successor or the retired one
+            for key_id, ref_key in self._reference_keys.items():
+                tag, prefix = index.resolve_candidate(ref_key, key_id, c)
+                rows = await self.db.fetch_all(
+                    "SELECT item_ref, entries FROM index_publications"
+                    " WHERE item_ref >= ? AND item_ref <= ? AND key_id = ?",
+                    prefix + bytes(8), prefix + b"\xff" * 8, key_id,
+                )  # fmt: skip
+                found = [
                     bytes(r["item_ref"])
                     for r in rows
                     if tag in index.entry_tags(bytes(r["entries"]))
-                ),
-                None,
-            )
+                ]
+                if found:
+                    named[c] = found[0]
+                    break
         items = await self._holder_items([r for r in set(named.values()) if r is not None])
         return {c: (items.get(ref) if ref is not None else None) for c, ref in named.items()}
 

@@ -30,6 +30,7 @@ class NodeSpec:
     holds_index: bool = True
     budget: dict[str, int] | None = None
     database: str = ""  # default: SQLite under the node's home
+    voprf_key_cap: int | None = None  # default: the spec's cap (8.2)
 
 
 @dataclass
@@ -164,6 +165,8 @@ class LocalFederation:
             governance_threshold=2,
             sync_interval_s=self.sync_interval_s,
         )
+        if spec.voprf_key_cap is not None:
+            cfg.voprf_key_cap = spec.voprf_key_cap
         db = await Node.open_database(cfg, self.clock.now())
         node = Node(cfg, keys, db, self.roster, clock=self.clock)
         banks = BankService(db, self.clock, feed=None)  # the node publishes its own index feed

@@ -401,6 +401,36 @@ VIDEOS_SCHEMA = Migration(
     ),
 )
 
+# The VOPRF key's lifetime (spec 8.2, 8.4): evaluations answered per key, and when a retired
+# key stops answering; the index is published under each key the node answers for, so a
+# publication row is per (item, key).
+KEY_LIFETIME_SCHEMA = Migration(
+    8,
+    "key lifetime: evaluations per VOPRF key; index publications per item and key",
+    (
+        """
+        CREATE TABLE voprf_key_usage (
+            key_id      {BLOB} PRIMARY KEY,
+            evaluations BIGINT NOT NULL DEFAULT 0 CHECK (evaluations >= 0),
+            created_at  BIGINT NOT NULL,
+            retire_at   BIGINT
+        )""",
+        """
+        CREATE TABLE index_publications_by_key (
+            item_ref     {BLOB} NOT NULL,
+            scheme       TEXT NOT NULL,
+            key_id       {BLOB} NOT NULL,
+            entries      {BLOB} NOT NULL,
+            published_at BIGINT NOT NULL,
+            PRIMARY KEY (item_ref, key_id)
+        )""",
+        "INSERT INTO index_publications_by_key (item_ref, scheme, key_id, entries, published_at)"
+        " SELECT item_ref, scheme, key_id, entries, published_at FROM index_publications",
+        "DROP TABLE index_publications",
+        "ALTER TABLE index_publications_by_key RENAME TO index_publications",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
     FEDERATION_SCHEMA,
@@ -409,6 +439,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     PROTECTED_SOURCES_SCHEMA,
     RELIABILITY_SCHEMA,
     VIDEOS_SCHEMA,
+    KEY_LIFETIME_SCHEMA,
 )
 
 
