@@ -66,9 +66,7 @@ def _roster_naming(fed: LocalFederation, serial: int, hub_pk: bytes) -> roster_m
 
 
 async def _usage(hub, key_id: bytes) -> int:  # type: ignore[no-untyped-def]
-    v = await hub.db.fetch_value(
-        "SELECT evaluations FROM voprf_key_usage WHERE key_id = ?", key_id
-    )
+    v = await hub.db.fetch_value("SELECT evaluations FROM voprf_key_usage WHERE key_id = ?", key_id)
     return int(v or 0)
 
 
