@@ -6,9 +6,7 @@ ciphertext of ``rho_t * (d - t)`` under the querier's key. Sealing adds one fres
 ``rho_t*(d - t)*G + M``, which is ``M`` exactly when ``d = t`` and otherwise a uniform point
 independent of ``M``. The release is encrypted (XChaCha20-Poly1305, libsodium) under a key
 derived from ``M``, so the querier reads it, and knows the band, only if some ``t <= T`` equals
-the distance. A **dummy** answer (uniform points and a random sealed blob of the same length)
-is distributed exactly as a real answer that does not match; a holder sends one where it must
-answer but has nothing to answer with (spec section 8.5).
+the distance (spec section 8.5).
 
 Pure: bytes in, bytes out.
 """
@@ -93,28 +91,6 @@ def seal(
     key = release_key(verified.query.query_id, candidate, m)
     sealed = aead.crypto_aead_xchacha20poly1305_ietf_encrypt(pad(release), candidate, _NONCE, key)
     return SealedAnswer(th.ThresholdResponse(response.bands, tuple(groups)), sealed)
-
-
-def dummy(bands: Sequence[int]) -> SealedAnswer:
-    """An answer that never opens, distributed as a real answer that does not match: every
-    point uniform (a non-matching ``P_t`` is uniform and independent of the rest), the sealed
-    release uniform bytes of the same length."""
-    bands = th.validate_bands(bands)
-    n = bands[-1] + 1
-    points = sodium.scalarmult_base_many(sodium.scalar_random_many(2 * n))
-    groups, k, low = [], 0, 0
-    for bound in bands:
-        group = []
-        for _ in range(low, bound + 1):
-            group.append(
-                (points[k * _ROW : (k + 1) * _ROW], points[(k + 1) * _ROW : (k + 2) * _ROW])
-            )
-            k += 2
-        groups.append(tuple(group))
-        low = bound + 1
-    return SealedAnswer(
-        th.ThresholdResponse(bands, tuple(groups)), sodium.random_bytes(SEALED_BYTES)
-    )
 
 
 @dataclass(frozen=True)

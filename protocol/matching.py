@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from blindmatch.crypto import oprf
+from blindmatch.crypto import oprf, sodium
 from blindmatch.crypto import release as sealed_release
 from blindmatch.crypto import threshold as th
 from blindmatch.protocol import canonical, schema
@@ -290,19 +290,20 @@ def answer_threshold(
     default_bands: Sequence[int],
 ) -> Body:
     """One answer per named candidate, in order (8.5). ``items``: what each candidate resolved
-    to (None: unknown, withdrawn or forged). The first candidate naming an item gets the real,
-    sealed answer; a later one naming the same item, or one naming nothing, gets a dummy, which
-    the querier cannot tell from a real answer that does not match (a dummy for a repeat has
-    the item's bands, for nothing the holder's ``default_bands``)."""
+    to (None: unknown, withdrawn or forged). Every answer is a full, sealed threshold answer of
+    the same cost: for a candidate naming an item, against the item's hash (a second candidate
+    naming the same item gets its own fresh answer); for one naming nothing, a **decoy**
+    against a fresh random hash with the holder's ``default_bands``. So neither what the
+    querier receives nor how long the holder takes tells two hits on one item from hits on
+    two, or a withdrawn item from a far one."""
     answers = []
-    answered: set[bytes] = set()
     for candidate in body["items"]:
         item = items.get(candidate)
-        if item is None or item.item_ref in answered:
-            bands = item.bands if item is not None else tuple(default_bands)
-            answer = sealed_release.dummy(bands)
+        if item is None:
+            answer = sealed_release.seal(
+                verified, sodium.random_bytes(th.HASH_BYTES), default_bands, candidate, b""
+            )
         else:
-            answered.add(item.item_ref)
             answer = sealed_release.seal(
                 verified,
                 item.hash,

@@ -132,7 +132,7 @@ def test_holder_refuses_unknown_key_id_and_leaves_out_withdrawn_items() -> None:
     (req,) = ex.threshold_requests(cache)
     holder.withdrawn = set(holder.items)
     answer = holder.answer(req)
-    # a withdrawn item is answered like any item that does not match: a dummy, one per candidate
+    # a withdrawn item is answered like any item that does not match: a decoy per candidate
     assert [a["item"] for a in answer["answers"]] == req["items"]
     assert ex.on_answer(req, answer, cache) == []
 

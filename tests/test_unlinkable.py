@@ -118,8 +118,8 @@ def test_a_bucket_hit_carries_no_item_metadata() -> None:
         assert set(a) == {"item", "response", "sealed"}
         assert SECRET_LABEL.encode() not in a["sealed"] + a["response"]
     assert ex.on_answer(req, answer, cache) == []
-    # the same candidates for a near copy: the release opens, once per item (the other tables'
-    # candidates are answered with dummies), and only now the querier learns item and label
+    # the same candidates for a near copy: every candidate's release opens, one confirmation per
+    # item, and only now the querier learns item and label
     near = bytearray(h)
     near[0] ^= 0x81
     ex = matching.PeerExchange("hub", holder.key.pk, SCHEME, [matching.QueryHash(bytes(near))])
