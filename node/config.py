@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import json
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
@@ -120,6 +121,10 @@ class NodeConfig:
     # CA bundle that peers' certificates are verified against (default: the system's CAs)
     tls_ca: Path | None = None
     roster_check_interval_s: float = 10.0  # how often the roster file is checked for a change
+    # A hub's survivor page names the service and how to reach it (default: the node id).
+    hub_name: str | None = None
+    hub_contact: str | None = None
+    privacy_url: str | None = None  # the hub's full privacy policy (https)
     sync_interval_s: float = 5.0
     match_workers: int = 4
     lsh_scheme: str = "pdq-lsh-1"
@@ -168,10 +173,31 @@ class NodeConfig:
             raise ConfigError("key_overlap_days must not be negative")
         if list(self.release_bands) != sorted(set(self.release_bands)) or not self.release_bands:
             raise ConfigError("release_bands must be strictly increasing")
+        if self.privacy_url is not None and not self.privacy_url.startswith("https://"):
+            raise ConfigError("privacy_url: an https:// address")
+        if self.release_bands[0] < 0 or self.release_bands[-1] > 256:
+            raise ConfigError("release_bands are distances in 0..256")
+        for what, seconds in (
+            ("sync_interval_s", self.sync_interval_s),
+            ("roster_check_interval_s", self.roster_check_interval_s),
+        ):
+            # NaN compares false with everything: a plain range check would let it through.
+            if not math.isfinite(seconds) or not 0 < seconds <= 86400:
+                raise ConfigError(f"{what}: a number of seconds in (0, 86400]")
+        if not 1 <= self.match_workers <= 256:
+            raise ConfigError("match_workers: an integer in 1..256")
         if self.webhook_url is not None:
             require_tls_unless_loopback(self.webhook_url, "webhook_url")
             if self.webhook_secret_path is None:
                 raise ConfigError("webhook_url needs webhook_secret_file (webhooks are signed)")
+
+
+def _short_text(value: Any, what: str) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or len(value) > 200 or not value.isprintable():
+        raise ConfigError(f"{what}: a line of text of at most 200 characters")
+    return value
 
 
 def _hostport(value: Any, what: str) -> tuple[str, int]:
@@ -190,9 +216,14 @@ def load(path: Path) -> NodeConfig:
         raise ConfigError(f"no configuration at {path} (run 'blindmatch init')") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: {exc}") from exc
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: the configuration is not UTF-8 text") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration: {exc.strerror}") from None
     known = {
         "node_id", "home", "listen", "api_listen", "database", "roster", "governance_keys",
         "governance_threshold", "tls_cert", "tls_key", "tls_ca", "roster_check_interval_s",
+        "hub_name", "hub_contact", "privacy_url",
         "sync_interval_s", "match_workers",
         "lsh_scheme", "dihedral_queries", "derivative_search", "release_bands", "policy",
         "webhook_url", "webhook_secret_file", "voprf_key_cap", "key_overlap_days",
@@ -217,6 +248,9 @@ def load(path: Path) -> NodeConfig:
             tls_key=p(raw.get("tls_key")),
             tls_ca=p(raw.get("tls_ca")),
             roster_check_interval_s=float(raw.get("roster_check_interval_s", 10.0)),
+            hub_name=_short_text(raw.get("hub_name"), "hub_name"),
+            hub_contact=_short_text(raw.get("hub_contact"), "hub_contact"),
+            privacy_url=_short_text(raw.get("privacy_url"), "privacy_url"),
             sync_interval_s=float(raw.get("sync_interval_s", 5.0)),
             match_workers=int(raw.get("match_workers", 4)),
             lsh_scheme=str(raw.get("lsh_scheme", "pdq-lsh-1")),
@@ -261,6 +295,10 @@ def dump(cfg: NodeConfig) -> str:
         keys = ", ".join(f'"{k.hex()}"' for k in cfg.governance_keys)
         lines.append(f"governance_keys = [{keys}]")
         lines.append(f"governance_threshold = {cfg.governance_threshold}")
+    for name, text in (("hub_name", cfg.hub_name), ("hub_contact", cfg.hub_contact),
+                       ("privacy_url", cfg.privacy_url)):  # fmt: skip
+        if text is not None:
+            lines.append(f"{name} = {json.dumps(text)}")
     lines.append(f"sync_interval_s = {cfg.sync_interval_s}")
     lines.append(f"release_bands = [{', '.join(str(b) for b in cfg.release_bands)}]")
     return "\n".join(lines) + "\n"

@@ -29,14 +29,17 @@ import msgpack
 import numpy as np
 
 from blindmatch.crypto import oprf
+from blindmatch.node import signals
 from blindmatch.node.cases.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
 from blindmatch.node.federation import index_build
+from blindmatch.node.federation.job_ledger import JobLedger, JobStateError
 from blindmatch.node.federation.peer_client import PeerClient, PeerError
 from blindmatch.node.federation.peer_replicas import PeerReplica, Rejected, StoredEntry
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
+from blindmatch.node.signals.base import bands as band_bounds
 from blindmatch.node.storage import (
     BudgetLedger,
     BudgetLimits,
@@ -53,7 +56,7 @@ from blindmatch.node.storage.feeds import FeedEntry
 from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
-from blindmatch.protocol import canonical, derivative, index, matching, schema, signal_types, video
+from blindmatch.protocol import canonical, derivative, index, matching, signal_types
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.key_lifetime import KeyExhausted, KeyLifetime
 from blindmatch.protocol.lsh import SCHEMES
@@ -70,6 +73,8 @@ log = logging.getLogger("blindmatch.node")
 INDEX_FEED = "index"
 FEED_PAGE_BYTES = 8 * 1024 * 1024  # half the querier's reply limit
 MATCH_TASK_KIND = "match"
+# Refusals a retry cannot change: the peer's part of the job is dead-lettered at once.
+PERMANENT = ("bad-body", "unknown-item", "not-allowed")
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,13 @@ class JobStatus:
     complete: bool
     results: list[MatchResult]
     tasks: list[dict[str, Any]]
+    state: str = "running"  # running, complete, dead-lettered, cancelled
+    reason: str | None = None  # why it ended other than complete
+
+    @property
+    def ended(self) -> bool:
+        """Nothing more will happen to it (complete with its cases open, or given up)."""
+        return self.complete or self.state in ("dead-lettered", "cancelled")
 
 
 class NodeError(Exception):
@@ -100,10 +112,6 @@ class NodeError(Exception):
         self.code = code
         self.detail = message
         self.retry_after_ms = retry_after_ms
-
-
-def _bands(release_bands: Sequence[int], threshold: int) -> tuple[int, ...]:
-    return (*(b for b in release_bands if b < threshold), threshold)
 
 
 def _release_json(release: Any) -> str:
@@ -151,6 +159,7 @@ class Node:
         self.budgets = BudgetLedger(db)
         self.state = NodeState(db)
         self.metrics = Metrics()
+        self.jobs = JobLedger(db, self.metrics)
         self.client = PeerClient(self)
         self.decisions = DecisionService(self)
         self.translog = TransparencyLog(db, cfg.node_id, keys.identity, self.clock)
@@ -233,66 +242,23 @@ class Node:
 
     # --- holder: publishing the blinded index ------------------------------------------------
 
-    # An item is in the published index exactly while this holds (one "?": now). A protected
-    # source's tiles are in it exactly while their source item is.
-    _ACTIVE_WHERE = (
-        " i.signal_type = 'pdq' AND i.withdrawn_at IS NULL"
-        " AND (i.expires_at IS NULL OR i.expires_at > ?) AND b.enabled = 1 AND b.shared = 1"
-    )
-    _ACTIVE = " FROM bank_items i JOIN banks b ON b.id = i.bank_id WHERE" + _ACTIVE_WHERE
-    _ACTIVE_TILES = (
-        " FROM source_tiles t JOIN protected_sources s ON s.source_id = t.source_id"
-        " JOIN bank_items i ON i.id = t.source_id JOIN banks b ON b.id = i.bank_id"
-        " WHERE b.provenance = 'protected-source' AND" + _ACTIVE_WHERE
-    )
-    _ACTIVE_ITEMS_SQL = (
-        "SELECT i.item_ref, i.hash, i.categories AS item_categories, b.categories AS"
-        " bank_categories, b.provenance AS bank_provenance, b.distance_threshold,"
-        " s.grp, s.source_cells FROM bank_items i JOIN banks b ON b.id = i.bank_id"
-        " LEFT JOIN protected_sources s ON s.source_id = i.id WHERE" + _ACTIVE_WHERE
-    )
-    _ACTIVE_TILE_SQL = (
-        "SELECT t.hash, s.scheme, s.grp, s.source_cells" + _ACTIVE_TILES + " AND t.item_ref = ?"
-    )
-    # Only the differences, so a round with nothing to do reads nothing of size.
-    _TO_PUBLISH_SQL = (
-        "SELECT i.item_ref, i.hash, NULL AS cell" + _ACTIVE + " AND NOT EXISTS"
-        " (SELECT 1 FROM index_publications p WHERE p.item_ref = i.item_ref AND p.key_id = ?)"
-    )
-    _TO_PUBLISH_TILES_SQL = (
-        "SELECT t.item_ref, t.hash, t.cell" + _ACTIVE_TILES + " AND NOT EXISTS"
-        " (SELECT 1 FROM index_publications p WHERE p.item_ref = t.item_ref AND p.key_id = ?)"
-    )
-    # A video's indexed frames (cases of signal type vpdq, specs/signals-and-lsh.md 7): in the
-    # index exactly while their video item is. One "?": now.
-    _ACTIVE_FRAMES = (
-        " FROM video_frames f JOIN videos v ON v.item_id = f.item_id"
-        " JOIN bank_items i ON i.id = f.item_id JOIN banks b ON b.id = i.bank_id"
-        " WHERE f.item_ref IS NOT NULL AND i.signal_type = 'vpdq' AND i.withdrawn_at IS NULL"
-        " AND (i.expires_at IS NULL OR i.expires_at > ?) AND b.enabled = 1 AND b.shared = 1"
-    )
-    _ACTIVE_FRAME_SQL = (
-        "SELECT f.hash, v.grp, v.indexed_frames, i.categories AS item_categories,"
-        " b.categories AS bank_categories, b.provenance AS bank_provenance,"
-        " b.distance_threshold" + _ACTIVE_FRAMES + " AND f.item_ref = ?"
-    )
-    _TO_PUBLISH_FRAMES_SQL = (
-        "SELECT f.item_ref, f.hash, 'vpdq' AS cell" + _ACTIVE_FRAMES + " AND NOT EXISTS"
-        " (SELECT 1 FROM index_publications p WHERE p.item_ref = f.item_ref AND p.key_id = ?)"
-    )
-    _TO_UNPUBLISH_SQL = (
-        "SELECT p.item_ref, p.entries FROM index_publications p WHERE p.key_id = ? AND NOT EXISTS"
-        " (SELECT 1" + _ACTIVE + " AND i.item_ref = p.item_ref) AND NOT EXISTS"
-        " (SELECT 1" + _ACTIVE_TILES + " AND t.item_ref = p.item_ref) AND NOT EXISTS"
-        " (SELECT 1" + _ACTIVE_FRAMES + " AND f.item_ref = p.item_ref)"
-    )
+    def _publishing_adapters(self) -> list[signals.SignalAdapter]:
+        return [
+            a
+            for a in signals.ADAPTERS
+            if a.published_by_role is None or a.published_by_role in self.me.roles
+        ]
 
-    def _index_keys(self, hash32: bytes, cell: str | None) -> list[bytes]:
-        if cell is None:
-            return self.scheme.index_keys(hash32)
-        if cell == video.SIGNAL:
-            return video.index_keys(hash32)
-        return self.tile_scheme.index_keys(derivative.Cell.parse(cell), hash32)
+    def _unpublish_sql(self, now: int, key_id: bytes) -> tuple[str, list[Any]]:
+        """Published references (under one key) that are no longer a live item of any type."""
+        sql = "SELECT p.item_ref, p.entries FROM index_publications p WHERE p.key_id = ?"
+        params: list[Any] = [key_id]
+        for a in signals.ADAPTERS:
+            live = a.live_ref_sql()
+            if live is not None:
+                sql += f" AND NOT EXISTS ({live})"
+                params += a.live_ref_params(now)
+        return sql, params
 
     async def reconcile_index(self) -> dict[str, int]:
         """Bring the published index in line with the active shared items (one at a time: the
@@ -318,14 +284,14 @@ class Node:
 
     async def _reconcile_key(self, key: oprf.ServerKey, now: int) -> dict[str, int]:
         key_id = voprf_key_id(key.pk)
-        rows = await self.db.fetch_all(self._TO_PUBLISH_SQL, now, key_id)
-        if "hub" in self.me.roles:  # nobody asks anyone else about tiles (5.1)
-            rows += await self.db.fetch_all(self._TO_PUBLISH_TILES_SQL, now, key_id)
-        rows += await self.db.fetch_all(self._TO_PUBLISH_FRAMES_SQL, now, key_id)
-        active = {bytes(r["item_ref"]): (bytes(r["hash"]), r["cell"]) for r in rows}
+        active: dict[bytes, list[bytes]] = {}
+        for adapter in self._publishing_adapters():
+            for p in await adapter.unpublished(self.db, now, key_id):
+                active[p.item_ref] = p.keys
+        unpublish_sql, unpublish_params = self._unpublish_sql(now, key_id)
         published = {
             bytes(r["item_ref"]): bytes(r["entries"])
-            for r in await self.db.fetch_all(self._TO_UNPUBLISH_SQL, key_id, now, now, now)
+            for r in await self.db.fetch_all(unpublish_sql, *unpublish_params)
         }
         to_add, to_remove = list(active), list(published)
         # One delta must fit a feed payload: at most MAX_ENTRIES_PER_DELTA entries.
@@ -338,9 +304,7 @@ class Node:
         # The OPRF evaluations of the whole backlog start at once (worker processes when it
         # is large) and each delta is written as soon as its items are evaluated, so the
         # writes overlap the evaluation of the items after them.
-        evaluations = index_build.start_entries(
-            key, [(r, self._index_keys(*active[r])) for r in to_add]
-        )
+        evaluations = index_build.start_entries(key, [(r, active[r]) for r in to_add])
         packed_all: list[bytes] = []
         try:
             for start in range(0, len(to_add), batch):
@@ -618,70 +582,18 @@ class Node:
             raise NodeError(exc.code, str(exc)) from exc
 
     async def _holder_items(self, refs: Sequence[bytes]) -> dict[bytes, matching.HolderItem | None]:
+        """What the holder answers for each asked reference: the live item of whichever signal
+        type holds it (None when none does: withdrawn, expired, never ours)."""
         now = self.now()
         out: dict[bytes, matching.HolderItem | None] = {}
         for ref in refs:
-            row = await self.db.fetch_one(self._ACTIVE_ITEMS_SQL + " AND i.item_ref = ?", now, ref)
-            if row is None:
-                out[ref] = await self._holder_tile(ref, now) or await self._holder_frame(ref, now)
-                continue
-            cats = json.loads(row["item_categories"] or "[]") or json.loads(
-                row["bank_categories"] or "[]"
-            )
-            release: dict[str, Any] = {
-                "categories": [c for c in cats if isinstance(c, str)][:8],
-                "provenance": row["bank_provenance"],
-                "signal": "pdq",
-            }
-            if row["grp"] is not None:
-                # A protected source's whole-picture item names its group too, so the querier
-                # can put a whole-picture match and the tiles of the same source in one case.
-                release["group"] = bytes(row["grp"])
-                release["source_cells"] = int(row["source_cells"])
-            try:
-                schema.check(matching_release_schema(), release)
-            except schema.SchemaError:
-                release = {"provenance": row["bank_provenance"], "signal": "pdq"}
-            out[ref] = matching.HolderItem(
-                item_ref=ref,
-                hash=bytes(row["hash"]),
-                bands=_bands(self.cfg.release_bands, int(row["distance_threshold"])),
-                release=release,
-            )
+            item = None
+            for adapter in signals.ADAPTERS:
+                item = await adapter.holder_item(self.db, ref, now, self.cfg.release_bands)
+                if item is not None:
+                    break
+            out[ref] = item
         return out
-
-    async def _holder_tile(self, ref: bytes, now: int) -> matching.HolderItem | None:
-        row = await self.db.fetch_one(self._ACTIVE_TILE_SQL, now, ref)
-        if row is None:
-            return None
-        scheme = derivative.DERIVATIVE_SCHEMES.get(row["scheme"])
-        if scheme is None:
-            return None
-        return matching.HolderItem(
-            item_ref=ref,
-            hash=bytes(row["hash"]),
-            bands=_bands(self.cfg.release_bands, scheme.threshold),
-            release=derivative.release_for_tile(bytes(row["grp"]), int(row["source_cells"])),
-        )
-
-    async def _holder_frame(self, ref: bytes, now: int) -> matching.HolderItem | None:
-        row = await self.db.fetch_one(self._ACTIVE_FRAME_SQL, now, ref)
-        if row is None:
-            return None
-        cats = json.loads(row["item_categories"] or "[]") or json.loads(
-            row["bank_categories"] or "[]"
-        )
-        return matching.HolderItem(
-            item_ref=ref,
-            hash=bytes(row["hash"]),
-            bands=_bands(self.cfg.release_bands, int(row["distance_threshold"])),
-            release=video.release_for_frame(
-                bytes(row["grp"]),
-                int(row["indexed_frames"]),
-                row["bank_provenance"],
-                [c for c in cats if isinstance(c, str)],
-            ),
-        )
 
     async def _resolve_candidates(
         self, candidates: Sequence[bytes]
@@ -741,7 +653,7 @@ class Node:
             verified,
             items,
             body,
-            _bands(self.cfg.release_bands, PDQ_MATCH_THRESHOLD),
+            band_bounds(self.cfg.release_bands, PDQ_MATCH_THRESHOLD),
         )
         self.metrics.inc("threshold_answers_total", len(answer["answers"]))
         return answer
@@ -1023,13 +935,14 @@ class Node:
         replica = await self._catch_up(peer.node_id)
         assert replica is not None
         job_queries = await self._job_queries(job_ref)
+        for i, q in enumerate(job_queries):
+            if q.float_vector is not None and not np.isfinite(q.float_vector).all():
+                # Stored before submit checked it: no attempt can ever run this job.
+                raise NodeError("bad-body", f"query {i} has a float vector that is not finite")
         # Protected sources are banked by hubs (specs/derivatives.md 5.1): only a hub is asked
         # about tiles, which keeps derivative search from costing anything at other holders.
-        wanted = [
-            i
-            for i, q in enumerate(job_queries)
-            if "hub" in peer.roles or not derivative.is_cell_variant(q.variant)
-        ]
+        # A signal type banked by one role only (tiles: hubs) is asked of that role only.
+        wanted = [i for i, q in enumerate(job_queries) if signals.asked_of(q, peer.roles)]
         queries = [job_queries[i] for i in wanted]
         # Every signal type's hashes in one batch (each probed under its own type's buckets):
         # still one round trip per peer.
@@ -1071,7 +984,7 @@ class Node:
                 "UPDATE match_tasks SET state = 'done', probes = ?, candidates = ?,"
                 " bytes_sent = bytes_sent + ?, bytes_received = bytes_received + ?,"
                 " last_error = NULL, replica_cursor = ?, updated_at = ? WHERE job_ref = ?"
-                " AND peer_id = ? AND state <> 'done'",
+                " AND peer_id = ? AND state = 'pending'",
                 ex.probes_sent, sum(len(v) for v in ex.candidates.values()),
                 sent - sent_before, received - received_before, ran_at, now, job_ref,
                 peer.node_id,
@@ -1097,14 +1010,10 @@ class Node:
                         band=band,
                     )
                 await self.db.execute(
-                    "UPDATE match_jobs SET peers_done = peers_done + 1, completed_at ="
-                    " CASE WHEN completed_at IS NULL AND peers_done + 1 >= peers_total THEN ?"
-                    " ELSE completed_at END, state = CASE WHEN state = 'running'"
-                    " AND peers_done + 1 >= peers_total THEN 'complete' ELSE state END"
-                    " WHERE job_ref = ?",
-                    now,
+                    "UPDATE match_jobs SET peers_done = peers_done + 1 WHERE job_ref = ?",
                     job_ref,
                 )
+                await self.jobs.settle(job_ref, now)
         self.metrics.inc("matches_confirmed_total", len(ex.confirmed))
         done = await self.db.fetch_value(
             "SELECT completed_at FROM match_jobs WHERE job_ref = ?", job_ref
@@ -1148,17 +1057,36 @@ class Node:
             else:
                 raise NodeError("internal", f"unknown outbox kind {m.kind}")
             await self.outbox.mark_delivered(m.message_id, self.now())
-        except (TimeoutError, PeerError, NodeError, OSError) as exc:
-            code = getattr(exc, "code", exc.__class__.__name__)
-            if m.kind == MATCH_TASK_KIND:
-                await self.db.execute(
-                    "UPDATE match_tasks SET last_error = ?, updated_at = ? WHERE job_ref = ?"
-                    " AND peer_id = ?",
-                    str(code), self.now(), m.payload, m.peer_id,
-                )  # fmt: skip
-            await self.outbox.schedule_retry(m.message_id, str(code), self.now(), self.rng)
-            self.metrics.inc("match_task_retries_total", labels={"peer": m.peer_id})
-            log.info("match task against %s deferred: %s", m.peer_id, code)
+        except Exception as exc:
+            await self._failed_attempt(m, exc)
+
+    async def _failed_attempt(self, m: Any, exc: Exception) -> None:
+        """One attempt failed: retry it later (bounded by the outbox's policy), or, when it
+        can never succeed or its attempts ran out, dead-letter the peer's part of the job."""
+        if isinstance(exc, TimeoutError | PeerError | NodeError | OSError):
+            code = str(getattr(exc, "code", exc.__class__.__name__))
+        else:  # a fault of ours: logged with its traceback, retried, still bounded
+            log.error("match task against %s failed unexpectedly", m.peer_id, exc_info=exc)
+            code = f"internal ({exc.__class__.__name__})"
+        now = self.now()
+        if m.kind == MATCH_TASK_KIND and isinstance(exc, NodeError) and exc.code in PERMANENT:
+            await self.jobs.fail_task(m.payload, m.peer_id, f"{code}: {exc.detail}", now)
+            self._wake_matcher.set()
+            return
+        if m.kind == MATCH_TASK_KIND:
+            await self.db.execute(
+                "UPDATE match_tasks SET last_error = ?, updated_at = ? WHERE job_ref = ?"
+                " AND peer_id = ? AND state = 'pending'",
+                code, now, m.payload, m.peer_id,
+            )  # fmt: skip
+        message = await self.outbox.schedule_retry(m.message_id, code, now, self.rng)
+        if message.state == "dead" and m.kind == MATCH_TASK_KIND:
+            reason = f"gave up after {message.attempts} attempts; last error {code}"
+            await self.jobs.fail_task(m.payload, m.peer_id, reason, now)
+            self._wake_matcher.set()
+            return
+        self.metrics.inc("match_task_retries_total", labels={"peer": m.peer_id})
+        log.info("match task against %s deferred: %s", m.peer_id, code)
 
     async def _deliver_webhook(self, body: bytes) -> None:
         url = self.decisions.webhook_url
@@ -1227,8 +1155,10 @@ class Node:
             peers_done=int(job["peers_done"]),
             # A job with a content reference is complete once its cases are open too, so a
             # caller that waited for it finds them.
-            complete=job["completed_at"] is not None
+            complete=job["state"] == "complete"
             and (job["content_ref"] is None or bool(job["cases_opened"])),
+            state=job["state"],
+            reason=job["ended_reason"],
             results=[
                 MatchResult(
                     peer=r["peer_id"],
@@ -1243,17 +1173,29 @@ class Node:
             tasks=[dict(t) for t in tasks],
         )
 
+    async def cancel_job(self, job_ref: bytes, reason: str = "cancelled by the operator") -> None:
+        """Stop a running job: its pending parts are not attempted again (what it confirmed
+        so far still opens cases)."""
+        try:
+            await self.jobs.cancel(job_ref, reason, self.now())
+        except JobStateError as exc:
+            raise NodeError(exc.code, exc.detail) from None
+        self._wake_matcher.set()
+
+    async def retry_job(self, job_ref: bytes) -> list[str]:
+        """Run a dead-lettered or cancelled job's failed parts again, with fresh attempts."""
+        try:
+            peers = await self.jobs.retry(job_ref, self.now())
+        except JobStateError as exc:
+            raise NodeError(exc.code, exc.detail) from None
+        self._wake_matcher.set()
+        return peers
+
     async def wait_for_job(self, job_ref: bytes, timeout: float = 60.0) -> JobStatus:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             status = await self.job_status(job_ref)
-            if status.complete or asyncio.get_running_loop().time() > deadline:
+            if status.ended or asyncio.get_running_loop().time() > deadline:
                 return status
             self._wake_matcher.set()
             await asyncio.sleep(0.05)
-
-
-def matching_release_schema():  # type: ignore[no-untyped-def]
-    from blindmatch.protocol.messages import RELEASE_FIELDS
-
-    return RELEASE_FIELDS

@@ -49,6 +49,10 @@ async def refresh(node: Node) -> None:
         " WHERE completed_at IS NULL"
     )
     depth[("match-jobs", "pending")] = int(job["n"]) if job else 0
+    depth[("match-jobs", "dead-lettered")] = int(
+        await node.db.fetch_value("SELECT COUNT(*) FROM match_jobs WHERE state = 'dead-lettered'")
+        or 0
+    )
     first = job["first"] if job else None
     oldest[("match-jobs", "pending")] = 0 if first is None else max(0, now - int(first))
 

@@ -29,7 +29,7 @@ from typing import Any
 
 from blindmatch.crypto import signing
 from blindmatch.protocol import canonical, schema, signal_types
-from blindmatch.protocol.schema import Field, blob, integer, text
+from blindmatch.protocol.schema import Field, blob, integer, list_of, text
 
 HASH_BYTES = 32
 LEAF_PREFIX = b"\x00"
@@ -450,6 +450,16 @@ ENTRY_KINDS: tuple[str, ...] = (
     "uploader-evaluation-counts",
 )
 SIGNAL_TYPES: tuple[str, ...] = signal_types.bank_signal_names()
+# Context signals a decision entry may name (node policy [context]; specs/uploaders.md).
+DECISION_SIGNALS: tuple[str, ...] = (
+    "new-account",
+    "earlier-strikes",
+    "repeat-uploader-here",
+    "open-reports",
+    "surface",
+    "self-upload",
+    "known-elsewhere",
+)
 DIRECTIONS: tuple[str, ...] = ("sent", "received")
 
 _SEQ = integer(0, MAX_TREE_SIZE)
@@ -518,6 +528,11 @@ ENTRY_SCHEMAS: dict[str, Mapping[str, Field]] = {
         "outcome": Field(text(16, choices=("actioned", "dismissed", "escalated"))),
         "decided_by": Field(text(16, choices=("policy", "reviewer"))),
         "policy": Field(text(32, pattern=POLICY_NAME), required=False),
+        # The context signals that moved the case's priority: names only, never values.
+        "signals": Field(
+            list_of(text(32, choices=DECISION_SIGNALS), max_items=len(DECISION_SIGNALS)),
+            required=False,
+        ),
     },
     "feedback": {
         **_COMMON,

@@ -290,21 +290,18 @@ def _pack(tags: Iterable[bytes]) -> bytes:
     return b"".join(tags)  # sorted: an entry does not say which tags came together
 
 
-def entry_id(kind: str, payload: bytes) -> bytes:
-    return hashlib.sha256(kind.encode() + b"\x00" + payload).digest()[:16]
-
-
-def add_entry(key_id: bytes, tags: Iterable[bytes], expires_ms: int) -> tuple[str, bytes, bytes]:
-    """(kind, id, payload) of an ``uploader.add`` entry."""
+def add_entry(key_id: bytes, tags: Iterable[bytes], expires_ms: int) -> tuple[str, bytes]:
+    """(kind, payload) of an ``uploader.add`` entry. Its feed entry id is random: the same
+    tags may be added, removed and added again."""
     payload = canonical.encode(
         {"key_id": key_id, "tags": _pack(tags), "expires_ms": round_expiry(expires_ms)}
     )
-    return ADD, entry_id(ADD, payload), payload
+    return ADD, payload
 
 
-def remove_entry(key_id: bytes, tags: Iterable[bytes]) -> tuple[str, bytes, bytes]:
+def remove_entry(key_id: bytes, tags: Iterable[bytes]) -> tuple[str, bytes]:
     payload = canonical.encode({"key_id": key_id, "tags": _pack(tags)})
-    return REMOVE, entry_id(REMOVE, payload), payload
+    return REMOVE, payload
 
 
 def parse_entry(kind: str, payload: bytes) -> dict[str, Any]:

@@ -92,12 +92,12 @@ def verify_holder_answer(i: dict[str, Any]) -> dict[str, Any]:
 def entry(i: dict[str, Any]) -> dict[str, Any]:
     tags = _bl(i["tags"])
     if i["kind"] == up.ADD:
-        kind, eid, payload = up.add_entry(_b(i["key_id"]), tags, i["expires_ms"])
+        kind, payload = up.add_entry(_b(i["key_id"]), tags, i["expires_ms"])
     elif i["kind"] == up.REMOVE:
-        kind, eid, payload = up.remove_entry(_b(i["key_id"]), tags)
+        kind, payload = up.remove_entry(_b(i["key_id"]), tags)
     else:
         raise up.UploaderError("bad-entry", f"unknown entry kind {i['kind']!r}")
-    return {"kind": kind, "id": eid.hex(), "payload": payload.hex()}
+    return {"kind": kind, "payload": payload.hex()}
 
 
 def apply(i: dict[str, Any]) -> dict[str, Any]:

@@ -143,11 +143,17 @@ def _plots(s: Scenario, res: dict, ctx: Context, dec: Decisions, out: Path) -> l
         ax.barh(y - 0.2, [x["plaintext_pdq_recall"] for x in rows], 0.4, label="plaintext PDQ <= T")
         protocol = [x["protocol_recall"] for x in rows]
         lo_hi = [wilson(x["protocol_recall"], x["catchable"]) for x in rows]
-        err = np.array(
-            [
-                [p - lo for p, (lo, _) in zip(protocol, lo_hi, strict=True)],
-                [hi - p for p, (_, hi) in zip(protocol, lo_hi, strict=True)],
-            ]
+        # Clipped at 0: the recall is rounded to 4 places, the interval is not, so a bound can
+        # sit a hair on the wrong side of it (matplotlib refuses a negative error bar).
+        err = np.clip(
+            np.array(
+                [
+                    [p - lo for p, (lo, _) in zip(protocol, lo_hi, strict=True)],
+                    [hi - p for p, (_, hi) in zip(protocol, lo_hi, strict=True)],
+                ]
+            ),
+            0,
+            None,
         )
         ax.barh(
             y + 0.2,

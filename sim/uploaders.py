@@ -41,12 +41,13 @@ VARIANTS = ("match only", "with context", "with context + cross-service")
 
 @dataclass(frozen=True)
 class Weights:
-    """Priority weights of the variants (the node's policy defaults, specs: node policy)."""
+    """Priority weights of the variants: the node policy's defaults (its ``[review]`` band
+    priorities and its ``[context]`` weights)."""
 
     base: int = 50
     band: tuple[tuple[int, int], ...] = ((8, 30), (16, 20), (31, 0))
     new_account: int = 10  # account younger than new_account_days
-    strike: int = 15  # per earlier confirmed strike on this platform, up to 2
+    strike: int = 15  # per earlier actioned case of this uploader on this platform, up to 3
     report: int = 15  # open reports against the account or post
     self_declared: int = -45
     known_elsewhere: int = 30
@@ -180,7 +181,7 @@ def _replay(
             prio = w.base + _band_priority(w, band)
             if context:
                 prio += w.new_account * (who["age"][up] < u.new_account_days)
-                prio += w.strike * min(2, strikes[(node, int(who["uploader"][up]))])
+                prio += w.strike * min(3, strikes[(node, int(who["uploader"][up]))])
                 prio += w.report * bool(who["reported"][up])
                 prio += w.self_declared * declared
             if cross and who["pop"][up] != ORDINARY:

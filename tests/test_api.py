@@ -104,3 +104,80 @@ async def test_hub_serves_the_survivor_page_and_nodes_serve_the_console(fed) -> 
         # The console is on the API address, behind its own login (not the API token).
         async with s.get(fed["platform"].api_url + "/console/", allow_redirects=False) as r:
             assert r.status in (302, 303) and "login" in r.headers["Location"]
+
+
+async def test_video_bank_items_and_a_video_query_through_the_api(fed, tmp_path: Path) -> None:
+    import subprocess
+
+    from blindmatch.node.media.video import ffmpeg_available
+    from blindmatch.protocol import video
+
+    if not (ffmpeg_available() and hashing.vpdq_available()):
+        pytest.skip("needs ffmpeg and vpdq")
+    data = pytest.importorskip("skimage.data")
+    Image.fromarray(data.astronaut()).save(tmp_path / "a.png")
+
+    def clip(name: str, vf: str) -> Path:
+        out = tmp_path / name
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-v",
+                "error",
+                "-y",
+                "-loop",
+                "1",
+                "-i",
+                str(tmp_path / "a.png"),
+                "-vf",
+                f"{vf},fps=10,format=yuv420p",
+                "-t",
+                "4",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                str(out),
+            ],
+            check=True,
+        )
+        return out
+
+    banked = clip("banked.mp4", "crop=384:288:'30*t':'20*t'")
+    upload = clip("upload.mp4", "crop=384:288:'30*t':'20*t',scale=256:-2")
+    signal = video.format_signal_string(hashing.hash_video(banked))
+    hub, platform = fed["hub"], fed["platform"]
+    async with BlindmatchClient(hub.api_url, hub.api_token) as bm:
+        await bm.create_bank("clips", "survivor-submitted", shared=True, categories=["ncii"])
+        added = await bm.add_hashes("clips", [signal], signal_type="vpdq")
+        assert added == {"added": 1, "already_present": 0}
+        again = await bm.add_hashes("clips", [signal], signal_type="vpdq")
+        assert again == {"added": 0, "already_present": 1}
+        with pytest.raises(ApiClientError) as info:
+            await bm.add_hashes("clips", ["not a signal string"], signal_type="vpdq")
+        assert info.value.status == 400
+    await platform.node.sync_all()
+    async with BlindmatchClient(platform.api_url, platform.api_token) as bm:
+        job = await bm.match_media(upload.read_bytes(), wait=60, content_ref="upload-1")
+        assert job["complete"]
+        [case] = await bm.cases_for_content("upload-1")  # one case for the video
+        assert case["state"] != "closed"
+        [match] = job["matches"]
+        assert (match["peer"], match["signal"], match["variant"]) == ("hub", "vpdq", "video")
+        assert (
+            max(match["video"]["query_match_percent"], match["video"]["compared_match_percent"])
+            >= 80
+        )
+        assert match["categories"] == ["ncii"]
+        with pytest.raises(ApiClientError) as info:
+            await bm.match_media(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 200)
+        assert info.value.status == 400
+    # The survivor withdraws the video at the hub: after one sync the platform's case closes
+    # (the withdrawal names the video's frames, which the case was opened on).
+    [item] = await hub.banks.list_items("clips")
+    async with BlindmatchClient(hub.api_url, hub.api_token) as bm:
+        await bm.withdraw(item.item_ref.hex(), reason="survivor withdrew")
+    await platform.node.sync_all()
+    async with BlindmatchClient(platform.api_url, platform.api_token) as bm:
+        [case] = await bm.cases_for_content("upload-1")
+        assert case["state"] == "closed"

@@ -17,6 +17,7 @@ from blindmatch.node.banks.formats import (
     parse_jsonl,
     parse_te_csv,
     parse_te_lines,
+    te_export_line,
 )
 from blindmatch.node.banks.validation import BankValidationError
 
@@ -30,7 +31,7 @@ def problems(exc: pytest.ExceptionInfo[ImportFormatError]) -> dict[int, str]:
 def test_jsonl_accepts_every_documented_field() -> None:
     line = json.dumps(
         {
-            "signal_type": "vpdq",
+            "signal_type": "pdq",
             "hash": H.upper(),
             "quality": 0,
             "categories": ["ncii", "a:b"],
@@ -73,7 +74,7 @@ def test_te_lines() -> None:
         parse_te_lines(source)
     found = problems(caught)
     assert "needs the signal type" in found[1]
-    assert "TE vpdq signal strings" in found[2]
+    assert "vpdq signal" in found[2]  # a video's signal string is a JSON list of frames
     assert "MD5 signals are not supported" in found[3]
     assert "the first must be a rotation" in found[4]
     assert "unsupported signal type 'foo'" in found[5]
@@ -102,8 +103,8 @@ def test_te_csv_header_and_rows() -> None:
 
 
 def test_hma_json() -> None:
-    parsed = parse_hash_list("hma-json", [json.dumps({"pdq": H, "vpdq": "[]"})])
-    assert len(parsed.items) == 1 and parsed.unsupported == {"vpdq": 1}
+    parsed = parse_hash_list("hma-json", [json.dumps({"pdq": H, "tlsh": "T1AB"})])
+    assert len(parsed.items) == 1 and parsed.unsupported == {"tlsh": 1}
     with pytest.raises(ImportFormatError) as caught:
         parse_hash_list("hma-json", ["{}", json.dumps({"video_md5": "0" * 32}), "[]"])
     assert set(problems(caught)) == {1, 2, 3}
@@ -191,3 +192,26 @@ def test_errors_never_echo_hash_values() -> None:
         with pytest.raises(ImportFormatError) as caught:
             parse_hash_list(fmt, io.StringIO(text))
         assert H[:12] not in str(caught.value), (fmt, str(caught.value))
+
+
+def test_vpdq_signal_strings_are_videos_in_every_format() -> None:
+    """A TE vpdq signal string (a video's frame list) is one item with its frames, in jsonl,
+    te-lines (spaces inside the JSON are fine), te-csv and hma-json; exports write it back."""
+    signal = json.dumps([f"{H},100,0.0", f"{'ab' * 32},90,1.0", f"{'cd' * 32},20,2.0"])
+    lines = {
+        "jsonl": [json.dumps({"signal_type": "vpdq", "hash": signal})],
+        "te-lines": [f"vpdq {signal}"],
+        "te-csv": ["signal_type,signal_str", "vpdq," + '"' + signal.replace('"', '""') + '"'],
+        "hma-json": [json.dumps({"vpdq": signal})],
+    }
+    items = []
+    for fmt, source in lines.items():
+        (item,) = parse_hash_list(fmt, source).items
+        assert item.signal_type == "vpdq" and item.frames is not None and len(item.frames) == 3
+        items.append(item)
+    assert len({i.hash for i in items}) == 1  # the same video, whichever format
+    out = te_export_line("te-lines", "vpdq", items[0].hash, signal_str=signal)
+    assert out == f"vpdq {signal}"
+    flat = json.dumps([f"{'cd' * 32},20,2.0"])  # no frame of quality 50: could never match
+    with pytest.raises(ImportFormatError, match="no frame reaches quality 50"):
+        parse_hash_list("jsonl", [json.dumps({"signal_type": "vpdq", "hash": flat})])

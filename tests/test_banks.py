@@ -128,7 +128,8 @@ async def test_add_list_remove_items(banks: BankService, clock: FixedClock) -> N
     again = await banks.add_item("b", "pdq", H1.upper())
     assert not again.created and again.item.item_ref == item.item_ref
     await banks.add_item("b", "sha256", bytes.fromhex(H2))
-    await banks.add_item("b", "vpdq", H3, quality=60)
+    # A vpdq item is a video: its ThreatExchange signal string (here one frame).
+    await banks.add_item("b", "vpdq", json.dumps([f"{H3},60,0.0"]))
     assert len(await banks.list_items("b")) == 3
     assert [i.signal_type for i in await banks.list_items("b", signal_type="pdq")] == ["pdq"]
     assert await banks.remove_item("b", "sha256", H2)

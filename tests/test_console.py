@@ -324,7 +324,7 @@ async def test_wrong_password_rate_limit_and_disabled_accounts(sc: Scenario) -> 
         stored = await sc.platform.db.fetch_value(
             "SELECT password_hash FROM reviewers WHERE reviewer_id = 'rev-2'"
         )
-        assert stored.startswith("scrypt$16384$8$1$") and "a new long password" not in stored
+        assert stored.startswith("scrypt$131072$8$1$") and "a new long password" not in stored
         assert acc.verify_password("a new long password", stored)
         assert not acc.verify_password("a new long passwork", stored)
 
@@ -405,7 +405,7 @@ def test_blur_is_server_side_and_strips_detail() -> None:
 def test_password_hash_format_and_constant_time_paths() -> None:
     stored = acc.hash_password("a password of length")
     scheme, n, r, p, salt, digest = stored.split("$")
-    assert (scheme, n, r, p) == ("scrypt", "16384", "8", "1")
+    assert (scheme, n, r, p) == ("scrypt", "131072", "8", "1")  # OWASP: N=2^17, r=8, p=1
     assert len(bytes.fromhex(salt)) == 16 and len(bytes.fromhex(digest)) == 32
     assert acc.hash_password("a password of length") != stored  # salted
     assert acc.verify_password("a password of length", stored)
@@ -413,7 +413,8 @@ def test_password_hash_format_and_constant_time_paths() -> None:
         "",
         "scrypt$",
         "bcrypt$16384$8$1$00$00",
-        stored.replace("$16384$", "$1048576$"),
+        stored.replace("$131072$", "$1048576$"),  # more memory than a check may take
+        stored.replace("$8$1$", "$16$1$"),
         stored[:-2],
     ):
         assert not acc.verify_password("a password of length", bad)
@@ -594,16 +595,48 @@ async def test_accounts_and_sessions_on_each_backend(db, clock) -> None:  # type
     assert [r.reviewer_id for r in await accounts.list()] == ["rev.a@example"]
 
 
-def test_login_limiter_window() -> None:
+def test_login_limiter_holds_the_guesser_not_the_reviewer() -> None:
     now = [1000]
-    limiter = acc.LoginLimiter(lambda: now[0], attempts=3, window_s=60)
+    limiter = acc.LoginLimiter(lambda: now[0], attempts=3, source_attempts=6, base_lock_s=60,
+                               max_lock_s=600, window_s=3600)  # fmt: skip
     for _ in range(3):
-        assert limiter.retry_after("Rev") == 0
-        limiter.failed("rev")
+        assert limiter.retry_after("10.0.0.9", "Rev") == 0
+        limiter.failed("10.0.0.9", "rev")
         now[0] += 10
-    assert limiter.retry_after("REV") == 30  # the oldest of the three expires at 1060
-    now[0] = 1061
-    assert limiter.retry_after("rev") == 0
-    limiter.failed("rev")
-    limiter.succeeded("rev")
-    assert limiter.retry_after("rev") == 0
+    # the guesser waits; the reviewer, signing in from elsewhere, does not
+    assert limiter.retry_after("10.0.0.9", "REV") == 50  # 60 s from the third failure
+    assert limiter.retry_after("192.168.1.5", "rev") == 0
+    # each further failure doubles the wait, up to the cap
+    now[0] += 40
+    limiter.failed("10.0.0.9", "rev")
+    assert limiter.retry_after("10.0.0.9", "rev") == 120
+    for _ in range(5):
+        now[0] += 600
+        limiter.failed("10.0.0.9", "rev")
+    assert limiter.retry_after("10.0.0.9", "rev") == 600
+    # one source spraying many IDs is held as a whole
+    for i in range(6):
+        limiter.failed("10.0.0.7", f"id{i}")
+    assert limiter.retry_after("10.0.0.7", "someone-else") == 60
+    # a success clears its pair; an hour without failures forgets them
+    limiter.succeeded("10.0.0.9", "rev")
+    assert limiter.retry_after("10.0.0.9", "rev") == 0
+    now[0] += 3600
+    assert limiter.retry_after("10.0.0.7", "someone-else") == 0
+
+
+async def test_old_password_hashes_are_upgraded_at_login(db) -> None:  # type: ignore[no-untyped-def]
+    accounts = acc.Accounts(db, lambda: 1_700_000_000)
+    await accounts.create("rev.old", "reviewer", "an old password here")
+    salt = b"\x01" * 16
+    old = "scrypt$16384$8$1$" + salt.hex() + "$" + acc._scrypt(
+        "an old password here", salt, 2**14, 8, 1).hex()  # fmt: skip
+    await db.execute("UPDATE reviewers SET password_hash = ? WHERE reviewer_id = ?", old,
+                     "rev.old")  # fmt: skip
+    assert acc.needs_rehash(old)
+    assert await accounts.authenticate("rev.old", "a wrong password") is None
+    assert await db.fetch_value("SELECT password_hash FROM reviewers") == old
+    assert await accounts.authenticate("rev.old", "an old password here") is not None
+    stored = await db.fetch_value("SELECT password_hash FROM reviewers")
+    assert stored.startswith("scrypt$131072$8$1$") and not acc.needs_rehash(stored)
+    assert await accounts.authenticate("rev.old", "an old password here") is not None

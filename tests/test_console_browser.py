@@ -147,7 +147,7 @@ def test_review_in_chromium(world: tuple[LoopThread, Scenario], driver: Any) -> 
     wait.until(ec.title_contains("Review queue"))
     link = driver.find_element(By.LINK_TEXT, f"Case {ref[:8]}")
     rows = driver.find_elements(By.CSS_SELECTOR, "tbody tr")
-    assert any("survivor-submitted" in row.text for row in rows)
+    assert any("a picture a survivor reported to hub" in row.text for row in rows)
     assert len(rows) == 1 or screenshots
     if screenshots:
         RESULTS.mkdir(parents=True, exist_ok=True)

@@ -140,3 +140,26 @@ def test_admission_refusals_say_why_and_what_still_happens() -> None:
     day = _decide(charge=_charge(10, hour=0, day=145))  # the day window refuses: wait for it
     assert day.code == "budget-exhausted" and day.retry_after_ms == (86400 - now % 86400) * 1000
     assert _decide(charge=_charge(101)).code == "budget-exhausted"
+
+
+def test_the_node_replica_counts_every_entry_it_does_not_apply() -> None:
+    """The node's PeerReplica decides through IndexReplica: an entry of another scheme or key
+    is counted as such, an unreadable one is returned as rejected (an incident)."""
+    from blindmatch.node.federation.peer_replicas import PeerReplica, StoredEntry
+
+    replica = PeerReplica("hub", "pdq-lsh-1", KEY_ID)
+    page = [
+        StoredEntry(1, b"\x01" * 16, "index.add", _payload("index.add")),
+        StoredEntry(2, b"\x02" * 16, "index.add", _payload("index.add", scheme="pdq-lsh-2")),
+        StoredEntry(3, b"\x03" * 16, "index.add", _payload("index.add", key_id=b"o" * 8)),
+        StoredEntry(4, b"\x04" * 16, "index.add", b"\xc1"),
+    ]
+    rejected = replica.apply_page(0, page)
+    assert rejected is not None and [r.seq for r in rejected] == [4]
+    assert replica.cursor == 4 and replica.entries == 2
+    assert replica.outcome_counts() == {
+        "added": 1,
+        "other-scheme": 1,
+        "other-key": 1,
+        "rejected": 1,
+    }

@@ -95,13 +95,30 @@ def _signal_name_tests(path: Path) -> list[int]:
     return lines
 
 
-def test_protocol_tests_no_signal_name_outside_the_registry() -> None:
-    """In protocol/, only the registry and the per-type modules may branch on a type's name.
-    (node/ joins this check when its adapters land.)"""
-    allowed = {"signal_types.py", "lsh_ops.py", "signals.py"}
-    offenders = {
-        p.name: lines
-        for p in sorted((ROOT / "protocol").glob("*.py"))
-        if p.name not in allowed and (lines := _signal_name_tests(p))
-    }
+def _sql_with_signal_names(path: Path) -> list[int]:
+    """Lines of ``path`` with a string literal quoting a signal type's name as SQL does."""
+    quoted = {f"'{n}'" for n in signal_types.names()}
+    return [
+        node.lineno
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and any(q in node.value for q in quoted)
+        and any(k in node.value.upper() for k in ("SELECT ", "WHERE ", " AND ", "INSERT "))
+    ]
+
+
+def test_no_signal_name_is_tested_outside_the_registry_and_adapters() -> None:
+    """Only the registry, the per-type protocol modules and the node's adapters may branch on a
+    signal type's name; nothing writes one into SQL."""
+    allowed = {"protocol/signal_types.py", "protocol/lsh_ops.py", "protocol/signals.py"}
+    files = sorted((ROOT / "protocol").glob("*.py")) + sorted((ROOT / "node").rglob("*.py"))
+    offenders = {}
+    for p in files:
+        rel = p.relative_to(ROOT).as_posix()
+        if rel in allowed or rel.startswith("node/signals/"):
+            continue
+        lines = _signal_name_tests(p) + _sql_with_signal_names(p)
+        if lines:
+            offenders[rel] = lines
     assert offenders == {}

@@ -616,6 +616,7 @@ def test_whole_flow_works_from_the_keyboard(page) -> None:
             "const e = document.activeElement; return e.id || e.name || e.tagName"
         )
 
+    assert press(Keys.TAB) == "SUMMARY"  # "Show the fingerprint code" (hidden by default)
     assert press(Keys.TAB) == "clear"
     assert press(Keys.TAB) == "category-0"
     press(Keys.SPACE)
@@ -629,3 +630,25 @@ def test_whole_flow_works_from_the_keyboard(page) -> None:
     assert len(receipt["items"]) == 1 and len(receipt["secret"]) == 64
     live = page.execute_script("return document.getElementById('send-status').textContent")
     assert "Save your receipt" in live
+
+
+def test_page_names_the_hub_its_contact_and_the_privacy_notice() -> None:
+    from types import SimpleNamespace
+
+    from blindmatch.node.survivor.routes import render_index
+
+    page = render_index(
+        SimpleNamespace(
+            node_id="hub",
+            hub_name="Support <Line>",
+            hub_contact="help@x.example",
+            privacy_url="https://x.example/privacy",
+        )
+    ).decode()
+    assert "Support &lt;Line&gt;" in page and "<Line>" not in page  # escaped
+    assert "help@x.example" in page and 'href="https://x.example/privacy"' in page
+    assert 'id="privacy"' in page and "Privacy notice" in page
+    assert "{{" not in page and "{%" not in page
+    bare = render_index(SimpleNamespace(node_id="hub-1", hub_name=None, hub_contact=None,
+                                        privacy_url=None)).decode()  # fmt: skip
+    assert '<strong id="hub-name">hub-1</strong>' in bare and "Ask the" in bare

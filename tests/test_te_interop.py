@@ -21,6 +21,7 @@ from threatexchange.exchanges.impl.file_api import (  # noqa: E402
     FileCollaborationConfig,
     LocalFileSignalExchangeAPI,
 )
+from threatexchange.extensions.vpdq.vpdq import VPDQSignal  # noqa: E402
 from threatexchange.signal_type.md5 import VideoMD5Signal  # noqa: E402
 from threatexchange.signal_type.pdq.signal import PdqSignal  # noqa: E402
 from threatexchange.signal_type.sha256 import VideoSHA256Signal  # noqa: E402
@@ -115,11 +116,16 @@ def test_te_lines_export_is_read_by_local_file_exchange(tmp_path: Path, url: str
     hashes = tmp_path / "mine.txt"
     hashes.write_text(f"pdq {PDQS[0]}\npdq {PDQS[1]}\nsha256 {SHA}\n")
     assert bank(capsys, url, "add", "te", "--file", str(hashes))[0] == 0
-    assert bank(capsys, url, "add", "te", PDQS[0], "--signal-type", "vpdq")[0] == 0  # a frame
+    video = json.dumps([f"{PDQS[0]},100,0.0", f"{PDQS[1]},90,1.0"])  # a video: TE's vpdq string
+    assert bank(capsys, url, "add", "te", video, "--signal-type", "vpdq")[0] == 0
     exported = tmp_path / "export.te"
     code, _, err = bank(capsys, url, "export", "te", str(exported), "--format", "te-lines")
-    assert code == 0 and "exported 3 items" in err
-    assert "not exported: 1 item(s) of types ThreatExchange has no name for (vpdq 1)" in err
+    assert code == 0 and "exported 4 items" in err
+    # python-threatexchange's vpdq extension reads the video back as a valid signal.
+    vpdq_line = exported.read_text().splitlines()[-1]
+    assert vpdq_line.startswith("vpdq ")
+    assert VPDQSignal.validate_signal_str(vpdq_line[5:]) == vpdq_line[5:]
+    exported.write_text("\n".join(exported.read_text().splitlines()[:-1]) + "\n")
 
     # TE's own exchange and conversion, with every signal type its CLI knows: every line is
     # read as a valid signal.

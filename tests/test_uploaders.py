@@ -148,7 +148,7 @@ def test_reader_applies_adds_removes_and_expiry() -> None:
     key_id = os.urandom(8)
     a, b, c = sorted(os.urandom(16) for _ in range(3))
     signals = up.SignalSet(key_id)
-    for kind, _, payload in (
+    for kind, payload in (
         up.add_entry(key_id, [b, a], NOW + 10 * DAY),
         up.add_entry(key_id, [c], NOW + 2 * DAY),
         up.add_entry(os.urandom(8), [c], NOW + 900 * DAY),  # another key: ignored
@@ -159,18 +159,18 @@ def test_reader_applies_adds_removes_and_expiry() -> None:
     assert not signals.known(c, NOW + 3 * DAY)  # expired, whatever the keeper does
     assert signals.known(b, NOW + 9 * DAY)
     # An add with a later expiry extends; an earlier one does not shorten.
-    signals.apply(*up.add_entry(key_id, [b], NOW + 40 * DAY)[::2])
-    signals.apply(*up.add_entry(key_id, [b], NOW + 5 * DAY)[::2])
+    signals.apply(*up.add_entry(key_id, [b], NOW + 40 * DAY))
+    signals.apply(*up.add_entry(key_id, [b], NOW + 5 * DAY))
     assert signals.known(b, NOW + 39 * DAY)
 
 
-def test_entries_are_sorted_day_rounded_and_idempotent() -> None:
+def test_entries_are_sorted_day_rounded_and_canonical() -> None:
     key_id = os.urandom(8)
     tags = [os.urandom(16) for _ in range(5)]
-    kind, eid, payload = up.add_entry(key_id, tags, NOW + 123)
+    kind, payload = up.add_entry(key_id, tags, NOW + 123)
     body = up.parse_entry(kind, payload)
     assert body["tags"] == sorted(tags) and body["expires_ms"] % DAY == 0
-    assert up.add_entry(key_id, reversed(tags), NOW + 456)[1] == eid
+    assert up.add_entry(key_id, reversed(tags), NOW + 456)[1] == payload
     for bad in (
         canonical.encode({"key_id": key_id, "tags": b"".join(sorted(tags, reverse=True))}),
         canonical.encode({"key_id": key_id, "tags": b"x" * 17}),

@@ -20,15 +20,17 @@ from aiohttp import web
 
 from blindmatch.node.banks.service import BankError, BankService
 from blindmatch.node.banks.validation import BankValidationError
+from blindmatch.node.banks.videos import VideoItems
 from blindmatch.node.cases import derivatives as derivative_cases
 from blindmatch.node.cases.decisions import DecisionError
 from blindmatch.node.federation.roster_watch import roster_warnings
 from blindmatch.node.media import hashing
 from blindmatch.node.media import tiles as tile_hashing
+from blindmatch.node.media.video import looks_like_video, video_query_hashes
 from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from blindmatch.node.node import NodeError
 from blindmatch.node.storage.incidents import PeerIncidents
-from blindmatch.protocol.derivative import is_cell_variant
+from blindmatch.protocol import signal_types
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.signals import HashFormatError, check_float_vector
 
@@ -42,7 +44,10 @@ MAX_JSON_BYTES = 4 * 1024 * 1024
 MAX_HASHES_PER_REQUEST = 64
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
 _HEX32 = re.compile(r"[0-9a-f]{32}")
-_CONTENT_REF = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+# A content reference is named in URL paths, so it may not start with a dot ("." and ".." are
+# path segments no client sends as given).
+_CONTENT_REF = re.compile(r"[A-Za-z0-9_:-][A-Za-z0-9._:-]{0,127}")
+_CONTENT_REF_RULE = "content_ref: 1..128 of [A-Za-z0-9._:-], not starting with '.'"
 _DECIDER = re.compile(r"[a-z0-9_.-]{1,32}")
 
 
@@ -109,7 +114,7 @@ def _parse_hash_queries(body: Any) -> list[QueryHash]:
             raise ApiError(
                 400, "bad-request", f"hashes[{i}]: fields hash, signal_type, float_vector, variant"
             )
-        if item.get("signal_type", "pdq") != "pdq":
+        if item.get("signal_type", signal_types.PDQ.name) != signal_types.PDQ.name:
             raise ApiError(400, "unsupported", f"hashes[{i}]: only pdq is matched across peers")
         h = item.get("hash")
         if not isinstance(h, str) or not _HEX64.fullmatch(h):
@@ -160,6 +165,9 @@ def _status_json(status, queries, roster) -> dict[str, Any]:  # type: ignore[no-
     return {
         "job": status.job_ref.hex(),
         "complete": status.complete,
+        # running, complete, dead-lettered (a peer's part failed for good) or cancelled
+        "state": status.state,
+        "reason": status.reason,
         "peers_total": status.peers_total,
         "peers_done": status.peers_done,
         "matches": [
@@ -173,7 +181,9 @@ def _status_json(status, queries, roster) -> dict[str, Any]:  # type: ignore[no-
             }
             for m in judged
         ],
-        "tiles_confirmed": sum(is_cell_variant(r.variant) for r in status.results),
+        "tiles_confirmed": sum(
+            signal_types.for_variant(r.variant) is signal_types.PDQ_TILES for r in status.results
+        ),
         "peers": [
             {
                 "peer": t["peer_id"],
@@ -183,6 +193,8 @@ def _status_json(status, queries, roster) -> dict[str, Any]:  # type: ignore[no-
                 "bytes_sent": t["bytes_sent"],
                 "bytes_received": t["bytes_received"],
                 "last_error": t["last_error"],
+                # the position of the peer's index feed its part ran against
+                "replica_cursor": t.get("replica_cursor"),
             }
             for t in status.tasks
         ],
@@ -217,15 +229,24 @@ def build_api(
         except DecisionError as exc:
             status = {"unknown-case": 404, "conflict": 409}.get(exc.code, 400)
             return _error(status, exc.code, exc.detail)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            # aiohttp's own refusals (no such route, method not allowed, body too large) in
+            # the API's error shape; a 405 keeps its Allow header.
+            response = _error(exc.status, exc.reason.lower().replace(" ", "-"), exc.reason)
+            if "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
 
     app = web.Application(middlewares=[guard], client_max_size=MAX_MEDIA_BYTES)
     routes = web.RouteTableDef()
 
-    @routes.get("/healthz")
+    @routes.get("/healthz", allow_head=False)
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "node": node.node_id})
 
-    @routes.get("/metrics")
+    @routes.get("/metrics", allow_head=False)
     async def metrics(request: web.Request) -> web.Response:
         from blindmatch.node.ops_metrics import refresh
 
@@ -234,13 +255,13 @@ def build_api(
             body=node.metrics.exposition(), headers={"Content-Type": METRICS_CONTENT_TYPE}
         )
 
-    @routes.get("/api/v1/openapi.json")
+    @routes.get("/api/v1/openapi.json", allow_head=False)
     async def openapi(request: web.Request) -> web.Response:
         from blindmatch.node.api.openapi import OPENAPI
 
         return web.json_response(OPENAPI)
 
-    @routes.get("/api/v1/status")
+    @routes.get("/api/v1/status", allow_head=False)
     async def status(request: web.Request) -> web.Response:
         peers = []
         for m in node.peers():
@@ -271,6 +292,8 @@ def build_api(
                 "index_feed_head": await node.feeds.head("index"),
                 "outbox_pending": await node.outbox.count("pending"),
                 "outbox_dead": await node.outbox.count("dead"),
+                # match jobs by state; dead-lettered ones need an operator (retry or leave)
+                "jobs": await node.jobs.counts(),
                 "peers": peers,
             }
         )
@@ -281,21 +304,29 @@ def build_api(
     def _content_ref(request: web.Request) -> str | None:
         ref = request.query.get("content_ref")
         if ref is not None and not _CONTENT_REF.fullmatch(ref):
-            raise ApiError(400, "bad-request", "content_ref: 1..128 of [A-Za-z0-9._:-]")
+            raise ApiError(400, "bad-request", _CONTENT_REF_RULE)
         return ref
 
-    async def _submit(request: web.Request, queries: list[QueryHash], source: str) -> web.Response:
-        job = await node.submit(queries, source=source, content_ref=_content_ref(request))
+    def _wait(request: web.Request) -> float | None:
         wait = request.query.get("wait")
-        if wait:
-            try:
-                seconds = min(120.0, max(0.0, float(wait)))
-            except ValueError as exc:
-                raise ApiError(400, "bad-request", "wait: seconds") from exc
+        if wait is None:
+            return None
+        try:
+            seconds = float(wait)
+        except ValueError:
+            seconds = -1.0
+        if not 0.0 <= seconds <= 120.0:  # NaN fails too
+            raise ApiError(400, "bad-request", "wait: a number of seconds from 0 to 120")
+        return seconds
+
+    async def _submit(request: web.Request, queries: list[QueryHash], source: str) -> web.Response:
+        seconds = _wait(request)  # every parameter is checked before the job exists
+        job = await node.submit(queries, source=source, content_ref=_content_ref(request))
+        if seconds is not None:
             st = await node.wait_for_job(job, timeout=seconds)
         else:
             st = await node.job_status(job)
-        return web.json_response(await _job_json(st), status=200 if st.complete else 202)
+        return web.json_response(await _job_json(st), status=200 if st.ended else 202)
 
     @routes.post("/api/v1/match/hashes")
     async def match_hashes(request: web.Request) -> web.Response:
@@ -303,16 +334,22 @@ def build_api(
 
     @routes.post("/api/v1/match/media")
     async def match_media(request: web.Request) -> web.Response:
+        _wait(request)  # refuse bad parameters before any work
+        _content_ref(request)
         data = await request.content.read(MAX_MEDIA_BYTES + 1)
         while len(data) <= MAX_MEDIA_BYTES and (chunk := await request.content.read(1 << 20)):
             data += chunk
         if len(data) > MAX_MEDIA_BYTES:
             raise ApiError(413, "too-large", f"media over {MAX_MEDIA_BYTES} bytes")
-        queries = await asyncio.to_thread(
-            tile_hashing.picture_queries, data, tiles=node.cfg.derivative_search
-        )
-        if not any(not is_cell_variant(q.variant) for q in queries):
-            queries = []  # tiles alone never make a match job: the picture is too flat
+        if looks_like_video(data):
+            # A video: its distinct quality frames, matched by vPDQ's rule.
+            queries = await asyncio.to_thread(video_query_hashes, data)
+        else:
+            queries = await asyncio.to_thread(
+                tile_hashing.picture_queries, data, tiles=node.cfg.derivative_search
+            )
+            if not any(signal_types.for_variant(q.variant) is signal_types.PDQ for q in queries):
+                queries = []  # tiles alone never make a match job: the picture is too flat
         if not queries:
             raise ApiError(422, "low-quality", "the picture is too flat to hash reliably")
         content_ref = _content_ref(request)
@@ -326,11 +363,11 @@ def build_api(
             )  # fmt: skip
         return await _submit(request, queries, "api:media")
 
-    @routes.get("/api/v1/content/{content_ref}/cases")
+    @routes.get("/api/v1/content/{content_ref}/cases", allow_head=False)
     async def content_cases(request: web.Request) -> web.Response:
         ref = request.match_info["content_ref"]
         if not _CONTENT_REF.fullmatch(ref):
-            raise ApiError(400, "bad-request", "content_ref: 1..128 of [A-Za-z0-9._:-]")
+            raise ApiError(400, "bad-request", _CONTENT_REF_RULE)
         cases = await node.decisions.cases_for_content(ref)
         return web.json_response({"cases": [case_json(c) for c in cases]})
 
@@ -359,12 +396,37 @@ def build_api(
         case = await node.decisions.decide(ref, body.get("outcome"), f"api:{by}", reason)
         return web.json_response(case_json(case))
 
-    @routes.get("/api/v1/match/{job}")
+    @routes.get("/api/v1/match/{job:[0-9a-f]{32}}", allow_head=False)
     async def job(request: web.Request) -> web.Response:
         ref = _path_ref(request, "job", "job")
         return web.json_response(await _job_json(await node.job_status(ref)))
 
-    @routes.get("/api/v1/banks")
+    @routes.post("/api/v1/match/{job:[0-9a-f]{32}}/cancel")
+    async def cancel_job(request: web.Request) -> web.Response:
+        ref = _path_ref(request, "job", "job")
+        reason = await _reason(request)
+        if not isinstance(reason, str) or len(reason) > 500:
+            raise ApiError(400, "bad-request", "reason: a string of at most 500 characters")
+        try:
+            await node.cancel_job(ref, f"cancelled by the operator: {reason}".rstrip(": "))
+        except NodeError as exc:
+            if exc.code == "conflict":
+                raise ApiError(409, "conflict", exc.detail) from None
+            raise
+        return web.json_response(await _job_json(await node.job_status(ref)))
+
+    @routes.post("/api/v1/match/{job:[0-9a-f]{32}}/retry")
+    async def retry_job(request: web.Request) -> web.Response:
+        ref = _path_ref(request, "job", "job")
+        try:
+            await node.retry_job(ref)
+        except NodeError as exc:
+            if exc.code == "conflict":
+                raise ApiError(409, "conflict", exc.detail) from None
+            raise
+        return web.json_response(await _job_json(await node.job_status(ref)))
+
+    @routes.get("/api/v1/banks", allow_head=False)
     async def list_banks(request: web.Request) -> web.Response:
         out = []
         for b in await banks.list_banks():
@@ -418,10 +480,24 @@ def build_api(
             raise ApiError(400, "bad-request", 'expected {"hashes": ["<hex>", ...]}')
         if len(body["hashes"]) > 10_000:
             raise ApiError(400, "bad-request", "at most 10000 hashes per request; use import")
-        lines = [
-            json.dumps({"signal_type": body.get("signal_type", "pdq"), "hash": h})
-            for h in body["hashes"]
-        ]
+        signal_type = body.get("signal_type", signal_types.PDQ.name)
+        if signal_type in signal_types.names() and signal_types.get(signal_type).exchange is (
+            signal_types.Exchange.FRAMES
+        ):
+            # A video per entry, as ThreatExchange's vpdq signal string (its frame list).
+            if not all(isinstance(h, str) for h in body["hashes"]):
+                raise ApiError(400, "bad-request", "each vpdq entry is a signal string")
+            videos = VideoItems(banks)
+            created = [
+                (await videos.add_signal_string(request.match_info["bank"], h)).created
+                for h in body["hashes"]
+            ]
+            await node.reconcile_index()
+            return web.json_response(
+                {"added": sum(created), "already_present": len(created) - sum(created)},
+                status=201,
+            )
+        lines = [json.dumps({"signal_type": signal_type, "hash": h}) for h in body["hashes"]]
         report = await banks.import_items(request.match_info["bank"], lines, fmt="jsonl")
         await node.reconcile_index()
         return web.json_response(

@@ -15,8 +15,10 @@ One JSON object per line, one item per object::
 =============================  ========================================================  ========
 field                          value                                                     required
 =============================  ========================================================  ========
-``signal_type``                ``"pdq"``, ``"vpdq"`` (one vPDQ frame) or ``"sha256"``    yes
-``hash``                       the hash as hex: 64 characters for all three types        yes
+``signal_type``                ``"pdq"``, ``"vpdq"`` (a video) or ``"sha256"``            yes
+``hash``                       the hash as hex (64 characters); for ``vpdq`` the video    yes
+                               as ThreatExchange's signal string (a JSON list of
+                               ``"hex,quality,timestamp"`` frames)
 ``quality``                    integer 0..100 (PDQ quality) or null                      no
 ``categories``                 list of labels ``[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}``       no
 ``expires_at``                 integer unix seconds (UTC) or null                        no
@@ -60,8 +62,8 @@ read back, by tests/test_te_interop.py) and the HMA 2.0 sources:
 
 Signal type names in these formats are python-threatexchange's: ``pdq``; ``video_sha256``
 (the SHA-256 of a file's bytes) is our ``sha256``, which is accepted under its own name too.
-TE types blindmatch does not hold -- ``vpdq`` (TE's signal string is a whole video's frame
-list; our ``vpdq`` items are single frames), MD5, URL, text, TLSH -- refuse the file, naming
+``vpdq`` is a video: its signal string is the video's frame list, one bank item. TE types
+blindmatch does not hold -- MD5, URL, text, TLSH -- refuse the file, naming
 the line, unless ``skip_unsupported`` is given: then they are counted, per TE type, in
 ``ParsedList.unsupported`` (a mixed ``dataset`` dump imports what we can hold). PDQ hex is
 TE's canonical form: 64 hex characters (upper case is accepted).
@@ -92,9 +94,11 @@ from blindmatch.node.banks.validation import (
     check_signal_type,
     check_timestamp,
     echo,
-    parse_hash_hex,
+    holds_frame_list,
     parse_hex,
+    parse_signal_value,
 )
+from blindmatch.protocol.signals import VpdqFrame
 
 MAX_LINE_BYTES = 64 * 1024
 MAX_IMPORT_LINES = 2_000_000
@@ -115,9 +119,14 @@ JSONL_FIELDS = frozenset(
 )
 # python-threatexchange's signal type names (SignalType.get_name()) and ours. TE has no SHA-256
 # of a picture's bytes; its ``video_sha256`` is the SHA-256 of the file's bytes, as ours is.
-TE_SIGNAL_NAMES: dict[str, str] = {"pdq": "pdq", "video_sha256": "sha256", "sha256": "sha256"}
+TE_SIGNAL_NAMES: dict[str, str] = {
+    "pdq": "pdq",
+    "vpdq": "vpdq",
+    "video_sha256": "sha256",
+    "sha256": "sha256",
+}
 # What an export writes for each of our types; a type missing here has no TE equivalent.
-TE_EXPORT_NAMES: dict[str, str] = {"pdq": "pdq", "sha256": "video_sha256"}
+TE_EXPORT_NAMES: dict[str, str] = {"pdq": "pdq", "vpdq": "vpdq", "sha256": "video_sha256"}
 TE_CSV_HEADER = ["signal_type", "signal_str", "collab", "category", "tags"]  # as TE writes it
 TE_CSV_COLUMNS = tuple(TE_CSV_HEADER)
 TE_CSV_REQUIRED = ("signal_type", "signal_str")
@@ -128,7 +137,6 @@ TE_ROTATIONS = (
     "ORIGINAL", "ROTATE90", "ROTATE180", "ROTATE270", "FLIPX", "FLIPY", "FLIPPLUS1", "FLIPMINUS1",
 )  # fmt: skip
 TE_UNSUPPORTED_SIGNALS = {
-    "vpdq": "TE vpdq signal strings (a list of frames) are not supported",
     "video_md5": "MD5 signals are not supported",
     "md5": "MD5 signals are not supported",
     "photo_md5": "MD5 signals are not supported",
@@ -177,6 +185,7 @@ class ParsedItem:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     item_ref: bytes | None = None
     withdrawal_secret_hash: bytes | None = field(default=None, repr=False)
+    frames: tuple[VpdqFrame, ...] | None = field(default=None, repr=False)  # a video's
 
 
 @dataclass
@@ -315,10 +324,12 @@ def _jsonl_item(number: int, text: str) -> ParsedItem:
     signal_type = check_signal_type(record["signal_type"])
     item_ref = record.get("item_ref")
     secret_hash = record.get("withdrawal_secret_sha256")
+    value, frames = parse_signal_value(signal_type, record["hash"])
     return ParsedItem(
         line=number,
         signal_type=signal_type,
-        hash=parse_hash_hex(signal_type, record["hash"]),
+        hash=value,
+        frames=frames,
         quality=check_quality(record.get("quality")),
         categories=check_categories(record.get("categories", [])),
         expires_at=check_timestamp(record.get("expires_at"), "expires_at"),
@@ -393,6 +404,8 @@ def _te_lines(
     for number, text in lines:
         fields = text.split()
         rotation = None
+        if len(fields) > 2 and holds_frame_list(TE_SIGNAL_NAMES.get(fields[0], "")):
+            fields = text.split(None, 1)  # a video's signal string is JSON, spaces and all
         try:
             if len(fields) == 1:
                 if default_type is None:
@@ -416,12 +429,14 @@ def _te_lines(
                     f"expected '<signal_type> <hash>', '<ROTATION> <signal_type> <hash>' or"
                     f" '<hash>', got {len(fields)} fields"
                 )
+            hash_value, frames = parse_signal_value(name, value)
             result.items.append(
                 ParsedItem(
                     number,
                     name,
-                    parse_hash_hex(name, value),
+                    hash_value,
                     provenance={} if rotation is None else {"te_rotation": rotation},
+                    frames=frames,
                 )
             )
         except UnsupportedSignal as exc:
@@ -488,7 +503,7 @@ def _te_csv(
                 known = ", ".join(sorted(TE_CATEGORIES))
                 raise BankValidationError(f"unknown category {echo(category)} (one of {known})")
             name = _te_signal_type(cell["signal_type"])
-            hash_bytes = parse_hash_hex(name, cell["signal_str"])
+            hash_bytes, frames = parse_signal_value(name, cell["signal_str"])
             if category in TE_SKIPPED_CATEGORIES:
                 result.skipped.append(LineProblem(number, f"skipped: category {category}"))
                 continue
@@ -500,6 +515,7 @@ def _te_csv(
                     hash_bytes,
                     categories=check_categories(cell.get("tags", "").split(), "tags"),
                     provenance=check_provenance_details({k: v for k, v in details.items() if v}),
+                    frames=frames,
                 )
             )
         except UnsupportedSignal as exc:
@@ -540,7 +556,8 @@ def _hma_json(
                 except UnsupportedSignal as exc:
                     unsupported.append(exc)
                     continue
-                supported.append(ParsedItem(number, ours, parse_hash_hex(ours, value)))
+                hash_value, frames = parse_signal_value(ours, value)
+                supported.append(ParsedItem(number, ours, hash_value, frames=frames))
             if unsupported and not supported and not skip_unsupported:
                 raise BankValidationError(
                     "; ".join(str(u) for u in unsupported)
@@ -651,12 +668,14 @@ def export_record(
     item_ref: bytes | None = None,
     withdrawal_secret_hash: bytes | None = None,
     include_private: bool = False,
+    signal_str: str | None = None,
 ) -> str:
-    """One ``jsonl`` line (without the newline)."""
+    """One ``jsonl`` line (without the newline). ``signal_str`` replaces the hex of
+    ``hash_bytes`` for an item held as a frame list (a video's vpdq signal string)."""
     assert signal_type in SIGNAL_HASH_BYTES
     record: dict[str, Any] = {
         "signal_type": signal_type,
-        "hash": hash_bytes.hex(),
+        "hash": signal_str if signal_str is not None else hash_bytes.hex(),
         "quality": quality,
         "categories": list(categories),
         "expires_at": expires_at,
@@ -674,9 +693,12 @@ def export_record(
 EXPORT_FORMATS = ("jsonl", "te-lines", "hma-json")
 
 
-def te_export_line(fmt: str, signal_type: str, hash_bytes: bytes) -> str | None:
+def te_export_line(
+    fmt: str, signal_type: str, hash_bytes: bytes, signal_str: str | None = None
+) -> str | None:
     """One item as a ``te-lines`` or ``hma-json`` line, under TE's signal type name; None for
-    a type TE has no name for (our single ``vpdq`` frames), which the caller counts.
+    a type TE has no name for, which the caller counts. ``signal_str`` replaces the hex of
+    ``hash_bytes`` for a video (its vpdq signal string, written without spaces).
 
     ``te-lines`` (``<type> <hex>``) is what python-threatexchange's ``local_file`` exchange
     reads; ``hma-json`` (``{"pdq": "<hex>"}``) is the body of HMA's
@@ -685,8 +707,9 @@ def te_export_line(fmt: str, signal_type: str, hash_bytes: bytes) -> str | None:
     te_name = TE_EXPORT_NAMES.get(signal_type)
     if te_name is None:
         return None
+    value = signal_str if signal_str is not None else hash_bytes.hex()
     if fmt == "te-lines":
-        return f"{te_name} {hash_bytes.hex()}"
+        return f"{te_name} {value}"
     if fmt == "hma-json":
-        return json.dumps({te_name: hash_bytes.hex()}, separators=(",", ":"))
+        return json.dumps({te_name: value}, separators=(",", ":"))
     raise BankValidationError(f"unknown export format {echo(fmt)} (one of te-lines, hma-json)")

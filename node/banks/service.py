@@ -62,8 +62,11 @@ from blindmatch.node.banks.validation import (
     check_source_tiles,
     check_timestamp,
     echo,
+    holds_frame_list,
     parse_hash_hex,
+    parse_signal_value,
 )
+from blindmatch.node.banks.video_rows import insert_video_rows, signal_strings
 from blindmatch.node.clock import Clock
 from blindmatch.node.storage import Database, FeedLog, IntegrityError
 from blindmatch.node.storage.database import Row
@@ -446,14 +449,18 @@ class BankService:
         ``min_quality`` a perceptual hash of known lower quality is refused.
         """
         signal_type = check_signal_type(signal_type)
+        frames = None
         if isinstance(hash_value, str):
-            hash_bytes = parse_hash_hex(signal_type, hash_value)
+            hash_bytes, frames = parse_signal_value(signal_type, hash_value)
+        elif holds_frame_list(signal_type):
+            raise BankValidationError(f"a {signal_type} item is a video: give its signal string")
         else:
             hash_bytes = check_hash_bytes(signal_type, hash_value)
         parsed = ParsedItem(
             line=0,
             signal_type=signal_type,
             hash=hash_bytes,
+            frames=frames,
             quality=check_quality(quality),
             categories=check_categories(categories),
             expires_at=check_timestamp(expires_at, "expires_at"),
@@ -819,9 +826,13 @@ class BankService:
             )
         after = 0
         while page := await self.list_items(bank, after_id=after):
+            # A video is exported as its frame list (ThreatExchange's vpdq signal string).
+            strings = await signal_strings(
+                self._db, [i.id for i in page if holds_frame_list(i.signal_type)]
+            )
             for item in page:
                 if fmt != "jsonl":
-                    line = te_export_line(fmt, item.signal_type, item.hash)
+                    line = te_export_line(fmt, item.signal_type, item.hash, strings.get(item.id))
                     if line is not None:
                         yield line
                     elif untranslatable is not None:
@@ -843,6 +854,7 @@ class BankService:
                     item_ref=item.item_ref,
                     withdrawal_secret_hash=None if secret_hash is None else bytes(secret_hash),
                     include_private=include_private,
+                    signal_str=strings.get(item.id),
                 )
             after = page[-1].id
 
@@ -918,6 +930,8 @@ class BankService:
         )
         assert row is not None
         added = _item(row, bank.name)
+        if item.frames is not None:
+            await insert_video_rows(self._db, added.id, item.frames)
         if bank.shared and added.is_active(now):
             await self._publish_added(added, bank, now)
         return AddResult(added, created=True)
@@ -987,6 +1001,13 @@ class BankService:
             )
         except IntegrityError:
             raise BankConflictError("the bank changed during the import; retry") from None
+        videos = [(item, ref) for item, ref in zip(items, refs, strict=True) if item.frames]
+        for item, ref in videos:
+            item_id = await self._db.fetch_value(
+                "SELECT id FROM bank_items WHERE item_ref = ?", ref
+            )
+            assert item.frames is not None
+            await insert_video_rows(self._db, int(item_id), item.frames)
         if bank.shared and self._feed_name is not None:
             entries = []
             for start in range(0, len(refs), IN_CHUNK):

@@ -12,12 +12,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from blindmatch.node.banks.video_rows import frame_list_digest
+from blindmatch.protocol import signal_types, video
 from blindmatch.protocol.messages import PROVENANCE_CLASSES
+from blindmatch.protocol.signals import VpdqFrame
 
-# Signal types a bank can hold and the length of their raw hashes. The names are the wire
-# names of protocol.signals.SignalType ("vpdq" items are single vPDQ frames, i.e. PDQ hashes).
-SIGNAL_HASH_BYTES: dict[str, int] = {"pdq": 32, "vpdq": 32, "sha256": 32}
-PERCEPTUAL_SIGNAL_TYPES = frozenset({"pdq", "vpdq"})
+# Signal types a bank can hold (the registry's bank types) and the length of the 32-byte value
+# a bank item is known by: the hash itself, or for a video (vpdq) the digest of its frame list.
+SIGNAL_HASH_BYTES: dict[str, int] = {
+    e.name: e.hash_bytes for e in signal_types.entries() if e.bank_item
+}
+PERCEPTUAL_SIGNAL_TYPES = signal_types.perceptual_bank_signal_names()
 PDQ_QUALITY_THRESHOLD = 50  # Meta's recommended minimum; flatter pictures hash unreliably
 
 ITEM_REF_BYTES = 16
@@ -66,7 +71,7 @@ def _type_name(value: Any) -> str:
 def check_bank_name(value: Any) -> str:
     if not isinstance(value, str):
         raise BankValidationError(f"bank name must be a string, got {_type_name(value)}")
-    if not 1 <= len(value) <= MAX_BANK_NAME_CHARS or not _BANK_NAME.match(value):
+    if not 1 <= len(value) <= MAX_BANK_NAME_CHARS or not _BANK_NAME.fullmatch(value):
         raise BankValidationError(
             f"bank name must be 1..{MAX_BANK_NAME_CHARS} characters of letters, digits, '_', "
             "'.', '-', starting with a letter or digit"
@@ -97,7 +102,7 @@ def check_categories(value: Any, field: str = "categories") -> tuple[str, ...]:
         raise BankValidationError(f"{field} has {len(value)} labels; at most {MAX_CATEGORIES}")
     labels: list[str] = []
     for label in value:
-        if not isinstance(label, str) or not _CATEGORY.match(label):
+        if not isinstance(label, str) or not _CATEGORY.fullmatch(label):
             raise BankValidationError(
                 f"{field}: each label must be 1..64 characters of letters, digits, '_', '.', "
                 f"':', '-', starting with a letter or digit; got {echo(label)}"
@@ -159,6 +164,31 @@ def parse_hex(value: Any, length_bytes: int, field: str) -> bytes:
 def parse_hash_hex(signal_type: str, value: Any) -> bytes:
     expected = SIGNAL_HASH_BYTES[check_signal_type(signal_type)]
     return parse_hex(value, expected, f"{signal_type} hash")
+
+
+def holds_frame_list(signal_type: str) -> bool:
+    """Whether items of this type are a frame list (a video) rather than one hash."""
+    if signal_type not in signal_types.names():
+        return False
+    return signal_types.get(signal_type).exchange is signal_types.Exchange.FRAMES
+
+
+def parse_signal_value(signal_type: str, value: Any) -> tuple[bytes, tuple[VpdqFrame, ...] | None]:
+    """A signal as a file or request gives it: hex for a hash; for a video, ThreatExchange's
+    vpdq signal string. Returns the 32 bytes the item is known by and, for a video, its frames."""
+    signal_type = check_signal_type(signal_type)
+    if not holds_frame_list(signal_type):
+        return parse_hash_hex(signal_type, value), None
+    if not isinstance(value, str):
+        raise BankValidationError(f"a {signal_type} signal is a string (a JSON list of frames)")
+    try:
+        frames = video.parse_signal_string(value)
+        indexed = video.indexed_frames(frames)
+    except video.VideoError as exc:
+        raise BankValidationError(f"{signal_type} signal: {exc}") from None
+    if not indexed:
+        raise BankValidationError(f"{signal_type} signal: no frame reaches quality 50")
+    return frame_list_digest(frames), tuple(frames)
 
 
 def check_quality(value: Any) -> int | None:

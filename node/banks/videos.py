@@ -12,8 +12,6 @@ and written here, so a video list moves between blindmatch, HMA and ThreatExchan
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -25,17 +23,11 @@ from blindmatch.node.banks.validation import (
     check_source,
     check_timestamp,
 )
-from blindmatch.protocol import canonical, video
+from blindmatch.node.banks.video_rows import frame_list_digest, insert_video_rows
+from blindmatch.protocol import video
 from blindmatch.protocol.signals import VpdqFrame
 
 SIGNAL = video.SIGNAL
-_DIGEST_DOMAIN = b"blindmatch/vpdq-item/v1\x00"
-
-
-def frame_list_digest(frames: Sequence[VpdqFrame]) -> bytes:
-    """The 32 bytes a video item is known by in its bank (never sent anywhere)."""
-    body = canonical.encode([[f.pdq, f.quality, round(f.timestamp * 1000)] for f in frames])
-    return hashlib.sha256(_DIGEST_DOMAIN + body).digest()
 
 
 @dataclass(frozen=True)
@@ -74,7 +66,6 @@ class VideoItems:
             raise BankValidationError(str(exc)) from None
         if not indexed:
             raise BankValidationError("no frame of the video reaches quality 50")
-        indexed_positions = {id(f) for f in indexed}
         parsed = ParsedItem(
             line=0,
             signal_type=SIGNAL,
@@ -96,27 +87,7 @@ class VideoItems:
             result = await self._banks.insert_parsed(target, parsed, source, now)
             if not result.created:
                 return result
-            await self._db.execute(
-                "INSERT INTO videos (item_id, grp, indexed_frames) VALUES (?, ?, ?)",
-                result.item.id,
-                secrets.token_bytes(video.RELEASE_GROUP_BYTES),
-                len(indexed),
-            )
-            await self._db.execute_many(
-                "INSERT INTO video_frames (item_id, position, hash, quality, timestamp_ms,"
-                " item_ref) VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        result.item.id,
-                        position,
-                        f.pdq,
-                        f.quality,
-                        round(f.timestamp * 1000),
-                        secrets.token_bytes(16) if id(f) in indexed_positions else None,
-                    )
-                    for position, f in enumerate(frames)
-                ],
-            )
+            await insert_video_rows(self._db, result.item.id, frames)
             return result
 
     async def add_signal_string(self, bank: str, text: str, **kwargs: object) -> AddResult:

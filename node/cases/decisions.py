@@ -23,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from blindmatch.node import signals
 from blindmatch.node.cases import derivatives as derivative_cases
 from blindmatch.node.cases import policy as policy_mod
 from blindmatch.protocol import feedback as fb
-from blindmatch.protocol.derivative import is_cell_variant
+from blindmatch.protocol import signal_types
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.signals import as_hash_matrix, hamming_matrix
 
@@ -324,7 +325,8 @@ class DecisionService:
         sig_row = await self.db.fetch_one(
             "SELECT COUNT(*) AS n, COALESCE(MAX(id), 0) AS top,"
             " COALESCE(SUM(CASE WHEN withdrawn_at IS NULL THEN 0 ELSE 1 END), 0) AS gone"
-            " FROM bank_items WHERE signal_type = 'pdq'"
+            " FROM bank_items WHERE signal_type = ?",
+            signal_types.PDQ.name,
         )
         banks = await self.db.fetch_all(
             "SELECT id, name, enabled, distance_threshold, provenance, categories FROM banks"
@@ -339,8 +341,9 @@ class DecisionService:
         rows = await self.db.fetch_all(
             "SELECT i.item_ref, i.hash, i.expires_at, b.name AS bank, b.provenance,"
             " b.categories, b.distance_threshold FROM bank_items i JOIN banks b"
-            " ON b.id = i.bank_id WHERE i.signal_type = 'pdq' AND i.withdrawn_at IS NULL"
-            " AND b.enabled = 1"
+            " ON b.id = i.bank_id WHERE i.signal_type = ? AND i.withdrawn_at IS NULL"
+            " AND b.enabled = 1",
+            signal_types.PDQ.name,
         )
         bank: dict[str, Any] | None = None
         if rows:
@@ -362,7 +365,8 @@ class DecisionService:
         """Plain matching against this node's own enabled banks (no privacy issue: local)."""
         bank = await self._local_bank()
         # Tile hashes are only ever compared with tiles (under the rule), never with pictures.
-        queries = [q for q in queries if not is_cell_variant(q.variant)]
+        # The node's own banks hold whole pictures: only whole-picture queries meet them.
+        queries = [q for q in queries if signal_types.for_variant(q.variant) is signal_types.PDQ]
         if bank is None or not queries:
             return []
         rows = bank["rows"]
@@ -377,7 +381,7 @@ class DecisionService:
             d = int(best[j])
             thr = int(r["distance_threshold"])
             band = next((b for b in (*[b for b in bands if b < thr], thr) if d <= b), thr)
-            release = {"provenance": r["provenance"], "signal": "pdq",
+            release = {"provenance": r["provenance"], "signal": signal_types.PDQ.release_signal,
                        "categories": json.loads(r["categories"]), "bank": r["bank"]}  # fmt: skip
             allow = r["bank"] in self.policy.allowlist_banks
             out.append((r["bank"], bytes(r["item_ref"]), band, queries[int(which[j])].variant,
@@ -521,17 +525,22 @@ class DecisionService:
             await self._log_feedback(record, "sent", case.holder)
 
     async def withdraw_item(self, item_ref: bytes) -> None:
-        """The holder's side of a withdrawal: a signed record every node will replicate."""
-        record = fb.make_record(
-            self.node.keys.identity,
-            record_id=os.urandom(16),
-            origin=self.node.node_id,
-            holder=self.node.node_id,
-            item=item_ref,
-            opinion="withdraw",
-            at_ms=self.node.now() * 1000,
-        )
-        await self.publish_feedback(record)
+        """The holder's side of a withdrawal: a signed record every node will replicate, one
+        for the item and one for each part a querier may know it by (a video's frames)."""
+        refs = [item_ref]
+        for adapter in signals.ADAPTERS:
+            refs += await adapter.part_refs(self.db, item_ref)
+        for ref in refs:
+            record = fb.make_record(
+                self.node.keys.identity,
+                record_id=os.urandom(16),
+                origin=self.node.node_id,
+                holder=self.node.node_id,
+                item=ref,
+                opinion="withdraw",
+                at_ms=self.node.now() * 1000,
+            )
+            await self.publish_feedback(record)
 
     async def publish_feedback(self, record: fb.FeedbackRecord) -> None:
         """Holder: put a record about one of our items in our feedback feed, and apply it."""
@@ -555,6 +564,9 @@ class DecisionService:
         known = await self.db.fetch_value(
             "SELECT COUNT(*) FROM bank_items WHERE item_ref = ?", record.item
         )
+        if not known:
+            for adapter in signals.ADAPTERS:  # a part of an item (a video's frame)
+                known = known or await adapter.owner_of(self.db, record.item) is not None
         if not known:
             raise DecisionError("unknown-item", "no such item here")
         await self.publish_feedback(record)

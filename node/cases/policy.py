@@ -25,7 +25,19 @@
     min_matches = 20
     factor = 10.0                 # ... and more than factor x its baseline per window
 
-Anything not written takes the defaults below, which never act without a person.
+    [context]                     # the upload's context (node/cases/context.py) moves priority
+    new_account_days = 30         # an account younger than this ...
+    new_account_priority = 10     # ... is reviewed sooner
+    strike_priority = 10          # per earlier confirmed strike the platform reports (max 3)
+    recidivism_priority = 15      # per earlier actioned case of the same uploader here (max 3)
+    open_report_priority = 15
+    self_upload_priority = -45    # the uploader says they are pictured: later, never automatic
+    surface_priority = { "public-post" = 5, "private-message" = 0, "profile-picture" = -10 }
+    known_elsewhere_priority = 30 # specs/uploaders.md: known elsewhere for this picture
+
+Anything not written takes the defaults below, which never act without a person. Context only
+orders the review queue: it never acts on its own, and a self-upload is never acted on
+automatically, whatever the match.
 """
 
 from __future__ import annotations
@@ -36,6 +48,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from blindmatch.node.cases.context import ContextWeights, Signals, UploadContext, parse_weights
+from blindmatch.node.cases.context import priority as context_priority
 from blindmatch.protocol.messages import PROVENANCE_CLASSES
 
 
@@ -79,6 +93,7 @@ class Policy:
     review: Review = Review()
     allowlist_banks: tuple[str, ...] = ("allowlist",)
     quarantine: Quarantine = Quarantine()
+    context: ContextWeights = field(default_factory=ContextWeights)
 
 
 @dataclass(frozen=True)
@@ -86,6 +101,7 @@ class Verdict:
     action: str  # "auto-action" | "review" | "quarantine" | "suppress"
     priority: int
     reason: str
+    signals: tuple[str, ...] = ()  # the context signals that moved it (names, never values)
 
 
 @dataclass(frozen=True)
@@ -101,6 +117,8 @@ class MatchFacts:
     baseline_per_window: float
     kind: str | None = None  # "copy" / "derivative" of a protected source, else None
     generator_confirmed: bool = False  # a roster generator banked the picture
+    context: UploadContext | None = None  # what the platform sent with the upload
+    signals: Signals = field(default_factory=Signals)  # what the node computed
 
 
 def decide(policy: Policy, f: MatchFacts) -> Verdict:
@@ -109,20 +127,28 @@ def decide(policy: Policy, f: MatchFacts) -> Verdict:
         return Verdict("suppress", 0, "the content matches a local allowlist bank")
     if f.withdrawn:
         return Verdict("suppress", 0, "the holder withdrew the item")
+    # Context moves priority only: it is added below to a person's queue, never to a reason to
+    # act; no branch that acts reads it, except that a self-upload stops automatic action.
+    delta, fired = context_priority(policy.context, f.context, f.signals)
+    signals = tuple(fired)
+    because = f"; context: {', '.join(fired)}" if fired else ""
     q = policy.quarantine
     if f.matches_this_window >= q.min_matches and f.matches_this_window > q.factor * max(
         1.0, f.baseline_per_window
     ):
         return Verdict(
             "quarantine",
-            policy.review.base_priority + 40,
+            max(0, policy.review.base_priority + 40 + delta),
             f"the item matched {f.matches_this_window} times this window against a baseline of "
-            f"{f.baseline_per_window:.1f}: held for review, not acted on",
+            f"{f.baseline_per_window:.1f}: held for review, not acted on{because}",
+            signals,
         )
     a = policy.auto_action
     protected_copy = f.provenance == "protected-source" and f.kind != "derivative"
+    self_upload = f.context is not None and f.context.self_upload
     if (
         a.enabled
+        and not self_upload  # the uploader says they are pictured: a person decides
         and not protected_copy  # specs/derivatives.md 6.3: never without a person
         and f.band <= a.max_band
         and f.provenance in a.provenance
@@ -135,24 +161,53 @@ def decide(policy: Policy, f: MatchFacts) -> Verdict:
             0,
             f"band <= {f.band}, {f.provenance} from trusted {f.holder}, "
             f"{f.confirmations} confirmation(s), {f.disputes} dispute(s)",
+            signals,
         )
     r = policy.review
     priority = r.base_priority
+    reason = _why_not_automatic(a, f)
     priority += next((v for b, v in sorted(r.band_priority.items()) if f.band <= b), 0)
     priority += r.provenance_priority.get(f.provenance or "", 0)
-    reason = "needs a person"
     if f.kind == "derivative":
         priority += r.derivative_priority
-        reason = "derivative of a protected source photo: needs a person"
+        reason = (
+            "an edited version of a photo a person asked to protect: only a person can tell an"
+            " abusive fake from an ordinary edit"
+        )
     elif protected_copy:
         priority += r.protected_copy_priority
-        reason = "near-exact copy of a protected source photo (often the person's own post)"
+        reason = (
+            "a near-exact copy of a photo a person asked to protect, which is often their own"
+            " post: only a person can tell"
+        )
     if f.generator_confirmed:
         priority += r.generator_priority
         reason += "; a federation generator says it made this picture"
     if f.disputes:
         priority -= r.disputed_penalty
-    return Verdict("review", max(0, priority), reason)
+    if self_upload:
+        reason += "; the uploader says they are the person pictured (self-upload)"
+    return Verdict("review", max(0, priority + delta), reason + because, signals)
+
+
+def _why_not_automatic(a: Any, f: MatchFacts) -> str:
+    """Why this match was not acted on automatically, in words a reviewer can check."""
+    if not a.enabled:
+        return "this service's policy never removes anything without a person"
+    gaps = []
+    if f.band > a.max_band:
+        gaps.append(f"the match is looser (within {f.band} bits) than the {a.max_band} allowed")
+    if f.provenance not in a.provenance:
+        gaps.append(f"hashes from {f.provenance or 'an unknown source'} are always reviewed")
+    if f.holder not in a.trusted_sources:
+        gaps.append(f"{f.holder} is not among the holders trusted for automatic action")
+    if f.confirmations < a.min_confirmations:
+        gaps.append(
+            f"{f.confirmations} other service(s) confirmed this item; {a.min_confirmations} needed"
+        )
+    if f.disputes > a.max_disputes:
+        gaps.append(f"{f.disputes} service(s) disputed this item")
+    return "not removed automatically: " + "; ".join(gaps) if gaps else "review required"
 
 
 def _ints(value: Any, what: str, lo: int, hi: int) -> int:
@@ -192,7 +247,14 @@ def _only(section: Any, what: str, allowed: set[str]) -> None:
 
 
 def parse(raw: dict[str, Any]) -> Policy:
-    _only(raw, "policy", {"auto_action", "review", "allowlist", "quarantine"})
+    _only(raw, "policy", {"auto_action", "review", "allowlist", "quarantine", "context"})
+    c_raw = raw.get("context", {})
+    if not isinstance(c_raw, dict):
+        raise PolicyError("[context]: a table")
+    try:
+        context = parse_weights(c_raw)
+    except ValueError as exc:
+        raise PolicyError(str(exc)) from exc
     a_raw = raw.get("auto_action", {})
     _only(
         a_raw,
@@ -300,6 +362,7 @@ def parse(raw: dict[str, Any]) -> Policy:
             ),
             factor=factor,
         ),
+        context=context,
     )
 
 

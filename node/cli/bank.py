@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from blindmatch.node import config as config_mod
+from blindmatch.protocol import signal_types
 
 FORMATS = ("auto", "jsonl", "te-lines", "te-csv", "hma-json")
 EXPORT_FORMATS = ("jsonl", "te-lines", "hma-json")
@@ -66,9 +67,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     a = bsub.add_parser("add", parents=[common], help="add hashes (or media) to a bank")
     a.add_argument("name")
     a.add_argument("hashes", nargs="*", metavar="HASH", help="hashes as hex")
-    a.add_argument("--signal-type", default="pdq", choices=("pdq", "vpdq", "sha256"))
+    a.add_argument(
+        "--signal-type",
+        default="pdq",
+        choices=signal_types.bank_signal_names(),
+        help="pdq, sha256 (hex), or vpdq (a video as ThreatExchange's vpdq signal string)",
+    )
     a.add_argument("--file", help="a file of hashes: '<hash>' or '<signal_type> <hash>' lines")
     a.add_argument("--media", action="append", default=[], metavar="IMAGE", help="hash an image")
+    a.add_argument(
+        "--video", action="append", default=[], metavar="VIDEO", help="hash a video (vPDQ)"
+    )
     a.add_argument("--quality", type=int)
     a.add_argument("--min-quality", type=int, help="refuse PDQ hashes below this quality")
     a.add_argument("--category", action="append", default=[], metavar="LABEL")
@@ -78,7 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r = bsub.add_parser("remove", parents=[common], help="delete hashes from a bank")
     r.add_argument("name", nargs="?")
     r.add_argument("hashes", nargs="*", metavar="HASH")
-    r.add_argument("--signal-type", default="pdq", choices=("pdq", "vpdq", "sha256"))
+    r.add_argument("--signal-type", default="pdq", choices=signal_types.bank_signal_names())
     r.add_argument("--ref", action="append", default=[], metavar="ITEM_REF")
     r.set_defaults(func=_sync(_remove))
 
@@ -282,14 +291,16 @@ def _image_hashes(media: bytes) -> list[tuple[str, bytes, int | None]]:
 async def _add(args: argparse.Namespace, banks: Any) -> int:
     from blindmatch.node.banks.formats import parse_te_lines
     from blindmatch.node.banks.validation import BankValidationError
+    from blindmatch.node.banks.videos import VideoItems
+    from blindmatch.node.media.hashing import hash_video
 
     entries: list[tuple[str, str | bytes]] = [(args.signal_type, h) for h in args.hashes]
     if args.file:
         with _open_input(args.file) as handle:
             parsed = parse_te_lines(handle, args.signal_type)
         entries.extend((item.signal_type, item.hash) for item in parsed.items)
-    if not entries and not args.media:
-        raise BankValidationError("nothing to add: give hashes, --file or --media")
+    if not entries and not args.media and not args.video:
+        raise BankValidationError("nothing to add: give hashes, --file, --media or --video")
     options = {
         "quality": args.quality,
         "categories": args.category,
@@ -299,8 +310,19 @@ async def _add(args: argparse.Namespace, banks: Any) -> int:
     }
     added = present = 0
     async with banks.db.transaction():  # every hash or none
+        videos = VideoItems(banks)
+        video_options = {k: options[k] for k in ("categories", "expires_at", "source")}
         for signal_type, value in entries:
-            result = await banks.add_item(args.name, signal_type, value, **options)
+            if signal_types.get(signal_type).exchange is signal_types.Exchange.FRAMES:
+                if not isinstance(value, str):
+                    raise BankValidationError("a vpdq entry is a signal string")
+                result = await videos.add_signal_string(args.name, value, **video_options)
+            else:
+                result = await banks.add_item(args.name, signal_type, value, **options)
+            added += result.created
+            present += not result.created
+        for path in args.video:
+            result = await videos.add_video(args.name, hash_video(path), **video_options)  # type: ignore[arg-type]
             added += result.created
             present += not result.created
         protected = args.media and (await banks.get_bank(args.name)).provenance == (

@@ -40,6 +40,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     i.add_argument("--tls-key", type=Path, help="its private key (PEM)")
     i.add_argument("--tls-ca", type=Path, help="CA bundle to verify peers (default: system CAs)")
     i.add_argument("--database", help="database URL (default: SQLite in the home)")
+    i.add_argument("--hub-name", help="a hub: the name its survivor page shows")
+    i.add_argument("--hub-contact", help="a hub: how survivors reach it (email, phone, URL)")
+    i.add_argument("--privacy-url", help="a hub: its full privacy policy (https://...)")
     i.add_argument("--roster", type=Path, help="the roster file (it may not exist yet)")
     i.add_argument("--governance-key", action="append", default=[], help="hex; repeatable")
     i.add_argument("--governance-threshold", type=int, default=1)
@@ -86,14 +89,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="wait until every peer's index has been pulled up to its head",
     )
     pe.set_defaults(func=cmd_peers)
-    m = sub.add_parser("match", help="match an image file or a PDQ hash against the federation")
+    m = sub.add_parser(
+        "match", help="match an image or video file, or a PDQ hash, against the federation"
+    )
     config_mod.add_config_argument(m)
     m.add_argument("target", help="an image file, or a 64-hex PDQ hash")
     m.add_argument("--wait", type=float, default=60, help="seconds to wait for every peer")
     m.add_argument(
         "--content-ref",
         help="the platform's reference for this content: review cases open for its matches,"
-        " as with the API's content_ref ([A-Za-z0-9._:-], at most 128)",
+        " as with the API's content_ref ([A-Za-z0-9._:-], at most 128, not starting with '.')",
     )
     m.set_defaults(func=cmd_match)
 
@@ -120,6 +125,9 @@ def cmd_init(args: argparse.Namespace) -> int:
     cfg.tls_key = args.tls_key.resolve() if args.tls_key else None
     cfg.tls_ca = args.tls_ca.resolve() if args.tls_ca else None
     cfg.database = args.database or ""
+    cfg.hub_name = config_mod._short_text(args.hub_name, "--hub-name")
+    cfg.hub_contact = config_mod._short_text(args.hub_contact, "--hub-contact")
+    cfg.privacy_url = config_mod._short_text(args.privacy_url, "--privacy-url")
     try:
         cfg.governance_keys = [bytes.fromhex(k) for k in args.governance_key]
     except ValueError as exc:
@@ -248,6 +256,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     _print(status)
     for warning in status.get("warnings", []):
         print(f"warning: {warning}", file=sys.stderr)
+    dead = status.get("jobs", {}).get("dead-lettered", 0)
+    if dead:
+        print(
+            f"warning: {dead} match job(s) dead-lettered (a peer's part failed for good);"
+            " see GET /api/v1/match/JOB, then POST .../retry or leave them",
+            file=sys.stderr,
+        )
     return 0
 
 

@@ -1,7 +1,9 @@
 """Reviewer accounts and console sessions.
 
-Passwords are stored as ``scrypt$n$r$p$salt$hash`` (``hashlib.scrypt``, n=2**14, r=8, p=1, a
-random 16-byte salt, 32-byte output, hex) and compared in constant time. A session token is 32
+Passwords are stored as ``scrypt$n$r$p$salt$hash`` (``hashlib.scrypt`` at OWASP's current
+parameters, n=2**17, r=8, p=1: 128 MiB and a few hundred ms per check; a random 16-byte salt,
+32-byte output, hex) and compared in constant time. A hash stored under older parameters is
+replaced with one under the current ones at the next successful login. A session token is 32
 random bytes given to the browser once; the database keeps only its SHA-256, so a copy of the
 database does not let anyone act as a reviewer. Sessions last eight hours from login, end at
 logout, and end at once when the account is disabled. Each session has its own CSRF token.
@@ -30,11 +32,12 @@ MAX_PASSWORD = 1024
 RESERVED_IDS = frozenset({"policy", "uploader", "system", "platform", "holder"})
 _ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**17, 8, 1  # OWASP Password Storage Cheat Sheet (2025)
 _SCRYPT_LEN = 32
-# Parameters accepted when verifying a stored hash: never more than ~64 MiB of work memory,
-# so a tampered row cannot make a login exhaust the machine.
-_MAX_N, _MAX_R, _MAX_P = 2**17, 16, 4
+# Parameters accepted when verifying a stored hash: never more than 128 MiB of work memory
+# (128 * n * r bytes), so a tampered row cannot make a login exhaust the machine.
+_MAX_N, _MAX_R, _MAX_P = 2**17, 8, 4
+_MAX_MEM = 128 * _MAX_N * _MAX_R + (1 << 20)
 
 
 class AccountError(ValueError):
@@ -81,8 +84,7 @@ def check_password(password: str) -> str:
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int) -> bytes:
     return hashlib.scrypt(
-        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=_SCRYPT_LEN,
-        maxmem=256 * r * n + (1 << 20),
+        password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=_SCRYPT_LEN, maxmem=_MAX_MEM,
     )  # fmt: skip
 
 
@@ -107,6 +109,11 @@ def verify_password(password: str, stored: str) -> bool:
     if len(password) > MAX_PASSWORD:
         return False
     return hmac.compare_digest(_scrypt(password, salt, n, r, p), expected)
+
+
+def needs_rehash(stored: str) -> bool:
+    """True when a stored hash is not under the current parameters."""
+    return not stored.startswith(f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}$")
 
 
 # A well-formed hash nobody's password matches: verified against when the reviewer ID is
@@ -217,6 +224,14 @@ class Accounts:
         )
         if not (ok and usable) or row is None:
             return None
+        if needs_rehash(stored):
+            # Transparent upgrade: the password is at hand only now.
+            fresh = await asyncio.to_thread(hash_password, password)
+            await self.db.execute(
+                "UPDATE reviewers SET password_hash = ?"
+                " WHERE reviewer_id = ? AND password_hash = ?",
+                fresh, row["reviewer_id"], stored,
+            )  # fmt: skip
         return Reviewer(row["reviewer_id"], row["role"], False, int(row["created_at"]))
 
     # --- sessions ---------------------------------------------------------------------------
@@ -269,37 +284,72 @@ class Accounts:
 
 
 class LoginLimiter:
-    """At most ``attempts`` failed logins per reviewer ID in ``window_s``; then a lockout
-    until the window passes. In memory, per process (a node's console is one process)."""
+    """Failed sign-ins slow down the source that makes them, not the reviewer they name.
 
-    def __init__(self, now: Callable[[], int], attempts: int = 5, window_s: int = 900) -> None:
+    Failures are counted per (source address, reviewer ID) and per source address. After
+    ``attempts`` failures for a pair (or ``source_attempts`` from one source, whatever IDs it
+    tries), that pair (or source) waits ``base_lock_s``, doubling with every further failure up
+    to ``max_lock_s``. A reviewer signing in from anywhere else is never locked out by someone
+    guessing at their ID, which a per-account lockout would let anyone do; a guesser is held to
+    a few tries an hour per address, each costing a full scrypt check. Failures are forgotten
+    after ``window_s`` without one, and a successful sign-in clears its pair. In memory, per
+    process (a node's console is one process); the source is the TCP peer address (a reverse
+    proxy in front must be the only path in, and then all sources are the proxy: set
+    ``source_attempts`` with that in mind).
+    """
+
+    MAX_KEYS = 10_000
+
+    def __init__(
+        self,
+        now: Callable[[], int],
+        attempts: int = 5,
+        source_attempts: int = 30,
+        window_s: int = 3600,
+        base_lock_s: int = 60,
+        max_lock_s: int = 3600,
+    ) -> None:
         self.now = now
         self.attempts = attempts
+        self.source_attempts = source_attempts
         self.window_s = window_s
-        self._failures: dict[str, list[int]] = {}
+        self.base_lock_s = base_lock_s
+        self.max_lock_s = max_lock_s
+        self._failures: dict[tuple[str, ...], list[int]] = {}
 
-    def _recent(self, key: str) -> list[int]:
-        cutoff = self.now() - self.window_s
-        times = [t for t in self._failures.get(key, []) if t > cutoff]
-        if times:
-            self._failures[key] = times
-        else:
+    @staticmethod
+    def _keys(source: str, reviewer_id: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        return ("pair", source[:64], reviewer_id.lower()[:64]), ("source", source[:64])
+
+    def _recent(self, key: tuple[str, ...]) -> list[int]:
+        times = self._failures.get(key, [])
+        if times and times[-1] <= self.now() - self.window_s:
             self._failures.pop(key, None)
+            return []
         return times
 
-    def retry_after(self, reviewer_id: str) -> int:
-        """Seconds until a login for this ID is allowed again (0: allowed now)."""
-        times = self._recent(reviewer_id.lower()[:64])
-        if len(times) < self.attempts:
+    def _wait(self, key: tuple[str, ...], allowed: int) -> int:
+        times = self._recent(key)
+        if len(times) < allowed:
             return 0
-        return max(1, times[-self.attempts] + self.window_s - self.now())
+        lock = min(self.max_lock_s, self.base_lock_s * 2 ** min(len(times) - allowed, 30))
+        return max(0, times[-1] + lock - self.now())
 
-    def failed(self, reviewer_id: str) -> None:
-        if len(self._failures) > 10_000:
+    def retry_after(self, source: str, reviewer_id: str) -> int:
+        """Seconds until this source may try this reviewer ID again (0: now)."""
+        pair, whole = self._keys(source, reviewer_id)
+        return max(self._wait(pair, self.attempts), self._wait(whole, self.source_attempts))
+
+    def failed(self, source: str, reviewer_id: str) -> None:
+        if len(self._failures) > self.MAX_KEYS:
             for key in list(self._failures):
                 self._recent(key)
-        key = reviewer_id.lower()[:64]
-        self._failures.setdefault(key, []).append(self.now())
+            while len(self._failures) > self.MAX_KEYS:  # still full: forget the oldest
+                self._failures.pop(next(iter(self._failures)))
+        for key in self._keys(source, reviewer_id):
+            times = self._recent(key)
+            times.append(self.now())
+            self._failures[key] = times[-64:]
 
-    def succeeded(self, reviewer_id: str) -> None:
-        self._failures.pop(reviewer_id.lower()[:64], None)
+    def succeeded(self, source: str, reviewer_id: str) -> None:
+        self._failures.pop(self._keys(source, reviewer_id)[0], None)

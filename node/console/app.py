@@ -133,11 +133,48 @@ def case_label(case_ref: bytes) -> str:
     return f"Case {case_ref.hex()[:8]}"
 
 
+_PREFIXES = {
+    "trimmed": "with its border removed",
+    "content": "the picture inside the upload (a caption or background cut away)",
+    "framed": "the picture inside a frame in the upload",
+}
+
+
 def variant_text(variant: str) -> str:
-    trimmed = variant.startswith("trimmed/")
-    base = variant.removeprefix("trimmed/")
-    text = _VARIANTS.get(base, base.replace("_", " "))
-    return f"{text}, border removed" if trimmed else text
+    """How the upload had to be turned or cut to match, in words (never a raw variant name)."""
+    import re
+
+    cell = re.fullmatch(r"g([1-9][0-9]?)c([0-9]{1,2})r([0-9]{1,2})", variant)
+    if cell:
+        grid, col, row = (int(x) for x in cell.groups())
+        return f"one part of the picture (row {row + 1}, column {col + 1} of a {grid}×{grid} grid)"
+    head, _, rest = variant.partition("/")
+    if head == "uncrop" and rest.isdigit():
+        return f"with about {rest}% cropped off its edges"
+    if head in _PREFIXES and rest:
+        inner = variant_text(rest)
+        return _PREFIXES[head] if inner == "as uploaded" else f"{_PREFIXES[head]}, {inner}"
+    return _VARIANTS.get(variant, variant.replace("_", " ").replace("+", " and "))
+
+
+_MATCHED = {
+    "survivor-submitted": "a picture a survivor reported to {holder}",
+    "moderator-confirmed": "a picture {holder}'s moderators confirmed as abuse",
+    "peer-sourced": "a picture {holder} received from another service",
+    "protected-source": "a photo a person asked {holder} to protect",
+    "generator": "a picture an AI generator ({holder}) says it made",
+}
+
+
+def matched_text(case: Case) -> str:
+    """What the upload matched, in plain words: never 'the protected picture', which the
+    reviewer does not see."""
+    provenance = str(case.release.get("provenance") or "")
+    what = _MATCHED.get(provenance, "a picture held by {holder}").format(holder=case.holder)
+    kind = (case.release.get("derivative") or {}).get("kind")
+    if kind == "derivative":
+        return f"an edited version of {what}"
+    return what
 
 
 def band_text(band: int) -> str:
@@ -478,20 +515,21 @@ async def login(request: web.Request) -> web.StreamResponse:
     if not isinstance(reviewer_id, str) or not isinstance(password, str):
         return _login_form(request, 400, "Enter your reviewer ID and password.")
     reviewer_id = reviewer_id.strip()[:64]
-    wait = console.limiter.retry_after(reviewer_id)
+    source = request.remote or "unknown"
+    wait = console.limiter.retry_after(source, reviewer_id)
     if wait:
         response = _login_form(
             request, 429,
-            f"Too many failed attempts for this reviewer ID. Try again in {wait // 60 + 1} min.",
+            f"Too many failed attempts from here. Try again in {wait // 60 + 1} min.",
             reviewer_id,
         )  # fmt: skip
         response.headers["Retry-After"] = str(wait)
         return response
     reviewer = await console.accounts.authenticate(reviewer_id, password)
     if reviewer is None:
-        console.limiter.failed(reviewer_id)
+        console.limiter.failed(source, reviewer_id)
         return _login_form(request, 401, "The reviewer ID or password is wrong.", reviewer_id)
-    console.limiter.succeeded(reviewer_id)
+    console.limiter.succeeded(source, reviewer_id)
     previous = await console.accounts.session(request.cookies.get(COOKIE))
     if previous is not None:  # a new sign-in in this browser ends the session it replaces
         await console.accounts.end_session(previous)
@@ -531,25 +569,25 @@ async def queue(request: web.Request) -> web.Response:
             "<tr>"
             f'<th scope="row"><a href="{e(_url(request, "/cases/" + c.case_ref.hex()))}">'
             f"{e(case_label(c.case_ref))}</a></th>"
-            f"<td>{e(_STATES.get(c.state, c.state))} {''.join(badges)}</td>"
-            f"<td>{c.priority}</td>"
-            f"<td>{e(band_text(c.band))}<br><span class=muted>{e(variant_text(c.variant))}"
+            f'<td data-label="State">{e(_STATES.get(c.state, c.state))} {"".join(badges)}</td>'
+            f'<td data-label="Priority">{c.priority}</td>'
+            f'<td data-label="Match">{e(matched_text(c))}<br><span class=muted>'
+            f"{e(band_text(c.band))}; {e(variant_text(c.variant))}</span></td>"
+            f'<td data-label="Holder">{e(c.holder)} <span class=muted>'
+            f"({'this node' if c.source == 'local' else 'peer'}), item {e(short(c.item_ref))}"
             "</span></td>"
-            f"<td>{e(c.holder)} <span class=muted>({'this node' if c.source == 'local' else 'peer'}"
-            f"), item {e(short(c.item_ref))}</span></td>"
-            f"<td>{e(c.release.get('provenance') or 'unknown')}</td>"
-            f"<td>{e(_OPINIONS.get(opinion.label, opinion.label))}</td>"
-            f"<td>{e(age(now - c.created_at))}</td>"
+            f'<td data-label="Opinion">{e(_OPINIONS.get(opinion.label, opinion.label))}</td>'
+            f'<td data-label="Waiting">{e(age(now - c.created_at))}</td>'
             "</tr>"
         )
     if rows:
         table = (
-            "<table><caption>Cases waiting for a person: re-reviews and appeals first, then by "
-            "priority. Open a case to see the image (blurred) and decide.</caption><thead><tr>"
+            '<table class="queue"><caption>Cases waiting for a person: re-reviews and appeals'
+            " first, then by priority. Open a case to see the image (blurred) and decide."
+            "</caption><thead><tr>"
             '<th scope="col">Case</th><th scope="col">State</th><th scope="col">Priority</th>'
             '<th scope="col">Match</th><th scope="col">Holder</th>'
-            '<th scope="col">Provenance</th><th scope="col">Opinion</th>'
-            '<th scope="col">Waiting</th></tr></thead>'
+            '<th scope="col">Opinion</th><th scope="col">Waiting</th></tr></thead>'
             f"<tbody>{''.join(rows)}</tbody></table>"
         )
     else:
@@ -626,6 +664,7 @@ async def _render_case(request: web.Request, error: str = "", status: int = 200)
         f"<dt>State</dt><dd>{e(_STATES.get(case.state, case.state))} {''.join(badges)}</dd>"
         f"<dt>Priority</dt><dd>{case.priority}</dd>"
         f"<dt>Platform content</dt><dd>{e(case.content_ref)}</dd>"
+        f"<dt>It matched</dt><dd>{e(matched_text(case))}</dd>"
         f"<dt>Matched at</dt><dd>{e(case.holder)} "
         f"({'this node’s own bank' if case.source == 'local' else 'a peer in the federation'})"
         f"</dd><dt>Item</dt><dd>{e(short(case.item_ref))} <span class=muted>(a reference; "
@@ -652,10 +691,13 @@ async def _render_case(request: web.Request, error: str = "", status: int = 200)
     )
 
     if can_review and case.state != "closed":
+        what = matched_text(case)
         choices = {
-            "actioned": "Action it: the upload is the protected picture",
-            "dismissed": "Dismiss it: not the protected picture (tells the holder)",
-            "escalated": "Escalate it to a senior reviewer",
+            "actioned": f"Action it: the upload shows {what} (the platform removes it and"
+            f" {case.holder} hears it was confirmed)",
+            "dismissed": f"Dismiss it: the upload does not show {what} ({case.holder} hears"
+            " it was disputed)",
+            "escalated": "Escalate it: a senior reviewer should decide",
         }
         radios = "".join(
             f'<label class="choice"><input type="radio" name="outcome" value="{k}" id="o-{k}"'

@@ -11,6 +11,9 @@ platform's next match of its copy comes back empty. Last, a survivor protects an
 (whole-picture and tile hashes), an AI image service in the roster's ``generator`` role banks an
 edit it made of it, and the other platform receives that edit and a plain copy: the edit is a
 high-priority derivative case confirmed by the generator, the copy a low-priority copy case.
+Then the hub banks a video (as a ThreatExchange vpdq frame list) and platform-a receives a
+trimmed, downscaled, re-encoded copy of it and an unrelated clip: the copy matches by vPDQ's
+rule, each frame confirmed privately, and opens a case.
 
 The photos are the real photographs that scikit-image ships, so the demo needs no download.
 """
@@ -227,6 +230,22 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
             )
         )
 
+        say(
+            "\n7. the hub banks a video (a ThreatExchange vpdq frame list); platform-a receives a"
+            " trimmed,\n   downscaled, re-encoded copy of it and an unrelated clip:"
+        )
+        started = time.perf_counter()
+        before = _wire(fed)
+        video_result = await _video_step(fed, photos, say)
+        if video_result is not None:
+            steps.append(
+                Step(
+                    "bank a video, match a copy and a clip",
+                    time.perf_counter() - started,
+                    _wire(fed) - before,
+                )
+            )
+
         total_wire = _wire(fed)
         say("\nsteps:")
         for s in steps:
@@ -249,6 +268,9 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
             "withdrawal_honoured": withdrawn_ok,
             "derivative_found": derivative_result["derivative_found"],
             "copy_found": derivative_result["copy_found"],
+            # None when this machine cannot decode video (no ffmpeg or vpdq)
+            "video_found": None if video_result is None else video_result["found"],
+            "video_unrelated_clean": None if video_result is None else video_result["clean"],
             "bytes": total_wire,
         }
     finally:
@@ -308,6 +330,73 @@ async def _derivative_step(
     }
 
 
+def _clip(
+    photo: Image.Image, out: Path, vf: str, seconds: int, extra: tuple[str, ...] = ()
+) -> None:
+    """An H.264 clip of a slow pan across ``photo`` (FFmpeg), then ``vf`` applied."""
+    import subprocess
+
+    still = out.with_suffix(".png")
+    photo.convert("RGB").resize((640, 480)).save(still)
+    pan = f"crop=480:360:'20*t':'10*t',fps=10,{vf}format=yuv420p"
+    command = ["ffmpeg", "-v", "error", "-y", "-loop", "1", "-i", str(still), "-vf", pan]
+    command += ["-t", str(seconds), *extra, "-c:v", "libx264", "-preset", "veryfast", str(out)]
+    subprocess.run(command, check=True)
+
+
+async def _video_step(
+    fed: LocalFederation, photos: dict[str, Image.Image], say: Callable[[str], None]
+) -> dict[str, bool] | None:
+    from blindmatch.node.media.video import ffmpeg_available
+    from blindmatch.protocol import video
+
+    if not (ffmpeg_available() and hashing.vpdq_available()):
+        say("   (skipped: this machine has no ffmpeg or vpdq to decode video)")
+        return None
+    hub, pa = fed["hub"], fed["platform-a"]
+    with tempfile.TemporaryDirectory(prefix="blindmatch-demo-video-") as d:
+        tmp = Path(d)
+        _clip(photos["coffee"], tmp / "reported.mp4", "", 8)
+        # The platform's upload: seconds 2-6 of it, downscaled, recompressed.
+        upload_edit = ("-ss", "2", "-t", "4", "-crf", "30")
+        _clip(photos["coffee"], tmp / "upload.mp4", "scale=320:-2,", 8, upload_edit)
+        _clip(photos["camera"], tmp / "other.mp4", "", 6)
+        reported = hashing.hash_video(tmp / "reported.mp4")
+        signal = video.format_signal_string(reported)
+        async with BlindmatchClient(hub.api_url, hub.api_token) as bm:
+            await bm.create_bank(
+                "survivor-videos", "survivor-submitted", shared=True, categories=["ncii"]
+            )
+            await bm.add_hashes("survivor-videos", [signal], signal_type="vpdq")
+        await pa.node.sync_all()
+        say(
+            f"   hub banked 1 video item: {len(reported)} frames, "
+            f"{len(video.indexed_frames(reported))} distinct ones indexed"
+        )
+        out: dict[str, bool] = {}
+        uploads = (("copy", "upload.mp4", "demo-video"), ("unrelated", "other.mp4", "demo-other"))
+        async with BlindmatchClient(pa.api_url, pa.api_token) as bm:
+            for label, path, ref in uploads:
+                started = time.perf_counter()
+                job = await bm.match_media((tmp / path).read_bytes(), wait=60, content_ref=ref)
+                cases = await bm.cases_for_content(ref)
+                ms = (time.perf_counter() - started) * 1000
+                hit = next((m for m in job["matches"] if m.get("signal") == video.SIGNAL), None)
+                if hit is None:
+                    say(f"   {label:<10} -> no match  {ms:5.0f} ms")
+                    out[label] = False
+                    continue
+                ev = hit["video"]
+                say(
+                    f"   {label:<10} -> VIDEO MATCH at {hit['peer']}:"
+                    f" {ev['query_match_percent']:.0f}% of its {ev['query_frames']} frames,"
+                    f" {ev['compared_match_percent']:.0f}% of the banked video's"
+                    f" {ev['compared_frames']}; {len(cases)} case opened  {ms:5.0f} ms"
+                )
+                out[label] = bool(cases)
+    return {"found": out.get("copy", False), "clean": not out.get("unrelated", True)}
+
+
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="blindmatch-demo-") as d:
         result = asyncio.run(run_demo(Path(d)))
@@ -316,5 +405,7 @@ def main() -> int:
         and result["withdrawal_honoured"]
         and result["derivative_found"]
         and result["copy_found"]
+        and result["video_found"] is not False
+        and result["video_unrelated_clean"] is not False
     )
     return 0 if ok else 1

@@ -24,7 +24,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from blindmatch.protocol import canonical, index, schema
+from blindmatch.protocol import index, replication
 
 
 @dataclass(frozen=True)
@@ -50,9 +50,14 @@ class Rejected:
 class PeerReplica:
     def __init__(self, peer_id: str, scheme: str, key_id: bytes) -> None:
         self.peer_id = peer_id
-        self.index = index.ReplicaIndex(scheme, key_id)
-        self._cursor = 0
+        # The sans-I/O replica (protocol/replication.py) decides each entry's outcome; this
+        # class adds the lock and the page discipline.
+        self._replica = replication.IndexReplica(scheme, key_id)
         self._lock = threading.Lock()
+
+    @property
+    def index(self) -> index.ReplicaIndex:
+        return self._replica.index
 
     @property
     def key_id(self) -> bytes:
@@ -61,7 +66,13 @@ class PeerReplica:
     @property
     def cursor(self) -> int:
         """The feed position the replica reflects (an int read: no lock needed)."""
-        return self._cursor
+        return self._replica.position
+
+    def outcome_counts(self) -> dict[str, int]:
+        """How many entries had each outcome (added, other-scheme, other-key, rejected...):
+        nothing the peer published is dropped without being counted."""
+        with self._lock:
+            return {o.value: n for o, n in self._replica.counts.items()}
 
     def apply_page(self, after: int, entries: Sequence[StoredEntry]) -> list[Rejected] | None:
         """Apply the stored entries that follow feed position ``after``, in order.
@@ -71,33 +82,14 @@ class PeerReplica:
         then catches up from the store instead. Blocking: call it from a worker thread.
         """
         with self._lock:
-            if after != self._cursor:
+            if after != self._replica.position:
                 return None
             rejected: list[Rejected] = []
             for e in entries:
-                if e.seq <= self._cursor:
-                    continue
-                reason = self._apply(e)
-                if reason is not None:
-                    rejected.append(Rejected(e.seq, e.entry_id, e.kind, reason))
-                self._cursor = e.seq
+                applied = self._replica.apply(e.seq, e.kind, e.payload)
+                if applied.outcome is replication.EntryOutcome.REJECTED:
+                    rejected.append(Rejected(e.seq, e.entry_id, e.kind, applied.reason))
             return rejected
-
-    def _apply(self, e: StoredEntry) -> str | None:
-        ri = self.index
-        try:
-            body = schema.check(index.FEED_SCHEMAS[e.kind], canonical.decode(e.payload))
-            if body["scheme"] != ri.scheme or body["key_id"] != ri.key_id:
-                return None  # another scheme or a retired key: not the index we match against
-            if e.kind == "index.add":
-                ri.add(body["entries"])
-            elif e.kind == "index.remove":
-                ri.remove(body["entries"])
-        except KeyError:
-            return "unknown entry kind"
-        except (canonical.CanonicalError, schema.SchemaError, index.IndexFormatError) as exc:
-            return str(exc)
-        return None
 
     def reader(self) -> ReplicaReader:
         """A lookup handle for one exchange; it remembers the cursor its lookups ran at."""
@@ -106,7 +98,7 @@ class PeerReplica:
     def lookup_many_at(self, oprf_outputs: Sequence[bytes]) -> tuple[int, list[list[bytes]]]:
         """Blocking: call from a worker thread."""
         with self._lock:
-            return self._cursor, self.index.lookup_many(oprf_outputs)
+            return self._replica.position, self.index.lookup_many(oprf_outputs)
 
     def size(self) -> tuple[int, int]:
         """(distinct entries, bytes held). Blocking (it may merge): call from a worker thread."""

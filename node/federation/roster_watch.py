@@ -35,15 +35,32 @@ def load_roster(cfg: NodeConfig, now_ms: int) -> roster_mod.Roster:
     if cfg.roster_path is None:
         raise ConfigError("no roster configured (set 'roster' in the config)")
     try:
-        document = json.loads(cfg.roster_path.read_text())
+        data = cfg.roster_path.read_bytes()
     except FileNotFoundError as exc:
         raise ConfigError(
             f"no roster file at {cfg.roster_path} (governance writes it with"
             " 'blindmatch roster sign')"
         ) from exc
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{cfg.roster_path}: not JSON ({exc})") from exc
-    return roster_mod.verify_roster(document, cfg.governance_keys, cfg.governance_threshold, now_ms)
+    except OSError as exc:
+        raise ConfigError(f"{cfg.roster_path}: cannot read the roster: {exc.strerror}") from None
+    try:
+        return parse_roster_document(data, cfg.governance_keys, cfg.governance_threshold, now_ms)
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg.roster_path}: {exc}") from None
+
+
+def parse_roster_document(
+    data: bytes, governance_keys: list[bytes], threshold: int, now_ms: int
+) -> roster_mod.Roster:
+    """A roster file's bytes as a verified roster: ConfigError if it is not JSON text,
+    RosterError if it is not a roster the governance keys signed."""
+    try:
+        document = json.loads(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError("the roster is not UTF-8 text") from None
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ConfigError(f"not JSON ({exc.__class__.__name__})") from None
+    return roster_mod.verify_roster(document, governance_keys, threshold, now_ms)
 
 
 def _when(seconds: float) -> str:

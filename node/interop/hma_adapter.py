@@ -41,6 +41,7 @@ from typing import Any
 from aiohttp import web
 
 from blindmatch.node.api.client import ApiClientError, BlindmatchClient
+from blindmatch.protocol import signal_types
 
 KEY_FILE = "hma-adapter.key"
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
@@ -113,7 +114,7 @@ class HmaAdapter:
         signal = request.query.get("signal")
         if signal_type is None or signal is None:
             return _error(400, "signal_type and signal are required")
-        if signal_type != "pdq":
+        if signal_type != signal_types.PDQ.name:
             return _error(400, f"SignalType {signal_type!r} is not matched through blindmatch")
         if not _PDQ_HEX.fullmatch(signal):
             return _error(400, "invalid signal type: pdq signals are 64 hex characters")
@@ -163,7 +164,7 @@ class HmaAdapter:
             return _error(400, "expected a JSON object")
         if not isinstance(body, dict) or set(body) - {"signal_type", "signal", "category", "tags"}:
             return _error(400, "expected {signal_type, signal, category, tags}")
-        if body.get("signal_type") != "pdq":
+        if body.get("signal_type") != signal_types.PDQ.name:
             return _error(400, "only pdq opinions apply to blindmatch lookups")
         signal, category, tags = body.get("signal"), body.get("category"), body.get("tags", [])
         if not isinstance(signal, str) or not _PDQ_HEX.fullmatch(signal):

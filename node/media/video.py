@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -143,3 +144,33 @@ def hash_video_for_query(
     selected = distinct_good_frames(frames, VPDQ_FRAME_QUALITY_THRESHOLD)[: video.MAX_QUERY_FRAMES]
     vectors, mismatched = frame_float_vectors(path, selected)
     return VideoHashes(tuple(frames), vectors, mismatched)
+
+
+# Container signatures (offset, bytes): ISO BMFF (MP4, MOV, 3GP), Matroska/WebM, AVI, MPEG-TS,
+# MPEG-PS, FLV. Pictures never start with these.
+_SIGNATURES: tuple[tuple[int, bytes], ...] = (
+    (4, b"ftyp"),
+    (0, b"\x1a\x45\xdf\xa3"),
+    (8, b"AVI "),
+    (0, b"\x00\x00\x01\xba"),
+    (0, b"FLV"),
+)
+
+
+def looks_like_video(data: bytes) -> bool:
+    """Whether bytes start like a video container (the media API routes them to vPDQ)."""
+    if len(data) >= 189 and data[0] == 0x47 and data[188] == 0x47:  # MPEG-TS packets
+        return True
+    return any(data[o : o + len(sig)] == sig for o, sig in _SIGNATURES)
+
+
+def video_query_hashes(data: bytes) -> list[QueryHash]:
+    """The query hashes of a video given as bytes (written to a private temporary file for the
+    decoders, removed afterwards). Raises MediaError when it has no frame of quality >= 50."""
+    with tempfile.TemporaryDirectory(prefix="blindmatch-video-") as tmp:
+        path = Path(tmp) / "upload"
+        path.write_bytes(data)
+        queries = hash_video_for_query(path).query_hashes()
+    if not queries:
+        raise MediaError("low_quality", "no frame of the video is textured enough to match")
+    return queries

@@ -58,6 +58,7 @@ from blindmatch.node.banks.service import (
     WithdrawalRefusedError,
 )
 from blindmatch.node.banks.validation import PDQ_QUALITY_THRESHOLD, BankValidationError
+from blindmatch.protocol import signal_types
 from blindmatch.protocol.derivative import PDQ_TILES_1, Cell, DerivativeError
 
 if TYPE_CHECKING:
@@ -327,7 +328,7 @@ def parse_submission(body: dict[str, Any]) -> tuple[list[Submitted], str]:
         extra = set(entry) - allowed
         if extra:
             raise SurvivorError(400, "bad-hashes", f"hashes[{n}] has unknown fields")
-        if entry.get("signal_type") != "pdq":
+        if entry.get("signal_type") != signal_types.PDQ.name:
             raise SurvivorError(400, "bad-signal", f"hashes[{n}].signal_type must be 'pdq'")
         value = entry.get("hash")
         if not isinstance(value, str) or not _HEX64.fullmatch(value):
@@ -478,6 +479,20 @@ class SurvivorService:
         return {"results": results, "withdrawn": len(withdrawn)}
 
 
+def render_index(cfg: Any) -> bytes:
+    """The page with the hub's name, contact and privacy link filled in (Jinja2, autoescaped:
+    the values come from the operator's config but are escaped all the same)."""
+    import jinja2
+
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    template = env.from_string(_static("index.html").decode("utf-8"))
+    return template.render(
+        hub_name=getattr(cfg, "hub_name", None) or cfg.node_id,
+        hub_contact=getattr(cfg, "hub_contact", None),
+        privacy_url=getattr(cfg, "privacy_url", None),
+    ).encode("utf-8")
+
+
 def build_survivor_routes(
     node: Node,
     banks: BankService,
@@ -493,6 +508,7 @@ def build_survivor_routes(
     service = SurvivorService(node, banks, bank_name)
     limiter = limiter if limiter is not None else RateLimiter()
     assets = {name: _static(name) for name in STATIC_FILES}
+    assets["index.html"] = render_index(node.cfg)
     routes = web.RouteTableDef()
 
     def client_of(request: web.Request) -> str:

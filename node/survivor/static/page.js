@@ -511,10 +511,16 @@
       li.setAttribute("data-hash", pdq.hash);
       li.setAttribute("data-quality", String(pdq.quality));
       line.className = "ok";
-      line.appendChild(document.createTextNode("Fingerprint ready: "));
+      line.appendChild(document.createTextNode("Fingerprint ready. "));
+      // The code itself means nothing to a person; it is there for whoever needs to check it.
+      var details = document.createElement("details");
+      var summary = document.createElement("summary");
+      summary.textContent = "Show the fingerprint code";
       var code = document.createElement("code");
       code.textContent = pdq.hash;
-      line.appendChild(code);
+      details.appendChild(summary);
+      details.appendChild(code);
+      line.appendChild(details);
       if (e.extras && e.extras.tiles) {
         li.setAttribute("data-tiles", JSON.stringify(e.extras.tiles));
         var parts = document.createElement("div");
@@ -848,6 +854,7 @@
       secret: result.data.secret,
     };
     $("receipt").value = JSON.stringify(receipt);
+    showReceiptSummary(receipt);
     $("receipt-section").hidden = false;
     say(
       status,
@@ -856,6 +863,27 @@
     );
     $("receipt-title").focus();
     refreshButtons();
+  }
+
+  // The receipt in words: who has the fingerprints, when, how many. The code stays as JSON.
+  function showReceiptSummary(receipt) {
+    var list = $("receipt-summary");
+    list.textContent = "";
+    var hub = $("hub-name") ? $("hub-name").textContent : receipt.service;
+    var rows = [
+      ["Sent to", hub + " (" + receipt.service + ")"],
+      ["Sent on", new Date().toLocaleString()],
+      ["Fingerprints", String(receipt.items.length)],
+      ["To take them back", "come back to this page and paste the receipt code, or open the receipt file"],
+    ];
+    rows.forEach(function (row) {
+      var dt = document.createElement("dt");
+      dt.textContent = row[0];
+      var dd = document.createElement("dd");
+      dd.textContent = row[1];
+      list.appendChild(dt);
+      list.appendChild(dd);
+    });
   }
 
   function saveHashes() {

@@ -1,0 +1,185 @@
+"""How a match job ends, and how an operator ends or restarts one.
+
+A job runs one durable task per holder (the outbox retries each with backoff). It ends
+
+* ``complete`` when every peer's part is done;
+* ``dead-lettered`` when every part is settled and at least one failed for good: its retries
+  ran out (the outbox's bounded policy), or it can never run (its queries are unusable, the
+  peer left the roster); the reason names each failed peer and its last error;
+* ``cancelled`` when an operator says so; its pending parts are not attempted again.
+
+A job that ends in any state has ``completed_at`` set, so the cases of the matches it did
+confirm are opened (a confirmed match is never dropped because another peer failed).
+``retry`` puts a dead-lettered or cancelled job's failed parts back with fresh attempts.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from blindmatch.node.metrics import Metrics
+from blindmatch.node.storage.database import Database
+
+log = logging.getLogger("blindmatch.jobs")
+
+MAX_REASON_CHARS = 500
+ENDED = ("complete", "dead-lettered", "cancelled")
+
+
+class JobStateError(Exception):
+    """An operator action the job's state does not allow (code: conflict or unknown-item)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.detail = message
+
+
+def task_message_id(job_ref: bytes, peer_id: str) -> bytes:
+    """The outbox message that carries one peer's part of a job."""
+    return job_ref + peer_id.encode()[:32]
+
+
+class JobLedger:
+    def __init__(self, db: Database, metrics: Metrics) -> None:
+        self._db = db
+        self._metrics = metrics
+
+    async def settle(self, job_ref: bytes, now: int) -> str | None:
+        """End the job if no part is pending; returns its end state, or None if it runs on.
+        Called inside the transaction that settled a part."""
+        rows = await self._db.fetch_all(
+            "SELECT peer_id, state, last_error FROM match_tasks WHERE job_ref = ? ORDER BY peer_id",
+            job_ref,
+        )
+        if any(r["state"] == "pending" for r in rows):
+            return None
+        failed = [r for r in rows if r["state"] == "failed"]
+        state = "dead-lettered" if failed else "complete"
+        reason = "; ".join(f"{r['peer_id']}: {r['last_error']}" for r in failed) or None
+        changed = await self._db.execute(
+            "UPDATE match_jobs SET state = ?, ended_reason = ?,"
+            " completed_at = COALESCE(completed_at, ?) WHERE job_ref = ? AND state = 'running'",
+            state,
+            None if reason is None else reason[:MAX_REASON_CHARS],
+            now,
+            job_ref,
+        )
+        if not changed:
+            return None
+        self._metrics.inc("match_jobs_ended_total", labels={"state": state})
+        if failed:
+            log.warning("match job %s dead-lettered: %s", job_ref.hex()[:8], (reason or "")[:200])
+        return state
+
+    async def fail_task(self, job_ref: bytes, peer_id: str, reason: str, now: int) -> str | None:
+        """Dead-letter one peer's part (its outbox message is already dead or done); returns
+        the job's end state if this was its last pending part."""
+        async with self._db.transaction():
+            changed = await self._db.execute(
+                "UPDATE match_tasks SET state = 'failed', last_error = ?, updated_at = ?"
+                " WHERE job_ref = ? AND peer_id = ? AND state = 'pending'",
+                reason[:MAX_REASON_CHARS],
+                now,
+                job_ref,
+                peer_id,
+            )
+            if not changed:
+                return None
+            await self._db.execute(
+                "UPDATE outbox SET state = 'dead', last_error = ?, updated_at = ?"
+                " WHERE message_id = ? AND state = 'pending'",
+                reason[:MAX_REASON_CHARS],
+                now,
+                task_message_id(job_ref, peer_id),
+            )
+            self._metrics.inc("match_tasks_dead_lettered_total", labels={"peer": peer_id})
+            log.warning("match task of job %s against %s dead-lettered: %s",
+                        job_ref.hex()[:8], peer_id, reason[:200])  # fmt: skip
+            return await self.settle(job_ref, now)
+
+    async def cancel(self, job_ref: bytes, reason: str, now: int) -> None:
+        async with self._db.transaction():
+            state = await self._state(job_ref)
+            if state != "running":
+                raise JobStateError("conflict", f"the job has ended ({state})")
+            peers = [
+                r["peer_id"]
+                for r in await self._db.fetch_all(
+                    "SELECT peer_id FROM match_tasks WHERE job_ref = ? AND state = 'pending'",
+                    job_ref,
+                )
+            ]
+            await self._db.execute(
+                "UPDATE match_tasks SET state = 'failed', last_error = 'cancelled',"
+                " updated_at = ? WHERE job_ref = ? AND state = 'pending'",
+                now,
+                job_ref,
+            )
+            await self._db.execute_many(
+                "UPDATE outbox SET state = 'dead', last_error = 'cancelled', updated_at = ?"
+                " WHERE message_id = ? AND state = 'pending'",
+                [(now, task_message_id(job_ref, p)) for p in peers],
+            )
+            await self._db.execute(
+                "UPDATE match_jobs SET state = 'cancelled', ended_reason = ?,"
+                " completed_at = COALESCE(completed_at, ?) WHERE job_ref = ?",
+                reason[:MAX_REASON_CHARS],
+                now,
+                job_ref,
+            )
+        self._metrics.inc("match_jobs_ended_total", labels={"state": "cancelled"})
+        log.info("match job %s cancelled by the operator", job_ref.hex()[:8])
+
+    async def retry(self, job_ref: bytes, now: int) -> list[str]:
+        """Fresh attempts for a dead-lettered or cancelled job's failed parts; returns the
+        peers whose parts run again."""
+        async with self._db.transaction():
+            state = await self._state(job_ref)
+            if state not in ("dead-lettered", "cancelled"):
+                raise JobStateError(
+                    "conflict", f"only an ended, incomplete job is retried ({state})"
+                )
+            peers = [
+                r["peer_id"]
+                for r in await self._db.fetch_all(
+                    "SELECT peer_id FROM match_tasks WHERE job_ref = ? AND state = 'failed'",
+                    job_ref,
+                )
+            ]
+            await self._db.execute(
+                "UPDATE match_tasks SET state = 'pending', last_error = NULL, updated_at = ?"
+                " WHERE job_ref = ? AND state = 'failed'",
+                now,
+                job_ref,
+            )
+            await self._db.execute_many(
+                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?,"
+                " last_error = NULL, updated_at = ? WHERE message_id = ? AND state = 'dead'",
+                [(now, now, task_message_id(job_ref, p)) for p in peers],
+            )
+            # Cases reopen from scratch when it ends again (they are deduplicated), so the
+            # matches of the parts that now run get theirs.
+            await self._db.execute(
+                "UPDATE match_jobs SET state = 'running', ended_reason = NULL,"
+                " completed_at = NULL, cases_opened = 0 WHERE job_ref = ?",
+                job_ref,
+            )
+        log.info("match job %s retried by the operator (%d parts)", job_ref.hex()[:8], len(peers))
+        return peers
+
+    async def counts(self) -> dict[str, int]:
+        rows = await self._db.fetch_all(
+            "SELECT state, COUNT(*) AS n FROM match_jobs GROUP BY state"
+        )
+        out = {s: 0 for s in ("running", *ENDED)}
+        out.update({r["state"]: int(r["n"]) for r in rows})
+        return out
+
+    async def _state(self, job_ref: bytes) -> str:
+        state = await self._db.fetch_value(
+            "SELECT state FROM match_jobs WHERE job_ref = ?", job_ref
+        )
+        if state is None:
+            raise JobStateError("unknown-item", "no such job")
+        return str(state)
