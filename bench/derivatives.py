@@ -25,7 +25,7 @@ import os
 import pickle
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -460,15 +460,19 @@ def verdicts(
     return out
 
 
-def lsh_cells(data: dict[str, Any], scheme: dv.DerivativeScheme) -> tuple[np.ndarray, dict]:
+def lsh_cells(
+    data: dict[str, Any], scheme: dv.DerivativeScheme
+) -> tuple[np.ndarray, dict, np.ndarray]:
     """For each query and cell: does a brute-force tile match against its own source share a
     probed bucket (any of the query tile's 64 probes equals one of the source tile's 24 index
-    keys, over the holder's frames)? Also counts pairs by distance band."""
+    keys, over the holder's frames)? Also counts pairs by distance band, and gives the rank of
+    the first probe that hits (64 where none does), so that smaller budgets can be judged."""
     v = chosen_variant(scheme)
     lsh = scheme.lsh
     pos = np.array(lsh.table_positions)  # (L, k)
     cells = scheme.cells
     found = np.zeros((len(data["queries"]), len(cells)), bool)
+    first_hit = np.full((len(data["queries"]), len(cells)), 64, np.int16)
     top = f"32-{v.threshold}" if v.threshold > 31 else None
     pairs = {"0-16": [0, 0], "17-31": [0, 0], **({top: [0, 0]} if top else {})}
     for qi, q in enumerate(data["queries"]):
@@ -489,17 +493,96 @@ def lsh_cells(data: dict[str, Any], scheme: dv.DerivativeScheme) -> tuple[np.nda
                 pairs[band][1] += 1
                 ranked = lsh.ranked_perturbations(q.h.floats[g][ci].astype(np.float64), 64)
                 qbits = np.unpackbits(qh)
-                hit = False
+                rank = 64
                 for fi in np.flatnonzero(ok):
                     diff = np.unpackbits(src.tiles[g][fi, ci]) != qbits
                     per_table = [tuple(p for p in row if diff[p]) for row in pos]
-                    if any(per_table[t] == fl for _, t, fl in ranked):
-                        hit = True
-                        break
-                if hit:
-                    found[qi, cells.index(dv.Cell(g, ci % g, ci // g))] = True
+                    rank = min(
+                        [rank] + [r for r, (_, t, fl) in enumerate(ranked) if per_table[t] == fl]
+                    )
+                col = cells.index(dv.Cell(g, ci % g, ci // g))
+                first_hit[qi, col] = rank
+                if rank < 64:
+                    found[qi, col] = True
                     pairs[band][0] += 1
-    return found, pairs
+    return found, pairs, first_hit
+
+
+TILE_BUDGETS = (4, 8, 12, 16, 24, 32, 48, 64)
+
+
+def staged_verdicts(
+    data: dict[str, Any], vs: list[dv.DerivativeVerdict | None]
+) -> list[dv.DerivativeVerdict | None]:
+    """What a querier that asks in rounds (specs/derivatives.md 6.5) concludes: a whole-picture
+    match (<= 31) of the judged source makes a copy without asking tiles; else the tile rule."""
+    wd = whole_distances(data)
+    out: list[dv.DerivativeVerdict | None] = []
+    for qi, (q, v) in enumerate(zip(data["queries"], vs, strict=True)):
+        src = q.source if q.source >= 0 else (int(v.group.hex(), 16) if v and v.group else -1)
+        if src >= 0 and wd[qi, src] <= PDQ_MATCH_THRESHOLD:
+            out.append(
+                dv.DerivativeVerdict(
+                    dv.KIND_COPY, src.to_bytes(8, "big"), (), (), 0, 0.0, whole_match=True
+                )
+            )
+        else:
+            out.append(v)
+    return out
+
+
+def _exchange(key, key_id, scheme, qhashes, replica, items, staged: bool) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """One picture against the holder: every candidate asked at once, or in rounds (6.5)."""
+    from blindmatch.protocol import matching
+
+    c0 = time.process_time()
+    ex = dv.TilePeerExchange("holder", key.pk, scheme, qhashes)
+    req = ex.evaluate_request()
+    up = 32 * len(req["elements"])
+    q_cpu = time.process_time() - c0
+    c1 = time.process_time()
+    reply = matching.answer_evaluate(key, key_id, req)
+    h_cpu = time.process_time() - c1
+    down = 32 * len(reply["elements"]) + 64
+    c0 = time.process_time()
+    ex.on_evaluated(reply, replica)
+    cache = matching.EncryptionCache(os.urandom)
+    rounds = [ex.threshold_requests(cache)] if not staged else []
+    q_cpu += time.process_time() - c0
+    asked = 0
+    while True:
+        if staged:
+            c0 = time.process_time()
+            batch = ex.next_threshold_requests(cache)
+            q_cpu += time.process_time() - c0
+        else:
+            batch = rounds.pop() if rounds else []
+        if not batch:
+            break
+        for r in batch:
+            asked += 1
+            up += len(r["query"]) + 24 * len(r["items"])
+            c1 = time.process_time()
+            verified = matching.verify_threshold_query(r)
+            holder_refs, by_ref = items
+            named = matching.resolve_in_memory(holder_refs, by_ref, r)
+            ans = matching.answer_threshold(verified, named, r, (PDQ_MATCH_THRESHOLD,))
+            h_cpu += time.process_time() - c1
+            down += sum(len(a["response"]) + len(a["sealed"]) + 24 for a in ans["answers"])
+            c0 = time.process_time()
+            ex.on_answer(r, ans, cache)
+            q_cpu += time.process_time() - c0
+    return {
+        "exchange": ex,
+        "probes": ex.probes_sent,
+        "candidates": sum(len(x) for x in ex.candidates.values()),
+        "asked": asked,
+        "confirmed_tiles": len(ex.tile_confirmations()),
+        "bytes_up": up,
+        "bytes_down": down,
+        "querier_cpu_s": q_cpu,
+        "holder_cpu_s": h_cpu,
+    }
 
 
 def private_protocol_check(
@@ -511,7 +594,9 @@ def private_protocol_check(
     from blindmatch.protocol import index, matching
     from blindmatch.protocol.roster import voprf_key_id
 
-    key = oprf.generate_key_pair()
+    # Derived from a seed as a node's key is (node/keys.py), so the holder evaluates with the
+    # OPRF backend a node uses (crypto/oprf.py).
+    key = oprf.derive_key_pair(os.urandom(32), b"blindmatch-v1 node voprf key", oprf.Mode.VOPRF)
     key_id = voprf_key_id(key.pk)
     items: dict[bytes, matching.HolderItem] = {}
     entries: list[bytes] = []
@@ -532,6 +617,18 @@ def private_protocol_check(
                 if sources[s].quality[g][0, ci] >= v.quality
             ],
         )
+        # The source's whole-picture item releases the same group (specs/derivatives.md 5).
+        ref = os.urandom(16)
+        whole_h = sources[s].whole.tobytes()
+        items[ref] = matching.HolderItem(
+            ref,
+            whole_h,
+            (PDQ_MATCH_THRESHOLD,),
+            {"signal": "pdq", "provenance": "protected-source", "group": groups[s],
+             "source_cells": mask},
+        )  # fmt: skip
+        entries += holder_refs.publish(ref, scheme.lsh.index_keys(whole_h))
+        n_items += 1
         for g in v.grids:
             for fi in range(v.frames):
                 for ci in range(g * g):
@@ -577,61 +674,51 @@ def private_protocol_check(
                         dv.Cell(g, ci % g, ci // g).label,
                     )
                 )
-        c0 = time.process_time()
-        ex = dv.TilePeerExchange("holder", key.pk, scheme, qhashes)
         if not qhashes:
             continue
-        req = ex.evaluate_request()
-        up = 32 * len(req["elements"])
-        q_cpu = time.process_time() - c0
-        c1 = time.process_time()
-        reply = matching.answer_evaluate(key, key_id, req)
-        h_cpu = time.process_time() - c1
-        down = 32 * len(reply["elements"]) + oprf.PROOF_BYTES
-        c0 = time.process_time()
-        ex.on_evaluated(reply, replica)
-        cache = matching.EncryptionCache(os.urandom)
-        reqs = ex.threshold_requests(cache)
-        q_cpu += time.process_time() - c0
-        for r in reqs:
-            up += len(r["query"]) + 24 * len(r["items"])
-            c1 = time.process_time()
-            verified = matching.verify_threshold_query(r)
-            named = {c: holder_refs.resolve(c) for c in r["items"]}
-            resolved = {c: items[ref] if ref else None for c, ref in named.items()}
-            ans = matching.answer_threshold(verified, resolved, r, (scheme.threshold,))
-            h_cpu += time.process_time() - c1
-            down += sum(len(a["response"]) + len(a["sealed"]) + 24 for a in ans["answers"])
-            c0 = time.process_time()
-            ex.on_answer(r, ans, cache)
-            q_cpu += time.process_time() - c0
-        confs = ex.tile_confirmations()
-        quality_cells = [dv.Cell.parse(x.variant) for x in qhashes]
-        wd = int(popcount_dist(q.h.whole[None], sources[q.source].whole[None])[0])
-        whole = q.source >= 0 and wd <= PDQ_MATCH_THRESHOLD
-        res = dv.classify(scheme, quality_cells, confs, whole, ex.source_cells())
-        got = res[0] if res else None
-        got_src = group_of.get(got.group) if got and got.group else None
-        rows.append(
-            {
-                "query": f"{q.kind}/{q.method}/{int(q.size * 100)}/{q.post}",
-                "query_hashes": len(qhashes),
-                "probes": ex.probes_sent,
-                "candidates": sum(len(x) for x in ex.candidates.values()),
-                "confirmed_tiles": len(ex.confirmed),
+        # The whole picture (identity variant, base keys) in the same batch, as a node sends it.
+        qhashes.insert(0, matching.QueryHash(q.h.whole.tobytes(), None, "original"))
+        row: dict[str, Any] = {"query": f"{q.kind}/{q.method}/{int(q.size * 100)}/{q.post}"}
+        for flow in ("all", "staged"):
+            out = _exchange(
+                key, key_id, scheme, qhashes, replica, (holder_refs, items), staged=flow == "staged"
+            )
+            ex = out.pop("exchange")
+            confs = ex.tile_confirmations()
+            quality_cells = [dv.Cell.parse(x.variant) for x in qhashes[1:]]
+            whole_groups = [
+                c.release["group"]
+                for c in ex.confirmed
+                if not dv.is_cell_variant(c.variant)
+                and c.release.get("provenance") == "protected-source"
+            ]
+            res = dv.classify(scheme, quality_cells, confs, bool(whole_groups), ex.source_cells())
+            got = res[0] if res else None
+            if got is not None and got.group is None and whole_groups:
+                got = replace(got, group=whole_groups[0])
+            got_src = group_of.get(got.group) if got and got.group else None
+            row[flow] = {
+                **out,
                 "private": got.kind if got else "none",
                 "private_source_ok": (got is None and q.source < 0)
                 or (got is not None and got_src == q.source),
-                "brute_force": bv.kind if bv else "none",
-                "agree": (got.kind if got else "none") == (bv.kind if bv else "none"),
-                "bytes_up": up,
-                "bytes_down": down,
-                "querier_cpu_s": q_cpu,
-                "holder_cpu_s": h_cpu,
                 "result": got.as_result() if got else None,
             }
+        row.update(
+            {
+                "query_hashes": len(qhashes),
+                "probes": row["all"]["probes"],
+                "candidates": row["all"]["candidates"],
+                "brute_force": bv.kind if bv else "none",
+            }
         )
-    return {"holder_items": n_items, "index_cpu_s": index_seconds, "rows": rows}
+        rows.append(row)
+    return {
+        "holder_items": n_items,
+        "index_cpu_s": index_seconds,
+        "rows": rows,
+        "backend": oprf.backend(key),
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -652,8 +739,9 @@ def crypto_costs() -> dict[str, float]:
         "evaluate": find("VOPRF BlindEvaluate, batched, one DLEQ"),
         "encrypt": find("Threshold: querier encrypts"),
         "verify": find("Threshold: holder verifies"),
-        "sums": find("Threshold: holder builds"),
-        "answer": find("Threshold: holder answers"),
+        # The first candidate's answer includes the homomorphic sums (crypto.md).
+        "sums": 0.0,
+        "answer": find("Threshold: holder answers a query's first candidate"),
         "decide": find("Threshold: querier decides"),
     }
 
@@ -892,8 +980,25 @@ def main(argv: list[str]) -> int:
     scheme = dv.PDQ_TILES_1
     chosen = evaluate_variant(data, chosen_variant(scheme))
     vs = verdicts(data, scheme)
-    found, lsh_pairs = lsh_cells(data, scheme)
+    found, lsh_pairs, first_hit = lsh_cells(data, scheme)
     vs_lsh = verdicts(data, scheme, found)
+    conf_staged = confusion(data, staged_verdicts(data, vs_lsh))
+    # The whole-picture variants' elements per upload (mean 881, issue 14's node measurement).
+    whole_elements = 881
+    budget_frontier = []
+    for b in TILE_BUDGETS:
+        vb = verdicts(data, scheme, first_hit < b)
+        db = np.array([x is not None for x in vb])
+        sb = summarize(data, db & pos, db & (m["kind"] == "negative"))
+        budget_frontier.append(
+            {
+                "tile_probes": b,
+                "targets": target_recalls(sb),
+                "fp": sb["fp"]["negatives"],
+                "tile_elements": b * chosen["mean_query_hashes"],
+                "elements_per_picture": b * chosen["mean_query_hashes"] + whole_elements,
+            }
+        )
     det = np.array([v is not None for v in vs])
     det_lsh = np.array([v is not None for v in vs_lsh])
     fp_any = det & (m["kind"] == "negative")
@@ -974,6 +1079,8 @@ def main(argv: list[str]) -> int:
             "lsh_pairs": lsh_pairs,
             "confusion": conf,
             "confusion_lsh": conf_lsh,
+            "confusion_staged": conf_staged,
+            "tile_budget_frontier": budget_frontier,
             "wrong_source_positives": chosen["wrong_source_positives"],
             "protectable_sources": int(protectable.sum()),
             "cells": len(scheme.cells),
@@ -1253,6 +1360,12 @@ def report(r: dict[str, Any]) -> str:
         f"{conf['detected']}); through LSH probes {pct(cl['accuracy'])} ({cl['right']} of "
         f"{cl['detected']}).",
         "",
+        f"Asking in rounds (specs/derivatives.md 6.5: a whole-picture match <= 31 of the source "
+        f"makes a copy and no tile is asked), through LSH probes: "
+        f"{pct(c['confusion_staged']['accuracy'])} ({c['confusion_staged']['right']} of "
+        f"{c['confusion_staged']['detected']}). Detection is the same (the rounds stop only "
+        "when no group can still reach k, or a group is settled).",
+        "",
         "Coverage of detected positives (quantiles 5/25/50/75/95%):",
         "",
         "| truth | n | coverage quantiles |",
@@ -1271,28 +1384,69 @@ def report(r: dict[str, Any]) -> str:
         + ", ".join(f"{band}: {f}/{n} ({pct(f / n if n else 0)})" for band, (f, n) in pairs.items())
         + ". Recall and false positives through the probes are in the tables above.",
         "",
-        "**End to end (a handful of queries).** A holder with "
-        f"{r['private_protocol']['holder_items']} tile items (the first sources' gated tiles "
-        "of all frames) publishes its VOPRF-blinded index; the querier runs the real exchange "
-        "(`protocol/derivative.py` TilePeerExchange over `protocol/matching.py`: blinded "
-        "probes, VOPRF proof, candidates, the private threshold test with T = "
-        f"{sch['threshold']}, releases "
-        "`group` and `source_cells`), then the rule. Bytes count group elements, proofs, "
-        "encrypted queries, item references and threshold responses (no envelope overhead).",
+        "**Tile probes per tile hash against recall** (through LSH probes, the same tables, each "
+        "tile's probes the first *b* of its ranked 64; elements per picture = b x mean quality "
+        "tiles + 881 whole-picture elements; targets as in the Targets table):",
         "",
-        "| query | tile hashes | probes | candidates | confirmed tiles | private verdict | "
-        "brute-force verdict | own source found (negatives: none found) | bytes up / down | "
-        "querier CPU | holder CPU |",
+        "| tile probes | tile elements / picture | elements / picture | inpaint 30% | 45% | "
+        "JPEG/resize 30-45% | skin 30-45% | crop 5% | FP |",
+        "|---|---|---|---|---|---|---|---|---|",
+        *[
+            f"| {x['tile_probes']} | {x['tile_elements']:.0f} | {x['elements_per_picture']:.0f} "
+            f"| {pct(x['targets']['inpaint30_none'])} | {pct(x['targets']['inpaint45_none'])} | "
+            f"{pct(x['targets']['inpaint30_45_jpeg_resize'])} | "
+            f"{pct(x['targets']['skin30_45_none'])} | {pct(x['targets']['all_crop5'])} | "
+            f"{x['fp']} |"
+            for x in c["tile_budget_frontier"]
+        ],
+        "",
+        "**End to end (a handful of queries).** A holder with "
+        f"{r['private_protocol']['holder_items']} items (the first sources' whole pictures and "
+        "gated tiles of all frames, each source's whole picture releasing its group) publishes "
+        "its VOPRF-blinded index; the querier runs the real exchange "
+        "(`protocol/derivative.py` TilePeerExchange over `protocol/matching.py`: the picture's "
+        "whole-picture hash and its tiles in one batch of blinded probes, VOPRF proof, "
+        "candidates, the private threshold test with T = "
+        f"{sch['threshold']} for tiles, releases "
+        "`group` and `source_cells`), then the rule (the holder's key is seed-derived, as a "
+        f"node's, so it evaluates with the {r['private_protocol'].get('backend', 'libsodium')} "
+        "backend); each picture twice, in the same run: "
+        "*all*, every query hash with candidates asked at once (as before), and *staged*, "
+        "only what the rule needs (specs/derivatives.md 6.5, what a node does). *Asked*: "
+        "query hashes sent as `threshold.query` (each one a verification of 256 bit proofs "
+        "by the holder). Bytes count group elements, proofs, encrypted queries, item "
+        "references and threshold responses (no envelope overhead).",
+        "",
+        "| query | query hashes | probes | candidates | asked (all / staged) | confirmed tiles "
+        "(all / staged) | verdict (all / staged) | brute-force verdict | own source found "
+        "(all / staged) | bytes up (all / staged) | holder CPU (all / staged) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["private_protocol"]["rows"]:
+        a, b = row["all"], row["staged"]
+        yn = {True: "yes", False: "NO"}
         lines.append(
             f"| {row['query']} | {row['query_hashes']} | {row['probes']} | {row['candidates']} | "
-            f"{row['confirmed_tiles']} | {row['private']} | {row['brute_force']} | "
-            f"{'yes' if row['private_source_ok'] else 'NO'} | {row['bytes_up']:,} / "
-            f"{row['bytes_down']:,} | {row['querier_cpu_s']:.2f} s | {row['holder_cpu_s']:.2f} s |"
+            f"{a['asked']} / {b['asked']} | {a['confirmed_tiles']} / {b['confirmed_tiles']} | "
+            f"{a['private']} / {b['private']} | {row['brute_force']} | "
+            f"{yn[a['private_source_ok']]} / {yn[b['private_source_ok']]} | "
+            f"{a['bytes_up']:,} / {b['bytes_up']:,} | "
+            f"{a['holder_cpu_s']:.2f} s / {b['holder_cpu_s']:.2f} s |"
         )
-    ex = next((x["result"] for x in r["private_protocol"]["rows"] if x["result"]), None)
+    matched = [x for x in r["private_protocol"]["rows"] if x["staged"]["private"] != "none"]
+    if matched:
+        worst_a = max(x["all"]["holder_cpu_s"] for x in matched)
+        worst_b = max(x["staged"]["holder_cpu_s"] for x in matched)
+        lines += [
+            "",
+            f"Holder CPU per matched picture (copy or derivative), worst of {len(matched)}: "
+            f"{worst_a:.2f} s asking everything, {worst_b:.2f} s staged.",
+        ]
+    ex = next(
+        (x["staged"]["result"] for x in r["private_protocol"]["rows"] if x["staged"]["result"]),
+        None,
+    )
+
     if ex:
         lines += ["", "A result as the querier gets it:", "", "```", json.dumps(ex), "```"]
     ph = costs["per_query_hash"]

@@ -62,7 +62,7 @@ def _fuzz_one(name: str, seconds: int, work: Path) -> dict[str, object]:
             str(corpus),
         ]
         run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, errors="replace")
-        log = run.stderr
+        log = run.stdout + run.stderr  # atheris prints the uncaught exception to either
         for m in re.finditer(r"#(\d+)\s+\w+\s+cov: (\d+) ft: (\d+)", log):
             cov, ft = max(cov, int(m.group(2))), max(ft, int(m.group(3)))
         done = re.findall(r"stat::number_of_executed_units: (\d+)", log)

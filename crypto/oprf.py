@@ -7,14 +7,25 @@ BlindEvaluate is batched: in VOPRF and POPRF modes one DLEQ proof covers the who
 
 Randomness (blinds, proof nonces) may be passed in so that tests can reproduce the RFC's vectors;
 otherwise it comes from libsodium's CSPRNG. Nothing here performs I/O.
+
+Backends. libsodium is the reference for everything. A VOPRF key derived from a seed (RFC 9497
+DeriveKeyPair) may also be evaluated by the ``voprf`` wheel (Rust, the ``voprf`` crate on
+curve25519-dalek), about 1.6x faster per element on the holder's hot path (bench/results/
+crypto.md), when it is installed and :func:`use_backend` has not turned it off: server-side
+``BlindEvaluate`` with a fresh proof nonce and ``Evaluate``. Its outputs are the same group
+elements and bytes (checked against every RFC 9497 vector it can take and differentially in
+tests/test_oprf_backends.py); its proofs are checked by our verifier in those tests. Clients,
+verification, fixed nonces and keys given as a bare scalar always use libsodium. The wheel
+can only be built from a seed, so a node key stored as a scalar alone stays on libsodium.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 from blindmatch.crypto import sodium
 from blindmatch.crypto.hashing import (
@@ -129,13 +140,54 @@ def _check_input(data: bytes) -> None:
 
 @dataclass(frozen=True, repr=False)
 class ServerKey:
-    """An OPRF/VOPRF private key and its public key. ``repr`` never shows the secret."""
+    """An OPRF/VOPRF private key and its public key. ``repr`` never shows the secret.
+
+    ``seed`` and ``info`` are set when the key came from :func:`derive_key_pair` in VOPRF mode:
+    they let a faster backend rebuild the same key (it cannot be given the scalar)."""
 
     sk: bytes
     pk: bytes
+    seed: bytes | None = field(default=None, compare=False)
+    info: bytes = field(default=b"", compare=False)
 
     def __repr__(self) -> str:
         return f"ServerKey(pk={self.pk.hex()[:16]}…)"
+
+
+try:  # the optional Rust backend (pip install voprf); absent: libsodium does everything
+    from voprf import ristretto as _rust
+except ImportError:  # pragma: no cover - depends on the environment
+    _rust = None  # type: ignore[assignment]
+_use_rust = _rust is not None
+_evaluators: dict[tuple[bytes, bytes], Any] = {}
+
+
+def use_backend(name: str) -> None:
+    """``"voprf"`` (the default when the wheel is installed) or ``"libsodium"``."""
+    global _use_rust
+    if name not in ("voprf", "libsodium"):
+        raise ValueError("backend is 'voprf' or 'libsodium'")
+    if name == "voprf" and _rust is None:
+        raise ValueError("the voprf wheel is not installed")
+    _use_rust = name == "voprf"
+
+
+def backend(key: ServerKey) -> str:
+    """The backend that evaluates ``key``: 'voprf' or 'libsodium'."""
+    return "voprf" if _use_rust and key.seed is not None else "libsodium"
+
+
+def _evaluator(key: ServerKey) -> Any:
+    assert key.seed is not None and _rust is not None
+    found = _evaluators.get((key.seed, key.info))
+    if found is None:
+        found = _rust.Evaluator.from_seed(key.seed, key.info)
+        if found.public_key.serialize() != key.pk:  # never evaluate under another key
+            raise DeriveKeyPairError("the voprf backend derived another key from the seed")
+        if len(_evaluators) >= 16:
+            _evaluators.clear()
+        _evaluators[(key.seed, key.info)] = found
+    return found
 
 
 def derive_key_pair(seed: bytes, info: bytes, mode: Mode) -> ServerKey:
@@ -147,7 +199,10 @@ def derive_key_pair(seed: bytes, info: bytes, mode: Mode) -> ServerKey:
     for counter in range(256):
         sk = hash_to_scalar(derive_input + i2osp(counter, 1), dst)
         if sk != bytes(32):
-            return ServerKey(sk=sk, pk=sodium.scalarmult_base(sk))
+            pk = sodium.scalarmult_base(sk)
+            if mode == Mode.VOPRF:
+                return ServerKey(sk=sk, pk=pk, seed=bytes(seed), info=bytes(info))
+            return ServerKey(sk=sk, pk=pk)
     raise DeriveKeyPairError("no non-zero scalar in 256 attempts")
 
 
@@ -240,6 +295,8 @@ def blind_evaluate(
     """
     if not blinded:
         raise InvalidInputError("empty batch")
+    if mode == Mode.VOPRF and proof_nonce is None and backend(key) == "voprf":
+        return _blind_evaluate_rust(key, blinded)
     elements = [deserialize_element(b, f"blinded element {i}") for i, b in enumerate(blinded)]
     evaluated = _split(sodium.scalarmult_many(key.sk, b"".join(elements)))
     if mode == Mode.OPRF:
@@ -250,9 +307,38 @@ def blind_evaluate(
     return evaluated, proof
 
 
+def _blind_evaluate_rust(key: ServerKey, blinded: Sequence[bytes]) -> tuple[list[bytes], bytes]:
+    """BlindEvaluate through the wheel. Its decoding refuses exactly what
+    :func:`deserialize_element` refuses (tests/test_oprf_backends.py checks it), so elements are
+    decoded once, by the wheel; a refusal is re-decoded here for the same error message."""
+    if len(blinded) > MAX_INPUT_BYTES:
+        raise InvalidInputError("batch of more than 65535 elements")
+    decode = _rust.BlindedInput.deserialize
+    try:
+        if all(type(b) is bytes and len(b) == sodium.POINT_BYTES for b in blinded):
+            inputs = list(map(decode, blinded))  # the common case: msgpack gives bytes
+        else:
+            inputs = [
+                decode(bytes(b))
+                for b in blinded
+                if isinstance(b, bytes | bytearray) and len(b) == sodium.POINT_BYTES
+            ]
+    except ValueError:
+        inputs = []
+    if len(inputs) != len(blinded):
+        for i, b in enumerate(blinded):
+            deserialize_element(b, f"blinded element {i}")
+        raise DeserializeError("blinded element: refused by the voprf backend")
+    wire = _evaluator(key).evaluate_batch(inputs).serialize()
+    # proof (c || s), then the evaluated elements in order
+    return _split(wire[PROOF_BYTES:]), wire[:PROOF_BYTES]
+
+
 def evaluate(key: ServerKey, data: bytes, mode: Mode) -> bytes:
     """RFC 9497 Evaluate: the server's unblinded PRF output for its own input."""
     _check_input(data)
+    if mode == Mode.VOPRF and backend(key) == "voprf":
+        return bytes(_evaluator(key).evaluate_known_input(data))
     element = _suite(mode).hash_to_group(data)
     if element == sodium.IDENTITY:
         raise InvalidInputError("input hashes to the identity element")

@@ -4,9 +4,9 @@ Files are created with mode 0600 in a 0700 directory and never logged; a key fil
 readable by others is refused, as ssh does.
 
 A VOPRF key has a lifetime (spec 8.2, 8.4): near its cap the node makes a successor
-(``voprf.next.key``) and publishes its index under it; once the roster names the successor, it
-becomes ``voprf.key`` and the old key ``voprf.retired.key``, answered during the overlap window
-and then erased.
+(``voprf.next.key`` and ``.seed``) and publishes its index under it; once the roster names the
+successor, it becomes ``voprf.key`` and the old key ``voprf.retired.key``, answered during the
+overlap window and then erased.
 """
 
 from __future__ import annotations
@@ -64,45 +64,73 @@ def _read_secret(path: Path, length: int) -> bytes:
     return data
 
 
+# RFC 9497 DeriveKeyPair's info for a node's VOPRF key. The key is derived from a random seed
+# (kept in voprf.seed) rather than drawn as a scalar, so that the faster OPRF backend, which can
+# only be built from a seed, can evaluate it (crypto/oprf.py); voprf.key keeps the scalar.
+VOPRF_KEY_INFO = b"blindmatch-v1 node voprf key"
+
+
 def create(keys_dir: Path) -> NodeKeys:
     identity = signing.SigningKey.generate()
-    voprf = oprf.generate_key_pair()
+    voprf_seed = os.urandom(32)
+    voprf = oprf.derive_key_pair(voprf_seed, VOPRF_KEY_INFO, oprf.Mode.VOPRF)
     _write_secret(keys_dir / "identity.key", identity.seed)
     _write_secret(keys_dir / "voprf.key", voprf.sk)
+    _write_secret(keys_dir / "voprf.seed", voprf_seed)
     return NodeKeys(identity, voprf)
 
 
-def _voprf_key(path: Path) -> oprf.ServerKey:
-    sk = _read_secret(path, 32)
+def _voprf_key(keys_dir: Path, stem: str) -> oprf.ServerKey:
+    sk = _read_secret(keys_dir / f"{stem}.key", 32)
     if not sodium.is_canonical_scalar(sk) or sk == bytes(32):
-        raise KeyFileError(f"{path.name} is not a valid scalar")
-    return oprf.ServerKey(sk, sodium.scalarmult_base(sk))
-
-
-def _optional_voprf_key(path: Path) -> oprf.ServerKey | None:
-    return _voprf_key(path) if path.exists() else None
+        raise KeyFileError(f"{stem}.key is not a valid scalar")
+    voprf = oprf.ServerKey(sk, sodium.scalarmult_base(sk))
+    seed_file = keys_dir / f"{stem}.seed"
+    if seed_file.exists():  # keys made before voprf.seed existed have the scalar alone
+        derived = oprf.derive_key_pair(_read_secret(seed_file, 32), VOPRF_KEY_INFO, oprf.Mode.VOPRF)
+        if derived.sk != sk:
+            raise KeyFileError(f"{stem}.seed does not derive {stem}.key; restore the pair")
+        voprf = derived
+    return voprf
 
 
 def load(keys_dir: Path) -> NodeKeys:
     try:
         seed = _read_secret(keys_dir / "identity.key", 32)
-        voprf = _voprf_key(keys_dir / "voprf.key")
+        voprf = _voprf_key(keys_dir, "voprf")
     except FileNotFoundError as exc:
         raise KeyFileError(f"missing key file {exc.filename} (run 'blindmatch init')") from exc
+    optional = {
+        stem: _voprf_key(keys_dir, stem) if (keys_dir / f"{stem}.key").exists() else None
+        for stem in ("voprf.next", "voprf.retired")
+    }
     return NodeKeys(
         signing.SigningKey(seed),
         voprf,
-        successor=_optional_voprf_key(keys_dir / "voprf.next.key"),
-        retired=_optional_voprf_key(keys_dir / "voprf.retired.key"),
+        successor=optional["voprf.next"],
+        retired=optional["voprf.retired"],
     )
 
 
+def _move(keys_dir: Path, src: str, dst: str) -> None:
+    for ext in (".key", ".seed"):
+        if (keys_dir / f"{src}{ext}").exists():
+            os.replace(keys_dir / f"{src}{ext}", keys_dir / f"{dst}{ext}")
+
+
+def _erase(keys_dir: Path, stem: str) -> None:
+    for ext in (".key", ".seed"):
+        (keys_dir / f"{stem}{ext}").unlink(missing_ok=True)
+
+
 def make_successor(keys_dir: Path, keys: NodeKeys) -> NodeKeys:
-    """A new VOPRF key, stored as ``voprf.next.key`` (the node publishes its index under it;
-    governance puts its public key in the roster)."""
+    """A new VOPRF key, stored as ``voprf.next.key`` and ``.seed`` (the node publishes its index
+    under it; governance puts its public key in the roster)."""
     if keys.successor is not None:
         return keys
-    successor = oprf.generate_key_pair()
+    seed = os.urandom(32)
+    successor = oprf.derive_key_pair(seed, VOPRF_KEY_INFO, oprf.Mode.VOPRF)
+    _write_secret(keys_dir / "voprf.next.seed", seed)
     _write_secret(keys_dir / "voprf.next.key", successor.sk)
     return replace(keys, successor=successor)
 
@@ -112,14 +140,13 @@ def promote_successor(keys_dir: Path, keys: NodeKeys) -> NodeKeys:
     (a retired key from an earlier rotation is erased first)."""
     if keys.successor is None:
         raise KeyFileError("no successor VOPRF key to promote")
-    retired = keys_dir / "voprf.retired.key"
-    retired.unlink(missing_ok=True)
-    os.replace(keys_dir / "voprf.key", retired)
-    os.replace(keys_dir / "voprf.next.key", keys_dir / "voprf.key")
+    _erase(keys_dir, "voprf.retired")
+    _move(keys_dir, "voprf", "voprf.retired")
+    _move(keys_dir, "voprf.next", "voprf")
     return replace(keys, voprf=keys.successor, successor=None, retired=keys.voprf)
 
 
 def erase_retired(keys_dir: Path, keys: NodeKeys) -> NodeKeys:
     """After the overlap window: the retired key's secret is erased (spec 8.4)."""
-    (keys_dir / "voprf.retired.key").unlink(missing_ok=True)
+    _erase(keys_dir, "voprf.retired")
     return replace(keys, retired=None)

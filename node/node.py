@@ -13,6 +13,7 @@ and counts. It never logs a hash, a bucket key, an OPRF output or a key.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import json
@@ -33,7 +34,7 @@ from blindmatch.node import signals
 from blindmatch.node.cases.decisions import FEEDBACK_KIND, WEBHOOK_KIND, DecisionService
 from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
-from blindmatch.node.federation import index_build
+from blindmatch.node.federation import index_build, oprf_workers
 from blindmatch.node.federation.job_ledger import JobLedger, JobStateError
 from blindmatch.node.federation.peer_client import PeerClient, PeerError
 from blindmatch.node.federation.peer_replicas import PeerReplica, Rejected, StoredEntry
@@ -56,7 +57,15 @@ from blindmatch.node.storage.feeds import FeedEntry
 from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
-from blindmatch.protocol import canonical, derivative, index, matching, signal_types
+from blindmatch.protocol import (
+    admission,
+    canonical,
+    derivative,
+    index,
+    matching,
+    replication,
+    signal_types,
+)
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol.key_lifetime import KeyExhausted, KeyLifetime
 from blindmatch.protocol.lsh import SCHEMES
@@ -73,6 +82,11 @@ log = logging.getLogger("blindmatch.node")
 INDEX_FEED = "index"
 FEED_PAGE_BYTES = 8 * 1024 * 1024  # half the querier's reply limit
 MATCH_TASK_KIND = "match"
+# An oprf.evaluate of this many elements or more runs in a worker process (a picture's tiles,
+# ~3,000 elements, take a core for a quarter of a second); smaller ones in a thread.
+EVALUATE_IN_WORKER_ELEMENTS = 512
+# A peer's part of a job must end within this (the outbox lease, 120 s, is longer).
+TASK_TIMEOUT_S = 90.0
 # Refusals a retry cannot change: the peer's part of the job is dead-lettered at once.
 PERMANENT = ("bad-body", "unknown-item", "not-allowed")
 
@@ -172,11 +186,16 @@ class Node:
         self._catch_up_locks: dict[str, asyncio.Lock] = {}
         self._encryptions: OrderedDict[bytes, matching.EncryptionCache] = OrderedDict()
         self._verified_queries: OrderedDict[bytes, Any] = OrderedDict()
+        self._bad_queries: OrderedDict[bytes, str] = OrderedDict()  # digest -> why refused
+        self._penalty: dict[str, tuple[int, int]] = {}  # peer -> (refused until, seconds)
+        self._exhausted: dict[tuple[str, str], int] = {}  # (peer, budget) -> refused until
         self._job_locks: dict[bytes, asyncio.Lock] = {}
         self._reconcile_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._wake_matcher = asyncio.Event()
         self._stopping = False
+        self._in_flight: dict[asyncio.Task[None], str] = {}  # outbox work running, by peer
+        self._peer_gates: dict[str, asyncio.Semaphore] = {}
         me = roster.member(cfg.node_id)
         if me is None:
             raise NodeError("not-allowed", f"{cfg.node_id} is not in the roster")
@@ -223,9 +242,9 @@ class Node:
     async def stop(self) -> None:
         self._stopping = True
         self._wake_matcher.set()
-        for t in self._tasks:
+        for t in [*self._tasks, *self._in_flight]:
             t.cancel()
-        for t in self._tasks:
+        for t in [*self._tasks, *self._in_flight]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.client.close()
@@ -549,14 +568,70 @@ class Node:
         if adm is not None:
             adm.recorded = True
         if not charged:
-            retry = (3600 - now % 3600) * 1000
+            # The atomic charge applies admission's rule (used + units <= limit, both
+            # windows); the decision function names the refusal and the window to wait for.
+            used = await self.budgets.usage(f"{peer.node_id}/{what}", now)
+            decision = admission.decide(
+                sender=peer.node_id,
+                self_id=self.node_id,
+                now_ms=now * 1000,
+                timestamp_ms=now * 1000,  # the envelope's timestamp was checked on opening
+                nonce_seen=False,
+                charge=admission.Charge(
+                    what,
+                    n,
+                    admission.Limits(limits.per_hour, limits.per_day),
+                    admission.Usage(used["hour"], used["day"]),
+                    counter,
+                ),
+            )
+            retry = decision.retry_after_ms or (3600 - now % 3600) * 1000
+            self._exhausted[(peer.node_id, what)] = now + retry // 1000
             self.metrics.inc("budget_refusals_total", labels={"peer": peer.node_id, "what": what})
             raise NodeError(
                 "budget-exhausted",
-                f"{what} budget for {peer.node_id} is used up for this window",
+                decision.message or f"{what} budget for {peer.node_id} is used up for this window",
                 retry_after_ms=retry,
             )
         self.metrics.inc(f"peer_{what}_total", n, labels={"peer": peer.node_id})
+
+    def _refuse_early(self, peer: Member, what: str) -> None:
+        """Refuse from memory, before any database work or crypto, a peer whose budget for
+        ``what`` is known to be used up this window, or that is serving a penalty for a bad
+        proof (a refusal then costs the holder microseconds, not a commit)."""
+        now = self.now()
+        for until, why in (
+            (self._exhausted.get((peer.node_id, what), 0), f"{what} budget is used up"),
+            (self._penalty.get(peer.node_id, (0, 0))[0], "a bad proof was sent recently"),
+        ):
+            if now < until:
+                self.metrics.inc("early_refusals_total", labels={"peer": peer.node_id})
+                raise NodeError(
+                    "budget-exhausted", f"{why} for {peer.node_id}", (until - now) * 1000
+                )
+
+    async def _bad_proof(self, peer: Member, digest: bytes, detail: str) -> NodeError:
+        """A threshold query whose proofs fail: remembered, so the same bytes are refused
+        without verifying again, and the peer pays a penalty (10 s, doubling to an hour)
+        during which its threshold queries are refused before any crypto."""
+        from blindmatch.node.storage.incidents import PeerIncidents
+
+        self._bad_queries[digest] = detail
+        while len(self._bad_queries) > 4096:
+            self._bad_queries.popitem(last=False)
+        now = self.now()
+        _, last = self._penalty.get(peer.node_id, (0, 0))
+        seconds = min(3600, max(10, last * 2))
+        self._penalty[peer.node_id] = (now + seconds, seconds)
+        self.metrics.inc("bad_proofs_total", labels={"peer": peer.node_id})
+        await PeerIncidents(self.db).record(
+            peer.node_id,
+            "bad-proof",
+            f"a threshold query's proofs failed; its queries refused for {seconds} s",
+            {"what": "threshold.query", "penalty_s": seconds},
+            now,
+        )
+        return NodeError("bad-proof", detail)
 
     async def handle_evaluate(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
         now = self.now()
@@ -564,6 +639,7 @@ class Node:
         key = self._answering_key(key_id, now)
         if key is None:
             raise NodeError("not-allowed", "unknown or retired VOPRF key id")
+        self._refuse_early(peer, "evaluations")
         n = len(body["elements"])
         # Counted against the key's lifetime first (refused past its cap), then the budget;
         # a request the budget refuses is taken off the key's count again.
@@ -576,7 +652,10 @@ class Node:
         if key is self.keys.voprf and self._key_lifetime.needs_successor(used):
             await self._start_rotation(now)
         try:
-            # The scalar multiplications run off the event loop.
+            # The scalar multiplications run off the event loop: a large request (a picture's
+            # tiles, thousands of elements) in a worker process, a small one in a thread.
+            if n >= EVALUATE_IN_WORKER_ELEMENTS:
+                return await oprf_workers.run(matching.answer_evaluate, key, key_id, body)
             return await asyncio.to_thread(matching.answer_evaluate, key, key_id, body)
         except matching.ExchangeError as exc:
             raise NodeError(exc.code, str(exc)) from exc
@@ -628,8 +707,12 @@ class Node:
         return {c: (items.get(ref) if ref is not None else None) for c, ref in named.items()}
 
     async def handle_threshold(self, peer: Member, body: dict[str, Any]) -> dict[str, Any]:
-        await self._charge(peer, "threshold_items", len(body["items"]), "queries")
+        self._refuse_early(peer, "threshold_items")
         digest = hashlib.sha256(body["query"]).digest()
+        if digest in self._bad_queries:  # the same bad proof again: refused without crypto
+            self.metrics.inc("bad_proofs_total", labels={"peer": peer.node_id})
+            raise NodeError("bad-proof", self._bad_queries[digest])
+        await self._charge(peer, "threshold_items", len(body["items"]), "queries")
         verified = self._verified_queries.get(digest)
         # The candidates are read from the database while the proofs are checked off the loop.
         items_read = asyncio.ensure_future(self._resolve_candidates(body["items"]))
@@ -638,7 +721,7 @@ class Node:
                 try:
                     verified = await asyncio.to_thread(matching.verify_threshold_query, body)
                 except matching.ExchangeError as exc:
-                    raise NodeError("bad-proof", str(exc)) from exc
+                    raise await self._bad_proof(peer, digest, str(exc)) from exc
                 self._verified_queries[digest] = verified
                 while len(self._verified_queries) > 64:
                     self._verified_queries.popitem(last=False)
@@ -759,48 +842,43 @@ class Node:
         return new
 
     async def _pull_feed(self, peer: Member, feed: str, max_pages: int) -> int:
-        new = 0
-        head = None
-        for _ in range(max_pages):
-            cursor = await self.replicas.cursor(peer.node_id, feed)
-            reply = await self.client.call(
-                peer, "feed.pull", {"feed": feed, "after": cursor, "limit": 500}
-            )
-            body = reply.body
-            if body["feed"] != feed:
-                raise PeerError("bad-body", "page of another feed")
-            head = body["head"]
-            entries = [
-                FeedEntry(feed, e["seq"], e["id"], e["kind"], e["payload"], 0)
-                for e in body["entries"]
-            ]
-            seqs = [e.seq for e in entries]
-            if seqs != sorted(set(seqs)) or (seqs and seqs[0] <= cursor):
-                raise PeerError("bad-body", "feed page is not in order after the cursor")
-            if not entries:
+        """One pass over the peer's feed, driven by the sans-I/O :class:`FeedPull` (it checks
+        every page and owns the cursor; this method only sends, stores and applies)."""
+        start = await self.replicas.cursor(peer.node_id, feed)
+        pull = replication.FeedPull(feed, start, page_limit=500, max_pages=max_pages)
+        while (request := pull.request()) is not None:
+            reply = await self.client.call(peer, "feed.pull", request)
+            try:
+                page = pull.receive(reply.body)
+            except replication.ReplicationError as exc:
+                raise PeerError(exc.code, exc.message) from exc
+            if not page.entries:
                 break
-            new_cursor = entries[-1].seq
-            await self.replicas.store_pulled(peer.node_id, feed, entries, new_cursor, self.now())
-            new += len(entries)
+            entries = [
+                FeedEntry(feed, e.seq, e.entry_id, e.kind, e.payload, 0) for e in page.entries
+            ]
+            await self.replicas.store_pulled(peer.node_id, feed, entries, page.cursor, self.now())
+            after = pull.cursor
+            pull.stored()
             if feed == INDEX_FEED:
                 # Apply what is now durably stored, in feed order, exactly once: directly if
                 # the replica is at the position this page follows, else from the store.
                 replica = self._replica(peer.node_id)
-                page = [StoredEntry(e.seq, e.entry_id, e.kind, e.payload) for e in entries]
-                if replica is not None and not await self._apply_page(replica, cursor, page):
+                stored = [StoredEntry(e.seq, e.entry_id, e.kind, e.payload) for e in entries]
+                if replica is not None and not await self._apply_page(replica, after, stored):
                     await self._catch_up(peer.node_id)
             else:
                 for e in entries:
                     await self._apply_feedback_entry(peer, e)
-            if new_cursor >= body["head"]:
-                break
-        if head is not None:
-            self.feed_heads[(peer.node_id, feed)] = (head, self.now())
-        if new:
+        if pull.head is not None:
+            self.feed_heads[(peer.node_id, feed)] = (pull.head, self.now())
+        if pull.pulled:
             self.metrics.inc(
-                "replica_entries_pulled_total", new, labels={"peer": peer.node_id, "feed": feed}
+                "replica_entries_pulled_total",
+                pull.pulled,
+                labels={"peer": peer.node_id, "feed": feed},
             )
-        return new
+        return pull.pulled
 
     async def _apply_feedback_entry(self, peer: Member, entry: FeedEntry) -> None:
         """Verify a replicated feedback record against its origin's key, then apply it."""
@@ -961,14 +1039,18 @@ class Node:
         cache = self._encryptions_for(job_ref)
         # A job's peers run concurrently; its query hashes are encrypted once, under this lock.
         lock = self._job_locks.setdefault(job_ref, asyncio.Lock())
-        async with lock:
-            requests = await asyncio.to_thread(ex.threshold_requests, cache)
-        for req in requests:
-            answer = await self.client.call(peer, "threshold.query", req)
-            try:
-                await asyncio.to_thread(ex.on_answer, req, answer.body, cache)
-            except matching.ExchangeError as exc:
-                raise PeerError(exc.code, str(exc)) from exc
+        # Rounds: a tile exchange asks only what the derivative rule needs (derivatives.md 6.5).
+        while True:
+            async with lock:
+                requests = await asyncio.to_thread(ex.next_threshold_requests, cache)
+            if not requests:
+                break
+            for req in requests:
+                answer = await self.client.call(peer, "threshold.query", req)
+                try:
+                    await asyncio.to_thread(ex.on_answer, req, answer.body, cache)
+                except matching.ExchangeError as exc:
+                    raise PeerError(exc.code, str(exc)) from exc
         sent, received = self.client.bytes_with(peer.node_id)
         now = self.now()
         async with self.db.transaction():
@@ -1022,23 +1104,41 @@ class Node:
             await self.decisions.on_job_done(job_ref)
         return ex.confirmed
 
-    async def process_due_tasks(self, limit: int = 16) -> int:
-        """Run the match tasks whose time has come; returns how many were attempted."""
-        messages = await self.outbox.claim_due(self.now(), limit)
-        # One job's peers (and different jobs) proceed concurrently, bounded by match_workers;
-        # a case's webhooks go one after another in their sequence (message id) order.
-        gate = asyncio.Semaphore(max(1, self.cfg.match_workers))
+    async def process_due_tasks(self, limit: int = 16, wait: bool = True) -> int:
+        """Run the outbox messages whose time has come; returns how many were claimed.
+
+        Each peer has at most ``match_workers`` messages in flight, and a peer at its limit
+        is not claimed for, so a slow or hostile peer holds only its own slots: the matching
+        loop (``wait=False``) starts what it claims and comes back for more as soon as any
+        message ends, instead of waiting for a batch's slowest peer. With ``wait`` the call
+        returns when what it claimed has run (tests and tools drain the outbox this way).
+        """
+        self._in_flight = {t: p for t, p in self._in_flight.items() if not t.done()}
+        per_peer = collections.Counter(self._in_flight.values())
+        cap = max(1, self.cfg.match_workers)
+        busy = sorted(p for p, n in per_peer.items() if n >= cap)
+        messages = await self.outbox.claim_due(self.now(), limit, exclude_peers=busy)
+        # A case's webhooks go one after another in their sequence (message id) order.
         groups: dict[bytes, list[Any]] = {}
         for m in messages:
             key = m.message_id[:16] if m.kind == WEBHOOK_KIND else m.message_id
             groups.setdefault(key, []).append(m)
+        gates = self._peer_gates
+        started = []
+        for group in groups.values():
+            gate = gates.setdefault(group[0].peer_id, asyncio.Semaphore(cap))
 
-        async def run(group: list[Any]) -> None:
-            async with gate:
-                for m in sorted(group, key=lambda m: m.message_id):
-                    await self._process(m)
+            async def run(group: list[Any] = group, gate: asyncio.Semaphore = gate) -> None:
+                async with gate:
+                    for m in sorted(group, key=lambda m: m.message_id):
+                        await self._process(m)
+                self._wake_matcher.set()  # a slot is free
 
-        await asyncio.gather(*(run(g) for g in groups.values()))
+            task = asyncio.create_task(run())
+            self._in_flight[task] = group[0].peer_id
+            started.append(task)
+        if wait:
+            await asyncio.gather(*started)
         return len(messages)
 
     async def _process(self, m: Any) -> None:
@@ -1051,7 +1151,9 @@ class Node:
             if peer is None:
                 raise NodeError("not-allowed", "peer left the roster")
             if m.kind == MATCH_TASK_KIND:
-                await self.run_task(m.payload, peer)
+                # A peer's part has its own deadline (inside the outbox's lease, so it is never
+                # run twice at once); a slow peer delays only its own part.
+                await asyncio.wait_for(self.run_task(m.payload, peer), TASK_TIMEOUT_S)
             elif m.kind == FEEDBACK_KIND:
                 await self.client.call(peer, "feedback.submit", {"record": m.payload})
             else:
@@ -1105,7 +1207,9 @@ class Node:
             "Idempotency-Key": event["idempotency_key"],
         }
         try:
-            async with self.client.session.post(url, data=body, headers=headers) as resp:
+            async with self.client.session.post(
+                url, data=body, headers=headers, allow_redirects=False
+            ) as resp:
                 if resp.status >= 300:
                     raise NodeError("unreachable", f"webhook answered {resp.status}")
         except aiohttp.ClientError as exc:
@@ -1126,7 +1230,7 @@ class Node:
     async def _match_loop(self) -> None:
         while not self._stopping:
             try:
-                n = await self.process_due_tasks()
+                n = await self.process_due_tasks(wait=False)
                 n += await self.open_pending_cases()
             except Exception:
                 log.exception("match round failed")

@@ -27,9 +27,12 @@ class CanonicalError(ValueError):
         self.code = code
 
 
+_MAX_DEPTH = 16
+
+
 def _normalise(value: Any, depth: int = 0) -> Any:
-    if depth > 16:
-        raise CanonicalError("too-deep", "values nest more than 16 levels")
+    if depth > _MAX_DEPTH:
+        raise CanonicalError("too-deep", f"values nest more than {_MAX_DEPTH} levels")
     if value is None or isinstance(value, bool | str | bytes):
         return value
     if isinstance(value, int):
@@ -99,10 +102,17 @@ def decode(data: bytes, max_bytes: int = MAX_MESSAGE_BYTES) -> Any:
 
 
 def _contains_float(value: Any) -> bool:
-    if isinstance(value, float):
-        return True
-    if isinstance(value, list):
-        return any(_contains_float(v) for v in value)
-    if isinstance(value, dict):
-        return any(_contains_float(v) for v in value.values())
+    """Whether a decoded value holds a float anywhere; a value nested deeper than encode()
+    allows is refused here, without recursion (a few hundred bytes of nested arrays would
+    otherwise exhaust Python's stack: found by bench fuzz, kept in tests/data/fuzz/)."""
+    stack = [(value, 0)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, float):
+            return True
+        if isinstance(item, list | dict):
+            if item and depth >= _MAX_DEPTH:  # its elements would be deeper than encode allows
+                raise CanonicalError("too-deep", f"values nest more than {_MAX_DEPTH} levels")
+            children = item.values() if isinstance(item, dict) else item
+            stack.extend((child, depth + 1) for child in children)
     return False

@@ -31,6 +31,7 @@ the regions it kept are not. In short:
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +39,7 @@ from functools import cached_property
 from typing import Any
 
 from blindmatch.protocol.lsh import PDQ_LSH_1, BitSamplingScheme, Probe
-from blindmatch.protocol.matching import PeerExchange, QueryHash
+from blindmatch.protocol.matching import Confirmation, PeerExchange, QueryHash
 
 SIGNAL = "pdq-tile"  # the signal name of a tile hash (bucket keys add "/<cell>")
 MAX_TILE_THRESHOLD = 64  # the private test allows more; tiles beyond 64 bits are noise
@@ -149,6 +150,9 @@ class DerivativeScheme:
     min_regions: int  # k: distinct cells confirmed against one source
     copy_coverage: float  # coverage at or above which a match is a near-exact copy
     lsh: BitSamplingScheme = PDQ_LSH_1
+    # Probes a querier sends per tile hash unless told otherwise (at most lsh.probe_budget). A
+    # querier-side setting: the holder's index does not depend on it.
+    query_probes: int = 64
     _schemes: dict[str, CellScheme] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -158,6 +162,8 @@ class DerivativeScheme:
             raise DerivativeError(f"tile threshold must be in 1..{MAX_TILE_THRESHOLD}")
         if self.min_regions < 2:
             raise DerivativeError("min_regions must be at least 2")
+        if not 1 <= self.query_probes <= self.lsh.probe_budget:
+            raise DerivativeError(f"query_probes must be in 1..{self.lsh.probe_budget}")
 
     @property
     def cells(self) -> list[Cell]:
@@ -346,6 +352,53 @@ def is_cell_variant(variant: str) -> bool:
     return isinstance(variant, str) and _CELL.match(variant) is not None
 
 
+def _cells_for_copy(scheme: DerivativeScheme, regions: int) -> int:
+    """The fewest confirmed cells that :func:`classify` calls a copy among ``regions``
+    (computed with its own comparison, so that float rounding cannot set them apart)."""
+    n = max(0, math.floor(scheme.copy_coverage * regions) - 1)
+    while n < regions and n / regions < scheme.copy_coverage:
+        n += 1
+    return n
+
+
+def staged_round(ex: PeerExchange, scheme: DerivativeScheme) -> list[int]:
+    """Only the threshold queries the rule needs (specs/derivatives.md 6.5): first every
+    whole-picture query hash with candidates; no tile at all once a whole-picture match
+    names a protected source (the upload is its copy, 6.2); then tiles a few at a time,
+    until one group's verdict is settled or no group can reach ``min_regions`` any more.
+    Each tile asked costs the holder a verification of 256 bit proofs."""
+    open_ = [qi for qi in sorted(ex.candidates) if qi not in ex.asked]
+    whole = [qi for qi in open_ if not is_cell_variant(ex.queries[qi].variant)]
+    if whole:
+        return whole
+    if any(
+        not is_cell_variant(c.variant)
+        and c.release.get("provenance") == "protected-source"
+        and isinstance(c.release.get("group"), bytes)
+        for c in ex.confirmed
+    ):
+        return []
+    tiles = [qi for qi in open_ if is_cell_variant(ex.queries[qi].variant)]
+    quality = {Cell.parse(q.variant) for q in ex.queries if is_cell_variant(q.variant)}
+    open_cells = {Cell.parse(ex.queries[qi].variant) for qi in tiles}
+    by_group: dict[bytes, set[Cell]] = {}
+    for t in tile_confirmations(ex.confirmed):
+        by_group.setdefault(t.group, set()).add(t.cell)
+    sources = source_cells(scheme, ex.confirmed)
+    best = max((len(cells) for cells in by_group.values()), default=0)
+    if best + len(tiles) < scheme.min_regions:
+        return []  # no group can match any more
+    size = scheme.min_regions - best
+    for group, cells in by_group.items():
+        if len(cells) < scheme.min_regions:
+            continue
+        for_copy = _cells_for_copy(scheme, len(quality | sources.get(group, set())))
+        if len(cells) >= for_copy or len(cells) + len(open_cells - cells) < for_copy:
+            return []  # a copy, or a derivative whatever the other tiles would say
+        size = max(size, for_copy - len(cells))  # a copy needs every one of them
+    return tiles[: max(1, size)]
+
+
 class TilePeerExchange(PeerExchange):
     """:class:`PeerExchange` for a picture's whole-picture hashes *and* its tile hashes in one
     batch (one round trip per peer): a query hash whose ``variant`` is a cell label is probed
@@ -355,30 +408,46 @@ class TilePeerExchange(PeerExchange):
     def probe_keys(self, query: QueryHash) -> list[bytes]:
         if is_cell_variant(query.variant):
             cell = Cell.parse(query.variant)
-            return self.scheme.probe_keys(cell, query.hash, query.float_vector, self.probe_budget)
+            budget = self.scheme.query_probes if self.probe_budget is None else self.probe_budget
+            return self.scheme.probe_keys(cell, query.hash, query.float_vector, budget)
         return self.scheme.lsh.probe_keys(query.hash, query.float_vector, self.probe_budget)
 
+    def next_round(self) -> list[int]:
+        return staged_round(self, self.scheme)
+
     def tile_confirmations(self) -> list[TileConfirmation]:
-        out = []
-        for c in self.confirmed:
-            group = c.release.get("group")
-            if not is_cell_variant(c.variant):
-                continue
-            if isinstance(group, bytes) and len(group) == RELEASE_GROUP_BYTES:
-                out.append(TileConfirmation(Cell.parse(c.variant), group))
-        return out
+        return tile_confirmations(self.confirmed)
 
     def source_cells(self) -> dict[bytes, set[Cell]]:
         """Per group, the source's quality cells as released (``source_cells`` mask)."""
-        out: dict[bytes, set[Cell]] = {}
-        for c in self.confirmed:
-            group, mask = c.release.get("group"), c.release.get("source_cells")
-            if isinstance(group, bytes) and isinstance(mask, int):
-                try:
-                    out.setdefault(group, set()).update(mask_cells(self.scheme, mask))
-                except DerivativeError:
-                    continue
-        return out
+        return source_cells(self.scheme, self.confirmed)
+
+
+def tile_confirmations(confirmed: Iterable[Confirmation]) -> list[TileConfirmation]:
+    """The confirmed tiles among an exchange's confirmations, each with its released group."""
+    out = []
+    for c in confirmed:
+        group = c.release.get("group")
+        if not is_cell_variant(c.variant):
+            continue
+        if isinstance(group, bytes) and len(group) == RELEASE_GROUP_BYTES:
+            out.append(TileConfirmation(Cell.parse(c.variant), group))
+    return out
+
+
+def source_cells(
+    scheme: DerivativeScheme, confirmed: Iterable[Confirmation]
+) -> dict[bytes, set[Cell]]:
+    """Per group, the source's quality cells as released (``source_cells`` mask)."""
+    out: dict[bytes, set[Cell]] = {}
+    for c in confirmed:
+        group, mask = c.release.get("group"), c.release.get("source_cells")
+        if isinstance(group, bytes) and isinstance(mask, int):
+            try:
+                out.setdefault(group, set()).update(mask_cells(scheme, mask))
+            except DerivativeError:
+                continue
+    return out
 
 
 def release_for_tile(

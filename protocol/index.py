@@ -172,125 +172,199 @@ class Lookup(Protocol):
     def lookup_many(self, oprf_outputs: Sequence[bytes]) -> list[list[bytes]]: ...
 
 
-_ENTRY = np.dtype("V24")  # one entry as 24 opaque bytes: numpy sorts and searches them bytewise
+_U8 = np.dtype("<u8")  # 8 entry bytes read as one machine word (any fixed order would do)
+# Runs are merged while the one before the newest is at most this many times its size: about
+# log(n) runs, and every entry copied O(log n) times over a replica's life.
+_MERGE_RATIO = 4
+# A merge drops removed entries when they are more than this share of the merged run.
+_DEAD_SHARE = 0.1
+
+
+@dataclass
+class _Run:
+    """Sorted by tag: the tags, the two halves of the masked references, and how many times
+    each entry is present (0 = removed, kept until the next merge drops it)."""
+
+    tags: np.ndarray
+    hi: np.ndarray
+    lo: np.ndarray
+    counts: np.ndarray
+
+    @classmethod
+    def of(cls, packed: bytes) -> _Run:
+        words = np.frombuffer(packed, dtype=_U8).reshape(-1, 3)
+        # One row per distinct entry, duplicates counted (a delta applied twice stays exact).
+        rows, counts = np.unique(words, axis=0, return_counts=True)
+        order = np.argsort(rows[:, 0], kind="stable")
+        rows = rows[order]
+        return cls(
+            np.ascontiguousarray(rows[:, 0]),
+            np.ascontiguousarray(rows[:, 1]),
+            np.ascontiguousarray(rows[:, 2]),
+            np.minimum(counts[order], 255).astype(np.uint8),
+        )
+
+    def __len__(self) -> int:
+        return len(self.tags)
+
+    def find(self, words: np.ndarray) -> np.ndarray:
+        """Row of each entry ``words[i]`` (tag, hi, lo) in this run, or -1."""
+        out = np.full(len(words), -1, dtype=np.int64)
+        if not len(self.tags) or not len(words):
+            return out
+        lo = self.tags.searchsorted(words[:, 0], side="left")
+        hi = self.tags.searchsorted(words[:, 0], side="right")
+        for i in np.flatnonzero(hi > lo).tolist():  # a shared tag is rare: its bucket's items
+            span = slice(int(lo[i]), int(hi[i]))
+            same = (self.hi[span] == words[i, 1]) & (self.lo[span] == words[i, 2])
+            if same.any():
+                out[i] = int(lo[i]) + int(np.argmax(same))
+        return out
+
+
+def _merged(old: _Run, new: _Run) -> _Run:
+    """One run of both, built one array at a time so that the old array is freed before the
+    next is copied: the peak is the replica plus one 8-byte column, not twice the replica."""
+    dead = int((old.counts == 0).sum() + (new.counts == 0).sum())
+    if dead > _DEAD_SHARE * (len(old) + len(new)):
+        old, new = _alive(old), _alive(new)
+    # Row j of the newer run lands at where[j] + j; the older run's rows fill the rest in order.
+    placed = old.tags.searchsorted(new.tags, side="left") + np.arange(len(new))
+    from_old = np.ones(len(old) + len(new), dtype=bool)
+    from_old[placed] = False
+    columns = {}
+    for name in ("tags", "hi", "lo", "counts"):
+        column = np.empty(len(from_old), dtype=getattr(old, name).dtype)
+        column[placed] = getattr(new, name)
+        np.place(column, from_old, getattr(old, name))
+        columns[name] = column
+        setattr(old, name, column[:0])  # release both source columns now
+        setattr(new, name, column[:0])
+    return _Run(**columns)
+
+
+def _alive(run: _Run) -> _Run:
+    keep = run.counts > 0
+    out = {}
+    for name in ("tags", "hi", "lo", "counts"):
+        out[name] = getattr(run, name)[keep]
+        setattr(run, name, out[name][:0])
+    return _Run(**out)
 
 
 @dataclass
 class ReplicaIndex:
     """A querier's copy of one peer's index for one scheme and key id: a multiset of entries.
 
-    Stored as one sorted array of 24-byte entries with a count each (about 28 bytes per entry;
-    a 1M-hash peer with 24 tables is ~0.7 GB, against ~8 GB as Python dicts). Additions are
-    buffered and merged in one vectorised pass before the next lookup or removal, so a sync of
-    many deltas costs one sort. Counts keep state exact even if a delta were applied twice;
-    removing an entry that is not there changes nothing.
+    Held as a few sorted runs of columns (8-byte tag, the 16-byte masked reference as two
+    words, a 1-byte count): 25 bytes per entry, 0.6 GB for a 1M-hash peer with 24 tables.
+    An addition becomes a new run (its delta sorted), and runs of similar size are merged
+    column by column, so a merge never holds a second copy of the replica (its peak is about
+    1.3x the steady size) and a lookup never waits for one: lookups search every run (about
+    log n of them). An entry added again is counted, not stored twice, and a removal takes
+    one count, so the state is exact even if a delta is applied twice; removing an entry that
+    is not there changes nothing.
     """
 
     scheme: str
     key_id: bytes
-    _rows: np.ndarray = field(default_factory=lambda: np.zeros(0, _ENTRY), repr=False)
-    _counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False)
-    _tags: np.ndarray = field(default_factory=lambda: np.zeros(0, np.uint64), repr=False)
-    _pending: list[np.ndarray] = field(default_factory=list, repr=False)
+    _runs: list[_Run] = field(default_factory=list, repr=False)
+    _present: int = 0
 
     def add(self, packed: bytes) -> None:
-        self._pending.append(np.frombuffer(_checked(packed), dtype=_ENTRY))
+        run = _Run.of(_checked(packed))
+        if not len(run):
+            return
+        words = np.stack([run.tags, run.hi, run.lo], axis=1)
+        fresh = np.ones(len(run), dtype=bool)
+        for old in self._runs:  # entries already present are counted where they are
+            rows = old.find(words[fresh])
+            idx = np.flatnonzero(fresh)
+            known = rows >= 0
+            if known.any():
+                at, by = rows[known], run.counts[idx[known]]
+                self._present += int((old.counts[at] == 0).sum())
+                old.counts[at] = np.minimum(old.counts[at].astype(np.int64) + by, 255)
+                fresh[idx[known]] = False
+        if not fresh.all():
+            run = _Run(run.tags[fresh], run.hi[fresh], run.lo[fresh], run.counts[fresh])
+        if not len(run):
+            return
+        self._present += len(run)
+        self._runs.append(run)
+        while len(self._runs) > 1 and len(self._runs[-2]) <= _MERGE_RATIO * len(self._runs[-1]):
+            newest = self._runs.pop()
+            self._runs[-1] = _merged(self._runs[-1], newest)
 
     def remove(self, packed: bytes) -> None:
-        gone = np.frombuffer(_checked(packed), dtype=_ENTRY)
-        self._merge()
-        if not len(self._rows) or not len(gone):
-            return
-        where = np.searchsorted(self._rows, gone)
-        inside = where < len(self._rows)
-        hit = np.zeros(len(gone), dtype=bool)
-        hit[inside] = self._rows[where[inside]] == gone[inside]
-        np.subtract.at(self._counts, where[hit], 1)
-        np.maximum(self._counts, 0, out=self._counts)
-        if (self._counts == 0).any():
-            keep = self._counts > 0
-            self._rows, self._counts = self._rows[keep], self._counts[keep]
-            self._reindex()
-
-    def _merge(self) -> None:
-        if not self._pending:
-            return
-        added = np.concatenate(self._pending)
-        self._pending = []
-        keys = np.concatenate([self._rows, added])
-        weights = np.concatenate([self._counts, np.ones(len(added), dtype=np.int64)])
-        self._rows, inverse = np.unique(keys, return_inverse=True)
-        self._counts = np.bincount(inverse.ravel(), weights=weights).astype(np.int64)
-        self._reindex()
-
-    def _reindex(self) -> None:
-        # The tags as native integers (big-endian read, so they sort as the bytes do): a lookup
-        # is then two scalar binary searches.
-        raw = np.frombuffer(self._rows.tobytes(), dtype=">u8").reshape(-1, 3)
-        self._tags = raw[:, 0].astype(np.uint64)
+        gone = np.frombuffer(_checked(packed), dtype=_U8).reshape(-1, 3)
+        for run in self._runs:
+            if not len(gone):
+                return
+            rows = run.find(gone)
+            hit = rows >= 0
+            if not hit.any():
+                continue
+            # An entry listed twice in one removal takes two counts (never below zero).
+            at, times = np.unique(rows[hit], return_counts=True)
+            before = run.counts[at]
+            after = np.maximum(before.astype(np.int64) - times, 0).astype(np.uint8)
+            self._present -= int(((before > 0) & (after == 0)).sum())
+            run.counts[at] = after
+            gone = gone[~hit]
 
     @property
     def entries(self) -> int:
         """Distinct entries present."""
-        self._merge()
-        return len(self._rows)
+        return self._present
+
+    @property
+    def runs(self) -> int:
+        return len(self._runs)
 
     @property
     def nbytes(self) -> int:
-        self._merge()
-        return int(self._rows.nbytes + self._counts.nbytes + self._tags.nbytes)
+        return sum(r.tags.nbytes + r.hi.nbytes + r.lo.nbytes + r.counts.nbytes for r in self._runs)
 
     def lookup(self, oprf_output: bytes) -> list[bytes]:
         """The candidates (``tag || table reference``) in the bucket whose evaluation is
         ``oprf_output`` (often none)."""
-        self._merge()
-        tag = np.uint64(int.from_bytes(oprf_output[:TAG_BYTES], "big"))
-        lo = int(self._tags.searchsorted(tag, side="left"))
-        hi = int(self._tags.searchsorted(tag, side="right"))
-        if lo == hi:
-            return []
-        mask = oprf_output[TAG_BYTES : TAG_BYTES + ITEM_REF_BYTES]
-        tag = oprf_output[:TAG_BYTES]
-        return sorted(
-            tag + bytes(a ^ b for a, b in zip(bytes(row)[TAG_BYTES:], mask, strict=True))
-            for row in self._rows[lo:hi]
-        )
+        return self.lookup_many([oprf_output])[0]
 
     def lookup_many(self, oprf_outputs: Sequence[bytes]) -> list[list[bytes]]:
-        """``[lookup(o) for o in oprf_outputs]`` with the searches done as one vectorised pass
-        (an exchange's 64+ outputs cost two ``searchsorted`` calls instead of 128)."""
-        self._merge()
+        """The candidates of each output's bucket (its tag and each entry's unmasked table
+        reference), every run searched with one vectorised pass per run (an exchange's
+        thousands of outputs cost two ``searchsorted`` calls per run)."""
         n = len(oprf_outputs)
         out: list[list[bytes]] = [[] for _ in range(n)]
-        if not n or not len(self._rows):
+        if not n or not self._runs:
             return out
         heads = b"".join(o[: TAG_BYTES + ITEM_REF_BYTES] for o in oprf_outputs)
         if len(heads) != n * ENTRY_BYTES:
             raise IndexFormatError("an OPRF output is shorter than an index entry")
-        outputs = np.frombuffer(heads, dtype=np.uint8).reshape(n, ENTRY_BYTES)
-        tags = np.frombuffer(heads, dtype=">u8").reshape(n, 3)[:, 0].astype(np.uint64)
-        lo = self._tags.searchsorted(tags, side="left")
-        hi = self._tags.searchsorted(tags, side="right")
-        hit = np.flatnonzero(hi > lo)
-        if not len(hit):
-            return out
-        width = hi[hit] - lo[hit]
-        owner = np.repeat(hit, width)
-        # Row positions lo[i] .. hi[i]-1 of every hit output, concatenated.
-        first = np.repeat(lo[hit] - (np.cumsum(width) - width), width)
-        rows = first + np.arange(len(owner))
-        table = np.ascontiguousarray(self._rows).view(np.uint8).reshape(-1, ENTRY_BYTES)
-        refs = table[rows, TAG_BYTES:] ^ outputs[owner, TAG_BYTES:]
-        for i, tag, ref in zip(owner.tolist(), table[rows, :TAG_BYTES], refs, strict=True):
-            out[i].append(tag.tobytes() + ref.tobytes())
-        for i in hit.tolist():
-            out[i].sort()
+        words = np.frombuffer(heads, dtype=_U8).reshape(n, 3)
+        for run in self._runs:
+            lo = run.tags.searchsorted(words[:, 0], side="left")
+            hi = run.tags.searchsorted(words[:, 0], side="right")
+            for i in np.flatnonzero(hi > lo).tolist():
+                span = slice(int(lo[i]), int(hi[i]))
+                live = run.counts[span] > 0
+                if not live.any():
+                    continue
+                refs = np.stack(
+                    [run.hi[span][live] ^ words[i, 1], run.lo[span][live] ^ words[i, 2]], axis=1
+                )
+                tag = heads[i * ENTRY_BYTES : i * ENTRY_BYTES + TAG_BYTES]
+                out[i] += [tag + r.tobytes() for r in refs]
+        for refs in out:
+            if len(refs) > 1:
+                refs.sort()
         return out
 
     def candidates(self, oprf_outputs: Sequence[bytes]) -> list[bytes]:
         seen: dict[bytes, None] = {}
-        for out in oprf_outputs:
-            for ref in self.lookup(out):
+        for refs in self.lookup_many(oprf_outputs):
+            for ref in refs:
                 seen.setdefault(ref, None)
         return list(seen)
 

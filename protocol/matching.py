@@ -5,9 +5,15 @@ Querier, per peer and match job:
     ex = PeerExchange(peer_id, peer_key, scheme, queries)
     body = ex.evaluate_request()                     # -> oprf.evaluate
     ex.on_evaluated(reply_body, replica)             # verify proof, unblind, look up buckets
-    for body in ex.threshold_requests(encryptions):  # -> threshold.query, one per query hash
-        ex.on_answer(request, reply_body, encryptions)
+    while batch := ex.next_threshold_requests(encryptions):  # -> threshold.query, one per hash
+        for body in batch:
+            ex.on_answer(body, reply_body, encryptions)
     ex.confirmed                                     # matches, each confirmed privately
+
+``next_threshold_requests`` hands out the threshold queries in rounds: a plain exchange asks
+about every candidate in its first round; a tile exchange (``protocol/derivative.py``) asks
+only as many as the derivative rule needs (``specs/derivatives.md`` 6.5), because each query
+hash it asks about costs the holder the verification of 256 bit proofs.
 
 Holder:
 
@@ -46,6 +52,10 @@ class ExchangeError(ValueError):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
+        self.message = message
+
+    def __reduce__(self) -> tuple[type, tuple[str, str]]:  # raised in worker processes too
+        return (type(self), (self.code, self.message))
 
 
 @dataclass(frozen=True)
@@ -110,6 +120,7 @@ class PeerExchange:
     candidates: dict[int, list[bytes]] = field(default_factory=dict)
     confirmed: list[Confirmation] = field(default_factory=list)
     probes_sent: int = 0
+    asked: set[int] = field(default_factory=set)  # query indices whose candidates were asked
 
     @property
     def key_id(self) -> bytes:
@@ -159,8 +170,30 @@ class PeerExchange:
         return per_query
 
     def threshold_requests(self, encryptions: EncryptionCache, max_items: int = 64) -> list[Body]:
+        """Requests for every candidate of every query hash at once (no staging)."""
+        return self._requests_for(sorted(self.candidates), encryptions, max_items)
+
+    def next_round(self) -> list[int]:
+        """The query indices to ask about next, from those with candidates not yet asked;
+        empty when no more are needed. Every candidate, in one round, unless a subclass knows
+        its rule needs fewer."""
+        return [qi for qi in sorted(self.candidates) if qi not in self.asked]
+
+    def next_threshold_requests(
+        self, encryptions: EncryptionCache, max_items: int = 64
+    ) -> list[Body]:
+        """The next round of threshold queries, decided on the answers so far; [] when done.
+        Call it again after feeding every answer of the round to :meth:`on_answer`."""
+        chosen = self.next_round()
+        self.asked.update(chosen)
+        return self._requests_for(chosen, encryptions, max_items)
+
+    def _requests_for(
+        self, indices: Sequence[int], encryptions: EncryptionCache, max_items: int
+    ) -> list[Body]:
         requests = []
-        for qi, refs in sorted(self.candidates.items()):
+        for qi in indices:
+            refs = self.candidates[qi]
             _, _, wire = encryptions.get(self.queries[qi].hash)
             for start in range(0, len(refs), max_items):
                 requests.append({"query": wire, "items": refs[start : start + max_items]})

@@ -182,6 +182,13 @@ class SignalPeerExchange(PeerExchange):
     def probe_keys(self, query: QueryHash) -> list[bytes]:
         return probe_keys(query, self.probe_budget)
 
+    def next_round(self) -> list[int]:
+        """A picture with tiles asks only what the derivative rule needs (derivatives.md 6.5);
+        any other batch asks about every candidate at once."""
+        if any(_is_tile_variant(q.variant) for q in self.queries):
+            return derivative.staged_round(self, derivative.PDQ_TILES_1)
+        return super().next_round()
+
 
 # --- the registered types ----------------------------------------------------------------------
 
@@ -202,7 +209,9 @@ def _is_tile_variant(variant: str) -> bool:
 
 def _tile_probe(query: QueryHash, budget: int | None) -> list[bytes]:
     cell = derivative.Cell.parse(query.variant)
-    return derivative.PDQ_TILES_1.probe_keys(cell, query.hash, query.float_vector, budget)
+    scheme = derivative.PDQ_TILES_1
+    budget = scheme.query_probes if budget is None else budget
+    return scheme.probe_keys(cell, query.hash, query.float_vector, budget)
 
 
 PDQ = register(

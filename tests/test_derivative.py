@@ -230,3 +230,101 @@ def test_edit_models_cover_the_asked_fraction_and_keep_the_rest() -> None:
         assert out.ndim == 3 and min(out.shape[:2]) >= 8
     assert bench.post(rgb, "resize50").shape[:2] == (120, 160)
     assert bench.post(rgb, "crop5").shape[:2] == (228, 304)
+
+
+def _staged(tiles_with_candidates: int, whole_candidate: bool) -> dv.TilePeerExchange:
+    """An exchange past its VOPRF round: one whole-picture query hash and 30 quality tiles,
+    the first ``tiles_with_candidates`` of them with one candidate each."""
+    cells = SCHEME.cells[:30]
+    queries = [matching.QueryHash(bytes(32), None, "original")]
+    queries += [matching.QueryHash(bytes([i]) * 32, None, c.label) for i, c in enumerate(cells)]
+    ex = dv.TilePeerExchange("hub", b"k" * 32, SCHEME, queries)
+    if whole_candidate:
+        ex.candidates[0] = [b"whole".ljust(16, b"\0")]
+    for qi in range(1, 1 + tiles_with_candidates):
+        ex.candidates[qi] = [bytes([qi]) * 16]
+    return ex
+
+
+def _answer(ex: dv.TilePeerExchange, round_: list[int], matched: set[int], group: bytes) -> None:
+    """Stand-in for the holder's answers: the query indices in ``matched`` are confirmed."""
+    mask = dv.cells_mask(SCHEME, SCHEME.cells[:30])
+    ex.asked.update(round_)
+    for qi in round_:
+        if qi in matched:
+            release = dict(dv.release_for_tile(group, mask))
+            if qi == 0:
+                release["signal"] = "pdq"
+            variant = ex.queries[qi].variant
+            ex.confirmed.append(
+                matching.Confirmation("hub", ex.candidates[qi][0], qi, variant, 31, release)
+            )
+
+
+def test_a_whole_picture_match_of_a_protected_source_asks_no_tile() -> None:
+    ex = _staged(tiles_with_candidates=30, whole_candidate=True)
+    first = ex.next_round()
+    assert first == [0]  # the whole picture first
+    _answer(ex, first, {0}, b"g" * 8)
+    assert ex.next_round() == []  # a copy: none of the 30 tiles costs the holder a verification
+
+
+def test_a_derivative_asks_only_the_tiles_the_rule_needs() -> None:
+    # 15 of 30 quality cells kept (they have candidates): once two are confirmed against one
+    # source, even all the others could not make it a copy (2 + 13 < 0.8 x 30).
+    ex = _staged(tiles_with_candidates=15, whole_candidate=True)
+    _answer(ex, ex.next_round(), set(), b"g" * 8)  # the whole picture is no match
+    first = ex.next_round()
+    assert first == [1, 2]
+    _answer(ex, first, {1}, b"g" * 8)  # one of them is a chance candidate
+    second = ex.next_round()
+    assert second == [3]
+    _answer(ex, second, {3}, b"g" * 8)
+    assert ex.next_round() == []
+    (verdict,) = dv.classify(
+        SCHEME, SCHEME.cells[:30], ex.tile_confirmations(), False, ex.source_cells()
+    )
+    assert verdict.kind == dv.KIND_DERIVATIVE and len(ex.asked) == 4
+
+
+def test_a_copy_found_by_tiles_alone_asks_until_its_coverage_is_settled() -> None:
+    ex = _staged(tiles_with_candidates=30, whole_candidate=False)
+    asked = 0
+    while round_ := ex.next_round():
+        asked += len(round_)
+        _answer(ex, round_, set(round_), b"g" * 8)
+    (verdict,) = dv.classify(
+        SCHEME, SCHEME.cells[:30], ex.tile_confirmations(), False, ex.source_cells()
+    )
+    assert verdict.kind == dv.KIND_COPY and asked == 24  # ceil(0.8 x 30), no more
+
+
+def test_chance_tile_candidates_that_cannot_make_a_match_are_not_asked() -> None:
+    lone = _staged(tiles_with_candidates=1, whole_candidate=False)
+    assert lone.next_round() == []  # one cell can never reach min_regions = 2
+    three = _staged(tiles_with_candidates=3, whole_candidate=False)
+    first = three.next_round()
+    _answer(three, first, set(), b"g" * 8)
+    assert first == [1, 2] and three.next_round() == []  # one left cannot reach 2 either
+
+
+def test_the_plain_exchange_asks_every_candidate_in_one_round() -> None:
+    ex = matching.PeerExchange("peer", b"k" * 32, PDQ_LSH_1, [matching.QueryHash(bytes(32))] * 3)
+    ex.candidates = {0: [b"a" * 16], 2: [b"b" * 16]}
+    assert ex.next_round() == [0, 2]
+    ex.asked.update([0, 2])
+    assert ex.next_round() == []
+
+
+def test_the_nodes_mixed_signal_exchange_stages_a_picture_with_tiles() -> None:
+    from blindmatch.protocol import signal_types
+
+    staged = _staged(tiles_with_candidates=15, whole_candidate=True)
+    ex = signal_types.SignalPeerExchange("hub", b"k" * 32, PDQ_LSH_1, staged.queries)
+    ex.candidates = staged.candidates
+    assert ex.next_round() == [0]
+    _answer(ex, [0], set(), b"g" * 8)  # type: ignore[arg-type]
+    assert ex.next_round() == [1, 2]
+    # and a tile's default probes are the scheme's query_probes
+    tile = staged.queries[1]
+    assert len(ex.probe_keys(tile)) <= SCHEME.query_probes

@@ -414,8 +414,7 @@ async def test_a_backlog_is_published_by_worker_processes_exactly_as_inline(fed)
     assert len(rows) == len(backlog) + 30
     sample = [r for r in rows if bytes(r["hash"]) in set(backlog)][:: len(backlog) // 7]
     inline = index_build.evaluate_items(
-        hub.node.keys.voprf.sk,
-        hub.node.keys.voprf.pk,
+        hub.node.keys.voprf,
         [(bytes(r["item_ref"]), hub.node.scheme.index_keys(bytes(r["hash"]))) for r in sample],
     )
     # Each entry carries a fresh table reference (spec 8.5), so the bytes differ run to run; the

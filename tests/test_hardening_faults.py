@@ -56,6 +56,24 @@ async def test_a_long_unknown_message_type_gets_a_signed_refusal(fed, mtype: str
     assert len(env.body["message"].encode()) <= 512
 
 
+async def test_a_deeply_nested_envelope_gets_a_signed_refusal(fed) -> None:
+    """Found by bench fuzz: 400 bytes of nested arrays exhausted the stack in the canonical
+    decoder's float check (RecursionError: an unsigned 500 at the federation port)."""
+    hub = fed["hub"].node
+    raw = b"\x97\x01" + b"\x91" * 500 + b"\x01" + b"\xc0" * 5  # 7 elements, one 500 deep
+    async with (
+        aiohttp.ClientSession() as s,
+        s.post(
+            fed["hub"].endpoint + FEDERATION_PATH, data=raw, headers={"Content-Type": CONTENT_TYPE}
+        ) as resp,
+    ):
+        status, body = resp.status, await resp.read()
+    env = envelope.open_envelope(
+        body, now_ms=hub.now() * 1000, sender_key=lambda sid: hub.keys.identity.public_key
+    )
+    assert (status, env.body["code"]) == (400, "bad-envelope")
+
+
 @pytest.mark.parametrize("path", MEDIA_FINDINGS, ids=[p.name for p in MEDIA_FINDINGS])
 def test_crafted_image_files_are_one_clear_error(path: Path) -> None:
     with pytest.raises(hashing.MediaError) as info:

@@ -190,3 +190,34 @@ def test_batch_lookup_equals_the_scalar_lookup() -> None:
     assert batch == [replica.lookup(q) for q in queries]
     assert sum(map(len, batch)) > 200 and any(len(b) >= 2 for b in batch)
     assert replica.lookup_many([]) == []
+
+
+def test_replica_index_merges_without_doubling_its_memory() -> None:
+    """A sync of many deltas: the replica's peak memory stays under 1.5x its steady size (no
+    merge holds a second copy), and a lookup right after the last delta merges nothing."""
+    import tracemalloc
+
+    rng = np.random.default_rng(23)
+    replica = index.ReplicaIndex(SCHEME.name, b"k" * 8)
+    deltas = [rng.bytes(24 * 40_000) for _ in range(40)]  # 1.6M entries, a 67k-hash peer
+    tracemalloc.start()
+    for d in deltas[:-1]:
+        replica.add(d)
+    tracemalloc.reset_peak()
+    steady_before = replica.nbytes
+    replica.add(deltas[-1])
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert replica.entries == 40 * 40_000
+    assert replica.nbytes <= 26 * replica.entries
+    assert replica.runs <= 8
+    # The peak while one more delta is merged in (here every run merges into one), against
+    # the replica it ends as; the delta's own decoding costs a few times its size on top.
+    assert peak <= 1.5 * replica.nbytes + 4 * len(deltas[-1]), (peak, steady_before)
+    # A removal listing an entry twice takes two counts, never more than there are.
+    once = deltas[5][:24]
+    replica.remove(once + once)
+    assert replica.entries == 40 * 40_000 - 1
+    replica.add(once)
+    assert replica.entries == 40 * 40_000
+    assert replica.lookup(once[:8] + bytes(56)) == [once[8:24]]

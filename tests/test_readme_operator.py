@@ -177,6 +177,7 @@ def test_readme_operator_block_gives_a_cross_node_match_over_tls(tmp_path: Path)
         # Between the nodes: TLS on the non-loopback listeners, and plain HTTP is refused.
         hub_config = (tmp_path / "hub" / "config.toml").read_text()
         assert 'listen = "0.0.0.0:' in hub_config and "tls_cert" in hub_config
+        assert 'hub_name = "Example Support Line"' in hub_config
         member = json.loads((tmp_path / "hub" / "member.json").read_text())
         assert member["endpoint"].startswith("https://") and member["roles"] == ["hub"]
     finally:

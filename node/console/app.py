@@ -11,6 +11,9 @@ blurred and in grayscale (blurred on the server, so the original pixels never re
 until a reviewer explicitly reveals it; the reveal is a POST recorded in the case's history, and
 lets that reviewer fetch the original for a few minutes. No page shows a hash: items are named
 by their (shortened) random references.
+
+Pages are Jinja2 templates (``templates/``) rendered with autoescaping: handlers pass plain
+values, never HTML, so text from a case, a peer, a policy or a form cannot become markup.
 """
 
 from __future__ import annotations
@@ -18,18 +21,17 @@ from __future__ import annotations
 import asyncio
 import datetime
 import hmac
-import html
 import io
 import json
 import secrets
-import string
-from collections.abc import Awaitable, Callable, Iterable
-from importlib import resources
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlencode
 
+import jinja2
 from aiohttp import web
+from markupsafe import Markup
 
 from blindmatch.node.cases.decisions import OUTCOMES, Case, DecisionError
 from blindmatch.node.console.accounts import (
@@ -120,10 +122,6 @@ _OPINIONS = {
 }
 
 
-def e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
 def short(ref: bytes | str, n: int = 8) -> str:
     text = ref.hex() if isinstance(ref, bytes) else ref
     return text[:n] + "…"
@@ -207,25 +205,26 @@ def age(seconds: int) -> str:
 
 
 def event_text(event: str, actor: str, detail: dict[str, Any]) -> str:
+    """A case event in words (plain text: the templates escape it)."""
     kind, _, arg = event.partition(":")
-    who = e(actor)
+    who = str(actor)
     reason = detail.get("reason") if isinstance(detail, dict) else None
-    because = f" — “{e(reason)}”" if reason else ""
+    because = f" — “{reason}”" if reason else ""
     if kind == "opened":
-        return f"Opened by the policy, {e(_STATES.get(arg, arg).lower())}{because}"
+        return f"Opened by the policy, {_STATES.get(arg, arg).lower()}{because}"
     if kind == "decided":
-        return f"Decision: <strong>{e(arg)}</strong> by {who}{because}"
+        return f"Decision: {arg} by {who}{because}"
     if kind == "media" and arg == "revealed":
         return f"Original image revealed to {who}"
     if kind == "appeal":
         text = {"opened": "Appeal opened by the uploader", "upheld": "Appeal upheld",
-                "denied": "Appeal denied"}.get(arg, f"Appeal {e(arg)}")  # fmt: skip
+                "denied": "Appeal denied"}.get(arg, f"Appeal {arg}")  # fmt: skip
         return f"{text}{'' if arg == 'opened' else ' by ' + who}{because}"
     if kind == "re-review":
-        return f"Re-review requested: {e(arg)} reported by {who}"
+        return f"Re-review requested: {arg} reported by {who}"
     if kind == "closed":
-        return f"Closed ({e(arg)}) by {who}"
-    return f"{e(event)} by {who}{because}"
+        return f"Closed ({arg}) by {who}"
+    return f"{event} by {who}{because}"
 
 
 # --- the console ------------------------------------------------------------------------------
@@ -236,8 +235,14 @@ class Console:
         self.node = node
         self.accounts = Accounts(node.db, node.now)
         self.limiter = LoginLimiter(node.now)
-        self.base = resources.files("blindmatch.node.console").joinpath("templates/base.html")
-        self.template = string.Template(self.base.read_text(encoding="utf-8"))
+        # Every page is a Jinja2 template with autoescaping on: a value from a case, a peer or
+        # a form is text, never markup, unless a template says otherwise (none does).
+        self.templates = jinja2.Environment(
+            loader=jinja2.PackageLoader("blindmatch.node.console", "templates"),
+            autoescape=True,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+        )
 
 
 CONSOLE = web.AppKey("console", Console)
@@ -255,50 +260,42 @@ def _url(request: web.Request, path: str = "/", **query: str) -> str:
     return out
 
 
-def _page(
+def _render(
     request: web.Request,
+    template: str,
     title: str,
-    main: str,
     status: int = 200,
     session: Session | None = None,
+    **context: Any,
 ) -> web.Response:
     console = request.app[CONSOLE]
     session = session or request.get(SESSION)
-    nav = ""
+    links = []
     if session is not None:
-        links = []
         if session.role in REVIEW:
-            links.append(("queue", "/", "Queue"))
-        links += [("log", "/log", "Decision log"), ("reports", "/reports", "Reports")]
+            links.append(("/", "Queue"))
+        links += [("/log", "Decision log"), ("/reports", "Reports")]
         if session.role == "admin":
-            links.append(("reviewers", "/admin/reviewers", "Reviewers"))
-        items = "".join(
-            f'<li><a href="{e(_url(request, path))}">{e(text)}</a></li>' for _, path, text in links
-        )
-        nav = (
-            f'<nav aria-label="Console"><ul>{items}</ul></nav>'
-            f'<div class="who"><span>Signed in as <strong>{e(session.reviewer_id)}</strong>'
-            f" ({e(session.role)})</span>"
-            f'<form method="post" action="{e(_url(request, "/logout"))}" class="inline">'
-            f'{_csrf_field(session)}<button type="submit">Sign out</button></form></div>'
-        )
-    body = console.template.substitute(
-        title=e(title),
-        static=e(_url(request, "/static")),
-        node=e(console.node.node_id),
-        nav=nav,
-        main=main,
+            links.append(("/admin/reviewers", "Reviewers"))
+    body = console.templates.get_template(template).render(
+        title=title,
+        static=_url(request, "/static"),
+        node=console.node.node_id,
+        session=session,
+        nav_links=links,
+        url=lambda path, **query: _url(request, path, **query),
+        csrf=lambda: _csrf_field(session) if session is not None else "",
+        **context,
     )
     return web.Response(text=body, status=status, content_type="text/html", charset="utf-8")
 
 
-def _csrf_field(session: Session) -> str:
-    return f'<input type="hidden" name="csrf" value="{e(session.csrf_token)}">'
+def _csrf_field(session: Session) -> Markup:
+    return Markup('<input type="hidden" name="csrf" value="{}">').format(session.csrf_token)
 
 
 def _error_page(request: web.Request, status: int, title: str, text: str) -> web.Response:
-    main = f'<h1>{e(title)}</h1><p class="error" role="alert">{e(text)}</p>'
-    return _page(request, title, main, status=status)
+    return _render(request, "error.html", title, status=status, text=text)
 
 
 def _harden(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
@@ -456,24 +453,10 @@ def _login_form(
     nxt = request.query.get("next", "") if request.method == "GET" else ""
     if request.method == "POST":
         nxt = str(request.get(LOGIN_NEXT, ""))
-    alert = f'<p class="error" role="alert" data-focus>{e(error)}</p>' if error else ""
-    main = (
-        '<div class="login"><h1>Sign in to review</h1>'
-        f"{alert}"
-        f'<form method="post" action="{e(_url(request, "/login"))}">'
-        f'<input type="hidden" name="login_csrf" value="{e(nonce)}">'
-        f'<input type="hidden" name="next" value="{e(nxt)}">'
-        '<label for="reviewer_id">Reviewer ID</label>'
-        f'<input type="text" id="reviewer_id" name="reviewer_id" value="{e(reviewer_id)}"'
-        ' autocomplete="username" required autofocus>'
-        '<label for="password">Password</label>'
-        '<input type="password" id="password" name="password" autocomplete="current-password"'
-        " required>"
-        '<p><button type="submit" class="primary">Sign in</button></p></form>'
-        '<p class="muted">Images are shown blurred until you choose to reveal one. '
-        "Sessions end after eight hours.</p></div>"
-    )
-    response = _page(request, "Sign in", main, status=status)
+    response = _render(
+        request, "login.html", "Sign in", status=status, error=error, nonce=nonce, next=nxt,
+        reviewer_id=reviewer_id,
+    )  # fmt: skip
     response.set_cookie(
         LOGIN_COOKIE, nonce, path=(_prefix(request) or "") + "/login", max_age=3600,
         httponly=True, samesite="Strict", secure=request.secure,
@@ -562,37 +545,27 @@ async def queue(request: web.Request) -> web.Response:
         opinion = await node.decisions.opinion(c.holder, c.item_ref)
         badges = []
         if c.needs_rereview:
-            badges.append('<span class="badge bad">Re-review requested</span>')
+            badges.append(("bad", "Re-review requested"))
         if c.appeal == "open":
-            badges.append('<span class="badge warn">Appeal open</span>')
+            badges.append(("warn", "Appeal open"))
         rows.append(
-            "<tr>"
-            f'<th scope="row"><a href="{e(_url(request, "/cases/" + c.case_ref.hex()))}">'
-            f"{e(case_label(c.case_ref))}</a></th>"
-            f'<td data-label="State">{e(_STATES.get(c.state, c.state))} {"".join(badges)}</td>'
-            f'<td data-label="Priority">{c.priority}</td>'
-            f'<td data-label="Match">{e(matched_text(c))}<br><span class=muted>'
-            f"{e(band_text(c.band))}; {e(variant_text(c.variant))}</span></td>"
-            f'<td data-label="Holder">{e(c.holder)} <span class=muted>'
-            f"({'this node' if c.source == 'local' else 'peer'}), item {e(short(c.item_ref))}"
-            "</span></td>"
-            f'<td data-label="Opinion">{e(_OPINIONS.get(opinion.label, opinion.label))}</td>'
-            f'<td data-label="Waiting">{e(age(now - c.created_at))}</td>'
-            "</tr>"
+            {
+                "ref": c.case_ref.hex(),
+                "label": case_label(c.case_ref),
+                "state": _STATES.get(c.state, c.state),
+                "badges": badges,
+                "priority": c.priority,
+                "matched": matched_text(c),
+                "band": band_text(c.band),
+                "variant": variant_text(c.variant),
+                "holder": c.holder,
+                "where": "this node" if c.source == "local" else "peer",
+                "item": short(c.item_ref),
+                "opinion": _OPINIONS.get(opinion.label, opinion.label),
+                "waiting": age(now - c.created_at),
+            }
         )
-    if rows:
-        table = (
-            '<table class="queue"><caption>Cases waiting for a person: re-reviews and appeals'
-            " first, then by priority. Open a case to see the image (blurred) and decide."
-            "</caption><thead><tr>"
-            '<th scope="col">Case</th><th scope="col">State</th><th scope="col">Priority</th>'
-            '<th scope="col">Match</th><th scope="col">Holder</th>'
-            '<th scope="col">Opinion</th><th scope="col">Waiting</th></tr></thead>'
-            f"<tbody>{''.join(rows)}</tbody></table>"
-        )
-    else:
-        table = '<p class="empty">Nothing is waiting for review.</p>'
-    return _page(request, "Review queue", f"<h1>Review queue ({len(cases)})</h1>{table}")
+    return _render(request, "queue.html", "Review queue", rows=rows)
 
 
 @routes.get("/cases/{case}", name="case")
@@ -615,130 +588,65 @@ async def _render_case(request: web.Request, error: str = "", status: int = 200)
             "SELECT COUNT(*) FROM case_media WHERE content_ref = ?", case.content_ref
         )
     )
-    parts = [f"<h1>{e(case_label(case.case_ref))}</h1>"]
     done = request.query.get("done", "")
     messages = {"decided": "Decision saved.", "appeal": "Appeal decision saved.",
                 "revealed": "The original image is shown below."}  # fmt: skip
-    if error:
-        parts.append(f'<p class="error" role="alert" data-focus>{e(error)}</p>')
-    elif done in messages:
-        parts.append(f'<p class="message" role="status" data-focus>{e(messages[done])}</p>')
     badges = []
     if case.needs_rereview:
-        badges.append('<span class="badge bad">Re-review requested</span>')
+        badges.append(("bad", "Re-review requested"))
     if case.appeal:
-        badges.append(f'<span class="badge warn">Appeal {e(case.appeal)}</span>')
-
+        badges.append(("warn", f"Appeal {case.appeal}"))
     # The media: blurred by default, the original only after a recorded reveal.
-    if not can_review:
-        media = '<p class="muted">Auditors do not see the uploaded media.</p>'
-    elif not has_media:
-        media = '<p class="empty">The platform did not store the upload for review.</p>'
-    else:
-        revealed = request.query.get("view") == "original" and await _revealed(
-            node, case.case_ref, session.reviewer_id
-        )
-        view = "original" if revealed else "blurred"
-        src = _url(request, f"/cases/{ref}/media", view=view)
-        if revealed:
-            media = (
-                f'<figure><img id="case-media" src="{e(src)}" data-view="original"'
-                ' alt="The uploaded picture, original (revealed)">'
-                "<figcaption>Original picture, revealed to you (recorded in the history). "
-                f'<a href="{e(_url(request, "/cases/" + ref))}">Blur it again</a></figcaption>'
-                "</figure>"
-            )
-        else:
-            media = (
-                f'<figure><img id="case-media" src="{e(src)}" data-view="blurred"'
-                ' alt="The uploaded picture, blurred and in grayscale">'
-                "<figcaption>Blurred and grayscale. Reveal the original only if you need it "
-                "to decide; the reveal is recorded.</figcaption></figure>"
-                f'<form method="post" action="{e(_url(request, f"/cases/{ref}/reveal"))}">'
-                f'{_csrf_field(session)}<p><button type="submit" id="reveal">Reveal the '
-                "original picture</button></p></form>"
-            )
+    revealed = (
+        can_review
+        and request.query.get("view") == "original"
+        and await _revealed(node, case.case_ref, session.reviewer_id)
+    )
+    view = "original" if revealed else "blurred"
     cats = case.release.get("categories") or []
-    facts = (
-        '<dl class="facts">'
-        f"<dt>State</dt><dd>{e(_STATES.get(case.state, case.state))} {''.join(badges)}</dd>"
-        f"<dt>Priority</dt><dd>{case.priority}</dd>"
-        f"<dt>Platform content</dt><dd>{e(case.content_ref)}</dd>"
-        f"<dt>It matched</dt><dd>{e(matched_text(case))}</dd>"
-        f"<dt>Matched at</dt><dd>{e(case.holder)} "
-        f"({'this node’s own bank' if case.source == 'local' else 'a peer in the federation'})"
-        f"</dd><dt>Item</dt><dd>{e(short(case.item_ref))} <span class=muted>(a reference; "
-        "the console never shows hashes)</span></dd>"
-        f"<dt>Provenance</dt><dd>{e(case.release.get('provenance') or 'unknown')}</dd>"
-        f"<dt>Categories</dt><dd>{e(', '.join(map(str, cats)) or 'none given')}</dd>"
-        f"<dt>Distance band</dt><dd>{e(band_text(case.band))}</dd>"
-        f"<dt>How it matched</dt><dd>{e(variant_text(case.variant))}</dd>"
-        f"<dt>Aggregate opinion</dt><dd>{e(_OPINIONS.get(opinion.label, opinion.label))} "
-        f"<span class=muted>({opinion.confirmations} confirmed, {opinion.disputes} disputed, "
-        f"{opinion.appeals_upheld} appeals upheld)</span></dd>"
-        f"<dt>Opened</dt><dd>{e(when(case.created_at))}</dd>"
-    )
+    where = "this node’s own bank" if case.source == "local" else "a peer in the federation"
+    facts: list[tuple[str, Any, str]] = [
+        ("State", _STATES.get(case.state, case.state), ""),
+        ("Priority", case.priority, ""),
+        ("Platform content", case.content_ref, ""),
+        ("It matched", matched_text(case), ""),
+        ("Matched at", f"{case.holder} ({where})", ""),
+        ("Item", short(case.item_ref), "(a reference; the console never shows hashes)"),
+        ("Provenance", case.release.get("provenance") or "unknown", ""),
+        ("Categories", ", ".join(map(str, cats)) or "none given", ""),
+        ("Distance band", band_text(case.band), ""),
+        ("How it matched", variant_text(case.variant), ""),
+        ("Aggregate opinion", _OPINIONS.get(opinion.label, opinion.label),
+         f"({opinion.confirmations} confirmed, {opinion.disputes} disputed,"
+         f" {opinion.appeals_upheld} appeals upheld)"),
+        ("Opened", when(case.created_at), ""),
+    ]  # fmt: skip
     if case.decided_by:
-        facts += f"<dt>Decided by</dt><dd>{e(case.decided_by)}</dd>"
+        facts.append(("Decided by", case.decided_by, ""))
     if case.reason:
-        label = "Reason" if case.decided_by else "Why it needs a person"
-        facts += f"<dt>{label}</dt><dd>{e(case.reason)}</dd>"
-    facts += "</dl>"
-    parts.append(
-        '<div class="grid"><section aria-labelledby="media-h" id="media"><h2 id="media-h">'
-        f'Uploaded media</h2>{media}</section><section aria-labelledby="match-h">'
-        f'<h2 id="match-h">The match</h2>{facts}</section></div>'
-    )
-
+        facts.append(("Reason" if case.decided_by else "Why it needs a person", case.reason, ""))
+    choices: list[tuple[str, str]] = []
     if can_review and case.state != "closed":
         what = matched_text(case)
-        choices = {
-            "actioned": f"Action it: the upload shows {what} (the platform removes it and"
-            f" {case.holder} hears it was confirmed)",
-            "dismissed": f"Dismiss it: the upload does not show {what} ({case.holder} hears"
-            " it was disputed)",
-            "escalated": "Escalate it: a senior reviewer should decide",
-        }
-        radios = "".join(
-            f'<label class="choice"><input type="radio" name="outcome" value="{k}" id="o-{k}"'
-            f" required> {e(v)}</label>"
-            for k, v in choices.items()
-        )
-        parts.append(
-            '<section aria-labelledby="decide-h"><h2 id="decide-h">Decide</h2>'
-            f'<form method="post" action="{e(_url(request, f"/cases/{ref}/decide"))}">'
-            f"{_csrf_field(session)}<fieldset><legend>Decision</legend>{radios}</fieldset>"
-            '<label for="reason">Reason (kept in the history; at most 500 characters)</label>'
-            '<textarea id="reason" name="reason" maxlength="500" required></textarea>'
-            '<p><button type="submit" class="primary" id="decide">Save decision</button></p>'
-            "</form></section>"
-        )
-    if can_review and case.appeal == "open":
-        parts.append(
-            '<section aria-labelledby="appeal-h"><h2 id="appeal-h">Appeal</h2>'
-            "<p>The uploader appealed the action. Upholding it dismisses the case, restores "
-            "the content and tells the holder.</p>"
-            f'<form method="post" action="{e(_url(request, f"/cases/{ref}/appeal"))}">'
-            f"{_csrf_field(session)}<fieldset><legend>Appeal decision</legend>"
-            '<label class="choice"><input type="radio" name="appeal" value="uphold" required> '
-            "Uphold the appeal (the action was wrong)</label>"
-            '<label class="choice"><input type="radio" name="appeal" value="deny"> '
-            "Deny the appeal (the action stands)</label></fieldset>"
-            '<label for="appeal-reason">Reason</label>'
-            '<textarea id="appeal-reason" name="reason" maxlength="500" required></textarea>'
-            '<p><button type="submit" class="primary" id="appeal-submit">Save appeal decision'
-            "</button></p></form></section>"
-        )
-    items = "".join(
-        f'<li><time datetime="{e(iso(h["at"]))}">{e(when(h["at"]))}</time>: '
-        f"{event_text(h['event'], h['actor'], h['detail'])}</li>"
-        for h in history
-    )
-    parts.append(
-        '<section aria-labelledby="history-h"><h2 id="history-h">History</h2>'
-        f'<ol class="history" id="history">{items}</ol></section>'
-    )
-    return _page(request, case_label(case.case_ref), "".join(parts), status=status)
+        choices = [
+            ("actioned", f"Action it: the upload shows {what} (the platform removes it and"
+                         f" {case.holder} hears it was confirmed)"),
+            ("dismissed", f"Dismiss it: the upload does not show {what} ({case.holder} hears"
+                          " it was disputed)"),
+            ("escalated", "Escalate it: a senior reviewer should decide"),
+        ]  # fmt: skip
+    return _render(
+        request, "case.html", case_label(case.case_ref), status=status,
+        error=error, message="" if error else messages.get(done, ""), ref=ref,
+        can_review=can_review, has_media=has_media, revealed=revealed,
+        media_src=_url(request, f"/cases/{ref}/media", view=view), facts=facts, badges=badges,
+        choices=choices, appeal_open=can_review and case.appeal == "open",
+        history=[
+            {"iso": iso(h["at"]), "when": when(h["at"]),
+             "text": event_text(h["event"], h["actor"], h["detail"])}
+            for h in history
+        ],
+    )  # fmt: skip
 
 
 @routes.get("/cases/{case}/media", name="media")
@@ -831,38 +739,32 @@ async def log_page(request: web.Request) -> web.Response:
         "SELECT e.case_ref, e.at, e.actor, e.event, e.detail FROM case_events e"
         " ORDER BY e.id DESC LIMIT 300"
     )
-    items = []
+    events = []
     for r in rows:
         ref = bytes(r["case_ref"])
         try:
             detail = json.loads(r["detail"])
         except ValueError:
             detail = {}
-        items.append(
-            f"<tr><td>{e(when(int(r['at'])))}</td>"
-            f'<td><a href="{e(_url(request, "/cases/" + ref.hex()))}">{e(case_label(ref))}</a>'
-            f"</td><td>{event_text(r['event'], r['actor'], detail)}</td></tr>"
+        events.append(
+            {
+                "when": when(int(r["at"])),
+                "ref": ref.hex(),
+                "label": case_label(ref),
+                "text": event_text(r["event"], r["actor"], detail),
+            }
         )
-    table = (
-        "<table><caption>Newest first; every decision, reveal, appeal and feedback on a case."
-        '</caption><thead><tr><th scope="col">When</th><th scope="col">Case</th>'
-        f'<th scope="col">What happened</th></tr></thead><tbody>{"".join(items)}</tbody></table>'
-        if items
-        else '<p class="empty">No case events yet.</p>'
-    )
-    main = (
-        "<h1>Decision log</h1><section aria-labelledby='cases-h'>"
-        f"<h2 id='cases-h'>Case history</h2>{table}</section>"
-    )
-    main += await _translog_section(request, node)
-    return _page(request, "Decision log", main)
+    return _render(
+        request, "log.html", "Decision log", events=events,
+        translog=await _translog_rows(node),
+    )  # fmt: skip
 
 
-async def _translog_section(request: web.Request, node: Node) -> str:
-    """Decision entries of the node's verifiable log, when the node keeps one."""
+async def _translog_rows(node: Node) -> list[dict[str, Any]] | str | None:
+    """Decision entries of the node's verifiable log (None: it keeps none; "error")."""
     translog = getattr(node, "translog", None)
     if translog is None:
-        return ""
+        return None
     try:
         from blindmatch.protocol import transparency as tl
 
@@ -878,28 +780,17 @@ async def _translog_section(request: web.Request, node: Node) -> str:
                 continue
             did = entry.get("decision_id", b"")
             rows.append(
-                f"<tr><td>{stored.index}</td><td>{e(when(stored.created_at))}</td>"
-                f"<td>{e(entry.get('outcome', ''))}</td><td>{e(entry.get('decided_by', ''))}</td>"
-                f"<td>{e(short(did) if isinstance(did, bytes) else '')}</td></tr>"
+                {
+                    "index": stored.index,
+                    "when": when(stored.created_at),
+                    "outcome": entry.get("outcome", ""),
+                    "decided_by": entry.get("decided_by", ""),
+                    "decision": short(did) if isinstance(did, bytes) else "",
+                }
             )
     except Exception:
-        return (
-            "<section><h2>Verifiable log</h2><p class='error'>The verifiable log could not be "
-            "read.</p></section>"
-        )
-    table = (
-        "<table><caption>Decision entries in this node's verifiable log (newest first); "
-        "check them with <code>blindmatch audit verify</code>.</caption><thead><tr>"
-        '<th scope="col">Entry</th><th scope="col">When</th><th scope="col">Outcome</th>'
-        '<th scope="col">Decided by</th><th scope="col">Decision</th></tr></thead>'
-        f"<tbody>{''.join(rows)}</tbody></table>"
-        if rows
-        else '<p class="empty">No decision entries in the verifiable log yet.</p>'
-    )
-    return (
-        '<section aria-labelledby="translog-h"><h2 id="translog-h">Verifiable log</h2>'
-        f"{table}</section>"
-    )
+        return "error"
+    return rows
 
 
 @routes.get("/reports", name="reports")
@@ -915,22 +806,13 @@ async def reports(request: web.Request) -> web.Response:
         " GROUP BY event ORDER BY event"
     )
 
-    def table(caption: str, head: str, rows: Iterable[tuple[str, int]]) -> str:
-        body = "".join(f"<tr><td>{e(k)}</td><td>{n}</td></tr>" for k, n in rows)
-        return (
-            f"<table><caption>{e(caption)}</caption><thead><tr><th scope='col'>{e(head)}</th>"
-            f"<th scope='col'>Count</th></tr></thead><tbody>{body}</tbody></table>"
-        )
-
-    main = (
-        "<h1>Reports</h1><h2>Cases by state</h2>"
-        + table("All cases on this node.", "State",
-                ((_STATES.get(r["state"], r["state"]), int(r["n"])) for r in states))
-        + "<h2>Reviewer activity</h2>"
-        + table("Decisions, appeals, re-review requests and reveals.", "Event",
-                ((r["event"], int(r["n"])) for r in events))
-    )  # fmt: skip
-    return _page(request, "Reports", main)
+    tables = [
+        ("Cases by state", "All cases on this node.", "State",
+         [(_STATES.get(r["state"], r["state"]), int(r["n"])) for r in states]),
+        ("Reviewer activity", "Decisions, appeals, re-review requests and reveals.", "Event",
+         [(r["event"], int(r["n"])) for r in events]),
+    ]  # fmt: skip
+    return _render(request, "reports.html", "Reports", tables=tables)
 
 
 @routes.get("/admin/reviewers", name="reviewers")
@@ -944,51 +826,25 @@ async def _render_reviewers(
 ) -> web.Response:
     console = request.app[CONSOLE]
     session: Session = request[SESSION]
-    accounts = await console.accounts.list()
-    rows = []
-    for a in accounts:
-        action = ""
+    accounts = []
+    for a in await console.accounts.list():
+        verb = ""
         if a.reviewer_id != session.reviewer_id:
             verb = "enable" if a.disabled else "disable"
-            target = _url(request, f"/admin/reviewers/{quote(a.reviewer_id, safe='')}/{verb}")
-            action = (
-                f'<form method="post" class="inline" action="{e(target)}">'
-                f'{_csrf_field(session)}<button type="submit"'
-                f"{' class=danger' if verb == 'disable' else ''}>{verb.title()} "
-                f'<span class="skip">{e(a.reviewer_id)}</span></button></form>'
-            )
-        rows.append(
-            f"<tr><th scope='row'>{e(a.reviewer_id)}</th><td>{e(a.role)}</td>"
-            f"<td>{'disabled' if a.disabled else 'active'}</td><td>{e(when(a.created_at))}</td>"
-            f"<td>{action}</td></tr>"
+        accounts.append(
+            {
+                "id": a.reviewer_id,
+                "role": a.role,
+                "status": "disabled" if a.disabled else "active",
+                "created": when(a.created_at),
+                "verb": verb,
+                "target": _url(request, f"/admin/reviewers/{quote(a.reviewer_id, safe='')}/{verb}"),
+            }
         )
-    options = "".join(f'<option value="{r}">{r}</option>' for r in ROLES)
-    alert = ""
-    if error:
-        alert = f'<p class="error" role="alert" data-focus>{e(error)}</p>'
-    elif message:
-        alert = f'<p class="message" role="status" data-focus>{e(message)}</p>'
-    main = (
-        f"<h1>Reviewers</h1>{alert}<table><caption>Accounts that can sign in to this console."
-        '</caption><thead><tr><th scope="col">Reviewer</th><th scope="col">Role</th>'
-        '<th scope="col">Status</th><th scope="col">Created</th><th scope="col">Action</th>'
-        f"</tr></thead><tbody>{''.join(rows)}</tbody></table>"
-        '<h2 id="add-h">Add a reviewer</h2>'
-        f'<form method="post" action="{e(_url(request, "/admin/reviewers"))}"'
-        ' aria-labelledby="add-h">'
-        f"{_csrf_field(session)}"
-        '<label for="new-id">Reviewer ID</label><input type="text" id="new-id" name="reviewer_id"'
-        ' required maxlength="64" autocomplete="off">'
-        f'<label for="new-role">Role</label><select id="new-role" name="role">{options}</select>'
-        '<label for="new-pw">Password (at least 10 characters)</label>'
-        '<input type="password" id="new-pw" name="password" required minlength="10"'
-        ' autocomplete="new-password">'
-        '<p><button type="submit" class="primary">Add reviewer</button></p></form>'
-        "<p class='muted'>Roles: <strong>reviewer</strong> decides cases and appeals; "
-        "<strong>admin</strong> also manages accounts; <strong>auditor</strong> reads the log "
-        "and reports only.</p>"
-    )
-    return _page(request, "Reviewers", main, status=status)
+    return _render(
+        request, "reviewers.html", "Reviewers", status=status, error=error, message=message,
+        accounts=accounts, roles=ROLES,
+    )  # fmt: skip
 
 
 @routes.post("/admin/reviewers", name="reviewers_add")

@@ -317,9 +317,14 @@ async def _derivative_step(
                 continue
             ev = case["release"]["derivative"]
             gen_note = " + generator-confirmed" if "generator" in case["release"] else ""
+            if ev["whole_image_match"] and not ev["matched_regions"]:
+                # The whole picture decided it; no tile was asked (specs/derivatives.md 6.5).
+                evidence = "the whole picture matched"
+            else:
+                evidence = f"{len(ev['matched_regions'])}/{ev['regions']} regions matched"
             say(
                 f"   {label:<10} -> {case['kind'].upper()} of a protected photo at {case['holder']}"
-                f"{gen_note}: {len(ev['matched_regions'])}/{ev['regions']} regions matched,"
+                f"{gen_note}: {evidence},"
                 f" review priority {case['priority']}  {seconds * 1000:5.0f} ms"
             )
             out[label] = case["kind"]

@@ -10,14 +10,10 @@ where starting processes would cost more than the work.
 from __future__ import annotations
 
 import asyncio
-import atexit
-import multiprocessing
-import os
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 from blindmatch.crypto import oprf
+from blindmatch.node.federation import oprf_workers
 from blindmatch.protocol import index
 from blindmatch.protocol.roster import voprf_key_id
 
@@ -26,36 +22,15 @@ from blindmatch.protocol.roster import voprf_key_id
 POOL_MIN_KEYS = 20_000
 CHUNK_ITEMS = 250
 
-_pool: ProcessPoolExecutor | None = None
-
 
 def evaluate_items(
-    sk: bytes, pk: bytes, items: Sequence[tuple[bytes, Sequence[bytes]]]
+    key: oprf.ServerKey, items: Sequence[tuple[bytes, Sequence[bytes]]]
 ) -> list[bytes]:
     """Packed index entries of each ``(item_ref, index_keys)``, in order (runs in a worker),
-    each entry with a fresh table reference (spec 8.5)."""
-    key = oprf.ServerKey(sk=sk, pk=pk)
-    key_id = voprf_key_id(pk)
+    each entry with a fresh table reference (spec 8.5). ``key`` travels whole, seed included,
+    so a worker uses the same OPRF backend."""
+    key_id = voprf_key_id(key.pk)
     return [index.pack_entries(index.item_entries(key, key_id, ref, keys)) for ref, keys in items]
-
-
-def _shutdown() -> None:
-    global _pool
-    if _pool is not None:
-        _pool.shutdown(wait=False, cancel_futures=True)
-        _pool = None
-
-
-def _worker_pool() -> ProcessPoolExecutor:
-    global _pool
-    if _pool is None:
-        # spawn, not fork: the node's process has threads (the database driver's) that a
-        # forked child would inherit mid-operation.
-        _pool = ProcessPoolExecutor(
-            max(1, os.cpu_count() or 1), mp_context=multiprocessing.get_context("spawn")
-        )
-        atexit.register(_shutdown)
-    return _pool
 
 
 def start_entries(
@@ -67,17 +42,9 @@ def start_entries(
     if not items:
         return []
     if sum(len(keys) for _, keys in items) < POOL_MIN_KEYS:
-        return [asyncio.ensure_future(asyncio.to_thread(evaluate_items, key.sk, key.pk, items))]
+        return [asyncio.ensure_future(asyncio.to_thread(evaluate_items, key, items))]
     chunks = [items[s : s + CHUNK_ITEMS] for s in range(0, len(items), CHUNK_ITEMS)]
-    try:
-        pool = _worker_pool()
-        futures = [pool.submit(evaluate_items, key.sk, key.pk, c) for c in chunks]
-    except BrokenProcessPool:
-        # A worker died (killed, out of memory): start a fresh pool rather than fail forever.
-        _shutdown()
-        pool = _worker_pool()
-        futures = [pool.submit(evaluate_items, key.sk, key.pk, c) for c in chunks]
-    return [asyncio.wrap_future(f) for f in futures]
+    return [asyncio.wrap_future(oprf_workers.submit(evaluate_items, key, c)) for c in chunks]
 
 
 async def build_entries(

@@ -66,7 +66,9 @@ class PeerClient:
             ca = self.node.cfg.tls_ca
             context = ssl.create_default_context(cafile=str(ca) if ca else None)
             self.session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=60, connect=5),
+                # A peer that stops sending for 15 s, or takes a minute in all, has failed
+                # this call (the match task's own deadline bounds the calls together).
+                timeout=aiohttp.ClientTimeout(total=60, connect=5, sock_read=15),
                 connector=aiohttp.TCPConnector(ssl=context),
             )
 
@@ -108,9 +110,16 @@ class PeerClient:
         url = peer.endpoint.rstrip("/") + FEDERATION_PATH
         started = time.perf_counter()
         try:
+            # Never follow a redirect: the envelope would go where the peer points, around the
+            # HTTPS-except-loopback rule the roster endpoint was checked against.
             async with self.session.post(
-                url, data=data, headers={"Content-Type": CONTENT_TYPE}
+                url, data=data, headers={"Content-Type": CONTENT_TYPE}, allow_redirects=False
             ) as resp:
+                if 300 <= resp.status < 400:
+                    self._failed(peer, "not-allowed")
+                    raise PeerError(
+                        "not-allowed", f"{peer.node_id} answered with a redirect (not followed)"
+                    )
                 reply = await read_limited(resp.content, MAX_REPLY_BYTES)
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._failed(peer, "unreachable")

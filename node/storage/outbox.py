@@ -9,6 +9,7 @@ The clock and the random source are passed in so tests are deterministic.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -102,22 +103,31 @@ class Outbox:
         )
         return inserted == 1
 
-    async def claim_due(self, now: int, limit: int = 100) -> list[OutboxMessage]:
-        """Lease up to ``limit`` pending messages whose time has come (oldest due first)."""
+    async def claim_due(
+        self, now: int, limit: int = 100, exclude_peers: Sequence[str] = ()
+    ) -> list[OutboxMessage]:
+        """Lease up to ``limit`` pending messages whose time has come (oldest due first),
+        none for the peers in ``exclude_peers`` (those at their limit of work in flight)."""
         check_int("now", now)
         check_int("limit", limit, 1, MAX_CLAIM)
+        for peer_id in exclude_peers:
+            check_text("exclude_peers[]", peer_id)
+        skip = (" AND peer_id NOT IN (" + ", ".join("?" * len(exclude_peers)) + ")") * bool(
+            exclude_peers
+        )
         async with self._db.transaction():
             rows = await self._db.fetch_all(
                 self._db.dialect.render(
                     "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?,"
                     " updated_at = ? WHERE message_id IN ("
                     " SELECT message_id FROM outbox WHERE state = 'pending'"
-                    " AND next_attempt_at <= ? ORDER BY next_attempt_at, created_at LIMIT ?"
-                    " {FOR_UPDATE_SKIP_LOCKED}) RETURNING *"
+                    " AND next_attempt_at <= ?" + skip + " ORDER BY next_attempt_at, created_at"
+                    " LIMIT ? {FOR_UPDATE_SKIP_LOCKED}) RETURNING *"
                 ),
                 now + self.policy.lease,
                 now,
                 now,
+                *exclude_peers,
                 limit,
             )
         messages = [_message(r) for r in rows]

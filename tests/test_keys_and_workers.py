@@ -1,0 +1,64 @@
+"""A node's VOPRF key comes from a seed (so the faster OPRF backend can evaluate it), keys made
+before that still load, and evaluation requests answered in worker processes are the same
+answers, refusals included."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import pytest
+
+from blindmatch.crypto import oprf, sodium
+from blindmatch.node import keys
+from blindmatch.node.federation import oprf_workers
+from blindmatch.protocol import matching
+from blindmatch.protocol.roster import voprf_key_id
+
+
+def test_a_new_key_is_derived_from_its_seed_and_loads_the_same(tmp_path) -> None:
+    made = keys.create(tmp_path)
+    loaded = keys.load(tmp_path)
+    assert loaded.voprf == made.voprf and loaded.voprf.seed == made.voprf.seed is not None
+    assert oprf.derive_key_pair(made.voprf.seed, keys.VOPRF_KEY_INFO, oprf.Mode.VOPRF) == made.voprf
+    assert oct((tmp_path / "voprf.seed").stat().st_mode & 0o777) == "0o600"
+
+
+def test_a_key_made_before_seeds_loads_as_a_scalar(tmp_path) -> None:
+    made = keys.create(tmp_path)
+    (tmp_path / "voprf.seed").unlink()
+    loaded = keys.load(tmp_path)
+    assert loaded.voprf == made.voprf and loaded.voprf.seed is None
+    assert oprf.backend(loaded.voprf) == "libsodium"
+
+
+def test_a_seed_that_does_not_derive_the_stored_scalar_is_refused(tmp_path) -> None:
+    keys.create(tmp_path)
+    seed_file = tmp_path / "voprf.seed"
+    seed_file.chmod(0o600)
+    seed_file.write_text(os.urandom(32).hex() + "\n")
+    with pytest.raises(keys.KeyFileError, match="does not derive"):
+        keys.load(tmp_path)
+
+
+def test_an_evaluation_answered_in_a_worker_process_is_the_same_answer() -> None:
+    key = oprf.derive_key_pair(os.urandom(32), keys.VOPRF_KEY_INFO, oprf.Mode.VOPRF)
+    key_id = voprf_key_id(key.pk)
+    _, blinded = oprf.blind([os.urandom(20) for _ in range(600)], oprf.Mode.VOPRF)
+    body = {"key_id": key_id, "elements": blinded}
+
+    async def both() -> tuple[dict, dict]:
+        there = await oprf_workers.run(matching.answer_evaluate, key, key_id, body)
+        here = await asyncio.to_thread(matching.answer_evaluate, key, key_id, body)
+        return there, here
+
+    there, here = asyncio.run(both())
+    assert there["elements"] == here["elements"]
+    oprf.verify_proof(
+        sodium.GENERATOR, key.pk, blinded, there["elements"], there["proof"], oprf.VOPRF_SUITE
+    )
+    # A refusal crosses the process boundary with its code.
+    bad = {"key_id": key_id, "elements": [*blinded[:3], sodium.IDENTITY]}
+    with pytest.raises(matching.ExchangeError) as refused:
+        asyncio.run(oprf_workers.run(matching.answer_evaluate, key, key_id, bad))
+    assert refused.value.code == "bad-body" and "identity" in str(refused.value)
