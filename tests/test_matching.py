@@ -220,4 +220,4 @@ def test_replica_index_merges_without_doubling_its_memory() -> None:
     assert replica.entries == 40 * 40_000 - 1
     replica.add(once)
     assert replica.entries == 40 * 40_000
-    assert replica.lookup(once[:8] + bytes(56)) == [once[8:24]]
+    assert replica.lookup(once[:8] + bytes(56)) == [once]  # the candidate: tag || reference
