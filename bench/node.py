@@ -52,7 +52,8 @@ from bench.crypto import Floor, counting
 from blindmatch.crypto import oprf, sodium
 from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node.federation.peer_client import PeerError
-from blindmatch.node.node import INDEX_FEED, Node
+from blindmatch.node.federation.publisher import INDEX_FEED
+from blindmatch.node.node import Node
 from blindmatch.node.storage.validation import MAX_PAYLOAD_BYTES
 from blindmatch.protocol import canonical, index, matching
 from blindmatch.protocol.lsh import PDQ_LSH_1
@@ -941,9 +942,8 @@ class Bench:
     async def request_overhead(self, samples: int) -> dict[str, float]:
         """CPU (and wall) of the per-request work around the crypto, on the in-process
         holder-1: opening and sealing an envelope the size of an ``oprf.evaluate``, and the
-        request's admission (nonce, budget charge, traffic count) as ``Node._charge`` does it
-        now (one transaction, no fsync) and as it was (three separate fsynced commits)."""
-        from blindmatch.node.federation import http as federation_http
+        request's admission (nonce, budget charge, traffic count) as ``Admission.charge`` does
+        it now (one transaction, no fsync) and as it was (three separate fsynced commits)."""
         from blindmatch.node.storage import BudgetLimits
         from blindmatch.protocol import envelope
 
@@ -971,14 +971,10 @@ class Bench:
             c2 = time.process_time()
             out["seal_envelope_s"].append(c1 - c0)
             out["open_envelope_s"].append(c2 - c1)
-            adm = federation_http.Admission("querier", os.urandom(16), holder.now() + 600)
-            token = federation_http._ADMISSION.set(adm)
-            try:
-                w0, c0 = time.perf_counter(), time.process_time()
-                await holder._charge(qm, "evaluations", 64, "evaluations")
-                c1, w1 = time.process_time(), time.perf_counter()
-            finally:
-                federation_http._ADMISSION.reset(token)
+            adm = holder.admission.pending("querier", os.urandom(16))
+            w0, c0 = time.perf_counter(), time.process_time()
+            await holder.admission.charge(qm, "evaluations", 64, "evaluations", adm)
+            c1, w1 = time.process_time(), time.perf_counter()
             assert adm.recorded
             out["admission_s"].append(c1 - c0)
             out["admission_wall_s"].append(w1 - w0)

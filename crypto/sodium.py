@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes.util
 import itertools
 import os
+from typing import Any
 
 from cffi import FFI
 
@@ -64,7 +65,7 @@ class SodiumUnavailable(ImportError):
     """libsodium is missing or too old."""
 
 
-def _load() -> tuple[FFI, object]:
+def _load() -> tuple[FFI, Any]:
     ffi = FFI()
     ffi.cdef(_CDEF)
     candidates = [os.environ.get("BLINDMATCH_LIBSODIUM"), ctypes.util.find_library("sodium")]
@@ -247,13 +248,13 @@ def ct_equal(a: bytes, b: bytes) -> bool:
 # through cffi's ABI mode those cost as much as a third of a fixed-base multiplication.
 
 
-def _rows(data: bytes, width: int = SCALAR_BYTES) -> object:
+def _rows(data: Any, width: int = SCALAR_BYTES) -> Any:
     if len(data) % width:
         raise ValueError(f"batch operands are {width}-byte rows")
     return _ffi.from_buffer(_ROWS32 if width == SCALAR_BYTES else _ROWS64, data)
 
 
-def _operands(xs: bytes, ys: bytes) -> tuple[object, object, object]:
+def _operands(xs: bytes, ys: bytes) -> tuple[Any, Any, Any]:
     n = max(len(xs), len(ys)) // SCALAR_BYTES
     if len(xs) not in (SCALAR_BYTES, n * SCALAR_BYTES) or len(ys) not in (
         SCALAR_BYTES,
@@ -265,17 +266,17 @@ def _operands(xs: bytes, ys: bytes) -> tuple[object, object, object]:
     return _ffi.new(_ROWS32, n), x, y
 
 
-def _binary_many(fn: object, xs: bytes, ys: bytes) -> bytes:
+def _binary_many(fn: Any, xs: bytes, ys: bytes) -> bytes:
     out, x, y = _operands(xs, ys)
     for o, a, b in zip(out, x, y):  # noqa: B905 - itertools.repeat is unbounded on purpose
-        fn(o, a, b)  # type: ignore[operator]
+        fn(o, a, b)
     return _ffi.buffer(out)[:]
 
 
-def _checked_many(fn: object, xs: bytes, ys: bytes, failure: str) -> bytes:
+def _checked_many(fn: Any, xs: bytes, ys: bytes, failure: str) -> bytes:
     out, x, y = _operands(xs, ys)
     for i, (o, a, b) in enumerate(zip(out, x, y)):  # noqa: B905
-        if fn(o, a, b) != 0:  # type: ignore[operator]
+        if fn(o, a, b) != 0:
             raise GroupError(f"{failure} (row {i})")
     return _ffi.buffer(out)[:]
 
@@ -307,8 +308,8 @@ def scalar_random_many(n: int) -> bytes:
             return out
 
 
-def scalar_reduce_many(wide: bytes | object) -> bytes:
-    """Each 64-byte row reduced modulo L."""
+def scalar_reduce_many(wide: Any) -> bytes:
+    """Each 64-byte row reduced modulo L (``wide``: bytes, or a cffi buffer of them)."""
     rows = _rows(wide, NONREDUCED_SCALAR_BYTES)
     out = _ffi.new(_ROWS32, len(wide) // NONREDUCED_SCALAR_BYTES)
     reduce = _lib.crypto_core_ristretto255_scalar_reduce

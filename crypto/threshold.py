@@ -25,6 +25,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from blindmatch.crypto import sodium
 from blindmatch.crypto.hashing import PrefixedXmd, hash_to_scalar, i2osp
@@ -494,7 +495,7 @@ class ThresholdResponse:
         return cls(bands=bands, groups=tuple(groups))
 
 
-def _shuffle(group: list) -> None:  # type: ignore[type-arg]
+def _shuffle(group: list[Any]) -> None:
     """A uniform permutation: sort by 128-bit CSPRNG keys, drawn in one call (SystemRandom
     makes one system call per swap). Two equal keys among 129 come with probability < 2^-113."""
     keys = sodium.random_bytes(16 * len(group))

@@ -13,12 +13,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.protocol.key_lifetime import LIFETIME_CAP
 from blindmatch.protocol.roster import NODE_ID
 
 
-class ConfigError(ValueError):
-    pass
+class ConfigError(BlindmatchError, ValueError):
+    code = "bad-config"
 
 
 CONFIG_ENV = "BLINDMATCH_CONFIG"

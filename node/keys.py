@@ -2,43 +2,32 @@
 
 Files are created with mode 0600 in a 0700 directory and never logged; a key file that is
 readable by others is refused, as ssh does.
-
-A VOPRF key has a lifetime (spec 8.2, 8.4): near its cap the node makes a successor
-(``voprf.next.key`` and ``.seed``) and publishes its index under it; once the roster names the
-successor, it becomes ``voprf.key`` and the old key ``voprf.retired.key``, answered during the
-overlap window and then erased.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from blindmatch.crypto import oprf, signing, sodium
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.protocol.roster import voprf_key_id
 
 
-class KeyFileError(ValueError):
-    pass
+class KeyFileError(BlindmatchError, ValueError):
+    code = "bad-keys"
 
 
 @dataclass(frozen=True, repr=False)
 class NodeKeys:
     identity: signing.SigningKey
     voprf: oprf.ServerKey
-    successor: oprf.ServerKey | None = None  # made near the cap, not yet in the roster
-    retired: oprf.ServerKey | None = None  # replaced in the roster, answered during the overlap
 
     @property
     def voprf_key_id(self) -> bytes:
         return voprf_key_id(self.voprf.pk)
-
-    def voprf_keys(self) -> dict[bytes, oprf.ServerKey]:
-        """Every VOPRF key this node holds, by key id (current, successor, retired)."""
-        keys = [k for k in (self.voprf, self.successor, self.retired) if k is not None]
-        return {voprf_key_id(k.pk): k for k in keys}
 
     def __repr__(self) -> str:
         return f"NodeKeys(identity={self.identity!r}, voprf={self.voprf!r})"
@@ -80,73 +69,19 @@ def create(keys_dir: Path) -> NodeKeys:
     return NodeKeys(identity, voprf)
 
 
-def _voprf_key(keys_dir: Path, stem: str) -> oprf.ServerKey:
-    sk = _read_secret(keys_dir / f"{stem}.key", 32)
-    if not sodium.is_canonical_scalar(sk) or sk == bytes(32):
-        raise KeyFileError(f"{stem}.key is not a valid scalar")
-    voprf = oprf.ServerKey(sk, sodium.scalarmult_base(sk))
-    seed_file = keys_dir / f"{stem}.seed"
-    if seed_file.exists():  # keys made before voprf.seed existed have the scalar alone
-        derived = oprf.derive_key_pair(_read_secret(seed_file, 32), VOPRF_KEY_INFO, oprf.Mode.VOPRF)
-        if derived.sk != sk:
-            raise KeyFileError(f"{stem}.seed does not derive {stem}.key; restore the pair")
-        voprf = derived
-    return voprf
-
-
 def load(keys_dir: Path) -> NodeKeys:
     try:
         seed = _read_secret(keys_dir / "identity.key", 32)
-        voprf = _voprf_key(keys_dir, "voprf")
+        sk = _read_secret(keys_dir / "voprf.key", 32)
     except FileNotFoundError as exc:
         raise KeyFileError(f"missing key file {exc.filename} (run 'blindmatch init')") from exc
-    optional = {
-        stem: _voprf_key(keys_dir, stem) if (keys_dir / f"{stem}.key").exists() else None
-        for stem in ("voprf.next", "voprf.retired")
-    }
-    return NodeKeys(
-        signing.SigningKey(seed),
-        voprf,
-        successor=optional["voprf.next"],
-        retired=optional["voprf.retired"],
-    )
-
-
-def _move(keys_dir: Path, src: str, dst: str) -> None:
-    for ext in (".key", ".seed"):
-        if (keys_dir / f"{src}{ext}").exists():
-            os.replace(keys_dir / f"{src}{ext}", keys_dir / f"{dst}{ext}")
-
-
-def _erase(keys_dir: Path, stem: str) -> None:
-    for ext in (".key", ".seed"):
-        (keys_dir / f"{stem}{ext}").unlink(missing_ok=True)
-
-
-def make_successor(keys_dir: Path, keys: NodeKeys) -> NodeKeys:
-    """A new VOPRF key, stored as ``voprf.next.key`` and ``.seed`` (the node publishes its index
-    under it; governance puts its public key in the roster)."""
-    if keys.successor is not None:
-        return keys
-    seed = os.urandom(32)
-    successor = oprf.derive_key_pair(seed, VOPRF_KEY_INFO, oprf.Mode.VOPRF)
-    _write_secret(keys_dir / "voprf.next.seed", seed)
-    _write_secret(keys_dir / "voprf.next.key", successor.sk)
-    return replace(keys, successor=successor)
-
-
-def promote_successor(keys_dir: Path, keys: NodeKeys) -> NodeKeys:
-    """The roster names the successor: it becomes the key, the key becomes the retired one
-    (a retired key from an earlier rotation is erased first)."""
-    if keys.successor is None:
-        raise KeyFileError("no successor VOPRF key to promote")
-    _erase(keys_dir, "voprf.retired")
-    _move(keys_dir, "voprf", "voprf.retired")
-    _move(keys_dir, "voprf.next", "voprf")
-    return replace(keys, voprf=keys.successor, successor=None, retired=keys.voprf)
-
-
-def erase_retired(keys_dir: Path, keys: NodeKeys) -> NodeKeys:
-    """After the overlap window: the retired key's secret is erased (spec 8.4)."""
-    _erase(keys_dir, "voprf.retired")
-    return replace(keys, retired=None)
+    if not sodium.is_canonical_scalar(sk) or sk == bytes(32):
+        raise KeyFileError("voprf.key is not a valid scalar")
+    voprf = oprf.ServerKey(sk, sodium.scalarmult_base(sk))
+    seed_file = keys_dir / "voprf.seed"
+    if seed_file.exists():  # keys made before voprf.seed existed have the scalar alone
+        derived = oprf.derive_key_pair(_read_secret(seed_file, 32), VOPRF_KEY_INFO, oprf.Mode.VOPRF)
+        if derived.sk != sk:
+            raise KeyFileError("voprf.seed does not derive voprf.key; restore the pair")
+        voprf = derived
+    return NodeKeys(signing.SigningKey(seed), voprf)

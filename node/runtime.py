@@ -22,7 +22,9 @@ from blindmatch.node.banks.service import BankService
 from blindmatch.node.cases import policy as policy_mod
 from blindmatch.node.clock import SystemClock
 from blindmatch.node.config import NodeConfig, is_loopback_host
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.node.federation.http import build_app
+from blindmatch.node.federation.port_guard import GuardedTCPSite, PortGuard, PortLimits
 from blindmatch.node.federation.roster_watch import RosterWatch, load_roster
 from blindmatch.node.node import Node
 from blindmatch.node.translog.monitor import FederationLogWatch
@@ -30,8 +32,10 @@ from blindmatch.node.translog.monitor import FederationLogWatch
 TOKEN_FILE = "api.token"
 
 
-class ListenError(OSError):
+class ListenError(BlindmatchError, OSError):
     """A listener could not be opened (the port is taken, the address is not ours)."""
+
+    code = "cannot-listen"
 
 
 def api_token(home: Path) -> str:
@@ -95,15 +99,32 @@ async def start(cfg: NodeConfig) -> RunningNode:
     try:
         # The API on loopback stays plain HTTP (the CLI talks to it there); TLS elsewhere.
         api_tls = None if is_loopback_host(cfg.api_host) else tls
-        for app, host, port, site_tls in (
-            (build_app(node, survivor), cfg.listen_host, cfg.listen_port, tls),
-            (build_api(node, banks, api_token(cfg.home)), cfg.api_host, cfg.api_port, api_tls),
+        limits = PortLimits()
+        for app, host, port, site_tls, public in (
+            (build_app(node, survivor), cfg.listen_host, cfg.listen_port, tls, True),
+            (
+                build_api(node, banks, api_token(cfg.home)),
+                cfg.api_host,
+                cfg.api_port,
+                api_tls,
+                False,
+            ),
         ):
-            runner = web.AppRunner(app, access_log=None)
+            # The public port closes idle keep-alive connections as soon as its guard closes
+            # silent new ones; the local API keeps aiohttp's defaults.
+            runner = (
+                web.AppRunner(app, access_log=None, keepalive_timeout=limits.idle_timeout)
+                if public
+                else web.AppRunner(app, access_log=None)
+            )
             await runner.setup()
             runners.append(runner)
             try:
-                await web.TCPSite(runner, host, port, ssl_context=site_tls).start()
+                if public:
+                    guard = PortGuard(limits, node.metrics, "federation")
+                    await GuardedTCPSite(runner, host, port, guard, ssl_context=site_tls).start()
+                else:
+                    await web.TCPSite(runner, host, port, ssl_context=site_tls).start()
             except OSError as exc:
                 raise ListenError(
                     f"cannot listen on {host}:{port}: {exc.strerror or exc}"
@@ -162,6 +183,13 @@ def configure_logging(level: str = "info", json_lines: bool = True) -> None:
         if json_lines
         else logging.Formatter("%(levelname)s %(name)s: %(message)s")
     )
-    root = logging.getLogger("blindmatch")
+    # Every logger writes JSON lines, aiohttp's and asyncio's too (a refused or broken
+    # connection under load used to print multi-line tracebacks to stderr); a record's
+    # exception is named, never dumped.
+    root = logging.getLogger()
     root.handlers[:] = [handler]
-    root.setLevel(level.upper())
+    root.setLevel(logging.WARNING)
+    ours = logging.getLogger("blindmatch")
+    ours.handlers[:] = []
+    ours.propagate = True
+    ours.setLevel(level.upper())

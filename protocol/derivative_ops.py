@@ -1,15 +1,16 @@
 """Conformance operations of the derivatives chapter (specs/derivatives.md).
 
-Registered with :mod:`blindmatch.protocol.conformance_ops` at import. Byte strings travel as
+Gathered into :mod:`blindmatch.protocol.conformance_ops`'s table. Byte strings travel as
 lower-case hex; float vectors as JSON numbers. Pure: no I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from blindmatch.protocol import conformance_ops, derivative, signals
-from blindmatch.protocol.conformance_ops import OpError
+from blindmatch.protocol import derivative, signals
+from blindmatch.protocol.conformance_support import OpError
 from blindmatch.protocol.lsh_ops import _floats
 
 
@@ -121,11 +122,10 @@ def derivative_cells_mask(i: dict[str, Any]) -> dict[str, Any]:
     return {"mask": derivative.cells_mask(scheme, [_cell(scheme, c) for c in i["cells"]])}
 
 
-for _name, _fn in (
-    ("derivative.tiles", derivative_tiles),
-    ("derivative.index_keys", derivative_index_keys),
-    ("derivative.probe_keys", derivative_probe_keys),
-    ("derivative.classify", derivative_classify),
-    ("derivative.cells_mask", derivative_cells_mask),
-):
-    conformance_ops.register_op(_name, _fn)
+OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "derivative.tiles": derivative_tiles,
+    "derivative.index_keys": derivative_index_keys,
+    "derivative.probe_keys": derivative_probe_keys,
+    "derivative.classify": derivative_classify,
+    "derivative.cells_mask": derivative_cells_mask,
+}

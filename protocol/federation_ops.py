@@ -1,15 +1,16 @@
 """Conformance operations of the signal-type registry and the federation's sans-I/O machines:
 feed paging (specs/protocol.md 10.4) and admission (8.3).
 
-Registered with :mod:`blindmatch.protocol.conformance_ops` at import. Pure: no I/O.
+Gathered into :mod:`blindmatch.protocol.conformance_ops`'s table. Pure: no I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from blindmatch.protocol import admission, conformance_ops, replication, signal_types
-from blindmatch.protocol.conformance_ops import OpError
+from blindmatch.protocol import admission, conformance_support, replication, signal_types
+from blindmatch.protocol.conformance_support import OpError
 
 
 def signal_type_entry(i: dict[str, Any]) -> dict[str, Any]:
@@ -37,8 +38,8 @@ def replication_pull(i: dict[str, Any]) -> dict[str, Any]:
         entries = [
             {
                 **e,
-                "id": conformance_ops.hex_bytes(e["id"]),
-                "payload": conformance_ops.hex_bytes(e["payload"]),
+                "id": conformance_support.hex_bytes(e["id"]),
+                "payload": conformance_support.hex_bytes(e["payload"]),
             }
             for e in page["entries"]
         ]
@@ -86,10 +87,9 @@ def admission_decide(i: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-for _name, _fn in (
-    ("signal_types.entry", signal_type_entry),
-    ("signal_types.of_variant", signal_type_of_variant),
-    ("replication.pull", replication_pull),
-    ("admission.decide", admission_decide),
-):
-    conformance_ops.register_op(_name, _fn)
+OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "signal_types.entry": signal_type_entry,
+    "signal_types.of_variant": signal_type_of_variant,
+    "replication.pull": replication_pull,
+    "admission.decide": admission_decide,
+}

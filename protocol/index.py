@@ -356,9 +356,9 @@ class ReplicaIndex:
                 )
                 tag = heads[i * ENTRY_BYTES : i * ENTRY_BYTES + TAG_BYTES]
                 out[i] += [tag + r.tobytes() for r in refs]
-        for refs in out:
-            if len(refs) > 1:
-                refs.sort()
+        for found in out:
+            if len(found) > 1:
+                found.sort()
         return out
 
     def candidates(self, oprf_outputs: Sequence[bytes]) -> list[bytes]:

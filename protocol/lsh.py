@@ -99,12 +99,12 @@ class BitSamplingScheme:
         out = []
         for t in range(self.tables):
             group, member = divmod(t, per_group)
-            order = sorted(
-                range(PDQ_BITS),
-                key=lambda p, g=group: hashlib.sha256(
-                    self.tag + b"perm" + g.to_bytes(2, "big") + bytes([p])
-                ).digest(),
-            )
+            tag = self.tag + b"perm" + group.to_bytes(2, "big")
+
+            def perm_key(position: int, tag: bytes = tag) -> bytes:
+                return hashlib.sha256(tag + bytes([position])).digest()
+
+            order = sorted(range(PDQ_BITS), key=perm_key)
             run = order[member * self.bits_per_table : (member + 1) * self.bits_per_table]
             out.append(tuple(sorted(run)))
         return tuple(out)

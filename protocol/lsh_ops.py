@@ -1,6 +1,6 @@
 """Conformance operations of the signals and LSH chapter (specs/signals-and-lsh.md).
 
-Registered with :mod:`blindmatch.protocol.conformance_ops` at import. Byte strings travel as
+Gathered into :mod:`blindmatch.protocol.conformance_ops`'s table. Byte strings travel as
 lower-case hex; float vectors as JSON numbers (IEEE doubles). Pure: no I/O.
 """
 
@@ -10,17 +10,14 @@ from collections.abc import Callable
 from typing import Any
 
 from blindmatch.protocol import signals
+from blindmatch.protocol.conformance_support import OpError
 from blindmatch.protocol.lsh import SCHEMES, BitSamplingScheme
 
 Op = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 def _op_error(code: str, message: str = "") -> Exception:
-    # conformance_ops imports this module (and others that import it) at its end; importing it
-    # here lazily keeps either import order free of a cycle.
-    from blindmatch.protocol.conformance_ops import OpError as _OpError
-
-    return _OpError(code, message)
+    return OpError(code, message)
 
 
 def _scheme(name: Any) -> BitSamplingScheme:
@@ -124,8 +121,3 @@ OPS: dict[str, Op] = {
     "pdq.from_float": pdq_from_float,
     "pdq.distance": pdq_distance,
 }
-
-from blindmatch.protocol import conformance_ops  # noqa: E402
-
-for _name, _fn in OPS.items():
-    conformance_ops.register_op(_name, _fn)

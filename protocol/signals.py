@@ -106,7 +106,7 @@ def check_float_vector(values: object) -> np.ndarray:
     NaN value makes every probe cost undefined). Returns it as float64."""
     if isinstance(values, bytes | str) or not hasattr(values, "__len__"):
         raise HashFormatError(f"a PDQ float vector is {PDQ_BITS} numbers")
-    if len(values) != PDQ_BITS:  # type: ignore[arg-type]
+    if len(values) != PDQ_BITS:
         raise HashFormatError(f"a PDQ float vector is {PDQ_BITS} numbers")
     if isinstance(values, np.ndarray):
         if values.dtype.kind not in "fiu":

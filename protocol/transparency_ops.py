@@ -1,6 +1,6 @@
 """Conformance operations of the verifiable log (specs/transparency.md, section 9).
 
-Registered with :mod:`blindmatch.protocol.conformance_ops` at import. Inputs and outputs are
+Gathered into :mod:`blindmatch.protocol.conformance_ops`'s table. Inputs and outputs are
 JSON with byte strings as lower-case hex (entries as JSON maps with ``{"hex": ...}`` for byte
 strings); a :class:`~blindmatch.protocol.transparency.LogError` becomes the vector error code
 ``log:<code>``. Pure: no I/O.
@@ -12,14 +12,14 @@ from collections.abc import Callable
 from typing import Any
 
 from blindmatch.crypto import signing
-from blindmatch.protocol import conformance_ops
+from blindmatch.protocol import conformance_support
 from blindmatch.protocol import transparency as tl
-from blindmatch.protocol.conformance_ops import OpError
+from blindmatch.protocol.conformance_support import OpError
 
 Op = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-_b, _bl = conformance_ops.hex_bytes, conformance_ops.hex_bytes_list
+_b, _bl = conformance_support.hex_bytes, conformance_support.hex_bytes_list
 
 
 def _int(v: Any) -> int:
@@ -32,7 +32,7 @@ def _hl(values: list[bytes]) -> list[str]:
     return [v.hex() for v in values]
 
 
-_from_json, _to_json = conformance_ops.from_json_value, conformance_ops.to_json_value
+_from_json, _to_json = conformance_support.from_json_value, conformance_support.to_json_value
 
 
 def _tree(leaves: Any) -> tl.MerkleTree:
@@ -155,7 +155,7 @@ def _guarded(fn: Op) -> Op:
     return run
 
 
-OPS: dict[str, Op] = {
+_OPS: dict[str, Op] = {
     "merkle.root": merkle_root,
     "merkle.inclusion": merkle_inclusion,
     "merkle.verify_inclusion": merkle_verify_inclusion,
@@ -169,5 +169,4 @@ OPS: dict[str, Op] = {
     "log.audit": log_audit,
 }
 
-for _name, _fn in OPS.items():
-    conformance_ops.register_op(_name, _guarded(_fn))
+OPS: dict[str, Op] = {name: _guarded(fn) for name, fn in _OPS.items()}

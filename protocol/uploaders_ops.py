@@ -1,6 +1,6 @@
 """Conformance operations of repeat-uploader signals (specs/uploaders.md, section 10).
 
-Registered with :mod:`blindmatch.protocol.conformance_ops` at import. Byte strings are
+Gathered into :mod:`blindmatch.protocol.conformance_ops`'s table. Byte strings are
 lower-case hex; an :class:`~blindmatch.protocol.uploaders.UploaderError` becomes the vector
 error code ``uploader:<code>``. Pure: no I/O.
 """
@@ -11,11 +11,11 @@ from collections.abc import Callable
 from typing import Any
 
 from blindmatch.crypto import oprf, sodium
-from blindmatch.protocol import conformance_ops
+from blindmatch.protocol import conformance_support
 from blindmatch.protocol import uploaders as up
-from blindmatch.protocol.conformance_ops import OpError
+from blindmatch.protocol.conformance_support import OpError
 
-_b, _bl = conformance_ops.hex_bytes, conformance_ops.hex_bytes_list
+_b, _bl = conformance_support.hex_bytes, conformance_support.hex_bytes_list
 
 
 def _key(sk_hex: Any) -> oprf.ServerKey:
@@ -122,13 +122,15 @@ def remove_after(i: dict[str, Any]) -> dict[str, Any]:
     return {"remove": [t.hex() for t in up.tags_to_remove(gone, rest, i["now_ms"])]}
 
 
-for _name, _fn in {
-    "uploader.identifier": identifier,
-    "uploader.tag": tag,
-    "uploader.lookup": lookup,
-    "uploader.verify_holder_answer": verify_holder_answer,
-    "uploader.entry": entry,
-    "uploader.apply": apply,
-    "uploader.remove_after": remove_after,
-}.items():
-    conformance_ops.register_op(_name, _wrap(_fn))
+OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    name: _wrap(fn)
+    for name, fn in {
+        "uploader.identifier": identifier,
+        "uploader.tag": tag,
+        "uploader.lookup": lookup,
+        "uploader.verify_holder_answer": verify_holder_answer,
+        "uploader.entry": entry,
+        "uploader.apply": apply,
+        "uploader.remove_after": remove_after,
+    }.items()
+}

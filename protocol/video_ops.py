@@ -1,15 +1,16 @@
 """Conformance operations of vPDQ across the federation (specs/signals-and-lsh.md, section 7).
 
-Registered with :mod:`blindmatch.protocol.conformance_ops` at import. Byte strings travel as
+Gathered into :mod:`blindmatch.protocol.conformance_ops`'s table. Byte strings travel as
 lower-case hex. Pure: no I/O.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
-from blindmatch.protocol import conformance_ops, video
-from blindmatch.protocol.conformance_ops import OpError
+from blindmatch.protocol import conformance_support, video
+from blindmatch.protocol.conformance_support import OpError
 from blindmatch.protocol.matching import Confirmation, QueryHash
 
 
@@ -67,10 +68,15 @@ def vpdq_judge(i: dict[str, Any]) -> dict[str, Any]:
     for c in i["confirmations"]:
         release = dict(c["release"])
         if "group" in release:
-            release["group"] = conformance_ops.hex_bytes(release["group"])
+            release["group"] = conformance_support.hex_bytes(release["group"])
         confs.append(
             Confirmation(
-                c["peer"], conformance_ops.hex_bytes(c["item"]), 0, c["variant"], c["band"], release
+                c["peer"],
+                conformance_support.hex_bytes(c["item"]),
+                0,
+                c["variant"],
+                c["band"],
+                release,
             )
         )
     return {
@@ -88,10 +94,9 @@ def vpdq_judge(i: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-for _name, _fn in (
-    ("vpdq.parse_signal", vpdq_parse_signal),
-    ("vpdq.indexed_frames", vpdq_indexed_frames),
-    ("vpdq.query_frames", vpdq_query_frames),
-    ("vpdq.judge", vpdq_judge),
-):
-    conformance_ops.register_op(_name, _fn)
+OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "vpdq.parse_signal": vpdq_parse_signal,
+    "vpdq.indexed_frames": vpdq_indexed_frames,
+    "vpdq.query_frames": vpdq_query_frames,
+    "vpdq.judge": vpdq_judge,
+}

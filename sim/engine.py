@@ -44,6 +44,10 @@ class Interrupted(Exception):
     """Raised by ``run_matching(stop_after=...)``: the run stopped after a checkpoint."""
 
 
+def _no_nodes() -> np.ndarray:
+    return np.zeros(0)  # new_state sizes these per node
+
+
 @dataclass
 class MatchState:
     """Everything the matching pass accumulates (checkpointed as a whole)."""
@@ -55,16 +59,18 @@ class MatchState:
     match: list[np.ndarray] = field(default_factory=list)
     events: int = 0
     exchanges: int = 0
-    bytes_sent: np.ndarray | None = None  # per node
-    bytes_received: np.ndarray | None = None
-    cpu_s: np.ndarray | None = None  # per node, modelled charges
+    bytes_sent: np.ndarray = field(default_factory=_no_nodes)  # per node
+    bytes_received: np.ndarray = field(default_factory=_no_nodes)
+    cpu_s: np.ndarray = field(default_factory=_no_nodes)  # per node, modelled charges
     cpu_by_step: dict[str, float] = field(default_factory=dict)  # modelled, whole federation
     cpu_measured: dict[str, float] = field(default_factory=dict)  # exact mode, process time
     exact_candidates: int = 0
     exact_matches: int = 0
     exact_disagreements: list[dict[str, int]] = field(default_factory=list)
-    probes_received: np.ndarray | None = None  # per holder: OPRF elements evaluated
-    query_hashes_received: np.ndarray | None = None  # per holder
+    probes_received: np.ndarray = field(
+        default_factory=_no_nodes
+    )  # per holder: OPRF elements evaluated
+    query_hashes_received: np.ndarray = field(default_factory=_no_nodes)  # per holder
     budget_delays: int = 0
     eval_hour: dict[tuple[int, int, int], int] = field(default_factory=dict)
     encrypted: set[int] = field(default_factory=set)
@@ -310,6 +316,13 @@ def _exact_window(
         if h not in ctx.replicas:
             ctx.replicas[h] = ctx.exact[h].replica(scheme)
         t_lookup, t_answer = float(lookup[k]), float(answer_time[k])
+
+        def replicated(i: int, t: float = t_lookup) -> bool:
+            return bool(work.item_added[i] + s.network.replication_s <= t)
+
+        def active(i: int, t: float = t_answer) -> bool:
+            return bool(work.item_added[i] <= t < work.item_removed[i])
+
         res = exchange.exact_exchange(
             scheme,
             ctx.exact[h],
@@ -317,8 +330,8 @@ def _exact_window(
             mine,
             work.up_hash[mine],
             work.up_float[mine],
-            replicated=lambda i, t=t_lookup: work.item_added[i] + s.network.replication_s <= t,
-            active=lambda i, t=t_answer: work.item_added[i] <= t < work.item_removed[i],
+            replicated=replicated,
+            active=active,
             item_hash=lambda i: work.item_hash[i].tobytes(),
             bands=tuple(s.policy.bands),
             encryptions=ctx.encryptions,

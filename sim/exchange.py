@@ -123,7 +123,8 @@ def probe_arrays(
             )
         )
     if not owner:
-        return (np.zeros(0, np.int64),) * 3  # type: ignore[return-value]
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty
     return np.concatenate(owner), np.concatenate(table), np.concatenate(key)
 
 
@@ -185,10 +186,10 @@ class GlobalIndex:
             return z, z, z
         o = np.concatenate(pair_owner)
         i = np.concatenate(pair_item)
-        t = np.concatenate(pair_table)
+        tables = np.concatenate(pair_table)
         pairs, inverse = np.unique(np.stack([o, i], axis=1), axis=0, return_inverse=True)
         mask = np.zeros(len(pairs), dtype=np.int64)
-        np.bitwise_or.at(mask, inverse.ravel(), np.left_shift(1, t).astype(np.int64))
+        np.bitwise_or.at(mask, inverse.ravel(), np.left_shift(1, tables).astype(np.int64))
         return pairs[:, 0], pairs[:, 1], mask
 
 
@@ -335,7 +336,7 @@ def _subsets(m: int, max_flips: int) -> np.ndarray:
     ascending ranks padded with ``m`` (a column of zero cost)."""
     from itertools import combinations
 
-    rows = [()]
+    rows: list[tuple[int, ...]] = [()]
     for r in range(1, max_flips + 1):
         rows += list(combinations(range(m), r))
     out = np.full((len(rows), max(max_flips, 1)), m, dtype=np.int64)

@@ -57,8 +57,10 @@ import argparse
 import json
 import math
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -278,7 +280,7 @@ def before(
 
 
 def batch_attack(
-    profile: dict[str, object],
+    profile: Mapping[str, Any],
     m: float,
     enumerate_days: float,
     thr_per_day: float,
@@ -289,8 +291,8 @@ def batch_attack(
     where to stop the join: compute (partial assignments) and threshold queries are both spent
     at their daily rates; plus the boundary walk per hash. Returns the days per batch for the
     first hash and the hashes it can afford per day of attack, both at the best stopping level."""
-    per_hash = np.array(profile["per_hash_queries_log2"])  # type: ignore[arg-type]
-    work = np.array(profile["work_to_level_log2"])  # type: ignore[arg-type]
+    per_hash = np.array(profile["per_hash_queries_log2"])
+    work = np.array(profile["work_to_level_log2"])
     queries = np.exp2(per_hash) + walk_queries
     compute_days = np.exp2(work) / compute_per_day
     query_days = queries / thr_per_day
@@ -351,8 +353,8 @@ def frontier(
                     # the first batch published after the enumeration, then its join and tests
                     "days_to_first_hash": first,
                     "hashes_per_year": per_year,
-                    "join_peak_log2": float(profiles[m]["peak_live_log2"]),  # type: ignore[arg-type]
-                    "phantoms_log2": float(profiles[m]["phantoms_log2"]),  # type: ignore[arg-type]
+                    "join_peak_log2": float(profiles[m]["peak_live_log2"]),
+                    "phantoms_log2": float(profiles[m]["phantoms_log2"]),
                     "stop_free_bits": a["stop_level_free_bits"],
                     "compute_log2": a["compute_log2"],
                     "queries_per_hash": a["queries_per_hash"],
@@ -460,7 +462,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def render(r: dict) -> str:  # type: ignore[type-arg]
+def render(r: dict[str, Any]) -> str:
     a = r["assumptions"]
     lines = [
         "# Hash extraction at platform volume (issue 13)",

@@ -55,7 +55,9 @@ def decide(
     out = Decisions()
     names = work.node_names
     behaviour = {names.index(n): how for n, how in s.adversaries.feedback.items()}
-    order = np.lexsort((matches[:, 1], matches[:, 0], matches[:, 3])) if len(matches) else []
+    order: np.ndarray | list[int] = (
+        np.lexsort((matches[:, 1], matches[:, 0], matches[:, 3])) if len(matches) else []
+    )
     queue: list[tuple[int, int, int, tuple]] = []  # (time ms, kind order, seq, payload)
     seq = 0
 

@@ -8,10 +8,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .figures import figure_style, save_figure
+
 if TYPE_CHECKING:
     from .engine import Context
     from .policy import Decisions
-    from .run import RunResult
     from .scenario import Scenario
 
 SPEC_NOTE = (
@@ -22,55 +23,19 @@ SPEC_NOTE = (
 )
 
 
-def write(s: Scenario, r: RunResult, ctx: Context, dec: Decisions) -> None:
-    from .run import dumps
-
-    out = r.out
-    assert out is not None
-    (out / "results.json").write_text(dumps(r.results))
-    (out / "timing.json").write_text(json.dumps(r.timing, indent=1, sort_keys=True) + "\n")
-    tables = write_csv(r.results, out)
-    plots = _plots(s, r.results, ctx, dec, out)
-    (out / "report.md").write_text(render(s, r.results, r.timing, plots, tables))
-
-
-# Figures for print: a column-wide size, 8 pt type, 300 dpi PNG beside a vector SVG. SVG ids and
-# metadata are fixed so that the same run writes the same bytes.
-PRINT_DPI = 300
-FIGURE_FORMATS = ("svg", "png")
-
-
-def figure_style() -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    matplotlib.rcParams.update(
-        {
-            "font.size": 8,
-            "axes.titlesize": 8,
-            "axes.labelsize": 8,
-            "legend.fontsize": 7,
-            "xtick.labelsize": 7,
-            "ytick.labelsize": 7,
-            "svg.hashsalt": "blindmatch-sim",
-            "svg.fonttype": "none",
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-        }
-    )
-
-
-def save_figure(fig: Any, out: Path, stem: str) -> list[str]:
-    """Write ``stem.svg`` and ``stem.png`` (300 dpi); returns the file names."""
-    import matplotlib.pyplot as plt
-
-    names = []
-    for fmt in FIGURE_FORMATS:
-        meta = {"Date": None} if fmt == "svg" else {"Software": None}
-        fig.savefig(out / f"{stem}.{fmt}", dpi=PRINT_DPI, metadata=meta, bbox_inches="tight")
-        names.append(f"{stem}.{fmt}")
-    plt.close(fig)
-    return names
+def write(
+    s: Scenario,
+    results: dict[str, Any],
+    timing: dict[str, Any],
+    out: Path,
+    ctx: Context,
+    dec: Decisions,
+) -> None:
+    (out / "results.json").write_text(dumps(results))
+    (out / "timing.json").write_text(json.dumps(timing, indent=1, sort_keys=True) + "\n")
+    tables = write_csv(results, out)
+    plots = _plots(s, results, ctx, dec, out)
+    (out / "report.md").write_text(render(s, results, timing, plots, tables))
 
 
 def _flat(value: Any, prefix: str = "") -> list[tuple[str, Any]]:
@@ -249,7 +214,13 @@ def _f(x: Any, nd: int = 3) -> str:
     return str(x)
 
 
-def render(s: Scenario, res: dict, timing: dict, plots: list[str], tables: list[str] = ()) -> str:
+def render(
+    s: Scenario,
+    res: dict,
+    timing: dict,
+    plots: list[str],
+    tables: list[str] | tuple[str, ...] = (),
+) -> str:
     fed, m, td, w, c = (
         res[k] for k in ("federation", "matching", "takedown", "wrongful_takedowns", "cost")
     )
@@ -494,3 +465,17 @@ def _provenance(p: dict | None, tables: list[str] | tuple[str, ...]) -> list[str
         "- Tables: " + ", ".join(f"[{t}]({t})" for t in tables) + "." if tables else "",
         "",
     ]
+
+
+def dumps(results: dict[str, Any]) -> str:
+    return json.dumps(results, indent=1, sort_keys=True, default=_json_default) + "\n"
+
+
+def _json_default(o: object) -> object:
+    if isinstance(o, np.integer):
+        return int(o)
+    if isinstance(o, np.floating):
+        return float(o)
+    if isinstance(o, np.bool_):
+        return bool(o)
+    raise TypeError(type(o))

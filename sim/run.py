@@ -304,7 +304,7 @@ def run(
     res["cost"]["charged_cpu_s_per_step"] = dict(sorted(ctx.costs.items()))
     res["provenance"] = provenance.record(s)
     t_after = time.time() - t2
-    timing = {
+    timing: dict[str, Any] = {
         "prepare_s": round(t_prep, 2),
         "matching_s": round(t_match, 2),
         "decisions_metrics_attacks_s": round(t_after, 2),
@@ -323,20 +323,6 @@ def run(
     if out_dir and write:
         from . import report
 
-        report.write(s, result, ctx, dec)
+        report.write(s, result.results, result.timing, out_dir, ctx, dec)
         (out_dir / engine.CHECKPOINT).unlink(missing_ok=True)
     return result
-
-
-def dumps(results: dict[str, Any]) -> str:
-    return json.dumps(results, indent=1, sort_keys=True, default=_json_default) + "\n"
-
-
-def _json_default(o: object) -> object:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.bool_):
-        return bool(o)
-    raise TypeError(type(o))

@@ -246,7 +246,7 @@ def _build(cls: Any, data: dict[str, Any], path: str) -> Any:
 def _check(s: Scenario) -> None:
     from blindmatch.protocol.lsh import SCHEMES
 
-    from .workload import edit_names
+    from .pdq_model import edit_names
 
     if s.scheme not in SCHEMES:
         raise ScenarioError(f"scheme: unknown LSH scheme {s.scheme!r} ({', '.join(SCHEMES)})")

@@ -174,7 +174,8 @@ def single(scenario_path: str | Path, seeds: int, metrics: Sequence[str] = ()) -
 def run_job(data: dict[str, Any], source: str, out: str | None = None) -> dict[str, Any]:
     """One deterministic run; returns its results as plain JSON data. Module-level so that
     worker processes and Dask workers can import it by name."""
-    from .run import dumps, run
+    from .report import dumps
+    from .run import run
 
     scenario = parse(data, source)
     result = run(scenario, out, write=out is not None)
@@ -191,7 +192,7 @@ class Job:
 
 
 def jobs(sweep: Sweep, runs_dir: Path | None = None) -> list[Job]:
-    out = []
+    out: list[Job] = []
     for point in sweep.points():
         for k in range(sweep.seeds):
             data = sweep.scenario_data(point, k)
@@ -364,7 +365,7 @@ def sweep_inputs_sha256(sweep: Sweep) -> str:
 def _figures(sweep: Sweep, params: list[str], rows: list[list[Any]], out: Path) -> list[str]:
     if not params or not sweep.metrics:
         return []
-    from .report import figure_style, save_figure
+    from .figures import figure_style, save_figure
 
     figure_style()
     import matplotlib.pyplot as plt

@@ -133,8 +133,8 @@ def _replay(
         heapq.heappush(events, (t, order, seq, payload))
         seq += 1
 
-    for up, (item, band, t) in first.items():
-        push(float(t), 2, ("match", up, item, band))
+    for up, (item, band, found_at) in first.items():
+        push(float(found_at), 2, ("match", up, item, band))
     queues: dict[int, list] = defaultdict(list)
     busy: dict[int, bool] = defaultdict(bool)
     strikes: dict[tuple[int, int], int] = defaultdict(int)  # (node, uploader) -> actions
@@ -325,7 +325,7 @@ def plots(res: dict[str, Any], out: Path) -> list[str]:
     u = res.get("uploaders")
     if not u:
         return []
-    from .report import figure_style, save_figure
+    from .figures import figure_style, save_figure
 
     figure_style()
     import matplotlib.pyplot as plt

@@ -14,33 +14,21 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path
 
 import numpy as np
 
 from blindmatch.protocol.lsh import P_FLOOR, P_MAX, P_SCALE, X_SCALE
 
+from .pdq_model import edit_names, model
 from .scenario import Scenario
-
-DATA = Path(__file__).resolve().parent / "data" / "pdq_model.json"
 
 # Upload kinds and item kinds (small ints so that they vectorise).
 ORIGINAL, EDITED, POPULAR, UNIQUE = 0, 1, 2, 3
 UPLOAD_KINDS = ("original", "edited", "popular", "unique")
 NCII, OTHER, POISON = 0, 1, 2
 ITEM_KINDS = ("ncii", "other", "poison")
-
-
-@cache
-def model() -> dict:
-    return json.loads(DATA.read_text())
-
-
-def edit_names() -> list[str]:
-    return sorted(model()["edit_distances"])
 
 
 @cache

@@ -20,7 +20,7 @@ from console_fixtures import (
 from PIL import Image
 
 from blindmatch.node.console import accounts as acc
-from blindmatch.node.console.app import render_media
+from blindmatch.node.console.media import render_media
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 LOGIN_CSRF = re.compile(r'name="login_csrf" value="([^"]+)"')

@@ -366,7 +366,7 @@ async def test_querier_refuses_a_bad_voprf_proof(fed) -> None:
 
 
 async def test_feed_pages_stop_at_a_byte_budget_and_sync_still_completes(fed, monkeypatch) -> None:
-    from blindmatch.node import node as node_mod
+    from blindmatch.node.federation import responder as node_mod
 
     hub, platform = fed["hub"].node, fed["platform-b"].node
     monkeypatch.setattr(node_mod, "FEED_PAGE_BYTES", 3000)

@@ -95,3 +95,173 @@ def test_no_bare_top_level_modules_are_installed() -> None:
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())
     packages = config["tool"]["setuptools"]["packages"]
     assert all(p == "blindmatch" or p.startswith("blindmatch.") for p in packages)
+
+
+# --- the node's services ----------------------------------------------------------------------
+
+
+def _module_name(path: Path) -> str:
+    parts = ["blindmatch", *path.relative_to(ROOT).with_suffix("").parts]
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _package_modules() -> dict[str, Path]:
+    skip = {".venv", "tests", "bench", "examples", "build"}
+    return {
+        _module_name(p): p for p in ROOT.rglob("*.py") if not skip & set(p.relative_to(ROOT).parts)
+    }
+
+
+def _internal_imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Every module of the package this file imports, wherever the import stands (inside a
+    function or under TYPE_CHECKING too: a lazy import is still a dependency)."""
+    module = _module_name(path)
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(anchor + ([base] if base else []))
+            submodules = [f"{base}.{alias.name}" for alias in node.names]
+            # "from package import module" depends on the module, not on the package's face.
+            names_only = any(m not in modules for m in submodules)
+            targets = ([base] if names_only else []) + submodules
+        else:
+            continue
+        found.update(t for t in targets if t in modules and t != module)
+    return found
+
+
+def _import_graph() -> dict[str, set[str]]:
+    modules = _package_modules()
+    return {name: _internal_imports(path, modules) for name, path in modules.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycle_in_the_package() -> None:
+    assert _cycles(_import_graph()) == []
+
+
+def test_storage_imports_no_service() -> None:
+    bad = [
+        f"{name} imports {target}"
+        for name, targets in _import_graph().items()
+        if name.startswith("blindmatch.node.storage")
+        for target in targets
+        if target.startswith("blindmatch.node.")
+        and not target.startswith(("blindmatch.node.storage", "blindmatch.node.errors"))
+    ]
+    assert not bad, bad
+
+
+# The modules that serve HTTP (aiohttp.web): the API, the console, the survivor page, the
+# federation endpoint, the log's endpoint; and what starts them (runtime, devtools, CLI).
+HTTP_LAYER = (
+    "blindmatch.node.api.",
+    "blindmatch.node.console.",
+    "blindmatch.node.survivor.",
+    "blindmatch.node.federation.http",
+    "blindmatch.node.federation.port_guard",
+    "blindmatch.node.translog.http",
+    "blindmatch.node.interop.hma_adapter",
+    "blindmatch.node.runtime",
+    "blindmatch.node.devtools.",
+    "blindmatch.node.cli.",
+)
+
+
+def _is_http_layer(name: str) -> bool:
+    return name.startswith(HTTP_LAYER) or name in {p.rstrip(".") for p in HTTP_LAYER}
+
+
+def test_services_import_no_http_layer() -> None:
+    graph = _import_graph()
+    bad = []
+    for name, targets in graph.items():
+        if not name.startswith("blindmatch.node") or _is_http_layer(name):
+            continue
+        bad += [f"{name} imports {t}" for t in targets if _is_http_layer(t)]
+        path = _package_modules()[name]
+        bad += [f"{name} imports {m}" for m in _imports(path) if m.startswith("aiohttp.web")]
+        bad += [
+            f"{name} imports aiohttp.web"
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.ImportFrom)
+            and node.module == "aiohttp"
+            and any(a.name == "web" for a in node.names)
+        ]
+    assert not bad, bad
+
+
+def test_no_node_file_is_over_600_lines() -> None:
+    long = {
+        str(p.relative_to(ROOT)): n
+        for p in (ROOT / "node").rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 600
+    }
+    assert not long, long
+
+
+def test_node_errors_share_one_base() -> None:
+    """Every exception class the node defines derives from the one base in node/errors.py
+    (directly or through another such class), so every surface maps it to HTTP one way."""
+    import importlib
+    import inspect
+
+    from blindmatch.node.errors import BlindmatchError
+
+    stray = []
+    for name in sorted(_package_modules()):
+        if not name.startswith("blindmatch.node.") or name.endswith("__main__"):
+            continue
+        module = importlib.import_module(name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != name or not issubclass(cls, BaseException):
+                continue
+            if not issubclass(cls, BlindmatchError):
+                stray.append(f"{name}.{cls.__name__}")
+    # The verifiable log's integrity error is the protocol's LogError (the log's own base).
+    assert stray == ["blindmatch.node.translog.log.LogIntegrityError"], stray

@@ -24,6 +24,8 @@ from blindmatch.node.cli import report as cmd_report
 from blindmatch.node.cli.main import main as cli_main
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.storage import Database, FeedLog, open_database
+from blindmatch.node.storage.migrations import TRANSPARENCY_SCHEMA
+from blindmatch.node.storage.migrations import ensure_transparency_tables as ensure_schema
 from blindmatch.node.translog import report
 from blindmatch.node.translog.hooks import (
     TrafficCounts,
@@ -39,7 +41,6 @@ from blindmatch.node.translog.hooks import (
 from blindmatch.node.translog.http import build_log_routes
 from blindmatch.node.translog.log import LogIntegrityError, TransparencyLog
 from blindmatch.node.translog.monitor import FederationLogWatch, LogClient, LogMonitor
-from blindmatch.node.translog.schema import TRANSPARENCY_SCHEMA, ensure_schema
 from blindmatch.protocol import canonical
 from blindmatch.protocol import transparency as tl
 from blindmatch.protocol.roster import Member

@@ -12,11 +12,16 @@ from typing import Any
 
 import aiohttp
 
+from blindmatch.node.errors import BlindmatchError
 
-class ApiClientError(Exception):
+
+class ApiClientError(BlindmatchError):
+    """The node's API refused a request: its status, code and sentence."""
+
     def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status, self.code, self.message = status, code, message
+        super().__init__(message, code=code, status=status)
+        self.args = (f"{status} {code}: {message}",)
+        self.status = status
 
 
 class BlindmatchClient:

@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -23,19 +24,23 @@ from blindmatch.node.banks.validation import BankValidationError
 from blindmatch.node.banks.videos import VideoItems
 from blindmatch.node.cases import derivatives as derivative_cases
 from blindmatch.node.cases.decisions import DecisionError
+from blindmatch.node.errors import CodedError, NodeError
 from blindmatch.node.federation.roster_watch import roster_warnings
 from blindmatch.node.media import hashing
 from blindmatch.node.media import tiles as tile_hashing
 from blindmatch.node.media.video import looks_like_video, video_query_hashes
 from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from blindmatch.node.node import NodeError
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.protocol import signal_types
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.signals import HashFormatError, check_float_vector
 
 if TYPE_CHECKING:
+    from blindmatch.node.federation.querier import JobStatus
     from blindmatch.node.node import Node
+    from blindmatch.protocol.roster import Roster
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = logging.getLogger("blindmatch.api")
 
@@ -73,10 +78,12 @@ def case_json(case: Any) -> dict[str, Any]:
     }
 
 
-class ApiError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class ApiError(CodedError):
+    """A request the API refuses: ``ApiError(code, sentence)``, answered with the code's status."""
+
+
+# The errors the API answers as refusals (anything else is a fault: 500).
+REFUSALS = (ApiError, BankValidationError, hashing.MediaError, BankError, NodeError, DecisionError)
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -85,24 +92,24 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 async def _json(request: web.Request) -> Any:
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise ApiError(413, "too-large", f"JSON body over {MAX_JSON_BYTES} bytes")
+        raise ApiError("too-large", f"JSON body over {MAX_JSON_BYTES} bytes")
     raw = await request.content.read(MAX_JSON_BYTES + 1)
     while len(raw) <= MAX_JSON_BYTES and (chunk := await request.content.read(65536)):
         raw += chunk
     if len(raw) > MAX_JSON_BYTES:
-        raise ApiError(413, "too-large", f"JSON body over {MAX_JSON_BYTES} bytes")
+        raise ApiError("too-large", f"JSON body over {MAX_JSON_BYTES} bytes")
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError(400, "bad-json", f"body is not valid JSON: {exc}") from exc
+        raise ApiError("bad-json", f"body is not valid JSON: {exc}") from exc
 
 
 def _parse_hash_queries(body: Any) -> list[QueryHash]:
     if not isinstance(body, dict) or not isinstance(body.get("hashes"), list):
-        raise ApiError(400, "bad-request", 'expected {"hashes": [{"hash": "<64 hex>"}, ...]}')
+        raise ApiError("bad-request", 'expected {"hashes": [{"hash": "<64 hex>"}, ...]}')
     items = body["hashes"]
     if not 1 <= len(items) <= MAX_HASHES_PER_REQUEST:
-        raise ApiError(400, "bad-request", f"1..{MAX_HASHES_PER_REQUEST} hashes per request")
+        raise ApiError("bad-request", f"1..{MAX_HASHES_PER_REQUEST} hashes per request")
     out = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or set(item) - {
@@ -112,13 +119,13 @@ def _parse_hash_queries(body: Any) -> list[QueryHash]:
             "variant",
         }:
             raise ApiError(
-                400, "bad-request", f"hashes[{i}]: fields hash, signal_type, float_vector, variant"
+                "bad-request", f"hashes[{i}]: fields hash, signal_type, float_vector, variant"
             )
         if item.get("signal_type", signal_types.PDQ.name) != signal_types.PDQ.name:
-            raise ApiError(400, "unsupported", f"hashes[{i}]: only pdq is matched across peers")
+            raise ApiError("unsupported", f"hashes[{i}]: only pdq is matched across peers")
         h = item.get("hash")
         if not isinstance(h, str) or not _HEX64.fullmatch(h):
-            raise ApiError(400, "bad-hash", f"hashes[{i}].hash: 64 hex characters")
+            raise ApiError("bad-hash", f"hashes[{i}].hash: 64 hex characters")
         fv = item.get("float_vector")
         if fv is not None:
             try:
@@ -127,11 +134,11 @@ def _parse_hash_queries(body: Any) -> list[QueryHash]:
                 check_float_vector(fv)
             except HashFormatError as exc:
                 raise ApiError(
-                    400, "bad-request", f"hashes[{i}].float_vector: 256 finite float32 ({exc})"
+                    "bad-request", f"hashes[{i}].float_vector: 256 finite float32 ({exc})"
                 ) from None
         variant = item.get("variant", "original")
         if not isinstance(variant, str) or len(variant) > 64:
-            raise ApiError(400, "bad-request", f"hashes[{i}].variant: a short string")
+            raise ApiError("bad-request", f"hashes[{i}].variant: a short string")
         out.append(QueryHash(bytes.fromhex(h), fv, variant))
     return out
 
@@ -140,7 +147,7 @@ def _path_ref(request: web.Request, key: str, what: str) -> bytes:
     """A 16-byte reference from the URL path, as 32 lower-case hex characters."""
     ref = request.match_info[key]
     if not _HEX32.fullmatch(ref):
-        raise ApiError(400, "bad-request", f"{what}: 32 lower-case hex characters")
+        raise ApiError("bad-request", f"{what}: 32 lower-case hex characters")
     return bytes.fromhex(ref)
 
 
@@ -150,7 +157,7 @@ async def _reason(request: web.Request) -> Any:
     return body.get("reason", "") if isinstance(body, dict) else ""
 
 
-def _status_json(status, queries, roster) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+def _status_json(status: JobStatus, queries: list[QueryHash], roster: Roster) -> dict[str, Any]:
     """A job as the platform sees it. Tile confirmations are not matches by themselves: they
     are judged under the rule (specs/derivatives.md 6) into one match per protected source,
     with its ``kind`` (copy or derivative) and evidence; ``tiles_confirmed`` counts them."""
@@ -208,7 +215,7 @@ def build_api(
     (it has its own accounts, sessions and CSRF protection, not the API token)."""
 
     @web.middleware
-    async def guard(request: web.Request, handler):  # type: ignore[no-untyped-def]
+    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
         if request.path.startswith("/console"):
             return await handler(request)
         if request.path not in ("/healthz", "/metrics", "/api/v1/openapi.json"):
@@ -217,18 +224,8 @@ def build_api(
                 return _error(401, "unauthorized", "missing or wrong bearer token")
         try:
             return await handler(request)
-        except ApiError as exc:
-            return _error(exc.status, exc.code, exc.message)
-        except (BankValidationError, hashing.MediaError) as exc:
-            return _error(400, getattr(exc, "code", "bad-request"), str(exc))
-        except BankError as exc:
-            status = 404 if isinstance(exc, LookupError) else 409
-            return _error(status, exc.__class__.__name__, str(exc))
-        except NodeError as exc:
-            return _error(404 if exc.code == "unknown-item" else 400, exc.code, exc.detail)
-        except DecisionError as exc:
-            status = {"unknown-case": 404, "conflict": 409}.get(exc.code, 400)
-            return _error(status, exc.code, exc.detail)
+        except REFUSALS as exc:
+            return _error(exc.http_status, exc.code, exc.detail)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -298,13 +295,13 @@ def build_api(
             }
         )
 
-    async def _job_json(status) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-        return _status_json(status, await node._job_queries(status.job_ref), node.roster)
+    async def _job_json(status: JobStatus) -> dict[str, Any]:
+        return _status_json(status, await node.querier.job_queries(status.job_ref), node.roster)
 
     def _content_ref(request: web.Request) -> str | None:
         ref = request.query.get("content_ref")
         if ref is not None and not _CONTENT_REF.fullmatch(ref):
-            raise ApiError(400, "bad-request", _CONTENT_REF_RULE)
+            raise ApiError("bad-request", _CONTENT_REF_RULE)
         return ref
 
     def _wait(request: web.Request) -> float | None:
@@ -316,7 +313,7 @@ def build_api(
         except ValueError:
             seconds = -1.0
         if not 0.0 <= seconds <= 120.0:  # NaN fails too
-            raise ApiError(400, "bad-request", "wait: a number of seconds from 0 to 120")
+            raise ApiError("bad-request", "wait: a number of seconds from 0 to 120")
         return seconds
 
     async def _submit(request: web.Request, queries: list[QueryHash], source: str) -> web.Response:
@@ -340,7 +337,7 @@ def build_api(
         while len(data) <= MAX_MEDIA_BYTES and (chunk := await request.content.read(1 << 20)):
             data += chunk
         if len(data) > MAX_MEDIA_BYTES:
-            raise ApiError(413, "too-large", f"media over {MAX_MEDIA_BYTES} bytes")
+            raise ApiError("too-large", f"media over {MAX_MEDIA_BYTES} bytes")
         if looks_like_video(data):
             # A video: its distinct quality frames, matched by vPDQ's rule.
             queries = await asyncio.to_thread(video_query_hashes, data)
@@ -351,7 +348,7 @@ def build_api(
             if not any(signal_types.for_variant(q.variant) is signal_types.PDQ for q in queries):
                 queries = []  # tiles alone never make a match job: the picture is too flat
         if not queries:
-            raise ApiError(422, "low-quality", "the picture is too flat to hash reliably")
+            raise ApiError("low-quality", "the picture is too flat to hash reliably")
         content_ref = _content_ref(request)
         if content_ref is not None:
             # Kept for reviewers only (shown blurred), replaced if the platform resubmits.
@@ -367,7 +364,7 @@ def build_api(
     async def content_cases(request: web.Request) -> web.Response:
         ref = request.match_info["content_ref"]
         if not _CONTENT_REF.fullmatch(ref):
-            raise ApiError(400, "bad-request", _CONTENT_REF_RULE)
+            raise ApiError("bad-request", _CONTENT_REF_RULE)
         cases = await node.decisions.cases_for_content(ref)
         return web.json_response({"cases": [case_json(c) for c in cases]})
 
@@ -376,7 +373,7 @@ def build_api(
         ref = _path_ref(request, "case", "case")
         reason = await _reason(request)
         if not isinstance(reason, str) or len(reason) > 2000:
-            raise ApiError(400, "bad-request", "reason: a string of at most 2000 characters")
+            raise ApiError("bad-request", "reason: a string of at most 2000 characters")
         case = await node.decisions.open_appeal(ref, reason)
         return web.json_response(case_json(case))
 
@@ -387,13 +384,13 @@ def build_api(
         ref = _path_ref(request, "case", "case")
         body = await _json(request)
         if not isinstance(body, dict) or set(body) - {"outcome", "reason", "by"}:
-            raise ApiError(400, "bad-request", "expected an object: outcome, reason, by")
+            raise ApiError("bad-request", "expected an object: outcome, reason, by")
         reason, by = body.get("reason", ""), body.get("by", "platform")
         if not isinstance(reason, str) or len(reason) > 500:
-            raise ApiError(400, "bad-request", "reason: a string of at most 500 characters")
+            raise ApiError("bad-request", "reason: a string of at most 500 characters")
         if not isinstance(by, str) or not _DECIDER.fullmatch(by):
-            raise ApiError(400, "bad-request", "by: 1..32 of [a-z0-9_.-]")
-        case = await node.decisions.decide(ref, body.get("outcome"), f"api:{by}", reason)
+            raise ApiError("bad-request", "by: 1..32 of [a-z0-9_.-]")
+        case = await node.decisions.decide(ref, str(body.get("outcome")), f"api:{by}", reason)
         return web.json_response(case_json(case))
 
     @routes.get("/api/v1/match/{job:[0-9a-f]{32}}", allow_head=False)
@@ -406,12 +403,12 @@ def build_api(
         ref = _path_ref(request, "job", "job")
         reason = await _reason(request)
         if not isinstance(reason, str) or len(reason) > 500:
-            raise ApiError(400, "bad-request", "reason: a string of at most 500 characters")
+            raise ApiError("bad-request", "reason: a string of at most 500 characters")
         try:
             await node.cancel_job(ref, f"cancelled by the operator: {reason}".rstrip(": "))
         except NodeError as exc:
             if exc.code == "conflict":
-                raise ApiError(409, "conflict", exc.detail) from None
+                raise ApiError("conflict", exc.detail) from None
             raise
         return web.json_response(await _job_json(await node.job_status(ref)))
 
@@ -422,7 +419,7 @@ def build_api(
             await node.retry_job(ref)
         except NodeError as exc:
             if exc.code == "conflict":
-                raise ApiError(409, "conflict", exc.detail) from None
+                raise ApiError("conflict", exc.detail) from None
             raise
         return web.json_response(await _job_json(await node.job_status(ref)))
 
@@ -447,7 +444,7 @@ def build_api(
     async def create_bank(request: web.Request) -> web.Response:
         body = await _json(request)
         if not isinstance(body, dict):
-            raise ApiError(400, "bad-request", "expected an object")
+            raise ApiError("bad-request", "expected an object")
         allowed = {
             "name",
             "provenance",
@@ -458,17 +455,17 @@ def build_api(
             "enabled",
         }
         if set(body) - allowed:
-            raise ApiError(400, "bad-request", f"unknown field(s): {sorted(set(body) - allowed)}")
+            raise ApiError("bad-request", f"unknown field(s): {sorted(set(body) - allowed)}")
         if "name" not in body or "provenance" not in body:
-            raise ApiError(400, "bad-request", "name and provenance are required")
+            raise ApiError("bad-request", "name and provenance are required")
         if body.get("provenance") == "generator" and not node.roster.has_role(
             node.node_id, "generator"
         ):
             raise ApiError(
-                400,
                 "not-allowed",
                 "only a node with the roster role 'generator' may hold a generator bank"
                 " (peers would treat its matches as peer-sourced)",
+                status=400,  # this surface has always answered 400 here
             )
         bank = await banks.create_bank(body.pop("name"), **body)
         return web.json_response({"name": bank.name}, status=201)
@@ -477,16 +474,16 @@ def build_api(
     async def add_hashes(request: web.Request) -> web.Response:
         body = await _json(request)
         if not isinstance(body, dict) or not isinstance(body.get("hashes"), list):
-            raise ApiError(400, "bad-request", 'expected {"hashes": ["<hex>", ...]}')
+            raise ApiError("bad-request", 'expected {"hashes": ["<hex>", ...]}')
         if len(body["hashes"]) > 10_000:
-            raise ApiError(400, "bad-request", "at most 10000 hashes per request; use import")
+            raise ApiError("bad-request", "at most 10000 hashes per request; use import")
         signal_type = body.get("signal_type", signal_types.PDQ.name)
         if signal_type in signal_types.names() and signal_types.get(signal_type).exchange is (
             signal_types.Exchange.FRAMES
         ):
             # A video per entry, as ThreatExchange's vpdq signal string (its frame list).
             if not all(isinstance(h, str) for h in body["hashes"]):
-                raise ApiError(400, "bad-request", "each vpdq entry is a signal string")
+                raise ApiError("bad-request", "each vpdq entry is a signal string")
             videos = VideoItems(banks)
             created = [
                 (await videos.add_signal_string(request.match_info["bank"], h)).created
@@ -514,7 +511,7 @@ def build_api(
 
     app.add_routes(routes)
     if console:
-        from blindmatch.node.console.app import build_console
+        from blindmatch.node.console.site import build_console
 
         async def console_home(request: web.Request) -> web.Response:
             raise web.HTTPFound("/console/")

@@ -74,15 +74,42 @@ Exports in ``te-lines`` and ``hma-json`` (:func:`te_export_line`) write TE's nam
 
 from __future__ import annotations
 
-import csv
 import itertools
 import json
-import re
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
-from typing import IO, Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
+from blindmatch.node.banks.hash_lines import (
+    MAX_IMPORT_LINES,
+    MAX_LINE_BYTES,
+    MAX_REPORTED_PROBLEMS,
+    ImportFormatError,
+    LineProblem,
+    LineSource,
+    ParsedItem,
+    ParsedList,
+    _Collector,
+    _json_object,
+    read_lines,
+)
+from blindmatch.node.banks.te_formats import (
+    TE_CATEGORIES,
+    TE_CSV_COLUMNS,
+    TE_CSV_HEADER,
+    TE_CSV_REQUIRED,
+    TE_EXPORT_NAMES,
+    TE_ROTATIONS,
+    TE_SKIPPED_CATEGORIES,
+    TE_UNSUPPORTED_SIGNALS,
+    UnsupportedSignal,
+    parse_hma_json,
+    parse_te_csv,
+    parse_te_lines,
+    read_hma_json,
+    read_te_csv,
+    read_te_lines,
+    te_export_line,
+)
 from blindmatch.node.banks.validation import (
     ITEM_REF_BYTES,
     SECRET_HASH_BYTES,
@@ -94,15 +121,43 @@ from blindmatch.node.banks.validation import (
     check_signal_type,
     check_timestamp,
     echo,
-    holds_frame_list,
     parse_hex,
     parse_signal_value,
 )
-from blindmatch.protocol.signals import VpdqFrame
 
-MAX_LINE_BYTES = 64 * 1024
-MAX_IMPORT_LINES = 2_000_000
-MAX_REPORTED_PROBLEMS = 50
+__all__ = [
+    "EXPORT_FORMATS",
+    "FORMATS",
+    "JSONL_FIELDS",
+    "MAX_IMPORT_LINES",
+    "MAX_LINE_BYTES",
+    "MAX_REPORTED_PROBLEMS",
+    "PARSERS",
+    "TE_CATEGORIES",
+    "TE_CSV_COLUMNS",
+    "TE_CSV_HEADER",
+    "TE_CSV_REQUIRED",
+    "TE_EXPORT_NAMES",
+    "TE_ROTATIONS",
+    "TE_SKIPPED_CATEGORIES",
+    "TE_UNSUPPORTED_SIGNALS",
+    "ImportFormatError",
+    "LineProblem",
+    "LineSource",
+    "ParsedItem",
+    "ParsedList",
+    "UnsupportedSignal",
+    "detect_format",
+    "export_record",
+    "parse_hash_list",
+    "parse_hma_json",
+    "parse_jsonl",
+    "parse_te_csv",
+    "parse_te_lines",
+    "read_lines",
+    "te_export_line",
+]
+
 
 JSONL_FIELDS = frozenset(
     {
@@ -117,195 +172,6 @@ JSONL_FIELDS = frozenset(
         "withdrawal_secret_sha256",
     }
 )
-# python-threatexchange's signal type names (SignalType.get_name()) and ours. TE has no SHA-256
-# of a picture's bytes; its ``video_sha256`` is the SHA-256 of the file's bytes, as ours is.
-TE_SIGNAL_NAMES: dict[str, str] = {
-    "pdq": "pdq",
-    "vpdq": "vpdq",
-    "video_sha256": "sha256",
-    "sha256": "sha256",
-}
-# What an export writes for each of our types; a type missing here has no TE equivalent.
-TE_EXPORT_NAMES: dict[str, str] = {"pdq": "pdq", "vpdq": "vpdq", "sha256": "video_sha256"}
-TE_CSV_HEADER = ["signal_type", "signal_str", "collab", "category", "tags"]  # as TE writes it
-TE_CSV_COLUMNS = tuple(TE_CSV_HEADER)
-TE_CSV_REQUIRED = ("signal_type", "signal_str")
-TE_CATEGORIES = {"POSITIVE_CLASS", "INVESTIGATION_SEED", "NEGATIVE_CLASS", "DISPUTED"}
-TE_SKIPPED_CATEGORIES = {"NEGATIVE_CLASS", "DISPUTED"}
-# content_base.RotationType names, as 'threatexchange hash --photo-preprocess rotations' prints
-TE_ROTATIONS = (
-    "ORIGINAL", "ROTATE90", "ROTATE180", "ROTATE270", "FLIPX", "FLIPY", "FLIPPLUS1", "FLIPMINUS1",
-)  # fmt: skip
-TE_UNSUPPORTED_SIGNALS = {
-    "video_md5": "MD5 signals are not supported",
-    "md5": "MD5 signals are not supported",
-    "photo_md5": "MD5 signals are not supported",
-    "url_md5": "URL signals are not supported",
-    "url": "URL signals are not supported",
-    "raw_text": "text signals are not supported",
-    "trend_query": "text signals are not supported",
-    "tlsh": "TLSH signals are not supported",
-    "pdq_ocr": "PDQ+OCR signals are not supported",
-}
-_TE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
-
-
-@dataclass(frozen=True)
-class LineProblem:
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"line {self.line}: {self.message}" if self.line else self.message
-
-
-class ImportFormatError(BankValidationError):
-    """One or more lines of an import are bad; nothing was imported."""
-
-    def __init__(self, problems: list[LineProblem], total: int | None = None) -> None:
-        self.problems = problems
-        self.total = total if total is not None else len(problems)
-        shown = "\n".join(str(p) for p in problems)
-        more = self.total - len(problems)
-        suffix = f"\n... and {more} more" if more > 0 else ""
-        super().__init__(
-            f"import refused, nothing was imported ({self.total} bad line(s)):\n{shown}{suffix}"
-        )
-
-
-@dataclass(frozen=True)
-class ParsedItem:
-    line: int
-    signal_type: str
-    hash: bytes = field(repr=False)
-    quality: int | None = None
-    categories: tuple[str, ...] = ()
-    expires_at: int | None = None
-    added_at: int | None = None
-    provenance: Mapping[str, Any] = field(default_factory=dict)
-    item_ref: bytes | None = None
-    withdrawal_secret_hash: bytes | None = field(default=None, repr=False)
-    frames: tuple[VpdqFrame, ...] | None = field(default=None, repr=False)  # a video's
-
-
-@dataclass
-class ParsedList:
-    items: list[ParsedItem] = field(default_factory=list)
-    skipped: list[LineProblem] = field(default_factory=list)
-    # lines of signal types we do not hold, skipped on request: TE type name -> count
-    unsupported: Counter[str] = field(default_factory=Counter)
-    format: str = ""
-
-    def unsupported_summary(self) -> str:
-        """'skipped 3 unsupported signal(s): video_md5 2, vpdq 1', or '' if none."""
-        if not self.unsupported:
-            return ""
-        parts = ", ".join(f"{name} {n}" for name, n in self.unsupported.most_common())
-        return f"skipped {sum(self.unsupported.values())} unsupported signal(s): {parts}"
-
-
-class _Collector:
-    """Gathers problems; keeps the first ``MAX_REPORTED_PROBLEMS`` and counts the rest."""
-
-    def __init__(self) -> None:
-        self.problems: list[LineProblem] = []
-        self.total = 0
-
-    def add(self, line: int, message: str) -> None:
-        self.total += 1
-        if len(self.problems) < MAX_REPORTED_PROBLEMS:
-            self.problems.append(LineProblem(line, message))
-
-    def raise_if_any(self) -> None:
-        if self.total:
-            raise ImportFormatError(self.problems, self.total)
-
-
-LineSource = IO[bytes] | Iterable[bytes] | Iterable[str]
-
-
-def read_lines(
-    source: LineSource, problems: _Collector, max_line_bytes: int = MAX_LINE_BYTES
-) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` of non-blank lines; record oversized and non-UTF-8 lines.
-
-    A binary file is read with ``readline(limit)``, so one enormous line costs bounded memory.
-    """
-    readline: Callable[[int], bytes | str] | None = getattr(source, "readline", None)
-    number = 0
-    if readline is not None:
-        while True:
-            chunk = _as_bytes(readline(max_line_bytes + 1))
-            if not chunk:
-                return
-            number += 1
-            if len(chunk) > max_line_bytes and not chunk.endswith(b"\n"):
-                # Skip the rest of the oversized line without holding it.
-                while chunk and not chunk.endswith(b"\n"):
-                    chunk = _as_bytes(readline(max_line_bytes))
-                problems.add(number, f"line is longer than {max_line_bytes} bytes")
-                continue
-            yield from _decoded(number, chunk, problems, max_line_bytes)
-            if number > MAX_IMPORT_LINES:
-                problems.add(number, f"more than {MAX_IMPORT_LINES} lines")
-                return
-    else:
-        for raw in source:
-            number += 1
-            data = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
-            if not isinstance(data, bytes):
-                problems.add(number, f"expected text, got {type(raw).__name__}")
-                continue
-            yield from _decoded(number, data, problems, max_line_bytes)
-            if number > MAX_IMPORT_LINES:
-                problems.add(number, f"more than {MAX_IMPORT_LINES} lines")
-                return
-
-
-def _as_bytes(chunk: bytes | str) -> bytes:
-    # Text streams (sys.stdin, StringIO) are re-encoded so both kinds follow one path.
-    return chunk.encode("utf-8", "surrogatepass") if isinstance(chunk, str) else chunk
-
-
-def _decoded(
-    number: int, data: bytes, problems: _Collector, max_line_bytes: int
-) -> Iterator[tuple[int, str]]:
-    if len(data.rstrip(b"\r\n")) > max_line_bytes:
-        problems.add(number, f"line is longer than {max_line_bytes} bytes")
-        return
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        problems.add(number, f"not valid UTF-8 (byte {exc.start + 1})")
-        return
-    text = text.removeprefix("\ufeff") if number == 1 else text
-    text = text.strip()
-    if text:
-        yield number, text
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"duplicate key {echo(key)}")
-        result[key] = value
-    return result
-
-
-def _json_object(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as exc:
-        message = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-        raise BankValidationError(f"not valid JSON: {message}") from None
-    if not isinstance(value, dict):
-        raise BankValidationError(f"expected a JSON object, got {type(value).__name__}")
-    return value
 
 
 # --- jsonl ---------------------------------------------------------------------------------------
@@ -348,228 +214,6 @@ def parse_jsonl(
     del signal_type  # every jsonl line names its own
     problems = _Collector()
     return _jsonl_lines(read_lines(source, problems), problems, skip_unsupported)
-
-
-# --- ThreatExchange / HMA ------------------------------------------------------------------------
-
-
-class UnsupportedSignal(BankValidationError):
-    """A signal type blindmatch does not hold; skippable with ``skip_unsupported``."""
-
-    def __init__(self, te_name: str, message: str) -> None:
-        super().__init__(message)
-        self.te_name = te_name
-
-
-def _te_signal_type(name: str) -> str:
-    """Our signal type for a python-threatexchange signal type name."""
-    ours = TE_SIGNAL_NAMES.get(name)
-    if ours is not None:
-        return ours
-    if name in TE_UNSUPPORTED_SIGNALS:
-        raise UnsupportedSignal(name, f"signal type {name!r}: {TE_UNSUPPORTED_SIGNALS[name]}")
-    supported = ", ".join(TE_SIGNAL_NAMES)
-    raise UnsupportedSignal(
-        name if _TE_NAME.fullmatch(name) else "other",
-        f"unsupported signal type {echo(name)} (supported: {supported})",
-    )
-
-
-def _skip_or_raise(exc: UnsupportedSignal, result: ParsedList, skip_unsupported: bool) -> None:
-    if not skip_unsupported:
-        raise BankValidationError(f"{exc} (add --skip-unsupported to skip such lines)")
-    result.unsupported[exc.te_name] += 1
-
-
-def parse_te_lines(
-    source: LineSource, signal_type: str | None = None, skip_unsupported: bool = False
-) -> ParsedList:
-    problems = _Collector()
-    return _te_lines(read_lines(source, problems), problems, signal_type, skip_unsupported)
-
-
-def _te_lines(
-    lines: Iterable[tuple[int, str]],
-    problems: _Collector,
-    signal_type: str | None,
-    skip_unsupported: bool,
-) -> ParsedList:
-    result = ParsedList()
-    default_type = None
-    if signal_type is not None:
-        try:
-            default_type = _te_signal_type(signal_type)
-        except UnsupportedSignal as exc:
-            raise BankValidationError(str(exc)) from None
-    for number, text in lines:
-        fields = text.split()
-        rotation = None
-        if len(fields) > 2 and holds_frame_list(TE_SIGNAL_NAMES.get(fields[0], "")):
-            fields = text.split(None, 1)  # a video's signal string is JSON, spaces and all
-        try:
-            if len(fields) == 1:
-                if default_type is None:
-                    raise BankValidationError(
-                        "a line with only a hash needs the signal type (e.g. --signal-type pdq)"
-                    )
-                name, value = default_type, fields[0]
-            elif len(fields) == 2:
-                name, value = _te_signal_type(fields[0]), fields[1]
-            elif len(fields) == 3:
-                # 'threatexchange hash --photo-preprocess rotations': '<ROTATION> <type> <hash>'
-                if fields[0] not in TE_ROTATIONS:
-                    known = ", ".join(TE_ROTATIONS)
-                    raise BankValidationError(
-                        f"3 fields: the first must be a rotation ({known}), got {echo(fields[0])}"
-                    )
-                rotation = fields[0].lower()
-                name, value = _te_signal_type(fields[1]), fields[2]
-            else:
-                raise BankValidationError(
-                    f"expected '<signal_type> <hash>', '<ROTATION> <signal_type> <hash>' or"
-                    f" '<hash>', got {len(fields)} fields"
-                )
-            hash_value, frames = parse_signal_value(name, value)
-            result.items.append(
-                ParsedItem(
-                    number,
-                    name,
-                    hash_value,
-                    provenance={} if rotation is None else {"te_rotation": rotation},
-                    frames=frames,
-                )
-            )
-        except UnsupportedSignal as exc:
-            try:
-                _skip_or_raise(exc, result, skip_unsupported)
-            except BankValidationError as refused:
-                problems.add(number, str(refused))
-        except BankValidationError as exc:
-            problems.add(number, str(exc))
-    problems.raise_if_any()
-    return result
-
-
-def parse_te_csv(
-    source: LineSource, signal_type: str | None = None, skip_unsupported: bool = False
-) -> ParsedList:
-    del signal_type  # every row names its own
-    problems = _Collector()
-    return _te_csv(read_lines(source, problems), problems, skip_unsupported)
-
-
-def _te_csv_header(row: list[str]) -> dict[str, int]:
-    columns = [c.strip().lower() for c in row]
-    unknown = [c for c in columns if c not in TE_CSV_COLUMNS]
-    if unknown:
-        raise BankValidationError(
-            f"unknown column {echo(unknown[0])} (known: {', '.join(TE_CSV_COLUMNS)})"
-        )
-    if len(set(columns)) != len(columns):
-        raise BankValidationError("a column is named twice in the header")
-    missing = [c for c in TE_CSV_REQUIRED if c not in columns]
-    if missing:
-        raise BankValidationError(
-            f"the header needs {' and '.join(TE_CSV_REQUIRED)} (as 'threatexchange dataset -P"
-            f" --csv' writes: {','.join(TE_CSV_HEADER)}); missing {missing[0]}"
-        )
-    return {name: i for i, name in enumerate(columns)}
-
-
-def _te_csv(
-    lines: Iterable[tuple[int, str]], problems: _Collector, skip_unsupported: bool
-) -> ParsedList:
-    result = ParsedList()
-    header: dict[str, int] | None = None
-    for number, text in lines:
-        try:
-            row = next(csv.reader([text]))
-        except csv.Error as exc:
-            problems.add(number, f"not valid CSV: {exc}")
-            continue
-        if header is None:
-            try:
-                header = _te_csv_header(row)
-            except BankValidationError as exc:
-                problems.add(number, str(exc))
-                break
-            continue
-        try:
-            if len(row) != len(header):
-                raise BankValidationError(f"expected {len(header)} columns, got {len(row)}")
-            cell = {name: row[i].strip() for name, i in header.items()}
-            category = cell.get("category", "")
-            if category and category not in TE_CATEGORIES:
-                known = ", ".join(sorted(TE_CATEGORIES))
-                raise BankValidationError(f"unknown category {echo(category)} (one of {known})")
-            name = _te_signal_type(cell["signal_type"])
-            hash_bytes, frames = parse_signal_value(name, cell["signal_str"])
-            if category in TE_SKIPPED_CATEGORIES:
-                result.skipped.append(LineProblem(number, f"skipped: category {category}"))
-                continue
-            details = {"te_collab": cell.get("collab", "")[:200], "te_category": category}
-            result.items.append(
-                ParsedItem(
-                    number,
-                    name,
-                    hash_bytes,
-                    categories=check_categories(cell.get("tags", "").split(), "tags"),
-                    provenance=check_provenance_details({k: v for k, v in details.items() if v}),
-                    frames=frames,
-                )
-            )
-        except UnsupportedSignal as exc:
-            try:
-                _skip_or_raise(exc, result, skip_unsupported)
-            except BankValidationError as refused:
-                problems.add(number, str(refused))
-        except BankValidationError as exc:
-            problems.add(number, str(exc))
-    if header is None and not problems.total:
-        problems.add(0, "empty file: expected a header such as " + ",".join(TE_CSV_HEADER))
-    problems.raise_if_any()
-    return result
-
-
-def parse_hma_json(
-    source: LineSource, signal_type: str | None = None, skip_unsupported: bool = False
-) -> ParsedList:
-    del signal_type  # every object names its own
-    problems = _Collector()
-    return _hma_json(read_lines(source, problems), problems, skip_unsupported)
-
-
-def _hma_json(
-    lines: Iterable[tuple[int, str]], problems: _Collector, skip_unsupported: bool
-) -> ParsedList:
-    result = ParsedList()
-    for number, text in lines:
-        try:
-            record = _json_object(text)
-            if not record:
-                raise BankValidationError('empty object: expected {"pdq": "<hex>"}')
-            supported: list[ParsedItem] = []
-            unsupported: list[UnsupportedSignal] = []
-            for name, value in record.items():
-                try:
-                    ours = _te_signal_type(name)
-                except UnsupportedSignal as exc:
-                    unsupported.append(exc)
-                    continue
-                hash_value, frames = parse_signal_value(ours, value)
-                supported.append(ParsedItem(number, ours, hash_value, frames=frames))
-            if unsupported and not supported and not skip_unsupported:
-                raise BankValidationError(
-                    "; ".join(str(u) for u in unsupported)
-                    + " (add --skip-unsupported to skip such lines)"
-                )
-            result.items.extend(supported)
-            for exc in unsupported:
-                result.unsupported[exc.te_name] += 1
-        except BankValidationError as exc:
-            problems.add(number, str(exc))
-    problems.raise_if_any()
-    return result
 
 
 def _jsonl_lines(
@@ -644,11 +288,11 @@ def parse_hash_list(
     if fmt == "jsonl":
         result = _jsonl_lines(lines, problems, skip_unsupported)
     elif fmt == "te-lines":
-        result = _te_lines(lines, problems, signal_type, skip_unsupported)
+        result = read_te_lines(lines, problems, signal_type, skip_unsupported)
     elif fmt == "te-csv":
-        result = _te_csv(lines, problems, skip_unsupported)
+        result = read_te_csv(lines, problems, skip_unsupported)
     else:
-        result = _hma_json(lines, problems, skip_unsupported)
+        result = read_hma_json(lines, problems, skip_unsupported)
     result.format = fmt
     return result
 
@@ -691,25 +335,3 @@ def export_record(
 
 
 EXPORT_FORMATS = ("jsonl", "te-lines", "hma-json")
-
-
-def te_export_line(
-    fmt: str, signal_type: str, hash_bytes: bytes, signal_str: str | None = None
-) -> str | None:
-    """One item as a ``te-lines`` or ``hma-json`` line, under TE's signal type name; None for
-    a type TE has no name for, which the caller counts. ``signal_str`` replaces the hex of
-    ``hash_bytes`` for a video (its vpdq signal string, written without spaces).
-
-    ``te-lines`` (``<type> <hex>``) is what python-threatexchange's ``local_file`` exchange
-    reads; ``hma-json`` (``{"pdq": "<hex>"}``) is the body of HMA's
-    ``POST /c/bank/<name>/signal``, one banked content per line.
-    """
-    te_name = TE_EXPORT_NAMES.get(signal_type)
-    if te_name is None:
-        return None
-    value = signal_str if signal_str is not None else hash_bytes.hex()
-    if fmt == "te-lines":
-        return f"{te_name} {value}"
-    if fmt == "hma-json":
-        return json.dumps({te_name: value}, separators=(",", ":"))
-    raise BankValidationError(f"unknown export format {echo(fmt)} (one of te-lines, hma-json)")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from blindmatch.node.banks.video_rows import frame_list_digest
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.protocol import signal_types, video
 from blindmatch.protocol.messages import PROVENANCE_CLASSES
 from blindmatch.protocol.signals import VpdqFrame
@@ -58,10 +59,11 @@ def echo(value: Any) -> str:
     return f"<{_type_name(value)}{f' of length {size}' if size else ''}>"
 
 
-class BankValidationError(ValueError):
+class BankValidationError(BlindmatchError, ValueError):
     """A value that cannot be accepted; nothing was changed."""
 
     code = "invalid"
+    status_hint = 400
 
 
 def _type_name(value: Any) -> str:

@@ -19,6 +19,7 @@ import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.protocol import uploaders as up
 
 SURFACES = ("public-post", "private-message", "profile-picture")
@@ -27,7 +28,7 @@ _DIGEST = re.compile(r"[0-9a-f]{64}")
 MAX_COUNT = 100_000
 
 
-class ContextError(ValueError):
+class ContextError(BlindmatchError, ValueError):
     """A context field that is not what it should be; the message names the field."""
 
     code = "bad-request"
@@ -75,7 +76,8 @@ def parse(uploader: Any, context: Any) -> UploadContext:
     """Validate the ``uploader`` and ``context`` objects of an upload request (either may be
     None). ``uploader`` is ``{"ref": str, "identifiers": [{"kind", "digest"}]}`` with digests as
     64 hex digits (a client computes them with :func:`identifier`)."""
-    ref, idents = None, ()
+    ref: str | None = None
+    idents: tuple[tuple[str, bytes], ...] = ()
     if uploader is not None:
         if not isinstance(uploader, dict) or set(uploader) - {"ref", "identifiers"}:
             raise ContextError("uploader: an object with ref and identifiers")

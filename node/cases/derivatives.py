@@ -17,38 +17,17 @@ opening a match of its own.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from typing import Any
 
+from blindmatch.node.cases.matches import PeerMatch, ReviewMatch
 from blindmatch.node.cases.videos import is_frame_result, review_video_matches
 from blindmatch.protocol import derivative as dv
 from blindmatch.protocol.matching import QueryHash
 
+__all__ = ["PeerMatch", "ReviewMatch", "review_matches"]
+
 TILES_VARIANT = "tiles"  # the variant a match found by tiles alone reports
-
-
-@dataclass(frozen=True)
-class PeerMatch:
-    """One confirmed item as the node stored it (``node.MatchResult``'s fields)."""
-
-    peer: str
-    item_ref: bytes
-    variant: str
-    band: int
-    release: dict[str, Any]
-
-
-@dataclass
-class ReviewMatch:
-    """A match to open a case for: one holder's item (or protected source)."""
-
-    holder: str
-    item_ref: bytes
-    band: int
-    variant: str
-    release: dict[str, Any]
-    kind: str | None = None  # "copy" / "derivative" for a protected source, else None
-    generator_nodes: list[str] = field(default_factory=list)
 
 
 def _group(release: dict[str, Any]) -> bytes | None:

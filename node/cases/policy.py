@@ -50,11 +50,12 @@ from typing import Any
 
 from blindmatch.node.cases.context import ContextWeights, Signals, UploadContext, parse_weights
 from blindmatch.node.cases.context import priority as context_priority
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.protocol.messages import PROVENANCE_CLASSES
 
 
-class PolicyError(ValueError):
-    pass
+class PolicyError(BlindmatchError, ValueError):
+    code = "bad-policy"
 
 
 @dataclass(frozen=True)

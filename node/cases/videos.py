@@ -9,13 +9,11 @@ compared-match %, frame counts). Frames of videos that do not reach the rule are
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from blindmatch.node.cases.matches import PeerMatch, ReviewMatch
 from blindmatch.protocol import video
 from blindmatch.protocol.matching import Confirmation, QueryHash
-
-if TYPE_CHECKING:
-    from blindmatch.node.cases.derivatives import PeerMatch, ReviewMatch
 
 VIDEO_VARIANT = "video"  # the variant a video match reports
 
@@ -40,8 +38,6 @@ def review_video_matches(
     queries: Sequence[QueryHash], results: Sequence[PeerMatch]
 ) -> list[ReviewMatch]:
     """One review match per (holder, video) that vPDQ's rule accepts."""
-    from blindmatch.node.cases.derivatives import ReviewMatch
-
     frames = [r for r in results if is_frame_result(r) and r.release.get("signal") == video.SIGNAL]
     confirmations = [
         Confirmation(r.peer, r.item_ref, 0, r.variant, r.band, _wire_release(r.release))

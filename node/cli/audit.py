@@ -23,11 +23,12 @@ import sys
 from pathlib import Path
 from typing import TextIO
 
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.protocol import transparency as tl
 
 
-class InputError(Exception):
-    pass
+class InputError(BlindmatchError):
+    code = "bad-input"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -222,7 +223,8 @@ async def audit_url(
             fetched = await client.entries(0, n)
             entries = [e for e, _ in fetched]
             stored = [h for _, h in fetched]
-            leaf_hashes = stored if stored and all(h is not None for h in stored) else None
+            known = [h for h in stored if h is not None] if stored else []
+            leaf_hashes = known if stored and len(known) == len(stored) else None
             earlier: list[tl.SignedTreeHead] = []
             for data in previous:
                 try:

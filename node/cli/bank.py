@@ -31,7 +31,7 @@ PROVENANCES = (
 )
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
     config_mod.add_database_arguments(common)
 
@@ -322,7 +322,7 @@ async def _add(args: argparse.Namespace, banks: Any) -> int:
             added += result.created
             present += not result.created
         for path in args.video:
-            result = await videos.add_video(args.name, hash_video(path), **video_options)  # type: ignore[arg-type]
+            result = await videos.add_video(args.name, hash_video(path), **video_options)
             added += result.created
             present += not result.created
         protected = args.media and (await banks.get_bank(args.name)).provenance == (

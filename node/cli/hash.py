@@ -25,7 +25,7 @@ from blindmatch.node.media.hashing import (
 from blindmatch.protocol.signals import SignalType
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("hash", help="print PDQ / vPDQ / SHA-256 hashes of media files")
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument("--video", action="store_true", help="treat every file as a video")

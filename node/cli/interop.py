@@ -12,7 +12,7 @@ import sys
 from blindmatch.node import config as config_mod
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     h = sub.add_parser(
         "hma-adapter",
         help="let an HMA deployment look uploads up through this node (HMA's /m/lookup)",

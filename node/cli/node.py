@@ -8,16 +8,18 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from blindmatch.crypto import signing
 from blindmatch.node import config as config_mod
 from blindmatch.node import keys as keyfiles
+from blindmatch.node.api.client import BlindmatchClient
 
 ROLES = ("platform", "hub", "generator")
 NAME_RULE = "lower-case letters, digits, '.' and '-', starting with a letter or digit, at most 63"
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i = sub.add_parser(
         "init",
         help="create a node: keys, API token, configuration, member.json",
@@ -69,7 +71,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                    help="a governance key file (repeatable, k of n)")  # fmt: skip
     s.add_argument("--out", type=Path, required=True)
     s.set_defaults(func=cmd_roster_sign)
-    r.set_defaults(func=lambda a: (r.print_help(), 2)[1])
+    r.set_defaults(func=lambda a: _help(r))
 
     run = sub.add_parser("run", help="run the node (federation server, API, sync, matching)")
     config_mod.add_config_argument(run)
@@ -152,7 +154,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
     api_token(home)
     (home / "config.toml").write_text(config_mod.dump(cfg))
-    member = {
+    member: dict[str, Any] = {
         "id": cfg.node_id,
         "signing_key": node_keys.identity.public_key.hex(),
         "voprf_key": None if args.no_index else node_keys.voprf.pk.hex(),
@@ -216,8 +218,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _client(cfg: config_mod.NodeConfig):  # type: ignore[no-untyped-def]
-    from blindmatch.node.api.client import BlindmatchClient
+def _client(cfg: config_mod.NodeConfig) -> BlindmatchClient:
     from blindmatch.node.runtime import api_token
 
     return BlindmatchClient(api_url(cfg), api_token(cfg.home))
@@ -233,7 +234,7 @@ def _print(obj: object) -> None:
     print(json.dumps(obj, indent=2))
 
 
-async def _status_when_up(bm, wait: float) -> dict:  # type: ignore[no-untyped-def]
+async def _status_when_up(bm: BlindmatchClient, wait: float) -> dict[str, Any]:
     """The node's status, retrying for up to ``wait`` seconds while it is not answering."""
     import aiohttp
 
@@ -286,11 +287,11 @@ def cmd_peers(args: argparse.Namespace) -> int:
     return 0
 
 
-def _synced(peer: dict) -> bool:  # type: ignore[type-arg]
+def _synced(peer: dict[str, Any]) -> bool:
     return not peer["holds_index"] or (peer["synced_at"] is not None and peer["feed_lag"] == 0)
 
 
-def _all_synced(status: dict) -> bool:  # type: ignore[type-arg]
+def _all_synced(status: dict[str, Any]) -> bool:
     return all(_synced(p) for p in status["peers"])
 
 
@@ -322,3 +323,9 @@ def _read_image(path: str) -> bytes:
         ) from None
     except IsADirectoryError:
         raise IsADirectoryError(f"{path} is a directory, not an image") from None
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    """A command group run without its subcommand: its help, exit status 2."""
+    parser.print_help()
+    return 2

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 from pathlib import Path
-from typing import TextIO
 
 from blindmatch.node.cli.audit import InputError, read_export, read_tree_head
 from blindmatch.node.translog import report as report_mod
+from blindmatch.node.translog.report import fetch_log, make_report
 from blindmatch.protocol import transparency as tl
 
 
@@ -45,51 +44,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--period", choices=report_mod.PERIODS, default="week")
     p.add_argument("--no-plots", action="store_true", help="markdown and JSON only")
     p.set_defaults(func=run)
-
-
-async def fetch_log(url: str, public_key: bytes) -> tuple[list[bytes], list[bytes] | None, bytes]:
-    """Entries (with stored leaf hashes when the node serves them) and the latest head."""
-    from blindmatch.node.translog.monitor import LogClient
-
-    async with LogClient(url) as client:
-        sth = await client.sth()
-        head = tl.verify_tree_head(sth, public_key)
-        fetched = await client.entries(0, head.tree_size)
-    entries = [e for e, _ in fetched]
-    hashes = [h for _, h in fetched]
-    stored = hashes if hashes and all(h is not None for h in hashes) else None
-    return entries, stored, sth
-
-
-def make_report(
-    entries: list[bytes],
-    leaf_hashes: list[bytes] | None,
-    sth: bytes,
-    public_key: bytes,
-    out_dir: Path,
-    period: str = "week",
-    plots: bool = True,
-    out: TextIO | None = None,
-) -> int:
-    out = sys.stdout if out is None else out
-    try:
-        report = report_mod.build_report(
-            entries, sth, public_key, period=period, leaf_hashes=leaf_hashes
-        )
-    except tl.LogError as exc:
-        print(f"FAIL [{exc.code}] {exc.detail}", file=out)
-        print("no report: the log does not match its signed tree head", file=out)
-        return 1
-    paths = report_mod.write_report(report, out_dir, plots=plots)
-    h = report.head
-    print(
-        f"report of log {h.log_id} at tree size {h.tree_size} (root {h.root_hash.hex()}, "
-        "signature verified)",
-        file=out,
-    )
-    for p in paths:
-        print(f"wrote {p}", file=out)
-    return 0
 
 
 def run(args: argparse.Namespace) -> int:

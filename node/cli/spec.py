@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("spec", help="protocol specification tools")
     ssub = p.add_subparsers(dest="spec_command", metavar="SUBCOMMAND")
     v = ssub.add_parser("verify", help="check an implementation against specs/vectors")
@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="answer conformance requests as JSON lines on stdin/stdout (this implementation)",
     )
     s.set_defaults(func=run_serve)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    p.set_defaults(func=lambda args: _help(p))
 
 
 def run_verify(args: argparse.Namespace) -> int:
@@ -49,3 +49,9 @@ def run_serve(args: argparse.Namespace) -> int:
     from blindmatch.node.devtools.conformance import serve_jsonl
 
     return serve_jsonl()
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    """A command group run without its subcommand: its help, exit status 2."""
+    parser.print_help()
+    return 2

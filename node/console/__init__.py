@@ -10,6 +10,6 @@ in grayscale** until the reviewer explicitly reveals it (a recorded event). See
 """
 
 from blindmatch.node.console.accounts import AccountError, Accounts, LoginLimiter
-from blindmatch.node.console.app import build_console, console_root_app
+from blindmatch.node.console.site import build_console, console_root_app
 
 __all__ = ["AccountError", "Accounts", "LoginLimiter", "build_console", "console_root_app"]

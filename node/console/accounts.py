@@ -22,6 +22,7 @@ from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from blindmatch.node.errors import CodedError
 from blindmatch.node.storage.database import Database
 
 ROLES = ("reviewer", "admin", "auditor")
@@ -40,11 +41,8 @@ _MAX_N, _MAX_R, _MAX_P = 2**17, 8, 4
 _MAX_MEM = 128 * _MAX_N * _MAX_R + (1 << 20)
 
 
-class AccountError(ValueError):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
+class AccountError(CodedError, ValueError):
+    """An account operation refused: ``AccountError(code, sentence)``."""
 
 
 @dataclass(frozen=True)

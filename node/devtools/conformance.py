@@ -148,16 +148,16 @@ class External:
                 results[oldest] = {"error": "implementation-sent-invalid-json"}
                 del pending[oldest]
                 continue
-            rid = reply.get("id")
-            if not isinstance(rid, str) or rid not in pending:
+            reply_id = reply.get("id")
+            if not isinstance(reply_id, str) or reply_id not in pending:
                 results[oldest] = {"error": "implementation-reply-id-mismatch"}
                 del pending[oldest]
                 continue
-            del pending[rid]
+            del pending[reply_id]
             answer = {k: v for k, v in reply.items() if k in ("output", "error")}
             if len(answer) != 1 or set(reply) - {"id", "output", "error"}:
                 answer = {"error": "implementation-sent-invalid-reply"}
-            results[rid] = answer
+            results[reply_id] = answer
         if self._dead:
             give_up("implementation-exited")
         return results

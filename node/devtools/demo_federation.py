@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
@@ -164,7 +165,9 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
         )
 
         say("\n4. platform-a receives uploads and matches each one privately against the hub:")
-        uploads = [(f"{n} ({edit})", n, fn(photos[n])) for n, edit, fn in EDITS]
+        uploads: list[tuple[str, str | None, bytes]] = [
+            (f"{n} ({edit})", n, fn(photos[n])) for n, edit, fn in EDITS
+        ]
         uploads += [(f"{n} (unrelated)", None, _jpeg(photos[n], 85)) for n in UNRELATED]
         rows = []
         async with BlindmatchClient(pa.api_url, pa.api_token) as bm:
@@ -303,7 +306,7 @@ async def _derivative_step(
         " imagegen banked 1 hash"
     )
     whole = hamming(pdq.hash32, hashing.hash_image_bytes(edited).pdq.hash32)
-    out = {}
+    out: dict[str, Any] = {}
     async with BlindmatchClient(pb.api_url, pb.api_token) as bm:
         for label, data, ref in (("AI-edited", edited, "demo-edit"), ("copy", source, "demo-copy")):
             started = time.perf_counter()

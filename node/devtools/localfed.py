@@ -9,6 +9,7 @@ import secrets
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -127,7 +128,7 @@ class LocalFederation:
                 await relay.start(relay_sock)
                 self.relays[spec.node_id] = relay
                 host, port = relay_sock.getsockname()[:2]
-            member = {
+            member: dict[str, Any] = {
                 "id": spec.node_id,
                 "signing_key": keysets[spec.node_id].identity.public_key.hex(),
                 "voprf_key": keysets[spec.node_id].voprf.pk.hex() if spec.holds_index else None,
@@ -201,7 +202,9 @@ class LocalFederation:
         await local.node.stop()
         return local.spec, local.node.keys, address
 
-    async def restart_node(self, node_id: str, stopped) -> LocalNode:  # type: ignore[no-untyped-def]
+    async def restart_node(
+        self, node_id: str, stopped: tuple[NodeSpec, keyfiles.NodeKeys, tuple[str, int]]
+    ) -> LocalNode:
         spec, keys, (_, port) = stopped
         return await self._open(spec, keys, _listening_socket(port))
 

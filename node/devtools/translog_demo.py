@@ -59,7 +59,7 @@ async def run_demo(
     out: TextIO | None = None,
 ) -> int:
     """Run the federation, log, serve and report; returns the exit status (0: written)."""
-    from blindmatch.node.cli import report as cmd_report
+    from blindmatch.node.translog import report as translog_report
 
     out = sys.stdout if out is None else out
     rng = random.Random(seed)
@@ -162,7 +162,7 @@ async def run_demo(
                 port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
                 url = f"http://127.0.0.1:{port}"
                 key = log.public_key
-                entries, stored, sth = await cmd_report.fetch_log(url, key)
+                entries, stored, sth = await translog_report.fetch_log(url, key)
                 await runner.cleanup()
                 runner = None
                 print(f"{name}'s log served at {url}; key {key.hex()}", file=out)
@@ -171,7 +171,7 @@ async def run_demo(
                 (target / "log.jsonl").write_text("\n".join(await log.export_jsonl()) + "\n")
                 (target / "sth.hex").write_text(sth.hex() + "\n")
                 (target / "key.hex").write_text(key.hex() + "\n")
-                status_code = status_code or cmd_report.make_report(
+                status_code = status_code or translog_report.make_report(
                     entries, stored, sth, key, target, period=period, out=out
                 )
                 print(

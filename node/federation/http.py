@@ -9,73 +9,53 @@ state beyond its nonce being used up.
 
 from __future__ import annotations
 
-import contextvars
 import logging
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 
+from blindmatch.node.errors import HTTP_STATUS, BlindmatchError, NodeError, from_protocol
+from blindmatch.node.federation.admission import CHARGED_TYPES
 from blindmatch.node.federation.peer_client import (
     CONTENT_TYPE,
     FEDERATION_PATH,
     REPLY_TYPES,
-    read_limited,
 )
+from blindmatch.node.http_limits import read_limited
 from blindmatch.protocol import envelope
 from blindmatch.protocol.messages import ERROR_CODES
 
 if TYPE_CHECKING:
     from blindmatch.node.banks.service import BankService
-    from blindmatch.node.node import Node
+    from blindmatch.node.config import NodeConfig
+    from blindmatch.node.federation.admission import Admission
+    from blindmatch.node.federation.peer_client import PeerClient
+    from blindmatch.node.federation.responder import PeerResponder
+    from blindmatch.node.metrics import Metrics
+    from blindmatch.node.translog.log import TransparencyLog
+    from blindmatch.protocol.roster import Roster
 
 log = logging.getLogger("blindmatch.federation")
 
 MAX_REQUEST_BYTES = 1024 * 1024  # the largest request, a threshold query, is ~49 KB
 REQUEST_TYPES = ("oprf.evaluate", "threshold.query", "feed.pull", "feedback.submit")
-STATUS = {
-    "bad-envelope": 400,
-    "bad-body": 400,
-    "bad-proof": 400,
-    "unknown-sender": 403,
-    "not-allowed": 403,
-    "bad-signature": 401,
-    "stale-timestamp": 401,
-    "replayed": 409,
-    "budget-exhausted": 429,
-    "unknown-item": 404,
-    "unknown-case": 404,
-    "conflict": 409,
-    "internal": 500,
-}
-NONCE_RETENTION_S = 2 * envelope.DEFAULT_MAX_SKEW_MS // 1000
-# Requests whose handler charges a budget: their nonce is recorded in the charge's transaction
-# (one commit per request instead of two), still before any crypto runs.
-CHARGED_TYPES = ("oprf.evaluate", "threshold.query")
 
 
-@dataclass
-class Admission:
-    """The nonce of the request being handled, not yet recorded."""
+class Node(Protocol):
+    """What the endpoint needs of the node it serves."""
 
-    sender: str
-    nonce: bytes
-    expires_at: int
-    recorded: bool = False
+    node_id: str
+    cfg: NodeConfig
+    roster: Roster
+    client: PeerClient
+    metrics: Metrics
+    admission: Admission
+    responder: PeerResponder
+    translog: TransparencyLog
 
+    def now(self) -> int: ...
 
-_ADMISSION: contextvars.ContextVar[Admission | None] = contextvars.ContextVar(
-    "blindmatch_admission", default=None
-)
-
-
-def pending_admission(sender: str) -> Admission | None:
-    """The current request's unrecorded nonce if it came from ``sender`` (None when a handler
-    is called directly, outside a request)."""
-    adm = _ADMISSION.get()
-    if adm is None or adm.recorded or adm.sender != sender:
-        return None
-    return adm
+    async def reconcile_index(self) -> dict[str, int]: ...
 
 
 def build_app(node: Node, survivor_banks: BankService | None = None) -> web.Application:
@@ -107,25 +87,30 @@ def _clip(text: str, max_bytes: int) -> str:
     return text.encode()[:max_bytes].decode(errors="ignore")
 
 
-def _error(node: Node, code: str, message: str, in_reply_to: bytes | None, retry: int | None):
+def _error(node: Node, err: BlindmatchError, in_reply_to: bytes | None) -> web.Response:
+    """A signed ``error`` envelope with the refusal's code, and its status; a code outside the
+    protocol's vocabulary goes out as ``internal``, naming it in the sentence."""
+    code, message, status = err.code, err.detail, err.http_status
     if code not in ERROR_CODES:
         code, message = "internal", f"refused ({_clip(code, 64)}): {message}"
+        status = HTTP_STATUS["internal"]
     body: dict[str, Any] = {"code": code, "message": _clip(message, 500)}
     if in_reply_to is not None:
         body["in_reply_to"] = in_reply_to
-    if retry is not None:
-        body["retry_after_ms"] = retry
+    if err.retry_after_ms is not None:
+        body["retry_after_ms"] = err.retry_after_ms
     data, _ = node.client.seal("error", body)
     node.metrics.inc("requests_refused_total", labels={"code": code})
-    return web.Response(status=STATUS.get(code, 400), body=data, content_type=CONTENT_TYPE)
+    return web.Response(status=status, body=data, content_type=CONTENT_TYPE)
+
+
+REPLAYED = "this message was already received"
 
 
 async def handle(node: Node, request: web.Request) -> web.Response:
-    from blindmatch.node.node import NodeError
-
     data = await read_limited(request.content, MAX_REQUEST_BYTES)
     if len(data) > MAX_REQUEST_BYTES:
-        return _error(node, "bad-envelope", "request larger than 1 MiB", None, None)
+        return _error(node, NodeError("bad-envelope", "request larger than 1 MiB"), None)
     try:
         env = envelope.open_envelope(
             data,
@@ -136,47 +121,37 @@ async def handle(node: Node, request: web.Request) -> web.Response:
         )
     except envelope.EnvelopeError as exc:
         log.info("refused a message: %s", exc.code)
-        return _error(node, exc.code, exc.detail, None, None)
+        return _error(node, from_protocol(exc), None)
     peer = node.roster.member(env.sender)
     assert peer is not None  # open_envelope found its key
     if env.sender == node.node_id:
-        return _error(node, "not-allowed", "a node does not talk to itself", env.nonce, None)
-    adm = Admission(env.sender, env.nonce, node.now() + NONCE_RETENTION_S)
-    if env.type not in CHARGED_TYPES and not await _record(node, adm):
-        return _error(node, "replayed", "this message was already received", env.nonce, None)
+        return _error(node, NodeError("not-allowed", "a node does not talk to itself"), env.nonce)
+    admission, responder = node.admission, node.responder
+    pending = admission.pending(env.sender, env.nonce)
+    if env.type not in CHARGED_TYPES and not await admission.record(pending):
+        return _error(node, NodeError("replayed", REPLAYED), env.nonce)
     handlers = {
-        "oprf.evaluate": node.handle_evaluate,
-        "threshold.query": node.handle_threshold,
-        "feed.pull": node.handle_feed_pull,
-        "feedback.submit": node.handle_feedback_submit,
+        "oprf.evaluate": responder.evaluate,
+        "threshold.query": responder.threshold,
+        "feed.pull": responder.feed_pull,
+        "feedback.submit": responder.feedback_submit,
     }
-    token = _ADMISSION.set(adm)
     try:
-        body = await handlers[env.type](peer, env.body)
+        body = await handlers[env.type](peer, env.body, pending)
     except NodeError as exc:
         # A request refused before its charge still uses up its nonce, and a replay of it is
         # answered as a replay, as if the nonce had been checked first.
-        if not await _record(node, adm):
-            return _error(node, "replayed", "this message was already received", env.nonce, None)
-        return _error(node, exc.code, exc.detail, env.nonce, exc.retry_after_ms)
+        if not await admission.record(pending):
+            return _error(node, NodeError("replayed", REPLAYED), env.nonce)
+        return _error(node, exc, env.nonce)
     except Exception:
         log.exception("handler for %s failed", env.type)
-        await _record(node, adm)
-        return _error(node, "internal", "the node failed to handle this message", env.nonce, None)
-    finally:
-        _ADMISSION.reset(token)
-    if not await _record(node, adm):
-        return _error(node, "replayed", "this message was already received", env.nonce, None)
+        await admission.record(pending)
+        failed = NodeError("internal", "the node failed to handle this message")
+        return _error(node, failed, env.nonce)
+    if not await admission.record(pending):
+        return _error(node, NodeError("replayed", REPLAYED), env.nonce)
     reply_type = REPLY_TYPES[env.type]
     reply, _ = node.client.seal(reply_type, {**body, "re": env.nonce})
     node.metrics.inc("requests_answered_total", labels={"type": env.type})
     return web.Response(body=reply, content_type=CONTENT_TYPE)
-
-
-async def _record(node: Node, adm: Admission) -> bool:
-    """Record the request's nonce unless its handler already did; False for a replay."""
-    if adm.recorded:
-        return True
-    fresh = await node.nonces.remember(adm.sender, adm.nonce, adm.expires_at, node.now())
-    adm.recorded = True
-    return fresh

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 
+from blindmatch.node.errors import CodedError
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage.database import Database
 
@@ -26,13 +27,10 @@ MAX_REASON_CHARS = 500
 ENDED = ("complete", "dead-lettered", "cancelled")
 
 
-class JobStateError(Exception):
+class JobStateError(CodedError):
     """An operator action the job's state does not allow (code: conflict or unknown-item)."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.detail = message
+    _code_in_str = True
 
 
 def task_message_id(job_ref: bytes, peer_id: str) -> bytes:

@@ -6,16 +6,19 @@ import os
 import ssl
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 
+from blindmatch.crypto.signing import SigningKey
+from blindmatch.node.clock import Clock
 from blindmatch.node.config import ConfigError, require_tls_unless_loopback
+from blindmatch.node.errors import CodedError
+from blindmatch.node.http_limits import read_limited
+from blindmatch.node.metrics import Metrics
 from blindmatch.protocol import envelope
 from blindmatch.protocol.roster import Member
-
-if TYPE_CHECKING:
-    from blindmatch.node.node import Node
 
 FEDERATION_PATH = "/fed/v1/message"
 CONTENT_TYPE = "application/vnd.blindmatch.envelope"
@@ -28,32 +31,27 @@ REPLY_TYPES = {
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 
 
-async def read_limited(stream: aiohttp.StreamReader, limit: int) -> bytes:
-    """Read to EOF, stopping once more than ``limit`` bytes have arrived."""
-    chunks: list[bytes] = []
-    size = 0
-    while size <= limit:
-        chunk = await stream.read(min(65536, limit + 1 - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
-class PeerError(Exception):
+class PeerError(CodedError):
     """The peer did not give a valid answer; ``code`` says why (its own error code if it sent
     a signed refusal)."""
 
-    def __init__(self, code: str, message: str, retry_after_ms: int | None = None) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.retry_after_ms = retry_after_ms
+    _code_in_str = True
 
 
 class PeerClient:
-    def __init__(self, node: Node) -> None:
-        self.node = node
+    def __init__(
+        self,
+        node_id: str,
+        identity: SigningKey,
+        clock: Clock,
+        metrics: Metrics,
+        tls_ca: Path | None = None,
+    ) -> None:
+        self.node_id = node_id
+        self.tls_ca = tls_ca  # peers' certificates are checked against it (else the system's)
+        self.identity = identity
+        self.clock = clock
+        self.metrics = metrics
         self.session: aiohttp.ClientSession | None = None
         self.sent: Counter[str] = Counter()
         self.received: Counter[str] = Counter()
@@ -63,7 +61,7 @@ class PeerClient:
         if self.session is None:
             # Peers' certificates are checked against the configured CA bundle (tls_ca), else
             # the system's; the envelope signatures authenticate peers on top of that.
-            ca = self.node.cfg.tls_ca
+            ca = self.tls_ca
             context = ssl.create_default_context(cafile=str(ca) if ca else None)
             self.session = aiohttp.ClientSession(
                 # A peer that stops sending for 15 s, or takes a minute in all, has failed
@@ -77,10 +75,16 @@ class PeerClient:
             await self.session.close()
             self.session = None
 
+    async def http_session(self) -> aiohttp.ClientSession:
+        """The node's outgoing HTTP session (also used for the platform's webhooks)."""
+        await self.start()
+        assert self.session is not None
+        return self.session
+
     def _failed(self, peer: Member, code: str) -> None:
         # The code is the peer's error code (a fixed vocabulary, validated by the envelope).
         labels = {"peer": peer.node_id, "code": code[:40]}
-        self.node.metrics.inc("peer_request_failures_total", labels=labels)
+        self.metrics.inc("peer_request_failures_total", labels=labels)
 
     def bytes_with(self, peer_id: str) -> tuple[int, int]:
         return self.sent[peer_id], self.received[peer_id]
@@ -88,11 +92,11 @@ class PeerClient:
     def seal(self, message_type: str, body: dict[str, Any]) -> tuple[bytes, bytes]:
         nonce = os.urandom(envelope.NONCE_BYTES)
         data = envelope.seal(
-            self.node.keys.identity,
-            self.node.node_id,
+            self.identity,
+            self.node_id,
             message_type,
             body,
-            int(self.node.now() * 1000),
+            int(self.clock.now() * 1000),
             nonce,
         )
         return data, nonce
@@ -124,7 +128,7 @@ class PeerClient:
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._failed(peer, "unreachable")
             raise PeerError("unreachable", f"{peer.node_id}: {exc.__class__.__name__}") from exc
-        self.node.metrics.observe(
+        self.metrics.observe(
             "peer_request_seconds",
             time.perf_counter() - started,
             {"peer": peer.node_id, "type": message_type},
@@ -132,17 +136,15 @@ class PeerClient:
         self.sent[peer.node_id] += len(data)
         self.received[peer.node_id] += len(reply)
         self.sent_by_type[message_type] += len(data)
-        self.node.metrics.inc("peer_bytes_sent_total", len(data), labels={"peer": peer.node_id})
-        self.node.metrics.inc(
-            "peer_bytes_received_total", len(reply), labels={"peer": peer.node_id}
-        )
+        self.metrics.inc("peer_bytes_sent_total", len(data), labels={"peer": peer.node_id})
+        self.metrics.inc("peer_bytes_received_total", len(reply), labels={"peer": peer.node_id})
         if len(reply) > MAX_REPLY_BYTES:
             self._failed(peer, "bad-envelope")
             raise PeerError("bad-envelope", f"{peer.node_id}: reply too large")
         try:
             env = envelope.open_envelope(
                 reply,
-                now_ms=int(self.node.now() * 1000),
+                now_ms=int(self.clock.now() * 1000),
                 sender_key=lambda s: peer.signing_key if s == peer.node_id else None,
                 max_bytes=MAX_REPLY_BYTES,
                 expected_types=(REPLY_TYPES[message_type], "error"),
@@ -159,7 +161,7 @@ class PeerClient:
         if env.body.get("re") != nonce:
             self._failed(peer, "bad-body")
             raise PeerError("bad-body", f"reply from {peer.node_id} answers another request")
-        self.node.metrics.inc(
+        self.metrics.inc(
             "peer_call_seconds_total", time.perf_counter() - started, labels={"type": message_type}
         )
         return env

@@ -20,6 +20,7 @@ import numpy as np
 import pdqhash
 from PIL import Image, UnidentifiedImageError
 
+from blindmatch.node.errors import CodedError
 from blindmatch.protocol.signals import (
     DIHEDRAL_NAMES,
     PDQ_QUALITY_THRESHOLD,
@@ -52,12 +53,10 @@ BORDER_MIN_FRACTION = 0.01
 BORDER_MAX_FRACTION = 0.45
 
 
-class MediaError(ValueError):
-    """Media that cannot be hashed. ``code`` is stable and machine-readable."""
+class MediaError(CodedError, ValueError):
+    """Media that cannot be hashed: ``MediaError(code, sentence)``; answers 400."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
+    status_hint = 400
 
 
 @dataclass(frozen=True)

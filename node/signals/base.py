@@ -8,16 +8,14 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from blindmatch.node.storage import Database
+from blindmatch.node.storage.live_items import PUBLISHED
 from blindmatch.protocol.matching import HolderItem
 from blindmatch.protocol.signal_types import SignalTypeEntry
 
 # A bank item is live while neither withdrawn nor expired, and published while live in an
 # enabled, shared bank (bank_items i JOIN banks b). Bound values, in order: the item's signal
 # type, now.
-PUBLISHED_ITEM = (
-    "i.signal_type = ? AND i.withdrawn_at IS NULL AND (i.expires_at IS NULL OR i.expires_at > ?)"
-    " AND b.enabled = 1 AND b.shared = 1"
-)
+PUBLISHED_ITEM = PUBLISHED  # storage/live_items.py: the one definition
 
 
 @dataclass(frozen=True)

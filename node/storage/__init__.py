@@ -7,14 +7,8 @@ PostgreSQL (production), chosen by a URL, with versioned migrations and small st
 """
 
 from blindmatch.node.storage.budget import BudgetLedger, BudgetLimits
-from blindmatch.node.storage.database import (
-    DEFAULT_DB_URL,
-    Database,
-    IntegrityError,
-    StorageError,
-    open_database,
-    parse_database_url,
-)
+from blindmatch.node.storage.database import Database, IntegrityError, StorageError
+from blindmatch.node.storage.engines import DEFAULT_DB_URL, open_database, parse_database_url
 from blindmatch.node.storage.feeds import FeedConflictError, FeedEntry, FeedLog
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.node.storage.node_state import NodeState

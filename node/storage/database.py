@@ -20,19 +20,25 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qs, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
+
+from blindmatch.node.errors import BlindmatchError
 
 Row = dict[str, Any]
 
-DEFAULT_DB_URL = "sqlite:///./var/node.db"
 
-
-class StorageError(Exception):
+class StorageError(BlindmatchError):
     """A storage failure the caller may report (bad URL, unreachable server, ...)."""
+
+    code = "storage"
+    status_hint: int | None = 500
 
 
 class IntegrityError(StorageError):
     """A constraint (unique, foreign key, check) refused a write; the statement changed nothing."""
+
+    code = "conflict"
+    status_hint = None
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,9 @@ class Database(abc.ABC):
     rolls it back completely, so a crash or a refused check in the middle leaves nothing
     half-written.
     """
+
+    # The schema this database is migrated to (the opener sets the node's migration list).
+    migrations: tuple[Migration, ...] = ()
 
     dialect: Dialect
 
@@ -139,14 +148,11 @@ class Database(abc.ABC):
     async def close(self) -> None: ...
 
     async def migrate(self, now: int) -> list[int]:
-        """Apply pending migrations in order; return the versions applied (idempotent)."""
-        from blindmatch.node.storage.migrations import apply_migrations
-
-        return await apply_migrations(self, now)
+        """Apply this database's pending migrations in order; return the versions applied
+        (idempotent)."""
+        return await apply_migrations(self, now, self.migrations)
 
     async def schema_version(self) -> int:
-        from blindmatch.node.storage.migrations import current_version
-
         return await current_version(self)
 
     async def __aenter__(self) -> Database:
@@ -154,60 +160,6 @@ class Database(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
-
-
-@dataclass(frozen=True)
-class DatabaseURL:
-    """A parsed ``sqlite:///path``, ``sqlite:///:memory:`` or ``postgresql://...`` URL."""
-
-    backend: str  # "sqlite" | "postgresql"
-    sqlite_path: str | None = None
-    postgres_dsn: str | None = None
-    postgres_schema: str | None = None
-
-
-def parse_database_url(url: str) -> DatabaseURL:
-    """Parse the one setting that chooses the backend.
-
-    - ``sqlite:///relative/or/absolute/path.db`` (``sqlite:////abs/path.db`` also works),
-      ``sqlite:///:memory:`` for a throwaway in-memory database;
-    - ``postgresql://user@host:port/dbname`` (or ``postgres://``), with an optional
-      ``?schema=NAME`` that puts every table in that schema (created if missing).
-    """
-    if not isinstance(url, str) or not url:
-        raise StorageError("database URL must be a non-empty string")
-    parts = urlsplit(url)
-    scheme = parts.scheme.lower()
-    if scheme == "sqlite":
-        if parts.netloc:
-            raise StorageError(
-                f"SQLite URL must look like sqlite:///path/to/node.db, got host {parts.netloc!r}"
-            )
-        path = parts.path[1:] if parts.path.startswith("/") else parts.path
-        if not path:
-            raise StorageError("SQLite URL has no path: use sqlite:///path/to/node.db")
-        return DatabaseURL("sqlite", sqlite_path=path)
-    if scheme in ("postgresql", "postgres"):
-        query = parse_qs(parts.query, keep_blank_values=True)
-        schema_values = query.pop("schema", [])
-        schema = schema_values[-1] if schema_values else None
-        if schema is not None and not _is_identifier(schema):
-            raise StorageError(f"schema must be a plain identifier ([a-z_][a-z0-9_]*): {schema!r}")
-        rest = "&".join(f"{k}={v}" for k, vs in query.items() for v in vs)
-        dsn = urlunsplit(("postgresql", parts.netloc, parts.path, rest, parts.fragment))
-        return DatabaseURL("postgresql", postgres_dsn=dsn, postgres_schema=schema)
-    raise StorageError(
-        f"unsupported database URL scheme {parts.scheme!r}: use sqlite:///PATH or postgresql://..."
-    )
-
-
-def _is_identifier(name: str) -> bool:
-    return (
-        0 < len(name) <= 63
-        and (name[0].isascii() and (name[0].isalpha() or name[0] == "_"))
-        and all(c.isascii() and (c.isalnum() or c == "_") for c in name)
-        and name == name.lower()
-    )
 
 
 def redact_url(url: str) -> str:
@@ -219,24 +171,61 @@ def redact_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-async def open_database(url: str, *, migrate_now: int | None = None) -> Database:
-    """Open the database the URL names; with ``migrate_now`` also bring its schema up to date."""
-    parsed = parse_database_url(url)
-    db: Database
-    if parsed.backend == "sqlite":
-        from blindmatch.node.storage.sqlite import SQLiteDatabase
+# --- versioned migrations ------------------------------------------------------------------
 
-        assert parsed.sqlite_path is not None
-        db = await SQLiteDatabase.open(parsed.sqlite_path)
-    else:
-        from blindmatch.node.storage.postgres import PostgresDatabase
+MIGRATIONS_LOCK = "blindmatch:schema_migrations"
 
-        assert parsed.postgres_dsn is not None
-        db = await PostgresDatabase.open(parsed.postgres_dsn, schema=parsed.postgres_schema)
-    if migrate_now is not None:
-        try:
-            await db.migrate(migrate_now)
-        except BaseException:
-            await db.close()
-            raise
-    return db
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+_SCHEMA_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    BIGINT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    applied_at BIGINT NOT NULL
+)"""
+
+
+def _check_order(migrations: tuple[Migration, ...]) -> None:
+    versions = [m.version for m in migrations]
+    if versions != list(range(1, len(versions) + 1)):
+        raise RuntimeError(f"migration versions must be 1..n in order, got {versions}")
+
+
+async def current_version(db: Database) -> int:
+    """The highest applied migration version (0 for an empty database)."""
+    async with db.transaction():
+        await db.execute(_SCHEMA_MIGRATIONS_TABLE)
+        version = await db.fetch_value("SELECT MAX(version) FROM schema_migrations")
+    return int(version or 0)
+
+
+async def apply_migrations(db: Database, now: int, migrations: tuple[Migration, ...]) -> list[int]:
+    """Apply every migration not yet recorded, in order; return the versions applied."""
+    _check_order(migrations)
+    applied: list[int] = []
+    for migration in migrations:
+        async with db.transaction():
+            await db.lock(MIGRATIONS_LOCK)
+            await db.execute(_SCHEMA_MIGRATIONS_TABLE)
+            done = await db.fetch_value(
+                "SELECT COUNT(*) FROM schema_migrations WHERE version = ?", migration.version
+            )
+            if done:
+                continue
+            await db.execute_statements([db.dialect.render(s) for s in migration.statements])
+            await db.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                migration.version,
+                migration.name,
+                now,
+            )
+            applied.append(migration.version)
+    # A database may carry later migrations than the caller passed (the node appends its
+    # federation tables to these); they are left alone, not treated as an error.
+    return applied

@@ -10,28 +10,17 @@ Never edit a migration that has shipped; add a new one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import weakref
 
-from blindmatch.node.storage.database import Database
-from blindmatch.node.translog import schema as _translog_schema
+from blindmatch.node.storage.database import (
+    MIGRATIONS_LOCK,
+    Database,
+    Migration,
+    apply_migrations,
+)
 from blindmatch.protocol.messages import PROVENANCE_CLASSES
 
-MIGRATIONS_LOCK = "blindmatch:schema_migrations"
-
-
-@dataclass(frozen=True)
-class Migration:
-    version: int
-    name: str
-    statements: tuple[str, ...]
-
-
-_SCHEMA_MIGRATIONS_TABLE = """
-CREATE TABLE IF NOT EXISTS schema_migrations (
-    version    BIGINT PRIMARY KEY,
-    name       TEXT NOT NULL,
-    applied_at BIGINT NOT NULL
-)"""
+__all__ = ["MIGRATIONS", "TRANSPARENCY_SCHEMA", "Migration", "apply_migrations"]
 
 _PROVENANCE_CHECK = ", ".join(f"'{p}'" for p in PROVENANCE_CLASSES)
 
@@ -311,10 +300,72 @@ DECISIONS_SCHEMA = Migration(
     ),
 )
 
-# The verifiable log (node/translog/log.py). Its statements live beside its code, which can also
-# create the same tables idempotently on a database migrated before this version existed.
+# The verifiable log (specs/transparency.md) and the node's watch over peers' logs
+# (node/translog/). The statements are idempotent (CREATE ... IF NOT EXISTS), so
+# ensure_transparency_tables can run them on a database that was never migrated (an auditor
+# reading a copy), and the migration changes nothing on one that already has the tables.
+_TRANSPARENCY_STATEMENTS: tuple[str, ...] = (
+    # The log: leaf i is row seq = i. ``entry`` is the canonical encoding (what is hashed);
+    # ``leaf_hash`` is SHA-256(0x00 || entry) as computed when it was appended, kept so an
+    # auditor can tell an altered entry from an altered hash (specs/transparency.md 8.2).
+    """
+    CREATE TABLE IF NOT EXISTS log_entries (
+        seq        BIGINT PRIMARY KEY CHECK (seq >= 0),
+        entry      {BLOB} NOT NULL,
+        leaf_hash  {BLOB} NOT NULL,
+        created_at BIGINT NOT NULL
+    )""",
+    # The newest head this node signed for each tree size (a later re-signing of the same
+    # size, to show liveness, replaces the older one: same root, later timestamp).
+    """
+    CREATE TABLE IF NOT EXISTS log_tree_heads (
+        tree_size    BIGINT PRIMARY KEY CHECK (tree_size >= 0),
+        root         {BLOB} NOT NULL,
+        timestamp_ms BIGINT NOT NULL,
+        signature    {BLOB} NOT NULL,
+        created_at   BIGINT NOT NULL
+    )""",
+    # Per-peer traffic counters of the current windows, flushed into query-counts and
+    # evaluation-counts entries when a window ends (durable, so a restart loses no count).
+    """
+    CREATE TABLE IF NOT EXISTS log_counters (
+        peer_id         TEXT NOT NULL,
+        counter         TEXT NOT NULL CHECK (counter IN ('queries', 'evaluations')),
+        direction       TEXT NOT NULL CHECK (direction IN ('sent', 'received')),
+        window_start_ms BIGINT NOT NULL,
+        window_ms       BIGINT NOT NULL,
+        messages        BIGINT NOT NULL DEFAULT 0,
+        items           BIGINT NOT NULL DEFAULT 0,
+        PRIMARY KEY (peer_id, counter, direction, window_start_ms, window_ms)
+    )""",
+    # Monitoring peers' logs: every head of a peer's log this node accepted (sth: its bytes).
+    """
+    CREATE TABLE IF NOT EXISTS peer_tree_heads (
+        peer_id      TEXT NOT NULL,
+        tree_size    BIGINT NOT NULL,
+        root         {BLOB} NOT NULL,
+        timestamp_ms BIGINT NOT NULL,
+        sth          {BLOB} NOT NULL,
+        seen_at      BIGINT NOT NULL,
+        PRIMARY KEY (peer_id, tree_size)
+    )""",
+    # Misbehaviour found while monitoring: fork, rollback, bad signature, ... with the evidence
+    # (the heads' bytes, hex, in a JSON map) so an operator can hand it to the federation.
+    """
+    CREATE TABLE IF NOT EXISTS peer_log_incidents (
+        id          {ID},
+        peer_id     TEXT NOT NULL,
+        code        TEXT NOT NULL,
+        detail      TEXT NOT NULL,
+        evidence    TEXT NOT NULL DEFAULT '{}',
+        detected_at BIGINT NOT NULL
+    )""",
+)
+
 TRANSPARENCY_SCHEMA = Migration(
-    4, _translog_schema.TRANSPARENCY_SCHEMA_NAME, _translog_schema.STATEMENTS
+    4,
+    "transparency: log entries, signed tree heads, traffic counters, peers' tree heads",
+    _TRANSPARENCY_STATEMENTS,
 )
 
 # Protected sources (specs/derivatives.md): a source is an ordinary pdq item of a
@@ -401,12 +452,10 @@ VIDEOS_SCHEMA = Migration(
     ),
 )
 
-# The VOPRF key's lifetime (spec 8.2, 8.4): evaluations answered per key, and when a retired
-# key stops answering; the index is published under each key the node answers for, so a
-# publication row is per (item, key).
+# The VOPRF key's lifetime (spec 8.2, 8.4): evaluations answered per key.
 KEY_LIFETIME_SCHEMA = Migration(
     8,
-    "key lifetime: evaluations per VOPRF key; index publications per item and key",
+    "key lifetime: evaluations answered per VOPRF key",
     (
         """
         CREATE TABLE voprf_key_usage (
@@ -415,19 +464,6 @@ KEY_LIFETIME_SCHEMA = Migration(
             created_at  BIGINT NOT NULL,
             retire_at   BIGINT
         )""",
-        """
-        CREATE TABLE index_publications_by_key (
-            item_ref     {BLOB} NOT NULL,
-            scheme       TEXT NOT NULL,
-            key_id       {BLOB} NOT NULL,
-            entries      {BLOB} NOT NULL,
-            published_at BIGINT NOT NULL,
-            PRIMARY KEY (item_ref, key_id)
-        )""",
-        "INSERT INTO index_publications_by_key (item_ref, scheme, key_id, entries, published_at)"
-        " SELECT item_ref, scheme, key_id, entries, published_at FROM index_publications",
-        "DROP TABLE index_publications",
-        "ALTER TABLE index_publications_by_key RENAME TO index_publications",
     ),
 )
 
@@ -443,43 +479,16 @@ MIGRATIONS: tuple[Migration, ...] = (
 )
 
 
-def _check_order(migrations: tuple[Migration, ...]) -> None:
-    versions = [m.version for m in migrations]
-    if versions != list(range(1, len(versions) + 1)):
-        raise RuntimeError(f"migration versions must be 1..n in order, got {versions}")
+_ENSURED: weakref.WeakSet[Database] = weakref.WeakSet()
 
 
-async def current_version(db: Database) -> int:
-    """The highest applied migration version (0 for an empty database)."""
+async def ensure_transparency_tables(db: Database) -> None:
+    """Create the transparency tables if they are missing (idempotent; cheap after the first
+    call), for a database that may not have been migrated."""
+    if db in _ENSURED:
+        return
     async with db.transaction():
-        await db.execute(_SCHEMA_MIGRATIONS_TABLE)
-        version = await db.fetch_value("SELECT MAX(version) FROM schema_migrations")
-    return int(version or 0)
-
-
-async def apply_migrations(
-    db: Database, now: int, migrations: tuple[Migration, ...] = MIGRATIONS
-) -> list[int]:
-    """Apply every migration not yet recorded, in order; return the versions applied."""
-    _check_order(migrations)
-    applied: list[int] = []
-    for migration in migrations:
-        async with db.transaction():
-            await db.lock(MIGRATIONS_LOCK)
-            await db.execute(_SCHEMA_MIGRATIONS_TABLE)
-            done = await db.fetch_value(
-                "SELECT COUNT(*) FROM schema_migrations WHERE version = ?", migration.version
-            )
-            if done:
-                continue
-            await db.execute_statements([db.dialect.render(s) for s in migration.statements])
-            await db.execute(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-                migration.version,
-                migration.name,
-                now,
-            )
-            applied.append(migration.version)
-    # A database may carry later migrations than the caller passed (the node appends its
-    # federation tables to these); they are left alone, not treated as an error.
-    return applied
+        await db.lock(MIGRATIONS_LOCK)
+        for statement in TRANSPARENCY_SCHEMA.statements:
+            await db.execute(db.dialect.render(statement))
+    _ENSURED.add(db)

@@ -8,13 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from blindmatch.node.errors import BlindmatchError
+
 MAX_NAME_CHARS = 128  # feed names, kinds, peer ids
 MAX_ID_BYTES = 64  # entry ids, message ids, nonces
 MAX_PAYLOAD_BYTES = 1 << 20  # one feed entry or outbox message
 
 
-class StorageValueError(ValueError):
+class StorageValueError(BlindmatchError, ValueError):
     """An argument of the wrong type, size or range; nothing was written."""
+
+    code = "bad-request"
 
 
 def check_text(name: str, value: Any, max_chars: int = MAX_NAME_CHARS) -> str:

@@ -46,7 +46,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from importlib import resources
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -58,11 +58,19 @@ from blindmatch.node.banks.service import (
     WithdrawalRefusedError,
 )
 from blindmatch.node.banks.validation import PDQ_QUALITY_THRESHOLD, BankValidationError
+from blindmatch.node.config import NodeConfig
+from blindmatch.node.errors import CodedError
 from blindmatch.protocol import signal_types
 from blindmatch.protocol.derivative import PDQ_TILES_1, Cell, DerivativeError
 
-if TYPE_CHECKING:
-    from blindmatch.node.node import Node
+
+class Node(Protocol):
+    """What the survivor's page needs of the hub it runs on."""
+
+    cfg: NodeConfig
+
+    async def reconcile_index(self) -> dict[str, int]: ...
+
 
 PREFIX = "/survivor"
 DEFAULT_BANK = "survivor-submissions"
@@ -116,10 +124,8 @@ _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})+")
 
 
-class SurvivorError(Exception):
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
+class SurvivorError(CodedError):
+    """A request the page refuses: ``SurvivorError(code, sentence)``."""
 
 
 @dataclass
@@ -163,11 +169,11 @@ def _json_response(
 
 
 def _error(exc: SurvivorError, headers: dict[str, str] | None = None) -> web.Response:
-    return _json_response({"error": exc.code, "message": exc.message}, exc.status, headers)
+    return _json_response(exc.to_json(), exc.http_status, headers)
 
 
 def _too_large(limit: int) -> SurvivorError:
-    return SurvivorError(413, "too-large", f"the request is larger than {limit} bytes")
+    return SurvivorError("too-large", f"the request is larger than {limit} bytes")
 
 
 async def _read_json(request: web.Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
@@ -175,7 +181,7 @@ async def _read_json(request: web.Request, limit: int = MAX_BODY_BYTES) -> dict[
     ``MAX_BODY_BYTES`` unless its category is protected-source (whose tiles need more)."""
     ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
-        raise SurvivorError(415, "unsupported-media-type", "send the request as application/json")
+        raise SurvivorError("unsupported-media-type", "send the request as application/json")
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     # StreamReader.read(n) returns what has arrived (up to n), so read until the end.
@@ -190,9 +196,9 @@ async def _read_json(request: web.Request, limit: int = MAX_BODY_BYTES) -> dict[
     try:
         body = json.loads(bytes(raw).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise SurvivorError(400, "bad-json", "the request is not valid JSON") from None
+        raise SurvivorError("bad-json", "the request is not valid JSON") from None
     if not isinstance(body, dict):
-        raise SurvivorError(400, "bad-request", "the request must be a JSON object")
+        raise SurvivorError("bad-request", "the request must be a JSON object")
     if len(raw) > MAX_BODY_BYTES and body.get("category") != PROTECTED_CATEGORY:
         raise _too_large(MAX_BODY_BYTES)
     return body
@@ -201,7 +207,7 @@ async def _read_json(request: web.Request, limit: int = MAX_BODY_BYTES) -> dict[
 def _only_keys(body: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise SurvivorError(400, "bad-request", f"unknown field(s): {', '.join(unknown[:5])}")
+        raise SurvivorError("bad-request", f"unknown field(s): {', '.join(unknown[:5])}")
 
 
 @dataclass(frozen=True)
@@ -231,10 +237,9 @@ def _quality(value: Any) -> bool:
 def parse_tiles(tiles: Any, where: str) -> tuple[SubmittedTile, ...]:
     """Validate the ``tiles`` of one protected photo (``where`` names it in errors)."""
     if not isinstance(tiles, list):
-        raise SurvivorError(400, "bad-tiles", f"{where}.tiles must be a list")
+        raise SurvivorError("bad-tiles", f"{where}.tiles must be a list")
     if len(tiles) > MAX_TILES:
         raise SurvivorError(
-            400,
             "too-many-tiles",
             f"{where}.tiles has {len(tiles)} entries; a photo has at most {MAX_TILES}"
             f" ({TILE_SCHEME.name}: {len(TILE_SCHEME.cells)} cells x"
@@ -246,10 +251,10 @@ def parse_tiles(tiles: Any, where: str) -> tuple[SubmittedTile, ...]:
     for n, tile in enumerate(tiles):
         at = f"{where}.tiles[{n}]"
         if not isinstance(tile, dict):
-            raise SurvivorError(400, "bad-tile", f"{at} must be an object")
+            raise SurvivorError("bad-tile", f"{at} must be an object")
         if set(tile) != _TILE_FIELDS:
             raise SurvivorError(
-                400, "bad-tile", f"{at} must have exactly the fields cell, frame, hash, quality"
+                "bad-tile", f"{at} must have exactly the fields cell, frame, hash, quality"
             )
         label = tile["cell"]
         try:
@@ -259,22 +264,20 @@ def parse_tiles(tiles: Any, where: str) -> tuple[SubmittedTile, ...]:
         # Only the canonical label (Cell.parse also reads leading zeros, e.g. "g4c01r0").
         if cell is None or cell not in _TILE_CELLS or cell.label != label:
             raise SurvivorError(
-                400,
                 "bad-tile-cell",
                 f"{at}.cell must be a cell of {TILE_SCHEME.name} (g4c0r0 .. g5c4r4)",
             )
         frame = tile["frame"]
         if isinstance(frame, bool) or not isinstance(frame, int) or not 0 <= frame < frames:
-            raise SurvivorError(400, "bad-tile-frame", f"{at}.frame must be 0..{frames - 1}")
+            raise SurvivorError("bad-tile-frame", f"{at}.frame must be 0..{frames - 1}")
         value = tile["hash"]
         if not isinstance(value, str) or not _HEX64.fullmatch(value):
-            raise SurvivorError(400, "bad-tile-hash", f"{at}.hash must be 64 hex characters")
+            raise SurvivorError("bad-tile-hash", f"{at}.hash must be 64 hex characters")
         quality = tile["quality"]
         if not _quality(quality):
-            raise SurvivorError(400, "bad-tile-quality", f"{at}.quality must be 0..100")
+            raise SurvivorError("bad-tile-quality", f"{at}.quality must be 0..100")
         if not TILE_SCHEME.gate(quality):
             raise SurvivorError(
-                400,
                 "low-quality-tile",
                 f"{at} is too plain to be used (quality {quality} < {TILE_SCHEME.min_quality});"
                 " leave such tiles out",
@@ -282,7 +285,7 @@ def parse_tiles(tiles: Any, where: str) -> tuple[SubmittedTile, ...]:
         key = (cell.label, frame)
         if key in seen:
             raise SurvivorError(
-                400, "duplicate-tile", f"{at} repeats cell {cell.label} of frame {frame}"
+                "duplicate-tile", f"{at} repeats cell {cell.label} of frame {frame}"
             )
         seen.add(key)
         out.append(SubmittedTile(cell.label, frame, bytes.fromhex(value), quality))
@@ -294,23 +297,20 @@ def parse_submission(body: dict[str, Any]) -> tuple[list[Submitted], str]:
     first one's tiles are kept)."""
     _only_keys(body, {"hashes", "category", "consent"})
     if body.get("consent") is not True:
-        raise SurvivorError(
-            400, "consent-required", "consent must be true: nothing is kept without it"
-        )
+        raise SurvivorError("consent-required", "consent must be true: nothing is kept without it")
     category = body.get("category")
     if not isinstance(category, str) or category not in CATEGORIES:
         raise SurvivorError(
-            400, "bad-category", f"category must be one of: {', '.join(sorted(CATEGORIES))}"
+            "bad-category", f"category must be one of: {', '.join(sorted(CATEGORIES))}"
         )
     protected = category == PROTECTED_CATEGORY
     hashes = body.get("hashes")
     if not isinstance(hashes, list) or not hashes:
-        raise SurvivorError(400, "bad-hashes", "hashes must be a non-empty list")
+        raise SurvivorError("bad-hashes", "hashes must be a non-empty list")
     if len(hashes) > MAX_ITEMS:
-        raise SurvivorError(400, "too-many", f"at most {MAX_ITEMS} hashes in one submission")
+        raise SurvivorError("too-many", f"at most {MAX_ITEMS} hashes in one submission")
     if protected and len(hashes) > MAX_PROTECTED_ITEMS:
         raise SurvivorError(
-            400,
             "too-many",
             f"at most {MAX_PROTECTED_ITEMS} photos to protect in one submission",
         )
@@ -318,34 +318,32 @@ def parse_submission(body: dict[str, Any]) -> tuple[list[Submitted], str]:
     seen: dict[bytes, Submitted] = {}
     for n, entry in enumerate(hashes):
         if not isinstance(entry, dict):
-            raise SurvivorError(400, "bad-hashes", f"hashes[{n}] must be an object")
+            raise SurvivorError("bad-hashes", f"hashes[{n}] must be an object")
         if "tiles" in entry and not protected:
             raise SurvivorError(
-                400,
                 "tiles-not-allowed",
                 f"hashes[{n}].tiles is only accepted with category {PROTECTED_CATEGORY}",
             )
         extra = set(entry) - allowed
         if extra:
-            raise SurvivorError(400, "bad-hashes", f"hashes[{n}] has unknown fields")
+            raise SurvivorError("bad-hashes", f"hashes[{n}] has unknown fields")
         if entry.get("signal_type") != signal_types.PDQ.name:
-            raise SurvivorError(400, "bad-signal", f"hashes[{n}].signal_type must be 'pdq'")
+            raise SurvivorError("bad-signal", f"hashes[{n}].signal_type must be 'pdq'")
         value = entry.get("hash")
         if not isinstance(value, str) or not _HEX64.fullmatch(value):
-            raise SurvivorError(400, "bad-hash", f"hashes[{n}].hash must be 64 hex characters")
+            raise SurvivorError("bad-hash", f"hashes[{n}].hash must be 64 hex characters")
         quality = entry.get("quality")
-        if not _quality(quality):
-            raise SurvivorError(400, "bad-quality", f"hashes[{n}].quality must be 0..100")
+        if not _quality(quality) or not isinstance(quality, int):
+            raise SurvivorError("bad-quality", f"hashes[{n}].quality must be 0..100")
         if quality < PDQ_QUALITY_THRESHOLD:
             raise SurvivorError(
-                400,
                 "low-quality",
                 f"hashes[{n}] comes from a picture too plain to fingerprint reliably"
                 f" (quality {quality} < {PDQ_QUALITY_THRESHOLD})",
+                status=400,  # this surface has always answered 400 here
             )
         if protected and "tiles" not in entry:
             raise SurvivorError(
-                400,
                 "tiles-required",
                 f"hashes[{n}].tiles is required with category {PROTECTED_CATEGORY}"
                 " (an empty list when no part of the photo is detailed enough)",
@@ -359,15 +357,13 @@ def parse_withdrawal(body: dict[str, Any]) -> tuple[list[bytes], bytes]:
     _only_keys(body, {"items", "secret"})
     items = body.get("items")
     if not isinstance(items, list) or not items:
-        raise SurvivorError(400, "bad-items", "items must be a non-empty list")
+        raise SurvivorError("bad-items", "items must be a non-empty list")
     if len(items) > MAX_ITEMS:
-        raise SurvivorError(400, "too-many", f"at most {MAX_ITEMS} items in one withdrawal")
+        raise SurvivorError("too-many", f"at most {MAX_ITEMS} items in one withdrawal")
     refs: list[bytes] = []
     for n, ref in enumerate(items):
         if not isinstance(ref, str) or not _HEX32.fullmatch(ref):
-            raise SurvivorError(
-                400, "bad-items", f"items[{n}] must be 32 lower-case hex characters"
-            )
+            raise SurvivorError("bad-items", f"items[{n}] must be 32 lower-case hex characters")
         if bytes.fromhex(ref) not in refs:
             refs.append(bytes.fromhex(ref))
     secret = body.get("secret")
@@ -377,7 +373,7 @@ def parse_withdrawal(body: dict[str, Any]) -> tuple[list[bytes], bytes]:
         or not _HEX.fullmatch(secret)
     ):
         raise SurvivorError(
-            400, "bad-secret", "secret must be the lower-case hex code from your receipt"
+            "bad-secret", "secret must be the lower-case hex code from your receipt"
         )
     return refs, bytes.fromhex(secret)
 
@@ -549,7 +545,7 @@ def build_survivor_routes(
         wait = limiter.take(client_of(request))
         if wait > 0:
             return _error(
-                SurvivorError(429, "rate-limited", "too many requests; please wait a minute"),
+                SurvivorError("rate-limited", "too many requests; please wait a minute"),
                 {"Retry-After": str(max(1, int(wait + 0.999)))},
             )
         try:
@@ -557,7 +553,7 @@ def build_survivor_routes(
         except SurvivorError as exc:
             return _error(exc)
         except BankValidationError as exc:
-            return _error(SurvivorError(400, "bad-request", str(exc)))
+            return _error(SurvivorError("bad-request", str(exc)))
 
     @routes.post(PREFIX + "/v1/submit")
     async def submit(request: web.Request) -> web.Response:

@@ -20,8 +20,8 @@ from typing import Any
 
 from blindmatch.node.storage.database import Database
 from blindmatch.node.storage.feeds import FeedEntry
+from blindmatch.node.storage.migrations import ensure_transparency_tables
 from blindmatch.node.translog.log import LOCK_NAME, TransparencyLog
-from blindmatch.node.translog.schema import ensure_schema
 from blindmatch.protocol import canonical, index
 from blindmatch.protocol import roster as roster_mod
 
@@ -241,7 +241,7 @@ class TrafficCounts:
     ) -> None:
         if counter not in ("evaluations", "queries") or direction not in ("sent", "received"):
             raise ValueError("counter: evaluations|queries; direction: sent|received")
-        await ensure_schema(self.db)
+        await ensure_transparency_tables(self.db)
         start = now_ms - now_ms % self.window_ms
         await self.db.execute(
             "INSERT INTO log_counters (peer_id, counter, direction, window_start_ms, window_ms,"
@@ -255,7 +255,7 @@ class TrafficCounts:
     async def flush(self, log: TransparencyLog, now_ms: int | None = None) -> int:
         """Append one counts entry per ended window (and delete its counters), atomically;
         returns the number of entries appended."""
-        await ensure_schema(self.db)
+        await ensure_transparency_tables(self.db)
         now_ms = log.now_ms() if now_ms is None else now_ms
         appended = 0
         async with self.db.transaction():

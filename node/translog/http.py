@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.node.translog.log import MAX_PAGE, TransparencyLog, head_to_json
 from blindmatch.node.translog.monitor import witnessed_heads
 from blindmatch.protocol import transparency as tl
@@ -36,27 +37,29 @@ def _error(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"error": code, "message": message}, status=status)
 
 
-class _BadParam(Exception):
-    pass
+class BadParam(BlindmatchError):
+    """A query parameter the log's API cannot read."""
+
+    code = "bad-request"
 
 
 def _int_param(value: str | None, name: str, *, required: bool = True) -> int | None:
     if value is None or value == "":
         if required:
-            raise _BadParam(f"the query parameter {name!r} is required")
+            raise BadParam(f"the query parameter {name!r} is required")
         return None
     if not value.isascii() or not value.isdigit() or len(value) > 19:
-        raise _BadParam(f"{name} must be a non-negative integer, got {value[:40]!r}")
+        raise BadParam(f"{name} must be a non-negative integer, got {value[:40]!r}")
     number = int(value)
     if number > _MAX_INT:
-        raise _BadParam(f"{name} must be at most 2^63-1")
+        raise BadParam(f"{name} must be at most 2^63-1")
     return number
 
 
 def _query(request: web.Request, name: str, *, required: bool = True) -> int | None:
     values = request.query.getall(name, [])
     if len(values) > 1:
-        raise _BadParam(f"the query parameter {name!r} is given more than once")
+        raise BadParam(f"the query parameter {name!r} is given more than once")
     return _int_param(values[0] if values else None, name, required=required)
 
 
@@ -72,8 +75,8 @@ def build_log_routes(log: TransparencyLog) -> web.RouteTableDef:
         async def wrapped(request: web.Request) -> web.StreamResponse:
             try:
                 body: Any = await fn(request)
-            except _BadParam as exc:
-                return _error(400, "bad-request", str(exc))
+            except BadParam as exc:
+                return _error(exc.http_status, exc.code, exc.detail)
             except tl.RangeError as exc:
                 return _error(404, exc.code, exc.detail)
             if isinstance(body, web.StreamResponse):
@@ -110,7 +113,7 @@ def build_log_routes(log: TransparencyLog) -> web.RouteTableDef:
         size = _query(request, "size")
         assert index is not None and size is not None
         if index >= size:
-            raise _BadParam(f"index ({index}) must be below size ({size})")
+            raise BadParam(f"index ({index}) must be below size ({size})")
         path = await log.inclusion_proof(index, size)
         page = await log.entries(index, index + 1)
         return {
@@ -127,7 +130,7 @@ def build_log_routes(log: TransparencyLog) -> web.RouteTableDef:
         second = _query(request, "second")
         assert first is not None and second is not None
         if first > second:
-            raise _BadParam(f"first ({first}) must not exceed second ({second})")
+            raise BadParam(f"first ({first}) must not exceed second ({second})")
         path = await log.consistency_proof(first, second)
         return {"first": first, "second": second, "path": _hexes(path)}
 
@@ -139,7 +142,7 @@ def build_log_routes(log: TransparencyLog) -> web.RouteTableDef:
         if end is None:
             end = start + MAX_PAGE
         if end < start:
-            raise _BadParam(f"end ({end}) must not be below start ({start})")
+            raise BadParam(f"end ({end}) must not be below start ({start})")
         size = await log.size()
         if start > size:
             raise tl.RangeError(f"no entry {start}: the log has {size}")

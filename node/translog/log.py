@@ -28,7 +28,7 @@ from typing import Any
 from blindmatch.crypto import signing
 from blindmatch.node.clock import Clock
 from blindmatch.node.storage.database import Database, Row
-from blindmatch.node.translog.schema import ensure_schema
+from blindmatch.node.storage.migrations import ensure_transparency_tables
 from blindmatch.protocol import transparency as tl
 
 LOCK_NAME = "translog"
@@ -95,7 +95,7 @@ class TransparencyLog:
     async def load(self) -> None:
         """Create the tables if needed, load the tree from the stored leaf hashes, and check
         that it still hashes to the newest stored head (else :class:`LogIntegrityError`)."""
-        await ensure_schema(self.db)
+        await ensure_transparency_tables(self.db)
         async with self._mutex:
             self._tree = tl.MerkleTree()
             await self._catch_up()
@@ -357,7 +357,7 @@ async def read_stored_log(db: Database, node_id: str) -> tuple[list[str], list[t
     """The export lines and every stored head of a node's log, read straight from its
     database (no signing key needed: for an operator or auditor with database access, e.g.
     when the node refuses to start because its stored log changed)."""
-    await ensure_schema(db)
+    await ensure_transparency_tables(db)
     lines: list[str] = []
     while True:
         rows = await db.fetch_all(

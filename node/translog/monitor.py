@@ -24,9 +24,10 @@ from typing import Any
 import aiohttp
 
 from blindmatch.node.clock import Clock
-from blindmatch.node.federation.peer_client import read_limited
+from blindmatch.node.errors import BlindmatchError
+from blindmatch.node.http_limits import read_limited
 from blindmatch.node.storage.database import Database
-from blindmatch.node.translog.schema import ensure_schema
+from blindmatch.node.storage.migrations import ensure_transparency_tables
 from blindmatch.protocol import transparency as tl
 from blindmatch.protocol.roster import Member
 
@@ -37,8 +38,9 @@ MAX_RESPONSE_BYTES = 4 * 1024 * 1024
 DEFAULT_TIMEOUT_S = 15.0
 
 
-class LogFetchError(Exception):
-    """The log's server did not give a usable answer (network, status, or malformed JSON)."""
+class LogFetchError(BlindmatchError):
+    """The log's server did not give a usable answer (network, status, or malformed JSON);
+    ``status`` is the status it answered with, if any."""
 
     code = "log-unreachable"
 
@@ -181,7 +183,7 @@ class LogClient:
 
 async def witnessed_heads(db: Database) -> list[tl.SignedTreeHead]:
     """The latest head this node accepted of each peer's log (served for gossip)."""
-    await ensure_schema(db)
+    await ensure_transparency_tables(db)
     rows = await db.fetch_all(
         "SELECT h.sth FROM peer_tree_heads h WHERE h.tree_size = (SELECT MAX(tree_size) FROM"
         " peer_tree_heads g WHERE g.peer_id = h.peer_id) ORDER BY h.peer_id"
@@ -207,7 +209,7 @@ class LogMonitor:
         self.monitor: tl.TreeHeadMonitor | None = None
 
     async def load(self) -> tl.TreeHeadMonitor:
-        await ensure_schema(self.db)
+        await ensure_transparency_tables(self.db)
         rows = await self.db.fetch_all(
             "SELECT sth FROM peer_tree_heads WHERE peer_id = ? ORDER BY tree_size",
             self.peer.node_id,
@@ -321,7 +323,7 @@ class LogMonitor:
         return await self._observe(sth, allow_older=True)
 
     async def incidents(self) -> list[dict[str, Any]]:
-        await ensure_schema(self.db)
+        await ensure_transparency_tables(self.db)
         rows = await self.db.fetch_all(
             "SELECT code, detail, evidence, detected_at FROM peer_log_incidents WHERE"
             " peer_id = ? ORDER BY id",

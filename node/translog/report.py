@@ -18,137 +18,23 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
+from blindmatch.node.translog.monitor import LogClient
+from blindmatch.node.translog.plots import plot_report
+from blindmatch.node.translog.report_model import (
+    OPINIONS,
+    PERIODS,
+    PeriodStats,
+    TrafficStats,
+    TransparencyReport,
+    period_of,
+)
 from blindmatch.protocol import transparency as tl
-
-PERIODS = ("day", "week", "month")
-OUTCOMES = ("actioned", "dismissed", "escalated")
-OPINIONS = ("confirm", "dispute", "withdraw", "retract", "appeal-overturned")
-APPEAL_STATUSES = ("opened", "decision-upheld", "decision-overturned")
-
-
-def period_of(time_ms: int, period: str) -> str:
-    """The label of the UTC period holding ``time_ms``: ``2026-11-23`` (day), ``2026-W48``
-    (ISO week) or ``2026-11`` (month)."""
-    day = dt.datetime.fromtimestamp(time_ms / 1000, tz=dt.UTC).date()
-    if period == "day":
-        return day.isoformat()
-    if period == "week":
-        year, week, _ = day.isocalendar()
-        return f"{year}-W{week:02d}"
-    if period == "month":
-        return f"{day.year}-{day.month:02d}"
-    raise ValueError(f"period must be one of {', '.join(PERIODS)}")
-
-
-@dataclass
-class TrafficStats:
-    requests: int = 0
-    evaluations: int = 0
-    queries: int = 0
-    candidates: int = 0
-
-    def to_json(self) -> dict[str, int]:
-        return {
-            "evaluation_requests": self.requests,
-            "evaluations": self.evaluations,
-            "threshold_queries": self.queries,
-            "candidates": self.candidates,
-        }
-
-
-@dataclass
-class PeriodStats:
-    matches: Counter[str] = field(default_factory=Counter)  # by band (as str)
-    matches_by_peer: Counter[str] = field(default_factory=Counter)
-    decisions: Counter[str] = field(default_factory=Counter)  # by outcome
-    decisions_by: Counter[str] = field(default_factory=Counter)  # policy / reviewer
-    appeals: Counter[str] = field(default_factory=Counter)  # by status
-    feedback_sent: Counter[str] = field(default_factory=Counter)  # by opinion
-    feedback_received: Counter[str] = field(default_factory=Counter)
-    index_publications: int = 0
-    index_entries_added: int = 0
-    index_entries_removed: int = 0
-    traffic: dict[tuple[str, str], TrafficStats] = field(default_factory=dict)
-
-    @property
-    def overturn_rate(self) -> float | None:
-        closed = self.appeals["decision-upheld"] + self.appeals["decision-overturned"]
-        return self.appeals["decision-overturned"] / closed if closed else None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "matches": sum(self.matches.values()),
-            "matches_by_band": dict(sorted(self.matches.items(), key=lambda kv: int(kv[0]))),
-            "matches_by_peer": dict(sorted(self.matches_by_peer.items())),
-            "decisions": {o: self.decisions[o] for o in OUTCOMES},
-            "decisions_by": {k: self.decisions_by[k] for k in ("policy", "reviewer")},
-            "appeals": {s: self.appeals[s] for s in APPEAL_STATUSES},
-            "overturn_rate": self.overturn_rate,
-            "feedback_sent": {o: self.feedback_sent[o] for o in OPINIONS},
-            "feedback_received": {o: self.feedback_received[o] for o in OPINIONS},
-            "index_publications": self.index_publications,
-            "index_entries_added": self.index_entries_added,
-            "index_entries_removed": self.index_entries_removed,
-            "traffic": [
-                {"peer": peer, "direction": direction, **t.to_json()}
-                for (peer, direction), t in sorted(self.traffic.items())
-            ],
-        }
-
-
-@dataclass
-class TransparencyReport:
-    head: tl.SignedTreeHead
-    public_key: bytes
-    period: str
-    entries: int
-    kinds: dict[str, int]
-    periods: dict[str, PeriodStats]
-    totals: PeriodStats
-    traffic: dict[tuple[str, str], TrafficStats]  # (peer, direction)
-    decisions_by_policy: Counter[str]
-    overturns_by_decider: dict[str, dict[str, int]]  # policy/reviewer -> upheld/overturned
-    entries_after_head: int = 0
-    # Entries that name an id no earlier entry introduced (an auditor's consistency check):
-    # "decision-without-match", "appeal-without-decision".
-    unlinked: dict[str, int] = field(default_factory=dict)
-    first_time_ms: int | None = None
-    last_time_ms: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "tree_head": {
-                "log_id": self.head.log_id,
-                "tree_size": self.head.tree_size,
-                "root_hash": self.head.root_hash.hex(),
-                "timestamp_ms": self.head.timestamp_ms,
-                "signature": self.head.signature.hex(),
-                "public_key": self.public_key.hex(),
-                "signature_verified": True,
-                "sth": self.head.to_bytes().hex(),
-            },
-            "period": self.period,
-            "entries": self.entries,
-            "entries_after_head": self.entries_after_head,
-            "kinds": dict(sorted(self.kinds.items())),
-            "first_time_ms": self.first_time_ms,
-            "last_time_ms": self.last_time_ms,
-            "totals": self.totals.to_json(),
-            "periods": {p: s.to_json() for p, s in sorted(self.periods.items())},
-            "traffic": [
-                {"peer": peer, "direction": direction, **t.to_json()}
-                for (peer, direction), t in sorted(self.traffic.items())
-            ],
-            "decisions_by_policy": dict(sorted(self.decisions_by_policy.items())),
-            "overturns_by_decider": self.overturns_by_decider,
-            "unlinked": dict(sorted(self.unlinked.items())),
-        }
 
 
 def build_report(
@@ -255,140 +141,6 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return out
-
-
-def plot_report(report: TransparencyReport, out_dir: Path) -> list[Path]:
-    """Write the PNG plots; returns their paths (none if matplotlib is missing)."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return []
-    labels = sorted(report.periods)
-    if not labels:
-        return []
-    stats = [report.periods[p] for p in labels]
-    xs = list(range(len(labels)))
-    paths: list[Path] = []
-
-    def finish(fig: Any, ax: Any, name: str, title: str, ylabel: str) -> None:
-        ax.set_title(title)
-        ax.set_ylabel(ylabel)
-        step = max(1, (len(labels) + 13) // 14)  # at most ~14 labels on the axis
-        ax.set_xticks(xs[::step])
-        ax.set_xticklabels(labels[::step], rotation=45 if len(labels) > 6 else 0, ha="right")
-        ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
-        ax.grid(axis="y", alpha=0.3)
-        fig.text(
-            0.99, 0.01,
-            f"log {report.head.log_id}, tree size {report.head.tree_size}, "
-            f"root {report.head.root_hash.hex()[:16]}…",
-            ha="right", fontsize=7, color="grey",
-        )  # fmt: skip
-        fig.tight_layout(rect=(0, 0.03, 1, 1))
-        path = out_dir / name
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-
-    def stacked(name: str, title: str, series: dict[str, list[int]], ylabel: str) -> None:
-        if not any(v for values in series.values() for v in values):
-            return  # nothing of this kind in the log: no empty chart
-        fig, ax = plt.subplots(figsize=(9, 4))
-        bottom = [0] * len(xs)
-        for label, values in series.items():
-            ax.bar(xs, values, bottom=bottom, label=label)
-            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        finish(fig, ax, name, title, ylabel)
-
-    bands = sorted({b for s in stats for b in s.matches}, key=int)
-    stacked(
-        "matches.png",
-        f"Confirmed matches per {report.period}, by distance band",
-        {f"distance ≤ {b}": [s.matches[b] for s in stats] for b in bands}
-        or {"matches": [0] * len(xs)},
-        "matches",
-    )
-
-    def plot_decisions() -> None:
-        fig, ax = plt.subplots(figsize=(9, 4))
-        width = 0.38
-        bottom = [0] * len(xs)
-        for o in OUTCOMES:
-            values = [s.decisions[o] for s in stats]
-            ax.bar([x - width / 2 for x in xs], values, width, bottom=bottom, label=o)
-            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        bottom = [0] * len(xs)
-        for who, hatch in (("policy", "//"), ("reviewer", "..")):
-            values = [s.decisions_by[who] for s in stats]
-            ax.bar([x + width / 2 for x in xs], values, width, bottom=bottom, hatch=hatch,
-                   fill=False, label=f"by {who}")  # fmt: skip
-            bottom = [b + v for b, v in zip(bottom, values, strict=True)]
-        finish(fig, ax, "decisions.png",
-               f"Review decisions per {report.period}: outcome (left), who decided (right)",
-               "decisions")  # fmt: skip
-
-    def plot_appeals() -> None:
-        fig, ax = plt.subplots(figsize=(9, 4))
-        width = 0.27
-        for i, status in enumerate(APPEAL_STATUSES):
-            ax.bar([x + (i - 1) * width for x in xs], [s.appeals[status] for s in stats], width,
-                   label=status)  # fmt: skip
-        rates = [s.overturn_rate for s in stats]
-        if any(r is not None for r in rates):
-            ax2 = ax.twinx()
-            ax2.plot(
-                [x for x, r in zip(xs, rates, strict=True) if r is not None],
-                [100 * r for r in rates if r is not None],
-                color="black", marker="o", label="overturn rate",
-            )  # fmt: skip
-            ax2.set_ylim(0, 100)
-            ax2.set_ylabel("overturn rate (%)")
-            ax2.legend(fontsize="small", loc="lower left", bbox_to_anchor=(1.08, 0.0))
-        finish(fig, ax, "appeals.png", f"Appeals per {report.period}", "appeals")
-
-    if any(s.decisions_by[w] for s in stats for w in ("policy", "reviewer")):
-        plot_decisions()
-    if any(s.appeals[a] for s in stats for a in APPEAL_STATUSES):
-        plot_appeals()
-    stacked(
-        "feedback.png",
-        f"Feedback per {report.period} (sent and received)",
-        {o: [s.feedback_sent[o] + s.feedback_received[o] for s in stats] for o in OPINIONS},
-        "records",
-    )
-    stacked(
-        "index.png",
-        f"Blinded index entries published per {report.period}",
-        {
-            "added": [s.index_entries_added for s in stats],
-            "removed (withdrawn, expired)": [s.index_entries_removed for s in stats],
-        },
-        "index entries",
-    )
-    if report.traffic:
-        keys = sorted(report.traffic)
-        fig, axes = plt.subplots(1, 2, figsize=(10, 0.5 * len(keys) + 2))
-        names = [f"{peer} ({direction})" for peer, direction in keys]
-        ys = list(range(len(keys)))
-        axes[0].barh(ys, [report.traffic[k].evaluations for k in keys], color="tab:blue")
-        axes[0].set_title("blinded evaluations")
-        axes[1].barh(ys, [report.traffic[k].candidates for k in keys], color="tab:orange")
-        axes[1].set_title("candidates tested (threshold queries)")
-        for ax in axes:
-            ax.set_yticks(ys)
-            ax.set_yticklabels(names, fontsize="small")
-            ax.grid(axis="x", alpha=0.3)
-        axes[1].set_yticklabels([])
-        fig.suptitle("Per-peer volumes (received: this node answered; sent: it asked)")
-        fig.tight_layout()
-        path = out_dir / "traffic.png"
-        fig.savefig(path, dpi=110)
-        plt.close(fig)
-        paths.append(path)
-    return paths
 
 
 def render_markdown(report: TransparencyReport, plots: Sequence[Path] = ()) -> str:
@@ -565,3 +317,45 @@ def write_report(report: TransparencyReport, out_dir: Path, plots: bool = True) 
     js = out_dir / "report.json"
     js.write_text(json.dumps(report.to_json(), indent=2, sort_keys=True) + "\n")
     return [md, js, *images]
+
+
+async def fetch_log(url: str, public_key: bytes) -> tuple[list[bytes], list[bytes] | None, bytes]:
+    """Entries (with stored leaf hashes when the node serves them) and the latest head."""
+    async with LogClient(url) as client:
+        sth = await client.sth()
+        head = tl.verify_tree_head(sth, public_key)
+        fetched = await client.entries(0, head.tree_size)
+    entries = [e for e, _ in fetched]
+    hashes = [h for _, h in fetched]
+    stored = [h for h in hashes if h is not None]
+    return entries, stored if hashes and len(stored) == len(hashes) else None, sth
+
+
+def make_report(
+    entries: list[bytes],
+    leaf_hashes: list[bytes] | None,
+    sth: bytes,
+    public_key: bytes,
+    out_dir: Path,
+    period: str = "week",
+    plots: bool = True,
+    out: TextIO | None = None,
+) -> int:
+    """Build and write the report, printing what was written; 1 if the log fails its audit."""
+    out = sys.stdout if out is None else out
+    try:
+        report = build_report(entries, sth, public_key, period=period, leaf_hashes=leaf_hashes)
+    except tl.LogError as exc:
+        print(f"FAIL [{exc.code}] {exc.detail}", file=out)
+        print("no report: the log does not match its signed tree head", file=out)
+        return 1
+    paths = write_report(report, out_dir, plots=plots)
+    h = report.head
+    print(
+        f"report of log {h.log_id} at tree size {h.tree_size} (root {h.root_hash.hex()}, "
+        "signature verified)",
+        file=out,
+    )
+    for p in paths:
+        print(f"wrote {p}", file=out)
+    return 0

@@ -1,0 +1,246 @@
+"""The holder answering its peers: VOPRF evaluations, threshold queries, feed pages, feedback.
+
+Every answer is admitted first (:mod:`.admission`: nonce, budget, traffic count); the protocol
+steps are :mod:`blindmatch.protocol.matching`'s. What a holder releases about a matched item is
+its signal type's (``node/signals``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any
+
+from blindmatch.node import signals
+from blindmatch.node.cases.decisions import DecisionError, DecisionService
+from blindmatch.node.clock import Clock
+from blindmatch.node.errors import NodeError
+from blindmatch.node.federation import oprf_workers
+from blindmatch.node.federation.admission import Admission, PendingNonce
+from blindmatch.node.federation.publisher import INDEX_FEED
+from blindmatch.node.keys import NodeKeys
+from blindmatch.node.metrics import Metrics
+from blindmatch.node.signals.base import bands as band_bounds
+from blindmatch.node.storage import Database, FeedLog
+from blindmatch.protocol import feedback as fb
+from blindmatch.protocol import index, matching
+from blindmatch.protocol.key_lifetime import LIFETIME_CAP, KeyExhausted, KeyLifetime
+from blindmatch.protocol.roster import Member
+from blindmatch.protocol.signals import PDQ_MATCH_THRESHOLD
+
+log = logging.getLogger("blindmatch.node")
+
+FEED_PAGE_BYTES = 8 * 1024 * 1024  # half the querier's reply limit
+# An oprf.evaluate of this many elements or more runs in a worker process (a picture's tiles,
+# ~3,000 elements, take a core for a quarter of a second); smaller ones in a thread.
+EVALUATE_IN_WORKER_ELEMENTS = 512
+FEEDS = (INDEX_FEED, fb.FEED)
+
+
+class PeerResponder:
+    def __init__(
+        self,
+        db: Database,
+        admission: Admission,
+        feeds: FeedLog,
+        decisions: DecisionService,
+        keys: NodeKeys,
+        metrics: Metrics,
+        clock: Clock,
+        release_bands: Sequence[int],
+        voprf_key_cap: int = LIFETIME_CAP,
+    ) -> None:
+        self.db = db
+        self.admission = admission
+        self.feeds = feeds
+        self.decisions = decisions
+        self.keys = keys
+        self.metrics = metrics
+        self.release_bands = tuple(release_bands)
+        self.clock = clock
+        self._verified_queries: OrderedDict[bytes, Any] = OrderedDict()
+        # the key of our table references (spec 8.5); it changes with the VOPRF key
+        self._reference_key = index.reference_key(keys.voprf.sk)
+        self.key_lifetime = KeyLifetime(voprf_key_cap)
+        self._rotation_warned = False
+
+    async def evaluate(
+        self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
+    ) -> dict[str, Any]:
+        key_id = body["key_id"]
+        if key_id != self.keys.voprf_key_id:
+            raise NodeError("not-allowed", "unknown or retired VOPRF key id")
+        self.admission.refuse_early(peer, "evaluations")
+        n = len(body["elements"])
+        # Counted against the key's lifetime first (refused whole past its cap, spec 8.2),
+        # then the budget; a request the budget refuses is taken off the key's count again.
+        used = await self._count_evaluations(key_id, n)
+        try:
+            await self.admission.charge(peer, "evaluations", n, "evaluations", pending)
+        except NodeError:
+            await self._uncount_evaluations(key_id, n)
+            raise
+        if self.key_lifetime.needs_successor(used) and not self._rotation_warned:
+            self._rotation_warned = True
+            self.metrics.inc("voprf_key_rotation_due_total")
+            log.warning(
+                "VOPRF key %s has answered %d evaluations, 7/8 of its lifetime cap %d: rotate"
+                " it (spec 8.4) before the cap, past which it is refused",
+                key_id.hex(), used, self.key_lifetime.cap,
+            )  # fmt: skip
+        try:
+            # The scalar multiplications run off the event loop: a large request (a picture's
+            # tiles, thousands of elements) in a worker process, a small one in a thread.
+            if len(body["elements"]) >= EVALUATE_IN_WORKER_ELEMENTS:
+                return await oprf_workers.run(
+                    matching.answer_evaluate, self.keys.voprf, self.keys.voprf_key_id, body
+                )
+            return await asyncio.to_thread(
+                matching.answer_evaluate, self.keys.voprf, self.keys.voprf_key_id, body
+            )
+        except matching.ExchangeError as exc:
+            raise NodeError(exc.code, str(exc)) from exc
+
+    async def _count_evaluations(self, key_id: bytes, n: int) -> int:
+        """Count ``n`` evaluations under a key, durably, refusing (whole, nothing counted) any
+        that would take it past its lifetime cap; returns the new count."""
+        now = self.clock.now()
+        async with self.db.transaction():
+            await self.db.execute(
+                "INSERT INTO voprf_key_usage (key_id, evaluations, created_at) VALUES (?, 0, ?)"
+                " ON CONFLICT DO NOTHING",
+                key_id, now,
+            )  # fmt: skip
+            used = int(
+                await self.db.fetch_value(
+                    "SELECT evaluations FROM voprf_key_usage WHERE key_id = ?", key_id
+                )
+            )
+            try:
+                total = self.key_lifetime.admit(used, n)
+            except KeyExhausted as exc:
+                self.metrics.inc("voprf_key_cap_refusals_total")
+                raise NodeError("not-allowed", str(exc)) from exc
+            await self.db.execute(
+                "UPDATE voprf_key_usage SET evaluations = ? WHERE key_id = ?", total, key_id
+            )
+        return total
+
+    async def _uncount_evaluations(self, key_id: bytes, n: int) -> None:
+        await self.db.execute(
+            "UPDATE voprf_key_usage SET evaluations = evaluations - ? WHERE key_id = ?"
+            " AND evaluations >= ?",
+            n, key_id, n,
+        )  # fmt: skip
+
+    async def resolve_candidates(
+        self, candidates: Sequence[bytes]
+    ) -> dict[bytes, matching.HolderItem | None]:
+        """What each candidate a querier names resolves to (spec 8.5): its table reference,
+        opened with our reference key, gives an item prefix; the item must be published with an
+        entry of the candidate's tag and still be live. Anything else resolves to None (the
+        querier gets a decoy answer, as for an item that does not match)."""
+        key_id = self.keys.voprf_key_id
+        named: dict[bytes, bytes | None] = {}
+        for c in candidates:
+            if c in named:
+                continue
+            tag, prefix = index.resolve_candidate(self._reference_key, key_id, c)
+            rows = await self.db.fetch_all(
+                "SELECT item_ref, entries FROM index_publications"
+                " WHERE item_ref >= ? AND item_ref <= ? AND key_id = ?",
+                prefix + bytes(8), prefix + b"\xff" * 8, key_id,
+            )  # fmt: skip
+            named[c] = next(
+                (
+                    bytes(r["item_ref"])
+                    for r in rows
+                    if tag in index.entry_tags(bytes(r["entries"]))
+                ),
+                None,
+            )
+        items = await self.holder_items([r for r in set(named.values()) if r is not None])
+        return {c: (items.get(ref) if ref is not None else None) for c, ref in named.items()}
+
+    async def holder_items(self, refs: Sequence[bytes]) -> dict[bytes, matching.HolderItem | None]:
+        """What the holder answers for each asked reference: the live item of whichever signal
+        type holds it (None when none does: withdrawn, expired, never ours)."""
+        now = self.clock.now()
+        out: dict[bytes, matching.HolderItem | None] = {}
+        for ref in refs:
+            item = None
+            for adapter in signals.ADAPTERS:
+                item = await adapter.holder_item(self.db, ref, now, self.release_bands)
+                if item is not None:
+                    break
+            out[ref] = item
+        return out
+
+    async def threshold(
+        self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
+    ) -> dict[str, Any]:
+        self.admission.refuse_early(peer, "threshold_items")
+        digest = hashlib.sha256(body["query"]).digest()
+        known_bad = self.admission.known_bad(digest)
+        if known_bad is not None:  # the same bad proof again: refused without crypto
+            self.metrics.inc("bad_proofs_total", labels={"peer": peer.node_id})
+            raise known_bad
+        await self.admission.charge(peer, "threshold_items", len(body["items"]), "queries", pending)
+        verified = self._verified_queries.get(digest)
+        # The candidates are read from the database while the proofs are checked off the loop.
+        items_read = asyncio.ensure_future(self.resolve_candidates(body["items"]))
+        try:
+            if verified is None:
+                try:
+                    verified = await asyncio.to_thread(matching.verify_threshold_query, body)
+                except matching.ExchangeError as exc:
+                    raise await self.admission.bad_proof(peer, digest, str(exc)) from exc
+                self._verified_queries[digest] = verified
+                while len(self._verified_queries) > 64:
+                    self._verified_queries.popitem(last=False)
+            items = await items_read
+        finally:
+            if not items_read.done():
+                items_read.cancel()
+            elif not items_read.cancelled():
+                items_read.exception()  # retrieved: a refusal above is what the peer hears
+        assert verified is not None
+        answer = await asyncio.to_thread(
+            matching.answer_threshold,
+            verified,
+            items,
+            body,
+            band_bounds(self.release_bands, PDQ_MATCH_THRESHOLD),
+        )
+        self.metrics.inc("threshold_answers_total", len(answer["answers"]))
+        return answer
+
+    async def feedback_submit(
+        self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
+    ) -> dict[str, Any]:
+        try:
+            seq = await self.decisions.accept_feedback(peer.node_id, body["record"])
+        except DecisionError as exc:
+            raise NodeError(exc.code, exc.detail) from exc
+        return {"seq": seq}
+
+    async def feed_pull(
+        self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
+    ) -> dict[str, Any]:
+        if body["feed"] not in FEEDS:
+            raise NodeError("not-allowed", f"no feed named {body['feed']}")
+        entries = await self.feeds.read(body["feed"], body["after"], body["limit"])
+        head = await self.feeds.head(body["feed"])
+        # A page stops at a byte budget (always at least one entry), so a backlog of large
+        # index deltas never makes a reply the querier must refuse as too large.
+        page: list[dict[str, Any]] = []
+        size = 0
+        for e in entries:
+            if page and size + len(e.payload) > FEED_PAGE_BYTES:
+                break
+            page.append({"seq": e.seq, "id": e.entry_id, "kind": e.kind, "payload": e.payload})
+            size += len(e.payload)
+        return {"feed": body["feed"], "entries": page, "head": head}
