@@ -48,7 +48,7 @@ class SignalAdapter:
     # The node publishes this type only if its own roles include this one (None: always).
     published_by_role: ClassVar[str | None] = None
 
-    async def unpublished(self, db: Database, now: int, key_id: bytes) -> list[Publishable]:
+    async def unpublished(self, db: Database, now: int) -> list[Publishable]:
         """Live hashes of this type not in the published index yet."""
         return []
 
