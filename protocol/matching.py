@@ -126,6 +126,11 @@ class PeerExchange:
     def key_id(self) -> bytes:
         return hashlib.sha256(b"blindmatch-v1 key id" + self.peer_voprf_key).digest()[:8]
 
+    def release_fields(self) -> Mapping[str, schema.Field] | None:
+        """The schema a matched item's release must follow (None: the item reference only; the
+        signal registry's exchange names every registered type's fields)."""
+        return None
+
     def probe_keys(self, query: QueryHash) -> list[bytes]:
         """The bucket keys one query hash probes (a subclass may key some hashes otherwise)."""
         return self.scheme.probe_keys(query.hash, query.float_vector, self.probe_budget)
@@ -233,7 +238,7 @@ class PeerExchange:
                 raise ExchangeError("bad-body", f"threshold response: {exc}") from exc
             if opened is None:
                 continue
-            release = decode_release(opened.release)
+            release = decode_release(opened.release, self.release_fields())
             item_ref = release.pop("item")
             if any(c.item_ref == item_ref and c.query_index == qi for c in self.confirmed + found):
                 continue  # the same item through another table: one confirmation
@@ -267,11 +272,6 @@ class HolderItem:
 _RELEASE_ITEM = {"item": schema.Field(schema.blob(exact=ITEM_REF_BYTES))}
 
 
-def release_schema() -> dict[str, schema.Field]:
-    # imported late: signal_types imports this module
-    from blindmatch.protocol import signal_types
-
-    return {**_RELEASE_ITEM, **signal_types.release_schema()}
 
 
 def encode_release(item_ref: bytes, release: Mapping[str, Any]) -> bytes:
@@ -279,9 +279,19 @@ def encode_release(item_ref: bytes, release: Mapping[str, Any]) -> bytes:
     return canonical.encode({**dict(release), "item": item_ref})
 
 
-def decode_release(data: bytes) -> dict[str, Any]:
+def decode_release(
+    data: bytes, fields: Mapping[str, schema.Field] | None = None
+) -> dict[str, Any]:
+    """The opened release: a canonical map with the item's reference and, when ``fields`` is
+    given (the signal registry's release schema), exactly those optional fields."""
     try:
-        return schema.check(release_schema(), canonical.decode(data), "release")
+        value = canonical.decode(data)
+        if fields is not None:
+            return schema.check({**_RELEASE_ITEM, **fields}, value, "release")
+        if not isinstance(value, dict):
+            raise schema.SchemaError("release", "must be a map")
+        schema.check(_RELEASE_ITEM, {"item": value.get("item")}, "release")
+        return dict(value)
     except (canonical.CanonicalError, schema.SchemaError) as exc:
         raise ExchangeError("bad-body", f"sealed release: {exc}") from exc
 
