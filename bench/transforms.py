@@ -220,3 +220,117 @@ TRANSFORMS: dict[str, Transform] = {
     "screenshot": screenshot,
     "replace_region_25": replace_region,
 }
+
+
+# --- edits that hide the picture inside another picture, or crop it off-centre (issue 17) -------
+
+
+def _reencode(im: Image.Image, quality: int = 85) -> Image.Image:
+    return jpeg(quality)(im, np.random.default_rng(0), im)
+
+
+def screenshot_nested(im: Image.Image, rng: np.random.Generator, donor: Image.Image) -> Image.Image:
+    """A phone screenshot of a picture viewer: a status bar (light, with the time and icons),
+    then the viewer's dark padding around the picture fitted to a 1080x2340 screen, then a
+    navigation bar; JPEG q80. Two layers of chrome: the outer one is text on a plain colour,
+    the inner one solid padding of another colour."""
+    width, height = 1080, 2340
+    status, nav = 90, 150
+    bar = (250, 250, 250) if rng.integers(0, 2) else (40, 40, 48)
+    text = (20, 20, 20) if bar[0] > 128 else (230, 230, 230)
+    pad = tuple(int(c) for c in rng.integers(0, 24, 3))
+    out = Image.new("RGB", (width, height), pad)
+    draw = ImageDraw.Draw(out)
+    draw.rectangle((0, 0, width, status), fill=bar)
+    draw.text((40, 24), "9:41", fill=text, font=_font(40))
+    draw.rectangle((930, 30, 1030, 60), outline=text, width=3)
+    for i in range(3):
+        draw.rectangle((780 + i * 40, 55 - i * 10, 800 + i * 40, 60), fill=text)
+    draw.rectangle((0, height - nav, width, height), fill=bar)
+    for x in (240, 540, 840):
+        draw.ellipse((x - 25, height - nav + 50, x + 25, height - nav + 100), outline=text, width=4)
+    margin = int(rng.integers(0, 60))  # some viewers leave a side margin too
+    box_w, box_h = width - 2 * margin, height - status - nav - 2 * margin
+    scale = min(box_w / im.width, box_h / im.height)
+    shown = im.resize(
+        (round(im.width * scale), round(im.height * scale)), Image.Resampling.BILINEAR
+    )
+    x = (width - shown.width) // 2
+    y = status + margin + (box_h - shown.height) // 2
+    out.paste(shown, (x, y))
+    return _reencode(out, 80)
+
+
+def collage(cells: int) -> Transform:
+    """The picture as one cell of a collage of 2, 3 or 4 pictures with no gap between them (a
+    weak seam), the others cut from an unrelated photo; JPEG q75. 2: side by side; 3: three in a
+    row; 4: a 2x2 grid. Every cell has the picture's aspect ratio, so the picture is whole."""
+    cols, rows = {2: (2, 1), 3: (3, 1), 4: (2, 2)}[cells]
+
+    def apply(im: Image.Image, rng: np.random.Generator, donor: Image.Image) -> Image.Image:
+        cw = 600 if cols == 2 else 420
+        ch = round(cw * im.height / im.width)
+        out = Image.new("RGB", (cw * cols, ch * rows))
+        target = int(rng.integers(0, cells))
+        for i in range(cells):
+            if i == target:
+                piece = im
+            else:  # a different region of the donor for each other cell
+                s = 0.5 + 0.5 * float(rng.random())
+                w, h = round(donor.width * s), round(donor.height * s)
+                x = int(rng.integers(0, donor.width - w + 1))
+                y = int(rng.integers(0, donor.height - h + 1))
+                piece = donor.crop((x, y, x + w, y + h))
+                if i % 2:
+                    piece = ImageOps.mirror(piece)
+            out.paste(
+                piece.resize((cw, ch), Image.Resampling.BILINEAR),
+                ((i % cols) * cw, (i // cols) * ch),
+            )
+        return _reencode(out, 75)
+
+    return apply
+
+
+def corner_crop(fraction: float, mirrored: bool = False, rotation: int = 0) -> Transform:
+    """Remove ``fraction`` of each dimension from one random corner, optionally after a mirror
+    or a right-angle rotation; JPEG q85 (the way a re-shared copy is cropped and re-encoded)."""
+    cut = crop(fraction, centred=False)
+
+    def apply(im: Image.Image, rng: np.random.Generator, donor: Image.Image) -> Image.Image:
+        if mirrored:
+            im = ImageOps.mirror(im)
+        if rotation:
+            im = rotate_right_angle(rotation)(im, rng, donor)
+        return _reencode(cut(im, rng, donor))
+
+    return apply
+
+
+def mirror_crop(fraction: float) -> Transform:
+    """Mirrored, then cropped by ``fraction`` about the centre; JPEG q85."""
+    cut = crop(fraction, centred=True)
+
+    def apply(im: Image.Image, rng: np.random.Generator, donor: Image.Image) -> Image.Image:
+        return _reencode(cut(ImageOps.mirror(im), rng, donor))
+
+    return apply
+
+
+EDIT_TRANSFORMS: dict[str, Transform] = {
+    "screenshot_nested": screenshot_nested,
+    "collage_2": collage(2),
+    "collage_3": collage(3),
+    "collage_4": collage(4),
+    "corner_crop_1": corner_crop(0.01),
+    "corner_crop_3": corner_crop(0.03),
+    "corner_crop_5": corner_crop(0.05),
+    "corner_crop_10": corner_crop(0.10),
+    "corner_crop_15": corner_crop(0.15),
+    "mirror_corner_crop_3": corner_crop(0.03, mirrored=True),
+    "mirror_corner_crop_5": corner_crop(0.05, mirrored=True),
+    "mirror_corner_crop_10": corner_crop(0.10, mirrored=True),
+    "rotate_90_corner_crop_5": corner_crop(0.05, rotation=90),
+    "mirror_crop_3": mirror_crop(0.03),
+    "mirror_crop_5": mirror_crop(0.05),
+}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import aiohttp
@@ -178,6 +179,11 @@ async def test_video_bank_items_and_a_video_query_through_the_api(fed, tmp_path:
     async with BlindmatchClient(hub.api_url, hub.api_token) as bm:
         await bm.withdraw(item.item_ref.hex(), reason="survivor withdrew")
     await platform.node.sync_all()
+    # The background sync may be applying the pulled records as this sync returns: wait for it.
     async with BlindmatchClient(platform.api_url, platform.api_token) as bm:
-        [case] = await bm.cases_for_content("upload-1")
+        for _ in range(100):
+            [case] = await bm.cases_for_content("upload-1")
+            if case["state"] == "closed":
+                break
+            await asyncio.sleep(0.1)
         assert case["state"] == "closed"

@@ -120,3 +120,50 @@ def test_bank_cli_adds_a_protected_source_with_its_tiles(tmp_path, capsys) -> No
 
     assert asyncio.run(stored()) == [(t.cell, t.frame, t.hash) for t in expected]
     assert len(expected) > 40  # a textured photo keeps most of its 123 index tiles
+
+
+def test_bank_add_video_and_export_its_vpdq_signal(tmp_path, capsys) -> None:
+    """``bank add --video`` banks a video as one item; exports write its frame list as
+    ThreatExchange's vpdq signal string, which imports back as the same video."""
+    import subprocess
+
+    from blindmatch.node.media import hashing
+    from blindmatch.node.media.video import ffmpeg_available
+
+    if not (ffmpeg_available() and hashing.vpdq_available()):
+        pytest.skip("needs ffmpeg and vpdq")
+    from PIL import Image
+
+    Image.fromarray(pytest.importorskip("skimage.data").coffee()).save(tmp_path / "c.png")
+    clip = tmp_path / "clip.mp4"
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-v",
+            "error",
+            "-y",
+            "-loop",
+            "1",
+            "-i",
+            str(tmp_path / "c.png"),
+            "-vf",
+            "crop=320:240:'30*t':'10*t',fps=10,format=yuv420p",
+            "-t",
+            "3",
+            "-c:v",
+            "libx264",
+            str(clip),
+        ],
+        check=True,
+    )
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    assert run(capsys, url, "create", "v", "--provenance", "survivor-submitted")[0] == 0
+    code, out, err = run(capsys, url, "add", "v", "--video", str(clip))
+    assert (code, out.strip()) == (0, "added 1, already present 0"), err
+    export = tmp_path / "v.jsonl"
+    assert run(capsys, url, "export", "v", str(export))[0] == 0
+    [record] = [json.loads(line) for line in export.read_text().splitlines()]
+    assert record["signal_type"] == "vpdq" and len(json.loads(record["hash"])) == 3
+    assert run(capsys, url, "create", "w", "--provenance", "survivor-submitted")[0] == 0
+    code, out, _ = run(capsys, url, "import", "w", str(export))
+    assert (code, out.strip()) == (0, "imported 1, already present 0 (format jsonl)")

@@ -194,8 +194,8 @@ def test_cli_prints_json_lines_and_reports_errors(
     lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
     assert lines[1]["variant"] == "identity+transpose"
     names = [x.get("variant") for x in lines[1:-1]]
-    assert names[-3:] == ["uncrop/2", "uncrop/5", "uncrop/10"]
-    assert len(lines) == 1 + 7 + 3 + 1  # the picture, 7 more rotations/mirrors, 3 uncrops, sha
+    assert names[-4:] == ["uncrop/2", "uncrop/5", "uncrop/5+flip_h", "uncrop/10"]
+    assert len(lines) == 1 + 7 + 4 + 1  # the picture, 7 more rotations/mirrors, 4 uncrops, sha
 
 
 def _write_video(path: Path, frames: list[np.ndarray], fps: int = 5) -> bool:
@@ -251,3 +251,42 @@ def test_cli_hashes_videos(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
     assert frames and all(len(x["hex"]) == 64 and "frame_number" in x for x in frames)
     assert frames[0]["threatexchange_signal_type"] == "vpdq"
     assert lines[-1]["signal_type"] == "sha256"
+
+
+def test_a_picture_inside_two_layers_of_chrome_is_found() -> None:
+    # A phone screenshot of a picture viewer: a light status bar with "text", then the viewer's
+    # dark padding around the picture, then a light navigation bar. Each single-layer finder
+    # strips one layer; the nested box peels both.
+    original = Image.fromarray(smooth_image(21, 180, 320))
+    plain = hash_image(original).pdq.hash32
+    shot = np.full((700, 320, 3), 12, dtype=np.uint8)
+    shot[:40] = 245
+    shot[12:28, 20:300:4] = 20  # the clock and icons
+    shot[-50:] = 245
+    shot[-35:-15, 60:260:30] = 20
+    shot[260:440] = np.asarray(original)
+    embedded = Image.fromarray(shot)
+    assert hashing.find_nested_box(shot) == (0, 260, 320, 440)
+    h = hash_image(embedded, query_variants=True)
+    nested = [v for v in h.variants if v.name == "nested/identity"]
+    assert len(nested) == 1 and hamming(nested[0].pdq.hash32, plain) <= 8
+
+
+def test_each_picture_of_a_collage_with_a_weak_seam_is_looked_up() -> None:
+    left = smooth_image(31, 240, 200)
+    right = smooth_image(32, 240, 200)
+    collage = Image.fromarray(np.concatenate([left, right], axis=1))
+    buf = io.BytesIO()
+    collage.save(buf, format="JPEG", quality=75)  # no gap: the seam is only a JPEG'd step
+    jpeg = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+    cells = hashing.find_collage_cells(np.asarray(jpeg))
+    seams = {x1 for x0, y0, x1, y1 in cells if x0 == 0 and (y0, y1) == (0, 240)}
+    assert len(seams) == 1 and abs(seams.pop() - 200) <= 2  # JPEG smears the seam by a pixel
+    h = hash_image(jpeg, query_variants=True)
+    for part in (left, right):
+        plain = hash_image(Image.fromarray(part)).pdq.hash32
+        assert hamming(h.pdq.hash32, plain) > 31
+        best = min(hamming(v.pdq.hash32, plain) for v in h.variants if v.name.startswith("cell/"))
+        assert best <= 31  # within the whole-picture threshold
+    # One smooth picture has no seam to cut.
+    assert hashing.find_collage_cells(smooth_image(33, 240, 400)) == []

@@ -51,6 +51,7 @@ _PREFIXES = {
     "trimmed": "with its border removed",
     "content": "the picture inside the upload (a caption or background cut away)",
     "framed": "the picture inside a frame in the upload",
+    "nested": "the picture inside several layers of an app's screen in the upload",
 }
 
 
@@ -63,6 +64,10 @@ def variant_text(variant: str) -> str:
         grid, col, row = (int(x) for x in cell.groups())
         return f"one part of the picture (row {row + 1}, column {col + 1} of a {grid}×{grid} grid)"
     head, _, rest = variant.partition("/")
+    if head == "cell" and rest.isdigit():
+        return "one picture of a collage in the upload"
+    if head == "uncrop" and rest.endswith("+flip_h") and rest[: -len("+flip_h")].isdigit():
+        return f"mirrored, with about {rest[: -len('+flip_h')]}% cropped off its edges"
     if head == "uncrop" and rest.isdigit():
         return f"with about {rest}% cropped off its edges"
     if head in _PREFIXES and rest:

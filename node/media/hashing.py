@@ -197,15 +197,21 @@ def downscale(image: Image.Image) -> Image.Image:
 
 
 def find_border_box(
-    rgb: np.ndarray, line_fraction: float = BORDER_LINE_FRACTION
+    rgb: np.ndarray,
+    line_fraction: float = BORDER_LINE_FRACTION,
+    max_fraction: float = BORDER_MAX_FRACTION,
+    flat_side_is_flat_picture: bool = True,
 ) -> tuple[int, int, int, int]:
-    """The (left, top, right, bottom) box left after removing solid padding from each edge."""
+    """The (left, top, right, bottom) box left after removing solid padding from each edge
+    (at most ``max_fraction`` of a side from one edge). A side uniform as far as the scan
+    goes means a flat picture (nothing is removed) or, without
+    ``flat_side_is_flat_picture``, only that this side is left alone."""
     height, width = rgb.shape[:2]
 
     def border_depth(lines: np.ndarray, side: int) -> int:
         # lines: (n, m, 3) uint8, ordered from the edge inwards. Scanned in chunks so the common
         # case (no border) costs one chunk.
-        limit = int(side * BORDER_MAX_FRACTION)
+        limit = int(side * max_fraction)
         minimum = max(2, int(side * BORDER_MIN_FRACTION))
         if limit < minimum:
             return 0
@@ -230,7 +236,9 @@ def find_border_box(
     left = border_depth(columns, width)
     right = border_depth(columns[::-1], width)
     if min(top, bottom, left, right) < 0:
-        return (0, 0, width, height)
+        if flat_side_is_flat_picture:
+            return (0, 0, width, height)
+        top, bottom, left, right = (max(0, d) for d in (top, bottom, left, right))
     if top + bottom >= height - MIN_SIDE or left + right >= width - MIN_SIDE:
         return (0, 0, width, height)
     return (left, top, width - right, height - bottom)
@@ -243,10 +251,14 @@ def find_border_box(
 CHROME_LINE_FRACTION = 0.6
 
 
-def find_content_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
+def find_content_box(
+    rgb: np.ndarray,
+    max_fraction: float = BORDER_MAX_FRACTION,
+    flat_side_is_flat_picture: bool = True,
+) -> tuple[int, int, int, int]:
     """The (left, top, right, bottom) box of a picture embedded among plain chrome, or the
     whole frame when there is none."""
-    return find_border_box(rgb, line_fraction=CHROME_LINE_FRACTION)
+    return find_border_box(rgb, CHROME_LINE_FRACTION, max_fraction, flat_side_is_flat_picture)
 
 
 # Framed box: a picture pasted into a larger canvas leaves sharp straight edges across the whole
@@ -285,11 +297,133 @@ def find_framed_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
     return (left, top, right, bottom)
 
 
+# Nested chrome: a screenshot can wrap the picture in several layers (a status bar on one colour,
+# then a viewer's padding on another), and each finder above strips only the layer whose colour
+# the outermost line has. Applying the finders again to what is left, until nothing changes,
+# peels the layers one by one; NESTED_MAX_ROUNDS bounds the work on adversarial input.
+NESTED_MAX_ROUNDS = 8
+NESTED_MAX_FRACTION = 0.49
+
+
+def find_nested_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) box left after peeling padding, chrome and frames layer
+    by layer (border box, else content box once, else framed box, each on what the previous
+    layer left), or the whole frame when there is nothing to peel."""
+    height, width = rgb.shape[:2]
+    left, top, right, bottom = 0, 0, width, height
+    chrome_peeled = False
+    for _ in range(NESTED_MAX_ROUNDS):
+        inner = rgb[top:bottom, left:right]
+        h, w = inner.shape[:2]
+        # Padding may fill more of what is left than BORDER_MAX_FRACTION once the outer layers
+        # are gone; the limit stays that fraction of the whole picture.
+        reach = min(NESTED_MAX_FRACTION, BORDER_MAX_FRACTION * max(height / h, width / w))
+        # A side of padding deeper than the reach (a tall viewer around a wide picture) must
+        # not stop the other sides being peeled.
+        box = find_border_box(inner, max_fraction=reach, flat_side_is_flat_picture=False)
+        # Chrome with text on it (the loose test) is peeled once: further in, the loose test
+        # would bite into a picture whose own edge is nearly uniform.
+        if box == (0, 0, w, h) and not chrome_peeled:
+            box = find_content_box(inner, reach, flat_side_is_flat_picture=False)
+            chrome_peeled = box != (0, 0, w, h)
+        if box == (0, 0, w, h):
+            box = find_framed_box(inner)
+        if box == (0, 0, w, h):
+            break
+        left, top, right, bottom = left + box[0], top + box[1], left + box[2], top + box[3]
+    return (left, top, right, bottom)
+
+
+# Collages: pictures placed side by side or in a grid, often with no gap (a weak seam that the
+# frame finder's full-width edge test misses once JPEG has smoothed it). A seam is a straight
+# line where, along most of its length, the step across it is the largest within SEAM_REACH
+# lines on either side and at least SEAM_MIN_STEP grey levels: inside one picture, an edge
+# rarely runs perfectly straight along a whole line, and where the picture is flat there is no
+# step at all. A line is a seam when at least SEAM_MIN_FRACTION of its positions say so. Seams
+# are looked for between SEAM_MARGIN and 1 - SEAM_MARGIN of a side (smaller cells are not
+# queried), on a copy shrunk to SEAM_SIDE pixels, and a picture is cut into at most
+# SEAM_MAX_CELLS cells.
+SEAM_REACH = 3
+SEAM_MIN_STEP = 6.0
+SEAM_MIN_FRACTION = 0.6
+SEAM_MARGIN = 0.2
+SEAM_SIDE = 512
+SEAM_MAX_CELLS = 4
+
+
+def _best_seam(luma: np.ndarray) -> tuple[int, float] | None:
+    """The strongest seam between rows of ``luma`` (the first row below it), with its score."""
+    n = luma.shape[0]
+    # The step across boundary b is taken between rows b - 2 and b + 1, so that a seam JPEG or
+    # the shrinking smeared over two rows still reads as one step; it is compared with the steps
+    # across boundaries 3 to 3 + SEAM_REACH rows away, which do not touch the seam.
+    steps = np.abs(luma[3:] - luma[:-3])  # steps[i]: rows i and i + 3, boundary i + 2
+    r = SEAM_REACH
+    lo = max(int(n * SEAM_MARGIN), 2 + 3 + r)
+    hi = min(int(n * (1 - SEAM_MARGIN)), n - 1 - 3 - r)
+    best: tuple[int, float] | None = None
+    for b in range(lo, hi + 1):
+        step = steps[b - 2]
+        near = np.concatenate((steps[b - 5 - r : b - 5 + 1], steps[b + 1 : b + 2 + r]), axis=0)
+        score = float(((step > near.max(axis=0)) & (step >= SEAM_MIN_STEP)).mean())
+        if score >= SEAM_MIN_FRACTION and (best is None or score > best[1]):
+            best = (b, score)
+    return best
+
+
+def find_collage_cells(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """The (left, top, right, bottom) boxes of the pictures of a collage, split at weak or
+    strong seams, or [] when the picture does
+    not split: every cell cut on the way (at most 2 * (SEAM_MAX_CELLS - 1)), in the order cut."""
+    height, width = rgb.shape[:2]
+    scale = min(1.0, SEAM_SIDE / max(height, width))
+    small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    luma_image = Image.fromarray(np.ascontiguousarray(rgb)).convert("L")
+    luma = np.asarray(luma_image.resize(small_size, Image.Resampling.BOX), dtype=np.float64)
+    sh, sw = luma.shape
+    cells = [(0, 0, sw, sh)]
+    # Every cell ever cut is kept, not only the last ones: a straight edge inside one picture
+    # can pass for a seam and cut it again, and the picture must still be among the cells.
+    cut: list[tuple[int, int, int, int]] = []
+    while len(cells) < SEAM_MAX_CELLS:
+        best: tuple[float, int, int, bool] | None = None  # score, cell index, position, vertical
+        for i, (x0, y0, x1, y1) in enumerate(cells):
+            region = luma[y0:y1, x0:x1]
+            if min(region.shape) < 4 * SEAM_REACH + 4:
+                continue
+            for vertical, lines in ((False, region), (True, region.T)):
+                seam = _best_seam(lines)
+                if seam is not None and (best is None or seam[1] > best[0]):
+                    best = (seam[1], i, seam[0], vertical)
+        if best is None:
+            break
+        _, i, pos, vertical = best
+        x0, y0, x1, y1 = cells.pop(i)
+        if vertical:
+            cells[i:i] = [(x0, y0, x0 + pos, y1), (x0 + pos, y0, x1, y1)]
+        else:
+            cells[i:i] = [(x0, y0, x1, y0 + pos), (x0, y0 + pos, x1, y1)]
+        cut += cells[i : i + 2]
+    out = []
+    for x0, y0, x1, y1 in cut:
+        box = (
+            round(x0 / scale),
+            round(y0 / scale),
+            min(width, round(x1 / scale)),
+            min(height, round(y1 / scale)),
+        )
+        if min(box[2] - box[0], box[3] - box[1]) >= MIN_SIDE:
+            out.append(box)
+    return out
+
+
 # Uncrop: a copy cut down by a centred crop (as platforms do to fit an aspect ratio) misses the
 # original's outer band, which shifts PDQ's low frequencies. Extending the copy's edge pixels
 # outwards by the fraction a crop of f would have removed brings it back close: measured on the
 # corpus, a 5% centred crop goes from median distance 49 to 14.
 UNCROP_FRACTIONS = (0.02, 0.05, 0.10)
+# Of those, the one also looked up mirrored (one more query hash per upload, for mirror + crop).
+UNCROP_MIRRORED = 0.05
 
 
 def uncrop(rgb: np.ndarray, fraction: float) -> np.ndarray:
@@ -333,8 +467,11 @@ def hash_image(
     border, the eight of the picture without it (names prefixed ``trimmed/``), so padded,
     letterboxed, mirrored and rotated copies find the original; and when the picture seems
     embedded among plain chrome (a caption strip, a screenshot's app interface), the hash of
-    that content box (``content/identity``, ``framed/identity``); and three "uncropped"
-    versions for copies cut down by a centred crop (``uncrop/2``, ``uncrop/5``, ``uncrop/10``).
+    that content box (``content/identity``, ``framed/identity``), of the box left after peeling
+    nested layers of chrome (``nested/identity``) and of each picture of a collage
+    (``cell/0`` ...); and three "uncropped"
+    versions for copies cut down by a centred crop (``uncrop/2``, ``uncrop/5``, ``uncrop/10``),
+    and the 5% one mirrored (``uncrop/5+flip_h``).
     """
     small = downscale(image if image.mode == "RGB" else image.convert("RGB"))
     rgb = np.asarray(small, dtype=np.uint8)
@@ -359,9 +496,28 @@ def hash_image(
                 left, top, right, bottom = content
                 crop = pdq_of_pixels(rgb[top:bottom, left:right])
                 variants.append(QueryVariant(f"{prefix}/identity", crop))
+            nested = find_nested_box(rgb)
+            if nested not in seen:
+                seen.add(nested)
+                left, top, right, bottom = nested
+                crop = pdq_of_pixels(rgb[top:bottom, left:right])
+                variants.append(QueryVariant("nested/identity", crop))
+            # Each picture of a collage is looked up on its own. The cells are cut from the
+            # picture without its solid border only: the looser finders take a collage's seam
+            # for the edge of a frame.
+            left, top, right, bottom = box
+            for i, (cl, ct, cr, cb) in enumerate(find_collage_cells(rgb[top:bottom, left:right])):
+                cell = pdq_of_pixels(rgb[top + ct : top + cb, left + cl : left + cr])
+                variants.append(QueryVariant(f"cell/{i}", cell))
         for fraction in UNCROP_FRACTIONS:
-            extended = pdq_of_pixels(uncrop(rgb, fraction))
+            extended_rgb = uncrop(rgb, fraction)
+            extended = pdq_of_pixels(extended_rgb)
             variants.append(QueryVariant(f"uncrop/{round(fraction * 100)}", extended))
+            if fraction == UNCROP_MIRRORED:
+                # A mirrored copy cropped a little: the mirror of the uncropped picture, hashed
+                # from the flipped pixels (a mirror taken in the DCT domain is ~9 bits off).
+                mirrored = pdq_of_pixels(extended_rgb[:, ::-1])
+                variants.append(QueryVariant(f"uncrop/{round(fraction * 100)}+flip_h", mirrored))
     else:
         pdq = pdq_of_pixels(rgb)
     return ImageHashes(sha256, width, height, pdq, box, tuple(variants))
