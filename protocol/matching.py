@@ -272,16 +272,12 @@ class HolderItem:
 _RELEASE_ITEM = {"item": schema.Field(schema.blob(exact=ITEM_REF_BYTES))}
 
 
-
-
 def encode_release(item_ref: bytes, release: Mapping[str, Any]) -> bytes:
     """The sealed plaintext: the canonical map of the release with the item's reference."""
     return canonical.encode({**dict(release), "item": item_ref})
 
 
-def decode_release(
-    data: bytes, fields: Mapping[str, schema.Field] | None = None
-) -> dict[str, Any]:
+def decode_release(data: bytes, fields: Mapping[str, schema.Field] | None = None) -> dict[str, Any]:
     """The opened release: a canonical map with the item's reference and, when ``fields`` is
     given (the signal registry's release schema), exactly those optional fields."""
     try:
