@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from bench import _edit_classes as edit_classes
 from bench import corpus
 from bench import transforms as tf
 from blindmatch.node.media.hashing import hash_image, pdq_of_pixels
@@ -106,7 +107,20 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--photos", type=int, default=20)
     parser.add_argument("--negatives", type=int, default=20)
     parser.add_argument("--seed", type=int, default=17)
+    parser.add_argument("--class-photos", type=int, default=12)
+    parser.add_argument(
+        "--part",
+        choices=("all", "recall", "classes"),
+        default="all",
+        help="run one part, keeping the other part's figures from edits.json",
+    )
     args = parser.parse_args(argv)
+    if args.part == "classes":
+        result = json.loads((RESULTS / "edits.json").read_text())
+        started = time.time()
+        result["classes"] = edit_classes.run(args.class_photos, args.seed)
+        result["classes"]["seconds"] = round(time.time() - started)
+        return write(result)
     started = time.time()
     items = corpus.build()
     rng = np.random.default_rng(args.seed)
@@ -199,10 +213,22 @@ def main(argv: list[str]) -> int:
         "seconds": round(time.time() - started),
         "machine": f"{platform.platform()}, {platform.machine()}",
     }
+    if args.part == "all":
+        t0 = time.time()
+        result["classes"] = edit_classes.run(args.class_photos, args.seed)
+        result["classes"]["seconds"] = round(time.time() - t0)
+    elif (RESULTS / "edits.json").exists():
+        previous = json.loads((RESULTS / "edits.json").read_text())
+        if "classes" in previous:
+            result["classes"] = previous["classes"]
+    return write(result)
+
+
+def write(result: dict[str, Any]) -> int:
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "edits.json").write_text(json.dumps(result, indent=1) + "\n")
     (RESULTS / "edits.md").write_text(report(result))
-    print(f"edits: wrote {RESULTS / 'edits.md'} ({result['seconds']} s)")
+    print(f"edits: wrote {RESULTS / 'edits.md'}")
     return 0
 
 
@@ -266,6 +292,8 @@ def report(r: dict[str, Any]) -> str:
         "is far too small for it).",
         "",
     ]
+    if "classes" in r:
+        lines += edit_classes.report(r["classes"])
     return "\n".join(lines)
 
 

@@ -20,6 +20,11 @@ from blindmatch.node.errors import NodeError
 from blindmatch.node.federation.job_ledger import JobLedger
 from blindmatch.node.federation.peer_client import PeerClient, PeerError
 from blindmatch.node.federation.querier import MATCH_TASK_KIND, Querier
+from blindmatch.node.federation.uploader_signals import (
+    PUBLISH_KIND,
+    WITHDRAW_KIND,
+    UploaderSignals,
+)
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import Outbox, OutboxMessage
 from blindmatch.node.storage.match_jobs import MatchJobStore
@@ -47,8 +52,10 @@ class OutboxWorker:
         clock: Clock,
         rng: random.Random,
         workers: int,
+        uploaders: UploaderSignals | None = None,
     ) -> None:
         self.outbox = outbox
+        self.uploaders = uploaders
         self.roster = roster
         self.querier = querier
         self.jobs = jobs
@@ -115,6 +122,8 @@ class OutboxWorker:
                 await asyncio.wait_for(self.querier.run_task(m.payload, peer), TASK_TIMEOUT_S)
             elif m.kind == FEEDBACK_KIND:
                 await self.client.call(peer, "feedback.submit", {"record": m.payload})
+            elif m.kind in (PUBLISH_KIND, WITHDRAW_KIND) and self.uploaders is not None:
+                await self.uploaders.deliver(m.kind, m.peer_id, m.payload)
             else:
                 raise NodeError("internal", f"unknown outbox kind {m.kind}")
             await self.outbox.mark_delivered(m.message_id, self.clock.now())

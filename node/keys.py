@@ -1,4 +1,6 @@
-"""The node's secret keys on disk: its Ed25519 identity and its VOPRF key.
+"""The node's secret keys on disk: its Ed25519 identity, its VOPRF key, and the optional keys
+of repeat-uploader signals (specs/uploaders.md): a holder's POPRF ``uploader.key`` and the
+federation keeper's VOPRF ``keeper.key``.
 
 Files are created with mode 0600 in a 0700 directory and never logged; a key file that is
 readable by others is refused, as ssh does.
@@ -24,6 +26,8 @@ class KeyFileError(BlindmatchError, ValueError):
 class NodeKeys:
     identity: signing.SigningKey
     voprf: oprf.ServerKey
+    uploader: oprf.ServerKey | None = None  # stage 1 of uploader signals, for our pictures
+    keeper: oprf.ServerKey | None = None  # stage 2, only on the federation's keeper
 
     @property
     def voprf_key_id(self) -> bytes:
@@ -59,14 +63,29 @@ def _read_secret(path: Path, length: int) -> bytes:
 VOPRF_KEY_INFO = b"blindmatch-v1 node voprf key"
 
 
-def create(keys_dir: Path) -> NodeKeys:
+def create(keys_dir: Path, uploader: bool = False, keeper: bool = False) -> NodeKeys:
     identity = signing.SigningKey.generate()
     voprf_seed = os.urandom(32)
     voprf = oprf.derive_key_pair(voprf_seed, VOPRF_KEY_INFO, oprf.Mode.VOPRF)
     _write_secret(keys_dir / "identity.key", identity.seed)
     _write_secret(keys_dir / "voprf.key", voprf.sk)
     _write_secret(keys_dir / "voprf.seed", voprf_seed)
-    return NodeKeys(identity, voprf)
+    extra = {}
+    for name, wanted in (("uploader", uploader), ("keeper", keeper)):
+        if wanted:
+            key = oprf.generate_key_pair()
+            _write_secret(keys_dir / f"{name}.key", key.sk)
+            extra[name] = key
+    return NodeKeys(identity, voprf, **extra)
+
+
+def _optional_scalar_key(path: Path) -> oprf.ServerKey | None:
+    if not path.exists():
+        return None
+    sk = _read_secret(path, 32)
+    if not sodium.is_canonical_scalar(sk) or sk == bytes(32):
+        raise KeyFileError(f"{path.name} is not a valid scalar")
+    return oprf.ServerKey(sk, sodium.scalarmult_base(sk))
 
 
 def load(keys_dir: Path) -> NodeKeys:
@@ -84,4 +103,9 @@ def load(keys_dir: Path) -> NodeKeys:
         if derived.sk != sk:
             raise KeyFileError("voprf.seed does not derive voprf.key; restore the pair")
         voprf = derived
-    return NodeKeys(signing.SigningKey(seed), voprf)
+    return NodeKeys(
+        signing.SigningKey(seed),
+        voprf,
+        uploader=_optional_scalar_key(keys_dir / "uploader.key"),
+        keeper=_optional_scalar_key(keys_dir / "keeper.key"),
+    )

@@ -22,11 +22,13 @@ from blindmatch.node.delivery import OutboxWorker
 from blindmatch.node.errors import NodeError
 from blindmatch.node.federation.admission import Admission
 from blindmatch.node.federation.job_ledger import JobLedger
-from blindmatch.node.federation.peer_client import PeerClient
+from blindmatch.node.federation.peer_client import PeerClient, PeerError
 from blindmatch.node.federation.publisher import IndexPublisher
 from blindmatch.node.federation.querier import Querier
 from blindmatch.node.federation.replication import Replicator
 from blindmatch.node.federation.responder import PeerResponder
+from blindmatch.node.federation.uploader_signals import FEED as UPLOADERS_FEED
+from blindmatch.node.federation.uploader_signals import UploaderSignals
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import (
@@ -72,6 +74,10 @@ class Node:
             raise NodeError("not-allowed", "the roster lists another identity key for this node")
         if me.voprf_key is not None and me.voprf_key != keys.voprf.pk:
             raise NodeError("not-allowed", "the roster pins another VOPRF key for this node")
+        for name in ("uploader_key", "keeper_key"):  # specs/uploaders.md: pinned like the VOPRF key
+            key = getattr(keys, name.removesuffix("_key"))
+            if getattr(me, name) is not None and (key is None or getattr(me, name) != key.pk):
+                raise NodeError("not-allowed", f"the roster pins another {name} for this node")
         self.cfg, self.node_id, self.keys, self.db = cfg, cfg.node_id, keys, db
         self._roster, self._me = roster, me
         self.clock = clock = clock or SystemClock()
@@ -91,11 +97,18 @@ class Node:
         self.metrics = metrics = Metrics()
         self.jobs = JobLedger(db, metrics)
         self.client = PeerClient(cfg.node_id, keys.identity, clock, metrics, cfg.tls_ca)
+        self.uploaders = UploaderSignals(
+            db, node_id=cfg.node_id, roster=lambda: self.roster, keys=keys, feeds=self.feeds,
+            replicas=self.replicas, client=self.client, outbox=self.outbox,
+            budgets=self.budgets, traffic=self.traffic, translog=self.translog,
+            metrics=metrics, clock=clock,
+            refresh_feedback=lambda holder: self.replication.sync_peer(holder),
+        )  # fmt: skip
         self.decisions = DecisionService(
             db, node_id=cfg.node_id, identity=keys.identity, roster=roster, clock=clock,
             metrics=metrics, translog=self.translog, outbox=self.outbox, feeds=self.feeds,
             jobs=self.job_store, cases=CaseStore(db), bank_items=BankStore(db),
-            release_bands=cfg.release_bands,
+            release_bands=cfg.release_bands, uploaders=self.uploaders,
         )  # fmt: skip
         self.publisher = IndexPublisher(
             db, published, self.feeds, self.translog, keys, self.scheme, metrics, clock,
@@ -107,7 +120,7 @@ class Node:
         )
         self.responder = PeerResponder(
             db, self.admission, self.feeds, self.decisions, keys, metrics, clock,
-            cfg.release_bands, cfg.voprf_key_cap,
+            cfg.release_bands, cfg.voprf_key_cap, uploaders=self.uploaders,
         )  # fmt: skip
         self.replication = Replicator(
             roster, cfg.node_id, self.scheme.name, self.replicas, incidents, self.client,
@@ -126,7 +139,7 @@ class Node:
         )  # fmt: skip
         self.delivery = OutboxWorker(
             self.outbox, roster, self.querier, self.job_store, self.jobs, self.client, webhooks,
-            metrics, clock, self.rng, cfg.match_workers,
+            metrics, clock, self.rng, cfg.match_workers, uploaders=self.uploaders,
         )  # fmt: skip
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = clock.now()
@@ -139,7 +152,7 @@ class Node:
         self.handle_feed_pull = self.responder.feed_pull
         self.handle_feedback_submit = self.responder.feedback_submit
         self.sync_peer = self.replication.sync_peer
-        self.sync_all = self.replication.sync_all
+        self.sync_all = self._sync_all
         self.submit = self.querier.submit
         self.run_task = self.querier.run_task
         self.job_status = self.querier.job_status
@@ -214,6 +227,22 @@ class Node:
 
     async def reconcile_index(self) -> dict[str, int]:
         return await self.publisher.reconcile()
+
+    async def _sync_all(self) -> dict[str, int | str]:
+        """Every holder's feeds, then the repeat-uploader signals: the keeper expires its
+        publications; a reader pulls the keeper's feed and carries its changes to open cases."""
+        out = await self.replication.sync_all()
+        await self.uploaders.expire()
+        try:
+            change = await self.uploaders.pull()
+        except (PeerError, NodeError) as exc:
+            keeper = self.uploaders.keeper()
+            if keeper is not None:
+                out[f"{keeper.node_id}/{UPLOADERS_FEED}"] = f"error: {exc.code}"
+            return out
+        if change.added or change.removed:
+            await self.decisions.apply_uploader_change(change)
+        return out
 
     async def _sync_loop(self) -> None:
         while not self._stopping.is_set():

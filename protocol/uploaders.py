@@ -431,3 +431,11 @@ MESSAGE_SCHEMAS: dict[str, Mapping[str, Field]] = {
 }
 for _name, _fields in MESSAGE_SCHEMAS.items():
     messages.register(_name, _fields)
+
+# Each request and the reply type that answers it (the signed error aside).
+REPLY_TYPES = {
+    "uploader.evaluate": "uploader.evaluated",
+    "uploader.tag": "uploader.evaluated",
+    "uploader.publish": "uploader.accepted",
+    "uploader.withdraw": "uploader.accepted",
+}

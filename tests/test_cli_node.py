@@ -94,6 +94,21 @@ def test_init_roster_run_match(tmp_path: Path) -> None:
             if not matches:
                 time.sleep(1)  # the hub publishes and the platform syncs every few seconds
         assert matches and matches[0]["peer"] == "hub" and matches[0]["band"] == 8
+        # With the uploader and context: digests computed by the CLI, stored by the node.
+        platform_cfg = tmp_path / "platform" / "config.toml"
+        run("match", "--config", platform_cfg, near.hex(), "--wait", "20",
+            "--content-ref", "cli-1", "--uploader-ref", "acct-1",
+            "--uploader-email", "Someone+x@Example.org", "--account-age-days", "3",
+            "--self-upload")  # fmt: skip
+        import sqlite3
+
+        with sqlite3.connect(tmp_path / "platform" / "node.db") as conn:
+            ((ref, ctx),) = conn.execute("SELECT uploader_ref, context FROM upload_context")
+        assert ref == "acct-1" and json.loads(ctx)["self_upload"] is True
+        assert "someone" not in ctx.lower() and "example.org" not in ctx.lower()
+        bad = run("match", "--config", platform_cfg, near.hex(), "--content-ref", "cli-2",
+                  "--uploader-phone", "020 7946 0958", check=False)  # fmt: skip
+        assert bad.returncode != 0 and "E.164" in bad.stderr
         status = json.loads(run("status", "--config", hub_cfg).stdout)
         assert status["node"] == "hub" and status["index_feed_head"] >= 1
     finally:

@@ -140,20 +140,21 @@ def test_upload_context_is_validated() -> None:
 def test_reviewers_see_context_and_signals_but_no_identifier() -> None:
     from types import SimpleNamespace
 
-    from blindmatch.node.console.context_view import context_facts
+    from blindmatch.node.console.context_view import context_rows
 
     ctx = parse(
         {"ref": "acct-1", "identifiers": [identifier("email", "mallory@example.net")]},
         {"account_age_days": 3, "self_upload": True, "surface": "private-message"},
     )
-    html = context_facts(
+    rows = context_rows(
         SimpleNamespace(
             context=ctx.for_reviewer(),
             signals={"known_elsewhere": True, "recidivism": 2, "fired": ["self-upload"]},
         )
     )
+    html = " ".join(" ".join(r) for r in rows)
     assert "acct-1" in html and "3 day(s) old" in html and "self-upload" in html
     assert "known elsewhere for this picture" in html and "2 earlier upload(s)" in html
     digest = ctx.identifiers[0][1].hex()
     assert "mallory" not in html and digest not in html
-    assert context_facts(SimpleNamespace(context={}, signals={})) == ""
+    assert context_rows(SimpleNamespace(context={}, signals={})) == []

@@ -1,18 +1,38 @@
 """A small Python client for a node's local platform API.
 
 async with BlindmatchClient("http://127.0.0.1:8710", token) as bm:
-    job = await bm.match_media(open("upload.jpg", "rb").read(), wait=30)
+    job = await bm.match_media(
+        open("upload.jpg", "rb").read(), wait=30, content_ref="post-123",
+        uploader=uploader("acct-42", emails=["someone@example.net"]),  # digests, computed here
+        context={"account_age_days": 3, "surface": "public-post"},
+    )
     for m in job["matches"]:
         ...
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any
 
 import aiohttp
 
+from blindmatch.node.cases.context import identifier
 from blindmatch.node.errors import BlindmatchError
+
+# The media endpoint's body is the picture: an upload's uploader and context ride in a header.
+UPLOAD_HEADER = "Blindmatch-Upload"
+
+
+def uploader(
+    ref: str | None, emails: Iterable[str] = (), phones: Iterable[str] = ()
+) -> dict[str, Any]:
+    """The ``uploader`` of an upload: the platform's pseudonymous account reference and, for
+    repeat-uploader signals, digests of the account's emails and phone numbers (normalised and
+    hashed here: the node never receives the email or phone itself)."""
+    ids = [identifier("email", e) for e in emails] + [identifier("phone", p) for p in phones]
+    return {"identifiers": ids} if ref is None else {"ref": ref, "identifiers": ids}
 
 
 class ApiClientError(BlindmatchError):
@@ -55,30 +75,43 @@ class BlindmatchClient:
         hashes: list[str] | list[dict[str, Any]],
         wait: float | None = None,
         content_ref: str | None = None,
+        uploader: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Match PDQ hashes; with ``content_ref`` the node opens review cases for matches."""
+        """Match PDQ hashes; with ``content_ref`` the node opens review cases for matches.
+        ``uploader`` (see :func:`uploader`) and ``context`` (account_age_days, strikes,
+        open_reports, self_upload, surface) are stored with the cases and never leave the node.
+        """
         items = [h if isinstance(h, dict) else {"hash": h} for h in hashes]
         params = {"wait": str(wait)} if wait else {}
         if content_ref is not None:
             params["content_ref"] = content_ref
-        return await self._request(
-            "POST", "/api/v1/match/hashes", json={"hashes": items}, params=params
-        )
+        body: dict[str, Any] = {"hashes": items}
+        if uploader is not None:
+            body["uploader"] = uploader
+        if context is not None:
+            body["context"] = context
+        return await self._request("POST", "/api/v1/match/hashes", json=body, params=params)
 
     async def match_media(
-        self, data: bytes, wait: float | None = None, content_ref: str | None = None
+        self,
+        data: bytes,
+        wait: float | None = None,
+        content_ref: str | None = None,
+        uploader: dict[str, Any] | None = None,
+        context: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Match a picture (its whole-picture hashes and, if the node searches derivatives,
         its tiles); with ``content_ref`` the node opens review cases for what matched."""
         params = {"wait": str(wait)} if wait else {}
         if content_ref is not None:
             params["content_ref"] = content_ref
+        headers = {"Content-Type": "application/octet-stream"}
+        if uploader is not None or context is not None:
+            upload = {"uploader": uploader, "context": context}
+            headers[UPLOAD_HEADER] = json.dumps({k: v for k, v in upload.items() if v})
         return await self._request(
-            "POST",
-            "/api/v1/match/media",
-            data=data,
-            params=params,
-            headers={"Content-Type": "application/octet-stream"},
+            "POST", "/api/v1/match/media", data=data, params=params, headers=headers
         )
 
     async def cases_for_content(self, content_ref: str) -> list[dict[str, Any]]:

@@ -19,10 +19,13 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from blindmatch.node.api.client import UPLOAD_HEADER
 from blindmatch.node.banks.service import BankError, BankService
 from blindmatch.node.banks.validation import BankValidationError
 from blindmatch.node.banks.videos import VideoItems
 from blindmatch.node.cases import derivatives as derivative_cases
+from blindmatch.node.cases.context import ContextError, ContextStore, UploadContext
+from blindmatch.node.cases.context import parse as parse_context
 from blindmatch.node.cases.decisions import DecisionError
 from blindmatch.node.errors import CodedError, NodeError
 from blindmatch.node.federation.roster_watch import roster_warnings
@@ -75,6 +78,10 @@ def case_json(case: Any) -> dict[str, Any]:
         "reason": case.reason,
         "appeal": case.appeal,
         "needs_rereview": case.needs_rereview,
+        # The platform's context as sent (identifier kinds only, never digests) and what the
+        # node computed: recidivism here, known elsewhere for this picture, what moved priority.
+        "context": case.context,
+        "signals": case.signals,
     }
 
 
@@ -316,9 +323,29 @@ def build_api(
             raise ApiError("bad-request", "wait: a number of seconds from 0 to 120")
         return seconds
 
-    async def _submit(request: web.Request, queries: list[QueryHash], source: str) -> web.Response:
+    def _upload(request: web.Request, uploader: Any, context: Any) -> UploadContext | None:
+        """The upload's uploader and context, validated; they need a content_ref (they are
+        stored with its cases) and never leave this node."""
+        if uploader is None and context is None:
+            return None
+        if _content_ref(request) is None:
+            raise ApiError("bad-request", "uploader and context need a content_ref")
+        try:
+            return parse_context(uploader, context)
+        except ContextError as exc:
+            raise ApiError("bad-request", str(exc)) from exc
+
+    async def _submit(
+        request: web.Request,
+        queries: list[QueryHash],
+        source: str,
+        upload: UploadContext | None = None,
+    ) -> web.Response:
         seconds = _wait(request)  # every parameter is checked before the job exists
-        job = await node.submit(queries, source=source, content_ref=_content_ref(request))
+        content_ref = _content_ref(request)
+        if upload is not None and content_ref is not None:
+            await ContextStore(node.db).save(content_ref, upload, node.now())
+        job = await node.submit(queries, source=source, content_ref=content_ref)
         if seconds is not None:
             st = await node.wait_for_job(job, timeout=seconds)
         else:
@@ -327,12 +354,27 @@ def build_api(
 
     @routes.post("/api/v1/match/hashes")
     async def match_hashes(request: web.Request) -> web.Response:
-        return await _submit(request, _parse_hash_queries(await _json(request)), "api:hashes")
+        body = await _json(request)
+        queries = _parse_hash_queries(body)
+        if set(body) - {"hashes", "uploader", "context"}:
+            raise ApiError("bad-request", "fields: hashes, uploader, context")
+        upload = _upload(request, body.get("uploader"), body.get("context"))
+        return await _submit(request, queries, "api:hashes", upload)
 
     @routes.post("/api/v1/match/media")
     async def match_media(request: web.Request) -> web.Response:
         _wait(request)  # refuse bad parameters before any work
         _content_ref(request)
+        upload = None
+        header = request.headers.get(UPLOAD_HEADER)
+        if header is not None:
+            try:
+                raw = json.loads(header) if len(header) <= 4096 else None
+            except json.JSONDecodeError:
+                raw = None
+            if not isinstance(raw, dict) or set(raw) - {"uploader", "context"}:
+                raise ApiError("bad-request", f"{UPLOAD_HEADER}: JSON {{uploader, context}}")
+            upload = _upload(request, raw.get("uploader"), raw.get("context"))
         data = await request.content.read(MAX_MEDIA_BYTES + 1)
         while len(data) <= MAX_MEDIA_BYTES and (chunk := await request.content.read(1 << 20)):
             data += chunk
@@ -358,7 +400,7 @@ def build_api(
                 " media = excluded.media, stored_at = excluded.stored_at",
                 content_ref, data, "application/octet-stream", node.now(),
             )  # fmt: skip
-        return await _submit(request, queries, "api:media")
+        return await _submit(request, queries, "api:media", upload)
 
     @routes.get("/api/v1/content/{content_ref}/cases", allow_head=False)
     async def content_cases(request: web.Request) -> web.Response:

@@ -12,10 +12,13 @@ from typing import Any
 from blindmatch.node.api.openapi_schemas import (
     _CASE,
     _CONTENT_REF_PARAM,
+    _CONTEXT,
     _ERR,
     _ERRORS,
     _JOB,
     _TOO_LARGE,
+    _UPLOAD_HEADER,
+    _UPLOADER,
     _WAIT,
     BANK_NAME,
     COMPONENTS,
@@ -103,7 +106,9 @@ OPENAPI: dict[str, Any] = {
                                 "minItems": 1,
                                 "maxItems": 64,
                                 "items": {"$ref": "#/components/schemas/HashQuery"},
-                            }
+                            },
+                            "uploader": _UPLOADER,
+                            "context": _CONTEXT,
                         },
                     }
                 ),
@@ -121,7 +126,7 @@ OPENAPI: dict[str, Any] = {
                 " and its tiles) or a video (vPDQ: its distinct quality frames, judged by vPDQ's"
                 " rule; a video match has signal vpdq and its query/compared-match percentages)"
                 " and match it; without content_ref the media is not stored",
-                "parameters": [_WAIT, _CONTENT_REF_PARAM],
+                "parameters": [_WAIT, _CONTENT_REF_PARAM, _UPLOAD_HEADER],
                 "requestBody": {
                     "required": True,
                     "content": {

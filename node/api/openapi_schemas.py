@@ -198,6 +198,21 @@ COMPONENTS: dict[str, Any] = {
                     "enum": ["open", "upheld", "denied", None],
                 },
                 "needs_rereview": {"type": ["boolean", "integer"]},
+                "context": {
+                    "type": "object",
+                    "description": "the upload's context as sent (identifier kinds only)",
+                },
+                "signals": {
+                    "type": "object",
+                    "description": "what the node computed: recidivism (earlier actioned cases of"
+                    " the uploader here), known_elsewhere (specs/uploaders.md) and the signals"
+                    " that moved the priority",
+                    "properties": {
+                        "known_elsewhere": {"type": "boolean"},
+                        "recidivism": {"type": "integer"},
+                        "fired": {"type": "array", "items": {"type": "string"}},
+                    },
+                },
             },
         },
         "Status": {
@@ -281,4 +296,55 @@ COMPONENTS: dict[str, Any] = {
             },
         },
     },
+}
+
+_UPLOADER = {
+    "type": "object",
+    "description": "who uploaded it, pseudonymously; stored with the cases, never sent to a peer",
+    "additionalProperties": False,
+    "properties": {
+        "ref": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9._:@/+=-]{1,128}$",
+            "description": "the platform's own opaque account reference (never an email)",
+        },
+        "identifiers": {
+            "type": "array",
+            "maxItems": 4,
+            "description": "digests of the account's emails and phone numbers for repeat-uploader"
+            " signals (specs/uploaders.md 3): computed by the client, used only blinded",
+            "items": {
+                "type": "object",
+                "required": ["kind", "digest"],
+                "additionalProperties": False,
+                "properties": {
+                    "kind": {"type": "string", "enum": ["email", "phone"]},
+                    "digest": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                },
+            },
+        },
+    },
+}
+_CONTEXT = {
+    "type": "object",
+    "description": "the upload's context: moves review priority, never acts on its own; a"
+    " self-upload is never acted on automatically",
+    "additionalProperties": False,
+    "properties": {
+        "account_age_days": {"type": "integer", "minimum": 0, "maximum": 36500},
+        "strikes": {"type": "integer", "minimum": 0, "maximum": 100000},
+        "open_reports": {"type": "integer", "minimum": 0, "maximum": 100000},
+        "self_upload": {"type": "boolean"},
+        "surface": {
+            "type": "string",
+            "enum": ["public-post", "private-message", "profile-picture"],
+        },
+    },
+}
+_UPLOAD_HEADER = {
+    "name": "Blindmatch-Upload",
+    "in": "header",
+    "schema": {"type": "string", "maxLength": 4096},
+    "description": "JSON {uploader, context} (as in POST /api/v1/match/hashes), for media"
+    " uploads whose body is the picture; needs content_ref",
 }

@@ -33,12 +33,14 @@ class CaseLog:
         job_ref, holder, item_ref = await self.cases.match_of(case_ref)
         match_id = translog_hooks.match_id_for(job_ref or case_ref, holder, item_ref, 0)
         event_id = await self.cases.last_event_id(case_ref)
+        signals = await self.cases.signals_of(case_ref)
         await translog_hooks.log_decision(
             self.translog,
             decision_id=await self.decision_log_id(case_ref, int(event_id)),
             match_id=match_id,
             outcome=outcome,
             decided_by=by,
+            signals=signals.get("fired", []),  # names only, for the report's counts
         )
 
     async def feedback(self, record: fb.FeedbackRecord, direction: str, peer: str) -> None:

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,7 @@ from blindmatch.node import signals
 from blindmatch.node.cases import derivatives as derivative_cases
 from blindmatch.node.cases import policy as policy_mod
 from blindmatch.node.cases.case_log import CaseLog
+from blindmatch.node.cases.context import ContextStore, Signals, UploadContext
 from blindmatch.node.cases.webhooks import (
     WEBHOOK_KIND,
     WEBHOOK_PEER,
@@ -78,6 +80,7 @@ class DecisionService:
         policy: policy_mod.Policy | None = None,
         webhook_url: str | None = None,
         webhook_secret: bytes | None = None,
+        uploaders: Any = None,  # federation.uploader_signals.UploaderSignals, when configured
     ) -> None:
         self.db = db
         self.node_id = node_id
@@ -96,6 +99,8 @@ class DecisionService:
         self.webhook_url = webhook_url
         self.webhook_secret = webhook_secret or b""
         self.case_log = CaseLog(cases, translog)
+        self.uploaders = uploaders
+        self.contexts = ContextStore(db)
         self._local_cache: tuple[tuple[Any, ...], dict[str, Any] | None] | None = None
 
     # --- cases ------------------------------------------------------------------------------
@@ -136,8 +141,15 @@ class DecisionService:
         job_ref: bytes | None = None,
         kind: str | None = None,
         generator_confirmed: bool = False,
+        context: UploadContext | None = None,
+        signals: Signals | None = None,
+        tags: Sequence[bytes] = (),
     ) -> Case | None:
-        """Apply the policy to one match; returns the case, or None when suppressed."""
+        """Apply the policy to one match; returns the case, or None when suppressed.
+        ``context`` is the platform's, ``signals`` the node's (recidivism, known elsewhere);
+        ``tags`` the uploader's repeat-uploader tags for this picture, kept to publish them if
+        a reviewer actions the case and to follow the keeper's feed."""
+        signals = signals or Signals()
         existing = await self.cases.case_for_match(content_ref, holder, item_ref)
         if existing is not None:
             return existing
@@ -157,9 +169,14 @@ class DecisionService:
                 baseline_per_window=baseline,
                 kind=kind,
                 generator_confirmed=generator_confirmed,
+                context=context,
+                signals=signals,
             ),
         )
         self.metrics.inc("policy_verdicts_total", labels={"action": verdict.action})
+        for name in verdict.signals:
+            # Counted by signal name, never by uploader.
+            self.metrics.inc("policy_signals_total", labels={"signal": name.split(":")[0]})
         if verdict.action == "suppress":
             log.info("match suppressed by policy: %s", verdict.reason)
             return None
@@ -169,6 +186,15 @@ class DecisionService:
         case_ref = os.urandom(16)
         now = self.clock.now()
         release_json = json.dumps({**release, "opinion": opinion.label}, sort_keys=True)
+        signals_json = json.dumps(
+            {
+                "known_elsewhere": signals.known_elsewhere,
+                "recidivism": signals.recidivism,
+                "fired": list(verdict.signals),
+                "context": context.for_reviewer() if context is not None else {},
+            },
+            sort_keys=True,
+        )
         async with self.db.transaction():
             await self.cases.insert(
                 case_ref, content_ref=content_ref, job_ref=job_ref, source=source,
@@ -176,8 +202,11 @@ class DecisionService:
                 release_json=release_json, state=state, priority=verdict.priority,
                 decided_by="policy" if state == "actioned" else None, reason=verdict.reason,
                 decided_at=now if state == "actioned" else None, now=now,
+                signals_json=signals_json,
             )  # fmt: skip
             await self._event(case_ref, "policy", f"opened:{state}", {"reason": verdict.reason})
+            if tags and self.uploaders is not None:
+                await self.uploaders.remember_tags(case_ref, holder, tags)
             if state == "actioned":
                 await self.case_log.decision(case_ref, "actioned", "policy")
                 await self._webhook("block", case_ref, content_ref, verdict.reason)
@@ -260,6 +289,12 @@ class DecisionService:
         if job is None or job["content_ref"] is None or job["cases_opened"]:
             return []
         content_ref = job["content_ref"]
+        context = await self.contexts.get(content_ref)
+        signals = Signals(
+            recidivism=await self.contexts.recidivism(
+                context.uploader_ref if context else None, content_ref
+            )
+        )
         queries = await self.jobs.queries(job_ref) or []
         local = await self.local_matches(queries)
         allowlisted = any(m[5] for m in local)
@@ -270,7 +305,7 @@ class DecisionService:
             case = await self.open_case(
                 content_ref=content_ref, source="local", holder=self.node_id,
                 item_ref=item_ref, band=band, variant=variant, release=release,
-                allowlisted=allowlisted, job_ref=job_ref,
+                allowlisted=allowlisted, job_ref=job_ref, context=context, signals=signals,
             )  # fmt: skip
             if case:
                 opened.append(case)
@@ -283,15 +318,70 @@ class DecisionService:
             self.roster.has_role,
         )
         for m in matches:
+            tags = await self._uploader_tags(context, m.holder, m.item_ref, m.release)
+            known = bool(tags) and await self.uploaders.known_elsewhere(tags)
             case = await self.open_case(
                 content_ref=content_ref, source="peer", holder=m.holder, item_ref=m.item_ref,
                 band=m.band, variant=m.variant, release=m.release, allowlisted=allowlisted,
                 job_ref=job_ref, kind=m.kind, generator_confirmed=bool(m.generator_nodes),
+                context=context, signals=replace(signals, known_elsewhere=known), tags=tags,
             )  # fmt: skip
             if case:
                 opened.append(case)
         await self.jobs.mark_cases_opened(job_ref)
         return opened
+
+    async def _uploader_tags(
+        self, context: UploadContext | None, holder: str, item_ref: bytes, release: dict
+    ) -> list[bytes]:
+        """The uploader's tags for this picture (specs/uploaders.md), or none: without
+        identifiers, capability, keeper or holder key, or when a peer does not answer (the case
+        opens regardless; the signal only orders the queue)."""
+        member = self.roster.member(holder)
+        if self.uploaders is None or context is None or not context.identifiers or not member:
+            return []
+        from blindmatch.node.federation.peer_client import PeerError
+        from blindmatch.protocol.uploaders import UploaderError
+
+        try:
+            tags = await self.uploaders.lookup(
+                member, item_ref, release, [d for _, d in context.identifiers]
+            )
+        except (PeerError, CodedError, UploaderError) as exc:
+            log.info("uploader lookup at %s failed: %s", holder, getattr(exc, "code", "?"))
+            self.metrics.inc("uploader_lookups_failed_total", labels={"peer": holder})
+            return []
+        return tags or []
+
+    async def apply_uploader_change(self, change: Any) -> int:
+        """The keeper's feed changed: open cases whose uploader's tags were added or removed
+        gain or lose "known elsewhere for this picture" (and its priority), with an event."""
+        tags = set(change.added) | set(change.removed)
+        if not tags or self.uploaders is None:
+            return 0
+        weight = self.policy.context.known_elsewhere_priority
+        changed = 0
+        for case in await self.cases.open_with_uploader_tags():
+            mine = set(await self.uploaders.case_tags(case.case_ref))
+            if not mine & tags:
+                continue
+            known = await self.uploaders.known_elsewhere(sorted(mine))
+            if known == bool(case.signals.get("known_elsewhere")):
+                continue
+            fired = [f for f in case.signals.get("fired", []) if f != "known-elsewhere"]
+            if known:
+                fired.append("known-elsewhere")
+            signals = {**case.signals, "known_elsewhere": known, "fired": fired,
+                       "context": case.context}  # fmt: skip
+            priority = max(0, case.priority + (weight if known else -weight))
+            async with self.db.transaction():
+                await self.cases.set_signals(
+                    case.case_ref, json.dumps(signals, sort_keys=True), priority, self.clock.now()
+                )
+                event = "signal:known-elsewhere" if known else "signal:known-elsewhere-withdrawn"
+                await self._event(case.case_ref, "keeper", event)
+            changed += 1
+        return changed
 
     # --- decisions and appeals --------------------------------------------------------------
 
@@ -309,10 +399,14 @@ class DecisionService:
             await self.case_log.decision(case_ref, outcome, "reviewer")
             if outcome == "actioned" and not was_actioned:
                 await self._webhook("remove", case_ref, case.content_ref, reason)
-                await self._feedback(case, "confirm")
+                confirm = await self._feedback(case, "confirm")
+                if self.uploaders is not None:  # a person actioned it: the tags may be published
+                    await self.uploaders.publish(case_ref, case.holder, case.item_ref, confirm.id)
             elif outcome == "dismissed":
                 if was_actioned:
                     await self._webhook("restore", case_ref, case.content_ref, reason)
+                    if self.uploaders is not None:
+                        await self.uploaders.withdraw_case(case_ref)
                 await self._feedback(case, "dispute")
         return await self.case(case_ref)
 
@@ -340,6 +434,8 @@ class DecisionService:
                 await self.cases.uphold_appeal(case_ref, reviewer, reason[:500], now)
                 await self._webhook("restore", case_ref, case.content_ref, "appeal upheld")
                 await self._feedback(case, "appeal-upheld")
+                if self.uploaders is not None:
+                    await self.uploaders.withdraw_case(case_ref)
             else:
                 await self.cases.deny_appeal(case_ref, now)
             await self._event(
@@ -354,7 +450,7 @@ class DecisionService:
 
     # --- feedback ---------------------------------------------------------------------------
 
-    async def _feedback(self, case: Case, opinion: str) -> None:
+    async def _feedback(self, case: Case, opinion: str) -> fb.FeedbackRecord:
         """Sign a record about the case's item and get it to the holder (or publish it)."""
         record = fb.make_record(
             self.identity,
@@ -372,6 +468,7 @@ class DecisionService:
                 record.id, case.holder, FEEDBACK_KIND, record.signed, self.clock.now()
             )
             await self.case_log.feedback(record, "sent", case.holder)
+        return record
 
     async def withdraw_item(self, item_ref: bytes) -> None:
         """The holder's side of a withdrawal: a signed record every node will replicate, one

@@ -102,6 +102,28 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the platform's reference for this content: review cases open for its matches,"
         " as with the API's content_ref ([A-Za-z0-9._:-], at most 128, not starting with '.')",
     )
+    up = m.add_argument_group(
+        "uploader and context (need --content-ref; stored with the cases, never sent to a peer)"
+    )
+    up.add_argument("--uploader-ref", help="the platform's pseudonymous account reference")
+    up.add_argument(
+        "--uploader-email",
+        action="append",
+        default=[],
+        metavar="EMAIL",
+        help="for repeat-uploader signals: normalised and hashed here, only the digest is sent"
+        " to the node (repeatable, up to 4 identifiers in all)",
+    )
+    up.add_argument(
+        "--uploader-phone", action="append", default=[], metavar="E164", help="as --uploader-email"
+    )
+    up.add_argument("--account-age-days", type=int)
+    up.add_argument("--strikes", type=int, help="earlier confirmed strikes on this platform")
+    up.add_argument("--open-reports", type=int)
+    up.add_argument(
+        "--self-upload", action="store_true", help="the uploader says they are the person pictured"
+    )
+    up.add_argument("--surface", choices=("public-post", "private-message", "profile-picture"))
     m.set_defaults(func=cmd_match)
 
 
@@ -295,16 +317,48 @@ def _all_synced(status: dict[str, Any]) -> bool:
     return all(_synced(p) for p in status["peers"])
 
 
+def _upload_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The match command's uploader and context, with the identifiers reduced to digests here
+    (specs/uploaders.md 3); a bad email or phone stops the command with the reason."""
+    from blindmatch.node.api.client import uploader
+    from blindmatch.protocol.uploaders import UploaderError
+
+    out: dict[str, Any] = {}
+    if args.uploader_ref or args.uploader_email or args.uploader_phone:
+        try:
+            out["uploader"] = uploader(args.uploader_ref, args.uploader_email, args.uploader_phone)
+        except UploaderError as exc:
+            raise SystemExit(f"blindmatch match: {exc}") from None
+    context = {
+        k: getattr(args, k)
+        for k in ("account_age_days", "strikes", "open_reports", "surface")
+        if getattr(args, k) is not None
+    }
+    if args.self_upload:
+        context["self_upload"] = True
+    if context:
+        out["context"] = context
+    if out and args.content_ref is None:
+        raise SystemExit("blindmatch match: uploader and context need --content-ref")
+    return out
+
+
 def cmd_match(args: argparse.Namespace) -> int:
     target = args.target
     is_hash = len(target) == 64 and all(c in "0123456789abcdefABCDEF" for c in target)
     media = None if is_hash else _read_image(target)
 
+    upload = _upload_args(args)
+
     async def go() -> dict:
         async with _client(_load(args)) as bm:
             if media is None:
-                return await bm.match_hashes([target], wait=args.wait, content_ref=args.content_ref)
-            return await bm.match_media(media, wait=args.wait, content_ref=args.content_ref)
+                return await bm.match_hashes(
+                    [target], wait=args.wait, content_ref=args.content_ref, **upload
+                )
+            return await bm.match_media(
+                media, wait=args.wait, content_ref=args.content_ref, **upload
+            )
 
     result = asyncio.run(go())
     out = {"job": result["job"], "complete": result["complete"], "matches": result["matches"]}

@@ -23,6 +23,7 @@ from blindmatch.node.console.app import (
     _url,
     roles,
 )
+from blindmatch.node.console.context_view import context_rows
 from blindmatch.node.console.media import MediaUnavailable, render_media
 from blindmatch.node.console.text import (
     _OPINIONS,
@@ -157,6 +158,7 @@ async def _render_case(request: web.Request, error: str = "", status: int = 200)
         facts.append(("Decided by", case.decided_by, ""))
     if case.reason:
         facts.append(("Reason" if case.decided_by else "Why it needs a person", case.reason, ""))
+    facts += context_rows(case)
     choices: list[tuple[str, str]] = []
     if can_review and case.state != "closed":
         what = matched_text(case)

@@ -2,12 +2,11 @@
 
 Names and counts only: the platform's uploader reference is shown (it is the platform's own
 pseudonym), contact identifiers never are (only which kinds were given), and "known elsewhere"
-says nothing about where.
+says nothing about where. Rows are plain text: the case page's template escapes them.
 """
 
 from __future__ import annotations
 
-from html import escape as e
 from typing import Any
 
 _SURFACES = {
@@ -25,13 +24,13 @@ _SIGNALS = {
 }
 
 
-def context_facts(case: Any) -> str:
-    """``<dt>/<dd>`` rows for the case page's facts list (empty when there is no context)."""
+def context_rows(case: Any) -> list[tuple[str, str, str]]:
+    """(term, value, note) rows for the case page's facts (none without context)."""
     ctx: dict[str, Any] = case.context or {}
     sig: dict[str, Any] = case.signals or {}
-    rows = []
+    rows: list[tuple[str, str, str]] = []
     if ctx.get("uploader_ref"):
-        rows.append(("Uploader (platform reference)", e(str(ctx["uploader_ref"]))))
+        rows.append(("Uploader", str(ctx["uploader_ref"]), "(the platform's own reference)"))
     details = []
     if ctx.get("account_age_days") is not None:
         details.append(f"account {int(ctx['account_age_days'])} day(s) old")
@@ -40,23 +39,24 @@ def context_facts(case: Any) -> str:
     if ctx.get("open_reports"):
         details.append(f"{int(ctx['open_reports'])} open report(s)")
     if ctx.get("surface"):
-        details.append(e(_SURFACES.get(ctx["surface"], str(ctx["surface"]))))
+        details.append(_SURFACES.get(ctx["surface"], str(ctx["surface"])))
     if ctx.get("self_upload"):
-        details.append("<strong>says they are the person pictured (self-upload)</strong>")
+        details.append("says they are the person pictured (self-upload)")
     if details:
-        rows.append(("Upload context", ", ".join(details)))
+        rows.append(("Upload context", ", ".join(details), ""))
     if sig.get("recidivism"):
-        rows.append(("This uploader here", f"{int(sig['recidivism'])} earlier upload(s) actioned"))
+        rows.append(
+            ("This uploader here", f"{int(sig['recidivism'])} earlier upload(s) actioned", "")
+        )
     if sig.get("known_elsewhere"):
         rows.append(
             (
                 "Known elsewhere",
-                "<strong>this uploader is known elsewhere for this picture</strong> "
-                "<span class=muted>(another platform actioned their upload of it; not who or "
-                "where)</span>",
+                "this uploader is known elsewhere for this picture",
+                "(another platform actioned their upload of it; not who or where)",
             )
         )
     fired = [_SIGNALS.get(f.split(":")[0], f.split(":")[0]) for f in sig.get("fired", [])]
     if fired:
-        rows.append(("Priority moved by", e(", ".join(fired))))
-    return "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in rows)
+        rows.append(("Priority moved by", ", ".join(fired), ""))
+    return rows

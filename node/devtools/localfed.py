@@ -31,6 +31,9 @@ class NodeSpec:
     holds_index: bool = True
     budget: dict[str, int] | None = None
     database: str = ""  # default: SQLite under the node's home
+    capabilities: tuple[str, ...] = ()  # uploader-read / uploader-publish / uploader-keeper
+    uploader_key: bool = False  # answers stage 1 of uploader signals for its pictures
+    keeper: bool = False  # the federation's uploader-signal keeper (stage 2, the feed)
     voprf_key_cap: int | None = None  # default: the spec's cap (8.2)
 
 
@@ -118,7 +121,9 @@ class LocalFederation:
         for spec in specs:
             node_home = self.home / spec.node_id
             node_home.mkdir(parents=True, exist_ok=True)
-            keysets[spec.node_id] = keyfiles.create(node_home / "keys")
+            keysets[spec.node_id] = keyfiles.create(
+                node_home / "keys", uploader=spec.uploader_key, keeper=spec.keeper
+            )
             sock = _listening_socket()
             socks[spec.node_id] = sock
             host, port = sock.getsockname()[:2]
@@ -137,6 +142,13 @@ class LocalFederation:
             }
             if spec.budget:
                 member["budget"] = spec.budget
+            ks = keysets[spec.node_id]
+            if spec.capabilities:
+                member["capabilities"] = list(spec.capabilities)
+            if ks.uploader is not None:
+                member["uploader_key"] = ks.uploader.pk.hex()
+            if ks.keeper is not None:
+                member["keeper_key"] = ks.keeper.pk.hex()
             members.append(member)
         now_ms = self.clock.now() * 1000
         body = {

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import web
 
 from blindmatch.node.errors import HTTP_STATUS, BlindmatchError, NodeError, from_protocol
+from blindmatch.node.federation import uploader_signals
 from blindmatch.node.federation.admission import CHARGED_TYPES
 from blindmatch.node.federation.peer_client import (
     CONTENT_TYPE,
@@ -38,7 +39,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("blindmatch.federation")
 
 MAX_REQUEST_BYTES = 1024 * 1024  # the largest request, a threshold query, is ~49 KB
-REQUEST_TYPES = ("oprf.evaluate", "threshold.query", "feed.pull", "feedback.submit")
+REQUEST_TYPES = (
+    "oprf.evaluate", "threshold.query", "feed.pull", "feedback.submit",
+    *uploader_signals.REQUEST_TYPES,
+)  # fmt: skip
 
 
 class Node(Protocol):
@@ -51,6 +55,7 @@ class Node(Protocol):
     metrics: Metrics
     admission: Admission
     responder: PeerResponder
+    uploaders: uploader_signals.UploaderSignals
     translog: TransparencyLog
 
     def now(self) -> int: ...
@@ -135,6 +140,10 @@ async def handle(node: Node, request: web.Request) -> web.Response:
         "threshold.query": responder.threshold,
         "feed.pull": responder.feed_pull,
         "feedback.submit": responder.feedback_submit,
+        "uploader.evaluate": node.uploaders.answer_evaluate,
+        "uploader.tag": node.uploaders.answer_tag,
+        "uploader.publish": node.uploaders.accept_publish,
+        "uploader.withdraw": node.uploaders.accept_withdraw,
     }
     try:
         body = await handlers[env.type](peer, env.body, pending)

@@ -17,7 +17,7 @@ from blindmatch.node.config import ConfigError, require_tls_unless_loopback
 from blindmatch.node.errors import CodedError
 from blindmatch.node.http_limits import read_limited
 from blindmatch.node.metrics import Metrics
-from blindmatch.protocol import envelope
+from blindmatch.protocol import envelope, uploaders
 from blindmatch.protocol.roster import Member
 
 FEDERATION_PATH = "/fed/v1/message"
@@ -27,6 +27,7 @@ REPLY_TYPES = {
     "threshold.query": "threshold.answer",
     "feed.pull": "feed.page",
     "feedback.submit": "feedback.accepted",
+    **uploaders.REPLY_TYPES,
 }
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 

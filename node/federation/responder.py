@@ -21,6 +21,8 @@ from blindmatch.node.errors import NodeError
 from blindmatch.node.federation import oprf_workers
 from blindmatch.node.federation.admission import Admission, PendingNonce
 from blindmatch.node.federation.publisher import INDEX_FEED
+from blindmatch.node.federation.uploader_signals import FEED as UPLOADERS_FEED
+from blindmatch.node.federation.uploader_signals import UploaderSignals
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.signals.base import bands as band_bounds
@@ -51,9 +53,11 @@ class PeerResponder:
         metrics: Metrics,
         clock: Clock,
         release_bands: Sequence[int],
+        uploaders: UploaderSignals | None = None,
         voprf_key_cap: int = LIFETIME_CAP,
     ) -> None:
         self.db = db
+        self.uploaders = uploaders
         self.admission = admission
         self.feeds = feeds
         self.decisions = decisions
@@ -208,6 +212,10 @@ class PeerResponder:
             elif not items_read.cancelled():
                 items_read.exception()  # retrieved: a refusal above is what the peer hears
         assert verified is not None
+        if self.uploaders is not None:  # the items a peer may look uploaders up for: those its
+            # candidates named (resolved here; the peer learns a reference only on a match)
+            named = sorted({it.item_ref for it in items.values() if it is not None})
+            await self.uploaders.note_candidates(peer.node_id, named)
         answer = await asyncio.to_thread(
             matching.answer_threshold,
             verified,
@@ -230,8 +238,13 @@ class PeerResponder:
     async def feed_pull(
         self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
     ) -> dict[str, Any]:
-        if body["feed"] not in FEEDS:
-            raise NodeError("not-allowed", f"no feed named {body['feed']}")
+        uploaders_feed = (
+            body["feed"] == UPLOADERS_FEED
+            and self.uploaders is not None
+            and self.uploaders.may_pull(peer)
+        )
+        if body["feed"] not in FEEDS and not uploaders_feed:
+            raise NodeError("not-allowed", f"no feed named {body['feed']} for {peer.node_id}")
         entries = await self.feeds.read(body["feed"], body["after"], body["limit"])
         head = await self.feeds.head(body["feed"])
         # A page stops at a byte budget (always at least one entry), so a backlog of large

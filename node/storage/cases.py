@@ -7,14 +7,14 @@ Every method runs in the caller's transaction when there is one; timestamps are 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from blindmatch.node.storage.database import Database, Row
 
 _CASE_COLUMNS = (
     "case_ref, content_ref, job_ref, source, holder, item_ref, band, variant, release, state,"
-    " priority, decided_by, reason, decided_at, created_at, updated_at"
+    " priority, decided_by, reason, decided_at, created_at, updated_at, signals"
 )
 
 
@@ -36,9 +36,15 @@ class Case:
     needs_rereview: bool
     created_at: int
     updated_at: int
+    # What the node computed about the upload's uploader (recidivism, known elsewhere, the
+    # signals that moved priority) and the platform's context as reviewers see it.
+    signals: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
 
 
 def _case(row: Row) -> Case:
+    signals = json.loads(row["signals"] or "{}")
+    context = signals.pop("context", {})
     return Case(
         case_ref=bytes(row["case_ref"]),
         content_ref=row["content_ref"],
@@ -56,6 +62,8 @@ def _case(row: Row) -> Case:
         needs_rereview=bool(row["needs_rereview"]),
         created_at=int(row["created_at"]),
         updated_at=int(row["updated_at"]),
+        signals=signals,
+        context=context,
     )
 
 
@@ -83,13 +91,35 @@ class CaseStore:
         reason: str,
         decided_at: int | None,
         now: int,
+        signals_json: str = "{}",
     ) -> None:
         await self.db.execute(
             f"INSERT INTO cases ({_CASE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,"
-            " ?, ?)",
+            " ?, ?, ?)",
             case_ref, content_ref, job_ref, source, holder, item_ref, band, variant,
-            release_json, state, priority, decided_by, reason, decided_at, now, now,
+            release_json, state, priority, decided_by, reason, decided_at, now, now, signals_json,
         )  # fmt: skip
+
+    async def set_signals(
+        self, case_ref: bytes, signals_json: str, priority: int, now: int
+    ) -> None:
+        """A case's uploader signals changed (the keeper's feed): its signals and priority."""
+        await self.db.execute(
+            "UPDATE cases SET signals = ?, priority = ?, updated_at = ? WHERE case_ref = ?",
+            signals_json, priority, now, case_ref,
+        )  # fmt: skip
+
+    async def signals_of(self, case_ref: bytes) -> dict[str, Any]:
+        raw = await self.db.fetch_value("SELECT signals FROM cases WHERE case_ref = ?", case_ref)
+        return json.loads(raw or "{}")
+
+    async def open_with_uploader_tags(self) -> list[Case]:
+        """Cases waiting for a person whose uploader has repeat-uploader tags."""
+        rows = await self.db.fetch_all(
+            "SELECT DISTINCT c.* FROM cases c JOIN case_uploader_tags t ON t.case_ref ="
+            " c.case_ref WHERE c.state IN ('queued', 'quarantined', 'escalated')"
+        )
+        return [_case(r) for r in rows]
 
     async def case(self, case_ref: bytes) -> Case | None:
         row = await self.db.fetch_one("SELECT * FROM cases WHERE case_ref = ?", case_ref)

@@ -452,17 +452,103 @@ VIDEOS_SCHEMA = Migration(
     ),
 )
 
+# Context on uploads and repeat-uploader signals (specs/uploaders.md). An upload's context is
+# the platform's and stays here: no column of it is ever sent to a peer. Identifier digests are
+# inside ``context`` (JSON), used only blinded.
+UPLOADER_CONTEXT_SCHEMA = Migration(
+    8,
+    "upload context and repeat-uploader signals: context per upload, case signals, candidates,"
+    " tags, publications (sent and kept), the keeper feed replica",
+    (
+        """
+        CREATE TABLE upload_context (
+            content_ref  TEXT PRIMARY KEY,
+            uploader_ref TEXT,
+            context      TEXT NOT NULL,
+            created_at   BIGINT NOT NULL
+        )""",
+        "CREATE INDEX upload_context_uploader ON upload_context (uploader_ref)",
+        # What the node computed for the case (recidivism, known elsewhere, the signals that
+        # moved its priority), JSON; shown to reviewers, counted in the transparency report.
+        "ALTER TABLE cases ADD COLUMN signals TEXT NOT NULL DEFAULT '{}'",
+        # Holder: the last threshold query of a peer naming one of our items.
+        """
+        CREATE TABLE uploader_candidates (
+            peer_id  TEXT NOT NULL,
+            item_ref {BLOB} NOT NULL,
+            at       BIGINT NOT NULL,
+            PRIMARY KEY (peer_id, item_ref)
+        )""",
+        # Reader and publisher: the tags computed for a case's uploader.
+        """
+        CREATE TABLE case_uploader_tags (
+            case_ref {BLOB} NOT NULL REFERENCES cases (case_ref) ON DELETE CASCADE,
+            tag      {BLOB} NOT NULL,
+            holder   TEXT NOT NULL,
+            PRIMARY KEY (case_ref, tag)
+        )""",
+        "CREATE INDEX case_uploader_tags_tag ON case_uploader_tags (tag)",
+        # Publisher: what we published to the keeper, per case.
+        """
+        CREATE TABLE uploader_publications_out (
+            publication {BLOB} PRIMARY KEY,
+            case_ref    {BLOB} NOT NULL,
+            keeper      TEXT NOT NULL,
+            state       TEXT NOT NULL CHECK (state IN ('published', 'withdrawn')),
+            at          BIGINT NOT NULL
+        )""",
+        "CREATE INDEX uploader_publications_out_case ON uploader_publications_out (case_ref)",
+        # Keeper: publications received (the publisher is known here, never in the feed).
+        """
+        CREATE TABLE uploader_publications (
+            publication  {BLOB} PRIMARY KEY,
+            origin       TEXT NOT NULL,
+            holder       TEXT NOT NULL,
+            item_ref     {BLOB} NOT NULL,
+            confirm      {BLOB} NOT NULL UNIQUE,
+            tags         {BLOB} NOT NULL,
+            expires_ms   BIGINT NOT NULL,
+            created_at   BIGINT NOT NULL,
+            withdrawn_at BIGINT
+        )""",
+        # The log's traffic counters also count uploader-signal evaluations (two stages).
+        """
+        CREATE TABLE log_counters_v8 (
+            peer_id         TEXT NOT NULL,
+            counter         TEXT NOT NULL CHECK (counter IN
+                            ('queries', 'evaluations', 'uploader-holder', 'uploader-keeper')),
+            direction       TEXT NOT NULL CHECK (direction IN ('sent', 'received')),
+            window_start_ms BIGINT NOT NULL,
+            window_ms       BIGINT NOT NULL,
+            messages        BIGINT NOT NULL DEFAULT 0,
+            items           BIGINT NOT NULL DEFAULT 0,
+            PRIMARY KEY (peer_id, counter, direction, window_start_ms, window_ms)
+        )""",
+        "INSERT INTO log_counters_v8 SELECT peer_id, counter, direction, window_start_ms,"
+        " window_ms, messages, items FROM log_counters",
+        "DROP TABLE log_counters",
+        "ALTER TABLE log_counters_v8 RENAME TO log_counters",
+        # Reader: the keeper's live tags, as replicated.
+        """
+        CREATE TABLE uploader_signals (
+            keeper     TEXT NOT NULL,
+            tag        {BLOB} NOT NULL,
+            expires_ms BIGINT NOT NULL,
+            PRIMARY KEY (keeper, tag)
+        )""",
+    ),
+)
+
 # The VOPRF key's lifetime (spec 8.2, 8.4): evaluations answered per key.
 KEY_LIFETIME_SCHEMA = Migration(
-    8,
+    9,
     "key lifetime: evaluations answered per VOPRF key",
     (
         """
         CREATE TABLE voprf_key_usage (
             key_id      {BLOB} PRIMARY KEY,
             evaluations BIGINT NOT NULL DEFAULT 0 CHECK (evaluations >= 0),
-            created_at  BIGINT NOT NULL,
-            retire_at   BIGINT
+            created_at  BIGINT NOT NULL
         )""",
     ),
 )
@@ -475,6 +561,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     PROTECTED_SOURCES_SCHEMA,
     RELIABILITY_SCHEMA,
     VIDEOS_SCHEMA,
+    UPLOADER_CONTEXT_SCHEMA,
     KEY_LIFETIME_SCHEMA,
 )
 

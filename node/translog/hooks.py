@@ -139,8 +139,10 @@ async def log_decision(
     outcome: str,
     decided_by: str,
     policy: str | None = None,
+    signals: Sequence[str] = (),
 ) -> int:
-    """``outcome``: actioned | dismissed | escalated; ``decided_by``: policy | reviewer."""
+    """``outcome``: actioned | dismissed | escalated; ``decided_by``: policy | reviewer;
+    ``signals``: the context signals that moved the case (names, counted by the report)."""
     entry: dict[str, Any] = {
         "kind": "decision",
         "decision_id": decision_id,
@@ -150,6 +152,9 @@ async def log_decision(
     }
     if policy is not None:
         entry["policy"] = policy
+    names = sorted({s.split(":")[0] for s in signals})
+    if names:
+        entry["signals"] = names
     return await log.append(entry)
 
 
@@ -221,13 +226,18 @@ async def log_key_rotation(
 # --- per-peer traffic ------------------------------------------------------------------------
 
 
+COUNTERS = ("evaluations", "queries", "uploader-holder", "uploader-keeper")
+
+
 class TrafficCounts:
     """Durable per-peer, per-window counters, flushed into the log when windows end.
 
     ``counter`` is ``"evaluations"`` (``messages``: ``oprf.evaluate`` requests, ``items``:
     blinded elements) or ``"queries"`` (``messages``: ``threshold.query`` messages, ``items``:
-    candidate items tested). ``direction`` is ``"received"`` when this node answered as holder
-    and ``"sent"`` when it asked as querier.
+    candidate items tested), or for repeat-uploader signals ``"uploader-holder"`` and
+    ``"uploader-keeper"`` (``uploader.evaluate`` / ``uploader.tag`` messages and their blinded
+    elements). ``direction`` is ``"received"`` when this node answered and ``"sent"`` when it
+    asked.
     """
 
     def __init__(self, db: Database, window_ms: int = HOUR_MS) -> None:
@@ -239,8 +249,8 @@ class TrafficCounts:
     async def record(
         self, peer: str, counter: str, direction: str, messages: int, items: int, now_ms: int
     ) -> None:
-        if counter not in ("evaluations", "queries") or direction not in ("sent", "received"):
-            raise ValueError("counter: evaluations|queries; direction: sent|received")
+        if counter not in COUNTERS or direction not in ("sent", "received"):
+            raise ValueError(f"counter: {'|'.join(COUNTERS)}; direction: sent|received")
         await ensure_transparency_tables(self.db)
         start = now_ms - now_ms % self.window_ms
         await self.db.execute(
@@ -274,7 +284,15 @@ class TrafficCounts:
                 }
                 messages = min(int(r["messages"]), _COUNT_MAX)
                 items = min(int(r["items"]), _COUNT_MAX)
-                if r["counter"] == "evaluations":
+                if r["counter"].startswith("uploader-"):
+                    entry = {
+                        "kind": "uploader-evaluation-counts",
+                        **common,
+                        "stage": r["counter"].removeprefix("uploader-"),
+                        "requests": messages,
+                        "evaluations": items,
+                    }
+                elif r["counter"] == "evaluations":
                     entry = {
                         "kind": "evaluation-counts",
                         **common,

@@ -54,6 +54,8 @@ def build_report(
     periods: dict[str, PeriodStats] = defaultdict(PeriodStats)
     totals = PeriodStats()
     by_policy: Counter[str] = Counter()
+    by_signal: dict[str, Counter[str]] = defaultdict(Counter)
+    uploader_signals: Counter[str] = Counter()
     decider_of: dict[bytes, str] = {}
     matches_seen: set[bytes] = set()
     unlinked: Counter[str] = Counter()
@@ -97,9 +99,13 @@ def build_report(
             if e["match_id"] not in matches_seen:
                 unlinked["decision-without-match"] += 1
             decider_of[e["decision_id"]] = e["decided_by"]
+            for name in e.get("signals", ()):
+                by_signal[name][e["outcome"]] += 1
             by_policy[
                 e.get("policy", "(reviewer)" if e["decided_by"] == "reviewer" else "(none)")
             ] += 1
+        elif kind == "uploader-signal":
+            uploader_signals[f"{e['action']} ({e['direction']})"] += 1
         elif kind == "appeal":
             decider = decider_of.get(e["decision_id"])
             if decider is None:
@@ -117,6 +123,8 @@ def build_report(
         traffic=dict(totals.traffic),
         decisions_by_policy=by_policy,
         overturns_by_decider=overturns,
+        decisions_by_signal=dict(by_signal),
+        uploader_signals=uploader_signals,
         entries_after_head=audit.entries_after_head,
         unlinked=dict(unlinked),
         first_time_ms=first,
@@ -243,6 +251,22 @@ def render_markdown(report: TransparencyReport, plots: Sequence[Path] = ()) -> s
         ("decided by (policy rule)", "decisions"), sorted(report.decisions_by_policy.items())
     )
     lines += [""]
+    if report.decisions_by_signal:
+        # Which context signals moved the cases that were decided (names, never identities).
+        outcomes = ("actioned", "dismissed", "escalated")
+        lines += _table(
+            ("context signal", *outcomes),
+            [
+                (name, *(report.decisions_by_signal[name][o] for o in outcomes))
+                for name in sorted(report.decisions_by_signal)
+            ],
+        )
+        lines += [""]
+    if report.uploader_signals:
+        lines += _table(
+            ("repeat-uploader publications", "count"), sorted(report.uploader_signals.items())
+        )
+        lines += [""]
     lines += _table(
         ("appeals of decisions made by", "upheld", "overturned", "overturn rate"),
         [

@@ -99,6 +99,10 @@ class TransparencyReport:
     decisions_by_policy: Counter[str]
     overturns_by_decider: dict[str, dict[str, int]]  # policy/reviewer -> upheld/overturned
     entries_after_head: int = 0
+    # Decisions by the context signal that moved the case (signal -> outcome -> count), and
+    # repeat-uploader publications by action: counts only, never an identity.
+    decisions_by_signal: dict[str, Counter[str]] = field(default_factory=dict)
+    uploader_signals: Counter[str] = field(default_factory=Counter)
     # Entries that name an id no earlier entry introduced (an auditor's consistency check):
     # "decision-without-match", "appeal-without-decision".
     unlinked: dict[str, int] = field(default_factory=dict)
@@ -130,6 +134,10 @@ class TransparencyReport:
                 for (peer, direction), t in sorted(self.traffic.items())
             ],
             "decisions_by_policy": dict(sorted(self.decisions_by_policy.items())),
+            "decisions_by_signal": {
+                k: dict(sorted(v.items())) for k, v in sorted(self.decisions_by_signal.items())
+            },
+            "uploader_signals": dict(sorted(self.uploader_signals.items())),
             "overturns_by_decider": self.overturns_by_decider,
             "unlinked": dict(sorted(self.unlinked.items())),
         }
