@@ -125,6 +125,8 @@ def main(argv: list[str]) -> int:
     if unknown:
         print(f"unknown target(s) {sorted(unknown)}; known: {', '.join(TARGETS)}")
         return 2
+    for name in names:  # everything the targets import is loaded now, not mid-run
+        TARGETS[name].seeds()
     work = Path(tempfile.mkdtemp(prefix="blindmatch-fuzz-"))
     rows = []
     try:

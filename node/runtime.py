@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -27,6 +28,7 @@ from blindmatch.node.federation.http import build_app
 from blindmatch.node.federation.port_guard import GuardedTCPSite, PortGuard, PortLimits
 from blindmatch.node.federation.roster_watch import RosterWatch, load_roster
 from blindmatch.node.node import Node
+from blindmatch.node.storage import Database, NodeState
 from blindmatch.node.translog.monitor import FederationLogWatch
 
 TOKEN_FILE = "api.token"
@@ -56,6 +58,7 @@ class RunningNode:
     log_watch_task: asyncio.Task[None] | None = None
     roster_watch: RosterWatch | None = None
     roster_watch_task: asyncio.Task[None] | None = None
+    database_id: bytes = b""
 
     async def stop(self) -> None:
         if self.roster_watch_task is not None:
@@ -66,6 +69,10 @@ class RunningNode:
             await self.log_watch.close()
         for r in self.runners:
             await r.cleanup()
+        if self.database_id:
+            with contextlib.suppress(Exception):  # stopping goes on whatever the home allows
+                size = await self.node.translog.size()
+                record_history(self.node.cfg, self.database_id, size, self.node.now())
         await self.node.stop()
 
 
@@ -78,11 +85,64 @@ def _ssl_context(cfg: NodeConfig) -> ssl.SSLContext | None:
     return ctx
 
 
-async def start(cfg: NodeConfig) -> RunningNode:
+class HistoryError(BlindmatchError, ValueError):
+    """The database is not the one this node's home says it has been running on."""
+
+    code = "storage"
+
+
+HISTORY_FILE = "history.json"
+
+
+async def check_history(cfg: NodeConfig, db: Database, now: int, fresh: bool) -> bytes:
+    """Refuse to run on an empty (or another) database where this node's home records that it
+    ran on one with history: a deleted or misconfigured database file was a silent fresh start
+    (its jobs, cases and verifiable log gone). ``fresh`` is the operator saying to start over.
+    Returns the database's id, kept in the home's history file once the node runs."""
+    state = NodeState(db)
+    held = await state.get("database_id")
+    marker_path = cfg.home / HISTORY_FILE
+    try:
+        marker = json.loads(marker_path.read_text())
+    except FileNotFoundError:
+        marker = None
+    except (OSError, ValueError) as exc:
+        raise HistoryError(f"{marker_path}: unreadable ({exc.__class__.__name__})") from None
+    if isinstance(marker, dict) and not fresh:
+        had = str(marker.get("database_id", ""))
+        if had and (held is None or held.hex() != had):
+            what = "is empty" if held is None else "is another node database"
+            raise HistoryError(
+                f"the database ({cfg.database_url.split('?')[0]}) {what}, but this node ran"
+                f" on database {had[:12]} whose verifiable log held"
+                f" {int(marker.get('log_size', 0))} entries: restore that database (or point"
+                " 'database' at it), or run with --fresh-database to start over"
+            )
+    if held is None:
+        held = os.urandom(16)
+        await state.set("database_id", held, now)
+    return held
+
+
+def record_history(cfg: NodeConfig, database_id: bytes, log_size: int, now: int) -> None:
+    path = cfg.home / HISTORY_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(
+        json.dumps({"database_id": database_id.hex(), "log_size": log_size, "at": now}) + "\n"
+    )
+    os.replace(tmp, path)
+
+
+async def start(cfg: NodeConfig, fresh_database: bool = False) -> RunningNode:
     clock = SystemClock()
     roster = load_roster(cfg, int(time.time() * 1000))
     node_keys = keyfiles.load(cfg.keys_dir)
     db = await Node.open_database(cfg, clock.now())
+    try:
+        database_id = await check_history(cfg, db, clock.now(), fresh_database)
+    except BaseException:
+        await db.close()
+        raise
     node = Node(cfg, node_keys, db, roster, clock=clock)
     if cfg.policy_path is not None:
         node.decisions.policy = policy_mod.load(cfg.policy_path)
@@ -141,11 +201,12 @@ async def start(cfg: NodeConfig) -> RunningNode:
     task = asyncio.create_task(watch.run(300), name=f"{cfg.node_id}-log-watch")
     rosters = RosterWatch(cfg, node)
     roster_task = asyncio.create_task(rosters.run(), name=f"{cfg.node_id}-roster-watch")
-    return RunningNode(node, banks, runners, watch, task, rosters, roster_task)
+    record_history(cfg, database_id, await node.translog.size(), clock.now())
+    return RunningNode(node, banks, runners, watch, task, rosters, roster_task, database_id)
 
 
-async def run_forever(cfg: NodeConfig) -> None:
-    running = await start(cfg)
+async def run_forever(cfg: NodeConfig, fresh_database: bool = False) -> None:
+    running = await start(cfg, fresh_database)
     log = logging.getLogger("blindmatch.node")
     log.info(
         "node %s serving federation on %s:%d and API on %s:%d",

@@ -208,6 +208,7 @@ ERROR_CODES: dict[str, str] = {
     "signals:unknown-type": "a signal type the registry does not define (chapter 11)",
     "vpdq:bad-signal": "a vPDQ signal that does not parse (chapter 11)",
     "vpdq:bad-request": "vPDQ op inputs out of range (chapter 11)",
+    "vpdq:too-many-frames": "a video with more distinct frames than a holder indexes (11)",
     "replication:bad-body": "a feed page the replication machine refuses (10.4)",
     "lsh:unknown-scheme": "an LSH scheme this version does not define (chapter 11)",
     "lsh:bad-signal": "a signal type the scheme does not bucket (chapter 11)",

@@ -1,10 +1,12 @@
 """What a result came from: the resolved scenario, the code version and the environment.
 
 ``inputs_sha256`` is the staleness key of a committed report: a hash of everything that
-decides the numbers in ``results.json`` -- the resolved scenario, the simulator's own sources
+decides the numbers in ``results.json`` -- the resolved scenario, the simulator's model sources
 and data, the CPU costs it charges (from ``bench/results/crypto.json``) and the LSH scheme's
-parameters. It deliberately leaves out the rest of the package (a refactor of node/ does not
-change a simulated federation) and the environment (recorded, not hashed). ``code`` records the
+parameters. It deliberately leaves out the modules that only present or orchestrate runs
+(``PRESENTATION``: a new table or figure style does not change a number), the rest of the
+package (a refactor of node/ does not change a simulated federation) and the environment
+(recorded, not hashed). ``code`` records the
 version a reader would cite: the package version, ``git describe`` when run from a checkout,
 and a hash of every source file of the package.
 """
@@ -17,6 +19,7 @@ import os
 import platform
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import asdict
 from functools import cache
 from importlib import metadata
@@ -42,19 +45,51 @@ def _files_digest(files: list[Path], root: Path) -> str:
     return h.hexdigest()
 
 
-def _model_files() -> list[Path]:
-    files = [p for p in SIM_ROOT.rglob("*.py") if "__pycache__" not in p.parts]
+# Simulator modules that write, render, aggregate or schedule runs but compute no result, and
+# tools a run never imports (make_data writes sim/data, which is hashed; extraction is its own
+# benchmark).
+PRESENTATION = frozenset(
+    {
+        "report.py",
+        "figures.py",
+        "sweep.py",
+        "examples.py",
+        "provenance.py",
+        "make_data.py",
+        "extraction.py",
+    }
+)
+# Modules that compute results only for scenarios that ask for them: a change to one stales the
+# reports of those scenarios alone. A new optional model module is listed here with its test.
+OPTIONAL: dict[str, Callable[[Scenario], bool]] = {
+    "uploaders.py": lambda s: s.uploaders is not None,
+}
+
+
+def _model_files(s: Scenario | None) -> list[Path]:
+    files = [
+        p
+        for p in SIM_ROOT.rglob("*.py")
+        if "__pycache__" not in p.parts
+        and p.name not in PRESENTATION
+        and (s is None or p.name not in OPTIONAL or OPTIONAL[p.name](s))
+    ]
     return files + sorted((SIM_ROOT / "data").glob("*.json"))
 
 
+def model_sha256(s: Scenario | None = None) -> str:
+    """The simulator's model sources (those ``s`` uses; all of them without ``s``) and data,
+    the CPU costs it charges and the LSH schemes."""
+    return _model_sha256(tuple(sorted(str(p) for p in _model_files(s))))
+
+
 @cache
-def model_sha256() -> str:
-    """The simulator's sources and data, the CPU costs it charges and the LSH schemes."""
+def _model_sha256(files: tuple[str, ...]) -> str:
     from blindmatch.protocol.lsh import SCHEMES
 
     from .exchange import calibrated_costs
 
-    h = hashlib.sha256(_files_digest(_model_files(), SIM_ROOT).encode())
+    h = hashlib.sha256(_files_digest([Path(f) for f in files], SIM_ROOT).encode())
     h.update(json.dumps(calibrated_costs(), sort_keys=True).encode())
     for name in sorted(SCHEMES):
         scheme = SCHEMES[name]
@@ -65,7 +100,7 @@ def model_sha256() -> str:
 
 def inputs_sha256(s: Scenario) -> str:
     """The staleness key: a committed report whose key differs from this one is stale."""
-    payload = json.dumps({"scenario": resolved(s), "model": model_sha256()}, sort_keys=True)
+    payload = json.dumps({"scenario": resolved(s), "model": model_sha256(s)}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 

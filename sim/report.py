@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -215,11 +216,7 @@ def _f(x: Any, nd: int = 3) -> str:
 
 
 def render(
-    s: Scenario,
-    res: dict,
-    timing: dict,
-    plots: list[str],
-    tables: list[str] | tuple[str, ...] = (),
+    s: Scenario, res: dict, timing: dict, plots: list[str], tables: Sequence[str] = ()
 ) -> str:
     fed, m, td, w, c = (
         res[k] for k in ("federation", "matching", "takedown", "wrongful_takedowns", "cost")
@@ -448,7 +445,7 @@ def render(
     return "\n".join(lines)
 
 
-def _provenance(p: dict | None, tables: list[str] | tuple[str, ...]) -> list[str]:
+def _provenance(p: dict | None, tables: Sequence[str]) -> list[str]:
     if not p:
         return []
     code, env = p["code"], p["environment"]

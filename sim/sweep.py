@@ -51,8 +51,9 @@ def t975(df: int) -> float:
         return math.nan
     if df <= len(_T975):
         return _T975[df - 1]
-    z = 1.959964  # beyond 30: the first Cornish-Fisher term, within 0.001 of the exact value
-    return z + (z**3 + z) / (4 * df)
+    # Beyond 30: two terms of the Cornish-Fisher expansion, within 1e-4 of the exact value.
+    z = 1.959964
+    return z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
 
 
 def mean_ci(values: Sequence[float]) -> dict[str, float | int | None]:
@@ -420,6 +421,17 @@ def _figures(sweep: Sweep, params: list[str], rows: list[list[Any]], out: Path) 
     return made
 
 
+# The metrics a report shows when the sweep names none (summary.csv has them all).
+HEADLINE = re.compile(
+    r"(recall\[[^]]*\]\.(protocol_recall|plaintext_pdq_recall)"
+    r"|matching\.(confirmed_matches|true_matches)"
+    r"|takedown\.contents_taken_down|wrongful_takedowns\.total"
+    r"|leakage\.[^.]+\.(bits_per_threshold_query|spec_bound_bits_per_threshold_query)"
+    r"|attacks\.runs\[[^]]*\]\.days_to_first_hash"
+    r"|cost\.(bytes_per_query|cpu_s_per_query))$"
+)
+
+
 def _fmt(v: Any) -> str:
     if v is None:
         return "-"
@@ -440,7 +452,7 @@ def _render(sweep: Sweep, params: list[str], rows: list[list[Any]], figures: lis
         "summary in summary.csv, the grid, seeds and every run's inputs hash in sweep.json.",
         "",
     ]
-    shown = sweep.metrics or sorted({r[np_] for r in rows})[:40]
+    shown = sweep.metrics or [m for m in dict.fromkeys(r[np_] for r in rows) if HEADLINE.match(m)]
     lines += [
         "| " + " | ".join([*params, "metric", "n", "mean", "95% interval"]) + " |",
         "|" + "---|" * (np_ + 4),

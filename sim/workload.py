@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import cache
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from blindmatch.protocol.lsh import P_FLOOR, P_MAX, P_SCALE, X_SCALE
 
@@ -44,7 +45,11 @@ def _model_arrays() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 def _draw(rng: np.random.Generator, k: int) -> tuple[np.ndarray, np.ndarray]:
     """k draws of the model (float32) and, per draw, its two middle order statistics."""
     mean, factor, resid = _model_arrays()
-    z = rng.standard_normal((k, factor.shape[1]), dtype=np.float32) @ factor.T
+    # One BLAS thread: a float32 product's rounding depends on how many threads split it, and a
+    # run's numbers must not depend on the machine's core count or the engine (a Dask worker
+    # runs one thread) that ran it.
+    with threadpool_limits(limits=1, user_api="blas"):
+        z = rng.standard_normal((k, factor.shape[1]), dtype=np.float32) @ factor.T
     z += mean
     noise = rng.standard_normal((k, 256), dtype=np.float32)
     noise *= resid

@@ -7,6 +7,8 @@ implementation answers; the spec text says why each is right.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from typing import Any
 
 from blindmatch.crypto import oprf, signing, sodium
@@ -324,6 +326,19 @@ def other_error_cases() -> list[dict[str, Any]]:
             "derivative-whole-match-not-a-boolean",
             "derivative.classify",
             {"scheme": "pdq-tiles-1", "quality_cells": [], "confirmations": [], "whole_match": 1},
+        ),
+        # A holder indexes at most 4096 distinct frames of one video (signals-and-lsh.md 7).
+        _case(
+            "vpdq-too-many-frames",
+            "vpdq.indexed_frames",
+            {
+                "signal": json.dumps(
+                    [
+                        f"{hashlib.sha256(i.to_bytes(4, 'big')).hexdigest()},100,{i}.000"
+                        for i in range(4097)
+                    ]
+                )
+            },
         ),
         # Merkle ops hash entries as opaque bytes: "00" and "ff" are no log entries (chapter 12,
         # section 3), and the root over them is still defined.

@@ -165,3 +165,26 @@ async def test_float_vectors_a_float32_cannot_hold_never_make_a_job(fed) -> None
     # The largest float32 itself is a fine value.
     edge = [float(np.finfo(np.float32).max)] + [0.0] * 255
     await platform.node.submit([QueryHash(b"\x01" * 32, edge)])
+
+
+def test_only_a_hub_is_believed_about_protected_sources() -> None:
+    """A non-hub holder's protected-source label (its group, its tiles) is not believed: the
+    whole-picture match is an ordinary peer-sourced one; a hub's is judged as a source."""
+    from blindmatch.node.cases.derivatives import PeerMatch, review_matches
+
+    release = {"provenance": "protected-source", "signal": "pdq", "group": b"g" * 8,
+               "source_cells": 1}  # fmt: skip
+    tile = {"provenance": "protected-source", "signal": "pdq-tiles-1", "group": b"g" * 8,
+            "source_cells": 1}  # fmt: skip
+    results = [
+        PeerMatch("platform-x", b"\x01" * 16, "identity", 8, release),
+        PeerMatch("platform-x", b"\x02" * 16, "g3c0r0", 8, tile),
+        PeerMatch("hub", b"\x03" * 16, "identity", 8, release),
+    ]
+    roles = {"hub": {"hub"}, "platform-x": {"platform"}}
+    out = review_matches([QueryHash(b"\x00" * 32)], results, lambda peer, role: role in roles[peer])
+    by_holder = {m.holder: m for m in out}
+    assert by_holder["platform-x"].release["provenance"] == "peer-sourced"
+    assert "group" not in by_holder["platform-x"].release
+    assert [m.holder for m in out].count("platform-x") == 1  # its tile counted for nothing
+    assert by_holder["hub"].release["provenance"] == "protected-source"

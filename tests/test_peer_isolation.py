@@ -47,13 +47,13 @@ async def test_a_slow_peer_delays_only_its_own_part(fed) -> None:
     slow = fed["slow"].node
     platform = fed["platform"].node
     release = asyncio.Event()
-    real = slow.handle_evaluate
+    real = slow.responder.evaluate
 
-    async def stalled(peer, body):  # type: ignore[no-untyped-def]
+    async def stalled(*args):  # type: ignore[no-untyped-def]
         await release.wait()  # a holder that does not answer until told
-        return await real(peer, body)
+        return await real(*args)
 
-    slow.handle_evaluate = stalled
+    slow.responder.evaluate = stalled
     first = await platform.submit([QueryHash(fed.held["hub"])])
     await platform.process_due_tasks(wait=False)  # both parts start; the slow one hangs
     second = await platform.submit([QueryHash(fed.held["hub"])])
@@ -71,7 +71,7 @@ async def test_a_slow_peer_delays_only_its_own_part(fed) -> None:
     finally:
         release.set()
         await platform.process_due_tasks()
-        for task in list(platform._in_flight):
+        for task in list(platform.delivery.in_flight):
             await task
 
 
@@ -118,7 +118,7 @@ async def test_a_bad_proof_costs_the_holder_one_verification(fed, monkeypatch) -
         await platform.client.call(
             hub.roster.member("hub"), "threshold.query", {**body, "query": bytes(query)}
         )
-    assert hub._penalty[me.node_id][1] == 20 and len(verified) == 2
+    assert hub.admission._penalty[me.node_id][1] == 20 and len(verified) == 2
     # An honest job after the penalty still matches.
     fed.clock.advance(21)
     job = await platform.submit([QueryHash(fed.held["hub"])])
@@ -137,13 +137,13 @@ async def test_a_peer_over_budget_is_refused_from_memory(fed) -> None:
             "platform/evaluations", limit, hub.now(), _limits(member)
         )
     calls = []
-    real = hub._charge
+    real = hub.admission.charge
 
     async def counting(*args):  # type: ignore[no-untyped-def]
         calls.append(args)
         return await real(*args)
 
-    hub._charge = counting
+    hub.admission.charge = counting
     job = await platform.submit([QueryHash(fed.held["hub"])])
     await platform.process_due_tasks()
     await platform.process_due_tasks()

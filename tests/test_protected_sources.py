@@ -117,6 +117,8 @@ def queries(cells: list[str]) -> list[QueryHash]:
 
 
 def roles(mapping: dict[str, str]):  # type: ignore[no-untyped-def]
+    # "hub" is a hub (only a hub's protected-source labels are believed), unless mapped.
+    mapping = {"hub": "hub", **mapping}
     return lambda node, role: mapping.get(node) == role
 
 

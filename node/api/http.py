@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import re
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,7 @@ from blindmatch.node.media import hashing
 from blindmatch.node.media import tiles as tile_hashing
 from blindmatch.node.media.video import looks_like_video, video_query_hashes
 from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from blindmatch.node.storage.database import StorageError
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.protocol import signal_types
 from blindmatch.protocol.matching import QueryHash
@@ -233,6 +235,11 @@ def build_api(
             return await handler(request)
         except REFUSALS as exc:
             return _error(exc.http_status, exc.code, exc.detail)
+        except (StorageError, sqlite3.Error, OSError) as exc:
+            # Disk full, a read-only or vanished file, a lost PostgreSQL connection: the
+            # caller can retry later; the operator reads one line in the log.
+            log.error("storage unavailable: %s: %s", exc.__class__.__name__, str(exc)[:200])
+            return _error(503, "storage-unavailable", "the node's database is unavailable")
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

@@ -47,6 +47,7 @@ def _json_body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
 _ERRORS = {
     "400": _resp("invalid input; nothing was stored", _ERR),
     "401": _resp("missing or wrong bearer token", _ERR),
+    "503": _resp("the node's database is unavailable (read-only, full, missing): retry", _ERR),
 }
 _TOO_LARGE = {"413": _resp("body too large", _ERR)}
 _WAIT = {

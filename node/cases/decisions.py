@@ -12,6 +12,7 @@ item; a withdrawal closes them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -84,6 +85,9 @@ class DecisionService:
     ) -> None:
         self.db = db
         self.node_id = node_id
+        # One opening of a job's cases at a time: a task's end and the matcher's sweep may
+        # both get to it, and both would open the same cases.
+        self._opening: dict[bytes, asyncio.Lock] = {}
         self.identity = identity
         self.roster = roster
         self.clock = clock
@@ -285,6 +289,15 @@ class DecisionService:
 
     async def on_job_done(self, job_ref: bytes) -> list[Case]:
         """Turn a finished job's matches (peer and local) into cases, once."""
+        lock = self._opening.setdefault(job_ref, asyncio.Lock())
+        try:
+            async with lock:
+                return await self._open_job_cases(job_ref)
+        finally:
+            if not lock.locked():
+                self._opening.pop(job_ref, None)
+
+    async def _open_job_cases(self, job_ref: bytes) -> list[Case]:
         job = await self.jobs.job(job_ref)
         if job is None or job["content_ref"] is None or job["cases_opened"]:
             return []

@@ -71,7 +71,21 @@ def review_matches(
         tiles_of: dict[bytes, list[PeerMatch]] = {}
         cells_of: dict[bytes, set[dv.Cell]] = {}
         whole_of: dict[bytes, PeerMatch] = {}
+        from_hub = has_role(peer, "hub")
         for r in mine:
+            if not from_hub and (
+                dv.is_cell_variant(r.variant) or r.release.get("provenance") == "protected-source"
+            ):
+                # Only a hub banks protected sources (specs/derivatives.md 5.1): another
+                # holder's label is not believed. Its tiles count for nothing; its whole-picture
+                # match is an ordinary peer-sourced one, without the source's group.
+                if not dv.is_cell_variant(r.variant):
+                    release = {
+                        k: v for k, v in r.release.items() if k not in ("group", "source_cells")
+                    }
+                    release["provenance"] = "peer-sourced"
+                    out.append(ReviewMatch(peer, r.item_ref, r.band, r.variant, release))
+                continue
             group = _group(r.release)
             if dv.is_cell_variant(r.variant):
                 if group is None or r.release.get("signal") != dv.SIGNAL:

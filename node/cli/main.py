@@ -86,6 +86,15 @@ def explain(exc: BaseException, args: argparse.Namespace) -> str | None:
         return f"the node's API failed: {exc.__class__.__name__}; see the node's log"
     if isinstance(exc, ApiClientError):
         return f"the node refused: {exc.message} ({exc.status} {exc.code})"
+    import sqlite3
+
+    from blindmatch.node.storage.database import StorageError
+
+    if isinstance(exc, StorageError | sqlite3.Error):
+        return (
+            f"database: {exc}; check the file or server named by 'database' in the config"
+            " (its permissions, free disk space), or restore it from a backup"
+        )
     if isinstance(exc, FileNotFoundError) and exc.filename is not None:
         return f"no such file: {exc.filename}"
     if isinstance(exc, OSError | ValueError | TimeoutError):

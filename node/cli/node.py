@@ -75,6 +75,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
     run = sub.add_parser("run", help="run the node (federation server, API, sync, matching)")
     config_mod.add_config_argument(run)
+    run.add_argument("--fresh-database", action="store_true",
+                     help="start over on an empty database although this node ran on another"
+                     " (its jobs, cases and log are not there)")  # fmt: skip
     run.set_defaults(func=cmd_run)
     st = sub.add_parser("status", help="show the node's status (roster expiry, queues, peers)")
     config_mod.add_config_argument(st)
@@ -236,7 +239,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _load(args)
     configure_logging()
-    asyncio.run(run_forever(cfg))
+    asyncio.run(run_forever(cfg, fresh_database=args.fresh_database))
     return 0
 
 

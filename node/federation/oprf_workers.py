@@ -30,11 +30,39 @@ def _shutdown() -> None:
         _pool = None
 
 
+def _die_with_parent(parent: int) -> None:
+    """In each worker: end when the node's process ends, even by SIGKILL (a worker of a
+    killed node was orphaned and ran on forever). Linux kills it through PR_SET_PDEATHSIG;
+    a watch thread covers other systems and the moment before the call took effect."""
+    import ctypes
+    import signal
+    import threading
+    import time
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    if os.getppid() != parent:
+        os._exit(0)
+    threading.Thread(target=watch, name="die-with-parent", daemon=True).start()
+
+
 def pool() -> ProcessPoolExecutor:
     global _pool
     if _pool is None:
         _pool = ProcessPoolExecutor(
-            max(1, os.cpu_count() or 1), mp_context=multiprocessing.get_context("spawn")
+            max(1, os.cpu_count() or 1),
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_die_with_parent,
+            initargs=(os.getpid(),),
         )
         atexit.register(_shutdown)
     return _pool
