@@ -70,10 +70,8 @@ def _world() -> dict[str, Any]:
     key_id = voprf_key_id(holder_key.pk)
     held = bytes(range(32))
     ref = bytes(16)
-    entries = [
-        index.make_entry(oprf.evaluate(holder_key, k, oprf.Mode.VOPRF), ref)
-        for k in PDQ_LSH_1.index_keys(held)
-    ]
+    refs = index.HolderReferences(holder_key, key_id)
+    entries = refs.publish(ref, PDQ_LSH_1.index_keys(held))
     replica = index.ReplicaIndex(PDQ_LSH_1.name, key_id)
     replica.add(index.pack_entries(entries))
     ex = matching.PeerExchange(PEER, holder_key.pk, PDQ_LSH_1, [matching.QueryHash(held)])
@@ -83,8 +81,9 @@ def _world() -> dict[str, Any]:
     cache = matching.EncryptionCache(os.urandom)
     [query] = ex.threshold_requests(cache)
     verified = matching.verify_threshold_query(query)
-    item = matching.HolderItem(held, (8, 16, 31), {"provenance": "survivor-submitted"})
-    answer = matching.answer_threshold(verified, {ref: item}, query)
+    item = matching.HolderItem(ref, held, (8, 16, 31), {"provenance": "survivor-submitted"})
+    named = matching.resolve_in_memory(refs, {ref: item}, query)
+    answer = matching.answer_threshold(verified, named, query, (8, 16, 31))
     record = feedback.make_record(
         identity,
         record_id=bytes(16),

@@ -561,12 +561,14 @@ def _exchange(key, key_id, scheme, qhashes, replica, items, staged: bool) -> dic
             break
         for r in batch:
             asked += 1
-            up += len(r["query"]) + 16 * len(r["items"])
+            up += len(r["query"]) + 24 * len(r["items"])
             c1 = time.process_time()
             verified = matching.verify_threshold_query(r)
-            ans = matching.answer_threshold(verified, items, r)
+            holder_refs, by_ref = items
+            named = matching.resolve_in_memory(holder_refs, by_ref, r)
+            ans = matching.answer_threshold(verified, named, r, (PDQ_MATCH_THRESHOLD,))
             h_cpu += time.process_time() - c1
-            down += sum(len(a["response"]) + 16 + 8 for a in ans["answers"])
+            down += sum(len(a["response"]) + len(a["sealed"]) + 24 for a in ans["answers"])
             c0 = time.process_time()
             ex.on_answer(r, ans, cache)
             q_cpu += time.process_time() - c0
@@ -597,7 +599,8 @@ def private_protocol_check(
     key = oprf.derive_key_pair(os.urandom(32), b"blindmatch-v1 node voprf key", oprf.Mode.VOPRF)
     key_id = voprf_key_id(key.pk)
     items: dict[bytes, matching.HolderItem] = {}
-    entries = []
+    entries: list[bytes] = []
+    holder_refs = index.HolderReferences(key, key_id)
     v = chosen_variant(scheme)
     t0 = time.process_time()
     n_items = 0
@@ -618,13 +621,13 @@ def private_protocol_check(
         ref = os.urandom(16)
         whole_h = sources[s].whole.tobytes()
         items[ref] = matching.HolderItem(
+            ref,
             whole_h,
             (PDQ_MATCH_THRESHOLD,),
             {"signal": "pdq", "provenance": "protected-source", "group": groups[s],
              "source_cells": mask},
         )  # fmt: skip
-        for k in scheme.lsh.index_keys(whole_h):
-            entries.append(index.make_entry(oprf.evaluate(key, k, oprf.Mode.VOPRF), ref))
+        entries += holder_refs.publish(ref, scheme.lsh.index_keys(whole_h))
         n_items += 1
         for g in v.grids:
             for fi in range(v.frames):
@@ -634,13 +637,10 @@ def private_protocol_check(
                     ref = os.urandom(16)
                     h = sources[s].tiles[g][fi, ci].tobytes()
                     items[ref] = matching.HolderItem(
-                        h, (scheme.threshold,), dv.release_for_tile(groups[s], mask)
+                        ref, h, (scheme.threshold,), dv.release_for_tile(groups[s], mask)
                     )
                     cell = dv.Cell(g, ci % g, ci // g)
-                    for k in scheme.index_keys(cell, h):
-                        entries.append(
-                            index.make_entry(oprf.evaluate(key, k, oprf.Mode.VOPRF), ref)
-                        )
+                    entries += holder_refs.publish(ref, scheme.index_keys(cell, h))
                     n_items += 1
     index_seconds = time.process_time() - t0
     replica = index.ReplicaIndex(scheme.lsh.name, key_id)
@@ -680,7 +680,9 @@ def private_protocol_check(
         qhashes.insert(0, matching.QueryHash(q.h.whole.tobytes(), None, "original"))
         row: dict[str, Any] = {"query": f"{q.kind}/{q.method}/{int(q.size * 100)}/{q.post}"}
         for flow in ("all", "staged"):
-            out = _exchange(key, key_id, scheme, qhashes, replica, items, staged=flow == "staged")
+            out = _exchange(
+                key, key_id, scheme, qhashes, replica, (holder_refs, items), staged=flow == "staged"
+            )
             ex = out.pop("exchange")
             confs = ex.tile_confirmations()
             quality_cells = [dv.Cell.parse(x.variant) for x in qhashes[1:]]

@@ -56,6 +56,7 @@ class VideoHolder:
         self.key_id = voprf_key_id(self.key.pk)
         self.frames: dict[bytes, matching.HolderItem] = {}
         self.group_of: dict[bytes, str] = {}
+        self.refs = index.HolderReferences(self.key, self.key_id)
         entries = []
         for name, frames in videos.items():
             group, indexed = os.urandom(8), video.indexed_frames(frames)
@@ -63,11 +64,8 @@ class VideoHolder:
             release = video.release_for_frame(group, len(indexed), "survivor-submitted")
             for f in indexed:
                 ref = os.urandom(16)
-                self.frames[ref] = matching.HolderItem(f.pdq, BANDS, release)
-                entries += [
-                    index.make_entry(oprf.evaluate(self.key, k, oprf.Mode.VOPRF), ref)
-                    for k in video.index_keys(f.pdq)
-                ]
+                self.frames[ref] = matching.HolderItem(ref, f.pdq, BANDS, release)
+                entries += self.refs.publish(ref, video.index_keys(f.pdq))
         self.published = index.pack_entries(entries)
         self.replica = index.ReplicaIndex(PDQ_LSH_1.name, self.key_id)
         self.replica.add(self.published)
@@ -86,7 +84,10 @@ def private_match(holder: VideoHolder, queries: list[matching.QueryHash]) -> dic
     cache = matching.EncryptionCache(os.urandom)
     items = 0
     for req in ex.threshold_requests(cache):
-        answer = matching.answer_threshold(matching.verify_threshold_query(req), holder.frames, req)
+        resolved = matching.resolve_in_memory(holder.refs, holder.frames, req)
+        answer = matching.answer_threshold(
+            matching.verify_threshold_query(req), resolved, req, BANDS
+        )
         sent += len(canonical.encode(req))
         received += len(canonical.encode(answer))
         items += len(req["items"])

@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from blindmatch.node.errors import BlindmatchError
+from blindmatch.protocol.key_lifetime import LIFETIME_CAP
 from blindmatch.protocol.roster import NODE_ID
 
 
@@ -137,6 +138,10 @@ class NodeConfig:
     webhook_url: str | None = None  # the platform's endpoint for block/remove/restore/notify
     webhook_secret_path: Path | None = None  # HMAC key for webhook signatures
     source_path: Path | None = None
+    # The VOPRF key's lifetime (spec 8.2): evaluations it may answer, and how long a retired
+    # key keeps answering after the roster names its successor (queriers re-sync meanwhile).
+    voprf_key_cap: int = LIFETIME_CAP
+    key_overlap_s: int = 7 * 86_400
 
     @property
     def keys_dir(self) -> Path:
@@ -163,6 +168,10 @@ class NodeConfig:
             raise ConfigError("governance_threshold must be between 1 and the number of keys")
         if self.roster_path is not None and not self.governance_keys:
             raise ConfigError("a roster needs governance_keys to verify it against")
+        if not 1 <= self.voprf_key_cap <= LIFETIME_CAP:
+            raise ConfigError(f"voprf_key_cap must be between 1 and {LIFETIME_CAP} (spec 8.2)")
+        if self.key_overlap_s < 0:
+            raise ConfigError("key_overlap_days must not be negative")
         if list(self.release_bands) != sorted(set(self.release_bands)) or not self.release_bands:
             raise ConfigError("release_bands must be strictly increasing")
         if self.privacy_url is not None and not self.privacy_url.startswith("https://"):
@@ -218,7 +227,7 @@ def load(path: Path) -> NodeConfig:
         "hub_name", "hub_contact", "privacy_url",
         "sync_interval_s", "match_workers",
         "lsh_scheme", "dihedral_queries", "derivative_search", "release_bands", "policy",
-        "webhook_url", "webhook_secret_file",
+        "webhook_url", "webhook_secret_file", "voprf_key_cap", "key_overlap_days",
     }  # fmt: skip
     unknown = set(raw) - known
     if unknown:
@@ -252,6 +261,8 @@ def load(path: Path) -> NodeConfig:
             policy_path=p(raw.get("policy")),
             webhook_url=raw.get("webhook_url") or None,
             webhook_secret_path=p(raw.get("webhook_secret_file")),
+            voprf_key_cap=int(raw.get("voprf_key_cap", LIFETIME_CAP)),
+            key_overlap_s=int(float(raw.get("key_overlap_days", 7)) * 86_400),
             source_path=path,
         )
     except KeyError as exc:

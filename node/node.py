@@ -120,7 +120,7 @@ class Node:
         )
         self.responder = PeerResponder(
             db, self.admission, self.feeds, self.decisions, keys, metrics, clock,
-            cfg.release_bands, uploaders=self.uploaders,
+            cfg.release_bands, uploaders=self.uploaders, voprf_key_cap=cfg.voprf_key_cap,
         )  # fmt: skip
         self.replication = Replicator(
             roster, cfg.node_id, self.scheme.name, self.replicas, incidents, self.client,

@@ -235,6 +235,69 @@ def index_entry(i: dict[str, Any]) -> dict[str, Any]:
     return {"entry": _h(make_entry(output, _b(i["item_ref"])))}
 
 
+def index_table_entry(i: dict[str, Any]) -> dict[str, Any]:
+    """Spec 8.5: an entry with its table reference, and the candidate a querier unmasks."""
+    from blindmatch.protocol import index
+    from blindmatch.protocol.roster import voprf_key_id
+
+    key = _server_key(i["sk"])
+    nonce = _b(i["nonce"])
+    (entry,) = index.item_entries(
+        key, voprf_key_id(key.pk), _b(i["item_ref"]), [_b(i["bucket_key"])], lambda n: nonce
+    )
+    f = oprf.evaluate(key, _b(i["bucket_key"]), oprf.Mode.VOPRF)
+    candidate = entry[:8] + bytes(a ^ b for a, b in zip(entry[8:], f[8:24], strict=True))
+    return {"entry": _h(entry), "candidate": _h(candidate)}
+
+
+def index_resolve(i: dict[str, Any]) -> dict[str, Any]:
+    from blindmatch.protocol import index
+    from blindmatch.protocol.roster import voprf_key_id
+
+    key = _server_key(i["sk"])
+    try:
+        tag, prefix = index.resolve_candidate(
+            index.reference_key(key.sk), voprf_key_id(key.pk), _b(i["candidate"])
+        )
+    except index.IndexFormatError as exc:
+        raise OpError("index-invalid", str(exc)) from exc
+    return {"tag": _h(tag), "item_prefix": _h(prefix)}
+
+
+def threshold_seal(i: dict[str, Any]) -> dict[str, Any]:
+    from blindmatch.crypto import release
+
+    verified = th.verify_query(th.EncryptedQuery.from_bytes(_b(i["query"])))
+    answer = release.seal(
+        verified,
+        _b(i["holder_hash"]),
+        i["bands"],
+        _b(i["candidate"]),
+        _b(i["release"]),
+        th.vector_scalars(_b(i["scalar_seed"])),
+        shuffle=lambda group: None,
+    )
+    return {"response": _h(answer.response.to_bytes()), "sealed": _h(answer.sealed)}
+
+
+def threshold_open(i: dict[str, Any]) -> dict[str, Any]:
+    from blindmatch.crypto import release
+
+    try:
+        opened = release.open_sealed(
+            _querier_key(i["sk"]),
+            _b(i["query_id"]),
+            _b(i["candidate"]),
+            th.ThresholdResponse.from_bytes(_b(i["response"])),
+            _b(i["sealed"]),
+        )
+    except release.ReleaseError as exc:
+        raise OpError("threshold-invalid", str(exc)) from exc
+    if opened is None:
+        return {"matched": False, "band": None, "release": None}
+    return {"matched": True, "band": opened.band, "release": _h(opened.release)}
+
+
 def roster_verify(i: dict[str, Any]) -> dict[str, Any]:
     from blindmatch.protocol.roster import RosterError, verify_roster
 
@@ -304,6 +367,10 @@ OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "group.decode": group_decode,
     "index.key_id": index_key_id,
     "index.entry": index_entry,
+    "index.table_entry": index_table_entry,
+    "index.resolve": index_resolve,
+    "threshold.seal": threshold_seal,
+    "threshold.open": threshold_open,
     "roster.verify": roster_verify,
     "feedback.open": feedback_open,
     "feedback.aggregate": feedback_aggregate,

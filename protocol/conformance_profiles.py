@@ -64,6 +64,11 @@ PROFILES: dict[str, Profile] = {
                 "signal_types.of_variant",
                 "replication.pull",
                 "admission.decide",
+                # per-table references and sealed releases (spec 8.5)
+                "index.table_entry",
+                "index.resolve",
+                "threshold.seal",
+                "threshold.open",
             ),
             optional=(
                 # Hashing images itself (a node may take hashes from an upstream hasher).
@@ -186,6 +191,7 @@ ERROR_CODES: dict[str, str] = {
     "threshold-invalid": "an encrypted query or response that does not parse or verify (5.4, 5.6)",
     "canonical": "bytes that are not the canonical msgpack of a protocol value (6.1)",
     "group-invalid": "group.decode of bytes that are not a valid point (section 1)",
+    "index-invalid": "index.resolve of a candidate that is not 24 bytes (10.2)",
     "envelope:bad-envelope": "size, canonical form, shape, version, type, sender syntax, "
     "timestamp type, nonce or signature length (6.3)",
     "envelope:unknown-sender": "the sender is not in the roster (6.3)",

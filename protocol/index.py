@@ -1,14 +1,18 @@
 """The blinded index: what a holder publishes about its hashes, and how a querier reads it.
 
 For a bucket key ``k`` and the holder's VOPRF key, ``F = Evaluate(skS, k)`` (64 bytes). An index
-entry for item ``ref`` (16 random bytes) in that bucket is
+entry for an item in that bucket is
 
-    entry = F[0:8] || (ref XOR F[8:24])          (24 bytes: tag || masked reference)
+    entry = F[0:8] || (ref_t XOR F[8:24])        (24 bytes: tag || masked table reference)
 
-Only a party that obtained ``F`` (the holder, or a querier through a budgeted, blinded
-evaluation of that very bucket key) can read which item an entry points to; the index alone
-shows pseudorandom tags. Items that share a bucket share its tag (they are in one bucket),
-which reveals bucket occupancy counts and nothing else.
+where ``ref_t`` is a **table reference** (spec 8.5): ``n || (item[0:8] XOR PRF(Kref, key_id ||
+tag || n)[0:8])`` with ``n`` 8 random bytes per entry and ``Kref`` a key only the holder has
+(derived from its VOPRF secret, so it changes with the key). Only a party that obtained ``F``
+(the holder, or a querier through a budgeted, blinded evaluation of that very bucket key) can
+read an entry's reference, and the references of one item in two tables are as unrelated as
+those of two items: without ``Kref`` a querier cannot link its hits. It names a hit to the
+holder as the 24-byte **candidate** ``tag || ref_t``; the holder resolves it with ``Kref``.
+Items that share a bucket share its tag, which reveals bucket occupancy counts and nothing else.
 
 Deltas travel in the holder's change feed as ``index.add`` / ``index.remove`` payloads, each a
 canonical msgpack map (see :data:`FEED_SCHEMAS`).
@@ -16,17 +20,24 @@ canonical msgpack map (see :data:`FEED_SCHEMAS`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+import hmac
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
+from blindmatch.crypto import oprf, sodium
 from blindmatch.protocol.schema import Field, blob, integer, text
 
 TAG_BYTES = 8
 ITEM_REF_BYTES = 16
 ENTRY_BYTES = TAG_BYTES + ITEM_REF_BYTES
+TABLE_REF_BYTES = 16
+CANDIDATE_BYTES = TAG_BYTES + TABLE_REF_BYTES  # what a querier names a hit by
+_NONCE_BYTES = 8
+_PREFIX_BYTES = 8
 MAX_ENTRIES_PER_DELTA = 40_000  # a delta must fit one 1 MiB feed payload
 
 
@@ -34,11 +45,93 @@ class IndexFormatError(ValueError):
     pass
 
 
+def reference_key(voprf_secret: bytes) -> bytes:
+    """``Kref``: the holder's key for table references, bound to its VOPRF key (a rotation
+    makes every reference new)."""
+    return hashlib.sha512(b"blindmatch-v1 reference key" + voprf_secret).digest()[:32]
+
+
+def _reference_pad(ref_key: bytes, key_id: bytes, tag: bytes, nonce: bytes) -> bytes:
+    msg = b"blindmatch-v1 table reference" + key_id + tag + nonce
+    return hmac.new(ref_key, msg, hashlib.sha256).digest()[:_PREFIX_BYTES]
+
+
+def table_reference(
+    ref_key: bytes, key_id: bytes, oprf_output: bytes, item_ref: bytes, nonce: bytes
+) -> bytes:
+    """The reference of ``item_ref`` in the bucket whose evaluation is ``oprf_output``: fresh
+    per entry (``nonce``: 8 random bytes), readable only with ``ref_key``."""
+    if len(item_ref) != ITEM_REF_BYTES or len(nonce) != _NONCE_BYTES or len(key_id) != 8:
+        raise IndexFormatError("a table reference needs a 16-byte item, 8-byte nonce and key id")
+    pad = _reference_pad(ref_key, key_id, oprf_output[:TAG_BYTES], nonce)
+    return nonce + bytes(a ^ b for a, b in zip(item_ref[:_PREFIX_BYTES], pad, strict=True))
+
+
+def resolve_candidate(ref_key: bytes, key_id: bytes, candidate: bytes) -> tuple[bytes, bytes]:
+    """The holder's side: ``(tag, item prefix)`` of a candidate a querier names. The holder
+    accepts it only for an active item with that 8-byte prefix whose published entries have
+    that tag (a forged or stale candidate resolves to nothing)."""
+    if len(candidate) != CANDIDATE_BYTES:
+        raise IndexFormatError(f"a candidate is {CANDIDATE_BYTES} bytes")
+    tag, ref = candidate[:TAG_BYTES], candidate[TAG_BYTES:]
+    nonce, masked = ref[:_NONCE_BYTES], ref[_NONCE_BYTES:]
+    pad = _reference_pad(ref_key, key_id, tag, nonce)
+    return tag, bytes(a ^ b for a, b in zip(masked, pad, strict=True))
+
+
+def entry_tags(packed: bytes) -> set[bytes]:
+    """The tags of an item's published entries (the holder checks a candidate against them)."""
+    return {e[:TAG_BYTES] for e in split_entries(packed)}
+
+
 def make_entry(oprf_output: bytes, item_ref: bytes) -> bytes:
+    """``F[0:8] || (ref XOR F[8:24])`` for a 16-byte reference: a table reference (8.5)."""
     if len(oprf_output) != 64 or len(item_ref) != ITEM_REF_BYTES:
         raise IndexFormatError("an index entry needs a 64-byte OPRF output and a 16-byte item ref")
     mask = oprf_output[TAG_BYTES : TAG_BYTES + ITEM_REF_BYTES]
     return oprf_output[:TAG_BYTES] + bytes(a ^ b for a, b in zip(item_ref, mask, strict=True))
+
+
+def item_entries(
+    key: oprf.ServerKey,
+    key_id: bytes,
+    item_ref: bytes,
+    bucket_keys: Iterable[bytes],
+    random_bytes: Callable[[int], bytes] = sodium.random_bytes,
+) -> list[bytes]:
+    """The holder's index entries of one item, one per bucket key, each with a fresh table
+    reference (``random_bytes`` is replaced only by vectors)."""
+    ref_key = reference_key(key.sk)
+    out = []
+    for k in bucket_keys:
+        f = oprf.evaluate(key, k, oprf.Mode.VOPRF)
+        out.append(make_entry(f, table_reference(ref_key, key_id, f, item_ref, random_bytes(8))))
+    return out
+
+
+@dataclass
+class HolderReferences:
+    """A holder's published items in memory, for resolving the candidates queriers name (the
+    node keeps the same in its database; simulations and benchmarks use this)."""
+
+    key: oprf.ServerKey
+    key_id: bytes
+    _by_prefix: dict[bytes, list[tuple[bytes, set[bytes]]]] = field(default_factory=dict)
+
+    def publish(self, item_ref: bytes, bucket_keys: Iterable[bytes]) -> list[bytes]:
+        entries = item_entries(self.key, self.key_id, item_ref, bucket_keys)
+        self._by_prefix.setdefault(item_ref[:_PREFIX_BYTES], []).append(
+            (item_ref, {e[:TAG_BYTES] for e in entries})
+        )
+        return entries
+
+    def resolve(self, candidate: bytes) -> bytes | None:
+        """The item a candidate names, or None (forged, stale, or another epoch's)."""
+        tag, prefix = resolve_candidate(reference_key(self.key.sk), self.key_id, candidate)
+        for item_ref, tags in self._by_prefix.get(prefix, ()):
+            if tag in tags:
+                return item_ref
+        return None
 
 
 def split_entries(packed: bytes) -> list[bytes]:
@@ -234,12 +327,14 @@ class ReplicaIndex:
         return sum(r.tags.nbytes + r.hi.nbytes + r.lo.nbytes + r.counts.nbytes for r in self._runs)
 
     def lookup(self, oprf_output: bytes) -> list[bytes]:
-        """The item refs in the bucket whose evaluation is ``oprf_output`` (often none)."""
+        """The candidates (``tag || table reference``) in the bucket whose evaluation is
+        ``oprf_output`` (often none)."""
         return self.lookup_many([oprf_output])[0]
 
     def lookup_many(self, oprf_outputs: Sequence[bytes]) -> list[list[bytes]]:
-        """The refs of each output's bucket, every run searched with one vectorised pass per
-        run (an exchange's thousands of outputs cost two ``searchsorted`` calls per run)."""
+        """The candidates of each output's bucket (its tag and each entry's unmasked table
+        reference), every run searched with one vectorised pass per run (an exchange's
+        thousands of outputs cost two ``searchsorted`` calls per run)."""
         n = len(oprf_outputs)
         out: list[list[bytes]] = [[] for _ in range(n)]
         if not n or not self._runs:
@@ -259,7 +354,8 @@ class ReplicaIndex:
                 refs = np.stack(
                     [run.hi[span][live] ^ words[i, 1], run.lo[span][live] ^ words[i, 2]], axis=1
                 )
-                out[i] += [r.tobytes() for r in refs]
+                tag = heads[i * ENTRY_BYTES : i * ENTRY_BYTES + TAG_BYTES]
+                out[i] += [tag + r.tobytes() for r in refs]
         for found in out:
             if len(found) > 1:
                 found.sort()

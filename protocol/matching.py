@@ -18,7 +18,13 @@ hash it asks about costs the holder the verification of 256 bit proofs.
 Holder:
 
     reply = answer_evaluate(server_key, body)
-    reply = answer_threshold(verified_query, items, body)
+    reply = answer_threshold(verified_query, items, body, default_bands)
+
+A bucket hit is a **candidate**: the 24 bytes ``tag || table reference`` of the entry it found
+(``protocol.index``), different for the same item in every table and key epoch, so the querier
+cannot tell two hits on one item from hits on two. The holder resolves candidates itself and
+answers each with a sealed release (``crypto.release``): the item's reference and metadata are
+readable only when the threshold test says ``HD <= T`` (spec 8.5).
 
 The node wraps these in signed envelopes, sends them, charges budgets and stores state; every
 step here can be driven from a test with byte strings.
@@ -31,9 +37,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from blindmatch.crypto import oprf
+from blindmatch.crypto import oprf, sodium
+from blindmatch.crypto import release as sealed_release
 from blindmatch.crypto import threshold as th
-from blindmatch.protocol.index import Lookup
+from blindmatch.protocol import canonical, schema
+from blindmatch.protocol.index import ITEM_REF_BYTES, HolderReferences, Lookup
 
 Body = dict[str, Any]
 
@@ -118,6 +126,11 @@ class PeerExchange:
     def key_id(self) -> bytes:
         return hashlib.sha256(b"blindmatch-v1 key id" + self.peer_voprf_key).digest()[:8]
 
+    def release_fields(self) -> Mapping[str, schema.Field] | None:
+        """The schema a matched item's release must follow (None: the item reference only; the
+        signal registry's exchange names every registered type's fields)."""
+        return None
+
     def probe_keys(self, query: QueryHash) -> list[bytes]:
         """The bucket keys one query hash probes (a subclass may key some hashes otherwise)."""
         return self.scheme.probe_keys(query.hash, query.float_vector, self.probe_budget)
@@ -200,33 +213,45 @@ class PeerExchange:
     def on_answer(
         self, request: Body, body: Body, encryptions: EncryptionCache
     ) -> list[Confirmation]:
+        """Open every answer; a match is an answer whose sealed release opens (8.5). The holder
+        answers every candidate, in request order."""
         qi = self.query_index_of(request, encryptions)
         key, encrypted, _ = encryptions.get(self.queries[qi].hash)
         if body["query_id"] != encrypted.query_id:
             raise ExchangeError("bad-body", "answer is for another query")
         asked = list(request["items"])
+        answers = body["answers"]
+        if [a["item"] for a in answers] != asked:
+            raise ExchangeError("bad-body", "answers must name every candidate asked, in order")
         found = []
-        for answer in body["answers"]:
-            item = answer["item"]
-            if item not in asked:
-                raise ExchangeError("bad-body", "answer for an item that was not asked about")
-            asked.remove(item)
+        for answer in answers:
+            candidate = answer["item"]
             try:
-                result = th.decide(key, th.ThresholdResponse.from_bytes(answer["response"]))
-            except th.ThresholdError as exc:
-                raise ExchangeError("bad-body", f"threshold response: {exc}") from exc
-            if result.matched:
-                assert result.band is not None
-                found.append(
-                    Confirmation(
-                        peer=self.peer,
-                        item_ref=item,
-                        query_index=qi,
-                        variant=self.queries[qi].variant,
-                        band=result.band,
-                        release=answer.get("release", {}),
-                    )
+                opened = sealed_release.open_sealed(
+                    key,
+                    encrypted.query_id,
+                    candidate,
+                    th.ThresholdResponse.from_bytes(answer["response"]),
+                    answer["sealed"],
                 )
+            except (th.ThresholdError, sealed_release.ReleaseError) as exc:
+                raise ExchangeError("bad-body", f"threshold response: {exc}") from exc
+            if opened is None:
+                continue
+            release = decode_release(opened.release, self.release_fields())
+            item_ref = release.pop("item")
+            if any(c.item_ref == item_ref and c.query_index == qi for c in self.confirmed + found):
+                continue  # the same item through another table: one confirmation
+            found.append(
+                Confirmation(
+                    peer=self.peer,
+                    item_ref=item_ref,
+                    query_index=qi,
+                    variant=self.queries[qi].variant,
+                    band=opened.band,
+                    release=release,
+                )
+            )
         self.confirmed += found
         return found
 
@@ -238,9 +263,33 @@ class PeerExchange:
 class HolderItem:
     """What the holder knows about one of its items when a querier asks about it."""
 
+    item_ref: bytes  # the item's stable reference, released (sealed) with a match
     hash: bytes
     bands: tuple[int, ...]  # the holder's policy: band bounds, the last is the bank threshold
-    release: Mapping[str, Any]  # what the policy releases to a querier about a candidate
+    release: Mapping[str, Any]  # what the policy releases to a querier about a match
+
+
+_RELEASE_ITEM = {"item": schema.Field(schema.blob(exact=ITEM_REF_BYTES))}
+
+
+def encode_release(item_ref: bytes, release: Mapping[str, Any]) -> bytes:
+    """The sealed plaintext: the canonical map of the release with the item's reference."""
+    return canonical.encode({**dict(release), "item": item_ref})
+
+
+def decode_release(data: bytes, fields: Mapping[str, schema.Field] | None = None) -> dict[str, Any]:
+    """The opened release: a canonical map with the item's reference and, when ``fields`` is
+    given (the signal registry's release schema), exactly those optional fields."""
+    try:
+        value = canonical.decode(data)
+        if fields is not None:
+            return schema.check({**_RELEASE_ITEM, **fields}, value, "release")
+        if not isinstance(value, dict):
+            raise schema.SchemaError("release", "must be a map")
+        schema.check(_RELEASE_ITEM, {"item": value.get("item")}, "release")
+        return dict(value)
+    except (canonical.CanonicalError, schema.SchemaError) as exc:
+        raise ExchangeError("bad-body", f"sealed release: {exc}") from exc
 
 
 def answer_evaluate(key: oprf.ServerKey, key_id: bytes, body: Body) -> Body:
@@ -261,17 +310,47 @@ def verify_threshold_query(body: Body) -> th.VerifiedQuery:
         raise ExchangeError("bad-proof", str(exc)) from exc
 
 
+def resolve_in_memory(
+    refs: HolderReferences, items: Mapping[bytes, HolderItem], body: Body
+) -> dict[bytes, HolderItem | None]:
+    """What each candidate of a ``threshold.query`` names, for a holder whose items are in
+    memory (simulations, benchmarks, tests; the node resolves against its database)."""
+    out: dict[bytes, HolderItem | None] = {}
+    for c in body["items"]:
+        ref = refs.resolve(c)
+        out[c] = items.get(ref) if ref is not None else None
+    return out
+
+
 def answer_threshold(
-    verified: th.VerifiedQuery, items: Mapping[bytes, HolderItem | None], body: Body
+    verified: th.VerifiedQuery,
+    items: Mapping[bytes, HolderItem | None],
+    body: Body,
+    default_bands: Sequence[int],
 ) -> Body:
-    """One response per asked item that the holder still has (withdrawn ones are left out)."""
+    """One answer per named candidate, in order (8.5). ``items``: what each candidate resolved
+    to (None: unknown, withdrawn or forged). Every answer is a full, sealed threshold answer of
+    the same cost: for a candidate naming an item, against the item's hash (a second candidate
+    naming the same item gets its own fresh answer); for one naming nothing, a **decoy**
+    against a fresh random hash with the holder's ``default_bands``. So neither what the
+    querier receives nor how long the holder takes tells two hits on one item from hits on
+    two, or a withdrawn item from a far one."""
     answers = []
-    for ref in body["items"]:
-        item = items.get(ref)
+    for candidate in body["items"]:
+        item = items.get(candidate)
         if item is None:
-            continue
-        response = th.respond(verified, item.hash, item.bands)
+            answer = sealed_release.seal(
+                verified, sodium.random_bytes(th.HASH_BYTES), default_bands, candidate, b""
+            )
+        else:
+            answer = sealed_release.seal(
+                verified,
+                item.hash,
+                item.bands,
+                candidate,
+                encode_release(item.item_ref, item.release),
+            )
         answers.append(
-            {"item": ref, "response": response.to_bytes(), "release": dict(item.release)}
+            {"item": candidate, "response": answer.response.to_bytes(), "sealed": answer.sealed}
         )
     return {"query_id": verified.query.query_id, "answers": answers}

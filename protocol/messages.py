@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from blindmatch.crypto import oprf, threshold
+from blindmatch.crypto import oprf, release, threshold
 from blindmatch.protocol import signal_types
 from blindmatch.protocol.schema import Field, blob, integer, list_of, point, record, text
 
 PROTOCOL_VERSION = 1
 ITEM_REF_BYTES = 16
+CANDIDATE_BYTES = 24  # tag || table reference: how a querier names a bucket hit (8.5)
 MAX_OPRF_BATCH = 4096
 MAX_CANDIDATES_PER_QUERY = 64
 ERROR_CODES = (
@@ -60,15 +61,16 @@ SCHEMAS: dict[str, Mapping[str, Field]] = {
         "elements": Field(list_of(point(), max_items=MAX_OPRF_BATCH, min_items=1)),
         "proof": Field(blob(exact=oprf.PROOF_BYTES)),
     },
-    # A querier asks for the private threshold test of its encrypted hash against candidates.
+    # A querier asks for the private threshold test of its encrypted hash against candidates,
+    # each named by the table reference its bucket hit unmasked (8.5).
     "threshold.query": {
         "query": Field(blob(exact=threshold.ENCRYPTED_QUERY_BYTES)),
         "items": Field(
-            list_of(blob(exact=ITEM_REF_BYTES), max_items=MAX_CANDIDATES_PER_QUERY, min_items=1)
+            list_of(blob(exact=CANDIDATE_BYTES), max_items=MAX_CANDIDATES_PER_QUERY, min_items=1)
         ),
     },
-    # One response per candidate item, in request order.
-    # Items the holder no longer has (withdrawn, expired) are left out of the answers.
+    # One answer per candidate, in request order, always (a dummy where the holder has nothing
+    # to answer with); the item's reference and metadata are sealed to a match (8.5).
     "threshold.answer": {
         "re": Field(_NONCE),
         "query_id": Field(blob(exact=threshold.QUERY_ID_BYTES)),
@@ -76,9 +78,9 @@ SCHEMAS: dict[str, Mapping[str, Field]] = {
             list_of(
                 record(
                     {
-                        "item": Field(blob(exact=ITEM_REF_BYTES)),
+                        "item": Field(blob(exact=CANDIDATE_BYTES)),
                         "response": Field(blob(max_len=_THRESHOLD_RESPONSE_MAX, min_len=2)),
-                        "release": Field(record(RELEASE_FIELDS)),
+                        "sealed": Field(blob(exact=release.SEALED_BYTES)),
                     }
                 ),
                 max_items=MAX_CANDIDATES_PER_QUERY,

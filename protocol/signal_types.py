@@ -182,6 +182,9 @@ class SignalPeerExchange(PeerExchange):
     def probe_keys(self, query: QueryHash) -> list[bytes]:
         return probe_keys(query, self.probe_budget)
 
+    def release_fields(self) -> Mapping[str, Field]:
+        return release_schema()
+
     def next_round(self) -> list[int]:
         """A picture with tiles asks only what the derivative rule needs (derivatives.md 6.5);
         any other batch asks about every candidate at once."""

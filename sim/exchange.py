@@ -29,7 +29,7 @@ import numpy as np
 from blindmatch.crypto import oprf
 from blindmatch.crypto import threshold as th
 from blindmatch.protocol import matching
-from blindmatch.protocol.index import ReplicaIndex, make_entry, pack_entries
+from blindmatch.protocol.index import HolderReferences, ReplicaIndex, pack_entries
 from blindmatch.protocol.lsh import P_FLOOR, P_MAX, P_SCALE, X_SCALE, BitSamplingScheme, bit_costs
 
 CRYPTO_RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "crypto.json"
@@ -218,6 +218,7 @@ class ExactHolder:
     key: oprf.ServerKey
     key_id: bytes
     replica_entries: bytes  # packed index entries (what its index feed carries)
+    refs: HolderReferences  # resolves the candidates queriers name (spec 8.5)
     cpu: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -225,12 +226,11 @@ class ExactHolder:
         key = oprf.generate_key_pair()
         key_id = matching.PeerExchange("", key.pk, scheme, []).key_id
         started = time.process_time()
+        refs = HolderReferences(key, key_id)
         entries = []
         for item, h in zip(items, hashes, strict=True):
-            ref = item_ref(int(item))
-            for k in scheme.index_keys(h.tobytes()):
-                entries.append(make_entry(oprf.evaluate(key, k, oprf.Mode.VOPRF), ref))
-        holder = cls(key, key_id, pack_entries(entries))
+            entries += refs.publish(item_ref(int(item)), scheme.index_keys(h.tobytes()))
+        holder = cls(key, key_id, pack_entries(entries), refs)
         holder.cpu["index_evaluate"] = time.process_time() - started
         return holder
 
@@ -264,7 +264,8 @@ def exact_exchange(
 
     ``replicated(item)``: the item's index entries had reached the querier's replica when it
     looked up; ``active(item)``: the holder still holds the item when it answers (a withdrawn
-    one is left out of the answer, as ``answer_threshold`` does).
+    one is answered with a dummy, as ``answer_threshold`` does). A candidate is a bucket hit
+    (one per table that hit, 8.5); the result lists each (upload, item) pair once.
     """
 
     def timed(step: str, fn: Callable, *args):
@@ -281,26 +282,36 @@ def exact_exchange(
     request = timed("blind", ex.evaluate_request)
     reply = timed("evaluate", matching.answer_evaluate, holder.key, holder.key_id, request)
     per_query = timed("finalize", ex.on_evaluated, reply, replica)
+    # the holder's resolution of each candidate (the simulation reads it to know which item a
+    # hit names; the querier itself cannot)
+    named: dict[bytes, int] = {}
+    for refs in per_query.values():
+        for c in refs:
+            resolved = holder.refs.resolve(c)
+            assert resolved is not None
+            named[c] = int.from_bytes(resolved, "big")
     ex.candidates = {
-        qi: [r for r in refs if replicated(int.from_bytes(r, "big"))]
-        for qi, refs in per_query.items()
+        qi: [c for c in refs if replicated(named[c])] for qi, refs in per_query.items()
     }
     ex.candidates = {qi: refs for qi, refs in ex.candidates.items() if refs}
-    candidates = [
-        (int(uploads[qi]), int.from_bytes(r, "big"))
-        for qi, refs in sorted(ex.candidates.items())
-        for r in refs
-    ]
+    candidates = list(
+        dict.fromkeys(
+            (int(uploads[qi]), named[c]) for qi, refs in sorted(ex.candidates.items()) for c in refs
+        )
+    )
     for q in ex.candidates:  # made once per query hash (cached), reused for every holder
         timed("encrypt", encryptions.get, queries[q].hash)
     items: dict[bytes, matching.HolderItem | None] = {}
-    for _, item in candidates:
-        ref = item_ref(item)
-        items[ref] = matching.HolderItem(item_hash(item), bands, {}) if active(item) else None
+    for c, item in named.items():
+        items[c] = (
+            matching.HolderItem(item_ref(item), item_hash(item), bands, {})
+            if active(item)
+            else None
+        )
     matches = []
     for request in ex.threshold_requests(encryptions):
         verified = timed("verify", matching.verify_threshold_query, request)
-        answer = timed("answer", matching.answer_threshold, verified, items, request)
+        answer = timed("answer", matching.answer_threshold, verified, items, request, bands)
         for c in timed("decide", ex.on_answer, request, answer, encryptions):
             matches.append((int(uploads[c.query_index]), int.from_bytes(c.item_ref, "big"), c.band))
     return ExactResult(candidates, matches)

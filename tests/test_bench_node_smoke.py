@@ -22,12 +22,12 @@ def test_padded_replica_finds_real_and_synthetic_entries() -> None:
     synthetic.grow(np.random.default_rng(1), 5000)
     padded = bn.PaddedReplica(real, synthetic)
     assert padded.entries == 5001
-    assert padded.lookup(out) == [ref]
+    assert padded.lookup(out) == [out[:8] + ref]
     # A synthetic entry answers the output whose tag and mask it was made with.
     tag = synthetic.tags[1234].tobytes()
     mask = os.urandom(16)
     fake_out = tag + mask + os.urandom(40)
-    want = bytes(synthetic.masked[1234] ^ np.frombuffer(mask, dtype=np.uint8))
+    want = tag + bytes(synthetic.masked[1234] ^ np.frombuffer(mask, dtype=np.uint8))
     assert want in padded.lookup(fake_out)
     assert padded.lookup(os.urandom(64)) == []
     queries = [out, fake_out, os.urandom(64), out]
@@ -49,15 +49,17 @@ def test_near_copies_are_close_and_share_a_base_bucket() -> None:
 
 def test_pool_worker_makes_the_entries_reconcile_index_makes() -> None:
     from blindmatch.crypto import oprf
+    from blindmatch.protocol.roster import voprf_key_id
 
     key = oprf.generate_key_pair()
     h, ref = os.urandom(32), os.urandom(16)
     [packed], _ = bn._evaluate_chunk((key.sk, key.pk, [h], [ref]))
+    # the same buckets, each entry with a fresh table reference (spec 8.5)
     want = index.pack_entries(
-        index.make_entry(oprf.evaluate(key, k, oprf.Mode.VOPRF), ref)
-        for k in bn.SCHEME.index_keys(h)
+        index.item_entries(key, voprf_key_id(key.pk), ref, bn.SCHEME.index_keys(h))
     )
-    assert packed == want
+    assert index.entry_tags(packed) == index.entry_tags(want)
+    assert len(packed) == len(want)
 
 
 @pytest.mark.slow

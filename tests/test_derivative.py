@@ -181,11 +181,11 @@ def test_a_derivative_is_found_through_the_private_protocol() -> None:
     indexed = tile_hashing.index_tiles(source, scheme)
     mask = dv.cells_mask(scheme, [t.cell for t in indexed])
     items, entries = {}, []
+    refs = index.HolderReferences(key, key_id)
     for t in indexed:
         ref = os.urandom(16)
-        items[ref] = matching.HolderItem(t.pdq.hash32, (31,), dv.release_for_tile(group, mask))
-        for k in scheme.index_keys(t.cell, t.pdq.hash32):
-            entries.append(index.make_entry(oprf.evaluate(key, k, oprf.Mode.VOPRF), ref))
+        items[ref] = matching.HolderItem(ref, t.pdq.hash32, (31,), dv.release_for_tile(group, mask))
+        entries += refs.publish(ref, scheme.index_keys(t.cell, t.pdq.hash32))
     replica = index.ReplicaIndex(scheme.lsh.name, key_id)
     replica.add(index.pack_entries(entries))
     queries = [
@@ -196,7 +196,10 @@ def test_a_derivative_is_found_through_the_private_protocol() -> None:
     ex.on_evaluated(matching.answer_evaluate(key, key_id, ex.evaluate_request()), replica)
     cache = matching.EncryptionCache(os.urandom)
     for req in ex.threshold_requests(cache):
-        answer = matching.answer_threshold(matching.verify_threshold_query(req), items, req)
+        resolved = matching.resolve_in_memory(refs, items, req)
+        answer = matching.answer_threshold(
+            matching.verify_threshold_query(req), resolved, req, (31,)
+        )
         ex.on_answer(req, answer, cache)
     (verdict,) = dv.classify(
         scheme,

@@ -29,18 +29,29 @@ class Holder:
         self.key = oprf.generate_key_pair()
         self.key_id = voprf_key_id(self.key.pk)
         self.items = {os.urandom(16): h for h in hashes}
+        self.refs = index.HolderReferences(self.key, self.key_id)
         entries = [
-            index.make_entry(oprf.evaluate(self.key, k, oprf.Mode.VOPRF), ref)
-            for ref, h in self.items.items()
-            for k in SCHEME.index_keys(h)
+            e for ref, h in self.items.items() for e in self.refs.publish(ref, SCHEME.index_keys(h))
         ]
         self.published = index.pack_entries(entries)
+        self.withdrawn: set[bytes] = set()
 
-    def holder_items(self) -> dict[bytes, matching.HolderItem]:
-        return {
-            ref: matching.HolderItem(h, (8, 16, 31), {"provenance": "survivor-submitted"})
-            for ref, h in self.items.items()
-        }
+    def holder_items(self, request: dict) -> dict[bytes, matching.HolderItem | None]:
+        out: dict[bytes, matching.HolderItem | None] = {}
+        for candidate in request["items"]:
+            ref = self.refs.resolve(candidate)
+            out[candidate] = (
+                None
+                if ref is None or ref in self.withdrawn
+                else matching.HolderItem(
+                    ref, self.items[ref], (8, 16, 31), {"provenance": "survivor-submitted"}
+                )
+            )
+        return out
+
+    def answer(self, request: dict) -> dict:
+        verified = matching.verify_threshold_query(request)
+        return matching.answer_threshold(verified, self.holder_items(request), request, (8, 16, 31))
 
 
 def run_exchange(holder: Holder, queries: list[matching.QueryHash]):
@@ -52,9 +63,7 @@ def run_exchange(holder: Holder, queries: list[matching.QueryHash]):
     ex.on_evaluated(reply, replica)
     cache = matching.EncryptionCache(os.urandom)
     for req in ex.threshold_requests(cache):
-        verified = matching.verify_threshold_query(req)
-        answer = matching.answer_threshold(verified, holder.holder_items(), req)
-        ex.on_answer(req, answer, cache)
+        ex.on_answer(req, holder.answer(req), cache)
     return ex, cache
 
 
@@ -121,10 +130,10 @@ def test_holder_refuses_unknown_key_id_and_leaves_out_withdrawn_items() -> None:
     ex.on_evaluated(matching.answer_evaluate(holder.key, holder.key_id, request), replica)
     cache = matching.EncryptionCache(os.urandom)
     (req,) = ex.threshold_requests(cache)
-    verified = matching.verify_threshold_query(req)
-    withdrawn = {ref: None for ref in holder.items}
-    answer = matching.answer_threshold(verified, withdrawn, req)
-    assert answer["answers"] == []
+    holder.withdrawn = set(holder.items)
+    answer = holder.answer(req)
+    # a withdrawn item is answered like any item that does not match: a decoy per candidate
+    assert [a["item"] for a in answer["answers"]] == req["items"]
     assert ex.on_answer(req, answer, cache) == []
 
 
@@ -155,10 +164,8 @@ def test_replica_index_is_compact_and_exact_at_scale() -> None:
     # A removed entry is gone; a kept one is found, unmasked with its OPRF output's mask.
     kept = deltas[0][:24]
     output = kept[:8] + bytes(16) + bytes(40)  # a zero mask: the ref reads back as stored
-    assert kept[8:24] in replica.lookup(output)
-    assert replica.lookup(deltas[2][:8] + bytes(56)) == [] or deltas[2][8:24] not in replica.lookup(
-        deltas[2][:8] + bytes(56)
-    )
+    assert kept in replica.lookup(output)  # the candidate: tag || reference
+    assert deltas[2][:24] not in replica.lookup(deltas[2][:8] + bytes(56))
 
 
 def test_batch_lookup_equals_the_scalar_lookup() -> None:
@@ -213,4 +220,4 @@ def test_replica_index_merges_without_doubling_its_memory() -> None:
     assert replica.entries == 40 * 40_000 - 1
     replica.add(once)
     assert replica.entries == 40 * 40_000
-    assert replica.lookup(once[:8] + bytes(56)) == [once[8:24]]
+    assert replica.lookup(once[:8] + bytes(56)) == [once]  # the candidate: tag || reference

@@ -35,17 +35,15 @@ class VideoHolder:
         self.key = oprf.generate_key_pair()
         self.key_id = voprf_key_id(self.key.pk)
         self.frames: dict[bytes, matching.HolderItem] = {}
+        self.refs = index.HolderReferences(self.key, self.key_id)
         entries = []
         for frames in videos:
             group, indexed = os.urandom(8), video.indexed_frames(frames)
             release = video.release_for_frame(group, len(indexed), "survivor-submitted")
             for f in indexed:
                 ref = os.urandom(16)
-                self.frames[ref] = matching.HolderItem(f.pdq, (8, 16, 31), release)
-                entries += [
-                    index.make_entry(oprf.evaluate(self.key, k, oprf.Mode.VOPRF), ref)
-                    for k in video.index_keys(f.pdq)
-                ]
+                self.frames[ref] = matching.HolderItem(ref, f.pdq, (8, 16, 31), release)
+                entries += self.refs.publish(ref, video.index_keys(f.pdq))
         self.replica = index.ReplicaIndex(PDQ_LSH_1.name, self.key_id)
         self.replica.add(index.pack_entries(entries))
 
@@ -56,7 +54,10 @@ def _match(holder: VideoHolder, queries: list[matching.QueryHash]):
     ex.on_evaluated(reply, holder.replica)
     cache = matching.EncryptionCache(os.urandom)
     for req in ex.threshold_requests(cache):
-        answer = matching.answer_threshold(matching.verify_threshold_query(req), holder.frames, req)
+        items = matching.resolve_in_memory(holder.refs, holder.frames, req)
+        answer = matching.answer_threshold(
+            matching.verify_threshold_query(req), items, req, (8, 16, 31)
+        )
         ex.on_answer(req, answer, cache)
     return ex, video.judge(queries, ex.confirmed)
 

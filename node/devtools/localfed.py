@@ -34,6 +34,7 @@ class NodeSpec:
     capabilities: tuple[str, ...] = ()  # uploader-read / uploader-publish / uploader-keeper
     uploader_key: bool = False  # answers stage 1 of uploader signals for its pictures
     keeper: bool = False  # the federation's uploader-signal keeper (stage 2, the feed)
+    voprf_key_cap: int | None = None  # default: the spec's cap (8.2)
 
 
 @dataclass
@@ -177,6 +178,8 @@ class LocalFederation:
             governance_threshold=2,
             sync_interval_s=self.sync_interval_s,
         )
+        if spec.voprf_key_cap is not None:
+            cfg.voprf_key_cap = spec.voprf_key_cap
         db = await Node.open_database(cfg, self.clock.now())
         node = Node(cfg, keys, db, self.roster, clock=self.clock)
         banks = BankService(db, self.clock, feed=None)  # the node publishes its own index feed

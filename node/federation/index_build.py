@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from blindmatch.crypto import oprf
 from blindmatch.node.federation import oprf_workers
 from blindmatch.protocol import index
+from blindmatch.protocol.roster import voprf_key_id
 
 # Below this many keys a batch is evaluated in a thread: a worker pool's start-up (spawned
 # interpreters importing the crypto core) costs about as much as a few thousand evaluations.
@@ -25,14 +26,11 @@ CHUNK_ITEMS = 250
 def evaluate_items(
     key: oprf.ServerKey, items: Sequence[tuple[bytes, Sequence[bytes]]]
 ) -> list[bytes]:
-    """Packed index entries of each ``(item_ref, index_keys)``, in order (runs in a worker).
-    ``key`` travels whole, seed included, so a worker uses the same OPRF backend."""
-    return [
-        index.pack_entries(
-            index.make_entry(oprf.evaluate(key, k, oprf.Mode.VOPRF), ref) for k in keys
-        )
-        for ref, keys in items
-    ]
+    """Packed index entries of each ``(item_ref, index_keys)``, in order (runs in a worker),
+    each entry with a fresh table reference (spec 8.5). ``key`` travels whole, seed included,
+    so a worker uses the same OPRF backend."""
+    key_id = voprf_key_id(key.pk)
+    return [index.pack_entries(index.item_entries(key, key_id, ref, keys)) for ref, keys in items]
 
 
 def start_entries(

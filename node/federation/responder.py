@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
@@ -24,10 +25,15 @@ from blindmatch.node.federation.uploader_signals import FEED as UPLOADERS_FEED
 from blindmatch.node.federation.uploader_signals import UploaderSignals
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
+from blindmatch.node.signals.base import bands as band_bounds
 from blindmatch.node.storage import Database, FeedLog
 from blindmatch.protocol import feedback as fb
-from blindmatch.protocol import matching
+from blindmatch.protocol import index, matching
+from blindmatch.protocol.key_lifetime import LIFETIME_CAP, KeyExhausted, KeyLifetime
 from blindmatch.protocol.roster import Member
+from blindmatch.protocol.signals import PDQ_MATCH_THRESHOLD
+
+log = logging.getLogger("blindmatch.node")
 
 FEED_PAGE_BYTES = 8 * 1024 * 1024  # half the querier's reply limit
 # An oprf.evaluate of this many elements or more runs in a worker process (a picture's tiles,
@@ -48,6 +54,7 @@ class PeerResponder:
         clock: Clock,
         release_bands: Sequence[int],
         uploaders: UploaderSignals | None = None,
+        voprf_key_cap: int = LIFETIME_CAP,
     ) -> None:
         self.db = db
         self.uploaders = uploaders
@@ -59,16 +66,35 @@ class PeerResponder:
         self.release_bands = tuple(release_bands)
         self.clock = clock
         self._verified_queries: OrderedDict[bytes, Any] = OrderedDict()
+        # the key of our table references (spec 8.5); it changes with the VOPRF key
+        self._reference_key = index.reference_key(keys.voprf.sk)
+        self.key_lifetime = KeyLifetime(voprf_key_cap)
+        self._rotation_warned = False
 
     async def evaluate(
         self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
     ) -> dict[str, Any]:
-        if body["key_id"] != self.keys.voprf_key_id:
+        key_id = body["key_id"]
+        if key_id != self.keys.voprf_key_id:
             raise NodeError("not-allowed", "unknown or retired VOPRF key id")
         self.admission.refuse_early(peer, "evaluations")
-        await self.admission.charge(
-            peer, "evaluations", len(body["elements"]), "evaluations", pending
-        )
+        n = len(body["elements"])
+        # Counted against the key's lifetime first (refused whole past its cap, spec 8.2),
+        # then the budget; a request the budget refuses is taken off the key's count again.
+        used = await self._count_evaluations(key_id, n)
+        try:
+            await self.admission.charge(peer, "evaluations", n, "evaluations", pending)
+        except NodeError:
+            await self._uncount_evaluations(key_id, n)
+            raise
+        if self.key_lifetime.needs_successor(used) and not self._rotation_warned:
+            self._rotation_warned = True
+            self.metrics.inc("voprf_key_rotation_due_total")
+            log.warning(
+                "VOPRF key %s has answered %d evaluations, 7/8 of its lifetime cap %d: rotate"
+                " it (spec 8.4) before the cap, past which it is refused",
+                key_id.hex(), used, self.key_lifetime.cap,
+            )  # fmt: skip
         try:
             # The scalar multiplications run off the event loop: a large request (a picture's
             # tiles, thousands of elements) in a worker process, a small one in a thread.
@@ -81,6 +107,67 @@ class PeerResponder:
             )
         except matching.ExchangeError as exc:
             raise NodeError(exc.code, str(exc)) from exc
+
+    async def _count_evaluations(self, key_id: bytes, n: int) -> int:
+        """Count ``n`` evaluations under a key, durably, refusing (whole, nothing counted) any
+        that would take it past its lifetime cap; returns the new count."""
+        now = self.clock.now()
+        async with self.db.transaction():
+            await self.db.execute(
+                "INSERT INTO voprf_key_usage (key_id, evaluations, created_at) VALUES (?, 0, ?)"
+                " ON CONFLICT DO NOTHING",
+                key_id, now,
+            )  # fmt: skip
+            used = int(
+                await self.db.fetch_value(
+                    "SELECT evaluations FROM voprf_key_usage WHERE key_id = ?", key_id
+                )
+            )
+            try:
+                total = self.key_lifetime.admit(used, n)
+            except KeyExhausted as exc:
+                self.metrics.inc("voprf_key_cap_refusals_total")
+                raise NodeError("not-allowed", str(exc)) from exc
+            await self.db.execute(
+                "UPDATE voprf_key_usage SET evaluations = ? WHERE key_id = ?", total, key_id
+            )
+        return total
+
+    async def _uncount_evaluations(self, key_id: bytes, n: int) -> None:
+        await self.db.execute(
+            "UPDATE voprf_key_usage SET evaluations = evaluations - ? WHERE key_id = ?"
+            " AND evaluations >= ?",
+            n, key_id, n,
+        )  # fmt: skip
+
+    async def resolve_candidates(
+        self, candidates: Sequence[bytes]
+    ) -> dict[bytes, matching.HolderItem | None]:
+        """What each candidate a querier names resolves to (spec 8.5): its table reference,
+        opened with our reference key, gives an item prefix; the item must be published with an
+        entry of the candidate's tag and still be live. Anything else resolves to None (the
+        querier gets a decoy answer, as for an item that does not match)."""
+        key_id = self.keys.voprf_key_id
+        named: dict[bytes, bytes | None] = {}
+        for c in candidates:
+            if c in named:
+                continue
+            tag, prefix = index.resolve_candidate(self._reference_key, key_id, c)
+            rows = await self.db.fetch_all(
+                "SELECT item_ref, entries FROM index_publications"
+                " WHERE item_ref >= ? AND item_ref <= ? AND key_id = ?",
+                prefix + bytes(8), prefix + b"\xff" * 8, key_id,
+            )  # fmt: skip
+            named[c] = next(
+                (
+                    bytes(r["item_ref"])
+                    for r in rows
+                    if tag in index.entry_tags(bytes(r["entries"]))
+                ),
+                None,
+            )
+        items = await self.holder_items([r for r in set(named.values()) if r is not None])
+        return {c: (items.get(ref) if ref is not None else None) for c, ref in named.items()}
 
     async def holder_items(self, refs: Sequence[bytes]) -> dict[bytes, matching.HolderItem | None]:
         """What the holder answers for each asked reference: the live item of whichever signal
@@ -106,11 +193,9 @@ class PeerResponder:
             self.metrics.inc("bad_proofs_total", labels={"peer": peer.node_id})
             raise known_bad
         await self.admission.charge(peer, "threshold_items", len(body["items"]), "queries", pending)
-        if self.uploaders is not None:  # the candidates a peer may look uploaders up for
-            await self.uploaders.note_candidates(peer.node_id, body["items"])
         verified = self._verified_queries.get(digest)
         # The candidates are read from the database while the proofs are checked off the loop.
-        items_read = asyncio.ensure_future(self.holder_items(body["items"]))
+        items_read = asyncio.ensure_future(self.resolve_candidates(body["items"]))
         try:
             if verified is None:
                 try:
@@ -127,7 +212,17 @@ class PeerResponder:
             elif not items_read.cancelled():
                 items_read.exception()  # retrieved: a refusal above is what the peer hears
         assert verified is not None
-        answer = await asyncio.to_thread(matching.answer_threshold, verified, items, body)
+        if self.uploaders is not None:  # the items a peer may look uploaders up for: those its
+            # candidates named (resolved here; the peer learns a reference only on a match)
+            named = sorted({it.item_ref for it in items.values() if it is not None})
+            await self.uploaders.note_candidates(peer.node_id, named)
+        answer = await asyncio.to_thread(
+            matching.answer_threshold,
+            verified,
+            items,
+            body,
+            band_bounds(self.release_bands, PDQ_MATCH_THRESHOLD),
+        )
         self.metrics.inc("threshold_answers_total", len(answer["answers"]))
         return answer
 

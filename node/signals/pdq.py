@@ -72,6 +72,7 @@ class PdqAdapter(SignalAdapter):
         except schema.SchemaError:
             release = {"provenance": row["bank_provenance"], "signal": self.entry.release_signal}
         return HolderItem(
+            item_ref=ref,
             hash=bytes(row["hash"]),
             bands=bands(release_bands, int(row["distance_threshold"])),
             release=release,

@@ -65,6 +65,7 @@ class TilesAdapter(SignalAdapter):
         if scheme is None:
             return None
         return HolderItem(
+            item_ref=ref,
             hash=bytes(row["hash"]),
             bands=bands(release_bands, scheme.threshold),
             release=derivative.release_for_tile(bytes(row["grp"]), int(row["source_cells"])),

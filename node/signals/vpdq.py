@@ -57,6 +57,7 @@ class VpdqAdapter(SignalAdapter):
         if row is None:
             return None
         return HolderItem(
+            item_ref=ref,
             hash=bytes(row["hash"]),
             bands=bands(release_bands, int(row["distance_threshold"])),
             release=video.release_for_frame(

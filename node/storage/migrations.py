@@ -539,6 +539,20 @@ UPLOADER_CONTEXT_SCHEMA = Migration(
     ),
 )
 
+# The VOPRF key's lifetime (spec 8.2, 8.4): evaluations answered per key.
+KEY_LIFETIME_SCHEMA = Migration(
+    9,
+    "key lifetime: evaluations answered per VOPRF key",
+    (
+        """
+        CREATE TABLE voprf_key_usage (
+            key_id      {BLOB} PRIMARY KEY,
+            evaluations BIGINT NOT NULL DEFAULT 0 CHECK (evaluations >= 0),
+            created_at  BIGINT NOT NULL
+        )""",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
     FEDERATION_SCHEMA,
@@ -548,6 +562,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     RELIABILITY_SCHEMA,
     VIDEOS_SCHEMA,
     UPLOADER_CONTEXT_SCHEMA,
+    KEY_LIFETIME_SCHEMA,
 )
 
 
