@@ -90,7 +90,7 @@ async def test_a_bad_proof_costs_the_holder_one_verification(fed, monkeypatch) -
         return real(body)
 
     monkeypatch.setattr(matching, "verify_threshold_query", counting)
-    ref = bytes(await hub.db.fetch_value("SELECT item_ref FROM bank_items LIMIT 1"))
+    ref = os.urandom(24)  # a candidate the holder will not resolve: the proof is refused first
     query = bytearray(
         th.encrypt_query(th.QuerierKey.generate(), fed.held["hub"], os.urandom(16)).to_bytes()
     )
