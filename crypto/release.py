@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import nacl.bindings as aead
 import nacl.exceptions
@@ -71,7 +72,7 @@ def seal(
     candidate: bytes,
     release: bytes,
     scalars: th.ScalarSource | None = None,
-    shuffle: Callable[[list], None] | None = None,  # type: ignore[type-arg]
+    shuffle: Callable[[list[Any]], None] | None = None,
 ) -> SealedAnswer:
     """The holder's answer for one named candidate, its release sealed to a match.
 

@@ -223,7 +223,7 @@ class PeerExchange:
         answers = body["answers"]
         if [a["item"] for a in answers] != asked:
             raise ExchangeError("bad-body", "answers must name every candidate asked, in order")
-        found = []
+        found: list[Confirmation] = []
         for answer in answers:
             candidate = answer["item"]
             try:
