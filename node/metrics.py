@@ -72,6 +72,11 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "roster_expires_in_seconds": ("gauge", (), "seconds until the roster in use expires"),
     "roster_serial": ("gauge", (), "serial of the roster in use"),
     "voprf_key_age_seconds": ("gauge", (), "age of this node's VOPRF key (its key file)"),
+    "voprf_key_evaluations_left": (
+        "gauge",
+        (),
+        "evaluations this node's VOPRF key may still answer before its lifetime cap (spec 8.2)",
+    ),
     "budget_remaining": (
         "gauge",
         ("peer", "what", "window"),

@@ -87,6 +87,10 @@ async def refresh(node: Node) -> None:
     key_file = node.cfg.keys_dir / "voprf.key"
     if key_file.exists():
         m.gauge("voprf_key_age_seconds").set(max(0.0, now - key_file.stat().st_mtime))
+    used = await node.db.fetch_value(
+        "SELECT evaluations FROM voprf_key_usage WHERE key_id = ?", node.keys.voprf_key_id
+    )
+    m.gauge("voprf_key_evaluations_left").set(max(0, node.cfg.voprf_key_cap - int(used or 0)))
 
     remaining: dict[tuple[str, ...], float] = {}
     for peer in node.peers():

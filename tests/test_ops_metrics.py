@@ -75,6 +75,9 @@ async def test_a_stuck_job_shows_its_age(fed) -> None:  # type: ignore[no-untype
     assert value(samples, "blindmatch_budget_remaining", peer="hub", what="evaluations",
                  window="hour") == 200_000  # fmt: skip
     assert ("blindmatch_voprf_key_age_seconds", frozenset()) in samples
+    # the platform's key has answered nothing yet: the whole lifetime cap is left
+    cap = platform.node.cfg.voprf_key_cap
+    assert value(samples, "blindmatch_voprf_key_evaluations_left") == cap
 
 
 async def test_every_documented_metric_is_exported(fed) -> None:  # type: ignore[no-untyped-def]
