@@ -11,7 +11,8 @@ The working corpus lives in a temporary folder; only findings are kept.
 
 Writes bench/results/fuzz.md and .json: per target the seconds fuzzed, inputs executed, the
 rate, the coverage libFuzzer reports (edges and features of the instrumented Python code), the
-corpus it grew and the findings. atheris is an optional dependency (the ``fuzz`` extra: ``pip install -e ".[fuzz]"``).
+corpus it grew and the findings. atheris is an optional dependency (the ``fuzz`` extra:
+``pip install -e ".[fuzz]"``).
 """
 
 from __future__ import annotations
