@@ -13,6 +13,8 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Coroutine
+from typing import Any
 
 from blindmatch.node.cases.decisions import DecisionService
 from blindmatch.node.cases.webhooks import WebhookSender
@@ -22,6 +24,7 @@ from blindmatch.node.delivery import OutboxWorker
 from blindmatch.node.errors import NodeError
 from blindmatch.node.federation.admission import Admission
 from blindmatch.node.federation.job_ledger import JobLedger
+from blindmatch.node.federation.key_ring import VoprfKeyRing
 from blindmatch.node.federation.peer_client import PeerClient, PeerError
 from blindmatch.node.federation.publisher import IndexPublisher
 from blindmatch.node.federation.querier import Querier
@@ -72,13 +75,11 @@ class Node:
             raise NodeError("not-allowed", f"{cfg.node_id} is not in the roster")
         if me.signing_key != keys.identity.public_key:
             raise NodeError("not-allowed", "the roster lists another identity key for this node")
-        if me.voprf_key is not None and me.voprf_key != keys.voprf.pk:
-            raise NodeError("not-allowed", "the roster pins another VOPRF key for this node")
         for name in ("uploader_key", "keeper_key"):  # specs/uploaders.md: pinned like the VOPRF key
             key = getattr(keys, name.removesuffix("_key"))
             if getattr(me, name) is not None and (key is None or getattr(me, name) != key.pk):
                 raise NodeError("not-allowed", f"the roster pins another {name} for this node")
-        self.cfg, self.node_id, self.keys, self.db = cfg, cfg.node_id, keys, db
+        self.cfg, self.node_id, self.db = cfg, cfg.node_id, db
         self._roster, self._me = roster, me
         self.clock = clock = clock or SystemClock()
         self.rng = rng or random.SystemRandom()
@@ -95,6 +96,16 @@ class Node:
         self.translog = TransparencyLog(db, cfg.node_id, keys.identity, clock)
         # Services, each handed what it works with.
         self.metrics = metrics = Metrics()
+        # The VOPRF keys over their lifetime (spec 8.4); self.keys reads them from here.
+        self.key_ring = VoprfKeyRing(
+            db, keys, cfg.keys_dir, self.translog, metrics, clock,
+            cap=cfg.voprf_key_cap, overlap_s=cfg.key_overlap_s,
+        )  # fmt: skip
+        # the roster may already name the successor made before a restart: it is promoted
+        if me.voprf_key is not None and not self.key_ring.roster_names(me.voprf_key):
+            raise NodeError("not-allowed", "the roster pins another VOPRF key for this node")
+        self._background: set[asyncio.Future[Any]] = set()
+        self.key_ring.on_successor = lambda: self._spawn(self.reconcile_index())
         self.jobs = JobLedger(db, metrics)
         self.client = PeerClient(cfg.node_id, keys.identity, clock, metrics, cfg.tls_ca)
         self.uploaders = UploaderSignals(
@@ -111,7 +122,7 @@ class Node:
             release_bands=cfg.release_bands, uploaders=self.uploaders,
         )  # fmt: skip
         self.publisher = IndexPublisher(
-            db, published, self.feeds, self.translog, keys, self.scheme, metrics, clock,
+            db, published, self.feeds, self.translog, self.key_ring, self.scheme, metrics, clock,
             roles=me.roles,
         )  # fmt: skip
         incidents = PeerIncidents(db)
@@ -119,8 +130,8 @@ class Node:
             db, self.nonces, self.budgets, self.traffic, metrics, clock, incidents, cfg.node_id
         )
         self.responder = PeerResponder(
-            db, self.admission, self.feeds, self.decisions, keys, metrics, clock,
-            cfg.release_bands, uploaders=self.uploaders, voprf_key_cap=cfg.voprf_key_cap,
+            db, self.admission, self.feeds, self.decisions, self.key_ring, metrics, clock,
+            cfg.release_bands, uploaders=self.uploaders,
         )  # fmt: skip
         self.replication = Replicator(
             roster, cfg.node_id, self.scheme.name, self.replicas, incidents, self.client,
@@ -170,6 +181,11 @@ class Node:
         return self.replication.replica_indexes
 
     @property
+    def keys(self) -> NodeKeys:
+        """The node's keys as they are now (a rotation replaces the VOPRF key)."""
+        return self.key_ring.keys
+
+    @property
     def roster(self) -> Roster:
         return self._roster
 
@@ -200,6 +216,7 @@ class Node:
     async def start(self, background: bool = True) -> None:
         await self.client.start()
         await self.translog.load()
+        await self.key_ring.load()
         await self._log_roster()
         await self.replication.load()
         if background:
@@ -226,7 +243,19 @@ class Node:
         await self.translog.sign_if_due()
 
     async def reconcile_index(self) -> dict[str, int]:
+        await self.key_ring.record_rotation()  # a promotion by a roster reload, made durable
         return await self.publisher.reconcile()
+
+    def _spawn(self, work: Coroutine[object, object, object]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background_done)
+
+    def _background_done(self, task: asyncio.Future[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # the sync loop's next round retries it; logged without content
+            log.error("background index publication failed: %s", type(task.exception()).__name__)
 
     async def _sync_all(self) -> dict[str, int | str]:
         """Every holder's feeds, then the repeat-uploader signals: the keeper expires its
@@ -257,9 +286,12 @@ class Node:
     async def stop(self) -> None:
         self._stopping.set()
         self._wake_matcher.set()
-        for t in [*self._tasks, *self.delivery.in_flight]:
+        tasks: list[asyncio.Future[Any]] = [
+            *self._tasks, *self.delivery.in_flight, *self._background
+        ]  # fmt: skip
+        for t in tasks:
             t.cancel()
-        for t in [*self._tasks, *self.delivery.in_flight]:
+        for t in tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.client.close()

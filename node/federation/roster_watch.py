@@ -92,7 +92,8 @@ def apply_roster(node: Node, new: roster_mod.Roster) -> None:
         raise roster_mod.RosterError(f"the new roster does not list this node ({node.node_id})")
     if me.signing_key != node.keys.identity.public_key:
         raise roster_mod.RosterError("the new roster lists another identity key for this node")
-    if me.voprf_key is not None and me.voprf_key != node.keys.voprf.pk:
+    # naming our successor key promotes it: the rotation's second half (spec 8.4)
+    if me.voprf_key is not None and not node.key_ring.roster_names(me.voprf_key):
         raise roster_mod.RosterError("the new roster pins another VOPRF key for this node")
     node.roster = new
     node.me = me
@@ -145,6 +146,7 @@ class RosterWatch:
             return False
         self.last_error = None
         self._warned_at = 0.0
+        await self.node.key_ring.record_rotation()
         await self.node._log_roster()
         log.info("roster serial %d in use (%d members), was %d",
                  new.serial, len(new.members), current.serial)  # fmt: skip
