@@ -16,7 +16,7 @@ Two matchers see the same frame lists:
   with a frame reference), the querier sends its distinct quality frames' probes (multi-probe
   from each frame's PDQ float vector, decoded with FFmpeg and hashed with pdqhash, bit-exact with
   vpdq's frame hash), blinded, in one VOPRF batch, confirms each candidate frame with the private
-  threshold test, and applies vPDQ's rule to what it confirmed (``signal_types.vpdq.video.judge``).
+  threshold test, and applies vPDQ's rule to what it confirmed (``vpdq.video.judge``).
 
 Recall: a query is found when its source video matches. False positive: a match with any other
 video, for a query or an unrelated clip. Costs per query video: OPRF evaluations, threshold

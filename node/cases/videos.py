@@ -1,7 +1,7 @@
 """From one video query's confirmed frames to the video matches a platform reviews.
 
 A frame confirmation means nothing alone: per holder and per video (the ``group`` its frames
-release), vPDQ's rule (``signal_types.vpdq.video.judge``) decides whether the query video matches, and a
+release), vPDQ's rule (``vpdq.video.judge``) decides whether the query video matches, and a
 matching video becomes ONE review match carrying its evidence (query-match % and
 compared-match %, frame counts). Frames of videos that do not reach the rule are dropped.
 """
