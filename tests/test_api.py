@@ -111,7 +111,7 @@ async def test_video_bank_items_and_a_video_query_through_the_api(fed, tmp_path:
     import subprocess
 
     from blindmatch.node.media.video import ffmpeg_available
-    from blindmatch.protocol import video
+    from blindmatch.protocol.signal_types.vpdq import video
 
     if not (ffmpeg_available() and hashing.vpdq_available()):
         pytest.skip("needs ffmpeg and vpdq")

@@ -152,7 +152,7 @@ async def test_a_video_matches_across_two_nodes_and_no_frame_hash_crosses_the_wi
     from blindmatch.node.cases.derivatives import PeerMatch, review_matches
     from blindmatch.node.media import hashing
     from blindmatch.node.media.video import ffmpeg_available, hash_video_for_query
-    from blindmatch.protocol import video
+    from blindmatch.protocol.signal_types.vpdq import video
 
     if not (ffmpeg_available() and hashing.vpdq_available()):
         pytest.skip("needs ffmpeg and vpdq")

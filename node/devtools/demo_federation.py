@@ -356,7 +356,7 @@ async def _video_step(
     fed: LocalFederation, photos: dict[str, Image.Image], say: Callable[[str], None]
 ) -> dict[str, bool] | None:
     from blindmatch.node.media.video import ffmpeg_available
-    from blindmatch.protocol import video
+    from blindmatch.protocol.signal_types.vpdq import video
 
     if not (ffmpeg_available() and hashing.vpdq_available()):
         say("   (skipped: this machine has no ffmpeg or vpdq to decode video)")
