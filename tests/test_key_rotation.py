@@ -16,7 +16,6 @@ from blindmatch.node import keys as keyfiles
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node.federation.peer_client import PeerError
-from blindmatch.node.federation.roster_watch import apply_roster
 from blindmatch.protocol import index
 from blindmatch.protocol import roster as roster_mod
 from blindmatch.protocol.matching import QueryHash
@@ -33,10 +32,10 @@ def flip(h: bytes, n: int) -> bytes:
 
 
 async def match(node, queries: list[bytes]):  # type: ignore[no-untyped-def]
-    job = await node.submit([QueryHash(q) for q in queries])
-    while await node.process_due_tasks():
+    job = await node.querier.submit([QueryHash(q) for q in queries])
+    while await node.delivery.process_due():
         pass
-    return await node.job_status(job)
+    return await node.querier.job_status(job)
 
 
 async def _federation(tmp_path: Path, cap: int) -> LocalFederation:
@@ -52,7 +51,7 @@ async def _federation(tmp_path: Path, cap: int) -> LocalFederation:
     fed.hashes = [os.urandom(32) for _ in range(10)]  # type: ignore[attr-defined]
     for h in fed.hashes:  # type: ignore[attr-defined]
         await hub.banks.add_item("ncii", "pdq", h)
-    await hub.node.reconcile_index()
+    await hub.node.publisher.reconcile()
     return fed
 
 
@@ -94,7 +93,7 @@ async def test_a_rotation_loses_no_match(tmp_path: Path) -> None:
         keys_dir = hub.cfg.keys_dir
         old_id = hub.keys.voprf_key_id
         for p in (a, b):
-            await p.sync_all()
+            await p.sync.sync_all()
         # before: queries match; then a bulk of evaluations takes the key past 7/8 of its cap
         assert await _matches(a, hashes[9])
         member = a.roster.member("hub")
@@ -108,7 +107,7 @@ async def test_a_rotation_loses_no_match(tmp_path: Path) -> None:
         successor = hub.keys.successor
         new_id = voprf_key_id(successor.pk)
         assert (keys_dir / "voprf.next.key").exists()
-        await hub.reconcile_index()  # (already started in the background)
+        await hub.publisher.reconcile()  # the sync loop's next round
         assert await _published(hub, new_id) == await _published(hub, old_id) == 10
         # the same items under two keys are two feed entries: the key id is in the entry id
         refs = [bytes(r["item_ref"]) for r in await hub.db.fetch_all(
@@ -118,18 +117,17 @@ async def test_a_rotation_loses_no_match(tmp_path: Path) -> None:
         assert index.feed_entry_id("index.add", new_id, refs) in ids
         assert index.feed_entry_id("index.add", old_id, refs) in ids
         for p in (a, b):
-            await p.sync_all()  # stored, not applied: their roster still names the old key
+            await p.sync.sync_all()  # stored, not applied: their roster still names the old key
         assert await _matches(b, hashes[0])
 
         # during: governance names the successor. platform-a takes the new roster in before
         # the hub does (the hub answers its successor already), then the hub; platform-b is
         # a roster behind and is answered under the retired key for the overlap
         new = _roster_naming(fed, 2, successor.pk)
-        apply_roster(a, new)
+        await a.adopt_roster(new)
         assert await _matches(a, hashes[1])  # re-synced from the feed it had stored
         assert await _usage(hub, new_id) > 0
-        apply_roster(hub, new)
-        await hub.key_ring.record_rotation()
+        await hub.adopt_roster(new)
         assert hub.keys.voprf_key_id == new_id and hub.keys.retired is not None
         assert (keys_dir / "voprf.retired.key").exists() and not (
             keys_dir / "voprf.next.key"
@@ -150,7 +148,7 @@ async def test_a_rotation_loses_no_match(tmp_path: Path) -> None:
 
         # after the overlap: the old key's index withdrawn, its secret erased, its id refused
         fed.clock.advance(hub.cfg.key_overlap_s + 1)
-        await hub.reconcile_index()
+        await hub.publisher.reconcile()
         assert hub.keys.retired is None
         assert not (keys_dir / "voprf.retired.key").exists()
         assert not (keys_dir / "voprf.retired.seed").exists()
@@ -162,8 +160,8 @@ async def test_a_rotation_loses_no_match(tmp_path: Path) -> None:
                 member, "oprf.evaluate", {"key_id": old_id, "elements": [successor.pk]}
             )
         assert refused.value.code == "not-allowed"
-        apply_roster(b, new)
-        await b.sync_all()
+        await b.adopt_roster(new)
+        await b.sync.sync_all()
         assert await _matches(b, hashes[6])
         assert await _matches(a, hashes[7])
     finally:
@@ -175,7 +173,7 @@ async def test_the_key_is_refused_past_its_cap(tmp_path: Path) -> None:
     try:
         hub = fed["hub"].node
         a = fed["platform-a"].node
-        await a.sync_all()
+        await a.sync.sync_all()
         key_id = hub.keys.voprf_key_id
         for k in range(4):
             status = await match(a, [flip(fed.hashes[k], 4)])  # type: ignore[attr-defined]

@@ -2,8 +2,9 @@
 
 Every element evaluated under a key is counted durably (``voprf_key_usage``, all peers
 together); a request that would pass the cap is refused whole. At 7/8 of the cap the ring makes
-a **successor** key and asks the publisher to publish the whole index under it too, so queriers
-replicate it before governance names it in the roster. When the roster names the successor it
+a **successor** key; the publisher's next round publishes the whole index under it too, so
+queriers replicate it before governance names it in the roster (the last eighth of the cap is
+the time that takes). When the roster names the successor it
 is promoted: it becomes the key, and the old one is **retired**: still answered (evaluations
 and candidates) for the overlap window, so a querier a roster behind loses no match, then its
 index is withdrawn and its secret erased.
@@ -14,7 +15,6 @@ The publisher and the responder read the keys here, never a copy, so a rotation 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 from blindmatch.crypto import oprf
@@ -55,9 +55,6 @@ class VoprfKeyRing:
         self.overlap_s = overlap_s
         self._retire_at: dict[bytes, int] = {}  # retired key id -> when it stops answering
         self._rotation_to_record: bytes | None = None
-        # set by the node: start publishing the index under a new successor (in the
-        # background: the request that crossed 7/8 of the cap must not wait for a whole index)
-        self.on_successor: Callable[[], None] | None = None
         self._set(keys)
 
     def _set(self, keys: NodeKeys) -> None:
@@ -143,8 +140,8 @@ class VoprfKeyRing:
     # --- rotation (8.4) ----------------------------------------------------------------------
 
     async def start_rotation(self) -> bool:
-        """Make the successor and have its index published, so queriers hold it by the time
-        governance names it in the roster. False if a rotation is already under way."""
+        """Make the successor (the publisher's next round publishes the index under it, so
+        queriers hold it by the time governance names it). False if one is under way."""
         if self.keys.successor is not None:
             return False
         self._set(keyfiles.make_successor(self.keys_dir, self.keys))
@@ -164,8 +161,6 @@ class VoprfKeyRing:
             " this node's voprf_key in the next roster (spec 8.4)",
             self.keys.voprf_key_id.hex(), self.lifetime.cap, new_id.hex(), successor.pk.hex(),
         )  # fmt: skip
-        if self.on_successor is not None:
-            self.on_successor()
         return True
 
     def roster_names(self, pk: bytes) -> bool:

@@ -80,6 +80,7 @@ class IndexPublisher:
         a source's tiles with it), each delta in one transaction with its feed entry.
         """
         async with self._lock:
+            await self.ring.record_rotation()  # a promotion not yet durable (a roster reload)
             return await self._reconcile(self.clock.now())
 
     async def _reconcile(self, now: int) -> dict[str, int]:
