@@ -655,11 +655,16 @@ def write_results(new_runs: list[dict[str, Any]]) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the two backends may run side by side
         runs = {}
         if path.exists():
-            runs = {r["backend"]: r for r in json.loads(path.read_text()).get("runs", [])}
-        runs.update({r["backend"]: r for r in new_runs})
-        ordered = [runs[b] for b in ("sqlite", "postgres") if b in runs]
+            runs = {_key(r): r for r in json.loads(path.read_text()).get("runs", [])}
+        runs.update({_key(r): r for r in new_runs})
+        ordered = sorted(runs.values(), key=lambda r: (r["backend"] != "sqlite", r["seed"]))
         path.write_text(json.dumps({"runs": ordered}, indent=2) + "\n")
         _write_md(ordered)
+
+
+def _key(run: dict[str, Any]) -> str:
+    """Runs of one backend with different seeds (federations run side by side) add up."""
+    return f"{run['backend']}/{run['seed']}"
 
 
 def _write_md(runs_: list[dict[str, Any]]) -> None:
@@ -688,17 +693,36 @@ def _write_md(runs_: list[dict[str, Any]]) -> None:
     for r in runs_:
         k, m = r["kills_by_phase"], r["kills_mid_operation"]
         lines.append(
-            f"| {r['backend']} | **{r['kills']}** of {r.get('kills_planned', r['kills'])} | "
+            f"| {r['backend']}, seed {r['seed']} | **{r['kills']}** of"
+            f" {r.get('kills_planned', r['kills'])} | "
             f"{k.get('import', 0)} | "
             f"{k.get('reconcile', 0)} | {k.get('sync', 0)} | {k.get('match', 0)} | "
             f"{sum(m.values())} ({', '.join(f'{p} {m.get(p, 0)}' for p in PHASES)}) | "
             f"**{len(r['losses'])}** | **{len(r['duplicates'])}** | **{len(r['stuck'])}** | "
             f"{r['log_verifications']} ({len(r['log_failures'])}) | {r['seconds'] / 60:.0f} min |"
         )
-    lines += ["", "Per backend:", ""]
+    for backend in ("sqlite", "postgres"):
+        mine = [r for r in runs_ if r["backend"] == backend]
+        if len(mine) > 1:
+            k = Counter[str]()
+            m = Counter[str]()
+            for r in mine:
+                k.update(r["kills_by_phase"])
+                m.update(r["kills_mid_operation"])
+            lines.append(
+                f"| **{backend}, all seeds** | **{sum(k.values())}** | {k['import']} | "
+                f"{k['reconcile']} | {k['sync']} | {k['match']} | {sum(m.values())} | "
+                f"**{sum(len(r['losses']) for r in mine)}** | "
+                f"**{sum(len(r['duplicates']) for r in mine)}** | "
+                f"**{sum(len(r['stuck']) for r in mine)}** | "
+                f"{sum(r['log_verifications'] for r in mine)} "
+                f"({sum(len(r['log_failures']) for r in mine)}) | side by side |"
+            )
+    lines += ["", "Per run:", ""]
     for r in runs_:
         lines.append(
-            f"- **{r['backend']}**: kills by node {r['kills_by_target']}; kill windows (s)"
+            f"- **{r['backend']}, seed {r['seed']}**: kills by node {r['kills_by_target']};"
+            " kill windows (s)"
             f" {r['windows_s']}; median restart {r['restart_s_median']} s, median settle"
             f" {r['settle_s_median']} s; answers the kill cut off (the caller retried)"
             f" {r['answers_lost_to_kills']}; state at the end {r['final_state']}; error"
