@@ -10,6 +10,7 @@ state beyond its nonce being used up.
 from __future__ import annotations
 
 import logging
+import sqlite3
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
@@ -23,6 +24,7 @@ from blindmatch.node.federation.peer_client import (
     REPLY_TYPES,
 )
 from blindmatch.node.http_limits import read_limited
+from blindmatch.node.storage.database import StorageError
 from blindmatch.protocol import envelope
 from blindmatch.protocol.messages import ERROR_CODES
 
@@ -38,6 +40,7 @@ if TYPE_CHECKING:
     from blindmatch.protocol.roster import Roster
 
 log = logging.getLogger("blindmatch.federation")
+STORAGE_UNAVAILABLE = "the node's database is unavailable; retry later"
 
 MAX_REQUEST_BYTES = 1024 * 1024  # the largest request, a threshold query, is ~49 KB
 REQUEST_TYPES = (
@@ -74,7 +77,20 @@ def build_app(node: Node, survivor_banks: BankService | None = None) -> web.Appl
         app.add_routes(build_survivor_routes(node, survivor_banks))
 
     async def message(request: web.Request) -> web.Response:
-        return await handle(node, request)
+        try:
+            return await handle(node, request)
+        except ConnectionError:
+            raise  # the sender went away: nobody to answer
+        except (StorageError, sqlite3.Error, OSError) as exc:
+            # The nonce is written before any handler runs: a database locked by another writer
+            # (a bank import beside the node) past its busy timeout, a lost PostgreSQL
+            # connection or a full disk escaped here as an unsigned 500 the sender read as a
+            # bad envelope. A signed refusal it retries later instead, and one log line.
+            log.error("storage unavailable: %s", exc.__class__.__name__)
+            unavailable = NodeError(
+                "internal", STORAGE_UNAVAILABLE, retry_after_ms=5_000, status=503
+            )
+            return _error(node, unavailable, None)
 
     async def health(request: web.Request) -> web.Response:
         return web.json_response({"ok": True, "node": node.node_id})
