@@ -63,6 +63,10 @@ BASE_RELEASE_FIELDS: Mapping[str, Field] = {
 _GROUP = Field(blob(exact=8), required=False)
 # The mask of a protected source's quality cells (derivatives 6), one bit per cell.
 _SOURCE_CELLS = Field(integer(0, (1 << 41) - 1), required=False)
+# Which of a picture's banked off-centre crops matched (signals-and-lsh.md 3.5): the corner the
+# crop keeps (c: centred) and the percentage cut off each dimension.
+BANKED_CROP_PATTERN = r"crop/(tl|tr|bl|br|c)/[1-9][0-9]?"
+_BANKED_CROP = Field(text(16, pattern=BANKED_CROP_PATTERN), required=False)
 
 
 @dataclass(frozen=True)
@@ -226,8 +230,13 @@ PDQ = register(
         bucket_signal=SignalType.PDQ.value,
         distance_threshold=PDQ_MATCH_THRESHOLD,
         match_rule="a query hash (or one of its variants) within the item's threshold (<= 31)",
-        # A protected source's whole-picture item names its tiles' group too (derivatives 6).
-        release_fields={"group": _GROUP, "source_cells": _SOURCE_CELLS},
+        # A protected source's whole-picture item names its tiles' group too (derivatives 6);
+        # a match through one of the picture's banked crops says which.
+        release_fields={
+            "group": _GROUP,
+            "source_cells": _SOURCE_CELLS,
+            "banked_crop": _BANKED_CROP,
+        },
         release_signal=SignalType.PDQ.value,
         spec="specs/signals-and-lsh.md#11-pdq",
         vectors=("lsh.json",),
