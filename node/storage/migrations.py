@@ -4,8 +4,7 @@ Each migration is a list of statements in the shared SQL spelling (see ``databas
 ``apply_migrations`` applies the missing ones in version order, each in its own transaction
 together with its row in ``schema_migrations``, under a lock so two workers starting at once
 cannot both apply the same migration. Running it again changes nothing.
-
-Never edit a migration that has shipped; add a new one.
+Never edit a migration that has shipped; add a new one (from 11 on, in ``migrations_more.py``).
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from blindmatch.node.storage.database import (
     Migration,
     apply_migrations,
 )
+from blindmatch.node.storage.migrations_more import ITEM_CROPS_SCHEMA
 from blindmatch.protocol.messages import PROVENANCE_CLASSES
 
 __all__ = ["MIGRATIONS", "TRANSPARENCY_SCHEMA", "Migration", "apply_migrations"]
@@ -553,21 +553,20 @@ KEY_LIFETIME_SCHEMA = Migration(
     ),
 )
 
-# A banked picture's off-centre crops (specs/signals-and-lsh.md 3.5): hashes of the same item,
-# each published under its own reference while the item is live, answered for as the item.
-ITEM_CROPS_SCHEMA = Migration(
+# Automatic rotation (spec 8.4): a publication row per (item, key), as the index is published
+# under the current key and its successor; a retired key answers until retire_at.
+KEY_ROTATION_SCHEMA = Migration(
     10,
-    "banked crops: off-centre crops of a pdq item, indexed as variants of the item",
+    "key rotation: index publications per item and key; when a retired key stops answering",
     (
-        """
-        CREATE TABLE item_crops (
-            id       {ID},
-            item_id  BIGINT NOT NULL REFERENCES bank_items (id) ON DELETE CASCADE,
-            crop     TEXT NOT NULL,
-            hash     {BLOB} NOT NULL,
-            quality  BIGINT NOT NULL CHECK (quality BETWEEN 0 AND 100),
-            item_ref {BLOB} NOT NULL UNIQUE, UNIQUE (item_id, crop)
-        )""",
+        "ALTER TABLE voprf_key_usage ADD COLUMN retire_at BIGINT",
+        "CREATE TABLE index_publications_by_key (item_ref {BLOB} NOT NULL, scheme TEXT NOT NULL,"
+        " key_id {BLOB} NOT NULL, entries {BLOB} NOT NULL, published_at BIGINT NOT NULL,"
+        " PRIMARY KEY (item_ref, key_id))",
+        "INSERT INTO index_publications_by_key SELECT item_ref, scheme, key_id, entries,"
+        " published_at FROM index_publications",
+        "DROP TABLE index_publications",
+        "ALTER TABLE index_publications_by_key RENAME TO index_publications",
     ),
 )
 
@@ -581,6 +580,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     VIDEOS_SCHEMA,
     UPLOADER_CONTEXT_SCHEMA,
     KEY_LIFETIME_SCHEMA,
+    KEY_ROTATION_SCHEMA,
     ITEM_CROPS_SCHEMA,
 )
 
