@@ -680,8 +680,9 @@ def _write_md(runs_: list[dict[str, Any]]) -> None:
         )
         + " (2 cores shared with other agents; the backends ran side by side).",
         "",
-        "| backend | kills (of planned) | import | reconcile | sync | match | work unfinished at the kill"
-        " | losses | duplicates | stuck | log verifications (failed) | wall |",
+        "| backend | kills (of planned) | import | reconcile | sync | match"
+        " | work unfinished at the kill | losses | duplicates | stuck"
+        " | log verifications (failed) | wall |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in runs_:
