@@ -40,6 +40,7 @@ from bench import _edit_classes as edit_classes
 from bench import corpus
 from bench import transforms as tf
 from blindmatch.node.media.crops import (
+    BANKED_CENTRED_FRACTIONS,
     BANKED_CROP_CORNERS,
     BANKED_CROP_FRACTIONS,
     banked_crops,
@@ -55,7 +56,8 @@ NEW_VARIANT_PREFIXES = ("nested/", "cell/", "uncrop/5+flip_h")  # what this chan
 CORNERS = ("tl", "tr", "bl", "br")
 # Crop sets a holder could bank (fractions, corners; "c" is the centred crop), the node's first.
 CROP_SETS: dict[str, tuple[tuple[float, ...], tuple[str, ...]]] = {
-    "node": (BANKED_CROP_FRACTIONS, BANKED_CROP_CORNERS),
+    "node": (BANKED_CROP_FRACTIONS, BANKED_CROP_CORNERS),  # and BANKED_CENTRED_FRACTIONS
+    "node, corners only": (BANKED_CROP_FRACTIONS, BANKED_CROP_CORNERS),
     "2-14% by 2, 4 corners + centre": ((0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14), (*CORNERS, "c")),
     "2-14% by 2": ((0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14), CORNERS),
     "3, 6, 10, 14%": ((0.03, 0.06, 0.10, 0.14), CORNERS),
@@ -235,7 +237,9 @@ def main(argv: list[str]) -> int:
                 "fractions": list(spec[0]),
                 "corners": list(spec[1]),
                 "banked_hashes_per_photo_mean": 1 + len(crop_index[name]) / len(sources),
-                "banked_hashes_per_photo_max": 1 + len(spec[0]) * len(spec[1]),
+                "banked_hashes_per_photo_max": 1
+                + len(spec[0]) * len(spec[1])
+                + (len(BANKED_CENTRED_FRACTIONS) if name == "node" else 0),
             }
             for name, spec in CROP_SETS.items()
         },
@@ -279,7 +283,8 @@ def report(r: dict[str, Any]) -> str:
     node = r["crop_sets"]["node"]
     node_set = (
         f"{', '.join(f'{round(f * 100)}%' for f in node['fractions'])} from each of the "
-        f"{len(node['corners'])} corners"
+        f"{len(node['corners'])} corners, and centred crops of "
+        f"{', '.join(f'{round(f * 100)}%' for f in BANKED_CENTRED_FRACTIONS)}"
     )
     lines = [
         "# Edits that used to get through: recall per transform, before and after",

@@ -55,13 +55,13 @@ def test_crop_boxes_keep_their_corner() -> None:
 
 
 def test_banked_crops_are_the_reference_hashes_of_the_corner_crops(photo: np.ndarray) -> None:
-    crops = hashing.hash_image(Image.fromarray(photo), crops=True).crops
+    crops = crop_media.picture_crops(Image.fromarray(photo))
     names = [c.name for c in crops]
     expected = [
         f"crop/{c}/{round(f * 100)}"
         for f in crop_media.BANKED_CROP_FRACTIONS
         for c in crop_media.BANKED_CROP_CORNERS
-    ]
+    ] + [f"crop/c/{round(f * 100)}" for f in crop_media.BANKED_CENTRED_FRACTIONS]
     assert names == expected  # a textured photo: every crop passes the quality gate
     h, w = photo.shape[:2]
     for crop in crops[:3]:
@@ -69,14 +69,14 @@ def test_banked_crops_are_the_reference_hashes_of_the_corner_crops(photo: np.nda
         left, top, right, bottom = crop_media.crop_box(w, h, corner, int(percent) / 100)
         bits, quality = pdqhash.compute(np.ascontiguousarray(photo[top:bottom, left:right]))
         assert crop.pdq.hash32 == np.packbits(bits).tobytes() and crop.pdq.quality == quality
-    # Without asking, nothing extra is hashed (a querier's upload, a hash-only import).
-    assert hashing.hash_image(Image.fromarray(photo)).crops == ()
+    assert crop_media.picture_crops(_jpeg(photo, 95))[0].name == "crop/tl/2"  # from a file too
 
 
 def test_a_corner_crop_meets_a_banked_crop_and_its_mirror_the_mirrored_query(
     photo: np.ndarray,
 ) -> None:
-    banked = hashing.hash_image(Image.fromarray(photo), crops=True)
+    banked = hashing.hash_image(Image.fromarray(photo))
+    banked_crops = crop_media.picture_crops(Image.fromarray(photo))
     h, w = photo.shape[:2]
     cut = photo[: h - round(h * 0.06), round(w * 0.06) :]  # 6% off the left and bottom
     for copy in (cut, cut[:, ::-1]):
@@ -85,7 +85,7 @@ def test_a_corner_crop_meets_a_banked_crop_and_its_mirror_the_mirrored_query(
         best = min(
             (_distance(v.pdq.hash32, c.pdq.hash32), c.name)
             for v in query.variants
-            for c in banked.crops
+            for c in banked_crops
         )
         assert best[0] <= 31 and best[1] == "crop/tr/6"
 
@@ -133,9 +133,7 @@ async def test_media_banks_the_picture_with_its_crops(
     [pdq, sha] = await banks.add_media("ncii", _jpeg(photo), _image_hashes)
     assert pdq.item.signal_type == "pdq" and sha.item.signal_type == "sha256"
     stored = await banks.item_crops(pdq.item.item_ref)
-    assert len(stored) == len(crop_media.BANKED_CROP_FRACTIONS) * len(
-        crop_media.BANKED_CROP_CORNERS
-    )
+    assert [c.crop for c in stored] == [c.name for c in crop_media.picture_crops(_jpeg(photo))]
     assert await banks.item_crops(sha.item.item_ref) == []
 
 
@@ -178,8 +176,8 @@ async def fed(tmp_path: Path, photo: np.ndarray):
     await holder.banks.create_bank("ncii", provenance="survivor-submitted", shared=True)
     [item, _sha] = await holder.banks.add_media("ncii", _jpeg(photo, 92), _image_hashes)
     federation.item_ref = item.item.item_ref  # type: ignore[attr-defined]
-    await holder.node.reconcile_index()
-    await federation["platform"].node.sync_all()
+    await holder.node.publisher.reconcile()
+    await federation["platform"].node.sync.sync_all()
     yield federation
     await federation.stop()
 
@@ -188,7 +186,7 @@ async def _cases(fed, data: bytes, content_ref: str) -> list[dict]:  # type: ign
     platform = fed["platform"]
     async with BlindmatchClient(platform.api_url, platform.api_token) as api:
         job = await api.match_media(data, content_ref=content_ref)
-        while await platform.node.process_due_tasks():
+        while await platform.node.delivery.process_due():
             pass
         assert (await api.job(job["job"]))["complete"]
         return await api.cases_for_content(content_ref)
@@ -209,5 +207,5 @@ async def test_a_corner_cropped_copy_matches_the_item_through_a_banked_crop(
     assert case["release"]["banked_crop"].startswith("crop/")
 
     await holder.banks.withdraw(fed.item_ref, reason="withdrawn")
-    result = await holder.node.reconcile_index()
+    result = await holder.node.publisher.reconcile()
     assert result == {"added": 0, "removed": 1 + len(crops)}  # the picture's hash and its crops

@@ -279,10 +279,11 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _banked_crops(hashes: Any) -> list[Any]:
+def _banked_crops(media: bytes) -> list[Any]:
     from blindmatch.node.banks.validation import BankedCrop
+    from blindmatch.node.media.crops import picture_crops
 
-    return [BankedCrop(c.name, c.pdq.hash32, c.pdq.quality) for c in hashes.crops]
+    return [BankedCrop(c.name, c.pdq.hash32, c.pdq.quality) for c in picture_crops(media)]
 
 
 def _image_hashes(media: bytes) -> list[tuple[Any, ...]]:
@@ -290,9 +291,9 @@ def _image_hashes(media: bytes) -> list[tuple[Any, ...]]:
     its off-centre crops (indexed as variants of the same item), and its SHA-256."""
     from blindmatch.node.media.hashing import hash_image_bytes
 
-    hashes = hash_image_bytes(media, crops=True)
+    hashes = hash_image_bytes(media)
     return [
-        ("pdq", hashes.pdq.hash32, hashes.pdq.quality, _banked_crops(hashes)),
+        ("pdq", hashes.pdq.hash32, hashes.pdq.quality, _banked_crops(media)),
         ("sha256", hashes.sha256, None),
     ]
 
@@ -342,7 +343,6 @@ async def _add(args: argparse.Namespace, banks: Any) -> int:
             if protected:
                 # A protected source photo: its whole-picture hash and its tiles, so that
                 # edited derivatives of it are found too (specs/derivatives.md).
-                from blindmatch.node.media.hashing import hash_image_bytes
                 from blindmatch.node.media.tiles import protected_source
 
                 pdq, tiles = protected_source(media)
@@ -351,7 +351,7 @@ async def _add(args: argparse.Namespace, banks: Any) -> int:
                     pdq.hash32,
                     quality=pdq.quality,
                     tiles=tiles,
-                    crops=_banked_crops(hash_image_bytes(media, crops=True)),
+                    crops=_banked_crops(media),
                     categories=args.category,
                     expires_at=args.expires_at,
                     source="cli",

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
-from blindmatch.node.media.hashing import MIN_SIDE, QueryVariant, pdq_of_pixels
+from blindmatch.node.media.hashing import (
+    MIN_SIDE,
+    QueryVariant,
+    decode_image,
+    downscale,
+    pdq_of_pixels,
+)
 
 # Off-centre crops, banked by the holder (specs/signals-and-lsh.md 3.5). A copy cut down from one
 # corner (a re-share trimmed at two edges) is far from the picture's hash at 3% already, and the
@@ -19,6 +26,9 @@ from blindmatch.node.media.hashing import MIN_SIDE, QueryVariant, pdq_of_pixels
 BANKED_CROP_FRACTIONS = (0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.12, 0.14)
 # The corner each crop keeps: top-left, top-right, bottom-left, bottom-right.
 BANKED_CROP_CORNERS = ("tl", "tr", "bl", "br")
+# Centred crops too, where the query side's uncrops (2, 5, 10%, and 5% mirrored) leave gaps: a
+# mirrored copy cropped 3% about its centre was found 0.62 of the time without them, 0.94 with.
+BANKED_CENTRED_FRACTIONS = (0.02, 0.03, 0.04, 0.05, 0.06)
 
 
 def crop_box(width: int, height: int, corner: str, fraction: float) -> tuple[int, int, int, int]:
@@ -39,16 +49,24 @@ def crop_name(corner: str, fraction: float) -> str:
 
 
 def banked_crops(rgb: np.ndarray) -> list[QueryVariant]:
-    """The off-centre crops a holder banks with a picture (``crop/<corner>/<percent>``), those
-    of indexable quality only."""
+    """The crops a holder banks with a picture (``crop/<corner>/<percent>``: the corner crops,
+    then the centred ones), those of indexable quality only."""
     height, width = rgb.shape[:2]
     out = []
-    for fraction in BANKED_CROP_FRACTIONS:
-        for corner in BANKED_CROP_CORNERS:
-            left, top, right, bottom = crop_box(width, height, corner, fraction)
-            if min(right - left, bottom - top) < MIN_SIDE:
-                continue
-            h = pdq_of_pixels(rgb[top:bottom, left:right])
-            if h.good_quality:
-                out.append(QueryVariant(crop_name(corner, fraction), h))
+    shapes = [(f, c) for f in BANKED_CROP_FRACTIONS for c in BANKED_CROP_CORNERS]
+    for fraction, corner in shapes + [(f, "c") for f in BANKED_CENTRED_FRACTIONS]:
+        left, top, right, bottom = crop_box(width, height, corner, fraction)
+        if min(right - left, bottom - top) < MIN_SIDE:
+            continue
+        h = pdq_of_pixels(rgb[top:bottom, left:right])
+        if h.good_quality:
+            out.append(QueryVariant(crop_name(corner, fraction), h))
     return out
+
+
+def picture_crops(picture: bytes | Image.Image) -> list[QueryVariant]:
+    """The banked crops of a picture (its file's bytes, or decoded), cut from its pixels as
+    hashed for its own PDQ hash (decoded, RGB, downscaled: signals-and-lsh.md 3.1-3.2)."""
+    image = decode_image(picture) if isinstance(picture, bytes) else picture
+    small = downscale(image if image.mode == "RGB" else image.convert("RGB"))
+    return banked_crops(np.asarray(small, dtype=np.uint8))

@@ -125,8 +125,6 @@ class ImageHashes:
     # (left, top, right, bottom) left after border removal; looked for only with query variants
     border_box: tuple[int, int, int, int]
     variants: tuple[QueryVariant, ...] = ()  # what a querier looks up (empty unless asked for)
-    # What a holder banks besides ``pdq``: its off-centre crops (empty unless asked for)
-    crops: tuple[QueryVariant, ...] = ()
 
     @property
     def border_removed(self) -> bool:
@@ -461,7 +459,6 @@ def hash_image(
     sha256: bytes = b"",
     query_variants: bool = False,
     remove_border: bool = True,
-    crops: bool = False,
 ) -> ImageHashes:
     """Hash a decoded picture.
 
@@ -475,8 +472,6 @@ def hash_image(
     (``cell/0`` ...); and three "uncropped"
     versions for copies cut down by a centred crop (``uncrop/2``, ``uncrop/5``, ``uncrop/10``),
     and the 5% one mirrored (``uncrop/5+flip_h``).
-
-    With ``crops``: the off-centre crops a holder banks with the picture (``crops``).
     """
     small = downscale(image if image.mode == "RGB" else image.convert("RGB"))
     rgb = np.asarray(small, dtype=np.uint8)
@@ -525,22 +520,12 @@ def hash_image(
                 variants.append(QueryVariant(f"uncrop/{round(fraction * 100)}+flip_h", mirrored))
     else:
         pdq = pdq_of_pixels(rgb)
-    if crops:
-        from blindmatch.node.media.crops import banked_crops  # it builds on this module
-
-        banked: tuple[QueryVariant, ...] = tuple(banked_crops(rgb))
-    else:
-        banked = ()
-    return ImageHashes(sha256, width, height, pdq, box, tuple(variants), banked)
+    return ImageHashes(sha256, width, height, pdq, box, tuple(variants))
 
 
-def hash_image_bytes(
-    data: bytes, *, query_variants: bool = False, crops: bool = False
-) -> ImageHashes:
+def hash_image_bytes(data: bytes, *, query_variants: bool = False) -> ImageHashes:
     image = decode_image(data)
-    return hash_image(
-        image, sha256=hashlib.sha256(data).digest(), query_variants=query_variants, crops=crops
-    )
+    return hash_image(image, sha256=hashlib.sha256(data).digest(), query_variants=query_variants)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> bytes:
