@@ -114,7 +114,12 @@ class Node:
             db, published, self.feeds, self.translog, keys, self.scheme, metrics, clock,
             roles=me.roles,
         )  # fmt: skip
-        incidents = PeerIncidents(db)
+        incidents = PeerIncidents(
+            db,
+            on_dropped=lambda peer: metrics.inc(
+                "peer_incidents_dropped_total", labels={"peer": peer}
+            ),
+        )
         self.admission = Admission(
             db, self.nonces, self.budgets, self.traffic, metrics, clock, incidents, cfg.node_id
         )
