@@ -248,13 +248,13 @@ class Bench:
         for h in self.targets + [rng(32) for _ in range(a.hub_items - len(self.targets))]:
             await hub.banks.add_item("b", "pdq", h)
         t0 = time.perf_counter()
-        await hub.node.reconcile_index()
+        await hub.node.publisher.reconcile()
         self.index_build_s = time.perf_counter() - t0
         for name in ("slow", "redirect", "capper"):
             local = fed[name]
             await local.banks.create_bank("b", provenance="survivor-submitted", shared=True)
             await local.banks.add_item("b", "pdq", rng(32))
-            await local.node.reconcile_index()
+            await local.node.publisher.reconcile()
         # The hub in its own process, on the same address.
         ctx = multiprocessing.get_context("spawn")
         gov = [k.public_key for k in fed.governance]
@@ -284,7 +284,7 @@ class Bench:
         )
         await self.relay.start(_listening_socket(port))
         self.platform = fed["platform"].node
-        await self.platform.sync_all()
+        await self.platform.sync.sync_all()
 
     async def hub_stats(self) -> dict[str, float]:
         self.hub_conn.send("cpu")
@@ -300,10 +300,10 @@ class Bench:
             near[bit // 8] ^= 1 << (bit % 8)
         p = self.platform
         t0 = time.perf_counter()
-        job = await p.submit([QueryHash(bytes(near))])
+        job = await p.querier.submit([QueryHash(bytes(near))])
         while True:
-            await p.process_due_tasks(wait=False)
-            status = await p.job_status(job)
+            await p.delivery.process_due(wait=False)
+            status = await p.querier.job_status(job)
             hub_task = next(t for t in status.tasks if t["peer_id"] == "hub")
             if hub_task["state"] == "done":
                 elapsed = time.perf_counter() - t0
@@ -439,7 +439,7 @@ class Bench:
 
         async def sync() -> None:
             while running.is_set():  # the platform's sync loop
-                await self.platform.sync_all()
+                await self.platform.sync.sync_all()
                 await asyncio.sleep(0.5)
 
         tasks: list[asyncio.Task[None]] = []

@@ -86,16 +86,16 @@ async def fed(tmp_path: Path):
         held = os.urandom(32)
         federation.held[name] = held  # type: ignore[attr-defined]
         await local.banks.add_item("b", "pdq", held)
-        await local.node.reconcile_index()
+        await local.node.publisher.reconcile()
     yield federation
     await federation.stop()
 
 
 async def _matched_by(platform, held: bytes) -> set[str]:  # type: ignore[no-untyped-def]
-    job = await platform.submit([QueryHash(held)])
-    while await platform.process_due_tasks():
+    job = await platform.querier.submit([QueryHash(held)])
+    while await platform.delivery.process_due():
         pass
-    return {r.peer for r in (await platform.job_status(job)).results}
+    return {r.peer for r in (await platform.querier.job_status(job)).results}
 
 
 async def test_a_holder_past_its_entry_cap_is_cut_off(fed) -> None:
@@ -111,7 +111,7 @@ async def test_a_holder_past_its_entry_cap_is_cut_off(fed) -> None:
         )
 
     await publish(3, 4000)  # 12,000 entries (and its 24 honest ones) past a cap of 10,000
-    out = await platform.sync_all()
+    out = await platform.sync.sync_all()
     assert out["hostile"] == "error: over-cap" and isinstance(out["hub"], int)
     replica = platform.replication.peer_replicas["hostile"]
     assert replica.over_cap is not None and replica.over_cap.cap == "entries"
@@ -126,7 +126,7 @@ async def test_a_holder_past_its_entry_cap_is_cut_off(fed) -> None:
     # It goes on publishing: nothing more is pulled, stored or applied, and nothing new filed.
     cursor = await platform.replication.stored_cursor("hostile")
     await publish(2, 4000)
-    assert (await platform.sync_all())["hostile"] == "error: over-cap"
+    assert (await platform.sync.sync_all())["hostile"] == "error: over-cap"
     assert await platform.replication.stored_cursor("hostile") == cursor
     assert replica.entries == held_entries
     assert len(await PeerIncidents(platform.db).list("hostile")) == 1
@@ -140,7 +140,7 @@ async def test_a_holder_past_its_entry_cap_is_cut_off(fed) -> None:
 async def test_a_holder_past_its_feed_bytes_cap_stores_nothing_more(fed) -> None:
     hostile, platform = fed["hostile"].node, fed["platform"].node
     caps = platform.replication.caps("hostile")
-    await platform.sync_all()
+    await platform.sync.sync_all()
     before = await platform.replicas.stored_bytes("hostile")
     assert 0 < before < caps.feed_bytes
     # Deltas under a key the replica does not match with: never applied, but stored bytes.
@@ -149,7 +149,7 @@ async def test_a_holder_past_its_feed_bytes_cap_stores_nothing_more(fed) -> None
     await hostile.feeds.append_many(
         INDEX_FEED, [(os.urandom(16), "index.add", delta) for _ in range(n)], hostile.now()
     )
-    out = await platform.sync_all()
+    out = await platform.sync.sync_all()
     assert out["hostile"] == "error: over-cap"
     # Pages within the cap may be stored (a reply is at most 16 MiB); the one past it is not.
     stored = await platform.replicas.stored_bytes("hostile")
@@ -157,7 +157,7 @@ async def test_a_holder_past_its_feed_bytes_cap_stores_nothing_more(fed) -> None
     await hostile.feeds.append_many(
         INDEX_FEED, [(os.urandom(16), "index.add", delta)], hostile.now()
     )
-    assert (await platform.sync_all())["hostile"] == "error: over-cap"
+    assert (await platform.sync.sync_all())["hostile"] == "error: over-cap"
     assert await platform.replicas.stored_bytes("hostile") == stored
     incidents = await PeerIncidents(platform.db).list("hostile", "over-cap")
     assert [i["evidence"]["cap"] for i in incidents] == ["feed-bytes"]

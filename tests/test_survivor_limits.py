@@ -52,13 +52,13 @@ def _traced(hub: Any, clock: Any = lambda: 100.0) -> tuple[SurvivorService, list
 async def test_held_new_and_withdrawn_hashes_take_the_same_steps(hub) -> None:
     service, steps = _traced(hub)
     reconciles = []
-    real = hub["hub"].node.reconcile_index
+    real = hub["hub"].node.publisher.reconcile
 
     async def counted() -> dict[str, int]:
         reconciles.append(len(steps))
         return await real()
 
-    hub["hub"].node.reconcile_index = counted
+    hub["hub"].node.publisher.reconcile = counted  # type: ignore[method-assign]
     runs = {}
     for label, submission in (
         ("new", [Submitted(H[0], 90)]),

@@ -112,12 +112,17 @@ __all__ = [
 log = logging.getLogger("blindmatch.node")
 
 
+class Publisher(Protocol):
+    async def reconcile(self) -> dict[str, int]: ...
+
+
 class Node(Protocol):
     """What the survivor's page needs of the hub it runs on."""
 
     cfg: NodeConfig
 
-    async def reconcile_index(self) -> dict[str, int]: ...
+    @property
+    def publisher(self) -> Publisher: ...
 
 
 PREFIX = "/survivor"
@@ -307,7 +312,7 @@ class SurvivorService:
         while self._publish_again:  # submissions during a run are published by one more run
             self._publish_again = False
             try:
-                await self.node.reconcile_index()
+                await self.node.publisher.reconcile()
             except Exception:  # logged without content; the node's sync loop retries it
                 log.exception("publishing survivor submissions failed")
 
@@ -338,7 +343,7 @@ class SurvivorService:
             for ref in withdrawn:
                 await decisions.withdraw_item(ref)
         if withdrawn:
-            await self.node.reconcile_index()
+            await self.node.publisher.reconcile()
         return {"results": results, "withdrawn": len(withdrawn)}
 
 
