@@ -76,6 +76,8 @@ PROFILES: dict[str, Profile] = {
             optional=(
                 # Hashing images itself (a node may take hashes from an upstream hasher).
                 "pdq.from_float",
+                # A holder's index-feed entry ids (10.3): queriers store them, never derive them.
+                "index.feed_entry_id",
                 # The derivative signal pdq-tiles-1 (chapter 13) is served by choice.
                 "derivative.tiles",
                 "derivative.index_keys",

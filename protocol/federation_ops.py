@@ -1,5 +1,5 @@
 """Conformance operations of the signal-type registry and the federation's sans-I/O machines:
-feed paging (specs/protocol.md 10.4) and admission (8.3).
+feed paging (specs/protocol.md 10.4), admission (8.3) and index-feed entry ids (10.3).
 
 Gathered into :mod:`blindmatch.protocol.conformance_ops`'s table. Pure: no I/O.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from blindmatch.protocol import admission, conformance_support, replication, signal_types
+from blindmatch.protocol import admission, conformance_support, index, replication, signal_types
 from blindmatch.protocol.conformance_support import OpError
 
 
@@ -99,10 +99,17 @@ def admission_decide(i: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def index_feed_entry_id(i: dict[str, Any]) -> dict[str, Any]:
+    refs = [conformance_support.hex_bytes(r) for r in i["refs"]]
+    key_id = conformance_support.hex_bytes(i["key_id"])
+    return {"id": index.feed_entry_id(i["kind"], key_id, refs).hex()}
+
+
 OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "signal_types.entry": signal_type_entry,
     "signal_types.of_variant": signal_type_of_variant,
     "replication.pull": replication_pull,
     "replication.caps": replication_caps,
     "admission.decide": admission_decide,
+    "index.feed_entry_id": index_feed_entry_id,
 }

@@ -1,5 +1,6 @@
 """Vectors for the signal-type registry (specs/signals-and-lsh.md section 2) and the
-federation's sans-I/O machines: feed paging (specs/protocol.md 10.4) and admission (8.3).
+federation's sans-I/O machines: feed paging (specs/protocol.md 10.4) and admission (8.3); and
+index-feed entry ids (10.3), which carry the VOPRF key id since rotation (8.4).
 Conformance format {"id", "op", "input", "expected"}.
 """
 
@@ -121,6 +122,33 @@ def admission_cases() -> list[dict[str, Any]]:
     ]
 
 
+def entry_id_cases() -> list[dict[str, Any]]:
+    old, new = "6f6c646b65796964", "6e65776b65796964"  # two key ids: a rotation's two indexes
+    refs = ["02" * 16, "01" * 16]
+    return [
+        _case(
+            "entry-id-add",
+            "index.feed_entry_id",
+            {"kind": "index.add", "key_id": old, "refs": refs},
+        ),
+        _case(
+            "entry-id-add-refs-in-any-order",
+            "index.feed_entry_id",
+            {"kind": "index.add", "key_id": old, "refs": refs[::-1]},
+        ),
+        _case(
+            "entry-id-add-under-successor",
+            "index.feed_entry_id",
+            {"kind": "index.add", "key_id": new, "refs": refs},
+        ),
+        _case(
+            "entry-id-remove",
+            "index.feed_entry_id",
+            {"kind": "index.remove", "key_id": old, "refs": refs},
+        ),
+    ]
+
+
 def generate() -> dict[str, object]:
     return {
         "signal_types.json": {
@@ -134,7 +162,8 @@ def generate() -> dict[str, object]:
             "spec": "specs/protocol.md#104-replication",
             "version": 1,
             "cases": [
-                {**c, "id": f"federation/{c['id']}"} for c in pull_cases() + admission_cases()
+                {**c, "id": f"federation/{c['id']}"}
+                for c in pull_cases() + admission_cases() + entry_id_cases()
             ],
         },
     }
