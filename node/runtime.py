@@ -28,7 +28,7 @@ from blindmatch.node.federation.http import build_app
 from blindmatch.node.federation.port_guard import GuardedTCPSite, PortGuard, PortLimits
 from blindmatch.node.federation.roster_watch import RosterWatch, load_roster
 from blindmatch.node.node import Node
-from blindmatch.node.storage import Database, NodeState
+from blindmatch.node.storage import Database, NodeState, open_database
 from blindmatch.node.translog.monitor import FederationLogWatch
 
 TOKEN_FILE = "api.token"
@@ -137,7 +137,7 @@ async def start(cfg: NodeConfig, fresh_database: bool = False) -> RunningNode:
     clock = SystemClock()
     roster = load_roster(cfg, int(time.time() * 1000))
     node_keys = keyfiles.load(cfg.keys_dir)
-    db = await Node.open_database(cfg, clock.now())
+    db = await open_database(cfg.database_url, migrate_now=clock.now())
     try:
         database_id = await check_history(cfg, db, clock.now(), fresh_database)
     except BaseException:
@@ -150,7 +150,7 @@ async def start(cfg: NodeConfig, fresh_database: bool = False) -> RunningNode:
         node.decisions.webhook_url = cfg.webhook_url
         node.decisions.webhook_secret = cfg.webhook_secret_path.read_bytes().strip()
     # Publish what the banks hold before serving, so a peer's first pull sees all of it.
-    await node.reconcile_index()
+    await node.publisher.reconcile()
     await node.start(background=True)
     banks = BankService(db, clock, feed=None)  # the node publishes its own index feed
     tls = _ssl_context(cfg)

@@ -151,8 +151,8 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
         started = time.perf_counter()
         before = _wire(fed)
         for name in ("platform-a", "platform-b"):
-            await fed[name].node.sync_all()
-        entries = pa.node.replica_indexes["hub"].entries
+            await fed[name].node.sync.sync_all()
+        entries = pa.node.replication.replica_indexes["hub"].entries
         steps.append(
             Step(
                 "platforms: sync the hub's index",
@@ -208,7 +208,7 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
         async with BlindmatchClient(hub.api_url, hub.api_token) as bm:
             await bm.withdraw(target, reason="survivor withdrew")
         before = _wire(fed)
-        await pa.node.sync_all()
+        await pa.node.sync.sync_all()
         async with BlindmatchClient(pa.api_url, pa.api_token) as bm:
             again = await bm.match_media(EDITS[0][2](photos["astronaut"]), wait=60)
         withdrawn_ok = not again["matches"]
@@ -299,11 +299,11 @@ async def _derivative_step(
     await hub.banks.add_protected_source(
         "survivor-sources", pdq.hash32, quality=pdq.quality, tiles=tiles, categories=["ncii"]
     )
-    await hub.node.reconcile_index()
+    await hub.node.publisher.reconcile()
     async with BlindmatchClient(gen.api_url, gen.api_token) as bm:
         await bm.create_bank("nudify-outputs", "generator", shared=True)
         await bm.add_hashes("nudify-outputs", [hashing.hash_image_bytes(edited).pdq.hex])
-    await pb.node.sync_all()
+    await pb.node.sync.sync_all()
     say(
         f"   hub banked 1 protected photo: 1 whole-picture hash + {len(tiles)} tile hashes;"
         " imagegen banked 1 hash"
@@ -358,7 +358,7 @@ async def _signal_step(
         async with BlindmatchClient(hub.api_url, hub.api_token) as bm:
             await bm.create_bank(media.bank, "survivor-submitted", shared=True, categories=["ncii"])
             await bm.add_hashes(media.bank, [media.banked_value], signal_type=adapter.entry.name)
-        await pa.node.sync_all()
+        await pa.node.sync.sync_all()
         say(media.banked_note)
         out: dict[str, bool] = {}
         async with BlindmatchClient(pa.api_url, pa.api_token) as bm:
