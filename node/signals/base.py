@@ -101,16 +101,17 @@ class SignalAdapter:
         """The bucket keys one of this type's published hashes goes under."""
         return []
 
-    async def unpublished(self, db: Database, now: int) -> list[Publishable]:
-        """Live hashes of this type not in the published index yet."""
+    async def unpublished(self, db: Database, now: int, key_id: bytes) -> list[Publishable]:
+        """Live hashes of this type not yet published under the VOPRF key ``key_id``."""
         if self.published_from is None:
             return []
         rows = await db.fetch_all(
             f"SELECT {self.published_ref} AS ref, {self.published_hash} AS hash"
             + self.published_from
             + " AND NOT EXISTS (SELECT 1 FROM index_publications p"
-            f" WHERE p.item_ref = {self.published_ref})",
+            f" WHERE p.item_ref = {self.published_ref} AND p.key_id = ?)",
             *self.live_ref_params(now),
+            key_id,
         )
         return [Publishable(bytes(r["ref"]), self.index_keys(bytes(r["hash"]))) for r in rows]
 

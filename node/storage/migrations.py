@@ -524,6 +524,23 @@ KEY_LIFETIME_SCHEMA = Migration(
     ),
 )
 
+# Automatic rotation (spec 8.4): a publication row per (item, key), as the index is published
+# under the current key and its successor; a retired key answers until retire_at.
+KEY_ROTATION_SCHEMA = Migration(
+    10,
+    "key rotation: index publications per item and key; when a retired key stops answering",
+    (
+        "ALTER TABLE voprf_key_usage ADD COLUMN retire_at BIGINT",
+        "CREATE TABLE index_publications_by_key (item_ref {BLOB} NOT NULL, scheme TEXT NOT NULL,"
+        " key_id {BLOB} NOT NULL, entries {BLOB} NOT NULL, published_at BIGINT NOT NULL,"
+        " PRIMARY KEY (item_ref, key_id))",
+        "INSERT INTO index_publications_by_key SELECT item_ref, scheme, key_id, entries,"
+        " published_at FROM index_publications",
+        "DROP TABLE index_publications",
+        "ALTER TABLE index_publications_by_key RENAME TO index_publications",
+    ),
+)
+
 _CORE: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
     FEDERATION_SCHEMA,
@@ -534,6 +551,7 @@ _CORE: tuple[Migration, ...] = (
     # 7: video items, the vpdq adapter's tables (signal_tables/vpdq.py)
     UPLOADER_CONTEXT_SCHEMA,
     KEY_LIFETIME_SCHEMA,
+    KEY_ROTATION_SCHEMA,
 )
 
 
