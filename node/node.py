@@ -47,6 +47,7 @@ from blindmatch.node.storage.cases import CaseStore
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.node.storage.match_jobs import MatchJobStore
 from blindmatch.node.storage.migrations import MIGRATIONS, apply_migrations
+from blindmatch.node.storage.processes import ProcessGroup
 from blindmatch.node.storage.published_index import PublishedIndexStore
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
@@ -85,7 +86,13 @@ class Node:
         self.scheme = SCHEMES[cfg.lsh_scheme]
         self.feeds = FeedLog(db)
         self.replicas = ReplicaStore(db)
-        self.outbox = Outbox(db, RetryPolicy(base_delay=2, max_delay=600, max_attempts=30))
+        # This process among the node's processes on the database (one on SQLite).
+        self.processes = ProcessGroup(db)
+        self.outbox = Outbox(
+            db,
+            RetryPolicy(base_delay=2, max_delay=600, max_attempts=30),
+            owner=self.processes.instance,
+        )
         self.nonces = NonceStore(db)
         self.budgets = BudgetLedger(db)
         self.state = NodeState(db)
@@ -199,6 +206,7 @@ class Node:
 
     async def start(self, background: bool = True) -> None:
         await self.client.start()
+        await self.processes.start()
         await self.translog.load()
         await self._log_roster()
         await self.replication.load()
@@ -216,8 +224,11 @@ class Node:
         key = f"translog:roster:{self.roster.serial}"
         if await self.state.get(key) is None:
             async with self.db.transaction():
-                await translog_hooks.log_roster(self.translog, self.roster)
-                await self.state.set(key, b"1", self.now())
+                # The node's other processes load the same roster at the same moment.
+                await self.db.lock(key)
+                if await self.state.get(key) is None:
+                    await translog_hooks.log_roster(self.translog, self.roster)
+                    await self.state.set(key, b"1", self.now())
 
     async def sign_log_head(self) -> None:
         """Log ended traffic windows, then sign a head if the log grew or the last one is over
@@ -244,12 +255,39 @@ class Node:
             await self.decisions.apply_uploader_change(change)
         return out
 
+    async def sync_round(self) -> None:
+        """One round of the node's periodic work. The leader (storage/processes.py) publishes,
+        pulls peers' feeds, signs log heads and frees dead processes' leases; every other
+        process of the node follows what the leader stored (each peer's replica catches up
+        from the shared cursor), so every process sees every entry."""
+        if await self.processes.refresh():
+            await self.reconcile_index()
+            await self.sync_all()
+            await self.sign_log_head()
+            await self.release_dead_leases()
+        else:
+            await self.replication.load()
+
+    async def release_dead_leases(self) -> int:
+        """Hand out again at once the outbox messages leased by processes of this node that
+        died (their presence lock is free): a killed process's match tasks would otherwise
+        wait out the lease."""
+        released = 0
+        now = self.now()
+        for owner in await self.processes.dead(await self.outbox.lease_owners(now)):
+            n = await self.outbox.release_leases(owner, now)
+            if n:
+                log.warning("released %d outbox leases of a stopped process", n)
+                self.metrics.inc("outbox_leases_released_total", n)
+                released += n
+        if released:
+            self._wake_matcher.set()
+        return released
+
     async def _sync_loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                await self.reconcile_index()
-                await self.sync_all()
-                await self.sign_log_head()
+                await self.sync_round()
             except Exception:  # keep the loop alive; the error is logged without content
                 log.exception("sync round failed")
             await asyncio.sleep(self.cfg.sync_interval_s)
@@ -263,6 +301,8 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.client.close()
+        with contextlib.suppress(Exception):  # the database may already be gone
+            await self.processes.close()
         await self.db.close()
 
     def now(self) -> int:

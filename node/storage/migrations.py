@@ -553,6 +553,15 @@ KEY_LIFETIME_SCHEMA = Migration(
     ),
 )
 
+# Several processes of one node on one PostgreSQL database (storage/processes.py): a claimed
+# outbox message names the process that holds it, so a dead process's leases are handed out
+# again at once instead of when they lapse.
+PROCESSES_SCHEMA = Migration(
+    10,
+    "scale-out: outbox leases name their process",
+    ("ALTER TABLE outbox ADD COLUMN leased_by TEXT",),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
     FEDERATION_SCHEMA,
@@ -563,6 +572,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     VIDEOS_SCHEMA,
     UPLOADER_CONTEXT_SCHEMA,
     KEY_LIFETIME_SCHEMA,
+    PROCESSES_SCHEMA,
 )
 
 
