@@ -7,12 +7,12 @@ One command, one run. It starts a local federation (one querier, four holders, S
 aiohttp servers on 127.0.0.1, a signed roster) and measures:
 
 - match latency (p50, p99) of one query hash against 1, 2 and 4 peers holding 10k, 100k and
-  1M hashes each, end to end (``Node.submit`` + the per-peer ``Node.run_task``s run
+  1M hashes each, end to end (``Querier.submit`` + the per-peer ``Querier.run_task``s run
   concurrently, and separately the node's own ``process_due_tasks``); near-copy queries (one
   candidate per peer, so one private threshold test each) and no-candidate queries (VOPRF
   round only), with 64 probe keys (float vector) and with the 16 base keys;
 - the holder's CPU per query (``handle_evaluate`` + ``handle_threshold``, process CPU time);
-- the index build rate, ``Node.reconcile_index`` as it is (a backlog is evaluated in worker
+- the index build rate, ``IndexPublisher.reconcile`` as it is (a backlog is evaluated in worker
   processes, ``node/federation/index_build.py``; its wall time includes the deltas' writes
   and, the first time, starting the workers) and the bare evaluation over a process pool of 2;
 - bytes on the wire per query (per round) and per indexed hash (index feed).
@@ -54,6 +54,7 @@ from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node.federation.peer_client import PeerError
 from blindmatch.node.federation.publisher import INDEX_FEED
 from blindmatch.node.node import Node
+from blindmatch.node.storage import open_database
 from blindmatch.node.storage.validation import MAX_PAYLOAD_BYTES
 from blindmatch.protocol import canonical, index, matching
 from blindmatch.protocol.lsh import PDQ_LSH_1
@@ -211,7 +212,7 @@ def near_copy(
 def _evaluate_chunk(
     args: tuple[bytes, bytes, list[bytes], list[bytes]],
 ) -> tuple[list[bytes], float]:
-    """Worker: the exact entries ``Node.reconcile_index`` publishes for these items, and the
+    """Worker: the exact entries ``IndexPublisher.reconcile`` publishes for these items, and the
     CPU time this worker spent on them."""
     t0 = time.thread_time()
     sk, pk, hashes, refs = args
@@ -247,7 +248,7 @@ async def _holder_main(cfg: Any, document: Any, governance: list[bytes], port: i
 
     roster = roster_mod.verify_roster(document, governance, 2, int(time.time() * 1000))
     keys = keyfiles.load(cfg.keys_dir)
-    db = await Node.open_database(cfg, int(time.time()))
+    db = await open_database(cfg.database_url, migrate_now=int(time.time()))
     node = Node(cfg, keys, db, roster)
     runner = web.AppRunner(build_app(node), access_log=None)
     await runner.setup()
@@ -470,7 +471,7 @@ class Bench:
             beside = Beside(self.floor, self.cpu_floor)
             beside.sample()
             c0, t0 = time.process_time(), time.perf_counter()
-            got = await node.reconcile_index()
+            got = await node.publisher.reconcile()
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             beside.sample()
             assert got["added"] == a.real, got
@@ -568,7 +569,7 @@ class Bench:
         q = self.q
         before = {h: q.client.bytes_with(h) for h in self.holder_ids}
         t0 = time.perf_counter()
-        await q.sync_all()
+        await q.sync.sync_all()
         wall = time.perf_counter() - t0
         per = []
         for h in self.holder_ids:
@@ -576,7 +577,7 @@ class Bench:
             s0, r0 = before[h]
             entries = await self.fed[h].node.feeds.read(INDEX_FEED, 0, 10_000)
             payload = sum(len(e.payload) for e in entries)
-            assert q.replica_indexes[h].entries == self.args.real * SCHEME.tables
+            assert q.replication.replica_indexes[h].entries == self.args.real * SCHEME.tables
             per.append(
                 {
                     "holder": h,
@@ -644,9 +645,9 @@ class Bench:
         t0 = time.perf_counter()
         synthetic.grow(self.rng, add * SCHEME.tables)
         for h in self.holder_ids:
-            real = self.q.peer_replicas[h].index
+            real = self.q.replication.peer_replicas[h].index
             if not isinstance(real, PaddedReplica):  # a padded one follows `synthetic` as it grows
-                self.q.peer_replicas[h].index = PaddedReplica(real, synthetic)
+                self.q.replication.peer_replicas[h].index = PaddedReplica(real, synthetic)
         replica_s = time.perf_counter() - t0
         self.held = size
         counts = []
@@ -662,7 +663,7 @@ class Bench:
         # reconcile_index with nothing to do still reads every item and every publication.
         node = self.fed["holder-1"].node
         t0 = time.perf_counter()
-        got = await node.reconcile_index()
+        got = await node.publisher.reconcile()
         noop = time.perf_counter() - t0
         assert got == {"added": 0, "removed": 0}, got
         return {
@@ -670,7 +671,7 @@ class Bench:
             "synthetic_items_per_holder": size - self.args.real,
             "bulk_insert_s_all_holders": rows_s,
             "replica_pad_s": replica_s,
-            "replica_entries_per_peer": self.q.replica_indexes["holder-1"].entries,
+            "replica_entries_per_peer": self.q.replication.replica_indexes["holder-1"].entries,
             "bank_items_rows": counts[0][0],
             "index_publications_rows": counts[0][1],
             "reconcile_index_noop_s": noop,
@@ -722,7 +723,7 @@ class Bench:
         peer_key = self.members["holder-1"].voprf_key
         qh = self.near[0]
         qh = QueryHash(qh.hash, qh.float_vector if probes > SCHEME.tables else None)
-        replica = self.q.replica_indexes["holder-1"]
+        replica = self.q.replication.replica_indexes["holder-1"]
         ops: dict[str, dict[str, float]] = {}
         times: dict[str, float] = {}
 
@@ -778,11 +779,11 @@ class Bench:
         q = self.q
         peers = [self.members[h] for h in self.holder_ids[:n]]
         t0 = time.perf_counter()
-        job = await q.submit([qh])
+        job = await q.querier.submit([qh])
         if node_path:
-            while await q.process_due_tasks():
+            while await q.delivery.process_due():
                 pass
-            status = await q.job_status(job)
+            status = await q.querier.job_status(job)
             found = len(status.results)
             dt = time.perf_counter() - t0
             assert status.complete
@@ -791,7 +792,7 @@ class Bench:
                 # Made before the concurrent rounds: EncryptionCache.get is not safe against two
                 # run_tasks encrypting the same hash at once (see the report).
                 await asyncio.to_thread(q._encryptions_for(job).get, qh.hash)
-            got = await asyncio.gather(*(q.run_task(job, p) for p in peers))
+            got = await asyncio.gather(*(q.querier.run_task(job, p) for p in peers))
             dt = time.perf_counter() - t0
             found = sum(len(g) for g in got)
             await self._finish_outbox(job)
@@ -883,7 +884,7 @@ class Bench:
     async def holder_cpu(self, probes: int, near: bool, samples: int) -> dict[str, Any]:
         holder = self.fed["holder-1"].node
         peer_key = self.members["holder-1"].voprf_key
-        replica = self.q.replica_indexes["holder-1"]
+        replica = self.q.replication.replica_indexes["holder-1"]
         pool = self.near if near else self.unrelated
         beside = Beside(self.floor, self.cpu_floor)
         ev_cpu, th_cpu, ev_wall, th_wall = [], [], [], []
@@ -894,14 +895,14 @@ class Bench:
             body = ex.evaluate_request()
             beside.sample()
             c0, t0 = time.process_time(), time.perf_counter()
-            reply = await holder.handle_evaluate(self.q_member, body)
+            reply = await holder.responder.evaluate(self.q_member, body)
             ev_cpu.append(time.process_time() - c0)
             ev_wall.append(time.perf_counter() - t0)
             if near:
                 ex.on_evaluated(reply, replica)
                 reqs = ex.threshold_requests(matching.EncryptionCache(os.urandom))
                 c0, t0 = time.process_time(), time.perf_counter()
-                ans = await holder.handle_threshold(self.q_member, reqs[0])
+                ans = await holder.responder.threshold(self.q_member, reqs[0])
                 th_cpu.append(time.process_time() - c0)
                 th_wall.append(time.perf_counter() - t0)
                 assert len(ans["answers"]) == len(reqs[0]["items"])
@@ -1011,9 +1012,9 @@ class Bench:
         q = self.q
         errors = []
         for i in range(3):
-            job = await q.submit([self.near[(self._cursor + i) % len(self.near)]])
+            job = await q.querier.submit([self.near[(self._cursor + i) % len(self.near)]])
             got = await asyncio.gather(
-                *(q.run_task(job, self.members[h]) for h in self.holder_ids[:2]),
+                *(q.querier.run_task(job, self.members[h]) for h in self.holder_ids[:2]),
                 return_exceptions=True,
             )
             errors += [f"{type(g).__name__}: {g}" for g in got if isinstance(g, BaseException)]
@@ -1041,7 +1042,7 @@ class Bench:
         peer = self.members["holder-4"]
         t0 = time.perf_counter()
         try:
-            new = await self.q.sync_peer(peer)
+            new = await self.q.replication.sync_peer(peer)
             outcome = f"ok: {new} feed entries"
         except PeerError as exc:
             outcome = f"refused: {exc.code}: {exc}"
@@ -1224,7 +1225,7 @@ def findings(r: dict[str, Any]) -> list[str]:
         f"matches its request ({r['race_check']['failed_tasks']} of "
         f"{2 * r['race_check']['jobs']} tasks failed with `internal`). Fix: a `threading.Lock` "
         "in `EncryptionCache.get` (it runs in worker threads), or encrypt once per job in "
-        "`Node.run_task` under a per-job `asyncio.Lock` before `threshold_requests`.",
+        "`Querier.run_task` under a per-job `asyncio.Lock` before `threshold_requests`.",
         (
             f"3. **The holder builds per-query nibble tables even for one candidate.** The step "
             f"'sums + answer every candidate' costs {ans.get('add', 0):g} point additions "
@@ -1368,8 +1369,8 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         "## Match latency, one query hash against N peers in parallel",
         "",
-        "End to end on the querier: `Node.submit` (the job and its per-peer tasks, committed), "
-        "then `Node.run_task` for each of the N peers concurrently (`asyncio.gather`): VOPRF "
+        "End to end on the querier: `Querier.submit` (the job and its per-peer tasks, committed), "
+        "then `Querier.run_task` for each of the N peers concurrently (`asyncio.gather`): VOPRF "
         "round over HTTP, proof check, replica lookup, and for a near copy the threshold round. "
         "Near-copy queries are edited copies (8–24 bits away) of a hash every holder holds, so "
         "each peer has one matching item, a candidate in every table (and probe) that hits it "
@@ -1446,10 +1447,10 @@ def render_markdown(r: dict[str, Any]) -> str:
         "",
         "## The holder's CPU per query",
         "",
-        "`Node.handle_evaluate` and `Node.handle_threshold` called directly on holder-1 (budget "
-        "charge, VOPRF evaluation with proof; proof check of the encrypted query, candidate "
-        "lookup in `bank_items`, answer), CPU time of the whole process (its worker threads "
-        "included; nothing else runs meanwhile) against the CPU-time floor, "
+        "`PeerResponder.evaluate` and `PeerResponder.threshold` called directly on holder-1 "
+        "(budget charge, VOPRF evaluation with proof; proof check of the encrypted query, "
+        "candidate lookup in `bank_items`, answer), CPU time of the whole process (its worker "
+        "threads included; nothing else runs meanwhile) against the CPU-time floor, "
         f"{SCHEME.probe_budget} keys, fresh encrypted query per sample.",
         "",
         "| hashes | query | CPU / query | scalar-mult floor | ratio | group-op ratio | "

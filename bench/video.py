@@ -16,7 +16,7 @@ Two matchers see the same frame lists:
   with a frame reference), the querier sends its distinct quality frames' probes (multi-probe
   from each frame's PDQ float vector, decoded with FFmpeg and hashed with pdqhash, bit-exact with
   vpdq's frame hash), blinded, in one VOPRF batch, confirms each candidate frame with the private
-  threshold test, and applies vPDQ's rule to what it confirmed (``protocol.video.judge``).
+  threshold test, and applies vPDQ's rule to what it confirmed (``vpdq.video.judge``).
 
 Recall: a query is found when its source video matches. False positive: a match with any other
 video, for a query or an unrelated clip. Costs per query video: OPRF evaluations, threshold
@@ -39,9 +39,10 @@ from bench import video_corpus
 from blindmatch.crypto import oprf, sodium
 from blindmatch.node.media.hashing import hash_video
 from blindmatch.node.media.video import frame_float_vectors
-from blindmatch.protocol import canonical, index, matching, signal_types, video
+from blindmatch.protocol import canonical, index, matching, signal_types
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.roster import voprf_key_id
+from blindmatch.protocol.signal_types.vpdq import video
 from blindmatch.protocol.signals import VpdqFrame, distinct_good_frames, vpdq_match
 
 RESULTS = Path(__file__).resolve().parent / "results"

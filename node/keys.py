@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from blindmatch.crypto import oprf, signing, sodium
-from blindmatch.node.errors import BlindmatchError
-from blindmatch.protocol.roster import voprf_key_id
+from blindmatch.node.errors import BlindmatchError, NodeError
+from blindmatch.protocol.roster import Member, voprf_key_id
 
 
 class KeyFileError(BlindmatchError, ValueError):
@@ -35,6 +35,18 @@ class NodeKeys:
 
     def __repr__(self) -> str:
         return f"NodeKeys(identity={self.identity!r}, voprf={self.voprf!r})"
+
+
+def check_roster_pins(me: Member, keys: NodeKeys) -> None:
+    """Refuse to run under a roster entry that names other keys than the ones on disk."""
+    if me.signing_key != keys.identity.public_key:
+        raise NodeError("not-allowed", "the roster lists another identity key for this node")
+    if me.voprf_key is not None and me.voprf_key != keys.voprf.pk:
+        raise NodeError("not-allowed", "the roster pins another VOPRF key for this node")
+    for name in ("uploader_key", "keeper_key"):  # specs/uploaders.md: pinned like the VOPRF key
+        key = getattr(keys, name.removesuffix("_key"))
+        if getattr(me, name) is not None and (key is None or getattr(me, name) != key.pk):
+            raise NodeError("not-allowed", f"the roster pins another {name} for this node")
 
 
 def _write_secret(path: Path, data: bytes) -> None:

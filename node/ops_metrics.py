@@ -73,10 +73,12 @@ async def refresh(node: Node) -> None:
 
     lag: dict[tuple[str, ...], float] = {}
     pull_age: dict[tuple[str, ...], float] = {}
-    for peer in node.holders():
-        for feed in node.REPLICATED_FEEDS:
+    for peer in node.replication.holders():
+        for feed in node.replication.REPLICATED_FEEDS:
             cursor = await node.replicas.cursor(peer.node_id, feed)
-            head, pulled_at = node.feed_heads.get((peer.node_id, feed), (cursor, node.started_at))
+            head, pulled_at = node.replication.feed_heads.get(
+                (peer.node_id, feed), (cursor, node.started_at)
+            )
             lag[(peer.node_id, feed)] = max(0, head - cursor)
             pull_age[(peer.node_id, feed)] = max(0, now - pulled_at)
     m.set_gauges("feed_lag_entries", lag)

@@ -30,7 +30,7 @@ from blindmatch.node.federation.http import build_app
 from blindmatch.node.federation.port_guard import GuardedTCPSite, PortGuard, PortLimits
 from blindmatch.node.federation.roster_watch import RosterWatch, load_roster
 from blindmatch.node.node import Node
-from blindmatch.node.storage import Database, NodeState, parse_database_url
+from blindmatch.node.storage import Database, NodeState, open_database, parse_database_url
 from blindmatch.node.translog.monitor import FederationLogWatch
 
 TOKEN_FILE = "api.token"
@@ -192,7 +192,7 @@ async def start(cfg: NodeConfig, fresh_database: bool = False) -> RunningNode:
     node_keys = keyfiles.load(cfg.keys_dir)
     run_lock = claim_sqlite(cfg.database_url)
     try:
-        db = await Node.open_database(cfg, clock.now())
+        db = await open_database(cfg.database_url, migrate_now=clock.now())
     except BaseException:
         if run_lock is not None:
             run_lock.close()
@@ -211,7 +211,7 @@ async def start(cfg: NodeConfig, fresh_database: bool = False) -> RunningNode:
         node.decisions.webhook_url = cfg.webhook_url
         node.decisions.webhook_secret = cfg.webhook_secret_path.read_bytes().strip()
     # Publish what the banks hold before serving, so a peer's first pull sees all of it.
-    await node.reconcile_index()
+    await node.publisher.reconcile()
     await node.start(background=True)
     banks = BankService(db, clock, feed=None)  # the node publishes its own index feed
     tls = _ssl_context(cfg)

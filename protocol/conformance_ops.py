@@ -20,9 +20,9 @@ from blindmatch.protocol import (
     envelope,
     federation_ops,
     lsh_ops,
+    signal_types,
     transparency_ops,
     uploaders_ops,
-    video_ops,
 )
 from blindmatch.protocol.conformance_support import (
     JSON_SAFE_INT,
@@ -375,15 +375,12 @@ OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "feedback.open": feedback_open,
     "feedback.aggregate": feedback_aggregate,
 }
-# The signals, derivatives, video, registry and log chapters define their own operations.
-for _chapter in (
-    lsh_ops,
-    derivative_ops,
-    video_ops,
-    federation_ops,
-    transparency_ops,
-    uploaders_ops,
-):
+# The signals, derivatives, registry and log chapters define their own operations, and so may
+# each signal type's registry entry.
+OPS.update(lsh_ops.OPS)
+OPS.update(derivative_ops.OPS)
+OPS.update(signal_types.conformance_ops())
+for _chapter in (federation_ops, transparency_ops, uploaders_ops):
     OPS.update(_chapter.OPS)
 
 # Error codes a conforming implementation reports; vectors name them.

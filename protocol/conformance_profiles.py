@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from blindmatch.protocol import signal_types
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -79,11 +81,9 @@ PROFILES: dict[str, Profile] = {
                 "derivative.probe_keys",
                 "derivative.classify",
                 "derivative.cells_mask",
-                # Video (vPDQ across the federation) is served by choice.
-                "vpdq.parse_signal",
-                "vpdq.indexed_frames",
-                "vpdq.query_frames",
-                "vpdq.judge",
+                # A signal type's own operations (video, vPDQ across the federation) are
+                # served by choice.
+                *signal_types.conformance_ops(),
             ),
             extends=("core",),
         ),
@@ -206,9 +206,7 @@ ERROR_CODES: dict[str, str] = {
     "signals:bad-hash": "a hash that is not 64 hex digits (chapter 11)",
     "signals:bad-float-vector": "a float vector that is not 256 numbers (chapter 11)",
     "signals:unknown-type": "a signal type the registry does not define (chapter 11)",
-    "vpdq:bad-signal": "a vPDQ signal that does not parse (chapter 11)",
-    "vpdq:bad-request": "vPDQ op inputs out of range (chapter 11)",
-    "vpdq:too-many-frames": "a video with more distinct frames than a holder indexes (11)",
+    **signal_types.conformance_errors(),
     "replication:bad-body": "a feed page the replication machine refuses (10.4)",
     "lsh:unknown-scheme": "an LSH scheme this version does not define (chapter 11)",
     "lsh:bad-signal": "a signal type the scheme does not bucket (chapter 11)",

@@ -9,8 +9,8 @@ import hashlib
 import json
 from typing import Any
 
-from blindmatch.protocol import video_ops  # noqa: F401  (registers the ops)
 from blindmatch.protocol.conformance_ops import make_case as _case
+from blindmatch.protocol.signal_types.vpdq import ops  # noqa: F401  (registers the ops)
 
 
 def _hash(n: int) -> str:

@@ -76,7 +76,7 @@ async def drain(*nodes) -> None:  # type: ignore[no-untyped-def]
     for _ in range(6):
         busy = 0
         for n in nodes:
-            busy += await n.process_due_tasks()
+            busy += await n.delivery.process_due()
         if not busy:
             return
 
@@ -93,8 +93,8 @@ async def start_scenario(tmp_path: Path) -> Scenario:
         "reports", provenance="survivor-submitted", shared=True, categories=["ncii"]
     )
     await hub.banks.add_item("reports", "pdq", held.hash32)
-    await hub.node.reconcile_index()
-    await platform.node.sync_all()
+    await hub.node.publisher.reconcile()
+    await platform.node.sync.sync_all()
     # The platform uploads a re-encoded copy through its local API, naming its content.
     upload = jpeg(original, 75)
     async with (

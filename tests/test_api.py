@@ -34,7 +34,7 @@ async def test_media_match_through_the_api(fed) -> None:
         assert added["added"] == 3
         banks = await bm.banks()
         assert banks[0]["name"] == "ncii" and "items" in banks[0]
-    await platform.node.sync_all()
+    await platform.node.sync.sync_all()
     mirrored = originals[1].transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     async with BlindmatchClient(platform.api_url, platform.api_token) as bm:
         job = await bm.match_media(jpeg(mirrored, 60), wait=30)
@@ -111,7 +111,7 @@ async def test_video_bank_items_and_a_video_query_through_the_api(fed, tmp_path:
     import subprocess
 
     from blindmatch.node.media.video import ffmpeg_available
-    from blindmatch.protocol import video
+    from blindmatch.protocol.signal_types.vpdq import video
 
     if not (ffmpeg_available() and hashing.vpdq_available()):
         pytest.skip("needs ffmpeg and vpdq")
@@ -157,7 +157,7 @@ async def test_video_bank_items_and_a_video_query_through_the_api(fed, tmp_path:
         with pytest.raises(ApiClientError) as info:
             await bm.add_hashes("clips", ["not a signal string"], signal_type="vpdq")
         assert info.value.status == 400
-    await platform.node.sync_all()
+    await platform.node.sync.sync_all()
     async with BlindmatchClient(platform.api_url, platform.api_token) as bm:
         job = await bm.match_media(upload.read_bytes(), wait=60, content_ref="upload-1")
         assert job["complete"]
@@ -178,7 +178,7 @@ async def test_video_bank_items_and_a_video_query_through_the_api(fed, tmp_path:
     [item] = await hub.banks.list_items("clips")
     async with BlindmatchClient(hub.api_url, hub.api_token) as bm:
         await bm.withdraw(item.item_ref.hex(), reason="survivor withdrew")
-    await platform.node.sync_all()
+    await platform.node.sync.sync_all()
     # The background sync may be applying the pulled records as this sync returns: wait for it.
     async with BlindmatchClient(platform.api_url, platform.api_token) as bm:
         for _ in range(100):

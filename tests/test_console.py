@@ -368,7 +368,7 @@ async def test_no_hash_on_any_page(sc: Scenario) -> None:
     job_ref = await sc.platform.db.fetch_value(
         "SELECT job_ref FROM cases WHERE case_ref = ?", sc.case.case_ref
     )
-    query_hashes = [q.hash.hex() for q in await sc.platform._job_queries(bytes(job_ref))]
+    query_hashes = [q.hash.hex() for q in await sc.platform.querier.job_queries(bytes(job_ref))]
     assert query_hashes
     pages = []
     for rid, paths in (
@@ -504,7 +504,7 @@ async def test_escalate_then_decide_and_closed_cases_refuse_decisions(sc: Scenar
         assert (await node.decisions.case(sc.case.case_ref)).state == "escalated"
         # The holder withdraws the item: the case closes and offers no decision form.
         await sc.hub.decisions.withdraw_item(sc.case.item_ref)
-        await node.sync_all()
+        await node.sync.sync_all()
         assert (await node.decisions.case(sc.case.case_ref)).state == "closed"
         _, html = await page(s, case_url(sc))
         assert 'id="decide"' not in html and "Closed" in html

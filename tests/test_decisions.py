@@ -77,7 +77,7 @@ async def fed(tmp_path: Path):
     federation.held = [os.urandom(32) for _ in range(6)]  # type: ignore[attr-defined]
     for h in federation.held:  # type: ignore[attr-defined]
         await hub.banks.add_item("reports", "pdq", h)
-    await hub.node.reconcile_index()
+    await hub.node.publisher.reconcile()
     federation.hooks = {}  # type: ignore[attr-defined]
     for name in ("platform-a", "platform-b"):
         receiver = WebhookReceiver(secret=os.urandom(16))
@@ -86,7 +86,7 @@ async def fed(tmp_path: Path):
         node.decisions.webhook_url = receiver.url
         node.decisions.webhook_secret = receiver.secret
         federation.hooks[name] = receiver  # type: ignore[attr-defined]
-        await node.sync_all()
+        await node.sync.sync_all()
     yield federation
     for r in federation.hooks.values():  # type: ignore[attr-defined]
         await r.runner.cleanup()
@@ -97,14 +97,14 @@ async def drain(*nodes) -> None:  # type: ignore[no-untyped-def]
     for _ in range(5):
         busy = 0
         for n in nodes:
-            busy += await n.process_due_tasks()
+            busy += await n.delivery.process_due()
         if not busy:
             return
 
 
 async def upload(fed, platform: str, h: bytes, content_ref: str):  # type: ignore[no-untyped-def]
     node = fed[platform].node
-    await node.submit([QueryHash(h)], content_ref=content_ref)
+    await node.querier.submit([QueryHash(h)], content_ref=content_ref)
     await drain(node)
     return await node.decisions.cases_for_content(content_ref)
 
@@ -119,7 +119,7 @@ async def test_dispute_on_a_triggers_rereview_on_b(fed) -> None:
     await drain(a, b)  # feedback.submit to the hub
     opinion = await hub.decisions.opinion("hub", case_a.item_ref)
     assert (opinion.disputes, opinion.confirmations) == (1, 1)
-    await b.sync_all()
+    await b.sync.sync_all()
     after = await b.decisions.case(case_b.case_ref)
     assert after.needs_rereview
     assert any(
@@ -127,7 +127,7 @@ async def test_dispute_on_a_triggers_rereview_on_b(fed) -> None:
     )
     assert (await b.decisions.queue())[0].case_ref == case_b.case_ref
     # A's own dispute does not ask A to re-review itself.
-    await a.sync_all()
+    await a.sync.sync_all()
     assert not (await a.decisions.case(case_a.case_ref)).needs_rereview
 
 
@@ -143,7 +143,7 @@ async def test_upheld_appeal_restores_on_b_and_counts_everywhere(fed) -> None:
     await drain(a, b)
     assert fed.hooks["platform-b"].kinds("b-2") == ["remove", "restore"]
     for node in (a, b):
-        await node.sync_all()
+        await node.sync.sync_all()
         opinion = await node.decisions.opinion("hub", case_b.item_ref)
         assert opinion.appeals_upheld == 1 and opinion.label == "disputed"
     assert (await a.decisions.case(case_a.case_ref)).needs_rereview
@@ -159,9 +159,9 @@ async def test_withdrawal_stops_matches_everywhere_and_closes_cases(fed) -> None
     item = case_a.item_ref
     await hub.banks.withdraw(item, reason="survivor withdrew")
     await hub.node.decisions.withdraw_item(item)
-    await hub.node.reconcile_index()
+    await hub.node.publisher.reconcile()
     for node in (a, b):
-        await node.sync_all()  # one sync
+        await node.sync.sync_all()  # one sync
     assert (await a.decisions.case(case_a.case_ref)).state == "closed"
     assert (await b.decisions.case(case_b.case_ref)).state == "closed"
     await drain(a, b)
@@ -209,7 +209,7 @@ async def test_auto_action_only_for_close_trusted_confirmed_matches(fed) -> None
     (case_a,) = await upload(fed, "platform-a", near(fed.held[5], 2), "a-5")
     await a.decisions.decide(case_a.case_ref, "actioned", "rev-a")
     await drain(a)
-    await b.sync_all()
+    await b.sync.sync_all()
     (second,) = await upload(fed, "platform-b", near(fed.held[5], 2), "b-5b")
     assert second.state == "actioned" and second.decided_by == "policy"
     await drain(b)
@@ -236,8 +236,11 @@ async def test_forged_feedback_is_refused_and_reported(fed) -> None:
     assert info.value.code == "bad-signature"
     # ...and, if a holder's feed carried one anyway, replicas report it and do not apply it.
     await hub.feeds.append(fb.FEED, forged.id, "feedback.record", forged.signed, hub.now())
-    await b.sync_all()
-    assert b.rejected_feedback and "bad-signature" in b.rejected_feedback[-1][1]
+    await b.sync.sync_all()
+    assert (
+        b.replication.rejected_feedback
+        and "bad-signature" in b.replication.rejected_feedback[-1][1]
+    )
     assert not (await b.decisions.case(case_b.case_ref)).needs_rereview
     assert (await b.decisions.opinion("hub", case_b.item_ref)).disputes == 0
 
@@ -261,7 +264,7 @@ async def test_events_land_in_each_nodes_verifiable_log(fed) -> None:
     assert {"roster", "index-publication", "feedback"} <= set(hub_kinds)
     raw = b"".join(bytes.fromhex(json.loads(x)["entry"]) for x in await a.translog.export_jsonl())
     assert not any(h in raw for h in fed.held)  # never a hash
-    await a.sign_log_head()
+    await a.sync.sign_log_head()
     async with aiohttp.ClientSession() as s, s.get(fed["platform-a"].endpoint + "/log/v1/sth") as r:
         sth = await r.json()
     assert r.status == 200 and sth["tree_size"] == len(platform_kinds)
@@ -281,22 +284,22 @@ async def test_local_bank_changes_are_seen_by_the_next_match(fed) -> None:
 
 async def test_a_job_is_complete_only_with_its_cases_and_lost_cases_are_reopened(fed) -> None:
     node = fed["platform-a"].node
-    job = await node.submit([QueryHash(near(fed.held[0]))], content_ref="upload-crash")
+    job = await node.querier.submit([QueryHash(near(fed.held[0]))], content_ref="upload-crash")
     # The node stops between the job's last task and its cases (the window a crash can hit):
     # run the task without the case step.
     on_job_done, node.decisions.on_job_done = node.decisions.on_job_done, _nothing
     try:
-        await node.process_due_tasks()
+        await node.delivery.process_due()
     finally:
         node.decisions.on_job_done = on_job_done
-    status = await node.job_status(job)
+    status = await node.querier.job_status(job)
     assert status.peers_done == status.peers_total == 1 and status.results
     assert not status.complete  # a caller waiting for its cases keeps waiting
     assert await node.decisions.cases_for_content("upload-crash") == []
-    assert await node.open_pending_cases() == 1
+    assert await node.querier.open_pending_cases() == 1
     [case] = await node.decisions.cases_for_content("upload-crash")
-    assert case.holder == "hub" and (await node.job_status(job)).complete
-    assert await node.open_pending_cases() == 0  # once
+    assert case.holder == "hub" and (await node.querier.job_status(job)).complete
+    assert await node.querier.open_pending_cases() == 0  # once
 
 
 async def _nothing(job_ref: bytes) -> list:  # type: ignore[type-arg]

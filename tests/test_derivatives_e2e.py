@@ -66,13 +66,13 @@ async def fed(tmp_path: Path, pictures: dict[str, bytes]):
         "survivor-sources", pdq.hash32, quality=pdq.quality, tiles=tiles, categories=["ncii"]
     )
     federation.source_ref = added.item.item_ref  # type: ignore[attr-defined]
-    await hub.node.reconcile_index()
+    await hub.node.publisher.reconcile()
     # The generator banks what it produced (its classifier said: a nudification), no review.
     await generator.banks.create_bank("generated", provenance="generator", shared=True)
     made = hashing.hash_image_bytes(pictures["derivative"]).pdq
     await generator.banks.add_item("generated", "pdq", made.hash32, quality=made.quality)
-    await generator.node.reconcile_index()
-    await federation["platform"].node.sync_all()
+    await generator.node.publisher.reconcile()
+    await federation["platform"].node.sync.sync_all()
     yield federation
     await federation.stop()
 
@@ -81,7 +81,7 @@ async def _upload(fed, data: bytes, content_ref: str) -> list[dict]:  # type: ig
     platform = fed["platform"]
     async with BlindmatchClient(platform.api_url, platform.api_token) as api:
         job = await api.match_media(data, content_ref=content_ref)
-        while await platform.node.process_due_tasks():
+        while await platform.node.delivery.process_due():
             pass
         status = await api.job(job["job"])
         assert status["complete"], status
@@ -96,7 +96,7 @@ async def test_source_tiles_are_published_and_withdrawn_with_the_source(fed) -> 
     published = await hub.node.db.fetch_value("SELECT COUNT(*) FROM index_publications")
     assert published == 1 + len(tiles)
     await hub.banks.withdraw(fed.source_ref, reason="survivor withdrew")
-    result = await hub.node.reconcile_index()
+    result = await hub.node.publisher.reconcile()
     assert result == {"added": 0, "removed": 1 + len(tiles)}
     assert await hub.node.db.fetch_value("SELECT COUNT(*) FROM index_publications") == 0
 
@@ -172,8 +172,8 @@ async def test_generator_claim_from_a_non_generator_is_not_believed(fed, picture
     await hub.banks.create_bank("claims", provenance="generator", shared=True)
     other = hashing.hash_image_bytes(pictures["unrelated"]).pdq
     await hub.banks.add_item("claims", "pdq", other.hash32, quality=other.quality)
-    await hub.node.reconcile_index()
-    await fed["platform"].node.sync_all()
+    await hub.node.publisher.reconcile()
+    await fed["platform"].node.sync.sync_all()
     [case] = await _upload(fed, pictures["unrelated"], "upload-claimed")
     assert case["holder"] == "hub"
     assert case["release"]["provenance"] == "peer-sourced"

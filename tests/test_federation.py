@@ -45,21 +45,21 @@ async def fed(tmp_path: Path):
     federation.hashes = [os.urandom(32) for _ in range(30)]  # type: ignore[attr-defined]
     for h in federation.hashes:  # type: ignore[attr-defined]
         await hub.banks.add_item("ncii", "pdq", h)
-    await hub.node.reconcile_index()
+    await hub.node.publisher.reconcile()
     yield federation
     await federation.stop()
 
 
 async def match(node, queries: list[bytes]):  # type: ignore[no-untyped-def]
-    job = await node.submit([QueryHash(q) for q in queries])
-    while await node.process_due_tasks():
+    job = await node.querier.submit([QueryHash(q) for q in queries])
+    while await node.delivery.process_due():
         pass
-    return await node.job_status(job)
+    return await node.querier.job_status(job)
 
 
 async def test_edited_copies_match_across_peers_and_unrelated_do_not(fed) -> None:
     platform = fed["platform-b"].node
-    await platform.sync_all()
+    await platform.sync.sync_all()
     queries = [flip(fed.hashes[0], 4), flip(fed.hashes[1], 20), os.urandom(32), os.urandom(32)]
     status = await match(platform, queries)
     assert status.complete
@@ -72,7 +72,7 @@ async def test_edited_copies_match_across_peers_and_unrelated_do_not(fed) -> Non
 
 async def test_withdrawn_hash_stops_matching_after_the_next_sync(fed) -> None:
     hub, platform = fed["hub"], fed["platform-b"].node
-    await platform.sync_all()
+    await platform.sync.sync_all()
     query = flip(fed.hashes[2], 3)
     assert len((await match(platform, [query])).results) == 1
     items = await hub.banks.list_items("ncii")
@@ -80,12 +80,15 @@ async def test_withdrawn_hash_stops_matching_after_the_next_sync(fed) -> None:
     await hub.banks.withdraw(target.item_ref, reason="survivor withdrew")
     # Even before any sync, the holder no longer confirms it...
     assert (await match(platform, [query])).results == []
-    await hub.node.reconcile_index()
-    await platform.sync_all()
+    await hub.node.publisher.reconcile()
+    await platform.sync.sync_all()
     # ...and after the sync the querier's replica no longer nominates it at all.
     status = await match(platform, [query])
     assert status.results == [] and status.tasks[0]["candidates"] == 0
-    assert platform.replica_indexes["hub"].entries == (len(fed.hashes) - 1) * PDQ_LSH_1.tables
+    assert (
+        platform.replication.replica_indexes["hub"].entries
+        == (len(fed.hashes) - 1) * PDQ_LSH_1.tables
+    )
 
 
 async def test_restart_mid_sync_resumes_without_loss_or_duplicates(fed) -> None:
@@ -94,41 +97,41 @@ async def test_restart_mid_sync_resumes_without_loss_or_duplicates(fed) -> None:
     for _ in range(3):
         for h in [os.urandom(32) for _ in range(300)]:
             await hub.banks.add_item("ncii", "pdq", h)
-        await hub.node.reconcile_index()
+        await hub.node.publisher.reconcile()
     platform = fed["platform-b"].node
     peer = platform.roster.member("hub")
-    await platform.sync_peer(peer, max_pages=1)  # stopped part-way: one page of several
+    await platform.replication.sync_peer(peer, max_pages=1)  # stopped part-way: one page of several
     partial = await platform.replicas.cursor("hub", "index")
     head = await hub.node.feeds.head("index")
     assert 0 < partial <= head
     stopped = await fed.stop_node("platform-b")
     platform = (await fed.restart_node("platform-b", stopped)).node
     assert await platform.replicas.cursor("hub", "index") == partial
-    await platform.sync_all()
+    await platform.sync.sync_all()
     assert await platform.replicas.cursor("hub", "index") == head
     rows = await platform.db.fetch_all(
         "SELECT seq, COUNT(*) AS n FROM replica_entries WHERE peer_id = 'hub' GROUP BY seq"
     )
     assert len(rows) == head and all(r["n"] == 1 for r in rows)
     active = len(await hub.banks.active_items("pdq"))
-    assert platform.replica_indexes["hub"].entries == active * PDQ_LSH_1.tables
+    assert platform.replication.replica_indexes["hub"].entries == active * PDQ_LSH_1.tables
     # A second full sync changes nothing.
-    assert (await platform.sync_all())["hub"] == 0
+    assert (await platform.sync.sync_all())["hub"] == 0
 
 
 async def test_a_peer_that_is_down_delays_matching_and_loses_nothing(fed) -> None:
     platform = fed["platform-b"].node
-    await platform.sync_all()
+    await platform.sync.sync_all()
     stopped = await fed.stop_node("hub")
-    job = await platform.submit([QueryHash(flip(fed.hashes[5], 2))])
-    await platform.process_due_tasks()
-    status = await platform.job_status(job)
+    job = await platform.querier.submit([QueryHash(flip(fed.hashes[5], 2))])
+    await platform.delivery.process_due()
+    status = await platform.querier.job_status(job)
     assert not status.complete and status.tasks[0]["last_error"] == "unreachable"
     await fed.restart_node("hub", stopped)
     fed.clock.advance(3600)  # past the backoff
-    while await platform.process_due_tasks():
+    while await platform.delivery.process_due():
         pass
-    status = await platform.job_status(job)
+    status = await platform.querier.job_status(job)
     assert status.complete and len(status.results) == 1
 
 
@@ -284,8 +287,8 @@ async def test_bad_index_entries_are_reported_not_applied_and_passed(fed) -> Non
     from blindmatch.protocol import index
 
     hub, platform = fed["hub"].node, fed["platform-b"].node
-    await platform.sync_all()
-    good_entries = platform.replica_indexes["hub"].entries
+    await platform.sync.sync_all()
+    good_entries = platform.replication.replica_indexes["hub"].entries
     key_id = hub.keys.voprf_key_id
     scheme = hub.scheme.name
     fresh = os.urandom(index.ENTRY_BYTES)
@@ -305,9 +308,11 @@ async def test_bad_index_entries_are_reported_not_applied_and_passed(fed) -> Non
     await hub.feeds.append("index", b"good-after".ljust(16, b"."), "index.add", ok, hub.now())
     head = await hub.feeds.head("index")
 
-    await platform.sync_all()
+    await platform.sync.sync_all()
     assert await platform.replicas.cursor("hub", "index") == head
-    assert platform.replica_indexes["hub"].entries == good_entries + 1  # only the good one
+    assert (
+        platform.replication.replica_indexes["hub"].entries == good_entries + 1
+    )  # only the good one
     assert platform.metrics.value("replica_entries_rejected_total", {"peer": "hub"}) == 4
     incidents = await PeerIncidents(platform.db).list("hub", "bad-index-entry")
     assert [i["evidence"]["seq"] for i in incidents] == list(range(head - 4, head))
@@ -320,7 +325,7 @@ async def test_bad_index_entries_are_reported_not_applied_and_passed(fed) -> Non
     # A restart rebuilds the replica from the stored entries: same result, no new incidents.
     stopped = await fed.stop_node("platform-b")
     platform = (await fed.restart_node("platform-b", stopped)).node
-    assert platform.replica_indexes["hub"].entries == good_entries + 1
+    assert platform.replication.replica_indexes["hub"].entries == good_entries + 1
     assert len(await PeerIncidents(platform.db).list("hub")) == 4
     # ... and the operator sees them in the node's status.
     from blindmatch.node.api.client import BlindmatchClient
@@ -353,7 +358,7 @@ async def test_querier_refuses_a_bad_voprf_proof(fed) -> None:
     """A holder answering under a key other than its pinned one is caught by the proof."""
     hub = fed["hub"].node
     platform = fed["platform-b"].node
-    await platform.sync_all()
+    await platform.sync.sync_all()
     real = hub.keys.voprf
     impostor = oprf.generate_key_pair()
     object.__setattr__(hub.keys, "voprf", oprf.ServerKey(impostor.sk, real.pk))
@@ -373,11 +378,11 @@ async def test_feed_pages_stop_at_a_byte_budget_and_sync_still_completes(fed, mo
     head = await hub.feeds.head("index")
     for i in range(5):  # entries a replica skips as unreadable, but must still page through
         await hub.feeds.append("index", os.urandom(16), "index.note", bytes([i]) * 2000, hub.now())
-    page = await hub.handle_feed_pull(
+    page = await hub.responder.feed_pull(
         platform.roster.member("platform-b"), {"feed": "index", "after": head, "limit": 500}
     )
     assert len(page["entries"]) == 1  # 2000 fits, 4000 would not
-    await platform.sync_all()
+    await platform.sync.sync_all()
     assert await platform.replicas.cursor("hub", "index") == head + 5
 
 
@@ -389,7 +394,7 @@ async def test_concurrent_reconciles_publish_each_item_once(fed) -> None:
     for h in fresh:
         await hub.banks.add_item("ncii", "pdq", h)
     # The sync loop and a bank change (e.g. a survivor's submission) may reconcile at once.
-    results = await asyncio.gather(*(hub.node.reconcile_index() for _ in range(3)))
+    results = await asyncio.gather(*(hub.node.publisher.reconcile() for _ in range(3)))
     assert sum(r["added"] for r in results) == len(fresh)
     assert await hub.node.db.fetch_value("SELECT COUNT(*) FROM index_publications") == 70
 
@@ -405,7 +410,7 @@ async def test_a_backlog_is_published_by_worker_processes_exactly_as_inline(fed)
     await hub.banks.import_items(
         "ncii", [f'{{"signal_type": "pdq", "hash": "{h.hex()}"}}' for h in backlog], fmt="jsonl"
     )
-    result = await hub.node.reconcile_index()
+    result = await hub.node.publisher.reconcile()
     assert result == {"added": len(backlog), "removed": 0}
     rows = await hub.node.db.fetch_all(
         "SELECT p.item_ref, p.entries, i.hash FROM index_publications p"
@@ -432,6 +437,6 @@ async def test_a_backlog_is_published_by_worker_processes_exactly_as_inline(fed)
             candidate = f[:8] + bytes(a ^ b for a, b in zip(entry[8:], f[8:24], strict=True))
             _, prefix = index.resolve_candidate(ref_key, hub.node.keys.voprf_key_id, candidate)
             assert prefix == bytes(r["item_ref"])[:8]
-    await platform.sync_all()
+    await platform.sync.sync_all()
     status = await match(platform, [flip(backlog[-1], 5)])
     assert [(r.peer, r.band) for r in status.results] == [("hub", 8)]

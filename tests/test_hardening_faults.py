@@ -150,7 +150,7 @@ async def test_float_vectors_a_float32_cannot_hold_never_make_a_job(fed) -> None
     before = await platform.node.db.fetch_value("SELECT COUNT(*) FROM match_jobs")
     for vector in BAD_VECTORS:
         with pytest.raises(NodeError) as info:
-            await platform.node.submit([QueryHash(b"\x01" * 32, vector)])
+            await platform.node.querier.submit([QueryHash(b"\x01" * 32, vector)])
         assert info.value.code == "bad-body"
     async with aiohttp.ClientSession() as s:
         for vector in BAD_VECTORS[:2]:  # JSON has no NaN or infinity
@@ -164,7 +164,7 @@ async def test_float_vectors_a_float32_cannot_hold_never_make_a_job(fed) -> None
     assert await platform.node.db.fetch_value("SELECT COUNT(*) FROM match_jobs") == before
     # The largest float32 itself is a fine value.
     edge = [float(np.finfo(np.float32).max)] + [0.0] * 255
-    await platform.node.submit([QueryHash(b"\x01" * 32, edge)])
+    await platform.node.querier.submit([QueryHash(b"\x01" * 32, edge)])
 
 
 def test_only_a_hub_is_believed_about_protected_sources() -> None:

@@ -42,7 +42,7 @@ async def adapter(tmp_path: Path):  # type: ignore[no-untyped-def]
     async with BlindmatchClient(hub.api_url, hub.api_token) as bm:
         await bm.create_bank("ncii", "survivor-submitted", shared=True, categories=["ncii"])
         await bm.add_hashes("ncii", [PdqSignal.hash_from_file(BANKED)])
-    await platform.node.sync_all()
+    await platform.node.sync.sync_all()
     client = BlindmatchClient(platform.api_url, platform.api_token)
     await client.__aenter__()
     key = adapter_key(tmp_path)

@@ -61,8 +61,8 @@ async def quiet(tmp_path: Path):
     await hub.banks.create_bank("ncii", provenance="survivor-submitted", shared=True)
     federation.held = os.urandom(32)  # type: ignore[attr-defined]
     await hub.banks.add_item("ncii", "pdq", federation.held)  # type: ignore[attr-defined]
-    await hub.node.reconcile_index()
-    await federation["platform"].node.sync_all()
+    await hub.node.publisher.reconcile()
+    await federation["platform"].node.sync.sync_all()
     yield federation
     await federation.stop()
 
@@ -77,7 +77,7 @@ async def _api(local, method: str, path: str, body=None):  # type: ignore[no-unt
 
 
 async def _drain(node) -> None:  # type: ignore[no-untyped-def]
-    while await node.process_due_tasks():
+    while await node.delivery.process_due():
         pass
 
 
@@ -91,7 +91,7 @@ async def test_a_job_whose_queries_cannot_run_is_dead_lettered_at_once(quiet) ->
 
     local = quiet["platform"]
     node = local.node
-    job = await node.submit([QueryHash(quiet.held, [0.0] * 256)])
+    job = await node.querier.submit([QueryHash(quiet.held, [0.0] * 256)])
     poisoned = msgpack.packb(
         [[quiet.held, np.full(256, np.inf, dtype="<f4").tobytes(), "original"]], use_bin_type=True
     )
@@ -107,7 +107,7 @@ async def test_a_job_whose_queries_cannot_run_is_dead_lettered_at_once(quiet) ->
     _, st = await _api(local, "GET", "/api/v1/status")
     assert st["jobs"]["dead-lettered"] == 1
     quiet.clock.advance(3600)
-    assert await node.process_due_tasks() == 0  # nothing left to retry
+    assert await node.delivery.process_due() == 0  # nothing left to retry
 
 
 async def test_retries_are_bounded_then_an_operator_retries_the_job(quiet) -> None:
@@ -118,18 +118,18 @@ async def test_retries_are_bounded_then_an_operator_retries_the_job(quiet) -> No
     node = local.node
     node.outbox.policy = RetryPolicy(base_delay=1, max_delay=1, max_attempts=3)
     stopped = await quiet.stop_node("hub")
-    job = await node.submit([QueryHash(quiet.held)])
+    job = await node.querier.submit([QueryHash(quiet.held)])
     for _ in range(5):
         await _drain(node)
         quiet.clock.advance(5)
-    status = await node.job_status(job)
+    status = await node.querier.job_status(job)
     assert status.ended and status.state == "dead-lettered"
     assert status.reason == "hub: gave up after 3 attempts; last error unreachable"
     await quiet.restart_node("hub", stopped)
     code, body = await _api(local, "POST", f"/api/v1/match/{job.hex()}/retry")
     assert (code, body["state"]) == (200, "running")
     await _drain(node)
-    status = await node.job_status(job)
+    status = await node.querier.job_status(job)
     assert status.complete and status.state == "complete" and len(status.results) == 1
     code, body = await _api(local, "POST", f"/api/v1/match/{job.hex()}/retry")
     assert (code, body["error"]) == (409, "conflict")
@@ -141,7 +141,7 @@ async def test_an_operator_cancels_a_running_job(quiet) -> None:
     local = quiet["platform"]
     node = local.node
     stopped = await quiet.stop_node("hub")
-    job = await node.submit([QueryHash(quiet.held)])
+    job = await node.querier.submit([QueryHash(quiet.held)])
     await _drain(node)  # one failed attempt; the next is due later
     code, body = await _api(
         local, "POST", f"/api/v1/match/{job.hex()}/cancel", {"reason": "duplicate upload"}
@@ -150,7 +150,7 @@ async def test_an_operator_cancels_a_running_job(quiet) -> None:
     assert body["reason"] == "cancelled by the operator: duplicate upload"
     await quiet.restart_node("hub", stopped)
     quiet.clock.advance(3600)
-    assert await node.process_due_tasks() == 0  # its part is not attempted again
+    assert await node.delivery.process_due() == 0  # its part is not attempted again
     code, body = await _api(local, "POST", f"/api/v1/match/{job.hex()}/cancel")
     assert (code, body["error"]) == (409, "conflict")
     code, body = await _api(local, "POST", f"/api/v1/match/{'0' * 32}/cancel")
@@ -158,4 +158,4 @@ async def test_an_operator_cancels_a_running_job(quiet) -> None:
     # ...and retried, it runs and completes.
     code, _ = await _api(local, "POST", f"/api/v1/match/{job.hex()}/retry")
     await _drain(node)
-    assert (await node.job_status(job)).complete
+    assert (await node.querier.job_status(job)).complete

@@ -25,10 +25,10 @@ def flip(h: bytes, n: int) -> bytes:
 
 
 async def match(node, queries: list[bytes]):  # type: ignore[no-untyped-def]
-    job = await node.submit([QueryHash(q) for q in queries])
-    while await node.process_due_tasks():
+    job = await node.querier.submit([QueryHash(q) for q in queries])
+    while await node.delivery.process_due():
         pass
-    return await node.job_status(job)
+    return await node.querier.job_status(job)
 
 
 async def _federation(tmp_path: Path, cap: int) -> LocalFederation:
@@ -44,7 +44,7 @@ async def _federation(tmp_path: Path, cap: int) -> LocalFederation:
     fed.hashes = [os.urandom(32) for _ in range(10)]  # type: ignore[attr-defined]
     for h in fed.hashes:  # type: ignore[attr-defined]
         await hub.banks.add_item("ncii", "pdq", h)
-    await hub.node.reconcile_index()
+    await hub.node.publisher.reconcile()
     return fed
 
 
@@ -58,7 +58,7 @@ async def test_the_key_is_refused_past_its_cap(tmp_path: Path) -> None:
     try:
         hub = fed["hub"].node
         a = fed["platform-a"].node
-        await a.sync_all()
+        await a.sync.sync_all()
         key_id = hub.keys.voprf_key_id
         for k in range(4):
             status = await match(a, [flip(fed.hashes[k], 4)])  # type: ignore[attr-defined]

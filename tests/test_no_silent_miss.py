@@ -39,7 +39,7 @@ def _near(h: bytes, bits: int, rng: random.Random) -> bytes:
 
 
 async def _drain(node) -> None:  # type: ignore[no-untyped-def]
-    while await node.process_due_tasks(limit=64):
+    while await node.delivery.process_due(limit=64):
         pass
 
 
@@ -57,28 +57,28 @@ async def test_restarted_querier_under_concurrent_load_finds_every_near_copy(
         held = [rng.randbytes(32) for _ in range(HELD)]
         for h in held:
             await hub.banks.add_item("ncii", "pdq", h)
-        await hub.node.reconcile_index()
-        await fed["platform"].node.sync_all()
+        await hub.node.publisher.reconcile()
+        await fed["platform"].node.sync.sync_all()
 
         # More deltas wait at the hub, so the restarted querier's sync applies them while
         # its jobs probe the replica it rebuilt from its store.
         late = [rng.randbytes(32) for _ in range(HELD // 4)]
         for h in late:
             await hub.banks.add_item("ncii", "pdq", h)
-        await hub.node.reconcile_index()
+        await hub.node.publisher.reconcile()
 
         stopped = await fed.stop_node("platform")
         querier = (await fed.restart_node("platform", stopped)).node
         targets = rng.sample(held, JOBS)
         near = [_near(t, 6, rng) for t in targets]
-        jobs = await asyncio.gather(*(querier.submit([QueryHash(q)]) for q in near))
+        jobs = await asyncio.gather(*(querier.querier.submit([QueryHash(q)]) for q in near))
         querier.cfg.match_workers = JOBS
-        await asyncio.gather(_drain(querier), querier.sync_all(), _drain(querier))
+        await asyncio.gather(_drain(querier), querier.sync.sync_all(), _drain(querier))
         await _drain(querier)
 
         missed = []
         for i, job in enumerate(jobs):
-            status = await querier.job_status(job)
+            status = await querier.querier.job_status(job)
             assert status.complete
             if not any(r.peer == "hub" for r in status.results):
                 missed.append(i)
@@ -87,15 +87,15 @@ async def test_restarted_querier_under_concurrent_load_finds_every_near_copy(
         if missed:  # the same queries once more, one at a time, on the now warm replica
             found_warm = 0
             for i in missed:
-                warm = await querier.submit([QueryHash(near[i])])
+                warm = await querier.querier.submit([QueryHash(near[i])])
                 await _drain(querier)
-                found_warm += bool((await querier.job_status(warm)).results)
+                found_warm += bool((await querier.querier.job_status(warm)).results)
             pytest.fail(
                 f"round {round_}: {len(missed)} of {JOBS} near copies missed under load;"
                 f" {found_warm} of them match when run alone afterwards"
             )
         expected = (HELD + len(late)) * PDQ_LSH_1.tables
-        assert querier.replica_indexes["hub"].entries == expected
+        assert querier.replication.replica_indexes["hub"].entries == expected
     finally:
         await fed.stop()
 

@@ -44,7 +44,7 @@ async def fed(tmp_path: Path):  # type: ignore[no-untyped-def]
 async def test_a_stuck_job_shows_its_age(fed) -> None:  # type: ignore[no-untyped-def]
     federation, clock = fed
     platform = federation["platform"]
-    await platform.node.sync_all()  # a healthy round trip first
+    await platform.node.sync.sync_all()  # a healthy round trip first
     samples = await scrape(platform.api_url)
     assert value(samples, "blindmatch_peer_request_seconds_count", peer="hub",
                  type="feed.pull") >= 2  # fmt: skip
@@ -54,8 +54,8 @@ async def test_a_stuck_job_shows_its_age(fed) -> None:  # type: ignore[no-untype
                  state="pending") == 0  # fmt: skip
 
     await federation.stop_node("hub")
-    await platform.node.submit([QueryHash(bytes(range(32)), None, "original")])
-    assert await platform.node.process_due_tasks() == 1  # the hub is down: deferred
+    await platform.node.querier.submit([QueryHash(bytes(range(32)), None, "original")])
+    assert await platform.node.delivery.process_due() == 1  # the hub is down: deferred
     clock.advance(600)
     samples = await scrape(platform.api_url)
     assert value(samples, "blindmatch_queue_depth", queue="match-jobs", state="pending") == 1
@@ -83,7 +83,7 @@ async def test_a_stuck_job_shows_its_age(fed) -> None:  # type: ignore[no-untype
 async def test_every_documented_metric_is_exported(fed) -> None:  # type: ignore[no-untyped-def]
     federation, _ = fed
     platform = federation["platform"]
-    await platform.node.sync_all()
+    await platform.node.sync.sync_all()
     platform.node.metrics.inc("match_task_retries_total", 0, labels={"peer": "hub"})
     platform.node.metrics.inc("budget_refusals_total", 0, labels={"peer": "hub", "what": "x"})
     platform.node.metrics.inc("peer_request_failures_total", 0, labels={"peer": "hub", "code": "x"})

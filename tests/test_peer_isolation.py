@@ -37,8 +37,8 @@ async def fed(tmp_path: Path):
         held = os.urandom(32)
         federation.held[name] = held  # type: ignore[attr-defined]
         await local.banks.add_item("b", "pdq", held)
-        await local.node.reconcile_index()
-    await federation["platform"].node.sync_all()
+        await local.node.publisher.reconcile()
+    await federation["platform"].node.sync.sync_all()
     yield federation
     await federation.stop()
 
@@ -54,23 +54,27 @@ async def test_a_slow_peer_delays_only_its_own_part(fed) -> None:
         return await real(*args)
 
     slow.responder.evaluate = stalled
-    first = await platform.submit([QueryHash(fed.held["hub"])])
-    await platform.process_due_tasks(wait=False)  # both parts start; the slow one hangs
-    second = await platform.submit([QueryHash(fed.held["hub"])])
+    first = await platform.querier.submit([QueryHash(fed.held["hub"])])
+    await platform.delivery.process_due(wait=False)  # both parts start; the slow one hangs
+    second = await platform.querier.submit([QueryHash(fed.held["hub"])])
     try:
         for _ in range(1200):  # the matching loop's rounds, until the second job's hub part ran
-            await platform.process_due_tasks(wait=False)
-            tasks = {t["peer_id"]: t["state"] for t in (await platform.job_status(second)).tasks}
+            await platform.delivery.process_due(wait=False)
+            tasks = {
+                t["peer_id"]: t["state"] for t in (await platform.querier.job_status(second)).tasks
+            }
             if tasks["hub"] == "done":
                 break
             await asyncio.sleep(0.05)
         assert tasks["hub"] == "done"  # ran while the first job's slow part still hangs
-        first_tasks = {t["peer_id"]: t["state"] for t in (await platform.job_status(first)).tasks}
+        first_tasks = {
+            t["peer_id"]: t["state"] for t in (await platform.querier.job_status(first)).tasks
+        }
         assert first_tasks["slow"] == "pending"  # (its hub part may still be running too)
-        assert len((await platform.job_status(second)).results) == 1
+        assert len((await platform.querier.job_status(second)).results) == 1
     finally:
         release.set()
-        await platform.process_due_tasks()
+        await platform.delivery.process_due()
         for task in list(platform.delivery.in_flight):
             await task
 
@@ -121,10 +125,10 @@ async def test_a_bad_proof_costs_the_holder_one_verification(fed, monkeypatch) -
     assert hub.admission._penalty[me.node_id][1] == 20 and len(verified) == 2
     # An honest job after the penalty still matches.
     fed.clock.advance(21)
-    job = await platform.submit([QueryHash(fed.held["hub"])])
-    while await platform.process_due_tasks():
+    job = await platform.querier.submit([QueryHash(fed.held["hub"])])
+    while await platform.delivery.process_due():
         pass
-    assert "hub" in {r.peer for r in (await platform.job_status(job)).results}
+    assert "hub" in {r.peer for r in (await platform.querier.job_status(job)).results}
 
 
 async def test_a_peer_over_budget_is_refused_from_memory(fed) -> None:
@@ -144,15 +148,15 @@ async def test_a_peer_over_budget_is_refused_from_memory(fed) -> None:
         return await real(*args)
 
     hub.admission.charge = counting
-    job = await platform.submit([QueryHash(fed.held["hub"])])
-    await platform.process_due_tasks()
-    await platform.process_due_tasks()
+    job = await platform.querier.submit([QueryHash(fed.held["hub"])])
+    await platform.delivery.process_due()
+    await platform.delivery.process_due()
     fed.clock.advance(1)
-    tasks = {t["peer_id"]: t["last_error"] for t in (await platform.job_status(job)).tasks}
+    tasks = {t["peer_id"]: t["last_error"] for t in (await platform.querier.job_status(job)).tasks}
     assert tasks["hub"] == "budget-exhausted"
-    second = await platform.submit([QueryHash(fed.held["hub"])])
-    await platform.process_due_tasks()
-    assert (await platform.job_status(second)).tasks[0]["last_error"] == "budget-exhausted"
+    second = await platform.querier.submit([QueryHash(fed.held["hub"])])
+    await platform.delivery.process_due()
+    assert (await platform.querier.job_status(second)).tasks[0]["last_error"] == "budget-exhausted"
     assert len(calls) == 1  # the first refusal charged (and learned); the next cost nothing
     assert hub.metrics.value("early_refusals_total", {"peer": "platform"}) >= 1
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from blindmatch.protocol import derivative, messages, schema, signal_types, transparency, video
+from blindmatch.protocol import derivative, messages, schema, signal_types, transparency
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.matching import QueryHash
+from blindmatch.protocol.signal_types.vpdq import video
 from blindmatch.protocol.signals import SignalType
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -70,7 +70,7 @@ async def test_the_api_answers_503_when_the_database_fails(tmp_path: Path) -> No
         async def full(job_ref):  # type: ignore[no-untyped-def]
             raise sqlite3.OperationalError("database or disk is full")
 
-        local.node.job_status = full
+        local.node.querier.job_status = full
         headers = {"Authorization": f"Bearer {local.api_token}"}
         async with (
             aiohttp.ClientSession(headers=headers) as s,

@@ -396,7 +396,7 @@ def test_submit_and_withdraw_end_to_end(page, running) -> None:
     assert {i.item_ref.hex() for i in items} >= set(receipt["items"])
 
     async def platform_matches(data: bytes) -> set[str]:
-        await platform.node.sync_all()
+        await platform.node.sync.sync_all()
         async with BlindmatchClient(platform.api_url, platform.api_token) as bm:
             job = await bm.match_media(data, wait=30)
         assert job["complete"]

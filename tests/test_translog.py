@@ -961,13 +961,13 @@ async def test_real_nodes_serve_their_logs_to_auditors_and_monitors(tmp_path: Pa
         protected = [os.urandom(32) for _ in range(5)]
         for h in protected:
             await hub.banks.add_item("ncii", "pdq", h)
-        await hub.node.reconcile_index()
-        job = await plat.node.submit([QueryHash(protected[0])])
-        while await plat.node.process_due_tasks():
+        await hub.node.publisher.reconcile()
+        job = await plat.node.querier.submit([QueryHash(protected[0])])
+        while await plat.node.delivery.process_due():
             pass
-        assert (await plat.node.job_status(job)).results
-        await hub.node.sign_log_head()
-        await plat.node.sign_log_head()
+        assert (await plat.node.querier.job_status(job)).results
+        await hub.node.sync.sign_log_head()
+        await plat.node.sync.sign_log_head()
 
         # An auditor checks each node at its federation endpoint.
         for node in (hub, plat):
@@ -980,9 +980,9 @@ async def test_real_nodes_serve_their_logs_to_auditors_and_monitors(tmp_path: Pa
         first = await watch.check_all()
         assert first["hub"].startswith("ok size")
         await hub.banks.add_item("ncii", "pdq", os.urandom(32))
-        await hub.node.reconcile_index()
+        await hub.node.publisher.reconcile()
         clock.advance(60)
-        await hub.node.sign_log_head()
+        await hub.node.sync.sign_log_head()
         second = await watch.check_all()
         assert second["hub"].startswith("ok size") and second["hub"] != first["hub"]
         await watch.close()

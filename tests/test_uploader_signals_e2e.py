@@ -49,7 +49,7 @@ async def fed(tmp_path: Path):
     await hub.banks.create_bank("ncii", provenance="moderator-confirmed", shared=True)
     federation.picture = os.urandom(32)  # type: ignore[attr-defined]
     await hub.banks.add_item("ncii", "pdq", federation.picture)  # type: ignore[attr-defined]
-    await hub.node.reconcile_index()
+    await hub.node.publisher.reconcile()
     federation.clock = clock  # type: ignore[attr-defined]
     yield federation
     await federation.stop()
@@ -60,9 +60,9 @@ async def settle(fed, rounds: int = 6) -> None:  # type: ignore[no-untyped-def]
     for _ in range(rounds):
         for name in ("platform-a", "platform-b", "hub", "keeper"):
             node = fed[name].node
-            while await node.process_due_tasks():
+            while await node.delivery.process_due():
                 pass
-            await node.sync_all()
+            await node.sync.sync_all()
         fed.clock.advance(30)
 
 
@@ -81,7 +81,7 @@ async def upload(fed, platform: str, ref: str, who, content_ref: str) -> list[di
 
 async def test_repeat_uploader_is_known_elsewhere_for_this_picture_until_an_appeal(fed) -> None:
     for name in ("platform-a", "platform-b"):
-        await fed[name].node.sync_all()
+        await fed[name].node.sync.sync_all()
     # Platform A: the uploader's case, then a reviewer actions it.
     (case_a,) = await upload(fed, "platform-a", "acct-a-17", MALLORY, "a-1")
     assert case_a["signals"]["known_elsewhere"] is False
@@ -111,9 +111,9 @@ async def test_repeat_uploader_is_known_elsewhere_for_this_picture_until_an_appe
     await a.node.decisions.open_appeal(bytes.fromhex(case_a["case"]), "it was not me")
     await a.node.decisions.decide_appeal(bytes.fromhex(case_a["case"]), True, "reviewer-2")
     for name in ("platform-a", "keeper"):
-        while await fed[name].node.process_due_tasks():
+        while await fed[name].node.delivery.process_due():
             pass
-    await fed["platform-b"].node.sync_all()  # one sync
+    await fed["platform-b"].node.sync.sync_all()  # one sync
     b = fed["platform-b"]
     async with BlindmatchClient(b.api_url, b.api_token) as client:
         (after,) = await client.cases_for_content("b-1")
@@ -192,7 +192,7 @@ async def test_keeper_and_holder_refuse_what_the_rules_refuse(fed) -> None:  # t
     a = fed["platform-a"].node
     hub_member = a.roster.member("hub")
     keeper_member = a.roster.member("keeper")
-    await a.sync_all()
+    await a.sync.sync_all()
     # A publication not backed by a confirm record of the publisher is refused.
     body = {
         "publication": os.urandom(16), "key_id": voprf_key_id(keeper_member.keeper_key),

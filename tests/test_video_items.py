@@ -12,7 +12,7 @@ from blindmatch.node.banks.validation import BankValidationError
 from blindmatch.node.banks.videos import VideoItems
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.storage import Database
-from blindmatch.protocol import video
+from blindmatch.protocol.signal_types.vpdq import video
 from blindmatch.protocol.signals import VpdqFrame
 
 

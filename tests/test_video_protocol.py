@@ -11,9 +11,10 @@ import random
 import pytest
 
 from blindmatch.crypto import oprf
-from blindmatch.protocol import index, matching, signal_types, video
+from blindmatch.protocol import index, matching, signal_types
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.roster import voprf_key_id
+from blindmatch.protocol.signal_types.vpdq import video
 from blindmatch.protocol.signals import VpdqFrame, vpdq_match
 
 

@@ -47,25 +47,25 @@ async def test_no_hash_or_bucket_key_crosses_the_wire(tmp_path: Path) -> None:
         held = [os.urandom(32) for _ in range(40)]
         for h in held:
             await hub.banks.add_item("ncii", "pdq", h)
-        await hub.node.reconcile_index()
+        await hub.node.publisher.reconcile()
         # platform-a also holds hashes, so traffic flows both ways.
         pa = fed["platform-a"]
         await pa.banks.create_bank("local", provenance="moderator-confirmed", shared=True)
         pa_held = [os.urandom(32) for _ in range(10)]
         for h in pa_held:
             await pa.banks.add_item("local", "pdq", h)
-        await pa.node.reconcile_index()
+        await pa.node.publisher.reconcile()
         queries = [flip(held[i], rng.randint(0, 20), rng) for i in range(8)]
         queries += [os.urandom(32) for _ in range(4)]
         results = 0
         for name in ("platform-a", "platform-b"):
             node = fed[name].node
-            await node.sync_all()
+            await node.sync.sync_all()
             floats = [rng.gauss(0, 1) for _ in range(256)]
-            job = await node.submit([QueryHash(q, floats) for q in queries])
-            while await node.process_due_tasks():
+            job = await node.querier.submit([QueryHash(q, floats) for q in queries])
+            while await node.delivery.process_due():
                 pass
-            results += len((await node.job_status(job)).results)
+            results += len((await node.querier.job_status(job)).results)
         assert results >= 16  # the scenario really matched things across the wire
         wire = fed.wire_bytes()
         assert len(wire) > 100_000
@@ -152,7 +152,7 @@ async def test_a_video_matches_across_two_nodes_and_no_frame_hash_crosses_the_wi
     from blindmatch.node.cases.derivatives import PeerMatch, review_matches
     from blindmatch.node.media import hashing
     from blindmatch.node.media.video import ffmpeg_available, hash_video_for_query
-    from blindmatch.protocol import video
+    from blindmatch.protocol.signal_types.vpdq import video
 
     if not (ffmpeg_available() and hashing.vpdq_available()):
         pytest.skip("needs ffmpeg and vpdq")
@@ -168,16 +168,16 @@ async def test_a_video_matches_across_two_nodes_and_no_frame_hash_crosses_the_wi
         hub = fed["hub"]
         await hub.banks.create_bank("ncii", provenance="survivor-submitted", shared=True)
         await VideoItems(hub.banks).add_video("ncii", banked.frames, categories=["ncii"])
-        await hub.node.reconcile_index()
+        await hub.node.publisher.reconcile()
         node = fed["platform-a"].node
-        await node.sync_all()
+        await node.sync.sync_all()
         verdicts = {}
         for name, clip in (("copy", copy), ("unrelated", unrelated)):
             queries = clip.query_hashes()
-            job = await node.submit(queries)
-            while await node.process_due_tasks():
+            job = await node.querier.submit(queries)
+            while await node.delivery.process_due():
                 pass
-            status = await node.job_status(job)
+            status = await node.querier.job_status(job)
             results = [
                 PeerMatch(r.peer, r.item_ref, r.variant, r.band, r.release) for r in status.results
             ]

@@ -276,9 +276,9 @@ def build_api(
     async def status(request: web.Request) -> web.Response:
         peers = []
         for m in node.peers():
-            replica = node.peer_replicas.get(m.node_id)
+            replica = node.replication.peer_replicas.get(m.node_id)
             cursor = await node.replicas.cursor(m.node_id, "index")
-            pulled = node.feed_heads.get((m.node_id, "index"))
+            pulled = node.replication.feed_heads.get((m.node_id, "index"))
             peers.append(
                 {
                     "peer": m.node_id,
@@ -357,11 +357,11 @@ def build_api(
         content_ref = _content_ref(request)
         if upload is not None and content_ref is not None:
             await ContextStore(node.db).save(content_ref, upload, node.now())
-        job = await node.submit(queries, source=source, content_ref=content_ref)
+        job = await node.querier.submit(queries, source=source, content_ref=content_ref)
         if seconds is not None:
-            st = await node.wait_for_job(job, timeout=seconds)
+            st = await node.querier.wait_for_job(job, timeout=seconds)
         else:
-            st = await node.job_status(job)
+            st = await node.querier.job_status(job)
         return web.json_response(await _job_json(st), status=200 if st.ended else 202)
 
     @routes.post("/api/v1/match/hashes")
@@ -450,7 +450,7 @@ def build_api(
     @routes.get("/api/v1/match/{job:[0-9a-f]{32}}", allow_head=False)
     async def job(request: web.Request) -> web.Response:
         ref = _path_ref(request, "job", "job")
-        return web.json_response(await _job_json(await node.job_status(ref)))
+        return web.json_response(await _job_json(await node.querier.job_status(ref)))
 
     @routes.post("/api/v1/match/{job:[0-9a-f]{32}}/cancel")
     async def cancel_job(request: web.Request) -> web.Response:
@@ -459,23 +459,23 @@ def build_api(
         if not isinstance(reason, str) or len(reason) > 500:
             raise ApiError("bad-request", "reason: a string of at most 500 characters")
         try:
-            await node.cancel_job(ref, f"cancelled by the operator: {reason}".rstrip(": "))
+            await node.querier.cancel_job(ref, f"cancelled by the operator: {reason}".rstrip(": "))
         except NodeError as exc:
             if exc.code == "conflict":
                 raise ApiError("conflict", exc.detail) from None
             raise
-        return web.json_response(await _job_json(await node.job_status(ref)))
+        return web.json_response(await _job_json(await node.querier.job_status(ref)))
 
     @routes.post("/api/v1/match/{job:[0-9a-f]{32}}/retry")
     async def retry_job(request: web.Request) -> web.Response:
         ref = _path_ref(request, "job", "job")
         try:
-            await node.retry_job(ref)
+            await node.querier.retry_job(ref)
         except NodeError as exc:
             if exc.code == "conflict":
                 raise ApiError("conflict", exc.detail) from None
             raise
-        return web.json_response(await _job_json(await node.job_status(ref)))
+        return web.json_response(await _job_json(await node.querier.job_status(ref)))
 
     @routes.get("/api/v1/banks", allow_head=False)
     async def list_banks(request: web.Request) -> web.Response:
@@ -543,14 +543,14 @@ def build_api(
                 (await videos.add_signal_string(request.match_info["bank"], h)).created
                 for h in body["hashes"]
             ]
-            await node.reconcile_index()
+            await node.publisher.reconcile()
             return web.json_response(
                 {"added": sum(created), "already_present": len(created) - sum(created)},
                 status=201,
             )
         lines = [json.dumps({"signal_type": signal_type, "hash": h}) for h in body["hashes"]]
         report = await banks.import_items(request.match_info["bank"], lines, fmt="jsonl")
-        await node.reconcile_index()
+        await node.publisher.reconcile()
         return web.json_response(
             {"added": report.added, "already_present": report.already_present}, status=201
         )
@@ -560,7 +560,7 @@ def build_api(
         ref = _path_ref(request, "ref", "item reference")
         item = await banks.withdraw(ref, reason=await _reason(request))
         await node.decisions.withdraw_item(item.item_ref)
-        await node.reconcile_index()
+        await node.publisher.reconcile()
         return web.json_response({"item": ref.hex(), "withdrawn_at": item.withdrawn_at})
 
     app.add_routes(routes)

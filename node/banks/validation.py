@@ -14,8 +14,9 @@ from typing import Any
 
 from blindmatch.node.banks.video_rows import frame_list_digest
 from blindmatch.node.errors import BlindmatchError
-from blindmatch.protocol import signal_types, video
+from blindmatch.protocol import signal_types
 from blindmatch.protocol.messages import PROVENANCE_CLASSES
+from blindmatch.protocol.signal_types.vpdq import video
 from blindmatch.protocol.signals import VpdqFrame
 
 # Signal types a bank can hold (the registry's bank types) and the length of the 32-byte value

@@ -2,7 +2,7 @@
 
 The item's ``hash`` column holds a digest of its frame list (so the same video is banked once);
 its frames live in ``video_frames`` in order, and each *indexed* frame (distinct, quality >= 50:
-``protocol.video.indexed_frames``) has its own random item reference, which is what the blinded
+``vpdq.video.indexed_frames``) has its own random item reference, which is what the blinded
 index and a querier's candidates name. Frames are published and answered for exactly while the
 video item is active, and withdrawing or removing the video takes them all out with it.
 
@@ -24,7 +24,7 @@ from blindmatch.node.banks.validation import (
     check_timestamp,
 )
 from blindmatch.node.banks.video_rows import frame_list_digest, insert_video_rows
-from blindmatch.protocol import video
+from blindmatch.protocol.signal_types.vpdq import video
 from blindmatch.protocol.signals import VpdqFrame
 
 SIGNAL = video.SIGNAL

@@ -1,7 +1,7 @@
 """From one video query's confirmed frames to the video matches a platform reviews.
 
 A frame confirmation means nothing alone: per holder and per video (the ``group`` its frames
-release), vPDQ's rule (``protocol.video.judge``) decides whether the query video matches, and a
+release), vPDQ's rule (``vpdq.video.judge``) decides whether the query video matches, and a
 matching video becomes ONE review match carrying its evidence (query-match % and
 compared-match %, frame counts). Frames of videos that do not reach the rule are dropped.
 """
@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from blindmatch.node.cases.matches import PeerMatch, ReviewMatch
-from blindmatch.protocol import video
 from blindmatch.protocol.matching import Confirmation, QueryHash
+from blindmatch.protocol.signal_types.vpdq import video
 
 VIDEO_VARIANT = "video"  # the variant a video match reports
 

@@ -150,8 +150,8 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
         started = time.perf_counter()
         before = _wire(fed)
         for name in ("platform-a", "platform-b"):
-            await fed[name].node.sync_all()
-        entries = pa.node.replica_indexes["hub"].entries
+            await fed[name].node.sync.sync_all()
+        entries = pa.node.replication.replica_indexes["hub"].entries
         steps.append(
             Step(
                 "platforms: sync the hub's index",
@@ -207,7 +207,7 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
         async with BlindmatchClient(hub.api_url, hub.api_token) as bm:
             await bm.withdraw(target, reason="survivor withdrew")
         before = _wire(fed)
-        await pa.node.sync_all()
+        await pa.node.sync.sync_all()
         async with BlindmatchClient(pa.api_url, pa.api_token) as bm:
             again = await bm.match_media(EDITS[0][2](photos["astronaut"]), wait=60)
         withdrawn_ok = not again["matches"]
@@ -296,11 +296,11 @@ async def _derivative_step(
     await hub.banks.add_protected_source(
         "survivor-sources", pdq.hash32, quality=pdq.quality, tiles=tiles, categories=["ncii"]
     )
-    await hub.node.reconcile_index()
+    await hub.node.publisher.reconcile()
     async with BlindmatchClient(gen.api_url, gen.api_token) as bm:
         await bm.create_bank("nudify-outputs", "generator", shared=True)
         await bm.add_hashes("nudify-outputs", [hashing.hash_image_bytes(edited).pdq.hex])
-    await pb.node.sync_all()
+    await pb.node.sync.sync_all()
     say(
         f"   hub banked 1 protected photo: 1 whole-picture hash + {len(tiles)} tile hashes;"
         " imagegen banked 1 hash"
@@ -356,7 +356,7 @@ async def _video_step(
     fed: LocalFederation, photos: dict[str, Image.Image], say: Callable[[str], None]
 ) -> dict[str, bool] | None:
     from blindmatch.node.media.video import ffmpeg_available
-    from blindmatch.protocol import video
+    from blindmatch.protocol.signal_types.vpdq import video
 
     if not (ffmpeg_available() and hashing.vpdq_available()):
         say("   (skipped: this machine has no ffmpeg or vpdq to decode video)")
@@ -376,7 +376,7 @@ async def _video_step(
                 "survivor-videos", "survivor-submitted", shared=True, categories=["ncii"]
             )
             await bm.add_hashes("survivor-videos", [signal], signal_type="vpdq")
-        await pa.node.sync_all()
+        await pa.node.sync.sync_all()
         say(
             f"   hub banked 1 video item: {len(reported)} frames, "
             f"{len(video.indexed_frames(reported))} distinct ones indexed"

@@ -21,6 +21,7 @@ from blindmatch.node.clock import Clock, SystemClock
 from blindmatch.node.config import NodeConfig
 from blindmatch.node.federation.http import build_app
 from blindmatch.node.node import Node
+from blindmatch.node.storage import open_database
 from blindmatch.protocol import roster as roster_mod
 
 
@@ -180,7 +181,7 @@ class LocalFederation:
         )
         if spec.voprf_key_cap is not None:
             cfg.voprf_key_cap = spec.voprf_key_cap
-        db = await Node.open_database(cfg, self.clock.now())
+        db = await open_database(cfg.database_url, migrate_now=self.clock.now())
         node = Node(cfg, keys, db, self.roster, clock=self.clock)
         banks = BankService(db, self.clock, feed=None)  # the node publishes its own index feed
         hub = "hub" in spec.roles

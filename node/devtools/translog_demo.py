@@ -94,20 +94,20 @@ async def run_demo(
                     h, ref = protected.pop(rng.randrange(len(protected)))
                     await hub.banks.withdraw(ref, reason="survivor withdrew")
                     await hub.node.decisions.withdraw_item(ref)
-                await hub.node.reconcile_index()
-                await plat.node.sync_all()
+                await hub.node.publisher.reconcile()
+                await plat.node.sync.sync_all()
 
                 # Uploads at platform A: near-copies of protected hashes, and unrelated ones.
                 clock.set(DEMO_START + day * DAY + 14 * 3600)
                 copies = rng.sample(protected, min(len(protected), rng.randrange(1, 4)))
                 queries = [_flip(rng, h, rng.choice([2, 6, 12, 20])) for h, _ in copies]
                 queries += [os.urandom(32) for _ in range(rng.randrange(1, 3))]
-                job = await plat.node.submit(
+                job = await plat.node.querier.submit(
                     [QueryHash(q) for q in queries], content_ref=f"upload-{day}"
                 )
-                while await plat.node.process_due_tasks():
+                while await plat.node.delivery.process_due():
                     pass
-                status = await plat.node.job_status(job)
+                status = await plat.node.querier.job_status(job)
                 now_ms = clock.now() * 1000
                 for task in status.tasks:
                     peer = task["peer_id"]
@@ -135,7 +135,7 @@ async def run_demo(
                         await plat.node.decisions.decide_appeal(
                             case.case_ref, rng.random() < 0.35, "reviewer-2", "demo appeal review"
                         )
-                while await plat.node.process_due_tasks():  # feedback to the hub
+                while await plat.node.delivery.process_due():  # feedback to the hub
                     pass
                 # End of the day: flush ended traffic windows, sign heads.
                 clock.set(DEMO_START + (day + 1) * DAY - 1)

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from blindmatch.node.config import NodeConfig
     from blindmatch.node.federation.admission import Admission
     from blindmatch.node.federation.peer_client import PeerClient
+    from blindmatch.node.federation.publisher import IndexPublisher
     from blindmatch.node.federation.responder import PeerResponder
     from blindmatch.node.metrics import Metrics
     from blindmatch.node.translog.log import TransparencyLog
@@ -58,9 +59,9 @@ class Node(Protocol):
     uploaders: uploader_signals.UploaderSignals
     translog: TransparencyLog
 
-    def now(self) -> int: ...
+    publisher: IndexPublisher
 
-    async def reconcile_index(self) -> dict[str, int]: ...
+    def now(self) -> int: ...
 
 
 def build_app(node: Node, survivor_banks: BankService | None = None) -> web.Application:

@@ -17,13 +17,11 @@ import datetime
 import json
 import logging
 import time
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from blindmatch.node.config import ConfigError, NodeConfig
+from blindmatch.node.keys import NodeKeys
 from blindmatch.protocol import roster as roster_mod
-
-if TYPE_CHECKING:
-    from blindmatch.node.node import Node
 
 log = logging.getLogger("blindmatch.roster")
 
@@ -85,21 +83,31 @@ def roster_warnings(roster: roster_mod.Roster, now_s: float) -> list[str]:
     return []
 
 
-def apply_roster(node: Node, new: roster_mod.Roster) -> None:
-    """Put a verified roster in use, if it still lists this node with the keys it holds."""
-    me = new.member(node.node_id)
+def still_listed(new: roster_mod.Roster, node_id: str, keys: NodeKeys) -> roster_mod.Member:
+    """This node's entry in a verified roster, if it still lists the node with the keys it
+    holds (RosterError if not: the roster in use stays)."""
+    me = new.member(node_id)
     if me is None:
-        raise roster_mod.RosterError(f"the new roster does not list this node ({node.node_id})")
-    if me.signing_key != node.keys.identity.public_key:
+        raise roster_mod.RosterError(f"the new roster does not list this node ({node_id})")
+    if me.signing_key != keys.identity.public_key:
         raise roster_mod.RosterError("the new roster lists another identity key for this node")
-    if me.voprf_key is not None and me.voprf_key != node.keys.voprf.pk:
+    if me.voprf_key is not None and me.voprf_key != keys.voprf.pk:
         raise roster_mod.RosterError("the new roster pins another VOPRF key for this node")
-    node.roster = new
-    node.me = me
+    return me
+
+
+class RosterUser(Protocol):
+    """What the watch needs of the node: the roster in use, and a way to put a verified one
+    in use (which may refuse it with RosterError)."""
+
+    @property
+    def roster(self) -> roster_mod.Roster: ...
+
+    async def adopt_roster(self, new: roster_mod.Roster) -> None: ...
 
 
 class RosterWatch:
-    def __init__(self, cfg: NodeConfig, node: Node) -> None:
+    def __init__(self, cfg: NodeConfig, node: RosterUser) -> None:
         self.cfg = cfg
         self.node = node
         self.last_error: str | None = None
@@ -137,7 +145,7 @@ class RosterWatch:
                         " needs a higher serial"
                     )
                 return False
-            apply_roster(self.node, new)
+            await self.node.adopt_roster(new)
         except (ConfigError, roster_mod.RosterError, OSError) as exc:
             self.last_error = str(exc)
             log.warning("roster file %s refused, keeping serial %d: %s",
@@ -145,7 +153,6 @@ class RosterWatch:
             return False
         self.last_error = None
         self._warned_at = 0.0
-        await self.node._log_roster()
         log.info("roster serial %d in use (%d members), was %d",
                  new.serial, len(new.members), current.serial)  # fmt: skip
         return True
@@ -167,4 +174,4 @@ class RosterWatch:
             await asyncio.sleep(self.cfg.roster_check_interval_s)
 
 
-__all__ = ["RosterWatch", "apply_roster", "load_roster", "roster_warnings"]
+__all__ = ["RosterUser", "RosterWatch", "load_roster", "roster_warnings", "still_listed"]

@@ -23,8 +23,8 @@ import numpy as np
 import pdqhash
 
 from blindmatch.node.media.hashing import MediaError, hash_video
-from blindmatch.protocol import video
 from blindmatch.protocol.matching import QueryHash
+from blindmatch.protocol.signal_types.vpdq import video
 from blindmatch.protocol.signals import (
     VPDQ_FRAME_QUALITY_THRESHOLD,
     VpdqFrame,

@@ -1,4 +1,4 @@
-"""Node-side adapters, one per signal type of the protocol registry (protocol/signal_types.py).
+"""Node-side adapters, one per signal type of the protocol registry (protocol/signal_types/).
 
 An adapter is everything the node does differently for one signal type:
 

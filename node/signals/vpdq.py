@@ -15,8 +15,9 @@ from blindmatch.node.signals.base import (
     categories_of,
 )
 from blindmatch.node.storage import Database
-from blindmatch.protocol import signal_types, video
+from blindmatch.protocol import signal_types
 from blindmatch.protocol.matching import HolderItem
+from blindmatch.protocol.signal_types.vpdq import video
 
 _FROM = (
     " FROM video_frames f JOIN videos v ON v.item_id = f.item_id"

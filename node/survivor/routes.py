@@ -64,12 +64,17 @@ from blindmatch.protocol import signal_types
 from blindmatch.protocol.derivative import PDQ_TILES_1, Cell, DerivativeError
 
 
+class Publisher(Protocol):
+    async def reconcile(self) -> dict[str, int]: ...
+
+
 class Node(Protocol):
     """What the survivor's page needs of the hub it runs on."""
 
     cfg: NodeConfig
 
-    async def reconcile_index(self) -> dict[str, int]: ...
+    @property
+    def publisher(self) -> Publisher: ...
 
 
 PREFIX = "/survivor"
@@ -451,7 +456,7 @@ class SurvivorService:
                     # entry names nothing, exactly like a duplicate's.
                     ref = secrets.token_bytes(16)
                 receipt.append({"item": ref.hex()})
-        await self.node.reconcile_index()
+        await self.node.publisher.reconcile()
         return {"receipt": receipt, "secret": secret.hex()}
 
     async def withdraw(self, refs: list[bytes], secret: bytes) -> dict[str, Any]:
@@ -471,7 +476,7 @@ class SurvivorService:
             for ref in withdrawn:
                 await decisions.withdraw_item(ref)
         if withdrawn:
-            await self.node.reconcile_index()
+            await self.node.publisher.reconcile()
         return {"results": results, "withdrawn": len(withdrawn)}
 
 

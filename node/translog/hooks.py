@@ -21,6 +21,7 @@ from typing import Any
 from blindmatch.node.storage.database import Database
 from blindmatch.node.storage.feeds import FeedEntry
 from blindmatch.node.storage.migrations import ensure_transparency_tables
+from blindmatch.node.storage.node_state import NodeState
 from blindmatch.node.translog.log import LOCK_NAME, TransparencyLog
 from blindmatch.protocol import canonical, index
 from blindmatch.protocol import roster as roster_mod
@@ -202,6 +203,20 @@ async def log_roster(log: TransparencyLog, roster: roster_mod.Roster) -> int:
             "members": len(roster.members),
         }
     )
+
+
+async def log_roster_once(
+    log: TransparencyLog, db: Database, state: NodeState, roster: roster_mod.Roster, now: int
+) -> None:
+    """Log the roster the node runs under, once per serial (a restart logs nothing new)."""
+    key = f"translog:roster:{roster.serial}"
+    if await state.get(key) is None:
+        async with db.transaction():
+            # The node's other processes load the same roster at the same moment.
+            await db.lock(key)
+            if await state.get(key) is None:
+                await log_roster(log, roster)
+                await state.set(key, b"1", now)
 
 
 async def log_key_rotation(

@@ -1,14 +1,15 @@
-"""The signal-type registry: one entry per signal type, the one place that says what a type is.
+"""The signal-type registry's machinery: what an entry is, and the look-ups over the entries.
 
 An entry names the type on the wire and in banks, its hash size, the LSH sub-scheme and bucket
 signal name its keys use, how it is exchanged (a picture hash, a picture's tiles, a video's
 frames, an exact digest), its distance threshold and match rule, the fields a holder may release
-with one of its items, its spec section and its vector files. Everything that differs between
-signal types is reached through an entry (``for_variant``, ``probe_keys``, ``release_schema``);
-code outside this module and the per-type modules it names does not test a signal's name.
+with one of its items, the conformance operations it defines, its spec section and its vector
+files. Everything that differs between signal types is reached through an entry
+(``for_variant``, ``probe_keys``, ``release_schema``, ``conformance_ops``); code outside a type's
+entry module does not test the type's name.
 
-Adding a signal type is one :func:`register` call here, its pure module (like
-:mod:`blindmatch.protocol.video`), its node adapter, its spec section and its vectors.
+Each type's entry is its own module of this package (``pdq``, ``pdq_tiles``, ``vpdq``,
+``sha256``), which calls :func:`register` once; the package imports them in order.
 
 Pure: no I/O.
 """
@@ -20,16 +21,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from blindmatch.protocol import derivative, video
-from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.matching import PeerExchange, QueryHash
 from blindmatch.protocol.schema import Field, blob, integer, list_of, text
-from blindmatch.protocol.signals import (
-    PDQ_BYTES,
-    PDQ_MATCH_THRESHOLD,
-    SHA256_BYTES,
-    SignalType,
-)
+
+ConformanceOp = Callable[[dict[str, Any]], dict[str, Any]]
 
 
 class Exchange(enum.Enum):
@@ -60,9 +55,10 @@ BASE_RELEASE_FIELDS: Mapping[str, Field] = {
     "provenance": Field(text(32, choices=PROVENANCE_CLASSES), required=False),
     "signal": Field(text(32, pattern=r"[a-z0-9_./-]+"), required=False),
 }
-_GROUP = Field(blob(exact=8), required=False)
+# Release fields several types share (one definition each, so register() accepts them twice).
+GROUP = Field(blob(exact=8), required=False)
 # The mask of a protected source's quality cells (derivatives 6), one bit per cell.
-_SOURCE_CELLS = Field(integer(0, (1 << 41) - 1), required=False)
+SOURCE_CELLS = Field(integer(0, (1 << 41) - 1), required=False)
 
 
 @dataclass(frozen=True)
@@ -89,6 +85,13 @@ class SignalTypeEntry:
     probe_keys: Callable[[QueryHash, int | None], list[bytes]] | None = field(
         default=None, compare=False
     )
+    # The rounds a batch with some of this type's query hashes asks in (derivatives.md 6.5);
+    # None: every candidate at once.
+    next_round: Callable[[PeerExchange], list[int]] | None = field(default=None, compare=False)
+    # Conformance operations the type defines (specs/protocol.md 9), optional in the node
+    # profile, with the error codes they answer and when.
+    conformance_ops: Mapping[str, ConformanceOp] = field(default_factory=dict, compare=False)
+    conformance_errors: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def summary(self) -> dict[str, Any]:
         """The entry as data (specs/vectors/signal_types.json lists every entry this way)."""
@@ -156,7 +159,10 @@ def for_variant(variant: str) -> SignalTypeEntry:
     for entry in _REGISTRY.values():
         if entry.exchange is not Exchange.PICTURE and entry.owns_variant(variant):
             return entry
-    return PDQ
+    for entry in _REGISTRY.values():
+        if entry.exchange is Exchange.PICTURE:
+            return entry
+    raise UnknownSignalType("no picture signal type is registered")
 
 
 def release_schema() -> dict[str, Field]:
@@ -186,126 +192,27 @@ class SignalPeerExchange(PeerExchange):
         return release_schema()
 
     def next_round(self) -> list[int]:
-        """A picture with tiles asks only what the derivative rule needs (derivatives.md 6.5);
-        any other batch asks about every candidate at once."""
-        if any(_is_tile_variant(q.variant) for q in self.queries):
-            return derivative.staged_round(self, derivative.PDQ_TILES_1)
+        """A batch with a type that asks in stages (a picture with tiles asks only what the
+        derivative rule needs, derivatives.md 6.5) asks in its stages; any other batch asks
+        about every candidate at once."""
+        for entry in _REGISTRY.values():
+            if entry.next_round is not None and any(
+                entry.owns_variant(q.variant) for q in self.queries
+            ):
+                return entry.next_round(self)
         return super().next_round()
 
 
-# --- the registered types ----------------------------------------------------------------------
+def conformance_ops() -> dict[str, ConformanceOp]:
+    """The conformance operations the registered types define."""
+    out: dict[str, ConformanceOp] = {}
+    for entry in _REGISTRY.values():
+        out.update(entry.conformance_ops)
+    return out
 
 
-def _picture_probe(query: QueryHash, budget: int | None) -> list[bytes]:
-    return PDQ_LSH_1.probe_keys(query.hash, query.float_vector, budget)
-
-
-def _is_tile_variant(variant: str) -> bool:
-    if not derivative.is_cell_variant(variant):
-        return False
-    try:
-        derivative.Cell.parse(variant)
-    except derivative.DerivativeError:
-        return False
-    return True
-
-
-def _tile_probe(query: QueryHash, budget: int | None) -> list[bytes]:
-    cell = derivative.Cell.parse(query.variant)
-    scheme = derivative.PDQ_TILES_1
-    budget = scheme.query_probes if budget is None else budget
-    return scheme.probe_keys(cell, query.hash, query.float_vector, budget)
-
-
-PDQ = register(
-    SignalTypeEntry(
-        name=SignalType.PDQ.value,
-        hash_bytes=PDQ_BYTES,
-        exchange=Exchange.PICTURE,
-        lsh=PDQ_LSH_1.name,
-        bucket_signal=SignalType.PDQ.value,
-        distance_threshold=PDQ_MATCH_THRESHOLD,
-        match_rule="a query hash (or one of its variants) within the item's threshold (<= 31)",
-        # A protected source's whole-picture item names its tiles' group too (derivatives 6).
-        release_fields={"group": _GROUP, "source_cells": _SOURCE_CELLS},
-        release_signal=SignalType.PDQ.value,
-        spec="specs/signals-and-lsh.md#11-pdq",
-        vectors=("lsh.json",),
-        bank_item=True,
-        perceptual=True,
-        threatexchange_name="pdq",
-        threatexchange_indicator="HASH_PDQ",
-        probe_keys=_picture_probe,
-    )
-)
-
-PDQ_TILES = register(
-    SignalTypeEntry(
-        name=derivative.PDQ_TILES_1.name,
-        hash_bytes=PDQ_BYTES,
-        exchange=Exchange.TILES,
-        lsh=PDQ_LSH_1.name,
-        bucket_signal=derivative.SIGNAL + "/<cell>",
-        distance_threshold=derivative.PDQ_TILES_1.threshold,
-        match_rule=(
-            f">= {derivative.PDQ_TILES_1.min_regions} distinct quality cells confirmed against "
-            "one source group; coverage decides copy or derivative"
-        ),
-        release_fields={"group": _GROUP, "source_cells": _SOURCE_CELLS},
-        release_signal=derivative.SIGNAL,
-        spec="specs/derivatives.md",
-        vectors=("derivative.json",),
-        bank_item=False,  # derived from a protected source's photo, never imported alone
-        perceptual=True,
-        owns_variant=_is_tile_variant,
-        probe_keys=_tile_probe,
-    )
-)
-
-VPDQ = register(
-    SignalTypeEntry(
-        name=video.SIGNAL,
-        hash_bytes=PDQ_BYTES,
-        exchange=Exchange.FRAMES,
-        lsh=PDQ_LSH_1.name,
-        bucket_signal=SignalType.VPDQ_FRAME.value,
-        distance_threshold=video.FRAME_THRESHOLD,
-        match_rule=(
-            "vPDQ's: the larger of query-match % and compared-match % of distinct quality "
-            "frames confirmed (<= 31) is at least 80"
-        ),
-        release_fields={
-            "group": _GROUP,
-            "frames": Field(integer(1, video.MAX_INDEX_FRAMES), required=False),
-        },
-        release_signal=video.SIGNAL,
-        spec="specs/signals-and-lsh.md#7-vpdq-video-across-the-federation",
-        vectors=("video.json",),
-        bank_item=True,
-        perceptual=True,
-        threatexchange_name="vpdq",
-        threatexchange_indicator="HASH_VIDEO_VPDQ",
-        owns_variant=video.is_frame_variant,
-        probe_keys=video.probe_keys,
-    )
-)
-
-SHA256 = register(
-    SignalTypeEntry(
-        name=SignalType.SHA256.value,
-        hash_bytes=SHA256_BYTES,
-        exchange=Exchange.EXACT,
-        lsh=None,
-        bucket_signal=SignalType.SHA256.value,
-        distance_threshold=0,
-        match_rule="the same 32-byte digest",
-        release_fields={},
-        release_signal=SignalType.SHA256.value,
-        spec="specs/signals-and-lsh.md#15-sha-256",
-        vectors=("lsh.json",),
-        bank_item=True,
-        perceptual=False,
-        threatexchange_name=None,  # python-threatexchange ships MD5 signals only
-        threatexchange_indicator="HASH_SHA256",
-    )
-)
+def conformance_errors() -> dict[str, str]:
+    out: dict[str, str] = {}
+    for entry in _REGISTRY.values():
+        out.update(entry.conformance_errors)
+    return out

@@ -1,7 +1,7 @@
 """Conformance operations of vPDQ across the federation (specs/signals-and-lsh.md, section 7).
 
-Gathered into :mod:`blindmatch.protocol.conformance_ops`'s table. Byte strings travel as
-lower-case hex. Pure: no I/O.
+Registered with the vpdq entry, through which :mod:`blindmatch.protocol.conformance_ops` gathers
+them. Byte strings travel as lower-case hex. Pure: no I/O.
 """
 
 from __future__ import annotations
@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from blindmatch.protocol import conformance_support, video
+from blindmatch.protocol import conformance_support
 from blindmatch.protocol.conformance_support import OpError
 from blindmatch.protocol.matching import Confirmation, QueryHash
+from blindmatch.protocol.signal_types.vpdq import video
 
 
 def _frames(signal: Any) -> list[Any]:
