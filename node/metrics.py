@@ -94,6 +94,7 @@ PREREGISTERED = (
     "threshold_answers_total",
     "index_items_published_total",
     "index_items_removed_total",
+    "outbox_leases_released_total",
 )
 
 

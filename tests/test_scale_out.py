@@ -39,8 +39,6 @@ from blindmatch.node.translog.log import read_stored_log
 from blindmatch.protocol import roster as roster_mod
 from blindmatch.protocol import transparency as tl
 
-pytestmark = pytest.mark.postgres
-
 PROCESSES = 3
 NEAR_BITS = 4  # a near copy: this many bits flipped (band 8)
 # Every near copy costs the hub a private threshold test (bit proofs): CI-sized by default,
@@ -62,12 +60,22 @@ class Balancer:
         self.turn = 0
         self.server: asyncio.Server | None = None
         self.port = 0
+        self.open: dict[asyncio.Task[Any], asyncio.StreamWriter] = {}  # connection handlers
 
     async def start(self) -> None:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.open[task] = writer
+        try:
+            await self._relay(reader, writer)
+        finally:
+            self.open.pop(task, None)
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         upstream = None
         for _ in range(len(self.ports)):
             port = self.ports[self.turn % len(self.ports)]
@@ -94,6 +102,9 @@ class Balancer:
     async def close(self) -> None:
         if self.server is not None:
             self.server.close()
+        for writer in self.open.values():
+            writer.close()
+        await asyncio.gather(*self.open, return_exceptions=True)
 
 
 class ScaledNode:
@@ -197,6 +208,7 @@ def _near(h: bytes, rng: secrets.SystemRandom) -> str:
     return value.to_bytes(32, "big").hex()
 
 
+@pytest.mark.postgres
 async def test_three_processes_per_node_miss_nothing_and_duplicate_nothing(
     tmp_path: Path, pg_url: str
 ) -> None:
@@ -396,7 +408,11 @@ async def _run(
             assert hooks[key] == 1 or (hooks[key] > 1 and o["attempts"] > 1), (key, hooks[key])
         assert len(hooks) == len(banked)
 
-        # Every live process follows the shared cursor; a surviving process leads each node.
+        # Every live process follows the shared cursor (and knows the hub's feed head from the
+        # leader's pulls); a surviving process leads each node.
+        for status in await platform.statuses():
+            assert status["peers"][0]["synced_at"] is not None
+            assert status["peers"][0]["feed_lag"] == 0
         for node in (hub, platform):
             assert len(node.alive()) == PROCESSES - 1
             assert sum([await _is_leader(node, i) for i in node.alive()]) == 1
@@ -430,3 +446,80 @@ async def _head_covers_log(db: Any) -> bool:
     size = await db.fetch_value("SELECT COUNT(*) FROM log_entries")
     head = await db.fetch_value("SELECT MAX(tree_size) FROM log_tree_heads")
     return head is not None and int(head) == int(size)
+
+
+# --- the parts, on each backend -------------------------------------------------------------
+
+
+async def test_a_dead_process_loses_its_leadership_and_its_leases(db_url: str) -> None:
+    """Two processes of one node (two opened databases): one leads; while it lives its claims
+    are its own; once it is gone the other leads and takes its claims back at once."""
+    from blindmatch.node.storage import Outbox
+    from blindmatch.node.storage.processes import ProcessGroup
+
+    first_db = await open_database(db_url, migrate_now=1000)
+    second_db = first_db if db_url.startswith("sqlite") else await open_database(db_url)
+    first, second = ProcessGroup(first_db), ProcessGroup(second_db)
+    try:
+        await first.start()
+        await second.start()
+        assert (first.is_leader, second.is_leader) == (True, False)
+        mine = Outbox(first_db, owner=first.instance)
+        theirs = Outbox(second_db, owner=second.instance)
+        await mine.enqueue(b"m1", "hub", "match", b"job", 1000)
+        assert [m.message_id for m in await mine.claim_due(1000)] == [b"m1"]
+        assert await theirs.claim_due(1001) == []  # leased
+        assert await theirs.lease_owners(1001) == [first.instance]
+        assert await second.dead([first.instance, second.instance]) == []
+        assert not await second.refresh()
+
+        await first.close()  # as a killed process's connection ends
+        assert await second.dead([first.instance]) == [first.instance]
+        assert await theirs.release_leases(first.instance, 1001) == 1
+        again = await theirs.claim_due(1001)
+        assert [(m.message_id, m.attempts) for m in again] == [(b"m1", 2)]
+        assert await second.refresh()
+    finally:
+        await first.close()
+        await second.close()
+        await first_db.close()
+        if second_db is not first_db:
+            await second_db.close()
+
+
+async def test_exclusive_work_runs_one_at_a_time_across_processes(db_url: str) -> None:
+    first = await open_database(db_url, migrate_now=1000)
+    second = first if db_url.startswith("sqlite") else await open_database(db_url)
+    inside: list[int] = []
+    overlaps = 0
+
+    async def work(db: Any, n: int) -> None:
+        nonlocal overlaps
+        async with db.exclusive("publish"):
+            inside.append(n)
+            overlaps += len(inside) > 1
+            await asyncio.sleep(0.05)
+            inside.remove(n)
+
+    try:
+        await asyncio.gather(*(work(first if n % 2 else second, n) for n in range(6)))
+        assert overlaps == 0
+    finally:
+        await first.close()
+        if second is not first:
+            await second.close()
+
+
+def test_a_second_node_process_on_a_sqlite_file_is_refused(tmp_path: Path) -> None:
+    from blindmatch.node.runtime import SingleProcessError, claim_sqlite
+
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    held = claim_sqlite(url)
+    assert held is not None
+    try:
+        with pytest.raises(SingleProcessError, match=r"one process.*PostgreSQL"):
+            claim_sqlite(url)  # another open of the lock file, as another process's
+    finally:
+        held.close()
+    claim_sqlite(url).close()  # free again once the first has stopped
+    assert claim_sqlite("sqlite:///:memory:") is None
