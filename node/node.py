@@ -22,6 +22,7 @@ from blindmatch.node.delivery import OutboxWorker
 from blindmatch.node.errors import NodeError
 from blindmatch.node.federation.admission import Admission
 from blindmatch.node.federation.job_ledger import JobLedger
+from blindmatch.node.federation.key_ring import VoprfKeyRing
 from blindmatch.node.federation.peer_client import PeerClient
 from blindmatch.node.federation.publisher import IndexPublisher
 from blindmatch.node.federation.querier import Querier
@@ -68,7 +69,7 @@ class Node:
         if me is None:
             raise NodeError("not-allowed", f"{cfg.node_id} is not in the roster")
         check_roster_pins(me, keys)
-        self.cfg, self.node_id, self.keys, self.db = cfg, cfg.node_id, keys, db
+        self.cfg, self.node_id, self.db = cfg, cfg.node_id, db
         self._roster, self.me = roster, me
         self.clock = clock = clock or SystemClock()
         self.rng = rng or random.SystemRandom()
@@ -91,6 +92,14 @@ class Node:
         self.translog = TransparencyLog(db, cfg.node_id, keys.identity, clock)
         # Services, each handed what it works with.
         self.metrics = metrics = Metrics()
+        # The VOPRF keys over their lifetime (spec 8.4); self.keys reads them from here.
+        self.key_ring = VoprfKeyRing(
+            db, keys, cfg.keys_dir, self.translog, metrics, clock,
+            cap=cfg.voprf_key_cap, overlap_s=cfg.key_overlap_s,
+        )  # fmt: skip
+        # the roster may already name the successor made before a restart: it is promoted
+        if me.voprf_key is not None:
+            self.key_ring.roster_names(me.voprf_key)
         self.jobs = JobLedger(db, metrics)
         self.client = PeerClient(cfg.node_id, keys.identity, clock, metrics, cfg.tls_ca)
         self.uploaders = UploaderSignals(
@@ -107,16 +116,21 @@ class Node:
             release_bands=cfg.release_bands, uploaders=self.uploaders,
         )  # fmt: skip
         self.publisher = IndexPublisher(
-            db, published, self.feeds, self.translog, keys, self.scheme, metrics, clock,
+            db, published, self.feeds, self.translog, self.key_ring, self.scheme, metrics, clock,
             roles=me.roles,
         )  # fmt: skip
-        incidents = PeerIncidents(db)
+        incidents = PeerIncidents(
+            db,
+            on_dropped=lambda peer: metrics.inc(
+                "peer_incidents_dropped_total", labels={"peer": peer}
+            ),
+        )
         self.admission = Admission(
             db, self.nonces, self.budgets, self.traffic, metrics, clock, incidents, cfg.node_id
         )
         self.responder = PeerResponder(
-            db, self.admission, self.feeds, self.decisions, keys, metrics, clock,
-            cfg.release_bands, uploaders=self.uploaders, voprf_key_cap=cfg.voprf_key_cap,
+            db, self.admission, self.feeds, self.decisions, self.key_ring, metrics, clock,
+            cfg.release_bands, uploaders=self.uploaders,
         )  # fmt: skip
         self.replication = Replicator(
             roster, cfg.node_id, self.scheme.name, self.replicas, incidents, self.client,
@@ -147,6 +161,11 @@ class Node:
         self.started_at = clock.now()
 
     @property
+    def keys(self) -> NodeKeys:
+        """The node's keys as they are now (a rotation replaces the VOPRF key)."""
+        return self.key_ring.keys
+
+    @property
     def roster(self) -> Roster:
         return self._roster
 
@@ -161,6 +180,10 @@ class Node:
         """Put a verified roster in use (a reload), if it still lists this node with the keys
         it holds, and log it."""
         self.me = still_listed(new, self.node_id, self.keys)
+        # naming our successor key promotes it: the rotation's second half (spec 8.4)
+        if self.me.voprf_key is not None:
+            self.key_ring.roster_names(self.me.voprf_key)
+            await self.key_ring.record_rotation()
         self.publisher.roles = self.me.roles
         self.roster = new
         await translog_hooks.log_roster_once(self.translog, self.db, self.state, new, self.now())
@@ -171,6 +194,7 @@ class Node:
         await self.client.start()
         await self.processes.start()
         await self.translog.load()
+        await self.key_ring.load()
         await translog_hooks.log_roster_once(
             self.translog, self.db, self.state, self.roster, self.now()
         )

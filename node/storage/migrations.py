@@ -553,11 +553,28 @@ KEY_LIFETIME_SCHEMA = Migration(
     ),
 )
 
+# Automatic rotation (spec 8.4): a publication row per (item, key), as the index is published
+# under the current key and its successor; a retired key answers until retire_at.
+KEY_ROTATION_SCHEMA = Migration(
+    10,
+    "key rotation: index publications per item and key; when a retired key stops answering",
+    (
+        "ALTER TABLE voprf_key_usage ADD COLUMN retire_at BIGINT",
+        "CREATE TABLE index_publications_by_key (item_ref {BLOB} NOT NULL, scheme TEXT NOT NULL,"
+        " key_id {BLOB} NOT NULL, entries {BLOB} NOT NULL, published_at BIGINT NOT NULL,"
+        " PRIMARY KEY (item_ref, key_id))",
+        "INSERT INTO index_publications_by_key SELECT item_ref, scheme, key_id, entries,"
+        " published_at FROM index_publications",
+        "DROP TABLE index_publications",
+        "ALTER TABLE index_publications_by_key RENAME TO index_publications",
+    ),
+)
+
 # Several processes of one node on one PostgreSQL database (storage/processes.py): a claimed
 # outbox message names the process that holds it, so a dead process's leases are handed out
 # again at once instead of when they lapse.
 PROCESSES_SCHEMA = Migration(
-    10,
+    11,
     "scale-out: outbox leases name their process",
     ("ALTER TABLE outbox ADD COLUMN leased_by TEXT",),
 )
@@ -572,6 +589,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     VIDEOS_SCHEMA,
     UPLOADER_CONTEXT_SCHEMA,
     KEY_LIFETIME_SCHEMA,
+    KEY_ROTATION_SCHEMA,
     PROCESSES_SCHEMA,
 )
 
