@@ -12,12 +12,7 @@ from __future__ import annotations
 
 import weakref
 
-from blindmatch.node.storage.database import (
-    MIGRATIONS_LOCK,
-    Database,
-    Migration,
-    apply_migrations,
-)
+from blindmatch.node.storage.database import MIGRATIONS_LOCK, Database, Migration, apply_migrations
 from blindmatch.protocol.messages import PROVENANCE_CLASSES
 
 __all__ = ["MIGRATIONS", "TRANSPARENCY_SCHEMA", "Migration", "apply_migrations"]
@@ -570,14 +565,9 @@ KEY_ROTATION_SCHEMA = Migration(
     ),
 )
 
-# Several processes of one node on one PostgreSQL database (storage/processes.py): a claimed
-# outbox message names the process that holds it, so a dead process's leases are handed out
-# again at once instead of when they lapse.
-PROCESSES_SCHEMA = Migration(
-    11,
-    "scale-out: outbox leases name their process",
-    ("ALTER TABLE outbox ADD COLUMN leased_by TEXT",),
-)
+# Scale-out (storage/processes.py): an outbox claim names its process, freed when it dies.
+LEASED_BY = ("ALTER TABLE outbox ADD COLUMN leased_by TEXT",)
+PROCESSES_SCHEMA = Migration(11, "scale-out: outbox leases name their process", LEASED_BY)
 
 MIGRATIONS: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
