@@ -285,6 +285,7 @@ def build_api(
                     "holds_index": m.voprf_key is not None,
                     "replica_entries": (await asyncio.to_thread(replica.size))[0] if replica else 0,
                     "replica_cursor": cursor,
+                    "replica_position": replica.cursor if replica else 0,
                     # the peer's index head at our last complete pull, and when (null: never)
                     "synced_at": pulled[1] if pulled else None,
                     "feed_lag": max(0, pulled[0] - cursor) if pulled else None,
@@ -302,6 +303,10 @@ def build_api(
                 "index_feed_head": await node.feeds.head("index"),
                 "outbox_pending": await node.outbox.count("pending"),
                 "outbox_dead": await node.outbox.count("dead"),
+                "process": {
+                    "instance": node.processes.instance,
+                    "leader": node.processes.is_leader,
+                },
                 # match jobs by state; dead-lettered ones need an operator (retry or leave)
                 "jobs": await node.jobs.counts(),
                 "peers": peers,

@@ -15,12 +15,7 @@ import pkgutil
 import weakref
 
 from blindmatch.node.storage import signal_tables
-from blindmatch.node.storage.database import (
-    MIGRATIONS_LOCK,
-    Database,
-    Migration,
-    apply_migrations,
-)
+from blindmatch.node.storage.database import MIGRATIONS_LOCK, Database, Migration, apply_migrations
 from blindmatch.protocol.messages import PROVENANCE_CLASSES
 
 __all__ = ["MIGRATIONS", "TRANSPARENCY_SCHEMA", "Migration", "apply_migrations"]
@@ -541,6 +536,10 @@ KEY_ROTATION_SCHEMA = Migration(
     ),
 )
 
+# Scale-out (storage/processes.py): an outbox claim names its process, freed when it dies.
+LEASED_BY = ("ALTER TABLE outbox ADD COLUMN leased_by TEXT",)
+PROCESSES_SCHEMA = Migration(11, "scale-out: outbox leases name their process", LEASED_BY)
+
 _CORE: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
     FEDERATION_SCHEMA,
@@ -552,6 +551,7 @@ _CORE: tuple[Migration, ...] = (
     UPLOADER_CONTEXT_SCHEMA,
     KEY_LIFETIME_SCHEMA,
     KEY_ROTATION_SCHEMA,
+    PROCESSES_SCHEMA,
 )
 
 
