@@ -1,6 +1,6 @@
 """The rows of a video item (signal type ``vpdq``): its frame-list digest and its frames.
 
-Shared by the bank service (imports) and :mod:`blindmatch.node.banks.videos` (single adds),
+Used by the vpdq adapter (the bank service's imports and adds) and :mod:`.items` (single adds),
 so a video enters a bank one way, whichever path brings it.
 """
 
