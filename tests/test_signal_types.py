@@ -137,12 +137,12 @@ def test_no_signal_name_is_tested_outside_the_registry_and_adapters() -> None:
 
 # The types that live entirely behind the seam, by their module's name.
 SEALED = {"vpdq": "vpdq"}
-# Modules below the registry that name a sealed type because the registry is built on them:
-# the hash formats (vPDQ's frame, its plaintext rule) and the LSH scheme's bucket signal names.
+# Modules below the registry that name a sealed type because the registry is built on them (the
+# bucket signal names of the hash formats and the LSH scheme), and Meta's vpdq binding.
 FOUNDATIONS = {
     "vpdq": {
-        "protocol/signals.py": "the hash formats: VpdqFrame and the plaintext vPDQ rule, "
-        "under the registry (the entry imports them)",
+        "protocol/signals.py": "the SignalType enum names every bucket signal (vpdq frames "
+        "too) and its ThreatExchange names; the registry is built on it",
         "protocol/lsh.py": "a bucket key's signal name is part of the LSH scheme (spec 5)",
         "protocol/lsh_ops.py": "the LSH conformance ops take the bucket signal name",
         "node/media/hashing.py": "Meta's vpdq binding beside the PDQ one (hash_video); "

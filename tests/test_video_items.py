@@ -13,7 +13,7 @@ from blindmatch.node.clock import FixedClock
 from blindmatch.node.signals.vpdq.items import VideoItems
 from blindmatch.node.storage import Database
 from blindmatch.protocol.signal_types.vpdq import video
-from blindmatch.protocol.signals import VpdqFrame
+from blindmatch.protocol.signal_types.vpdq.frames import VpdqFrame
 
 
 def _frames(n: int, quality: int = 90) -> list[VpdqFrame]:

@@ -23,13 +23,12 @@ from blindmatch.node.media.ffmpeg import ffmpeg_available, frame_size, rgb_frame
 from blindmatch.node.media.hashing import MediaError, hash_video
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.signal_types.vpdq import video
-from blindmatch.protocol.signals import (
+from blindmatch.protocol.signal_types.vpdq.frames import (
     VPDQ_FRAME_QUALITY_THRESHOLD,
     VpdqFrame,
     distinct_good_frames,
-    pdq_bits_from_float,
-    pdq_from_bits,
 )
+from blindmatch.protocol.signals import pdq_bits_from_float, pdq_from_bits
 
 __all__ = [
     "VideoHashes",

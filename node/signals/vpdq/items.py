@@ -25,7 +25,7 @@ from blindmatch.node.banks.validation import (
 )
 from blindmatch.node.signals.vpdq.rows import frame_list_digest, insert_video_rows
 from blindmatch.protocol.signal_types.vpdq import video
-from blindmatch.protocol.signals import VpdqFrame
+from blindmatch.protocol.signal_types.vpdq.frames import VpdqFrame
 
 SIGNAL = video.SIGNAL
 

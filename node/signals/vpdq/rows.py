@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from blindmatch.node.storage import Database
 from blindmatch.protocol import canonical
 from blindmatch.protocol.signal_types.vpdq import video
-from blindmatch.protocol.signals import VpdqFrame
+from blindmatch.protocol.signal_types.vpdq.frames import VpdqFrame
 
 _DIGEST_DOMAIN = b"blindmatch/vpdq-item/v1\x00"
 
