@@ -126,7 +126,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i.add_argument(
         "--skip-unsupported",
         action="store_true",
-        help="skip lines of signal types blindmatch does not hold (video_md5, TE vpdq, ...)"
+        help="skip lines of signal types blindmatch does not hold (video_md5, url, ...)"
         " and count them, instead of refusing the file",
     )
     i.set_defaults(func=_sync(_import))
