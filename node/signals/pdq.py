@@ -13,14 +13,14 @@ from blindmatch.node.signals.base import (
     categories_of,
 )
 from blindmatch.node.storage import Database
+from blindmatch.node.storage.signal_tables import pdq as tables
 from blindmatch.protocol import schema, signal_types
 from blindmatch.protocol.lsh import SCHEMES
 from blindmatch.protocol.matching import HolderItem
 from blindmatch.protocol.messages import RELEASE_FIELDS
 
-_FROM = " FROM bank_items i JOIN banks b ON b.id = i.bank_id WHERE " + PUBLISHED_ITEM
-# A picture's banked crops (specs/signals-and-lsh.md 3.5): each published under its own
-# reference while its item is, and answered for as that item.
+# A picture's banked crops (specs/signals-and-lsh.md 3.5; node/storage/signal_tables/pdq.py):
+# each published under its own reference while its item is, and answered for as that item.
 _CROPS_FROM = (
     " FROM item_crops c JOIN bank_items i ON i.id = c.item_id JOIN banks b ON b.id = i.bank_id"
     " WHERE " + PUBLISHED_ITEM
@@ -29,35 +29,29 @@ _CROPS_FROM = (
 
 class PdqAdapter(SignalAdapter):
     entry = signal_types.PDQ
+    published_from = " FROM bank_items i JOIN banks b ON b.id = i.bank_id WHERE " + PUBLISHED_ITEM
+    migrations = tables.MIGRATIONS
+
+    def index_keys(self, hash_value: bytes) -> list[bytes]:
+        return SCHEMES[self.entry.lsh or ""].index_keys(hash_value)
 
     async def unpublished(self, db: Database, now: int, key_id: bytes) -> list[Publishable]:
         rows = await db.fetch_all(
-            "SELECT i.item_ref, i.hash" + _FROM + " AND NOT EXISTS"
-            " (SELECT 1 FROM index_publications p WHERE p.item_ref = i.item_ref"
-            " AND p.key_id = ?)"
-            " UNION ALL SELECT c.item_ref, c.hash" + _CROPS_FROM + " AND NOT EXISTS"
-            " (SELECT 1 FROM index_publications p WHERE p.item_ref = c.item_ref"
-            " AND p.key_id = ?)",
-            self.entry.name,
-            now,
-            key_id,
+            "SELECT c.item_ref, c.hash" + _CROPS_FROM + " AND NOT EXISTS (SELECT 1 FROM"
+            " index_publications p WHERE p.item_ref = c.item_ref AND p.key_id = ?)",
             self.entry.name,
             now,
             key_id,
         )
-        scheme = SCHEMES[self.entry.lsh or ""]
-        return [
-            Publishable(bytes(r["item_ref"]), scheme.index_keys(bytes(r["hash"]))) for r in rows
-        ]
+        crops = [Publishable(bytes(r["item_ref"]), self.index_keys(bytes(r["hash"]))) for r in rows]
+        return await super().unpublished(db, now, key_id) + crops
 
     def live_ref_sql(self) -> str | None:
-        return (
-            "SELECT 1" + _FROM + " AND i.item_ref = p.item_ref"
-            " UNION ALL SELECT 1" + _CROPS_FROM + " AND c.item_ref = p.item_ref"
-        )
+        own = super().live_ref_sql()
+        return f"{own} UNION ALL SELECT 1{_CROPS_FROM} AND c.item_ref = p.item_ref"
 
     def live_ref_params(self, now: int) -> list[Any]:
-        return [self.entry.name, now, self.entry.name, now]
+        return [*super().live_ref_params(now), self.entry.name, now]
 
     async def holder_item(
         self, db: Database, ref: bytes, now: int, release_bands: Sequence[int]

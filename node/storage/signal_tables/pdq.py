@@ -1,13 +1,16 @@
-"""Schema migrations from version 11 on (``migrations.py`` holds 1-10 and the list of all)."""
+"""The pdq adapter's tables (node/signals/pdq): a banked picture's crops.
+
+A picture banked from its media is also banked as its corner and centred crops
+(specs/signals-and-lsh.md 3.5): hashes of the same item, each published under its own
+reference while the item is live and answered for as the item; they go with it.
+"""
 
 from __future__ import annotations
 
 from blindmatch.node.storage.database import Migration
 
-# A banked picture's off-centre crops (specs/signals-and-lsh.md 3.5): hashes of the same item,
-# each published under its own reference while the item is live, answered for as the item.
 ITEM_CROPS_SCHEMA = Migration(
-    11,
+    12,
     "banked crops: off-centre crops of a pdq item, indexed as variants of the item",
     (
         """
@@ -22,3 +25,5 @@ ITEM_CROPS_SCHEMA = Migration(
         )""",
     ),
 )
+
+MIGRATIONS = (ITEM_CROPS_SCHEMA,)
