@@ -37,21 +37,20 @@ class PdqAdapter(SignalAdapter):
 
     async def unpublished(self, db: Database, now: int, key_id: bytes) -> list[Publishable]:
         rows = await db.fetch_all(
-            "SELECT c.item_ref, c.hash" + _CROPS_FROM + " AND NOT EXISTS (SELECT 1 FROM"
-            " index_publications p WHERE p.item_ref = c.item_ref AND p.key_id = ?)",
-            self.entry.name,
-            now,
-            key_id,
+            "SELECT i.item_ref, i.hash" + self.published_from + " AND NOT EXISTS (SELECT 1 FROM"
+            " index_publications p WHERE p.item_ref = i.item_ref AND p.key_id = ?)"
+            " UNION ALL SELECT c.item_ref, c.hash" + _CROPS_FROM + " AND NOT EXISTS (SELECT 1"
+            " FROM index_publications p WHERE p.item_ref = c.item_ref AND p.key_id = ?)",
+            *(self.entry.name, now, key_id) * 2,
         )
-        crops = [Publishable(bytes(r["item_ref"]), self.index_keys(bytes(r["hash"]))) for r in rows]
-        return await super().unpublished(db, now, key_id) + crops
+        return [Publishable(bytes(r["item_ref"]), self.index_keys(bytes(r["hash"]))) for r in rows]
 
     def live_ref_sql(self) -> str | None:
         own = super().live_ref_sql()
         return f"{own} UNION ALL SELECT 1{_CROPS_FROM} AND c.item_ref = p.item_ref"
 
     def live_ref_params(self, now: int) -> list[Any]:
-        return [*super().live_ref_params(now), self.entry.name, now]
+        return [self.entry.name, now] * 2
 
     async def holder_item(
         self, db: Database, ref: bytes, now: int, release_bands: Sequence[int]
