@@ -4,6 +4,7 @@ reached through it (variants, probe keys, release fields, bank types)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,6 @@ from blindmatch.protocol import derivative, messages, schema, signal_types, tran
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.signal_types.vpdq import video
-from blindmatch.protocol.signals import SignalType
 
 ROOT = Path(__file__).resolve().parent.parent
 H = bytes(range(32))
@@ -52,7 +52,7 @@ def test_a_query_variant_names_its_type_and_its_buckets() -> None:
     tile = signal_types.probe_keys(QueryHash(H, None, "g4c1r2"))
     assert tile == derivative.PDQ_TILES_1.probe_keys(derivative.Cell(4, 1, 2), H)
     frame = signal_types.probe_keys(QueryHash(H, None, "vframe/0"))
-    assert frame == PDQ_LSH_1.probe_keys(H, signal=SignalType.VPDQ_FRAME)
+    assert frame == PDQ_LSH_1.probe_keys(H, signal=signal_types.VPDQ.bucket_signal)
     # Three signal names, three disjoint sets of buckets for the same hash.
     assert not set(whole) & set(tile) and not set(whole) & set(frame)
     assert not set(tile) & set(frame)
@@ -67,6 +67,7 @@ def test_release_fields_and_log_signal_types_come_from_the_registry() -> None:
         "group",
         "source_cells",
         "frames",
+        "banked_crop",
     }
     release = video.release_for_frame(b"g" * 8, 12, "survivor-submitted", ["ncii"])
     assert schema.check(messages.RELEASE_FIELDS, release) == release
@@ -84,11 +85,11 @@ def test_entries_describe_themselves_for_the_spec() -> None:
         assert (ROOT / entry.spec.split("#")[0]).exists()
 
 
-def _signal_name_tests(path: Path) -> list[int]:
-    """Lines of ``path`` that compare something with a registered signal type's name."""
+def _signal_name_tests(source: str) -> list[int]:
+    """Lines of ``source`` that compare something with a registered signal type's name."""
     names = set(signal_types.names())
     lines = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Compare) and any(
             isinstance(c, ast.Constant) and c.value in names for c in [node.left, *node.comparators]
         ):
@@ -96,12 +97,12 @@ def _signal_name_tests(path: Path) -> list[int]:
     return lines
 
 
-def _sql_with_signal_names(path: Path) -> list[int]:
-    """Lines of ``path`` with a string literal quoting a signal type's name as SQL does."""
+def _sql_with_signal_names(source: str) -> list[int]:
+    """Lines of ``source`` with a string literal quoting a signal type's name as SQL does."""
     quoted = {f"'{n}'" for n in signal_types.names()}
     return [
         node.lineno
-        for node in ast.walk(ast.parse(path.read_text()))
+        for node in ast.walk(ast.parse(source))
         if isinstance(node, ast.Constant)
         and isinstance(node.value, str)
         and any(q in node.value for q in quoted)
@@ -109,17 +110,182 @@ def _sql_with_signal_names(path: Path) -> list[int]:
     ]
 
 
-def test_no_signal_name_is_tested_outside_the_registry_and_adapters() -> None:
-    """Only the registry, the per-type protocol modules and the node's adapters may branch on a
-    signal type's name; nothing writes one into SQL."""
-    allowed = {"protocol/signal_types.py", "protocol/lsh_ops.py", "protocol/signals.py"}
-    files = sorted((ROOT / "protocol").glob("*.py")) + sorted((ROOT / "node").rglob("*.py"))
+# Where a signal type's name may be tested: the registry (every entry's module, at any depth) and
+# the node's adapters with their tables.
+NAME_TESTS_ALLOWED = ("protocol/signal_types/", "node/signals/", "node/storage/signal_tables/")
+
+
+def _name_test_offenders(root: Path) -> dict[str, list[int]]:
+    """Every module of ``root``'s protocol and node packages, at any depth, outside
+    NAME_TESTS_ALLOWED that tests a signal type's name or writes one into SQL."""
+    files = sorted((root / "protocol").rglob("*.py")) + sorted((root / "node").rglob("*.py"))
     offenders = {}
     for p in files:
-        rel = p.relative_to(ROOT).as_posix()
-        if rel in allowed or rel.startswith("node/signals/"):
+        rel = p.relative_to(root).as_posix()
+        if rel.startswith(NAME_TESTS_ALLOWED):
             continue
-        lines = _signal_name_tests(p) + _sql_with_signal_names(p)
+        source = p.read_text()
+        lines = _signal_name_tests(source) + _sql_with_signal_names(source)
         if lines:
             offenders[rel] = lines
+    return offenders
+
+
+def test_no_signal_name_is_tested_outside_the_registry_and_adapters() -> None:
+    """Only the registry's entries (with their pure parts) and the node's adapters may branch on
+    a signal type's name; nothing writes one into SQL."""
+    assert _name_test_offenders(ROOT) == {}
+
+
+def test_the_name_test_scan_sees_nested_modules(tmp_path: Path) -> None:
+    plant = {
+        "protocol/lsh.py": "def f(s):\n    return s == 'vpdq'\n",
+        "protocol/deep/er/x.py": "def f(s):\n    x = 1\n    return 'pdq-tiles-1' != s\n",
+        "node/a/b.py": "Q = \"SELECT hash FROM items WHERE signal_type = 'sha256'\"\n",
+        "protocol/signal_types/vpdq/video.py": "def f(s):\n    return s == 'vpdq'\n",
+        "node/signals/vpdq/rows.py": "def f(s):\n    return s == 'vpdq'\n",
+    }
+    for rel, source in plant.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(source)
+    assert _name_test_offenders(tmp_path) == {
+        "protocol/lsh.py": [2],
+        "protocol/deep/er/x.py": [3],
+        "node/a/b.py": [1],
+    }
+
+
+# --- what a signal type owns ---------------------------------------------------------------------
+#
+# A signal type is its registry entry (protocol/signal_types/<module>), its node adapter
+# (node/signals/<module>, with its tables in node/storage/signal_tables/<module>.py), its spec
+# section and its vectors (specs/). Nothing else in the package imports its modules or names it:
+# no import, no identifier with its name in it (``VPDQ``, ``VpdqAdapter``, ``hash_vpdq``), no
+# string that is its name, ThreatExchange name, indicator or bucket signal. The two indexes
+# that list every type (the registry's and the adapters' ``__init__``) are the exception.
+
+# The types that live entirely behind the seam, by their module's name.
+SEALED = {"vpdq": "vpdq"}
+# Modules outside a sealed type's seam that still name it, with why: Meta's vpdq binding.
+FOUNDATIONS = {
+    "vpdq": {
+        "node/media/hashing.py": "Meta's vpdq binding beside the PDQ one (hash_video); "
+        "the vpdq adapter is its only caller in the package",
+    }
+}
+INDEXES = {"protocol/signal_types/__init__.py", "node/signals/__init__.py"}
+
+
+def _owned(module: str) -> tuple[str, ...]:
+    """Path prefixes of what a type owns in the package, for its module's name."""
+    return (
+        f"protocol/signal_types/{module}",
+        f"node/signals/{module}",
+        f"node/storage/signal_tables/{module}",
+    )
+
+
+def _owned_modules(module: str) -> tuple[str, ...]:
+    return tuple("blindmatch." + p.replace("/", ".") for p in _owned(module))
+
+
+def _tokens(identifier: str) -> set[str]:
+    """``VpdqFrame`` -> {vpdq, frame}; ``hash_vpdq_x`` -> {hash, vpdq, x}."""
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", identifier).lower()
+    return {w for w in words.split("_") if w}
+
+
+def _namings(source: str, name: str, module: str) -> list[int]:
+    """Lines of ``source`` that import signal type ``name``'s modules (``module``) or name it."""
+    entry = signal_types.get(name)
+    strings = {
+        s
+        for s in (
+            entry.name,
+            entry.threatexchange_name,
+            entry.threatexchange_indicator,
+            entry.bucket_signal,
+        )
+        if s
+    }
+    owned = _owned_modules(module)
+    tree = ast.parse(source)
+    docstrings = {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+    }
+    lines = []
+    for node in ast.walk(tree):
+        found = False
+        if isinstance(node, ast.Import):
+            found = any(a.name.startswith(owned) for a in node.names)
+            found |= any(module in _tokens(a.asname or a.name) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            found = any(t == o or t.startswith(o + ".") for t in targets for o in owned)
+            found |= any(module in _tokens(a.asname or a.name) for a in node.names)
+        elif isinstance(node, ast.Name):
+            found = module in _tokens(node.id)
+        elif isinstance(node, ast.Attribute):
+            found = module in _tokens(node.attr)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found = module in _tokens(node.name)
+        elif isinstance(node, ast.Constant) and id(node) not in docstrings:
+            found = isinstance(node.value, str) and node.value in strings
+        if found:
+            lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def test_the_naming_check_finds_a_signal_type_named_outside_its_seam() -> None:
+    offending = (
+        "from blindmatch.protocol.signal_types.vpdq import video\n"
+        "from blindmatch.protocol.signal_types import VPDQ\n"
+        "from blindmatch.node.signals import vpdq\n"
+        "import blindmatch.node.storage.signal_tables.vpdq\n"
+        "def f(t, types):\n"
+        "    if t == 'vpdq':\n"
+        "        return types.VPDQ\n"
+        "    return VpdqFrame, 'HASH_VIDEO_VPDQ'\n"
+    )
+    assert _namings(offending, "vpdq", "vpdq") == [1, 2, 3, 4, 6, 7, 8]
+    clean = (
+        '"""A docstring may say vpdq."""\n'
+        "from blindmatch.node import signals\n"
+        "def f(data):\n"
+        "    adapter = signals.for_media(data)\n"
+        "    return adapter and adapter.entry.name, 'vpdq signal strings, as help text'\n"
+    )
+    assert _namings(clean, "vpdq", "vpdq") == []
+
+
+def test_a_sealed_signal_type_is_named_only_by_its_own_modules() -> None:
+    """Adding a signal type touches its registry entry, its adapter, its spec section and its
+    vectors: no other module of the package imports its modules or names it."""
+    files = [
+        p
+        for package in ("crypto", "protocol", "node")
+        for p in sorted((ROOT / package).rglob("*.py"))
+    ]
+    offenders = {}
+    for name, module in SEALED.items():
+        assert name in signal_types.names()
+        for path in files:
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith(_owned(module)) or rel in INDEXES:
+                continue
+            if rel in FOUNDATIONS.get(name, {}):
+                continue
+            lines = _namings(path.read_text(), name, module)
+            if lines:
+                offenders[f"{name}: {rel}"] = lines
     assert offenders == {}
+    # Each foundation exception still names the type (else it should leave the list).
+    for name, exempt in FOUNDATIONS.items():
+        for rel in exempt:
+            assert _namings((ROOT / rel).read_text(), name, SEALED[name]), rel

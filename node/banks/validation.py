@@ -12,15 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from blindmatch.node.banks.video_rows import frame_list_digest
+from blindmatch.node import signals
 from blindmatch.node.errors import BlindmatchError
 from blindmatch.protocol import signal_types
 from blindmatch.protocol.messages import PROVENANCE_CLASSES
-from blindmatch.protocol.signal_types.vpdq import video
-from blindmatch.protocol.signals import VpdqFrame
 
 # Signal types a bank can hold (the registry's bank types) and the length of the 32-byte value
-# a bank item is known by: the hash itself, or for a video (vpdq) the digest of its frame list.
+# a bank item is known by: the hash itself, or for a type held as parts the digest of its list.
 SIGNAL_HASH_BYTES: dict[str, int] = {
     e.name: e.hash_bytes for e in signal_types.entries() if e.bank_item
 }
@@ -170,28 +168,24 @@ def parse_hash_hex(signal_type: str, value: Any) -> bytes:
 
 
 def holds_frame_list(signal_type: str) -> bool:
-    """Whether items of this type are a frame list (a video) rather than one hash."""
+    """Whether items of this type are a signal string of parts (a video's frame list) rather
+    than one hash."""
     if signal_type not in signal_types.names():
         return False
-    return signal_types.get(signal_type).exchange is signal_types.Exchange.FRAMES
+    return signals.adapter(signal_type).holds_parts
 
 
-def parse_signal_value(signal_type: str, value: Any) -> tuple[bytes, tuple[VpdqFrame, ...] | None]:
-    """A signal as a file or request gives it: hex for a hash; for a video, ThreatExchange's
-    vpdq signal string. Returns the 32 bytes the item is known by and, for a video, its frames."""
+def parse_signal_value(signal_type: str, value: Any) -> tuple[bytes, tuple[Any, ...] | None]:
+    """A signal as a file or request gives it: hex for a hash; for a type held as parts, its
+    signal string (the type's adapter reads it). Returns the 32 bytes the item is known by
+    and, for a type held as parts, its parts."""
     signal_type = check_signal_type(signal_type)
     if not holds_frame_list(signal_type):
         return parse_hash_hex(signal_type, value), None
-    if not isinstance(value, str):
-        raise BankValidationError(f"a {signal_type} signal is a string (a JSON list of frames)")
     try:
-        frames = video.parse_signal_string(value)
-        indexed = video.indexed_frames(frames)
-    except video.VideoError as exc:
-        raise BankValidationError(f"{signal_type} signal: {exc}") from None
-    if not indexed:
-        raise BankValidationError(f"{signal_type} signal: no frame reaches quality 50")
-    return frame_list_digest(frames), tuple(frames)
+        return signals.adapter(signal_type).parse_bank_value(value)
+    except signals.SignalValueError as exc:
+        raise BankValidationError(str(exc)) from None
 
 
 def check_quality(value: Any) -> int | None:
@@ -321,4 +315,51 @@ def check_source_tiles(tiles: Any, scheme_name: str = "pdq-tiles-1") -> tuple[So
             raise BankValidationError(f"tiles[{n}] repeats cell {cell.label} of frame {frame}")
         seen.add((cell.label, frame))
         out.append(SourceTile(cell.label, frame, value, quality))
+    return tuple(out)
+
+
+# A banked crop's name (specs/signals-and-lsh.md 3.5): the corner it keeps (or c, centred) and
+# the percentage cut off each dimension, e.g. "crop/tl/6".
+BANKED_CROP_NAME = re.compile(r"crop/(tl|tr|bl|br|c)/[1-9][0-9]?")
+MAX_BANKED_CROPS = 64
+
+
+@dataclass(frozen=True)
+class BankedCrop:
+    """One off-centre crop of a banked picture, indexed as a variant of the picture's item."""
+
+    crop: str  # e.g. "crop/tl/6"
+    hash: bytes = field(repr=False)
+    quality: int
+
+
+def check_banked_crops(
+    crops: Any, signal_type: str = signal_types.PDQ.name
+) -> tuple[BankedCrop, ...]:
+    """The crops of one picture: named as :data:`BANKED_CROP_NAME`, 32-byte hashes of indexable
+    quality (>= 50, as the picture's own hash), each name once, at most MAX_BANKED_CROPS, and
+    only with an item of the picture type."""
+    if not isinstance(crops, list | tuple):
+        raise BankValidationError(f"crops must be a list, got {_type_name(crops)}")
+    if len(crops) > MAX_BANKED_CROPS:
+        raise BankValidationError(f"at most {MAX_BANKED_CROPS} crops per item, got {len(crops)}")
+    seen: set[str] = set()
+    out = []
+    for n, crop in enumerate(crops):
+        if not isinstance(crop, BankedCrop):
+            raise BankValidationError(f"crops[{n}] must be a BankedCrop")
+        if not isinstance(crop.crop, str) or not BANKED_CROP_NAME.fullmatch(crop.crop):
+            raise BankValidationError(f"crops[{n}] is not a crop name (crop/<corner>/<percent>)")
+        value = check_hash_bytes("pdq", crop.hash)
+        quality = check_quality(crop.quality)
+        if quality is None or quality < PDQ_QUALITY_THRESHOLD:
+            raise BankValidationError(
+                f"crops[{n}] is below the quality gate ({PDQ_QUALITY_THRESHOLD})"
+            )
+        if crop.crop in seen:
+            raise BankValidationError(f"crops[{n}] repeats {crop.crop}")
+        seen.add(crop.crop)
+        out.append(BankedCrop(crop.crop, value, quality))
+    if out and signal_type != signal_types.PDQ.name:
+        raise BankValidationError("only a pdq item (a picture) has banked crops")
     return tuple(out)
