@@ -47,6 +47,7 @@ from blindmatch.node.storage.banks import BankStore
 from blindmatch.node.storage.cases import CaseStore
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.node.storage.match_jobs import MatchJobStore
+from blindmatch.node.storage.processes import ProcessGroup
 from blindmatch.node.storage.published_index import PublishedIndexStore
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
@@ -75,7 +76,13 @@ class Node:
         self.scheme = SCHEMES[cfg.lsh_scheme]
         self.feeds = FeedLog(db)
         self.replicas = ReplicaStore(db)
-        self.outbox = Outbox(db, RetryPolicy(base_delay=2, max_delay=600, max_attempts=30))
+        # This process among the node's processes on the database (one on SQLite).
+        self.processes = ProcessGroup(db)
+        self.outbox = Outbox(
+            db,
+            RetryPolicy(base_delay=2, max_delay=600, max_attempts=30),
+            owner=self.processes.instance,
+        )
         self.nonces = NonceStore(db)
         self.budgets = BudgetLedger(db)
         self.state = NodeState(db)
@@ -112,7 +119,12 @@ class Node:
             db, published, self.feeds, self.translog, self.key_ring, self.scheme, metrics, clock,
             roles=me.roles,
         )  # fmt: skip
-        incidents = PeerIncidents(db)
+        incidents = PeerIncidents(
+            db,
+            on_dropped=lambda peer: metrics.inc(
+                "peer_incidents_dropped_total", labels={"peer": peer}
+            ),
+        )
         self.admission = Admission(
             db, self.nonces, self.budgets, self.traffic, metrics, clock, incidents, cfg.node_id
         )
@@ -142,6 +154,8 @@ class Node:
         self.sync = SyncLoop(
             self.publisher, self.replication, self.uploaders, self.decisions, self.translog,
             self.traffic, clock, cfg.sync_interval_s,
+            processes=self.processes, outbox=self.outbox, metrics=metrics,
+            wake=self._wake_matcher,
         )  # fmt: skip
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = clock.now()
@@ -178,6 +192,7 @@ class Node:
 
     async def start(self, background: bool = True) -> None:
         await self.client.start()
+        await self.processes.start()
         await self.translog.load()
         await self.key_ring.load()
         await translog_hooks.log_roster_once(
@@ -202,6 +217,8 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.client.close()
+        with contextlib.suppress(Exception):  # the database may already be gone
+            await self.processes.close()
         await self.db.close()
 
     def now(self) -> int:

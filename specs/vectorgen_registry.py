@@ -57,10 +57,30 @@ def pull_cases() -> list[dict[str, Any]]:
         "longer-than-asked": [page([11, 12, 13], 13)],
         "page-allowance": [page([11 + 2 * k, 12 + 2 * k], 99) for k in range(6)],
     }
-    return [
+    cases = [
         _case(f"pull-{name}", "replication.pull", {**base, "pages": pages})
         for name, pages in scenarios.items()
     ]
+    # The feed-bytes cap (each entry's payload is one byte): a page that would pass it is
+    # refused whole, so nothing past the cap is stored.
+    capped = {
+        "cap-exactly": (3, 6, [page([11, 12], 13), page([13], 13)]),
+        "cap-passed-on-second-page": (3, 5, [page([11, 12], 13), page([13], 13)]),
+        "cap-passed-on-first-page": (4, 5, [page([11, 12], 13)]),
+    }
+    cases += [
+        _case(
+            f"pull-{name}",
+            "replication.pull",
+            {**base, "stored_bytes": stored, "max_bytes": cap, "pages": pages},
+        )
+        for name, (stored, cap, pages) in capped.items()
+    ]
+    cases += [
+        _case(f"caps-{n}", "replication.caps", {"declared_entries": n})
+        for n in (0, 2_400_000, 5_000_000, 24_000_000)
+    ]
+    return cases
 
 
 def admission_cases() -> list[dict[str, Any]]:

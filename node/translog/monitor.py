@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -27,6 +27,7 @@ from blindmatch.node.clock import Clock
 from blindmatch.node.errors import BlindmatchError
 from blindmatch.node.http_limits import read_limited
 from blindmatch.node.storage.database import Database
+from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.node.storage.migrations import ensure_transparency_tables
 from blindmatch.protocol import transparency as tl
 from blindmatch.protocol.roster import Member
@@ -238,12 +239,11 @@ class LogMonitor:
         )  # fmt: skip
 
     async def record_incident(self, exc: tl.LogError, evidence: Mapping[str, Any]) -> None:
-        await self.db.execute(
-            "INSERT INTO peer_log_incidents (peer_id, code, detail, evidence, detected_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            self.peer.node_id, exc.code, exc.detail[:2000],
-            json.dumps(dict(evidence), sort_keys=True), self.clock.now(),
-        )  # fmt: skip
+        # Every observation is kept (a fork seen twice is evidence twice), up to the per-peer
+        # incident cap: a peer whose log misbehaves on every poll cannot grow the database.
+        await PeerIncidents(self.db).record(
+            self.peer.node_id, exc.code, exc.detail, evidence, self.clock.now(), once=False
+        )
         log.warning("log of %s: %s: %s", self.peer.node_id, exc.code, exc.detail)
 
     @staticmethod
@@ -377,11 +377,13 @@ class FederationLogWatch:
                     out[other] = f"{exc.code}: {getattr(exc, 'detail', exc)} (gossip via {peer_id})"
         return out
 
-    async def run(self, interval_s: float = 300.0) -> None:
-        """Background task: a round every ``interval_s``."""
+    async def run(self, interval_s: float = 300.0, when: Callable[[], bool] = lambda: True) -> None:
+        """Background task: a round every ``interval_s`` in which ``when()`` holds (one of a
+        node's several processes watches: its leader)."""
         while True:
             try:
-                await self.check_all()
+                if when():
+                    await self.check_all()
             except asyncio.CancelledError:
                 raise
             except Exception:
