@@ -35,8 +35,8 @@ PDQ = register(
         vectors=("lsh.json",),
         bank_item=True,
         perceptual=True,
-        threatexchange_name="pdq",
-        threatexchange_indicator="HASH_PDQ",
+        threatexchange_name=SignalType.PDQ.threatexchange_name,
+        threatexchange_indicator=SignalType.PDQ.threatexchange_indicator_type,
         probe_keys=_picture_probe,
     )
 )
