@@ -67,6 +67,7 @@ def test_release_fields_and_log_signal_types_come_from_the_registry() -> None:
         "group",
         "source_cells",
         "frames",
+        "banked_crop",
     }
     release = video.release_for_frame(b"g" * 8, 12, "survivor-submitted", ["ncii"])
     assert schema.check(messages.RELEASE_FIELDS, release) == release

@@ -302,13 +302,23 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _image_hashes(media: bytes) -> list[tuple[str, bytes, int | None]]:
-    """The hashes a picture is banked under: the PDQ of its pixels (what a holder indexes) and
-    its SHA-256."""
+def _banked_crops(media: bytes) -> list[Any]:
+    from blindmatch.node.banks.validation import BankedCrop
+    from blindmatch.node.media.crops import picture_crops
+
+    return [BankedCrop(c.name, c.pdq.hash32, c.pdq.quality) for c in picture_crops(media)]
+
+
+def _image_hashes(media: bytes) -> list[tuple[Any, ...]]:
+    """The hashes a picture is banked under: the PDQ of its pixels (what a holder indexes) with
+    its off-centre crops (indexed as variants of the same item), and its SHA-256."""
     from blindmatch.node.media.hashing import hash_image_bytes
 
     hashes = hash_image_bytes(media)
-    return [("pdq", hashes.pdq.hash32, hashes.pdq.quality), ("sha256", hashes.sha256, None)]
+    return [
+        ("pdq", hashes.pdq.hash32, hashes.pdq.quality, _banked_crops(media)),
+        ("sha256", hashes.sha256, None),
+    ]
 
 
 async def _add(args: argparse.Namespace, banks: Any) -> int:
@@ -374,6 +384,7 @@ async def _add(args: argparse.Namespace, banks: Any) -> int:
                     pdq.hash32,
                     quality=pdq.quality,
                     tiles=tiles,
+                    crops=_banked_crops(media),
                     categories=args.category,
                     expires_at=args.expires_at,
                     source="cli",
@@ -393,7 +404,17 @@ async def _add(args: argparse.Namespace, banks: Any) -> int:
             added += sum(r.created for r in results)
             present += sum(not r.created for r in results)
     print(f"added {added}, already present {present}")
+    if any(signal_type == signal_types.PDQ.name for signal_type, _ in entries):
+        print(HASH_ONLY_NOTE, file=sys.stderr)
     return 0
+
+
+# What a hash-only entry loses against a picture banked from its media (bank add --media), said
+# wherever hashes are banked without the picture.
+HASH_ONLY_NOTE = (
+    "note: pdq hashes banked without their picture have no off-centre crops: a copy cut from"
+    " one corner by 3% or more will not match them (bank the picture with --media to cover it)"
+)
 
 
 async def _remove(args: argparse.Namespace, banks: Any) -> int:
@@ -458,6 +479,8 @@ async def _import(args: argparse.Namespace, banks: Any) -> int:
         print(f"skipped {total} unsupported signal(s): {counts}", file=sys.stderr)
     for problem in report.skipped:
         print(f"  {problem}", file=sys.stderr)
+    if report.added:
+        print(HASH_ONLY_NOTE, file=sys.stderr)
     return 0
 
 
