@@ -127,10 +127,10 @@ def test_bank_add_video_and_export_its_vpdq_signal(tmp_path, capsys) -> None:
     ThreatExchange's vpdq signal string, which imports back as the same video."""
     import subprocess
 
-    from blindmatch.node.media import hashing
     from blindmatch.node.media.ffmpeg import ffmpeg_available
+    from blindmatch.node.signals.vpdq.hasher import vpdq_available
 
-    if not (ffmpeg_available() and hashing.vpdq_available()):
+    if not (ffmpeg_available() and vpdq_available()):
         pytest.skip("needs ffmpeg and vpdq")
     from PIL import Image
 

@@ -161,18 +161,17 @@ def test_the_name_test_scan_sees_nested_modules(tmp_path: Path) -> None:
 # (node/signals/<module>, with its tables in node/storage/signal_tables/<module>.py), its spec
 # section and its vectors (specs/). Nothing else in the package imports its modules or names it:
 # no import, no identifier with its name in it (``VPDQ``, ``VpdqAdapter``, ``hash_vpdq``), no
-# string that is its name, ThreatExchange name, indicator or bucket signal. The two indexes
-# that list every type (the registry's and the adapters' ``__init__``) are the exception.
+# string that is its name, ThreatExchange name, indicator or bucket signal.
+#
+# The base types, ``pdq`` and ``sha256``, are not sealed: the protocol's generic code is built on
+# them (a PDQ hash is the LSH schemes' value, a SHA-256 digest the exact key) and may name them.
 
 # The types that live entirely behind the seam, by their module's name.
 SEALED = {"vpdq": "vpdq"}
-# Modules outside a sealed type's seam that still name it, with why: Meta's vpdq binding.
-FOUNDATIONS = {
-    "vpdq": {
-        "node/media/hashing.py": "Meta's vpdq binding beside the PDQ one (hash_video); "
-        "the vpdq adapter is its only caller in the package",
-    }
-}
+# The registrations, which count as part of each type's registry entry: the registry's
+# ``__init__`` imports each entry module and the adapters' ``__init__`` imports each adapter and
+# lists it: one import of the type's own module and at most one more line naming it, no more.
+# Nothing else outside a type's own modules is exempt.
 INDEXES = {"protocol/signal_types/__init__.py", "node/signals/__init__.py"}
 
 
@@ -277,15 +276,31 @@ def test_a_sealed_signal_type_is_named_only_by_its_own_modules() -> None:
         assert name in signal_types.names()
         for path in files:
             rel = path.relative_to(ROOT).as_posix()
-            if rel.startswith(_owned(module)) or rel in INDEXES:
+            if rel.startswith(_owned(module)):
                 continue
-            if rel in FOUNDATIONS.get(name, {}):
+            source = path.read_text()
+            lines = _namings(source, name, module)
+            if rel in INDEXES and _is_registration(source, lines, module):
                 continue
-            lines = _namings(path.read_text(), name, module)
             if lines:
                 offenders[f"{name}: {rel}"] = lines
     assert offenders == {}
-    # Each foundation exception still names the type (else it should leave the list).
-    for name, exempt in FOUNDATIONS.items():
-        for rel in exempt:
-            assert _namings((ROOT / rel).read_text(), name, SEALED[name]), rel
+
+
+def _is_registration(source: str, lines: list[int], module: str) -> bool:
+    """Whether ``lines`` (an index's lines naming a type) are just its registration: one import
+    from the type's own modules, and at most one more line."""
+    owned = _owned_modules(module)
+    imports = [
+        n.lineno
+        for n in ast.walk(ast.parse(source))
+        if isinstance(n, ast.ImportFrom) and (n.module or "").startswith(owned)
+    ]
+    return len(imports) == 1 and imports[0] in lines and len(lines) <= 2
+
+
+def test_an_index_names_a_type_only_to_register_it() -> None:
+    index = "from blindmatch.node.signals.vpdq import VpdqAdapter\nADAPTERS = (VpdqAdapter(),)\n"
+    assert _is_registration(index, _namings(index, "vpdq", "vpdq"), "vpdq")
+    more = index + "def f(a):\n    return a.entry.name == 'vpdq'\n"
+    assert not _is_registration(more, _namings(more, "vpdq", "vpdq"), "vpdq")
