@@ -160,7 +160,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _signal_type_help() -> str:
-    """'pdq, sha256 (hex), or vpdq: a video as ...': the bank types and how each is given."""
+    """'pdq, sha256 (hex), or <type>: <its value_doc>': the bank types and how each is given."""
     hex_types = [n for n in signal_types.bank_signal_names() if not signals.adapter(n).holds_parts]
     lists = [
         f"{a.entry.name}: {a.value_doc}"
