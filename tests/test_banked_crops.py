@@ -27,6 +27,7 @@ from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node.media import crops as crop_media
 from blindmatch.node.media import hashing
 from blindmatch.node.storage import Database
+from blindmatch.protocol.matching import QueryHash
 
 skimage_data = pytest.importorskip("skimage.data")
 
@@ -202,7 +203,15 @@ async def test_a_corner_cropped_copy_matches_the_item_through_a_banked_crop(
 
     h, w = photo.shape[:2]
     cut = np.ascontiguousarray(photo[round(h * 0.05) :, : w - round(w * 0.05)][:, ::-1])
-    [case] = await _cases(fed, _jpeg(cut, 85), "upload-corner-crop")  # mirrored, 5% off a corner
+    upload = _jpeg(cut, 85)  # mirrored, 5% off a corner
+    # The holder's own matching against its banks meets the crops too: one match, the item's.
+    variants = hashing.hash_image_bytes(upload, query_variants=True).variants
+    queries = [QueryHash(v.pdq.hash32, None, v.name) for v in variants]
+    [(_bank, ref, _band, _variant, release, _allow)] = await holder.node.decisions.local_matches(
+        queries
+    )
+    assert ref == fed.item_ref and release["banked_crop"].startswith("crop/")
+    [case] = await _cases(fed, upload, "upload-corner-crop")
     assert case["item"] == fed.item_ref.hex()  # the picture's item: one case, its reference
     assert case["release"]["banked_crop"].startswith("crop/")
 
