@@ -50,6 +50,7 @@ class VpdqAdapter(SignalAdapter):
     )
     media_option = "--video"
     media_option_help = "hash a video (vPDQ)"
+    hash_doc = "videos (by file suffix, or --video) are vpdq frames and sha256"
 
     def index_keys(self, hash_value: bytes) -> list[bytes]:
         return video.index_keys(hash_value)
