@@ -183,7 +183,7 @@ class Node:
         # naming our successor key promotes it: the rotation's second half (spec 8.4)
         if self.me.voprf_key is not None:
             self.key_ring.roster_names(self.me.voprf_key)
-            await self.key_ring.record_rotation()
+            await self.key_ring.settle()
         self.publisher.roles = self.me.roles
         self.roster = new
         await translog_hooks.log_roster_once(self.translog, self.db, self.state, new, self.now())
