@@ -40,13 +40,13 @@ class NodeKeys:
 def check_roster_pins(me: Member, keys: NodeKeys) -> None:
     """Refuse to run under a roster entry that names other keys than the ones on disk."""
     if me.signing_key != keys.identity.public_key:
-        raise NodeError("not-allowed", "the roster lists another identity key for this node")
+        raise NodeError("the roster lists another identity key for this node", code="not-allowed")
     if me.voprf_key is not None and me.voprf_key != keys.voprf.pk:
-        raise NodeError("not-allowed", "the roster pins another VOPRF key for this node")
+        raise NodeError("the roster pins another VOPRF key for this node", code="not-allowed")
     for name in ("uploader_key", "keeper_key"):  # specs/uploaders.md: pinned like the VOPRF key
         key = getattr(keys, name.removesuffix("_key"))
         if getattr(me, name) is not None and (key is None or getattr(me, name) != key.pk):
-            raise NodeError("not-allowed", f"the roster pins another {name} for this node")
+            raise NodeError(f"the roster pins another {name} for this node", code="not-allowed")
 
 
 def _write_secret(path: Path, data: bytes) -> None:

@@ -65,7 +65,7 @@ class Node:
     ) -> None:
         me = roster.member(cfg.node_id)
         if me is None:
-            raise NodeError("not-allowed", f"{cfg.node_id} is not in the roster")
+            raise NodeError(f"{cfg.node_id} is not in the roster", code="not-allowed")
         check_roster_pins(me, keys)
         self.cfg, self.node_id, self.keys, self.db = cfg, cfg.node_id, keys, db
         self._roster, self.me = roster, me

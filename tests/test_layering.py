@@ -265,3 +265,26 @@ def test_node_errors_share_one_base() -> None:
                 stray.append(f"{name}.{cls.__name__}")
     # The verifiable log's integrity error is the protocol's LogError (the log's own base).
     assert stray == ["blindmatch.node.translog.log.LogIntegrityError"], stray
+
+
+def test_node_errors_are_built_one_way() -> None:
+    """Every node error is built as ``Error(sentence, *, code=..., status_hint=...)``: the
+    sentence is the one positional argument, anything else a class adds is by keyword."""
+    import importlib
+    import inspect
+
+    from blindmatch.node.errors import BlindmatchError
+
+    odd = []
+    for name in sorted(_package_modules()):
+        if not name.startswith("blindmatch.node.") or name.endswith("__main__"):
+            continue
+        module = importlib.import_module(name)
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if cls.__module__ != name or not issubclass(cls, BlindmatchError):
+                continue
+            params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+            positional = [p.name for p in params if p.kind is not p.KEYWORD_ONLY]
+            if positional not in (["message"], ["args", "kwargs"]):
+                odd.append(f"{name}.{cls.__name__}{inspect.signature(cls.__init__)}")
+    assert not odd, odd

@@ -73,7 +73,7 @@ class WebhookSender:
             return
         event = json.loads(body)
         if await earlier_pending(self.db, bytes.fromhex(event["case"]), event["sequence"]):
-            raise NodeError("deferred", "an earlier event for this case is not delivered yet")
+            raise NodeError("an earlier event for this case is not delivered yet", code="deferred")
         session = await self.session()
         headers = {
             "Content-Type": "application/json",
@@ -83,6 +83,6 @@ class WebhookSender:
         try:
             async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                 if resp.status >= 300:
-                    raise NodeError("unreachable", f"webhook answered {resp.status}")
+                    raise NodeError(f"webhook answered {resp.status}", code="unreachable")
         except aiohttp.ClientError as exc:
-            raise NodeError("unreachable", f"webhook: {exc.__class__.__name__}") from exc
+            raise NodeError(f"webhook: {exc.__class__.__name__}", code="unreachable") from exc

@@ -87,7 +87,7 @@ def _read_password(path: str | None) -> str:
     else:
         password = getpass.getpass("Password: ")
         if getpass.getpass("Again: ") != password:
-            raise AccountError("mismatch", "the two passwords differ")
+            raise AccountError("the two passwords differ", code="mismatch")
     return check_password(password)
 
 

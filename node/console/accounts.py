@@ -22,7 +22,7 @@ from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from blindmatch.node.errors import CodedError
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.node.storage.database import Database
 
 ROLES = ("reviewer", "admin", "auditor")
@@ -41,8 +41,8 @@ _MAX_N, _MAX_R, _MAX_P = 2**17, 8, 4
 _MAX_MEM = 128 * _MAX_N * _MAX_R + (1 << 20)
 
 
-class AccountError(CodedError, ValueError):
-    """An account operation refused: ``AccountError(code, sentence)``."""
+class AccountError(BlindmatchError, ValueError):
+    """An account operation refused: ``AccountError(sentence, code=...)``."""
 
 
 @dataclass(frozen=True)
@@ -65,17 +65,18 @@ class Session:
 def check_reviewer_id(reviewer_id: str) -> str:
     if not isinstance(reviewer_id, str) or not _ID.fullmatch(reviewer_id):
         raise AccountError(
-            "bad-id", "a reviewer ID is 1 to 64 letters, digits or . _ @ - (starting alphanumeric)"
+            "a reviewer ID is 1 to 64 letters, digits or . _ @ - (starting alphanumeric)",
+            code="bad-id",
         )
     if reviewer_id.lower() in RESERVED_IDS:
-        raise AccountError("bad-id", f"{reviewer_id} names the system in case histories")
+        raise AccountError(f"{reviewer_id} names the system in case histories", code="bad-id")
     return reviewer_id
 
 
 def check_password(password: str) -> str:
     if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise AccountError(
-            "bad-password", f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+            f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters", code="bad-password"
         )
     return password
 
@@ -146,7 +147,7 @@ class Accounts:
     async def create(self, reviewer_id: str, role: str, password: str) -> Reviewer:
         check_reviewer_id(reviewer_id)
         if role not in ROLES:
-            raise AccountError("bad-role", f"the role is one of {', '.join(ROLES)}")
+            raise AccountError(f"the role is one of {', '.join(ROLES)}", code="bad-role")
         check_password(password)
         stored = await asyncio.to_thread(hash_password, password)
         now = self.now()
@@ -156,7 +157,7 @@ class Accounts:
             reviewer_id, role, stored, now,
         )  # fmt: skip
         if not added:
-            raise AccountError("exists", f"reviewer {reviewer_id} already exists")
+            raise AccountError(f"reviewer {reviewer_id} already exists", code="exists")
         return Reviewer(reviewer_id, role, False, now)
 
     async def set_password(self, reviewer_id: str, password: str) -> None:
@@ -167,7 +168,7 @@ class Accounts:
                 "UPDATE reviewers SET password_hash = ? WHERE reviewer_id = ?", stored, reviewer_id
             )
             if not changed:
-                raise AccountError("unknown", f"no reviewer {reviewer_id}")
+                raise AccountError(f"no reviewer {reviewer_id}", code="unknown")
             await self.db.execute(
                 "DELETE FROM reviewer_sessions WHERE reviewer_id = ?", reviewer_id
             )
@@ -180,7 +181,7 @@ class Accounts:
                 1 if disabled else 0, reviewer_id,
             )  # fmt: skip
             if not changed:
-                raise AccountError("unknown", f"no reviewer {reviewer_id}")
+                raise AccountError(f"no reviewer {reviewer_id}", code="unknown")
             if disabled:
                 await self.db.execute(
                     "DELETE FROM reviewer_sessions WHERE reviewer_id = ?", reviewer_id
@@ -246,7 +247,7 @@ class Accounts:
             "SELECT role FROM reviewers WHERE reviewer_id = ? AND disabled = 0", reviewer_id
         )
         if row is None:
-            raise AccountError("unknown", f"no enabled reviewer {reviewer_id}")
+            raise AccountError(f"no enabled reviewer {reviewer_id}", code="unknown")
         async with self.db.transaction():
             await self.db.execute("DELETE FROM reviewer_sessions WHERE expires_at <= ?", now)
             await self.db.execute(

@@ -94,7 +94,7 @@ class Admission:
             if pending is not None and not await self.nonces.remember(
                 pending.sender, pending.nonce, pending.expires_at, now
             ):
-                raise NodeError("replayed", "this message was already received")
+                raise NodeError("this message was already received", code="replayed")
             # A refused charge undoes itself; the nonce is used up regardless.
             charged = await self.budgets.charge_in_transaction(
                 f"{peer.node_id}/{what}", n, now, limits
@@ -125,8 +125,8 @@ class Admission:
             self._exhausted[(peer.node_id, what)] = now + retry // 1000
             self.metrics.inc("budget_refusals_total", labels={"peer": peer.node_id, "what": what})
             raise NodeError(
-                "budget-exhausted",
                 decision.message or f"{what} budget for {peer.node_id} is used up for this window",
+                code="budget-exhausted",
                 retry_after_ms=retry,
             )
         self.metrics.inc(f"peer_{what}_total", n, labels={"peer": peer.node_id})
@@ -143,13 +143,15 @@ class Admission:
             if now < until:
                 self.metrics.inc("early_refusals_total", labels={"peer": peer.node_id})
                 raise NodeError(
-                    "budget-exhausted", f"{why} for {peer.node_id}", (until - now) * 1000
+                    f"{why} for {peer.node_id}",
+                    code="budget-exhausted",
+                    retry_after_ms=(until - now) * 1000,
                 )
 
     def known_bad(self, digest: bytes) -> NodeError | None:
         """The refusal of a threshold query already found to carry a bad proof."""
         detail = self._bad_queries.get(digest)
-        return None if detail is None else NodeError("bad-proof", detail)
+        return None if detail is None else NodeError(detail, code="bad-proof")
 
     async def bad_proof(self, peer: Member, digest: bytes, detail: str) -> NodeError:
         """A threshold query whose proofs fail: remembered, so the same bytes are refused
@@ -170,4 +172,4 @@ class Admission:
             {"what": "threshold.query", "penalty_s": seconds},
             now,
         )
-        return NodeError("bad-proof", detail)
+        return NodeError(detail, code="bad-proof")

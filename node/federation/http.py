@@ -116,7 +116,7 @@ REPLAYED = "this message was already received"
 async def handle(node: Node, request: web.Request) -> web.Response:
     data = await read_limited(request.content, MAX_REQUEST_BYTES)
     if len(data) > MAX_REQUEST_BYTES:
-        return _error(node, NodeError("bad-envelope", "request larger than 1 MiB"), None)
+        return _error(node, NodeError("request larger than 1 MiB", code="bad-envelope"), None)
     try:
         env = envelope.open_envelope(
             data,
@@ -131,11 +131,13 @@ async def handle(node: Node, request: web.Request) -> web.Response:
     peer = node.roster.member(env.sender)
     assert peer is not None  # open_envelope found its key
     if env.sender == node.node_id:
-        return _error(node, NodeError("not-allowed", "a node does not talk to itself"), env.nonce)
+        return _error(
+            node, NodeError("a node does not talk to itself", code="not-allowed"), env.nonce
+        )
     admission, responder = node.admission, node.responder
     pending = admission.pending(env.sender, env.nonce)
     if env.type not in CHARGED_TYPES and not await admission.record(pending):
-        return _error(node, NodeError("replayed", REPLAYED), env.nonce)
+        return _error(node, NodeError(REPLAYED, code="replayed"), env.nonce)
     handlers = {
         "oprf.evaluate": responder.evaluate,
         "threshold.query": responder.threshold,
@@ -152,15 +154,15 @@ async def handle(node: Node, request: web.Request) -> web.Response:
         # A request refused before its charge still uses up its nonce, and a replay of it is
         # answered as a replay, as if the nonce had been checked first.
         if not await admission.record(pending):
-            return _error(node, NodeError("replayed", REPLAYED), env.nonce)
+            return _error(node, NodeError(REPLAYED, code="replayed"), env.nonce)
         return _error(node, exc, env.nonce)
     except Exception:
         log.exception("handler for %s failed", env.type)
         await admission.record(pending)
-        failed = NodeError("internal", "the node failed to handle this message")
+        failed = NodeError("the node failed to handle this message", code="internal")
         return _error(node, failed, env.nonce)
     if not await admission.record(pending):
-        return _error(node, NodeError("replayed", REPLAYED), env.nonce)
+        return _error(node, NodeError(REPLAYED, code="replayed"), env.nonce)
     reply_type = REPLY_TYPES[env.type]
     reply, _ = node.client.seal(reply_type, {**body, "re": env.nonce})
     node.metrics.inc("requests_answered_total", labels={"type": env.type})

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 
-from blindmatch.node.errors import CodedError
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage.database import Database
 
@@ -27,7 +27,7 @@ MAX_REASON_CHARS = 500
 ENDED = ("complete", "dead-lettered", "cancelled")
 
 
-class JobStateError(CodedError):
+class JobStateError(BlindmatchError):
     """An operator action the job's state does not allow (code: conflict or unknown-item)."""
 
     _code_in_str = True
@@ -100,7 +100,7 @@ class JobLedger:
         async with self._db.transaction():
             state = await self._state(job_ref)
             if state != "running":
-                raise JobStateError("conflict", f"the job has ended ({state})")
+                raise JobStateError(f"the job has ended ({state})", code="conflict")
             peers = [
                 r["peer_id"]
                 for r in await self._db.fetch_all(
@@ -136,7 +136,7 @@ class JobLedger:
             state = await self._state(job_ref)
             if state not in ("dead-lettered", "cancelled"):
                 raise JobStateError(
-                    "conflict", f"only an ended, incomplete job is retried ({state})"
+                    f"only an ended, incomplete job is retried ({state})", code="conflict"
                 )
             peers = [
                 r["peer_id"]
@@ -179,5 +179,5 @@ class JobLedger:
             "SELECT state FROM match_jobs WHERE job_ref = ?", job_ref
         )
         if state is None:
-            raise JobStateError("unknown-item", "no such job")
+            raise JobStateError("no such job", code="unknown-item")
         return str(state)

@@ -149,7 +149,7 @@ class Replicator:
             try:
                 page = pull.receive(reply.body)
             except replication.ReplicationError as exc:
-                raise PeerError(exc.code, exc.message) from exc
+                raise PeerError(exc.message, code=exc.code) from exc
             if not page.entries:
                 break
             entries = [

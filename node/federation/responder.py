@@ -76,7 +76,7 @@ class PeerResponder:
     ) -> dict[str, Any]:
         key_id = body["key_id"]
         if key_id != self.keys.voprf_key_id:
-            raise NodeError("not-allowed", "unknown or retired VOPRF key id")
+            raise NodeError("unknown or retired VOPRF key id", code="not-allowed")
         self.admission.refuse_early(peer, "evaluations")
         n = len(body["elements"])
         # Counted against the key's lifetime first (refused whole past its cap, spec 8.2),
@@ -106,7 +106,7 @@ class PeerResponder:
                 matching.answer_evaluate, self.keys.voprf, self.keys.voprf_key_id, body
             )
         except matching.ExchangeError as exc:
-            raise NodeError(exc.code, str(exc)) from exc
+            raise NodeError(str(exc), code=exc.code) from exc
 
     async def _count_evaluations(self, key_id: bytes, n: int) -> int:
         """Count ``n`` evaluations under a key, durably, refusing (whole, nothing counted) any
@@ -127,7 +127,7 @@ class PeerResponder:
                 total = self.key_lifetime.admit(used, n)
             except KeyExhausted as exc:
                 self.metrics.inc("voprf_key_cap_refusals_total")
-                raise NodeError("not-allowed", str(exc)) from exc
+                raise NodeError(str(exc), code="not-allowed") from exc
             await self.db.execute(
                 "UPDATE voprf_key_usage SET evaluations = ? WHERE key_id = ?", total, key_id
             )
@@ -232,7 +232,7 @@ class PeerResponder:
         try:
             seq = await self.decisions.accept_feedback(peer.node_id, body["record"])
         except DecisionError as exc:
-            raise NodeError(exc.code, exc.detail) from exc
+            raise NodeError(exc.detail, code=exc.code) from exc
         return {"seq": seq}
 
     async def feed_pull(
@@ -244,7 +244,7 @@ class PeerResponder:
             and self.uploaders.may_pull(peer)
         )
         if body["feed"] not in FEEDS and not uploaders_feed:
-            raise NodeError("not-allowed", f"no feed named {body['feed']} for {peer.node_id}")
+            raise NodeError(f"no feed named {body['feed']} for {peer.node_id}", code="not-allowed")
         entries = await self.feeds.read(body["feed"], body["after"], body["limit"])
         head = await self.feeds.head(body["feed"])
         # A page stops at a byte budget (always at least one entry), so a backlog of large

@@ -56,6 +56,8 @@ REQUEST_TYPES = tuple(up.REPLY_TYPES)
 class UploaderSignalError(NodeError):
     """A refusal of an uploader-signal request, reported to the peer like any other."""
 
+    code = "not-allowed"  # its usual refusal; others name theirs
+
 
 @dataclass(frozen=True)
 class Change:
@@ -113,9 +115,7 @@ class UploaderSignals:
 
     def _require(self, peer: Member, *caps: str) -> None:
         if not any(c in peer.capabilities for c in caps):
-            raise UploaderSignalError(
-                "not-allowed", f"{peer.node_id} has no {' or '.join(caps)} capability"
-            )
+            raise UploaderSignalError(f"{peer.node_id} has no {' or '.join(caps)} capability")
 
     async def _charge(self, peer: Member, key: str, n: int, per_day: int) -> None:
         now = self.now()
@@ -127,8 +127,8 @@ class UploaderSignals:
                 "budget_refusals_total", labels={"peer": peer.node_id, "what": "uploader"}
             )
             raise UploaderSignalError(
-                "budget-exhausted",
                 f"uploader-signal budget for {peer.node_id} is used up today",
+                code="budget-exhausted",
                 retry_after_ms=(86_400 - now % 86_400) * 1000,
             )
 
@@ -173,20 +173,22 @@ class UploaderSignals:
     ) -> dict[str, Any]:
         key = self.keys.uploader
         if key is None or body["key_id"] != voprf_key_id(key.pk):
-            raise UploaderSignalError("not-allowed", "no uploader key with that id here")
+            raise UploaderSignalError("no uploader key with that id here")
         self._require(peer, up.CAP_READ, up.CAP_PUBLISH)
         picture = await self._picture_of_own_item(body["item"])
         if picture is None:
-            raise UploaderSignalError("unknown-item", "no such live item here")
+            raise UploaderSignalError("no such live item here", code="unknown-item")
         if picture != body["picture"]:
-            raise UploaderSignalError("bad-body", "picture is not the item's picture reference")
+            raise UploaderSignalError(
+                "picture is not the item's picture reference", code="bad-body"
+            )
         seen = await self.db.fetch_value(
             "SELECT at FROM uploader_candidates WHERE peer_id = ? AND item_ref = ?",
             peer.node_id, body["item"],
         )  # fmt: skip
         if seen is None or int(seen) < self.now() - up.CANDIDATE_WINDOW_MS // 1000:
             raise UploaderSignalError(
-                "not-allowed", "uploaders are looked up only for a recent candidate of the item"
+                "uploaders are looked up only for a recent candidate of the item",
             )
         n = len(body["elements"])
         await self._charge(
@@ -201,7 +203,7 @@ class UploaderSignals:
                 key, self.node_id, picture, list(body["elements"])
             )
         except up.UploaderError as exc:
-            raise UploaderSignalError("bad-body", str(exc)) from exc
+            raise UploaderSignalError(str(exc), code="bad-body") from exc
         await self._count(peer.node_id, "uploader-holder", "received", n)
         return {"key_id": body["key_id"], "elements": evaluated, "proof": proof}
 
@@ -212,7 +214,7 @@ class UploaderSignals:
     ) -> dict[str, Any]:
         key = self.keys.keeper
         if key is None or body["key_id"] != voprf_key_id(key.pk):
-            raise UploaderSignalError("not-allowed", "this node keeps no uploader signals")
+            raise UploaderSignalError("this node keeps no uploader signals")
         self._require(peer, up.CAP_READ, up.CAP_PUBLISH)
         n = len(body["elements"])
         await self._charge(
@@ -225,7 +227,7 @@ class UploaderSignals:
     def _keeper_key_id(self) -> bytes:
         key = self.keys.keeper
         if key is None:
-            raise UploaderSignalError("not-allowed", "this node keeps no uploader signals")
+            raise UploaderSignalError("this node keeps no uploader signals")
         return voprf_key_id(key.pk)
 
     async def _confirm_ok(self, peer: Member, body: dict[str, Any]) -> bool:
@@ -250,17 +252,17 @@ class UploaderSignals:
         key_id = self._keeper_key_id()
         self._require(peer, up.CAP_PUBLISH)
         if body["key_id"] != key_id:
-            raise UploaderSignalError("not-allowed", "tags under another keeper key")
+            raise UploaderSignalError("tags under another keeper key")
         known = await self.db.fetch_one(
             "SELECT origin FROM uploader_publications WHERE publication = ?", body["publication"]
         )
         if known is not None:
             if known["origin"] != peer.node_id:
-                raise UploaderSignalError("not-allowed", "another member's publication id")
+                raise UploaderSignalError("another member's publication id")
             return {"publication": body["publication"], "seq": await self.feeds.head(FEED)}
         holder = self.roster.member(body["holder"])
         if holder is None or holder.uploader_key is None:
-            raise UploaderSignalError("not-allowed", "the item's holder keeps no uploader key")
+            raise UploaderSignalError("the item's holder keeps no uploader key")
         if not await self._confirm_ok(peer, body):
             from blindmatch.node.federation.peer_client import PeerError
 
@@ -270,20 +272,20 @@ class UploaderSignals:
                 log.info("could not pull %s's feedback feed: %s", holder.node_id, exc.code)
             if not await self._confirm_ok(peer, body):
                 raise UploaderSignalError(
-                    "not-allowed", "no recent confirm record by the publisher about this item"
+                    "no recent confirm record by the publisher about this item"
                 )
         now_ms = self.now() * 1000
         try:
             expires = up.expiry_for(body.get("expires_ms"), now_ms)
         except up.UploaderError as exc:
-            raise UploaderSignalError("bad-body", str(exc)) from exc
+            raise UploaderSignalError(str(exc), code="bad-body") from exc
         tags = sorted(set(body["tags"]))
         async with self.db.transaction():
             used = await self.db.fetch_value(
                 "SELECT COUNT(*) FROM uploader_publications WHERE confirm = ?", body["confirm"]
             )
             if used:
-                raise UploaderSignalError("not-allowed", "that confirm record backs a publication")
+                raise UploaderSignalError("that confirm record backs a publication")
             live = await self._live_tags(now_ms)
             await self.db.execute(
                 "INSERT INTO uploader_publications (publication, origin, holder, item_ref,"
@@ -342,9 +344,9 @@ class UploaderSignals:
             "SELECT * FROM uploader_publications WHERE publication = ?", body["publication"]
         )
         if row is None:
-            raise UploaderSignalError("unknown-item", "no such publication")
+            raise UploaderSignalError("no such publication", code="unknown-item")
         if row["origin"] != peer.node_id:
-            raise UploaderSignalError("not-allowed", "only its publisher withdraws a publication")
+            raise UploaderSignalError("only its publisher withdraws a publication")
         if row["withdrawn_at"] is None:
             async with self.db.transaction():
                 await self._take_down(row, self.now() * 1000, "withdraw")
@@ -465,7 +467,7 @@ class UploaderSignals:
             entries = body["entries"]
             seqs = [e["seq"] for e in entries]
             if body["feed"] != FEED or seqs != sorted(set(seqs)) or (seqs and seqs[0] <= cursor):
-                raise UploaderSignalError("bad-body", "uploaders feed page out of order")
+                raise UploaderSignalError("uploaders feed page out of order", code="bad-body")
             if not entries:
                 break
             from blindmatch.node.storage.feeds import FeedEntry
@@ -569,7 +571,7 @@ class UploaderSignals:
         """Outbox delivery of a publish or withdraw message to the keeper."""
         keeper = self.roster.member(peer_id)
         if keeper is None:
-            raise UploaderSignalError("not-allowed", f"{peer_id} is no longer in the roster")
+            raise UploaderSignalError(f"{peer_id} is no longer in the roster")
         message = "uploader.publish" if kind == PUBLISH_KIND else "uploader.withdraw"
         await self.client.call(keeper, message, _unpack(payload))
 

@@ -75,9 +75,9 @@ def _size(path: Path) -> tuple[int, int]:
         ).stdout
         width, height = (int(x) for x in out.strip().split(",")[:2])
     except (subprocess.SubprocessError, ValueError, OSError):
-        raise MediaError("corrupt", "cannot read the video's frame size") from None
+        raise MediaError("cannot read the video's frame size", code="corrupt") from None
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
-        raise MediaError("too_large", f"frames larger than {MAX_SIDE} pixels a side")
+        raise MediaError(f"frames larger than {MAX_SIDE} pixels a side", code="too_large")
     return width, height
 
 
@@ -87,7 +87,7 @@ def frame_float_vectors(
     """PDQ float vectors of the given frames (by frame number), and how many disagreed with the
     frame's hash (those are left out)."""
     if not ffmpeg_available():
-        raise MediaError("video_unsupported", "video queries need the ffmpeg and ffprobe CLIs")
+        raise MediaError("video queries need the ffmpeg and ffprobe CLIs", code="video_unsupported")
     p = Path(path)
     width, height = _size(p)
     wanted = {f.frame_number: f for f in frames}
@@ -172,5 +172,5 @@ def video_query_hashes(data: bytes) -> list[QueryHash]:
         path.write_bytes(data)
         queries = hash_video_for_query(path).query_hashes()
     if not queries:
-        raise MediaError("low_quality", "no frame of the video is textured enough to match")
+        raise MediaError("no frame of the video is textured enough to match", code="low_quality")
     return queries

@@ -44,7 +44,7 @@ class LogFetchError(BlindmatchError):
 
     code = "log-unreachable"
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 
@@ -117,7 +117,8 @@ class LogClient:
                     message = body.get("message") if isinstance(body, dict) else None
                     code = body.get("error") if isinstance(body, dict) else None
                     raise LogFetchError(
-                        f"GET {url}: HTTP {response.status} {code}: {message}", response.status
+                        f"GET {url}: HTTP {response.status} {code}: {message}",
+                        status=response.status,
                     )
                 return body
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
