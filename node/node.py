@@ -45,8 +45,10 @@ from blindmatch.node.storage import (
 from blindmatch.node.storage.banks import BankStore
 from blindmatch.node.storage.cases import CaseStore
 from blindmatch.node.storage.incidents import PeerIncidents
+from blindmatch.node.storage.job_ledger import JobLedgerStore
 from blindmatch.node.storage.match_jobs import MatchJobStore
 from blindmatch.node.storage.published_index import PublishedIndexStore
+from blindmatch.node.storage.translog import TranslogStore
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol.lsh import SCHEMES
@@ -80,11 +82,12 @@ class Node:
         self.state = NodeState(db)
         self.job_store = MatchJobStore(db)
         published = PublishedIndexStore(db)
-        self.traffic = translog_hooks.TrafficCounts(db)
-        self.translog = TransparencyLog(db, cfg.node_id, keys.identity, clock)
+        logs = TranslogStore(db)
+        self.traffic = translog_hooks.TrafficCounts(logs)
+        self.translog = TransparencyLog(logs, cfg.node_id, keys.identity, clock)
         # Services, each handed what it works with.
         self.metrics = metrics = Metrics()
-        self.jobs = JobLedger(db, metrics)
+        self.jobs = JobLedger(JobLedgerStore(db), metrics)
         self.client = PeerClient(cfg.node_id, keys.identity, clock, metrics, cfg.tls_ca)
         self.uploaders = UploaderSignals(
             db, node_id=cfg.node_id, roster=lambda: self.roster, keys=keys, feeds=self.feeds,
@@ -123,7 +126,7 @@ class Node:
             self._wake_matcher,
         )  # fmt: skip
         webhooks = WebhookSender(
-            db, lambda: (self.decisions.webhook_url, self.decisions.webhook_secret),
+            self.outbox, lambda: (self.decisions.webhook_url, self.decisions.webhook_secret),
             self.client.http_session,
         )  # fmt: skip
         self.delivery = OutboxWorker(

@@ -14,6 +14,7 @@ from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import Database, IntegrityError
 from blindmatch.node.storage.banks import BankStore, NewItem
 from blindmatch.node.storage.cases import CaseStore
+from blindmatch.node.storage.job_ledger import JobLedgerStore
 from blindmatch.node.storage.match_jobs import MatchJobStore, MatchResult
 from blindmatch.node.storage.published_index import PublishedIndexStore
 from blindmatch.protocol.matching import QueryHash
@@ -103,7 +104,7 @@ async def test_match_jobs_count_each_peer_once_and_keep_their_queries(
     db: Database, clock: FixedClock
 ) -> None:
     now = clock.now()
-    jobs, ledger = MatchJobStore(db), JobLedger(db, Metrics())
+    jobs, ledger = MatchJobStore(db), JobLedger(JobLedgerStore(db), Metrics())
     job = os.urandom(16)
     queries = [QueryHash(os.urandom(32), None, "identity"), QueryHash(os.urandom(32), None, "c0")]
     async with db.transaction():

@@ -36,6 +36,7 @@ from blindmatch.node.media.video import looks_like_video, video_query_hashes
 from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from blindmatch.node.storage.database import StorageError
 from blindmatch.node.storage.incidents import PeerIncidents
+from blindmatch.node.storage.uploads import UploadStore
 from blindmatch.protocol import signal_types
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.signals import HashFormatError, check_float_vector
@@ -352,7 +353,7 @@ def build_api(
         seconds = _wait(request)  # every parameter is checked before the job exists
         content_ref = _content_ref(request)
         if upload is not None and content_ref is not None:
-            await ContextStore(node.db).save(content_ref, upload, node.now())
+            await ContextStore(UploadStore(node.db)).save(content_ref, upload, node.now())
         job = await node.querier.submit(queries, source=source, content_ref=content_ref)
         if seconds is not None:
             st = await node.querier.wait_for_job(job, timeout=seconds)
@@ -402,12 +403,9 @@ def build_api(
         content_ref = _content_ref(request)
         if content_ref is not None:
             # Kept for reviewers only (shown blurred), replaced if the platform resubmits.
-            await node.db.execute(
-                "INSERT INTO case_media (content_ref, media, content_type, stored_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (content_ref) DO UPDATE SET"
-                " media = excluded.media, stored_at = excluded.stored_at",
-                content_ref, data, "application/octet-stream", node.now(),
-            )  # fmt: skip
+            await UploadStore(node.db).put_media(
+                content_ref, data, "application/octet-stream", node.now()
+            )
         return await _submit(request, queries, "api:media", upload)
 
     @routes.get("/api/v1/content/{content_ref}/cases", allow_head=False)

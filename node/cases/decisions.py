@@ -41,6 +41,7 @@ from blindmatch.node.storage import Database, FeedLog, Outbox
 from blindmatch.node.storage.banks import BankStore
 from blindmatch.node.storage.cases import Case, CaseStore
 from blindmatch.node.storage.match_jobs import MatchJobStore
+from blindmatch.node.storage.uploads import UploadStore
 from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol import signal_types
@@ -104,7 +105,7 @@ class DecisionService:
         self.webhook_secret = webhook_secret or b""
         self.case_log = CaseLog(cases, translog)
         self.uploaders = uploaders
-        self.contexts = ContextStore(db)
+        self.contexts = ContextStore(UploadStore(db))
         self._local_cache: tuple[tuple[Any, ...], dict[str, Any] | None] | None = None
 
     # --- cases ------------------------------------------------------------------------------
