@@ -4,13 +4,18 @@ federation keeper's VOPRF ``keeper.key``.
 
 Files are created with mode 0600 in a 0700 directory and never logged; a key file that is
 readable by others is refused, as ssh does.
+
+A VOPRF key has a lifetime (spec 8.2, 8.4): near its cap the node makes a successor
+(``voprf.next.key``/``.seed``) and publishes its index under it; once the roster names the
+successor it becomes ``voprf.key`` and the old key ``voprf.retired.key``, answered during the
+overlap window and then erased.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from blindmatch.crypto import oprf, signing, sodium
@@ -28,10 +33,21 @@ class NodeKeys:
     voprf: oprf.ServerKey
     uploader: oprf.ServerKey | None = None  # stage 1 of uploader signals, for our pictures
     keeper: oprf.ServerKey | None = None  # stage 2, only on the federation's keeper
+    successor: oprf.ServerKey | None = None  # made near the cap, not yet named by the roster
+    retired: oprf.ServerKey | None = None  # replaced in the roster, answered in the overlap
 
     @property
     def voprf_key_id(self) -> bytes:
         return voprf_key_id(self.voprf.pk)
+
+    def roster_voprf_keys(self) -> set[bytes]:
+        """The public keys a roster may name as ours: the current key, or the successor."""
+        return {k.pk for k in (self.voprf, self.successor) if k is not None}
+
+    def voprf_keys(self) -> dict[bytes, oprf.ServerKey]:
+        """Every VOPRF key this node holds, by key id (current, successor, retired)."""
+        keys = [k for k in (self.voprf, self.successor, self.retired) if k is not None]
+        return {voprf_key_id(k.pk): k for k in keys}
 
     def __repr__(self) -> str:
         return f"NodeKeys(identity={self.identity!r}, voprf={self.voprf!r})"
@@ -41,7 +57,8 @@ def check_roster_pins(me: Member, keys: NodeKeys) -> None:
     """Refuse to run under a roster entry that names other keys than the ones on disk."""
     if me.signing_key != keys.identity.public_key:
         raise NodeError("the roster lists another identity key for this node", code="not-allowed")
-    if me.voprf_key is not None and me.voprf_key != keys.voprf.pk:
+    # our successor key may be named (a rotation, spec 8.4): the node then promotes it
+    if me.voprf_key is not None and me.voprf_key not in keys.roster_voprf_keys():
         raise NodeError("the roster pins another VOPRF key for this node", code="not-allowed")
     for name in ("uploader_key", "keeper_key"):  # specs/uploaders.md: pinned like the VOPRF key
         key = getattr(keys, name.removesuffix("_key"))
@@ -100,24 +117,99 @@ def _optional_scalar_key(path: Path) -> oprf.ServerKey | None:
     return oprf.ServerKey(sk, sodium.scalarmult_base(sk))
 
 
-def load(keys_dir: Path) -> NodeKeys:
-    try:
-        seed = _read_secret(keys_dir / "identity.key", 32)
-        sk = _read_secret(keys_dir / "voprf.key", 32)
-    except FileNotFoundError as exc:
-        raise KeyFileError(f"missing key file {exc.filename} (run 'blindmatch init')") from exc
+def _voprf_pair(keys_dir: Path, stem: str) -> oprf.ServerKey:
+    """``{stem}.key`` (the scalar) and, if present, ``{stem}.seed`` that derives it."""
+    sk = _read_secret(keys_dir / f"{stem}.key", 32)
     if not sodium.is_canonical_scalar(sk) or sk == bytes(32):
-        raise KeyFileError("voprf.key is not a valid scalar")
-    voprf = oprf.ServerKey(sk, sodium.scalarmult_base(sk))
-    seed_file = keys_dir / "voprf.seed"
+        raise KeyFileError(f"{stem}.key is not a valid scalar")
+    key = oprf.ServerKey(sk, sodium.scalarmult_base(sk))
+    seed_file = keys_dir / f"{stem}.seed"
     if seed_file.exists():  # keys made before voprf.seed existed have the scalar alone
         derived = oprf.derive_key_pair(_read_secret(seed_file, 32), VOPRF_KEY_INFO, oprf.Mode.VOPRF)
         if derived.sk != sk:
-            raise KeyFileError("voprf.seed does not derive voprf.key; restore the pair")
-        voprf = derived
+            raise KeyFileError(f"{stem}.seed does not derive {stem}.key; restore the pair")
+        key = derived
+    return key
+
+
+def _finish_promotion(keys_dir: Path) -> None:
+    """A promotion cut short (a crash between its renames) is completed: the current key was
+    moved to retired, the successor not yet to current."""
+    if (keys_dir / "voprf.key").exists() or not (keys_dir / "voprf.next.key").exists():
+        return
+    if (keys_dir / "voprf.retired.key").exists() and not (keys_dir / "voprf.retired.seed").exists():
+        _move_pair(keys_dir, "voprf", "voprf.retired")  # the old seed, if it stayed behind
+    _move_pair(keys_dir, "voprf.next", "voprf")
+
+
+def load(keys_dir: Path) -> NodeKeys:
+    _finish_promotion(keys_dir)
+    try:
+        seed = _read_secret(keys_dir / "identity.key", 32)
+        voprf = _voprf_pair(keys_dir, "voprf")
+    except FileNotFoundError as exc:
+        raise KeyFileError(f"missing key file {exc.filename} (run 'blindmatch init')") from exc
+    optional = {
+        name: _voprf_pair(keys_dir, stem) if (keys_dir / f"{stem}.key").exists() else None
+        for name, stem in (("successor", "voprf.next"), ("retired", "voprf.retired"))
+    }
     return NodeKeys(
         signing.SigningKey(seed),
         voprf,
         uploader=_optional_scalar_key(keys_dir / "uploader.key"),
         keeper=_optional_scalar_key(keys_dir / "keeper.key"),
+        **optional,
     )
+
+
+# --- rotation (spec 8.4) -------------------------------------------------------------------
+
+
+def make_successor(keys_dir: Path, keys: NodeKeys) -> NodeKeys:
+    """A new VOPRF key stored as ``voprf.next.key`` (the node publishes its index under it;
+    governance puts its public key in the roster). Idempotent."""
+    if keys.successor is not None:
+        return keys
+    seed = os.urandom(32)
+    successor = oprf.derive_key_pair(seed, VOPRF_KEY_INFO, oprf.Mode.VOPRF)
+    # the seed first: a crash between the two leaves no .key, so no half successor is loaded
+    _write_secret(keys_dir / "voprf.next.seed", seed)
+    _write_secret(keys_dir / "voprf.next.key", successor.sk)
+    return replace(keys, successor=successor)
+
+
+def _move_pair(keys_dir: Path, src: str, dst: str) -> None:
+    # the scalar first: :func:`_finish_promotion` recognises a move cut short by it
+    for ext in (".key", ".seed"):
+        if (keys_dir / f"{src}{ext}").exists():
+            os.replace(keys_dir / f"{src}{ext}", keys_dir / f"{dst}{ext}")
+
+
+def _erase_pair(keys_dir: Path, stem: str) -> None:
+    """Overwrite, then unlink (best effort against the file's blocks lingering)."""
+    for ext in (".key", ".seed"):
+        path = keys_dir / f"{stem}{ext}"
+        if path.exists():
+            size = path.stat().st_size
+            with open(path, "r+b") as f:
+                f.write(bytes(size))
+                f.flush()
+                os.fsync(f.fileno())
+            path.unlink()
+
+
+def promote_successor(keys_dir: Path, keys: NodeKeys) -> NodeKeys:
+    """The roster names the successor: it becomes the key and the key the retired one (a
+    retired key of an earlier rotation still here is erased first)."""
+    if keys.successor is None:
+        raise KeyFileError("no successor VOPRF key to promote")
+    _erase_pair(keys_dir, "voprf.retired")
+    _move_pair(keys_dir, "voprf", "voprf.retired")
+    _move_pair(keys_dir, "voprf.next", "voprf")
+    return replace(keys, voprf=keys.successor, successor=None, retired=keys.voprf)
+
+
+def erase_retired(keys_dir: Path, keys: NodeKeys) -> NodeKeys:
+    """After the overlap window: the retired key's secret is erased (spec 8.4)."""
+    _erase_pair(keys_dir, "voprf.retired")
+    return replace(keys, retired=None)

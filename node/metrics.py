@@ -43,6 +43,17 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("peer", "code"),
         "requests to a peer that failed (unreachable, refused, bad reply)",
     ),
+    "peer_caps_exceeded_total": (
+        "counter",
+        ("peer", "cap"),
+        "holders cut off for passing a cap set from their declared index size (entries,"
+        " feed-bytes)",
+    ),
+    "peer_incidents_dropped_total": (
+        "counter",
+        ("peer",),
+        "incidents about a peer counted but not stored: the peer used up its incident rows",
+    ),
     "queue_depth": (
         "gauge",
         ("queue", "state"),

@@ -22,6 +22,7 @@ from blindmatch.node.delivery import OutboxWorker
 from blindmatch.node.errors import NodeError
 from blindmatch.node.federation.admission import Admission
 from blindmatch.node.federation.job_ledger import JobLedger
+from blindmatch.node.federation.key_ring import VoprfKeyRing
 from blindmatch.node.federation.peer_client import PeerClient
 from blindmatch.node.federation.publisher import IndexPublisher
 from blindmatch.node.federation.querier import Querier
@@ -32,22 +33,15 @@ from blindmatch.node.federation.sync_loop import SyncLoop
 from blindmatch.node.federation.uploader_signals import UploaderSignals
 from blindmatch.node.keys import NodeKeys, check_roster_pins
 from blindmatch.node.metrics import Metrics
-from blindmatch.node.storage import (
-    BudgetLedger,
-    Database,
-    FeedLog,
-    NodeState,
-    NonceStore,
-    Outbox,
-    ReplicaStore,
-    RetryPolicy,
-)
+from blindmatch.node.storage import BudgetLedger, Database, FeedLog, NodeState, NonceStore
 from blindmatch.node.storage.banks import BankStore
 from blindmatch.node.storage.cases import CaseStore
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.node.storage.job_ledger import JobLedgerStore
 from blindmatch.node.storage.match_jobs import MatchJobStore
+from blindmatch.node.storage.outbox import Outbox, RetryPolicy
 from blindmatch.node.storage.published_index import PublishedIndexStore
+from blindmatch.node.storage.replicas import ReplicaStore
 from blindmatch.node.storage.translog import TranslogStore
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
@@ -69,24 +63,28 @@ class Node:
         if me is None:
             raise NodeError(f"{cfg.node_id} is not in the roster", code="not-allowed")
         check_roster_pins(me, keys)
-        self.cfg, self.node_id, self.keys, self.db = cfg, cfg.node_id, keys, db
+        self.cfg, self.node_id, self.db = cfg, cfg.node_id, db
         self._roster, self.me = roster, me
         self.clock = clock = clock or SystemClock()
         self.rng = rng or random.SystemRandom()
         self.scheme = SCHEMES[cfg.lsh_scheme]
-        self.feeds = FeedLog(db)
-        self.replicas = ReplicaStore(db)
+        self.feeds, self.replicas = FeedLog(db), ReplicaStore(db)
         self.outbox = Outbox(db, RetryPolicy(base_delay=2, max_delay=600, max_attempts=30))
-        self.nonces = NonceStore(db)
-        self.budgets = BudgetLedger(db)
-        self.state = NodeState(db)
-        self.job_store = MatchJobStore(db)
+        self.nonces, self.budgets = NonceStore(db), BudgetLedger(db)
+        self.state, self.job_store = NodeState(db), MatchJobStore(db)
         published = PublishedIndexStore(db)
         logs = TranslogStore(db)
         self.traffic = translog_hooks.TrafficCounts(logs)
         self.translog = TransparencyLog(logs, cfg.node_id, keys.identity, clock)
         # Services, each handed what it works with.
         self.metrics = metrics = Metrics()
+        # The VOPRF keys over their lifetime (spec 8.4); self.keys reads them from here. The
+        # roster may already name the successor made before a restart: it is promoted.
+        self.key_ring = VoprfKeyRing(
+            db, keys, cfg.keys_dir, self.translog, metrics, clock,
+            cap=cfg.voprf_key_cap, overlap_s=cfg.key_overlap_s)  # fmt: skip
+        if me.voprf_key is not None:
+            self.key_ring.roster_names(me.voprf_key)
         self.jobs = JobLedger(JobLedgerStore(db), metrics)
         self.client = PeerClient(cfg.node_id, keys.identity, clock, metrics, cfg.tls_ca)
         self.uploaders = UploaderSignals(
@@ -103,16 +101,17 @@ class Node:
             release_bands=cfg.release_bands, uploaders=self.uploaders,
         )  # fmt: skip
         self.publisher = IndexPublisher(
-            db, published, self.feeds, self.translog, keys, self.scheme, metrics, clock,
+            db, published, self.feeds, self.translog, self.key_ring, self.scheme, metrics, clock,
             roles=me.roles,
         )  # fmt: skip
-        incidents = PeerIncidents(db)
+        incidents = PeerIncidents(db, on_dropped=lambda peer: metrics.inc(
+            "peer_incidents_dropped_total", labels={"peer": peer}))  # fmt: skip
         self.admission = Admission(
             db, self.nonces, self.budgets, self.traffic, metrics, clock, incidents, cfg.node_id
         )
         self.responder = PeerResponder(
-            db, self.admission, self.feeds, self.decisions, keys, metrics, clock,
-            cfg.release_bands, uploaders=self.uploaders, voprf_key_cap=cfg.voprf_key_cap,
+            db, self.admission, self.feeds, self.decisions, self.key_ring, metrics, clock,
+            cfg.release_bands, uploaders=self.uploaders,
         )  # fmt: skip
         self.replication = Replicator(
             roster, cfg.node_id, self.scheme.name, self.replicas, incidents, self.client,
@@ -141,6 +140,11 @@ class Node:
         self.started_at = clock.now()
 
     @property
+    def keys(self) -> NodeKeys:
+        """The node's keys as they are now (a rotation replaces the VOPRF key)."""
+        return self.key_ring.keys
+
+    @property
     def roster(self) -> Roster:
         return self._roster
 
@@ -155,6 +159,10 @@ class Node:
         """Put a verified roster in use (a reload), if it still lists this node with the keys
         it holds, and log it."""
         self.me = still_listed(new, self.node_id, self.keys)
+        # naming our successor key promotes it: the rotation's second half (spec 8.4)
+        if self.me.voprf_key is not None:
+            self.key_ring.roster_names(self.me.voprf_key)
+            await self.key_ring.record_rotation()
         self.publisher.roles = self.me.roles
         self.roster = new
         await translog_hooks.log_roster_once(self.translog, self.db, self.state, new, self.now())
@@ -164,18 +172,16 @@ class Node:
     async def start(self, background: bool = True) -> None:
         await self.client.start()
         await self.translog.load()
-        await translog_hooks.log_roster_once(
-            self.translog, self.db, self.state, self.roster, self.now()
-        )
+        await self.key_ring.load()
+        await translog_hooks.log_roster_once(self.translog, self.db, self.state, self.roster,
+                                             self.now())  # fmt: skip
         await self.replication.load()
         if background:
             self._tasks = [
                 asyncio.create_task(self.sync.run(self._stopping), name=f"{self.node_id}-sync"),
-                asyncio.create_task(
-                    self.delivery.run(self._wake_matcher, self._stopping),
-                    name=f"{self.node_id}-match",
-                ),
-            ]
+                asyncio.create_task(self.delivery.run(self._wake_matcher, self._stopping),
+                                    name=f"{self.node_id}-match"),
+            ]  # fmt: skip
 
     async def stop(self) -> None:
         self._stopping.set()

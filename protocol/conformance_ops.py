@@ -307,7 +307,17 @@ def roster_verify(i: dict[str, Any]) -> dict[str, Any]:
         )
     except RosterError as exc:
         raise OpError("roster-invalid", str(exc)) from exc
-    return {"federation": r.federation, "serial": r.serial, "members": sorted(r.members)}
+    return {
+        "federation": r.federation,
+        "serial": r.serial,
+        "members": sorted(r.members),
+        # what each holder declared it publishes (10.1), from which its queriers cap it (10.4)
+        "index_entries": {
+            m.node_id: m.budget["index_entries"]
+            for m in r.members.values()
+            if m.voprf_key is not None
+        },
+    }
 
 
 def _feedback_keys(i: dict[str, Any]) -> Callable[[str], bytes | None]:

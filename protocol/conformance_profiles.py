@@ -65,6 +65,7 @@ PROFILES: dict[str, Profile] = {
                 "signal_types.entry",
                 "signal_types.of_variant",
                 "replication.pull",
+                "replication.caps",
                 "admission.decide",
                 # per-table references and sealed releases (spec 8.5)
                 "index.table_entry",
@@ -75,6 +76,8 @@ PROFILES: dict[str, Profile] = {
             optional=(
                 # Hashing images itself (a node may take hashes from an upstream hasher).
                 "pdq.from_float",
+                # A holder's index-feed entry ids (10.3): queriers store them, never derive them.
+                "index.feed_entry_id",
                 # The derivative signal pdq-tiles-1 (chapter 13) is served by choice.
                 "derivative.tiles",
                 "derivative.index_keys",
@@ -208,6 +211,7 @@ ERROR_CODES: dict[str, str] = {
     "signals:unknown-type": "a signal type the registry does not define (chapter 11)",
     **signal_types.conformance_errors(),
     "replication:bad-body": "a feed page the replication machine refuses (10.4)",
+    "replication:over-cap": "a feed page that would pass the holder's feed-bytes cap (10.4)",
     "lsh:unknown-scheme": "an LSH scheme this version does not define (chapter 11)",
     "lsh:bad-signal": "a signal type the scheme does not bucket (chapter 11)",
     "lsh:bad-budget": "a probe budget out of range (chapter 11)",

@@ -1,5 +1,5 @@
 """Conformance operations of the signal-type registry and the federation's sans-I/O machines:
-feed paging (specs/protocol.md 10.4) and admission (8.3).
+feed paging (specs/protocol.md 10.4), admission (8.3) and index-feed entry ids (10.3).
 
 Gathered into :mod:`blindmatch.protocol.conformance_ops`'s table. Pure: no I/O.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from blindmatch.protocol import admission, conformance_support, replication, signal_types
+from blindmatch.protocol import admission, conformance_support, index, replication, signal_types
 from blindmatch.protocol.conformance_support import OpError
 
 
@@ -27,7 +27,12 @@ def signal_type_of_variant(i: dict[str, Any]) -> dict[str, Any]:
 def replication_pull(i: dict[str, Any]) -> dict[str, Any]:
     """Drive a FeedPull over the given page bodies; report the requests and where it stopped."""
     pull = replication.FeedPull(
-        i["feed"], i["cursor"], page_limit=i["page_limit"], max_pages=i["max_pages"]
+        i["feed"],
+        i["cursor"],
+        page_limit=i["page_limit"],
+        max_pages=i["max_pages"],
+        stored_bytes=i.get("stored_bytes", 0),
+        max_bytes=i.get("max_bytes"),
     )
     requests = []
     for page in i["pages"]:
@@ -54,7 +59,14 @@ def replication_pull(i: dict[str, Any]) -> dict[str, Any]:
         "cursor": pull.cursor,
         "pulled": pull.pulled,
         "state": pull.state.value,
+        "stored_bytes": pull.stored_bytes,
     }
+
+
+def replication_caps(i: dict[str, Any]) -> dict[str, Any]:
+    """A holder's caps from the index entries it declared (10.4)."""
+    caps = replication.PeerCaps.from_declared(i["declared_entries"])
+    return {"entries": caps.entries, "feed_bytes": caps.feed_bytes, "incidents": caps.incidents}
 
 
 def admission_decide(i: dict[str, Any]) -> dict[str, Any]:
@@ -87,9 +99,17 @@ def admission_decide(i: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def index_feed_entry_id(i: dict[str, Any]) -> dict[str, Any]:
+    refs = [conformance_support.hex_bytes(r) for r in i["refs"]]
+    key_id = conformance_support.hex_bytes(i["key_id"])
+    return {"id": index.feed_entry_id(i["kind"], key_id, refs).hex()}
+
+
 OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "signal_types.entry": signal_type_entry,
     "signal_types.of_variant": signal_type_of_variant,
     "replication.pull": replication_pull,
+    "replication.caps": replication_caps,
     "admission.decide": admission_decide,
+    "index.feed_entry_id": index_feed_entry_id,
 }

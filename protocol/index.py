@@ -140,6 +140,14 @@ def split_entries(packed: bytes) -> list[bytes]:
     return [packed[i : i + ENTRY_BYTES] for i in range(0, len(packed), ENTRY_BYTES)]
 
 
+def feed_entry_id(kind: str, key_id: bytes, refs: Iterable[bytes]) -> bytes:
+    """An index-feed entry's id (10.3): the first 16 bytes of ``SHA-256(kind || 0x00 ||
+    key_id || sorted item refs)``. The key id is in it because during a rotation (8.4) the same
+    items are added under two keys, two distinct entries."""
+    h = hashlib.sha256(kind.encode() + b"\x00" + key_id + b"".join(sorted(refs)))
+    return h.digest()[:16]
+
+
 def pack_entries(entries: Iterable[bytes]) -> bytes:
     # Sorted, so a delta with several items does not reveal which entries belong together.
     return b"".join(sorted(entries))

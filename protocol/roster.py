@@ -34,6 +34,11 @@ DEFAULT_BUDGET = {
     # repeat-uploader signals (specs/uploaders.md section 6)
     "uploader_evaluations_per_day": 2_000,
     "uploader_evaluations_per_picture_day": 16,
+    # The index entries a holder declares it publishes (spec 10.1, 10.4): its queriers cap
+    # their replica of it, and the feed bytes they store, from this. The default fits a
+    # holder of about 200,000 picture hashes at pdq-lsh-1's 24 tables; a larger holder
+    # declares its size, so a holder that publishes far past it is cut off.
+    "index_entries": 5_000_000,
 }
 # What governance lets a member do with repeat-uploader signals (specs/uploaders.md 5).
 CAPABILITIES = ("uploader-read", "uploader-publish", "uploader-keeper")

@@ -41,6 +41,7 @@ def generate() -> dict[str, object]:
                 "voprf_key": key.pk.hex(),
                 "endpoint": "https://hub-1.example/fed",
                 "roles": ["hub"],
+                "budget": {"index_entries": 2_400_000},
             },
             {
                 "id": "platform-a",

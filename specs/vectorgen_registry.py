@@ -1,5 +1,6 @@
 """Vectors for the signal-type registry (specs/signals-and-lsh.md section 2) and the
-federation's sans-I/O machines: feed paging (specs/protocol.md 10.4) and admission (8.3).
+federation's sans-I/O machines: feed paging (specs/protocol.md 10.4) and admission (8.3); and
+index-feed entry ids (10.3), which carry the VOPRF key id since rotation (8.4).
 Conformance format {"id", "op", "input", "expected"}.
 """
 
@@ -56,10 +57,30 @@ def pull_cases() -> list[dict[str, Any]]:
         "longer-than-asked": [page([11, 12, 13], 13)],
         "page-allowance": [page([11 + 2 * k, 12 + 2 * k], 99) for k in range(6)],
     }
-    return [
+    cases = [
         _case(f"pull-{name}", "replication.pull", {**base, "pages": pages})
         for name, pages in scenarios.items()
     ]
+    # The feed-bytes cap (each entry's payload is one byte): a page that would pass it is
+    # refused whole, so nothing past the cap is stored.
+    capped = {
+        "cap-exactly": (3, 6, [page([11, 12], 13), page([13], 13)]),
+        "cap-passed-on-second-page": (3, 5, [page([11, 12], 13), page([13], 13)]),
+        "cap-passed-on-first-page": (4, 5, [page([11, 12], 13)]),
+    }
+    cases += [
+        _case(
+            f"pull-{name}",
+            "replication.pull",
+            {**base, "stored_bytes": stored, "max_bytes": cap, "pages": pages},
+        )
+        for name, (stored, cap, pages) in capped.items()
+    ]
+    cases += [
+        _case(f"caps-{n}", "replication.caps", {"declared_entries": n})
+        for n in (0, 2_400_000, 5_000_000, 24_000_000)
+    ]
+    return cases
 
 
 def admission_cases() -> list[dict[str, Any]]:
@@ -101,6 +122,33 @@ def admission_cases() -> list[dict[str, Any]]:
     ]
 
 
+def entry_id_cases() -> list[dict[str, Any]]:
+    old, new = "6f6c646b65796964", "6e65776b65796964"  # two key ids: a rotation's two indexes
+    refs = ["02" * 16, "01" * 16]
+    return [
+        _case(
+            "entry-id-add",
+            "index.feed_entry_id",
+            {"kind": "index.add", "key_id": old, "refs": refs},
+        ),
+        _case(
+            "entry-id-add-refs-in-any-order",
+            "index.feed_entry_id",
+            {"kind": "index.add", "key_id": old, "refs": refs[::-1]},
+        ),
+        _case(
+            "entry-id-add-under-successor",
+            "index.feed_entry_id",
+            {"kind": "index.add", "key_id": new, "refs": refs},
+        ),
+        _case(
+            "entry-id-remove",
+            "index.feed_entry_id",
+            {"kind": "index.remove", "key_id": old, "refs": refs},
+        ),
+    ]
+
+
 def generate() -> dict[str, object]:
     return {
         "signal_types.json": {
@@ -114,7 +162,8 @@ def generate() -> dict[str, object]:
             "spec": "specs/protocol.md#104-replication",
             "version": 1,
             "cases": [
-                {**c, "id": f"federation/{c['id']}"} for c in pull_cases() + admission_cases()
+                {**c, "id": f"federation/{c['id']}"}
+                for c in pull_cases() + admission_cases() + entry_id_cases()
             ],
         },
     }

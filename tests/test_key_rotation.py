@@ -1,5 +1,8 @@
-"""The VOPRF key's lifetime enforced by the node (spec 8.2, 8.4): evaluations are counted per
-key, the rotation is called for at 7/8 of the cap, and past the cap the key is refused."""
+"""The VOPRF key's lifetime enforced by the node (spec 8.2, 8.4), over real nodes on loopback:
+evaluations are counted per key; at 7/8 of the cap the holder makes a successor and publishes its
+index beside the current one; when the roster names it, queriers re-sync and no match is lost
+before, during (both keys answer) or after the rotation; after the overlap the old key is refused
+and its secret erased; past the cap a key is refused."""
 
 from __future__ import annotations
 
@@ -9,10 +12,14 @@ from pathlib import Path
 
 import pytest
 
+from blindmatch.node import keys as keyfiles
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node.federation.peer_client import PeerError
+from blindmatch.protocol import index
+from blindmatch.protocol import roster as roster_mod
 from blindmatch.protocol.matching import QueryHash
+from blindmatch.protocol.roster import voprf_key_id
 
 RNG = random.Random(13)
 
@@ -53,6 +60,114 @@ async def _usage(hub, key_id: bytes) -> int:  # type: ignore[no-untyped-def]
     return int(v or 0)
 
 
+def _roster_naming(fed: LocalFederation, serial: int, hub_pk: bytes) -> roster_mod.Roster:
+    """What governance signs once the hub asks for its successor key (8.4)."""
+    assert fed.roster is not None
+    body = dict(fed.roster.document["roster"])
+    body["serial"] = serial
+    body["members"] = [
+        {**m, "voprf_key": hub_pk.hex()} if m["id"] == "hub" else m for m in body["members"]
+    ]
+    doc = roster_mod.sign_roster(body, fed.governance[:2])
+    now_ms = fed.clock.now() * 1000
+    return roster_mod.verify_roster(doc, [k.public_key for k in fed.governance], 2, now_ms)
+
+
+async def _published(hub, key_id: bytes) -> int:  # type: ignore[no-untyped-def]
+    n = await hub.db.fetch_value("SELECT COUNT(*) FROM index_publications WHERE key_id = ?", key_id)
+    return int(n)
+
+
+async def _matches(node, h: bytes) -> bool:  # type: ignore[no-untyped-def]
+    status = await match(node, [flip(h, 6)])
+    return [r.band for r in status.results] == [8]
+
+
+async def test_a_rotation_loses_no_match(tmp_path: Path) -> None:
+    # room for the old key's answers during the rotation: the successor is made at 875
+    fed = await _federation(tmp_path, 1000)
+    hashes = fed.hashes  # type: ignore[attr-defined]
+    try:
+        hub = fed["hub"].node
+        a, b = fed["platform-a"].node, fed["platform-b"].node
+        keys_dir = hub.cfg.keys_dir
+        old_id = hub.keys.voprf_key_id
+        for p in (a, b):
+            await p.sync.sync_all()
+        # before: queries match; then a bulk of evaluations takes the key past 7/8 of its cap
+        assert await _matches(a, hashes[9])
+        member = a.roster.member("hub")
+        assert member is not None and hub.keys.successor is None
+        for _ in range(2):
+            await a.client.call(
+                member, "oprf.evaluate", {"key_id": old_id, "elements": [hub.keys.voprf.pk] * 430}
+            )
+        assert hub.keys.successor is not None
+        assert await _usage(hub, old_id) == 24 + 860
+        successor = hub.keys.successor
+        new_id = voprf_key_id(successor.pk)
+        assert (keys_dir / "voprf.next.key").exists()
+        await hub.publisher.reconcile()  # the sync loop's next round
+        assert await _published(hub, new_id) == await _published(hub, old_id) == 10
+        # the same items under two keys are two feed entries: the key id is in the entry id
+        refs = [bytes(r["item_ref"]) for r in await hub.db.fetch_all(
+            "SELECT item_ref FROM index_publications WHERE key_id = ?", new_id)]  # fmt: skip
+        feed = await hub.feeds.read("index", 0, 100)
+        ids = {e.entry_id for e in feed if e.kind == "index.add"}
+        assert index.feed_entry_id("index.add", new_id, refs) in ids
+        assert index.feed_entry_id("index.add", old_id, refs) in ids
+        for p in (a, b):
+            await p.sync.sync_all()  # stored, not applied: their roster still names the old key
+        assert await _matches(b, hashes[0])
+
+        # during: governance names the successor. platform-a takes the new roster in before
+        # the hub does (the hub answers its successor already), then the hub; platform-b is
+        # a roster behind and is answered under the retired key for the overlap
+        new = _roster_naming(fed, 2, successor.pk)
+        await a.adopt_roster(new)
+        assert await _matches(a, hashes[1])  # re-synced from the feed it had stored
+        assert await _usage(hub, new_id) > 0
+        await hub.adopt_roster(new)
+        assert hub.keys.voprf_key_id == new_id and hub.keys.retired is not None
+        assert (keys_dir / "voprf.retired.key").exists() and not (
+            keys_dir / "voprf.next.key"
+        ).exists()
+        assert await _matches(a, hashes[2])
+        assert await _matches(b, hashes[3])  # the retired key answers in the overlap
+        assert hub.metrics.value("voprf_key_rotations_total") == 1
+
+        # a restart in the overlap: the keys and the retirement deadline come back from disk
+        fed.roster = new
+        stopped = await fed.stop_node("hub")
+        spec, _, address = stopped
+        await fed.restart_node("hub", (spec, keyfiles.load(keys_dir), address))
+        hub = fed["hub"].node
+        assert hub.keys.voprf_key_id == new_id and hub.keys.retired is not None
+        assert await _matches(b, hashes[4])
+        assert await _matches(a, hashes[5])
+
+        # after the overlap: the old key's index withdrawn, its secret erased, its id refused
+        fed.clock.advance(hub.cfg.key_overlap_s + 1)
+        await hub.publisher.reconcile()
+        assert hub.keys.retired is None
+        assert not (keys_dir / "voprf.retired.key").exists()
+        assert not (keys_dir / "voprf.retired.seed").exists()
+        assert await _published(hub, old_id) == 0
+        assert await _published(hub, new_id) == 10
+        member = b.roster.member("hub")
+        with pytest.raises(PeerError) as refused:
+            await b.client.call(
+                member, "oprf.evaluate", {"key_id": old_id, "elements": [successor.pk]}
+            )
+        assert refused.value.code == "not-allowed"
+        await b.adopt_roster(new)
+        await b.sync.sync_all()
+        assert await _matches(b, hashes[6])
+        assert await _matches(a, hashes[7])
+    finally:
+        await fed.stop()
+
+
 async def test_the_key_is_refused_past_its_cap(tmp_path: Path) -> None:
     fed = await _federation(tmp_path, 100)  # four 24-probe queries fit, the fifth does not
     try:
@@ -74,6 +189,7 @@ async def test_the_key_is_refused_past_its_cap(tmp_path: Path) -> None:
             )
         assert refused.value.code == "not-allowed"
         assert await _usage(hub, key_id) == 96  # a refused request counts nothing
-        assert hub.metrics.value("voprf_key_rotation_due_total") == 1  # called for at 7/8
+        assert hub.metrics.value("voprf_key_rotation_due_total") == 1  # started at 7/8
+        assert hub.keys.successor is not None
     finally:
         await fed.stop()

@@ -41,6 +41,38 @@ def test_a_seed_that_does_not_derive_the_stored_scalar_is_refused(tmp_path) -> N
         keys.load(tmp_path)
 
 
+def test_a_rotation_moves_the_key_files_and_erases_the_retired_key(tmp_path) -> None:
+    """Spec 8.4 on disk: successor, promotion, erasure; each state loads back as it was."""
+    d = tmp_path / "keys"
+    first = keys.create(d)
+    made = keys.make_successor(d, first)
+    assert made.successor is not None and made.successor.seed is not None
+    assert keys.make_successor(d, made) is made  # one successor at a time
+    assert keys.load(d).successor == made.successor
+    promoted = keys.promote_successor(d, made)
+    assert promoted.voprf == made.successor and promoted.retired == first.voprf
+    loaded = keys.load(d)
+    assert (loaded.voprf, loaded.retired, loaded.successor) == (made.successor, first.voprf, None)
+    assert loaded.voprf.seed is not None  # the fast backend still applies after a rotation
+    erased = keys.erase_retired(d, promoted)
+    assert erased.retired is None and keys.load(d).retired is None
+    assert sorted(p.name for p in d.iterdir() if p.name.startswith("voprf")) == [
+        "voprf.key",
+        "voprf.seed",
+    ]
+
+
+def test_a_promotion_cut_short_by_a_crash_is_completed_at_load(tmp_path) -> None:
+    d = tmp_path / "keys"
+    first = keys.create(d)
+    made = keys.make_successor(d, first)
+    os.replace(d / "voprf.key", d / "voprf.retired.key")  # the crash: the first rename only
+    loaded = keys.load(d)
+    assert loaded.voprf == made.successor and loaded.retired == first.voprf
+    assert loaded.successor is None and loaded.retired is not None
+    assert loaded.retired.seed is not None
+
+
 def test_an_evaluation_answered_in_a_worker_process_is_the_same_answer() -> None:
     key = oprf.derive_key_pair(os.urandom(32), keys.VOPRF_KEY_INFO, oprf.Mode.VOPRF)
     key_id = voprf_key_id(key.pk)

@@ -54,26 +54,30 @@ async def test_only_live_items_of_enabled_shared_banks_are_published(
     pdq = signals.adapter("pdq")
 
     async def unpublished(at: int) -> set[bytes]:
-        return {p.item_ref for p in await pdq.unpublished(db, at)}
+        return {p.item_ref for p in await pdq.unpublished(db, at, b"k")}
 
     async def stale_publications(at: int) -> dict[bytes, bytes]:
         check = pdq.live_ref_sql()
         assert check is not None
-        return await index.no_longer_live([(check, pdq.live_ref_params(at))])
+        return await index.no_longer_live([(check, pdq.live_ref_params(at))], b"k")
 
     assert await unpublished(now) == {live, stale}
     assert await unpublished(now + 10) == {live}  # expiry is live-ness
     async with db.transaction():
         await index.record({live: b"entries-l", stale: b"entries-e"}, "pdq-lsh-1", b"k", now)
     assert await unpublished(now) == set()
+    # published per key (spec 8.4): under a successor key the items are not published yet
+    assert {p.item_ref for p in await pdq.unpublished(db, now, b"k2")} == {live, stale}
+    assert await index.key_ids() == [b"k"]
     assert await stale_publications(now) == {}
     # Once the item expires, the index must take back exactly the entries it published.
     assert await stale_publications(now + 10) == {stale: b"entries-e"}
     assert await pdq.holder_item(db, live, now, (8, 16)) is not None
     assert await pdq.holder_item(db, gone, now, (8, 16)) is None
     async with db.transaction():
-        await index.forget([stale])
+        await index.forget([stale], b"k")
     assert await stale_publications(now + 10) == {}
+    assert await index.published(b"k") == {live: b"entries-l"}
 
 
 async def test_bank_store_pages_live_items_and_refuses_a_second_bank_of_a_name(

@@ -48,11 +48,13 @@ class Rejected:
 
 
 class PeerReplica:
-    def __init__(self, peer_id: str, scheme: str, key_id: bytes) -> None:
+    def __init__(
+        self, peer_id: str, scheme: str, key_id: bytes, max_entries: int | None = None
+    ) -> None:
         self.peer_id = peer_id
-        # The sans-I/O replica (protocol/replication.py) decides each entry's outcome; this
-        # class adds the lock and the page discipline.
-        self._replica = replication.IndexReplica(scheme, key_id)
+        # The sans-I/O replica (protocol/replication.py) decides each entry's outcome (and
+        # enforces the entry cap); this class adds the lock and the page discipline.
+        self._replica = replication.IndexReplica(scheme, key_id, max_entries)
         self._lock = threading.Lock()
 
     @property
@@ -62,6 +64,16 @@ class PeerReplica:
     @property
     def key_id(self) -> bytes:
         return self.index.key_id
+
+    @property
+    def max_entries(self) -> int | None:
+        return self._replica.max_entries
+
+    @property
+    def over_cap(self) -> replication.CapExceeded | None:
+        """Set once an addition would have passed the entry cap: from then on the replica
+        stays as it was and applies nothing more of this peer."""
+        return self._replica.over_cap
 
     @property
     def cursor(self) -> int:

@@ -5,6 +5,13 @@ exactly once; the index entries go into each holder's :class:`PeerReplica` (rebu
 stored entries at start, safe under concurrent pulls and lookups), the feedback records to the
 cases they concern. An entry a holder signed but we cannot read is the holder's fault: never
 applied, stored so the cursor moves on, and filed as an incident for the operator.
+
+Each holder is held to caps set from the index size it declared in the roster
+(:class:`~blindmatch.protocol.replication.PeerCaps`): a page that would take its stored feeds
+past their byte cap is not stored, an addition that would take its replica past its entry cap
+is not applied. Either way the holder is cut off: its replica keeps its last good state and is
+still matched against, nothing more of it is pulled until a roster changes its declared size,
+an ``over-cap`` incident is filed and ``peer_caps_exceeded_total`` counts it.
 """
 
 from __future__ import annotations
@@ -24,7 +31,7 @@ from blindmatch.node.storage.feeds import FeedEntry
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol import index, replication
-from blindmatch.protocol.roster import Member, Roster
+from blindmatch.protocol.roster import DEFAULT_BUDGET, Member, Roster
 
 log = logging.getLogger("blindmatch.node")
 
@@ -60,6 +67,18 @@ class Replicator:
         self.feed_heads: dict[tuple[str, str], tuple[int, int]] = {}
         self.rejected_feedback: list[tuple[str, str]] = []  # (holder, reason), for operators
         self._catch_up_locks: dict[str, asyncio.Lock] = {}
+        self._pull_locks: dict[str, asyncio.Lock] = {}
+        # Payload bytes of each peer's stored feeds (read from the store once, then counted).
+        self._stored_bytes: dict[str, int] = {}
+        # Peers cut off for passing a cap, with the caps they passed: a roster that changes
+        # their declared size (so their caps) lets them be pulled again.
+        self.cut_off: dict[str, tuple[replication.PeerCaps, replication.CapExceeded]] = {}
+
+    def caps(self, peer_id: str) -> replication.PeerCaps:
+        """The caps of a holder, from the index size the roster says it declared."""
+        member = self.roster.member(peer_id)
+        declared = (member.budget if member else DEFAULT_BUDGET)["index_entries"]
+        return replication.PeerCaps.from_declared(declared)
 
     def holders(self) -> list[Member]:
         return [m for m in self.roster.peers_of(self.node_id) if m.voprf_key is not None]
@@ -75,10 +94,16 @@ class Replicator:
         if member is None or member.voprf_key_id is None:
             return None
         replica = self.peer_replicas.get(peer_id)
-        if replica is None or replica.key_id != member.voprf_key_id:
-            # A new key starts an empty replica at position 0; catching up replays the stored
-            # feed, whose entries under the new key are then applied.
-            replica = PeerReplica(peer_id, self.scheme_name, member.voprf_key_id)
+        max_entries = self.caps(peer_id).entries
+        if (
+            replica is None
+            or replica.key_id != member.voprf_key_id
+            or replica.max_entries != max_entries
+        ):
+            # A new key (or a new declared size) starts an empty replica at position 0;
+            # catching up replays the stored feed, whose entries under the new key (within the
+            # new cap) are then applied.
+            replica = PeerReplica(peer_id, self.scheme_name, member.voprf_key_id, max_entries)
             self.peer_replicas[peer_id] = replica
         return replica
 
@@ -97,7 +122,38 @@ class Replicator:
             return False
         for r in rejected:
             await self._report_rejected(replica.peer_id, r)
+        if replica.over_cap is not None:
+            await self._cut_off(replica.peer_id, replica.over_cap, INDEX_FEED)
         return True
+
+    def is_cut_off(self, peer_id: str) -> bool:
+        cut = self.cut_off.get(peer_id)
+        if cut is not None and cut[0] != self.caps(peer_id):
+            del self.cut_off[peer_id]  # a new declared size: pull it again, within new caps
+            return False
+        return cut is not None
+
+    async def _cut_off(self, peer_id: str, exceeded: replication.CapExceeded, feed: str) -> None:
+        """The holder passed a cap: stop pulling it, keep its replica's last good state, file
+        an incident (once per place it passed it) and count it."""
+        if self.cut_off.get(peer_id, (None, None))[1] == exceeded:
+            return  # already reported (a replica rebuilt from the store meets it again)
+        self.cut_off[peer_id] = (self.caps(peer_id), exceeded)
+        self.metrics.inc("peer_caps_exceeded_total", labels={"peer": peer_id, "cap": exceeded.cap})
+        log.warning("%s is cut off: %s", peer_id, exceeded.describe())
+        await self.incidents.record(
+            peer_id,
+            "over-cap",
+            f"{feed} feed: {exceeded.describe()}; nothing more pulled from this peer",
+            {
+                "feed": feed,
+                "cap": exceeded.cap,
+                "limit": exceeded.limit,
+                "would_be": exceeded.would_be,
+                "seq": exceeded.seq,
+            },
+            self.clock.now(),
+        )
 
     async def _report_rejected(self, peer_id: str, r: Rejected) -> None:
         """An index-feed entry we cannot read came in a page the peer signed, so it is the
@@ -134,21 +190,43 @@ class Replicator:
             await self.catch_up(peer.node_id)
 
     async def sync_peer(self, peer: Member, max_pages: int = 1000) -> int:
-        """Pull the peer's index and feedback feeds from our cursors; returns new entries."""
-        new = await self._pull_feed(peer, INDEX_FEED, max_pages)
-        new += await self._pull_feed(peer, fb.FEED, max_pages)
-        return new
+        """Pull the peer's index and feedback feeds from our cursors; returns new entries
+        (0 for a peer cut off for passing a cap: matching uses its replica as it was)."""
+        async with self._pull_locks.setdefault(peer.node_id, asyncio.Lock()):
+            if peer.voprf_key is not None:
+                await self.catch_up(peer.node_id)  # a rebuilt replica may meet its cap
+            new = 0
+            for feed in (INDEX_FEED, fb.FEED):
+                if self.is_cut_off(peer.node_id):
+                    break
+                new += await self._pull_feed(peer, feed, max_pages)
+            return new
+
+    async def stored_bytes(self, peer_id: str) -> int:
+        if peer_id not in self._stored_bytes:
+            self._stored_bytes[peer_id] = await self.replicas.stored_bytes(peer_id)
+        return self._stored_bytes[peer_id]
 
     async def _pull_feed(self, peer: Member, feed: str, max_pages: int) -> int:
         """One pass over the peer's feed, driven by the sans-I/O :class:`FeedPull` (it checks
         every page and owns the cursor; this method only sends, stores and applies)."""
         start = await self.replicas.cursor(peer.node_id, feed)
-        pull = replication.FeedPull(feed, start, page_limit=PAGE_ENTRIES, max_pages=max_pages)
+        pull = replication.FeedPull(
+            feed,
+            start,
+            page_limit=PAGE_ENTRIES,
+            max_pages=max_pages,
+            stored_bytes=await self.stored_bytes(peer.node_id),
+            max_bytes=self.caps(peer.node_id).feed_bytes,
+        )
         while (request := pull.request()) is not None:
             reply = await self.client.call(peer, "feed.pull", request)
             try:
                 page = pull.receive(reply.body)
             except replication.ReplicationError as exc:
+                if pull.over_cap is not None:
+                    await self._cut_off(peer.node_id, pull.over_cap, feed)
+                    break
                 raise PeerError(exc.message, code=exc.code) from exc
             if not page.entries:
                 break
@@ -160,6 +238,7 @@ class Replicator:
             )
             after = pull.cursor
             pull.stored()
+            self._stored_bytes[peer.node_id] = pull.stored_bytes
             if feed == INDEX_FEED:
                 # Apply what is now durably stored, in feed order, exactly once: directly if
                 # the replica is at the position this page follows, else from the store.
@@ -167,6 +246,8 @@ class Replicator:
                 stored = [StoredEntry(e.seq, e.entry_id, e.kind, e.payload) for e in entries]
                 if replica is not None and not await self._apply_page(replica, after, stored):
                     await self.catch_up(peer.node_id)
+                if self.is_cut_off(peer.node_id):
+                    break
             else:
                 for e in entries:
                     await self._apply_feedback_entry(peer, e)
@@ -199,6 +280,8 @@ class Replicator:
         for peer in self.holders():
             try:
                 out[peer.node_id] = await self.sync_peer(peer)
+                if self.is_cut_off(peer.node_id):
+                    out[peer.node_id] = "error: over-cap"
             except PeerError as exc:
                 out[peer.node_id] = f"error: {exc.code}"
                 log.info("sync with %s failed: %s", peer.node_id, exc.code)

@@ -20,16 +20,15 @@ from blindmatch.node.clock import Clock
 from blindmatch.node.errors import NodeError
 from blindmatch.node.federation import oprf_workers
 from blindmatch.node.federation.admission import Admission, PendingNonce
+from blindmatch.node.federation.key_ring import VoprfKeyRing
 from blindmatch.node.federation.publisher import INDEX_FEED
 from blindmatch.node.federation.uploader_signals import FEED as UPLOADERS_FEED
 from blindmatch.node.federation.uploader_signals import UploaderSignals
-from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.signals.base import bands as band_bounds
 from blindmatch.node.storage import Database, FeedLog
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol import index, matching
-from blindmatch.protocol.key_lifetime import LIFETIME_CAP, KeyExhausted, KeyLifetime
 from blindmatch.protocol.roster import Member
 from blindmatch.protocol.signals import PDQ_MATCH_THRESHOLD
 
@@ -49,96 +48,49 @@ class PeerResponder:
         admission: Admission,
         feeds: FeedLog,
         decisions: DecisionService,
-        keys: NodeKeys,
+        ring: VoprfKeyRing,
         metrics: Metrics,
         clock: Clock,
         release_bands: Sequence[int],
         uploaders: UploaderSignals | None = None,
-        voprf_key_cap: int = LIFETIME_CAP,
     ) -> None:
         self.db = db
         self.uploaders = uploaders
         self.admission = admission
         self.feeds = feeds
         self.decisions = decisions
-        self.keys = keys
+        self.ring = ring
         self.metrics = metrics
         self.release_bands = tuple(release_bands)
         self.clock = clock
         self._verified_queries: OrderedDict[bytes, Any] = OrderedDict()
-        # the key of our table references (spec 8.5); it changes with the VOPRF key
-        self._reference_key = index.reference_key(keys.voprf.sk)
-        self.key_lifetime = KeyLifetime(voprf_key_cap)
-        self._rotation_warned = False
 
     async def evaluate(
         self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
     ) -> dict[str, Any]:
         key_id = body["key_id"]
-        if key_id != self.keys.voprf_key_id:
+        key = self.ring.answering(key_id, self.clock.now())
+        if key is None:
             raise NodeError("unknown or retired VOPRF key id", code="not-allowed")
         self.admission.refuse_early(peer, "evaluations")
         n = len(body["elements"])
         # Counted against the key's lifetime first (refused whole past its cap, spec 8.2),
         # then the budget; a request the budget refuses is taken off the key's count again.
-        used = await self._count_evaluations(key_id, n)
+        used = await self.ring.count(key_id, n)
         try:
             await self.admission.charge(peer, "evaluations", n, "evaluations", pending)
         except NodeError:
-            await self._uncount_evaluations(key_id, n)
+            await self.ring.uncount(key_id, n)
             raise
-        if self.key_lifetime.needs_successor(used) and not self._rotation_warned:
-            self._rotation_warned = True
-            self.metrics.inc("voprf_key_rotation_due_total")
-            log.warning(
-                "VOPRF key %s has answered %d evaluations, 7/8 of its lifetime cap %d: rotate"
-                " it (spec 8.4) before the cap, past which it is refused",
-                key_id.hex(), used, self.key_lifetime.cap,
-            )  # fmt: skip
+        await self.ring.note_usage(key_id, used)  # at 7/8 of the cap: the rotation starts
         try:
             # The scalar multiplications run off the event loop: a large request (a picture's
             # tiles, thousands of elements) in a worker process, a small one in a thread.
             if len(body["elements"]) >= EVALUATE_IN_WORKER_ELEMENTS:
-                return await oprf_workers.run(
-                    matching.answer_evaluate, self.keys.voprf, self.keys.voprf_key_id, body
-                )
-            return await asyncio.to_thread(
-                matching.answer_evaluate, self.keys.voprf, self.keys.voprf_key_id, body
-            )
+                return await oprf_workers.run(matching.answer_evaluate, key, key_id, body)
+            return await asyncio.to_thread(matching.answer_evaluate, key, key_id, body)
         except matching.ExchangeError as exc:
             raise NodeError(str(exc), code=exc.code) from exc
-
-    async def _count_evaluations(self, key_id: bytes, n: int) -> int:
-        """Count ``n`` evaluations under a key, durably, refusing (whole, nothing counted) any
-        that would take it past its lifetime cap; returns the new count."""
-        now = self.clock.now()
-        async with self.db.transaction():
-            await self.db.execute(
-                "INSERT INTO voprf_key_usage (key_id, evaluations, created_at) VALUES (?, 0, ?)"
-                " ON CONFLICT DO NOTHING",
-                key_id, now,
-            )  # fmt: skip
-            used = int(
-                await self.db.fetch_value(
-                    "SELECT evaluations FROM voprf_key_usage WHERE key_id = ?", key_id
-                )
-            )
-            try:
-                total = self.key_lifetime.admit(used, n)
-            except KeyExhausted as exc:
-                self.metrics.inc("voprf_key_cap_refusals_total")
-                raise NodeError(str(exc), code="not-allowed") from exc
-            await self.db.execute(
-                "UPDATE voprf_key_usage SET evaluations = ? WHERE key_id = ?", total, key_id
-            )
-        return total
-
-    async def _uncount_evaluations(self, key_id: bytes, n: int) -> None:
-        await self.db.execute(
-            "UPDATE voprf_key_usage SET evaluations = evaluations - ? WHERE key_id = ?"
-            " AND evaluations >= ?",
-            n, key_id, n,
-        )  # fmt: skip
 
     async def resolve_candidates(
         self, candidates: Sequence[bytes]
@@ -147,25 +99,29 @@ class PeerResponder:
         opened with our reference key, gives an item prefix; the item must be published with an
         entry of the candidate's tag and still be live. Anything else resolves to None (the
         querier gets a decoy answer, as for an item that does not match)."""
-        key_id = self.keys.voprf_key_id
+        # a candidate comes from the index of a key we answer for: the current one or, during
+        # a rotation, the successor or the retired one (8.4)
+        ref_keys = self.ring.candidate_keys(self.clock.now())
         named: dict[bytes, bytes | None] = {}
         for c in candidates:
             if c in named:
                 continue
-            tag, prefix = index.resolve_candidate(self._reference_key, key_id, c)
-            rows = await self.db.fetch_all(
-                "SELECT item_ref, entries FROM index_publications"
-                " WHERE item_ref >= ? AND item_ref <= ? AND key_id = ?",
-                prefix + bytes(8), prefix + b"\xff" * 8, key_id,
-            )  # fmt: skip
-            named[c] = next(
-                (
+            named[c] = None
+            for key_id, ref_key in ref_keys.items():
+                tag, prefix = index.resolve_candidate(ref_key, key_id, c)
+                rows = await self.db.fetch_all(
+                    "SELECT item_ref, entries FROM index_publications"
+                    " WHERE item_ref >= ? AND item_ref <= ? AND key_id = ?",
+                    prefix + bytes(8), prefix + b"\xff" * 8, key_id,
+                )  # fmt: skip
+                found = [
                     bytes(r["item_ref"])
                     for r in rows
                     if tag in index.entry_tags(bytes(r["entries"]))
-                ),
-                None,
-            )
+                ]
+                if found:
+                    named[c] = found[0]
+                    break
         items = await self.holder_items([r for r in set(named.values()) if r is not None])
         return {c: (items.get(ref) if ref is not None else None) for c, ref in named.items()}
 

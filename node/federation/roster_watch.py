@@ -91,7 +91,8 @@ def still_listed(new: roster_mod.Roster, node_id: str, keys: NodeKeys) -> roster
         raise roster_mod.RosterError(f"the new roster does not list this node ({node_id})")
     if me.signing_key != keys.identity.public_key:
         raise roster_mod.RosterError("the new roster lists another identity key for this node")
-    if me.voprf_key is not None and me.voprf_key != keys.voprf.pk:
+    # our successor key may be named: the node promotes it (spec 8.4)
+    if me.voprf_key is not None and me.voprf_key not in keys.roster_voprf_keys():
         raise roster_mod.RosterError("the new roster pins another VOPRF key for this node")
     return me
 

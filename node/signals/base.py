@@ -48,8 +48,8 @@ class SignalAdapter:
     # The node publishes this type only if its own roles include this one (None: always).
     published_by_role: ClassVar[str | None] = None
 
-    async def unpublished(self, db: Database, now: int) -> list[Publishable]:
-        """Live hashes of this type not in the published index yet."""
+    async def unpublished(self, db: Database, now: int, key_id: bytes) -> list[Publishable]:
+        """Live hashes of this type not yet published under the VOPRF key ``key_id``."""
         return []
 
     def live_ref_sql(self) -> str | None:

@@ -24,12 +24,14 @@ _FROM = " FROM bank_items i JOIN banks b ON b.id = i.bank_id WHERE " + PUBLISHED
 class PdqAdapter(SignalAdapter):
     entry = signal_types.PDQ
 
-    async def unpublished(self, db: Database, now: int) -> list[Publishable]:
+    async def unpublished(self, db: Database, now: int, key_id: bytes) -> list[Publishable]:
         rows = await db.fetch_all(
             "SELECT i.item_ref, i.hash" + _FROM + " AND NOT EXISTS"
-            " (SELECT 1 FROM index_publications p WHERE p.item_ref = i.item_ref)",
+            " (SELECT 1 FROM index_publications p WHERE p.item_ref = i.item_ref"
+            " AND p.key_id = ?)",
             self.entry.name,
             now,
+            key_id,
         )
         scheme = SCHEMES[self.entry.lsh or ""]
         return [

@@ -27,12 +27,14 @@ class TilesAdapter(SignalAdapter):
     published_by_role = "hub"
     _source_signal = signal_types.PDQ.name  # a tile lives while its source pdq item does
 
-    async def unpublished(self, db: Database, now: int) -> list[Publishable]:
+    async def unpublished(self, db: Database, now: int, key_id: bytes) -> list[Publishable]:
         rows = await db.fetch_all(
             "SELECT t.item_ref, t.hash, t.cell, s.scheme" + _FROM + " AND NOT EXISTS"
-            " (SELECT 1 FROM index_publications p WHERE p.item_ref = t.item_ref)",
+            " (SELECT 1 FROM index_publications p WHERE p.item_ref = t.item_ref"
+            " AND p.key_id = ?)",
             self._source_signal,
             now,
+            key_id,
         )
         out = []
         for r in rows:

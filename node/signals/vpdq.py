@@ -29,12 +29,14 @@ _FROM = (
 class VpdqAdapter(SignalAdapter):
     entry = signal_types.VPDQ
 
-    async def unpublished(self, db: Database, now: int) -> list[Publishable]:
+    async def unpublished(self, db: Database, now: int, key_id: bytes) -> list[Publishable]:
         rows = await db.fetch_all(
             "SELECT f.item_ref, f.hash" + _FROM + " AND NOT EXISTS"
-            " (SELECT 1 FROM index_publications p WHERE p.item_ref = f.item_ref)",
+            " (SELECT 1 FROM index_publications p WHERE p.item_ref = f.item_ref"
+            " AND p.key_id = ?)",
             self.entry.name,
             now,
+            key_id,
         )
         return [Publishable(bytes(r["item_ref"]), video.index_keys(bytes(r["hash"]))) for r in rows]
 

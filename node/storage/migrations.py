@@ -553,6 +553,23 @@ KEY_LIFETIME_SCHEMA = Migration(
     ),
 )
 
+# Automatic rotation (spec 8.4): a publication row per (item, key), as the index is published
+# under the current key and its successor; a retired key answers until retire_at.
+KEY_ROTATION_SCHEMA = Migration(
+    10,
+    "key rotation: index publications per item and key; when a retired key stops answering",
+    (
+        "ALTER TABLE voprf_key_usage ADD COLUMN retire_at BIGINT",
+        "CREATE TABLE index_publications_by_key (item_ref {BLOB} NOT NULL, scheme TEXT NOT NULL,"
+        " key_id {BLOB} NOT NULL, entries {BLOB} NOT NULL, published_at BIGINT NOT NULL,"
+        " PRIMARY KEY (item_ref, key_id))",
+        "INSERT INTO index_publications_by_key SELECT item_ref, scheme, key_id, entries,"
+        " published_at FROM index_publications",
+        "DROP TABLE index_publications",
+        "ALTER TABLE index_publications_by_key RENAME TO index_publications",
+    ),
+)
+
 MIGRATIONS: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
     FEDERATION_SCHEMA,
@@ -563,6 +580,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     VIDEOS_SCHEMA,
     UPLOADER_CONTEXT_SCHEMA,
     KEY_LIFETIME_SCHEMA,
+    KEY_ROTATION_SCHEMA,
 )
 
 

@@ -1,7 +1,8 @@
 """The holder's published index: which items it holds, with the entries that went out for them.
 
-``index_publications`` holds, per published item, the packed index entries of its
-``index.add`` delta, so a removal can send exactly those entries back out. What is live and
+``index_publications`` holds, per published item and VOPRF key, the packed index entries of its
+``index.add`` delta, so a removal can send exactly those entries back out (during a rotation an
+item is published under two keys, spec 8.4). What is live and
 publishable is each signal type's (``node/signals``); this store answers which publications
 are no longer backed by a live item, reading only the differences.
 """
@@ -19,12 +20,12 @@ class PublishedIndexStore:
         self.db = db
 
     async def no_longer_live(
-        self, live_checks: Sequence[tuple[str, list[Any]]]
+        self, live_checks: Sequence[tuple[str, list[Any]]], key_id: bytes
     ) -> dict[bytes, bytes]:
-        """Publications for which none of ``live_checks`` (``SELECT 1 ... = p.item_ref`` with
-        its bound values) finds a live item: item_ref -> their packed entries."""
-        sql = "SELECT p.item_ref, p.entries FROM index_publications p WHERE 1 = 1"
-        params: list[Any] = []
+        """Publications under ``key_id`` for which none of ``live_checks`` (``SELECT 1 ... =
+        p.item_ref`` with its bound values) finds a live item: item_ref -> packed entries."""
+        sql = "SELECT p.item_ref, p.entries FROM index_publications p WHERE p.key_id = ?"
+        params: list[Any] = [key_id]
         for check, values in live_checks:
             sql += f" AND NOT EXISTS ({check})"
             params += values
@@ -42,8 +43,21 @@ class PublishedIndexStore:
             [(r, scheme, key_id, packed, now) for r, packed in per_item.items()],
         )
 
-    async def forget(self, refs: Sequence[bytes]) -> None:
-        """Items taken out of the index (in the caller's transaction)."""
+    async def forget(self, refs: Sequence[bytes], key_id: bytes) -> None:
+        """Items taken out of the index under ``key_id`` (in the caller's transaction)."""
         await self.db.execute_many(
-            "DELETE FROM index_publications WHERE item_ref = ?", [(r,) for r in refs]
+            "DELETE FROM index_publications WHERE item_ref = ? AND key_id = ?",
+            [(r, key_id) for r in refs],
         )
+
+    async def key_ids(self) -> list[bytes]:
+        """The VOPRF keys something is published under."""
+        rows = await self.db.fetch_all("SELECT DISTINCT key_id FROM index_publications")
+        return [bytes(r["key_id"]) for r in rows]
+
+    async def published(self, key_id: bytes) -> dict[bytes, bytes]:
+        """Everything published under ``key_id``: item_ref -> packed entries."""
+        rows = await self.db.fetch_all(
+            "SELECT item_ref, entries FROM index_publications WHERE key_id = ?", key_id
+        )
+        return {bytes(r["item_ref"]): bytes(r["entries"]) for r in rows}

@@ -110,6 +110,15 @@ class ReplicaStore:
             )
         return stored
 
+    async def stored_bytes(self, peer_id: str) -> int:
+        """Payload bytes stored of all the peer's feeds (what its feed-bytes cap bounds)."""
+        check_text("peer_id", peer_id)
+        value = await self._db.fetch_value(
+            "SELECT COALESCE(SUM(LENGTH(payload)), 0) FROM replica_entries WHERE peer_id = ?",
+            peer_id,
+        )
+        return int(value or 0)
+
     async def entries(
         self, peer_id: str, feed: str, after_seq: int = 0, limit: int = 1000
     ) -> list[ReplicaEntry]:

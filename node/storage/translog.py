@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from blindmatch.node.storage.database import Database, Row
+from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.node.storage.migrations import ensure_transparency_tables
 
 _HEAD_SELECT = "SELECT tree_size, root, timestamp_ms, signature FROM log_tree_heads"
@@ -20,6 +21,11 @@ _HEAD_SELECT = "SELECT tree_size, root, timestamp_ms, signature FROM log_tree_he
 class TranslogStore:
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    @property
+    def peer_incidents(self) -> PeerIncidents:
+        """Where misbehaviour found in a peer's log is filed, beside every other incident."""
+        return PeerIncidents(self._db)
 
     async def ensure(self) -> None:
         await ensure_transparency_tables(self._db)
@@ -149,15 +155,6 @@ class TranslogStore:
             " WHERE peer_tree_heads.root = excluded.root"
             " AND peer_tree_heads.timestamp_ms < excluded.timestamp_ms",
             peer_id, tree_size, root, timestamp_ms, sth, now,
-        )  # fmt: skip
-
-    async def add_incident(
-        self, peer_id: str, code: str, detail: str, evidence_json: str, now: int
-    ) -> None:
-        await self._db.execute(
-            "INSERT INTO peer_log_incidents (peer_id, code, detail, evidence, detected_at)"
-            " VALUES (?, ?, ?, ?, ?)",
-            peer_id, code, detail, evidence_json, now,
         )  # fmt: skip
 
     async def incidents(self, peer_id: str) -> list[Row]:

@@ -3,6 +3,7 @@
 from blindmatch.node.survivor.routes import (
     CATEGORIES,
     RateLimiter,
+    SurvivorLimits,
     SurvivorService,
     build_survivor_app,
     build_survivor_routes,
@@ -11,6 +12,7 @@ from blindmatch.node.survivor.routes import (
 __all__ = [
     "CATEGORIES",
     "RateLimiter",
+    "SurvivorLimits",
     "SurvivorService",
     "build_survivor_app",
     "build_survivor_routes",

@@ -28,8 +28,17 @@ the hashes. The endpoints are public by design (a survivor has no account):
 
 Privacy: a hash that the bank already holds (someone submitted the same photo) or that was
 withdrawn earlier gets a receipt entry shaped like any other (a fresh random reference that
-names nothing), so the response never reveals what the hub holds. Nothing here logs hashes or
-sets cookies. Every client address has a token bucket.
+names nothing), so the response never reveals what the hub holds. Nor does its timing: a
+submission does the same steps whether its hashes are new or held (one bank write attempt per
+hash, then a background publication request: the index is built after the answer, not before
+it), and the answer is held back to the next multiple of ``SUBMIT_QUANTUM_S`` after the
+request began, so what is left of the difference (a row written or not) is not visible.
+Nothing here logs hashes or sets cookies.
+
+Rate limits (429 ``rate-limited`` with ``Retry-After``, the message says which): a token
+bucket per client address, one per source network (IPv4 /24, IPv6 /48: many addresses of one
+source share it), and, for a withdrawal, one per receipt reference (attempts at one receipt from
+any number of addresses).
 
 Mount with :func:`build_survivor_routes` on an existing app (e.g. the federation-facing one),
 or serve :func:`build_survivor_app` on its own public port.
@@ -37,14 +46,14 @@ or serve :func:`build_survivor_app` on its own public port.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
-import re
+import logging
+import math
 import secrets
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any, Protocol
 
@@ -57,11 +66,50 @@ from blindmatch.node.banks.service import (
     ItemWithdrawnError,
     WithdrawalRefusedError,
 )
-from blindmatch.node.banks.validation import PDQ_QUALITY_THRESHOLD, BankValidationError
+from blindmatch.node.banks.validation import BankValidationError
 from blindmatch.node.config import NodeConfig
-from blindmatch.node.errors import BlindmatchError
-from blindmatch.protocol import signal_types
-from blindmatch.protocol.derivative import PDQ_TILES_1, Cell, DerivativeError
+from blindmatch.node.survivor.limits import RateLimiter, SurvivorLimits, source_network
+from blindmatch.node.survivor.requests import (
+    CATEGORIES,
+    MAX_BODY_BYTES,
+    MAX_ITEMS,
+    MAX_PROTECTED_BODY_BYTES,
+    MAX_PROTECTED_ITEMS,
+    MAX_TILES,
+    PROTECTED_CATEGORY,
+    Submitted,
+    SubmittedTile,
+    SurvivorError,
+    parse_submission,
+    parse_tiles,
+    parse_withdrawal,
+)
+
+# What the page's users import from here (the parsers and limits live in their own modules).
+__all__ = [
+    "CATEGORIES",
+    "MAX_BODY_BYTES",
+    "MAX_ITEMS",
+    "MAX_PROTECTED_BODY_BYTES",
+    "MAX_PROTECTED_ITEMS",
+    "MAX_TILES",
+    "PROTECTED_BANK",
+    "PROTECTED_CATEGORY",
+    "RateLimiter",
+    "Submitted",
+    "SubmittedTile",
+    "SurvivorError",
+    "SurvivorLimits",
+    "SurvivorService",
+    "build_survivor_app",
+    "build_survivor_routes",
+    "parse_submission",
+    "parse_tiles",
+    "parse_withdrawal",
+    "source_network",
+]
+
+log = logging.getLogger("blindmatch.node")
 
 
 class Publisher(Protocol):
@@ -80,28 +128,11 @@ class Node(Protocol):
 PREFIX = "/survivor"
 DEFAULT_BANK = "survivor-submissions"
 PROTECTED_BANK = "survivor-sources"
-PROTECTED_CATEGORY = "protected-source"
-# The categories a survivor may choose (wire name -> what the page says).
-CATEGORIES: dict[str, str] = {
-    "ncii": "A real intimate photo of me, shared or at risk of being shared without my consent",
-    "ncii-synthetic": "A fake or edited intimate image of me (for example made with AI)",
-    PROTECTED_CATEGORY: (
-        "An ordinary photo of me that I want to protect from being edited into a fake"
-    ),
-}
-MAX_ITEMS = 100
-MAX_BODY_BYTES = 64 * 1024  # 100 hashes are ~10 KB of JSON
-# Protected sources: the derivative signal whose tiles a photo carries, and the caps.
-TILE_SCHEME = PDQ_TILES_1
-MAX_TILES = len(TILE_SCHEME.index_tiles(1024, 1024))  # 41 cells x 3 frames = 123
-MAX_PROTECTED_ITEMS = 20
-# 20 photos x 123 tiles x ~95 bytes of JSON is ~235 KB; twice that leaves room for whitespace.
-MAX_PROTECTED_BODY_BYTES = 512 * 1024
-_TILE_FIELDS = frozenset({"cell", "frame", "hash", "quality"})
-_TILE_CELLS = frozenset(TILE_SCHEME.cells)
 SECRET_BYTES = 32
-MIN_SECRET_HEX, MAX_SECRET_HEX = 32, 512
 SOURCE = "survivor-page"
+# A submission is answered at the next multiple of this after it began, held or new alike
+# (its work, a bank write per hash, takes a few ms; publication runs after the answer).
+SUBMIT_QUANTUM_S = 0.25
 
 CSP = (
     "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
@@ -124,40 +155,6 @@ STATIC_FILES: dict[str, str] = {
     "tiles.js": "text/javascript",
     "page.js": "text/javascript",
 }
-_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_HEX32 = re.compile(r"[0-9a-f]{32}")
-_HEX = re.compile(r"(?:[0-9a-f]{2})+")
-
-
-class SurvivorError(BlindmatchError):
-    """A request the page refuses: ``SurvivorError(sentence, code=...)``."""
-
-
-@dataclass
-class RateLimiter:
-    """A token bucket per client address, in memory: ``burst`` requests, then one every
-    ``per_seconds``. At most ``max_clients`` addresses are remembered (least recent dropped)."""
-
-    burst: float = 10.0
-    per_seconds: float = 6.0
-    max_clients: int = 10_000
-    clock: Any = time.monotonic
-    _buckets: OrderedDict[str, tuple[float, float]] = field(default_factory=OrderedDict)
-
-    def take(self, client: str) -> float:
-        """0 when allowed; otherwise the seconds to wait."""
-        now = self.clock()
-        tokens, last = self._buckets.pop(client, (self.burst, now))
-        tokens = min(self.burst, tokens + (now - last) / self.per_seconds)
-        wait = 0.0
-        if tokens >= 1.0:
-            tokens -= 1.0
-        else:
-            wait = (1.0 - tokens) * self.per_seconds
-        self._buckets[client] = (tokens, now)
-        while len(self._buckets) > self.max_clients:
-            self._buckets.popitem(last=False)
-        return wait
 
 
 def _static(name: str) -> bytes:
@@ -174,6 +171,11 @@ def _json_response(
 
 
 def _error(exc: SurvivorError, headers: dict[str, str] | None = None) -> web.Response:
+    if exc.retry_after_ms is not None:  # a rate limit says when to come back
+        headers = {
+            **(headers or {}),
+            "Retry-After": str(max(1, math.ceil(exc.retry_after_ms / 1000))),
+        }
     return _json_response(exc.to_json(), exc.http_status, headers)
 
 
@@ -209,184 +211,6 @@ async def _read_json(request: web.Request, limit: int = MAX_BODY_BYTES) -> dict[
     return body
 
 
-def _only_keys(body: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(body) - allowed)
-    if unknown:
-        raise SurvivorError(f"unknown field(s): {', '.join(unknown[:5])}", code="bad-request")
-
-
-@dataclass(frozen=True)
-class SubmittedTile:
-    """One tile of a protected photo, as validated (``SourceTile`` of the bank API)."""
-
-    cell: str
-    frame: int
-    hash: bytes
-    quality: int
-
-
-@dataclass(frozen=True)
-class Submitted:
-    """One submitted photo: its whole-picture PDQ hash and quality, and (protected-source
-    only) its index tiles."""
-
-    hash: bytes
-    quality: int
-    tiles: tuple[SubmittedTile, ...] = ()
-
-
-def _quality(value: Any) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int) and 0 <= value <= 100
-
-
-def parse_tiles(tiles: Any, where: str) -> tuple[SubmittedTile, ...]:
-    """Validate the ``tiles`` of one protected photo (``where`` names it in errors)."""
-    if not isinstance(tiles, list):
-        raise SurvivorError(f"{where}.tiles must be a list", code="bad-tiles")
-    if len(tiles) > MAX_TILES:
-        raise SurvivorError(
-            f"{where}.tiles has {len(tiles)} entries; a photo has at most {MAX_TILES}"
-            f" ({TILE_SCHEME.name}: {len(TILE_SCHEME.cells)} cells x"
-            f" {len(TILE_SCHEME.index_frames)} frames)",
-            code="too-many-tiles",
-        )
-    out: list[SubmittedTile] = []
-    seen: set[tuple[str, int]] = set()
-    frames = len(TILE_SCHEME.index_frames)
-    for n, tile in enumerate(tiles):
-        at = f"{where}.tiles[{n}]"
-        if not isinstance(tile, dict):
-            raise SurvivorError(f"{at} must be an object", code="bad-tile")
-        if set(tile) != _TILE_FIELDS:
-            raise SurvivorError(
-                f"{at} must have exactly the fields cell, frame, hash, quality", code="bad-tile"
-            )
-        label = tile["cell"]
-        try:
-            cell = Cell.parse(label)
-        except DerivativeError:
-            cell = None
-        # Only the canonical label (Cell.parse also reads leading zeros, e.g. "g4c01r0").
-        if cell is None or cell not in _TILE_CELLS or cell.label != label:
-            raise SurvivorError(
-                f"{at}.cell must be a cell of {TILE_SCHEME.name} (g4c0r0 .. g5c4r4)",
-                code="bad-tile-cell",
-            )
-        frame = tile["frame"]
-        if isinstance(frame, bool) or not isinstance(frame, int) or not 0 <= frame < frames:
-            raise SurvivorError(f"{at}.frame must be 0..{frames - 1}", code="bad-tile-frame")
-        value = tile["hash"]
-        if not isinstance(value, str) or not _HEX64.fullmatch(value):
-            raise SurvivorError(f"{at}.hash must be 64 hex characters", code="bad-tile-hash")
-        quality = tile["quality"]
-        if not _quality(quality):
-            raise SurvivorError(f"{at}.quality must be 0..100", code="bad-tile-quality")
-        if not TILE_SCHEME.gate(quality):
-            raise SurvivorError(
-                f"{at} is too plain to be used (quality {quality} < {TILE_SCHEME.min_quality});"
-                " leave such tiles out",
-                code="low-quality-tile",
-            )
-        key = (cell.label, frame)
-        if key in seen:
-            raise SurvivorError(
-                f"{at} repeats cell {cell.label} of frame {frame}", code="duplicate-tile"
-            )
-        seen.add(key)
-        out.append(SubmittedTile(cell.label, frame, bytes.fromhex(value), quality))
-    return tuple(out)
-
-
-def parse_submission(body: dict[str, Any]) -> tuple[list[Submitted], str]:
-    """Validate a submit request: ([Submitted], category). Duplicate hashes are merged (the
-    first one's tiles are kept)."""
-    _only_keys(body, {"hashes", "category", "consent"})
-    if body.get("consent") is not True:
-        raise SurvivorError(
-            "consent must be true: nothing is kept without it", code="consent-required"
-        )
-    category = body.get("category")
-    if not isinstance(category, str) or category not in CATEGORIES:
-        raise SurvivorError(
-            f"category must be one of: {', '.join(sorted(CATEGORIES))}", code="bad-category"
-        )
-    protected = category == PROTECTED_CATEGORY
-    hashes = body.get("hashes")
-    if not isinstance(hashes, list) or not hashes:
-        raise SurvivorError("hashes must be a non-empty list", code="bad-hashes")
-    if len(hashes) > MAX_ITEMS:
-        raise SurvivorError(f"at most {MAX_ITEMS} hashes in one submission", code="too-many")
-    if protected and len(hashes) > MAX_PROTECTED_ITEMS:
-        raise SurvivorError(
-            f"at most {MAX_PROTECTED_ITEMS} photos to protect in one submission",
-            code="too-many",
-        )
-    allowed = {"signal_type", "hash", "quality"} | ({"tiles"} if protected else set())
-    seen: dict[bytes, Submitted] = {}
-    for n, entry in enumerate(hashes):
-        if not isinstance(entry, dict):
-            raise SurvivorError(f"hashes[{n}] must be an object", code="bad-hashes")
-        if "tiles" in entry and not protected:
-            raise SurvivorError(
-                f"hashes[{n}].tiles is only accepted with category {PROTECTED_CATEGORY}",
-                code="tiles-not-allowed",
-            )
-        extra = set(entry) - allowed
-        if extra:
-            raise SurvivorError(f"hashes[{n}] has unknown fields", code="bad-hashes")
-        if entry.get("signal_type") != signal_types.PDQ.name:
-            raise SurvivorError(f"hashes[{n}].signal_type must be 'pdq'", code="bad-signal")
-        value = entry.get("hash")
-        if not isinstance(value, str) or not _HEX64.fullmatch(value):
-            raise SurvivorError(f"hashes[{n}].hash must be 64 hex characters", code="bad-hash")
-        quality = entry.get("quality")
-        if not _quality(quality) or not isinstance(quality, int):
-            raise SurvivorError(f"hashes[{n}].quality must be 0..100", code="bad-quality")
-        if quality < PDQ_QUALITY_THRESHOLD:
-            raise SurvivorError(
-                f"hashes[{n}] comes from a picture too plain to fingerprint reliably"
-                f" (quality {quality} < {PDQ_QUALITY_THRESHOLD})",
-                code="low-quality",
-                status_hint=400,  # this surface has always answered 400 here
-            )
-        if protected and "tiles" not in entry:
-            raise SurvivorError(
-                f"hashes[{n}].tiles is required with category {PROTECTED_CATEGORY}"
-                " (an empty list when no part of the photo is detailed enough)",
-                code="tiles-required",
-            )
-        tiles = parse_tiles(entry["tiles"], f"hashes[{n}]") if protected else ()
-        seen.setdefault(bytes.fromhex(value), Submitted(bytes.fromhex(value), quality, tiles))
-    return list(seen.values()), category
-
-
-def parse_withdrawal(body: dict[str, Any]) -> tuple[list[bytes], bytes]:
-    _only_keys(body, {"items", "secret"})
-    items = body.get("items")
-    if not isinstance(items, list) or not items:
-        raise SurvivorError("items must be a non-empty list", code="bad-items")
-    if len(items) > MAX_ITEMS:
-        raise SurvivorError(f"at most {MAX_ITEMS} items in one withdrawal", code="too-many")
-    refs: list[bytes] = []
-    for n, ref in enumerate(items):
-        if not isinstance(ref, str) or not _HEX32.fullmatch(ref):
-            raise SurvivorError(
-                f"items[{n}] must be 32 lower-case hex characters", code="bad-items"
-            )
-        if bytes.fromhex(ref) not in refs:
-            refs.append(bytes.fromhex(ref))
-    secret = body.get("secret")
-    if (
-        not isinstance(secret, str)
-        or not MIN_SECRET_HEX <= len(secret) <= MAX_SECRET_HEX
-        or not _HEX.fullmatch(secret)
-    ):
-        raise SurvivorError(
-            "secret must be the lower-case hex code from your receipt", code="bad-secret"
-        )
-    return refs, bytes.fromhex(secret)
-
-
 class SurvivorService:
     """What the endpoints do, without HTTP (also usable from tests and the CLI)."""
 
@@ -396,9 +220,16 @@ class SurvivorService:
         banks: BankService,
         bank_name: str = DEFAULT_BANK,
         protected_bank: str = PROTECTED_BANK,
+        *,
+        quantum_s: float = SUBMIT_QUANTUM_S,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.node, self.banks, self.bank_name = node, banks, bank_name
         self.protected_bank = protected_bank
+        self.quantum_s, self._clock, self._sleep = quantum_s, clock, sleep
+        self._publish: asyncio.Task[None] | None = None
+        self._publish_again = False
 
     async def ensure_bank(self, protected: bool = False) -> str:
         """The bank a submission goes to, created on first use."""
@@ -447,21 +278,53 @@ class SurvivorService:
         )
 
     async def submit(self, hashes: list[Submitted], category: str) -> dict[str, Any]:
+        """Store the hashes and answer, in the same steps and the same time (to the quantum)
+        whether the hub held them or not: one write attempt per hash, one request to publish
+        (in the background), then the answer at the next quantum after the start."""
+        started = self._clock()
         bank = await self.ensure_bank(category == PROTECTED_CATEGORY)
         secret = secrets.token_bytes(SECRET_BYTES)
         receipt: list[dict[str, str]] = []
         async with self.banks.db.transaction():
             for entry in hashes:
+                # Both refs are drawn on every path, so held and new do the same work here too.
+                fresh = secrets.token_bytes(16)
                 try:
                     result = await self._add(bank, entry, category, secret)
-                    ref = result.item.item_ref if result.created else secrets.token_bytes(16)
+                    ref = result.item.item_ref if result.created else fresh
                 except ItemWithdrawnError:
                     # Withdrawn earlier: stays withdrawn (never silently re-added). The receipt
                     # entry names nothing, exactly like a duplicate's.
-                    ref = secrets.token_bytes(16)
+                    ref = fresh
                 receipt.append({"item": ref.hex()})
-        await self.node.publisher.reconcile()
+        self.publish_soon()
+        await self._answer_at_quantum(started)
         return {"receipt": receipt, "secret": secret.hex()}
+
+    def publish_soon(self) -> None:
+        """Publish the bank's new items after the answer, not before it: building an item's
+        index entries (OPRF evaluations) is the slow part, and only new items have any."""
+        self._publish_again = True
+        if self._publish is None or self._publish.done():
+            self._publish = asyncio.get_running_loop().create_task(self._publish_loop())
+
+    async def _publish_loop(self) -> None:
+        while self._publish_again:  # submissions during a run are published by one more run
+            self._publish_again = False
+            try:
+                await self.node.publisher.reconcile()
+            except Exception:  # logged without content; the node's sync loop retries it
+                log.exception("publishing survivor submissions failed")
+
+    async def published(self) -> None:
+        """Wait until every submission so far is published (tests, shutdown)."""
+        while self._publish is not None and not self._publish.done():
+            await asyncio.shield(self._publish)
+
+    async def _answer_at_quantum(self, started: float) -> None:
+        elapsed = self._clock() - started
+        deadline = max(1, math.ceil(elapsed / self.quantum_s)) * self.quantum_s
+        await self._sleep(deadline - elapsed)
 
     async def withdraw(self, refs: list[bytes], secret: bytes) -> dict[str, Any]:
         results = []
@@ -504,14 +367,19 @@ def build_survivor_routes(
     *,
     bank_name: str = DEFAULT_BANK,
     limiter: RateLimiter | None = None,
+    limits: SurvivorLimits | None = None,
     trust_forwarded_for: bool = False,
+    service: SurvivorService | None = None,
 ) -> web.RouteTableDef:
     """The page at ``/survivor/`` and its endpoints, as routes to add to any aiohttp app
     (``app.add_routes(build_survivor_routes(node, banks))``). Headers are set per response, so
-    no middleware is needed. With ``trust_forwarded_for`` the rate limit keys on the first
-    ``X-Forwarded-For`` address (only behind a proxy that sets it)."""
-    service = SurvivorService(node, banks, bank_name)
-    limiter = limiter if limiter is not None else RateLimiter()
+    no middleware is needed. With ``trust_forwarded_for`` the rate limits key on the first
+    ``X-Forwarded-For`` address (only behind a proxy that sets it). ``limiter`` replaces the
+    per-address bucket of ``limits``."""
+    service = service if service is not None else SurvivorService(node, banks, bank_name)
+    limits = limits if limits is not None else SurvivorLimits()
+    if limiter is not None:
+        limits.address = limiter
     assets = {name: _static(name) for name in STATIC_FILES}
     assets["index.html"] = render_index(node.cfg)
     routes = web.RouteTableDef()
@@ -551,12 +419,9 @@ def build_survivor_routes(
         action: Callable[[dict[str, Any]], Awaitable[web.Response]],
         limit: int = MAX_BODY_BYTES,
     ) -> web.Response:
-        wait = limiter.take(client_of(request))
-        if wait > 0:
-            return _error(
-                SurvivorError("too many requests; please wait a minute", code="rate-limited"),
-                {"Retry-After": str(max(1, int(wait + 0.999)))},
-            )
+        refused = limits.by_client(client_of(request))
+        if refused is not None:
+            return _error(refused)
         try:
             return await action(await _read_json(request, limit))
         except SurvivorError as exc:
@@ -576,6 +441,9 @@ def build_survivor_routes(
     async def withdraw(request: web.Request) -> web.Response:
         async def action(body: dict[str, Any]) -> web.Response:
             refs, secret = parse_withdrawal(body)
+            refused = limits.by_receipt(refs)
+            if refused is not None:
+                raise refused
             return _json_response(await service.withdraw(refs, secret))
 
         return await guarded(request, action)
@@ -583,8 +451,20 @@ def build_survivor_routes(
     return routes
 
 
+SERVICE = web.AppKey("survivor-service", SurvivorService)
+
+
 def build_survivor_app(node: Node, banks: BankService, **options: Any) -> web.Application:
     """A stand-alone app serving only the survivor page (for a separate public port)."""
     app = web.Application(client_max_size=MAX_PROTECTED_BODY_BYTES)
-    app.add_routes(build_survivor_routes(node, banks, **options))
+    service = options.pop("service", None) or SurvivorService(
+        node, banks, options.get("bank_name", DEFAULT_BANK)
+    )
+    app[SERVICE] = service
+    app.add_routes(build_survivor_routes(node, banks, service=service, **options))
+
+    async def publish_before_closing(app: web.Application) -> None:
+        await service.published()
+
+    app.on_cleanup.append(publish_before_closing)
     return app

@@ -225,10 +225,11 @@ class LogMonitor:
         )  # fmt: skip
 
     async def record_incident(self, exc: tl.LogError, evidence: Mapping[str, Any]) -> None:
-        await self.store.add_incident(
-            self.peer.node_id, exc.code, exc.detail[:2000],
-            json.dumps(dict(evidence), sort_keys=True), self.clock.now(),
-        )  # fmt: skip
+        # Every observation is kept (a fork seen twice is evidence twice), up to the per-peer
+        # incident cap: a peer whose log misbehaves on every poll cannot grow the database.
+        await self.store.peer_incidents.record(
+            self.peer.node_id, exc.code, exc.detail, evidence, self.clock.now(), once=False
+        )
         log.warning("log of %s: %s: %s", self.peer.node_id, exc.code, exc.detail)
 
     @staticmethod

@@ -1,0 +1,237 @@
+"""The holder's VOPRF keys over their lifetime (spec 8.2, 8.4): counting, rotating, retiring.
+
+Every element evaluated under a key is counted durably (``voprf_key_usage``, all peers
+together); a request that would pass the cap is refused whole. At 7/8 of the cap the ring makes
+a **successor** key; the publisher's next round publishes the whole index under it too, so
+queriers replicate it before governance names it in the roster (the last eighth of the cap is
+the time that takes). When the roster names the successor it
+is promoted: it becomes the key, and the old one is **retired**: still answered (evaluations
+and candidates) for the overlap window, so a querier a roster behind loses no match, then its
+index is withdrawn and its secret erased.
+
+The publisher and the responder read the keys here, never a copy, so a rotation reaches both.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from blindmatch.crypto import oprf
+from blindmatch.node import keys as keyfiles
+from blindmatch.node.clock import Clock
+from blindmatch.node.errors import NodeError
+from blindmatch.node.keys import NodeKeys
+from blindmatch.node.metrics import Metrics
+from blindmatch.node.storage import Database
+from blindmatch.node.translog import hooks as translog_hooks
+from blindmatch.node.translog.log import TransparencyLog
+from blindmatch.protocol import index
+from blindmatch.protocol.key_lifetime import LIFETIME_CAP, KeyExhausted, KeyLifetime
+from blindmatch.protocol.roster import voprf_key_id
+
+log = logging.getLogger("blindmatch.node")
+
+
+class VoprfKeyRing:
+    def __init__(
+        self,
+        db: Database,
+        keys: NodeKeys,
+        keys_dir: Path,
+        translog: TransparencyLog,
+        metrics: Metrics,
+        clock: Clock,
+        *,
+        cap: int = LIFETIME_CAP,
+        overlap_s: int = 7 * 86_400,
+    ) -> None:
+        self.db = db
+        self.keys_dir = keys_dir
+        self.translog = translog
+        self.metrics = metrics
+        self.clock = clock
+        self.lifetime = KeyLifetime(cap)
+        self.overlap_s = overlap_s
+        self._retire_at: dict[bytes, int] = {}  # retired key id -> when it stops answering
+        self._rotation_to_record: bytes | None = None
+        self._set(keys)
+
+    def _set(self, keys: NodeKeys) -> None:
+        self.keys = keys
+        # the keys of our table references (spec 8.5), one per VOPRF key we answer for
+        self.reference_keys = {
+            kid: index.reference_key(k.sk) for kid, k in keys.voprf_keys().items()
+        }
+
+    @property
+    def current(self) -> oprf.ServerKey:
+        return self.keys.voprf
+
+    def publishing(self) -> list[oprf.ServerKey]:
+        """The keys the index is published under: the current one and, during a rotation,
+        its successor."""
+        return [k for k in (self.keys.voprf, self.keys.successor) if k is not None]
+
+    def answering(self, key_id: bytes, now: int) -> oprf.ServerKey | None:
+        """The key a peer's ``oprf.evaluate`` names, if we answer it: the current key, the
+        successor (a querier with a newer roster than ours), and the retired key until its
+        overlap ends."""
+        key = self.keys.voprf_keys().get(key_id)
+        if key is None:
+            return None
+        if key is self.keys.retired and now >= self._retire_at.get(key_id, 0):
+            return None
+        return key
+
+    def candidate_keys(self, now: int) -> dict[bytes, bytes]:
+        """Key id -> reference key of every index a candidate may come from (8.5)."""
+        return {
+            kid: ref
+            for kid, ref in self.reference_keys.items()
+            if self.answering(kid, now) is not None
+        }
+
+    # --- the count and the cap (8.2) ---------------------------------------------------------
+
+    async def count(self, key_id: bytes, n: int) -> int:
+        """Count ``n`` evaluations under a key, durably, refusing (whole, nothing counted) any
+        that would take it past its lifetime cap; returns the new count."""
+        now = self.clock.now()
+        async with self.db.transaction():
+            await self.db.execute(
+                "INSERT INTO voprf_key_usage (key_id, evaluations, created_at) VALUES (?, 0, ?)"
+                " ON CONFLICT DO NOTHING",
+                key_id, now,
+            )  # fmt: skip
+            used = int(
+                await self.db.fetch_value(
+                    "SELECT evaluations FROM voprf_key_usage WHERE key_id = ?", key_id
+                )
+            )
+            try:
+                total = self.lifetime.admit(used, n)
+            except KeyExhausted as exc:
+                self.metrics.inc("voprf_key_cap_refusals_total")
+                raise NodeError(str(exc), code="not-allowed") from exc
+            await self.db.execute(
+                "UPDATE voprf_key_usage SET evaluations = ? WHERE key_id = ?", total, key_id
+            )
+        return total
+
+    async def uncount(self, key_id: bytes, n: int) -> None:
+        await self.db.execute(
+            "UPDATE voprf_key_usage SET evaluations = evaluations - ? WHERE key_id = ?"
+            " AND evaluations >= ?",
+            n, key_id, n,
+        )  # fmt: skip
+
+    async def used(self, key_id: bytes) -> int:
+        v = await self.db.fetch_value(
+            "SELECT evaluations FROM voprf_key_usage WHERE key_id = ?", key_id
+        )
+        return int(v or 0)
+
+    async def note_usage(self, key_id: bytes, used: int) -> None:
+        """After a count: at 7/8 of the cap of the current key, start its rotation."""
+        if key_id == self.keys.voprf_key_id and self.lifetime.needs_successor(used):
+            await self.start_rotation()
+
+    # --- rotation (8.4) ----------------------------------------------------------------------
+
+    async def start_rotation(self) -> bool:
+        """Make the successor (the publisher's next round publishes the index under it, so
+        queriers hold it by the time governance names it). False if one is under way."""
+        if self.keys.successor is not None:
+            return False
+        self._set(keyfiles.make_successor(self.keys_dir, self.keys))
+        successor = self.keys.successor
+        assert successor is not None
+        new_id = voprf_key_id(successor.pk)
+        await self.db.execute(
+            "INSERT INTO voprf_key_usage (key_id, evaluations, created_at) VALUES (?, 0, ?)"
+            " ON CONFLICT DO NOTHING",
+            new_id, self.clock.now(),
+        )  # fmt: skip
+        self.metrics.inc("voprf_key_rotation_due_total")
+        # the public key is what governance needs; the node never logs a secret
+        log.warning(
+            "VOPRF key %s reached 7/8 of its lifetime cap of %d evaluations: successor %s made"
+            " and its index is being published; governance must name its public key %s as"
+            " this node's voprf_key in the next roster (spec 8.4)",
+            self.keys.voprf_key_id.hex(), self.lifetime.cap, new_id.hex(), successor.pk.hex(),
+        )  # fmt: skip
+        return True
+
+    def roster_names(self, pk: bytes) -> bool:
+        """Whether the roster's ``voprf_key`` for us is one we can run under: the current key,
+        or the successor (then it is promoted)."""
+        if pk == self.keys.voprf.pk:
+            return True
+        if self.keys.successor is not None and pk == self.keys.successor.pk:
+            self.promote()
+            return True
+        return False
+
+    def promote(self) -> None:
+        """The roster names our successor: it becomes the key; the old one answers until the
+        overlap ends (made durable, and logged, by :meth:`record_rotation`)."""
+        old_id = self.keys.voprf_key_id
+        self._set(keyfiles.promote_successor(self.keys_dir, self.keys))
+        self._retire_at = {old_id: self.clock.now() + self.overlap_s}
+        self._rotation_to_record = old_id
+        self.metrics.inc("voprf_key_rotations_total")
+        log.info("VOPRF key rotated: %s is the key, %s answers for %d s more",
+                 self.keys.voprf_key_id.hex(), old_id.hex(), self.overlap_s)  # fmt: skip
+
+    async def record_rotation(self) -> None:
+        """After a promotion: the retirement deadline, durably, and the rotation in the
+        transparency log."""
+        old_id, self._rotation_to_record = self._rotation_to_record, None
+        if old_id is None:
+            return
+        retire_at = self._retire_at[old_id]
+        async with self.db.transaction():
+            await self.db.execute(
+                "INSERT INTO voprf_key_usage (key_id, evaluations, created_at, retire_at)"
+                " VALUES (?, 0, ?, ?) ON CONFLICT (key_id) DO UPDATE SET retire_at = ?",
+                old_id, self.clock.now(), retire_at, retire_at,
+            )  # fmt: skip
+            await translog_hooks.log_key_rotation(
+                self.translog,
+                key_type="voprf",
+                new_key_id=self.keys.voprf_key_id,
+                old_key_id=old_id,
+                overlap_ms=self.overlap_s * 1000,
+            )
+
+    async def load(self) -> None:
+        """At start: a promotion made before the database saw it is recorded; a retired key's
+        deadline is read back (a retired key without one stops answering at once)."""
+        await self.record_rotation()
+        if self.keys.retired is None:
+            return
+        rid = voprf_key_id(self.keys.retired.pk)
+        retire_at = await self.db.fetch_value(
+            "SELECT retire_at FROM voprf_key_usage WHERE key_id = ?", rid
+        )
+        self._retire_at = {rid: int(retire_at) if retire_at is not None else self.clock.now()}
+
+    def expired_retired(self, now: int) -> bytes | None:
+        """The retired key's id once its overlap has ended (its index is then withdrawn and its
+        secret erased), else None."""
+        retired = self.keys.retired
+        if retired is None:
+            return None
+        rid = voprf_key_id(retired.pk)
+        return rid if now >= self._retire_at.get(rid, 0) else None
+
+    def erase_retired(self) -> None:
+        retired = self.keys.retired
+        if retired is None:
+            return
+        rid = voprf_key_id(retired.pk)
+        self._set(keyfiles.erase_retired(self.keys_dir, self.keys))
+        self._retire_at.pop(rid, None)
+        self.metrics.inc("voprf_keys_erased_total")
+        log.info("retired VOPRF key %s erased after its overlap window", rid.hex())
