@@ -111,7 +111,7 @@ class Node:
         )
         self.responder = PeerResponder(
             db, self.admission, self.feeds, self.decisions, self.key_ring, metrics, clock,
-            cfg.release_bands, uploaders=self.uploaders,
+            cfg.release_bands, uploaders=self.uploaders, published=published,
         )  # fmt: skip
         self.replication = Replicator(
             roster, cfg.node_id, self.scheme.name, self.replicas, incidents, self.client,

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from blindmatch.node.clock import Clock
-from blindmatch.node.errors import NodeError
+from blindmatch.node.errors import BlindmatchError, NodeError
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import BudgetLedger, BudgetLimits, Database, NonceStore
 from blindmatch.node.storage.incidents import PeerIncidents
@@ -48,7 +48,7 @@ class PendingNonce:
     opened_ms: int | None = None
 
 
-class _Undo(Exception):
+class _Undo(BlindmatchError):
     """Raised inside an admission transaction to undo its statements (a refusal after which
     the nonce must not stay recorded)."""
 

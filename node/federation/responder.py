@@ -27,6 +27,7 @@ from blindmatch.node.federation.uploader_signals import UploaderSignals
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.signals.base import bands as band_bounds
 from blindmatch.node.storage import Database, FeedLog
+from blindmatch.node.storage.published_index import PublishedIndexStore
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol import index, matching
 from blindmatch.protocol.roster import Member
@@ -53,8 +54,10 @@ class PeerResponder:
         clock: Clock,
         release_bands: Sequence[int],
         uploaders: UploaderSignals | None = None,
+        published: PublishedIndexStore | None = None,
     ) -> None:
         self.db = db
+        self.published = published or PublishedIndexStore(db)
         self.uploaders = uploaders
         self.admission = admission
         self.feeds = feeds
@@ -109,16 +112,8 @@ class PeerResponder:
             named[c] = None
             for key_id, ref_key in ref_keys.items():
                 tag, prefix = index.resolve_candidate(ref_key, key_id, c)
-                rows = await self.db.fetch_all(
-                    "SELECT item_ref, entries FROM index_publications"
-                    " WHERE item_ref >= ? AND item_ref <= ? AND key_id = ?",
-                    prefix + bytes(8), prefix + b"\xff" * 8, key_id,
-                )  # fmt: skip
-                found = [
-                    bytes(r["item_ref"])
-                    for r in rows
-                    if tag in index.entry_tags(bytes(r["entries"]))
-                ]
+                rows = await self.published.with_prefix(prefix, key_id)
+                found = [ref for ref, entries in rows.items() if tag in index.entry_tags(entries)]
                 if found:
                     named[c] = found[0]
                     break
