@@ -1,6 +1,6 @@
 """An honest job's latency beside each hostile peer in turn (issue 15, "isolation").
 
-    ./dev bench hostile [--jobs 12] [--hub-items 1000]
+    ./dev bench hostile [--jobs 10] [--hub-items 500]
 
 Real nodes on loopback (LocalFederation: keys, a signed roster, SQLite stores, aiohttp): an
 honest hub (served from its own process, so its CPU time is its own), an honest platform that
@@ -67,10 +67,11 @@ async def _hub_main(cfg: Any, document: Any, governance: list[bytes], port: int,
     from blindmatch.node.devtools.localfed import _listening_socket
     from blindmatch.node.federation.http import build_app
     from blindmatch.node.node import Node
+    from blindmatch.node.storage import open_database
     from blindmatch.protocol import roster as roster_mod
 
     roster = roster_mod.verify_roster(document, governance, 2, int(time.time() * 1000))
-    db = await Node.open_database(cfg, int(time.time()))
+    db = await open_database(cfg.database_url, migrate_now=int(time.time()))
     node = Node(cfg, keyfiles.load(cfg.keys_dir), db, roster)
     runner = web.AppRunner(build_app(node), access_log=None)
     await runner.setup()
@@ -217,6 +218,14 @@ def _redirecting_relay(target: tuple[str, int], location: str) -> Any:
 # --- the run ------------------------------------------------------------------------------------
 
 
+def _recv(conn: Any, proc: Any) -> Any:
+    """The child's next message; an error (not a hang) if the child died."""
+    while not conn.poll(1.0):
+        if not proc.is_alive():
+            raise RuntimeError(f"{proc.name} exited with {proc.exitcode}")
+    return conn.recv()
+
+
 def _pct(values: list[float], q: float) -> float:
     s = sorted(values)
     return s[min(len(s) - 1, max(0, round(q * (len(s) - 1))))]
@@ -225,6 +234,7 @@ def _pct(values: list[float], q: float) -> float:
 class Bench:
     def __init__(self, args: argparse.Namespace, home: Path) -> None:
         self.args, self.home = args, home
+        self.misses: list[dict[str, Any]] = []
 
     async def setup(self) -> None:
         from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec, _listening_socket
@@ -266,7 +276,7 @@ class Bench:
             target=_hub_process, args=(hub_cfg, document, gov, stopped[2][1], child), daemon=True
         )
         self.hub_proc.start()
-        assert await asyncio.to_thread(self.hub_conn.recv) == "ready"
+        assert await asyncio.to_thread(_recv, self.hub_conn, self.hub_proc) == "ready"
         # The attacker in its own process.
         self.att_conn, child = ctx.Pipe()
         self.att_proc = ctx.Process(
@@ -275,7 +285,7 @@ class Bench:
             daemon=True,
         )
         self.att_proc.start()
-        assert await asyncio.to_thread(self.att_conn.recv) == "ready"
+        assert await asyncio.to_thread(_recv, self.att_conn, self.att_proc) == "ready"
         # The redirecting holder: its node moves to a new port, a relay takes its address.
         spec, keys, (host, port) = await fed.stop_node("redirect")
         moved = await fed.restart_node("redirect", (spec, keys, (host, 0)))
@@ -288,7 +298,7 @@ class Bench:
 
     async def hub_stats(self) -> dict[str, float]:
         self.hub_conn.send("cpu")
-        return dict(await asyncio.to_thread(self.hub_conn.recv))
+        return dict(await asyncio.to_thread(_recv, self.hub_conn, self.hub_proc))
 
     async def honest_job(self) -> float:
         """Seconds from submit until the hub's part answered (found the near copy)."""
@@ -309,7 +319,12 @@ class Bench:
                 elapsed = time.perf_counter() - t0
                 break
             await asyncio.sleep(0.005)
-        assert any(r.peer == "hub" for r in status.results), "the honest job missed"
+        # job_status reads tasks and results in two queries: read again before calling it a miss.
+        status = await p.querier.job_status(job)
+        if not any(r.peer == "hub" for r in status.results):
+            # Reported, not hidden: a defence that made an honest job miss is a finding.
+            self.misses.append({"tasks": status.tasks, "state": status.state})
+            print("honest job missed:", status.tasks, flush=True)
         return elapsed
 
     async def phase(
@@ -394,7 +409,7 @@ class Bench:
 
         async def stop() -> dict[str, Any]:
             self.att_conn.send("stop")
-            codes = await asyncio.to_thread(self.att_conn.recv)
+            codes = await asyncio.to_thread(_recv, self.att_conn, self.att_proc)
             return {"hostile_requests": sum(codes.values()), "codes": codes}
 
         return start, stop
@@ -514,6 +529,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "index_build_s": bench.index_build_s,
         "wall_s": time.time() - started,
         "rows": rows,
+        "honest_misses": bench.misses,
     }
 
 
@@ -558,6 +574,18 @@ def report(result: dict[str, Any]) -> str:
         )
     lines += [
         "",
+        f"Honest jobs that missed the hub's item: {len(result['honest_misses'])} (every honest"
+        " job is a near copy of a hub item and must find it; a miss would be listed in"
+        " hostile.json).",
+        "",
+        "Caveats: one run of a few jobs per side on a shared, loaded machine (the load average"
+        " above), so a ratio within about +-30% of 1 is noise; p99 is the slowest of the jobs;"
+        " the marginal CPU subtracts an estimate of the honest jobs' share and is noisier than"
+        " the total. The attacker sends at most"
+        f" {a['concurrency']} requests at a time from one identity; a flood from many identities"
+        " is bounded per identity by the same early refusals and, in total, by the public"
+        " port's connection limits (tests/test_public_port.py), not measured here.",
+        "",
         "Reading the columns:",
         "",
         "- *hub CPU per hostile request*: the hub process's CPU time while the hostile peer ran"
@@ -580,8 +608,8 @@ def report(result: dict[str, Any]) -> str:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="bench hostile", description=__doc__.split("\n")[0])
-    parser.add_argument("--jobs", type=int, default=12, help="honest jobs per phase and side")
-    parser.add_argument("--hub-items", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=10, help="honest jobs per phase and side")
+    parser.add_argument("--hub-items", type=int, default=500)
     parser.add_argument("--concurrency", type=int, default=4, help="hostile requests in flight")
     parser.add_argument("--warmup", type=float, default=1.0, help="seconds before timing")
     parser.add_argument(

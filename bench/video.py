@@ -8,7 +8,7 @@ unrelated clips. Every clip is hashed with Meta's vpdq (one frame per second).
 
 Two matchers see the same frame lists:
 
-* **plaintext vPDQ**: ``protocol.signals.vpdq_match`` of the query against every banked video
+* **plaintext vPDQ**: ``vpdq.frames.vpdq_match`` of the query against every banked video
   (vPDQ's brute-force rule: distance <= 31 per frame, the larger of query-match % and
   compared-match % at least 80);
 * **private**: the federation's exchange, run in process with the real crypto: a holder indexes
@@ -38,12 +38,12 @@ from typing import Any
 from bench import video_corpus
 from blindmatch.crypto import oprf, sodium
 from blindmatch.node.media.hashing import hash_video
-from blindmatch.node.media.video import frame_float_vectors
+from blindmatch.node.signals.vpdq.hasher import frame_float_vectors
 from blindmatch.protocol import canonical, index, matching, signal_types
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.roster import voprf_key_id
 from blindmatch.protocol.signal_types.vpdq import video
-from blindmatch.protocol.signals import VpdqFrame, distinct_good_frames, vpdq_match
+from blindmatch.protocol.signal_types.vpdq.frames import VpdqFrame, distinct_good_frames, vpdq_match
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BANDS = (8, 16, 31)

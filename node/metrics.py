@@ -28,6 +28,11 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "index_items_published_total": ("counter", (), "index entries published"),
     "index_items_removed_total": ("counter", (), "index entries removed"),
     "match_task_retries_total": ("counter", ("peer",), "outbox deliveries deferred for a retry"),
+    "outbox_leases_released_total": (
+        "counter",
+        (),
+        "outbox messages handed out again because the process of this node holding them died",
+    ),
     "budget_refusals_total": (
         "counter",
         ("peer", "what"),
@@ -100,6 +105,7 @@ PREREGISTERED = (
     "threshold_answers_total",
     "index_items_published_total",
     "index_items_removed_total",
+    "outbox_leases_released_total",
 )
 
 

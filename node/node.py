@@ -40,6 +40,7 @@ from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.node.storage.job_ledger import JobLedgerStore
 from blindmatch.node.storage.match_jobs import MatchJobStore
 from blindmatch.node.storage.outbox import Outbox, RetryPolicy
+from blindmatch.node.storage.processes import ProcessGroup
 from blindmatch.node.storage.published_index import PublishedIndexStore
 from blindmatch.node.storage.replicas import ReplicaStore
 from blindmatch.node.storage.translog import TranslogStore
@@ -69,7 +70,10 @@ class Node:
         self.rng = rng or random.SystemRandom()
         self.scheme = SCHEMES[cfg.lsh_scheme]
         self.feeds, self.replicas = FeedLog(db), ReplicaStore(db)
-        self.outbox = Outbox(db, RetryPolicy(base_delay=2, max_delay=600, max_attempts=30))
+        # This process among the node's processes on the database (one on SQLite).
+        self.processes = ProcessGroup(db)
+        self.outbox = Outbox(db, RetryPolicy(base_delay=2, max_delay=600, max_attempts=30),
+                             owner=self.processes.instance)  # fmt: skip
         self.nonces, self.budgets = NonceStore(db), BudgetLedger(db)
         self.state, self.job_store = NodeState(db), MatchJobStore(db)
         published = PublishedIndexStore(db)
@@ -135,6 +139,8 @@ class Node:
         self.sync = SyncLoop(
             self.publisher, self.replication, self.uploaders, self.decisions, self.translog,
             self.traffic, clock, cfg.sync_interval_s,
+            processes=self.processes, outbox=self.outbox, metrics=metrics,
+            wake=self._wake_matcher,
         )  # fmt: skip
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = clock.now()
@@ -171,6 +177,7 @@ class Node:
 
     async def start(self, background: bool = True) -> None:
         await self.client.start()
+        await self.processes.start()
         await self.translog.load()
         await self.key_ring.load()
         await translog_hooks.log_roster_once(self.translog, self.db, self.state, self.roster,
@@ -192,6 +199,8 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await t
         await self.client.close()
+        with contextlib.suppress(Exception):  # the database may already be gone
+            await self.processes.close()
         await self.db.close()
 
     def now(self) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import json
 import logging
 import os
@@ -14,6 +15,7 @@ import ssl
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from aiohttp import web
 
@@ -28,7 +30,7 @@ from blindmatch.node.federation.http import build_app
 from blindmatch.node.federation.port_guard import GuardedTCPSite, PortGuard, PortLimits
 from blindmatch.node.federation.roster_watch import RosterWatch, load_roster
 from blindmatch.node.node import Node
-from blindmatch.node.storage import Database, NodeState, open_database
+from blindmatch.node.storage import Database, NodeState, open_database, parse_database_url
 from blindmatch.node.storage.translog import TranslogStore
 from blindmatch.node.translog.monitor import FederationLogWatch
 
@@ -44,9 +46,18 @@ class ListenError(BlindmatchError, OSError):
 def api_token(home: Path) -> str:
     path = home / TOKEN_FILE
     if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole under another name, then linked into place (which fails if it is
+        # there): the node's processes sharing a home all read one complete token.
+        tmp = home / f"{TOKEN_FILE}.{os.getpid()}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(secrets.token_urlsafe(32) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
     return path.read_text().strip()
 
 
@@ -60,6 +71,7 @@ class RunningNode:
     roster_watch: RosterWatch | None = None
     roster_watch_task: asyncio.Task[None] | None = None
     database_id: bytes = b""
+    run_lock: IO[str] | None = None  # SQLite: held while this process runs the node
 
     async def stop(self) -> None:
         if self.roster_watch_task is not None:
@@ -75,6 +87,8 @@ class RunningNode:
                 size = await self.node.translog.size()
                 record_history(self.node.cfg, self.database_id, size, self.node.now())
         await self.node.stop()
+        if self.run_lock is not None:
+            self.run_lock.close()
 
 
 def _ssl_context(cfg: NodeConfig) -> ssl.SSLContext | None:
@@ -120,29 +134,76 @@ async def check_history(cfg: NodeConfig, db: Database, now: int, fresh: bool) ->
                 " 'database' at it), or run with --fresh-database to start over"
             )
     if held is None:
-        held = os.urandom(16)
-        await state.set("database_id", held, now)
+        async with db.transaction():
+            # The node's processes may start on an empty database together: one id for all.
+            await db.lock("database_id")
+            held = await state.get("database_id")
+            if held is None:
+                held = os.urandom(16)
+                await state.set("database_id", held, now)
     return held
 
 
 def record_history(cfg: NodeConfig, database_id: bytes, log_size: int, now: int) -> None:
     path = cfg.home / HISTORY_FILE
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")  # the node's processes may share the home
     tmp.write_text(
         json.dumps({"database_id": database_id.hex(), "log_size": log_size, "at": now}) + "\n"
     )
     os.replace(tmp, path)
 
 
+class SingleProcessError(BlindmatchError, RuntimeError):
+    """A second node process on a SQLite database."""
+
+    code = "storage"
+
+
+def claim_sqlite(url: str) -> IO[str] | None:
+    """A SQLite node is one process: hold an exclusive lock on ``<database>.run-lock`` for as
+    long as this one runs, and refuse to start when another holds it. (Its in-memory replicas,
+    caches and locks are one process's; PostgreSQL serves several, see storage/processes.py.)
+    Returns the held lock file (None for PostgreSQL or an in-memory database)."""
+    parsed = parse_database_url(url)
+    if parsed.backend != "sqlite" or parsed.sqlite_path in (None, ":memory:"):
+        return None
+    path = Path(f"{parsed.sqlite_path}.run-lock")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held open while the node runs
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip()[:20] or "unknown"
+        handle.close()
+        raise SingleProcessError(
+            f"another node process (pid {holder}) is running on the SQLite database"
+            f" {parsed.sqlite_path}: a SQLite node runs as one process; to run several, use"
+            " PostgreSQL (README: Running several processes)"
+        ) from None
+    handle.truncate(0)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
 async def start(cfg: NodeConfig, fresh_database: bool = False) -> RunningNode:
     clock = SystemClock()
     roster = load_roster(cfg, int(time.time() * 1000))
     node_keys = keyfiles.load(cfg.keys_dir)
-    db = await open_database(cfg.database_url, migrate_now=clock.now())
+    run_lock = claim_sqlite(cfg.database_url)
+    try:
+        db = await open_database(cfg.database_url, migrate_now=clock.now())
+    except BaseException:
+        if run_lock is not None:
+            run_lock.close()
+        raise
     try:
         database_id = await check_history(cfg, db, clock.now(), fresh_database)
     except BaseException:
         await db.close()
+        if run_lock is not None:
+            run_lock.close()
         raise
     node = Node(cfg, node_keys, db, roster, clock=clock)
     if cfg.policy_path is not None:
@@ -196,14 +257,20 @@ async def start(cfg: NodeConfig, fresh_database: bool = False) -> RunningNode:
         for r in runners:
             await r.cleanup()
         await node.stop()
+        if run_lock is not None:
+            run_lock.close()
         raise
     # Watch every peer's verifiable log: forks, rollbacks and bad signatures become incidents.
     watch = FederationLogWatch(TranslogStore(db), node.peers(), clock)
-    task = asyncio.create_task(watch.run(300), name=f"{cfg.node_id}-log-watch")
+    task = asyncio.create_task(
+        watch.run(300, when=lambda: node.processes.is_leader), name=f"{cfg.node_id}-log-watch"
+    )
     rosters = RosterWatch(cfg, node)
     roster_task = asyncio.create_task(rosters.run(), name=f"{cfg.node_id}-roster-watch")
     record_history(cfg, database_id, await node.translog.size(), clock.now())
-    return RunningNode(node, banks, runners, watch, task, rosters, roster_task, database_id)
+    return RunningNode(
+        node, banks, runners, watch, task, rosters, roster_task, database_id, run_lock
+    )
 
 
 async def run_forever(cfg: NodeConfig, fresh_database: bool = False) -> None:

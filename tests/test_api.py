@@ -110,7 +110,7 @@ async def test_hub_serves_the_survivor_page_and_nodes_serve_the_console(fed) -> 
 async def test_video_bank_items_and_a_video_query_through_the_api(fed, tmp_path: Path) -> None:
     import subprocess
 
-    from blindmatch.node.media.video import ffmpeg_available
+    from blindmatch.node.media.ffmpeg import ffmpeg_available
     from blindmatch.protocol.signal_types.vpdq import video
 
     if not (ffmpeg_available() and hashing.vpdq_available()):

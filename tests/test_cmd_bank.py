@@ -128,7 +128,7 @@ def test_bank_add_video_and_export_its_vpdq_signal(tmp_path, capsys) -> None:
     import subprocess
 
     from blindmatch.node.media import hashing
-    from blindmatch.node.media.video import ffmpeg_available
+    from blindmatch.node.media.ffmpeg import ffmpeg_available
 
     if not (ffmpeg_available() and hashing.vpdq_available()):
         pytest.skip("needs ffmpeg and vpdq")

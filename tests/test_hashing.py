@@ -216,7 +216,7 @@ def test_vpdq_hashes_a_video_and_matches_itself(tmp_path: Path) -> None:
             hashing.hash_video(tmp_path / "x.mp4")
         assert info.value.code == "video_unsupported"
         pytest.skip("vpdq is not installed")
-    from blindmatch.protocol.signals import vpdq_match
+    from blindmatch.protocol.signal_types.vpdq.frames import vpdq_match
 
     scenes = [smooth_image(s, 96, 128) for s in (11, 12, 13)]
     frames = [scenes[i // 5] for i in range(15)]  # 3 s at 5 fps, one scene per second

@@ -11,7 +11,7 @@ import pytest
 
 from blindmatch.node.media import hashing
 from blindmatch.node.media.hashing import MediaError
-from blindmatch.node.media.video import ffmpeg_available, hash_video_for_query
+from blindmatch.node.signals.vpdq.hasher import ffmpeg_available, hash_video_for_query
 from blindmatch.protocol.signal_types.vpdq import video
 from blindmatch.protocol.signals import pdq_bits_from_float, pdq_from_bits
 

@@ -4,6 +4,7 @@ reached through it (variants, probe keys, release fields, bank types)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,144 @@ def test_no_signal_name_is_tested_outside_the_registry_and_adapters() -> None:
         if lines:
             offenders[rel] = lines
     assert offenders == {}
+
+
+# --- what a signal type owns ---------------------------------------------------------------------
+#
+# A signal type is its registry entry (protocol/signal_types/<module>), its node adapter
+# (node/signals/<module>, with its tables in node/storage/signal_tables/<module>.py), its spec
+# section and its vectors (specs/). Nothing else in the package imports its modules or names it:
+# no import, no identifier with its name in it (``VPDQ``, ``VpdqAdapter``, ``hash_vpdq``), no
+# string that is its name, ThreatExchange name, indicator or bucket signal. The two indexes
+# that list every type (the registry's and the adapters' ``__init__``) are the exception.
+
+# The types that live entirely behind the seam, by their module's name.
+SEALED = {"vpdq": "vpdq"}
+# Modules below the registry that name a sealed type because the registry is built on them (the
+# bucket signal names of the hash formats and the LSH scheme), and Meta's vpdq binding.
+FOUNDATIONS = {
+    "vpdq": {
+        "protocol/signals.py": "the SignalType enum names every bucket signal (vpdq frames "
+        "too) and its ThreatExchange names; the registry is built on it",
+        "protocol/lsh.py": "a bucket key's signal name is part of the LSH scheme (spec 5)",
+        "protocol/lsh_ops.py": "the LSH conformance ops take the bucket signal name",
+        "node/media/hashing.py": "Meta's vpdq binding beside the PDQ one (hash_video); "
+        "the vpdq adapter is its only caller in the package",
+    }
+}
+INDEXES = {"protocol/signal_types/__init__.py", "node/signals/__init__.py"}
+
+
+def _owned(module: str) -> tuple[str, ...]:
+    """Path prefixes of what a type owns in the package, for its module's name."""
+    return (
+        f"protocol/signal_types/{module}",
+        f"node/signals/{module}",
+        f"node/storage/signal_tables/{module}",
+    )
+
+
+def _owned_modules(module: str) -> tuple[str, ...]:
+    return tuple("blindmatch." + p.replace("/", ".") for p in _owned(module))
+
+
+def _tokens(identifier: str) -> set[str]:
+    """``VpdqFrame`` -> {vpdq, frame}; ``hash_vpdq_x`` -> {hash, vpdq, x}."""
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", identifier).lower()
+    return {w for w in words.split("_") if w}
+
+
+def _namings(source: str, name: str, module: str) -> list[int]:
+    """Lines of ``source`` that import signal type ``name``'s modules (``module``) or name it."""
+    entry = signal_types.get(name)
+    strings = {
+        s
+        for s in (
+            entry.name,
+            entry.threatexchange_name,
+            entry.threatexchange_indicator,
+            entry.bucket_signal,
+        )
+        if s
+    }
+    owned = _owned_modules(module)
+    tree = ast.parse(source)
+    docstrings = {
+        id(n.body[0].value)
+        for n in ast.walk(tree)
+        if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and n.body
+        and isinstance(n.body[0], ast.Expr)
+        and isinstance(n.body[0].value, ast.Constant)
+    }
+    lines = []
+    for node in ast.walk(tree):
+        found = False
+        if isinstance(node, ast.Import):
+            found = any(a.name.startswith(owned) for a in node.names)
+            found |= any(module in _tokens(a.asname or a.name) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            targets = [base] + [f"{base}.{a.name}" for a in node.names]
+            found = any(t == o or t.startswith(o + ".") for t in targets for o in owned)
+            found |= any(module in _tokens(a.asname or a.name) for a in node.names)
+        elif isinstance(node, ast.Name):
+            found = module in _tokens(node.id)
+        elif isinstance(node, ast.Attribute):
+            found = module in _tokens(node.attr)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            found = module in _tokens(node.name)
+        elif isinstance(node, ast.Constant) and id(node) not in docstrings:
+            found = isinstance(node.value, str) and node.value in strings
+        if found:
+            lines.append(node.lineno)
+    return sorted(set(lines))
+
+
+def test_the_naming_check_finds_a_signal_type_named_outside_its_seam() -> None:
+    offending = (
+        "from blindmatch.protocol.signal_types.vpdq import video\n"
+        "from blindmatch.protocol.signal_types import VPDQ\n"
+        "from blindmatch.node.signals import vpdq\n"
+        "import blindmatch.node.storage.signal_tables.vpdq\n"
+        "def f(t, types):\n"
+        "    if t == 'vpdq':\n"
+        "        return types.VPDQ\n"
+        "    return VpdqFrame, 'HASH_VIDEO_VPDQ'\n"
+    )
+    assert _namings(offending, "vpdq", "vpdq") == [1, 2, 3, 4, 6, 7, 8]
+    clean = (
+        '"""A docstring may say vpdq."""\n'
+        "from blindmatch.node import signals\n"
+        "def f(data):\n"
+        "    adapter = signals.for_media(data)\n"
+        "    return adapter and adapter.entry.name, 'vpdq signal strings, as help text'\n"
+    )
+    assert _namings(clean, "vpdq", "vpdq") == []
+
+
+def test_a_sealed_signal_type_is_named_only_by_its_own_modules() -> None:
+    """Adding a signal type touches its registry entry, its adapter, its spec section and its
+    vectors: no other module of the package imports its modules or names it."""
+    files = [
+        p
+        for package in ("crypto", "protocol", "node")
+        for p in sorted((ROOT / package).rglob("*.py"))
+    ]
+    offenders = {}
+    for name, module in SEALED.items():
+        assert name in signal_types.names()
+        for path in files:
+            rel = path.relative_to(ROOT).as_posix()
+            if rel.startswith(_owned(module)) or rel in INDEXES:
+                continue
+            if rel in FOUNDATIONS.get(name, {}):
+                continue
+            lines = _namings(path.read_text(), name, module)
+            if lines:
+                offenders[f"{name}: {rel}"] = lines
+    assert offenders == {}
+    # Each foundation exception still names the type (else it should leave the list).
+    for name, exempt in FOUNDATIONS.items():
+        for rel in exempt:
+            assert _namings((ROOT / rel).read_text(), name, SEALED[name]), rel

@@ -9,11 +9,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from media_samples import textured_image as smooth_image
 
+from blindmatch.protocol.signal_types.vpdq.frames import VpdqFrame, vpdq_match
 from blindmatch.protocol.signals import (
     DIHEDRAL_NAMES,
     HashFormatError,
     SignalType,
-    VpdqFrame,
     as_hash_matrix,
     dihedral_float_vectors,
     hamming,
@@ -23,7 +23,6 @@ from blindmatch.protocol.signals import (
     pdq_from_hex,
     pdq_to_bits,
     pdq_to_hex,
-    vpdq_match,
 )
 
 

@@ -9,11 +9,11 @@ import pytest
 
 from blindmatch.node.banks.service import BankService
 from blindmatch.node.banks.validation import BankValidationError
-from blindmatch.node.banks.videos import VideoItems
 from blindmatch.node.clock import FixedClock
+from blindmatch.node.signals.vpdq.items import VideoItems
 from blindmatch.node.storage import Database
 from blindmatch.protocol.signal_types.vpdq import video
-from blindmatch.protocol.signals import VpdqFrame
+from blindmatch.protocol.signal_types.vpdq.frames import VpdqFrame
 
 
 def _frames(n: int, quality: int = 90) -> list[VpdqFrame]:

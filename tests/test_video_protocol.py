@@ -15,7 +15,7 @@ from blindmatch.protocol import index, matching, signal_types
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.roster import voprf_key_id
 from blindmatch.protocol.signal_types.vpdq import video
-from blindmatch.protocol.signals import VpdqFrame, vpdq_match
+from blindmatch.protocol.signal_types.vpdq.frames import VpdqFrame, vpdq_match
 
 
 def _flip(h: bytes, n: int, rng: random.Random) -> bytes:

@@ -148,10 +148,10 @@ async def test_a_video_matches_across_two_nodes_and_no_frame_hash_crosses_the_wi
 ) -> None:
     import pytest
 
-    from blindmatch.node.banks.videos import VideoItems
     from blindmatch.node.cases.derivatives import PeerMatch, review_matches
     from blindmatch.node.media import hashing
-    from blindmatch.node.media.video import ffmpeg_available, hash_video_for_query
+    from blindmatch.node.signals.vpdq.hasher import ffmpeg_available, hash_video_for_query
+    from blindmatch.node.signals.vpdq.items import VideoItems
     from blindmatch.protocol.signal_types.vpdq import video
 
     if not (ffmpeg_available() and hashing.vpdq_available()):

@@ -20,10 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from blindmatch.node import signals
 from blindmatch.node.api.client import UPLOAD_HEADER
 from blindmatch.node.banks.service import BankError, BankService
-from blindmatch.node.banks.validation import BankValidationError
-from blindmatch.node.banks.videos import VideoItems
+from blindmatch.node.banks.validation import BankValidationError, holds_frame_list
 from blindmatch.node.cases import derivatives as derivative_cases
 from blindmatch.node.cases.context import ContextError, ContextStore, UploadContext
 from blindmatch.node.cases.context import parse as parse_context
@@ -32,7 +32,6 @@ from blindmatch.node.errors import BlindmatchError, NodeError
 from blindmatch.node.federation.roster_watch import roster_warnings
 from blindmatch.node.media import hashing
 from blindmatch.node.media import tiles as tile_hashing
-from blindmatch.node.media.video import looks_like_video, video_query_hashes
 from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from blindmatch.node.storage.database import StorageError
 from blindmatch.node.storage.incidents import PeerIncidents
@@ -288,6 +287,7 @@ def build_api(
                     "holds_index": m.voprf_key is not None,
                     "replica_entries": (await asyncio.to_thread(replica.size))[0] if replica else 0,
                     "replica_cursor": cursor,
+                    "replica_position": replica.cursor if replica else 0,
                     # the peer's index head at our last complete pull, and when (null: never)
                     "synced_at": pulled[1] if pulled else None,
                     "feed_lag": max(0, pulled[0] - cursor) if pulled else None,
@@ -305,6 +305,10 @@ def build_api(
                 "index_feed_head": await node.feeds.head("index"),
                 "outbox_pending": await node.outbox.count("pending"),
                 "outbox_dead": await node.outbox.count("dead"),
+                "process": {
+                    "instance": node.processes.instance,
+                    "leader": node.processes.is_leader,
+                },
                 # match jobs by state; dead-lettered ones need an operator (retry or leave)
                 "jobs": await node.jobs.counts(),
                 "peers": peers,
@@ -389,9 +393,10 @@ def build_api(
             data += chunk
         if len(data) > MAX_MEDIA_BYTES:
             raise ApiError(f"media over {MAX_MEDIA_BYTES} bytes", code="too-large")
-        if looks_like_video(data):
-            # A video: its distinct quality frames, matched by vPDQ's rule.
-            queries = await asyncio.to_thread(video_query_hashes, data)
+        adapter = signals.for_media(data)
+        if adapter is not None:
+            # Media another signal type hashes (a video: its distinct quality frames).
+            queries = await asyncio.to_thread(adapter.media_queries, data)
         else:
             queries = await asyncio.to_thread(
                 tile_hashing.picture_queries, data, tiles=node.cfg.derivative_search
@@ -526,15 +531,12 @@ def build_api(
         if len(body["hashes"]) > 10_000:
             raise ApiError("at most 10000 hashes per request; use import", code="bad-request")
         signal_type = body.get("signal_type", signal_types.PDQ.name)
-        if signal_type in signal_types.names() and signal_types.get(signal_type).exchange is (
-            signal_types.Exchange.FRAMES
-        ):
-            # A video per entry, as ThreatExchange's vpdq signal string (its frame list).
+        if isinstance(signal_type, str) and holds_frame_list(signal_type):
+            # An item per entry, as its signal string (a video's frame list).
             if not all(isinstance(h, str) for h in body["hashes"]):
-                raise ApiError("each vpdq entry is a signal string", code="bad-request")
-            videos = VideoItems(banks)
+                raise ApiError(f"each {signal_type} entry is a signal string", code="bad-request")
             created = [
-                (await videos.add_signal_string(request.match_info["bank"], h)).created
+                (await banks.add_item(request.match_info["bank"], signal_type, h)).created
                 for h in body["hashes"]
             ]
             await node.publisher.reconcile()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from blindmatch.node import signals
 from blindmatch.node.api.openapi_schemas import (
     _CASE,
     _CONTENT_REF_PARAM,
@@ -123,9 +124,9 @@ OPENAPI: dict[str, Any] = {
         "/api/v1/match/media": {
             "post": {
                 "summary": "hash an image on this node (all 8 rotations/mirrors, border removed,"
-                " and its tiles) or a video (vPDQ: its distinct quality frames, judged by vPDQ's"
-                " rule; a video match has signal vpdq and its query/compared-match percentages)"
-                " and match it; without content_ref the media is not stored",
+                " and its tiles)"
+                + "".join(f" or {a.media_doc}" for a in signals.ADAPTERS if a.media_doc)
+                + " and match it; without content_ref the media is not stored",
                 "parameters": [_WAIT, _CONTENT_REF_PARAM, _UPLOAD_HEADER],
                 "requestBody": {
                     "required": True,
@@ -315,8 +316,12 @@ OPENAPI: dict[str, Any] = {
         },
         "/api/v1/banks/{bank}/hashes": {
             "post": {
-                "summary": "add hashes to a bank (all or nothing); for signal_type vpdq each "
-                "entry is a video as ThreatExchange's vpdq signal string (its frame list)",
+                "summary": "add hashes to a bank (all or nothing)"
+                + "".join(
+                    f"; for signal_type {a.entry.name} each entry is {a.value_doc}"
+                    for a in signals.ADAPTERS
+                    if a.holds_parts
+                ),
                 "parameters": [_path_param("bank", BANK_NAME, "the bank's name")],
                 "requestBody": _json_body(
                     {
@@ -334,11 +339,15 @@ OPENAPI: dict[str, Any] = {
                                 "items": {
                                     "anyOf": [
                                         {"type": "string", "pattern": HEX64},
-                                        {
-                                            "type": "string",
-                                            "description": "vpdq: a JSON list of"
-                                            " 'hex,quality,timestamp' frames",
-                                        },
+                                        *(
+                                            {
+                                                "type": "string",
+                                                "description": f"{a.entry.name}:"
+                                                f" {a.value_schema_doc}",
+                                            }
+                                            for a in signals.ADAPTERS
+                                            if a.holds_parts
+                                        ),
                                     ]
                                 },
                             },

@@ -239,6 +239,16 @@ COMPONENTS: dict[str, Any] = {
                 "index_feed_head": {"type": "integer"},
                 "outbox_pending": {"type": "integer"},
                 "outbox_dead": {"type": "integer"},
+                "process": {
+                    "type": "object",
+                    "description": "this process among the node's processes on one database:"
+                    " its instance id, and whether it leads (publishes, pulls peers' feeds, signs"
+                    " log heads); README: Running several processes",
+                    "properties": {
+                        "instance": {"type": "string"},
+                        "leader": {"type": "boolean"},
+                    },
+                },
                 "jobs": {
                     "type": "object",
                     "description": "match jobs by state (running, complete, dead-lettered,"
@@ -256,6 +266,12 @@ COMPONENTS: dict[str, Any] = {
                             "holds_index": {"type": "boolean"},
                             "replica_entries": {"type": "integer"},
                             "replica_cursor": {"type": "integer"},
+                            "replica_position": {
+                                "type": "integer",
+                                "description": "the feed position this process's in-memory"
+                                " replica reflects (each of a node's processes follows"
+                                " replica_cursor, the shared one)",
+                            },
                             "synced_at": {
                                 "type": ["integer", "null"],
                                 "description": "last complete pull of its index (unix s)",

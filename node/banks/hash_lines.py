@@ -13,7 +13,6 @@ from blindmatch.node.banks.validation import (
     BankValidationError,
     echo,
 )
-from blindmatch.protocol.signals import VpdqFrame
 
 MAX_LINE_BYTES = 64 * 1024
 
@@ -67,7 +66,8 @@ class ParsedItem:
     provenance: Mapping[str, Any] = field(default_factory=dict)
     item_ref: bytes | None = None
     withdrawal_secret_hash: bytes | None = field(default=None, repr=False)
-    frames: tuple[VpdqFrame, ...] | None = field(default=None, repr=False)  # a video's
+    # the parts of an item held as a list (a video's frames), stored by its type's adapter
+    frames: tuple[Any, ...] | None = field(default=None, repr=False)
 
 
 @dataclass

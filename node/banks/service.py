@@ -24,6 +24,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from blindmatch.node import signals
 from blindmatch.node.banks.feed import BankFeed
 from blindmatch.node.banks.formats import (
     ParsedItem,
@@ -70,7 +71,6 @@ from blindmatch.node.banks.validation import (
     parse_hash_hex,
     parse_signal_value,
 )
-from blindmatch.node.banks.video_rows import insert_video_rows
 from blindmatch.node.clock import Clock
 from blindmatch.node.storage import Database, FeedLog, IntegrityError
 from blindmatch.node.storage.banks import ActiveItem, Bank, BankItem, BankStore
@@ -253,7 +253,8 @@ class BankService(BankTransfers):
         if isinstance(hash_value, str):
             hash_bytes, frames = parse_signal_value(signal_type, hash_value)
         elif holds_frame_list(signal_type):
-            raise BankValidationError(f"a {signal_type} item is a video: give its signal string")
+            noun = signals.adapter(signal_type).item_noun
+            raise BankValidationError(f"a {signal_type} item is {noun}: give its signal string")
         else:
             hash_bytes = check_hash_bytes(signal_type, hash_value)
         parsed = ParsedItem(
@@ -526,7 +527,7 @@ class BankService(BankTransfers):
 
     async def insert_parsed(self, bank: Bank, item: ParsedItem, source: str, now: int) -> AddResult:
         """Insert one validated item in the caller's transaction; a signal type with tables of
-        its own (videos) fills them in the same transaction."""
+        its own (node/signals) fills them in the same transaction."""
         return await self._insert(bank, item, source, now)
 
     async def _insert(self, bank: Bank, item: ParsedItem, source: str, now: int) -> AddResult:
@@ -548,7 +549,7 @@ class BankService(BankTransfers):
             # Another worker added the same hash (or drew the same item_ref) at the same time.
             raise BankConflictError("the item changed concurrently; retry") from None
         if item.frames is not None:
-            await insert_video_rows(self._db, added.id, item.frames)
+            await signals.adapter(item.signal_type).store_parts(self._db, added.id, item.frames)
         if bank.shared and added.is_active(now):
             await self._feed.added(added, bank, now)
         return AddResult(added, created=True)

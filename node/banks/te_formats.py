@@ -25,19 +25,22 @@ from blindmatch.node.banks.validation import (
     holds_frame_list,
     parse_signal_value,
 )
+from blindmatch.protocol import signal_types
 
 # python-threatexchange's signal type names (SignalType.get_name()) and ours. TE has no SHA-256
 # of a picture's bytes; its ``video_sha256`` is the SHA-256 of the file's bytes, as ours is.
 TE_SIGNAL_NAMES: dict[str, str] = {
-    "pdq": "pdq",
-    "vpdq": "vpdq",
-    "video_sha256": "sha256",
-    "sha256": "sha256",
+    **{e.threatexchange_name: e.name for e in signal_types.entries() if e.threatexchange_name},
+    "video_sha256": signal_types.SHA256.name,
+    "sha256": signal_types.SHA256.name,
 }
 
 
 # What an export writes for each of our types; a type missing here has no TE equivalent.
-TE_EXPORT_NAMES: dict[str, str] = {"pdq": "pdq", "vpdq": "vpdq", "sha256": "video_sha256"}
+TE_EXPORT_NAMES: dict[str, str] = {
+    **{e.name: e.threatexchange_name for e in signal_types.entries() if e.threatexchange_name},
+    signal_types.SHA256.name: "video_sha256",
+}
 
 
 TE_CSV_HEADER = ["signal_type", "signal_str", "collab", "category", "tags"]  # as TE writes it

@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING
 
+from blindmatch.node import signals
 from blindmatch.node.banks.feed import BankFeed
 from blindmatch.node.banks.formats import (
     EXPORT_FORMATS,
@@ -30,9 +31,7 @@ from blindmatch.node.banks.validation import (
     check_quality,
     check_source,
     echo,
-    holds_frame_list,
 )
-from blindmatch.node.banks.video_rows import insert_video_rows, signal_strings
 from blindmatch.node.clock import Clock
 from blindmatch.node.storage import Database, IntegrityError
 from blindmatch.node.storage.banks import Bank, BankItem, BankStore
@@ -126,10 +125,13 @@ class BankTransfers:
             )
         after = 0
         while page := await self.list_items(bank, after_id=after):
-            # A video is exported as its frame list (ThreatExchange's vpdq signal string).
-            strings = await signal_strings(
-                self._db, [i.id for i in page if holds_frame_list(i.signal_type)]
-            )
+            # An item held as parts is exported as its signal string (a video's frame list).
+            strings: dict[int, str] = {}
+            for adapter in signals.ADAPTERS:
+                if adapter.holds_parts:
+                    ids = [i.id for i in page if i.signal_type == adapter.entry.name]
+                    if ids:
+                        strings.update(await adapter.signal_strings(self._db, ids))
             for item in page:
                 if fmt != "jsonl":
                     line = te_export_line(fmt, item.signal_type, item.hash, strings.get(item.id))
@@ -196,11 +198,12 @@ class BankTransfers:
             )
         except IntegrityError:
             raise BankConflictError("the bank changed during the import; retry") from None
-        videos = [(item, ref) for item, ref in zip(items, refs, strict=True) if item.frames]
-        for item, ref in videos:
+        with_parts = [(item, ref) for item, ref in zip(items, refs, strict=True) if item.frames]
+        for item, ref in with_parts:
             found = await self._store.item_by_ref(ref)
             assert found is not None and item.frames is not None
-            await insert_video_rows(self._db, found[0].id, item.frames)
+            adapter = signals.adapter(item.signal_type)
+            await adapter.store_parts(self._db, found[0].id, item.frames)
         if bank.shared:
             await self._feed.added_many(await self._store.items_by_refs(bank, refs), bank, now)
         return len(items)

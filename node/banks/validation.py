@@ -12,15 +12,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from blindmatch.node.banks.video_rows import frame_list_digest
+from blindmatch.node import signals
 from blindmatch.node.errors import BlindmatchError
 from blindmatch.protocol import signal_types
 from blindmatch.protocol.messages import PROVENANCE_CLASSES
-from blindmatch.protocol.signal_types.vpdq import video
-from blindmatch.protocol.signals import VpdqFrame
 
 # Signal types a bank can hold (the registry's bank types) and the length of the 32-byte value
-# a bank item is known by: the hash itself, or for a video (vpdq) the digest of its frame list.
+# a bank item is known by: the hash itself, or for a type held as parts the digest of its list.
 SIGNAL_HASH_BYTES: dict[str, int] = {
     e.name: e.hash_bytes for e in signal_types.entries() if e.bank_item
 }
@@ -170,28 +168,24 @@ def parse_hash_hex(signal_type: str, value: Any) -> bytes:
 
 
 def holds_frame_list(signal_type: str) -> bool:
-    """Whether items of this type are a frame list (a video) rather than one hash."""
+    """Whether items of this type are a signal string of parts (a video's frame list) rather
+    than one hash."""
     if signal_type not in signal_types.names():
         return False
-    return signal_types.get(signal_type).exchange is signal_types.Exchange.FRAMES
+    return signals.adapter(signal_type).holds_parts
 
 
-def parse_signal_value(signal_type: str, value: Any) -> tuple[bytes, tuple[VpdqFrame, ...] | None]:
-    """A signal as a file or request gives it: hex for a hash; for a video, ThreatExchange's
-    vpdq signal string. Returns the 32 bytes the item is known by and, for a video, its frames."""
+def parse_signal_value(signal_type: str, value: Any) -> tuple[bytes, tuple[Any, ...] | None]:
+    """A signal as a file or request gives it: hex for a hash; for a type held as parts, its
+    signal string (the type's adapter reads it). Returns the 32 bytes the item is known by
+    and, for a type held as parts, its parts."""
     signal_type = check_signal_type(signal_type)
     if not holds_frame_list(signal_type):
         return parse_hash_hex(signal_type, value), None
-    if not isinstance(value, str):
-        raise BankValidationError(f"a {signal_type} signal is a string (a JSON list of frames)")
     try:
-        frames = video.parse_signal_string(value)
-        indexed = video.indexed_frames(frames)
-    except video.VideoError as exc:
-        raise BankValidationError(f"{signal_type} signal: {exc}") from None
-    if not indexed:
-        raise BankValidationError(f"{signal_type} signal: no frame reaches quality 50")
-    return frame_list_digest(frames), tuple(frames)
+        return signals.adapter(signal_type).parse_bank_value(value)
+    except signals.SignalValueError as exc:
+        raise BankValidationError(str(exc)) from None
 
 
 def check_quality(value: Any) -> int | None:

@@ -292,7 +292,9 @@ class DecisionService:
         """Turn a finished job's matches (peer and local) into cases, once."""
         lock = self._opening.setdefault(job_ref, asyncio.Lock())
         try:
-            async with lock:
+            # The node's other processes may open the same job's cases at once (the one that
+            # ran its last part, and any that found it finished without cases).
+            async with lock, self.db.exclusive(f"cases:{job_ref.hex()}"):
                 return await self._open_job_cases(job_ref)
         finally:
             if not lock.locked():

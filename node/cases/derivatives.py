@@ -20,8 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from blindmatch.node import signals
 from blindmatch.node.cases.matches import PeerMatch, ReviewMatch
-from blindmatch.node.cases.videos import is_frame_result, review_video_matches
 from blindmatch.protocol import derivative as dv
 from blindmatch.protocol.matching import QueryHash
 
@@ -61,9 +61,11 @@ def review_matches(
     ``has_role(node_id, role)`` answers from the roster.
     """
     quality_cells = {dv.Cell.parse(q.variant) for q in queries if dv.is_cell_variant(q.variant)}
-    # A video's frames are judged per video by vPDQ's rule (cases/videos.py).
-    out: list[ReviewMatch] = review_video_matches(queries, results)
-    results = [r for r in results if not is_frame_result(r)]
+    # A type judged per item (a video by its frames) takes its own results first.
+    out: list[ReviewMatch] = []
+    for adapter in signals.ADAPTERS:
+        theirs, results = adapter.review(queries, results)
+        out.extend(theirs)
     generator_hits: list[PeerMatch] = []
     for peer in sorted({r.peer for r in results}):
         mine = [r for r in results if r.peer == peer]

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from blindmatch.node import config as config_mod
+from blindmatch.node import signals
 from blindmatch.protocol import signal_types
 
 FORMATS = ("auto", "jsonl", "te-lines", "te-csv", "hma-json")
@@ -71,13 +72,20 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--signal-type",
         default="pdq",
         choices=signal_types.bank_signal_names(),
-        help="pdq, sha256 (hex), or vpdq (a video as ThreatExchange's vpdq signal string)",
+        help=_signal_type_help(),
     )
     a.add_argument("--file", help="a file of hashes: '<hash>' or '<signal_type> <hash>' lines")
     a.add_argument("--media", action="append", default=[], metavar="IMAGE", help="hash an image")
-    a.add_argument(
-        "--video", action="append", default=[], metavar="VIDEO", help="hash a video (vPDQ)"
-    )
+    for adapter in signals.ADAPTERS:  # a signal type that hashes its own media (a video)
+        if adapter.media_option is not None:
+            a.add_argument(
+                adapter.media_option,
+                action="append",
+                default=[],
+                dest=_media_dest(adapter),
+                metavar=adapter.media_option.strip("-").upper(),
+                help=adapter.media_option_help,
+            )
     a.add_argument("--quality", type=int)
     a.add_argument("--min-quality", type=int, help="refuse PDQ hashes below this quality")
     a.add_argument("--category", action="append", default=[], metavar="LABEL")
@@ -118,7 +126,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i.add_argument(
         "--skip-unsupported",
         action="store_true",
-        help="skip lines of signal types blindmatch does not hold (video_md5, TE vpdq, ...)"
+        help="skip lines of signal types blindmatch does not hold (video_md5, url, ...)"
         " and count them, instead of refusing the file",
     )
     i.set_defaults(func=_sync(_import))
@@ -149,6 +157,21 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     d.add_argument("name")
     d.add_argument("--yes", action="store_true", help="confirm")
     d.set_defaults(func=_sync(_delete))
+
+
+def _signal_type_help() -> str:
+    """'pdq, sha256 (hex), or vpdq: a video as ...': the bank types and how each is given."""
+    hex_types = [n for n in signal_types.bank_signal_names() if not signals.adapter(n).holds_parts]
+    lists = [
+        f"{a.entry.name}: {a.value_doc}"
+        for a in signals.ADAPTERS
+        if a.holds_parts and a.entry.bank_item
+    ]
+    return f"{', '.join(hex_types)} (hex)" + "".join(f", or {d}" for d in lists)
+
+
+def _media_dest(adapter: signals.SignalAdapter) -> str:
+    return f"media_{adapter.entry.name.replace('-', '_')}"
 
 
 def _usage(parser: argparse.ArgumentParser) -> int:
@@ -290,17 +313,26 @@ def _image_hashes(media: bytes) -> list[tuple[str, bytes, int | None]]:
 
 async def _add(args: argparse.Namespace, banks: Any) -> int:
     from blindmatch.node.banks.formats import parse_te_lines
-    from blindmatch.node.banks.validation import BankValidationError
-    from blindmatch.node.banks.videos import VideoItems
-    from blindmatch.node.media.hashing import hash_video
+    from blindmatch.node.banks.validation import BankValidationError, holds_frame_list
 
     entries: list[tuple[str, str | bytes]] = [(args.signal_type, h) for h in args.hashes]
     if args.file:
         with _open_input(args.file) as handle:
             parsed = parse_te_lines(handle, args.signal_type)
         entries.extend((item.signal_type, item.hash) for item in parsed.items)
-    if not entries and not args.media and not args.video:
-        raise BankValidationError("nothing to add: give hashes, --file, --media or --video")
+    media_files = [
+        (adapter, path)
+        for adapter in signals.ADAPTERS
+        if adapter.media_option is not None
+        for path in getattr(args, _media_dest(adapter))
+    ]
+    if not entries and not args.media and not media_files:
+        options_named = ["hashes", "--file", "--media"] + [
+            a.media_option for a in signals.ADAPTERS if a.media_option is not None
+        ]
+        raise BankValidationError(
+            f"nothing to add: give {', '.join(options_named[:-1])} or {options_named[-1]}"
+        )
     options = {
         "quality": args.quality,
         "categories": args.category,
@@ -310,19 +342,20 @@ async def _add(args: argparse.Namespace, banks: Any) -> int:
     }
     added = present = 0
     async with banks.db.transaction():  # every hash or none
-        videos = VideoItems(banks)
-        video_options = {k: options[k] for k in ("categories", "expires_at", "source")}
+        # An item held as parts (a video) has no quality of its own to set or gate.
+        list_options = {k: options[k] for k in ("categories", "expires_at", "source")}
         for signal_type, value in entries:
-            if signal_types.get(signal_type).exchange is signal_types.Exchange.FRAMES:
+            if holds_frame_list(signal_type):
                 if not isinstance(value, str):
-                    raise BankValidationError("a vpdq entry is a signal string")
-                result = await videos.add_signal_string(args.name, value, **video_options)
+                    raise BankValidationError(f"a {signal_type} entry is a signal string")
+                result = await banks.add_item(args.name, signal_type, value, **list_options)
             else:
                 result = await banks.add_item(args.name, signal_type, value, **options)
             added += result.created
             present += not result.created
-        for path in args.video:
-            result = await videos.add_video(args.name, hash_video(path), **video_options)
+        for adapter, path in media_files:
+            value = adapter.bank_value_of_file(path)
+            result = await banks.add_item(args.name, adapter.entry.name, value, **list_options)
             added += result.created
             present += not result.created
         protected = args.media and (await banks.get_bank(args.name)).provenance == (

@@ -14,11 +14,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from blindmatch.node import signals
 from blindmatch.node.media.hashing import (
-    VIDEO_SUFFIXES,
     MediaError,
     hash_image_bytes,
-    hash_video,
     read_media,
     sha256_file,
 )
@@ -28,16 +27,14 @@ from blindmatch.protocol.signals import SignalType
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("hash", help="print PDQ / vPDQ / SHA-256 hashes of media files")
     p.add_argument("files", nargs="+", metavar="FILE")
-    p.add_argument("--video", action="store_true", help="treat every file as a video")
     p.add_argument(
         "--variants",
         action="store_true",
         help="also print the query variants (rotations/mirrors, border removed)",
     )
     p.add_argument("--float", action="store_true", help="include PDQ's 256 float values")
-    p.add_argument(
-        "--seconds-per-hash", type=float, default=1.0, help="vPDQ frame sampling (default 1)"
-    )
+    for adapter in signals.ADAPTERS:  # a signal type that hashes its own media (a video)
+        adapter.add_hash_arguments(p)
     p.set_defaults(func=run)
 
 
@@ -50,18 +47,10 @@ def _signal(kind: SignalType) -> dict[str, Any]:
 
 def lines_for_file(path: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
     name = str(path)
-    if args.video or path.suffix.lower() in VIDEO_SUFFIXES:
-        frames = hash_video(path, seconds_per_hash=args.seconds_per_hash)
+    adapter = next((a for a in signals.ADAPTERS if a.hashes_file(path, args)), None)
+    if adapter is not None:
         out: list[dict[str, Any]] = [
-            {
-                "file": name,
-                **_signal(SignalType.VPDQ_FRAME),
-                "hex": f.pdq.hex(),
-                "quality": f.quality,
-                "frame_number": f.frame_number,
-                "timestamp": round(f.timestamp, 3),
-            }
-            for f in frames
+            {"file": name, **line} for line in adapter.hash_lines(path, args)
         ]
         out.append({"file": name, **_signal(SignalType.SHA256), "hex": sha256_file(path).hex()})
         return out

@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageOps
 
+from blindmatch.node import signals
 from blindmatch.node.api.client import BlindmatchClient
 from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node.media import hashing
@@ -233,21 +234,25 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
             )
         )
 
-        say(
-            "\n7. the hub banks a video (a ThreatExchange vpdq frame list); platform-a receives a"
-            " trimmed,\n   downscaled, re-encoded copy of it and an unrelated clip:"
-        )
-        started = time.perf_counter()
-        before = _wire(fed)
-        video_result = await _video_step(fed, photos, say)
-        if video_result is not None:
-            steps.append(
-                Step(
-                    "bank a video, match a copy and a clip",
-                    time.perf_counter() - started,
-                    _wire(fed) - before,
+        # Each signal type with a step of its own (a video): its result keys are
+        # <key>_found and <key>_unrelated_clean, None when this machine cannot hash its media.
+        signal_results: dict[str, bool | None] = {}
+        number = 7
+        for adapter in signals.ADAPTERS:
+            if adapter.demo_key is None:
+                continue
+            say(f"\n{number}. {adapter.demo_intro}")
+            number += 1
+            started = time.perf_counter()
+            before = _wire(fed)
+            result = await _signal_step(fed, adapter, photos, say)
+            if result is not None:
+                steps.append(
+                    Step(adapter.demo_step_name, time.perf_counter() - started, _wire(fed) - before)
                 )
-            )
+            key = adapter.demo_key
+            signal_results[f"{key}_found"] = None if result is None else result["found"]
+            signal_results[f"{key}_unrelated_clean"] = None if result is None else result["clean"]
 
         total_wire = _wire(fed)
         say("\nsteps:")
@@ -271,9 +276,7 @@ async def run_demo(home: Path, say: Callable[[str], None] = print) -> dict:
             "withdrawal_honoured": withdrawn_ok,
             "derivative_found": derivative_result["derivative_found"],
             "copy_found": derivative_result["copy_found"],
-            # None when this machine cannot decode video (no ffmpeg or vpdq)
-            "video_found": None if video_result is None else video_result["found"],
-            "video_unrelated_clean": None if video_result is None else video_result["clean"],
+            **signal_results,
             "bytes": total_wire,
         }
     finally:
@@ -338,68 +341,41 @@ async def _derivative_step(
     }
 
 
-def _clip(
-    photo: Image.Image, out: Path, vf: str, seconds: int, extra: tuple[str, ...] = ()
-) -> None:
-    """An H.264 clip of a slow pan across ``photo`` (FFmpeg), then ``vf`` applied."""
-    import subprocess
-
-    still = out.with_suffix(".png")
-    photo.convert("RGB").resize((640, 480)).save(still)
-    pan = f"crop=480:360:'20*t':'10*t',fps=10,{vf}format=yuv420p"
-    command = ["ffmpeg", "-v", "error", "-y", "-loop", "1", "-i", str(still), "-vf", pan]
-    command += ["-t", str(seconds), *extra, "-c:v", "libx264", "-preset", "veryfast", str(out)]
-    subprocess.run(command, check=True)
-
-
-async def _video_step(
-    fed: LocalFederation, photos: dict[str, Image.Image], say: Callable[[str], None]
+async def _signal_step(
+    fed: LocalFederation,
+    adapter: signals.SignalAdapter,
+    photos: dict[str, Image.Image],
+    say: Callable[[str], None],
 ) -> dict[str, bool] | None:
-    from blindmatch.node.media.video import ffmpeg_available
-    from blindmatch.protocol.signal_types.vpdq import video
-
-    if not (ffmpeg_available() and hashing.vpdq_available()):
-        say("   (skipped: this machine has no ffmpeg or vpdq to decode video)")
+    """A signal type's own step: the hub banks its media, platform-a uploads a copy and an
+    unrelated file; None when this machine cannot hash such media."""
+    if not adapter.media_available():
+        say(f"   (skipped: {adapter.demo_unavailable})")
         return None
     hub, pa = fed["hub"], fed["platform-a"]
-    with tempfile.TemporaryDirectory(prefix="blindmatch-demo-video-") as d:
-        tmp = Path(d)
-        _clip(photos["coffee"], tmp / "reported.mp4", "", 8)
-        # The platform's upload: seconds 2-6 of it, downscaled, recompressed.
-        upload_edit = ("-ss", "2", "-t", "4", "-crf", "30")
-        _clip(photos["coffee"], tmp / "upload.mp4", "scale=320:-2,", 8, upload_edit)
-        _clip(photos["camera"], tmp / "other.mp4", "", 6)
-        reported = hashing.hash_video(tmp / "reported.mp4")
-        signal = video.format_signal_string(reported)
+    with tempfile.TemporaryDirectory(prefix=f"blindmatch-demo-{adapter.demo_key}-") as d:
+        media = adapter.demo_media(Path(d), dict(photos))
         async with BlindmatchClient(hub.api_url, hub.api_token) as bm:
-            await bm.create_bank(
-                "survivor-videos", "survivor-submitted", shared=True, categories=["ncii"]
-            )
-            await bm.add_hashes("survivor-videos", [signal], signal_type="vpdq")
+            await bm.create_bank(media.bank, "survivor-submitted", shared=True, categories=["ncii"])
+            await bm.add_hashes(media.bank, [media.banked_value], signal_type=adapter.entry.name)
         await pa.node.sync.sync_all()
-        say(
-            f"   hub banked 1 video item: {len(reported)} frames, "
-            f"{len(video.indexed_frames(reported))} distinct ones indexed"
-        )
+        say(media.banked_note)
         out: dict[str, bool] = {}
-        uploads = (("copy", "upload.mp4", "demo-video"), ("unrelated", "other.mp4", "demo-other"))
         async with BlindmatchClient(pa.api_url, pa.api_token) as bm:
-            for label, path, ref in uploads:
+            for label, path, ref in media.uploads:
                 started = time.perf_counter()
-                job = await bm.match_media((tmp / path).read_bytes(), wait=60, content_ref=ref)
+                job = await bm.match_media(path.read_bytes(), wait=60, content_ref=ref)
                 cases = await bm.cases_for_content(ref)
                 ms = (time.perf_counter() - started) * 1000
-                hit = next((m for m in job["matches"] if m.get("signal") == video.SIGNAL), None)
+                signal = adapter.entry.release_signal
+                hit = next((m for m in job["matches"] if m.get("signal") == signal), None)
                 if hit is None:
                     say(f"   {label:<10} -> no match  {ms:5.0f} ms")
                     out[label] = False
                     continue
-                ev = hit["video"]
                 say(
-                    f"   {label:<10} -> VIDEO MATCH at {hit['peer']}:"
-                    f" {ev['query_match_percent']:.0f}% of its {ev['query_frames']} frames,"
-                    f" {ev['compared_match_percent']:.0f}% of the banked video's"
-                    f" {ev['compared_frames']}; {len(cases)} case opened  {ms:5.0f} ms"
+                    f"   {label:<10} -> {adapter.demo_describe(hit)};"
+                    f" {len(cases)} case opened  {ms:5.0f} ms"
                 )
                 out[label] = bool(cases)
     return {"found": out.get("copy", False), "clean": not out.get("unrelated", True)}
@@ -413,7 +389,11 @@ def main() -> int:
         and result["withdrawal_honoured"]
         and result["derivative_found"]
         and result["copy_found"]
-        and result["video_found"] is not False
-        and result["video_unrelated_clean"] is not False
+        and all(
+            result[f"{a.demo_key}_{k}"] is not False
+            for a in signals.ADAPTERS
+            if a.demo_key is not None
+            for k in ("found", "unrelated_clean")
+        )
     )
     return 0 if ok else 1

@@ -99,6 +99,9 @@ class VoprfKeyRing:
         that would take it past its lifetime cap; returns the new count."""
         now = self.clock.now()
         async with self.db.transaction():
+            # Read, check, write: the node's processes take turns (else two could both read
+            # the same count and one's evaluations would go uncounted).
+            await self.db.lock("voprf_key_usage")
             await self.db.execute(
                 "INSERT INTO voprf_key_usage (key_id, evaluations, created_at) VALUES (?, 0, ?)"
                 " ON CONFLICT DO NOTHING",

@@ -32,6 +32,7 @@ from blindmatch.protocol.roster import voprf_key_id
 log = logging.getLogger("blindmatch.node")
 
 INDEX_FEED = "index"
+PUBLISH_LOCK = "blindmatch:publish-index"
 
 
 def _entry_id(kind: str, refs: Sequence[bytes], key_id: bytes) -> bytes:
@@ -72,14 +73,18 @@ class IndexPublisher:
         ]
 
     async def reconcile(self) -> dict[str, int]:
-        """Bring the published index in line with the published items (one at a time: the
-        sync loop and a bank change may ask at once, and both would publish the same items).
+        """Bring the published index in line with the published items (one at a time, among
+        all of the node's processes: the sync loop and a bank change may ask at once, and both
+        would publish the same items).
 
         Adds items not yet published (whole-picture hashes and the tiles of protected sources)
         and removes items no longer published (withdrawn, expired, bank disabled or unshared;
         a source's tiles with it), each delta in one transaction with its feed entry.
         """
-        async with self._lock:
+        # In-process first (one waiting connection per process), then across the node's
+        # processes: two processes publishing at once would both evaluate the same backlog
+        # and one would lose on the unique publication rows.
+        async with self._lock, self.db.exclusive(PUBLISH_LOCK):
             await self.ring.record_rotation()  # a promotion not yet durable (a roster reload)
             return await self._reconcile(self.clock.now())
 

@@ -185,9 +185,14 @@ class Replicator:
         return replica
 
     async def load(self) -> None:
-        """Rebuild every holder's replica from the stored entries."""
+        """Rebuild every holder's replica from the stored entries (and, on a node's processes
+        other than its leader, follow them: each round), with the peers' feed heads as the
+        last pull, by any process of the node, recorded them."""
         for peer in self.holders():
             await self.catch_up(peer.node_id)
+        for key, (head, at) in (await self.replicas.heads()).items():
+            if at >= self.feed_heads.get(key, (0, 0))[1]:
+                self.feed_heads[key] = (head, at)
 
     async def sync_peer(self, peer: Member, max_pages: int = 1000) -> int:
         """Pull the peer's index and feedback feeds from our cursors; returns new entries
@@ -253,6 +258,7 @@ class Replicator:
                     await self._apply_feedback_entry(peer, e)
         if pull.head is not None:
             self.feed_heads[(peer.node_id, feed)] = (pull.head, self.clock.now())
+            await self.replicas.record_head(peer.node_id, feed, pull.head, self.clock.now())
         if pull.pulled:
             self.metrics.inc(
                 "replica_entries_pulled_total",

@@ -2,6 +2,11 @@
 repeat-uploader signals, then log ended traffic windows and sign a log head if one is due.
 
 Each step belongs to its service; this module only orders them and keeps the loop alive.
+
+Of a node's several processes on one PostgreSQL database (README: Running several processes)
+only the leader (:mod:`..storage.processes`) runs the round; it also hands out again the outbox
+leases of the node's processes that died. Every other process follows what the leader stored:
+each peer's replica catches up from the shared cursor, so every process sees every entry.
 """
 
 from __future__ import annotations
@@ -17,6 +22,9 @@ from blindmatch.node.federation.publisher import IndexPublisher
 from blindmatch.node.federation.replication import Replicator
 from blindmatch.node.federation.uploader_signals import FEED as UPLOADERS_FEED
 from blindmatch.node.federation.uploader_signals import UploaderSignals
+from blindmatch.node.metrics import Metrics
+from blindmatch.node.storage import Outbox
+from blindmatch.node.storage.processes import ProcessGroup
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
 
@@ -34,7 +42,16 @@ class SyncLoop:
         traffic: translog_hooks.TrafficCounts,
         clock: Clock,
         interval_s: float,
+        *,
+        processes: ProcessGroup,
+        outbox: Outbox,
+        metrics: Metrics,
+        wake: asyncio.Event,
     ) -> None:
+        self.processes = processes
+        self.outbox = outbox
+        self.metrics = metrics
+        self.wake = wake  # the outbox worker's: set when released leases are due
         self.publisher = publisher
         self.replication = replication
         self.uploaders = uploaders
@@ -66,12 +83,36 @@ class SyncLoop:
         await translog_hooks.log_counts(self.translog, self.traffic, self.clock.now() * 1000)
         await self.translog.sign_if_due()
 
+    async def round(self) -> None:
+        """One round: the leader's work, or (another process) following the shared cursor."""
+        if await self.processes.refresh():
+            await self.publisher.reconcile()
+            await self.sync_all()
+            await self.sign_log_head()
+            await self.release_dead_leases()
+        else:
+            await self.replication.load()
+
+    async def release_dead_leases(self) -> int:
+        """Hand out again at once the outbox messages leased by processes of this node that
+        died (their presence lock is free): a killed process's match tasks would otherwise
+        wait out the lease."""
+        released = 0
+        now = self.clock.now()
+        for owner in await self.processes.dead(await self.outbox.lease_owners(now)):
+            n = await self.outbox.release_leases(owner, now)
+            if n:
+                log.warning("released %d outbox leases of a stopped process", n)
+                self.metrics.inc("outbox_leases_released_total", n)
+                released += n
+        if released:
+            self.wake.set()
+        return released
+
     async def run(self, stopping: asyncio.Event) -> None:
         while not stopping.is_set():
             try:
-                await self.publisher.reconcile()
-                await self.sync_all()
-                await self.sign_log_head()
+                await self.round()
             except Exception:  # keep the loop alive; the error is logged without content
                 log.exception("sync round failed")
             await asyncio.sleep(self.interval_s)

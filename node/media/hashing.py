@@ -21,10 +21,10 @@ import pdqhash
 from PIL import Image, UnidentifiedImageError
 
 from blindmatch.node.errors import BlindmatchError
+from blindmatch.protocol.signal_types.vpdq.frames import VpdqFrame
 from blindmatch.protocol.signals import (
     DIHEDRAL_NAMES,
     PDQ_QUALITY_THRESHOLD,
-    VpdqFrame,
     dihedral_float_vectors,
     pdq_bits_from_float,
     pdq_from_hex,

@@ -5,44 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from blindmatch.node.signals.base import (
-    PUBLISHED_ITEM,
-    Publishable,
-    SignalAdapter,
-    bands,
-    categories_of,
-)
+from blindmatch.node.signals.base import PUBLISHED_ITEM, SignalAdapter, bands, categories_of
 from blindmatch.node.storage import Database
 from blindmatch.protocol import schema, signal_types
 from blindmatch.protocol.lsh import SCHEMES
 from blindmatch.protocol.matching import HolderItem
 from blindmatch.protocol.messages import RELEASE_FIELDS
 
-_FROM = " FROM bank_items i JOIN banks b ON b.id = i.bank_id WHERE " + PUBLISHED_ITEM
-
 
 class PdqAdapter(SignalAdapter):
     entry = signal_types.PDQ
+    published_from = " FROM bank_items i JOIN banks b ON b.id = i.bank_id WHERE " + PUBLISHED_ITEM
 
-    async def unpublished(self, db: Database, now: int, key_id: bytes) -> list[Publishable]:
-        rows = await db.fetch_all(
-            "SELECT i.item_ref, i.hash" + _FROM + " AND NOT EXISTS"
-            " (SELECT 1 FROM index_publications p WHERE p.item_ref = i.item_ref"
-            " AND p.key_id = ?)",
-            self.entry.name,
-            now,
-            key_id,
-        )
-        scheme = SCHEMES[self.entry.lsh or ""]
-        return [
-            Publishable(bytes(r["item_ref"]), scheme.index_keys(bytes(r["hash"]))) for r in rows
-        ]
-
-    def live_ref_sql(self) -> str | None:
-        return "SELECT 1" + _FROM + " AND i.item_ref = p.item_ref"
-
-    def live_ref_params(self, now: int) -> list[Any]:
-        return [self.entry.name, now]
+    def index_keys(self, hash_value: bytes) -> list[bytes]:
+        return SCHEMES[self.entry.lsh or ""].index_keys(hash_value)
 
     async def holder_item(
         self, db: Database, ref: bytes, now: int, release_bands: Sequence[int]

@@ -15,9 +15,10 @@ Conventions every table follows so the same statement works on both engines:
 from __future__ import annotations
 
 import abc
+import asyncio
 import hashlib
-from collections.abc import Mapping, Sequence
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -144,6 +145,23 @@ class Database(abc.ABC):
         PostgreSQL this is a transaction-scoped advisory lock.
         """
 
+    def exclusive(self, name: str) -> AbstractAsyncContextManager[None]:
+        """``async with db.exclusive(name):`` — one holder at a time of a named lock held
+        across several transactions (a whole index publication, the opening of a job's
+        cases), among every process on this database.
+
+        This default serves a database only one process may run a node on (SQLite: a second
+        ``blindmatch run`` on the same file is refused), so an in-process lock is exclusive
+        enough; PostgreSQL takes a session-level advisory lock.
+        """
+        return _local_exclusive(self, name)
+
+    async def lock_session(self) -> LockSession:
+        """Named locks on a session of their own, held until released or the process ends
+        (the presence and leader locks of :mod:`.processes`)."""
+        registry: dict[str, LocalLockSession] = self.__dict__.setdefault("_session_locks", {})
+        return LocalLockSession(registry)
+
     @abc.abstractmethod
     async def close(self) -> None: ...
 
@@ -160,6 +178,67 @@ class Database(abc.ABC):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+
+@asynccontextmanager
+async def _local_exclusive(db: Database, name: str) -> AsyncIterator[None]:
+    # name -> [lock, callers holding or waiting]; dropped when the last caller leaves, so
+    # per-job names do not pile up.
+    locks: dict[str, list[Any]] = db.__dict__.setdefault("_exclusive_locks", {})
+    entry = locks.setdefault(name, [asyncio.Lock(), 0])
+    entry[1] += 1
+    try:
+        async with entry[0]:
+            yield
+    finally:
+        entry[1] -= 1
+        if entry[1] == 0:
+            del locks[name]
+
+
+class LockSession(abc.ABC):
+    """Session-level named locks: held from ``try_lock`` until ``unlock``, ``close``, or the
+    end of the process (the server drops a dead client's locks with its connection)."""
+
+    @abc.abstractmethod
+    async def try_lock(self, name: str) -> bool:
+        """Take the lock if no session holds it; True if this session holds it now."""
+
+    @abc.abstractmethod
+    async def unlock(self, name: str) -> None: ...
+
+    @abc.abstractmethod
+    async def alive(self) -> bool:
+        """Whether the session (and so every lock it holds) is still there."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
+class LocalLockSession(LockSession):
+    """Locks among the sessions of this process (a database one process may run a node on)."""
+
+    def __init__(self, held: dict[str, LocalLockSession]) -> None:
+        self._held = held  # the database's: name -> the session holding it
+        self._mine: set[str] = set()
+
+    async def try_lock(self, name: str) -> bool:
+        holder = self._held.setdefault(name, self)
+        if holder is self:
+            self._mine.add(name)
+        return holder is self
+
+    async def unlock(self, name: str) -> None:
+        if name in self._mine:
+            self._mine.discard(name)
+            del self._held[name]
+
+    async def alive(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        for name in list(self._mine):
+            await self.unlock(name)
 
 
 def redact_url(url: str) -> str:

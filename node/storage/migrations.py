@@ -10,14 +10,12 @@ Never edit a migration that has shipped; add a new one.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 import weakref
 
-from blindmatch.node.storage.database import (
-    MIGRATIONS_LOCK,
-    Database,
-    Migration,
-    apply_migrations,
-)
+from blindmatch.node.storage import signal_tables
+from blindmatch.node.storage.database import MIGRATIONS_LOCK, Database, Migration, apply_migrations
 from blindmatch.protocol.messages import PROVENANCE_CLASSES
 
 __all__ = ["MIGRATIONS", "TRANSPARENCY_SCHEMA", "Migration", "apply_migrations"]
@@ -420,38 +418,6 @@ RELIABILITY_SCHEMA = Migration(
     ),
 )
 
-# Video items (signal type vpdq, specs/signals-and-lsh.md 7): a video is one bank item whose
-# frame list hangs off it; each indexed frame (distinct, quality >= 50) has its own item_ref,
-# published and answered for only while the video item is, like a protected source's tiles.
-VIDEOS_SCHEMA = Migration(
-    7,
-    "video items: a vPDQ video's frame list, indexed frames with their own references",
-    (
-        # grp is released to queriers with every frame (8 random bytes, never derived from a
-        # hash); indexed_frames is released too (vPDQ's compared-match denominator).
-        """
-        CREATE TABLE videos (
-            item_id        BIGINT PRIMARY KEY REFERENCES bank_items (id) ON DELETE CASCADE,
-            grp            {BLOB} NOT NULL UNIQUE,
-            indexed_frames BIGINT NOT NULL CHECK (indexed_frames >= 0)
-        )""",
-        # Every frame of the list, in order (exported as ThreatExchange's signal string);
-        # item_ref is set for indexed frames only.
-        """
-        CREATE TABLE video_frames (
-            id           {ID},
-            item_id      BIGINT NOT NULL REFERENCES videos (item_id) ON DELETE CASCADE,
-            position     BIGINT NOT NULL,
-            hash         {BLOB} NOT NULL,
-            quality      BIGINT NOT NULL CHECK (quality BETWEEN 0 AND 100),
-            timestamp_ms BIGINT NOT NULL CHECK (timestamp_ms >= 0),
-            item_ref     {BLOB} UNIQUE,
-            UNIQUE (item_id, position)
-        )""",
-        "CREATE INDEX video_frames_item ON video_frames (item_id)",
-    ),
-)
-
 # Context on uploads and repeat-uploader signals (specs/uploaders.md). An upload's context is
 # the platform's and stays here: no column of it is ever sent to a peer. Identifier digests are
 # inside ``context`` (JSON), used only blinded.
@@ -570,18 +536,37 @@ KEY_ROTATION_SCHEMA = Migration(
     ),
 )
 
-MIGRATIONS: tuple[Migration, ...] = (
+# Scale-out (storage/processes.py): an outbox claim names its process, freed when it dies.
+LEASED_BY = ("ALTER TABLE outbox ADD COLUMN leased_by TEXT",)
+PROCESSES_SCHEMA = Migration(11, "scale-out: outbox leases name their process", LEASED_BY)
+
+_CORE: tuple[Migration, ...] = (
     INITIAL_SCHEMA,
     FEDERATION_SCHEMA,
     DECISIONS_SCHEMA,
     TRANSPARENCY_SCHEMA,
     PROTECTED_SOURCES_SCHEMA,
     RELIABILITY_SCHEMA,
-    VIDEOS_SCHEMA,
+    # 7: video items, the vpdq adapter's tables (signal_tables/vpdq.py)
     UPLOADER_CONTEXT_SCHEMA,
     KEY_LIFETIME_SCHEMA,
     KEY_ROTATION_SCHEMA,
+    PROCESSES_SCHEMA,
 )
+
+
+def _signal_tables() -> tuple[Migration, ...]:
+    """The migrations of the tables signal types keep beside bank_items: each type's module
+    in ``signal_tables/`` lists its own, numbered in the one sequence (a database records a
+    version once, whoever declared it)."""
+    out: list[Migration] = []
+    for info in pkgutil.iter_modules(signal_tables.__path__):
+        module = importlib.import_module(f"{signal_tables.__name__}.{info.name}")
+        out.extend(module.MIGRATIONS)
+    return tuple(out)
+
+
+MIGRATIONS: tuple[Migration, ...] = tuple(sorted(_CORE + _signal_tables(), key=lambda m: m.version))
 
 
 _ENSURED: weakref.WeakSet[Database] = weakref.WeakSet()

@@ -5,6 +5,11 @@ worker (counts an attempt and pushes ``next_attempt_at`` out by the lease, so a 
 mid-send simply lets the lease lapse and the message is claimed again) -> ``mark_delivered``,
 or ``schedule_retry`` (exponential backoff with jitter) until ``max_attempts``, then ``dead``.
 The clock and the random source are passed in so tests are deterministic.
+
+Several processes of one node may share the outbox (PostgreSQL): a claim skips rows another
+process is claiming (``FOR UPDATE SKIP LOCKED``), so no message is leased twice, and names the
+claiming process (``owner``), so a message leased by a process that died is handed out again as
+soon as that is known (:meth:`Outbox.release_leases`) rather than when its lease lapses.
 """
 
 from __future__ import annotations
@@ -76,9 +81,12 @@ def _message(row: Row) -> OutboxMessage:
 
 
 class Outbox:
-    def __init__(self, db: Database, policy: RetryPolicy | None = None) -> None:
+    def __init__(
+        self, db: Database, policy: RetryPolicy | None = None, owner: str | None = None
+    ) -> None:
         self._db = db
         self.policy = policy or RetryPolicy()
+        self.owner = owner  # the claiming process's instance id (storage/processes.py)
 
     async def enqueue(
         self, message_id: bytes, peer_id: str, kind: str, payload: bytes, now: int
@@ -119,13 +127,14 @@ class Outbox:
             rows = await self._db.fetch_all(
                 self._db.dialect.render(
                     "UPDATE outbox SET attempts = attempts + 1, next_attempt_at = ?,"
-                    " updated_at = ? WHERE message_id IN ("
+                    " updated_at = ?, leased_by = ? WHERE message_id IN ("
                     " SELECT message_id FROM outbox WHERE state = 'pending'"
                     " AND next_attempt_at <= ?" + skip + " ORDER BY next_attempt_at, created_at"
                     " LIMIT ? {FOR_UPDATE_SKIP_LOCKED}) RETURNING *"
                 ),
                 now + self.policy.lease,
                 now,
+                self.owner,
                 now,
                 *exclude_peers,
                 limit,
@@ -133,6 +142,30 @@ class Outbox:
         messages = [_message(r) for r in rows]
         messages.sort(key=lambda m: (m.created_at, m.message_id))
         return messages
+
+    async def lease_owners(self, now: int) -> list[str]:
+        """The processes holding leases that have not lapsed yet, other than this one."""
+        check_int("now", now)
+        rows = await self._db.fetch_all(
+            "SELECT DISTINCT leased_by FROM outbox WHERE state = 'pending'"
+            " AND next_attempt_at > ? AND leased_by IS NOT NULL",
+            now,
+        )
+        return sorted(str(r["leased_by"]) for r in rows if r["leased_by"] != self.owner)
+
+    async def release_leases(self, owner: str, now: int) -> int:
+        """Make due now the pending messages a dead process had leased; returns how many.
+        Only for a process known dead: a live one may still be sending them."""
+        check_text("owner", owner)
+        check_int("now", now)
+        return await self._db.execute(
+            "UPDATE outbox SET next_attempt_at = ?, leased_by = NULL, updated_at = ?"
+            " WHERE state = 'pending' AND leased_by = ? AND next_attempt_at > ?",
+            now,
+            now,
+            owner,
+            now,
+        )
 
     async def mark_delivered(self, message_id: bytes, now: int) -> bool:
         message_id = check_bytes("message_id", message_id, MAX_ID_BYTES)
@@ -166,8 +199,8 @@ class Outbox:
             else:
                 state, next_at = "pending", now + self.policy.delay(attempts, rng)
             rows = await self._db.fetch_all(
-                "UPDATE outbox SET state = ?, next_attempt_at = ?, last_error = ?, updated_at = ?"
-                " WHERE message_id = ? RETURNING *",
+                "UPDATE outbox SET state = ?, next_attempt_at = ?, last_error = ?, updated_at = ?,"
+                " leased_by = NULL WHERE message_id = ? RETURNING *",
                 state,
                 next_at,
                 error[:MAX_ERROR_CHARS],

@@ -4,15 +4,19 @@ A transaction pins one pooled connection to the task that opened it (through a c
 variable), so every statement the task issues inside ``async with db.transaction():`` runs on
 that connection; nested blocks become savepoints. Outside a transaction each statement borrows
 a connection for itself. Several node workers may share one database: writers that must not
-interleave (feed appends, migrations) take transaction-scoped advisory locks.
+interleave (feed appends, migrations) take transaction-scoped advisory locks; work that spans
+several transactions (an index publication) takes a session-level one (:meth:`exclusive`); and
+each process's presence and leadership are session-level locks on a connection of their own
+(:meth:`lock_session`, used by :mod:`.processes`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -20,6 +24,7 @@ from blindmatch.node.storage.database import (
     POSTGRESQL,
     Database,
     IntegrityError,
+    LockSession,
     Row,
     StorageError,
     lock_key,
@@ -54,9 +59,10 @@ def to_numbered_placeholders(sql: str) -> str:
 class PostgresDatabase(Database):
     dialect = POSTGRESQL
 
-    def __init__(self, pool: Any, schema: str | None) -> None:
+    def __init__(self, pool: Any, schema: str | None, dsn: str = "") -> None:
         self._pool = pool
         self._schema = schema
+        self._dsn = dsn
         # (task, connection) of the transaction the current context is in. A task created
         # inside a transaction inherits the value; the task check gives it its own connection
         # instead of sharing (or outliving) its parent's.
@@ -78,7 +84,13 @@ class PostgresDatabase(Database):
                 # names something that exists.
                 conn = await asyncpg.connect(dsn)
                 try:
-                    await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+                    # Several processes starting at once would race on the catalog ("duplicate
+                    # key value violates unique constraint"): one at a time.
+                    async with conn.transaction():
+                        await conn.execute(
+                            "SELECT pg_advisory_xact_lock($1)", lock_key(f"schema:{schema}")
+                        )
+                        await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
                 finally:
                     await conn.close()
             settings = {"search_path": schema} if schema is not None else None
@@ -87,7 +99,7 @@ class PostgresDatabase(Database):
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise StorageError(f"cannot connect to PostgreSQL at {redact_url(dsn)}: {exc}") from exc
-        return cls(pool, schema)
+        return cls(pool, schema, dsn)
 
     @property
     def schema(self) -> str | None:
@@ -173,9 +185,79 @@ class PostgresDatabase(Database):
         conn = self._tx_connection()
         if conn is None:
             raise StorageError("lock() must be called inside transaction()")
-        await conn.execute("SELECT pg_advisory_xact_lock($1)", lock_key(name))
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", self._lock_key(name))
+
+    @asynccontextmanager
+    async def exclusive(self, name: str) -> AsyncIterator[None]:
+        """A session-level advisory lock on a pooled connection kept for the block. Callers
+        take an in-process lock first where they may be many (one waiting connection per
+        process, not one per request). Releasing the connection to the pool unlocks it in any
+        case (asyncpg's reset runs pg_advisory_unlock_all), so a cancelled block leaves no
+        lock behind."""
+        if self._closed:
+            raise StorageError("database is closed")
+        key = self._lock_key(name)
+        async with self._pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", key)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(conn.execute("SELECT pg_advisory_unlock($1)", key))
+
+    async def lock_session(self) -> LockSession:
+        settings = {"search_path": self._schema} if self._schema is not None else None
+        try:
+            conn = await asyncpg.connect(self._dsn, server_settings=settings)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StorageError(
+                f"cannot connect to PostgreSQL at {redact_url(self._dsn)}: {exc}"
+            ) from exc
+        return PostgresLockSession(conn, self._lock_key)
+
+    def _lock_key(self, name: str) -> int:
+        # Advisory locks are per database, not per schema: nodes in two schemas of one
+        # database must not share a leader lock (or wait on each other's).
+        return lock_key(name if self._schema is None else f"{self._schema}:{name}")
 
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
             await self._pool.close()
+
+
+class PostgresLockSession(LockSession):
+    """Session-level advisory locks on one connection outside the pool: the server releases
+    them the moment the connection ends, a killed process's included."""
+
+    def __init__(self, conn: Any, key: Callable[[str], int]) -> None:
+        self._conn = conn
+        self._key = key
+        self._mutex = asyncio.Lock()  # one statement at a time on the connection
+
+    async def try_lock(self, name: str) -> bool:
+        async with self._mutex:
+            return bool(
+                await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key(name))
+            )
+
+    async def unlock(self, name: str) -> None:
+        async with self._mutex:
+            await self._conn.fetchval("SELECT pg_advisory_unlock($1)", self._key(name))
+
+    async def alive(self) -> bool:
+        if self._conn.is_closed():
+            return False
+        try:
+            async with self._mutex:
+                await asyncio.wait_for(self._conn.fetchval("SELECT 1"), 10)
+        except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            return False
+        return True
+
+    async def close(self) -> None:
+        if not self._conn.is_closed():
+            try:
+                await asyncio.wait_for(self._conn.close(), 5)
+            except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                self._conn.terminate()

@@ -7,6 +7,7 @@ a node killed mid-pull resumes from the last page it stored; entries already hel
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,9 @@ class ReplicaEntry:
     kind: str
     payload: bytes
     received_at: int
+
+
+_HEAD_KEY = "peer_feed_head:"
 
 
 def _replica(row: Row) -> ReplicaEntry:
@@ -109,6 +113,34 @@ class ReplicaStore:
                 now,
             )
         return stored
+
+    async def record_head(self, peer_id: str, feed: str, head: int, now: int) -> None:
+        """The peer's feed head at a complete pull, for the node's other processes (their
+        status and feed-lag metrics)."""
+        check_text("peer_id", peer_id)
+        check_text("feed", feed)
+        check_int("head", head)
+        check_int("now", now)
+        value = json.dumps({"peer": peer_id, "feed": feed, "head": head, "at": now}).encode()
+        await self._db.execute(
+            "INSERT INTO node_state (key, value, updated_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (key) DO UPDATE SET value = excluded.value,"
+            " updated_at = excluded.updated_at",
+            f"{_HEAD_KEY}{json.dumps([peer_id, feed])}",
+            value,
+            now,
+        )
+
+    async def heads(self) -> dict[tuple[str, str], tuple[int, int]]:
+        """(peer, feed) -> (head at the last complete pull, when), as recorded."""
+        rows = await self._db.fetch_all(
+            "SELECT value FROM node_state WHERE key LIKE ?", _HEAD_KEY + "%"
+        )
+        out = {}
+        for row in rows:
+            v = json.loads(bytes(row["value"]))
+            out[(str(v["peer"]), str(v["feed"]))] = (int(v["head"]), int(v["at"]))
+        return out
 
     async def stored_bytes(self, peer_id: str) -> int:
         """Payload bytes stored of all the peer's feeds (what its feed-bytes cap bounds)."""

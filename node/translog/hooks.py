@@ -212,8 +212,11 @@ async def log_roster_once(
     key = f"translog:roster:{roster.serial}"
     if await state.get(key) is None:
         async with db.transaction():
-            await log_roster(log, roster)
-            await state.set(key, b"1", now)
+            # The node's other processes load the same roster at the same moment.
+            await db.lock(key)
+            if await state.get(key) is None:
+                await log_roster(log, roster)
+                await state.set(key, b"1", now)
 
 
 async def log_key_rotation(

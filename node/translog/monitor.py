@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -359,11 +359,13 @@ class FederationLogWatch:
                     out[other] = f"{exc.code}: {getattr(exc, 'detail', exc)} (gossip via {peer_id})"
         return out
 
-    async def run(self, interval_s: float = 300.0) -> None:
-        """Background task: a round every ``interval_s``."""
+    async def run(self, interval_s: float = 300.0, when: Callable[[], bool] = lambda: True) -> None:
+        """Background task: a round every ``interval_s`` in which ``when()`` holds (one of a
+        node's several processes watches: its leader)."""
         while True:
             try:
-                await self.check_all()
+                if when():
+                    await self.check_all()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -32,14 +32,16 @@ from typing import Any
 
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.matching import Confirmation, QueryHash
-from blindmatch.protocol.signals import (
-    PDQ_MATCH_THRESHOLD,
+from blindmatch.protocol.signal_types.vpdq.frames import (
     VPDQ_FRAME_QUALITY_THRESHOLD,
     VPDQ_MATCH_PERCENT_THRESHOLD,
-    HashFormatError,
-    SignalType,
     VpdqFrame,
     distinct_good_frames,
+)
+from blindmatch.protocol.signals import (
+    PDQ_MATCH_THRESHOLD,
+    HashFormatError,
+    SignalType,
     pdq_from_hex,
 )
 

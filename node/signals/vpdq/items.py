@@ -23,9 +23,9 @@ from blindmatch.node.banks.validation import (
     check_source,
     check_timestamp,
 )
-from blindmatch.node.banks.video_rows import frame_list_digest, insert_video_rows
+from blindmatch.node.signals.vpdq.rows import frame_list_digest, insert_video_rows
 from blindmatch.protocol.signal_types.vpdq import video
-from blindmatch.protocol.signals import VpdqFrame
+from blindmatch.protocol.signal_types.vpdq.frames import VpdqFrame
 
 SIGNAL = video.SIGNAL
 

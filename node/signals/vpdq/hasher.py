@@ -2,19 +2,16 @@
 
 Meta's vpdq gives the frame list (one PDQ hash and quality per sampled frame) but not PDQ's float
 vectors, which the querier needs to rank its multi-probe buckets (specs/signals-and-lsh.md 5.5).
-FFmpeg decodes the same file to RGB frames, and pdqhash's float vector of frame ``n`` quantises
-to exactly vpdq's hash of frame ``n`` (measured on every frame of the video evaluation:
-bench/results/video.md); a frame whose bits disagree anyway gets no float vector and is probed
-under its base keys only, so a decoder difference can cost recall, never a wrong match.
-
-Frames are streamed from FFmpeg one at a time: memory stays one frame, whatever the length.
+FFmpeg decodes the same file to RGB frames (``node/media/ffmpeg.py``), and pdqhash's float
+vector of frame ``n`` quantises to exactly vpdq's hash of frame ``n`` (measured on every frame of
+the video evaluation: bench/results/video.md); a frame whose bits disagree anyway gets no float
+vector and is probed under its base keys only, so a decoder difference can cost recall, never a
+wrong match.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,20 +19,25 @@ from pathlib import Path
 import numpy as np
 import pdqhash
 
+from blindmatch.node.media.ffmpeg import ffmpeg_available, frame_size, rgb_frames
 from blindmatch.node.media.hashing import MediaError, hash_video
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.signal_types.vpdq import video
-from blindmatch.protocol.signals import (
+from blindmatch.protocol.signal_types.vpdq.frames import (
     VPDQ_FRAME_QUALITY_THRESHOLD,
     VpdqFrame,
     distinct_good_frames,
-    pdq_bits_from_float,
-    pdq_from_bits,
 )
+from blindmatch.protocol.signals import pdq_bits_from_float, pdq_from_bits
 
-MAX_SIDE = 8192  # a frame larger than this is refused rather than decoded
-PROBE_TIMEOUT_S = 30
-DECODE_TIMEOUT_S = 600
+__all__ = [
+    "VideoHashes",
+    "ffmpeg_available",
+    "frame_float_vectors",
+    "hash_video_for_query",
+    "looks_like_video",
+    "video_query_hashes",
+]
 
 
 @dataclass(frozen=True)
@@ -49,38 +51,6 @@ class VideoHashes:
         return video.query_frames(self.frames, self.float_vectors, max_frames)
 
 
-def ffmpeg_available() -> bool:
-    return shutil.which("ffmpeg") is not None and shutil.which("ffprobe") is not None
-
-
-def _size(path: Path) -> tuple[int, int]:
-    try:
-        out = subprocess.run(
-            [
-                "ffprobe",
-                "-v",
-                "error",
-                "-select_streams",
-                "v:0",
-                "-show_entries",
-                "stream=width,height",
-                "-of",
-                "csv=p=0",
-                str(path),
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=PROBE_TIMEOUT_S,
-        ).stdout
-        width, height = (int(x) for x in out.strip().split(",")[:2])
-    except (subprocess.SubprocessError, ValueError, OSError):
-        raise MediaError("cannot read the video's frame size", code="corrupt") from None
-    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
-        raise MediaError(f"frames larger than {MAX_SIDE} pixels a side", code="too_large")
-    return width, height
-
-
 def frame_float_vectors(
     path: str | os.PathLike[str], frames: list[VpdqFrame] | tuple[VpdqFrame, ...]
 ) -> tuple[dict[int, np.ndarray], int]:
@@ -89,50 +59,16 @@ def frame_float_vectors(
     if not ffmpeg_available():
         raise MediaError("video queries need the ffmpeg and ffprobe CLIs", code="video_unsupported")
     p = Path(path)
-    width, height = _size(p)
+    width, height = frame_size(p)
     wanted = {f.frame_number: f for f in frames}
-    last = max(wanted, default=-1)
-    frame_bytes = width * height * 3
     out: dict[int, np.ndarray] = {}
-    with subprocess.Popen(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-nostdin",
-            "-i",
-            str(p),
-            "-map",
-            "0:v:0",
-            "-f",
-            "rawvideo",
-            "-pix_fmt",
-            "rgb24",
-            "-vsync",
-            "passthrough",
-            "-",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    ) as proc:
-        assert proc.stdout is not None
-        try:
-            n = 0
-            while n <= last:
-                buf = proc.stdout.read(frame_bytes)
-                if len(buf) < frame_bytes:
-                    break
-                frame = wanted.get(n)
-                if frame is not None:
-                    rgb = np.frombuffer(buf, np.uint8).reshape(height, width, 3)
-                    vector, _ = pdqhash.compute_float(rgb)
-                    vector = np.asarray(vector, dtype=np.float64)
-                    if pdq_from_bits(pdq_bits_from_float(vector)) == frame.pdq:
-                        out[n] = vector
-                n += 1
-        finally:
-            proc.kill()
-            proc.wait(timeout=DECODE_TIMEOUT_S)
+    for n, rgb in enumerate(rgb_frames(p, width, height, max(wanted, default=-1))):
+        frame = wanted.get(n)
+        if frame is not None:
+            vector, _ = pdqhash.compute_float(rgb)
+            vector = np.asarray(vector, dtype=np.float64)
+            if pdq_from_bits(pdq_bits_from_float(vector)) == frame.pdq:
+                out[n] = vector
     return out, sum(1 for k in wanted if k not in out)
 
 

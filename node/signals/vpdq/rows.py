@@ -1,6 +1,6 @@
 """The rows of a video item (signal type ``vpdq``): its frame-list digest and its frames.
 
-Shared by the bank service (imports) and :mod:`blindmatch.node.banks.videos` (single adds),
+Used by the vpdq adapter (the bank service's imports and adds) and :mod:`.items` (single adds),
 so a video enters a bank one way, whichever path brings it.
 """
 
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from blindmatch.node.storage import Database
 from blindmatch.protocol import canonical
 from blindmatch.protocol.signal_types.vpdq import video
-from blindmatch.protocol.signals import VpdqFrame
+from blindmatch.protocol.signal_types.vpdq.frames import VpdqFrame
 
 _DIGEST_DOMAIN = b"blindmatch/vpdq-item/v1\x00"
 
