@@ -597,7 +597,9 @@ def report(result: dict[str, Any]) -> str:
         " *defence*); slow: evaluations that hung; redirect: redirects it answered; over-cap:"
         " index deltas of 4,000 entries it published.",
         "- *defence engaged*: what the defences recorded in that phase: refusal codes the"
-        " attacker received, the hub's `bad_proofs_total`, `early_refusals_total` (refused from"
+        " attacker received, the hub's `bad_proofs_total` (every `bad-proof` refusal, those"
+        " from memory included; the hub's incidents count the proofs it verified and found bad),"
+        " `early_refusals_total` (refused from"
         " memory, before any database work or crypto) and `requests_refused_total`, incidents;"
         " for the redirecting holder the refusals of its redirects (never followed); for the"
         " over-cap publisher the platform's replica held at its entry cap, the `over-cap`"

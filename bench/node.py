@@ -68,6 +68,7 @@ BIG_BUDGET = {
     "evaluations_per_day": 10**12,
     "threshold_items_per_hour": 10**12,
     "threshold_items_per_day": 10**12,
+    "index_entries": 10**12,  # the querier's replica is padded far past the default cap
 }
 HOLDERS = 4
 TARGETS = 24  # hashes every holder holds; near-copy queries are edited copies of them

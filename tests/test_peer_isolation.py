@@ -131,6 +131,41 @@ async def test_a_bad_proof_costs_the_holder_one_verification(fed, monkeypatch) -
     assert "hub" in {r.peer for r in (await platform.querier.job_status(job)).results}
 
 
+async def test_copies_of_a_bad_query_sent_at_once_cost_one_verification(fed, monkeypatch):  # type: ignore[no-untyped-def]
+    from blindmatch.crypto import threshold as th
+    from blindmatch.node.storage import PeerIncidents
+    from blindmatch.protocol import matching
+
+    hub, platform = fed["hub"].node, fed["platform"].node
+    verified = []
+    real = matching.verify_threshold_query
+
+    def counting(body):  # type: ignore[no-untyped-def]
+        verified.append(1)
+        return real(body)
+
+    monkeypatch.setattr(matching, "verify_threshold_query", counting)
+    query = bytearray(
+        th.encrypt_query(th.QuerierKey.generate(), fed.held["hub"], os.urandom(16)).to_bytes()
+    )
+    query[-40] ^= 1
+    body = {"query": bytes(query), "items": [os.urandom(24)]}
+    # Four envelopes of one bad query in flight together (as a flooding peer sends them): the
+    # ones that arrive while it is being checked wait for that check instead of checking again.
+    got = await asyncio.gather(
+        *(
+            platform.client.call(hub.roster.member("hub"), "threshold.query", body)
+            for _ in range(4)
+        ),
+        return_exceptions=True,
+    )
+    codes = [g.code for g in got if isinstance(g, PeerError)]
+    assert len(codes) == 4 and "bad-proof" in codes
+    assert set(codes) <= {"bad-proof", "budget-exhausted"}
+    assert len(verified) == 1
+    assert len(await PeerIncidents(hub.db).list("platform", "bad-proof")) == 1
+
+
 async def test_a_peer_over_budget_is_refused_from_memory(fed) -> None:
     hub = fed["hub"].node
     platform = fed["platform"].node

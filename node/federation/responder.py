@@ -67,6 +67,7 @@ class PeerResponder:
         self.release_bands = tuple(release_bands)
         self.clock = clock
         self._verified_queries: OrderedDict[bytes, Any] = OrderedDict()
+        self._verifying: dict[bytes, asyncio.Future[Any]] = {}
 
     async def evaluate(
         self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
@@ -134,6 +135,38 @@ class PeerResponder:
             out[ref] = item
         return out
 
+    async def _verify_once(self, peer: Member, digest: bytes, body: dict[str, Any]) -> Any:
+        """Verify a threshold query's proofs once however many copies of it arrive together:
+        copies that come while it is being checked wait for that check (a bad proof sent n
+        times at once would otherwise cost n verifications before the first one's penalty)."""
+        running = self._verifying.get(digest)
+        if running is not None:
+            try:
+                return await asyncio.shield(running)  # its refusal, if bad, is theirs too
+            except asyncio.CancelledError:
+                if not running.cancelled():
+                    raise  # this request was cancelled
+                # the first check was abandoned (its caller went away): check here instead
+        done: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._verifying[digest] = done
+        try:
+            verified = await asyncio.to_thread(matching.verify_threshold_query, body)
+        except matching.ExchangeError as exc:
+            refusal = await self.admission.bad_proof(peer, digest, str(exc))
+            done.set_exception(refusal)
+            done.exception()  # retrieved here: waiters may be none
+            raise refusal from exc
+        except BaseException:
+            done.cancel()
+            raise
+        finally:
+            self._verifying.pop(digest, None)
+        done.set_result(verified)
+        self._verified_queries[digest] = verified
+        while len(self._verified_queries) > 64:
+            self._verified_queries.popitem(last=False)
+        return verified
+
     async def threshold(
         self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
     ) -> dict[str, Any]:
@@ -149,13 +182,7 @@ class PeerResponder:
         items_read = asyncio.ensure_future(self.resolve_candidates(body["items"]))
         try:
             if verified is None:
-                try:
-                    verified = await asyncio.to_thread(matching.verify_threshold_query, body)
-                except matching.ExchangeError as exc:
-                    raise await self.admission.bad_proof(peer, digest, str(exc)) from exc
-                self._verified_queries[digest] = verified
-                while len(self._verified_queries) > 64:
-                    self._verified_queries.popitem(last=False)
+                verified = await self._verify_once(peer, digest, body)
             items = await items_read
         finally:
             if not items_read.done():
