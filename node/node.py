@@ -38,12 +38,14 @@ from blindmatch.node.storage.banks import BankStore
 from blindmatch.node.storage.cases import CaseStore
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.node.storage.job_ledger import JobLedgerStore
+from blindmatch.node.storage.key_usage import KeyUsageStore
 from blindmatch.node.storage.match_jobs import MatchJobStore
 from blindmatch.node.storage.outbox import Outbox, RetryPolicy
 from blindmatch.node.storage.processes import ProcessGroup
 from blindmatch.node.storage.published_index import PublishedIndexStore
 from blindmatch.node.storage.replicas import ReplicaStore
 from blindmatch.node.storage.translog import TranslogStore
+from blindmatch.node.storage.uploaders import UploaderStore
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol.lsh import SCHEMES
@@ -85,15 +87,15 @@ class Node:
         # The VOPRF keys over their lifetime (spec 8.4); self.keys reads them from here. The
         # roster may already name the successor made before a restart: it is promoted.
         self.key_ring = VoprfKeyRing(
-            db, keys, cfg.keys_dir, self.translog, metrics, clock,
+            KeyUsageStore(db), keys, cfg.keys_dir, self.translog, metrics, clock,
             cap=cfg.voprf_key_cap, overlap_s=cfg.key_overlap_s)  # fmt: skip
         if me.voprf_key is not None:
             self.key_ring.roster_names(me.voprf_key)
         self.jobs = JobLedger(JobLedgerStore(db), metrics)
         self.client = PeerClient(cfg.node_id, keys.identity, clock, metrics, cfg.tls_ca)
         self.uploaders = UploaderSignals(
-            db, node_id=cfg.node_id, roster=lambda: self.roster, keys=keys, feeds=self.feeds,
-            replicas=self.replicas, client=self.client, outbox=self.outbox,
+            UploaderStore(db), node_id=cfg.node_id, roster=lambda: self.roster, keys=keys,
+            feeds=self.feeds, replicas=self.replicas, client=self.client, outbox=self.outbox,
             budgets=self.budgets, traffic=self.traffic, translog=self.translog,
             metrics=metrics, clock=clock,
             refresh_feedback=lambda holder: self.replication.sync_peer(holder),
@@ -138,10 +140,8 @@ class Node:
         )  # fmt: skip
         self.sync = SyncLoop(
             self.publisher, self.replication, self.uploaders, self.decisions, self.translog,
-            self.traffic, clock, cfg.sync_interval_s,
-            processes=self.processes, outbox=self.outbox, metrics=metrics,
-            wake=self._wake_matcher,
-        )  # fmt: skip
+            self.traffic, clock, cfg.sync_interval_s, processes=self.processes,
+            outbox=self.outbox, metrics=metrics, wake=self._wake_matcher)  # fmt: skip
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = clock.now()
 

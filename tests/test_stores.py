@@ -17,12 +17,14 @@ from blindmatch.node.storage.banks import BankStore, NewItem
 from blindmatch.node.storage.cases import CaseStore
 from blindmatch.node.storage.console import ConsoleStore
 from blindmatch.node.storage.job_ledger import JobLedgerStore
+from blindmatch.node.storage.key_usage import KeyUsageStore
 from blindmatch.node.storage.match_jobs import MatchJobStore, MatchResult
 from blindmatch.node.storage.ops import OpsStore
 from blindmatch.node.storage.outbox import Outbox, RetryPolicy
 from blindmatch.node.storage.published_index import PublishedIndexStore
 from blindmatch.node.storage.reviewers import ReviewerStore
 from blindmatch.node.storage.translog import TranslogStore
+from blindmatch.node.storage.uploaders import UploaderStore
 from blindmatch.node.storage.uploads import UploadStore
 from blindmatch.protocol.matching import QueryHash
 
@@ -320,3 +322,58 @@ async def test_upload_console_and_ops_stores(db: Database, clock: FixedClock) ->
     assert await outbox.pending_between("webhook", b"2" * 16, b"2" * 16 + bytes([0, 0, 0, 2])) == 1
     [queue] = await ops.outbox_queues()
     assert (queue["kind"], queue["state"], int(queue["n"])) == ("webhook", "pending", 2)
+
+
+async def test_key_usage_store_counts_and_retires(db: Database, clock: FixedClock) -> None:
+    now, usage, key = clock.now(), KeyUsageStore(db), b"k" * 8
+    assert await usage.evaluations(key) == 0
+    async with usage.transaction():
+        await usage.add_key(key, now)
+        await usage.add_key(key, now)  # once
+        await usage.set_evaluations(key, 10)
+    await usage.uncount(key, 4)
+    await usage.uncount(key, 40)  # never below 0: nothing
+    assert await usage.evaluations(key) == 6
+    assert await usage.retire_at(key) is None
+    await usage.set_retire_at(key, now, now + 60)
+    await usage.set_retire_at(b"o" * 8, now, now + 5)  # a key not counted here yet
+    assert (await usage.retire_at(key), await usage.retire_at(b"o" * 8)) == (now + 60, now + 5)
+    assert await OpsStore(db).key_evaluations(key) == 6
+
+
+async def test_uploader_store_publications_signals_and_tags(
+    db: Database, clock: FixedClock
+) -> None:
+    now, store = clock.now(), UploaderStore(db)
+    await store.note_candidates("peer", [b"i" * 16], now - 5)
+    await store.note_candidates("peer", [b"i" * 16], now)
+    assert await store.candidate_at("peer", b"i" * 16) == now
+    assert await store.candidate_at("other", b"i" * 16) is None
+    assert await store.live_item(b"i" * 16, now) is None and await store.tile_group(b"i") is None
+    pub, tags = b"p" * 16, b"t" * 32 + b"u" * 32
+    async with store.transaction():
+        assert not await store.confirm_used(b"c" * 16)
+        await store.add_publication(pub, "peer", "hub", b"i" * 16, b"c" * 16, tags, 5000, now)
+    assert await store.confirm_used(b"c" * 16)
+    assert (await store.publication(pub) or {})["origin"] == "peer"
+    assert [bytes(r["tags"]) for r in await store.live_publications(4000)] == [tags]
+    assert await store.expired_publications(4000) == []
+    assert len(await store.expired_publications(5000)) == 1
+    await store.mark_withdrawn(pub, now)
+    assert await store.live_publications(0) == [] and await store.expired_publications(9999) == []
+    assert await store.confirm_at(b"r" * 16, "peer", "hub", b"i" * 16) is None
+    assert not await store.retracted_since("peer", "hub", b"i" * 16, 0)
+    await store.add_signal("keeper", b"t" * 32, 100)
+    await store.add_signal("keeper", b"t" * 32, 50)  # the later expiry stays
+    assert await store.signal_expiry("keeper", b"t" * 32) == 100
+    await store.remove_signal("keeper", b"t" * 32)
+    assert await store.signal_expiry("keeper", b"t" * 32) is None
+    case = b"C" * 16
+    await store.remember_tags(case, "hub", [b"b" * 32, b"a" * 32, b"a" * 32])
+    assert await store.case_tags(case) == [b"a" * 32, b"b" * 32]
+    assert await store.own_published_tags() == set()
+    await store.add_outgoing(pub, case, "keeper", now)
+    assert await store.own_published_tags() == {b"a" * 32, b"b" * 32}
+    assert [bytes(r["publication"]) for r in await store.outgoing_published(case)] == [pub]
+    await store.mark_outgoing_withdrawn(pub, now)
+    assert await store.outgoing_published(case) == [] and await store.own_published_tags() == set()

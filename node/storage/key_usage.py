@@ -3,7 +3,8 @@ the key ring's store (spec 8.2, 8.4)."""
 
 from __future__ import annotations
 
-from contextlib import AbstractAsyncContextManager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from blindmatch.node.storage.database import Database
 
@@ -14,6 +15,14 @@ class KeyUsageStore:
 
     def transaction(self) -> AbstractAsyncContextManager[None]:
         return self._db.transaction()
+
+    @asynccontextmanager
+    async def locked(self) -> AsyncIterator[None]:
+        """A transaction the node's processes take in turns (a count is read, checked and
+        written in one)."""
+        async with self._db.transaction():
+            await self._db.lock("voprf_key_usage")
+            yield
 
     async def add_key(self, key_id: bytes, now: int) -> None:
         """Start a key's count at 0 (nothing if it has one)."""
