@@ -369,6 +369,11 @@ async def test_uploader_store_publications_signals_and_tags(
     await store.remove_signal("keeper", b"t" * 32)
     assert await store.signal_expiry("keeper", b"t" * 32) is None
     case = b"C" * 16
+    await CaseStore(db).insert(
+        case, content_ref="c", job_ref=None, source="peer", holder="hub", item_ref=b"i" * 16,
+        band=8, variant="identity", release_json="{}", state="actioned", priority=1,
+        decided_by=None, reason="", decided_at=None, now=now,
+    )  # fmt: skip
     await store.remember_tags(case, "hub", [b"b" * 32, b"a" * 32, b"a" * 32])
     assert await store.case_tags(case) == [b"a" * 32, b"b" * 32]
     assert await store.own_published_tags() == set()
