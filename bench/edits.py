@@ -11,9 +11,11 @@ to each photo and queried against an index of the photos' PDQ hashes, in one run
   content and frame boxes, centred uncrops), any within 31 of the photo's hash;
 * *after*: today's query variants (adds the nested-chrome box, each collage cell and the
   mirrored 5% uncrop);
-* *after + corner frames*: as *after*, with the holder also banking the photo's corner crops
-  (CORNER_FRACTIONS from each corner, and centred): an index-side option for off-centre
-  crops, measured here, not built into the node (see the report).
+* *after + banked crops*: as *after*, the holder also banking the photo's corner crops as the
+  node does for a picture banked from its media (node/media/hashing.py ``banked_crops``,
+  specs/signals-and-lsh.md 3.5);
+* the *frontier* of other crop sets a holder could bank (CROP_SETS: fractions x corners), each
+  scored on the same copies, with the hashes it banks per photo and its nearest wrong photo.
 
 False positives: every query variant of every negative photo (others from the corpus, as they
 are and re-encoded) and of every edited copy against every *other* photo's index entries.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 from pathlib import Path
@@ -36,6 +39,13 @@ from PIL import Image
 from bench import _edit_classes as edit_classes
 from bench import corpus
 from bench import transforms as tf
+from blindmatch.node.media.crops import (
+    BANKED_CENTRED_FRACTIONS,
+    BANKED_CROP_CORNERS,
+    BANKED_CROP_FRACTIONS,
+    banked_crops,
+    crop_box,
+)
 from blindmatch.node.media.hashing import hash_image, pdq_of_pixels
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.signals import PDQ_QUALITY_THRESHOLD
@@ -43,7 +53,16 @@ from blindmatch.protocol.signals import PDQ_QUALITY_THRESHOLD
 RESULTS = Path(__file__).resolve().parent / "results"
 THRESHOLD = 31
 NEW_VARIANT_PREFIXES = ("nested/", "cell/", "uncrop/5+flip_h")  # what this change added
-CORNER_FRACTIONS = (0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14)
+CORNERS = ("tl", "tr", "bl", "br")
+# Crop sets a holder could bank (fractions, corners; "c" is the centred crop), the node's first.
+CROP_SETS: dict[str, tuple[tuple[float, ...], tuple[str, ...]]] = {
+    "node": (BANKED_CROP_FRACTIONS, BANKED_CROP_CORNERS),  # and BANKED_CENTRED_FRACTIONS
+    "node, corners only": (BANKED_CROP_FRACTIONS, BANKED_CROP_CORNERS),
+    "2-14% by 2, 4 corners + centre": ((0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14), (*CORNERS, "c")),
+    "2-14% by 2": ((0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14), CORNERS),
+    "3, 6, 10, 14%": ((0.03, 0.06, 0.10, 0.14), CORNERS),
+    "4, 8, 12%": ((0.04, 0.08, 0.12), CORNERS),
+}
 COMMON = (
     "jpeg_q50",
     "resize_50",
@@ -74,15 +93,17 @@ def distances(queries: np.ndarray, index: np.ndarray) -> np.ndarray:
     return np.unpackbits(x, axis=2).sum(axis=2)
 
 
-def corner_frames(rgb: np.ndarray) -> list[bytes]:
-    """The photo's corner crops (and centred crop), as a holder would bank them (index side)."""
+def crop_set(rgb: np.ndarray, fractions: tuple[float, ...], corners: tuple[str, ...]) -> np.ndarray:
+    """The photo's crops of one set that pass the quality gate, packed (index side)."""
     h, w = rgb.shape[:2]
     out = []
-    for f in CORNER_FRACTIONS:
-        dx, dy = round(w * f), round(h * f)
-        for left, top in ((0, 0), (dx, 0), (0, dy), (dx, dy), (dx // 2, dy // 2)):
-            out.append(pdq_of_pixels(rgb[top : top + h - dy, left : left + w - dx]).hash32)
-    return out
+    for f in fractions:
+        for corner in corners:
+            left, top, right, bottom = crop_box(w, h, corner, f)
+            crop = pdq_of_pixels(rgb[top:bottom, left:right])
+            if crop.quality >= PDQ_QUALITY_THRESHOLD:
+                out.append(packed(crop.hash32))
+    return np.stack(out) if out else np.empty((0, 32), np.uint8)
 
 
 def query_sets(image: Image.Image) -> dict[str, Any]:
@@ -122,6 +143,7 @@ def main(argv: list[str]) -> int:
         result["classes"]["seconds"] = round(time.time() - started)
         return write(result)
     started = time.time()
+    load_start = os.getloadavg()[0]
     items = corpus.build()
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(items))
@@ -131,12 +153,25 @@ def main(argv: list[str]) -> int:
 
     images = [corpus.load_image(s) for s in sources]
     index = np.stack([packed(hash_image(im).pdq.hash32) for im in images])  # (n, 32)
-    corners = [np.stack([packed(x) for x in corner_frames(np.asarray(im))]) for im in images]
-    owner_of_corner = np.concatenate([np.full(len(c), i) for i, c in enumerate(corners)])
-    corner_index = np.concatenate(corners)
+    # What the node banks for a picture banked from its media (its own code path), and the
+    # other sets of the frontier.
+    node_crops = [
+        np.stack([packed(c.pdq.hash32) for c in banked_crops(np.asarray(im))]) for im in images
+    ]
+    crop_sets = {
+        name: [crop_set(np.asarray(im), *spec) for im in images]
+        for name, spec in CROP_SETS.items()
+        if name != "node"
+    }
+    crop_sets = {"node": node_crops, **crop_sets}
+    crop_owner = {
+        name: np.concatenate([np.full(len(c), i) for i, c in enumerate(sets)])
+        for name, sets in crop_sets.items()
+    }
+    crop_index = {name: np.concatenate(sets) for name, sets in crop_sets.items()}
     print(f"edits: {len(sources)} photos, {len(negatives)} negatives, {len(TRANSFORMS)} transforms")
 
-    columns = ("plain", "before", "after", "after+corners")
+    columns = ("plain", "before", "after", *(f"crops:{name}" for name in CROP_SETS))
     per: dict[str, dict[str, list[bool]]] = {}
     elements: dict[str, dict[str, list[int]]] = {}
     false_pos = {c: 0 for c in columns}
@@ -145,16 +180,17 @@ def main(argv: list[str]) -> int:
     def score(sets: dict[str, Any], own: int | None) -> dict[str, bool]:
         found = {}
         for col in columns:
-            q = sets["after" if col == "after+corners" else col]
+            q = sets["after" if col.startswith("crops:") else col]
             d = distances(q, index)
             mine = d[:, own] if own is not None else np.empty(0)
             others = np.delete(d, own, axis=1) if own is not None else d
             hit = bool(mine.size and mine.min() <= THRESHOLD)
-            if col == "after+corners":
-                dc = distances(q, corner_index)
+            if col.startswith("crops:"):
+                name = col.removeprefix("crops:")
+                dc = distances(q, crop_index[name])
                 if own is not None:
-                    hit = hit or bool((dc[:, owner_of_corner == own] <= THRESHOLD).any())
-                    dc = dc[:, owner_of_corner != own]
+                    hit = hit or bool((dc[:, crop_owner[name] == own] <= THRESHOLD).any())
+                    dc = dc[:, crop_owner[name] != own]
                 others = np.concatenate([others, dc], axis=1) if others.size else dc
             if others.size:
                 nearest_wrong[col] = min(nearest_wrong[col], int(others.min()))
@@ -176,8 +212,9 @@ def main(argv: list[str]) -> int:
         row = per[name]
         print(
             f"  {name:24s} "
-            + " ".join(f"{c}={np.mean(row[c]):.2f}" for c in columns)
-            + f"  ({time.time() - t0:.0f} s)"
+            + " ".join(f"{c[:12]}={np.mean(row[c]):.2f}" for c in columns)
+            + f"  ({time.time() - t0:.0f} s)",
+            flush=True,
         )
     neg_elements: dict[str, list[int]] = {"before": [], "after": []}
     for item in negatives:
@@ -195,11 +232,18 @@ def main(argv: list[str]) -> int:
         "seed": args.seed,
         "threshold": THRESHOLD,
         "probes_per_hash": PDQ_LSH_1.probe_budget,
-        "corner_fractions": list(CORNER_FRACTIONS),
-        "banked_hashes_per_photo": {
-            "today": 1,
-            "with corner frames": 1 + len(corner_index) // len(sources),
+        "crop_sets": {
+            name: {
+                "fractions": list(spec[0]),
+                "corners": list(spec[1]),
+                "banked_hashes_per_photo_mean": 1 + len(crop_index[name]) / len(sources),
+                "banked_hashes_per_photo_max": 1
+                + len(spec[0]) * len(spec[1])
+                + (len(BANKED_CENTRED_FRACTIONS) if name == "node" else 0),
+            }
+            for name, spec in CROP_SETS.items()
         },
+        "index_tables": PDQ_LSH_1.tables,
         "recall": {n: {c: float(np.mean(v[c])) for c in columns} for n, v in per.items()},
         "elements_median": {
             n: {k: float(np.median(v)) for k, v in e.items()} for n, e in elements.items()
@@ -212,6 +256,8 @@ def main(argv: list[str]) -> int:
         "nearest_wrong_distance": nearest_wrong,
         "seconds": round(time.time() - started),
         "machine": f"{platform.platform()}, {platform.machine()}",
+        # 1-minute load average at the start and at the end of the recall part
+        "load": f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
     }
     if args.part == "all":
         t0 = time.time()
@@ -234,11 +280,18 @@ def write(result: dict[str, Any]) -> int:
 
 def report(r: dict[str, Any]) -> str:
     new = set(tf.EDIT_TRANSFORMS)
+    node = r["crop_sets"]["node"]
+    node_set = (
+        f"{', '.join(f'{round(f * 100)}%' for f in node['fractions'])} from each of the "
+        f"{len(node['corners'])} corners, and centred crops of "
+        f"{', '.join(f'{round(f * 100)}%' for f in BANKED_CENTRED_FRACTIONS)}"
+    )
     lines = [
         "# Edits that used to get through: recall per transform, before and after",
         "",
         f"Generated by `./dev bench edits` (bench/edits.py) in {r['seconds']} s; figures in "
-        f"[edits.json](edits.json). Machine: {r['machine']}, 2 shared CPUs. Seed {r['seed']}.",
+        f"[edits.json](edits.json). Machine: {r['machine']}, 2 shared CPUs"
+        f"{', load average ' + r['load'] if r.get('load') else ''}. Seed {r['seed']}.",
         "",
         f"n = {r['photos']} corpus photos (bench/corpus.py: Debian wallpapers and scikit-image "
         "photos; no people), each edited by every transform once; index = the photos' PDQ "
@@ -248,17 +301,18 @@ def report(r: dict[str, Any]) -> str:
         "signal is measured in derivatives.md).",
         "",
         "- *plaintext PDQ*: the copy's own hash, as HMA would compare it;",
-        "- *before*: the query variants the pipeline had before this change;",
-        "- *after*: today's variants (adds `nested/identity`, the box left after peeling nested "
-        "chrome layer by layer, `cell/N`, each picture of a collage, and `uncrop/5+flip_h`, the "
-        "5% uncrop mirrored);",
-        "- *after + corner frames*: as *after*, the holder also banking each photo's corner crops "
-        f"({', '.join(f'{round(f * 100)}%' for f in r['corner_fractions'])} from each of the 4 "
-        f"corners and centred: {r['banked_hashes_per_photo']['with corner frames']} banked hashes "
-        "per photo instead of 1). An index-side option for off-centre crops, **measured here, "
-        "not built into the node**.",
+        "- *before*: the query variants the pipeline had before the nested, collage and mirrored "
+        "uncrop variants;",
+        "- *after*: today's query variants (adds `nested/identity`, the box left after peeling "
+        "nested chrome layer by layer, `cell/N`, each picture of a collage, and "
+        "`uncrop/5+flip_h`, the 5% uncrop mirrored);",
+        "- *after + banked crops*: as *after*, against a holder that banked the photo from its "
+        f"media, i.e. also its corner crops as the node banks them ({node_set}: at most "
+        f"{node['banked_hashes_per_photo_max']} banked hashes per photo instead of 1, mean "
+        f"{node['banked_hashes_per_photo_mean']:.1f} after the quality gate; "
+        "specs/signals-and-lsh.md 3.5). The upload sends the same elements as *after*.",
         "",
-        "| transform | new | plaintext PDQ | before | after | after + corner frames "
+        "| transform | new | plaintext PDQ | before | after | after + banked crops "
         "| elements before | elements after |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
@@ -266,32 +320,68 @@ def report(r: dict[str, Any]) -> str:
         e = r["elements_median"][name]
         lines.append(
             f"| {name} | {'yes' if name in new else ''} | {rec['plain']:.2f} "
-            f"| {rec['before']:.2f} | {rec['after']:.2f} | {rec['after+corners']:.2f} "
+            f"| {rec['before']:.2f} | {rec['after']:.2f} | {rec['crops:node']:.2f} "
             f"| {e['before']:.0f} | {e['after']:.0f} |"
         )
     ue, um = r["elements_median_unedited_photos"], r["elements_mean_unedited_photos"]
     fp, nw = r["false_positive_queries"], r["nearest_wrong_distance"]
+    tables = r["index_tables"]
     lines += [
         "",
         "Elements = OPRF elements the upload sends (good-quality query hashes x "
-        f"{r['probes_per_hash']} probes), median over the copies of that transform.",
+        f"{r['probes_per_hash']} probes), median over the copies of that transform. Banked "
+        "crops add none: they are on the holder's side.",
         "",
         f"**Elements per upload** on unedited photos (the common upload; {r['negative_queries']} "
         f"queries): median {ue['before']:.0f} before, {ue['after']:.0f} after (mean "
-        f"{um['before']:.0f} before, {um['after']:.0f} after): the new variants cost only where "
-        "a collage seam or nested chrome is found (a straight edge inside a photo can pass for a "
-        "seam; then up to 6 cells are looked up).",
+        f"{um['before']:.0f} before, {um['after']:.0f} after), with or without banked crops.",
         "",
         f"**False positives**: queries (edited copies against the other photos, and "
         f"{r['negative_queries']} negative queries: {r['negatives']} other corpus photos as they "
-        "are and re-encoded at JPEG q75, against every photo) with any variant within "
-        f"{r['threshold']} of a wrong photo: plaintext {fp['plain']}, before {fp['before']}, after "
-        f"{fp['after']}, after + corner frames {fp['after+corners']}. Nearest wrong photo: "
-        f"{nw['plain']}, {nw['before']}, {nw['after']}, {nw['after+corners']} bits. "
+        "are and re-encoded at JPEG q75, against every photo and every banked crop) with any "
+        f"variant within {r['threshold']} of a wrong photo: plaintext {fp['plain']}, before "
+        f"{fp['before']}, after {fp['after']}, after + banked crops {fp['crops:node']}. Nearest "
+        f"wrong photo: {nw['plain']}, {nw['before']}, {nw['after']}, {nw['crops:node']} bits. "
         "No false-positive rate at a 1M-hash bank is estimated from this run (the negative set "
         "is far too small for it).",
         "",
+        "## Which crops to bank: the frontier",
+        "",
+        "Each column is a set of crops a holder could bank per photo (fractions x corners; "
+        "*centre* is the centred crop), scored on the same copies and query hashes as above. "
+        f"*Hashes* = banked hashes per photo (the photo and its crops, mean after the quality "
+        f"gate); *entries* = index entries per photo ({tables} per hash). Every banked hash also "
+        "meets a querier's probes by chance like any hash (signals-and-lsh.md 5.7): spurious "
+        "candidates, each costing the holder one threshold answer, grow with *hashes*.",
+        "",
     ]
+    names = list(r["crop_sets"])
+    lines.append("| transform | " + " | ".join(names) + " |")
+    lines.append("|---|" + "---:|" * len(names))
+    shown = [n for n in r["recall"] if "crop" in n]
+    for name in shown:
+        rec = r["recall"][name]
+        lines.append(f"| {name} | " + " | ".join(f"{rec['crops:' + n]:.2f}" for n in names) + " |")
+    sets = r["crop_sets"]
+    lines.append(
+        "| *hashes per photo* | "
+        + " | ".join(f"{sets[n]['banked_hashes_per_photo_mean']:.1f}" for n in names)
+        + " |"
+    )
+    lines.append(
+        "| *index entries per photo* | "
+        + " | ".join(f"{sets[n]['banked_hashes_per_photo_mean'] * tables:.0f}" for n in names)
+        + " |"
+    )
+    lines.append(
+        "| *nearest wrong photo (bits)* | "
+        + " | ".join(str(nw["crops:" + n]) for n in names)
+        + " |"
+    )
+    lines.append(
+        "| *false-positive queries* | " + " | ".join(str(fp["crops:" + n]) for n in names) + " |"
+    )
+    lines.append("")
     if "classes" in r:
         lines += edit_classes.report(r["classes"])
     return "\n".join(lines)

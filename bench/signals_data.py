@@ -23,7 +23,7 @@ from blindmatch.node.media.hashing import hash_image
 
 SEED = 20261123
 INDEX_FRACTION = 0.65
-CACHE_VERSION = 6
+CACHE_VERSION = 7
 
 
 def cache_path(items: list[corpus.CorpusImage]) -> Path:
@@ -31,6 +31,11 @@ def cache_path(items: list[corpus.CorpusImage]) -> Path:
         repr((CACHE_VERSION, SEED, sorted(TRANSFORMS), [i.pdq_hex for i in items])).encode()
     ).hexdigest()[:16]
     return corpus.cache_dir() / f"signals-{key}.npz"
+
+
+def _padded(a: np.ndarray, width: int) -> np.ndarray:
+    """``a`` with zero rows (False) appended up to ``width`` variants."""
+    return np.concatenate([a, np.zeros((width - len(a), *a.shape[1:]), dtype=a.dtype)])
 
 
 def collect(items: list[corpus.CorpusImage], *, verbose: bool = True) -> dict[str, np.ndarray]:
@@ -45,7 +50,6 @@ def collect(items: list[corpus.CorpusImage], *, verbose: bool = True) -> dict[st
     is_indexed[order[:n_index]] = True
 
     names = list(TRANSFORMS)
-    n_variants = 21
     orig_float, orig_quality = [], []
     q_image, q_transform, q_float, q_mask, q_quality = [], [], [], [], []
     started = time.time()
@@ -60,12 +64,12 @@ def collect(items: list[corpus.CorpusImage], *, verbose: bool = True) -> dict[st
             donor = images[int(item_rng.integers(0, len(images) - 1) + 1 + i) % len(images)]
             edited = TRANSFORMS[name](image, item_rng, donor)
             e = hash_image(edited, query_variants=True)
-            floats = np.zeros((n_variants, 256), dtype=np.float32)
-            mask = np.zeros(n_variants, dtype=bool)
+            # as many variants as the query pipeline makes of this copy (padded below)
+            floats = np.zeros((len(e.variants), 256), dtype=np.float32)
+            mask = np.ones(len(e.variants), dtype=bool)
             for v, variant in enumerate(e.variants):
                 assert variant.pdq.float_vector is not None
                 floats[v] = variant.pdq.float_vector
-                mask[v] = True
             q_image.append(i)
             q_transform.append(t)
             q_float.append(floats)
@@ -76,6 +80,7 @@ def collect(items: list[corpus.CorpusImage], *, verbose: bool = True) -> dict[st
                 f"signals_data: {i + 1}/{len(images)} pictures, {time.time() - started:.0f} s",
                 file=sys.stderr,
             )
+    width = max(len(m) for m in q_mask)
     data = {
         "is_indexed": is_indexed,
         "transform_names": np.array(names),
@@ -83,8 +88,8 @@ def collect(items: list[corpus.CorpusImage], *, verbose: bool = True) -> dict[st
         "orig_quality": np.array(orig_quality),
         "q_image": np.array(q_image),
         "q_transform": np.array(q_transform),
-        "q_float": np.stack(q_float),
-        "q_mask": np.stack(q_mask),
+        "q_float": np.stack([_padded(f, width) for f in q_float]),
+        "q_mask": np.stack([_padded(m, width) for m in q_mask]),
         "q_quality": np.array(q_quality),
     }
     np.savez_compressed(path, **data)

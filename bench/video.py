@@ -37,8 +37,7 @@ from typing import Any
 
 from bench import video_corpus
 from blindmatch.crypto import oprf, sodium
-from blindmatch.node.media.hashing import hash_video
-from blindmatch.node.signals.vpdq.hasher import frame_float_vectors
+from blindmatch.node.signals.vpdq.hasher import frame_float_vectors, hash_video
 from blindmatch.protocol import canonical, index, matching, signal_types
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.roster import voprf_key_id

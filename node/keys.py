@@ -167,15 +167,31 @@ def load(keys_dir: Path) -> NodeKeys:
 
 def make_successor(keys_dir: Path, keys: NodeKeys) -> NodeKeys:
     """A new VOPRF key stored as ``voprf.next.key`` (the node publishes its index under it;
-    governance puts its public key in the roster). Idempotent."""
+    governance puts its public key in the roster). Idempotent, also across the processes of a
+    node sharing its home: a successor already on disk is the one."""
     if keys.successor is not None:
         return keys
     seed = os.urandom(32)
     successor = oprf.derive_key_pair(seed, VOPRF_KEY_INFO, oprf.Mode.VOPRF)
-    # the seed first: a crash between the two leaves no .key, so no half successor is loaded
-    _write_secret(keys_dir / "voprf.next.seed", seed)
-    _write_secret(keys_dir / "voprf.next.key", successor.sk)
+    try:
+        # the seed first: a crash between the two leaves no .key, so no half successor loads
+        _write_secret(keys_dir / "voprf.next.seed", seed)
+        _write_secret(keys_dir / "voprf.next.key", successor.sk)
+    except FileExistsError:  # another process of this node made one first: use it
+        return replace(keys, successor=_voprf_pair(keys_dir, "voprf.next"))
     return replace(keys, successor=successor)
+
+
+def voprf_on_disk(
+    keys_dir: Path,
+) -> tuple[oprf.ServerKey, oprf.ServerKey | None, oprf.ServerKey | None]:
+    """(current, successor, retired) as the files hold them now: another process of the node
+    may have rotated. Completes nothing (a promotion under way elsewhere is left to it)."""
+
+    def optional(stem: str) -> oprf.ServerKey | None:
+        return _voprf_pair(keys_dir, stem) if (keys_dir / f"{stem}.key").exists() else None
+
+    return _voprf_pair(keys_dir, "voprf"), optional("voprf.next"), optional("voprf.retired")
 
 
 def _move_pair(keys_dir: Path, src: str, dst: str) -> None:
@@ -203,6 +219,9 @@ def promote_successor(keys_dir: Path, keys: NodeKeys) -> NodeKeys:
     retired key of an earlier rotation still here is erased first)."""
     if keys.successor is None:
         raise KeyFileError("no successor VOPRF key to promote")
+    current, _, retired = voprf_on_disk(keys_dir)
+    if current == keys.successor:  # another process of this node promoted it already
+        return replace(keys, voprf=current, successor=None, retired=retired)
     _erase_pair(keys_dir, "voprf.retired")
     _move_pair(keys_dir, "voprf", "voprf.retired")
     _move_pair(keys_dir, "voprf.next", "voprf")

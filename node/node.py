@@ -38,7 +38,6 @@ from blindmatch.node.storage.banks import BankStore
 from blindmatch.node.storage.cases import CaseStore
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.node.storage.job_ledger import JobLedgerStore
-from blindmatch.node.storage.key_usage import KeyUsageStore
 from blindmatch.node.storage.match_jobs import MatchJobStore
 from blindmatch.node.storage.outbox import Outbox, RetryPolicy
 from blindmatch.node.storage.processes import ProcessGroup
@@ -87,7 +86,7 @@ class Node:
         # The VOPRF keys over their lifetime (spec 8.4); self.keys reads them from here. The
         # roster may already name the successor made before a restart: it is promoted.
         self.key_ring = VoprfKeyRing(
-            KeyUsageStore(db), keys, cfg.keys_dir, self.translog, metrics, clock,
+            db, keys, cfg.keys_dir, self.translog, metrics, clock,
             cap=cfg.voprf_key_cap, overlap_s=cfg.key_overlap_s)  # fmt: skip
         if me.voprf_key is not None:
             self.key_ring.roster_names(me.voprf_key)
@@ -168,7 +167,7 @@ class Node:
         # naming our successor key promotes it: the rotation's second half (spec 8.4)
         if self.me.voprf_key is not None:
             self.key_ring.roster_names(self.me.voprf_key)
-            await self.key_ring.record_rotation()
+            await self.key_ring.settle()
         self.publisher.roles = self.me.roles
         self.roster = new
         await translog_hooks.log_roster_once(self.translog, self.db, self.state, new, self.now())

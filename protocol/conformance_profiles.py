@@ -84,7 +84,7 @@ PROFILES: dict[str, Profile] = {
                 "derivative.probe_keys",
                 "derivative.classify",
                 "derivative.cells_mask",
-                # A signal type's own operations (video, vPDQ across the federation) are
+                # A signal type's own operations (e.g. a video type's) are
                 # served by choice.
                 *signal_types.conformance_ops(),
             ),

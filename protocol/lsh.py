@@ -35,6 +35,31 @@ from blindmatch.protocol.signals import (
     pdq_to_bits,
 )
 
+# The bucket signal names whose values are PDQ hashes, keyed by these schemes as a picture's are
+# but apart from them (specs/signals-and-lsh.md 5.2). A signal type whose hashes are PDQ hashes
+# under a name of its own registers the name here from its registry entry, so the scheme names
+# no type beyond the picture's; insertion-ordered, for the error message.
+_PDQ_VALUED_SIGNALS: dict[str, None] = {SignalType.PDQ.value: None}
+
+
+def register_pdq_valued_signal(name: str) -> str:
+    """Let the schemes key PDQ hashes under bucket signal ``name``; returns ``name``."""
+    if not isinstance(name, str) or not name.isascii() or not 1 <= len(name) <= 0xFF:
+        raise ValueError("a bucket signal name is 1..255 ASCII characters")
+    if name == SignalType.SHA256.value:
+        raise ValueError(f"{name} is an exact digest, not a PDQ-valued signal")
+    _PDQ_VALUED_SIGNALS[name] = None
+    return name
+
+
+def pdq_valued_signals() -> tuple[str, ...]:
+    """The bucket signal names the schemes key PDQ hashes under, in registration order."""
+    return tuple(_PDQ_VALUED_SIGNALS)
+
+
+# A bucket signal: a registered name, or a base type (sha256 is refused: it is not PDQ-valued).
+Signal = str | SignalType
+
 
 @dataclass(frozen=True)
 class Probe:
@@ -76,14 +101,15 @@ class BitSamplingScheme:
     def _key_prefix(self) -> bytes:
         return self._prefix_for(self.signal_type)
 
-    def _prefix_for(self, signal: SignalType | None) -> bytes:
-        """``u8(len(tag)) || tag || u8(len(signal)) || signal`` for a PDQ-valued signal type: a
-        picture's PDQ hash (the default) or one vPDQ video frame."""
+    def _prefix_for(self, signal: Signal | None) -> bytes:
+        """``u8(len(tag)) || tag || u8(len(signal)) || signal`` for a PDQ-valued signal: a
+        picture's PDQ hash (the default) or one registered with register_pdq_valued_signal."""
         signal = self.signal_type if signal is None else signal
-        if signal not in (SignalType.PDQ, SignalType.VPDQ_FRAME):
-            raise ValueError(f"{self.name} buckets PDQ-valued signals, not {signal.value}")
+        text = signal.value if isinstance(signal, SignalType) else signal
+        if text not in _PDQ_VALUED_SIGNALS:
+            raise ValueError(f"{self.name} buckets PDQ-valued signals, not {text}")
         tag = self.tag
-        name = signal.value.encode("ascii")
+        name = text.encode("ascii")
         return bytes([len(tag)]) + tag + bytes([len(name)]) + name
 
     @cached_property
@@ -122,7 +148,7 @@ class BitSamplingScheme:
         table: int,
         sampled_bits: Sequence[int] | np.ndarray,
         *,
-        signal: SignalType | None = None,
+        signal: Signal | None = None,
     ) -> bytes:
         """The key of ``table``'s bucket holding the given k sampled bit values (in ascending
         position order)."""
@@ -141,7 +167,7 @@ class BitSamplingScheme:
         signal = SignalType.SHA256.value.encode("ascii")
         return bytes([len(tag)]) + tag + bytes([len(signal)]) + signal + b"\x00\x00" + digest
 
-    def index_keys(self, hash32: bytes, *, signal: SignalType | None = None) -> list[bytes]:
+    def index_keys(self, hash32: bytes, *, signal: Signal | None = None) -> list[bytes]:
         """The L bucket keys a holder indexes for one hash (table order)."""
         bits = pdq_to_bits(hash32)
         sampled = bits[self._position_matrix]  # (L, k)
@@ -155,7 +181,7 @@ class BitSamplingScheme:
         float_vector: Sequence[float] | np.ndarray | None = None,
         budget: int | None = None,
         *,
-        signal: SignalType | None = None,
+        signal: Signal | None = None,
     ) -> list[Probe]:
         """The buckets a querier asks for, in the order the spec fixes (cheapest first).
 
@@ -186,7 +212,7 @@ class BitSamplingScheme:
         float_vector: Sequence[float] | np.ndarray | None = None,
         budget: int | None = None,
         *,
-        signal: SignalType | None = None,
+        signal: Signal | None = None,
     ) -> list[bytes]:
         return [p.key for p in self.probes(hash32, float_vector, budget, signal=signal)]
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from blindmatch.protocol import signals
+# signal_types: its entries register the bucket signals of PDQ-valued types as they are imported.
+from blindmatch.protocol import signal_types, signals  # noqa: F401
 from blindmatch.protocol.conformance_support import OpError
-from blindmatch.protocol.lsh import SCHEMES, BitSamplingScheme
+from blindmatch.protocol.lsh import SCHEMES, BitSamplingScheme, pdq_valued_signals
 
 Op = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -44,12 +45,13 @@ def _floats(v: Any) -> list[float] | None:
     return [float(x) for x in v]
 
 
-def _signal(v: Any) -> signals.SignalType:
+def _signal(v: Any) -> str:
+    allowed = pdq_valued_signals()
     if v is None:
-        return signals.SignalType.PDQ
-    if v not in ("pdq", "vpdq"):
-        raise _op_error("lsh:bad-signal", "LSH buckets pdq and vpdq hashes")
-    return signals.SignalType(v)
+        return signals.SignalType.PDQ.value
+    if not isinstance(v, str) or v not in allowed:
+        raise _op_error("lsh:bad-signal", f"LSH buckets {' and '.join(allowed)} hashes")
+    return v
 
 
 def lsh_table_positions(i: dict[str, Any]) -> dict[str, Any]:

@@ -36,9 +36,10 @@ DEFAULT_BUDGET = {
     "uploader_evaluations_per_picture_day": 16,
     # The index entries a holder declares it publishes (spec 10.1, 10.4): its queriers cap
     # their replica of it, and the feed bytes they store, from this. The default fits a
-    # holder of about 200,000 picture hashes at pdq-lsh-1's 24 tables; a larger holder
+    # holder of 1,000,000 hashes (pictures, tiles and frames together) at pdq-lsh-1's 24
+    # tables, the size the benches run at (a replica of ~0.6 GB at its cap); a larger holder
     # declares its size, so a holder that publishes far past it is cut off.
-    "index_entries": 5_000_000,
+    "index_entries": 24_000_000,
 }
 # What governance lets a member do with repeat-uploader signals (specs/uploaders.md 5).
 CAPABILITIES = ("uploader-read", "uploader-publish", "uploader-keeper")

@@ -26,10 +26,14 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
 class SignalType(enum.Enum):
-    """A kind of hash. ``value`` is the name used on the wire and in bucket keys."""
+    """The two base hash formats the protocol's generic code works with: a picture's PDQ hash and
+    an exact SHA-256 digest. ``value`` is the name used on the wire and in bucket keys.
+
+    Every other signal type (and the full list of names) is the registry's
+    (:mod:`blindmatch.protocol.signal_types`): each entry declares its name and its bucket signal,
+    so this module names no type beyond these two."""
 
     PDQ = "pdq"
-    VPDQ_FRAME = "vpdq"  # one frame of a vPDQ video hash (a PDQ hash with a frame number)
     SHA256 = "sha256"
 
     @property
@@ -45,12 +49,10 @@ class SignalType(enum.Enum):
 
 _TE_SIGNAL_NAMES: dict[SignalType, str | None] = {
     SignalType.PDQ: "pdq",
-    SignalType.VPDQ_FRAME: "vpdq",
     SignalType.SHA256: None,  # python-threatexchange ships MD5 signals only
 }
 _TE_INDICATOR_TYPES: dict[SignalType, str | None] = {
     SignalType.PDQ: "HASH_PDQ",
-    SignalType.VPDQ_FRAME: "HASH_VIDEO_VPDQ",
     SignalType.SHA256: "HASH_SHA256",
 }
 

@@ -221,9 +221,13 @@ def run_window(ctx: Context, state: MatchState, w_index: int, lo: int, hi: int, 
     )
     pair_up, pair_item, pair_tables, pslot = pair_up[ok], pair_item[ok], pair_tables[ok], pslot[ok]
 
-    # --- threshold round trips, one per (querier, holder) that has candidates
+    # --- threshold round trips, one per (querier, holder) that has candidates. Each table
+    # that hit a pair is its own candidate with its own full answer (7.3, 7.4, 8.5: hits do
+    # not link), so a true match costs one answer per table hit, not one per item.
     with_c, inverse = np.unique(pslot, return_inverse=True)
-    n_items = np.bincount(inverse, minlength=len(with_c))
+    n_items = np.bincount(
+        inverse, weights=np.bitwise_count(pair_tables), minlength=len(with_c)
+    ).astype(np.int64)
     qh_hash = (
         np.unique(np.stack([pslot, pair_up], axis=1), axis=0)
         if len(pslot)
@@ -242,9 +246,13 @@ def run_window(ctx: Context, state: MatchState, w_index: int, lo: int, hi: int, 
             costs["encrypt"],
         )
     t_q = lookup[with_c] + n_qhash * costs["encrypt"]
-    q_size = exchange.ENVELOPE_OVERHEAD + n_qhash * (exchange.QUERY_BYTES + 8) + 16 * n_items
-    a_size = exchange.ENVELOPE_OVERHEAD + n_items * (
-        16 + 8 + exchange.response_bytes(len(s.policy.bands), s.threshold)
+    q_size = (
+        exchange.ENVELOPE_OVERHEAD
+        + n_qhash * (exchange.QUERY_BYTES + 8)
+        + exchange.CANDIDATE * n_items
+    )
+    a_size = exchange.ENVELOPE_OVERHEAD + n_items * exchange.answer_bytes(
+        len(s.policy.bands), s.threshold
     )
     arrive, tx3 = net.deliver(rng, cq, ch, t_q, q_size)
     answered = arrive + n_qhash * (costs["verify"] + costs["sums"]) + n_items * costs["answer"]

@@ -98,10 +98,18 @@ def calibrated_costs(path: Path = CRYPTO_RESULTS) -> dict[str, float]:
 ENVELOPE_OVERHEAD = 180
 ELEMENT = 32
 QUERY_BYTES = 49_200
+CANDIDATE = 24  # a named candidate: tag || table reference (7.3, 8.5)
+SEALED = 272  # the sealed release of every answer (7.4, 8.5)
 
 
 def response_bytes(bands: int, threshold: int) -> int:
     return 1 + bands + 64 * (threshold + 1)
+
+
+def answer_bytes(bands: int, threshold: int) -> int:
+    """One entry of ``threshold.answer`` (7.4): the candidate, the response and the sealed
+    release in a msgpack map (30 bytes of keys and headers)."""
+    return CANDIDATE + response_bytes(bands, threshold) + SEALED + 30
 
 
 # --- probes ----------------------------------------------------------------------------------

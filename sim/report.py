@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from blindmatch.protocol.key_lifetime import LIFETIME_CAP
+
 from .figures import figure_style, save_figure
 
 if TYPE_CHECKING:
@@ -382,12 +384,15 @@ def render(
             for x in att["runs"]
             if x["days_to_first_hash"] < x["spec_days_to_enumerate_one_table"]
         ]
-        under_cap = [x for x in att["runs"] if x["evaluations_to_first_hash"] < 2**32]
+        under_cap = [x for x in att["runs"] if x["evaluations_to_first_hash"] < LIFETIME_CAP]
         findings.append(
-            "**The spec states no bound on hash extraction by a budgeted querier**: 8.3 says "
+            "**This prober links hits by item reference, as the protocol did before issue 13** "
+            "(per-table references now prevent it; `bench/results/extraction.md` models the "
+            "attacker against today's protocol). 8.3 says "
             "the budget protects against enumerating a table (2^k evaluations: "
             f"{_f(one['spec_days_to_enumerate_one_table'])} days for one identity), and 8.2 caps "
-            "a key's lifetime evaluations at 2^32. Measured here: the first of "
+            f"a key's lifetime evaluations at 2^{LIFETIME_CAP.bit_length() - 1}. Measured here: "
+            "the first of "
             f"{one['holder_hashes']:,} hashes is recovered after "
             f"{_f(one['days_to_first_hash'])} days with one identity "
             f"({_f(one['evaluations_to_first_hash'])} evaluations); "
@@ -401,14 +406,11 @@ def render(
             )
             + (
                 f"{len(under_cap)} of {len(att['runs'])} attacker sizes succeed within the "
-                "2^32 lifetime cap of one key, so rotation alone does not stop them. "
+                f"2^{LIFETIME_CAP.bit_length() - 1} lifetime cap of one key, so rotation alone "
+                "does not stop them."
                 if under_cap
                 else ""
             )
-            + "Proposed for the spec: state days-to-first-hash as a function of holder size, "
-            "per-peer budget and identities (this simulator's model), cap lifetime evaluations "
-            "per peer per key below it, and rotate keys before it (rotation resets the "
-            "attacker's progress)."
         )
     if "exact_vs_modelled" in res:
         e = res["exact_vs_modelled"]

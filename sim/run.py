@@ -177,6 +177,8 @@ def metrics(
             "exchanges": st.exchanges,
             "simulated_events": st.events,
             "candidates": len(cand),
+            # one full answer per table that hit a pair (spec 8.5: hits do not link)
+            "threshold_answers": int(np.bitwise_count(cand[:, 2]).sum()),
             "confirmed_matches": len(match),
             "true_matches": int(true_m.sum()),
             "false_matches_by_upload_kind": false_matches,

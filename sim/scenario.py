@@ -102,7 +102,8 @@ class Budget:
     evaluations_per_hour: int = field(default=200_000, metadata=_range(1))
     evaluations_per_day: int = field(default=2_000_000, metadata=_range(1))
     threshold_items_per_hour: int = field(default=20_000, metadata=_range(1))
-    threshold_items_per_day: int = field(default=200_000, metadata=_range(1))
+    # the roster's default (spec 8.3): candidates, from the honest rate
+    threshold_items_per_day: int = field(default=20_000, metadata=_range(1))
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from PIL import Image
 from blindmatch.node.api.client import ApiClientError, BlindmatchClient
 from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node.media import hashing
+from blindmatch.node.signals.vpdq import hasher
 
 
 @pytest.fixture
@@ -113,7 +114,7 @@ async def test_video_bank_items_and_a_video_query_through_the_api(fed, tmp_path:
     from blindmatch.node.media.ffmpeg import ffmpeg_available
     from blindmatch.protocol.signal_types.vpdq import video
 
-    if not (ffmpeg_available() and hashing.vpdq_available()):
+    if not (ffmpeg_available() and hasher.vpdq_available()):
         pytest.skip("needs ffmpeg and vpdq")
     data = pytest.importorskip("skimage.data")
     Image.fromarray(data.astronaut()).save(tmp_path / "a.png")
@@ -146,7 +147,7 @@ async def test_video_bank_items_and_a_video_query_through_the_api(fed, tmp_path:
 
     banked = clip("banked.mp4", "crop=384:288:'30*t':'20*t'")
     upload = clip("upload.mp4", "crop=384:288:'30*t':'20*t',scale=256:-2")
-    signal = video.format_signal_string(hashing.hash_video(banked))
+    signal = video.format_signal_string(hasher.hash_video(banked))
     hub, platform = fed["hub"], fed["platform"]
     async with BlindmatchClient(hub.api_url, hub.api_token) as bm:
         await bm.create_bank("clips", "survivor-submitted", shared=True, categories=["ncii"])

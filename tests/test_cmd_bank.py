@@ -127,10 +127,10 @@ def test_bank_add_video_and_export_its_vpdq_signal(tmp_path, capsys) -> None:
     ThreatExchange's vpdq signal string, which imports back as the same video."""
     import subprocess
 
-    from blindmatch.node.media import hashing
     from blindmatch.node.media.ffmpeg import ffmpeg_available
+    from blindmatch.node.signals.vpdq.hasher import vpdq_available
 
-    if not (ffmpeg_available() and hashing.vpdq_available()):
+    if not (ffmpeg_available() and vpdq_available()):
         pytest.skip("needs ffmpeg and vpdq")
     from PIL import Image
 
@@ -167,3 +167,37 @@ def test_bank_add_video_and_export_its_vpdq_signal(tmp_path, capsys) -> None:
     assert run(capsys, url, "create", "w", "--provenance", "survivor-submitted")[0] == 0
     code, out, _ = run(capsys, url, "import", "w", str(export))
     assert (code, out.strip()) == (0, "imported 1, already present 0 (format jsonl)")
+
+
+def test_bank_cli_banks_crops_unless_told_not_to(tmp_path, capsys) -> None:
+    import asyncio
+
+    skimage_data = pytest.importorskip("skimage.data")
+    image_module = pytest.importorskip("PIL.Image")
+    from blindmatch.node.banks.service import BankService
+    from blindmatch.node.clock import SystemClock
+    from blindmatch.node.storage import open_database
+
+    picture = tmp_path / "photo.png"
+    image_module.fromarray(skimage_data.astronaut()).save(picture)
+    url = f"sqlite:///{tmp_path / 'node.db'}"
+    for bank in ("with", "without"):
+        assert run(capsys, url, "create", bank, "--provenance", "moderator-confirmed")[0] == 0
+    assert run(capsys, url, "add", "with", "--media", str(picture))[0] == 0
+    code, _, err = run(capsys, url, "add", "without", "--media", str(picture), "--no-crops")
+    assert code == 0, err
+
+    async def crops_per_bank() -> dict[str, int]:
+        db = await open_database(url)
+        try:
+            banks = BankService(db, SystemClock())
+            out = {}
+            for bank in ("with", "without"):
+                items = await banks.list_items(bank, signal_type="pdq")
+                out[bank] = len(await banks.item_crops(items[0].item_ref))
+            return out
+        finally:
+            await db.close()
+
+    counts = asyncio.run(crops_per_bank())
+    assert counts["without"] == 0 and counts["with"] > 30, counts

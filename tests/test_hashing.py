@@ -17,6 +17,7 @@ from PIL import Image, ImageOps
 from blindmatch.node.cli.main import main as cli_main
 from blindmatch.node.media import hashing
 from blindmatch.node.media.hashing import MediaError, decode_image, hash_image, hash_image_bytes
+from blindmatch.node.signals.vpdq import hasher
 from blindmatch.protocol.signals import hamming, pdq_from_bits
 
 
@@ -211,9 +212,9 @@ def _write_video(path: Path, frames: list[np.ndarray], fps: int = 5) -> bool:
 
 
 def test_vpdq_hashes_a_video_and_matches_itself(tmp_path: Path) -> None:
-    if not hashing.vpdq_available():
+    if not hasher.vpdq_available():
         with pytest.raises(MediaError) as info:
-            hashing.hash_video(tmp_path / "x.mp4")
+            hasher.hash_video(tmp_path / "x.mp4")
         assert info.value.code == "video_unsupported"
         pytest.skip("vpdq is not installed")
     from blindmatch.protocol.signal_types.vpdq.frames import vpdq_match
@@ -223,7 +224,7 @@ def test_vpdq_hashes_a_video_and_matches_itself(tmp_path: Path) -> None:
     video = tmp_path / "clip.mp4"
     if not _write_video(video, frames):
         pytest.skip("OpenCV cannot write mp4 here")
-    hashed = hashing.hash_video(video)
+    hashed = hasher.hash_video(video)
     assert len(hashed) >= 3
     assert all(len(f.pdq) == 32 and 0 <= f.quality <= 100 for f in hashed)
     assert vpdq_match(hashed, hashed).is_match()
@@ -234,13 +235,13 @@ def test_vpdq_hashes_a_video_and_matches_itself(tmp_path: Path) -> None:
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 100)
     with pytest.raises(MediaError):
-        hashing.hash_video(bad)
+        hasher.hash_video(bad)
     # The CLI prints one vpdq line per frame and a sha256 line; a broken video is an error line.
     assert cli_main(["hash", str(video), str(bad)]) == 1
 
 
 def test_cli_hashes_videos(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if not hashing.vpdq_available():
+    if not hasher.vpdq_available():
         pytest.skip("vpdq is not installed")
     video = tmp_path / "clip.mp4"
     if not _write_video(video, [smooth_image(s, 96, 128) for s in (21, 21, 22, 22, 23)], fps=2):

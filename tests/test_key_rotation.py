@@ -16,6 +16,7 @@ from blindmatch.node import keys as keyfiles
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node.federation.peer_client import PeerError
+from blindmatch.node.storage.translog import TranslogStore
 from blindmatch.protocol import index
 from blindmatch.protocol import roster as roster_mod
 from blindmatch.protocol.matching import QueryHash
@@ -193,3 +194,50 @@ async def test_the_key_is_refused_past_its_cap(tmp_path: Path) -> None:
         assert hub.keys.successor is not None
     finally:
         await fed.stop()
+
+
+async def test_the_processes_of_one_node_rotate_once_and_agree(db, clock, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Two processes of one node (shared home and database, README: Running several
+    processes): a successor one makes the other takes in; the promotion's files move once; the
+    retirement deadline and its log entry are recorded once; the other erases nothing twice."""
+    from blindmatch.node.federation.key_ring import VoprfKeyRing
+    from blindmatch.node.metrics import Metrics
+    from blindmatch.node.translog.log import TransparencyLog
+
+    d = tmp_path / "keys"
+    first = keyfiles.create(d)
+
+    def process() -> VoprfKeyRing:
+        keys = keyfiles.load(d)
+        log = TransparencyLog(TranslogStore(db), "hub", keys.identity, clock)
+        return VoprfKeyRing(db, keys, d, log, Metrics(), clock, cap=100, overlap_s=3600)
+
+    a, b = process(), process()
+    assert await a.start_rotation()
+    successor = a.keys.successor
+    assert successor is not None
+    assert not await b.start_rotation()  # it finds a's successor on disk, makes none
+    assert b.keys.successor == successor
+    new_id = voprf_key_id(successor.pk)
+    assert b.answering(new_id, clock.now()) is not None
+
+    # each process takes the roster naming the successor in, b a minute later
+    assert a.roster_names(successor.pk)
+    await a.settle()
+    clock.advance(60)
+    assert b.roster_names(successor.pk)
+    await b.settle()
+    for ring in (a, b):
+        assert ring.keys.voprf == successor and ring.keys.retired == first.voprf
+    assert keyfiles.load(d).voprf == successor and keyfiles.load(d).retired == first.voprf
+    old_id = voprf_key_id(first.voprf.pk)
+    assert a.expired_retired(clock.now()) is None
+    assert a._retire_at == b._retire_at  # one deadline, a's
+    entries = await a.translog.entries()
+    assert sum(b"key-rotation" in e.entry for e in entries) == 1
+
+    clock.advance(3600)
+    assert a.expired_retired(clock.now()) == old_id == b.expired_retired(clock.now())
+    a.erase_retired()
+    assert await b.refresh() and b.keys.retired is None
+    assert b.answering(old_id, clock.now()) is None

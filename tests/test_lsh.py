@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from blindmatch.protocol import lsh_ops  # noqa: F401  (registers the conformance ops)
 from blindmatch.protocol.conformance_ops import OpError, run
 from blindmatch.protocol.lsh import PDQ_LSH_1, SCHEMES, bit_costs, perturbation_costs
+from blindmatch.protocol.signal_types import VPDQ
 from blindmatch.protocol.signals import (
     SignalType,
     pdq_bits_from_float,
@@ -185,10 +186,10 @@ def test_every_probe_is_the_bucket_of_the_hash_with_its_bits_flipped(
 
 def test_video_frames_have_their_own_buckets() -> None:
     h, floats = random_query(7)
-    frame_keys = S.index_keys(h, signal=SignalType.VPDQ_FRAME)
+    frame_keys = S.index_keys(h, signal=VPDQ.bucket_signal)
     assert not set(frame_keys) & set(S.index_keys(h))
     assert frame_keys[0].startswith(bytes([len(S.tag)]) + S.tag + bytes([4]) + b"vpdq")
-    probes = S.probe_keys(h, floats, 10, signal=SignalType.VPDQ_FRAME)
+    probes = S.probe_keys(h, floats, 10, signal=VPDQ.bucket_signal)
     assert set(frame_keys) & set(probes)
     with pytest.raises(ValueError):
         S.index_keys(h, signal=SignalType.SHA256)

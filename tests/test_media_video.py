@@ -9,14 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from blindmatch.node.media import hashing
 from blindmatch.node.media.hashing import MediaError
-from blindmatch.node.signals.vpdq.hasher import ffmpeg_available, hash_video_for_query
+from blindmatch.node.signals.vpdq.hasher import (
+    ffmpeg_available,
+    hash_video_for_query,
+    vpdq_available,
+)
 from blindmatch.protocol.signal_types.vpdq import video
 from blindmatch.protocol.signals import pdq_bits_from_float, pdq_from_bits
 
 pytestmark = pytest.mark.skipif(
-    not (ffmpeg_available() and hashing.vpdq_available()), reason="needs ffmpeg and vpdq"
+    not (ffmpeg_available() and vpdq_available()), reason="needs ffmpeg and vpdq"
 )
 
 

@@ -136,6 +136,15 @@ async def test_a_holder_past_its_entry_cap_is_cut_off(fed) -> None:
     assert await _matched_by(platform, fed.held["hub"]) == {"hub"}
     assert "hostile" in await _matched_by(platform, fed.held["hostile"])
 
+    # After a restart the replica is rebuilt to the same state, the holder is found over its
+    # cap again from what is stored (no new incident), and nothing more is pulled.
+    await fed.restart_node("platform", await fed.stop_node("platform"))
+    platform = fed["platform"].node
+    assert (await platform.sync.sync_all())["hostile"] == "error: over-cap"
+    assert platform.replication.peer_replicas["hostile"].entries == held_entries
+    assert await platform.replication.stored_cursor("hostile") == cursor
+    assert len(await PeerIncidents(platform.db).list("hostile")) == 1
+
 
 async def test_a_holder_past_its_feed_bytes_cap_stores_nothing_more(fed) -> None:
     hostile, platform = fed["hostile"].node, fed["platform"].node

@@ -13,7 +13,6 @@ from blindmatch.protocol import derivative, messages, schema, signal_types, tran
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.signal_types.vpdq import video
-from blindmatch.protocol.signals import SignalType
 
 ROOT = Path(__file__).resolve().parent.parent
 H = bytes(range(32))
@@ -53,7 +52,7 @@ def test_a_query_variant_names_its_type_and_its_buckets() -> None:
     tile = signal_types.probe_keys(QueryHash(H, None, "g4c1r2"))
     assert tile == derivative.PDQ_TILES_1.probe_keys(derivative.Cell(4, 1, 2), H)
     frame = signal_types.probe_keys(QueryHash(H, None, "vframe/0"))
-    assert frame == PDQ_LSH_1.probe_keys(H, signal=SignalType.VPDQ_FRAME)
+    assert frame == PDQ_LSH_1.probe_keys(H, signal=signal_types.VPDQ.bucket_signal)
     # Three signal names, three disjoint sets of buckets for the same hash.
     assert not set(whole) & set(tile) and not set(whole) & set(frame)
     assert not set(tile) & set(frame)
@@ -68,6 +67,7 @@ def test_release_fields_and_log_signal_types_come_from_the_registry() -> None:
         "group",
         "source_cells",
         "frames",
+        "banked_crop",
     }
     release = video.release_for_frame(b"g" * 8, 12, "survivor-submitted", ["ncii"])
     assert schema.check(messages.RELEASE_FIELDS, release) == release
@@ -85,11 +85,11 @@ def test_entries_describe_themselves_for_the_spec() -> None:
         assert (ROOT / entry.spec.split("#")[0]).exists()
 
 
-def _signal_name_tests(path: Path) -> list[int]:
-    """Lines of ``path`` that compare something with a registered signal type's name."""
+def _signal_name_tests(source: str) -> list[int]:
+    """Lines of ``source`` that compare something with a registered signal type's name."""
     names = set(signal_types.names())
     lines = []
-    for node in ast.walk(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Compare) and any(
             isinstance(c, ast.Constant) and c.value in names for c in [node.left, *node.comparators]
         ):
@@ -97,12 +97,12 @@ def _signal_name_tests(path: Path) -> list[int]:
     return lines
 
 
-def _sql_with_signal_names(path: Path) -> list[int]:
-    """Lines of ``path`` with a string literal quoting a signal type's name as SQL does."""
+def _sql_with_signal_names(source: str) -> list[int]:
+    """Lines of ``source`` with a string literal quoting a signal type's name as SQL does."""
     quoted = {f"'{n}'" for n in signal_types.names()}
     return [
         node.lineno
-        for node in ast.walk(ast.parse(path.read_text()))
+        for node in ast.walk(ast.parse(source))
         if isinstance(node, ast.Constant)
         and isinstance(node.value, str)
         and any(q in node.value for q in quoted)
@@ -110,20 +110,49 @@ def _sql_with_signal_names(path: Path) -> list[int]:
     ]
 
 
-def test_no_signal_name_is_tested_outside_the_registry_and_adapters() -> None:
-    """Only the registry, the per-type protocol modules and the node's adapters may branch on a
-    signal type's name; nothing writes one into SQL."""
-    allowed = {"protocol/signal_types.py", "protocol/lsh_ops.py", "protocol/signals.py"}
-    files = sorted((ROOT / "protocol").glob("*.py")) + sorted((ROOT / "node").rglob("*.py"))
+# Where a signal type's name may be tested: the registry (every entry's module, at any depth) and
+# the node's adapters with their tables.
+NAME_TESTS_ALLOWED = ("protocol/signal_types/", "node/signals/", "node/storage/signal_tables/")
+
+
+def _name_test_offenders(root: Path) -> dict[str, list[int]]:
+    """Every module of ``root``'s protocol and node packages, at any depth, outside
+    NAME_TESTS_ALLOWED that tests a signal type's name or writes one into SQL."""
+    files = sorted((root / "protocol").rglob("*.py")) + sorted((root / "node").rglob("*.py"))
     offenders = {}
     for p in files:
-        rel = p.relative_to(ROOT).as_posix()
-        if rel in allowed or rel.startswith("node/signals/"):
+        rel = p.relative_to(root).as_posix()
+        if rel.startswith(NAME_TESTS_ALLOWED):
             continue
-        lines = _signal_name_tests(p) + _sql_with_signal_names(p)
+        source = p.read_text()
+        lines = _signal_name_tests(source) + _sql_with_signal_names(source)
         if lines:
             offenders[rel] = lines
-    assert offenders == {}
+    return offenders
+
+
+def test_no_signal_name_is_tested_outside_the_registry_and_adapters() -> None:
+    """Only the registry's entries (with their pure parts) and the node's adapters may branch on
+    a signal type's name; nothing writes one into SQL."""
+    assert _name_test_offenders(ROOT) == {}
+
+
+def test_the_name_test_scan_sees_nested_modules(tmp_path: Path) -> None:
+    plant = {
+        "protocol/lsh.py": "def f(s):\n    return s == 'vpdq'\n",
+        "protocol/deep/er/x.py": "def f(s):\n    x = 1\n    return 'pdq-tiles-1' != s\n",
+        "node/a/b.py": "Q = \"SELECT hash FROM items WHERE signal_type = 'sha256'\"\n",
+        "protocol/signal_types/vpdq/video.py": "def f(s):\n    return s == 'vpdq'\n",
+        "node/signals/vpdq/rows.py": "def f(s):\n    return s == 'vpdq'\n",
+    }
+    for rel, source in plant.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(source)
+    assert _name_test_offenders(tmp_path) == {
+        "protocol/lsh.py": [2],
+        "protocol/deep/er/x.py": [3],
+        "node/a/b.py": [1],
+    }
 
 
 # --- what a signal type owns ---------------------------------------------------------------------
@@ -132,23 +161,17 @@ def test_no_signal_name_is_tested_outside_the_registry_and_adapters() -> None:
 # (node/signals/<module>, with its tables in node/storage/signal_tables/<module>.py), its spec
 # section and its vectors (specs/). Nothing else in the package imports its modules or names it:
 # no import, no identifier with its name in it (``VPDQ``, ``VpdqAdapter``, ``hash_vpdq``), no
-# string that is its name, ThreatExchange name, indicator or bucket signal. The two indexes
-# that list every type (the registry's and the adapters' ``__init__``) are the exception.
+# string that is its name, ThreatExchange name, indicator or bucket signal.
+#
+# The base types, ``pdq`` and ``sha256``, are not sealed: the protocol's generic code is built on
+# them (a PDQ hash is the LSH schemes' value, a SHA-256 digest the exact key) and may name them.
 
 # The types that live entirely behind the seam, by their module's name.
 SEALED = {"vpdq": "vpdq"}
-# Modules below the registry that name a sealed type because the registry is built on them (the
-# bucket signal names of the hash formats and the LSH scheme), and Meta's vpdq binding.
-FOUNDATIONS = {
-    "vpdq": {
-        "protocol/signals.py": "the SignalType enum names every bucket signal (vpdq frames "
-        "too) and its ThreatExchange names; the registry is built on it",
-        "protocol/lsh.py": "a bucket key's signal name is part of the LSH scheme (spec 5)",
-        "protocol/lsh_ops.py": "the LSH conformance ops take the bucket signal name",
-        "node/media/hashing.py": "Meta's vpdq binding beside the PDQ one (hash_video); "
-        "the vpdq adapter is its only caller in the package",
-    }
-}
+# The registrations, which count as part of each type's registry entry: the registry's
+# ``__init__`` imports each entry module and the adapters' ``__init__`` imports each adapter and
+# lists it: one import of the type's own module and at most one more line naming it, no more.
+# Nothing else outside a type's own modules is exempt.
 INDEXES = {"protocol/signal_types/__init__.py", "node/signals/__init__.py"}
 
 
@@ -253,15 +276,31 @@ def test_a_sealed_signal_type_is_named_only_by_its_own_modules() -> None:
         assert name in signal_types.names()
         for path in files:
             rel = path.relative_to(ROOT).as_posix()
-            if rel.startswith(_owned(module)) or rel in INDEXES:
+            if rel.startswith(_owned(module)):
                 continue
-            if rel in FOUNDATIONS.get(name, {}):
+            source = path.read_text()
+            lines = _namings(source, name, module)
+            if rel in INDEXES and _is_registration(source, lines, module):
                 continue
-            lines = _namings(path.read_text(), name, module)
             if lines:
                 offenders[f"{name}: {rel}"] = lines
     assert offenders == {}
-    # Each foundation exception still names the type (else it should leave the list).
-    for name, exempt in FOUNDATIONS.items():
-        for rel in exempt:
-            assert _namings((ROOT / rel).read_text(), name, SEALED[name]), rel
+
+
+def _is_registration(source: str, lines: list[int], module: str) -> bool:
+    """Whether ``lines`` (an index's lines naming a type) are just its registration: one import
+    from the type's own modules, and at most one more line."""
+    owned = _owned_modules(module)
+    imports = [
+        n.lineno
+        for n in ast.walk(ast.parse(source))
+        if isinstance(n, ast.ImportFrom) and (n.module or "").startswith(owned)
+    ]
+    return len(imports) == 1 and imports[0] in lines and len(lines) <= 2
+
+
+def test_an_index_names_a_type_only_to_register_it() -> None:
+    index = "from blindmatch.node.signals.vpdq import VpdqAdapter\nADAPTERS = (VpdqAdapter(),)\n"
+    assert _is_registration(index, _namings(index, "vpdq", "vpdq"), "vpdq")
+    more = index + "def f(a):\n    return a.entry.name == 'vpdq'\n"
+    assert not _is_registration(more, _namings(more, "vpdq", "vpdq"), "vpdq")

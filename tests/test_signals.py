@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from media_samples import textured_image as smooth_image
 
+from blindmatch.protocol.signal_types import VPDQ
 from blindmatch.protocol.signal_types.vpdq.frames import VpdqFrame, vpdq_match
 from blindmatch.protocol.signals import (
     DIHEDRAL_NAMES,
@@ -100,7 +101,7 @@ def test_dihedral_float_vectors_reproduce_compute_dihedral() -> None:
 def test_signal_type_threatexchange_names() -> None:
     assert SignalType.PDQ.threatexchange_name == "pdq"
     assert SignalType.PDQ.threatexchange_indicator_type == "HASH_PDQ"
-    assert SignalType.VPDQ_FRAME.threatexchange_name == "vpdq"
+    assert VPDQ.threatexchange_name == "vpdq"
     assert SignalType.SHA256.threatexchange_name is None
     assert SignalType.SHA256.threatexchange_indicator_type == "HASH_SHA256"
 

@@ -98,6 +98,18 @@ def test_exact_and_modelled_make_the_same_matches_and_decisions() -> None:
     assert exact == modelled
 
 
+def test_modelled_mode_charges_one_threshold_answer_per_table_hit() -> None:
+    """Spec 7.3/7.4/8.5: each table that hit a pair is its own candidate with a full answer,
+    so a true match costs as many answers (and decisions) as tables it hit."""
+    r = sim.run(sim.parse(small(days=0.1)), None).results
+    m = r["matching"]
+    assert m["threshold_answers"] > m["candidates"] > 0  # true matches hit several tables
+    decide = r["cost"]["cpu_s_by_step"]["decide"]
+    assert decide == pytest.approx(
+        m["threshold_answers"] * exchange.calibrated_costs()["decide"], rel=1e-3
+    )
+
+
 def test_scenario_with_a_bad_field_gets_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.toml"
     bad.write_text('name = "x"\n[[nodes]]\nrole = "hub"\n[network]\nlatncy_ms = 5\n')

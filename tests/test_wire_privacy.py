@@ -149,12 +149,15 @@ async def test_a_video_matches_across_two_nodes_and_no_frame_hash_crosses_the_wi
     import pytest
 
     from blindmatch.node.cases.derivatives import PeerMatch, review_matches
-    from blindmatch.node.media import hashing
-    from blindmatch.node.signals.vpdq.hasher import ffmpeg_available, hash_video_for_query
+    from blindmatch.node.signals.vpdq.hasher import (
+        ffmpeg_available,
+        hash_video_for_query,
+        vpdq_available,
+    )
     from blindmatch.node.signals.vpdq.items import VideoItems
     from blindmatch.protocol.signal_types.vpdq import video
 
-    if not (ffmpeg_available() and hashing.vpdq_available()):
+    if not (ffmpeg_available() and vpdq_available()):
         pytest.skip("needs ffmpeg and vpdq")
     banked = hash_video_for_query(_pan_clip(tmp_path, "banked", 21))
     copy = hash_video_for_query(

@@ -15,10 +15,10 @@ One JSON object per line, one item per object::
 =============================  ========================================================  ========
 field                          value                                                     required
 =============================  ========================================================  ========
-``signal_type``                ``"pdq"``, ``"vpdq"`` (a video) or ``"sha256"``            yes
-``hash``                       the hash as hex (64 characters); for ``vpdq`` the video    yes
-                               as ThreatExchange's signal string (a JSON list of
-                               ``"hex,quality,timestamp"`` frames)
+``signal_type``                a bank signal type of the registry: ``"pdq"``,            yes
+                               ``"sha256"`` or one an adapter adds
+``hash``                       the hash as hex (64 characters); for a type held as a     yes
+                               frame list (a video), its ThreatExchange signal string
 ``quality``                    integer 0..100 (PDQ quality) or null                      no
 ``categories``                 list of labels ``[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}``       no
 ``expires_at``                 integer unix seconds (UTC) or null                        no
@@ -62,7 +62,7 @@ read back, by tests/test_te_interop.py) and the HMA 2.0 sources:
 
 Signal type names in these formats are python-threatexchange's: ``pdq``; ``video_sha256``
 (the SHA-256 of a file's bytes) is our ``sha256``, which is accepted under its own name too.
-``vpdq`` is a video: its signal string is the video's frame list, one bank item. TE types
+A type held as a frame list (a video) takes its TE signal string as one bank item. TE types
 blindmatch does not hold -- MD5, URL, text, TLSH -- refuse the file, naming
 the line, unless ``skip_unsupported`` is given: then they are counted, per TE type, in
 ``ParsedList.unsupported`` (a mixed ``dataset`` dump imports what we can hold). PDQ hex is
@@ -315,7 +315,7 @@ def export_record(
     signal_str: str | None = None,
 ) -> str:
     """One ``jsonl`` line (without the newline). ``signal_str`` replaces the hex of
-    ``hash_bytes`` for an item held as a frame list (a video's vpdq signal string)."""
+    ``hash_bytes`` for an item held as a frame list (its type's TE signal string)."""
     assert signal_type in SIGNAL_HASH_BYTES
     record: dict[str, Any] = {
         "signal_type": signal_type,

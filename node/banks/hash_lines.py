@@ -79,7 +79,7 @@ class ParsedList:
     format: str = ""
 
     def unsupported_summary(self) -> str:
-        """'skipped 3 unsupported signal(s): video_md5 2, vpdq 1', or '' if none."""
+        """'skipped 3 unsupported signal(s): video_md5 2, url 1', or '' if none."""
         if not self.unsupported:
             return ""
         parts = ", ".join(f"{name} {n}" for name, n in self.unsupported.most_common())

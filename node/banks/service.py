@@ -16,12 +16,10 @@ Raw hashes never appear in messages or logs; ``BankItem``'s repr omits them.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
-import inspect
 import json
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 from blindmatch.node import signals
@@ -29,6 +27,7 @@ from blindmatch.node.banks.feed import BankFeed
 from blindmatch.node.banks.formats import (
     ParsedItem,
 )
+from blindmatch.node.banks.media_items import BankMedia
 from blindmatch.node.banks.model import (
     ITEMS_FEED,
     PAGE_SIZE,
@@ -41,18 +40,18 @@ from blindmatch.node.banks.model import (
     ItemAddedHook,
     ItemNotFoundError,
     ItemWithdrawnError,
-    MediaHasher,
     WithdrawalRefusedError,
     _new_item,
     check_quality_gate,
-    passes_quality_gate,
     withdrawal_secret_hash,
 )
 from blindmatch.node.banks.transfers import BankTransfers
 from blindmatch.node.banks.validation import (
+    BankedCrop,
     BankValidationError,
     SourceTile,
     check_bank_name,
+    check_banked_crops,
     check_categories,
     check_description,
     check_distance_threshold,
@@ -93,7 +92,7 @@ __all__ = [
 ]
 
 
-class BankService(BankTransfers):
+class BankService(BankTransfers, BankMedia):
     """Bank and item operations over a migrated :class:`Database`.
 
     ``feed`` names the change feed shared-bank mutations are appended to (``None``: append
@@ -241,14 +240,17 @@ class BankService(BankTransfers):
         source: str = "local",
         withdrawal_secret: bytes | None = None,
         min_quality: int | None = None,
+        crops: Sequence[BankedCrop] = (),
     ) -> AddResult:
         """Add one hash (bytes, or hex text) to a bank.
 
         Adding a hash the bank already holds returns the existing item (``created=False``).
         A hash withdrawn from this bank raises :class:`ItemWithdrawnError`. With
-        ``min_quality`` a perceptual hash of known lower quality is refused.
+        ``min_quality`` a perceptual hash of known lower quality is refused. ``crops``: a
+        picture's banked crops (specs/signals-and-lsh.md 3.5).
         """
         signal_type = check_signal_type(signal_type)
+        checked_crops = check_banked_crops(crops, signal_type)
         frames = None
         if isinstance(hash_value, str):
             hash_bytes, frames = parse_signal_value(signal_type, hash_value)
@@ -277,7 +279,8 @@ class BankService(BankTransfers):
             raise BankValidationError("expires_at is not in the future")
         async with self._db.transaction():
             target = await self.get_bank(bank)
-            return await self._insert(target, parsed, source, now)
+            result = await self._insert(target, parsed, source, now)
+            return await self._store.add_item_crops(result, checked_crops, self._new_ref)
 
     async def add_protected_source(
         self,
@@ -291,6 +294,7 @@ class BankService(BankTransfers):
         withdrawal_secret: bytes | None = None,
         expires_at: int | None = None,
         scheme: str = "pdq-tiles-1",
+        crops: Sequence[BankedCrop] = (),
     ) -> AddResult:
         """Add a protected source photo: its whole-photo PDQ hash as an ordinary item of a
         ``protected-source`` bank, and its tile hashes (specs/derivatives.md) under one fresh
@@ -302,6 +306,7 @@ class BankService(BankTransfers):
         from blindmatch.protocol.derivative import DERIVATIVE_SCHEMES, Cell, cells_mask
 
         checked = check_source_tiles(list(tiles), scheme)
+        checked_crops = check_banked_crops(crops)
         tile_scheme = DERIVATIVE_SCHEMES[scheme]
         pdq = parse_hash_hex("pdq", pdq_hash) if isinstance(pdq_hash, str) else pdq_hash
         parsed = ParsedItem(
@@ -328,6 +333,7 @@ class BankService(BankTransfers):
                     f" (its provenance class is {target.provenance})"
                 )
             result = await self._insert(target, parsed, source, now)
+            await self._store.add_item_crops(result, checked_crops, self._new_ref)
             if not result.created:
                 return result
             mask = cells_mask(tile_scheme, (Cell.parse(t.cell) for t in checked if t.frame == 0))
@@ -341,56 +347,6 @@ class BankService(BankTransfers):
         """The tiles stored for a protected source (empty for any other item)."""
         rows = await self._store.source_tiles(check_item_ref(item_ref))
         return [SourceTile(*r) for r in rows]
-
-    async def add_media(
-        self,
-        bank: str,
-        media: bytes,
-        hasher: MediaHasher | Callable[[bytes], Awaitable[Iterable[tuple[str, bytes, int | None]]]],
-        **options: Any,
-    ) -> list[AddResult]:
-        """Hash media with ``hasher`` (``bytes -> [(signal_type, hash, quality)]``) and add
-        every hash it returns, all in one transaction. The media itself is not kept."""
-        hashes = await self._hash_media(media, hasher)
-        now = self._clock.now()
-        source = check_source(options.pop("source", "local"))
-        min_quality = options.pop("min_quality", None)
-        secret = options.pop("withdrawal_secret", None)
-        template = ParsedItem(
-            line=0,
-            signal_type="pdq",
-            hash=b"",
-            quality=None,
-            categories=check_categories(options.pop("categories", ())),
-            expires_at=check_timestamp(options.pop("expires_at", None), "expires_at"),
-            provenance=check_provenance_details(options.pop("provenance", None)),
-            withdrawal_secret_hash=None if secret is None else withdrawal_secret_hash(secret),
-        )
-        if options:
-            raise TypeError(f"unexpected options: {', '.join(sorted(options))}")
-        items = []
-        for signal_type, hash_bytes, quality in hashes:
-            signal_type = check_signal_type(signal_type)
-            items.append(
-                ParsedItem(
-                    line=0,
-                    signal_type=signal_type,
-                    hash=check_hash_bytes(signal_type, hash_bytes),
-                    quality=check_quality(quality),
-                    categories=template.categories,
-                    expires_at=template.expires_at,
-                    provenance=template.provenance,
-                    withdrawal_secret_hash=template.withdrawal_secret_hash,
-                )
-            )
-        # Below-threshold perceptual hashes of a picture are left out rather than refusing
-        # the picture: its exact (sha256) hash still goes in.
-        items = [i for i in items if passes_quality_gate(i, min_quality)]
-        if not items:
-            raise BankValidationError("the media produced no hash good enough to bank")
-        async with self._db.transaction():
-            target = await self.get_bank(bank)
-            return [await self._insert(target, item, source, now) for item in items]
 
     async def remove_item(self, bank: str, signal_type: str, hash_value: bytes | str) -> bool:
         """Delete one hash from a bank; True if it was there.
@@ -412,15 +368,6 @@ class BankService(BankTransfers):
                 return False
             await self._delete(item, target, now)
         return True
-
-    async def remove_media(self, bank: str, media: bytes, hasher: MediaHasher) -> int:
-        """Delete every hash the media yields from the bank; return how many were there."""
-        hashes = await self._hash_media(media, hasher)
-        removed = 0
-        async with self._db.transaction():
-            for signal_type, hash_bytes, _quality in hashes:
-                removed += await self.remove_item(bank, signal_type, hash_bytes)
-        return removed
 
     async def remove_by_ref(self, item_ref: bytes | str) -> bool:
         ref = check_item_ref(item_ref)
@@ -508,22 +455,6 @@ class BankService(BankTransfers):
             after = page[-1].item_id
 
     # --- internals -------------------------------------------------------------------------------
-
-    async def _hash_media(self, media: bytes, hasher: Any) -> list[tuple[str, bytes, int | None]]:
-        if not isinstance(media, bytes | bytearray) or not media:
-            raise BankValidationError("media must be non-empty bytes")
-        if inspect.iscoroutinefunction(hasher):
-            produced = await hasher(bytes(media))
-        else:
-            # Hashing decodes pixels; keep it off the event loop.
-            produced = await asyncio.to_thread(hasher, bytes(media))
-            if inspect.isawaitable(produced):
-                produced = await produced
-        hashes = list(produced)
-        for entry in hashes:
-            if not (isinstance(entry, tuple) and len(entry) == 3):
-                raise BankValidationError("the hasher must return (signal_type, hash, quality)")
-        return hashes
 
     async def insert_parsed(self, bank: Bank, item: ParsedItem, source: str, now: int) -> AddResult:
         """Insert one validated item in the caller's transaction; a signal type with tables of

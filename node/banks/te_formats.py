@@ -306,7 +306,8 @@ def te_export_line(
 ) -> str | None:
     """One item as a ``te-lines`` or ``hma-json`` line, under TE's signal type name; None for
     a type TE has no name for, which the caller counts. ``signal_str`` replaces the hex of
-    ``hash_bytes`` for a video (its vpdq signal string, written without spaces).
+    ``hash_bytes`` for an item held as a frame list (its type's TE signal string, written
+    without spaces).
 
     ``te-lines`` (``<type> <hex>``) is what python-threatexchange's ``local_file`` exchange
     reads; ``hma-json`` (``{"pdq": "<hex>"}``) is the body of HMA's

@@ -316,3 +316,50 @@ def check_source_tiles(tiles: Any, scheme_name: str = "pdq-tiles-1") -> tuple[So
         seen.add((cell.label, frame))
         out.append(SourceTile(cell.label, frame, value, quality))
     return tuple(out)
+
+
+# A banked crop's name (specs/signals-and-lsh.md 3.5): the corner it keeps (or c, centred) and
+# the percentage cut off each dimension, e.g. "crop/tl/6".
+BANKED_CROP_NAME = re.compile(r"crop/(tl|tr|bl|br|c)/[1-9][0-9]?")
+MAX_BANKED_CROPS = 64
+
+
+@dataclass(frozen=True)
+class BankedCrop:
+    """One off-centre crop of a banked picture, indexed as a variant of the picture's item."""
+
+    crop: str  # e.g. "crop/tl/6"
+    hash: bytes = field(repr=False)
+    quality: int
+
+
+def check_banked_crops(
+    crops: Any, signal_type: str = signal_types.PDQ.name
+) -> tuple[BankedCrop, ...]:
+    """The crops of one picture: named as :data:`BANKED_CROP_NAME`, 32-byte hashes of indexable
+    quality (>= 50, as the picture's own hash), each name once, at most MAX_BANKED_CROPS, and
+    only with an item of the picture type."""
+    if not isinstance(crops, list | tuple):
+        raise BankValidationError(f"crops must be a list, got {_type_name(crops)}")
+    if len(crops) > MAX_BANKED_CROPS:
+        raise BankValidationError(f"at most {MAX_BANKED_CROPS} crops per item, got {len(crops)}")
+    seen: set[str] = set()
+    out = []
+    for n, crop in enumerate(crops):
+        if not isinstance(crop, BankedCrop):
+            raise BankValidationError(f"crops[{n}] must be a BankedCrop")
+        if not isinstance(crop.crop, str) or not BANKED_CROP_NAME.fullmatch(crop.crop):
+            raise BankValidationError(f"crops[{n}] is not a crop name (crop/<corner>/<percent>)")
+        value = check_hash_bytes("pdq", crop.hash)
+        quality = check_quality(crop.quality)
+        if quality is None or quality < PDQ_QUALITY_THRESHOLD:
+            raise BankValidationError(
+                f"crops[{n}] is below the quality gate ({PDQ_QUALITY_THRESHOLD})"
+            )
+        if crop.crop in seen:
+            raise BankValidationError(f"crops[{n}] repeats {crop.crop}")
+        seen.add(crop.crop)
+        out.append(BankedCrop(crop.crop, value, quality))
+    if out and signal_type != signal_types.PDQ.name:
+        raise BankValidationError("only a pdq item (a picture) has banked crops")
+    return tuple(out)

@@ -276,13 +276,23 @@ class DecisionService:
         out = []
         bands = self.release_bands
         live = bank["expires"] > self.clock.now()
-        for j in np.nonzero((best <= bank["thresholds"]) & live)[0]:
-            r = rows[int(j)]
+        # An item's banked crops are more rows of the same item: one match per item, through
+        # its closest row (the picture as banked first on a tie).
+        closest: dict[bytes, tuple[int, bool, int]] = {}  # item_ref -> (distance, crop, row)
+        for found in np.nonzero((best <= bank["thresholds"]) & live)[0]:
+            row = int(found)
+            key = (int(best[row]), rows[row]["crop"] is not None, row)
+            ref = bytes(rows[row]["item_ref"])
+            closest[ref] = min(closest.get(ref, key), key)
+        for _, _, j in closest.values():
+            r = rows[j]
             d = int(best[j])
             thr = int(r["distance_threshold"])
             band = next((b for b in (*[b for b in bands if b < thr], thr) if d <= b), thr)
             release = {"provenance": r["provenance"], "signal": signal_types.PDQ.release_signal,
                        "categories": json.loads(r["categories"]), "bank": r["bank"]}  # fmt: skip
+            if r["crop"] is not None:
+                release["banked_crop"] = r["crop"]
             allow = r["bank"] in self.policy.allowlist_banks
             out.append((r["bank"], bytes(r["item_ref"]), band, queries[int(which[j])].variant,
                         release, allow))  # fmt: skip

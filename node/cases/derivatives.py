@@ -131,6 +131,8 @@ def review_matches(
             categories = (whole.release if whole else anchor.release).get("categories")
             if isinstance(categories, list):
                 release["categories"] = categories
+            if whole is not None and "banked_crop" in whole.release:
+                release["banked_crop"] = whole.release["banked_crop"]
             out.append(
                 ReviewMatch(
                     holder=peer,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator, Sequence
@@ -76,6 +77,12 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     a.add_argument("--file", help="a file of hashes: '<hash>' or '<signal_type> <hash>' lines")
     a.add_argument("--media", action="append", default=[], metavar="IMAGE", help="hash an image")
+    a.add_argument(
+        "--no-crops",
+        action="store_true",
+        help="bank a picture's hash without its off-centre crops (spec signals-and-lsh 3.5): "
+        "24 index entries per picture instead of about 1,000, and corner crops of it go unfound",
+    )
     for adapter in signals.ADAPTERS:  # a signal type that hashes its own media (a video)
         if adapter.media_option is not None:
             a.add_argument(
@@ -160,7 +167,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def _signal_type_help() -> str:
-    """'pdq, sha256 (hex), or vpdq: a video as ...': the bank types and how each is given."""
+    """'pdq, sha256 (hex), or <type>: <its value_doc>': the bank types and how each is given."""
     hex_types = [n for n in signal_types.bank_signal_names() if not signals.adapter(n).holds_parts]
     lists = [
         f"{a.entry.name}: {a.value_doc}"
@@ -302,13 +309,27 @@ def _print_table(rows: Sequence[Sequence[str]]) -> None:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-def _image_hashes(media: bytes) -> list[tuple[str, bytes, int | None]]:
-    """The hashes a picture is banked under: the PDQ of its pixels (what a holder indexes) and
-    its SHA-256."""
+def _banked_crops(media: bytes, crops: bool = True) -> list[Any]:
+    # Each crop costs every querier of this holder 24 more replica entries and its own chance
+    # bucket hits; an operator trades that against corner-crop recall per import (--no-crops).
+    if not crops:
+        return []
+    from blindmatch.node.banks.validation import BankedCrop
+    from blindmatch.node.media.crops import picture_crops
+
+    return [BankedCrop(c.name, c.pdq.hash32, c.pdq.quality) for c in picture_crops(media)]
+
+
+def _image_hashes(media: bytes, crops: bool = True) -> list[tuple[Any, ...]]:
+    """The hashes a picture is banked under: the PDQ of its pixels (what a holder indexes) with
+    its off-centre crops (indexed as variants of the same item), and its SHA-256."""
     from blindmatch.node.media.hashing import hash_image_bytes
 
     hashes = hash_image_bytes(media)
-    return [("pdq", hashes.pdq.hash32, hashes.pdq.quality), ("sha256", hashes.sha256, None)]
+    return [
+        ("pdq", hashes.pdq.hash32, hashes.pdq.quality, _banked_crops(media, crops)),
+        ("sha256", hashes.sha256, None),
+    ]
 
 
 async def _add(args: argparse.Namespace, banks: Any) -> int:
@@ -374,6 +395,7 @@ async def _add(args: argparse.Namespace, banks: Any) -> int:
                     pdq.hash32,
                     quality=pdq.quality,
                     tiles=tiles,
+                    crops=_banked_crops(media, not args.no_crops),
                     categories=args.category,
                     expires_at=args.expires_at,
                     source="cli",
@@ -384,7 +406,7 @@ async def _add(args: argparse.Namespace, banks: Any) -> int:
             results = await banks.add_media(
                 args.name,
                 media,
-                _image_hashes,
+                functools.partial(_image_hashes, crops=not args.no_crops),
                 categories=args.category,
                 expires_at=args.expires_at,
                 source="cli",
@@ -393,7 +415,17 @@ async def _add(args: argparse.Namespace, banks: Any) -> int:
             added += sum(r.created for r in results)
             present += sum(not r.created for r in results)
     print(f"added {added}, already present {present}")
+    if any(signal_type == signal_types.PDQ.name for signal_type, _ in entries):
+        print(HASH_ONLY_NOTE, file=sys.stderr)
     return 0
+
+
+# What a hash-only entry loses against a picture banked from its media (bank add --media), said
+# wherever hashes are banked without the picture.
+HASH_ONLY_NOTE = (
+    "note: pdq hashes banked without their picture have no off-centre crops: a copy cut from"
+    " one corner by 3% or more will not match them (bank the picture with --media to cover it)"
+)
 
 
 async def _remove(args: argparse.Namespace, banks: Any) -> int:
@@ -458,6 +490,8 @@ async def _import(args: argparse.Namespace, banks: Any) -> int:
         print(f"skipped {total} unsupported signal(s): {counts}", file=sys.stderr)
     for problem in report.skipped:
         print(f"  {problem}", file=sys.stderr)
+    if report.added:
+        print(HASH_ONLY_NOTE, file=sys.stderr)
     return 0
 
 

@@ -2,8 +2,8 @@
 
 One line per signal: ``{"file", "signal_type", "threatexchange_signal_type", "hex", ...}``. A
 file that cannot be hashed gives one line ``{"file", "error", "message"}`` and the command exits
-with status 1 after the remaining files. Images are ``pdq`` (with quality) and ``sha256``;
-videos (by file suffix, or ``--video``) are ``vpdq`` frames and ``sha256``.
+with status 1 after the remaining files. Images are ``pdq`` (with quality) and ``sha256``; a
+signal type's adapter may hash media of its own (``hashes_file``, ``hash_lines``, ``hash_doc``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,13 @@ from blindmatch.protocol.signals import SignalType
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("hash", help="print PDQ / vPDQ / SHA-256 hashes of media files")
+    kinds = ["images are pdq (with quality) and sha256"]
+    kinds += [a.hash_doc for a in signals.ADAPTERS if a.hash_doc]
+    p = sub.add_parser(
+        "hash",
+        help="print the hashes of media files as JSON lines",
+        description="Print the hashes of media files as JSON lines: " + "; ".join(kinds) + ".",
+    )
     p.add_argument("files", nargs="+", metavar="FILE")
     p.add_argument(
         "--variants",

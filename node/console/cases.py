@@ -33,6 +33,7 @@ from blindmatch.node.console.text import (
     case_label,
     event_text,
     iso,
+    match_text,
     matched_text,
     short,
     variant_text,
@@ -141,7 +142,7 @@ async def _render_case(request: web.Request, error: str = "", status: int = 200)
         ("Provenance", case.release.get("provenance") or "unknown", ""),
         ("Categories", ", ".join(map(str, cats)) or "none given", ""),
         ("Distance band", band_text(case.band), ""),
-        ("How it matched", variant_text(case.variant), ""),
+        ("How it matched", match_text(case.variant, case.release), ""),
         ("Aggregate opinion", _OPINIONS.get(opinion.label, opinion.label),
          f"({opinion.confirmations} confirmed, {opinion.disputes} disputed,"
          f" {opinion.appeals_upheld} appeals upheld)"),

@@ -76,6 +76,35 @@ def variant_text(variant: str) -> str:
     return _VARIANTS.get(variant, variant.replace("_", " ").replace("+", " and "))
 
 
+_CORNERS = {"tl": "top left", "tr": "top right", "bl": "bottom left", "br": "bottom right"}
+
+
+def banked_crop_text(crop: object) -> str:
+    """How a match through one of the holder's banked crops (specs/signals-and-lsh.md 3.5)
+    reads: the upload is the banked picture cut down from one corner."""
+    import re
+
+    found = (
+        re.fullmatch(r"crop/(tl|tr|bl|br|c)/([1-9][0-9]?)", crop) if isinstance(crop, str) else None
+    )
+    if not found:
+        return ""
+    corner, percent = found.groups()
+    if corner == "c":
+        return f"the banked picture cropped about its centre (about {percent}% cut off)"
+    return (
+        f"an off-centre crop of the banked picture (its {_CORNERS[corner]} part, about"
+        f" {percent}% cut off two edges)"
+    )
+
+
+def match_text(variant: str, release: dict | None = None) -> str:
+    """How it matched: the upload's variant, and the banked crop it met, if any."""
+    text = variant_text(variant)
+    crop = banked_crop_text((release or {}).get("banked_crop"))
+    return f"{text}; against {crop}" if crop else text
+
+
 _MATCHED = {
     "survivor-submitted": "a picture a survivor reported to {holder}",
     "moderator-confirmed": "a picture {holder}'s moderators confirmed as abuse",

@@ -11,9 +11,10 @@ platform's next match of its copy comes back empty. Last, a survivor protects an
 (whole-picture and tile hashes), an AI image service in the roster's ``generator`` role banks an
 edit it made of it, and the other platform receives that edit and a plain copy: the edit is a
 high-priority derivative case confirmed by the generator, the copy a low-priority copy case.
-Then the hub banks a video (as a ThreatExchange vpdq frame list) and platform-a receives a
-trimmed, downscaled, re-encoded copy of it and an unrelated clip: the copy matches by vPDQ's
-rule, each frame confirmed privately, and opens a case.
+Then each signal type whose adapter has a demo step of its own (``demo_media``) runs it: the
+hub banks that type's media and platform-a receives an edited copy and an unrelated one (for
+video: a trimmed, downscaled, re-encoded copy of a clip, matched by the type's rule with each
+frame confirmed privately, opening a case).
 
 The photos are the real photographs that scikit-image ships, so the demo needs no download.
 """

@@ -69,9 +69,15 @@ def build_app(node: Node, survivor_banks: BankService | None = None) -> web.Appl
     ``/survivor/``, public like the federation endpoint."""
     app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     if survivor_banks is not None:
-        from blindmatch.node.survivor.routes import build_survivor_routes
+        from blindmatch.node.survivor.routes import SurvivorService, build_survivor_routes
 
-        app.add_routes(build_survivor_routes(node, survivor_banks))
+        survivor = SurvivorService(node, survivor_banks)
+        app.add_routes(build_survivor_routes(node, survivor_banks, service=survivor))
+
+        async def publish_before_closing(app: web.Application) -> None:
+            await survivor.published()  # submissions answered are published before the node stops
+
+        app.on_cleanup.append(publish_before_closing)
 
     async def message(request: web.Request) -> web.Response:
         return await handle(node, request)

@@ -10,11 +10,16 @@ and candidates) for the overlap window, so a querier a roster behind loses no ma
 index is withdrawn and its secret erased.
 
 The publisher and the responder read the keys here, never a copy, so a rotation reaches both.
+The processes of one node (README: Running several processes) share the key files and the
+database: each re-reads the files when they change (:meth:`refresh`), the first to record a
+retirement sets its deadline for all, and file moves another process already made are not
+made again.
 """
 
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 from blindmatch.crypto import oprf
@@ -23,7 +28,7 @@ from blindmatch.node.clock import Clock
 from blindmatch.node.errors import NodeError
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
-from blindmatch.node.storage.key_usage import KeyUsageStore
+from blindmatch.node.storage import Database
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol import index
@@ -36,7 +41,7 @@ log = logging.getLogger("blindmatch.node")
 class VoprfKeyRing:
     def __init__(
         self,
-        usage: KeyUsageStore,
+        db: Database,
         keys: NodeKeys,
         keys_dir: Path,
         translog: TransparencyLog,
@@ -46,7 +51,7 @@ class VoprfKeyRing:
         cap: int = LIFETIME_CAP,
         overlap_s: int = 7 * 86_400,
     ) -> None:
-        self.usage = usage
+        self.db = db
         self.keys_dir = keys_dir
         self.translog = translog
         self.metrics = metrics
@@ -54,7 +59,8 @@ class VoprfKeyRing:
         self.lifetime = KeyLifetime(cap)
         self.overlap_s = overlap_s
         self._retire_at: dict[bytes, int] = {}  # retired key id -> when it stops answering
-        self._rotation_to_record: bytes | None = None
+        self._settled: bytes | None = None  # the retired key whose deadline is durable
+        self._files = self._file_stamps()
         self._set(keys)
 
     def _set(self, keys: NodeKeys) -> None:
@@ -67,6 +73,34 @@ class VoprfKeyRing:
     @property
     def current(self) -> oprf.ServerKey:
         return self.keys.voprf
+
+    def _file_stamps(self) -> tuple[tuple[str, int, int], ...]:
+        stamps = []
+        for name in ("voprf.key", "voprf.next.key", "voprf.retired.key"):
+            try:
+                st = (self.keys_dir / name).stat()
+                stamps.append((name, st.st_ino, st.st_mtime_ns))
+            except FileNotFoundError:
+                stamps.append((name, 0, 0))
+        return tuple(stamps)
+
+    async def refresh(self) -> bool:
+        """Take in a successor, promotion or erasure another process of this node made (the
+        files changed); True if the keys changed. Cheap when nothing did (three stats)."""
+        stamps = self._file_stamps()
+        if stamps == self._files:
+            return False
+        try:
+            current, successor, retired = keyfiles.voprf_on_disk(self.keys_dir)
+        except (keyfiles.KeyFileError, OSError):
+            return False  # a promotion under way in another process: read again later
+        self._files = stamps
+        before = set(self.keys.voprf_keys())
+        self._set(replace(self.keys, voprf=current, successor=successor, retired=retired))
+        if retired is not None and voprf_key_id(retired.pk) not in self._retire_at:
+            self._retire_at = {voprf_key_id(retired.pk): self.clock.now() + self.overlap_s}
+        await self.settle()
+        return set(self.keys.voprf_keys()) != before
 
     def publishing(self) -> list[oprf.ServerKey]:
         """The keys the index is published under: the current one and, during a rotation,
@@ -98,24 +132,42 @@ class VoprfKeyRing:
         """Count ``n`` evaluations under a key, durably, refusing (whole, nothing counted) any
         that would take it past its lifetime cap; returns the new count."""
         now = self.clock.now()
-        async with self.usage.locked():
+        async with self.db.transaction():
             # Read, check, write: the node's processes take turns (else two could both read
             # the same count and one's evaluations would go uncounted).
-            await self.usage.add_key(key_id, now)
-            used = await self.usage.evaluations(key_id)
+            await self.db.lock("voprf_key_usage")
+            await self.db.execute(
+                "INSERT INTO voprf_key_usage (key_id, evaluations, created_at) VALUES (?, 0, ?)"
+                " ON CONFLICT DO NOTHING",
+                key_id, now,
+            )  # fmt: skip
+            used = int(
+                await self.db.fetch_value(
+                    "SELECT evaluations FROM voprf_key_usage WHERE key_id = ?", key_id
+                )
+            )
             try:
                 total = self.lifetime.admit(used, n)
             except KeyExhausted as exc:
                 self.metrics.inc("voprf_key_cap_refusals_total")
                 raise NodeError(str(exc), code="not-allowed") from exc
-            await self.usage.set_evaluations(key_id, total)
+            await self.db.execute(
+                "UPDATE voprf_key_usage SET evaluations = ? WHERE key_id = ?", total, key_id
+            )
         return total
 
     async def uncount(self, key_id: bytes, n: int) -> None:
-        await self.usage.uncount(key_id, n)
+        await self.db.execute(
+            "UPDATE voprf_key_usage SET evaluations = evaluations - ? WHERE key_id = ?"
+            " AND evaluations >= ?",
+            n, key_id, n,
+        )  # fmt: skip
 
     async def used(self, key_id: bytes) -> int:
-        return await self.usage.evaluations(key_id)
+        v = await self.db.fetch_value(
+            "SELECT evaluations FROM voprf_key_usage WHERE key_id = ?", key_id
+        )
+        return int(v or 0)
 
     async def note_usage(self, key_id: bytes, used: int) -> None:
         """After a count: at 7/8 of the cap of the current key, start its rotation."""
@@ -127,13 +179,24 @@ class VoprfKeyRing:
     async def start_rotation(self) -> bool:
         """Make the successor (the publisher's next round publishes the index under it, so
         queriers hold it by the time governance names it). False if one is under way."""
+        await self.refresh()
         if self.keys.successor is not None:
             return False
-        self._set(keyfiles.make_successor(self.keys_dir, self.keys))
+        try:
+            self._set(keyfiles.make_successor(self.keys_dir, self.keys))
+        except (keyfiles.KeyFileError, OSError) as exc:
+            # the request that crossed 7/8 is still answered; the next one tries again
+            log.error("could not make the successor VOPRF key: %s", type(exc).__name__)
+            return False
+        self._files = self._file_stamps()
         successor = self.keys.successor
         assert successor is not None
         new_id = voprf_key_id(successor.pk)
-        await self.usage.add_key(new_id, self.clock.now())
+        await self.db.execute(
+            "INSERT INTO voprf_key_usage (key_id, evaluations, created_at) VALUES (?, 0, ?)"
+            " ON CONFLICT DO NOTHING",
+            new_id, self.clock.now(),
+        )  # fmt: skip
         self.metrics.inc("voprf_key_rotation_due_total")
         # the public key is what governance needs; the node never logs a secret
         log.warning(
@@ -156,41 +219,52 @@ class VoprfKeyRing:
 
     def promote(self) -> None:
         """The roster names our successor: it becomes the key; the old one answers until the
-        overlap ends (made durable, and logged, by :meth:`record_rotation`)."""
+        overlap ends (made durable, and logged, by :meth:`settle`)."""
         old_id = self.keys.voprf_key_id
         self._set(keyfiles.promote_successor(self.keys_dir, self.keys))
+        self._files = self._file_stamps()
         self._retire_at = {old_id: self.clock.now() + self.overlap_s}
-        self._rotation_to_record = old_id
         self.metrics.inc("voprf_key_rotations_total")
         log.info("VOPRF key rotated: %s is the key, %s answers for %d s more",
                  self.keys.voprf_key_id.hex(), old_id.hex(), self.overlap_s)  # fmt: skip
 
-    async def record_rotation(self) -> None:
-        """After a promotion: the retirement deadline, durably, and the rotation in the
-        transparency log."""
-        old_id, self._rotation_to_record = self._rotation_to_record, None
-        if old_id is None:
+    async def settle(self) -> None:
+        """Make the retired key's deadline durable and the same for every process of the node:
+        the first to record it sets it (and logs the rotation); the others adopt it. After a
+        promotion, at start and on every publication round."""
+        retired = self.keys.retired
+        if retired is None:
+            self._retire_at = {}
             return
-        retire_at = self._retire_at[old_id]
-        async with self.usage.transaction():
-            await self.usage.set_retire_at(old_id, self.clock.now(), retire_at)
-            await translog_hooks.log_key_rotation(
-                self.translog,
-                key_type="voprf",
-                new_key_id=self.keys.voprf_key_id,
-                old_key_id=old_id,
-                overlap_ms=self.overlap_s * 1000,
+        rid = voprf_key_id(retired.pk)
+        if rid == self._settled:
+            return
+        async with self.db.transaction():
+            await self.db.lock("voprf_key_usage")
+            stored = await self.db.fetch_value(
+                "SELECT retire_at FROM voprf_key_usage WHERE key_id = ?", rid
             )
+            if stored is None:
+                stored = self._retire_at.get(rid, self.clock.now() + self.overlap_s)
+                await self.db.execute(
+                    "INSERT INTO voprf_key_usage (key_id, evaluations, created_at, retire_at)"
+                    " VALUES (?, 0, ?, ?) ON CONFLICT (key_id) DO UPDATE SET retire_at = ?",
+                    rid, self.clock.now(), stored, stored,
+                )  # fmt: skip
+                await translog_hooks.log_key_rotation(
+                    self.translog,
+                    key_type="voprf",
+                    new_key_id=self.keys.voprf_key_id,
+                    old_key_id=rid,
+                    overlap_ms=max(0, int(stored) - self.clock.now()) * 1000,
+                )
+        self._retire_at = {rid: int(stored)}
+        self._settled = rid
 
     async def load(self) -> None:
-        """At start: a promotion made before the database saw it is recorded; a retired key's
-        deadline is read back (a retired key without one stops answering at once)."""
-        await self.record_rotation()
-        if self.keys.retired is None:
-            return
-        rid = voprf_key_id(self.keys.retired.pk)
-        retire_at = await self.usage.retire_at(rid)
-        self._retire_at = {rid: retire_at if retire_at is not None else self.clock.now()}
+        """At start: the retired key's deadline, recorded if a promotion (here or before a
+        crash) has not been yet."""
+        await self.settle()
 
     def expired_retired(self, now: int) -> bytes | None:
         """The retired key's id once its overlap has ended (its index is then withdrawn and its
@@ -207,6 +281,7 @@ class VoprfKeyRing:
             return
         rid = voprf_key_id(retired.pk)
         self._set(keyfiles.erase_retired(self.keys_dir, self.keys))
+        self._files = self._file_stamps()
         self._retire_at.pop(rid, None)
         self.metrics.inc("voprf_keys_erased_total")
         log.info("retired VOPRF key %s erased after its overlap window", rid.hex())

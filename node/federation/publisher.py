@@ -85,7 +85,8 @@ class IndexPublisher:
         # processes: two processes publishing at once would both evaluate the same backlog
         # and one would lose on the unique publication rows.
         async with self._lock, self.db.exclusive(PUBLISH_LOCK):
-            await self.ring.record_rotation()  # a promotion not yet durable (a roster reload)
+            await self.ring.refresh()  # another process of this node may have rotated
+            await self.ring.settle()  # a promotion not yet durable (a roster reload)
             return await self._reconcile(self.clock.now())
 
     async def _reconcile(self, now: int) -> dict[str, int]:

@@ -74,6 +74,8 @@ class PeerResponder:
     ) -> dict[str, Any]:
         key_id = body["key_id"]
         key = self.ring.answering(key_id, self.clock.now())
+        if key is None and await self.ring.refresh():  # another process of ours rotated
+            key = self.ring.answering(key_id, self.clock.now())
         if key is None:
             raise NodeError("unknown or retired VOPRF key id", code="not-allowed")
         self.admission.refuse_early(peer, "evaluations")
@@ -105,6 +107,7 @@ class PeerResponder:
         querier gets a decoy answer, as for an item that does not match)."""
         # a candidate comes from the index of a key we answer for: the current one or, during
         # a rotation, the successor or the retired one (8.4)
+        await self.ring.refresh()  # another process of this node may have rotated
         ref_keys = self.ring.candidate_keys(self.clock.now())
         named: dict[bytes, bytes | None] = {}
         for c in candidates:

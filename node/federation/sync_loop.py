@@ -86,10 +86,11 @@ class SyncLoop:
     async def round(self) -> None:
         """One round: the leader's work, or (another process) following the shared cursor."""
         if await self.processes.refresh():
+            # First: a dead process's claims wait on nothing else that may fail this round.
+            await self.release_dead_leases()
             await self.publisher.reconcile()
             await self.sync_all()
             await self.sign_log_head()
-            await self.release_dead_leases()
         else:
             await self.replication.load()
 

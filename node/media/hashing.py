@@ -1,4 +1,4 @@
-"""Media in, hashes out: decoding, validation, border removal, PDQ / vPDQ / SHA-256.
+"""Media in, hashes out: decoding, validation, border removal, PDQ / SHA-256.
 
 PDQ itself is Meta's reference implementation through the ``pdqhash`` binding; this module only
 prepares pixels for it. Every way media can be bad (not an image, truncated, empty, too small, a
@@ -21,13 +21,11 @@ import pdqhash
 from PIL import Image, UnidentifiedImageError
 
 from blindmatch.node.errors import BlindmatchError
-from blindmatch.protocol.signal_types.vpdq.frames import VpdqFrame
 from blindmatch.protocol.signals import (
     DIHEDRAL_NAMES,
     PDQ_QUALITY_THRESHOLD,
     dihedral_float_vectors,
     pdq_bits_from_float,
-    pdq_from_hex,
 )
 
 MAX_FILE_BYTES = 64 * 1024 * 1024
@@ -534,42 +532,6 @@ def sha256_file(path: str | os.PathLike[str]) -> bytes:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.digest()
-
-
-def vpdq_available() -> bool:
-    try:
-        import vpdq  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def hash_video(path: str | os.PathLike[str], *, seconds_per_hash: float = 1.0) -> list[VpdqFrame]:
-    """vPDQ through Meta's binding: one PDQ hash (with quality) per sampled frame."""
-    try:
-        import vpdq
-    except ImportError:
-        raise MediaError(
-            "video hashing needs the vpdq package: pip install 'blindmatch[video]'",
-            code="video_unsupported",
-        ) from None
-    p = Path(path)
-    read_media(p)  # existence, size and emptiness checks
-    try:
-        features = vpdq.computeHash(str(p), seconds_per_hash=seconds_per_hash)
-    except Exception as exc:  # the binding raises plain exceptions for undecodable input
-        raise MediaError(f"cannot decode video: {type(exc).__name__}", code="corrupt") from None
-    if not features:
-        raise MediaError("no decodable video frames", code="corrupt")
-    return [
-        VpdqFrame(
-            frame_number=int(f.frame_number),
-            pdq=pdq_from_hex(str(f.hex)),
-            quality=int(f.quality),
-            timestamp=float(f.timestamp),
-        )
-        for f in features
-    ]
 
 
 def dihedral_names() -> Sequence[str]:

@@ -179,6 +179,9 @@ class SignalAdapter:
 
     # --- blindmatch hash ----------------------------------------------------------------------
 
+    # What ``blindmatch hash`` prints for this type's media, for its help ("" if it hashes none).
+    hash_doc: ClassVar[str] = ""
+
     def add_hash_arguments(self, parser: argparse.ArgumentParser) -> None:
         """Options of ``blindmatch hash`` for this type's media."""
 

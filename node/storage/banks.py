@@ -410,6 +410,34 @@ class BankStore:
         )
         return [(r["cell"], int(r["frame"]), bytes(r["hash"]), int(r["quality"])) for r in rows]
 
+    # --- banked crops --------------------------------------------------------------------------
+
+    async def add_item_crops(self, added: Any, crops: Sequence[Any], new_ref: Any) -> Any:
+        """Store a picture's banked crops (``crop``, ``hash``, ``quality``) with the item just
+        added (an ``AddResult``, returned), each under a fresh ``new_ref()``: when the item is
+        new, or was banked before without crops (a hash-only import of the same picture)."""
+        item = added.item
+        if not crops or item.withdrawn_at is not None:
+            return added
+        if not added.created and await self.item_crops(item.item_ref):
+            return added
+        for c in crops:
+            await self.db.execute(
+                "INSERT INTO item_crops (item_id, crop, hash, quality, item_ref)"
+                " VALUES (?, ?, ?, ?, ?)",
+                item.id, c.crop, c.hash, c.quality, new_ref(),
+            )  # fmt: skip
+        return added
+
+    async def item_crops(self, item_ref: bytes) -> list[tuple[str, bytes, int]]:
+        """An item's banked crops: (crop name, hash, quality), in insertion order."""
+        rows = await self.db.fetch_all(
+            "SELECT c.crop, c.hash, c.quality FROM item_crops c"
+            " JOIN bank_items i ON i.id = c.item_id WHERE i.item_ref = ? ORDER BY c.id",
+            item_ref,
+        )
+        return [(r["crop"], bytes(r["hash"]), int(r["quality"])) for r in rows]
+
     # --- the node's own matching ---------------------------------------------------------------
 
     async def local_signature(self, signal_type: str) -> tuple[Any, ...]:
@@ -434,11 +462,18 @@ class BankStore:
     async def local_items(self, signal_type: str) -> list[Row]:
         """The items of one signal type in enabled banks, not withdrawn (expiry is the
         caller's: it changes with the clock, not with the data), with their banks' settings."""
+        # An item's banked crops (specs/signals-and-lsh.md 3.5) are more rows of the same item
+        # (crop names the crop; NULL for the picture as banked).
+        columns = " i.expires_at, b.name AS bank, b.provenance, b.categories, b.distance_threshold"
+        where = " JOIN banks b ON b.id = i.bank_id WHERE i.signal_type = ? AND " + NOT_WITHDRAWN
         return await self.db.fetch_all(
-            "SELECT i.item_ref, i.hash, i.expires_at, b.name AS bank, b.provenance,"
-            " b.categories, b.distance_threshold FROM bank_items i JOIN banks b"
-            " ON b.id = i.bank_id WHERE i.signal_type = ? AND "
-            + NOT_WITHDRAWN
-            + " AND b.enabled = 1",
+            "SELECT i.item_ref, i.hash, NULL AS crop,"
+            + columns
+            + " FROM bank_items i"
+            + where
+            + " AND b.enabled = 1"
+            " UNION ALL SELECT i.item_ref, c.hash, c.crop," + columns + " FROM item_crops c"
+            " JOIN bank_items i ON i.id = c.item_id" + where + " AND b.enabled = 1",
+            signal_type,
             signal_type,
         )

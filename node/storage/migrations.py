@@ -547,7 +547,7 @@ _CORE: tuple[Migration, ...] = (
     TRANSPARENCY_SCHEMA,
     PROTECTED_SOURCES_SCHEMA,
     RELIABILITY_SCHEMA,
-    # 7: video items, the vpdq adapter's tables (signal_tables/vpdq.py)
+    # 7: the signal-type adapters' tables (signal_tables/)
     UPLOADER_CONTEXT_SCHEMA,
     KEY_LIFETIME_SCHEMA,
     KEY_ROTATION_SCHEMA,

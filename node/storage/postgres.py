@@ -27,6 +27,7 @@ from blindmatch.node.storage.database import (
     LockSession,
     Row,
     StorageError,
+    _local_exclusive,
     lock_key,
     redact_url,
 )
@@ -37,6 +38,7 @@ except ImportError:  # pragma: no cover - exercised only where the extra is not 
     asyncpg = None
 
 POOL_MAX_SIZE = 10
+EXCLUSIVE_POLL_S = 0.05  # how often a waiter for an exclusive() lock tries again
 # A ? outside single-quoted literals is a placeholder (the SQL here has no other ?s).
 _PLACEHOLDER_OR_LITERAL = re.compile(r"'(?:[^']|'')*'|\?")
 _COMMAND_COUNT = re.compile(r"(\d+)$")
@@ -71,6 +73,8 @@ class PostgresDatabase(Database):
         )
         self._sql_cache: dict[str, str] = {}
         self._closed = False
+        self._exclusive: PostgresLockSession | None = None  # holds exclusive() locks
+        self._session_mutex = asyncio.Lock()
 
     @classmethod
     async def open(cls, dsn: str, *, schema: str | None = None) -> PostgresDatabase:
@@ -189,21 +193,30 @@ class PostgresDatabase(Database):
 
     @asynccontextmanager
     async def exclusive(self, name: str) -> AsyncIterator[None]:
-        """A session-level advisory lock on a pooled connection kept for the block. Callers
-        take an in-process lock first where they may be many (one waiting connection per
-        process, not one per request). Releasing the connection to the pool unlocks it in any
-        case (asyncpg's reset runs pg_advisory_unlock_all), so a cancelled block leaves no
-        lock behind."""
+        """One holder per name in this process (an asyncio lock), then among the node's
+        processes: a session-level advisory lock on this database's own lock connection,
+        taken by polling ``pg_try_advisory_lock``. Waiting holds no pooled connection (a
+        holder's work needs the pool: waiters holding it could starve the holder)."""
         if self._closed:
             raise StorageError("database is closed")
         key = self._lock_key(name)
-        async with self._pool.acquire() as conn:
-            await conn.execute("SELECT pg_advisory_lock($1)", key)
+        async with _local_exclusive(self, name):
+            session = await self._exclusive_session()
+            while not await session.try_key(key):
+                await asyncio.sleep(EXCLUSIVE_POLL_S)
             try:
                 yield
             finally:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(conn.execute("SELECT pg_advisory_unlock($1)", key))
+                    await asyncio.shield(session.unlock_key(key))
+
+    async def _exclusive_session(self) -> PostgresLockSession:
+        async with self._session_mutex:
+            if self._exclusive is None or self._exclusive.closed:
+                session = await self.lock_session()
+                assert isinstance(session, PostgresLockSession)
+                self._exclusive = session
+            return self._exclusive
 
     async def lock_session(self) -> LockSession:
         settings = {"search_path": self._schema} if self._schema is not None else None
@@ -223,6 +236,8 @@ class PostgresDatabase(Database):
     async def close(self) -> None:
         if not self._closed:
             self._closed = True
+            if self._exclusive is not None:
+                await self._exclusive.close()
             await self._pool.close()
 
 
@@ -235,15 +250,23 @@ class PostgresLockSession(LockSession):
         self._key = key
         self._mutex = asyncio.Lock()  # one statement at a time on the connection
 
+    @property
+    def closed(self) -> bool:
+        return bool(self._conn.is_closed())
+
     async def try_lock(self, name: str) -> bool:
-        async with self._mutex:
-            return bool(
-                await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", self._key(name))
-            )
+        return await self.try_key(self._key(name))
 
     async def unlock(self, name: str) -> None:
+        await self.unlock_key(self._key(name))
+
+    async def try_key(self, key: int) -> bool:
         async with self._mutex:
-            await self._conn.fetchval("SELECT pg_advisory_unlock($1)", self._key(name))
+            return bool(await self._conn.fetchval("SELECT pg_try_advisory_lock($1)", key))
+
+    async def unlock_key(self, key: int) -> None:
+        async with self._mutex:
+            await self._conn.fetchval("SELECT pg_advisory_unlock($1)", key)
 
     async def alive(self) -> bool:
         if self._conn.is_closed():

@@ -20,7 +20,7 @@ SHA256 = register(
         vectors=("lsh.json",),
         bank_item=True,
         perceptual=False,
-        threatexchange_name=None,  # python-threatexchange ships MD5 signals only
-        threatexchange_indicator="HASH_SHA256",
+        threatexchange_name=SignalType.SHA256.threatexchange_name,
+        threatexchange_indicator=SignalType.SHA256.threatexchange_indicator_type,
     )
 )

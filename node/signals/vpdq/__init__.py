@@ -50,6 +50,7 @@ class VpdqAdapter(SignalAdapter):
     )
     media_option = "--video"
     media_option_help = "hash a video (vPDQ)"
+    hash_doc = "videos (by file suffix, or --video) are vpdq frames and sha256"
 
     def index_keys(self, hash_value: bytes) -> list[bytes]:
         return video.index_keys(hash_value)
@@ -134,14 +135,14 @@ class VpdqAdapter(SignalAdapter):
         return hasher.video_query_hashes(data)
 
     def bank_value_of_file(self, path: str | os.PathLike[str]) -> str:
-        from blindmatch.node.media.hashing import hash_video
+        from blindmatch.node.signals.vpdq import hasher
 
-        return video.format_signal_string(hash_video(path))
+        return video.format_signal_string(hasher.hash_video(path))
 
     def media_available(self) -> bool:
-        from blindmatch.node.media import ffmpeg, hashing
+        from blindmatch.node.signals.vpdq import hasher
 
-        return ffmpeg.ffmpeg_available() and hashing.vpdq_available()
+        return hasher.ffmpeg_available() and hasher.vpdq_available()
 
     # --- blindmatch hash ------------------------------------------------------------------
 
@@ -155,9 +156,9 @@ class VpdqAdapter(SignalAdapter):
         return bool(args.video) or self.accepts_path(path)
 
     def hash_lines(self, path: Path, args: argparse.Namespace) -> list[dict[str, Any]]:
-        from blindmatch.node.media.hashing import hash_video
+        from blindmatch.node.signals.vpdq import hasher
 
-        frames = hash_video(path, seconds_per_hash=args.seconds_per_hash)
+        frames = hasher.hash_video(path, seconds_per_hash=args.seconds_per_hash)
         return [
             {
                 "signal_type": self.entry.name,

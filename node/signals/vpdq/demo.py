@@ -6,8 +6,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from blindmatch.node.media.hashing import hash_video
 from blindmatch.node.signals.base import DemoMedia
+from blindmatch.node.signals.vpdq.hasher import hash_video
 from blindmatch.protocol.signal_types.vpdq import video
 
 

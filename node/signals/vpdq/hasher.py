@@ -1,4 +1,5 @@
-"""A video's vPDQ frames with each sampled frame's PDQ float vector, for a private video query.
+"""A video's vPDQ frames through Meta's ``vpdq`` binding (:func:`hash_video`), and with each
+sampled frame's PDQ float vector, for a private video query.
 
 Meta's vpdq gives the frame list (one PDQ hash and quality per sampled frame) but not PDQ's float
 vectors, which the querier needs to rank its multi-probe buckets (specs/signals-and-lsh.md 5.5).
@@ -20,7 +21,7 @@ import numpy as np
 import pdqhash
 
 from blindmatch.node.media.ffmpeg import ffmpeg_available, frame_size, rgb_frames
-from blindmatch.node.media.hashing import MediaError, hash_video
+from blindmatch.node.media.hashing import MediaError, read_media
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.signal_types.vpdq import video
 from blindmatch.protocol.signal_types.vpdq.frames import (
@@ -28,16 +29,54 @@ from blindmatch.protocol.signal_types.vpdq.frames import (
     VpdqFrame,
     distinct_good_frames,
 )
-from blindmatch.protocol.signals import pdq_bits_from_float, pdq_from_bits
+from blindmatch.protocol.signals import pdq_bits_from_float, pdq_from_bits, pdq_from_hex
 
 __all__ = [
     "VideoHashes",
     "ffmpeg_available",
     "frame_float_vectors",
+    "hash_video",
     "hash_video_for_query",
     "looks_like_video",
     "video_query_hashes",
+    "vpdq_available",
 ]
+
+
+def vpdq_available() -> bool:
+    try:
+        import vpdq  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def hash_video(path: str | os.PathLike[str], *, seconds_per_hash: float = 1.0) -> list[VpdqFrame]:
+    """vPDQ through Meta's binding: one PDQ hash (with quality) per sampled frame."""
+    try:
+        import vpdq
+    except ImportError:
+        raise MediaError(
+            "video hashing needs the vpdq package: pip install 'blindmatch[video]'",
+            code="video_unsupported",
+        ) from None
+    p = Path(path)
+    read_media(p)  # existence, size and emptiness checks
+    try:
+        features = vpdq.computeHash(str(p), seconds_per_hash=seconds_per_hash)
+    except Exception as exc:  # the binding raises plain exceptions for undecodable input
+        raise MediaError(f"cannot decode video: {type(exc).__name__}", code="corrupt") from None
+    if not features:
+        raise MediaError("no decodable video frames", code="corrupt")
+    return [
+        VpdqFrame(
+            frame_number=int(f.frame_number),
+            pdq=pdq_from_hex(str(f.hex)),
+            quality=int(f.quality),
+            timestamp=float(f.timestamp),
+        )
+        for f in features
+    ]
 
 
 @dataclass(frozen=True)

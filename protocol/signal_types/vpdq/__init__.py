@@ -10,7 +10,7 @@ from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.schema import Field, integer
 from blindmatch.protocol.signal_types.base import GROUP, Exchange, SignalTypeEntry, register
 from blindmatch.protocol.signal_types.vpdq import ops, video
-from blindmatch.protocol.signals import PDQ_BYTES, SignalType
+from blindmatch.protocol.signals import PDQ_BYTES
 
 VPDQ = register(
     SignalTypeEntry(
@@ -18,7 +18,7 @@ VPDQ = register(
         hash_bytes=PDQ_BYTES,
         exchange=Exchange.FRAMES,
         lsh=PDQ_LSH_1.name,
-        bucket_signal=SignalType.VPDQ_FRAME.value,
+        bucket_signal=video.BUCKET_SIGNAL,
         distance_threshold=video.FRAME_THRESHOLD,
         match_rule=(
             "vPDQ's: the larger of query-match % and compared-match % of distinct quality "

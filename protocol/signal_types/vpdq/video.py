@@ -30,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from blindmatch.protocol.lsh import PDQ_LSH_1
+from blindmatch.protocol.lsh import PDQ_LSH_1, register_pdq_valued_signal
 from blindmatch.protocol.matching import Confirmation, QueryHash
 from blindmatch.protocol.signal_types.vpdq.frames import (
     VPDQ_FRAME_QUALITY_THRESHOLD,
@@ -41,11 +41,12 @@ from blindmatch.protocol.signal_types.vpdq.frames import (
 from blindmatch.protocol.signals import (
     PDQ_MATCH_THRESHOLD,
     HashFormatError,
-    SignalType,
     pdq_from_hex,
 )
 
 SIGNAL = "vpdq"
+# A frame is a PDQ hash bucketed under the type's own signal name, apart from pictures' (7).
+BUCKET_SIGNAL = register_pdq_valued_signal(SIGNAL)
 RELEASE_GROUP_BYTES = 8
 MAX_QUERY_FRAMES = 120  # a querier's cost bound: 120 x 64 probes is 7,680 OPRF evaluations
 MAX_INDEX_FRAMES = 4096  # a holder's per-video bound (68 minutes at one hash per second)
@@ -108,13 +109,11 @@ def query_frames(
 
 def index_keys(frame_hash: bytes) -> list[bytes]:
     """The bucket keys a holder publishes for one indexed frame."""
-    return PDQ_LSH_1.index_keys(frame_hash, signal=SignalType.VPDQ_FRAME)
+    return PDQ_LSH_1.index_keys(frame_hash, signal=BUCKET_SIGNAL)
 
 
 def probe_keys(query: QueryHash, budget: int | None = None) -> list[bytes]:
-    return PDQ_LSH_1.probe_keys(
-        query.hash, query.float_vector, budget, signal=SignalType.VPDQ_FRAME
-    )
+    return PDQ_LSH_1.probe_keys(query.hash, query.float_vector, budget, signal=BUCKET_SIGNAL)
 
 
 def release_for_frame(
