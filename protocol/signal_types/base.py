@@ -8,8 +8,8 @@ files. Everything that differs between signal types is reached through an entry
 (``for_variant``, ``probe_keys``, ``release_schema``, ``conformance_ops``); code outside a type's
 entry module does not test the type's name.
 
-Each type's entry is its own module of this package (``pdq``, ``pdq_tiles``, ``vpdq``,
-``sha256``), which calls :func:`register` once; the package imports them in order.
+Each type's entry is its own module (or subpackage) of this package, which calls
+:func:`register` once; the package's ``__init__`` imports them in order.
 
 Pure: no I/O.
 """
