@@ -36,10 +36,10 @@ from blindmatch.protocol import (
     schema,
     transparency,
     uploaders,
-    video,
 )
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.protocol.roster import RosterError, sign_roster, voprf_key_id
+from blindmatch.protocol.signal_types.vpdq import video
 
 ROOT = Path(__file__).resolve().parent.parent
 FINDINGS = ROOT / "tests" / "data" / "fuzz"

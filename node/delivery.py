@@ -115,7 +115,7 @@ class OutboxWorker:
                 await self.outbox.mark_delivered(m.message_id, self.clock.now())
                 return
             if peer is None:
-                raise NodeError("not-allowed", "peer left the roster")
+                raise NodeError("peer left the roster", code="not-allowed")
             if m.kind == MATCH_TASK_KIND:
                 # A peer's part has its own deadline (inside the outbox's lease, so it is never
                 # run twice at once); a slow peer delays only its own part.
@@ -125,7 +125,7 @@ class OutboxWorker:
             elif m.kind in (PUBLISH_KIND, WITHDRAW_KIND) and self.uploaders is not None:
                 await self.uploaders.deliver(m.kind, m.peer_id, m.payload)
             else:
-                raise NodeError("internal", f"unknown outbox kind {m.kind}")
+                raise NodeError(f"unknown outbox kind {m.kind}", code="internal")
             await self.outbox.mark_delivered(m.message_id, self.clock.now())
         except Exception as exc:
             await self._failed_attempt(m, exc)

@@ -3,9 +3,8 @@
 In the spirit of h11's ``ProtocolError``: an error carries a hint of the status it answers with,
 and every HTTP surface of the node (the federation endpoint, the local API, the survivor page)
 turns a :class:`BlindmatchError` into a response through :func:`http_status`, so one code means
-one status everywhere. Two forms share the base: a *classed* error names its code in its class
-and takes a sentence (``BankNotFoundError("no bank named 'x'")``); a *coded* error takes the code
-chosen where it is raised, then the sentence (``NodeError("replayed", "...")``).
+one status everywhere. Every error is built one way: the sentence, then the code and the status
+hint by keyword when its class does not fix them.
 
 Protocol-layer errors (``blindmatch.protocol``, ``blindmatch.crypto``) keep their own bases,
 pure as those packages are; :func:`from_protocol` is the one place the node maps them.
@@ -42,25 +41,33 @@ HTTP_STATUS: dict[str, int] = {
 
 
 class BlindmatchError(Exception):
-    """The base of every error the node raises for a caller to read."""
+    """The base of every error the node raises for a caller to read.
 
-    code = "internal"  # a classed error's code
+    One constructor for every subclass: ``Error(sentence, *, code=..., status_hint=...)``. A
+    class names its usual code (``BankNotFoundError("no bank named 'x'")``); a class whose code
+    depends on the refusal takes it where it is raised (``NodeError("seen before",
+    code="replayed")``). The status comes from ``status_hint`` if given, else the class's, else
+    the code's row in :data:`HTTP_STATUS`.
+    """
+
+    code = "internal"
     status_hint: int | None = None  # a class's status, when its codes do not say it
-    _code_in_str = False  # str() reads "code: sentence" (the coded errors' form)
+    _code_in_str = False  # str() reads "code: sentence" (how peers' and jobs' errors are logged)
 
     def __init__(
         self,
         message: str = "",
         *,
         code: str | None = None,
-        status: int | None = None,
+        status_hint: int | None = None,
         retry_after_ms: int | None = None,
     ) -> None:
         if code is not None:
             self.code = code
+        if status_hint is not None:
+            self.status_hint = status_hint
         self.detail = message
         self.retry_after_ms = retry_after_ms
-        self._status = status
         super().__init__(f"{self.code}: {message}" if self._code_in_str else message)
 
     @property
@@ -69,8 +76,6 @@ class BlindmatchError(Exception):
 
     @property
     def http_status(self) -> int:
-        if self._status is not None:
-            return self._status
         if self.status_hint is not None:
             return self.status_hint
         return HTTP_STATUS.get(self.code, 400)
@@ -83,21 +88,7 @@ def http_status(exc: BlindmatchError) -> int:
     return exc.http_status
 
 
-class CodedError(BlindmatchError):
-    """An error whose code is chosen where it is raised: ``CodedError(code, sentence)``."""
-
-    def __init__(
-        self,
-        code: str,
-        message: str,
-        retry_after_ms: int | None = None,
-        *,
-        status: int | None = None,
-    ) -> None:
-        super().__init__(message, code=code, status=status, retry_after_ms=retry_after_ms)
-
-
-class NodeError(CodedError):
+class NodeError(BlindmatchError):
     """A refusal the node reports to its caller (peer or platform)."""
 
     _code_in_str = True
@@ -107,4 +98,4 @@ def from_protocol(exc: Exception, default: str = "bad-request") -> NodeError:
     """A protocol-layer error (an envelope, exchange, feedback, log or schema error: each has a
     ``code``, most a ``detail``) as the node reports it."""
     code = getattr(exc, "code", default)
-    return NodeError(code, getattr(exc, "detail", None) or str(exc))
+    return NodeError(getattr(exc, "detail", None) or str(exc), code=code)

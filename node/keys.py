@@ -56,14 +56,14 @@ class NodeKeys:
 def check_roster_pins(me: Member, keys: NodeKeys) -> None:
     """Refuse to run under a roster entry that names other keys than the ones on disk."""
     if me.signing_key != keys.identity.public_key:
-        raise NodeError("not-allowed", "the roster lists another identity key for this node")
+        raise NodeError("the roster lists another identity key for this node", code="not-allowed")
     # our successor key may be named (a rotation, spec 8.4): the node then promotes it
     if me.voprf_key is not None and me.voprf_key not in keys.roster_voprf_keys():
-        raise NodeError("not-allowed", "the roster pins another VOPRF key for this node")
+        raise NodeError("the roster pins another VOPRF key for this node", code="not-allowed")
     for name in ("uploader_key", "keeper_key"):  # specs/uploaders.md: pinned like the VOPRF key
         key = getattr(keys, name.removesuffix("_key"))
         if getattr(me, name) is not None and (key is None or getattr(me, name) != key.pk):
-            raise NodeError("not-allowed", f"the roster pins another {name} for this node")
+            raise NodeError(f"the roster pins another {name} for this node", code="not-allowed")
 
 
 def _write_secret(path: Path, data: bytes) -> None:

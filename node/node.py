@@ -33,22 +33,18 @@ from blindmatch.node.federation.sync_loop import SyncLoop
 from blindmatch.node.federation.uploader_signals import UploaderSignals
 from blindmatch.node.keys import NodeKeys, check_roster_pins
 from blindmatch.node.metrics import Metrics
-from blindmatch.node.storage import (
-    BudgetLedger,
-    Database,
-    FeedLog,
-    NodeState,
-    NonceStore,
-    Outbox,
-    ReplicaStore,
-    RetryPolicy,
-)
+from blindmatch.node.storage import BudgetLedger, Database, FeedLog, NodeState, NonceStore
 from blindmatch.node.storage.banks import BankStore
 from blindmatch.node.storage.cases import CaseStore
 from blindmatch.node.storage.incidents import PeerIncidents
+from blindmatch.node.storage.job_ledger import JobLedgerStore
 from blindmatch.node.storage.match_jobs import MatchJobStore
+from blindmatch.node.storage.outbox import Outbox, RetryPolicy
 from blindmatch.node.storage.processes import ProcessGroup
 from blindmatch.node.storage.published_index import PublishedIndexStore
+from blindmatch.node.storage.replicas import ReplicaStore
+from blindmatch.node.storage.translog import TranslogStore
+from blindmatch.node.storage.uploaders import UploaderStore
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol.lsh import SCHEMES
@@ -67,44 +63,38 @@ class Node:
     ) -> None:
         me = roster.member(cfg.node_id)
         if me is None:
-            raise NodeError("not-allowed", f"{cfg.node_id} is not in the roster")
+            raise NodeError(f"{cfg.node_id} is not in the roster", code="not-allowed")
         check_roster_pins(me, keys)
         self.cfg, self.node_id, self.db = cfg, cfg.node_id, db
         self._roster, self.me = roster, me
         self.clock = clock = clock or SystemClock()
         self.rng = rng or random.SystemRandom()
         self.scheme = SCHEMES[cfg.lsh_scheme]
-        self.feeds = FeedLog(db)
-        self.replicas = ReplicaStore(db)
+        self.feeds, self.replicas = FeedLog(db), ReplicaStore(db)
         # This process among the node's processes on the database (one on SQLite).
         self.processes = ProcessGroup(db)
-        self.outbox = Outbox(
-            db,
-            RetryPolicy(base_delay=2, max_delay=600, max_attempts=30),
-            owner=self.processes.instance,
-        )
-        self.nonces = NonceStore(db)
-        self.budgets = BudgetLedger(db)
-        self.state = NodeState(db)
-        self.job_store = MatchJobStore(db)
+        self.outbox = Outbox(db, RetryPolicy(base_delay=2, max_delay=600, max_attempts=30),
+                             owner=self.processes.instance)  # fmt: skip
+        self.nonces, self.budgets = NonceStore(db), BudgetLedger(db)
+        self.state, self.job_store = NodeState(db), MatchJobStore(db)
         published = PublishedIndexStore(db)
-        self.traffic = translog_hooks.TrafficCounts(db)
-        self.translog = TransparencyLog(db, cfg.node_id, keys.identity, clock)
+        logs = TranslogStore(db)
+        self.traffic = translog_hooks.TrafficCounts(logs)
+        self.translog = TransparencyLog(logs, cfg.node_id, keys.identity, clock)
         # Services, each handed what it works with.
         self.metrics = metrics = Metrics()
-        # The VOPRF keys over their lifetime (spec 8.4); self.keys reads them from here.
+        # The VOPRF keys over their lifetime (spec 8.4); self.keys reads them from here. The
+        # roster may already name the successor made before a restart: it is promoted.
         self.key_ring = VoprfKeyRing(
             db, keys, cfg.keys_dir, self.translog, metrics, clock,
-            cap=cfg.voprf_key_cap, overlap_s=cfg.key_overlap_s,
-        )  # fmt: skip
-        # the roster may already name the successor made before a restart: it is promoted
+            cap=cfg.voprf_key_cap, overlap_s=cfg.key_overlap_s)  # fmt: skip
         if me.voprf_key is not None:
             self.key_ring.roster_names(me.voprf_key)
-        self.jobs = JobLedger(db, metrics)
+        self.jobs = JobLedger(JobLedgerStore(db), metrics)
         self.client = PeerClient(cfg.node_id, keys.identity, clock, metrics, cfg.tls_ca)
         self.uploaders = UploaderSignals(
-            db, node_id=cfg.node_id, roster=lambda: self.roster, keys=keys, feeds=self.feeds,
-            replicas=self.replicas, client=self.client, outbox=self.outbox,
+            UploaderStore(db), node_id=cfg.node_id, roster=lambda: self.roster, keys=keys,
+            feeds=self.feeds, replicas=self.replicas, client=self.client, outbox=self.outbox,
             budgets=self.budgets, traffic=self.traffic, translog=self.translog,
             metrics=metrics, clock=clock,
             refresh_feedback=lambda holder: self.replication.sync_peer(holder),
@@ -119,18 +109,14 @@ class Node:
             db, published, self.feeds, self.translog, self.key_ring, self.scheme, metrics, clock,
             roles=me.roles,
         )  # fmt: skip
-        incidents = PeerIncidents(
-            db,
-            on_dropped=lambda peer: metrics.inc(
-                "peer_incidents_dropped_total", labels={"peer": peer}
-            ),
-        )
+        incidents = PeerIncidents(db, on_dropped=lambda peer: metrics.inc(
+            "peer_incidents_dropped_total", labels={"peer": peer}))  # fmt: skip
         self.admission = Admission(
             db, self.nonces, self.budgets, self.traffic, metrics, clock, incidents, cfg.node_id
         )
         self.responder = PeerResponder(
             db, self.admission, self.feeds, self.decisions, self.key_ring, metrics, clock,
-            cfg.release_bands, uploaders=self.uploaders,
+            cfg.release_bands, uploaders=self.uploaders, published=published,
         )  # fmt: skip
         self.replication = Replicator(
             roster, cfg.node_id, self.scheme.name, self.replicas, incidents, self.client,
@@ -144,7 +130,7 @@ class Node:
             self._wake_matcher,
         )  # fmt: skip
         webhooks = WebhookSender(
-            db, lambda: (self.decisions.webhook_url, self.decisions.webhook_secret),
+            self.outbox, lambda: (self.decisions.webhook_url, self.decisions.webhook_secret),
             self.client.http_session,
         )  # fmt: skip
         self.delivery = OutboxWorker(
@@ -153,10 +139,8 @@ class Node:
         )  # fmt: skip
         self.sync = SyncLoop(
             self.publisher, self.replication, self.uploaders, self.decisions, self.translog,
-            self.traffic, clock, cfg.sync_interval_s,
-            processes=self.processes, outbox=self.outbox, metrics=metrics,
-            wake=self._wake_matcher,
-        )  # fmt: skip
+            self.traffic, clock, cfg.sync_interval_s, processes=self.processes,
+            outbox=self.outbox, metrics=metrics, wake=self._wake_matcher)  # fmt: skip
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = clock.now()
 
@@ -195,18 +179,15 @@ class Node:
         await self.processes.start()
         await self.translog.load()
         await self.key_ring.load()
-        await translog_hooks.log_roster_once(
-            self.translog, self.db, self.state, self.roster, self.now()
-        )
+        await translog_hooks.log_roster_once(self.translog, self.db, self.state, self.roster,
+                                             self.now())  # fmt: skip
         await self.replication.load()
         if background:
             self._tasks = [
                 asyncio.create_task(self.sync.run(self._stopping), name=f"{self.node_id}-sync"),
-                asyncio.create_task(
-                    self.delivery.run(self._wake_matcher, self._stopping),
-                    name=f"{self.node_id}-match",
-                ),
-            ]
+                asyncio.create_task(self.delivery.run(self._wake_matcher, self._stopping),
+                                    name=f"{self.node_id}-match"),
+            ]  # fmt: skip
 
     async def stop(self) -> None:
         self._stopping.set()

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from blindmatch.node.storage.ops import OpsStore
+
 if TYPE_CHECKING:
     from blindmatch.node.node import Node
 
@@ -27,11 +29,8 @@ async def refresh(node: Node) -> None:
     oldest: dict[tuple[str, ...], float] = {}
     retrying: dict[tuple[str, ...], float] = {}
 
-    rows = await node.db.fetch_all(
-        "SELECT kind, state, COUNT(*) AS n, MIN(created_at) AS first,"
-        " SUM(CASE WHEN attempts > 1 OR last_error IS NOT NULL THEN 1 ELSE 0 END) AS failed"
-        " FROM outbox WHERE state IN ('pending', 'dead') GROUP BY kind, state"
-    )
+    ops = OpsStore(node.db)
+    rows = await ops.outbox_queues()
     for kind in ("match", "feedback", "webhook"):
         for state in OUTBOX_STATES:
             depth[(f"outbox:{kind}", state)] = 0
@@ -44,25 +43,16 @@ async def refresh(node: Node) -> None:
         if r["state"] == "pending":
             retrying[(queue,)] = int(r["failed"] or 0)
 
-    job = await node.db.fetch_one(
-        "SELECT COUNT(*) AS n, MIN(submitted_at) AS first FROM match_jobs"
-        " WHERE completed_at IS NULL"
-    )
+    job = await ops.running_jobs()
     depth[("match-jobs", "pending")] = int(job["n"]) if job else 0
-    depth[("match-jobs", "dead-lettered")] = int(
-        await node.db.fetch_value("SELECT COUNT(*) FROM match_jobs WHERE state = 'dead-lettered'")
-        or 0
-    )
+    depth[("match-jobs", "dead-lettered")] = await ops.dead_lettered_jobs()
     first = job["first"] if job else None
     oldest[("match-jobs", "pending")] = 0 if first is None else max(0, now - int(first))
 
     for state in CASE_STATES:
         depth[("review-cases", state)] = 0
         oldest[("review-cases", state)] = 0
-    cases = await node.db.fetch_all(
-        "SELECT state, COUNT(*) AS n, MIN(created_at) AS first FROM cases"
-        " WHERE state IN ('queued', 'quarantined', 'escalated') GROUP BY state"
-    )
+    cases = await ops.review_queue()
     for r in cases:
         depth[("review-cases", r["state"])] = int(r["n"])
         oldest[("review-cases", r["state"])] = max(0, now - int(r["first"]))
@@ -89,10 +79,8 @@ async def refresh(node: Node) -> None:
     key_file = node.cfg.keys_dir / "voprf.key"
     if key_file.exists():
         m.gauge("voprf_key_age_seconds").set(max(0.0, now - key_file.stat().st_mtime))
-    used = await node.db.fetch_value(
-        "SELECT evaluations FROM voprf_key_usage WHERE key_id = ?", node.keys.voprf_key_id
-    )
-    m.gauge("voprf_key_evaluations_left").set(max(0, node.cfg.voprf_key_cap - int(used or 0)))
+    evaluated = await ops.key_evaluations(node.keys.voprf_key_id)
+    m.gauge("voprf_key_evaluations_left").set(max(0, node.cfg.voprf_key_cap - evaluated))
 
     remaining: dict[tuple[str, ...], float] = {}
     for peer in node.peers():

@@ -31,6 +31,7 @@ from blindmatch.node.federation.port_guard import GuardedTCPSite, PortGuard, Por
 from blindmatch.node.federation.roster_watch import RosterWatch, load_roster
 from blindmatch.node.node import Node
 from blindmatch.node.storage import Database, NodeState, open_database, parse_database_url
+from blindmatch.node.storage.translog import TranslogStore
 from blindmatch.node.translog.monitor import FederationLogWatch
 
 TOKEN_FILE = "api.token"
@@ -260,7 +261,7 @@ async def start(cfg: NodeConfig, fresh_database: bool = False) -> RunningNode:
             run_lock.close()
         raise
     # Watch every peer's verifiable log: forks, rollbacks and bad signatures become incidents.
-    watch = FederationLogWatch(db, node.peers(), clock)
+    watch = FederationLogWatch(TranslogStore(db), node.peers(), clock)
     task = asyncio.create_task(
         watch.run(300, when=lambda: node.processes.is_leader), name=f"{cfg.node_id}-log-watch"
     )

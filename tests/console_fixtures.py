@@ -17,6 +17,7 @@ from blindmatch.node.clock import FixedClock
 from blindmatch.node.console import Accounts, build_console
 from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node.media import hashing
+from blindmatch.node.storage.reviewers import ReviewerStore
 
 PASSWORDS = {
     "rev-1": "correct horse battery",
@@ -113,7 +114,7 @@ async def start_scenario(tmp_path: Path) -> Scenario:
     await drain(platform.node)
     (case,) = await platform.node.decisions.cases_for_content("upload-42")
     assert case.state == "queued", case
-    accounts = Accounts(platform.node.db, platform.node.now)
+    accounts = Accounts(ReviewerStore(platform.node.db), platform.node.now)
     for rid, role in ROLES.items():
         await accounts.create(rid, role, PASSWORDS[rid])
     root = web.Application()

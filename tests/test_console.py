@@ -21,6 +21,8 @@ from PIL import Image
 
 from blindmatch.node.console import accounts as acc
 from blindmatch.node.console.media import render_media
+from blindmatch.node.storage.reviewers import ReviewerStore
+from blindmatch.node.storage.translog import TranslogStore
 
 CSRF = re.compile(r'name="csrf" value="([^"]+)"')
 LOGIN_CSRF = re.compile(r'name="login_csrf" value="([^"]+)"')
@@ -451,7 +453,7 @@ def test_reviewer_cli_add_list_disable(tmp_path: Path, capsys: pytest.CaptureFix
     async def check() -> tuple[object, object]:
         db = await open_database(url, migrate_now=SystemClock().now())
         try:
-            accounts = acc.Accounts(db, SystemClock().now)
+            accounts = acc.Accounts(ReviewerStore(db), SystemClock().now)
             return (
                 await accounts.authenticate("alice", "a long enough password"),
                 await accounts.authenticate("bob", "a long enough password"),
@@ -470,7 +472,7 @@ async def test_auditor_sees_decision_entries_of_the_verifiable_log(sc: Scenario)
     except ImportError as exc:  # the verifiable log is optional for the console
         pytest.skip(f"the verifiable log is not available: {exc}")
     node = sc.platform
-    translog = TransparencyLog(node.db, node.node_id, node.keys.identity, node.clock)
+    translog = TransparencyLog(TranslogStore(node.db), node.node_id, node.keys.identity, node.clock)
     await translog.load()
     node.translog = translog  # what the node will carry once the log is integrated
     try:
@@ -557,7 +559,7 @@ async def test_cookies_are_secure_over_tls(sc: Scenario, tmp_path: Path) -> None
 
 
 async def test_accounts_and_sessions_on_each_backend(db, clock) -> None:  # type: ignore[no-untyped-def]
-    accounts = acc.Accounts(db, clock.now)
+    accounts = acc.Accounts(ReviewerStore(db), clock.now)
     await accounts.create("rev.a@example", "reviewer", "a long enough password")
     with pytest.raises(acc.AccountError):
         await accounts.create("rev.a@example", "admin", "another long password")
@@ -626,7 +628,7 @@ def test_login_limiter_holds_the_guesser_not_the_reviewer() -> None:
 
 
 async def test_old_password_hashes_are_upgraded_at_login(db) -> None:  # type: ignore[no-untyped-def]
-    accounts = acc.Accounts(db, lambda: 1_700_000_000)
+    accounts = acc.Accounts(ReviewerStore(db), lambda: 1_700_000_000)
     await accounts.create("rev.old", "reviewer", "an old password here")
     salt = b"\x01" * 16
     old = "scrypt$16384$8$1$" + salt.hex() + "$" + acc._scrypt(

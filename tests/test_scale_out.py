@@ -35,6 +35,7 @@ from blindmatch.crypto import signing
 from blindmatch.node import keys as keyfiles
 from blindmatch.node.api.client import ApiClientError, BlindmatchClient
 from blindmatch.node.storage import open_database
+from blindmatch.node.storage.translog import TranslogStore
 from blindmatch.node.translog.log import read_stored_log
 from blindmatch.protocol import canonical, index
 from blindmatch.protocol import roster as roster_mod
@@ -428,7 +429,7 @@ async def _run(
             assert sum([await _is_leader(node, i) for i in node.alive()]) == 1
         for node, db in ((hub, hub_db), (platform, platform_db)):
             await _until(f"{node.node_id}'s log head", lambda db=db: _head_covers_log(db), 30)
-            lines, heads = await read_stored_log(db, node.node_id)
+            lines, heads = await read_stored_log(TranslogStore(db), node.node_id)
             report = tl.audit_log(
                 [bytes.fromhex(json.loads(line)["entry"]) for line in lines],
                 heads[-1],

@@ -1,5 +1,6 @@
 """The services' narrow stores on both backends: which items are live and published, the
-published index's differences, match jobs, cases, and the banks' own queries."""
+published index's differences, match jobs and their ledger, cases, the banks' own queries,
+budgets, reviewers, the verifiable log, uploads, the console's and the ops gauges' reads."""
 
 from __future__ import annotations
 
@@ -9,13 +10,21 @@ import pytest
 
 from blindmatch.node import signals
 from blindmatch.node.clock import FixedClock
-from blindmatch.node.federation.job_ledger import JobLedger
+from blindmatch.node.federation.job_ledger import JobLedger, task_message_id
 from blindmatch.node.metrics import Metrics
-from blindmatch.node.storage import Database, IntegrityError
+from blindmatch.node.storage import BudgetLedger, BudgetLimits, Database, IntegrityError
 from blindmatch.node.storage.banks import BankStore, NewItem
 from blindmatch.node.storage.cases import CaseStore
+from blindmatch.node.storage.console import ConsoleStore
+from blindmatch.node.storage.job_ledger import JobLedgerStore
 from blindmatch.node.storage.match_jobs import MatchJobStore, MatchResult
+from blindmatch.node.storage.ops import OpsStore
+from blindmatch.node.storage.outbox import Outbox, RetryPolicy
 from blindmatch.node.storage.published_index import PublishedIndexStore
+from blindmatch.node.storage.reviewers import ReviewerStore
+from blindmatch.node.storage.translog import TranslogStore
+from blindmatch.node.storage.uploaders import UploaderStore
+from blindmatch.node.storage.uploads import UploadStore
 from blindmatch.protocol.matching import QueryHash
 
 
@@ -107,7 +116,7 @@ async def test_match_jobs_count_each_peer_once_and_keep_their_queries(
     db: Database, clock: FixedClock
 ) -> None:
     now = clock.now()
-    jobs, ledger = MatchJobStore(db), JobLedger(db, Metrics())
+    jobs, ledger = MatchJobStore(db), JobLedger(JobLedgerStore(db), Metrics())
     job = os.urandom(16)
     queries = [QueryHash(os.urandom(32), None, "identity"), QueryHash(os.urandom(32), None, "c0")]
     async with db.transaction():
@@ -181,3 +190,177 @@ async def test_case_store_orders_the_queue_and_counts_matches_per_window(
         await cases.count_match("hub", refs[0], start - back * hour, hour, 24)
     assert await cases.count_match("hub", refs[0], start, hour, 24) == (1, 3)
     assert await cases.count_match("hub", refs[0], start, hour, 1) == (2, 2)
+
+
+async def test_job_ledger_store_cancels_retries_and_dead_letters(
+    db: Database, clock: FixedClock
+) -> None:
+    now = clock.now()
+    jobs, store = MatchJobStore(db), JobLedgerStore(db)
+    ledger = JobLedger(store, Metrics())
+    job = os.urandom(16)
+    async with db.transaction():
+        await jobs.create(job, [QueryHash(os.urandom(32), None, "identity")], ["a", "b"], "api",
+                          None, now)  # fmt: skip
+    outbox = Outbox(db, RetryPolicy())
+    for peer in ("a", "b"):
+        await outbox.enqueue(task_message_id(job, peer), peer, "match", b"", now)
+    assert await store.task_peers(job, "pending") == ["a", "b"]
+    await ledger.cancel(job, "no longer needed", now)
+    assert await store.job_state(job) == "cancelled" and await outbox.count("dead") == 2
+    assert await ledger.retry(job, now) == ["a", "b"]
+    assert await store.job_state(job) == "running" and await outbox.count("pending") == 2
+    assert await ledger.fail_task(job, "a", "unreachable", now) is None  # b still runs
+    assert await ledger.fail_task(job, "a", "again", now) is None  # not pending any more
+    assert await ledger.fail_task(job, "b", "unreachable", now) == "dead-lettered"
+    assert [(r["peer_id"], r["state"]) for r in await store.tasks(job)] == [
+        ("a", "failed"), ("b", "failed")
+    ]  # fmt: skip
+    assert (await ledger.counts())["dead-lettered"] == 1
+    assert await store.job_state(os.urandom(16)) is None
+
+
+async def test_budget_charge_says_which_windows_took_the_units(
+    db: Database, clock: FixedClock
+) -> None:
+    now, limits = clock.now(), BudgetLimits(per_hour=10, per_day=12)
+    budgets = BudgetLedger(db)
+    async with db.transaction():
+        assert await budgets.charge_windows("p/e", 6, now, limits) == {"hour": 6, "day": 6}
+    async with db.transaction():  # the hour takes 5 more (11 > 10 refuses), the day does not
+        assert await budgets.charge_windows("p/e", 5, now, limits) == {"day": 11}
+    assert await budgets.usage("p/e", now) == {"hour": 6, "day": 6}  # given back
+    async with db.transaction():
+        assert await budgets.charge_windows("p/e", 11, now, limits) == {}  # over the hour's limit
+
+
+async def test_reviewer_store_keeps_accounts_and_sessions(db: Database, clock: FixedClock) -> None:
+    now, store = clock.now(), ReviewerStore(db)
+    assert await store.insert("ana", "reviewer", "hash-1", now)
+    assert not await store.insert("ana", "admin", "hash-2", now)
+    assert (await store.get("ana") or {})["role"] == "reviewer"
+    assert (await store.credentials("ana") or {})["password_hash"] == "hash-1"
+    await store.upgrade_hash("ana", "not-the-stored-one", "hash-3")
+    await store.upgrade_hash("ana", "hash-1", "hash-2")
+    assert (await store.credentials("ana") or {})["password_hash"] == "hash-2"
+    await store.add_session(b"t" * 32, "ana", "csrf", now + 60, now)
+    assert (await store.session(b"t" * 32) or {})["csrf_token"] == "csrf"
+    assert await store.set_disabled("ana", True) and await store.enabled_role("ana") is None
+    assert await store.session(b"t" * 32) is None  # a disabled account has no live session
+    await store.set_disabled("ana", False)
+    await store.end_session(b"t" * 32)
+    assert await store.session(b"t" * 32) is None
+    assert [r["reviewer_id"] for r in await store.all()] == ["ana"]
+    assert not await store.set_password_hash("nobody", "x")
+
+
+async def test_translog_store_entries_heads_counters_and_peers(
+    db: Database, clock: FixedClock
+) -> None:
+    now, store = clock.now(), TranslogStore(db)
+    await store.ensure()
+    async with store.locked("test-log"):
+        assert await store.insert_entry(b"e0", b"h0" * 16, now) == 0
+        assert await store.insert_entry(b"e1", b"h1" * 16, now) == 1
+    assert await store.size() == 2
+    assert [int(r["seq"]) for r in await store.leaf_hashes(1, 10)] == [1]
+    assert [bytes(r["entry"]) for r in await store.entries(0, 2)] == [b"e0", b"e1"]
+    await store.put_head(2, b"r" * 32, 1000, b"s" * 64, now)
+    await store.put_head(2, b"r" * 32, 2000, b"t" * 64, now)  # re-signed: replaces
+    assert int((await store.latest_head() or {})["timestamp_ms"]) == 2000
+    assert await store.head_at(1) is None and len(await store.heads()) == 1
+    for _ in range(2):
+        await store.count("peer", "queries", "received", 0, 3_600_000, 1, 5)
+    [ended] = await store.ended_counters(3_600_000)
+    assert (int(ended["messages"]), int(ended["items"])) == (2, 10)
+    await store.drop_counter(ended)
+    assert await store.ended_counters(3_600_000) == []
+    await store.remember_peer_head("hub", 5, b"R" * 32, 100, b"sth-old", now)
+    await store.remember_peer_head("hub", 5, b"R" * 32, 200, b"sth-new", now)
+    await store.remember_peer_head("hub", 5, b"X" * 32, 300, b"sth-forged", now)  # kept out
+    await store.remember_peer_head("hub", 3, b"Q" * 32, 50, b"sth-3", now)
+    assert await store.peer_heads("hub") == [b"sth-3", b"sth-new"]
+    assert await store.witnessed() == [b"sth-new"]
+    await store.peer_incidents.record("hub", "fork", "two roots", {"a": 1}, now, once=False)
+    assert [r["code"] for r in await store.incidents("hub")] == ["fork"]
+
+
+async def test_upload_console_and_ops_stores(db: Database, clock: FixedClock) -> None:
+    now = clock.now()
+    uploads, console, ops, cases = UploadStore(db), ConsoleStore(db), OpsStore(db), CaseStore(db)
+    await uploads.save_context("c1", "u1", '{"surface": "feed"}', now)
+    await uploads.save_context("c2", "u1", "{}", now)
+    assert await uploads.context("c1") == '{"surface": "feed"}'
+    assert await uploads.context("nope") is None
+    for ref, content, state in ((b"1" * 16, "c1", "actioned"), (b"2" * 16, "c2", "queued")):
+        await cases.insert(
+            ref, content_ref=content, job_ref=None, source="peer", holder="hub", item_ref=ref,
+            band=8, variant="identity", release_json="{}", state=state, priority=1,
+            decided_by=None, reason="", decided_at=None, now=now - 5,
+        )  # fmt: skip
+    assert await uploads.actioned_elsewhere("u1", "c2") == 1
+    assert await uploads.actioned_elsewhere("u1", "c1") == 0
+    assert not await console.has_media("c2")
+    await uploads.put_media("c2", b"jpeg", "image/jpeg", now)
+    assert await console.has_media("c2") and await console.media("c2") == b"jpeg"
+    assert await console.last_reveal(b"2" * 16, "ana") is None
+    await console.add_reveal(b"2" * 16, "ana", now)
+    assert await console.last_reveal(b"2" * 16, "ana") == now
+    assert [r["event"] for r in await console.recent_events(10)] == ["media:revealed"]
+    assert [(r["event"], int(r["n"])) for r in await console.reviewer_activity()] == [
+        ("media:revealed", 1)
+    ]
+    assert {r["state"] for r in await console.cases_by_state()} == {"actioned", "queued"}
+    [queued] = await ops.review_queue()
+    assert (queued["state"], int(queued["n"]), int(queued["first"])) == ("queued", 1, now - 5)
+    assert await ops.dead_lettered_jobs() == 0 and await ops.key_evaluations(b"k" * 8) == 0
+    assert int((await ops.running_jobs() or {})["n"]) == 0
+    outbox = Outbox(db, RetryPolicy())
+    for seq in (1, 2):
+        await outbox.enqueue(b"2" * 16 + bytes([0, 0, 0, seq]), "platform", "webhook", b"", now)
+    assert await outbox.pending_between("webhook", b"2" * 16, b"2" * 16 + bytes([0, 0, 0, 2])) == 1
+    [queue] = await ops.outbox_queues()
+    assert (queue["kind"], queue["state"], int(queue["n"])) == ("webhook", "pending", 2)
+
+
+async def test_uploader_store_publications_signals_and_tags(
+    db: Database, clock: FixedClock
+) -> None:
+    now, store = clock.now(), UploaderStore(db)
+    await store.note_candidates("peer", [b"i" * 16], now - 5)
+    await store.note_candidates("peer", [b"i" * 16], now)
+    assert await store.candidate_at("peer", b"i" * 16) == now
+    assert await store.candidate_at("other", b"i" * 16) is None
+    assert await store.live_item(b"i" * 16, now) is None and await store.tile_group(b"i") is None
+    pub, tags = b"p" * 16, b"t" * 32 + b"u" * 32
+    async with store.transaction():
+        assert not await store.confirm_used(b"c" * 16)
+        await store.add_publication(pub, "peer", "hub", b"i" * 16, b"c" * 16, tags, 5000, now)
+    assert await store.confirm_used(b"c" * 16)
+    assert (await store.publication(pub) or {})["origin"] == "peer"
+    assert [bytes(r["tags"]) for r in await store.live_publications(4000)] == [tags]
+    assert await store.expired_publications(4000) == []
+    assert len(await store.expired_publications(5000)) == 1
+    await store.mark_withdrawn(pub, now)
+    assert await store.live_publications(0) == [] and await store.expired_publications(9999) == []
+    assert await store.confirm_at(b"r" * 16, "peer", "hub", b"i" * 16) is None
+    assert not await store.retracted_since("peer", "hub", b"i" * 16, 0)
+    await store.add_signal("keeper", b"t" * 32, 100)
+    await store.add_signal("keeper", b"t" * 32, 50)  # the later expiry stays
+    assert await store.signal_expiry("keeper", b"t" * 32) == 100
+    await store.remove_signal("keeper", b"t" * 32)
+    assert await store.signal_expiry("keeper", b"t" * 32) is None
+    case = b"C" * 16
+    await CaseStore(db).insert(
+        case, content_ref="c", job_ref=None, source="peer", holder="hub", item_ref=b"i" * 16,
+        band=8, variant="identity", release_json="{}", state="actioned", priority=1,
+        decided_by=None, reason="", decided_at=None, now=now,
+    )  # fmt: skip
+    await store.remember_tags(case, "hub", [b"b" * 32, b"a" * 32, b"a" * 32])
+    assert await store.case_tags(case) == [b"a" * 32, b"b" * 32]
+    assert await store.own_published_tags() == set()
+    await store.add_outgoing(pub, case, "keeper", now)
+    assert await store.own_published_tags() == {b"a" * 32, b"b" * 32}
+    assert [bytes(r["publication"]) for r in await store.outgoing_published(case)] == [pub]
+    await store.mark_outgoing_withdrawn(pub, now)
+    assert await store.outgoing_published(case) == [] and await store.own_published_tags() == set()

@@ -26,6 +26,7 @@ from blindmatch.node.clock import FixedClock
 from blindmatch.node.storage import Database, FeedLog, open_database
 from blindmatch.node.storage.migrations import TRANSPARENCY_SCHEMA
 from blindmatch.node.storage.migrations import ensure_transparency_tables as ensure_schema
+from blindmatch.node.storage.translog import TranslogStore
 from blindmatch.node.translog import report
 from blindmatch.node.translog.hooks import (
     TrafficCounts,
@@ -114,7 +115,7 @@ def fclock() -> FixedClock:
 
 @pytest.fixture
 async def tlog(db: Database, fclock: FixedClock) -> TransparencyLog:
-    log = TransparencyLog(db, "node-a", KEY, fclock)
+    log = TransparencyLog(TranslogStore(db), "node-a", KEY, fclock)
     await log.load()
     return log
 
@@ -150,10 +151,11 @@ class Server:
 @pytest.fixture
 async def served(tmp_path: Path, fclock: FixedClock) -> AsyncIterator[Server]:
     db = await sqlite_db(tmp_path / "a.db")
-    log = TransparencyLog(db, "node-a", KEY, fclock)
+    log = TransparencyLog(TranslogStore(db), "node-a", KEY, fclock)
     await fill(log, 21)
     await log.sign_head()
     server = await Server(log).start()
+    server.db = db  # type: ignore[attr-defined]  # for a test that tampers with the stored log
     yield server
     await server.stop()
     await db.close()
@@ -228,7 +230,7 @@ async def test_restart_reloads_the_same_tree_and_time_never_goes_back(
 ) -> None:
     await fill(tlog, 13)
     head = await tlog.sign_head()
-    again = TransparencyLog(db, "node-a", KEY, fclock)
+    again = TransparencyLog(TranslogStore(db), "node-a", KEY, fclock)
     await again.load()
     assert await again.size() == 13 and await again.root() == head.root_hash
     assert await again.latest_head() == head
@@ -295,7 +297,7 @@ async def test_tampering_with_a_stored_entry_is_detected_naming_the_index(
 
     # Altering the stored leaf hash as well: the node refuses to sign over the altered history.
     await db.execute("UPDATE log_entries SET leaf_hash = ? WHERE seq = ?", tl.leaf_hash(forged), 14)
-    restarted = TransparencyLog(db, "node-a", KEY, fclock)
+    restarted = TransparencyLog(TranslogStore(db), "node-a", KEY, fclock)
     with pytest.raises(LogIntegrityError, match="no longer hash to the signed head"):
         await restarted.load()
     # ... and an auditor holding the earlier head narrows it down to entries after it.
@@ -381,7 +383,7 @@ async def test_http_endpoints_serve_heads_proofs_and_entries(served: Server) -> 
 
 async def test_no_head_yet_is_a_clear_404(tmp_path: Path, fclock: FixedClock) -> None:
     db = await sqlite_db(tmp_path / "e.db")
-    server = await Server(TransparencyLog(db, "node-e", KEY, fclock)).start()
+    server = await Server(TransparencyLog(TranslogStore(db), "node-e", KEY, fclock)).start()
     try:
         async with aiohttp.ClientSession() as s, s.get(server.url + "/log/v1/sth") as r:
             assert r.status == 404 and (await r.json())["error"] == "no-tree-head"
@@ -422,7 +424,7 @@ async def test_audit_of_a_live_node_ok_previous_head_and_tampering(
             "time_ms": 1,
         }
     )
-    await served.log.db.execute("UPDATE log_entries SET entry = ? WHERE seq = 6", forged)
+    await served.db.execute("UPDATE log_entries SET entry = ? WHERE seq = 6", forged)
     out = io.StringIO()
     status, _ = await cmd_audit.audit_url(served.url, KEY.public_key, [], out=out)
     assert status == 1 and "FAIL [tampered-entry] entry 6" in out.getvalue()
@@ -433,7 +435,7 @@ async def test_audit_of_a_live_node_detects_a_fork_against_a_previous_head(
 ) -> None:
     # The same node (same key) signed another history of the same size for someone else.
     db = await sqlite_db(tmp_path / "fork.db")
-    fork = TransparencyLog(db, "node-a", KEY, fclock)
+    fork = TransparencyLog(TranslogStore(db), "node-a", KEY, fclock)
     await fill(fork, 21, seed=77)
     other = await fork.sign_head()
     out = io.StringIO()
@@ -461,14 +463,14 @@ async def test_monitor_follows_a_growing_log_and_remembers_across_restarts(
 ) -> None:
     db = await sqlite_db(tmp_path / "b.db")
     peer = member("node-a", KEY, served.url)
-    mon = LogMonitor(db, peer, fclock)
+    mon = LogMonitor(TranslogStore(db), peer, fclock)
     assert (await mon.check()).tree_size == 21
     fclock.advance(60)
     await fill(served.log, 6, seed=4)
     await served.log.sign_head()
     assert (await mon.check()).tree_size == 27
     await mon.client.close()
-    again = LogMonitor(db, peer, fclock)
+    again = LogMonitor(TranslogStore(db), peer, fclock)
     await again.load()
     assert again.latest is not None and again.latest.tree_size == 27
     assert await again.incidents() == []
@@ -480,11 +482,11 @@ async def test_monitor_reports_forks_and_rollbacks_with_both_heads(
     served: Server, tmp_path: Path, fclock: FixedClock
 ) -> None:
     db = await sqlite_db(tmp_path / "b.db")
-    mon = LogMonitor(db, member("node-a", KEY, served.url), fclock)
+    mon = LogMonitor(TranslogStore(db), member("node-a", KEY, served.url), fclock)
     seen = await mon.check()
     # The node shows another history of the same size (same key): a fork.
     fork_db = await sqlite_db(tmp_path / "fork.db")
-    fork_log = TransparencyLog(fork_db, "node-a", KEY, fclock)
+    fork_log = TransparencyLog(TranslogStore(fork_db), "node-a", KEY, fclock)
     await fill(fork_log, 21, seed=99)
     fork_server = await Server(fork_log).start()
     await fork_log.sign_head()
@@ -503,7 +505,7 @@ async def test_monitor_reports_forks_and_rollbacks_with_both_heads(
     mon.client.base_url = served.url
     assert (await mon.check()).tree_size == 21
     small_db = await sqlite_db(tmp_path / "small.db")
-    small = TransparencyLog(small_db, "node-a", KEY, fclock)
+    small = TransparencyLog(TranslogStore(small_db), "node-a", KEY, fclock)
     await fill(small, 4)  # same first entries as the real log: a consistent prefix
     small_server = await Server(small).start()
     await small.sign_head()
@@ -513,7 +515,7 @@ async def test_monitor_reports_forks_and_rollbacks_with_both_heads(
     assert rolled.value.previous.tree_size == 21 and rolled.value.presented.tree_size == 4
     # A head signed by another key.
     impostor_db = await sqlite_db(tmp_path / "imp.db")
-    impostor = TransparencyLog(impostor_db, "node-a", OTHER_KEY, fclock)
+    impostor = TransparencyLog(TranslogStore(impostor_db), "node-a", OTHER_KEY, fclock)
     await fill(impostor, 30)
     await impostor.sign_head()
     imp_server = await Server(impostor).start()
@@ -538,22 +540,24 @@ async def test_gossip_catches_a_log_showing_different_histories_to_different_pee
 ) -> None:
     # node-a shows node-c a forked history (same size, other root), node-b the real one.
     fork_db = await sqlite_db(tmp_path / "fork.db")
-    fork_log = TransparencyLog(fork_db, "node-a", KEY, fclock)
+    fork_log = TransparencyLog(TranslogStore(fork_db), "node-a", KEY, fclock)
     await fill(fork_log, 21, seed=55)
     await fork_log.sign_head()
     fork_server = await Server(fork_log).start()
     c_db = await sqlite_db(tmp_path / "c.db")
     c_key = signing.SigningKey(bytes(range(2, 34)))
-    c_log = TransparencyLog(c_db, "node-c", c_key, fclock)
+    c_log = TransparencyLog(TranslogStore(c_db), "node-c", c_key, fclock)
     await c_log.sign_head()
     c_server = await Server(c_log).start()
-    c_watch = LogMonitor(c_db, member("node-a", KEY, fork_server.url), fclock)
+    c_watch = LogMonitor(TranslogStore(c_db), member("node-a", KEY, fork_server.url), fclock)
     await c_watch.check()  # node-c accepted the forked head and now witnesses it
     await c_watch.client.close()
 
     b_db = await sqlite_db(tmp_path / "b.db")
     watch = FederationLogWatch(
-        b_db, [member("node-a", KEY, served.url), member("node-c", c_key, c_server.url)], fclock
+        TranslogStore(b_db),
+        [member("node-a", KEY, served.url), member("node-c", c_key, c_server.url)],
+        fclock,
     )
     result = await watch.check_all()
     assert result["node-c"] == "ok size 0" or result["node-c"].startswith("ok")
@@ -574,7 +578,7 @@ async def test_hooks_build_exact_entries_and_counts_flush_per_window(
     tmp_path: Path, fclock: FixedClock
 ) -> None:
     db = await sqlite_db(tmp_path / "h.db")
-    log = TransparencyLog(db, "node-a", KEY, fclock)
+    log = TransparencyLog(TranslogStore(db), "node-a", KEY, fclock)
     feeds = FeedLog(db)
     payload = canonical.encode(
         {"scheme": "pdq-lsh-1", "key_id": bytes(8), "entries": os.urandom(24 * 5)}
@@ -614,7 +618,7 @@ async def test_hooks_build_exact_entries_and_counts_flush_per_window(
         opinion="confirm",
     )
 
-    counts = TrafficCounts(db)
+    counts = TrafficCounts(TranslogStore(db))
     now = START * 1000
     await counts.record("hub", "evaluations", "received", 1, 64, now)
     await counts.record("hub", "evaluations", "received", 2, 100, now + 1000)
@@ -642,9 +646,9 @@ async def test_hooks_build_exact_entries_and_counts_flush_per_window(
 
 async def synthetic_federation_log(db: Database, clock: FixedClock) -> TransparencyLog:
     """Six weeks of a platform's log: matches, decisions, appeals, feedback, counts."""
-    log = TransparencyLog(db, "platform-a", KEY, clock)
+    log = TransparencyLog(TranslogStore(db), "platform-a", KEY, clock)
     rng = random.Random(2026)
-    counts = TrafficCounts(db)
+    counts = TrafficCounts(TranslogStore(db))
     t0 = START
     for day in range(42):
         clock.set(t0 + day * 86400)
@@ -902,7 +906,7 @@ async def test_report_flags_decisions_and_appeals_that_name_unknown_ids(
     tmp_path: Path, fclock: FixedClock
 ) -> None:
     db = await sqlite_db(tmp_path / "u.db")
-    log = TransparencyLog(db, "platform-a", KEY, fclock)
+    log = TransparencyLog(TranslogStore(db), "platform-a", KEY, fclock)
     mid, did = b"m" * 16, b"d" * 16
     await log_match(log, match_id=mid, peer="hub", item_ref=b"i" * 16, band=8)
     await log_decision(log, decision_id=did, match_id=mid, outcome="actioned", decided_by="policy")
@@ -923,7 +927,7 @@ def test_export_from_the_database_locates_a_tampered_entry(tmp_path: Path) -> No
 
     async def build() -> None:
         db = await open_database(url, migrate_now=START)
-        log = TransparencyLog(db, "node-x", KEY, FixedClock(START))
+        log = TransparencyLog(TranslogStore(db), "node-x", KEY, FixedClock(START))
         await fill(log, 9)
         await log.sign_head()
         await fill(log, 7, seed=8)
@@ -976,7 +980,7 @@ async def test_real_nodes_serve_their_logs_to_auditors_and_monitors(tmp_path: Pa
             status, _ = await cmd_audit.audit_url(node.endpoint, key, [], out=out)
             assert status == 0, out.getvalue()
         # The platform watches the hub's log; the hub grows; the platform follows it.
-        watch = FederationLogWatch(plat.node.db, plat.node.peers(), clock)
+        watch = FederationLogWatch(TranslogStore(plat.node.db), plat.node.peers(), clock)
         first = await watch.check_all()
         assert first["hub"].startswith("ok size")
         await hub.banks.add_item("ncii", "pdq", os.urandom(32))

@@ -38,10 +38,10 @@ def uploader(
 class ApiClientError(BlindmatchError):
     """The node's API refused a request: its status, code and sentence."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
-        super().__init__(message, code=code, status=status)
-        self.args = (f"{status} {code}: {message}",)
-        self.status = status
+    def __init__(self, message: str, *, code: str, status_hint: int) -> None:
+        super().__init__(message, code=code, status_hint=status_hint)
+        self.args = (f"{status_hint} {code}: {message}",)
+        self.status = status_hint
 
 
 class BlindmatchClient:
@@ -64,7 +64,9 @@ class BlindmatchClient:
         async with self._session.request(method, self.base_url + path, **kw) as resp:
             body = await resp.json(content_type=None)
             if resp.status >= 400:
-                raise ApiClientError(resp.status, body.get("error", "?"), body.get("message", ""))
+                raise ApiClientError(
+                    body.get("message", ""), code=body.get("error", "?"), status_hint=resp.status
+                )
             return body
 
     async def status(self) -> dict[str, Any]:

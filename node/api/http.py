@@ -28,13 +28,14 @@ from blindmatch.node.cases import derivatives as derivative_cases
 from blindmatch.node.cases.context import ContextError, ContextStore, UploadContext
 from blindmatch.node.cases.context import parse as parse_context
 from blindmatch.node.cases.decisions import DecisionError
-from blindmatch.node.errors import CodedError, NodeError
+from blindmatch.node.errors import BlindmatchError, NodeError
 from blindmatch.node.federation.roster_watch import roster_warnings
 from blindmatch.node.media import hashing
 from blindmatch.node.media import tiles as tile_hashing
 from blindmatch.node.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from blindmatch.node.storage.database import StorageError
 from blindmatch.node.storage.incidents import PeerIncidents
+from blindmatch.node.storage.uploads import UploadStore
 from blindmatch.protocol import signal_types
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.signals import HashFormatError, check_float_vector
@@ -86,8 +87,9 @@ def case_json(case: Any) -> dict[str, Any]:
     }
 
 
-class ApiError(CodedError):
-    """A request the API refuses: ``ApiError(code, sentence)``, answered with the code's status."""
+class ApiError(BlindmatchError):
+    """A request the API refuses: ``ApiError(sentence, code=...)``, answered with the code's
+    status."""
 
 
 # The errors the API answers as refusals (anything else is a fault: 500).
@@ -100,24 +102,24 @@ def _error(status: int, code: str, message: str) -> web.Response:
 
 async def _json(request: web.Request) -> Any:
     if request.content_length is not None and request.content_length > MAX_JSON_BYTES:
-        raise ApiError("too-large", f"JSON body over {MAX_JSON_BYTES} bytes")
+        raise ApiError(f"JSON body over {MAX_JSON_BYTES} bytes", code="too-large")
     raw = await request.content.read(MAX_JSON_BYTES + 1)
     while len(raw) <= MAX_JSON_BYTES and (chunk := await request.content.read(65536)):
         raw += chunk
     if len(raw) > MAX_JSON_BYTES:
-        raise ApiError("too-large", f"JSON body over {MAX_JSON_BYTES} bytes")
+        raise ApiError(f"JSON body over {MAX_JSON_BYTES} bytes", code="too-large")
     try:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ApiError("bad-json", f"body is not valid JSON: {exc}") from exc
+        raise ApiError(f"body is not valid JSON: {exc}", code="bad-json") from exc
 
 
 def _parse_hash_queries(body: Any) -> list[QueryHash]:
     if not isinstance(body, dict) or not isinstance(body.get("hashes"), list):
-        raise ApiError("bad-request", 'expected {"hashes": [{"hash": "<64 hex>"}, ...]}')
+        raise ApiError('expected {"hashes": [{"hash": "<64 hex>"}, ...]}', code="bad-request")
     items = body["hashes"]
     if not 1 <= len(items) <= MAX_HASHES_PER_REQUEST:
-        raise ApiError("bad-request", f"1..{MAX_HASHES_PER_REQUEST} hashes per request")
+        raise ApiError(f"1..{MAX_HASHES_PER_REQUEST} hashes per request", code="bad-request")
     out = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or set(item) - {
@@ -127,13 +129,13 @@ def _parse_hash_queries(body: Any) -> list[QueryHash]:
             "variant",
         }:
             raise ApiError(
-                "bad-request", f"hashes[{i}]: fields hash, signal_type, float_vector, variant"
+                f"hashes[{i}]: fields hash, signal_type, float_vector, variant", code="bad-request"
             )
         if item.get("signal_type", signal_types.PDQ.name) != signal_types.PDQ.name:
-            raise ApiError("unsupported", f"hashes[{i}]: only pdq is matched across peers")
+            raise ApiError(f"hashes[{i}]: only pdq is matched across peers", code="unsupported")
         h = item.get("hash")
         if not isinstance(h, str) or not _HEX64.fullmatch(h):
-            raise ApiError("bad-hash", f"hashes[{i}].hash: 64 hex characters")
+            raise ApiError(f"hashes[{i}].hash: 64 hex characters", code="bad-hash")
         fv = item.get("float_vector")
         if fv is not None:
             try:
@@ -142,11 +144,11 @@ def _parse_hash_queries(body: Any) -> list[QueryHash]:
                 check_float_vector(fv)
             except HashFormatError as exc:
                 raise ApiError(
-                    "bad-request", f"hashes[{i}].float_vector: 256 finite float32 ({exc})"
+                    f"hashes[{i}].float_vector: 256 finite float32 ({exc})", code="bad-request"
                 ) from None
         variant = item.get("variant", "original")
         if not isinstance(variant, str) or len(variant) > 64:
-            raise ApiError("bad-request", f"hashes[{i}].variant: a short string")
+            raise ApiError(f"hashes[{i}].variant: a short string", code="bad-request")
         out.append(QueryHash(bytes.fromhex(h), fv, variant))
     return out
 
@@ -155,7 +157,7 @@ def _path_ref(request: web.Request, key: str, what: str) -> bytes:
     """A 16-byte reference from the URL path, as 32 lower-case hex characters."""
     ref = request.match_info[key]
     if not _HEX32.fullmatch(ref):
-        raise ApiError("bad-request", f"{what}: 32 lower-case hex characters")
+        raise ApiError(f"{what}: 32 lower-case hex characters", code="bad-request")
     return bytes.fromhex(ref)
 
 
@@ -319,7 +321,7 @@ def build_api(
     def _content_ref(request: web.Request) -> str | None:
         ref = request.query.get("content_ref")
         if ref is not None and not _CONTENT_REF.fullmatch(ref):
-            raise ApiError("bad-request", _CONTENT_REF_RULE)
+            raise ApiError(_CONTENT_REF_RULE, code="bad-request")
         return ref
 
     def _wait(request: web.Request) -> float | None:
@@ -331,7 +333,7 @@ def build_api(
         except ValueError:
             seconds = -1.0
         if not 0.0 <= seconds <= 120.0:  # NaN fails too
-            raise ApiError("bad-request", "wait: a number of seconds from 0 to 120")
+            raise ApiError("wait: a number of seconds from 0 to 120", code="bad-request")
         return seconds
 
     def _upload(request: web.Request, uploader: Any, context: Any) -> UploadContext | None:
@@ -340,11 +342,11 @@ def build_api(
         if uploader is None and context is None:
             return None
         if _content_ref(request) is None:
-            raise ApiError("bad-request", "uploader and context need a content_ref")
+            raise ApiError("uploader and context need a content_ref", code="bad-request")
         try:
             return parse_context(uploader, context)
         except ContextError as exc:
-            raise ApiError("bad-request", str(exc)) from exc
+            raise ApiError(str(exc), code="bad-request") from exc
 
     async def _submit(
         request: web.Request,
@@ -355,7 +357,7 @@ def build_api(
         seconds = _wait(request)  # every parameter is checked before the job exists
         content_ref = _content_ref(request)
         if upload is not None and content_ref is not None:
-            await ContextStore(node.db).save(content_ref, upload, node.now())
+            await ContextStore(UploadStore(node.db)).save(content_ref, upload, node.now())
         job = await node.querier.submit(queries, source=source, content_ref=content_ref)
         if seconds is not None:
             st = await node.querier.wait_for_job(job, timeout=seconds)
@@ -368,7 +370,7 @@ def build_api(
         body = await _json(request)
         queries = _parse_hash_queries(body)
         if set(body) - {"hashes", "uploader", "context"}:
-            raise ApiError("bad-request", "fields: hashes, uploader, context")
+            raise ApiError("fields: hashes, uploader, context", code="bad-request")
         upload = _upload(request, body.get("uploader"), body.get("context"))
         return await _submit(request, queries, "api:hashes", upload)
 
@@ -384,13 +386,13 @@ def build_api(
             except json.JSONDecodeError:
                 raw = None
             if not isinstance(raw, dict) or set(raw) - {"uploader", "context"}:
-                raise ApiError("bad-request", f"{UPLOAD_HEADER}: JSON {{uploader, context}}")
+                raise ApiError(f"{UPLOAD_HEADER}: JSON {{uploader, context}}", code="bad-request")
             upload = _upload(request, raw.get("uploader"), raw.get("context"))
         data = await request.content.read(MAX_MEDIA_BYTES + 1)
         while len(data) <= MAX_MEDIA_BYTES and (chunk := await request.content.read(1 << 20)):
             data += chunk
         if len(data) > MAX_MEDIA_BYTES:
-            raise ApiError("too-large", f"media over {MAX_MEDIA_BYTES} bytes")
+            raise ApiError(f"media over {MAX_MEDIA_BYTES} bytes", code="too-large")
         adapter = signals.for_media(data)
         if adapter is not None:
             # Media another signal type hashes (a video: its distinct quality frames).
@@ -402,23 +404,20 @@ def build_api(
             if not any(signal_types.for_variant(q.variant) is signal_types.PDQ for q in queries):
                 queries = []  # tiles alone never make a match job: the picture is too flat
         if not queries:
-            raise ApiError("low-quality", "the picture is too flat to hash reliably")
+            raise ApiError("the picture is too flat to hash reliably", code="low-quality")
         content_ref = _content_ref(request)
         if content_ref is not None:
             # Kept for reviewers only (shown blurred), replaced if the platform resubmits.
-            await node.db.execute(
-                "INSERT INTO case_media (content_ref, media, content_type, stored_at)"
-                " VALUES (?, ?, ?, ?) ON CONFLICT (content_ref) DO UPDATE SET"
-                " media = excluded.media, stored_at = excluded.stored_at",
-                content_ref, data, "application/octet-stream", node.now(),
-            )  # fmt: skip
+            await UploadStore(node.db).put_media(
+                content_ref, data, "application/octet-stream", node.now()
+            )
         return await _submit(request, queries, "api:media", upload)
 
     @routes.get("/api/v1/content/{content_ref}/cases", allow_head=False)
     async def content_cases(request: web.Request) -> web.Response:
         ref = request.match_info["content_ref"]
         if not _CONTENT_REF.fullmatch(ref):
-            raise ApiError("bad-request", _CONTENT_REF_RULE)
+            raise ApiError(_CONTENT_REF_RULE, code="bad-request")
         cases = await node.decisions.cases_for_content(ref)
         return web.json_response({"cases": [case_json(c) for c in cases]})
 
@@ -427,7 +426,7 @@ def build_api(
         ref = _path_ref(request, "case", "case")
         reason = await _reason(request)
         if not isinstance(reason, str) or len(reason) > 2000:
-            raise ApiError("bad-request", "reason: a string of at most 2000 characters")
+            raise ApiError("reason: a string of at most 2000 characters", code="bad-request")
         case = await node.decisions.open_appeal(ref, reason)
         return web.json_response(case_json(case))
 
@@ -438,12 +437,12 @@ def build_api(
         ref = _path_ref(request, "case", "case")
         body = await _json(request)
         if not isinstance(body, dict) or set(body) - {"outcome", "reason", "by"}:
-            raise ApiError("bad-request", "expected an object: outcome, reason, by")
+            raise ApiError("expected an object: outcome, reason, by", code="bad-request")
         reason, by = body.get("reason", ""), body.get("by", "platform")
         if not isinstance(reason, str) or len(reason) > 500:
-            raise ApiError("bad-request", "reason: a string of at most 500 characters")
+            raise ApiError("reason: a string of at most 500 characters", code="bad-request")
         if not isinstance(by, str) or not _DECIDER.fullmatch(by):
-            raise ApiError("bad-request", "by: 1..32 of [a-z0-9_.-]")
+            raise ApiError("by: 1..32 of [a-z0-9_.-]", code="bad-request")
         case = await node.decisions.decide(ref, str(body.get("outcome")), f"api:{by}", reason)
         return web.json_response(case_json(case))
 
@@ -457,12 +456,12 @@ def build_api(
         ref = _path_ref(request, "job", "job")
         reason = await _reason(request)
         if not isinstance(reason, str) or len(reason) > 500:
-            raise ApiError("bad-request", "reason: a string of at most 500 characters")
+            raise ApiError("reason: a string of at most 500 characters", code="bad-request")
         try:
             await node.querier.cancel_job(ref, f"cancelled by the operator: {reason}".rstrip(": "))
         except NodeError as exc:
             if exc.code == "conflict":
-                raise ApiError("conflict", exc.detail) from None
+                raise ApiError(exc.detail, code="conflict") from None
             raise
         return web.json_response(await _job_json(await node.querier.job_status(ref)))
 
@@ -473,7 +472,7 @@ def build_api(
             await node.querier.retry_job(ref)
         except NodeError as exc:
             if exc.code == "conflict":
-                raise ApiError("conflict", exc.detail) from None
+                raise ApiError(exc.detail, code="conflict") from None
             raise
         return web.json_response(await _job_json(await node.querier.job_status(ref)))
 
@@ -498,7 +497,7 @@ def build_api(
     async def create_bank(request: web.Request) -> web.Response:
         body = await _json(request)
         if not isinstance(body, dict):
-            raise ApiError("bad-request", "expected an object")
+            raise ApiError("expected an object", code="bad-request")
         allowed = {
             "name",
             "provenance",
@@ -509,17 +508,17 @@ def build_api(
             "enabled",
         }
         if set(body) - allowed:
-            raise ApiError("bad-request", f"unknown field(s): {sorted(set(body) - allowed)}")
+            raise ApiError(f"unknown field(s): {sorted(set(body) - allowed)}", code="bad-request")
         if "name" not in body or "provenance" not in body:
-            raise ApiError("bad-request", "name and provenance are required")
+            raise ApiError("name and provenance are required", code="bad-request")
         if body.get("provenance") == "generator" and not node.roster.has_role(
             node.node_id, "generator"
         ):
             raise ApiError(
-                "not-allowed",
                 "only a node with the roster role 'generator' may hold a generator bank"
                 " (peers would treat its matches as peer-sourced)",
-                status=400,  # this surface has always answered 400 here
+                code="not-allowed",
+                status_hint=400,  # this surface has always answered 400 here
             )
         bank = await banks.create_bank(body.pop("name"), **body)
         return web.json_response({"name": bank.name}, status=201)
@@ -528,14 +527,14 @@ def build_api(
     async def add_hashes(request: web.Request) -> web.Response:
         body = await _json(request)
         if not isinstance(body, dict) or not isinstance(body.get("hashes"), list):
-            raise ApiError("bad-request", 'expected {"hashes": ["<hex>", ...]}')
+            raise ApiError('expected {"hashes": ["<hex>", ...]}', code="bad-request")
         if len(body["hashes"]) > 10_000:
-            raise ApiError("bad-request", "at most 10000 hashes per request; use import")
+            raise ApiError("at most 10000 hashes per request; use import", code="bad-request")
         signal_type = body.get("signal_type", signal_types.PDQ.name)
         if isinstance(signal_type, str) and holds_frame_list(signal_type):
             # An item per entry, as its signal string (a video's frame list).
             if not all(isinstance(h, str) for h in body["hashes"]):
-                raise ApiError("bad-request", f"each {signal_type} entry is a signal string")
+                raise ApiError(f"each {signal_type} entry is a signal string", code="bad-request")
             created = [
                 (await banks.add_item(request.match_info["bank"], signal_type, h)).created
                 for h in body["hashes"]

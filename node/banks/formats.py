@@ -282,7 +282,7 @@ def parse_hash_list(
         first = next(lines, None)
         if first is None:
             problems.raise_if_any()
-            raise ImportFormatError([LineProblem(0, "empty file: nothing to import")])
+            raise ImportFormatError.of([LineProblem(0, "empty file: nothing to import")])
         fmt = detect_format(first[1])
         lines = itertools.chain([first], lines)
     if fmt == "jsonl":

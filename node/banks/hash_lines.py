@@ -35,14 +35,22 @@ class LineProblem:
 class ImportFormatError(BankValidationError):
     """One or more lines of an import are bad; nothing was imported."""
 
-    def __init__(self, problems: list[LineProblem], total: int | None = None) -> None:
+    def __init__(self, message: str, *, problems: list[LineProblem], total: int) -> None:
+        super().__init__(message)
         self.problems = problems
-        self.total = total if total is not None else len(problems)
+        self.total = total
+
+    @classmethod
+    def of(cls, problems: list[LineProblem], total: int | None = None) -> ImportFormatError:
+        """The refusal for these problems (the first ``MAX_REPORTED_PROBLEMS`` of ``total``)."""
+        total = total if total is not None else len(problems)
         shown = "\n".join(str(p) for p in problems)
-        more = self.total - len(problems)
+        more = total - len(problems)
         suffix = f"\n... and {more} more" if more > 0 else ""
-        super().__init__(
-            f"import refused, nothing was imported ({self.total} bad line(s)):\n{shown}{suffix}"
+        return cls(
+            f"import refused, nothing was imported ({total} bad line(s)):\n{shown}{suffix}",
+            problems=problems,
+            total=total,
         )
 
 
@@ -92,7 +100,7 @@ class _Collector:
 
     def raise_if_any(self) -> None:
         if self.total:
-            raise ImportFormatError(self.problems, self.total)
+            raise ImportFormatError.of(self.problems, self.total)
 
 
 LineSource = IO[bytes] | Iterable[bytes] | Iterable[str]

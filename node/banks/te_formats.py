@@ -83,7 +83,7 @@ _TE_NAME = re.compile(r"[a-z][a-z0-9_]{0,31}")
 class UnsupportedSignal(BankValidationError):
     """A signal type blindmatch does not hold; skippable with ``skip_unsupported``."""
 
-    def __init__(self, te_name: str, message: str) -> None:
+    def __init__(self, message: str, *, te_name: str) -> None:
         super().__init__(message)
         self.te_name = te_name
 
@@ -94,11 +94,13 @@ def _te_signal_type(name: str) -> str:
     if ours is not None:
         return ours
     if name in TE_UNSUPPORTED_SIGNALS:
-        raise UnsupportedSignal(name, f"signal type {name!r}: {TE_UNSUPPORTED_SIGNALS[name]}")
+        raise UnsupportedSignal(
+            f"signal type {name!r}: {TE_UNSUPPORTED_SIGNALS[name]}", te_name=name
+        )
     supported = ", ".join(TE_SIGNAL_NAMES)
     raise UnsupportedSignal(
-        name if _TE_NAME.fullmatch(name) else "other",
         f"unsupported signal type {echo(name)} (supported: {supported})",
+        te_name=name if _TE_NAME.fullmatch(name) else "other",
     )
 
 

@@ -103,7 +103,7 @@ class BankTransfers:
                     fresh[key] = item
             problems = await self._item_ref_problems(list(fresh.values()))
             if problems:
-                raise ImportFormatError(problems[:MAX_REPORTED_PROBLEMS], len(problems))
+                raise ImportFormatError.of(problems[:MAX_REPORTED_PROBLEMS], len(problems))
             report.added = await self._insert_many(target, list(fresh.values()), origin, now)
         report.skipped.sort(key=lambda p: p.line)
         return report

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from blindmatch.node.errors import BlindmatchError
+from blindmatch.node.storage.uploads import UploadStore
 from blindmatch.protocol import uploaders as up
 
 SURFACES = ("public-post", "private-message", "profile-picture")
@@ -233,34 +234,21 @@ def parse_weights(raw: dict[str, Any]) -> ContextWeights:
 
 
 class ContextStore:
-    """An upload's context, by the platform's content reference (table ``upload_context``)."""
+    """An upload's context, by the platform's content reference, over its store."""
 
-    def __init__(self, db: Any) -> None:
-        self.db = db
+    def __init__(self, store: UploadStore) -> None:
+        self.store = store
 
     async def save(self, content_ref: str, ctx: UploadContext, now: int) -> None:
-        await self.db.execute(
-            "INSERT INTO upload_context (content_ref, uploader_ref, context, created_at)"
-            " VALUES (?, ?, ?, ?) ON CONFLICT (content_ref) DO UPDATE SET"
-            " uploader_ref = excluded.uploader_ref, context = excluded.context",
-            content_ref, ctx.uploader_ref, ctx.to_json(), now,
-        )  # fmt: skip
+        await self.store.save_context(content_ref, ctx.uploader_ref, ctx.to_json(), now)
 
     async def get(self, content_ref: str) -> UploadContext | None:
-        row = await self.db.fetch_one(
-            "SELECT context FROM upload_context WHERE content_ref = ?", content_ref
-        )
-        return UploadContext.from_json(row["context"]) if row is not None else None
+        stored = await self.store.context(content_ref)
+        return UploadContext.from_json(stored) if stored is not None else None
 
     async def recidivism(self, uploader_ref: str | None, content_ref: str) -> int:
         """Earlier uploads of the same uploader reference on this node that a case actioned
         (by a person or the policy), not counting this content and not reversed."""
         if not uploader_ref:
             return 0
-        n = await self.db.fetch_value(
-            "SELECT COUNT(DISTINCT c.content_ref) FROM cases c JOIN upload_context u"
-            " ON u.content_ref = c.content_ref WHERE u.uploader_ref = ? AND c.content_ref <> ?"
-            " AND c.state = 'actioned'",
-            uploader_ref, content_ref,
-        )  # fmt: skip
-        return int(n or 0)
+        return await self.store.actioned_elsewhere(uploader_ref, content_ref)

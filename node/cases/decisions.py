@@ -35,12 +35,13 @@ from blindmatch.node.cases.webhooks import (
     webhook_message_id,
 )
 from blindmatch.node.clock import Clock
-from blindmatch.node.errors import CodedError
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import Database, FeedLog, Outbox
 from blindmatch.node.storage.banks import BankStore
 from blindmatch.node.storage.cases import Case, CaseStore
 from blindmatch.node.storage.match_jobs import MatchJobStore
+from blindmatch.node.storage.uploads import UploadStore
 from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol import signal_types
@@ -55,8 +56,8 @@ FEEDBACK_KIND = "feedback"
 _REVIEW_STATES = ("queued", "quarantined", "escalated")
 
 
-class DecisionError(CodedError):
-    """A decision refused: ``DecisionError(code, sentence)``."""
+class DecisionError(BlindmatchError):
+    """A decision refused: ``DecisionError(sentence, code=...)``."""
 
     _code_in_str = True
 
@@ -104,7 +105,7 @@ class DecisionService:
         self.webhook_secret = webhook_secret or b""
         self.case_log = CaseLog(cases, translog)
         self.uploaders = uploaders
-        self.contexts = ContextStore(db)
+        self.contexts = ContextStore(UploadStore(db))
         self._local_cache: tuple[tuple[Any, ...], dict[str, Any] | None] | None = None
 
     # --- cases ------------------------------------------------------------------------------
@@ -219,7 +220,7 @@ class DecisionService:
     async def case(self, case_ref: bytes) -> Case:
         case = await self.cases.case(case_ref)
         if case is None:
-            raise DecisionError("unknown-case", "no such case")
+            raise DecisionError("no such case", code="unknown-case")
         return case
 
     async def history(self, case_ref: bytes) -> list[dict[str, Any]]:
@@ -372,7 +373,7 @@ class DecisionService:
             tags = await self.uploaders.lookup(
                 member, item_ref, release, [d for _, d in context.identifiers]
             )
-        except (PeerError, CodedError, UploaderError) as exc:
+        except (PeerError, BlindmatchError, UploaderError) as exc:
             log.info("uploader lookup at %s failed: %s", holder, getattr(exc, "code", "?"))
             self.metrics.inc("uploader_lookups_failed_total", labels={"peer": holder})
             return []
@@ -412,10 +413,10 @@ class DecisionService:
 
     async def decide(self, case_ref: bytes, outcome: str, reviewer: str, reason: str = "") -> Case:
         if outcome not in OUTCOMES:
-            raise DecisionError("bad-request", f"outcome must be one of {', '.join(OUTCOMES)}")
+            raise DecisionError(f"outcome must be one of {', '.join(OUTCOMES)}", code="bad-request")
         case = await self.case(case_ref)
         if case.state == "closed":
-            raise DecisionError("conflict", "the case is closed")
+            raise DecisionError("the case is closed", code="conflict")
         was_actioned = case.state == "actioned"
         now = self.clock.now()
         async with self.db.transaction():
@@ -438,7 +439,7 @@ class DecisionService:
     async def open_appeal(self, case_ref: bytes, reason: str = "") -> Case:
         case = await self.case(case_ref)
         if case.state != "actioned":
-            raise DecisionError("conflict", "only an action can be appealed")
+            raise DecisionError("only an action can be appealed", code="conflict")
         if case.appeal == "open":
             return case
         async with self.db.transaction():
@@ -452,7 +453,7 @@ class DecisionService:
     ) -> Case:
         case = await self.case(case_ref)
         if case.appeal != "open":
-            raise DecisionError("conflict", "no open appeal on this case")
+            raise DecisionError("no open appeal on this case", code="conflict")
         now = self.clock.now()
         async with self.db.transaction():
             if upheld:
@@ -516,7 +517,7 @@ class DecisionService:
     async def publish_feedback(self, record: fb.FeedbackRecord) -> None:
         """Holder: put a record about one of our items in our feedback feed, and apply it."""
         if record.holder != self.node_id:
-            raise DecisionError("not-allowed", "records are published by the item's holder")
+            raise DecisionError("records are published by the item's holder", code="not-allowed")
         await self.feeds.append(
             fb.FEED, record.id, "feedback.record", record.signed, self.clock.now()
         )
@@ -527,16 +528,16 @@ class DecisionService:
         try:
             record = fb.open_record(data, self.roster.signing_key)
         except fb.FeedbackError as exc:
-            raise DecisionError(exc.code, str(exc)) from exc
+            raise DecisionError(str(exc), code=exc.code) from exc
         if record.origin != sender:
-            raise DecisionError("not-allowed", "a node submits only its own records")
+            raise DecisionError("a node submits only its own records", code="not-allowed")
         if record.holder != self.node_id:
-            raise DecisionError("not-allowed", "the record is about another holder's item")
+            raise DecisionError("the record is about another holder's item", code="not-allowed")
         known = await self.bank_items.ref_taken(record.item)
         for adapter in signals.ADAPTERS:  # a part of an item (a video's frame)
             known = known or await adapter.owner_of(self.db, record.item) is not None
         if not known:
-            raise DecisionError("unknown-item", "no such item here")
+            raise DecisionError("no such item here", code="unknown-item")
         await self.publish_feedback(record)
         return await self.feeds.head(fb.FEED)
 

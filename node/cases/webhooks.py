@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 
 from blindmatch.node.errors import NodeError
-from blindmatch.node.storage import Database
+from blindmatch.node.storage import Outbox
 
 WEBHOOK_KIND = "webhook"
 WEBHOOK_PEER = "platform-webhook"  # the outbox's "peer" for webhooks
@@ -41,17 +41,12 @@ def signature(secret: bytes, body: bytes) -> str:
     return hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-async def earlier_pending(db: Database, case_ref: bytes, sequence: int) -> bool:
+async def earlier_pending(outbox: Outbox, case_ref: bytes, sequence: int) -> bool:
     """Whether an earlier webhook of the case is still waiting in the outbox."""
     # A case's webhook ids are case_ref || sequence: the earlier ones are a key range.
-    earlier = await db.fetch_value(
-        "SELECT COUNT(*) FROM outbox WHERE kind = ? AND state = 'pending'"
-        " AND message_id >= ? AND message_id < ?",
-        WEBHOOK_KIND,
-        case_ref,
-        webhook_message_id(case_ref, sequence),
+    return bool(
+        await outbox.pending_between(WEBHOOK_KIND, case_ref, webhook_message_id(case_ref, sequence))
     )
-    return bool(earlier)
 
 
 class WebhookSender:
@@ -59,11 +54,11 @@ class WebhookSender:
 
     def __init__(
         self,
-        db: Database,
+        outbox: Outbox,
         settings: Callable[[], tuple[str | None, bytes]],
         session: Callable[[], Awaitable[aiohttp.ClientSession]],
     ) -> None:
-        self.db = db
+        self.outbox = outbox
         self.settings = settings  # (url, secret) as configured now
         self.session = session
 
@@ -72,8 +67,8 @@ class WebhookSender:
         if not url:
             return
         event = json.loads(body)
-        if await earlier_pending(self.db, bytes.fromhex(event["case"]), event["sequence"]):
-            raise NodeError("deferred", "an earlier event for this case is not delivered yet")
+        if await earlier_pending(self.outbox, bytes.fromhex(event["case"]), event["sequence"]):
+            raise NodeError("an earlier event for this case is not delivered yet", code="deferred")
         session = await self.session()
         headers = {
             "Content-Type": "application/json",
@@ -83,6 +78,6 @@ class WebhookSender:
         try:
             async with session.post(url, data=body, headers=headers, allow_redirects=False) as resp:
                 if resp.status >= 300:
-                    raise NodeError("unreachable", f"webhook answered {resp.status}")
+                    raise NodeError(f"webhook answered {resp.status}", code="unreachable")
         except aiohttp.ClientError as exc:
-            raise NodeError("unreachable", f"webhook: {exc.__class__.__name__}") from exc
+            raise NodeError(f"webhook: {exc.__class__.__name__}", code="unreachable") from exc

@@ -321,6 +321,7 @@ def export(database: str, node_id: str, out_dir: Path, out: TextIO | None = None
     import asyncio
 
     from blindmatch.node.storage import StorageError, open_database
+    from blindmatch.node.storage.translog import TranslogStore
     from blindmatch.node.translog.log import read_stored_log
 
     out = sys.stdout if out is None else out
@@ -328,7 +329,7 @@ def export(database: str, node_id: str, out_dir: Path, out: TextIO | None = None
     async def read() -> tuple[list[str], list[tl.SignedTreeHead]]:
         db = await open_database(database)
         try:
-            return await read_stored_log(db, node_id)
+            return await read_stored_log(TranslogStore(db), node_id)
         finally:
             await db.close()
 

@@ -87,7 +87,7 @@ def _read_password(path: str | None) -> str:
     else:
         password = getpass.getpass("Password: ")
         if getpass.getpass("Again: ") != password:
-            raise AccountError("mismatch", "the two passwords differ")
+            raise AccountError("the two passwords differ", code="mismatch")
     return check_password(password)
 
 
@@ -99,13 +99,14 @@ async def _with_accounts(
     from blindmatch.node.clock import SystemClock
     from blindmatch.node.console.accounts import Accounts
     from blindmatch.node.storage import open_database
+    from blindmatch.node.storage.reviewers import ReviewerStore
 
     clock = SystemClock()
     url = config_mod.database_url_from_args(args)
     db = await open_database(url, migrate_now=clock.now())
     try:
         args.password = password
-        return await command(args, Accounts(db, clock.now))
+        return await command(args, Accounts(ReviewerStore(db), clock.now))
     finally:
         await db.close()
 

@@ -22,8 +22,8 @@ from base64 import urlsafe_b64decode, urlsafe_b64encode
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from blindmatch.node.errors import CodedError
-from blindmatch.node.storage.database import Database
+from blindmatch.node.errors import BlindmatchError
+from blindmatch.node.storage.reviewers import ReviewerStore
 
 ROLES = ("reviewer", "admin", "auditor")
 SESSION_SECONDS = 8 * 3600
@@ -41,8 +41,8 @@ _MAX_N, _MAX_R, _MAX_P = 2**17, 8, 4
 _MAX_MEM = 128 * _MAX_N * _MAX_R + (1 << 20)
 
 
-class AccountError(CodedError, ValueError):
-    """An account operation refused: ``AccountError(code, sentence)``."""
+class AccountError(BlindmatchError, ValueError):
+    """An account operation refused: ``AccountError(sentence, code=...)``."""
 
 
 @dataclass(frozen=True)
@@ -65,17 +65,18 @@ class Session:
 def check_reviewer_id(reviewer_id: str) -> str:
     if not isinstance(reviewer_id, str) or not _ID.fullmatch(reviewer_id):
         raise AccountError(
-            "bad-id", "a reviewer ID is 1 to 64 letters, digits or . _ @ - (starting alphanumeric)"
+            "a reviewer ID is 1 to 64 letters, digits or . _ @ - (starting alphanumeric)",
+            code="bad-id",
         )
     if reviewer_id.lower() in RESERVED_IDS:
-        raise AccountError("bad-id", f"{reviewer_id} names the system in case histories")
+        raise AccountError(f"{reviewer_id} names the system in case histories", code="bad-id")
     return reviewer_id
 
 
 def check_password(password: str) -> str:
     if not isinstance(password, str) or not MIN_PASSWORD <= len(password) <= MAX_PASSWORD:
         raise AccountError(
-            "bad-password", f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters"
+            f"a password has {MIN_PASSWORD} to {MAX_PASSWORD} characters", code="bad-password"
         )
     return password
 
@@ -137,8 +138,8 @@ def token_hash(token: str) -> bytes | None:
 class Accounts:
     """Reviewer accounts and sessions in the node's database."""
 
-    def __init__(self, db: Database, now: Callable[[], int]) -> None:
-        self.db = db
+    def __init__(self, store: ReviewerStore, now: Callable[[], int]) -> None:
+        self.store = store
         self.now = now
 
     # --- accounts ---------------------------------------------------------------------------
@@ -146,51 +147,32 @@ class Accounts:
     async def create(self, reviewer_id: str, role: str, password: str) -> Reviewer:
         check_reviewer_id(reviewer_id)
         if role not in ROLES:
-            raise AccountError("bad-role", f"the role is one of {', '.join(ROLES)}")
+            raise AccountError(f"the role is one of {', '.join(ROLES)}", code="bad-role")
         check_password(password)
         stored = await asyncio.to_thread(hash_password, password)
         now = self.now()
-        added = await self.db.execute(
-            "INSERT INTO reviewers (reviewer_id, role, password_hash, disabled, created_at)"
-            " VALUES (?, ?, ?, 0, ?) ON CONFLICT DO NOTHING",
-            reviewer_id, role, stored, now,
-        )  # fmt: skip
-        if not added:
-            raise AccountError("exists", f"reviewer {reviewer_id} already exists")
+        if not await self.store.insert(reviewer_id, role, stored, now):
+            raise AccountError(f"reviewer {reviewer_id} already exists", code="exists")
         return Reviewer(reviewer_id, role, False, now)
 
     async def set_password(self, reviewer_id: str, password: str) -> None:
         check_password(password)
         stored = await asyncio.to_thread(hash_password, password)
-        async with self.db.transaction():
-            changed = await self.db.execute(
-                "UPDATE reviewers SET password_hash = ? WHERE reviewer_id = ?", stored, reviewer_id
-            )
-            if not changed:
-                raise AccountError("unknown", f"no reviewer {reviewer_id}")
-            await self.db.execute(
-                "DELETE FROM reviewer_sessions WHERE reviewer_id = ?", reviewer_id
-            )
+        async with self.store.transaction():
+            if not await self.store.set_password_hash(reviewer_id, stored):
+                raise AccountError(f"no reviewer {reviewer_id}", code="unknown")
+            await self.store.delete_sessions(reviewer_id)
 
     async def set_disabled(self, reviewer_id: str, disabled: bool = True) -> None:
         """Disable (and log out everywhere) or re-enable an account."""
-        async with self.db.transaction():
-            changed = await self.db.execute(
-                "UPDATE reviewers SET disabled = ? WHERE reviewer_id = ?",
-                1 if disabled else 0, reviewer_id,
-            )  # fmt: skip
-            if not changed:
-                raise AccountError("unknown", f"no reviewer {reviewer_id}")
+        async with self.store.transaction():
+            if not await self.store.set_disabled(reviewer_id, disabled):
+                raise AccountError(f"no reviewer {reviewer_id}", code="unknown")
             if disabled:
-                await self.db.execute(
-                    "DELETE FROM reviewer_sessions WHERE reviewer_id = ?", reviewer_id
-                )
+                await self.store.delete_sessions(reviewer_id)
 
     async def get(self, reviewer_id: str) -> Reviewer | None:
-        row = await self.db.fetch_one(
-            "SELECT reviewer_id, role, disabled, created_at FROM reviewers WHERE reviewer_id = ?",
-            reviewer_id,
-        )
+        row = await self.store.get(reviewer_id)
         if row is None:
             return None
         return Reviewer(
@@ -198,23 +180,16 @@ class Accounts:
         )
 
     async def list(self) -> list[Reviewer]:
-        rows = await self.db.fetch_all(
-            "SELECT reviewer_id, role, disabled, created_at FROM reviewers ORDER BY reviewer_id"
-        )
         return [
             Reviewer(r["reviewer_id"], r["role"], bool(r["disabled"]), int(r["created_at"]))
-            for r in rows
+            for r in await self.store.all()
         ]
 
     async def authenticate(self, reviewer_id: str, password: str) -> Reviewer | None:
         """The account when the password is right and the account enabled, else None."""
         row = None
         if isinstance(reviewer_id, str) and _ID.fullmatch(reviewer_id):
-            row = await self.db.fetch_one(
-                "SELECT reviewer_id, role, password_hash, disabled, created_at FROM reviewers"
-                " WHERE reviewer_id = ?",
-                reviewer_id,
-            )
+            row = await self.store.credentials(reviewer_id)
         usable = row is not None and not row["disabled"]
         stored = row["password_hash"] if usable and row is not None else _DUMMY_HASH
         ok = await asyncio.to_thread(
@@ -225,11 +200,7 @@ class Accounts:
         if needs_rehash(stored):
             # Transparent upgrade: the password is at hand only now.
             fresh = await asyncio.to_thread(hash_password, password)
-            await self.db.execute(
-                "UPDATE reviewers SET password_hash = ?"
-                " WHERE reviewer_id = ? AND password_hash = ?",
-                fresh, row["reviewer_id"], stored,
-            )  # fmt: skip
+            await self.store.upgrade_hash(row["reviewer_id"], stored, fresh)
         return Reviewer(row["reviewer_id"], row["role"], False, int(row["created_at"]))
 
     # --- sessions ---------------------------------------------------------------------------
@@ -242,19 +213,11 @@ class Accounts:
         csrf = secrets.token_urlsafe(32)
         now = self.now()
         expires = now + SESSION_SECONDS
-        row = await self.db.fetch_one(
-            "SELECT role FROM reviewers WHERE reviewer_id = ? AND disabled = 0", reviewer_id
-        )
-        if row is None:
-            raise AccountError("unknown", f"no enabled reviewer {reviewer_id}")
-        async with self.db.transaction():
-            await self.db.execute("DELETE FROM reviewer_sessions WHERE expires_at <= ?", now)
-            await self.db.execute(
-                "INSERT INTO reviewer_sessions (token_hash, reviewer_id, csrf_token, expires_at)"
-                " VALUES (?, ?, ?, ?)",
-                digest, reviewer_id, csrf, expires,
-            )  # fmt: skip
-        return token, Session(reviewer_id, row["role"], csrf, expires, digest)
+        role = await self.store.enabled_role(reviewer_id)
+        if role is None:
+            raise AccountError(f"no enabled reviewer {reviewer_id}", code="unknown")
+        await self.store.add_session(digest, reviewer_id, csrf, expires, now)
+        return token, Session(reviewer_id, role, csrf, expires, digest)
 
     async def session(self, token: str | None) -> Session | None:
         """The live session for a cookie value (not expired, account enabled), or None."""
@@ -263,12 +226,7 @@ class Accounts:
         digest = token_hash(token)
         if digest is None:
             return None
-        row = await self.db.fetch_one(
-            "SELECT s.reviewer_id, s.csrf_token, s.expires_at, r.role FROM reviewer_sessions s"
-            " JOIN reviewers r ON r.reviewer_id = s.reviewer_id"
-            " WHERE s.token_hash = ? AND r.disabled = 0",
-            digest,
-        )
+        row = await self.store.session(digest)
         if row is None or int(row["expires_at"]) <= self.now():
             return None
         return Session(
@@ -276,9 +234,7 @@ class Accounts:
         )
 
     async def end_session(self, session: Session) -> None:
-        await self.db.execute(
-            "DELETE FROM reviewer_sessions WHERE token_hash = ?", session.token_hash
-        )
+        await self.store.end_session(session.token_hash)
 
 
 class LoginLimiter:

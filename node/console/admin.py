@@ -36,10 +36,7 @@ if TYPE_CHECKING:
 @roles(*READ)
 async def log_page(request: web.Request) -> web.Response:
     node = request.app[CONSOLE].node
-    rows = await node.db.fetch_all(
-        "SELECT e.case_ref, e.at, e.actor, e.event, e.detail FROM case_events e"
-        " ORDER BY e.id DESC LIMIT 300"
-    )
+    rows = await request.app[CONSOLE].store.recent_events(300)
     events = []
     for r in rows:
         ref = bytes(r["case_ref"])
@@ -97,15 +94,8 @@ async def _translog_rows(node: Node) -> list[dict[str, Any]] | str | None:
 @routes.get("/reports", name="reports")
 @roles(*READ)
 async def reports(request: web.Request) -> web.Response:
-    node = request.app[CONSOLE].node
-    states = await node.db.fetch_all(
-        "SELECT state, COUNT(*) AS n FROM cases GROUP BY state ORDER BY state"
-    )
-    events = await node.db.fetch_all(
-        "SELECT event, COUNT(*) AS n FROM case_events WHERE event LIKE 'decided:%'"
-        " OR event LIKE 'appeal:%' OR event LIKE 're-review:%' OR event = 'media:revealed'"
-        " GROUP BY event ORDER BY event"
-    )
+    store = request.app[CONSOLE].store
+    states, events = await store.cases_by_state(), await store.reviewer_activity()
 
     tables = [
         ("Cases by state", "All cases on this node.", "State",

@@ -36,6 +36,8 @@ from blindmatch.node.console.accounts import (
     LoginLimiter,
     Session,
 )
+from blindmatch.node.storage.console import ConsoleStore
+from blindmatch.node.storage.reviewers import ReviewerStore
 
 if TYPE_CHECKING:
     from blindmatch.node.node import Node
@@ -92,7 +94,8 @@ def roles(*allowed: str) -> Callable[[Handler], Handler]:
 class Console:
     def __init__(self, node: Node) -> None:
         self.node = node
-        self.accounts = Accounts(node.db, node.now)
+        self.accounts = Accounts(ReviewerStore(node.db), node.now)
+        self.store = ConsoleStore(node.db)
         self.limiter = LoginLimiter(node.now)
         # Every page is a Jinja2 template with autoescaping on: a value from a case, a peer or
         # a form is text, never markup, unless a template says otherwise (none does).

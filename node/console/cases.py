@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -18,6 +17,7 @@ from blindmatch.node.console.app import (
     REVEAL_SECONDS,
     REVIEW,
     SESSION,
+    Console,
     _field,
     _render,
     _url,
@@ -43,7 +43,7 @@ from blindmatch.node.console.text import (
 routes = web.RouteTableDef()
 
 if TYPE_CHECKING:
-    from blindmatch.node.node import Node
+    pass
 
 
 def _case_ref(request: web.Request) -> bytes:
@@ -60,12 +60,9 @@ async def _load_case(request: web.Request) -> Case:
         raise web.HTTPNotFound() from exc
 
 
-async def _revealed(node: Node, case_ref: bytes, reviewer_id: str) -> bool:
-    last = await node.db.fetch_value(
-        "SELECT MAX(at) FROM case_events WHERE case_ref = ? AND actor = ? AND event = ?",
-        case_ref, reviewer_id, "media:revealed",
-    )  # fmt: skip
-    return last is not None and int(last) >= node.now() - REVEAL_SECONDS
+async def _revealed(console: Console, case_ref: bytes, reviewer_id: str) -> bool:
+    last = await console.store.last_reveal(case_ref, reviewer_id)
+    return last is not None and last >= console.node.now() - REVEAL_SECONDS
 
 
 @routes.get("/", name="queue")
@@ -117,11 +114,7 @@ async def _render_case(request: web.Request, error: str = "", status: int = 200)
     can_review = session.role in REVIEW
     opinion = await node.decisions.opinion(case.holder, case.item_ref)
     history = await node.decisions.history(case.case_ref)
-    has_media = bool(
-        await node.db.fetch_value(
-            "SELECT COUNT(*) FROM case_media WHERE content_ref = ?", case.content_ref
-        )
-    )
+    has_media = await console.store.has_media(case.content_ref)
     done = request.query.get("done", "")
     messages = {"decided": "Decision saved.", "appeal": "Appeal decision saved.",
                 "revealed": "The original image is shown below."}  # fmt: skip
@@ -134,7 +127,7 @@ async def _render_case(request: web.Request, error: str = "", status: int = 200)
     revealed = (
         can_review
         and request.query.get("view") == "original"
-        and await _revealed(node, case.case_ref, session.reviewer_id)
+        and await _revealed(console, case.case_ref, session.reviewer_id)
     )
     view = "original" if revealed else "blurred"
     cats = case.release.get("categories") or []
@@ -188,21 +181,18 @@ async def _render_case(request: web.Request, error: str = "", status: int = 200)
 @roles(*REVIEW)
 async def media(request: web.Request) -> web.Response:
     console = request.app[CONSOLE]
-    node = console.node
     session: Session = request[SESSION]
     case = await _load_case(request)
     view = request.query.get("view", "blurred")
     if view not in ("blurred", "original"):
         raise web.HTTPNotFound()
-    if view == "original" and not await _revealed(node, case.case_ref, session.reviewer_id):
+    if view == "original" and not await _revealed(console, case.case_ref, session.reviewer_id):
         raise web.HTTPForbidden(text="Reveal the picture on the case page first.")
-    row = await node.db.fetch_one(
-        "SELECT media FROM case_media WHERE content_ref = ?", case.content_ref
-    )
-    if row is None:
+    media = await console.store.media(case.content_ref)
+    if media is None:
         raise web.HTTPNotFound()
     try:
-        body = await asyncio.to_thread(render_media, bytes(row["media"]), view == "blurred")
+        body = await asyncio.to_thread(render_media, media, view == "blurred")
     except MediaUnavailable as exc:
         raise web.HTTPNotFound() from exc
     ref8 = case.case_ref.hex()[:8]
@@ -218,10 +208,7 @@ async def reveal(request: web.Request) -> web.StreamResponse:
     node = request.app[CONSOLE].node
     session: Session = request[SESSION]
     case = await _load_case(request)
-    await node.db.execute(
-        "INSERT INTO case_events (case_ref, at, actor, event, detail) VALUES (?, ?, ?, ?, ?)",
-        case.case_ref, node.now(), session.reviewer_id, "media:revealed", json.dumps({}),
-    )  # fmt: skip
+    await request.app[CONSOLE].store.add_reveal(case.case_ref, session.reviewer_id, node.now())
     target = _url(request, f"/cases/{case.case_ref.hex()}", view="original", done="revealed")
     raise web.HTTPSeeOther(target + "#media")
 

@@ -26,6 +26,8 @@ from typing import Any
 
 import aiohttp
 
+from blindmatch.node.storage.engines import drop_postgres_schemas
+
 BM = [sys.executable, "-m", "blindmatch"]
 
 
@@ -260,16 +262,8 @@ class ProcessFederation:
     async def drop_schemas(self) -> None:
         if self.database == "sqlite":
             return
-        import asyncpg
-
-        base = self.database.split("?")[0]
-        conn = await asyncpg.connect(base)
-        try:
-            for name in self.nodes:
-                schema = f"{self.schema_prefix}_{name.replace('-', '_')}"
-                await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        finally:
-            await conn.close()
+        schemas = [f"{self.schema_prefix}_{name.replace('-', '_')}" for name in self.nodes]
+        await drop_postgres_schemas(self.database.split("?")[0], schemas)
 
     async def api(
         self,

@@ -33,6 +33,7 @@ from aiohttp import web
 
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
+from blindmatch.node.storage.translog import TranslogStore
 from blindmatch.node.translog.hooks import (
     TrafficCounts,
 )
@@ -77,8 +78,8 @@ async def run_demo(
             hub, plat = fed["hub"], fed["platform-a"]
             hub_log: TransparencyLog = hub.node.translog
             plat_log: TransparencyLog = plat.node.translog
-            plat_counts = TrafficCounts(plat.node.db)
-            hub_counts = TrafficCounts(hub.node.db)
+            plat_counts = TrafficCounts(TranslogStore(plat.node.db))
+            hub_counts = TrafficCounts(TranslogStore(hub.node.db))
             await hub.banks.create_bank(
                 "ncii", provenance="survivor-submitted", shared=True, categories=["ncii"]
             )

@@ -138,11 +138,12 @@ REPLAYED = "this message was already received"
 async def handle(node: Node, request: web.Request) -> web.Response:
     data = await read_limited(request.content, MAX_REQUEST_BYTES)
     if len(data) > MAX_REQUEST_BYTES:
-        return _error(node, NodeError("bad-envelope", "request larger than 1 MiB"), None)
+        return _error(node, NodeError("request larger than 1 MiB", code="bad-envelope"), None)
+    opened_ms = int(node.now() * 1000)
     try:
         env = envelope.open_envelope(
             data,
-            now_ms=int(node.now() * 1000),
+            now_ms=opened_ms,
             sender_key=node.roster.signing_key,
             max_bytes=MAX_REQUEST_BYTES,
             expected_types=REQUEST_TYPES,
@@ -152,12 +153,13 @@ async def handle(node: Node, request: web.Request) -> web.Response:
         return _error(node, from_protocol(exc), None)
     peer = node.roster.member(env.sender)
     assert peer is not None  # open_envelope found its key
-    if env.sender == node.node_id:
-        return _error(node, NodeError("not-allowed", "a node does not talk to itself"), env.nonce)
     admission, responder = node.admission, node.responder
-    pending = admission.pending(env.sender, env.nonce)
-    if env.type not in CHARGED_TYPES and not await admission.record(pending):
-        return _error(node, NodeError("replayed", REPLAYED), env.nonce)
+    pending = admission.pending(env.sender, env.nonce, env.timestamp_ms, opened_ms)
+    if env.type not in CHARGED_TYPES:
+        try:
+            await admission.admit(pending)  # a charged request is admitted by its charge
+        except NodeError as exc:
+            return _error(node, exc, env.nonce)
     handlers = {
         "oprf.evaluate": responder.evaluate,
         "threshold.query": responder.threshold,
@@ -174,15 +176,15 @@ async def handle(node: Node, request: web.Request) -> web.Response:
         # A request refused before its charge still uses up its nonce, and a replay of it is
         # answered as a replay, as if the nonce had been checked first.
         if not await admission.record(pending):
-            return _error(node, NodeError("replayed", REPLAYED), env.nonce)
+            return _error(node, NodeError(REPLAYED, code="replayed"), env.nonce)
         return _error(node, exc, env.nonce)
     except Exception:
         log.exception("handler for %s failed", env.type)
         await admission.record(pending)
-        failed = NodeError("internal", "the node failed to handle this message")
+        failed = NodeError("the node failed to handle this message", code="internal")
         return _error(node, failed, env.nonce)
     if not await admission.record(pending):
-        return _error(node, NodeError("replayed", REPLAYED), env.nonce)
+        return _error(node, NodeError(REPLAYED, code="replayed"), env.nonce)
     reply_type = REPLY_TYPES[env.type]
     reply, _ = node.client.seal(reply_type, {**body, "re": env.nonce})
     node.metrics.inc("requests_answered_total", labels={"type": env.type})

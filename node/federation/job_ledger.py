@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import logging
 
-from blindmatch.node.errors import CodedError
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.node.metrics import Metrics
-from blindmatch.node.storage.database import Database
+from blindmatch.node.storage.job_ledger import JobLedgerStore
 
 log = logging.getLogger("blindmatch.jobs")
 
@@ -27,7 +27,7 @@ MAX_REASON_CHARS = 500
 ENDED = ("complete", "dead-lettered", "cancelled")
 
 
-class JobStateError(CodedError):
+class JobStateError(BlindmatchError):
     """An operator action the job's state does not allow (code: conflict or unknown-item)."""
 
     _code_in_str = True
@@ -39,31 +39,21 @@ def task_message_id(job_ref: bytes, peer_id: str) -> bytes:
 
 
 class JobLedger:
-    def __init__(self, db: Database, metrics: Metrics) -> None:
-        self._db = db
+    def __init__(self, store: JobLedgerStore, metrics: Metrics) -> None:
+        self._store = store
         self._metrics = metrics
 
     async def settle(self, job_ref: bytes, now: int) -> str | None:
         """End the job if no part is pending; returns its end state, or None if it runs on.
         Called inside the transaction that settled a part."""
-        rows = await self._db.fetch_all(
-            "SELECT peer_id, state, last_error FROM match_tasks WHERE job_ref = ? ORDER BY peer_id",
-            job_ref,
-        )
+        rows = await self._store.tasks(job_ref)
         if any(r["state"] == "pending" for r in rows):
             return None
         failed = [r for r in rows if r["state"] == "failed"]
         state = "dead-lettered" if failed else "complete"
         reason = "; ".join(f"{r['peer_id']}: {r['last_error']}" for r in failed) or None
-        changed = await self._db.execute(
-            "UPDATE match_jobs SET state = ?, ended_reason = ?,"
-            " completed_at = COALESCE(completed_at, ?) WHERE job_ref = ? AND state = 'running'",
-            state,
-            None if reason is None else reason[:MAX_REASON_CHARS],
-            now,
-            job_ref,
-        )
-        if not changed:
+        stored = None if reason is None else reason[:MAX_REASON_CHARS]
+        if not await self._store.end_running_job(job_ref, state, stored, now):
             return None
         self._metrics.inc("match_jobs_ended_total", labels={"state": state})
         if failed:
@@ -73,111 +63,48 @@ class JobLedger:
     async def fail_task(self, job_ref: bytes, peer_id: str, reason: str, now: int) -> str | None:
         """Dead-letter one peer's part (its outbox message is already dead or done); returns
         the job's end state if this was its last pending part."""
-        async with self._db.transaction():
-            changed = await self._db.execute(
-                "UPDATE match_tasks SET state = 'failed', last_error = ?, updated_at = ?"
-                " WHERE job_ref = ? AND peer_id = ? AND state = 'pending'",
-                reason[:MAX_REASON_CHARS],
-                now,
-                job_ref,
-                peer_id,
-            )
-            if not changed:
+        async with self._store.transaction():
+            if not await self._store.fail_pending_task(
+                job_ref, peer_id, reason[:MAX_REASON_CHARS], now, task_message_id(job_ref, peer_id)
+            ):
                 return None
-            await self._db.execute(
-                "UPDATE outbox SET state = 'dead', last_error = ?, updated_at = ?"
-                " WHERE message_id = ? AND state = 'pending'",
-                reason[:MAX_REASON_CHARS],
-                now,
-                task_message_id(job_ref, peer_id),
-            )
             self._metrics.inc("match_tasks_dead_lettered_total", labels={"peer": peer_id})
             log.warning("match task of job %s against %s dead-lettered: %s",
                         job_ref.hex()[:8], peer_id, reason[:200])  # fmt: skip
             return await self.settle(job_ref, now)
 
     async def cancel(self, job_ref: bytes, reason: str, now: int) -> None:
-        async with self._db.transaction():
+        async with self._store.transaction():
             state = await self._state(job_ref)
             if state != "running":
-                raise JobStateError("conflict", f"the job has ended ({state})")
-            peers = [
-                r["peer_id"]
-                for r in await self._db.fetch_all(
-                    "SELECT peer_id FROM match_tasks WHERE job_ref = ? AND state = 'pending'",
-                    job_ref,
-                )
-            ]
-            await self._db.execute(
-                "UPDATE match_tasks SET state = 'failed', last_error = 'cancelled',"
-                " updated_at = ? WHERE job_ref = ? AND state = 'pending'",
-                now,
-                job_ref,
-            )
-            await self._db.execute_many(
-                "UPDATE outbox SET state = 'dead', last_error = 'cancelled', updated_at = ?"
-                " WHERE message_id = ? AND state = 'pending'",
-                [(now, task_message_id(job_ref, p)) for p in peers],
-            )
-            await self._db.execute(
-                "UPDATE match_jobs SET state = 'cancelled', ended_reason = ?,"
-                " completed_at = COALESCE(completed_at, ?) WHERE job_ref = ?",
-                reason[:MAX_REASON_CHARS],
-                now,
-                job_ref,
-            )
+                raise JobStateError(f"the job has ended ({state})", code="conflict")
+            peers = await self._store.task_peers(job_ref, "pending")
+            messages = [task_message_id(job_ref, p) for p in peers]
+            await self._store.cancel(job_ref, reason[:MAX_REASON_CHARS], now, messages)
         self._metrics.inc("match_jobs_ended_total", labels={"state": "cancelled"})
         log.info("match job %s cancelled by the operator", job_ref.hex()[:8])
 
     async def retry(self, job_ref: bytes, now: int) -> list[str]:
         """Fresh attempts for a dead-lettered or cancelled job's failed parts; returns the
         peers whose parts run again."""
-        async with self._db.transaction():
+        async with self._store.transaction():
             state = await self._state(job_ref)
             if state not in ("dead-lettered", "cancelled"):
                 raise JobStateError(
-                    "conflict", f"only an ended, incomplete job is retried ({state})"
+                    f"only an ended, incomplete job is retried ({state})", code="conflict"
                 )
-            peers = [
-                r["peer_id"]
-                for r in await self._db.fetch_all(
-                    "SELECT peer_id FROM match_tasks WHERE job_ref = ? AND state = 'failed'",
-                    job_ref,
-                )
-            ]
-            await self._db.execute(
-                "UPDATE match_tasks SET state = 'pending', last_error = NULL, updated_at = ?"
-                " WHERE job_ref = ? AND state = 'failed'",
-                now,
-                job_ref,
-            )
-            await self._db.execute_many(
-                "UPDATE outbox SET state = 'pending', attempts = 0, next_attempt_at = ?,"
-                " last_error = NULL, updated_at = ? WHERE message_id = ? AND state = 'dead'",
-                [(now, now, task_message_id(job_ref, p)) for p in peers],
-            )
-            # Cases reopen from scratch when it ends again (they are deduplicated), so the
-            # matches of the parts that now run get theirs.
-            await self._db.execute(
-                "UPDATE match_jobs SET state = 'running', ended_reason = NULL,"
-                " completed_at = NULL, cases_opened = 0 WHERE job_ref = ?",
-                job_ref,
-            )
+            peers = await self._store.task_peers(job_ref, "failed")
+            await self._store.restart(job_ref, now, [task_message_id(job_ref, p) for p in peers])
         log.info("match job %s retried by the operator (%d parts)", job_ref.hex()[:8], len(peers))
         return peers
 
     async def counts(self) -> dict[str, int]:
-        rows = await self._db.fetch_all(
-            "SELECT state, COUNT(*) AS n FROM match_jobs GROUP BY state"
-        )
         out = {s: 0 for s in ("running", *ENDED)}
-        out.update({r["state"]: int(r["n"]) for r in rows})
+        out.update(await self._store.counts())
         return out
 
     async def _state(self, job_ref: bytes) -> str:
-        state = await self._db.fetch_value(
-            "SELECT state FROM match_jobs WHERE job_ref = ?", job_ref
-        )
+        state = await self._store.job_state(job_ref)
         if state is None:
-            raise JobStateError("unknown-item", "no such job")
-        return str(state)
+            raise JobStateError("no such job", code="unknown-item")
+        return state

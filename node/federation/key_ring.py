@@ -150,7 +150,7 @@ class VoprfKeyRing:
                 total = self.lifetime.admit(used, n)
             except KeyExhausted as exc:
                 self.metrics.inc("voprf_key_cap_refusals_total")
-                raise NodeError("not-allowed", str(exc)) from exc
+                raise NodeError(str(exc), code="not-allowed") from exc
             await self.db.execute(
                 "UPDATE voprf_key_usage SET evaluations = ? WHERE key_id = ?", total, key_id
             )

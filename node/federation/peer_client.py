@@ -14,7 +14,7 @@ import aiohttp
 from blindmatch.crypto.signing import SigningKey
 from blindmatch.node.clock import Clock
 from blindmatch.node.config import ConfigError, require_tls_unless_loopback
-from blindmatch.node.errors import CodedError
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.node.http_limits import read_limited
 from blindmatch.node.metrics import Metrics
 from blindmatch.protocol import envelope, uploaders
@@ -32,7 +32,7 @@ REPLY_TYPES = {
 MAX_REPLY_BYTES = 16 * 1024 * 1024
 
 
-class PeerError(CodedError):
+class PeerError(BlindmatchError):
     """The peer did not give a valid answer; ``code`` says why (its own error code if it sent
     a signed refusal)."""
 
@@ -108,7 +108,7 @@ class PeerClient:
         try:
             require_tls_unless_loopback(peer.endpoint, f"endpoint of {peer.node_id}")
         except ConfigError as exc:
-            raise PeerError("not-allowed", str(exc)) from exc
+            raise PeerError(str(exc), code="not-allowed") from exc
         await self.start()
         assert self.session is not None
         data, nonce = self.seal(message_type, body)
@@ -123,12 +123,15 @@ class PeerClient:
                 if 300 <= resp.status < 400:
                     self._failed(peer, "not-allowed")
                     raise PeerError(
-                        "not-allowed", f"{peer.node_id} answered with a redirect (not followed)"
+                        f"{peer.node_id} answered with a redirect (not followed)",
+                        code="not-allowed",
                     )
                 reply = await read_limited(resp.content, MAX_REPLY_BYTES)
         except (aiohttp.ClientError, TimeoutError) as exc:
             self._failed(peer, "unreachable")
-            raise PeerError("unreachable", f"{peer.node_id}: {exc.__class__.__name__}") from exc
+            raise PeerError(
+                f"{peer.node_id}: {exc.__class__.__name__}", code="unreachable"
+            ) from exc
         self.metrics.observe(
             "peer_request_seconds",
             time.perf_counter() - started,
@@ -141,7 +144,7 @@ class PeerClient:
         self.metrics.inc("peer_bytes_received_total", len(reply), labels={"peer": peer.node_id})
         if len(reply) > MAX_REPLY_BYTES:
             self._failed(peer, "bad-envelope")
-            raise PeerError("bad-envelope", f"{peer.node_id}: reply too large")
+            raise PeerError(f"{peer.node_id}: reply too large", code="bad-envelope")
         try:
             env = envelope.open_envelope(
                 reply,
@@ -152,16 +155,20 @@ class PeerClient:
             )
         except envelope.EnvelopeError as exc:
             self._failed(peer, exc.code)
-            raise PeerError(exc.code, f"reply from {peer.node_id}: {exc.detail}") from exc
+            raise PeerError(f"reply from {peer.node_id}: {exc.detail}", code=exc.code) from exc
         if env.type == "error":
             if env.body.get("in_reply_to") not in (None, nonce):
                 self._failed(peer, "bad-body")
-                raise PeerError("bad-body", "refusal for another request")
+                raise PeerError("refusal for another request", code="bad-body")
             self._failed(peer, str(env.body["code"]))
-            raise PeerError(env.body["code"], env.body["message"], env.body.get("retry_after_ms"))
+            raise PeerError(
+                env.body["message"],
+                code=env.body["code"],
+                retry_after_ms=env.body.get("retry_after_ms"),
+            )
         if env.body.get("re") != nonce:
             self._failed(peer, "bad-body")
-            raise PeerError("bad-body", f"reply from {peer.node_id} answers another request")
+            raise PeerError(f"reply from {peer.node_id} answers another request", code="bad-body")
         self.metrics.inc(
             "peer_call_seconds_total", time.perf_counter() - started, labels={"type": message_type}
         )

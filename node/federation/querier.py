@@ -102,9 +102,9 @@ class Querier:
                 if q.float_vector is not None:
                     check_float_vector(q.float_vector)
             except HashFormatError as exc:
-                raise NodeError("bad-body", f"queries[{i}]: {exc}") from None
+                raise NodeError(f"queries[{i}]: {exc}", code="bad-body") from None
             if not isinstance(q.variant, str) or len(q.variant.encode()) > 256:
-                raise NodeError("bad-body", f"queries[{i}]: a variant is text of <= 256 bytes")
+                raise NodeError(f"queries[{i}]: a variant is text of <= 256 bytes", code="bad-body")
         job_ref = os.urandom(16)
         holders = self.replication.holders()
         now = self.clock.now()
@@ -129,7 +129,7 @@ class Querier:
     async def job_queries(self, job_ref: bytes) -> list[matching.QueryHash]:
         queries = await self.jobs.queries(job_ref)
         if queries is None:
-            raise NodeError("unknown-item", "no such job")
+            raise NodeError("no such job", code="unknown-item")
         return queries
 
     def _encryptions_for(self, job_ref: bytes) -> matching.EncryptionCache:
@@ -145,7 +145,7 @@ class Querier:
     async def run_task(self, job_ref: bytes, peer: Member) -> list[matching.Confirmation]:
         """One job against one holder: VOPRF round, candidates, private confirmation."""
         if peer.voprf_key is None:
-            raise NodeError("not-allowed", f"{peer.node_id} holds no index")
+            raise NodeError(f"{peer.node_id} holds no index", code="not-allowed")
         stored = await self.replication.stored_cursor(peer.node_id)
         if stored == 0:
             await self.replication.sync_peer(peer)  # first contact: fetch the index first
@@ -158,7 +158,7 @@ class Querier:
         for i, q in enumerate(job_queries):
             if q.float_vector is not None and not np.isfinite(q.float_vector).all():
                 # Stored before submit checked it: no attempt can ever run this job.
-                raise NodeError("bad-body", f"query {i} has a float vector that is not finite")
+                raise NodeError(f"query {i} has a float vector that is not finite", code="bad-body")
         # A signal type banked by one role only (tiles: hubs, specs/derivatives.md 5.1) is
         # asked of that role only.
         wanted = [i for i, q in enumerate(job_queries) if signals.asked_of(q, peer.roles)]
@@ -174,10 +174,10 @@ class Querier:
         try:
             await asyncio.to_thread(ex.on_evaluated, reply.body, reader)
         except matching.ExchangeError as exc:
-            raise PeerError(exc.code, str(exc)) from exc
+            raise PeerError(str(exc), code=exc.code) from exc
         ran_at = replica.cursor if reader.cursor is None else reader.cursor
         if ran_at < stored:  # the replica was replaced (key change) while this task ran
-            raise NodeError("replica-behind", "the peer's replica moved back during the task")
+            raise NodeError("the peer's replica moved back during the task", code="replica-behind")
         cache = self._encryptions_for(job_ref)
         # A job's peers run concurrently; its query hashes are encrypted once, under this lock.
         lock = self._job_locks.setdefault(job_ref, asyncio.Lock())
@@ -192,7 +192,7 @@ class Querier:
                 try:
                     await asyncio.to_thread(ex.on_answer, req, answer.body, cache)
                 except matching.ExchangeError as exc:
-                    raise PeerError(exc.code, str(exc)) from exc
+                    raise PeerError(str(exc), code=exc.code) from exc
         sent, received = self.client.bytes_with(peer.node_id)
         sent, received = sent - sent_before, received - received_before
         await self._record(job_ref, peer, ex, wanted, sent, received, ran_at)
@@ -259,7 +259,7 @@ class Querier:
     async def job_status(self, job_ref: bytes) -> JobStatus:
         job = await self.jobs.job(job_ref)
         if job is None:
-            raise NodeError("unknown-item", "no such job")
+            raise NodeError("no such job", code="unknown-item")
         return JobStatus(
             job_ref=job_ref,
             peers_total=int(job["peers_total"]),
@@ -280,7 +280,7 @@ class Querier:
         try:
             await self.ledger.cancel(job_ref, reason, self.clock.now())
         except JobStateError as exc:
-            raise NodeError(exc.code, exc.detail) from None
+            raise NodeError(exc.detail, code=exc.code) from None
         self.wake.set()
 
     async def retry_job(self, job_ref: bytes) -> list[str]:
@@ -288,7 +288,7 @@ class Querier:
         try:
             peers = await self.ledger.retry(job_ref, self.clock.now())
         except JobStateError as exc:
-            raise NodeError(exc.code, exc.detail) from None
+            raise NodeError(exc.detail, code=exc.code) from None
         self.wake.set()
         return peers
 

@@ -232,7 +232,7 @@ class Replicator:
                 if pull.over_cap is not None:
                     await self._cut_off(peer.node_id, pull.over_cap, feed)
                     break
-                raise PeerError(exc.code, exc.message) from exc
+                raise PeerError(exc.message, code=exc.code) from exc
             if not page.entries:
                 break
             entries = [

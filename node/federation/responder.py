@@ -27,6 +27,7 @@ from blindmatch.node.federation.uploader_signals import UploaderSignals
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.signals.base import bands as band_bounds
 from blindmatch.node.storage import Database, FeedLog
+from blindmatch.node.storage.published_index import PublishedIndexStore
 from blindmatch.protocol import feedback as fb
 from blindmatch.protocol import index, matching
 from blindmatch.protocol.roster import Member
@@ -53,8 +54,10 @@ class PeerResponder:
         clock: Clock,
         release_bands: Sequence[int],
         uploaders: UploaderSignals | None = None,
+        published: PublishedIndexStore | None = None,
     ) -> None:
         self.db = db
+        self.published = published or PublishedIndexStore(db)
         self.uploaders = uploaders
         self.admission = admission
         self.feeds = feeds
@@ -74,7 +77,7 @@ class PeerResponder:
         if key is None and await self.ring.refresh():  # another process of ours rotated
             key = self.ring.answering(key_id, self.clock.now())
         if key is None:
-            raise NodeError("not-allowed", "unknown or retired VOPRF key id")
+            raise NodeError("unknown or retired VOPRF key id", code="not-allowed")
         self.admission.refuse_early(peer, "evaluations")
         n = len(body["elements"])
         # Counted against the key's lifetime first (refused whole past its cap, spec 8.2),
@@ -93,7 +96,7 @@ class PeerResponder:
                 return await oprf_workers.run(matching.answer_evaluate, key, key_id, body)
             return await asyncio.to_thread(matching.answer_evaluate, key, key_id, body)
         except matching.ExchangeError as exc:
-            raise NodeError(exc.code, str(exc)) from exc
+            raise NodeError(str(exc), code=exc.code) from exc
 
     async def resolve_candidates(
         self, candidates: Sequence[bytes]
@@ -113,16 +116,8 @@ class PeerResponder:
             named[c] = None
             for key_id, ref_key in ref_keys.items():
                 tag, prefix = index.resolve_candidate(ref_key, key_id, c)
-                rows = await self.db.fetch_all(
-                    "SELECT item_ref, entries FROM index_publications"
-                    " WHERE item_ref >= ? AND item_ref <= ? AND key_id = ?",
-                    prefix + bytes(8), prefix + b"\xff" * 8, key_id,
-                )  # fmt: skip
-                found = [
-                    bytes(r["item_ref"])
-                    for r in rows
-                    if tag in index.entry_tags(bytes(r["entries"]))
-                ]
+                rows = await self.published.with_prefix(prefix, key_id)
+                found = [ref for ref, entries in rows.items() if tag in index.entry_tags(entries)]
                 if found:
                     named[c] = found[0]
                     break
@@ -218,7 +213,7 @@ class PeerResponder:
         try:
             seq = await self.decisions.accept_feedback(peer.node_id, body["record"])
         except DecisionError as exc:
-            raise NodeError(exc.code, exc.detail) from exc
+            raise NodeError(exc.detail, code=exc.code) from exc
         return {"seq": seq}
 
     async def feed_pull(
@@ -230,7 +225,7 @@ class PeerResponder:
             and self.uploaders.may_pull(peer)
         )
         if body["feed"] not in FEEDS and not uploaders_feed:
-            raise NodeError("not-allowed", f"no feed named {body['feed']} for {peer.node_id}")
+            raise NodeError(f"no feed named {body['feed']} for {peer.node_id}", code="not-allowed")
         entries = await self.feeds.read(body["feed"], body["after"], body["limit"])
         head = await self.feeds.head(body["feed"])
         # A page stops at a byte budget (always at least one entry), so a backlog of large

@@ -37,10 +37,10 @@ if TYPE_CHECKING:
     from blindmatch.node.keys import NodeKeys
     from blindmatch.node.metrics import Metrics
     from blindmatch.node.storage.budget import BudgetLedger
-    from blindmatch.node.storage.database import Database
     from blindmatch.node.storage.feeds import FeedLog
     from blindmatch.node.storage.outbox import Outbox
     from blindmatch.node.storage.replicas import ReplicaStore
+    from blindmatch.node.storage.uploaders import UploaderStore
     from blindmatch.node.translog.hooks import TrafficCounts
     from blindmatch.node.translog.log import TransparencyLog
     from blindmatch.protocol.roster import Roster
@@ -56,6 +56,8 @@ REQUEST_TYPES = tuple(up.REPLY_TYPES)
 class UploaderSignalError(NodeError):
     """A refusal of an uploader-signal request, reported to the peer like any other."""
 
+    code = "not-allowed"  # its usual refusal; others name theirs
+
 
 @dataclass(frozen=True)
 class Change:
@@ -68,7 +70,7 @@ class Change:
 class UploaderSignals:
     def __init__(
         self,
-        db: Database,
+        store: UploaderStore,
         *,
         node_id: str,
         roster: Callable[[], Roster],  # the roster in force (a node may adopt a newer one)
@@ -84,7 +86,7 @@ class UploaderSignals:
         clock: Clock,
         refresh_feedback: Callable[[Member], Awaitable[Any]],
     ) -> None:
-        self.db, self.node_id, self._roster, self.keys = db, node_id, roster, keys
+        self.store, self.node_id, self._roster, self.keys = store, node_id, roster, keys
         self.feeds, self.replicas, self.client, self.outbox = feeds, replicas, client, outbox
         self.budgets, self.traffic, self.translog = budgets, traffic, translog
         self.metrics, self.clock = metrics, clock
@@ -113,9 +115,7 @@ class UploaderSignals:
 
     def _require(self, peer: Member, *caps: str) -> None:
         if not any(c in peer.capabilities for c in caps):
-            raise UploaderSignalError(
-                "not-allowed", f"{peer.node_id} has no {' or '.join(caps)} capability"
-            )
+            raise UploaderSignalError(f"{peer.node_id} has no {' or '.join(caps)} capability")
 
     async def _charge(self, peer: Member, key: str, n: int, per_day: int) -> None:
         now = self.now()
@@ -127,8 +127,8 @@ class UploaderSignals:
                 "budget_refusals_total", labels={"peer": peer.node_id, "what": "uploader"}
             )
             raise UploaderSignalError(
-                "budget-exhausted",
                 f"uploader-signal budget for {peer.node_id} is used up today",
+                code="budget-exhausted",
                 retry_after_ms=(86_400 - now % 86_400) * 1000,
             )
 
@@ -142,51 +142,32 @@ class UploaderSignals:
         them during the candidate window."""
         if self.keys.uploader is None:
             return
-        now = self.now()
-        await self.db.execute_many(
-            "INSERT INTO uploader_candidates (peer_id, item_ref, at) VALUES (?, ?, ?)"
-            " ON CONFLICT (peer_id, item_ref) DO UPDATE SET at = excluded.at",
-            [(peer_id, ref, now) for ref in items],
-        )
+        await self.store.note_candidates(peer_id, items, self.now())
 
     async def _picture_of_own_item(self, item_ref: bytes) -> bytes | None:
-        now = self.now()
-        row = await self.db.fetch_one(
-            "SELECT s.grp FROM bank_items i JOIN banks b ON b.id = i.bank_id"
-            " LEFT JOIN protected_sources s ON s.source_id = i.id WHERE i.item_ref = ?"
-            " AND i.withdrawn_at IS NULL AND (i.expires_at IS NULL OR i.expires_at > ?)"
-            " AND b.enabled = 1",
-            item_ref, now,
-        )  # fmt: skip
+        row = await self.store.live_item(item_ref, self.now())
         if row is not None:
             return bytes(row["grp"]) if row["grp"] is not None else item_ref
-        tile = await self.db.fetch_one(
-            "SELECT s.grp FROM source_tiles t JOIN protected_sources s ON s.source_id ="
-            " t.source_id JOIN bank_items i ON i.id = t.source_id WHERE t.item_ref = ?"
-            " AND i.withdrawn_at IS NULL",
-            item_ref,
-        )
-        return bytes(tile["grp"]) if tile is not None else None
+        return await self.store.tile_group(item_ref)
 
     async def answer_evaluate(
         self, peer: Member, body: dict[str, Any], pending: Any = None
     ) -> dict[str, Any]:
         key = self.keys.uploader
         if key is None or body["key_id"] != voprf_key_id(key.pk):
-            raise UploaderSignalError("not-allowed", "no uploader key with that id here")
+            raise UploaderSignalError("no uploader key with that id here")
         self._require(peer, up.CAP_READ, up.CAP_PUBLISH)
         picture = await self._picture_of_own_item(body["item"])
         if picture is None:
-            raise UploaderSignalError("unknown-item", "no such live item here")
+            raise UploaderSignalError("no such live item here", code="unknown-item")
         if picture != body["picture"]:
-            raise UploaderSignalError("bad-body", "picture is not the item's picture reference")
-        seen = await self.db.fetch_value(
-            "SELECT at FROM uploader_candidates WHERE peer_id = ? AND item_ref = ?",
-            peer.node_id, body["item"],
-        )  # fmt: skip
-        if seen is None or int(seen) < self.now() - up.CANDIDATE_WINDOW_MS // 1000:
             raise UploaderSignalError(
-                "not-allowed", "uploaders are looked up only for a recent candidate of the item"
+                "picture is not the item's picture reference", code="bad-body"
+            )
+        seen = await self.store.candidate_at(peer.node_id, body["item"])
+        if seen is None or seen < self.now() - up.CANDIDATE_WINDOW_MS // 1000:
+            raise UploaderSignalError(
+                "uploaders are looked up only for a recent candidate of the item",
             )
         n = len(body["elements"])
         await self._charge(
@@ -201,7 +182,7 @@ class UploaderSignals:
                 key, self.node_id, picture, list(body["elements"])
             )
         except up.UploaderError as exc:
-            raise UploaderSignalError("bad-body", str(exc)) from exc
+            raise UploaderSignalError(str(exc), code="bad-body") from exc
         await self._count(peer.node_id, "uploader-holder", "received", n)
         return {"key_id": body["key_id"], "elements": evaluated, "proof": proof}
 
@@ -212,7 +193,7 @@ class UploaderSignals:
     ) -> dict[str, Any]:
         key = self.keys.keeper
         if key is None or body["key_id"] != voprf_key_id(key.pk):
-            raise UploaderSignalError("not-allowed", "this node keeps no uploader signals")
+            raise UploaderSignalError("this node keeps no uploader signals")
         self._require(peer, up.CAP_READ, up.CAP_PUBLISH)
         n = len(body["elements"])
         await self._charge(
@@ -225,23 +206,19 @@ class UploaderSignals:
     def _keeper_key_id(self) -> bytes:
         key = self.keys.keeper
         if key is None:
-            raise UploaderSignalError("not-allowed", "this node keeps no uploader signals")
+            raise UploaderSignalError("this node keeps no uploader signals")
         return voprf_key_id(key.pk)
 
     async def _confirm_ok(self, peer: Member, body: dict[str, Any]) -> bool:
-        row = await self.db.fetch_one(
-            "SELECT at_ms FROM feedback_records WHERE record_id = ? AND origin = ? AND holder = ?"
-            " AND item_ref = ? AND opinion = 'confirm'",
-            body["confirm"], peer.node_id, body["holder"], body["item"],
-        )  # fmt: skip
-        if row is None:
+        at_ms = await self.store.confirm_at(
+            body["confirm"], peer.node_id, body["holder"], body["item"]
+        )
+        if at_ms is None:
             return False
-        retracted = await self.db.fetch_value(
-            "SELECT COUNT(*) FROM feedback_records WHERE origin = ? AND opinion = 'retract'"
-            " AND holder = ? AND item_ref = ? AND at_ms >= ?",
-            peer.node_id, body["holder"], body["item"], int(row["at_ms"]),
-        )  # fmt: skip
-        fresh = int(row["at_ms"]) >= self.now() * 1000 - up.CONFIRM_WINDOW_MS
+        retracted = await self.store.retracted_since(
+            peer.node_id, body["holder"], body["item"], at_ms
+        )
+        fresh = at_ms >= self.now() * 1000 - up.CONFIRM_WINDOW_MS
         return fresh and not retracted
 
     async def accept_publish(
@@ -250,17 +227,15 @@ class UploaderSignals:
         key_id = self._keeper_key_id()
         self._require(peer, up.CAP_PUBLISH)
         if body["key_id"] != key_id:
-            raise UploaderSignalError("not-allowed", "tags under another keeper key")
-        known = await self.db.fetch_one(
-            "SELECT origin FROM uploader_publications WHERE publication = ?", body["publication"]
-        )
+            raise UploaderSignalError("tags under another keeper key")
+        known = await self.store.publication(body["publication"])
         if known is not None:
             if known["origin"] != peer.node_id:
-                raise UploaderSignalError("not-allowed", "another member's publication id")
+                raise UploaderSignalError("another member's publication id")
             return {"publication": body["publication"], "seq": await self.feeds.head(FEED)}
         holder = self.roster.member(body["holder"])
         if holder is None or holder.uploader_key is None:
-            raise UploaderSignalError("not-allowed", "the item's holder keeps no uploader key")
+            raise UploaderSignalError("the item's holder keeps no uploader key")
         if not await self._confirm_ok(peer, body):
             from blindmatch.node.federation.peer_client import PeerError
 
@@ -270,24 +245,19 @@ class UploaderSignals:
                 log.info("could not pull %s's feedback feed: %s", holder.node_id, exc.code)
             if not await self._confirm_ok(peer, body):
                 raise UploaderSignalError(
-                    "not-allowed", "no recent confirm record by the publisher about this item"
+                    "no recent confirm record by the publisher about this item"
                 )
         now_ms = self.now() * 1000
         try:
             expires = up.expiry_for(body.get("expires_ms"), now_ms)
         except up.UploaderError as exc:
-            raise UploaderSignalError("bad-body", str(exc)) from exc
+            raise UploaderSignalError(str(exc), code="bad-body") from exc
         tags = sorted(set(body["tags"]))
-        async with self.db.transaction():
-            used = await self.db.fetch_value(
-                "SELECT COUNT(*) FROM uploader_publications WHERE confirm = ?", body["confirm"]
-            )
-            if used:
-                raise UploaderSignalError("not-allowed", "that confirm record backs a publication")
+        async with self.store.transaction():
+            if await self.store.confirm_used(body["confirm"]):
+                raise UploaderSignalError("that confirm record backs a publication")
             live = await self._live_tags(now_ms)
-            await self.db.execute(
-                "INSERT INTO uploader_publications (publication, origin, holder, item_ref,"
-                " confirm, tags, expires_ms, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            await self.store.add_publication(
                 body["publication"], peer.node_id, body["holder"], body["item"],
                 body["confirm"], b"".join(tags), expires, self.now(),
             )  # fmt: skip
@@ -302,11 +272,7 @@ class UploaderSignals:
     async def _publications(
         self, now_ms: int, exclude: bytes | None = None
     ) -> list[up.Publication]:
-        rows = await self.db.fetch_all(
-            "SELECT publication, origin, tags, expires_ms FROM uploader_publications"
-            " WHERE withdrawn_at IS NULL AND expires_ms > ?",
-            now_ms,
-        )
+        rows = await self.store.live_publications(now_ms)
         return [
             up.Publication(
                 bytes(r["publication"]), r["origin"], _split(bytes(r["tags"])), int(r["expires_ms"])
@@ -324,10 +290,7 @@ class UploaderSignals:
             int(row["expires_ms"]),
         )  # fmt: skip
         remaining = await self._publications(now_ms, exclude=gone.id)
-        await self.db.execute(
-            "UPDATE uploader_publications SET withdrawn_at = ? WHERE publication = ?",
-            self.now(), gone.id,
-        )  # fmt: skip
+        await self.store.mark_withdrawn(gone.id, self.now())
         remove = up.tags_to_remove(gone, remaining, now_ms)
         if remove:
             kind, payload = up.remove_entry(self._keeper_key_id(), remove)
@@ -338,15 +301,13 @@ class UploaderSignals:
         self, peer: Member, body: dict[str, Any], pending: Any = None
     ) -> dict[str, Any]:
         self._keeper_key_id()
-        row = await self.db.fetch_one(
-            "SELECT * FROM uploader_publications WHERE publication = ?", body["publication"]
-        )
+        row = await self.store.publication(body["publication"])
         if row is None:
-            raise UploaderSignalError("unknown-item", "no such publication")
+            raise UploaderSignalError("no such publication", code="unknown-item")
         if row["origin"] != peer.node_id:
-            raise UploaderSignalError("not-allowed", "only its publisher withdraws a publication")
+            raise UploaderSignalError("only its publisher withdraws a publication")
         if row["withdrawn_at"] is None:
-            async with self.db.transaction():
+            async with self.store.transaction():
                 await self._take_down(row, self.now() * 1000, "withdraw")
         return {"publication": body["publication"], "seq": await self.feeds.head(FEED)}
 
@@ -355,12 +316,9 @@ class UploaderSignals:
         if self.keys.keeper is None:
             return 0
         now_ms = self.now() * 1000
-        rows = await self.db.fetch_all(
-            "SELECT * FROM uploader_publications WHERE withdrawn_at IS NULL AND expires_ms <= ?",
-            now_ms,
-        )
+        rows = await self.store.expired_publications(now_ms)
         for row in rows:
-            async with self.db.transaction():
+            async with self.store.transaction():
                 await self._take_down(row, now_ms, "expire")
         return len(rows)
 
@@ -429,24 +387,14 @@ class UploaderSignals:
         if keeper is None or not tags:
             return False
         now_ms = self.now() * 1000
-        mine = await self._own_published_tags()
+        mine = await self.store.own_published_tags()
         for t in tags:
             if t in mine:
                 continue
-            exp = await self.db.fetch_value(
-                "SELECT expires_ms FROM uploader_signals WHERE keeper = ? AND tag = ?",
-                keeper.node_id, t,
-            )  # fmt: skip
-            if exp is not None and int(exp) > now_ms:
+            exp = await self.store.signal_expiry(keeper.node_id, t)
+            if exp is not None and exp > now_ms:
                 return True
         return False
-
-    async def _own_published_tags(self) -> set[bytes]:
-        rows = await self.db.fetch_all(
-            "SELECT t.tag FROM case_uploader_tags t JOIN uploader_publications_out p"
-            " ON p.case_ref = t.case_ref WHERE p.state = 'published'"
-        )
-        return {bytes(r["tag"]) for r in rows}
 
     async def pull(self, max_pages: int = 100) -> Change:
         """Reader: pull the keeper's feed and apply it; returns the tags that changed."""
@@ -465,7 +413,7 @@ class UploaderSignals:
             entries = body["entries"]
             seqs = [e["seq"] for e in entries]
             if body["feed"] != FEED or seqs != sorted(set(seqs)) or (seqs and seqs[0] <= cursor):
-                raise UploaderSignalError("bad-body", "uploaders feed page out of order")
+                raise UploaderSignalError("uploaders feed page out of order", code="bad-body")
             if not entries:
                 break
             from blindmatch.node.storage.feeds import FeedEntry
@@ -473,7 +421,7 @@ class UploaderSignals:
             stored = [
                 FeedEntry(FEED, e["seq"], e["id"], e["kind"], e["payload"], 0) for e in entries
             ]
-            async with self.db.transaction():
+            async with self.store.transaction():
                 await self.replicas.store_pulled(keeper.node_id, FEED, stored, seqs[-1], self.now())
                 for e in entries:
                     try:
@@ -485,21 +433,11 @@ class UploaderSignals:
                         continue
                     for t in parsed["tags"]:
                         if e["kind"] == up.ADD:
-                            await self.db.execute(
-                                "INSERT INTO uploader_signals (keeper, tag, expires_ms)"
-                                " VALUES (?, ?, ?) ON CONFLICT (keeper, tag) DO UPDATE SET"
-                                " expires_ms = CASE WHEN excluded.expires_ms >"
-                                " uploader_signals.expires_ms THEN excluded.expires_ms ELSE"
-                                " uploader_signals.expires_ms END",
-                                keeper.node_id, t, parsed["expires_ms"],
-                            )  # fmt: skip
+                            await self.store.add_signal(keeper.node_id, t, parsed["expires_ms"])
                             added.add(t)
                             removed.discard(t)
                         else:
-                            await self.db.execute(
-                                "DELETE FROM uploader_signals WHERE keeper = ? AND tag = ?",
-                                keeper.node_id, t,
-                            )  # fmt: skip
+                            await self.store.remove_signal(keeper.node_id, t)
                             removed.add(t)
                             added.discard(t)
             if seqs[-1] >= body["head"]:
@@ -509,17 +447,10 @@ class UploaderSignals:
     # --- publisher ----------------------------------------------------------------------------
 
     async def remember_tags(self, case_ref: bytes, holder: str, tags: Sequence[bytes]) -> None:
-        await self.db.execute_many(
-            "INSERT INTO case_uploader_tags (case_ref, tag, holder) VALUES (?, ?, ?)"
-            " ON CONFLICT (case_ref, tag) DO NOTHING",
-            [(case_ref, t, holder) for t in tags],
-        )
+        await self.store.remember_tags(case_ref, holder, tags)
 
     async def case_tags(self, case_ref: bytes) -> list[bytes]:
-        rows = await self.db.fetch_all(
-            "SELECT tag FROM case_uploader_tags WHERE case_ref = ? ORDER BY tag", case_ref
-        )
-        return [bytes(r["tag"]) for r in rows]
+        return await self.store.case_tags(case_ref)
 
     async def publish(self, case_ref: bytes, holder: str, item_ref: bytes, confirm: bytes) -> bool:
         """Queue the publication of a reviewer-actioned case's tags (delivered by the outbox)."""
@@ -533,11 +464,7 @@ class UploaderSignals:
             "holder": holder, "item": item_ref, "confirm": confirm,
             "tags": tags[: up.MAX_IDENTIFIERS],
         }  # fmt: skip
-        await self.db.execute(
-            "INSERT INTO uploader_publications_out (publication, case_ref, keeper, state, at)"
-            " VALUES (?, ?, ?, 'published', ?)",
-            publication, case_ref, keeper.node_id, self.now(),
-        )  # fmt: skip
+        await self.store.add_outgoing(publication, case_ref, keeper.node_id, self.now())
         await self.outbox.enqueue(
             publication, keeper.node_id, PUBLISH_KIND, _pack(body), self.now()
         )
@@ -546,18 +473,10 @@ class UploaderSignals:
 
     async def withdraw_case(self, case_ref: bytes) -> int:
         """Queue the withdrawal of the case's publications (an upheld appeal, a reversal)."""
-        rows = await self.db.fetch_all(
-            "SELECT publication, keeper FROM uploader_publications_out WHERE case_ref = ?"
-            " AND state = 'published'",
-            case_ref,
-        )
+        rows = await self.store.outgoing_published(case_ref)
         for r in rows:
             pub = bytes(r["publication"])
-            await self.db.execute(
-                "UPDATE uploader_publications_out SET state = 'withdrawn', at = ?"
-                " WHERE publication = ?",
-                self.now(), pub,
-            )  # fmt: skip
+            await self.store.mark_outgoing_withdrawn(pub, self.now())
             await self.outbox.enqueue(
                 pub + b"withdraw", r["keeper"], WITHDRAW_KIND, _pack({"publication": pub}),
                 self.now(),
@@ -569,7 +488,7 @@ class UploaderSignals:
         """Outbox delivery of a publish or withdraw message to the keeper."""
         keeper = self.roster.member(peer_id)
         if keeper is None:
-            raise UploaderSignalError("not-allowed", f"{peer_id} is no longer in the roster")
+            raise UploaderSignalError(f"{peer_id} is no longer in the roster")
         message = "uploader.publish" if kind == PUBLISH_KIND else "uploader.withdraw"
         await self.client.call(keeper, message, _unpack(payload))
 

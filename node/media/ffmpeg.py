@@ -44,9 +44,9 @@ def frame_size(path: Path) -> tuple[int, int]:
         ).stdout
         width, height = (int(x) for x in out.strip().split(",")[:2])
     except (subprocess.SubprocessError, ValueError, OSError):
-        raise MediaError("corrupt", "cannot read the video's frame size") from None
+        raise MediaError("cannot read the video's frame size", code="corrupt") from None
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
-        raise MediaError("too_large", f"frames larger than {MAX_SIDE} pixels a side")
+        raise MediaError(f"frames larger than {MAX_SIDE} pixels a side", code="too_large")
     return width, height
 
 

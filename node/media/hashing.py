@@ -20,7 +20,7 @@ import numpy as np
 import pdqhash
 from PIL import Image, UnidentifiedImageError
 
-from blindmatch.node.errors import CodedError
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.protocol.signals import (
     DIHEDRAL_NAMES,
     PDQ_QUALITY_THRESHOLD,
@@ -51,8 +51,8 @@ BORDER_MIN_FRACTION = 0.01
 BORDER_MAX_FRACTION = 0.45
 
 
-class MediaError(CodedError, ValueError):
-    """Media that cannot be hashed: ``MediaError(code, sentence)``; answers 400."""
+class MediaError(BlindmatchError, ValueError):
+    """Media that cannot be hashed: ``MediaError(sentence, code=...)``; answers 400."""
 
     status_hint = 400
 
@@ -134,54 +134,54 @@ def read_media(path: str | os.PathLike[str]) -> bytes:
     try:
         size = p.stat().st_size
     except OSError as exc:
-        raise MediaError("unreadable", f"cannot read {p.name}: {exc.strerror}") from None
+        raise MediaError(f"cannot read {p.name}: {exc.strerror}", code="unreadable") from None
     if not p.is_file():
-        raise MediaError("unreadable", f"{p.name} is not a regular file")
+        raise MediaError(f"{p.name} is not a regular file", code="unreadable")
     if size == 0:
-        raise MediaError("empty", f"{p.name} is empty (0 bytes)")
+        raise MediaError(f"{p.name} is empty (0 bytes)", code="empty")
     if size > MAX_FILE_BYTES:
-        raise MediaError("too_large", f"{p.name} is larger than {MAX_FILE_BYTES} bytes")
+        raise MediaError(f"{p.name} is larger than {MAX_FILE_BYTES} bytes", code="too_large")
     return p.read_bytes()
 
 
 def decode_image(data: bytes) -> Image.Image:
     """Decode and validate image bytes into an RGB Pillow image."""
     if not data:
-        raise MediaError("empty", "no data (0 bytes)")
+        raise MediaError("no data (0 bytes)", code="empty")
     if len(data) > MAX_FILE_BYTES:
-        raise MediaError("too_large", f"larger than {MAX_FILE_BYTES} bytes")
+        raise MediaError(f"larger than {MAX_FILE_BYTES} bytes", code="too_large")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data))
             fmt = image.format or "unknown"
             if fmt not in SUPPORTED_FORMATS:
-                raise MediaError("unsupported_format", f"unsupported image format {fmt}")
+                raise MediaError(f"unsupported image format {fmt}", code="unsupported_format")
             width, height = image.size
             # Refuse before decoding: a small file can claim an enormous canvas.
             if width * height > MAX_PIXELS:
                 raise MediaError(
-                    "decompression_bomb",
                     f"{width}x{height} exceeds the {MAX_PIXELS}-pixel limit",
+                    code="decompression_bomb",
                 )
             if min(width, height) < MIN_SIDE:
                 raise MediaError(
-                    "too_small", f"{width}x{height} is smaller than {MIN_SIDE}x{MIN_SIDE}"
+                    f"{width}x{height} is smaller than {MIN_SIDE}x{MIN_SIDE}", code="too_small"
                 )
             image.load()
             return image.convert("RGB")
     except MediaError:
         raise
     except UnidentifiedImageError:
-        raise MediaError("not_an_image", "not a recognised image") from None
+        raise MediaError("not a recognised image", code="not_an_image") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise MediaError("decompression_bomb", "image exceeds the pixel limit") from None
+        raise MediaError("image exceeds the pixel limit", code="decompression_bomb") from None
     except Exception as exc:
         # Pillow reports truncated and corrupt streams as OSError / SyntaxError, but a crafted
         # file reaches other paths too: a TIFF whose strip offset is a byte string raises
         # TypeError, an oversized one OverflowError (tests/data/fuzz/media/ keeps such files).
         # Whatever the decoder raises on these bytes, the file is what is wrong.
-        raise MediaError("corrupt", f"cannot decode image: {type(exc).__name__}") from None
+        raise MediaError(f"cannot decode image: {type(exc).__name__}", code="corrupt") from None
 
 
 def downscale(image: Image.Image) -> Image.Image:

@@ -48,13 +48,21 @@ class BudgetLedger:
         """:meth:`charge` as part of the caller's open transaction (one statement when it
         succeeds, no savepoint): a refusal undoes its own change before returning, so the rest
         of the caller's transaction, such as a request's nonce, still commits."""
+        return len(await self.charge_windows(peer_id, n, now, limits)) == 2
+
+    async def charge_windows(
+        self, peer_id: str, n: int, now: int, limits: BudgetLimits
+    ) -> dict[str, int]:
+        """:meth:`charge_in_transaction`, saying what its one statement found: each window whose
+        limit took the units, with the units it then held. Both windows: charged. Fewer: refused,
+        and a window that took them has given them back already."""
         check_text("peer_id", peer_id)
         check_int("n", n, 1)
         check_int("now", now)
         if not isinstance(limits, BudgetLimits):
             raise StorageValueError("limits must be a BudgetLimits")
         if n > limits.per_hour or n > limits.per_day:
-            return False
+            return {}
         hour, day = window_start("hour", now), window_start("day", now)
         # Each window's row rises only if it stays within its limit; RETURNING names the rows
         # that did, so a partial charge (one window refused) is known without another read.
@@ -65,11 +73,12 @@ class BudgetLedger:
             " DO UPDATE SET used = budget_usage.used + excluded.used"
             " WHERE budget_usage.used + excluded.used <= CASE budget_usage.window_kind"
             " WHEN 'hour' THEN CAST(? AS BIGINT) ELSE CAST(? AS BIGINT) END"
-            " RETURNING window_kind",
+            " RETURNING window_kind, used",
             peer_id, hour, n, peer_id, day, n, limits.per_hour, limits.per_day,
         )  # fmt: skip
-        if len(rows) == 2:
-            return True
+        took = {row["window_kind"]: int(row["used"]) for row in rows}
+        if len(took) == 2:
+            return took
         for row in rows:  # undo the window that did accept, inside the same transaction
             kind = row["window_kind"]
             await self._db.execute(
@@ -82,7 +91,7 @@ class BudgetLedger:
                 " AND window_start = ? AND used = 0",
                 peer_id, kind, window_start(kind, now),
             )  # fmt: skip
-        return False
+        return took
 
     async def usage(self, peer_id: str, now: int) -> dict[str, int]:
         """Units spent in the current hour and day windows."""

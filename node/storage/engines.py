@@ -87,3 +87,16 @@ async def open_database(url: str, *, migrate_now: int | None = None) -> Database
             await db.close()
             raise
     return db
+
+
+async def drop_postgres_schemas(dsn: str, schemas: list[str]) -> None:
+    """Drop whole PostgreSQL schemas and everything in them (a throwaway federation's)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        for schema in schemas:
+            quoted = schema.replace('"', '""')
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{quoted}" CASCADE')
+    finally:
+        await conn.close()

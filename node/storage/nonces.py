@@ -35,6 +35,14 @@ class NonceStore:
         )
         return changed == 1
 
+    async def forget(self, sender_id: str, nonce: bytes) -> None:
+        """Give back a nonce a refusal must not use up (admission's decision says which)."""
+        check_text("sender_id", sender_id)
+        nonce = check_bytes("nonce", nonce, MAX_ID_BYTES)
+        await self._db.execute(
+            "DELETE FROM seen_nonces WHERE sender_id = ? AND nonce = ?", sender_id, nonce
+        )
+
     async def prune(self, now: int) -> int:
         """Forget nonces that have expired; return how many."""
         check_int("now", now)

@@ -214,6 +214,17 @@ class Outbox:
         row = await self._db.fetch_one("SELECT * FROM outbox WHERE message_id = ?", message_id)
         return None if row is None else _message(row)
 
+    async def pending_between(self, kind: str, low: bytes, high: bytes) -> int:
+        """Pending messages of ``kind`` whose ids are in ``[low, high)`` (ids that share a
+        prefix, such as a case's webhooks, form a key range)."""
+        check_text("kind", kind)
+        n = await self._db.fetch_value(
+            "SELECT COUNT(*) FROM outbox WHERE kind = ? AND state = 'pending'"
+            " AND message_id >= ? AND message_id < ?",
+            kind, low, high,
+        )  # fmt: skip
+        return int(n or 0)
+
     async def count(self, state: str = "pending") -> int:
         if state not in ("pending", "delivered", "dead"):
             raise StorageValueError(f"unknown outbox state {state!r}")

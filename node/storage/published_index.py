@@ -55,6 +55,16 @@ class PublishedIndexStore:
         rows = await self.db.fetch_all("SELECT DISTINCT key_id FROM index_publications")
         return [bytes(r["key_id"]) for r in rows]
 
+    async def with_prefix(self, prefix: bytes, key_id: bytes) -> dict[bytes, bytes]:
+        """The items published under ``key_id`` whose reference starts with the 8-byte
+        ``prefix`` (what a candidate names): item_ref -> packed entries."""
+        rows = await self.db.fetch_all(
+            "SELECT item_ref, entries FROM index_publications"
+            " WHERE item_ref >= ? AND item_ref <= ? AND key_id = ?",
+            prefix + bytes(8), prefix + b"\xff" * 8, key_id,
+        )  # fmt: skip
+        return {bytes(r["item_ref"]): bytes(r["entries"]) for r in rows}
+
     async def published(self, key_id: bytes) -> dict[bytes, bytes]:
         """Everything published under ``key_id``: item_ref -> packed entries."""
         rows = await self.db.fetch_all(

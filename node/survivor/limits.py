@@ -85,4 +85,6 @@ class SurvivorLimits:
 
 
 def _limited(message: str, wait_s: float) -> SurvivorError:
-    return SurvivorError("rate-limited", message, math.ceil(wait_s * 1000), status=429)
+    return SurvivorError(
+        message, code="rate-limited", retry_after_ms=math.ceil(wait_s * 1000), status_hint=429
+    )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from blindmatch.node.banks.validation import PDQ_QUALITY_THRESHOLD
-from blindmatch.node.errors import CodedError
+from blindmatch.node.errors import BlindmatchError
 from blindmatch.protocol import signal_types
 from blindmatch.protocol.derivative import PDQ_TILES_1, Cell, DerivativeError
 
@@ -38,14 +38,14 @@ _HEX32 = re.compile(r"[0-9a-f]{32}")
 _HEX = re.compile(r"(?:[0-9a-f]{2})+")
 
 
-class SurvivorError(CodedError):
-    """A request the page refuses: ``SurvivorError(code, sentence)``."""
+class SurvivorError(BlindmatchError):
+    """A request the page refuses: ``SurvivorError(sentence, code=...)``."""
 
 
 def _only_keys(body: dict[str, Any], allowed: set[str]) -> None:
     unknown = sorted(set(body) - allowed)
     if unknown:
-        raise SurvivorError("bad-request", f"unknown field(s): {', '.join(unknown[:5])}")
+        raise SurvivorError(f"unknown field(s): {', '.join(unknown[:5])}", code="bad-request")
 
 
 @dataclass(frozen=True)
@@ -75,13 +75,13 @@ def _quality(value: Any) -> bool:
 def parse_tiles(tiles: Any, where: str) -> tuple[SubmittedTile, ...]:
     """Validate the ``tiles`` of one protected photo (``where`` names it in errors)."""
     if not isinstance(tiles, list):
-        raise SurvivorError("bad-tiles", f"{where}.tiles must be a list")
+        raise SurvivorError(f"{where}.tiles must be a list", code="bad-tiles")
     if len(tiles) > MAX_TILES:
         raise SurvivorError(
-            "too-many-tiles",
             f"{where}.tiles has {len(tiles)} entries; a photo has at most {MAX_TILES}"
             f" ({TILE_SCHEME.name}: {len(TILE_SCHEME.cells)} cells x"
             f" {len(TILE_SCHEME.index_frames)} frames)",
+            code="too-many-tiles",
         )
     out: list[SubmittedTile] = []
     seen: set[tuple[str, int]] = set()
@@ -89,10 +89,10 @@ def parse_tiles(tiles: Any, where: str) -> tuple[SubmittedTile, ...]:
     for n, tile in enumerate(tiles):
         at = f"{where}.tiles[{n}]"
         if not isinstance(tile, dict):
-            raise SurvivorError("bad-tile", f"{at} must be an object")
+            raise SurvivorError(f"{at} must be an object", code="bad-tile")
         if set(tile) != _TILE_FIELDS:
             raise SurvivorError(
-                "bad-tile", f"{at} must have exactly the fields cell, frame, hash, quality"
+                f"{at} must have exactly the fields cell, frame, hash, quality", code="bad-tile"
             )
         label = tile["cell"]
         try:
@@ -102,28 +102,28 @@ def parse_tiles(tiles: Any, where: str) -> tuple[SubmittedTile, ...]:
         # Only the canonical label (Cell.parse also reads leading zeros, e.g. "g4c01r0").
         if cell is None or cell not in _TILE_CELLS or cell.label != label:
             raise SurvivorError(
-                "bad-tile-cell",
                 f"{at}.cell must be a cell of {TILE_SCHEME.name} (g4c0r0 .. g5c4r4)",
+                code="bad-tile-cell",
             )
         frame = tile["frame"]
         if isinstance(frame, bool) or not isinstance(frame, int) or not 0 <= frame < frames:
-            raise SurvivorError("bad-tile-frame", f"{at}.frame must be 0..{frames - 1}")
+            raise SurvivorError(f"{at}.frame must be 0..{frames - 1}", code="bad-tile-frame")
         value = tile["hash"]
         if not isinstance(value, str) or not _HEX64.fullmatch(value):
-            raise SurvivorError("bad-tile-hash", f"{at}.hash must be 64 hex characters")
+            raise SurvivorError(f"{at}.hash must be 64 hex characters", code="bad-tile-hash")
         quality = tile["quality"]
         if not _quality(quality):
-            raise SurvivorError("bad-tile-quality", f"{at}.quality must be 0..100")
+            raise SurvivorError(f"{at}.quality must be 0..100", code="bad-tile-quality")
         if not TILE_SCHEME.gate(quality):
             raise SurvivorError(
-                "low-quality-tile",
                 f"{at} is too plain to be used (quality {quality} < {TILE_SCHEME.min_quality});"
                 " leave such tiles out",
+                code="low-quality-tile",
             )
         key = (cell.label, frame)
         if key in seen:
             raise SurvivorError(
-                "duplicate-tile", f"{at} repeats cell {cell.label} of frame {frame}"
+                f"{at} repeats cell {cell.label} of frame {frame}", code="duplicate-tile"
             )
         seen.add(key)
         out.append(SubmittedTile(cell.label, frame, bytes.fromhex(value), quality))
@@ -135,56 +135,58 @@ def parse_submission(body: dict[str, Any]) -> tuple[list[Submitted], str]:
     first one's tiles are kept)."""
     _only_keys(body, {"hashes", "category", "consent"})
     if body.get("consent") is not True:
-        raise SurvivorError("consent-required", "consent must be true: nothing is kept without it")
+        raise SurvivorError(
+            "consent must be true: nothing is kept without it", code="consent-required"
+        )
     category = body.get("category")
     if not isinstance(category, str) or category not in CATEGORIES:
         raise SurvivorError(
-            "bad-category", f"category must be one of: {', '.join(sorted(CATEGORIES))}"
+            f"category must be one of: {', '.join(sorted(CATEGORIES))}", code="bad-category"
         )
     protected = category == PROTECTED_CATEGORY
     hashes = body.get("hashes")
     if not isinstance(hashes, list) or not hashes:
-        raise SurvivorError("bad-hashes", "hashes must be a non-empty list")
+        raise SurvivorError("hashes must be a non-empty list", code="bad-hashes")
     if len(hashes) > MAX_ITEMS:
-        raise SurvivorError("too-many", f"at most {MAX_ITEMS} hashes in one submission")
+        raise SurvivorError(f"at most {MAX_ITEMS} hashes in one submission", code="too-many")
     if protected and len(hashes) > MAX_PROTECTED_ITEMS:
         raise SurvivorError(
-            "too-many",
             f"at most {MAX_PROTECTED_ITEMS} photos to protect in one submission",
+            code="too-many",
         )
     allowed = {"signal_type", "hash", "quality"} | ({"tiles"} if protected else set())
     seen: dict[bytes, Submitted] = {}
     for n, entry in enumerate(hashes):
         if not isinstance(entry, dict):
-            raise SurvivorError("bad-hashes", f"hashes[{n}] must be an object")
+            raise SurvivorError(f"hashes[{n}] must be an object", code="bad-hashes")
         if "tiles" in entry and not protected:
             raise SurvivorError(
-                "tiles-not-allowed",
                 f"hashes[{n}].tiles is only accepted with category {PROTECTED_CATEGORY}",
+                code="tiles-not-allowed",
             )
         extra = set(entry) - allowed
         if extra:
-            raise SurvivorError("bad-hashes", f"hashes[{n}] has unknown fields")
+            raise SurvivorError(f"hashes[{n}] has unknown fields", code="bad-hashes")
         if entry.get("signal_type") != signal_types.PDQ.name:
-            raise SurvivorError("bad-signal", f"hashes[{n}].signal_type must be 'pdq'")
+            raise SurvivorError(f"hashes[{n}].signal_type must be 'pdq'", code="bad-signal")
         value = entry.get("hash")
         if not isinstance(value, str) or not _HEX64.fullmatch(value):
-            raise SurvivorError("bad-hash", f"hashes[{n}].hash must be 64 hex characters")
+            raise SurvivorError(f"hashes[{n}].hash must be 64 hex characters", code="bad-hash")
         quality = entry.get("quality")
         if not _quality(quality) or not isinstance(quality, int):
-            raise SurvivorError("bad-quality", f"hashes[{n}].quality must be 0..100")
+            raise SurvivorError(f"hashes[{n}].quality must be 0..100", code="bad-quality")
         if quality < PDQ_QUALITY_THRESHOLD:
             raise SurvivorError(
-                "low-quality",
                 f"hashes[{n}] comes from a picture too plain to fingerprint reliably"
                 f" (quality {quality} < {PDQ_QUALITY_THRESHOLD})",
-                status=400,  # this surface has always answered 400 here
+                code="low-quality",
+                status_hint=400,  # this surface has always answered 400 here
             )
         if protected and "tiles" not in entry:
             raise SurvivorError(
-                "tiles-required",
                 f"hashes[{n}].tiles is required with category {PROTECTED_CATEGORY}"
                 " (an empty list when no part of the photo is detailed enough)",
+                code="tiles-required",
             )
         tiles = parse_tiles(entry["tiles"], f"hashes[{n}]") if protected else ()
         seen.setdefault(bytes.fromhex(value), Submitted(bytes.fromhex(value), quality, tiles))
@@ -195,13 +197,15 @@ def parse_withdrawal(body: dict[str, Any]) -> tuple[list[bytes], bytes]:
     _only_keys(body, {"items", "secret"})
     items = body.get("items")
     if not isinstance(items, list) or not items:
-        raise SurvivorError("bad-items", "items must be a non-empty list")
+        raise SurvivorError("items must be a non-empty list", code="bad-items")
     if len(items) > MAX_ITEMS:
-        raise SurvivorError("too-many", f"at most {MAX_ITEMS} items in one withdrawal")
+        raise SurvivorError(f"at most {MAX_ITEMS} items in one withdrawal", code="too-many")
     refs: list[bytes] = []
     for n, ref in enumerate(items):
         if not isinstance(ref, str) or not _HEX32.fullmatch(ref):
-            raise SurvivorError("bad-items", f"items[{n}] must be 32 lower-case hex characters")
+            raise SurvivorError(
+                f"items[{n}] must be 32 lower-case hex characters", code="bad-items"
+            )
         if bytes.fromhex(ref) not in refs:
             refs.append(bytes.fromhex(ref))
     secret = body.get("secret")
@@ -211,6 +215,6 @@ def parse_withdrawal(body: dict[str, Any]) -> tuple[list[bytes], bytes]:
         or not _HEX.fullmatch(secret)
     ):
         raise SurvivorError(
-            "bad-secret", "secret must be the lower-case hex code from your receipt"
+            "secret must be the lower-case hex code from your receipt", code="bad-secret"
         )
     return refs, bytes.fromhex(secret)

@@ -180,7 +180,7 @@ def _error(exc: SurvivorError, headers: dict[str, str] | None = None) -> web.Res
 
 
 def _too_large(limit: int) -> SurvivorError:
-    return SurvivorError("too-large", f"the request is larger than {limit} bytes")
+    return SurvivorError(f"the request is larger than {limit} bytes", code="too-large")
 
 
 async def _read_json(request: web.Request, limit: int = MAX_BODY_BYTES) -> dict[str, Any]:
@@ -188,7 +188,7 @@ async def _read_json(request: web.Request, limit: int = MAX_BODY_BYTES) -> dict[
     ``MAX_BODY_BYTES`` unless its category is protected-source (whose tiles need more)."""
     ctype = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
     if ctype != "application/json":
-        raise SurvivorError("unsupported-media-type", "send the request as application/json")
+        raise SurvivorError("send the request as application/json", code="unsupported-media-type")
     if request.content_length is not None and request.content_length > limit:
         raise _too_large(limit)
     # StreamReader.read(n) returns what has arrived (up to n), so read until the end.
@@ -203,9 +203,9 @@ async def _read_json(request: web.Request, limit: int = MAX_BODY_BYTES) -> dict[
     try:
         body = json.loads(bytes(raw).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise SurvivorError("bad-json", "the request is not valid JSON") from None
+        raise SurvivorError("the request is not valid JSON", code="bad-json") from None
     if not isinstance(body, dict):
-        raise SurvivorError("bad-request", "the request must be a JSON object")
+        raise SurvivorError("the request must be a JSON object", code="bad-request")
     if len(raw) > MAX_BODY_BYTES and body.get("category") != PROTECTED_CATEGORY:
         raise _too_large(MAX_BODY_BYTES)
     return body
@@ -427,7 +427,7 @@ def build_survivor_routes(
         except SurvivorError as exc:
             return _error(exc)
         except BankValidationError as exc:
-            return _error(SurvivorError("bad-request", str(exc)))
+            return _error(SurvivorError(str(exc), code="bad-request"))
 
     @routes.post(PREFIX + "/v1/submit")
     async def submit(request: web.Request) -> web.Response:

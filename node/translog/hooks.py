@@ -20,8 +20,8 @@ from typing import Any
 
 from blindmatch.node.storage.database import Database
 from blindmatch.node.storage.feeds import FeedEntry
-from blindmatch.node.storage.migrations import ensure_transparency_tables
 from blindmatch.node.storage.node_state import NodeState
+from blindmatch.node.storage.translog import TranslogStore
 from blindmatch.node.translog.log import LOCK_NAME, TransparencyLog
 from blindmatch.protocol import canonical, index
 from blindmatch.protocol import roster as roster_mod
@@ -255,10 +255,10 @@ class TrafficCounts:
     asked.
     """
 
-    def __init__(self, db: Database, window_ms: int = HOUR_MS) -> None:
+    def __init__(self, store: TranslogStore, window_ms: int = HOUR_MS) -> None:
         if not 1 <= window_ms <= 2_678_400_000:
             raise ValueError("a window is 1 ms .. 31 days")
-        self.db = db
+        self.store = store
         self.window_ms = window_ms
 
     async def record(
@@ -266,30 +266,18 @@ class TrafficCounts:
     ) -> None:
         if counter not in COUNTERS or direction not in ("sent", "received"):
             raise ValueError(f"counter: {'|'.join(COUNTERS)}; direction: sent|received")
-        await ensure_transparency_tables(self.db)
+        await self.store.ensure()
         start = now_ms - now_ms % self.window_ms
-        await self.db.execute(
-            "INSERT INTO log_counters (peer_id, counter, direction, window_start_ms, window_ms,"
-            " messages, items) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (peer_id, counter,"
-            " direction, window_start_ms, window_ms) DO UPDATE SET"
-            " messages = log_counters.messages + excluded.messages,"
-            " items = log_counters.items + excluded.items",
-            peer, counter, direction, start, self.window_ms, messages, items,
-        )  # fmt: skip
+        await self.store.count(peer, counter, direction, start, self.window_ms, messages, items)
 
     async def flush(self, log: TransparencyLog, now_ms: int | None = None) -> int:
         """Append one counts entry per ended window (and delete its counters), atomically;
         returns the number of entries appended."""
-        await ensure_transparency_tables(self.db)
+        await self.store.ensure()
         now_ms = log.now_ms() if now_ms is None else now_ms
         appended = 0
-        async with self.db.transaction():
-            await self.db.lock(LOCK_NAME + ":counters")
-            rows = await self.db.fetch_all(
-                "SELECT * FROM log_counters WHERE window_start_ms + window_ms <= ?"
-                " ORDER BY window_start_ms, peer_id, counter, direction",
-                now_ms,
-            )
+        async with self.store.locked(LOCK_NAME + ":counters"):
+            rows = await self.store.ended_counters(now_ms)
             for r in rows:
                 common = {
                     "peer": r["peer_id"],
@@ -322,12 +310,7 @@ class TrafficCounts:
                         "candidates": items,
                     }
                 await log.append(entry)
-                await self.db.execute(
-                    "DELETE FROM log_counters WHERE peer_id = ? AND counter = ? AND direction = ?"
-                    " AND window_start_ms = ? AND window_ms = ?",
-                    r["peer_id"], r["counter"], r["direction"], r["window_start_ms"],
-                    r["window_ms"],
-                )  # fmt: skip
+                await self.store.drop_counter(r)
                 appended += 1
         return appended
 

@@ -152,6 +152,6 @@ def build_log_routes(log: TransparencyLog) -> web.RouteTableDef:
     @routes.get(PREFIX + "/witnessed")
     @handler
     async def witnessed(request: web.Request) -> Any:
-        return {"heads": [head_to_json(h) for h in await witnessed_heads(log.db)]}
+        return {"heads": [head_to_json(h) for h in await witnessed_heads(log.store)]}
 
     return routes

@@ -27,8 +27,8 @@ from typing import Any
 
 from blindmatch.crypto import signing
 from blindmatch.node.clock import Clock
-from blindmatch.node.storage.database import Database, Row
-from blindmatch.node.storage.migrations import ensure_transparency_tables
+from blindmatch.node.storage.database import Row
+from blindmatch.node.storage.translog import TranslogStore
 from blindmatch.protocol import transparency as tl
 
 LOCK_NAME = "translog"
@@ -79,9 +79,9 @@ class TransparencyLog:
     """One node's append-only log (see the module docstring)."""
 
     def __init__(
-        self, db: Database, node_id: str, signing_key: signing.SigningKey, clock: Clock
+        self, store: TranslogStore, node_id: str, signing_key: signing.SigningKey, clock: Clock
     ) -> None:
-        self.db = db
+        self.store = store
         self.node_id = node_id
         self.signing_key = signing_key
         self.public_key = signing_key.public_key
@@ -95,7 +95,7 @@ class TransparencyLog:
     async def load(self) -> None:
         """Create the tables if needed, load the tree from the stored leaf hashes, and check
         that it still hashes to the newest stored head (else :class:`LogIntegrityError`)."""
-        await ensure_transparency_tables(self.db)
+        await self.store.ensure()
         async with self._mutex:
             self._tree = tl.MerkleTree()
             await self._catch_up()
@@ -126,11 +126,7 @@ class TransparencyLog:
         """Append to the cached tree the leaves committed since it was last read."""
         while True:
             size = len(self._tree)
-            rows = await self.db.fetch_all(
-                "SELECT seq, leaf_hash FROM log_entries WHERE seq >= ? ORDER BY seq LIMIT ?",
-                max(size - 1, 0),
-                MAX_PAGE * 10,
-            )
+            rows = await self.store.leaf_hashes(max(size - 1, 0), MAX_PAGE * 10)
             if size > 0:
                 # The first row must be our last leaf; if it is gone or differs (a caller's
                 # transaction rolled back after we read its rows), start over.
@@ -177,23 +173,10 @@ class TransparencyLog:
         data = tl.encode_entry(value)
         lh = tl.leaf_hash(data)
         await self._ensure_ready()
-        async with self.db.transaction():
-            await self.db.lock(LOCK_NAME)
-            seq = int(
-                await self.db.fetch_value("SELECT COALESCE(MAX(seq), -1) + 1 FROM log_entries")
-            )
-            await self.db.execute(
-                "INSERT INTO log_entries (seq, entry, leaf_hash, created_at) VALUES (?, ?, ?, ?)",
-                seq,
-                data,
-                lh,
-                self.clock.now(),
-            )
-        return seq
+        async with self.store.locked(LOCK_NAME):
+            return await self.store.insert_entry(data, lh, self.clock.now())
 
     # --- tree heads ---------------------------------------------------------------------------
-
-    _HEAD_SELECT = "SELECT tree_size, root, timestamp_ms, signature FROM log_tree_heads"
 
     def _row_head(self, row: Row | None) -> tl.SignedTreeHead | None:
         if row is None:
@@ -201,9 +184,7 @@ class TransparencyLog:
         return _head({**row, "log_id": self.node_id})
 
     async def _latest_head_row(self) -> tl.SignedTreeHead | None:
-        return self._row_head(
-            await self.db.fetch_one(self._HEAD_SELECT + " ORDER BY tree_size DESC LIMIT 1")
-        )
+        return self._row_head(await self.store.latest_head())
 
     async def sign_head(self) -> tl.SignedTreeHead:
         """Sign a head for the current size, store it and return it.
@@ -213,8 +194,7 @@ class TransparencyLog:
         call this inside a transaction of your own.
         """
         await self._ensure_ready()
-        async with self._mutex, self.db.transaction():
-            await self.db.lock(LOCK_NAME)
+        async with self._mutex, self.store.locked(LOCK_NAME):
             await self._catch_up()
             previous = await self._latest_head_row()
             if previous is not None:
@@ -226,13 +206,9 @@ class TransparencyLog:
             head = tl.sign_tree_head(
                 self.signing_key, self.node_id, size, self._tree.root(), timestamp
             )
-            await self.db.execute(
-                "INSERT INTO log_tree_heads (tree_size, root, timestamp_ms, signature,"
-                " created_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (tree_size) DO UPDATE SET"
-                " root = excluded.root, timestamp_ms = excluded.timestamp_ms,"
-                " signature = excluded.signature, created_at = excluded.created_at",
-                size, head.root_hash, head.timestamp_ms, head.signature, self.clock.now(),
-            )  # fmt: skip
+            await self.store.put_head(
+                size, head.root_hash, head.timestamp_ms, head.signature, self.clock.now()
+            )
         return head
 
     async def sign_if_due(
@@ -242,7 +218,7 @@ class TransparencyLog:
         ``max_age_ms`` (so peers see the log is live); else return None."""
         await self._ensure_ready()
         latest = await self.latest_head()
-        size = int(await self.db.fetch_value("SELECT COALESCE(MAX(seq), -1) + 1 FROM log_entries"))
+        size = await self.store.size()
         if (
             latest is None
             or size != latest.tree_size
@@ -275,14 +251,12 @@ class TransparencyLog:
     async def head_at(self, tree_size: int) -> tl.SignedTreeHead | None:
         """The head this node signed for ``tree_size`` (the newest, if re-signed), or None."""
         await self._ensure_ready()
-        return self._row_head(
-            await self.db.fetch_one(self._HEAD_SELECT + " WHERE tree_size = ?", tree_size)
-        )
+        return self._row_head(await self.store.head_at(tree_size))
 
     async def heads(self) -> list[tl.SignedTreeHead]:
         """Every stored head, by size."""
         await self._ensure_ready()
-        rows = await self.db.fetch_all(self._HEAD_SELECT + " ORDER BY tree_size")
+        rows = await self.store.heads()
         return [h for r in rows if (h := self._row_head(r)) is not None]
 
     # --- proofs and reading -------------------------------------------------------------------
@@ -309,12 +283,7 @@ class TransparencyLog:
         if end is None:
             end = start + MAX_PAGE
         end = min(end, start + MAX_PAGE)
-        rows = await self.db.fetch_all(
-            "SELECT seq, entry, leaf_hash, created_at FROM log_entries WHERE seq >= ? AND seq < ?"
-            " ORDER BY seq",
-            start,
-            end,
-        )
+        rows = await self.store.entries(start, end)
         return [
             StoredEntry(
                 int(r["seq"]), bytes(r["entry"]), bytes(r["leaf_hash"]), int(r["created_at"])
@@ -353,18 +322,16 @@ class TransparencyLog:
         )
 
 
-async def read_stored_log(db: Database, node_id: str) -> tuple[list[str], list[tl.SignedTreeHead]]:
+async def read_stored_log(
+    store: TranslogStore, node_id: str
+) -> tuple[list[str], list[tl.SignedTreeHead]]:
     """The export lines and every stored head of a node's log, read straight from its
     database (no signing key needed: for an operator or auditor with database access, e.g.
     when the node refuses to start because its stored log changed)."""
-    await ensure_transparency_tables(db)
+    await store.ensure()
     lines: list[str] = []
     while True:
-        rows = await db.fetch_all(
-            "SELECT seq, entry, leaf_hash FROM log_entries WHERE seq >= ? ORDER BY seq LIMIT ?",
-            len(lines),
-            MAX_PAGE,
-        )
+        rows = await store.entries(len(lines), len(lines) + MAX_PAGE)
         for r in rows:
             if int(r["seq"]) != len(lines):
                 raise LogIntegrityError(f"the stored log has a gap: entry {len(lines)} is missing")
@@ -376,10 +343,5 @@ async def read_stored_log(db: Database, node_id: str) -> tuple[list[str], list[t
             )
         if len(rows) < MAX_PAGE:
             break
-    heads = [
-        _head({**r, "log_id": node_id})
-        for r in await db.fetch_all(
-            "SELECT tree_size, root, timestamp_ms, signature FROM log_tree_heads ORDER BY tree_size"
-        )
-    ]
+    heads = [_head({**r, "log_id": node_id}) for r in await store.heads()]
     return lines, heads

@@ -26,9 +26,7 @@ import aiohttp
 from blindmatch.node.clock import Clock
 from blindmatch.node.errors import BlindmatchError
 from blindmatch.node.http_limits import read_limited
-from blindmatch.node.storage.database import Database
-from blindmatch.node.storage.incidents import PeerIncidents
-from blindmatch.node.storage.migrations import ensure_transparency_tables
+from blindmatch.node.storage.translog import TranslogStore
 from blindmatch.protocol import transparency as tl
 from blindmatch.protocol.roster import Member
 
@@ -45,7 +43,7 @@ class LogFetchError(BlindmatchError):
 
     code = "log-unreachable"
 
-    def __init__(self, message: str, status: int | None = None) -> None:
+    def __init__(self, message: str, *, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
 
@@ -118,7 +116,8 @@ class LogClient:
                     message = body.get("message") if isinstance(body, dict) else None
                     code = body.get("error") if isinstance(body, dict) else None
                     raise LogFetchError(
-                        f"GET {url}: HTTP {response.status} {code}: {message}", response.status
+                        f"GET {url}: HTTP {response.status} {code}: {message}",
+                        status=response.status,
                     )
                 return body
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
@@ -182,14 +181,10 @@ class LogClient:
         return [self._sth(h) for h in heads]
 
 
-async def witnessed_heads(db: Database) -> list[tl.SignedTreeHead]:
+async def witnessed_heads(store: TranslogStore) -> list[tl.SignedTreeHead]:
     """The latest head this node accepted of each peer's log (served for gossip)."""
-    await ensure_transparency_tables(db)
-    rows = await db.fetch_all(
-        "SELECT h.sth FROM peer_tree_heads h WHERE h.tree_size = (SELECT MAX(tree_size) FROM"
-        " peer_tree_heads g WHERE g.peer_id = h.peer_id) ORDER BY h.peer_id"
-    )
-    return [tl.parse_tree_head(bytes(r["sth"])) for r in rows]
+    await store.ensure()
+    return [tl.parse_tree_head(sth) for sth in await store.witnessed()]
 
 
 class LogMonitor:
@@ -197,26 +192,22 @@ class LogMonitor:
 
     def __init__(
         self,
-        db: Database,
+        store: TranslogStore,
         peer: Member,
         clock: Clock,
         client: LogClient | None = None,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        self.db = db
+        self.store = store
         self.peer = peer
         self.clock = clock
         self.client = client or LogClient(peer.endpoint, session)
         self.monitor: tl.TreeHeadMonitor | None = None
 
     async def load(self) -> tl.TreeHeadMonitor:
-        await ensure_transparency_tables(self.db)
-        rows = await self.db.fetch_all(
-            "SELECT sth FROM peer_tree_heads WHERE peer_id = ? ORDER BY tree_size",
-            self.peer.node_id,
-        )
+        await self.store.ensure()
         self.monitor = tl.TreeHeadMonitor(
-            self.peer.node_id, self.peer.signing_key, [bytes(r["sth"]) for r in rows]
+            self.peer.node_id, self.peer.signing_key, await self.store.peer_heads(self.peer.node_id)
         )
         return self.monitor
 
@@ -228,12 +219,7 @@ class LogMonitor:
         return self.monitor if self.monitor is not None else await self.load()
 
     async def _remember(self, head: tl.SignedTreeHead) -> None:
-        await self.db.execute(
-            "INSERT INTO peer_tree_heads (peer_id, tree_size, root, timestamp_ms, sth, seen_at)"
-            " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (peer_id, tree_size) DO UPDATE SET"
-            " timestamp_ms = excluded.timestamp_ms, sth = excluded.sth, seen_at = excluded.seen_at"
-            " WHERE peer_tree_heads.root = excluded.root"
-            " AND peer_tree_heads.timestamp_ms < excluded.timestamp_ms",
+        await self.store.remember_peer_head(
             self.peer.node_id, head.tree_size, head.root_hash, head.timestamp_ms,
             head.to_bytes(), self.clock.now(),
         )  # fmt: skip
@@ -241,7 +227,7 @@ class LogMonitor:
     async def record_incident(self, exc: tl.LogError, evidence: Mapping[str, Any]) -> None:
         # Every observation is kept (a fork seen twice is evidence twice), up to the per-peer
         # incident cap: a peer whose log misbehaves on every poll cannot grow the database.
-        await PeerIncidents(self.db).record(
+        await self.store.peer_incidents.record(
             self.peer.node_id, exc.code, exc.detail, evidence, self.clock.now(), once=False
         )
         log.warning("log of %s: %s: %s", self.peer.node_id, exc.code, exc.detail)
@@ -323,12 +309,8 @@ class LogMonitor:
         return await self._observe(sth, allow_older=True)
 
     async def incidents(self) -> list[dict[str, Any]]:
-        await ensure_transparency_tables(self.db)
-        rows = await self.db.fetch_all(
-            "SELECT code, detail, evidence, detected_at FROM peer_log_incidents WHERE"
-            " peer_id = ? ORDER BY id",
-            self.peer.node_id,
-        )
+        await self.store.ensure()
+        rows = await self.store.incidents(self.peer.node_id)
         return [{**r, "evidence": json.loads(r["evidence"])} for r in rows]
 
 
@@ -337,14 +319,14 @@ class FederationLogWatch:
 
     def __init__(
         self,
-        db: Database,
+        store: TranslogStore,
         peers: list[Member],
         clock: Clock,
         session: aiohttp.ClientSession | None = None,
     ) -> None:
-        self.db = db
+        self.store = store
         self.clock = clock
-        self.monitors = {p.node_id: LogMonitor(db, p, clock, session=session) for p in peers}
+        self.monitors = {p.node_id: LogMonitor(store, p, clock, session=session) for p in peers}
 
     async def check_all(self) -> dict[str, str]:
         """Check every peer's log, then the heads each peer witnessed of the others.

@@ -57,17 +57,17 @@ def hash_video(path: str | os.PathLike[str], *, seconds_per_hash: float = 1.0) -
         import vpdq
     except ImportError:
         raise MediaError(
-            "video_unsupported",
             "video hashing needs the vpdq package: pip install 'blindmatch[video]'",
+            code="video_unsupported",
         ) from None
     p = Path(path)
     read_media(p)  # existence, size and emptiness checks
     try:
         features = vpdq.computeHash(str(p), seconds_per_hash=seconds_per_hash)
     except Exception as exc:  # the binding raises plain exceptions for undecodable input
-        raise MediaError("corrupt", f"cannot decode video: {type(exc).__name__}") from None
+        raise MediaError(f"cannot decode video: {type(exc).__name__}", code="corrupt") from None
     if not features:
-        raise MediaError("corrupt", "no decodable video frames")
+        raise MediaError("no decodable video frames", code="corrupt")
     return [
         VpdqFrame(
             frame_number=int(f.frame_number),
@@ -96,7 +96,7 @@ def frame_float_vectors(
     """PDQ float vectors of the given frames (by frame number), and how many disagreed with the
     frame's hash (those are left out)."""
     if not ffmpeg_available():
-        raise MediaError("video_unsupported", "video queries need the ffmpeg and ffprobe CLIs")
+        raise MediaError("video queries need the ffmpeg and ffprobe CLIs", code="video_unsupported")
     p = Path(path)
     width, height = frame_size(p)
     wanted = {f.frame_number: f for f in frames}
@@ -147,5 +147,5 @@ def video_query_hashes(data: bytes) -> list[QueryHash]:
         path.write_bytes(data)
         queries = hash_video_for_query(path).query_hashes()
     if not queries:
-        raise MediaError("low_quality", "no frame of the video is textured enough to match")
+        raise MediaError("no frame of the video is textured enough to match", code="low_quality")
     return queries
