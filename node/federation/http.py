@@ -94,7 +94,7 @@ def build_app(node: Node, survivor_banks: BankService | None = None) -> web.Appl
             # bad envelope. A signed refusal it retries later instead, and one log line.
             log.error("storage unavailable: %s", exc.__class__.__name__)
             unavailable = NodeError(
-                "internal", STORAGE_UNAVAILABLE, retry_after_ms=5_000, status=503
+                STORAGE_UNAVAILABLE, code="internal", status_hint=503, retry_after_ms=5_000
             )
             return _error(node, unavailable, None)
 
