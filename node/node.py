@@ -38,6 +38,7 @@ from blindmatch.node.storage.banks import BankStore
 from blindmatch.node.storage.cases import CaseStore
 from blindmatch.node.storage.incidents import PeerIncidents
 from blindmatch.node.storage.job_ledger import JobLedgerStore
+from blindmatch.node.storage.key_usage import KeyUsageStore
 from blindmatch.node.storage.match_jobs import MatchJobStore
 from blindmatch.node.storage.outbox import Outbox, RetryPolicy
 from blindmatch.node.storage.processes import ProcessGroup
@@ -86,7 +87,7 @@ class Node:
         # The VOPRF keys over their lifetime (spec 8.4); self.keys reads them from here. The
         # roster may already name the successor made before a restart: it is promoted.
         self.key_ring = VoprfKeyRing(
-            db, keys, cfg.keys_dir, self.translog, metrics, clock,
+            KeyUsageStore(db), keys, cfg.keys_dir, self.translog, metrics, clock,
             cap=cfg.voprf_key_cap, overlap_s=cfg.key_overlap_s)  # fmt: skip
         if me.voprf_key is not None:
             self.key_ring.roster_names(me.voprf_key)

@@ -16,6 +16,7 @@ from blindmatch.node import keys as keyfiles
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node.federation.peer_client import PeerError
+from blindmatch.node.storage.key_usage import KeyUsageStore
 from blindmatch.node.storage.translog import TranslogStore
 from blindmatch.protocol import index
 from blindmatch.protocol import roster as roster_mod
@@ -210,7 +211,9 @@ async def test_the_processes_of_one_node_rotate_once_and_agree(db, clock, tmp_pa
     def process() -> VoprfKeyRing:
         keys = keyfiles.load(d)
         log = TransparencyLog(TranslogStore(db), "hub", keys.identity, clock)
-        return VoprfKeyRing(db, keys, d, log, Metrics(), clock, cap=100, overlap_s=3600)
+        return VoprfKeyRing(
+            KeyUsageStore(db), keys, d, log, Metrics(), clock, cap=100, overlap_s=3600
+        )
 
     a, b = process(), process()
     assert await a.start_rotation()

@@ -17,6 +17,7 @@ from blindmatch.node.storage.banks import BankStore, NewItem
 from blindmatch.node.storage.cases import CaseStore
 from blindmatch.node.storage.console import ConsoleStore
 from blindmatch.node.storage.job_ledger import JobLedgerStore
+from blindmatch.node.storage.key_usage import KeyUsageStore
 from blindmatch.node.storage.match_jobs import MatchJobStore, MatchResult
 from blindmatch.node.storage.ops import OpsStore
 from blindmatch.node.storage.outbox import Outbox, RetryPolicy
@@ -364,3 +365,20 @@ async def test_uploader_store_publications_signals_and_tags(
     assert [bytes(r["publication"]) for r in await store.outgoing_published(case)] == [pub]
     await store.mark_outgoing_withdrawn(pub, now)
     assert await store.outgoing_published(case) == [] and await store.own_published_tags() == set()
+
+
+async def test_key_usage_store_counts_and_retires(db: Database, clock: FixedClock) -> None:
+    now, usage, key = clock.now(), KeyUsageStore(db), b"k" * 8
+    assert await usage.evaluations(key) == 0
+    async with usage.transaction():
+        await usage.add_key(key, now)
+        await usage.add_key(key, now)  # once
+        await usage.set_evaluations(key, 10)
+    await usage.uncount(key, 4)
+    await usage.uncount(key, 40)  # never below 0: nothing
+    assert await usage.evaluations(key) == 6
+    assert await usage.retire_at(key) is None
+    await usage.set_retire_at(key, now, now + 60)
+    await usage.set_retire_at(b"o" * 8, now, now + 5)  # a key not counted here yet
+    assert (await usage.retire_at(key), await usage.retire_at(b"o" * 8)) == (now + 60, now + 5)
+    assert await OpsStore(db).key_evaluations(key) == 6

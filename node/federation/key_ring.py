@@ -28,7 +28,7 @@ from blindmatch.node.clock import Clock
 from blindmatch.node.errors import NodeError
 from blindmatch.node.keys import NodeKeys
 from blindmatch.node.metrics import Metrics
-from blindmatch.node.storage import Database
+from blindmatch.node.storage.key_usage import KeyUsageStore
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol import index
@@ -41,7 +41,7 @@ log = logging.getLogger("blindmatch.node")
 class VoprfKeyRing:
     def __init__(
         self,
-        db: Database,
+        usage: KeyUsageStore,
         keys: NodeKeys,
         keys_dir: Path,
         translog: TransparencyLog,
@@ -51,7 +51,7 @@ class VoprfKeyRing:
         cap: int = LIFETIME_CAP,
         overlap_s: int = 7 * 86_400,
     ) -> None:
-        self.db = db
+        self.usage = usage
         self.keys_dir = keys_dir
         self.translog = translog
         self.metrics = metrics
@@ -132,42 +132,24 @@ class VoprfKeyRing:
         """Count ``n`` evaluations under a key, durably, refusing (whole, nothing counted) any
         that would take it past its lifetime cap; returns the new count."""
         now = self.clock.now()
-        async with self.db.transaction():
+        async with self.usage.locked():
             # Read, check, write: the node's processes take turns (else two could both read
             # the same count and one's evaluations would go uncounted).
-            await self.db.lock("voprf_key_usage")
-            await self.db.execute(
-                "INSERT INTO voprf_key_usage (key_id, evaluations, created_at) VALUES (?, 0, ?)"
-                " ON CONFLICT DO NOTHING",
-                key_id, now,
-            )  # fmt: skip
-            used = int(
-                await self.db.fetch_value(
-                    "SELECT evaluations FROM voprf_key_usage WHERE key_id = ?", key_id
-                )
-            )
+            await self.usage.add_key(key_id, now)
+            used = await self.usage.evaluations(key_id)
             try:
                 total = self.lifetime.admit(used, n)
             except KeyExhausted as exc:
                 self.metrics.inc("voprf_key_cap_refusals_total")
                 raise NodeError(str(exc), code="not-allowed") from exc
-            await self.db.execute(
-                "UPDATE voprf_key_usage SET evaluations = ? WHERE key_id = ?", total, key_id
-            )
+            await self.usage.set_evaluations(key_id, total)
         return total
 
     async def uncount(self, key_id: bytes, n: int) -> None:
-        await self.db.execute(
-            "UPDATE voprf_key_usage SET evaluations = evaluations - ? WHERE key_id = ?"
-            " AND evaluations >= ?",
-            n, key_id, n,
-        )  # fmt: skip
+        await self.usage.uncount(key_id, n)
 
     async def used(self, key_id: bytes) -> int:
-        v = await self.db.fetch_value(
-            "SELECT evaluations FROM voprf_key_usage WHERE key_id = ?", key_id
-        )
-        return int(v or 0)
+        return await self.usage.evaluations(key_id)
 
     async def note_usage(self, key_id: bytes, used: int) -> None:
         """After a count: at 7/8 of the cap of the current key, start its rotation."""
@@ -192,11 +174,7 @@ class VoprfKeyRing:
         successor = self.keys.successor
         assert successor is not None
         new_id = voprf_key_id(successor.pk)
-        await self.db.execute(
-            "INSERT INTO voprf_key_usage (key_id, evaluations, created_at) VALUES (?, 0, ?)"
-            " ON CONFLICT DO NOTHING",
-            new_id, self.clock.now(),
-        )  # fmt: skip
+        await self.usage.add_key(new_id, self.clock.now())
         self.metrics.inc("voprf_key_rotation_due_total")
         # the public key is what governance needs; the node never logs a secret
         log.warning(
@@ -239,18 +217,11 @@ class VoprfKeyRing:
         rid = voprf_key_id(retired.pk)
         if rid == self._settled:
             return
-        async with self.db.transaction():
-            await self.db.lock("voprf_key_usage")
-            stored = await self.db.fetch_value(
-                "SELECT retire_at FROM voprf_key_usage WHERE key_id = ?", rid
-            )
+        async with self.usage.locked():
+            stored = await self.usage.retire_at(rid)
             if stored is None:
                 stored = self._retire_at.get(rid, self.clock.now() + self.overlap_s)
-                await self.db.execute(
-                    "INSERT INTO voprf_key_usage (key_id, evaluations, created_at, retire_at)"
-                    " VALUES (?, 0, ?, ?) ON CONFLICT (key_id) DO UPDATE SET retire_at = ?",
-                    rid, self.clock.now(), stored, stored,
-                )  # fmt: skip
+                await self.usage.set_retire_at(rid, self.clock.now(), stored)
                 await translog_hooks.log_key_rotation(
                     self.translog,
                     key_type="voprf",
