@@ -104,9 +104,17 @@ def _te_signal_type(name: str) -> str:
     )
 
 
-def _skip_or_raise(exc: UnsupportedSignal, result: ParsedList, skip_unsupported: bool) -> None:
+def _skip_or_refuse(
+    exc: UnsupportedSignal,
+    result: ParsedList,
+    skip_unsupported: bool,
+    problems: _Collector,
+    number: int,
+) -> None:
+    """A line of a signal type we do not hold: counted when told to skip, else refused."""
     if not skip_unsupported:
-        raise BankValidationError(f"{exc} (add --skip-unsupported to skip such lines)")
+        problems.add(number, f"{exc} (add --skip-unsupported to skip such lines)")
+        return
     result.unsupported[exc.te_name] += 1
 
 
@@ -169,10 +177,7 @@ def read_te_lines(
                 )
             )
         except UnsupportedSignal as exc:
-            try:
-                _skip_or_raise(exc, result, skip_unsupported)
-            except BankValidationError as refused:
-                problems.add(number, str(refused))
+            _skip_or_refuse(exc, result, skip_unsupported, problems, number)
         except BankValidationError as exc:
             problems.add(number, str(exc))
     problems.raise_if_any()
@@ -248,10 +253,7 @@ def read_te_csv(
                 )
             )
         except UnsupportedSignal as exc:
-            try:
-                _skip_or_raise(exc, result, skip_unsupported)
-            except BankValidationError as refused:
-                problems.add(number, str(refused))
+            _skip_or_refuse(exc, result, skip_unsupported, problems, number)
         except BankValidationError as exc:
             problems.add(number, str(exc))
     if header is None and not problems.total:
