@@ -244,3 +244,40 @@ async def test_the_processes_of_one_node_rotate_once_and_agree(db, clock, tmp_pa
     a.erase_retired()
     assert await b.refresh() and b.keys.retired is None
     assert b.answering(old_id, clock.now()) is None
+
+
+async def test_keys_rotate_starts_a_rotation_now(db, clock, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``blindmatch keys rotate`` (an early rotation: suspected compromise, or collecting
+    decoys, 8.4) makes the successor a running node takes in on its next round, prints its
+    public key for governance and never a secret; a second one while it is under way is
+    refused and changes nothing."""
+    import json
+
+    from blindmatch.node.cli.main import main
+    from blindmatch.node.federation.key_ring import VoprfKeyRing
+    from blindmatch.node.metrics import Metrics
+    from blindmatch.node.translog.log import TransparencyLog
+
+    home = tmp_path / "hub"
+    assert main(["init", "--home", str(home), "--node-id", "hub", "--role", "hub"]) == 0
+    capsys.readouterr()
+    d = home / "keys"
+    keys = keyfiles.load(d)
+    log = TransparencyLog(TranslogStore(db), "hub", keys.identity, clock)
+    ring = VoprfKeyRing(KeyUsageStore(db), keys, d, log, Metrics(), clock, cap=1 << 40)
+    assert ring.publishing() == [keys.voprf]  # nothing under way
+
+    assert main(["keys", "rotate", "--config", str(home)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    successor = keyfiles.load(d).successor
+    assert successor is not None and out["voprf_key"] == successor.pk.hex()
+    assert out["successor_key_id"] == voprf_key_id(successor.pk).hex()
+    assert successor.sk.hex() not in json.dumps(out)
+    # while it is under way a second one is refused and changes nothing
+    assert main(["keys", "rotate", "--config", str(home)]) == 1
+    assert "already under way" in capsys.readouterr().err
+    assert keyfiles.load(d).successor == successor
+    # the running node takes it in: it publishes under both keys until the roster names it
+    assert await ring.refresh()
+    assert ring.publishing() == [keys.voprf, successor]
+    assert ring.roster_names(successor.pk) and ring.current == successor
