@@ -131,7 +131,10 @@ def join_order(
 
 
 def join_profile(
-    scheme: BitSamplingScheme, log2_m: float, known: np.ndarray | None = None
+    scheme: BitSamplingScheme,
+    log2_m: float,
+    known: np.ndarray | None = None,
+    log2_real: float | None = None,
 ) -> dict[str, float]:
     """Expected live partial assignments along the greedy order, for bucket sets of ``2^log2_m``
     uniform draws per table: after assigning positions ``P``, ``2^|P| * prod_t min(1,
@@ -140,7 +143,11 @@ def join_profile(
     Returns log2 of: the peak live count, the total work (sum over levels), the phantoms left at
     the end, and ``oracle_queries``: the fewest candidate tests when the attacker stops the join
     early and tests each live assignment with the threshold oracle, the free bits filled at
-    random (a test succeeds when the fill lands within T: probability ``p(u)``)."""
+    random (a test succeeds when the fill lands within T: probability ``p(u)``).
+
+    ``log2_real`` (default ``log2_m``): how many of the ``m`` entries per table are real items;
+    the rest are decoys (uniform buckets, independent across tables), which join like real
+    items' buckets but are never consistent across tables, so only the real ones survive."""
     member = membership(scheme)
     order = join_order(scheme, log2_m, known)
     count = np.zeros(scheme.tables)
@@ -155,7 +162,7 @@ def join_profile(
         live += 1.0 + float((after - before).sum())
         levels.append(live)
     arr = np.array(levels)
-    real = log2_m  # the real items are always among the survivors
+    real = log2_m if log2_real is None else log2_real  # the real items always survive
     with_real = np.logaddexp2(arr, real)
     work = float(np.log2(np.sum(np.exp2(with_real - with_real.max())))) + float(with_real.max())
     free_bits = len(order) - np.arange(len(order) + 1)
@@ -362,6 +369,110 @@ def frontier(
                 }
             )
     return rows
+
+
+@dataclass(frozen=True)
+class Publication:
+    """How a holder publishes additions (spec 8.6): one batch every ``interval_days``, each
+    padded per table with decoy entries to at least ``padding`` entries; ``rotation_days`` is
+    how often the key rotates; ``rotation_drops_decoys``: whether the republished index leaves
+    the decoys out (the naive garbage collection)."""
+
+    interval_days: float
+    padding: int
+    rotation_days: float = 128.0
+    rotation_drops_decoys: bool = False
+
+
+def padded_row(
+    scheme: BitSamplingScheme,
+    hub: Hub,
+    budget: PlatformBudget,
+    identities: int,
+    pub: Publication,
+    compute_per_day: float,
+    walk_queries: float,
+) -> dict[str, float]:
+    """Days to the first hash and hashes per year (over ten years) for additions published as
+    ``pub`` says, against ``identities`` members at the platform budget.
+
+    A batch holds ``r = additions_per_day * interval`` real items and ``m = max(r, padding)``
+    entries per table (decoys are uniform buckets, as the model assumes real ones are). The
+    attacker isolates each batch (its feed delta, or two enumerations around it) and joins it.
+    If a rotation republishes the index *without* the decoys, the attacker intersects every
+    batch it recorded with the new epoch's occupancy: what remains of a batch is its real items
+    plus the decoys that happen to land on a bucket the new index occupies (a fraction
+    ``occupancy = N / 2^k`` of them), so from the first rotation on each batch joins like
+    ``r + occupancy * (m - r)`` entries."""
+    A = hub.additions_per_day
+    r = max(1.0, A * pub.interval_days)
+    m = max(r, float(pub.padding))
+    evals, thr = (
+        identities * budget.evaluations_per_day,
+        identities * budget.threshold_items_per_day,
+    )
+    enumerate_days = scheme.tables * 2.0**scheme.bits_per_table / evals
+    horizon = 3650.0
+
+    def attack(m_eff: float) -> dict[str, float]:
+        prof = join_profile(scheme, math.log2(max(m_eff, 2.0)), log2_real=math.log2(r))
+        a = batch_attack(prof, r, enumerate_days, thr, compute_per_day, walk_queries)
+        a["peak"] = float(prof["peak_live_log2"])
+        a["phantoms"] = float(prof["phantoms_log2"])
+        return a
+
+    a = attack(m)
+    first = pub.interval_days + a["days_first"]
+    interval = max(a["compute_days"], pub.interval_days)
+    unmasked = None
+    if pub.rotation_drops_decoys:
+        occupancy = min(1.0, (hub.hashes + A * pub.rotation_days) / 2.0**scheme.bits_per_table)
+        unmasked = attack(r + occupancy * (m - r))
+        after_rotation = max(pub.rotation_days, pub.interval_days) + unmasked["days_first"]
+        if after_rotation < first:
+            first, a, interval = after_rotation, unmasked, max(unmasked["compute_days"], 1.0)
+    if first > horizon:
+        recovered = 0.0
+    else:
+        batches = 1 + math.floor((horizon - first) / interval)
+        per_batch = min(r, max(1.0, thr * interval / a["queries_per_hash"]))
+        recovered = min(batches * per_batch, horizon * A)
+    decoys_per_table_year = max(0.0, m - r) * 365.0 / pub.interval_days
+    per_table_year = A * 365.0 + decoys_per_table_year
+    return {
+        "identities": identities,
+        "interval_days": pub.interval_days,
+        "padding": pub.padding,
+        "rotation_days": pub.rotation_days,
+        "rotation_drops_decoys": pub.rotation_drops_decoys,
+        "real_per_batch": r,
+        "entries_per_table": m,
+        "days_to_first_hash": first,
+        "hashes_per_year": recovered / 10.0,
+        "join_peak_log2": a["peak"],
+        "phantoms_log2": a["phantoms"],
+        "queries_per_hash": a["queries_per_hash"],
+        "decoys_per_table_per_year": decoys_per_table_year,
+        # every member's replica of this hub grows by this much a year (24-byte entries)
+        "replica_growth_entries_per_year": scheme.tables * per_table_year,
+        "replica_growth_bytes_per_year": scheme.tables * per_table_year * 24.0,
+        # honest spurious candidates scale with occupancy: this factor after one year
+        "occupancy_after_year": (hub.hashes + per_table_year) / hub.hashes,
+    }
+
+
+PUBLICATIONS = [
+    Publication(1 / 1440, 1),  # every addition at once (before)
+    Publication(1.0, 1),  # daily, unpadded
+    Publication(1.0, 16_384),
+    Publication(1.0, 32_768),
+    Publication(1.0, 65_536),
+    Publication(7.0, 32_768),
+    Publication(7.0, 65_536),
+    Publication(30.0, 65_536),
+    Publication(7.0, 65_536, rotation_days=30.0, rotation_drops_decoys=True),
+    Publication(1.0, 65_536, rotation_days=30.0, rotation_drops_decoys=True),
+]
 
 
 def _fmt_days(d: float) -> str:
