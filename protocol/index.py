@@ -450,3 +450,11 @@ def batch_chunks(entries: Iterable[bytes]) -> list[bytes]:
     ordered = sorted(entries)
     step = MAX_ENTRIES_PER_DELTA
     return [b"".join(ordered[s : s + step]) for s in range(0, len(ordered), step)]
+
+
+def delta_id(kind: str, key_id: bytes, entries: Iterable[bytes]) -> bytes:
+    """A delta's feed entry id (10.3): :func:`feed_entry_id` over the first 16 bytes of
+    ``SHA-256`` of its entries sorted and concatenated, so the same delta is idempotent and its
+    id names no item."""
+    digest = hashlib.sha256(b"".join(sorted(entries))).digest()[:16]
+    return feed_entry_id(kind, key_id, [digest])

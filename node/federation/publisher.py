@@ -56,8 +56,9 @@ def _decoy_keys_of(ref: bytes, label: str) -> list[bytes]:
 
 
 def _chunk_id(chunk: bytes) -> bytes:
-    """The "refs" a delta's id is made from (10.3): a digest of its sorted entries, so the same
-    delta published again is idempotent and the id names no item."""
+    """The "refs" a delta's id is made from (10.3, :func:`index.delta_id`): a digest of its
+    sorted entries (a chunk is sorted), so the same delta is idempotent and the id names no
+    item."""
     return hashlib.sha256(chunk).digest()[:16]
 
 
