@@ -18,6 +18,7 @@ from blindmatch.node.clock import FixedClock
 from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node.federation.publisher import _decoy_keys_of
 from blindmatch.protocol import canonical, index
+from blindmatch.protocol import roster as roster_mod
 from blindmatch.protocol.lsh import SCHEMES
 from blindmatch.protocol.matching import QueryHash
 from blindmatch.protocol.roster import voprf_key_id
@@ -131,23 +132,47 @@ async def test_batches_are_padded_held_and_match(tmp_path: Path) -> None:
         assert not await _matches(platform, first[1])
         assert await _matches(platform, first[2])
 
-        # a rotation carries every decoy, the same buckets, under the successor; the
-        # successor's index shows exactly what the current one does (the withdrawn item aside)
+        # a rotation carries every decoy, the same buckets, under the successor, and the
+        # withdrawn item too (as a decoy): the successor's index shows exactly the buckets the
+        # current one does, or the difference would strip the decoys or show the withdrawn hash
         assert await hub.key_ring.start_rotation()
         successor = hub.keys.successor
         assert successor is not None
         new_id = voprf_key_id(successor.pk)
         await hub.publisher.reconcile()
         assert await _decoys(hub, new_id) == await _decoys(hub, key_id)
-        before = {e[:8] for d in await _adds(hub) if d["key_id"] == key_id
-                  for e in index.split_entries(d["entries"])}  # fmt: skip
+
+        async def buckets(key) -> list[bytes]:  # type: ignore[no-untyped-def]
+            refs = await hub.publisher.store.refs(voprf_key_id(key.pk))
+            keys = [SCHEMES["pdq-lsh-1"].index_keys(h) for h in [*first, held]]
+            decoy_keys = [_decoy_keys_of(r, lab) for r, lab in (await _decoys(
+                hub, voprf_key_id(key.pk))).items()]  # fmt: skip
+            assert len(refs) == len(keys) + len(decoy_keys)
+            return sorted(k for ks in keys + decoy_keys for k in ks)
+
+        assert await buckets(hub.keys.voprf) == await buckets(successor)
         after = [d for d in await _adds(hub) if d["key_id"] == new_id]
         assert all(d["kind"] == "index.add" for d in after)
-        assert sum(len(d["entries"]) for d in after) // index.ENTRY_BYTES == (
-            len(before) - tables  # every entry but the withdrawn item's
-        )
+        assert sum(len(d["entries"]) for d in after) == 2 * PADDING * tables * index.ENTRY_BYTES
+        # it stays resolvable to nothing: the withdrawn item does not match under either key
+        await platform.adopt_roster(_roster_naming(fed, successor.pk))
+        await platform.sync.sync_all()
+        assert not await _matches(platform, first[1])
+        assert await _matches(platform, held)
     finally:
         await fed.stop()
+
+
+def _roster_naming(fed: LocalFederation, hub_pk: bytes):  # type: ignore[no-untyped-def]
+    assert fed.roster is not None
+    body = dict(fed.roster.document["roster"])
+    body["serial"] += 1
+    body["members"] = [
+        {**m, "voprf_key": hub_pk.hex()} if m["id"] == "hub" else m for m in body["members"]
+    ]
+    doc = roster_mod.sign_roster(body, fed.governance[:2])
+    now_ms = fed.clock.now() * 1000
+    return roster_mod.verify_roster(doc, [k.public_key for k in fed.governance], 2, now_ms)
 
 
 @pytest.mark.parametrize(

@@ -236,6 +236,15 @@ class IndexPublisher:
             active = {r: k for r, k in active.items() if r in shown}
             for ref, label in (await self.store.decoys_missing(current_id, key_id)).items():
                 decoys[ref] = (label, _decoy_keys_of(ref, label))
+            if key_id != current_id:
+                # items the current key shows that are no longer live (withdrawn, expired): a
+                # successor shows them too, as decoys, or the difference between the two
+                # epochs would be their buckets (8.7)
+                mine = await self.store.refs(key_id)
+                gone = [r for r in shown if r not in active and r not in decoys and r not in mine]
+                for adapter in self.publishing_adapters():
+                    for p in await adapter.ballast(self.db, gone):
+                        active.setdefault(p.item_ref, p.keys)
         if not active and not decoys:
             return {"added": 0, "decoys": 0}
         items = [(r, active[r]) for r in active] + [(r, k) for r, (_, k) in decoys.items()]
