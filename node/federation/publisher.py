@@ -205,9 +205,13 @@ class IndexPublisher:
     # --- batched, padded publication (spec 8.6) ----------------------------------------------
 
     async def _batch_due(self, current_id: bytes, now: int) -> bool:
-        """A batch goes out when the last one under the current key is ``batch_s`` old, or
-        when nothing is published under it yet (a first publication: the bulk)."""
-        last = await self.store.last_published_at(current_id)
+        """A batch goes out when the index feed's last addition is ``batch_s`` old, or when
+        nothing is published under the current key yet (a first publication: the bulk). (A
+        successor's catch-up counts as an addition: it delays the next batch, never hastens
+        it.) Both reads are cheap: this runs every sync round."""
+        if not await self.store.any_published(current_id):
+            return True
+        last = await self.feeds.last_created(INDEX_FEED, "index.add")
         return last is None or now - last >= self.batch_s
 
     async def _publish_batch(self, key: oprf.ServerKey, now: int, fresh: bool) -> dict[str, int]:
@@ -224,6 +228,8 @@ class IndexPublisher:
         """
         key_id = voprf_key_id(key.pk)
         current_id = self.ring.keys.voprf_key_id
+        if not fresh and key_id == current_id:
+            return {"added": 0, "decoys": 0}  # between batches: additions wait
         active: dict[bytes, list[bytes]] = {}
         for adapter in self.publishing_adapters():
             for p in await adapter.unpublished(self.db, now, key_id):
@@ -232,19 +238,18 @@ class IndexPublisher:
         if fresh:
             decoys = self._new_decoys(list(active.values()))
         else:
-            shown = await self.store.refs(current_id)
-            active = {r: k for r, k in active.items() if r in shown}
-            for ref, label in (await self.store.decoys_missing(current_id, key_id)).items():
-                decoys[ref] = (label, _decoy_keys_of(ref, label))
-            if key_id != current_id:
-                # items the current key shows that are no longer live (withdrawn, expired): a
-                # successor shows them too, as decoys, or the difference between the two
-                # epochs would be their buckets (8.7)
-                mine = await self.store.refs(key_id)
-                gone = [r for r in shown if r not in active and r not in decoys and r not in mine]
-                for adapter in self.publishing_adapters():
-                    for p in await adapter.ballast(self.db, gone):
-                        active.setdefault(p.item_ref, p.keys)
+            # a successor: what the current key shows and this one does not yet
+            missing = await self.store.missing(current_id, key_id)
+            active = {r: k for r, k in active.items() if r in missing}
+            for ref, label in missing.items():
+                if label.startswith(DECOY_LABEL):
+                    decoys[ref] = (label, _decoy_keys_of(ref, label))
+            # items it shows that are no longer live (withdrawn, expired) go out too, as
+            # decoys, or the difference between the two epochs would be their buckets (8.7)
+            gone = [r for r in missing if r not in active and r not in decoys]
+            for adapter in self.publishing_adapters():
+                for p in await adapter.ballast(self.db, gone):
+                    active.setdefault(p.item_ref, p.keys)
         if not active and not decoys:
             return {"added": 0, "decoys": 0}
         items = [(r, active[r]) for r in active] + [(r, k) for r, (_, k) in decoys.items()]

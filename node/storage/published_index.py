@@ -76,12 +76,23 @@ class PublishedIndexStore:
         )
         return {bytes(r["item_ref"]): bytes(r["entries"]) for r in rows}
 
-    async def last_published_at(self, key_id: bytes) -> int | None:
-        """When the last batch went out under ``key_id`` (None: nothing published yet)."""
+    async def any_published(self, key_id: bytes) -> bool:
+        """Whether anything is published under ``key_id``."""
         v = await self.db.fetch_value(
-            "SELECT MAX(published_at) FROM index_publications WHERE key_id = ?", key_id
+            "SELECT 1 FROM index_publications WHERE key_id = ? LIMIT 1", key_id
         )
-        return None if v is None else int(v)
+        return v is not None
+
+    async def missing(self, shown_key: bytes, key_id: bytes) -> dict[bytes, str]:
+        """What is published under ``shown_key`` and not yet under ``key_id`` (items and
+        decoys): ref -> its scheme column (a decoy's label)."""
+        rows = await self.db.fetch_all(
+            "SELECT p.item_ref, p.scheme FROM index_publications p WHERE p.key_id = ?"
+            " AND NOT EXISTS (SELECT 1 FROM index_publications q"
+            " WHERE q.item_ref = p.item_ref AND q.key_id = ?)",
+            shown_key, key_id,
+        )  # fmt: skip
+        return {bytes(r["item_ref"]): str(r["scheme"]) for r in rows}
 
     async def refs(self, key_id: bytes) -> set[bytes]:
         """The references published under ``key_id`` (items and decoys)."""
@@ -89,13 +100,3 @@ class PublishedIndexStore:
             "SELECT item_ref FROM index_publications WHERE key_id = ?", key_id
         )
         return {bytes(r["item_ref"]) for r in rows}
-
-    async def decoys_missing(self, shown_key: bytes, key_id: bytes) -> dict[bytes, str]:
-        """Decoys published under ``shown_key`` and not yet under ``key_id``: ref -> label."""
-        rows = await self.db.fetch_all(
-            "SELECT p.item_ref, p.scheme FROM index_publications p WHERE p.key_id = ?"
-            " AND p.scheme LIKE 'decoy/%' AND NOT EXISTS (SELECT 1 FROM index_publications q"
-            " WHERE q.item_ref = p.item_ref AND q.key_id = ?)",
-            shown_key, key_id,
-        )  # fmt: skip
-        return {bytes(r["item_ref"]): str(r["scheme"]) for r in rows}
