@@ -331,4 +331,14 @@ def dump(cfg: NodeConfig) -> str:
             lines.append(f"{name} = {json.dumps(text)}")
     lines.append(f"sync_interval_s = {cfg.sync_interval_s}")
     lines.append(f"release_bands = [{', '.join(str(b) for b in cfg.release_bands)}]")
+    if cfg.index_batch_s or cfg.index_batch_padding:
+        lines.append(f"index_batch_days = {cfg.index_batch_s / 86_400:g}")
+        lines.append(f"index_batch_padding = {cfg.index_batch_padding}")
+    else:
+        lines += [
+            "# A hub in production: publish additions in weekly batches padded with decoys",
+            "# (spec 8.7; off here so that a new item matches at once):",
+            "# index_batch_days = 7",
+            "# index_batch_padding = 65536",
+        ]
     return "\n".join(lines) + "\n"
