@@ -80,6 +80,8 @@ async def test_batches_are_padded_held_and_match(tmp_path: Path) -> None:
         assert len(entries) == PADDING * tables and len(set(entries)) == len(entries)
         decoys = await _decoys(hub, key_id)
         assert len(decoys) == PADDING - 3
+        assert hub.metrics.value("index_decoys_published_total") == PADDING - 3
+        assert hub.metrics.value("index_over_declared_total") == 0
         # decoys look like items: same key layout as a real item's keys, one per table, and
         # their entries are 24-byte entries like any other
         real_keys = SCHEMES["pdq-lsh-1"].index_keys(first[0])
@@ -114,7 +116,11 @@ async def test_batches_are_padded_held_and_match(tmp_path: Path) -> None:
         await platform.sync.sync_all()
         assert not await _matches(platform, held)
         fed.clock.advance(DAY)
+        # decoys are never removed: the operator is warned once the index passes what the
+        # roster declares (queriers stop pulling at 1.25 times that, 10.4)
+        hub.publisher.declared_entries = lambda: PADDING * tables
         await hub.publisher.reconcile()
+        assert hub.metrics.value("index_over_declared_total") == 1
         later = await _adds(hub, seq)
         assert sum(len(d["entries"]) for d in later) == PADDING * tables * index.ENTRY_BYTES
         assert len(await _decoys(hub, key_id)) == 2 * PADDING - 4

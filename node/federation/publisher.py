@@ -15,7 +15,7 @@ import asyncio
 import hashlib
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from blindmatch.crypto import oprf
 from blindmatch.node import signals
@@ -96,6 +96,8 @@ class IndexPublisher:
         # batched, padded publication (spec 8.6): 0 publishes every round, unpadded
         self.batch_s = batch_s
         self.padding = padding
+        # the index_entries the roster declares for us (10.1): decoys count (8.7)
+        self.declared_entries: Callable[[], int] | None = None
 
     def publishing_adapters(self) -> list[signals.SignalAdapter]:
         return [
@@ -271,7 +273,24 @@ class IndexPublisher:
             "index batch under key %s: %d items, %d decoys, %d deltas",
             key_id.hex(), len(active), len(decoys), len(chunks),
         )  # fmt: skip
+        if key_id == current_id and self.declared_entries is not None:
+            await self._check_declared(key_id)
         return {"added": len(active), "decoys": len(decoys)}
+
+    async def _check_declared(self, key_id: bytes) -> None:
+        """Decoys are never removed (8.7), so the index outgrows what the roster declares;
+        queriers stop pulling it at 1.25 times that (10.4). Warn the operator before."""
+        assert self.declared_entries is not None
+        declared = self.declared_entries()
+        published = await self.store.entry_count(key_id)
+        if published > declared:
+            self.metrics.inc("index_over_declared_total")
+            log.warning(
+                "the index holds %d entries, decoys included, above the %d the roster declares"
+                " (index_entries): queriers stop pulling it at %d; ask governance to declare"
+                " more (spec 8.7, 10.4)",
+                published, declared, max(10_000, declared * 5 // 4),
+            )  # fmt: skip
 
     def _new_decoys(self, item_keys: list[list[bytes]]) -> dict[bytes, tuple[str, list[bytes]]]:
         """Decoys that pad a batch of these items to ``padding`` entries in every table of

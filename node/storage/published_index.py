@@ -76,6 +76,14 @@ class PublishedIndexStore:
         )
         return {bytes(r["item_ref"]): bytes(r["entries"]) for r in rows}
 
+    async def entry_count(self, key_id: bytes) -> int:
+        """Index entries published under ``key_id`` (items and decoys)."""
+        v = await self.db.fetch_value(
+            "SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM index_publications WHERE key_id = ?",
+            key_id,
+        )
+        return int(v) // 24
+
     async def any_published(self, key_id: bytes) -> bool:
         """Whether anything is published under ``key_id``."""
         v = await self.db.fetch_value(
