@@ -282,11 +282,7 @@ class IndexPublisher:
         """A decoy is answered with the default bands (8.5); the items of a shared bank with
         another distance threshold are answered with theirs, so one threshold candidate per
         entry tells them from the decoys, which then hide nothing (8.7)."""
-        n = await self.db.fetch_value(
-            "SELECT COUNT(*) FROM banks WHERE shared = 1 AND enabled = 1"
-            " AND distance_threshold != ?",
-            PDQ_MATCH_THRESHOLD,
-        )
+        n = await self.store.shared_banks_off_threshold(PDQ_MATCH_THRESHOLD)
         if n:
             self.metrics.inc("index_unpadded_policy_total")
             log.warning(
