@@ -142,11 +142,12 @@ class NodeConfig:
     # key keeps answering after the roster names its successor (queriers re-sync meanwhile).
     voprf_key_cap: int = LIFETIME_CAP
     key_overlap_s: int = 7 * 86_400
-    # Batched, padded publication of the index (spec 8.6): additions wait and go out together
-    # at most once per ``index_batch_s`` (0: every round, as before batching), each batch padded
-    # per table with decoys to ``index_batch_padding`` entries (0: no decoys). A hub adding
-    # about 1,000 hashes a day should run 7 days and 65,536 (the 10-year bound of 8.6 against
-    # 100 colluding members at platform volume); see the spec for the frontier.
+    # Batched, padded publication of the index (spec 8.7): additions wait and go out together
+    # at most once per ``index_batch_s`` (0: every round, unprotected), each batch padded per
+    # table with decoys to ``index_batch_padding`` entries (0: no decoys). ``blindmatch init``
+    # writes 7 days and 65,536 (the 10-year bound of 8.7 against 100 colluding members at
+    # platform volume); 0 here is for dev federations and tests, and a config file without the
+    # settings (a node made before them) keeps publishing at once.
     index_batch_s: int = 0
     index_batch_padding: int = 0
 
@@ -331,14 +332,11 @@ def dump(cfg: NodeConfig) -> str:
             lines.append(f"{name} = {json.dumps(text)}")
     lines.append(f"sync_interval_s = {cfg.sync_interval_s}")
     lines.append(f"release_bands = [{', '.join(str(b) for b in cfg.release_bands)}]")
-    if cfg.index_batch_s or cfg.index_batch_padding:
-        lines.append(f"index_batch_days = {cfg.index_batch_s / 86_400:g}")
-        lines.append(f"index_batch_padding = {cfg.index_batch_padding}")
-    else:
-        lines += [
-            "# A hub in production: publish additions in weekly batches padded with decoys",
-            "# (spec 8.7; off here so that a new item matches at once):",
-            "# index_batch_days = 7",
-            "# index_batch_padding = 65536",
-        ]
+    lines += [
+        "# Index additions go out in batches padded with decoys (spec 8.7): 7 days and 65536",
+        "# keep a fresh hash from colluding members at platform volume; 0 and 0 publish each",
+        "# addition at once, unprotected (a demo).",
+        f"index_batch_days = {cfg.index_batch_s / 86_400:g}",
+        f"index_batch_padding = {cfg.index_batch_padding}",
+    ]
     return "\n".join(lines) + "\n"

@@ -447,9 +447,21 @@ def batch_chunks(entries: Iterable[bytes]) -> list[bytes]:
     """One batch's entries (items and decoys together), sorted bytewise and cut into deltas of
     at most :data:`MAX_ENTRIES_PER_DELTA`: tags are pseudorandom, so where a cut falls says
     nothing about which entries belong together."""
-    ordered = sorted(entries)
+    return batch_chunks_packed(b"".join(entries))
+
+
+def batch_chunks_packed(packed: bytes) -> list[bytes]:
+    """:func:`batch_chunks` of entries given packed (concatenated): one numpy sort of fixed
+    24-byte records, so a million-item publication needs no Python object per entry."""
+    if len(packed) % ENTRY_BYTES:
+        raise IndexFormatError(f"packed entries must be a multiple of {ENTRY_BYTES} bytes")
+    rows = np.frombuffer(packed, dtype=np.uint8).reshape(-1, ENTRY_BYTES)
+    # bytewise order: big-endian words compare as the bytes do
+    words = rows.view(">u8").reshape(-1, 3).astype(np.uint64)  # native order sorts fast
+    order = np.lexsort((words[:, 2], words[:, 1], words[:, 0]))
+    ordered = rows[order]
     step = MAX_ENTRIES_PER_DELTA
-    return [b"".join(ordered[s : s + step]) for s in range(0, len(ordered), step)]
+    return [ordered[s : s + step].tobytes() for s in range(0, len(ordered), step)]
 
 
 def delta_id(kind: str, key_id: bytes, entries: Iterable[bytes]) -> bytes:

@@ -205,3 +205,20 @@ def test_good_batch_settings_load(tmp_path: Path) -> None:
     path.write_text('node_id = "hub"\nindex_batch_days = 7\nindex_batch_padding = 65536\n')
     cfg = config_mod.load(path)
     assert (cfg.index_batch_s, cfg.index_batch_padding) == (7 * DAY, 65_536)
+
+
+def test_init_makes_a_batched_padded_node_unless_told(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``blindmatch init`` writes the protected setting (7 days, 65,536); a demo opts out."""
+    from blindmatch.node.cli.main import main
+
+    assert main(["init", "--home", str(tmp_path / "a"), "--node-id", "a"]) == 0
+    cfg = config_mod.load(tmp_path / "a" / "config.toml")
+    assert (cfg.index_batch_s, cfg.index_batch_padding) == (7 * DAY, 65_536)
+    home = str(tmp_path / "b")
+    assert main(["init", "--home", home, "--node-id", "b", "--index-batch-days", "0"]) == 0
+    cfg = config_mod.load(tmp_path / "b" / "config.toml")
+    assert (cfg.index_batch_s, cfg.index_batch_padding) == (0, 0)
+    capsys.readouterr()
+    bad = ["init", "--home", str(tmp_path / "c"), "--node-id", "c", "--index-batch-days", "0.01"]
+    assert main(bad) == 2 and "index_batch_days" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()

@@ -169,9 +169,9 @@ class IndexPublisher:
         them (a joinable set, spec 8.6); cut from the sorted whole it holds pseudorandom tags."""
         if not to_remove:
             return 0
-        entries = (e for r in to_remove for e in index.split_entries(published[r]))
+        packed = b"".join(published[r] for r in to_remove)
         async with self.db.transaction():
-            for chunk in index.batch_chunks(entries):
+            for chunk in index.batch_chunks_packed(packed):
                 await self._append_delta("index.remove", [_chunk_id(chunk)], [chunk], key_id, now)
             await self.store.forget(to_remove, key_id)
         return len(to_remove)
@@ -197,9 +197,8 @@ class IndexPublisher:
         # of ~1,666 items, even out of a million-item first publication (spec 8.6).
         packed = await index_build.build_entries(key, [(r, active[r]) for r in to_add])
         per_item = dict(zip(to_add, packed, strict=True))
-        entries = (e for p in packed for e in index.split_entries(p))
         async with self.db.transaction():
-            for chunk in index.batch_chunks(entries):
+            for chunk in index.batch_chunks_packed(b"".join(packed)):
                 await self._append_delta("index.add", [_chunk_id(chunk)], [chunk], key_id, now)
             await self.store.record(per_item, self.scheme.name, key_id, now)
         return {"added": len(to_add), "removed": removed}
@@ -257,8 +256,7 @@ class IndexPublisher:
         items = [(r, active[r]) for r in active] + [(r, k) for r, (_, k) in decoys.items()]
         packed = await index_build.build_entries(key, items)
         per_item = dict(zip([r for r, _ in items], packed, strict=True))
-        entries = (e for p in packed for e in index.split_entries(p))
-        chunks = index.batch_chunks(entries)
+        chunks = index.batch_chunks_packed(b"".join(packed))
         async with self.db.transaction():
             for chunk in chunks:
                 # one id per chunk, from its content: the same batch republished is idempotent
