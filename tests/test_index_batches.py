@@ -119,8 +119,14 @@ async def test_batches_are_padded_held_and_match(tmp_path: Path) -> None:
         # decoys are never removed: the operator is warned once the index passes what the
         # roster declares (queriers stop pulling at 1.25 times that, 10.4)
         hub.publisher.declared_entries = lambda: PADDING * tables
+        # a shared bank on another threshold answers with its own bands: decoys cannot hide
+        # its items, and the operator is told (8.7)
+        assert hub.metrics.value("index_unpadded_policy_total") == 0
+        await banks.create_bank("strict", provenance="moderator-confirmed", shared=True,
+                                distance_threshold=20)  # fmt: skip
         await hub.publisher.reconcile()
         assert hub.metrics.value("index_over_declared_total") == 1
+        assert hub.metrics.value("index_unpadded_policy_total") == 1
         later = await _adds(hub, seq)
         assert sum(len(d["entries"]) for d in later) == PADDING * tables * index.ENTRY_BYTES
         assert len(await _decoys(hub, key_id)) == 2 * PADDING - 4

@@ -30,6 +30,7 @@ from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol import canonical, index
 from blindmatch.protocol.lsh import BitSamplingScheme
 from blindmatch.protocol.roster import voprf_key_id
+from blindmatch.protocol.signals import PDQ_MATCH_THRESHOLD
 
 log = logging.getLogger("blindmatch.node")
 
@@ -238,6 +239,8 @@ class IndexPublisher:
         decoys: dict[bytes, tuple[str, list[bytes]]] = {}
         if fresh:
             decoys = self._new_decoys(list(active.values()))
+            if decoys:
+                await self._warn_other_thresholds()
         else:
             # a successor: what the current key shows and this one does not yet
             missing = await self.store.missing(current_id, key_id)
@@ -274,6 +277,20 @@ class IndexPublisher:
         if key_id == current_id and self.declared_entries is not None:
             await self._check_declared(key_id)
         return {"added": len(active), "decoys": len(decoys)}
+
+    async def _warn_other_thresholds(self) -> None:
+        """A decoy is answered with the default bands (8.5); the items of a shared bank with
+        another distance threshold are answered with theirs, so one threshold candidate per
+        entry tells them from the decoys, which then hide nothing (8.7)."""
+        n = await self.store.shared_banks_off_threshold(PDQ_MATCH_THRESHOLD)
+        if n:
+            self.metrics.inc("index_unpadded_policy_total")
+            log.warning(
+                "%d shared bank(s) have a distance threshold other than %d: their answers show"
+                " it, so decoys do not hide their fresh items (spec 8.7); use one threshold for"
+                " every shared bank",
+                int(n), PDQ_MATCH_THRESHOLD,
+            )  # fmt: skip
 
     async def _check_declared(self, key_id: bytes) -> None:
         """Decoys are never removed (8.7), so the index outgrows what the roster declares;

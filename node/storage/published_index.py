@@ -108,3 +108,13 @@ class PublishedIndexStore:
             "SELECT item_ref FROM index_publications WHERE key_id = ?", key_id
         )
         return {bytes(r["item_ref"]) for r in rows}
+
+    async def shared_banks_off_threshold(self, threshold: int) -> int:
+        """Shared, enabled banks whose distance threshold is not ``threshold`` (their answers
+        show their own bands, spec 8.7)."""
+        v = await self.db.fetch_value(
+            "SELECT COUNT(*) FROM banks WHERE shared = 1 AND enabled = 1"
+            " AND distance_threshold != ?",
+            threshold,
+        )
+        return int(v or 0)
