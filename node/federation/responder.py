@@ -14,6 +14,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from blindmatch.crypto import release
 from blindmatch.node import signals
 from blindmatch.node.cases.decisions import DecisionError, DecisionService
 from blindmatch.node.clock import Clock
@@ -206,12 +207,18 @@ class PeerResponder:
                 {it.item_ref for it in items.values() if isinstance(it, matching.HolderItem)}
             )
             await self.uploaders.note_candidates(peer.node_id, named)
+        # The release scalars' key (8.5): from the reference key of the oldest key id we
+        # answer for, the same in every process of this node; a token shown across a rotation
+        # that changes it is not recognised, and its candidates get full answers.
+        ref_keys = self.ring.candidate_keys(self.clock.now())
+        scalar_key = release.scalar_key(ref_keys[min(ref_keys)]) if ref_keys else None
         answer = await asyncio.to_thread(
             matching.answer_threshold,
             verified,
             items,
             body,
             band_bounds(self.release_bands, PDQ_MATCH_THRESHOLD),
+            scalar_key,
         )
         self.metrics.inc("threshold_answers_total", len(answer["answers"]))
         return answer
