@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pdqhash
 import pytest
+from media_samples import textured_image
 from media_samples import textured_image as smooth_image
 from PIL import Image, ImageOps
 
@@ -291,3 +292,38 @@ def test_each_picture_of_a_collage_with_a_weak_seam_is_looked_up() -> None:
         assert best <= 31  # within the whole-picture threshold
     # One smooth picture has no seam to cut.
     assert hashing.find_collage_cells(smooth_image(33, 240, 400)) == []
+
+
+def test_a_flat_band_of_the_picture_itself_is_not_peeled_as_chrome() -> None:
+    # Inside the viewer's padding, the picture's own uniform band (a flat sky) on one side looks
+    # like one more layer of padding; a viewer centres the picture, so an inner layer is peeled
+    # only on two opposite sides alike, and the box stays the picture's.
+    picture = textured_image(23, 180, 320)
+    picture[:50] = (200, 120, 40)  # its top 50 rows one flat colour
+    shot = np.full((700, 320, 3), 12, dtype=np.uint8)
+    shot[:40] = 245
+    shot[12:28, 20:300:4] = 20
+    shot[-50:] = 245
+    shot[260:440] = picture
+    assert hashing.find_nested_box(shot) == (0, 260, 320, 440)
+
+
+def test_the_picture_in_a_grid_collage_is_found_when_the_other_seams_are_faint() -> None:
+    # A 2x2 collage: the picture in one cell, the other three cut from one other photo, so the
+    # seams between them are faint and no line across the whole collage is a seam; the
+    # picture's own edges are.
+    picture = textured_image(41, 200, 240)
+    other = textured_image(42, 400, 480)
+    grid = other.copy()
+    grid[200:, 240:] = picture
+    buf = io.BytesIO()
+    Image.fromarray(grid).save(buf, format="JPEG", quality=75)
+    jpeg = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    cells = hashing.find_collage_cells(jpeg)
+    assert any(
+        max(abs(a - b) for a, b in zip(c, (240, 200, 480, 400), strict=True)) <= 2 for c in cells
+    )
+    plain = hash_image(Image.fromarray(picture)).pdq.hash32
+    h = hash_image(Image.fromarray(jpeg), query_variants=True)
+    best = min(hamming(v.pdq.hash32, plain) for v in h.variants if v.name.startswith("cell/"))
+    assert best <= 31
