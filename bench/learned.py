@@ -205,6 +205,15 @@ def evaluate(n_pictures: int, tiles: bool = True) -> dict[str, Any]:
             o_tiles.append({c: np.frombuffer(b"".join(v), np.uint8).reshape(-1, 32)
                             for c, v in by_cell.items()})  # fmt: skip
             o_cells.append([dv.Cell.parse(c) for c in by_cell])
+    # Per cell: every original's index tiles stacked, with their owners (one popcount per
+    # query tile).
+    stack: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for label in {c for t in o_tiles for c in t}:
+        parts = [(j, t[label]) for j, t in enumerate(o_tiles) if label in t]
+        stack[label] = (
+            np.concatenate([h for _, h in parts]),
+            np.concatenate([np.full(len(h), j) for j, h in parts]),
+        )
     same = _same_source(held)
     dd = _popcount(o_codes, o_codes)
     iu = np.triu_indices(n, 1)
@@ -261,15 +270,17 @@ def evaluate(n_pictures: int, tiles: bool = True) -> dict[str, Any]:
                 qt = tile_hashing.query_tiles(edited, scheme)
                 tile_queries.append(len(qt))
                 quality_cells = [t.cell for t in qt]
-                for j in range(n):
-                    confs = []
-                    for t in qt:
-                        bank = o_tiles[j].get(t.cell.label)
-                        if bank is None:
-                            continue
-                        dt = _popcount(np.frombuffer(t.pdq.hash32, np.uint8)[None], bank)
-                        if int(dt.min()) <= scheme.threshold:
-                            confs.append(dv.TileConfirmation(t.cell, j.to_bytes(8, "big")))
+                confs_of: dict[int, list[Any]] = {}
+                for t in qt:
+                    if t.cell.label not in stack:
+                        continue
+                    hashes, owners = stack[t.cell.label]
+                    dt = _popcount(np.frombuffer(t.pdq.hash32, np.uint8)[None], hashes)[0]
+                    for j in sorted({int(o) for o in owners[dt <= scheme.threshold]}):
+                        confs_of.setdefault(j, []).append(
+                            dv.TileConfirmation(t.cell, j.to_bytes(8, "big"))
+                        )
+                for j, confs in confs_of.items():
                     if len(confs) < scheme.min_regions:
                         continue
                     verdicts = dv.classify(
