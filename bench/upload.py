@@ -127,6 +127,7 @@ class Federation:
                 "--listen", f"127.0.0.1:{self.ports[name][0]}",
                 "--api", f"127.0.0.1:{self.ports[name][1]}",
                 "--roster", roster, "--governance-key", gov_pub,
+                "--index-batch-days", "0",  # a bench publishes at once
                 *(["--no-index"] if name != "hub" else []),
             )  # fmt: skip
         member = json.loads((self.home / "hub" / "member.json").read_text())

@@ -146,6 +146,14 @@ class NodeConfig:
     # key keeps answering after the roster names its successor (queriers re-sync meanwhile).
     voprf_key_cap: int = LIFETIME_CAP
     key_overlap_s: int = 7 * 86_400
+    # Batched, padded publication of the index (spec 8.7): additions wait and go out together
+    # at most once per ``index_batch_s`` (0: every round, unprotected), each batch padded per
+    # table with decoys to ``index_batch_padding`` entries (0: no decoys). ``blindmatch init``
+    # writes 7 days and 65,536 (the 10-year bound of 8.7 against 100 colluding members at
+    # platform volume); 0 here is for dev federations and tests, and a config file without the
+    # settings (a node made before them) keeps publishing at once.
+    index_batch_s: int = 0
+    index_batch_padding: int = 0
 
     @property
     def keys_dir(self) -> Path:
@@ -176,6 +184,14 @@ class NodeConfig:
             raise ConfigError(f"voprf_key_cap must be between 1 and {LIFETIME_CAP} (spec 8.2)")
         if self.key_overlap_s < 0:
             raise ConfigError("key_overlap_days must not be negative")
+        if not 0 <= self.index_batch_s <= MAX_BATCH_S:
+            raise ConfigError("index_batch_days: a number of days in 0..90")
+        if not 0 <= self.index_batch_padding <= MAX_BATCH_PADDING:
+            raise ConfigError(f"index_batch_padding: an integer in 0..{MAX_BATCH_PADDING}")
+        if self.index_batch_padding and self.index_batch_s < 3600:
+            # decoys are never taken back (8.6): padding every round would grow every replica
+            # by the padding each few seconds
+            raise ConfigError("index_batch_padding needs index_batch_days of at least 1/24")
         if list(self.release_bands) != sorted(set(self.release_bands)) or not self.release_bands:
             raise ConfigError("release_bands must be strictly increasing")
         if self.privacy_url is not None and not self.privacy_url.startswith("https://"):
@@ -195,6 +211,17 @@ class NodeConfig:
             require_tls_unless_loopback(self.webhook_url, "webhook_url")
             if self.webhook_secret_path is None:
                 raise ConfigError("webhook_url needs webhook_secret_file (webhooks are signed)")
+
+
+MAX_BATCH_S = 90 * 86_400
+MAX_BATCH_PADDING = 1 << 20
+
+
+def _batch_seconds(value: Any) -> int:
+    days = float(value)
+    if not math.isfinite(days):
+        raise ValueError("index_batch_days: a finite number of days")
+    return round(days * 86_400)
 
 
 def _short_text(value: Any, what: str) -> str | None:
@@ -250,7 +277,8 @@ def load(path: Path) -> NodeConfig:
         "hub_name", "hub_contact", "privacy_url",
         "sync_interval_s", "match_workers",
         "lsh_scheme", "dihedral_queries", "derivative_search", "release_bands", "policy",
-        "webhook_url", "webhook_secret_file", "voprf_key_cap", "key_overlap_days", "signals",
+        "webhook_url", "webhook_secret_file", "voprf_key_cap", "key_overlap_days",
+        "index_batch_days", "index_batch_padding", "signals",
     }  # fmt: skip
     unknown = set(raw) - known
     if unknown:
@@ -286,6 +314,8 @@ def load(path: Path) -> NodeConfig:
             webhook_secret_path=p(raw.get("webhook_secret_file")),
             voprf_key_cap=int(raw.get("voprf_key_cap", LIFETIME_CAP)),
             key_overlap_s=int(float(raw.get("key_overlap_days", 7)) * 86_400),
+            index_batch_s=_batch_seconds(raw.get("index_batch_days", 0)),
+            index_batch_padding=int(raw.get("index_batch_padding", 0)),
             signal_options=_signal_options(raw.get("signals", {}), path),
             source_path=path,
         )
@@ -326,7 +356,14 @@ def dump(cfg: NodeConfig) -> str:
             lines.append(f"{name} = {json.dumps(text)}")
     lines.append(f"sync_interval_s = {cfg.sync_interval_s}")
     lines.append(f"release_bands = [{', '.join(str(b) for b in cfg.release_bands)}]")
-    for name, table in cfg.signal_options.items():
+    lines += [
+        "# Index additions go out in batches padded with decoys (spec 8.7): 7 days and 65536",
+        "# keep a fresh hash from colluding members at platform volume; 0 and 0 publish each",
+        "# addition at once, unprotected (a demo).",
+        f"index_batch_days = {cfg.index_batch_s / 86_400:g}",
+        f"index_batch_padding = {cfg.index_batch_padding}",
+    ]
+    for name, table in cfg.signal_options.items():  # TOML tables come last
         lines.append(f"[signals.{json.dumps(name)}]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"

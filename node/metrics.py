@@ -27,6 +27,21 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "threshold_answers_total": ("counter", (), "threshold tests answered as holder"),
     "index_items_published_total": ("counter", (), "index entries published"),
     "index_items_removed_total": ("counter", (), "index entries removed"),
+    "index_decoys_published_total": (
+        "counter",
+        (),
+        "decoys published to pad index batches (spec 8.7)",
+    ),
+    "index_over_declared_total": (
+        "counter",
+        (),
+        "index batches that left the index above the roster's index_entries",
+    ),
+    "index_unpadded_policy_total": (
+        "counter",
+        (),
+        "padded batches published while a shared bank answers with its own bands",
+    ),
     "match_task_retries_total": ("counter", ("peer",), "outbox deliveries deferred for a retry"),
     "outbox_leases_released_total": (
         "counter",
@@ -105,6 +120,9 @@ PREREGISTERED = (
     "threshold_answers_total",
     "index_items_published_total",
     "index_items_removed_total",
+    "index_decoys_published_total",
+    "index_over_declared_total",
+    "index_unpadded_policy_total",
     "outbox_leases_released_total",
 )
 

@@ -108,8 +108,9 @@ class Node:
         )  # fmt: skip
         self.publisher = IndexPublisher(
             db, published, self.feeds, self.translog, self.key_ring, self.scheme, metrics, clock,
-            roles=me.roles,
+            roles=me.roles, batch_s=cfg.index_batch_s, padding=cfg.index_batch_padding,
         )  # fmt: skip
+        self.publisher.declared_entries = lambda: int(self.me.budget["index_entries"])
         incidents = PeerIncidents(db, on_dropped=lambda peer: metrics.inc(
             "peer_incidents_dropped_total", labels={"peer": peer}))  # fmt: skip
         self.admission = Admission(

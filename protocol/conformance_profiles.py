@@ -78,6 +78,9 @@ PROFILES: dict[str, Profile] = {
                 "pdq.from_float",
                 # A holder's index-feed entry ids (10.3): queriers store them, never derive them.
                 "index.feed_entry_id",
+                # A holder's delta ids and decoy buckets (10.3, 8.7): its own business.
+                "index.delta_id",
+                "index.decoy_keys",
                 # The derivative signal pdq-tiles-1 (chapter 13) is served by choice.
                 "derivative.tiles",
                 "derivative.index_keys",

@@ -105,6 +105,22 @@ def index_feed_entry_id(i: dict[str, Any]) -> dict[str, Any]:
     return {"id": index.feed_entry_id(i["kind"], key_id, refs).hex()}
 
 
+def index_delta_id(i: dict[str, Any]) -> dict[str, Any]:
+    key_id = conformance_support.hex_bytes(i["key_id"])
+    entries = index.split_entries(conformance_support.hex_bytes(i["entries"]))
+    return {"id": index.delta_id(i["kind"], key_id, entries).hex()}
+
+
+def index_decoy_keys(i: dict[str, Any]) -> dict[str, Any]:
+    keys = index.decoy_keys(
+        conformance_support.hex_bytes(i["decoy_ref"]),
+        conformance_support.hex_bytes(i["prefix"]),
+        [int(t) for t in i["tables"]],
+        int(i["bits"]),
+    )
+    return {"keys": [k.hex() for k in keys]}
+
+
 OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "signal_types.entry": signal_type_entry,
     "signal_types.of_variant": signal_type_of_variant,
@@ -112,4 +128,6 @@ OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "replication.caps": replication_caps,
     "admission.decide": admission_decide,
     "index.feed_entry_id": index_feed_entry_id,
+    "index.delta_id": index_delta_id,
+    "index.decoy_keys": index_decoy_keys,
 }

@@ -387,3 +387,86 @@ def _checked(packed: bytes) -> bytes:
     if len(packed) % ENTRY_BYTES:
         raise IndexFormatError(f"packed entries must be a multiple of {ENTRY_BYTES} bytes")
     return bytes(packed)
+
+
+# --- batched, padded publication (spec 8.6, 10.3) -------------------------------------------------
+
+DECOY_DOMAIN = b"blindmatch-v1 decoy bucket"
+
+
+def key_prefix(bucket_key: bytes) -> bytes:
+    """The part of a bucket key before its table number: ``u8(len(tag)) || tag ||
+    u8(len(signal)) || signal`` (signals-and-lsh.md)."""
+    if len(bucket_key) < 2:
+        raise IndexFormatError("bucket key too short")
+    n = 1 + bucket_key[0]
+    if len(bucket_key) < n + 1:
+        raise IndexFormatError("bucket key too short")
+    end = n + 1 + bucket_key[n]
+    if len(bucket_key) < end + 2:
+        raise IndexFormatError("bucket key too short")
+    return bucket_key[:end]
+
+
+def decoy_keys(decoy_ref: bytes, prefix: bytes, tables: Sequence[int], bits: int) -> list[bytes]:
+    """The bucket keys of one decoy: for each table, a bucket drawn from ``decoy_ref`` (16
+    secret random bytes) independently of every other table, in the layout of real keys
+    (``prefix || u16be(table) || the bucket's bits, packed, trailing bits zero``)::
+
+        bits_t = SHA-512(DECOY_DOMAIN || decoy_ref || prefix || u16be(t))[0:bits], MSB first
+
+    A decoy is published like an item (one entry per table, fresh table references, 10.2) and
+    resolves to no item, so the holder answers a candidate on it as on any unknown one (8.5).
+    Derived, not drawn, so the holder re-publishes the very same buckets under a successor key
+    (8.4) from the reference alone."""
+    if len(decoy_ref) != ITEM_REF_BYTES:
+        raise IndexFormatError(f"a decoy reference is {ITEM_REF_BYTES} bytes")
+    if not 1 <= bits <= 512:
+        raise IndexFormatError("bits must be in 1..512")
+    nbytes = (bits + 7) // 8
+    out = []
+    for t in tables:
+        d = bytearray(
+            hashlib.sha512(DECOY_DOMAIN + decoy_ref + prefix + t.to_bytes(2, "big")).digest()
+        )[:nbytes]
+        if bits % 8:
+            d[-1] &= (0xFF << (8 - bits % 8)) & 0xFF
+        out.append(prefix + t.to_bytes(2, "big") + bytes(d))
+    return out
+
+
+def decoys_needed(real_items: int, padding: int) -> int:
+    """Decoys per table that bring a batch of ``real_items`` items to at least ``padding``
+    entries per table (8.6): ``max(0, padding - real_items)``."""
+    if real_items < 0 or padding < 0:
+        raise ValueError("counts are not negative")
+    return max(0, padding - real_items)
+
+
+def batch_chunks(entries: Iterable[bytes]) -> list[bytes]:
+    """One batch's entries (items and decoys together), sorted bytewise and cut into deltas of
+    at most :data:`MAX_ENTRIES_PER_DELTA`: tags are pseudorandom, so where a cut falls says
+    nothing about which entries belong together."""
+    return batch_chunks_packed(b"".join(entries))
+
+
+def batch_chunks_packed(packed: bytes) -> list[bytes]:
+    """:func:`batch_chunks` of entries given packed (concatenated): one numpy sort of fixed
+    24-byte records, so a million-item publication needs no Python object per entry."""
+    if len(packed) % ENTRY_BYTES:
+        raise IndexFormatError(f"packed entries must be a multiple of {ENTRY_BYTES} bytes")
+    rows = np.frombuffer(packed, dtype=np.uint8).reshape(-1, ENTRY_BYTES)
+    # bytewise order: big-endian words compare as the bytes do
+    words = rows.view(">u8").reshape(-1, 3).astype(np.uint64)  # native order sorts fast
+    order = np.lexsort((words[:, 2], words[:, 1], words[:, 0]))
+    ordered = rows[order]
+    step = MAX_ENTRIES_PER_DELTA
+    return [ordered[s : s + step].tobytes() for s in range(0, len(ordered), step)]
+
+
+def delta_id(kind: str, key_id: bytes, entries: Iterable[bytes]) -> bytes:
+    """A delta's feed entry id (10.3): :func:`feed_entry_id` over the first 16 bytes of
+    ``SHA-256`` of its entries sorted and concatenated, so the same delta is idempotent and its
+    id names no item."""
+    digest = hashlib.sha256(b"".join(sorted(entries))).digest()[:16]
+    return feed_entry_id(kind, key_id, [digest])

@@ -151,6 +151,37 @@ def entry_id_cases() -> list[dict[str, Any]]:
     ]
 
 
+def batch_cases() -> list[dict[str, Any]]:
+    """Batched publication (8.7): delta ids from sorted entries, and decoy buckets."""
+    from blindmatch.protocol.lsh import SCHEMES
+
+    old = "6f6c646b65796964"
+    entries = ["ff" * 24, "00" * 24, "7f" * 8 + "01" * 16]
+    prefix = SCHEMES["pdq-lsh-1"].index_keys(bytes(32))[0][:-6].hex()
+    return [
+        _case(
+            "delta-id",
+            "index.delta_id",
+            {"kind": "index.add", "key_id": old, "entries": "".join(entries)},
+        ),
+        _case(
+            "delta-id-entries-in-any-order",
+            "index.delta_id",
+            {"kind": "index.add", "key_id": old, "entries": "".join(entries[::-1])},
+        ),
+        _case(
+            "decoy-keys-pdq-lsh-1",
+            "index.decoy_keys",
+            {"decoy_ref": "5a" * 16, "prefix": prefix, "tables": list(range(24)), "bits": 27},
+        ),
+        _case(
+            "decoy-keys-whole-bytes",
+            "index.decoy_keys",
+            {"decoy_ref": "a5" * 16, "prefix": prefix, "tables": [0, 1], "bits": 256},
+        ),
+    ]
+
+
 def generate() -> dict[str, object]:
     return {
         "signal_types.json": {
@@ -165,7 +196,7 @@ def generate() -> dict[str, object]:
             "version": 1,
             "cases": [
                 {**c, "id": f"federation/{c['id']}"}
-                for c in pull_cases() + admission_cases() + entry_id_cases()
+                for c in pull_cases() + admission_cases() + entry_id_cases() + batch_cases()
             ],
         },
     }

@@ -50,6 +50,7 @@ def test_init_roster_run_match(tmp_path: Path) -> None:
             "init", "--home", tmp_path / name, "--node-id", name,
             "--listen", f"127.0.0.1:{ports[name][0]}", "--api", f"127.0.0.1:{ports[name][1]}",
             "--roster", roster, "--governance-key", gov_pub,
+            "--index-batch-days", "0",  # publish at once: the test matches right after
         )  # fmt: skip
         assert oct((tmp_path / name / "keys" / "voprf.key").stat().st_mode & 0o777) == "0o600"
     # init refuses to overwrite an existing node

@@ -6,6 +6,7 @@ and its secret erased; past the cap a key is refused."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 from pathlib import Path
@@ -111,13 +112,18 @@ async def test_a_rotation_loses_no_match(tmp_path: Path) -> None:
         assert (keys_dir / "voprf.next.key").exists()
         await hub.publisher.reconcile()  # the sync loop's next round
         assert await _published(hub, new_id) == await _published(hub, old_id) == 10
-        # the same items under two keys are two feed entries: the key id is in the entry id
-        refs = [bytes(r["item_ref"]) for r in await hub.db.fetch_all(
-            "SELECT item_ref FROM index_publications WHERE key_id = ?", new_id)]  # fmt: skip
+        # the same items under two keys are two feed entries (10.3: a delta's id is made from
+        # its key id and its sorted entries, which differ under two keys)
+        from blindmatch.protocol import canonical
+
         feed = await hub.feeds.read("index", 0, 100)
-        ids = {e.entry_id for e in feed if e.kind == "index.add"}
-        assert index.feed_entry_id("index.add", new_id, refs) in ids
-        assert index.feed_entry_id("index.add", old_id, refs) in ids
+        adds = [e for e in feed if e.kind == "index.add"]
+        by_key = {canonical.decode(e.payload)["key_id"]: e.entry_id for e in adds}
+        assert set(by_key) == {old_id, new_id} and len({e.entry_id for e in adds}) == 2
+        for e in adds:
+            body = canonical.decode(e.payload)
+            digest = hashlib.sha256(body["entries"]).digest()[:16]
+            assert e.entry_id == index.feed_entry_id("index.add", body["key_id"], [digest])
         for p in (a, b):
             await p.sync.sync_all()  # stored, not applied: their roster still names the old key
         assert await _matches(b, hashes[0])
@@ -244,3 +250,40 @@ async def test_the_processes_of_one_node_rotate_once_and_agree(db, clock, tmp_pa
     a.erase_retired()
     assert await b.refresh() and b.keys.retired is None
     assert b.answering(old_id, clock.now()) is None
+
+
+async def test_keys_rotate_starts_a_rotation_now(db, clock, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """``blindmatch keys rotate`` (an early rotation: suspected compromise, or collecting
+    decoys, 8.4) makes the successor a running node takes in on its next round, prints its
+    public key for governance and never a secret; a second one while it is under way is
+    refused and changes nothing."""
+    import json
+
+    from blindmatch.node.cli.main import main
+    from blindmatch.node.federation.key_ring import VoprfKeyRing
+    from blindmatch.node.metrics import Metrics
+    from blindmatch.node.translog.log import TransparencyLog
+
+    home = tmp_path / "hub"
+    assert main(["init", "--home", str(home), "--node-id", "hub", "--role", "hub"]) == 0
+    capsys.readouterr()
+    d = home / "keys"
+    keys = keyfiles.load(d)
+    log = TransparencyLog(TranslogStore(db), "hub", keys.identity, clock)
+    ring = VoprfKeyRing(KeyUsageStore(db), keys, d, log, Metrics(), clock, cap=1 << 40)
+    assert ring.publishing() == [keys.voprf]  # nothing under way
+
+    assert main(["keys", "rotate", "--config", str(home)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    successor = keyfiles.load(d).successor
+    assert successor is not None and out["voprf_key"] == successor.pk.hex()
+    assert out["successor_key_id"] == voprf_key_id(successor.pk).hex()
+    assert successor.sk.hex() not in json.dumps(out)
+    # while it is under way a second one is refused and changes nothing
+    assert main(["keys", "rotate", "--config", str(home)]) == 1
+    assert "already under way" in capsys.readouterr().err
+    assert keyfiles.load(d).successor == successor
+    # the running node takes it in: it publishes under both keys until the roster names it
+    assert await ring.refresh()
+    assert ring.publishing() == [keys.voprf, successor]
+    assert ring.roster_names(successor.pk) and ring.current == successor

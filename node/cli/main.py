@@ -25,6 +25,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "blindmatch.node.cli.reviewer",
     "blindmatch.node.cli.report",
     "blindmatch.node.cli.interop",
+    "blindmatch.node.cli.keys",
 )
 
 

@@ -36,6 +36,8 @@ class NodeSpec:
     uploader_key: bool = False  # answers stage 1 of uploader signals for its pictures
     keeper: bool = False  # the federation's uploader-signal keeper (stage 2, the feed)
     voprf_key_cap: int | None = None  # default: the spec's cap (8.2)
+    index_batch_s: int = 0  # batched, padded publication (8.6): off in a dev federation
+    index_batch_padding: int = 0
 
 
 @dataclass
@@ -181,6 +183,7 @@ class LocalFederation:
         )
         if spec.voprf_key_cap is not None:
             cfg.voprf_key_cap = spec.voprf_key_cap
+        cfg.index_batch_s, cfg.index_batch_padding = spec.index_batch_s, spec.index_batch_padding
         db = await open_database(cfg.database_url, migrate_now=self.clock.now())
         node = Node(cfg, keys, db, self.roster, clock=self.clock)
         banks = BankService(db, self.clock, feed=None)  # the node publishes its own index feed

@@ -141,6 +141,7 @@ class ProcessFederation:
                 "--listen", f"127.0.0.1:{node.fed_port}",
                 "--api", f"127.0.0.1:{node.api_port}",
                 "--roster", roster, "--governance-key", gov_pub,
+                "--index-batch-days", "0",  # a bench publishes at once
             ]  # fmt: skip
             if node.database:
                 args += ["--database", node.database]

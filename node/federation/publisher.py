@@ -12,8 +12,10 @@ no longer answers for (a retired key after its overlap) are withdrawn, then its 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+import os
+from collections.abc import Callable, Iterable, Sequence
 
 from blindmatch.crypto import oprf
 from blindmatch.node import signals
@@ -28,11 +30,37 @@ from blindmatch.node.translog.log import TransparencyLog
 from blindmatch.protocol import canonical, index
 from blindmatch.protocol.lsh import BitSamplingScheme
 from blindmatch.protocol.roster import voprf_key_id
+from blindmatch.protocol.signals import PDQ_MATCH_THRESHOLD
 
 log = logging.getLogger("blindmatch.node")
 
 INDEX_FEED = "index"
 PUBLISH_LOCK = "blindmatch:publish-index"
+
+
+DECOY_LABEL = "decoy/"  # the scheme column of a decoy's publication rows
+
+
+def _decoy_label(prefix: bytes, tables: list[int], bits: int) -> str:
+    """How a decoy's buckets are re-derived (under a successor key): its signal's key prefix,
+    tables and bits, in the publication row's scheme column (never on the wire)."""
+    lo, hi = min(tables), max(tables)
+    if tables != list(range(lo, hi + 1)):
+        raise ValueError("a signal's tables are consecutive")
+    return f"{DECOY_LABEL}{prefix.hex()}/{lo}/{hi}/{bits}"
+
+
+def _decoy_keys_of(ref: bytes, label: str) -> list[bytes]:
+    prefix_hex, lo, hi, bits = label[len(DECOY_LABEL) :].split("/")
+    tables = list(range(int(lo), int(hi) + 1))
+    return index.decoy_keys(ref, bytes.fromhex(prefix_hex), tables, int(bits))
+
+
+def _chunk_id(chunk: bytes) -> bytes:
+    """The "refs" a delta's id is made from (10.3, :func:`index.delta_id`): a digest of its
+    sorted entries (a chunk is sorted), so the same delta is idempotent and the id names no
+    item."""
+    return hashlib.sha256(chunk).digest()[:16]
 
 
 def _entry_id(kind: str, refs: Sequence[bytes], key_id: bytes) -> bytes:
@@ -53,6 +81,8 @@ class IndexPublisher:
         clock: Clock,
         *,
         roles: frozenset[str] | tuple[str, ...],
+        batch_s: int = 0,
+        padding: int = 0,
     ) -> None:
         self.db = db
         self.store = store
@@ -64,6 +94,11 @@ class IndexPublisher:
         self.clock = clock
         self.roles = roles  # a signal type banked by one role is published by that role only
         self._lock = asyncio.Lock()
+        # batched, padded publication (spec 8.6): 0 publishes every round, unpadded
+        self.batch_s = batch_s
+        self.padding = padding
+        # the index_entries the roster declares for us (10.1): decoys count (8.7)
+        self.declared_entries: Callable[[], int] | None = None
 
     def publishing_adapters(self) -> list[signals.SignalAdapter]:
         return [
@@ -92,9 +127,20 @@ class IndexPublisher:
     async def _reconcile(self, now: int) -> dict[str, int]:
         removed = await self._withdraw_stale_keys(now)
         result = {"added": 0, "removed": removed}
-        for key in self.ring.publishing():
-            done = await self._reconcile_key(key, now)
-            result = {k: result[k] + done[k] for k in result}
+        if self.batch_s:
+            current_id = self.ring.keys.voprf_key_id
+            due = await self._batch_due(current_id, now)
+            result["decoys"] = 0
+            for key in self.ring.publishing():  # the current key first, then a successor
+                done = await self._publish_batch(key, now, due and key is self.ring.current)
+                result = {k: result[k] + done.get(k, 0) for k in result}
+            if result["decoys"]:
+                self.metrics.inc("index_decoys_published_total", result["decoys"])
+            result.pop("decoys")
+        else:
+            for key in self.ring.publishing():
+                done = await self._reconcile_key(key, now)
+                result = {k: result[k] + done[k] for k in result}
         if result["added"] or result["removed"]:
             self.metrics.inc("index_items_published_total", result["added"])
             self.metrics.inc("index_items_removed_total", result["removed"])
@@ -119,14 +165,16 @@ class IndexPublisher:
     async def _remove(
         self, to_remove: list[bytes], published: dict[bytes, bytes], key_id: bytes, now: int
     ) -> int:
-        # One delta must fit a feed payload: at most MAX_ENTRIES_PER_DELTA entries.
-        batch = max(1, index.MAX_ENTRIES_PER_DELTA // self.scheme.tables)
-        for start in range(0, len(to_remove), batch):
-            refs = to_remove[start : start + batch]
-            entries = (e for r in refs for e in index.split_entries(published[r]))
-            async with self.db.transaction():
-                await self._append_delta("index.remove", refs, entries, key_id, now)
-                await self.store.forget(refs, key_id)
+        """One removal: all its entries sorted together and cut into deltas of at most
+        MAX_ENTRIES_PER_DELTA, in one transaction. A delta holding whole items would isolate
+        them (a joinable set, spec 8.6); cut from the sorted whole it holds pseudorandom tags."""
+        if not to_remove:
+            return 0
+        packed = b"".join(published[r] for r in to_remove)
+        async with self.db.transaction():
+            for chunk in index.batch_chunks_packed(packed):
+                await self._append_delta("index.remove", [_chunk_id(chunk)], [chunk], key_id, now)
+            await self.store.forget(to_remove, key_id)
         return len(to_remove)
 
     async def _reconcile_key(self, key: oprf.ServerKey, now: int) -> dict[str, int]:
@@ -143,29 +191,150 @@ class IndexPublisher:
         published = await self.store.no_longer_live(live_checks, key_id)
         to_add = list(active)
         removed = await self._remove(list(published), published, key_id, now)
-        batch = max(1, index.MAX_ENTRIES_PER_DELTA // self.scheme.tables)
-        added = 0
-        # The OPRF evaluations of the whole backlog start at once (worker processes when it
-        # is large) and each delta is written as soon as its items are evaluated, so the
-        # writes overlap the evaluation of the items after them.
-        evaluations = index_build.start_entries(key, [(r, active[r]) for r in to_add])
-        packed_all: list[bytes] = []
-        try:
-            for start in range(0, len(to_add), batch):
-                refs = to_add[start : start + batch]
-                while len(packed_all) < start + len(refs):
-                    packed_all += await evaluations[0]
-                    evaluations.pop(0)
-                per_item = dict(zip(refs, packed_all[start : start + len(refs)], strict=True))
-                entries = (e for packed in per_item.values() for e in index.split_entries(packed))
-                async with self.db.transaction():
-                    await self._append_delta("index.add", refs, entries, key_id, now)
-                    await self.store.record(per_item, self.scheme.name, key_id, now)
-                added += len(refs)
-        finally:
-            for pending in evaluations:
-                pending.cancel()
-        return {"added": added, "removed": removed}
+        if not to_add:
+            return {"added": 0, "removed": removed}
+        # The whole round's additions go out together, sorted and cut into deltas (as a
+        # removal, :meth:`_remove`): deltas of whole items would each isolate a joinable set
+        # of ~1,666 items, even out of a million-item first publication (spec 8.6).
+        packed = await index_build.build_entries(key, [(r, active[r]) for r in to_add])
+        per_item = dict(zip(to_add, packed, strict=True))
+        async with self.db.transaction():
+            for chunk in index.batch_chunks_packed(b"".join(packed)):
+                await self._append_delta("index.add", [_chunk_id(chunk)], [chunk], key_id, now)
+            await self.store.record(per_item, self.scheme.name, key_id, now)
+        return {"added": len(to_add), "removed": removed}
+
+    # --- batched, padded publication (spec 8.6) ----------------------------------------------
+
+    async def _batch_due(self, current_id: bytes, now: int) -> bool:
+        """A batch goes out when the index feed's last addition is ``batch_s`` old, or when
+        nothing is published under the current key yet (a first publication: the bulk). (A
+        successor's catch-up counts as an addition: it delays the next batch, never hastens
+        it.) Both reads are cheap: this runs every sync round."""
+        if not await self.store.any_published(current_id):
+            return True
+        last = await self.feeds.last_created(INDEX_FEED, "index.add")
+        return last is None or now - last >= self.batch_s
+
+    async def _publish_batch(self, key: oprf.ServerKey, now: int, fresh: bool) -> dict[str, int]:
+        """One round under ``key`` with batching on.
+
+        ``fresh`` (the current key, a batch due): every live item not yet published, padded per
+        table with new decoys to ``padding`` entries. Otherwise (a successor, or the current
+        key between batches) only what the current key already shows and this key does not
+        yet: its items and its decoys, the very same buckets, so two keys' indexes never differ
+        by anything but what is already public (their intersection would otherwise show which
+        entries of a batch are real). Nothing is removed: a withdrawn or expired item stops
+        being answered at once, and its entries stay in the index as decoys (publishing them
+        would hand out its 24 buckets: its hash), until the key is retired.
+        """
+        key_id = voprf_key_id(key.pk)
+        current_id = self.ring.keys.voprf_key_id
+        if not fresh and key_id == current_id:
+            return {"added": 0, "decoys": 0}  # between batches: additions wait
+        active: dict[bytes, list[bytes]] = {}
+        for adapter in self.publishing_adapters():
+            for p in await adapter.unpublished(self.db, now, key_id):
+                active[p.item_ref] = p.keys
+        decoys: dict[bytes, tuple[str, list[bytes]]] = {}
+        if fresh:
+            decoys = self._new_decoys(list(active.values()))
+            if decoys:
+                await self._warn_other_thresholds()
+        else:
+            # a successor: what the current key shows and this one does not yet
+            missing = await self.store.missing(current_id, key_id)
+            active = {r: k for r, k in active.items() if r in missing}
+            for ref, label in missing.items():
+                if label.startswith(DECOY_LABEL):
+                    decoys[ref] = (label, _decoy_keys_of(ref, label))
+            # items it shows that are no longer live (withdrawn, expired) go out too, as
+            # decoys, or the difference between the two epochs would be their buckets (8.7)
+            gone = [r for r in missing if r not in active and r not in decoys]
+            for adapter in self.publishing_adapters():
+                for p in await adapter.ballast(self.db, gone):
+                    active.setdefault(p.item_ref, p.keys)
+        if not active and not decoys:
+            return {"added": 0, "decoys": 0}
+        items = [(r, active[r]) for r in active] + [(r, k) for r, (_, k) in decoys.items()]
+        packed = await index_build.build_entries(key, items)
+        per_item = dict(zip([r for r, _ in items], packed, strict=True))
+        chunks = index.batch_chunks_packed(b"".join(packed))
+        async with self.db.transaction():
+            for chunk in chunks:
+                # one id per chunk, from its content: the same batch republished is idempotent
+                await self._append_delta("index.add", [_chunk_id(chunk)], [chunk], key_id, now)
+            await self.store.record({r: per_item[r] for r in active}, self.scheme.name, key_id, now)
+            by_label: dict[str, dict[bytes, bytes]] = {}
+            for r, (label, _) in decoys.items():
+                by_label.setdefault(label, {})[r] = per_item[r]
+            for label, rows in by_label.items():
+                await self.store.record(rows, label, key_id, now)
+        log.info(
+            "index batch under key %s: %d items, %d decoys, %d deltas",
+            key_id.hex(), len(active), len(decoys), len(chunks),
+        )  # fmt: skip
+        if key_id == current_id and self.declared_entries is not None:
+            await self._check_declared(key_id)
+        return {"added": len(active), "decoys": len(decoys)}
+
+    async def _warn_other_thresholds(self) -> None:
+        """A decoy is answered with the default bands (8.5); the items of a shared bank with
+        another distance threshold are answered with theirs, so one threshold candidate per
+        entry tells them from the decoys, which then hide nothing (8.7)."""
+        n = await self.db.fetch_value(
+            "SELECT COUNT(*) FROM banks WHERE shared = 1 AND enabled = 1"
+            " AND distance_threshold != ?",
+            PDQ_MATCH_THRESHOLD,
+        )
+        if n:
+            self.metrics.inc("index_unpadded_policy_total")
+            log.warning(
+                "%d shared bank(s) have a distance threshold other than %d: their answers show"
+                " it, so decoys do not hide their fresh items (spec 8.7); use one threshold for"
+                " every shared bank",
+                int(n), PDQ_MATCH_THRESHOLD,
+            )  # fmt: skip
+
+    async def _check_declared(self, key_id: bytes) -> None:
+        """Decoys are never removed (8.7), so the index outgrows what the roster declares;
+        queriers stop pulling it at 1.25 times that (10.4). Warn the operator before."""
+        assert self.declared_entries is not None
+        declared = self.declared_entries()
+        published = await self.store.entry_count(key_id)
+        if published > declared:
+            self.metrics.inc("index_over_declared_total")
+            log.warning(
+                "the index holds %d entries, decoys included, above the %d the roster declares"
+                " (index_entries): queriers stop pulling it at %d; ask governance to declare"
+                " more (spec 8.7, 10.4)",
+                published, declared, max(10_000, declared * 5 // 4),
+            )  # fmt: skip
+
+    def _new_decoys(self, item_keys: list[list[bytes]]) -> dict[bytes, tuple[str, list[bytes]]]:
+        """Decoys that pad a batch of these items to ``padding`` entries in every table of
+        every signal the batch publishes (a signal's tables each get one decoy entry per
+        decoy, as an item's do)."""
+        if not self.padding or not item_keys:
+            return {}
+        per_prefix: dict[bytes, tuple[int, set[int], int]] = {}
+        for keys in item_keys:
+            seen: set[bytes] = set()
+            for k in keys:
+                prefix = index.key_prefix(k)
+                n, tables, suffix = per_prefix.get(prefix, (0, set(), len(k) - len(prefix) - 2))
+                tables.add(int.from_bytes(k[len(prefix) : len(prefix) + 2], "big"))
+                per_prefix[prefix] = (n + (prefix not in seen), tables, suffix)
+                seen.add(prefix)
+        out: dict[bytes, tuple[str, list[bytes]]] = {}
+        k_bits = self.scheme.bits_per_table
+        for prefix, (n, tables, suffix) in per_prefix.items():
+            bits = k_bits if suffix == (k_bits + 7) // 8 else 8 * suffix
+            label = _decoy_label(prefix, sorted(tables), bits)
+            for _ in range(index.decoys_needed(n, self.padding)):
+                ref = os.urandom(index.ITEM_REF_BYTES)
+                out[ref] = (label, _decoy_keys_of(ref, label))
+        return out
 
     async def _append_delta(
         self, kind: str, refs: list[bytes], entries: Iterable[bytes], key_id: bytes, now: int

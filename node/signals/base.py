@@ -115,6 +115,28 @@ class SignalAdapter:
         )
         return [Publishable(bytes(r["ref"]), self.index_keys(bytes(r["hash"]))) for r in rows]
 
+    async def ballast(self, db: Database, refs: Sequence[bytes]) -> list[Publishable]:
+        """Published hashes of this type among ``refs`` whatever their state (a withdrawn or
+        expired item's tombstone): batched publication (spec 8.7) re-publishes them under a
+        successor key as decoys, so two epochs' indexes differ by nothing."""
+        if self.published_from is None or not refs:
+            return []
+        joins = self.published_from.split(" WHERE ", 1)[0]
+        return await self._ballast_rows(
+            db, refs, f"SELECT {self.published_ref} AS ref, {self.published_hash} AS hash"
+            + joins + f" WHERE {self.published_ref} IN ",
+        )  # fmt: skip
+
+    async def _ballast_rows(
+        self, db: Database, refs: Sequence[bytes], select: str
+    ) -> list[Publishable]:
+        out = []
+        for start in range(0, len(refs), 500):
+            part = list(refs[start : start + 500])
+            rows = await db.fetch_all(select + "(" + ", ".join("?" * len(part)) + ")", *part)
+            out += [Publishable(bytes(r["ref"]), self.index_keys(bytes(r["hash"]))) for r in rows]
+        return out
+
     def live_ref_sql(self) -> str | None:
         """``SELECT 1 FROM ... WHERE <live> AND <ref column> = p.item_ref``: whether a published
         reference (of ``index_publications p``) is still a live item of this type; None when

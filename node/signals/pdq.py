@@ -45,6 +45,12 @@ class PdqAdapter(SignalAdapter):
         )
         return [Publishable(bytes(r["item_ref"]), self.index_keys(bytes(r["hash"]))) for r in rows]
 
+    async def ballast(self, db: Database, refs: Sequence[bytes]) -> list[Publishable]:
+        crops = _CROPS_FROM.split(" WHERE ", 1)[0]
+        return await super().ballast(db, refs) + await self._ballast_rows(
+            db, refs, "SELECT c.item_ref AS ref, c.hash AS hash" + crops + " WHERE c.item_ref IN "
+        )
+
     def live_ref_sql(self) -> str | None:
         own = super().live_ref_sql()
         return f"{own} UNION ALL SELECT 1{_CROPS_FROM} AND c.item_ref = p.item_ref"

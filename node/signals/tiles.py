@@ -46,6 +46,24 @@ class TilesAdapter(SignalAdapter):
                 )
         return out
 
+    async def ballast(self, db: Database, refs: Sequence[bytes]) -> list[Publishable]:
+        joins = _FROM.split(" WHERE ", 1)[0]
+        out = []
+        for start in range(0, len(refs), 500):
+            part = list(refs[start : start + 500])
+            rows = await db.fetch_all(
+                "SELECT t.item_ref, t.hash, t.cell, s.scheme" + joins + " WHERE t.item_ref IN ("
+                + ", ".join("?" * len(part)) + ")",
+                *part,
+            )  # fmt: skip
+            for r in rows:
+                scheme = derivative.DERIVATIVE_SCHEMES.get(r["scheme"])
+                if scheme is not None:
+                    cell = derivative.Cell.parse(r["cell"])
+                    keys = scheme.index_keys(cell, bytes(r["hash"]))
+                    out.append(Publishable(bytes(r["item_ref"]), keys))
+        return out
+
     def live_ref_sql(self) -> str | None:
         return "SELECT 1" + _FROM + " AND t.item_ref = p.item_ref"
 

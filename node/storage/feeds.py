@@ -177,3 +177,15 @@ class FeedLog:
             "SELECT COALESCE(MAX(seq), 0) FROM feed_entries WHERE feed = ?", feed
         )
         return int(value)
+
+    async def last_created(self, feed: str, kind: str) -> int | None:
+        """When the newest entry of this kind was appended (None: none), walking back from the
+        head (cheap when such entries are recent)."""
+        check_text("feed", feed)
+        value = await self._db.fetch_value(
+            "SELECT created_at FROM feed_entries WHERE feed = ? AND kind = ?"
+            " ORDER BY seq DESC LIMIT 1",
+            feed,
+            kind,
+        )
+        return None if value is None else int(value)

@@ -24,7 +24,11 @@ class PublishedIndexStore:
     ) -> dict[bytes, bytes]:
         """Publications under ``key_id`` for which none of ``live_checks`` (``SELECT 1 ... =
         p.item_ref`` with its bound values) finds a live item: item_ref -> packed entries."""
-        sql = "SELECT p.item_ref, p.entries FROM index_publications p WHERE p.key_id = ?"
+        # a decoy (spec 8.6) is never live and never removed: its row leaves with its key
+        sql = (
+            "SELECT p.item_ref, p.entries FROM index_publications p WHERE p.key_id = ?"
+            " AND p.scheme NOT LIKE 'decoy/%'"
+        )
         params: list[Any] = [key_id]
         for check, values in live_checks:
             sql += f" AND NOT EXISTS ({check})"
@@ -71,3 +75,36 @@ class PublishedIndexStore:
             "SELECT item_ref, entries FROM index_publications WHERE key_id = ?", key_id
         )
         return {bytes(r["item_ref"]): bytes(r["entries"]) for r in rows}
+
+    async def entry_count(self, key_id: bytes) -> int:
+        """Index entries published under ``key_id`` (items and decoys)."""
+        v = await self.db.fetch_value(
+            "SELECT COALESCE(SUM(LENGTH(entries)), 0) FROM index_publications WHERE key_id = ?",
+            key_id,
+        )
+        return int(v) // 24
+
+    async def any_published(self, key_id: bytes) -> bool:
+        """Whether anything is published under ``key_id``."""
+        v = await self.db.fetch_value(
+            "SELECT 1 FROM index_publications WHERE key_id = ? LIMIT 1", key_id
+        )
+        return v is not None
+
+    async def missing(self, shown_key: bytes, key_id: bytes) -> dict[bytes, str]:
+        """What is published under ``shown_key`` and not yet under ``key_id`` (items and
+        decoys): ref -> its scheme column (a decoy's label)."""
+        rows = await self.db.fetch_all(
+            "SELECT p.item_ref, p.scheme FROM index_publications p WHERE p.key_id = ?"
+            " AND NOT EXISTS (SELECT 1 FROM index_publications q"
+            " WHERE q.item_ref = p.item_ref AND q.key_id = ?)",
+            shown_key, key_id,
+        )  # fmt: skip
+        return {bytes(r["item_ref"]): str(r["scheme"]) for r in rows}
+
+    async def refs(self, key_id: bytes) -> set[bytes]:
+        """The references published under ``key_id`` (items and decoys)."""
+        rows = await self.db.fetch_all(
+            "SELECT item_ref FROM index_publications WHERE key_id = ?", key_id
+        )
+        return {bytes(r["item_ref"]) for r in rows}
