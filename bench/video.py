@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import video_corpus
-from blindmatch.crypto import oprf, sodium
+from blindmatch.crypto import oprf, release, sodium
 from blindmatch.node.signals.vpdq.hasher import frame_float_vectors, hash_video
 from blindmatch.protocol import canonical, index, matching, signal_types
 from blindmatch.protocol.lsh import PDQ_LSH_1
@@ -71,27 +71,42 @@ class VideoHolder:
         self.replica.add(self.published)
 
 
-def private_match(holder: VideoHolder, queries: list[matching.QueryHash]) -> dict[str, Any]:
-    """One video query against the holder, every message as the wire would carry it."""
+def private_match(
+    holder: VideoHolder, queries: list[matching.QueryHash], rounds: bool = True
+) -> dict[str, Any]:
+    """One video query against the holder, every message as the wire would carry it. ``rounds``:
+    as a node asks (each frame hash's best candidate first, the rest in one more round showing
+    the tokens of what matched, answered ``same``; specs/protocol.md 8.5, 10.5), the holder with
+    its release-scalar key and keeping verified queries; else every candidate at once, each
+    answered in full (issue 13's flow)."""
     sent = received = 0
     t0 = time.process_time()
-    ex = signal_types.SignalPeerExchange("hub", holder.key.pk, PDQ_LSH_1, queries)
+    ex = signal_types.SignalPeerExchange(
+        "hub", holder.key.pk, PDQ_LSH_1, queries, first_round=1 if rounds else None
+    )
     request = ex.evaluate_request()
     reply = matching.answer_evaluate(holder.key, holder.key_id, request)
     sent += len(canonical.encode(request))
     received += len(canonical.encode(reply))
     ex.on_evaluated(reply, holder.replica)
     cache = matching.EncryptionCache(os.urandom)
-    items = 0
-    for req in ex.threshold_requests(cache):
-        resolved = matching.resolve_in_memory(holder.refs, holder.frames, req)
-        answer = matching.answer_threshold(
-            matching.verify_threshold_query(req), resolved, req, BANDS
-        )
-        sent += len(canonical.encode(req))
-        received += len(canonical.encode(answer))
-        items += len(req["items"])
-        ex.on_answer(req, answer, cache)
+    scalar_key = release.scalar_key(index.reference_key(holder.key.sk)) if rounds else None
+    verified: dict[bytes, Any] = {}
+    items = answers = 0
+    batches = iter(lambda: ex.next_threshold_requests(cache), []) if rounds else None
+    for batch in batches if batches is not None else [ex.threshold_requests(cache)]:
+        for req in batch:
+            if req["query"] not in verified:
+                verified[req["query"]] = matching.verify_threshold_query(req)
+            resolved = matching.resolve_in_memory(holder.refs, holder.frames, req)
+            answer = matching.answer_threshold(
+                verified[req["query"]], resolved, req, BANDS, scalar_key
+            )
+            sent += len(canonical.encode(req))
+            received += len(canonical.encode(answer))
+            items += len(req["items"])
+            answers += sum("response" in a for a in answer["answers"])
+            ex.on_answer(req, answer, cache)
     verdicts = video.judge(queries, ex.confirmed)
     cpu = time.process_time() - t0
     return {
@@ -101,6 +116,7 @@ def private_match(holder: VideoHolder, queries: list[matching.QueryHash]) -> dic
         ),
         "evaluations": ex.probes_sent,
         "threshold_items": items,
+        "threshold_answers": answers,
         "encrypted_queries": len(cache),
         "bytes_sent": sent,
         "bytes_received": received,
@@ -140,6 +156,7 @@ def run(per_kind: int) -> dict[str, Any]:
         queries = video.query_frames(hashes[c.id], floats)
         plain = plaintext_match(bank, hashes[c.id])
         private = private_match(holder, queries)
+        at_once = private_match(holder, queries, rounds=False)
         rows.append(
             {
                 "clip": c.id,
@@ -150,6 +167,7 @@ def run(per_kind: int) -> dict[str, Any]:
                 "frames": len(hashes[c.id]),
                 "plaintext": plain,
                 "private": private,
+                "private_at_once": at_once,
             }
         )
         print(
@@ -202,21 +220,33 @@ def summarise(data: dict[str, Any]) -> dict[str, Any]:
             if r["source"] is not None and r["source"] in matches:
                 t[f"{side}_found"] += 1
             t[f"{side}_fp"] += sum(1 for m in matches if m != r["source"])
-    priv = [r["private"] for r in data["rows"]]
-    med = {
-        k: statistics.median(p[k] for p in priv)
-        for k in (
-            "evaluations",
-            "threshold_items",
-            "encrypted_queries",
-            "bytes_sent",
-            "bytes_received",
-            "cpu_s",
-            "frames_asked",
+    keys = (
+        "evaluations",
+        "threshold_items",
+        "threshold_answers",
+        "encrypted_queries",
+        "bytes_sent",
+        "bytes_received",
+        "cpu_s",
+        "frames_asked",
+    )
+    med: dict[str, Any] = {}
+    for side, label in (("private", ""), ("private_at_once", "at_once_")):
+        priv = [r[side] for r in data["rows"] if side in r]
+        if not priv:
+            continue
+        for k in keys:
+            if k in priv[0]:
+                med[label + k] = statistics.median(p[k] for p in priv)
+        med[label + "bytes_total"] = statistics.median(
+            p["bytes_sent"] + p["bytes_received"] for p in priv
         )
-    }
-    med["bytes_total"] = statistics.median(p["bytes_sent"] + p["bytes_received"] for p in priv)
     med["plaintext_cpu_s"] = statistics.median(r["plaintext"]["cpu_s"] for r in data["rows"])
+    med["flows_disagree"] = sum(
+        1
+        for r in data["rows"]
+        if "private_at_once" in r and r["private"]["matches"] != r["private_at_once"]["matches"]
+    )
     return {"per_transform": dict(per_transform), "medians_per_query_video": med}
 
 
@@ -257,19 +287,31 @@ def report(data: dict[str, Any], summary: dict[str, Any]) -> str:
         "",
         "## Cost per query video (medians over all query and unrelated clips)",
         "",
-        "| | median |",
-        "|---|---|",
-        f"| distinct quality frames asked about | {m['frames_asked']:.0f} |",
-        f"| OPRF evaluations (probes) | {m['evaluations']:.0f} |",
+        "Two flows per query, same run: *rounds*, as a node asks now (each frame hash's best "
+        "candidate first, the rest in one more round showing the tokens of what matched, "
+        "answered `same`: specs/protocol.md 8.5, 10.5; the holder keeps verified queries), and "
+        "*at once*, every candidate answered in full (issue 13's flow). Both find the same "
+        f"videos in {len(data['rows']) - m.get('flows_disagree', 0)} of {len(data['rows'])} "
+        "queries.",
+        "",
+        "| | rounds (median) | at once (median) |",
+        "|---|---|---|",
+        f"| distinct quality frames asked about | {m['frames_asked']:.0f} | |",
+        f"| OPRF evaluations (probes) | {m['evaluations']:.0f} | |",
         f"| encrypted threshold queries (one per frame with candidates) | "
-        f"{m['encrypted_queries']:.0f} |",
-        f"| threshold items (candidate frames) | {m['threshold_items']:.0f} |",
-        f"| bytes on the wire, message bodies, both directions | {m['bytes_total']:,.0f} |",
-        f"| CPU, querier and holder together (one process) | {m['cpu_s'] * 1000:.0f} ms |",
+        f"{m['encrypted_queries']:.0f} | {m.get('at_once_encrypted_queries', 0):.0f} |",
+        f"| threshold items (candidate frames asked) | {m['threshold_items']:.0f} | "
+        f"{m.get('at_once_threshold_items', 0):.0f} |",
+        f"| threshold answers computed by the holder | {m.get('threshold_answers', 0):.0f} | "
+        f"{m.get('at_once_threshold_answers', 0):.0f} |",
+        f"| bytes on the wire, message bodies, both directions | {m['bytes_total']:,.0f} | "
+        f"{m.get('at_once_bytes_total', 0):,.0f} |",
+        f"| CPU, querier and holder together (one process) | {m['cpu_s'] * 1000:.0f} ms | "
+        f"{m.get('at_once_cpu_s', 0) * 1000:.0f} ms |",
         f"| the same in libsodium scalar multiplications ({floor * 1e6:.0f} us each, this run) "
-        f"| {m['cpu_s'] / floor:,.0f} |",
+        f"| {m['cpu_s'] / floor:,.0f} | {m.get('at_once_cpu_s', 0) / floor:,.0f} |",
         f"| plaintext vPDQ against the {c['banked']}-video bank (no privacy) | "
-        f"{m['plaintext_cpu_s'] * 1000:.2f} ms |",
+        f"{m['plaintext_cpu_s'] * 1000:.2f} ms | |",
         "",
         "Per frame asked, the private exchange costs its probes (up to 64 OPRF evaluations, each a "
         "blind, an evaluation and an unblind, plus the batch proof) and, for a frame with "

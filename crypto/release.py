@@ -14,6 +14,7 @@ Pure: bytes in, bytes out.
 from __future__ import annotations
 
 import hashlib
+import hmac
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,10 @@ from blindmatch.crypto.hashing import i2osp
 RELEASE_PLAINTEXT_BYTES = 256  # every release is padded to this, so lengths do not link items
 SEALED_BYTES = RELEASE_PLAINTEXT_BYTES + aead.crypto_aead_xchacha20poly1305_ietf_ABYTES
 _KEY_DST = b"blindmatch-v1 release"
+_SCALAR_KEY_DST = b"blindmatch-v1 release scalar key"
+_TOKEN_DST = b"blindmatch-v1 confirmed"
+TOKEN_BYTES = 16
+SCALAR_KEY_BYTES = 32
 _NONCE = bytes(aead.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)  # each key is used once
 _ROW = sodium.POINT_BYTES
 
@@ -43,6 +48,36 @@ def _lp(*parts: bytes) -> bytes:
 def release_key(query_id: bytes, candidate: bytes, point: bytes) -> bytes:
     """The AEAD key of one answer: bound to the query, the candidate it answers and ``M``."""
     return hashlib.sha512(_KEY_DST + _lp(query_id, candidate, point)).digest()[:32]
+
+
+def scalar_key(secret: bytes) -> bytes:
+    """The holder's key for release scalars, from a secret of its own (the node uses its
+    reference key ``Kref``, spec 10.2): ``SHA-512(DST || secret)[0:32]``."""
+    return hashlib.sha512(_SCALAR_KEY_DST + secret).digest()[:SCALAR_KEY_BYTES]
+
+
+def release_scalar(key: bytes, query: bytes, item_ref: bytes) -> bytes:
+    """``mu`` for an answer about one item to one encrypted query (spec 8.5): HMAC-SHA-512
+    under the holder's scalar key of ``LP(SHA-256(query), item_ref)``, reduced mod L. Every
+    answer about that item to that very query carries the same ``M = mu*G``; another query
+    (another hash, key or query id) gets an unrelated one. Non-zero (a zero draws again)."""
+    if len(key) != SCALAR_KEY_BYTES:
+        raise ReleaseError(f"a release scalar key is {SCALAR_KEY_BYTES} bytes")
+    msg = _lp(hashlib.sha256(query).digest(), item_ref)
+    counter = 0
+    while True:
+        wide = hmac.new(key, msg + i2osp(counter, 1), hashlib.sha512).digest()
+        mu = sodium.scalar_reduce(wide)
+        if mu != bytes(32):
+            return mu
+        counter += 1
+
+
+def confirmation_token(query_id: bytes, point: bytes) -> bytes:
+    """What a querier that opened an answer shows the holder to have that item's other
+    candidates of the same query answered ``same`` (spec 8.5): ``SHA-512(DST || LP(query_id,
+    M))[0:16]``. Only a querier whose test matched knows ``M``."""
+    return hashlib.sha512(_TOKEN_DST + _lp(query_id, point)).digest()[:TOKEN_BYTES]
 
 
 def pad(plaintext: bytes) -> bytes:
@@ -73,12 +108,15 @@ def seal(
     release: bytes,
     scalars: th.ScalarSource | None = None,
     shuffle: Callable[[list[Any]], None] | None = None,
+    mu: bytes | None = None,
 ) -> SealedAnswer:
     """The holder's answer for one named candidate, its release sealed to a match.
 
+    ``mu``: the release scalar (:func:`release_scalar`); None draws a fresh one (a decoy).
     ``scalars`` (vectors only) replaces the CSPRNG: ``respond``'s draws, then ``mu``."""
     response = th.respond(verified, holder_hash, bands, scalars, shuffle)
-    mu = scalars() if scalars is not None else sodium.scalar_random()
+    if mu is None:
+        mu = scalars() if scalars is not None else sodium.scalar_random()
     m = sodium.scalarmult_base(mu)
     cts = [ct for group in response.groups for ct in group]
     shifted = sodium.point_add_many(b"".join(b for _, b in cts), m * len(cts))
@@ -98,6 +136,7 @@ def seal(
 class Opened:
     band: int  # the upper bound of the band that holds the distance
     release: bytes
+    token: bytes  # confirmation_token(query_id, M): shown to the holder in a later round
 
 
 def open_sealed(
@@ -137,5 +176,5 @@ def open_sealed(
             except nacl.exceptions.CryptoError:
                 continue
             if found is None:
-                found = Opened(bound, unpad(plain))
+                found = Opened(bound, unpad(plain), confirmation_token(query_id, p))
     return found

@@ -294,8 +294,28 @@ def threshold_open(i: dict[str, Any]) -> dict[str, Any]:
     except release.ReleaseError as exc:
         raise OpError("threshold-invalid", str(exc)) from exc
     if opened is None:
-        return {"matched": False, "band": None, "release": None}
-    return {"matched": True, "band": opened.band, "release": _h(opened.release)}
+        return {"matched": False, "band": None, "release": None, "token": None}
+    return {
+        "matched": True,
+        "band": opened.band,
+        "release": _h(opened.release),
+        "token": _h(opened.token),
+    }
+
+
+def threshold_release_scalar(i: dict[str, Any]) -> dict[str, Any]:
+    """The holder's release scalar for an item and a query, its point and the token a querier
+    that opened such an answer shows (8.5)."""
+    from blindmatch.crypto import release
+
+    query = _b(i["query"])
+    if len(query) != th.ENCRYPTED_QUERY_BYTES:
+        raise OpError("threshold-invalid", "an encrypted query is 49,200 bytes")
+    key = release.scalar_key(_b(i["secret"]))
+    mu = release.release_scalar(key, query, _b(i["item_ref"]))
+    point = sodium.scalarmult_base(mu)
+    token = release.confirmation_token(query[32:48], point)
+    return {"mu": _h(mu), "point": _h(point), "token": _h(token)}
 
 
 def roster_verify(i: dict[str, Any]) -> dict[str, Any]:
@@ -381,6 +401,7 @@ OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "index.resolve": index_resolve,
     "threshold.seal": threshold_seal,
     "threshold.open": threshold_open,
+    "threshold.release_scalar": threshold_release_scalar,
     "roster.verify": roster_verify,
     "feedback.open": feedback_open,
     "feedback.aggregate": feedback_aggregate,

@@ -72,6 +72,7 @@ PROFILES: dict[str, Profile] = {
                 "index.resolve",
                 "threshold.seal",
                 "threshold.open",
+                "threshold.release_scalar",
             ),
             optional=(
                 # Hashing images itself (a node may take hashes from an upstream hasher).

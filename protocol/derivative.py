@@ -361,16 +361,24 @@ def _cells_for_copy(scheme: DerivativeScheme, regions: int) -> int:
     return n
 
 
-def staged_round(ex: PeerExchange, scheme: DerivativeScheme) -> list[int]:
-    """Only the threshold queries the rule needs (specs/derivatives.md 6.5): first every
-    whole-picture query hash with candidates; no tile at all once a whole-picture match
-    names a protected source (the upload is its copy, 6.2); then tiles a few at a time,
-    until one group's verdict is settled or no group can reach ``min_regions`` any more.
-    Each tile asked costs the holder a verification of 256 bit proofs."""
-    open_ = [qi for qi in sorted(ex.candidates) if qi not in ex.asked]
-    whole = [qi for qi in open_ if not is_cell_variant(ex.queries[qi].variant)]
-    if whole:
-        return whole
+def staged_round(ex: PeerExchange, scheme: DerivativeScheme) -> list[tuple[int, int]]:
+    """Only the threshold queries the rule needs (specs/derivatives.md 6.5), as ``(query
+    index, how many of its unasked candidates)``: first every whole-picture query hash with
+    candidates; no tile at all once a whole-picture match names a protected source (the upload
+    is its copy, 6.2); then tiles a few at a time, the hashes with the most candidates first,
+    until one group's verdict is settled or no group can reach ``min_regions`` any more. Every
+    query hash is asked its best candidate first and the rest only in a later round, showing
+    the tokens of what it confirmed (the holder answers that item's other candidates ``same``,
+    protocol 8.5); a tile hash that confirmed its cell is asked its rest last. Each query hash
+    asked costs the holder a verification of 256 bit proofs (once: it keeps verified queries),
+    each candidate answered a threshold answer."""
+
+    def take(qi: int) -> tuple[int, int]:
+        rest = len(ex.unasked(qi))
+        first = ex.first_round if qi not in ex.asked else None
+        return (qi, min(rest, first) if first else rest)
+
+    open_ = [qi for qi in sorted(ex.candidates) if ex.unasked(qi)]
     if any(
         not is_cell_variant(c.variant)
         and c.release.get("provenance") == "protected-source"
@@ -378,6 +386,9 @@ def staged_round(ex: PeerExchange, scheme: DerivativeScheme) -> list[int]:
         for c in ex.confirmed
     ):
         return []
+    whole = [qi for qi in open_ if not is_cell_variant(ex.queries[qi].variant)]
+    if whole:
+        return [take(qi) for qi in whole]
     tiles = [qi for qi in open_ if is_cell_variant(ex.queries[qi].variant)]
     quality = {Cell.parse(q.variant) for q in ex.queries if is_cell_variant(q.variant)}
     open_cells = {Cell.parse(ex.queries[qi].variant) for qi in tiles}
@@ -396,7 +407,14 @@ def staged_round(ex: PeerExchange, scheme: DerivativeScheme) -> list[int]:
         if len(cells) >= for_copy or len(cells) + len(open_cells - cells) < for_copy:
             return []  # a copy, or a derivative whatever the other tiles would say
         size = max(size, for_copy - len(cells))  # a copy needs every one of them
-    return tiles[: max(1, size)]
+    # A tile hash with many candidates is likely a true match (it hits in many tables).
+    confirmed_at = {c.query_index for c in ex.confirmed}
+    fresh = sorted(
+        (qi for qi in tiles if qi not in ex.asked), key=lambda q: (-len(ex.candidates[q]), q)
+    )
+    retry = [qi for qi in tiles if qi in ex.asked and qi not in confirmed_at]
+    done = [qi for qi in tiles if qi in ex.asked and qi in confirmed_at]
+    return [take(qi) for qi in (fresh + retry + done)[: max(1, size)]]
 
 
 class TilePeerExchange(PeerExchange):
@@ -412,7 +430,7 @@ class TilePeerExchange(PeerExchange):
             return self.scheme.probe_keys(cell, query.hash, query.float_vector, budget)
         return self.scheme.lsh.probe_keys(query.hash, query.float_vector, self.probe_budget)
 
-    def next_round(self) -> list[int]:
+    def next_round(self) -> list[tuple[int, int]]:
         return staged_round(self, self.scheme)
 
     def tile_confirmations(self) -> list[TileConfirmation]:

@@ -44,6 +44,7 @@ from blindmatch.protocol import canonical, schema
 from blindmatch.protocol.index import ITEM_REF_BYTES, HolderReferences, Lookup
 
 Body = dict[str, Any]
+MAX_CONFIRMED_TOKENS = 16  # tokens a threshold.query may show (7.3)
 
 
 class ExchangeError(ValueError):
@@ -120,7 +121,11 @@ class PeerExchange:
     candidates: dict[int, list[bytes]] = field(default_factory=dict)
     confirmed: list[Confirmation] = field(default_factory=list)
     probes_sent: int = 0
-    asked: set[int] = field(default_factory=set)  # query indices whose candidates were asked
+    asked: set[int] = field(default_factory=set)  # query indices with candidates asked
+    first_round: int | None = 1  # candidates per query hash in its first round (None: all)
+    # per query index: the tokens of the items its answers confirmed (8.5), token -> item
+    tokens: dict[int, dict[bytes, bytes]] = field(default_factory=dict)
+    _asked_upto: dict[int, int] = field(default_factory=dict)
 
     @property
     def key_id(self) -> bytes:
@@ -176,32 +181,60 @@ class PeerExchange:
 
     def threshold_requests(self, encryptions: EncryptionCache, max_items: int = 64) -> list[Body]:
         """Requests for every candidate of every query hash at once (no staging)."""
-        return self._requests_for(sorted(self.candidates), encryptions, max_items)
+        return self._requests_for(
+            [(qi, len(self.unasked(qi))) for qi in sorted(self.candidates)], encryptions, max_items
+        )
 
-    def next_round(self) -> list[int]:
-        """The query indices to ask about next, from those with candidates not yet asked;
-        empty when no more are needed. Every candidate, in one round, unless a subclass knows
-        its rule needs fewer."""
-        return [qi for qi in sorted(self.candidates) if qi not in self.asked]
+    def unasked(self, qi: int) -> list[bytes]:
+        """The candidates of query hash ``qi`` not asked about yet, best probe first."""
+        return self.candidates.get(qi, [])[self._asked_upto.get(qi, 0) :]
+
+    def mark_asked(self, qi: int, n: int) -> list[bytes]:
+        """Take the next ``n`` unasked candidates of query hash ``qi`` as asked; returns them."""
+        refs = self.unasked(qi)[:n]
+        if refs:
+            self.asked.add(qi)
+            self._asked_upto[qi] = self._asked_upto.get(qi, 0) + len(refs)
+        return refs
+
+    def next_round(self) -> list[tuple[int, int]]:
+        """``(query index, how many of its unasked candidates)`` to ask next; empty when no
+        more are needed. Each query hash's first ``first_round`` candidates (its best probes)
+        first, then the rest in one more round, showing the tokens of what the first round
+        confirmed, so the holder answers that item's other candidates ``same`` instead of
+        with a threshold answer each (8.5); ``first_round = None`` asks everything at once.
+        A subclass may ask fewer when its rule needs fewer."""
+        out = []
+        for qi in sorted(self.candidates):
+            rest = len(self.unasked(qi))
+            if not rest:
+                continue
+            first = self.first_round is not None and qi not in self.asked
+            out.append((qi, min(rest, self.first_round) if first and self.first_round else rest))
+        return out
 
     def next_threshold_requests(
         self, encryptions: EncryptionCache, max_items: int = 64
     ) -> list[Body]:
         """The next round of threshold queries, decided on the answers so far; [] when done.
         Call it again after feeding every answer of the round to :meth:`on_answer`."""
-        chosen = self.next_round()
-        self.asked.update(chosen)
-        return self._requests_for(chosen, encryptions, max_items)
+        return self._requests_for(self.next_round(), encryptions, max_items)
 
     def _requests_for(
-        self, indices: Sequence[int], encryptions: EncryptionCache, max_items: int
+        self, chosen: Sequence[tuple[int, int]], encryptions: EncryptionCache, max_items: int
     ) -> list[Body]:
         requests = []
-        for qi in indices:
-            refs = self.candidates[qi]
+        for qi, n in chosen:
+            refs = self.mark_asked(qi, n)
+            if not refs:
+                continue
             _, _, wire = encryptions.get(self.queries[qi].hash)
+            shown = sorted(self.tokens.get(qi, {}))[:MAX_CONFIRMED_TOKENS]
             for start in range(0, len(refs), max_items):
-                requests.append({"query": wire, "items": refs[start : start + max_items]})
+                req: Body = {"query": wire, "items": refs[start : start + max_items]}
+                if shown:
+                    req["confirmed"] = shown
+                requests.append(req)
         return requests
 
     def query_index_of(self, request: Body, encryptions: EncryptionCache) -> int:
@@ -223,9 +256,17 @@ class PeerExchange:
         answers = body["answers"]
         if [a["item"] for a in answers] != asked:
             raise ExchangeError("bad-body", "answers must name every candidate asked, in order")
+        shown = set(request.get("confirmed") or ())
         found: list[Confirmation] = []
         for answer in answers:
             candidate = answer["item"]
+            if "same" in answer:
+                # an item this query already confirmed, named through another table (8.5)
+                if set(answer) != {"item", "same"} or answer["same"] not in shown:
+                    raise ExchangeError("bad-body", "a 'same' answer names a token not shown")
+                continue
+            if "response" not in answer or "sealed" not in answer:
+                raise ExchangeError("bad-body", "an answer needs a response and a sealed release")
             try:
                 opened = sealed_release.open_sealed(
                     key,
@@ -240,6 +281,7 @@ class PeerExchange:
                 continue
             release = decode_release(opened.release, self.release_fields())
             item_ref = release.pop("item")
+            self.tokens.setdefault(qi, {})[opened.token] = item_ref
             if any(c.item_ref == item_ref and c.query_index == qi for c in self.confirmed + found):
                 continue  # the same item through another table: one confirmation
             found.append(
@@ -267,6 +309,15 @@ class HolderItem:
     hash: bytes
     bands: tuple[int, ...]  # the holder's policy: band bounds, the last is the bank threshold
     release: Mapping[str, Any]  # what the policy releases to a querier about a match
+
+
+@dataclass(frozen=True)
+class DecoyItem:
+    """A candidate that names one of the holder's decoys, or an item it no longer answers for
+    (spec 8.7): answered as a decoy, with the bands of the policy it was published under, so
+    its answers look like those of the entries it hides among."""
+
+    bands: tuple[int, ...]
 
 
 _RELEASE_ITEM = {"item": schema.Field(schema.blob(exact=ITEM_REF_BYTES))}
@@ -324,9 +375,10 @@ def resolve_in_memory(
 
 def answer_threshold(
     verified: th.VerifiedQuery,
-    items: Mapping[bytes, HolderItem | None],
+    items: Mapping[bytes, HolderItem | DecoyItem | None],
     body: Body,
     default_bands: Sequence[int],
+    scalar_key: bytes | None = None,
 ) -> Body:
     """One answer per named candidate, in order (8.5). ``items``: what each candidate resolved
     to (None: unknown, withdrawn or forged). Every answer is a full, sealed threshold answer of
@@ -334,21 +386,49 @@ def answer_threshold(
     naming the same item gets its own fresh answer); for one naming nothing, a **decoy**
     against a fresh random hash with the holder's ``default_bands``. So neither what the
     querier receives nor how long the holder takes tells two hits on one item from hits on
-    two, or a withdrawn item from a far one."""
-    answers = []
+    two, or a withdrawn item from a far one.
+
+    With the holder's ``scalar_key`` (``crypto.release.scalar_key``), the release point of
+    every answer about one item to this very query is the same ``M`` (``release_scalar``), so
+    a querier whose test matched that item can show its token (``confirmed``) in a later
+    round: a candidate naming an item whose token it shows is answered ``{item, same: token}``
+    without a threshold answer. Only a match reveals ``M``, so only a confirmed item's other
+    candidates are ever linked, and the querier already links those by opening them."""
+    query_bytes = verified.query.to_bytes() if scalar_key is not None else b""
+    shown = set(body.get("confirmed") or ())
+    mus: dict[bytes, tuple[bytes, bytes]] = {}  # item_ref -> (mu, token)
+
+    def scalar_of(item: HolderItem) -> tuple[bytes, bytes] | None:
+        if scalar_key is None:
+            return None
+        if item.item_ref not in mus:
+            mu = sealed_release.release_scalar(scalar_key, query_bytes, item.item_ref)
+            token = sealed_release.confirmation_token(
+                verified.query.query_id, sodium.scalarmult_base(mu)
+            )
+            mus[item.item_ref] = (mu, token)
+        return mus[item.item_ref]
+
+    answers: list[Body] = []
     for candidate in body["items"]:
         item = items.get(candidate)
-        if item is None:
+        if item is None or isinstance(item, DecoyItem):
+            bands = default_bands if item is None else item.bands
             answer = sealed_release.seal(
-                verified, sodium.random_bytes(th.HASH_BYTES), default_bands, candidate, b""
+                verified, sodium.random_bytes(th.HASH_BYTES), bands, candidate, b""
             )
         else:
+            derived = scalar_of(item)
+            if derived is not None and derived[1] in shown:
+                answers.append({"item": candidate, "same": derived[1]})
+                continue
             answer = sealed_release.seal(
                 verified,
                 item.hash,
                 item.bands,
                 candidate,
                 encode_release(item.item_ref, item.release),
+                mu=derived[0] if derived is not None else None,
             )
         answers.append(
             {"item": candidate, "response": answer.response.to_bytes(), "sealed": answer.sealed}

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from blindmatch.crypto import oprf, release, threshold
 from blindmatch.protocol import signal_types
+from blindmatch.protocol.matching import MAX_CONFIRMED_TOKENS
 from blindmatch.protocol.schema import Field, blob, integer, list_of, point, record, text
 
 PROTOCOL_VERSION = 1
@@ -68,6 +69,12 @@ SCHEMAS: dict[str, Mapping[str, Field]] = {
         "items": Field(
             list_of(blob(exact=CANDIDATE_BYTES), max_items=MAX_CANDIDATES_PER_QUERY, min_items=1)
         ),
+        # tokens of items this very query confirmed in an earlier round: their other
+        # candidates are answered ``same`` (8.5)
+        "confirmed": Field(
+            list_of(blob(exact=release.TOKEN_BYTES), max_items=MAX_CONFIRMED_TOKENS, min_items=1),
+            required=False,
+        ),
     },
     # One answer per candidate, in request order, always (a dummy where the holder has nothing
     # to answer with); the item's reference and metadata are sealed to a match (8.5).
@@ -79,8 +86,13 @@ SCHEMAS: dict[str, Mapping[str, Field]] = {
                 record(
                     {
                         "item": Field(blob(exact=CANDIDATE_BYTES)),
-                        "response": Field(blob(max_len=_THRESHOLD_RESPONSE_MAX, min_len=2)),
-                        "sealed": Field(blob(exact=release.SEALED_BYTES)),
+                        # a threshold answer and its sealed release, or (for an item whose
+                        # token the query showed) ``same``: that token
+                        "response": Field(
+                            blob(max_len=_THRESHOLD_RESPONSE_MAX, min_len=2), required=False
+                        ),
+                        "sealed": Field(blob(exact=release.SEALED_BYTES), required=False),
+                        "same": Field(blob(exact=release.TOKEN_BYTES), required=False),
                     }
                 ),
                 max_items=MAX_CANDIDATES_PER_QUERY,

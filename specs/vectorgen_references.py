@@ -117,6 +117,32 @@ def sealed_cases() -> list[dict[str, Any]]:
             },
         )
     )
+    # the release scalar (8.5): one item, one query -> one M; another item or another query
+    # (here: the same hash encrypted again) -> another; the token a matching querier shows
+    again = th.encrypt_query(
+        key, query_hash, query_id, th.vector_scalars(_seed("sealed query scalars again"))
+    ).to_bytes()
+    secret = _seed("release scalar secret")[:32]
+    for label, q, item in (
+        ("release-scalar", query, "sealed item"),
+        ("release-scalar-other-item", query, "sealed other item"),
+        ("release-scalar-other-query", again, "sealed item"),
+    ):
+        c = _case(
+            label,
+            "threshold.release_scalar",
+            {"secret": secret.hex(), "query": q.hex(), "item_ref": _seed(item)[:16].hex()},
+        )
+        if q == query:  # the ~49 KB query once (the runner resolves $ref)
+            c["input"]["query"] = {"$ref": "seal-d0/input/query"}
+        cases.append(c)
+    cases.append(
+        _case(
+            "release-scalar-rejects-short-query",
+            "threshold.release_scalar",
+            {"secret": secret.hex(), "query": "00" * 48, "item_ref": "00" * 16},
+        )
+    )
     return cases
 
 

@@ -11,7 +11,8 @@ import pdqhash
 import pytest
 from PIL import Image
 
-from blindmatch.crypto import oprf
+from blindmatch.crypto import oprf, release
+from blindmatch.crypto import threshold as th
 from blindmatch.node.media import tiles as tile_hashing
 from blindmatch.protocol import derivative as dv
 from blindmatch.protocol import index, matching
@@ -162,7 +163,11 @@ def test_source_cells_mask_round_trip() -> None:
         dv.mask_cells(SCHEME, 1 << len(SCHEME.cells))
 
 
-def test_a_derivative_is_found_through_the_private_protocol() -> None:
+def _derivative_exchange(staged: bool) -> tuple[dv.TilePeerExchange, bytes, dict[str, int]]:
+    """A quarter-regenerated derivative of a protected source, through the real exchange:
+    every candidate at once with a full answer each (``staged=False``, issue 13's holder), or
+    in the staged rounds against a holder with its release-scalar key (8.5). Returns the
+    exchange, the source's group and the holder's operation counts."""
     scheme = dv.DerivativeScheme(
         name="pdq-tiles-test",
         query_grids=(2,),
@@ -192,25 +197,66 @@ def test_a_derivative_is_found_through_the_private_protocol() -> None:
         matching.QueryHash(t.pdq.hash32, t.pdq.float_vector, t.cell.label)
         for t in tile_hashing.query_tiles(jpeg(derived), scheme)
     ]
-    ex = dv.TilePeerExchange("hub", key.pk, scheme, queries, probe_budget=16)
+    ex = dv.TilePeerExchange(
+        "hub", key.pk, scheme, queries, probe_budget=16, first_round=1 if staged else None
+    )
     ex.on_evaluated(matching.answer_evaluate(key, key_id, ex.evaluate_request()), replica)
     cache = matching.EncryptionCache(os.urandom)
-    for req in ex.threshold_requests(cache):
-        resolved = matching.resolve_in_memory(refs, items, req)
-        answer = matching.answer_threshold(
-            matching.verify_threshold_query(req), resolved, req, (31,)
-        )
-        ex.on_answer(req, answer, cache)
+    scalar_key = release.scalar_key(index.reference_key(key.sk)) if staged else None
+    counts = {"verified": 0, "answers": 0, "same": 0}
+    verified: dict[bytes, th.VerifiedQuery] = {}
+    rounds = (
+        iter(lambda: ex.next_threshold_requests(cache), [])
+        if staged
+        else iter([ex.threshold_requests(cache)])
+    )
+    for batch in rounds:
+        for req in batch:
+            if req["query"] not in verified:  # a holder keeps verified queries (the node does)
+                verified[req["query"]] = matching.verify_threshold_query(req)
+                counts["verified"] += 1
+            resolved = matching.resolve_in_memory(refs, items, req)
+            answer = matching.answer_threshold(
+                verified[req["query"]], resolved, req, (31,), scalar_key
+            )
+            counts["answers"] += sum("response" in a for a in answer["answers"])
+            counts["same"] += sum("same" in a for a in answer["answers"])
+            ex.on_answer(req, answer, cache)
+    return ex, group, counts
+
+
+def _verdict(ex: dv.TilePeerExchange) -> dv.DerivativeVerdict:
     (verdict,) = dv.classify(
-        scheme,
-        [dv.Cell.parse(q.variant) for q in queries],
+        ex.scheme,
+        [dv.Cell.parse(q.variant) for q in ex.queries],
         ex.tile_confirmations(),
         False,
         ex.source_cells(),
     )
+    return verdict
+
+
+def test_a_derivative_is_found_through_the_private_protocol() -> None:
+    ex, group, _ = _derivative_exchange(staged=False)
+    verdict = _verdict(ex)
     assert verdict.kind == dv.KIND_DERIVATIVE and verdict.group == group
     assert verdict.matched_cells == ("g2c0r0", "g2c0r1", "g2c1r0")
     assert verdict.unmatched_cells == ("g2c1r1",)
+
+
+def test_a_confirmed_derivative_costs_fewer_threshold_answers_in_rounds() -> None:
+    # Issue 14: each table that hit a tile is its own candidate (8.5); asked all at once, each
+    # costs the holder a threshold answer. In rounds the holder answers each asked tile's best
+    # candidate, and the rule stops once the verdict is settled: the same verdict, fewer
+    # answers and no more verifications (counted operations, not time).
+    everything, _, before = _derivative_exchange(staged=False)
+    staged, group, after = _derivative_exchange(staged=True)
+    v = _verdict(staged)
+    assert v.kind == dv.KIND_DERIVATIVE and v.group == group
+    assert len(v.matched_cells) >= staged.scheme.min_regions
+    assert set(v.matched_cells) <= set(_verdict(everything).matched_cells)
+    assert after["verified"] <= before["verified"]
+    assert after["answers"] * 3 <= before["answers"], (before, after)
 
 
 def test_edit_models_cover_the_asked_fraction_and_keep_the_rest() -> None:
@@ -246,11 +292,14 @@ def _staged(tiles_with_candidates: int, whole_candidate: bool) -> dv.TilePeerExc
     return ex
 
 
-def _answer(ex: dv.TilePeerExchange, round_: list[int], matched: set[int], group: bytes) -> None:
+def _answer(
+    ex: dv.TilePeerExchange, round_: list[tuple[int, int]], matched: set[int], group: bytes
+) -> None:
     """Stand-in for the holder's answers: the query indices in ``matched`` are confirmed."""
     mask = dv.cells_mask(SCHEME, SCHEME.cells[:30])
-    ex.asked.update(round_)
-    for qi in round_:
+    for qi, n in round_:
+        ex.mark_asked(qi, n)
+    for qi, _ in round_:
         if qi in matched:
             release = dict(dv.release_for_tile(group, mask))
             if qi == 0:
@@ -264,7 +313,7 @@ def _answer(ex: dv.TilePeerExchange, round_: list[int], matched: set[int], group
 def test_a_whole_picture_match_of_a_protected_source_asks_no_tile() -> None:
     ex = _staged(tiles_with_candidates=30, whole_candidate=True)
     first = ex.next_round()
-    assert first == [0]  # the whole picture first
+    assert first == [(0, 1)]  # the whole picture first
     _answer(ex, first, {0}, b"g" * 8)
     assert ex.next_round() == []  # a copy: none of the 30 tiles costs the holder a verification
 
@@ -275,10 +324,10 @@ def test_a_derivative_asks_only_the_tiles_the_rule_needs() -> None:
     ex = _staged(tiles_with_candidates=15, whole_candidate=True)
     _answer(ex, ex.next_round(), set(), b"g" * 8)  # the whole picture is no match
     first = ex.next_round()
-    assert first == [1, 2]
+    assert first == [(1, 1), (2, 1)]
     _answer(ex, first, {1}, b"g" * 8)  # one of them is a chance candidate
     second = ex.next_round()
-    assert second == [3]
+    assert second == [(3, 1)]
     _answer(ex, second, {3}, b"g" * 8)
     assert ex.next_round() == []
     (verdict,) = dv.classify(
@@ -292,7 +341,7 @@ def test_a_copy_found_by_tiles_alone_asks_until_its_coverage_is_settled() -> Non
     asked = 0
     while round_ := ex.next_round():
         asked += len(round_)
-        _answer(ex, round_, set(round_), b"g" * 8)
+        _answer(ex, round_, {qi for qi, _ in round_}, b"g" * 8)
     (verdict,) = dv.classify(
         SCHEME, SCHEME.cells[:30], ex.tile_confirmations(), False, ex.source_cells()
     )
@@ -305,15 +354,22 @@ def test_chance_tile_candidates_that_cannot_make_a_match_are_not_asked() -> None
     three = _staged(tiles_with_candidates=3, whole_candidate=False)
     first = three.next_round()
     _answer(three, first, set(), b"g" * 8)
-    assert first == [1, 2] and three.next_round() == []  # one left cannot reach 2 either
+    assert first == [(1, 1), (2, 1)] and three.next_round() == []  # one left cannot reach 2 either
 
 
-def test_the_plain_exchange_asks_every_candidate_in_one_round() -> None:
+def test_the_plain_exchange_asks_every_query_hash_its_best_candidate_then_the_rest() -> None:
     ex = matching.PeerExchange("peer", b"k" * 32, PDQ_LSH_1, [matching.QueryHash(bytes(32))] * 3)
-    ex.candidates = {0: [b"a" * 16], 2: [b"b" * 16]}
-    assert ex.next_round() == [0, 2]
-    ex.asked.update([0, 2])
+    ex.candidates = {0: [b"a" * 16], 2: [b"b" * 16, b"c" * 16, b"d" * 16]}
+    assert ex.next_round() == [(0, 1), (2, 1)]
+    ex.mark_asked(0, 1), ex.mark_asked(2, 1)
+    assert ex.next_round() == [(2, 2)]  # the rest of query 2, in one more round
+    ex.mark_asked(2, 2)
     assert ex.next_round() == []
+    everything = matching.PeerExchange(
+        "peer", b"k" * 32, PDQ_LSH_1, [matching.QueryHash(bytes(32))] * 3, first_round=None
+    )
+    everything.candidates = dict(ex.candidates)
+    assert everything.next_round() == [(0, 1), (2, 3)]  # all at once
 
 
 def test_the_nodes_mixed_signal_exchange_stages_a_picture_with_tiles() -> None:
@@ -322,9 +378,9 @@ def test_the_nodes_mixed_signal_exchange_stages_a_picture_with_tiles() -> None:
     staged = _staged(tiles_with_candidates=15, whole_candidate=True)
     ex = signal_types.SignalPeerExchange("hub", b"k" * 32, PDQ_LSH_1, staged.queries)
     ex.candidates = staged.candidates
-    assert ex.next_round() == [0]
-    _answer(ex, [0], set(), b"g" * 8)  # type: ignore[arg-type]
-    assert ex.next_round() == [1, 2]
+    assert ex.next_round() == [(0, 1)]
+    _answer(ex, [(0, 1)], set(), b"g" * 8)  # type: ignore[arg-type]
+    assert ex.next_round() == [(1, 1), (2, 1)]
     # and a tile's default probes are the scheme's query_probes
     tile = staged.queries[1]
     assert len(ex.probe_keys(tile)) <= SCHEME.query_probes

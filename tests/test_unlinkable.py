@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from blindmatch.crypto import oprf
+from blindmatch.crypto import oprf, sodium
 from blindmatch.crypto import release as sealed_release
 from blindmatch.crypto import threshold as th
 from blindmatch.protocol import index, matching
@@ -29,6 +29,8 @@ class Holder:
         self.entries = {
             ref: self.refs.publish(ref, SCHEME.index_keys(h)) for ref, h in self.items.items()
         }
+        # the release scalars' key (8.5): every answer about one item to one query shares M
+        self.scalar_key = sealed_release.scalar_key(index.reference_key(self.key.sk))
 
     def answer(self, request: dict) -> dict:
         items: dict[bytes, matching.HolderItem | None] = {}
@@ -42,7 +44,7 @@ class Holder:
                 )
             )
         verified = matching.verify_threshold_query(request)
-        return matching.answer_threshold(verified, items, request, BANDS)
+        return matching.answer_threshold(verified, items, request, BANDS, self.scalar_key)
 
 
 def candidates_of(holder: Holder, ref: bytes, tables: list[int]) -> list[bytes]:
@@ -139,3 +141,93 @@ def test_a_forged_or_foreign_candidate_resolves_to_nothing() -> None:
     assert holder.refs.resolve(os.urandom(8) + c[8:]) is None  # another bucket's tag
     other = Holder([holder.items[ref]])  # another key epoch: its references, not these
     assert other.refs.resolve(c) is None
+
+
+def _decrypted(key: th.QuerierKey, answer: dict) -> list[bytes]:
+    """What a querier computes from an answer: P_t = B'_t - sk*A'_t for every t."""
+    resp = th.ThresholdResponse.from_bytes(answer["response"])
+    return [
+        sodium.point_sub(b, sodium.scalarmult(key.sk, a)) for group in resp.groups for a, b in group
+    ]
+
+
+def _run_rounds(holder: Holder, ex: matching.PeerExchange, cache: matching.EncryptionCache):
+    """Every round of the exchange against the holder; the answers, round by round."""
+    rounds = []
+    while batch := ex.next_threshold_requests(cache):
+        got = []
+        for req in batch:
+            answer = holder.answer(req)
+            ex.on_answer(req, answer, cache)
+            got.append((req, answer))
+        rounds.append(got)
+    return rounds
+
+
+def test_a_confirmed_items_other_candidates_are_answered_same_only_after_its_match() -> None:
+    h, other = os.urandom(32), os.urandom(32)
+    holder = Holder([h, other])
+    ref, ref_other = holder.items
+    mine = candidates_of(holder, ref, [0, 5, 13, 20])
+    (theirs,) = candidates_of(holder, ref_other, [7])
+    cands = [mine[0], theirs, *mine[1:]]
+    near = bytearray(h)
+    near[0] ^= 0x81
+    # a near copy: the best candidate first; it matches, and the round after shows its token,
+    # so the item's three other candidates come back `same` and only the other item's
+    # candidate costs a threshold answer: 2 answers instead of 5, one confirmation
+    ex = matching.PeerExchange("hub", holder.key.pk, SCHEME, [matching.QueryHash(bytes(near))])
+    cache = matching.EncryptionCache(os.urandom)
+    ex.candidates = {0: list(cands)}
+    first, second = _run_rounds(holder, ex, cache)
+    ((req1, _),) = first
+    ((req2, ans2),) = second
+    assert req1["items"] == [mine[0]] and "confirmed" not in req1
+    assert req2["items"] == cands[1:] and len(req2["confirmed"]) == 1
+    assert [set(a) for a in ans2["answers"]] == [{"item", "response", "sealed"}] + [
+        {"item", "same"}
+    ] * 3
+    (conf,) = ex.confirmed
+    assert conf.item_ref == ref and conf.band == 8
+    # a query that matches nothing: the same two rounds, every answer a full one, none opens
+    far = matching.PeerExchange("hub", holder.key.pk, SCHEME, [matching.QueryHash(os.urandom(32))])
+    far.candidates = {0: list(cands)}
+    exchanged = [pair for got in _run_rounds(holder, far, cache) for pair in got]
+    answers = [a for _, ans in exchanged for a in ans["answers"]]
+    assert [set(a) for a in answers] == [{"item", "response", "sealed"}] * 5
+    assert far.confirmed == [] and not any("confirmed" in req for req, _ in exchanged)
+    # ...and the item's four answers share the holder's M (its release scalar), yet what the
+    # querier decrypts is no more alike than across items: all 5 x 32 points distinct
+    key, _, _ = cache.get(far.queries[0].hash)
+    points = [p for a in answers for p in _decrypted(key, a)]
+    assert len(set(points)) == len(points)
+
+
+def test_a_token_links_nothing_outside_its_own_query() -> None:
+    h = os.urandom(32)
+    holder = Holder([h])
+    (ref,) = holder.items
+    cands = candidates_of(holder, ref, [0, 9])
+    near = bytearray(h)
+    near[1] ^= 0x10
+    qkey = th.QuerierKey.generate()
+    qid = os.urandom(16)
+    matched = th.encrypt_query(qkey, bytes(near), qid).to_bytes()
+    (a,) = holder.answer({"query": matched, "items": cands[:1]})["answers"]
+    opened = sealed_release.open_sealed(
+        qkey, qid, cands[0], th.ThresholdResponse.from_bytes(a["response"]), a["sealed"]
+    )
+    assert opened is not None
+    token = opened.token
+    # the token works for its own query (the item's other candidate: `same`)...
+    (b,) = holder.answer({"query": matched, "items": cands[1:], "confirmed": [token]})["answers"]
+    assert b == {"item": cands[1], "same": token}
+    # ...but not for another encrypted query, not even of the same key and query id, nor does a
+    # guessed token: a full answer, as for any candidate
+    for other_hash in (os.urandom(32), bytes(near)):
+        other = th.encrypt_query(qkey, other_hash, qid).to_bytes()
+        for shown in ([token], [os.urandom(16)]):
+            (c,) = holder.answer({"query": other, "items": cands[1:], "confirmed": shown})[
+                "answers"
+            ]
+            assert set(c) == {"item", "response", "sealed"}

@@ -108,3 +108,26 @@ class PublishedIndexStore:
             "SELECT item_ref FROM index_publications WHERE key_id = ?", key_id
         )
         return {bytes(r["item_ref"]) for r in rows}
+
+    async def shared_banks_off_threshold(self, threshold: int) -> int:
+        """Shared, enabled banks whose distance threshold is not ``threshold`` (their answers
+        show their own bands, spec 8.7)."""
+        v = await self.db.fetch_value(
+            "SELECT COUNT(*) FROM banks WHERE shared = 1 AND enabled = 1"
+            " AND distance_threshold != ?",
+            threshold,
+        )
+        return int(v or 0)
+
+    async def labels(self, refs: Sequence[bytes]) -> dict[bytes, str]:
+        """The row label (scheme column) each published reference was published under."""
+        out: dict[bytes, str] = {}
+        for start in range(0, len(refs), 500):
+            part = list(refs[start : start + 500])
+            rows = await self.db.fetch_all(
+                "SELECT item_ref, scheme FROM index_publications WHERE item_ref IN ("
+                + ", ".join("?" * len(part)) + ")",
+                *part,
+            )  # fmt: skip
+            out.update({bytes(r["item_ref"]): str(r["scheme"]) for r in rows})
+        return out

@@ -87,7 +87,9 @@ class SignalTypeEntry:
     )
     # The rounds a batch with some of this type's query hashes asks in (derivatives.md 6.5);
     # None: every candidate at once.
-    next_round: Callable[[PeerExchange], list[int]] | None = field(default=None, compare=False)
+    next_round: Callable[[PeerExchange], list[tuple[int, int]]] | None = field(
+        default=None, compare=False
+    )
     # Conformance operations the type defines (specs/protocol.md 9), optional in the node
     # profile, with the error codes they answer and when.
     conformance_ops: Mapping[str, ConformanceOp] = field(default_factory=dict, compare=False)
@@ -192,7 +194,7 @@ class SignalPeerExchange(PeerExchange):
     def release_fields(self) -> Mapping[str, Field]:
         return release_schema()
 
-    def next_round(self) -> list[int]:
+    def next_round(self) -> list[tuple[int, int]]:
         """A batch with a type that asks in stages (a picture with tiles asks only what the
         derivative rule needs, derivatives.md 6.5) asks in its stages; any other batch asks
         about every candidate at once."""

@@ -33,7 +33,7 @@ def _tile_probe(query: QueryHash, budget: int | None) -> list[bytes]:
     return scheme.probe_keys(cell, query.hash, query.float_vector, budget)
 
 
-def _staged_round(exchange: PeerExchange) -> list[int]:
+def _staged_round(exchange: PeerExchange) -> list[tuple[int, int]]:
     # A picture with tiles asks only what the derivative rule needs (derivatives.md 6.5).
     return derivative.staged_round(exchange, derivative.PDQ_TILES_1)
 
