@@ -14,7 +14,8 @@ from PIL import Image
 
 from blindmatch.node.cases.decisions import Case
 from blindmatch.node.clock import FixedClock
-from blindmatch.node.console import Accounts, build_console
+from blindmatch.node.console import build_console
+from blindmatch.node.console.accounts import hash_password
 from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node.media import hashing
 from blindmatch.node.storage.reviewers import ReviewerStore
@@ -25,6 +26,17 @@ PASSWORDS = {
     "aud-1": "auditor password ok",
 }
 ROLES = {"rev-1": "reviewer", "admin-1": "admin", "aud-1": "auditor"}
+# Each account's stored password hash, made once per test session: a hash at the production
+# parameters (scrypt n=2**17) costs about half a second of CPU and 128 MiB, and every scenario
+# needs the same three. Salted and verified like any other (the console checks them at every
+# login at full cost); Accounts.create itself is tested in test_console.py.
+_STORED_HASHES: dict[str, str] = {}
+
+
+def stored_hash(reviewer_id: str) -> str:
+    if reviewer_id not in _STORED_HASHES:
+        _STORED_HASHES[reviewer_id] = hash_password(PASSWORDS[reviewer_id])
+    return _STORED_HASHES[reviewer_id]
 
 
 def photo(seed: int, size: tuple[int, int] = (640, 480)) -> Image.Image:
@@ -114,9 +126,9 @@ async def start_scenario(tmp_path: Path) -> Scenario:
     await drain(platform.node)
     (case,) = await platform.node.decisions.cases_for_content("upload-42")
     assert case.state == "queued", case
-    accounts = Accounts(ReviewerStore(platform.node.db), platform.node.now)
+    reviewers = ReviewerStore(platform.node.db)
     for rid, role in ROLES.items():
-        await accounts.create(rid, role, PASSWORDS[rid])
+        assert await reviewers.insert(rid, role, stored_hash(rid), platform.node.now())
     root = web.Application()
     root.add_subapp("/console/", build_console(platform.node))
     runner = web.AppRunner(root, access_log=None)

@@ -14,6 +14,7 @@ Nothing here accepts or returns a hash of media.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import re
@@ -115,9 +116,14 @@ def needs_rehash(stored: str) -> bool:
     return not stored.startswith(f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}$")
 
 
-# A well-formed hash nobody's password matches: verified against when the reviewer ID is
-# unknown or disabled, so a wrong ID takes as long as a wrong password.
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+@functools.cache
+def _dummy_hash() -> str:
+    """A well-formed hash nobody's password matches: verified against when the reviewer ID is
+    unknown or disabled, so a wrong ID takes as long as a wrong password. Made once, at the
+    first sign-in attempt whatever account it names (so its cost tells nothing about the ID),
+    not at import: every process that imports the console (each ``blindmatch run``) would
+    otherwise pay a full scrypt hash and its 128 MiB at start-up."""
+    return hash_password(secrets.token_urlsafe(16))
 
 
 def token_hash(token: str) -> bytes | None:
@@ -187,11 +193,12 @@ class Accounts:
 
     async def authenticate(self, reviewer_id: str, password: str) -> Reviewer | None:
         """The account when the password is right and the account enabled, else None."""
+        dummy = await asyncio.to_thread(_dummy_hash)
         row = None
         if isinstance(reviewer_id, str) and _ID.fullmatch(reviewer_id):
             row = await self.store.credentials(reviewer_id)
         usable = row is not None and not row["disabled"]
-        stored = row["password_hash"] if usable and row is not None else _DUMMY_HASH
+        stored = row["password_hash"] if usable and row is not None else dummy
         ok = await asyncio.to_thread(
             verify_password, password if isinstance(password, str) else "", stored
         )
