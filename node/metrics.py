@@ -37,11 +37,6 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         (),
         "index batches that left the index above the roster's index_entries",
     ),
-    "index_unpadded_policy_total": (
-        "counter",
-        (),
-        "padded batches published while a shared bank answers with its own bands",
-    ),
     "match_task_retries_total": ("counter", ("peer",), "outbox deliveries deferred for a retry"),
     "outbox_leases_released_total": (
         "counter",
@@ -122,7 +117,6 @@ PREREGISTERED = (
     "index_items_removed_total",
     "index_decoys_published_total",
     "index_over_declared_total",
-    "index_unpadded_policy_total",
     "outbox_leases_released_total",
 )
 

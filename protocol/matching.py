@@ -311,6 +311,15 @@ class HolderItem:
     release: Mapping[str, Any]  # what the policy releases to a querier about a match
 
 
+@dataclass(frozen=True)
+class DecoyItem:
+    """A candidate that names one of the holder's decoys, or an item it no longer answers for
+    (spec 8.7): answered as a decoy, with the bands of the policy it was published under, so
+    its answers look like those of the entries it hides among."""
+
+    bands: tuple[int, ...]
+
+
 _RELEASE_ITEM = {"item": schema.Field(schema.blob(exact=ITEM_REF_BYTES))}
 
 
@@ -366,7 +375,7 @@ def resolve_in_memory(
 
 def answer_threshold(
     verified: th.VerifiedQuery,
-    items: Mapping[bytes, HolderItem | None],
+    items: Mapping[bytes, HolderItem | DecoyItem | None],
     body: Body,
     default_bands: Sequence[int],
     scalar_key: bytes | None = None,
@@ -403,9 +412,10 @@ def answer_threshold(
     answers: list[Body] = []
     for candidate in body["items"]:
         item = items.get(candidate)
-        if item is None:
+        if item is None or isinstance(item, DecoyItem):
+            bands = default_bands if item is None else item.bands
             answer = sealed_release.seal(
-                verified, sodium.random_bytes(th.HASH_BYTES), default_bands, candidate, b""
+                verified, sodium.random_bytes(th.HASH_BYTES), bands, candidate, b""
             )
         else:
             derived = scalar_of(item)

@@ -20,7 +20,7 @@ from blindmatch.node.federation.publisher import _decoy_keys_of
 from blindmatch.protocol import canonical, index
 from blindmatch.protocol import roster as roster_mod
 from blindmatch.protocol.lsh import SCHEMES
-from blindmatch.protocol.matching import QueryHash
+from blindmatch.protocol.matching import DecoyItem, HolderItem, QueryHash
 from blindmatch.protocol.roster import voprf_key_id
 
 RNG = random.Random(29)
@@ -100,8 +100,8 @@ async def test_batches_are_padded_held_and_match(tmp_path: Path) -> None:
         entry = next(e for e in entries if e[:8] == f[:8])
         real_candidate = f[:8] + bytes(a ^ b for a, b in zip(entry[8:], f[8:24], strict=True))
         resolved = await hub.responder.resolve_candidates([decoy_candidate, real_candidate])
-        assert resolved[decoy_candidate] is None
-        assert resolved[real_candidate] is not None
+        assert resolved[decoy_candidate] == DecoyItem((8, 16, 31))  # the default policy's bands
+        assert isinstance(resolved[real_candidate], HolderItem)
 
         await platform.sync.sync_all()
         assert await _matches(platform, first[0])
@@ -119,17 +119,26 @@ async def test_batches_are_padded_held_and_match(tmp_path: Path) -> None:
         # decoys are never removed: the operator is warned once the index passes what the
         # roster declares (queriers stop pulling at 1.25 times that, 10.4)
         hub.publisher.declared_entries = lambda: PADDING * tables
-        # a shared bank on another threshold answers with its own bands: decoys cannot hide
-        # its items, and the operator is told (8.7)
-        assert hub.metrics.value("index_unpadded_policy_total") == 0
+        # a shared bank on another threshold answers with its own bands (8.5): its items are
+        # padded apart, with decoys answered with its bands (8.7)
         await banks.create_bank("strict", provenance="moderator-confirmed", shared=True,
                                 distance_threshold=20)  # fmt: skip
+        strict = os.urandom(32)
+        await banks.add_item("strict", "pdq", strict)
         await hub.publisher.reconcile()
         assert hub.metrics.value("index_over_declared_total") == 1
-        assert hub.metrics.value("index_unpadded_policy_total") == 1
         later = await _adds(hub, seq)
-        assert sum(len(d["entries"]) for d in later) == PADDING * tables * index.ENTRY_BYTES
-        assert len(await _decoys(hub, key_id)) == 2 * PADDING - 4
+        assert sum(len(d["entries"]) for d in later) == 2 * PADDING * tables * index.ENTRY_BYTES
+        decoys = await _decoys(hub, key_id)
+        assert len(decoys) == 3 * PADDING - 5
+        by_policy = [label.rsplit("/", 1)[1] for label in decoys.values()]
+        assert by_policy.count("20") == PADDING - 1
+        ref = next(r for r, label in decoys.items() if label.endswith("/20"))
+        f = oprf.evaluate(hub.keys.voprf, _decoy_keys_of(ref, decoys[ref])[3], oprf.Mode.VOPRF)
+        entry = next(e for d in later for e in index.split_entries(d["entries"]) if e[:8] == f[:8])
+        candidate = f[:8] + bytes(a ^ b for a, b in zip(entry[8:], f[8:24], strict=True))
+        resolved = await hub.responder.resolve_candidates([candidate])
+        assert resolved[candidate] == DecoyItem((8, 16, 20))
         await platform.sync.sync_all()
         assert await _matches(platform, held)
 
@@ -156,7 +165,7 @@ async def test_batches_are_padded_held_and_match(tmp_path: Path) -> None:
 
         async def buckets(key) -> list[bytes]:  # type: ignore[no-untyped-def]
             refs = await hub.publisher.store.refs(voprf_key_id(key.pk))
-            keys = [SCHEMES["pdq-lsh-1"].index_keys(h) for h in [*first, held]]
+            keys = [SCHEMES["pdq-lsh-1"].index_keys(h) for h in [*first, held, strict]]
             decoy_keys = [_decoy_keys_of(r, lab) for r, lab in (await _decoys(
                 hub, voprf_key_id(key.pk))).items()]  # fmt: skip
             assert len(refs) == len(keys) + len(decoy_keys)
@@ -165,7 +174,7 @@ async def test_batches_are_padded_held_and_match(tmp_path: Path) -> None:
         assert await buckets(hub.keys.voprf) == await buckets(successor)
         after = [d for d in await _adds(hub) if d["key_id"] == new_id]
         assert all(d["kind"] == "index.add" for d in after)
-        assert sum(len(d["entries"]) for d in after) == 2 * PADDING * tables * index.ENTRY_BYTES
+        assert sum(len(d["entries"]) for d in after) == 3 * PADDING * tables * index.ENTRY_BYTES
         # it stays resolvable to nothing: the withdrawn item does not match under either key
         await platform.adopt_roster(_roster_naming(fed, successor.pk))
         await platform.sync.sync_all()

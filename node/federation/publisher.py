@@ -23,6 +23,7 @@ from blindmatch.node.clock import Clock
 from blindmatch.node.federation import index_build
 from blindmatch.node.federation.key_ring import VoprfKeyRing
 from blindmatch.node.metrics import Metrics
+from blindmatch.node.signals.base import Publishable
 from blindmatch.node.storage import Database, FeedLog
 from blindmatch.node.storage.published_index import PublishedIndexStore
 from blindmatch.node.translog import hooks as translog_hooks
@@ -41,19 +42,34 @@ PUBLISH_LOCK = "blindmatch:publish-index"
 DECOY_LABEL = "decoy/"  # the scheme column of a decoy's publication rows
 
 
-def _decoy_label(prefix: bytes, tables: list[int], bits: int) -> str:
-    """How a decoy's buckets are re-derived (under a successor key): its signal's key prefix,
-    tables and bits, in the publication row's scheme column (never on the wire)."""
+def _decoy_label(prefix: bytes, tables: list[int], bits: int, threshold: int) -> str:
+    """How a decoy's buckets are re-derived (under a successor key) and how it is answered:
+    its signal's key prefix, tables and bits, and the bank threshold of the items it pads, in
+    the publication row's scheme column (never on the wire)."""
     lo, hi = min(tables), max(tables)
     if tables != list(range(lo, hi + 1)):
         raise ValueError("a signal's tables are consecutive")
-    return f"{DECOY_LABEL}{prefix.hex()}/{lo}/{hi}/{bits}"
+    return f"{DECOY_LABEL}{prefix.hex()}/{lo}/{hi}/{bits}/{threshold}"
 
 
 def _decoy_keys_of(ref: bytes, label: str) -> list[bytes]:
-    prefix_hex, lo, hi, bits = label[len(DECOY_LABEL) :].split("/")
+    prefix_hex, lo, hi, bits, _ = label[len(DECOY_LABEL) :].split("/")
     tables = list(range(int(lo), int(hi) + 1))
     return index.decoy_keys(ref, bytes.fromhex(prefix_hex), tables, int(bits))
+
+
+def item_label(scheme: str, threshold: int) -> str:
+    """An item's publication row label: its scheme, and its bank threshold when not the
+    default (its answers show it; after a withdrawal its entries are answered with it)."""
+    return scheme if threshold == PDQ_MATCH_THRESHOLD else f"{scheme}/t{threshold}"
+
+
+def label_threshold(label: str) -> int:
+    """The bank threshold a publication row was published under (8.7)."""
+    if label.startswith(DECOY_LABEL):
+        return int(label.rsplit("/", 1)[1])
+    _, sep, t = label.rpartition("/t")
+    return int(t) if sep and t.isdigit() else PDQ_MATCH_THRESHOLD
 
 
 def _chunk_id(chunk: bytes) -> bytes:
@@ -233,18 +249,23 @@ class IndexPublisher:
         if not fresh and key_id == current_id:
             return {"added": 0, "decoys": 0}  # between batches: additions wait
         active: dict[bytes, list[bytes]] = {}
+        # each published reference's row label: its scheme and policy (an item's bank
+        # threshold, 8.7), or a decoy's label
+        labels: dict[bytes, str] = {}
+        found: list[Publishable] = []
         for adapter in self.publishing_adapters():
-            for p in await adapter.unpublished(self.db, now, key_id):
-                active[p.item_ref] = p.keys
+            found += await adapter.unpublished(self.db, now, key_id)
         decoys: dict[bytes, tuple[str, list[bytes]]] = {}
         if fresh:
-            decoys = self._new_decoys(list(active.values()))
-            if decoys:
-                await self._warn_other_thresholds()
+            for p in found:
+                active[p.item_ref] = p.keys
+                labels[p.item_ref] = item_label(self.scheme.name, p.threshold)
+            decoys = self._new_decoys(found)
         else:
             # a successor: what the current key shows and this one does not yet
             missing = await self.store.missing(current_id, key_id)
-            active = {r: k for r, k in active.items() if r in missing}
+            labels = dict(missing)
+            active = {p.item_ref: p.keys for p in found if p.item_ref in missing}
             for ref, label in missing.items():
                 if label.startswith(DECOY_LABEL):
                     decoys[ref] = (label, _decoy_keys_of(ref, label))
@@ -256,6 +277,8 @@ class IndexPublisher:
                     active.setdefault(p.item_ref, p.keys)
         if not active and not decoys:
             return {"added": 0, "decoys": 0}
+        for ref, (label, _) in decoys.items():
+            labels[ref] = label
         items = [(r, active[r]) for r in active] + [(r, k) for r, (_, k) in decoys.items()]
         packed = await index_build.build_entries(key, items)
         per_item = dict(zip([r for r, _ in items], packed, strict=True))
@@ -264,10 +287,9 @@ class IndexPublisher:
             for chunk in chunks:
                 # one id per chunk, from its content: the same batch republished is idempotent
                 await self._append_delta("index.add", [_chunk_id(chunk)], [chunk], key_id, now)
-            await self.store.record({r: per_item[r] for r in active}, self.scheme.name, key_id, now)
             by_label: dict[str, dict[bytes, bytes]] = {}
-            for r, (label, _) in decoys.items():
-                by_label.setdefault(label, {})[r] = per_item[r]
+            for r in [*active, *decoys]:
+                by_label.setdefault(labels.get(r, self.scheme.name), {})[r] = per_item[r]
             for label, rows in by_label.items():
                 await self.store.record(rows, label, key_id, now)
         log.info(
@@ -277,20 +299,6 @@ class IndexPublisher:
         if key_id == current_id and self.declared_entries is not None:
             await self._check_declared(key_id)
         return {"added": len(active), "decoys": len(decoys)}
-
-    async def _warn_other_thresholds(self) -> None:
-        """A decoy is answered with the default bands (8.5); the items of a shared bank with
-        another distance threshold are answered with theirs, so one threshold candidate per
-        entry tells them from the decoys, which then hide nothing (8.7)."""
-        n = await self.store.shared_banks_off_threshold(PDQ_MATCH_THRESHOLD)
-        if n:
-            self.metrics.inc("index_unpadded_policy_total")
-            log.warning(
-                "%d shared bank(s) have a distance threshold other than %d: their answers show"
-                " it, so decoys do not hide their fresh items (spec 8.7); use one threshold for"
-                " every shared bank",
-                int(n), PDQ_MATCH_THRESHOLD,
-            )  # fmt: skip
 
     async def _check_declared(self, key_id: bytes) -> None:
         """Decoys are never removed (8.7), so the index outgrows what the roster declares;
@@ -307,26 +315,28 @@ class IndexPublisher:
                 published, declared, max(10_000, declared * 5 // 4),
             )  # fmt: skip
 
-    def _new_decoys(self, item_keys: list[list[bytes]]) -> dict[bytes, tuple[str, list[bytes]]]:
+    def _new_decoys(self, found: list[Publishable]) -> dict[bytes, tuple[str, list[bytes]]]:
         """Decoys that pad a batch of these items to ``padding`` entries in every table of
-        every signal the batch publishes (a signal's tables each get one decoy entry per
-        decoy, as an item's do)."""
-        if not self.padding or not item_keys:
+        every signal and every policy (bank threshold) the batch publishes: a signal's tables
+        each get one decoy entry per decoy, as an item's do, and a decoy is answered with its
+        policy's bands (8.7), so entries that answer alike number at least ``padding``."""
+        if not self.padding or not found:
             return {}
-        per_prefix: dict[bytes, tuple[int, set[int], int]] = {}
-        for keys in item_keys:
+        groups: dict[tuple[bytes, int], tuple[int, set[int], int]] = {}
+        for p in found:
             seen: set[bytes] = set()
-            for k in keys:
+            for k in p.keys:
                 prefix = index.key_prefix(k)
-                n, tables, suffix = per_prefix.get(prefix, (0, set(), len(k) - len(prefix) - 2))
+                g = (prefix, p.threshold)
+                n, tables, suffix = groups.get(g, (0, set(), len(k) - len(prefix) - 2))
                 tables.add(int.from_bytes(k[len(prefix) : len(prefix) + 2], "big"))
-                per_prefix[prefix] = (n + (prefix not in seen), tables, suffix)
+                groups[g] = (n + (prefix not in seen), tables, suffix)
                 seen.add(prefix)
         out: dict[bytes, tuple[str, list[bytes]]] = {}
         k_bits = self.scheme.bits_per_table
-        for prefix, (n, tables, suffix) in per_prefix.items():
+        for (prefix, threshold), (n, tables, suffix) in groups.items():
             bits = k_bits if suffix == (k_bits + 7) // 8 else 8 * suffix
-            label = _decoy_label(prefix, sorted(tables), bits)
+            label = _decoy_label(prefix, sorted(tables), bits, threshold)
             for _ in range(index.decoys_needed(n, self.padding)):
                 ref = os.urandom(index.ITEM_REF_BYTES)
                 out[ref] = (label, _decoy_keys_of(ref, label))

@@ -22,7 +22,7 @@ from blindmatch.node.errors import NodeError
 from blindmatch.node.federation import oprf_workers
 from blindmatch.node.federation.admission import Admission, PendingNonce
 from blindmatch.node.federation.key_ring import VoprfKeyRing
-from blindmatch.node.federation.publisher import INDEX_FEED
+from blindmatch.node.federation.publisher import INDEX_FEED, label_threshold
 from blindmatch.node.federation.uploader_signals import FEED as UPLOADERS_FEED
 from blindmatch.node.federation.uploader_signals import UploaderSignals
 from blindmatch.node.metrics import Metrics
@@ -101,7 +101,7 @@ class PeerResponder:
 
     async def resolve_candidates(
         self, candidates: Sequence[bytes]
-    ) -> dict[bytes, matching.HolderItem | None]:
+    ) -> dict[bytes, matching.HolderItem | matching.DecoyItem | None]:
         """What each candidate a querier names resolves to (spec 8.5): its table reference,
         opened with our reference key, gives an item prefix; the item must be published with an
         entry of the candidate's tag and still be live. Anything else resolves to None (the
@@ -122,7 +122,14 @@ class PeerResponder:
                 if found:
                     named[c] = found[0]
                     break
-        items = await self.holder_items([r for r in set(named.values()) if r is not None])
+        items: dict[bytes, matching.HolderItem | matching.DecoyItem | None] = dict(
+            await self.holder_items([r for r in set(named.values()) if r is not None])
+        )
+        # a decoy, or an item no longer answered for: answered as a decoy with the bands of the
+        # policy it was published under, as the entries it hides among are (8.7)
+        unanswered = [r for r, item in items.items() if item is None]
+        for ref, label in (await self.published.labels(unanswered)).items():
+            items[ref] = matching.DecoyItem(band_bounds(self.release_bands, label_threshold(label)))
         return {c: (items.get(ref) if ref is not None else None) for c, ref in named.items()}
 
     async def holder_items(self, refs: Sequence[bytes]) -> dict[bytes, matching.HolderItem | None]:
@@ -196,7 +203,9 @@ class PeerResponder:
         assert verified is not None
         if self.uploaders is not None:  # the items a peer may look uploaders up for: those its
             # candidates named (resolved here; the peer learns a reference only on a match)
-            named = sorted({it.item_ref for it in items.values() if it is not None})
+            named = sorted(
+                {it.item_ref for it in items.values() if isinstance(it, matching.HolderItem)}
+            )
             await self.uploaders.note_candidates(peer.node_id, named)
         # The release scalars' key (8.5): from the reference key of the oldest key id we
         # answer for, the same in every process of this node; a token shown across a rotation

@@ -29,6 +29,9 @@ class Publishable:
 
     item_ref: bytes
     keys: list[bytes]
+    # its bank's distance threshold: its answers show it (8.5), so batches are padded per
+    # threshold (8.7)
+    threshold: int = 31
 
 
 def bands(release_bands: Sequence[int], threshold: int) -> tuple[int, ...]:
@@ -106,14 +109,17 @@ class SignalAdapter:
         if self.published_from is None:
             return []
         rows = await db.fetch_all(
-            f"SELECT {self.published_ref} AS ref, {self.published_hash} AS hash"
-            + self.published_from
+            f"SELECT {self.published_ref} AS ref, {self.published_hash} AS hash,"
+            " b.distance_threshold AS thr" + self.published_from
             + " AND NOT EXISTS (SELECT 1 FROM index_publications p"
             f" WHERE p.item_ref = {self.published_ref} AND p.key_id = ?)",
             *self.live_ref_params(now),
             key_id,
-        )
-        return [Publishable(bytes(r["ref"]), self.index_keys(bytes(r["hash"]))) for r in rows]
+        )  # fmt: skip
+        return [
+            Publishable(bytes(r["ref"]), self.index_keys(bytes(r["hash"])), int(r["thr"]))
+            for r in rows
+        ]
 
     async def ballast(self, db: Database, refs: Sequence[bytes]) -> list[Publishable]:
         """Published hashes of this type among ``refs`` whatever their state (a withdrawn or
@@ -198,6 +204,19 @@ class SignalAdapter:
     def media_available(self) -> bool:
         """Whether this machine has what hashing this type's media needs."""
         return False
+
+    # --- pictures (a picture is PDQ's media; a type may derive hashes of its own from it) ----
+
+    def picture_queries(self, data: bytes, cfg: Any) -> list[QueryHash]:
+        """Query hashes of this type a picture upload adds beside its PDQ hashes and tiles,
+        under the node's configuration ``cfg`` (none by default). May block: run it in a
+        thread."""
+        return []
+
+    def picture_bank_value(self, data: bytes, cfg: Any) -> str | None:
+        """The bank value of this type that a picture banked from its media adds beside its
+        PDQ hash (None by default). May block."""
+        return None
 
     # --- blindmatch hash ----------------------------------------------------------------------
 

@@ -37,13 +37,17 @@ class PdqAdapter(SignalAdapter):
 
     async def unpublished(self, db: Database, now: int, key_id: bytes) -> list[Publishable]:
         rows = await db.fetch_all(
-            "SELECT i.item_ref, i.hash" + self.published_from + " AND NOT EXISTS (SELECT 1 FROM"
-            " index_publications p WHERE p.item_ref = i.item_ref AND p.key_id = ?)"
-            " UNION ALL SELECT c.item_ref, c.hash" + _CROPS_FROM + " AND NOT EXISTS (SELECT 1"
-            " FROM index_publications p WHERE p.item_ref = c.item_ref AND p.key_id = ?)",
+            "SELECT i.item_ref, i.hash, b.distance_threshold AS thr" + self.published_from
+            + " AND NOT EXISTS (SELECT 1 FROM index_publications p WHERE p.item_ref = i.item_ref"
+            " AND p.key_id = ?) UNION ALL SELECT c.item_ref, c.hash, b.distance_threshold AS thr"
+            + _CROPS_FROM + " AND NOT EXISTS (SELECT 1 FROM index_publications p"
+            " WHERE p.item_ref = c.item_ref AND p.key_id = ?)",
             *(self.entry.name, now, key_id) * 2,
-        )
-        return [Publishable(bytes(r["item_ref"]), self.index_keys(bytes(r["hash"]))) for r in rows]
+        )  # fmt: skip
+        return [
+            Publishable(bytes(r["item_ref"]), self.index_keys(bytes(r["hash"])), int(r["thr"]))
+            for r in rows
+        ]
 
     async def ballast(self, db: Database, refs: Sequence[bytes]) -> list[Publishable]:
         crops = _CROPS_FROM.split(" WHERE ", 1)[0]

@@ -29,7 +29,9 @@ class TilesAdapter(SignalAdapter):
 
     async def unpublished(self, db: Database, now: int, key_id: bytes) -> list[Publishable]:
         rows = await db.fetch_all(
-            "SELECT t.item_ref, t.hash, t.cell, s.scheme" + _FROM + " AND NOT EXISTS"
+            "SELECT t.item_ref, t.hash, t.cell, s.scheme, b.distance_threshold AS thr"
+            + _FROM
+            + " AND NOT EXISTS"
             " (SELECT 1 FROM index_publications p WHERE p.item_ref = t.item_ref"
             " AND p.key_id = ?)",
             self._source_signal,
@@ -41,9 +43,8 @@ class TilesAdapter(SignalAdapter):
             scheme = derivative.DERIVATIVE_SCHEMES.get(r["scheme"])
             if scheme is not None:
                 cell = derivative.Cell.parse(r["cell"])
-                out.append(
-                    Publishable(bytes(r["item_ref"]), scheme.index_keys(cell, bytes(r["hash"])))
-                )
+                keys = scheme.index_keys(cell, bytes(r["hash"]))
+                out.append(Publishable(bytes(r["item_ref"]), keys, int(r["thr"])))
         return out
 
     async def ballast(self, db: Database, refs: Sequence[bytes]) -> list[Publishable]:

@@ -118,3 +118,16 @@ class PublishedIndexStore:
             threshold,
         )
         return int(v or 0)
+
+    async def labels(self, refs: Sequence[bytes]) -> dict[bytes, str]:
+        """The row label (scheme column) each published reference was published under."""
+        out: dict[bytes, str] = {}
+        for start in range(0, len(refs), 500):
+            part = list(refs[start : start + 500])
+            rows = await self.db.fetch_all(
+                "SELECT item_ref, scheme FROM index_publications WHERE item_ref IN ("
+                + ", ".join("?" * len(part)) + ")",
+                *part,
+            )  # fmt: skip
+            out.update({bytes(r["item_ref"]): str(r["scheme"]) for r in rows})
+        return out
