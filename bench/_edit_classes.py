@@ -602,7 +602,7 @@ def _score_cells(m: dict[str, Any], matched: bool = False) -> str:
     cells = [fmt("derivative_precision"), fmt("derivative_recall")]
     if matched:
         cells.append(fmt("derivative_recall_matched"))
-    return " | ".join(cells) + f" | {m['recompress_resize_called_derivative']:.0%}"
+    return " | ".join(cells) + f" | {m['recompress_resize_called_derivative']:.1%}"
 
 
 def main(argv: list[str] | None = None) -> None:
