@@ -134,6 +134,10 @@ class NodeConfig:
     # photos are found; costs about 5x the OPRF evaluations of a whole-picture query.
     derivative_search: bool = True
     release_bands: tuple[int, ...] = (8, 16, 31)
+    # Per signal type, its adapter's own settings (a TOML table ``[signals.<type name>]``;
+    # node/signals: each adapter says what it reads), e.g. turning on a type that derives
+    # query hashes of its own from pictures.
+    signal_options: dict[str, dict[str, Any]] = field(default_factory=dict)
     policy_path: Path | None = None  # node/cases/policy.py; defaults never auto-act
     webhook_url: str | None = None  # the platform's endpoint for block/remove/restore/notify
     webhook_secret_path: Path | None = None  # HMAC key for webhook signatures
@@ -237,6 +241,25 @@ def _hostport(value: Any, what: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _signal_options(raw: Any, path: Path) -> dict[str, dict[str, Any]]:
+    """``[signals.<type>]`` tables: each names a registered signal type and holds its adapter's
+    settings (strings, numbers, booleans)."""
+    from blindmatch.protocol import signal_types
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: signals: a table of [signals.<signal type>] tables")
+    out: dict[str, dict[str, Any]] = {}
+    for name, table in raw.items():
+        if name not in signal_types.names():
+            raise ConfigError(f"{path}: signals.{name}: not a signal type")
+        if not isinstance(table, dict) or not all(
+            isinstance(v, str | int | float | bool) for v in table.values()
+        ):
+            raise ConfigError(f"{path}: signals.{name}: a table of plain settings")
+        out[name] = dict(table)
+    return out
+
+
 def load(path: Path) -> NodeConfig:
     try:
         raw = tomllib.loads(path.read_text())
@@ -255,7 +278,7 @@ def load(path: Path) -> NodeConfig:
         "sync_interval_s", "match_workers",
         "lsh_scheme", "dihedral_queries", "derivative_search", "release_bands", "policy",
         "webhook_url", "webhook_secret_file", "voprf_key_cap", "key_overlap_days",
-        "index_batch_days", "index_batch_padding",
+        "index_batch_days", "index_batch_padding", "signals",
     }  # fmt: skip
     unknown = set(raw) - known
     if unknown:
@@ -293,6 +316,7 @@ def load(path: Path) -> NodeConfig:
             key_overlap_s=int(float(raw.get("key_overlap_days", 7)) * 86_400),
             index_batch_s=_batch_seconds(raw.get("index_batch_days", 0)),
             index_batch_padding=int(raw.get("index_batch_padding", 0)),
+            signal_options=_signal_options(raw.get("signals", {}), path),
             source_path=path,
         )
     except KeyError as exc:
@@ -339,4 +363,7 @@ def dump(cfg: NodeConfig) -> str:
         f"index_batch_days = {cfg.index_batch_s / 86_400:g}",
         f"index_batch_padding = {cfg.index_batch_padding}",
     ]
+    for name, table in cfg.signal_options.items():  # TOML tables come last
+        lines.append(f"[signals.{json.dumps(name)}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in table.items()]
     return "\n".join(lines) + "\n"

@@ -28,6 +28,8 @@ def registry_cases() -> list[dict[str, Any]]:
         "vframe/12",
         "vframe/012",
         "g4c03r0",
+        "learned/" + "5a" * 32,
+        "learned/" + "5A" * 32,
     ):
         out.append(
             _case(f"variant-{v.replace('/', '-')}", "signal_types.of_variant", {"variant": v})

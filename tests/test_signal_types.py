@@ -18,11 +18,12 @@ ROOT = Path(__file__).resolve().parent.parent
 H = bytes(range(32))
 
 
-def test_the_four_types_are_registered_with_their_parameters() -> None:
-    assert signal_types.names() == ("pdq", "pdq-tiles-1", "vpdq", "sha256")
-    assert signal_types.bank_signal_names() == ("pdq", "vpdq", "sha256")
-    assert signal_types.perceptual_bank_signal_names() == {"pdq", "vpdq"}
-    pdq, tiles, vpdq, sha = (signal_types.get(n) for n in signal_types.names())
+def test_the_five_types_are_registered_with_their_parameters() -> None:
+    assert signal_types.names() == ("pdq", "pdq-tiles-1", "vpdq", "sha256", "learned-lsh-1")
+    assert signal_types.bank_signal_names() == ("pdq", "vpdq", "sha256", "learned-lsh-1")
+    assert signal_types.perceptual_bank_signal_names() == {"pdq", "vpdq", "learned-lsh-1"}
+    pdq, tiles, vpdq, sha, learned = (signal_types.get(n) for n in signal_types.names())
+    assert (learned.exchange, learned.lsh) == (signal_types.Exchange.PICTURE, "learned-lsh-1")
     assert (pdq.exchange, pdq.distance_threshold, pdq.lsh) == (
         signal_types.Exchange.PICTURE,
         31,
@@ -167,7 +168,7 @@ def test_the_name_test_scan_sees_nested_modules(tmp_path: Path) -> None:
 # them (a PDQ hash is the LSH schemes' value, a SHA-256 digest the exact key) and may name them.
 
 # The types that live entirely behind the seam, by their module's name.
-SEALED = {"vpdq": "vpdq"}
+SEALED = {"vpdq": "vpdq", "learned-lsh-1": "learned"}
 # The registrations, which count as part of each type's registry entry: the registry's
 # ``__init__`` imports each entry module and the adapters' ``__init__`` imports each adapter and
 # lists it: one import of the type's own module and at most one more line naming it, no more.

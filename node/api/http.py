@@ -403,6 +403,10 @@ def build_api(
             )
             if not any(signal_types.for_variant(q.variant) is signal_types.PDQ for q in queries):
                 queries = []  # tiles alone never make a match job: the picture is too flat
+            else:
+                # Types that derive query hashes of their own from a picture (a learned code).
+                for extra in signals.ADAPTERS:
+                    queries += await asyncio.to_thread(extra.picture_queries, data, node.cfg)
         if not queries:
             raise ApiError("the picture is too flat to hash reliably", code="low-quality")
         content_ref = _content_ref(request)

@@ -332,6 +332,16 @@ def _image_hashes(media: bytes, crops: bool = True) -> list[tuple[Any, ...]]:
     ]
 
 
+def _node_config(args: argparse.Namespace) -> Any:
+    """The node's configuration when the command names a node (None with ``--db``)."""
+    if getattr(args, "db", None):
+        return None
+    try:
+        return config_mod.load_from_args(args)
+    except config_mod.ConfigError:
+        return None
+
+
 async def _add(args: argparse.Namespace, banks: Any) -> int:
     from blindmatch.node.banks.formats import parse_te_lines
     from blindmatch.node.banks.validation import BankValidationError, holds_frame_list
@@ -382,8 +392,19 @@ async def _add(args: argparse.Namespace, banks: Any) -> int:
         protected = args.media and (await banks.get_bank(args.name)).provenance == (
             "protected-source"
         )
+        node_cfg = _node_config(args) if args.media else None
         for path in args.media:
             media = Path(path).read_bytes()
+            # Types that derive a bank value of their own from a picture (a learned code, when
+            # the node's configuration turns it on) bank it beside the picture's PDQ hash.
+            for extra in signals.ADAPTERS:
+                derived = extra.picture_bank_value(media, node_cfg)
+                if derived is not None:
+                    result = await banks.add_item(
+                        args.name, extra.entry.name, derived, **list_options
+                    )
+                    added += result.created
+                    present += not result.created
             if protected:
                 # A protected source photo: its whole-picture hash and its tiles, so that
                 # edited derivatives of it are found too (specs/derivatives.md).

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 
 from blindmatch.node.signals.base import SignalAdapter, SignalValueError
+from blindmatch.node.signals.learned import LearnedAdapter
 from blindmatch.node.signals.pdq import PdqAdapter
 from blindmatch.node.signals.sha256 import Sha256Adapter
 from blindmatch.node.signals.tiles import TilesAdapter
@@ -37,6 +38,7 @@ ADAPTERS: tuple[SignalAdapter, ...] = (
     TilesAdapter(),
     VpdqAdapter(),
     Sha256Adapter(),
+    LearnedAdapter(),
 )
 _BY_NAME = {a.entry.name: a for a in ADAPTERS}
 assert set(_BY_NAME) == set(signal_types.names()), "every registered type has one adapter"

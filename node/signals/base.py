@@ -205,6 +205,19 @@ class SignalAdapter:
         """Whether this machine has what hashing this type's media needs."""
         return False
 
+    # --- pictures (a picture is PDQ's media; a type may derive hashes of its own from it) ----
+
+    def picture_queries(self, data: bytes, cfg: Any) -> list[QueryHash]:
+        """Query hashes of this type a picture upload adds beside its PDQ hashes and tiles,
+        under the node's configuration ``cfg`` (none by default). May block: run it in a
+        thread."""
+        return []
+
+    def picture_bank_value(self, data: bytes, cfg: Any) -> str | None:
+        """The bank value of this type that a picture banked from its media adds beside its
+        PDQ hash (None by default). May block."""
+        return None
+
     # --- blindmatch hash ----------------------------------------------------------------------
 
     # What ``blindmatch hash`` prints for this type's media, for its help ("" if it hashes none).

@@ -32,9 +32,11 @@ from blindmatch.protocol.signal_types.pdq import PDQ
 from blindmatch.protocol.signal_types.pdq_tiles import PDQ_TILES
 from blindmatch.protocol.signal_types.vpdq import VPDQ
 from blindmatch.protocol.signal_types.sha256 import SHA256
+from blindmatch.protocol.signal_types.learned import LEARNED
 
 __all__ = [
     "BASE_RELEASE_FIELDS",
+    "LEARNED",
     "PDQ",
     "PDQ_TILES",
     "PROVENANCE_CLASSES",

@@ -78,8 +78,8 @@ class SignalTypeEntry:
     perceptual: bool  # matched by distance (quality-gated) rather than by equality
     threatexchange_name: str | None = None
     threatexchange_indicator: str | None = None
-    # Whether a query hash's variant label belongs to this type; the PICTURE type owns every
-    # label no other type claims.
+    # Whether a query hash's variant label belongs to this type; the first PICTURE type owns
+    # every label no type claims.
     owns_variant: Callable[[str], bool] = field(default=lambda v: False, compare=False)
     # The bucket keys a query hash of this type probes, under a probe budget.
     probe_keys: Callable[[QueryHash, int | None], list[bytes]] | None = field(
@@ -157,9 +157,10 @@ def perceptual_bank_signal_names() -> frozenset[str]:
 
 
 def for_variant(variant: str) -> SignalTypeEntry:
-    """The signal type a query hash belongs to, by its variant label."""
+    """The signal type a query hash belongs to, by its variant label: the type that claims the
+    label, else the first picture type (it owns every label no type claims)."""
     for entry in _REGISTRY.values():
-        if entry.exchange is not Exchange.PICTURE and entry.owns_variant(variant):
+        if entry.owns_variant(variant):
             return entry
     for entry in _REGISTRY.values():
         if entry.exchange is Exchange.PICTURE:
