@@ -16,7 +16,7 @@ from media_samples import textured_image as smooth_image
 from PIL import Image, ImageOps
 
 from blindmatch.node.cli.main import main as cli_main
-from blindmatch.node.media import hashing
+from blindmatch.node.media import boxes, hashing
 from blindmatch.node.media.hashing import MediaError, decode_image, hash_image, hash_image_bytes
 from blindmatch.node.signals.vpdq import hasher
 from blindmatch.protocol.signals import hamming, pdq_from_bits
@@ -97,7 +97,7 @@ def test_padding_and_letterbox_are_removed() -> None:
         assert hamming(h.pdq.hash32, plain) > 31
         assert min(hamming(v.pdq.hash32, plain) for v in h.variants) <= 8
         assert any(v.name.startswith("trimmed/") for v in h.variants)
-    assert hashing.find_border_box(np.asarray(original)) == (0, 0, 300, 200)
+    assert boxes.find_border_box(np.asarray(original)) == (0, 0, 300, 200)
 
 
 def test_a_picture_under_a_caption_or_inside_app_chrome_is_found() -> None:
@@ -122,7 +122,7 @@ def test_a_picture_under_a_caption_or_inside_app_chrome_is_found() -> None:
         names = {v.name for v in h.variants}
         assert names & {"content/identity", "framed/identity"}
         assert min(hamming(v.pdq.hash32, plain) for v in h.variants) <= 16
-    assert hashing.find_framed_box(np.asarray(original)) == (0, 0, 240, 180)
+    assert boxes.find_framed_box(np.asarray(original)) == (0, 0, 240, 180)
 
 
 def test_a_centred_crop_is_found_by_an_uncropped_variant() -> None:
@@ -141,7 +141,7 @@ def test_a_centred_crop_is_found_by_an_uncropped_variant() -> None:
 
 def test_a_flat_picture_is_not_trimmed_away() -> None:
     flat = np.full((100, 100, 3), 128, np.uint8)
-    assert hashing.find_border_box(flat) == (0, 0, 100, 100)
+    assert boxes.find_border_box(flat) == (0, 0, 100, 100)
     assert hash_image(Image.fromarray(flat)).pdq.quality < 50
 
 
@@ -268,7 +268,7 @@ def test_a_picture_inside_two_layers_of_chrome_is_found() -> None:
     shot[-35:-15, 60:260:30] = 20
     shot[260:440] = np.asarray(original)
     embedded = Image.fromarray(shot)
-    assert hashing.find_nested_box(shot) == (0, 260, 320, 440)
+    assert boxes.find_nested_box(shot) == (0, 260, 320, 440)
     h = hash_image(embedded, query_variants=True)
     nested = [v for v in h.variants if v.name == "nested/identity"]
     assert len(nested) == 1 and hamming(nested[0].pdq.hash32, plain) <= 8
@@ -281,7 +281,7 @@ def test_each_picture_of_a_collage_with_a_weak_seam_is_looked_up() -> None:
     buf = io.BytesIO()
     collage.save(buf, format="JPEG", quality=75)  # no gap: the seam is only a JPEG'd step
     jpeg = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
-    cells = hashing.find_collage_cells(np.asarray(jpeg))
+    cells = boxes.find_collage_cells(np.asarray(jpeg))
     seams = {x1 for x0, y0, x1, y1 in cells if x0 == 0 and (y0, y1) == (0, 240)}
     assert len(seams) == 1 and abs(seams.pop() - 200) <= 2  # JPEG smears the seam by a pixel
     h = hash_image(jpeg, query_variants=True)
@@ -291,7 +291,7 @@ def test_each_picture_of_a_collage_with_a_weak_seam_is_looked_up() -> None:
         best = min(hamming(v.pdq.hash32, plain) for v in h.variants if v.name.startswith("cell/"))
         assert best <= 31  # within the whole-picture threshold
     # One smooth picture has no seam to cut.
-    assert hashing.find_collage_cells(smooth_image(33, 240, 400)) == []
+    assert boxes.find_collage_cells(smooth_image(33, 240, 400)) == []
 
 
 def test_a_flat_band_of_the_picture_itself_is_not_peeled_as_chrome() -> None:
@@ -305,7 +305,7 @@ def test_a_flat_band_of_the_picture_itself_is_not_peeled_as_chrome() -> None:
     shot[12:28, 20:300:4] = 20
     shot[-50:] = 245
     shot[260:440] = picture
-    assert hashing.find_nested_box(shot) == (0, 260, 320, 440)
+    assert boxes.find_nested_box(shot) == (0, 260, 320, 440)
 
 
 def test_the_picture_in_a_grid_collage_is_found_when_the_other_seams_are_faint() -> None:
@@ -319,7 +319,7 @@ def test_the_picture_in_a_grid_collage_is_found_when_the_other_seams_are_faint()
     buf = io.BytesIO()
     Image.fromarray(grid).save(buf, format="JPEG", quality=75)
     jpeg = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
-    cells = hashing.find_collage_cells(jpeg)
+    cells = boxes.find_collage_cells(jpeg)
     assert any(
         max(abs(a - b) for a, b in zip(c, (240, 200, 480, 400), strict=True)) <= 2 for c in cells
     )
