@@ -30,8 +30,8 @@ bulk with SQL, marked published, and random 24-byte index entries in the querier
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import asyncio
+import dataclasses
 import json
 import multiprocessing
 import os
