@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 import pdqhash
 import pytest
+from federation_uploads import upload_media
 from PIL import Image
 
-from blindmatch.node.api.client import BlindmatchClient
 from blindmatch.node.banks.service import BankService
 from blindmatch.node.banks.validation import BankedCrop, BankValidationError
 from blindmatch.node.cli.bank import _image_hashes
@@ -184,13 +184,8 @@ async def fed(tmp_path: Path, photo: np.ndarray):
 
 
 async def _cases(fed, data: bytes, content_ref: str) -> list[dict]:  # type: ignore[no-untyped-def]
-    platform = fed["platform"]
-    async with BlindmatchClient(platform.api_url, platform.api_token) as api:
-        job = await api.match_media(data, content_ref=content_ref)
-        while await platform.node.delivery.process_due():
-            pass
-        assert (await api.job(job["job"]))["complete"]
-        return await api.cases_for_content(content_ref)
+    _, cases = await upload_media(fed, data, content_ref)
+    return cases
 
 
 async def test_a_corner_cropped_copy_matches_the_item_through_a_banked_crop(

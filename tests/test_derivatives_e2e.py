@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from federation_uploads import upload_media
 from PIL import Image
 
 from blindmatch.node.api.client import BlindmatchClient
@@ -78,15 +79,8 @@ async def fed(tmp_path: Path, pictures: dict[str, bytes]):
 
 
 async def _upload(fed, data: bytes, content_ref: str) -> list[dict]:  # type: ignore[no-untyped-def]
-    platform = fed["platform"]
-    async with BlindmatchClient(platform.api_url, platform.api_token) as api:
-        job = await api.match_media(data, content_ref=content_ref)
-        while await platform.node.delivery.process_due():
-            pass
-        status = await api.job(job["job"])
-        assert status["complete"], status
-        fed.last_job = status
-        return await api.cases_for_content(content_ref)
+    fed.last_job, cases = await upload_media(fed, data, content_ref)
+    return cases
 
 
 async def test_source_tiles_are_published_and_withdrawn_with_the_source(fed) -> None:

@@ -13,9 +13,9 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from federation_uploads import upload_media
 from PIL import Image
 
-from blindmatch.node.api.client import BlindmatchClient
 from blindmatch.node.banks.validation import BankValidationError
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
@@ -168,14 +168,8 @@ async def fed(tmp_path: Path, pictures: dict[str, bytes]):
 
 
 async def _upload(fed, data: bytes, content_ref: str) -> list[dict]:  # type: ignore[no-untyped-def]
-    platform = fed["platform"]
-    async with BlindmatchClient(platform.api_url, platform.api_token) as api:
-        job = await api.match_media(data, content_ref=content_ref)
-        while await platform.node.delivery.process_due():
-            pass
-        status = await api.job(job["job"])
-        assert status["complete"], status
-        return await api.cases_for_content(content_ref)
+    _, cases = await upload_media(fed, data, content_ref)
+    return cases
 
 
 async def test_an_edited_copy_matches_through_the_learned_signal(fed, pictures, tmp_path) -> None:
