@@ -656,9 +656,12 @@ class Bench:
         t0 = time.perf_counter()
         synthetic.grow(self.rng, add * SCHEME.tables)
         for h in self.holder_ids:
-            real = self.q.replication.peer_replicas[h].index
+            replica = self.q.replication.peer_replicas[h]
+            real = replica.index
             if not isinstance(real, PaddedReplica):  # a padded one follows `synthetic` as it grows
-                self.q.replication.peer_replicas[h].index = PaddedReplica(real, synthetic)
+                # The node exposes its replica read-only; the bench grafts its synthetic entries
+                # under the sans-I/O replica the node matches against.
+                replica._replica.index = PaddedReplica(real, synthetic)
         replica_s = time.perf_counter() - t0
         self.held = size
         counts = []
@@ -804,7 +807,7 @@ class Bench:
             if near:
                 # Made before the concurrent rounds: EncryptionCache.get is not safe against two
                 # run_tasks encrypting the same hash at once (see the report).
-                await asyncio.to_thread(q._encryptions_for(job).get, qh.hash)
+                await asyncio.to_thread(q.querier._encryptions_for(job).get, qh.hash)
             got = await asyncio.gather(*(q.querier.run_task(job, p) for p in peers))
             dt = time.perf_counter() - t0
             found = sum(len(g) for g in got)
