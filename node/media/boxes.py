@@ -187,10 +187,10 @@ def _nested_padding_box(inner: np.ndarray, height: int, width: int) -> tuple[int
     return (left, top, w - right, h - bottom)
 
 
-def _side_colours(inner: np.ndarray, box: tuple[int, int, int, int]) -> list[np.ndarray]:
+def _side_colours(inner: np.ndarray, box: tuple[int, int, int, int]) -> list[np.ndarray | None]:
     """The colour of what ``box`` peels from each side of ``inner`` (left, top, right,
-    bottom): the median of a line just inside the edge (past a blended one), for the sides
-    peeled."""
+    bottom): the median of a line just inside the edge (past a blended one); None for a side
+    not peeled."""
     h, w = inner.shape[:2]
     depths = (box[0], box[1], w - box[2], h - box[3])
     lines = (
@@ -200,9 +200,8 @@ def _side_colours(inner: np.ndarray, box: tuple[int, int, int, int]) -> list[np.
         lambda k: inner[h - 1 - k],
     )
     return [
-        np.median(line(min(2, depth - 1)), axis=0)
+        np.median(line(min(2, depth - 1)), axis=0) if depth > 0 else None
         for depth, line in zip(depths, lines, strict=True)
-        if depth > 0
     ]
 
 
@@ -214,8 +213,7 @@ def _peeled_like_a_viewer(
     other side of the viewer's padding went with an outer layer)."""
     h, w = inner.shape[:2]
     depths = [box[0], box[1], w - box[2], h - box[3]]
-    colours = iter(_side_colours(inner, box))
-    seen = [next(colours) if d > 0 else None for d in depths]
+    seen = _side_colours(inner, box)
 
     def padding_coloured(colour: np.ndarray | None) -> bool:
         return colour is not None and any(
@@ -243,28 +241,26 @@ def find_nested_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
     chrome_peeled = False
     padding: list[np.ndarray] = []  # colours peeled so far
     for round_ in range(NESTED_MAX_ROUNDS):
-        inner = rgb[top:bottom, left:right].astype(np.float64)
+        inner = rgb[top:bottom, left:right]  # a view: only a few lines are read
         h, w = inner.shape[:2]
         whole = (0, 0, w, h)
         outermost = round_ == 0
-        box = _nested_padding_box(rgb[top:bottom, left:right], height, width)
+        box = _nested_padding_box(inner, height, width)
         if not outermost:
             box = _peeled_like_a_viewer(inner, box, padding)
         # Chrome with text on it (the loose test) is peeled once: further in, the loose test
         # would bite into a picture whose own edge is nearly uniform.
         if box == whole and not chrome_peeled:
             reach = min(NESTED_MAX_FRACTION, BORDER_MAX_FRACTION * max(height / h, width / w))
-            box = find_content_box(
-                rgb[top:bottom, left:right], reach, flat_side_is_flat_picture=False
-            )
+            box = find_content_box(inner, reach, flat_side_is_flat_picture=False)
             chrome_peeled = box != whole
         if box == whole:
-            box = find_framed_box(rgb[top:bottom, left:right])
+            box = find_framed_box(inner)
             if not outermost:
                 box = _peeled_like_a_viewer(inner, box, [])
         if box == whole:
             break
-        padding += _side_colours(inner, box)
+        padding += [c for c in _side_colours(inner, box) if c is not None]
         left, top, right, bottom = left + box[0], top + box[1], left + box[2], top + box[3]
     return (left, top, right, bottom)
 
