@@ -250,7 +250,10 @@ def envelope_cases() -> list[dict[str, Any]]:
     token = _seed("conformance token")[:16]
     for label, body in (
         ("query-ref-accepted", {"query_ref": ref, "items": items}),
-        ("query-ref-with-tokens-accepted", {"query_ref": ref, "items": items, "confirmed": [token]}),
+        (
+            "query-ref-with-tokens-accepted",
+            {"query_ref": ref, "items": items, "confirmed": [token]},
+        ),
         ("query-and-query-ref-refused", {"query": whole, "query_ref": ref, "items": items}),
         ("neither-query-nor-query-ref-refused", {"items": items}),
         ("short-query-ref-refused", {"query_ref": ref[:31], "items": items}),

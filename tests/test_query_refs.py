@@ -14,7 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from blindmatch.crypto import signing
+from blindmatch.crypto import release, signing
 from blindmatch.crypto import threshold as th
 from blindmatch.node.clock import FixedClock
 from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
@@ -63,7 +63,7 @@ def test_exchange_names_a_query_the_holder_answered_and_falls_back() -> None:
     ex.refer_by_digest = True
     ex.candidates = {0: [os.urandom(24) for _ in range(3)]}
     (first,) = ex.next_threshold_requests(enc)
-    key, encrypted, wire = enc.get(ex.queries[0].hash)
+    _, encrypted, wire = enc.get(ex.queries[0].hash)
     assert first["query"] == wire and "query_ref" not in first
     ex.on_answer(first, {"query_id": encrypted.query_id, "answers": _far(first)}, enc)
     (second,) = ex.next_threshold_requests(enc)
@@ -81,8 +81,6 @@ def _far(req: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for c in req["items"]:
         verified = th.verify_query(th.EncryptedQuery.from_bytes(req["query"]))
-        from blindmatch.crypto import release
-
         sealed = release.seal(verified, os.urandom(32), (31,), c, b"")
         out.append({"item": c, "response": sealed.response.to_bytes(), "sealed": sealed.sealed})
     return out
