@@ -62,6 +62,7 @@ class MatchState:
     answers: int = 0  # full threshold answers (7.4)
     same_answers: int = 0  # candidates answered ``same``: a confirmed item's other hits (8.5)
     threshold_round_trips: int = 0  # threshold.query rounds, over all exchanges
+    answers_on_matches: int = 0  # full answers about the pairs that matched
     bytes_sent: np.ndarray = field(default_factory=_no_nodes)  # per node
     bytes_received: np.ndarray = field(default_factory=_no_nodes)
     cpu_s: np.ndarray = field(default_factory=_no_nodes)  # per node, modelled charges
@@ -297,6 +298,7 @@ def run_window(ctx: Context, state: MatchState, w_index: int, lo: int, hi: int, 
     per_query = n_qhash * (costs["verify"] + costs["sums"])
     answered_2 = np.full(len(with_c), np.nan)
     decided_2 = np.full(len(with_c), np.nan)
+    pair_full = refs.copy()  # full answers about each pair
     if not rounds:
         q_size = (
             exchange.ENVELOPE_OVERHEAD
@@ -337,6 +339,7 @@ def run_window(ctx: Context, state: MatchState, w_index: int, lo: int, hi: int, 
             sel, decided_1[sel], q_size2, 0.0 * q2[sel], items2[sel] - same2[sel], same2[sel]
         )
         answered_2[sel], decided_2[sel] = a2, d2
+        pair_full[first_pair[confirmed]] = 1  # its other candidates: ``same``
         is_first = np.zeros(len(pair_up), dtype=bool)
         is_first[first_pair] = True
         t_answer = np.where(is_first, answered_1[inverse], answered_2[inverse])
@@ -345,6 +348,7 @@ def run_window(ctx: Context, state: MatchState, w_index: int, lo: int, hi: int, 
     active = (work.item_added[pair_item] <= t_answer) & (t_answer < work.item_removed[pair_item])
     band = np.where(active, exchange.band_of(d, s.policy.bands), -1)
     matched = band >= 0
+    state.answers_on_matches += int(pair_full[matched].sum())
     state.cand.append(
         np.stack([pair_up, pair_item, pair_tables, np.round(t_answer * 1000).astype(np.int64)], 1)
     )

@@ -31,6 +31,10 @@ class RunResult:
     results: dict[str, Any]
     timing: dict[str, Any]
     out: Path | None
+    # the prepared run (workload, indexes, exact holders) and its matching state, for a caller
+    # that matches the same workload again another way (bench/sim.py: rounds vs all at once)
+    context: engine.Context | None = None
+    state: engine.MatchState | None = None
 
 
 def fingerprint(s: Scenario) -> str:
@@ -185,6 +189,9 @@ def metrics(
             "threshold_answers": st.answers,
             "same_answers": st.same_answers,
             "threshold_round_trips": st.threshold_round_trips,
+            "threshold_answers_per_match": round(st.answers_on_matches / len(match), 3)
+            if len(match)
+            else None,
             "confirmed_matches": len(match),
             "true_matches": int(true_m.sum()),
             "false_matches_by_upload_kind": false_matches,
@@ -332,7 +339,7 @@ def run(
         }
         measured_index = sum(h.cpu.get("index_evaluate", 0.0) for h in (ctx.exact or {}).values())
         timing["cpu_measured_index_build_s"] = round(measured_index, 3)
-    result = RunResult(res, timing, out_dir)
+    result = RunResult(res, timing, out_dir, ctx, st)
     if out_dir and write:
         from . import report
 
