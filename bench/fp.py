@@ -150,7 +150,7 @@ def pictures(n_skin: int) -> list[Picture]:
     try:
         from matplotlib import cbook
 
-        with Image.open(cbook.get_sample_data("grace_hopper.jpg")) as im:
+        with Image.open(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))) as im:
             add("people", "matplotlib:grace_hopper", im.convert("RGB"))
     except Exception as exc:  # matplotlib absent: the set is one picture smaller
         print(f"fp: no grace_hopper ({type(exc).__name__})", file=sys.stderr)
@@ -205,6 +205,7 @@ def hash_all(pics: list[Picture], tile_ids: set[int]) -> dict[str, Any]:
         base = hashing.pdq_of_pixels(rgb)
         bank[k] = _u64([base.hash32])[0]
         bank_q[k] = base.quality
+        assert base.dihedral is not None
         hashes = list(base.dihedral)
         quals = [base.quality] * 8
         for f in UNCROPS:
@@ -450,6 +451,8 @@ def evaluate(
         pics = [Picture(**m) for m in meta["pictures"]]
         counts, counts_skin = meta["counts"], meta["counts_skin"]
         h["hash_seconds"] = float(meta["hash_seconds"])
+        prepare_seconds = float(meta.get("prepare_seconds", float("nan")))
+        from_cache = True
         print(f"fp: {len(pics)} pictures' hashes from {cache}", flush=True)
     else:
         pics = pictures(n_skin)
@@ -474,10 +477,14 @@ def evaluate(
             "counts": counts,
             "counts_skin": counts_skin,
             "hash_seconds": h["hash_seconds"],
+            "prepare_seconds": time.monotonic() - t_start,
         }  # fmt: skip
+        prepare_seconds = meta["prepare_seconds"]
+        from_cache = False
         cache.parent.mkdir(parents=True, exist_ok=True)
         arrays = {k: v for k, v in h.items() if isinstance(v, np.ndarray)}
-        np.savez(cache, meta=np.array(json.dumps(meta)), **arrays)
+        payload: dict[str, Any] = {"meta": np.array(json.dumps(meta)), **arrays}
+        np.savez(cache, **payload)
     sets = np.array([p.set for p in pics])
     groups = np.unique([design(p.source) for p in pics], return_inverse=True)[1]
     v_measured = float(np.mean(counts))
@@ -517,6 +524,7 @@ def evaluate(
             if f.get("pairs"):
                 f["fp_per_upload_at_1M"] = fp_at_bank(f["p"], lookups)
                 f["fp_per_upload_at_1M_upper95"] = fp_at_bank(f["p_upper95"], lookups)
+                f["expected_per_upload_at_1M"] = BANK * lookups * f["p"]
             out[name] = f
         return out
 
@@ -554,6 +562,7 @@ def evaluate(
         if f.get("pairs"):
             f["fp_per_upload_at_1M"] = fp_at_bank(f["p"], lookups)
             f["fp_per_upload_at_1M_upper95"] = fp_at_bank(f["p_upper95"], lookups)
+            f["expected_per_upload_at_1M"] = BANK * lookups * f["p"]
         return f
 
     per_set = {s: int((sets == s).sum()) for s in sorted(set(sets))}
@@ -599,11 +608,14 @@ def evaluate(
             "pdq": nearest(pdq_upload),
             "tiles": nearest(tile_second, h["tile_ids"]),
             "learned": nearest(codes),
+            "learned_pdq_gated": nearest(codes_gated),
         },
         "licences": LICENCES,
         "run": {
             "seconds": round(time.monotonic() - t_start, 1),
             "hash_seconds": round(h["hash_seconds"], 1),
+            "prepare_seconds": round(prepare_seconds, 1),
+            "hashes_from_cache": from_cache,
             "distance_seconds": round(dist_seconds, 1),
             "load_start": round(load0, 1),
             "load_end": round(os.getloadavg()[0], 1),
