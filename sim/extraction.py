@@ -478,6 +478,10 @@ PUBLICATIONS = [
     Publication(7.0, 32_768),
     Publication(7.0, 65_536),
     Publication(30.0, 65_536),
+    Publication(7.0, 131_072),
+    Publication(7.0, 163_840),  # blindmatch init's default (distinguisher.py: the PDQ prior)
+    Publication(14.0, 163_840),
+    Publication(30.0, 163_840),
     Publication(7.0, 65_536, rotation_days=30.0, rotation_drops_decoys=True),
     Publication(1.0, 65_536, rotation_days=30.0, rotation_drops_decoys=True),
 ]
@@ -599,7 +603,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "extraction.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "extraction.md").write_text(render(result))
+    md = out / "extraction.md"
+    text = render(result)
+    if md.exists():  # keep sim/distinguisher.py's section, measured apart
+        old = md.read_text()
+        begin, end = "<!-- distinguisher: begin -->", "<!-- distinguisher: end -->"
+        if begin in old and end in old:
+            text += "\n" + begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    md.write_text(text)
     print(render(result))
     return 0
 
