@@ -47,10 +47,10 @@ for each batch size, for 1, 10 and 100 identities.
 Assumptions (stated in the output): tables' bucket sets are modelled as independent uniform
 draws (checked against the exact join at small ``m``; real PDQ buckets measured as good as
 uniform by :mod:`sim.distinguisher`); a batch's first hash costs ``1/(r+1)`` of its join when
-``r`` of its entries are real (a depth-first search stops at the first; measured there too); the attacker's computing power is
-``compute_per_day`` partial-assignment steps a day in all, however many identities (default
-2^50, about a rack of servers; ``--compute-log2-per-day`` changes it);
-the hub adds ``additions_per_day`` items a day.
+``r`` of its entries are real (a depth-first search stops at the first; measured there too);
+the attacker's computing power is ``compute_per_day`` partial-assignment steps a day in all,
+however many identities (default 2^50, about a rack of servers; ``--compute-log2-per-day``
+changes it); the hub adds ``additions_per_day`` items a day.
 """
 
 from __future__ import annotations
