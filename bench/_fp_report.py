@@ -187,7 +187,9 @@ def report(r: dict[str, Any]) -> str:
         " least 10 pairs lie, weighted by their pair counts, and extrapolated to T: p = e^(a + b"
         " T). A binomial/normal tail is log-concave (its ln F falls ever faster towards 0), so"
         " extending the straight line from above overstates p there: the estimate is"
-        " conservative unless the true tail has a heavier bump below the data. The bound is the"
+        " conservative unless the true tail has a heavier bump below the data (on independent"
+        " random bits, binomial, a fit over 91-105 gives p(80) = 3.4e-08 against an exact"
+        " 9.4e-10: tests/test_bench_fp.py). The bound is the"
         " 95th percentile of p over 200 bootstrap resamplings of the *query pictures* (pairs of"
         " one picture are not independent). Then the false-positive rate per upload at a bank"
         " of B = 1M: 1 - (1 - p)^(B x V) (V: the hashes an upload compares with each banked one:"
@@ -246,6 +248,45 @@ def report(r: dict[str, Any]) -> str:
             f"- **{signal}**: {w['uploads_with_one']} uploads ({kinds}); with a picture under"
             f" PDQ's quality gate: {w['with_a_low_quality_picture']}."
         )
+    pu, ti, le, lg = r["pdq_per_upload"], r["tiles"], r["learned"], r["learned_pdq_gated"]
+    sxs = r["skin_x_skin"]
+    w = r["within"]
+    lines += [
+        "",
+        "## What it says",
+        "",
+        f"- **PDQ at 31** (the node's match): no negative within T; the nearest"
+        f" ({pu['all']['nearest']} bits) are pairs of generated portraits of different"
+        " people in one pose against plain backdrops (see the table above). Real photos:"
+        f" nearest {pu['real']['nearest']} bits, about {_e(pu['real']['fp_per_upload_at_1M'])}"
+        f" false positives per upload at a 1M bank (95% bound"
+        f" {_e(pu['real']['fp_per_upload_at_1M_upper95'])}). Against a bank of nothing but"
+        f" such portraits: {_e(sxs['pdq_per_upload']['expected_per_upload_at_1M'])} expected"
+        " per upload, i.e. a 1M bank of look-alike portraits would already give some uploads a"
+        " false PDQ match.",
+        f"- **Tiles** (>= 2 cells within 39): {ti['all']['within_threshold']} pairs fire the"
+        f" rule ({', '.join(w['tiles']['by_sets']) or 'none'}), all between generated"
+        f" portraits; real photos: none, nearest {ti['real']['nearest']}, extrapolated"
+        f" {_e(ti['real']['expected_per_upload_at_1M'])} false verdicts per upload at 1M banked"
+        f" pictures (bound {_e(ti['real']['fp_per_upload_at_1M_upper95'])} per upload);"
+        " skin against skin: "
+        f"{sxs['tiles']['expected_per_upload_at_1M']:.0f} per upload. One confirmed cell alone"
+        f" is common (nearest {r['tiles_nearest_cell']['all']['nearest']} bits;"
+        f" {r['tiles_nearest_cell']['skin']['within_threshold']} of the"
+        f" {r['tiles_nearest_cell']['all']['within_threshold']} pairs within 39 have a"
+        " generated query: smooth regions pass the tile gate), which is why the rule needs two;"
+        " two are not enough for look-alike portraits.",
+        f"- **Learned at 31**: {le['all']['within_threshold']:,} pairs within T (nearest"
+        f" {le['all']['nearest']} bits), mostly between quadrants of different abstract"
+        " wallpapers (a colour field with a swoosh) and between generated pictures; of the"
+        f" {w['learned']['uploads_with_one']} uploads with one, "
+        f"{w['learned']['with_a_low_quality_picture']} involve a picture under PDQ's quality"
+        f" gate. A PDQ-quality gate (not built) leaves {lg['all']['within_threshold']:,}. At"
+        f" a 1M bank about {le['real']['expected_per_upload_at_1M']:.0f} false candidates per"
+        " real-photo upload: the code at T = 31 is not fit for a bank of that size (learned.md"
+        " saw 0 in 53,747 pairs of whole held-out pictures; crops of smooth pictures are where"
+        " it collides). It is off by default (`enabled = false`).",
+    ]
     lines += [
         "",
         "## Reading it",
