@@ -248,6 +248,23 @@ def report(r: dict[str, Any]) -> str:
             f"- **{signal}**: {w['uploads_with_one']} uploads ({kinds}); with a picture under"
             f" PDQ's quality gate: {w['with_a_low_quality_picture']}."
         )
+    checked = r.get("tiles_rechecked", [])
+    if checked:
+        lines += [
+            "",
+            "The tile pairs within the rule, run again through the node's own code"
+            " (node/media/tiles.py, protocol/derivative.py `classify`):",
+            "",
+        ]
+        for c in checked:
+            if not c["checked"]:
+                lines.append(f"- `{c['query']}` against `{c['banked']}`: not re-checked")
+                continue
+            said = "; ".join(
+                f"{v['kind']} ({', '.join(v['cells'])}; coverage {v['coverage']})"
+                for v in c["verdicts"]
+            )
+            lines.append(f"- `{c['query']}` against `{c['banked']}`: {said or 'no verdict'}")
     pu, ti, le, lg = r["pdq_per_upload"], r["tiles"], r["learned"], r["learned_pdq_gated"]
     sxs = r["skin_x_skin"]
     w = r["within"]
@@ -264,8 +281,9 @@ def report(r: dict[str, Any]) -> str:
         f" such portraits: {_e(sxs['pdq_per_upload']['expected_per_upload_at_1M'])} expected"
         " per upload, i.e. a 1M bank of look-alike portraits would already give some uploads a"
         " false PDQ match.",
-        f"- **Tiles** (>= 2 cells within 39): {ti['all']['within_threshold']} pairs fire the"
-        f" rule ({', '.join(w['tiles']['by_sets']) or 'none'}), all between generated"
+        f"- **Tiles** (>= 2 cells within 39): {ti['all']['within_threshold']} (upload, banked"
+        " picture) pairs fire the rule (ordered: two pictures can fire both ways;"
+        f" {', '.join(w['tiles']['by_sets']) or 'none'}), all between generated"
         f" portraits; real photos: none, nearest {ti['real']['nearest']}, extrapolated"
         f" {_e(ti['real']['expected_per_upload_at_1M'])} false verdicts per upload at 1M banked"
         f" pictures (bound {_e(ti['real']['fp_per_upload_at_1M_upper95'])} per upload);"

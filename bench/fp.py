@@ -377,6 +377,48 @@ def tile_tally(h: dict[str, Any], groups: np.ndarray, chunk: int = 64) -> tuple[
     return second, first
 
 
+def recheck_tiles(pics: list[Picture], pairs: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """Run the node's own tile code (node/media/tiles.py) and rule (protocol/derivative.py
+    classify) on pairs the bench found within the rule, for generated pictures (made again
+    from their seed); other pictures are reported unchecked."""
+    from blindmatch.node.media import tiles as tile_hashing
+    from blindmatch.protocol import derivative as dv
+
+    scheme = dv.PDQ_TILES_1
+    out = []
+    for qi, bi in pairs:
+        q, b = pics[qi], pics[bi]
+        row: dict[str, Any] = {"query": q.id, "banked": b.id}
+        if q.set != "skin" or b.set != "skin":
+            row["checked"] = False
+            out.append(row)
+            continue
+        query = _skin.generate(int(q.id.split(":")[1]))[1]
+        banked = _skin.generate(int(b.id.split(":")[1]))[1]
+        index = tile_hashing.index_tiles(banked, scheme)
+        queried = tile_hashing.query_tiles(query, scheme)
+        confirmed = []
+        for t in queried:
+            near = [
+                int(np.bitwise_count(_u64([t.pdq.hash32]) ^ _u64([u.pdq.hash32])).sum())
+                for u in index
+                if u.cell == t.cell
+            ]
+            if near and min(near) <= scheme.threshold:
+                confirmed.append(dv.TileConfirmation(t.cell, b"source"))
+        source = [u.cell for u in index if u.tile.frame == 0]
+        verdicts = dv.classify(
+            scheme, [t.cell for t in queried], confirmed, False, {b"source": source}
+        )
+        row["checked"] = True
+        row["verdicts"] = [
+            {"kind": v.kind, "cells": list(v.matched_cells), "coverage": round(v.coverage, 3)}
+            for v in verdicts
+        ]
+        out.append(row)
+    return out
+
+
 # --- the tail fit -------------------------------------------------------------------------------
 
 
@@ -600,6 +642,14 @@ def evaluate(
             "learned_pdq_gated": within_kinds(codes_gated, LEARNED_T),
             "tiles": within_kinds(tile_second, TILE_T, h["tile_ids"]),
         },
+        "tiles_rechecked": recheck_tiles(
+            pics,
+            [
+                (int(h["tile_ids"][a]), int(h["tile_ids"][b]))
+                for d, a, b in tile_second.top(50)
+                if d <= TILE_T
+            ],
+        ),
         "skin_x_skin": {
             "pdq_per_hash": fitted(skin_pdq_hash, PDQ_T, v),
             "pdq_per_upload": fitted(skin_pdq_upload, PDQ_T, v / 12),
