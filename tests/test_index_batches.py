@@ -342,8 +342,9 @@ async def test_tiles_are_padded_per_cell_and_batched_apart(tmp_path: Path) -> No
 async def test_a_video_is_padded_by_its_distinct_buckets(tmp_path: Path) -> None:
     """A video's frames are many entries under one prefix, and near-identical frames share
     buckets: padding counted in frames (20 >= 8) would add no decoy and leave tables with a
-    handful of buckets, i.e. the video's hash for anyone who joins them. Counted in distinct
-    buckets per table, every table holds at least the padding."""
+    handful of buckets, several new entries each, i.e. the video's hash for anyone who joins
+    them. A video publishes one entry per bucket, and the padding counts distinct buckets per
+    table: every table holds at least the padding, no bucket two entries of the batch."""
     padding = 8
     fed = await LocalFederation(tmp_path, clock=FixedClock(1_800_000_000), background=False).start(
         [NodeSpec("hub", ("hub",), index_batch_s=DAY, index_batch_padding=padding)]
@@ -359,12 +360,18 @@ async def test_a_video_is_padded_by_its_distinct_buckets(tmp_path: Path) -> None
         got = await _batch_buckets(hub, hub.keys.voprf_key_id, fed.clock.now())
         tables = SCHEMES["pdq-lsh-1"].tables
         assert len(got) == tables  # one prefix, vpdq's
-        real = [video.index_keys(f.pdq) for f in frames]
-        sparsest = min(len({ks[t] for ks in real}) for t in range(tables))
+        hashes = [f.pdq for f in video.indexed_frames(frames)]
+        full = [video.index_keys(h) for h in hashes]
+        sparsest = min(len({ks[t] for ks in full}) for t in range(tables))
         assert sparsest < padding  # the frames share buckets: fewer than 20 in some table
         assert all(len(keys) >= padding for keys in got.values())
         decoys = await _decoys(hub, hub.keys.voprf_key_id)
         assert len(decoys) == padding - sparsest
+        # one entry per bucket: the batch's entries are exactly its distinct buckets
+        entries = sum(len(d["entries"]) for d in await _adds(hub)) // index.ENTRY_BYTES
+        assert entries == sum(len(keys) for keys in got.values())
+        published = video.video_index_keys(hashes)
+        assert sum(map(len, published)) == len({k for ks in full for k in ks}) < 20 * tables
     finally:
         await fed.stop()
 
