@@ -788,7 +788,8 @@ def render(r: dict[str, Any]) -> str:
         "Replica growth counts real tiles and decoys of all 41 cells.",
         "",
         "| sources a day | interval | padding | identities | real tiles per cell per batch "
-        "| days to first hash | hashes per year | one batch | replica growth per year |",
+        "| days to first hash | hashes per year (one cell) | one batch "
+        "| replica growth per year |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in r["tiles"]:
@@ -812,6 +813,24 @@ def render(r: dict[str, Any]) -> str:
             f"| {_fmt_days(row['interval_days'])} | {row['padding']:,} | {row['identities']} | "
             f"{_fmt_days(row['days_to_first_hash'])} | {row['hashes_per_year']:,.0f} |"
         )
+    lines += [
+        "",
+        "## What the bound covers (spec 8.7)",
+        "",
+        "Every table of every key prefix and threshold a batch touches is padded to the padding, "
+        "counted as the distinct buckets its real entries fill in the prefix's sparsest table. "
+        "PDQ hashes (pictures, banked crops, protected sources' whole pictures) and vPDQ frames "
+        "go in the index's batches; a video publishes one entry per bucket (a frame's key is "
+        "left out where an earlier frame of the video has it), since several new entries in "
+        "one bucket would single a video out among uniform decoys (recall: "
+        "bench/results/video.md). Tiles go in batches of their own, every cell padded (table "
+        "above). Learned codes join harder than PDQ (table above). A withdrawn, expired or "
+        "deleted item publishes nothing, batched or not: its entries stay, answered as decoys, "
+        "and a successor key carries it from its tombstone. Not covered: a node without "
+        "batching (its fresh additions, first table), an item deleted outright (no tombstone) "
+        "across a rotation, and a distinguisher between real and uniform buckets (not "
+        "measured).",
+    ]
     g = r["grouped_deltas"]
     lines += [
         "",
