@@ -212,6 +212,10 @@ def _roster_naming(fed: LocalFederation, hub_pk: bytes):  # type: ignore[no-unty
         ("index_batch_days = 7\nindex_batch_padding = -5\n", "index_batch_padding"),
         ("index_batch_days = 7\nindex_batch_padding = 2000000\n", "index_batch_padding"),
         ("index_batch_days = 0.01\nindex_batch_padding = 10\n", "needs index_batch_days"),
+        ("index_tile_batch_days = 90\n", "index_tile_batch_days needs index_batch_days"),
+        ("index_batch_days = 7\nindex_tile_batch_days = 3\n", "index_tile_batch_days"),
+        ("index_batch_days = 7\nindex_tile_batch_days = 367\n", "index_tile_batch_days"),
+        ("index_batch_days = 7\nindex_tile_batch_days = nan\n", "index_tile_batch_days"),
     ],
 )
 def test_bad_batch_settings_are_refused(tmp_path: Path, settings: str, message: str) -> None:
@@ -226,6 +230,11 @@ def test_good_batch_settings_load(tmp_path: Path) -> None:
     path.write_text('node_id = "hub"\nindex_batch_days = 7\nindex_batch_padding = 65536\n')
     cfg = config_mod.load(path)
     assert (cfg.index_batch_s, cfg.index_batch_padding) == (7 * DAY, 65_536)
+    assert cfg.index_tile_batch_s == 90 * DAY  # a file from before the setting: 90 days
+    path.write_text(path.read_text() + "index_tile_batch_days = 365\n")
+    assert config_mod.load(path).index_tile_batch_s == 365 * DAY
+    path.write_text('node_id = "hub"\n')
+    assert config_mod.load(path).index_tile_batch_s == 0  # unbatched: tiles at once too
 
 
 def test_init_makes_a_batched_padded_node_unless_told(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -235,10 +244,12 @@ def test_init_makes_a_batched_padded_node_unless_told(tmp_path: Path, capsys) ->
     assert main(["init", "--home", str(tmp_path / "a"), "--node-id", "a"]) == 0
     cfg = config_mod.load(tmp_path / "a" / "config.toml")
     assert (cfg.index_batch_s, cfg.index_batch_padding) == (7 * DAY, 65_536)
+    assert cfg.index_tile_batch_s == 90 * DAY
+    assert "index_tile_batch_days = 90" in (tmp_path / "a" / "config.toml").read_text()
     home = str(tmp_path / "b")
     assert main(["init", "--home", home, "--node-id", "b", "--index-batch-days", "0"]) == 0
     cfg = config_mod.load(tmp_path / "b" / "config.toml")
-    assert (cfg.index_batch_s, cfg.index_batch_padding) == (0, 0)
+    assert (cfg.index_batch_s, cfg.index_batch_padding, cfg.index_tile_batch_s) == (0, 0, 0)
     capsys.readouterr()
     bad = ["init", "--home", str(tmp_path / "c"), "--node-id", "c", "--index-batch-days", "0.01"]
     assert main(bad) == 2 and "index_batch_days" in capsys.readouterr().err
