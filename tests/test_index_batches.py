@@ -14,10 +14,10 @@ import pytest
 
 from blindmatch.crypto import oprf
 from blindmatch.node import config as config_mod
-from blindmatch.node.clock import FixedClock
-from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node import signals
 from blindmatch.node.banks.validation import SourceTile
+from blindmatch.node.clock import FixedClock
+from blindmatch.node.devtools.localfed import LocalFederation, NodeSpec
 from blindmatch.node.federation.publisher import _decoy_keys_of, label_threshold
 from blindmatch.node.signals.vpdq.items import VideoItems
 from blindmatch.protocol import canonical, index

@@ -31,9 +31,7 @@ class TilesAdapter(SignalAdapter):
 
     async def unpublished(self, db: Database, now: int, key_id: bytes) -> list[Publishable]:
         rows = await db.fetch_all(
-            "SELECT t.item_ref, t.hash, t.cell, s.scheme"
-            + _FROM
-            + " AND NOT EXISTS"
+            "SELECT t.item_ref, t.hash, t.cell, s.scheme" + _FROM + " AND NOT EXISTS"
             " (SELECT 1 FROM index_publications p WHERE p.item_ref = t.item_ref"
             " AND p.key_id = ?)",
             self._source_signal,
