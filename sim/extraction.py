@@ -45,10 +45,12 @@ set per publication: the holder publishes additions (and removals) only in batch
 for each batch size, for 1, 10 and 100 identities.
 
 Assumptions (stated in the output): tables' bucket sets are modelled as independent uniform
-draws (checked against the exact join at small ``m``); the attacker's computing power is
-``compute_per_day`` partial-assignment steps a day in all, however many identities (default
-2^50, about a rack of servers; ``--compute-log2-per-day`` changes it);
-the hub adds ``additions_per_day`` items a day.
+draws (checked against the exact join at small ``m``; real PDQ buckets measured as good as
+uniform by :mod:`sim.distinguisher`); a batch's first hash costs ``1/(r+1)`` of its join when
+``r`` of its entries are real (a depth-first search stops at the first; measured there too);
+the attacker's computing power is ``compute_per_day`` partial-assignment steps a day in all,
+however many identities (default 2^50, about a rack of servers; ``--compute-log2-per-day``
+changes it); the hub adds ``additions_per_day`` items a day.
 """
 
 from __future__ import annotations
@@ -294,27 +296,48 @@ def batch_attack(
     thr_per_day: float,
     compute_per_day: float,
     walk_queries: float,
+    reals: float | None = None,
 ) -> dict[str, float]:
-    """Days for the attacker to pull one hash out of a batch of ``m`` isolated items, choosing
-    where to stop the join: compute (partial assignments) and threshold queries are both spent
-    at their daily rates; plus the boundary walk per hash. Returns the days per batch for the
-    first hash and the hashes it can afford per day of attack, both at the best stopping level."""
+    """Days for the attacker to pull one hash out of a batch of ``m`` isolated entries of which
+    ``reals`` (default ``m``) are real items, choosing where to stop the join: compute (partial
+    assignments) and threshold queries are both spent at their daily rates; plus the boundary
+    walk per hash.
+
+    The first hash does not need the whole join: a depth-first search that stops at the first
+    real item visits about ``1 / (reals + 1)`` of the tree (the real items are spread over it;
+    measured by ``sim/distinguisher.py``'s exact depth-first join on PDQ hashes and uniform
+    decoys). So compute per hash is ``work / (reals + 1)``, for the first hash and every other.
+    Returns the days for the first hash and the steady rates at the best stopping level."""
     per_hash = np.array(profile["per_hash_queries_log2"])
     work = np.array(profile["work_to_level_log2"])
+    found = float(m if reals is None else reals)
     queries = np.exp2(per_hash) + walk_queries
-    compute_days = np.exp2(work) / compute_per_day
+    compute_days = np.exp2(work) / compute_per_day / (found + 1.0)
     query_days = queries / thr_per_day
     first = compute_days + query_days
     j = int(np.argmin(first))
-    # steady state: the join is done once per batch; each further hash costs its queries
     return {
         "days_first": float(enumerate_days + first[j]),
         "stop_level_free_bits": int(len(per_hash) - 1 - j),
         "compute_log2": float(work[j]),
         "queries_per_hash": float(queries[j]),
+        # computing days per hash found (the whole join of a batch yields all its real items)
         "compute_days": float(compute_days[j]),
-        "hashes_per_batch_day_limit": float(min(m, thr_per_day / queries[j])),
+        "full_join_days": float(np.exp2(work[j]) / compute_per_day),
+        "hashes_per_batch_day_limit": float(min(found, thr_per_day / queries[j])),
     }
+
+
+def recovered_in(
+    first: float, a: Mapping[str, float], thr: float, additions_per_day: float, horizon: float
+) -> float:
+    """Hashes recovered within ``horizon`` days: none before ``first``; then one per
+    ``compute_days`` of computing (shared by all batches) or per ``queries_per_hash`` of the
+    threshold budget, whichever is slower, never more than the hub added."""
+    if first > horizon:
+        return 0.0
+    rate = min(1.0 / max(a["compute_days"], 1e-12), thr / a["queries_per_hash"])
+    return min(1.0 + (horizon - first) * rate, horizon * additions_per_day)
 
 
 def frontier(
@@ -339,18 +362,11 @@ def frontier(
         for m in batch_sizes:
             a = batch_attack(profiles[m], m, enumerate_days, thr, compute_per_day, walk_queries)
             # Ten simulated years: after the enumeration, a batch is published every m / A
-            # days; the attacker joins them one after the other (each join takes its computing
-            # time, at least a batch interval) and tests as many hashes per batch as its query
-            # budget allows in that interval (a join with no phantoms gives all m at once).
+            # days; the attacker searches them depth-first (compute per hash: the join's work
+            # over the real items it holds) and tests candidates at its query budget.
             horizon = 3650.0
             first = m / hub.additions_per_day + a["days_first"]
-            interval = max(a["compute_days"], m / hub.additions_per_day)
-            if first > horizon:
-                recovered = 0.0
-            else:
-                batches = 1 + math.floor((horizon - first) / interval)
-                per_batch = min(float(m), max(1.0, thr * interval / a["queries_per_hash"]))
-                recovered = min(batches * per_batch, horizon * hub.additions_per_day)
+            recovered = recovered_in(first, a, thr, hub.additions_per_day, horizon)
             per_year = recovered / 10.0
             rows.append(
                 {
@@ -421,27 +437,21 @@ def padded_row(
         prof = join_profile(
             scheme, math.log2(max(m_eff, 2.0)), log2_real=math.log2(r), threshold=threshold
         )
-        a = batch_attack(prof, r, enumerate_days, thr, compute_per_day, walk_queries)
+        a = batch_attack(prof, r, enumerate_days, thr, compute_per_day, walk_queries, reals=r)
         a["peak"] = float(prof["peak_live_log2"])
         a["phantoms"] = float(prof["phantoms_log2"])
         return a
 
     a = attack(m)
     first = pub.interval_days + a["days_first"]
-    interval = max(a["compute_days"], pub.interval_days)
     unmasked = None
     if pub.rotation_drops_decoys:
         occupancy = min(1.0, (hub.hashes + A * pub.rotation_days) / 2.0**scheme.bits_per_table)
         unmasked = attack(r + occupancy * (m - r))
         after_rotation = max(pub.rotation_days, pub.interval_days) + unmasked["days_first"]
         if after_rotation < first:
-            first, a, interval = after_rotation, unmasked, max(unmasked["compute_days"], 1.0)
-    if first > horizon:
-        recovered = 0.0
-    else:
-        batches = 1 + math.floor((horizon - first) / interval)
-        per_batch = min(r, max(1.0, thr * interval / a["queries_per_hash"]))
-        recovered = min(batches * per_batch, horizon * A)
+            first, a = after_rotation, unmasked
+    recovered = recovered_in(first, a, thr, A, horizon)
     decoys_per_table_year = max(0.0, m - r) * 365.0 / pub.interval_days
     per_table_year = A * 365.0 + decoys_per_table_year
     return {
@@ -475,6 +485,10 @@ PUBLICATIONS = [
     Publication(7.0, 32_768),
     Publication(7.0, 65_536),
     Publication(30.0, 65_536),
+    Publication(7.0, 131_072),
+    Publication(7.0, 163_840),  # blindmatch init's default (distinguisher.py: the PDQ prior)
+    Publication(14.0, 163_840),
+    Publication(30.0, 163_840),
     Publication(7.0, 65_536, rotation_days=30.0, rotation_drops_decoys=True),
     Publication(1.0, 65_536, rotation_days=30.0, rotation_drops_decoys=True),
 ]
@@ -527,12 +541,12 @@ def tile_row(
 
 
 TILE_PUBLICATIONS = [
-    Publication(7.0, 65_536),  # with the index's weekly batches (before)
-    Publication(30.0, 65_536),
-    Publication(90.0, 65_536),  # blindmatch init's index_tile_batch_days
-    Publication(182.0, 65_536),
-    Publication(365.0, 65_536),
-    Publication(90.0, 32_768),  # the closest cheaper padding
+    Publication(7.0, 163_840),  # with the index's weekly batches (before)
+    Publication(30.0, 163_840),
+    Publication(90.0, 163_840),  # blindmatch init's index_tile_batch_days
+    Publication(182.0, 163_840),
+    Publication(365.0, 163_840),
+    Publication(90.0, 65_536),  # the padding before the PDQ prior
 ]
 
 
@@ -633,7 +647,7 @@ def main(argv: list[str] | None = None) -> int:
                 float(walk_calls),
             ),
         }
-        for pub in (Publication(7.0, 16_384), Publication(7.0, 65_536))
+        for pub in (Publication(7.0, 16_384), Publication(7.0, 65_536), Publication(7.0, 163_840))
         for n in (1, 100)
     ]
     # before this change a publication of many items went out in deltas of whole items,
@@ -689,7 +703,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "extraction.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "extraction.md").write_text(render(result))
+    md = out / "extraction.md"
+    text = render(result)
+    if md.exists():  # keep sim/distinguisher.py's section, measured apart
+        old = md.read_text()
+        begin, end = "<!-- distinguisher: begin -->", "<!-- distinguisher: end -->"
+        if begin in old and end in old:
+            text += "\n" + begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    md.write_text(text)
     print(render(result))
     return 0
 

@@ -238,12 +238,12 @@ def test_good_batch_settings_load(tmp_path: Path) -> None:
 
 
 def test_init_makes_a_batched_padded_node_unless_told(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    """``blindmatch init`` writes the protected setting (7 days, 65,536); a demo opts out."""
+    """``blindmatch init`` writes the protected setting (7 days, 163,840); a demo opts out."""
     from blindmatch.node.cli.main import main
 
     assert main(["init", "--home", str(tmp_path / "a"), "--node-id", "a"]) == 0
     cfg = config_mod.load(tmp_path / "a" / "config.toml")
-    assert (cfg.index_batch_s, cfg.index_batch_padding) == (7 * DAY, 65_536)
+    assert (cfg.index_batch_s, cfg.index_batch_padding) == (7 * DAY, 163_840)
     assert cfg.index_tile_batch_s == 90 * DAY
     assert "index_tile_batch_days = 90" in (tmp_path / "a" / "config.toml").read_text()
     home = str(tmp_path / "b")

@@ -60,9 +60,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i.add_argument(
         "--index-batch-padding",
         type=int,
-        default=65_536,
+        default=163_840,
         metavar="N",
-        help="pad each batch with decoys to N entries per table (default 65536: no fresh hash"
+        help="pad each batch with decoys to N entries per table (default 163840: no fresh hash"
         " within 10 years for 100 colluding members at platform volume, spec 8.7); 0 with"
         " --index-batch-days 0",
     )
@@ -73,7 +73,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DAYS",
         help="publish protected sources' tiles in batches of their own at most this often"
         " (spec 8.7; default 90: each is padded in 41 cells, weekly would grow every replica"
-        " by 80 GB a year); ignored with --index-batch-days 0",
+        " by 200 GB a year); ignored with --index-batch-days 0",
     )
     i.set_defaults(func=cmd_init)
 
