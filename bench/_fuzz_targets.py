@@ -157,7 +157,7 @@ def _deep(mtype: str, body: dict[str, Any]) -> None:
     elif mtype == "oprf.evaluated":
         replica = index.ReplicaIndex(PDQ_LSH_1.name, w["key_id"])
         _exchange().on_evaluated(body, replica)
-    elif mtype == "threshold.query":
+    elif mtype == "threshold.query" and "query" in body:  # else a query_ref: a cache lookup
         th.EncryptedQuery.from_bytes(body["query"])
     elif mtype == "threshold.answer":
         request = w["bodies"]["threshold.query"]
@@ -192,7 +192,7 @@ def run_messages(data: bytes) -> None:
         _deep(env.type, env.body)
         return
     mtype = _TYPES[(selector - 32) % len(_TYPES)]
-    body = schema.check(messages.SCHEMAS[mtype], canonical.decode(rest))
+    body = messages.check_body(mtype, canonical.decode(rest))
     _deep(mtype, body)
 
 

@@ -1286,9 +1286,11 @@ def findings(r: dict[str, Any]) -> list[str]:
         "always at least one entry).",
         f"8. **The querier's replica costs {rep['replica_memory_bytes_per_entry']:,.0f} bytes "
         f"per entry** in `ReplicaIndex` (sorted runs of columns, merged column by column; "
-        f"measured after its merges, peak {rep.get('replica_memory_peak_vs_steady', 0):.2f}x "
-        f"while syncing): {rep['replica_memory_bytes_per_1M_hash_peer'] / 2**30:,.2f} GiB per "
-        "1M-hash peer. bench/results/replica.md measures a 1M-hash peer's replica (merge "
+        f"measured after its merges; peak {rep.get('replica_memory_peak_vs_steady', 0):.2f}x "
+        f"while syncing this bench's {rep['items_per_holder']:,}-hash replica, the decoded "
+        f"feed payloads counted): "
+        f"{rep['replica_memory_bytes_per_1M_hash_peer'] / 2**30:,.2f} GiB per 1M-hash peer. "
+        "bench/results/replica.md measures a 1M-hash peer's replica (merge "
         "peak, first lookup after a sync) against the previous one.",
         f"9. **Fixed CPU per request** (seal {_t(ro['seal_envelope_s'])}, open "
         f"{_t(ro['open_envelope_s'])} on the holder alone). Fixed: a request's nonce, budget "

@@ -92,11 +92,26 @@ def _as_package(tree: Path, dest: Path) -> Path:
     return pkg
 
 
-class Federation:
-    """A hub and two platforms (derivative search on / off) as ``blindmatch run`` processes."""
+LEARNED_TABLE = '\n[signals."learned-lsh-1"]\nenabled = true\n'
 
-    def __init__(self, pkg: Path, home: Path) -> None:
-        self.pkg, self.home = pkg, home
+
+def has_learned(pkg: Path) -> bool:
+    """Whether a tree has the learned signal (``learned-lsh-1``) and this machine can run it."""
+    import importlib.util
+
+    return (pkg / "blindmatch" / "node" / "signals" / "learned").is_dir() and (
+        importlib.util.find_spec("onnxruntime") is not None
+    )
+
+
+class Federation:
+    """A hub and two platforms (derivative search on / off) as ``blindmatch run`` processes;
+    with ``learned``, the hub banks its protected photos' learned codes too and a third
+    platform (derivative search on) also queries with the learned signal."""
+
+    def __init__(self, pkg: Path, home: Path, learned: bool = False) -> None:
+        self.pkg, self.home, self.learned = pkg, home, learned
+        self.platforms = ("off", "on", "learned") if learned else ("off", "on")
         self.env = {**os.environ, "PYTHONPATH": str(pkg)}
         self.env.pop("BLINDMATCH_DB", None)
         self.ports: dict[str, tuple[int, int]] = {}
@@ -113,6 +128,12 @@ class Federation:
             cwd=self.home,
         )
 
+    def _publish_at_once(self) -> list[str]:
+        """A bench publishes at once; a tree from before batched publication always did."""
+        cli = (self.pkg / "blindmatch" / "node" / "cli").rglob("*.py")
+        batched = any("index-batch-days" in f.read_text() for f in cli)
+        return ["--index-batch-days", "0"] if batched else []
+
     def db(self, name: str) -> str:
         return f"sqlite:///{self.home / name / 'node.db'}"
 
@@ -120,14 +141,14 @@ class Federation:
         gov = self.home / "gov.key"
         gov_pub = self.cli("roster", "keygen", "--out", gov).stdout.strip()
         roster = self.home / "roster.json"
-        for name in ("hub", "on", "off"):
+        for name in ("hub", *self.platforms):
             self.ports[name] = (_free_port(), _free_port())
             self.cli(
                 "init", "--home", self.home / name, "--node-id", name,
                 "--listen", f"127.0.0.1:{self.ports[name][0]}",
                 "--api", f"127.0.0.1:{self.ports[name][1]}",
                 "--roster", roster, "--governance-key", gov_pub,
-                "--index-batch-days", "0",  # a bench publishes at once
+                *self._publish_at_once(),
                 *(["--no-index"] if name != "hub" else []),
             )  # fmt: skip
         member = json.loads((self.home / "hub" / "member.json").read_text())
@@ -135,9 +156,13 @@ class Federation:
         (self.home / "hub" / "member.json").write_text(json.dumps(member))
         off_cfg = self.home / "off" / "config.toml"
         off_cfg.write_text(off_cfg.read_text() + "\nderivative_search = false\n")
+        for name in ("hub", "learned") if self.learned else ():
+            cfg = self.home / name / "config.toml"
+            cfg.write_text(cfg.read_text() + LEARNED_TABLE)
         self.cli(
             "roster", "sign", "--federation", "bench", "--serial", "1",
-            *[a for n in ("hub", "on", "off") for a in ("--member", self.home / n / "member.json")],
+            *[a for n in ("hub", *self.platforms)
+              for a in ("--member", self.home / n / "member.json")],
             "--key", gov, "--out", roster,
         )  # fmt: skip
 
@@ -152,12 +177,15 @@ class Federation:
         self.cli("bank", "add", "ncii", "--db", db, "--file", hash_file)
         self.cli("bank", "create", "sources", "--db", db, "--provenance", "protected-source",
                  "--shared")  # fmt: skip
+        # through the hub's configuration when it runs the learned signal, so that the bank
+        # command also banks each photo's learned code
+        node = ["--config", self.home / "hub" / "config.toml"] if self.learned else ["--db", db]
         for path in sources:
-            self.cli("bank", "add", "sources", "--db", db, "--media", path)
+            self.cli("bank", "add", "sources", *node, "--media", path)
 
     def start(self) -> None:
         code = "import sys; from blindmatch.node.cli.main import main; sys.exit(main())"
-        for name in ("hub", "on", "off"):
+        for name in ("hub", *self.platforms):
             self.procs[name] = subprocess.Popen(
                 [sys.executable, "-c", code, "run", "--config",
                  str(self.home / name / "config.toml")],
@@ -185,7 +213,7 @@ async def _wait_ready(fed: Federation, probe: bytes, timeout: float) -> float:
     from blindmatch.node.api.client import BlindmatchClient
 
     t0 = time.time()
-    pending = {"on", "off"}
+    pending = set(fed.platforms)
     while pending and time.time() - t0 < timeout:
         for name in sorted(pending):
             url, token = fed.api(name)
@@ -280,7 +308,7 @@ async def run_tree(
     label: str, pkg: Path, hashes: int, sources: list[Path], ups: list[tuple[str, bytes]]
 ) -> dict[str, Any]:
     home = Path(tempfile.mkdtemp(prefix=f"bench-upload-{label}-"))
-    fed = Federation(pkg, home)
+    fed = Federation(pkg, home, learned=has_learned(pkg))
     fed.setup()
     t0 = time.time()
     fed.bank(hashes, sources)
@@ -290,7 +318,7 @@ async def run_tree(
         ready_s = await _wait_ready(fed, ups[0][1], timeout=3600)
         hub_start = await _idle(fed.procs["hub"].pid)
         rows = []
-        for name in ("off", "on"):
+        for name in fed.platforms:
             for k, (kind, data) in enumerate(ups):
                 row = await _upload(fed, name, data, f"{label}-{name}-{k}")
                 rows.append({"tree": label, "search": name, "kind": kind, **row})
@@ -306,7 +334,7 @@ async def run_tree(
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for tree in dict.fromkeys(r["tree"] for r in rows):
-        for search in ("off", "on"):
+        for search in ("off", "on", "learned"):
             for kind in ("unmatched", "copy", "derivative"):
                 sel = [
                     r for r in rows if (r["tree"], r["search"], r["kind"]) == (tree, search, kind)
@@ -332,8 +360,12 @@ def render(r: dict[str, Any]) -> str:
         "sessions share the two cores: CPU time is compared, not wall time). Per tree, a hub "
         f"holding {r['hashes']:,} random PDQ hashes and {r['sources']} protected photos (with "
         "their tiles) and two platforms (derivative search on, off) as `blindmatch run` "
-        "processes on loopback, SQLite; each platform gets the same uploads through "
-        "`match_media`. Trees: " + ", ".join(f"*{k}* = {v}" for k, v in r["trees"].items()) + ".",
+        "processes on loopback, SQLite; where a tree has the learned signal, the hub also "
+        "banks the photos' learned codes and a third platform (*learned*: derivative search "
+        "on and `learned-lsh-1` on) queries with it too; each platform gets the same uploads "
+        "through `match_media`. Trees: "
+        + ", ".join(f"*{k}* = {v}" for k, v in r["trees"].items())
+        + ".",
         "",
         "Hub CPU = the hub's process and its worker processes (from /proc); elements = the OPRF "
         "elements the platform sent the hub; bytes = envelope bytes both ways. Medians over "

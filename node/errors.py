@@ -28,6 +28,7 @@ HTTP_STATUS: dict[str, int] = {
     "not-allowed": 403,
     "unknown-item": 404,
     "unknown-case": 404,
+    "unknown-query": 404,
     "not-found": 404,
     "replayed": 409,
     "conflict": 409,

@@ -58,6 +58,18 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("peer", "code"),
         "requests to a peer that failed (unreachable, refused, bad reply)",
     ),
+    "query_refs_total": (
+        "counter",
+        ("outcome",),
+        "later-round threshold queries naming an encrypted query by digest: kept (answered"
+        " without sending or verifying it again) or unknown (refused unknown-query)",
+    ),
+    "threshold_query_fallbacks_total": (
+        "counter",
+        ("peer", "code"),
+        "threshold queries sent again in the form the holder accepts: whole (unknown-query) or"
+        " as an older version asks (bad-body to a field of the rounds)",
+    ),
     "peer_caps_exceeded_total": (
         "counter",
         ("peer", "cap"),

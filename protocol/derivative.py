@@ -375,7 +375,8 @@ def staged_round(ex: PeerExchange, scheme: DerivativeScheme) -> list[tuple[int, 
 
     def take(qi: int) -> tuple[int, int]:
         rest = len(ex.unasked(qi))
-        first = ex.first_round if qi not in ex.asked else None
+        # an older holder shows no 'same' (protocol 8.5): a hash asked is asked whole
+        first = ex.first_round if qi not in ex.asked and not ex.legacy_holder else None
         return (qi, min(rest, first) if first else rest)
 
     open_ = [qi for qi in sorted(ex.candidates) if ex.unasked(qi)]

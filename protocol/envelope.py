@@ -20,7 +20,7 @@ from typing import Any
 
 from blindmatch.crypto import signing
 from blindmatch.protocol import canonical, schema
-from blindmatch.protocol.messages import PROTOCOL_VERSION, SCHEMAS
+from blindmatch.protocol.messages import PROTOCOL_VERSION, SCHEMAS, check_body
 
 ENVELOPE_DOMAIN = b"blindmatch-v1 envelope"
 NONCE_BYTES = 16
@@ -78,7 +78,7 @@ def seal(
         raise EnvelopeError("bad-envelope", f"nonce must be {NONCE_BYTES} bytes")
     try:
         with schema.own_points():  # our own elements: structure checked, not re-decoded
-            schema.check(SCHEMAS[message_type], dict(body))
+            check_body(message_type, dict(body))
     except schema.SchemaError as exc:
         raise EnvelopeError("bad-body", str(exc)) from exc
     signed = _signed_part(PROTOCOL_VERSION, message_type, sender, timestamp_ms, nonce, dict(body))
@@ -139,7 +139,7 @@ def open_envelope(
     except signing.SignatureError as exc:
         raise EnvelopeError("bad-signature", f"signature does not verify for {sender}") from exc
     try:
-        checked = schema.check(SCHEMAS[mtype], body)
+        checked = check_body(mtype, body)
     except schema.SchemaError as exc:
         raise EnvelopeError("bad-body", str(exc)) from exc
     return Envelope(version, mtype, sender, ts, nonce, checked, sig)

@@ -47,6 +47,12 @@ Body = dict[str, Any]
 MAX_CONFIRMED_TOKENS = 16  # tokens a threshold.query may show (7.3)
 
 
+def query_ref(wire: bytes) -> bytes:
+    """How a later ``threshold.query`` names an encrypted query the holder keeps (7.3): the
+    SHA-256 of its 49,200 bytes (``threshold.encrypt``'s ``query_sha256``)."""
+    return hashlib.sha256(wire).digest()
+
+
 class ExchangeError(ValueError):
     """The peer's reply breaks the protocol (bad proof, wrong size, unexpected item...)."""
 
@@ -126,6 +132,14 @@ class PeerExchange:
     # per query index: the tokens of the items its answers confirmed (8.5), token -> item
     tokens: dict[int, dict[bytes, bytes]] = field(default_factory=dict)
     _asked_upto: dict[int, int] = field(default_factory=dict)
+    # Later rounds name a query the holder already answered by its digest (``query_ref``,
+    # 7.3) instead of sending its 49,200 bytes again; off by default, for holders driven
+    # in memory that keep nothing between requests (the node turns it on).
+    refer_by_digest: bool = False
+    # The holder refused a field of the rounds (``confirmed``, ``query_ref``) as an older
+    # version does (``bad-body``): from then on, whole queries, no tokens, the rest at once.
+    legacy_holder: bool = False
+    _held: set[int] = field(default_factory=set)  # query indices the holder answered whole
 
     @property
     def key_id(self) -> bytes:
@@ -209,7 +223,7 @@ class PeerExchange:
             rest = len(self.unasked(qi))
             if not rest:
                 continue
-            first = self.first_round is not None and qi not in self.asked
+            first = self.first_round is not None and qi not in self.asked and not self.legacy_holder
             out.append((qi, min(rest, self.first_round) if first and self.first_round else rest))
         return out
 
@@ -229,19 +243,49 @@ class PeerExchange:
             if not refs:
                 continue
             _, _, wire = encryptions.get(self.queries[qi].hash)
-            shown = sorted(self.tokens.get(qi, {}))[:MAX_CONFIRMED_TOKENS]
+            shown = [] if self.legacy_holder else sorted(self.tokens.get(qi, {}))
+            by_ref = self.refer_by_digest and not self.legacy_holder and qi in self._held
             for start in range(0, len(refs), max_items):
-                req: Body = {"query": wire, "items": refs[start : start + max_items]}
+                req: Body = {"items": refs[start : start + max_items]}
+                if by_ref:
+                    req["query_ref"] = query_ref(wire)
+                else:
+                    req["query"] = wire
                 if shown:
-                    req["confirmed"] = shown
+                    req["confirmed"] = shown[:MAX_CONFIRMED_TOKENS]
                 requests.append(req)
         return requests
 
     def query_index_of(self, request: Body, encryptions: EncryptionCache) -> int:
         for qi in self.candidates:
-            if encryptions.get(self.queries[qi].hash)[2] == request["query"]:
+            wire = encryptions.get(self.queries[qi].hash)[2]
+            if "query" in request and wire == request["query"]:
+                return qi
+            if "query_ref" in request and query_ref(wire) == request["query_ref"]:
                 return qi
         raise ExchangeError("internal", "request does not belong to this exchange")
+
+    def on_refused(self, request: Body, code: str, encryptions: EncryptionCache) -> Body | None:
+        """The request to send instead of one the holder refused with ``code``, or None when
+        the refusal stands (the caller raises it). ``unknown-query``: the holder no longer
+        keeps the query the request named by digest (evicted, expired, restarted), so it is
+        sent whole. ``bad-body`` to a request using a field of the rounds (``query_ref``,
+        ``confirmed``, 7.3): the holder runs an older version that refuses them, so the
+        request goes again in the older form, and the rest of this exchange asks in it (whole
+        queries, no tokens, every remaining candidate at once): the same candidates, answered
+        in full, so a match is still found, at the older price."""
+        uses_rounds = "query_ref" in request or "confirmed" in request
+        if code == "unknown-query" and "query_ref" in request:
+            qi = self.query_index_of(request, encryptions)
+            self._held.discard(qi)
+            retry = {k: v for k, v in request.items() if k != "query_ref"}
+            retry["query"] = encryptions.get(self.queries[qi].hash)[2]
+            return retry
+        if code == "bad-body" and uses_rounds and not self.legacy_holder:
+            qi = self.query_index_of(request, encryptions)
+            self.legacy_holder = True
+            return {"query": encryptions.get(self.queries[qi].hash)[2], "items": request["items"]}
+        return None
 
     def on_answer(
         self, request: Body, body: Body, encryptions: EncryptionCache
@@ -252,6 +296,8 @@ class PeerExchange:
         key, encrypted, _ = encryptions.get(self.queries[qi].hash)
         if body["query_id"] != encrypted.query_id:
             raise ExchangeError("bad-body", "answer is for another query")
+        if "query" in request:
+            self._held.add(qi)  # it answered the whole query: later rounds may name it
         asked = list(request["items"])
         answers = body["answers"]
         if [a["item"] for a in answers] != asked:

@@ -8,15 +8,17 @@ decoder refuses any type it does not know.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 from blindmatch.crypto import oprf, release, threshold
-from blindmatch.protocol import signal_types
+from blindmatch.protocol import schema, signal_types
 from blindmatch.protocol.matching import MAX_CONFIRMED_TOKENS
 from blindmatch.protocol.schema import Field, blob, integer, list_of, point, record, text
 
 PROTOCOL_VERSION = 1
 ITEM_REF_BYTES = 16
 CANDIDATE_BYTES = 24  # tag || table reference: how a querier names a bucket hit (8.5)
+QUERY_REF_BYTES = 32  # SHA-256 of an encrypted query the holder keeps (7.3)
 MAX_OPRF_BATCH = 4096
 MAX_CANDIDATES_PER_QUERY = 64
 ERROR_CODES = (
@@ -31,6 +33,7 @@ ERROR_CODES = (
     "bad-proof",
     "budget-exhausted",
     "unknown-item",
+    "unknown-query",
     "not-allowed",
     "internal",
 )
@@ -64,8 +67,11 @@ SCHEMAS: dict[str, Mapping[str, Field]] = {
     },
     # A querier asks for the private threshold test of its encrypted hash against candidates,
     # each named by the table reference its bucket hit unmasked (8.5).
+    # ``query`` or ``query_ref`` (exactly one, ONE_OF): the encrypted query, or the SHA-256 of
+    # one this holder verified for this sender and still keeps (7.3).
     "threshold.query": {
-        "query": Field(blob(exact=threshold.ENCRYPTED_QUERY_BYTES)),
+        "query": Field(blob(exact=threshold.ENCRYPTED_QUERY_BYTES), required=False),
+        "query_ref": Field(blob(exact=QUERY_REF_BYTES), required=False),
         "items": Field(
             list_of(blob(exact=CANDIDATE_BYTES), max_items=MAX_CANDIDATES_PER_QUERY, min_items=1)
         ),
@@ -140,6 +146,19 @@ SCHEMAS: dict[str, Mapping[str, Field]] = {
         "retry_after_ms": Field(integer(0, 7 * 24 * 3600 * 1000), required=False),
     },
 }
+
+
+# Bodies that carry exactly one of a set of optional fields (refused ``bad-body`` otherwise).
+ONE_OF: dict[str, tuple[str, ...]] = {"threshold.query": ("query", "query_ref")}
+
+
+def check_body(message_type: str, body: Any) -> dict[str, Any]:
+    """A body checked against its type's schema and ``ONE_OF`` rule (raises SchemaError)."""
+    checked = schema.check(SCHEMAS[message_type], body)
+    one_of = ONE_OF.get(message_type)
+    if one_of is not None and sum(name in checked for name in one_of) != 1:
+        raise schema.SchemaError("body", f"must carry exactly one of {', '.join(one_of)}")
+    return checked
 
 
 def register(message_type: str, fields: Mapping[str, Field]) -> None:

@@ -45,10 +45,12 @@ set per publication: the holder publishes additions (and removals) only in batch
 for each batch size, for 1, 10 and 100 identities.
 
 Assumptions (stated in the output): tables' bucket sets are modelled as independent uniform
-draws (checked against the exact join at small ``m``); the attacker's computing power is
-``compute_per_day`` partial-assignment steps a day in all, however many identities (default
-2^50, about a rack of servers; ``--compute-log2-per-day`` changes it);
-the hub adds ``additions_per_day`` items a day.
+draws (checked against the exact join at small ``m``; real PDQ buckets measured as good as
+uniform by :mod:`sim.distinguisher`); a batch's first hash costs ``1/(r+1)`` of its join when
+``r`` of its entries are real (a depth-first search stops at the first; measured there too);
+the attacker's computing power is ``compute_per_day`` partial-assignment steps a day in all,
+however many identities (default 2^50, about a rack of servers; ``--compute-log2-per-day``
+changes it); the hub adds ``additions_per_day`` items a day.
 """
 
 from __future__ import annotations
@@ -135,6 +137,7 @@ def join_profile(
     log2_m: float,
     known: np.ndarray | None = None,
     log2_real: float | None = None,
+    threshold: int = THRESHOLD,
 ) -> dict[str, float]:
     """Expected live partial assignments along the greedy order, for bucket sets of ``2^log2_m``
     uniform draws per table: after assigning positions ``P``, ``2^|P| * prod_t min(1,
@@ -166,7 +169,7 @@ def join_profile(
     with_real = np.logaddexp2(arr, real)
     work = float(np.log2(np.sum(np.exp2(with_real - with_real.max())))) + float(with_real.max())
     free_bits = len(order) - np.arange(len(order) + 1)
-    hit = np.array([_log2_within(int(u)) for u in free_bits])
+    hit = np.array([_log2_within(int(u), threshold) for u in free_bits])
     # queries per real hash found, stopping at level j: live_j / (m * p(u_j))
     per_hash = with_real - real - hit
     # work to reach level j (cumulative)
@@ -293,27 +296,48 @@ def batch_attack(
     thr_per_day: float,
     compute_per_day: float,
     walk_queries: float,
+    reals: float | None = None,
 ) -> dict[str, float]:
-    """Days for the attacker to pull one hash out of a batch of ``m`` isolated items, choosing
-    where to stop the join: compute (partial assignments) and threshold queries are both spent
-    at their daily rates; plus the boundary walk per hash. Returns the days per batch for the
-    first hash and the hashes it can afford per day of attack, both at the best stopping level."""
+    """Days for the attacker to pull one hash out of a batch of ``m`` isolated entries of which
+    ``reals`` (default ``m``) are real items, choosing where to stop the join: compute (partial
+    assignments) and threshold queries are both spent at their daily rates; plus the boundary
+    walk per hash.
+
+    The first hash does not need the whole join: a depth-first search that stops at the first
+    real item visits about ``1 / (reals + 1)`` of the tree (the real items are spread over it;
+    measured by ``sim/distinguisher.py``'s exact depth-first join on PDQ hashes and uniform
+    decoys). So compute per hash is ``work / (reals + 1)``, for the first hash and every other.
+    Returns the days for the first hash and the steady rates at the best stopping level."""
     per_hash = np.array(profile["per_hash_queries_log2"])
     work = np.array(profile["work_to_level_log2"])
+    found = float(m if reals is None else reals)
     queries = np.exp2(per_hash) + walk_queries
-    compute_days = np.exp2(work) / compute_per_day
+    compute_days = np.exp2(work) / compute_per_day / (found + 1.0)
     query_days = queries / thr_per_day
     first = compute_days + query_days
     j = int(np.argmin(first))
-    # steady state: the join is done once per batch; each further hash costs its queries
     return {
         "days_first": float(enumerate_days + first[j]),
         "stop_level_free_bits": int(len(per_hash) - 1 - j),
         "compute_log2": float(work[j]),
         "queries_per_hash": float(queries[j]),
+        # computing days per hash found (the whole join of a batch yields all its real items)
         "compute_days": float(compute_days[j]),
-        "hashes_per_batch_day_limit": float(min(m, thr_per_day / queries[j])),
+        "full_join_days": float(np.exp2(work[j]) / compute_per_day),
+        "hashes_per_batch_day_limit": float(min(found, thr_per_day / queries[j])),
     }
+
+
+def recovered_in(
+    first: float, a: Mapping[str, float], thr: float, additions_per_day: float, horizon: float
+) -> float:
+    """Hashes recovered within ``horizon`` days: none before ``first``; then one per
+    ``compute_days`` of computing (shared by all batches) or per ``queries_per_hash`` of the
+    threshold budget, whichever is slower, never more than the hub added."""
+    if first > horizon:
+        return 0.0
+    rate = min(1.0 / max(a["compute_days"], 1e-12), thr / a["queries_per_hash"])
+    return min(1.0 + (horizon - first) * rate, horizon * additions_per_day)
 
 
 def frontier(
@@ -338,18 +362,11 @@ def frontier(
         for m in batch_sizes:
             a = batch_attack(profiles[m], m, enumerate_days, thr, compute_per_day, walk_queries)
             # Ten simulated years: after the enumeration, a batch is published every m / A
-            # days; the attacker joins them one after the other (each join takes its computing
-            # time, at least a batch interval) and tests as many hashes per batch as its query
-            # budget allows in that interval (a join with no phantoms gives all m at once).
+            # days; the attacker searches them depth-first (compute per hash: the join's work
+            # over the real items it holds) and tests candidates at its query budget.
             horizon = 3650.0
             first = m / hub.additions_per_day + a["days_first"]
-            interval = max(a["compute_days"], m / hub.additions_per_day)
-            if first > horizon:
-                recovered = 0.0
-            else:
-                batches = 1 + math.floor((horizon - first) / interval)
-                per_batch = min(float(m), max(1.0, thr * interval / a["queries_per_hash"]))
-                recovered = min(batches * per_batch, horizon * hub.additions_per_day)
+            recovered = recovered_in(first, a, thr, hub.additions_per_day, horizon)
             per_year = recovered / 10.0
             rows.append(
                 {
@@ -392,9 +409,11 @@ def padded_row(
     pub: Publication,
     compute_per_day: float,
     walk_queries: float,
+    threshold: int = THRESHOLD,
 ) -> dict[str, float]:
     """Days to the first hash and hashes per year (over ten years) for additions published as
-    ``pub`` says, against ``identities`` members at the platform budget.
+    ``pub`` says, against ``identities`` members at the platform budget (``threshold``: the
+    signal's, for the oracle's last step).
 
     A batch holds ``r = additions_per_day * interval`` real items and ``m = max(r, padding)``
     entries per table (decoys are uniform buckets, as the model assumes real ones are). The
@@ -415,28 +434,24 @@ def padded_row(
     horizon = 3650.0
 
     def attack(m_eff: float) -> dict[str, float]:
-        prof = join_profile(scheme, math.log2(max(m_eff, 2.0)), log2_real=math.log2(r))
-        a = batch_attack(prof, r, enumerate_days, thr, compute_per_day, walk_queries)
+        prof = join_profile(
+            scheme, math.log2(max(m_eff, 2.0)), log2_real=math.log2(r), threshold=threshold
+        )
+        a = batch_attack(prof, r, enumerate_days, thr, compute_per_day, walk_queries, reals=r)
         a["peak"] = float(prof["peak_live_log2"])
         a["phantoms"] = float(prof["phantoms_log2"])
         return a
 
     a = attack(m)
     first = pub.interval_days + a["days_first"]
-    interval = max(a["compute_days"], pub.interval_days)
     unmasked = None
     if pub.rotation_drops_decoys:
         occupancy = min(1.0, (hub.hashes + A * pub.rotation_days) / 2.0**scheme.bits_per_table)
         unmasked = attack(r + occupancy * (m - r))
         after_rotation = max(pub.rotation_days, pub.interval_days) + unmasked["days_first"]
         if after_rotation < first:
-            first, a, interval = after_rotation, unmasked, max(unmasked["compute_days"], 1.0)
-    if first > horizon:
-        recovered = 0.0
-    else:
-        batches = 1 + math.floor((horizon - first) / interval)
-        per_batch = min(r, max(1.0, thr * interval / a["queries_per_hash"]))
-        recovered = min(batches * per_batch, horizon * A)
+            first, a = after_rotation, unmasked
+    recovered = recovered_in(first, a, thr, A, horizon)
     decoys_per_table_year = max(0.0, m - r) * 365.0 / pub.interval_days
     per_table_year = A * 365.0 + decoys_per_table_year
     return {
@@ -470,8 +485,68 @@ PUBLICATIONS = [
     Publication(7.0, 32_768),
     Publication(7.0, 65_536),
     Publication(30.0, 65_536),
+    Publication(7.0, 131_072),
+    Publication(7.0, 163_840),  # blindmatch init's default (distinguisher.py: the PDQ prior)
+    Publication(14.0, 163_840),
+    Publication(30.0, 163_840),
     Publication(7.0, 65_536, rotation_days=30.0, rotation_drops_decoys=True),
     Publication(1.0, 65_536, rotation_days=30.0, rotation_drops_decoys=True),
+]
+
+
+# --- tiles: 41 key prefixes, padded one by one (spec 8.7) ---------------------------------------
+
+TILE_CELLS = 41  # pdq-tiles-1: the 4x4 and 5x5 cells, each its own key prefix
+TILES_PER_SOURCE = 73.0  # index tiles per source past the quality gate (derivatives.md)
+TILE_THRESHOLD = 39
+
+
+@dataclass(frozen=True)
+class TileHub:
+    """A hub's protected sources: how many, and how many are added a day."""
+
+    sources: int = 100_000
+    sources_per_day: float = 100.0
+
+
+def tile_row(
+    scheme: BitSamplingScheme,
+    tiles: TileHub,
+    budget: PlatformBudget,
+    identities: int,
+    pub: Publication,
+    compute_per_day: float,
+    walk_queries: float,
+) -> dict[str, float]:
+    """Tiles published in batches of their own, every cell padded to ``pub.padding``.
+
+    The attacker chooses the cell when it enumerates keys (a cell's keys name it), so it joins
+    one cell's batch: ``r`` real tiles per table (``sources_per_day * 73 / 41`` a day) among
+    ``max(r, padding)``, against the tile threshold (39) for the oracle's last step. Every
+    cell is padded, so each batch costs 41 times one cell's decoys."""
+    per_cell = tiles.sources_per_day * TILES_PER_SOURCE / TILE_CELLS
+    hub = Hub(
+        hashes=round(tiles.sources * TILES_PER_SOURCE / TILE_CELLS), additions_per_day=per_cell
+    )
+    row = padded_row(
+        scheme, hub, budget, identities, pub, compute_per_day, walk_queries, TILE_THRESHOLD
+    )
+    for k in ("decoys_per_table_per_year", "replica_growth_entries_per_year",
+              "replica_growth_bytes_per_year"):  # fmt: skip
+        row[k] *= TILE_CELLS
+    row["sources_per_day"] = tiles.sources_per_day
+    row["bytes_per_batch"] = TILE_CELLS * scheme.tables * row["entries_per_table"] * 24.0
+    row["real_tiles_per_cell_per_batch"] = row["real_per_batch"]
+    return row
+
+
+TILE_PUBLICATIONS = [
+    Publication(7.0, 163_840),  # with the index's weekly batches (before)
+    Publication(30.0, 163_840),
+    Publication(90.0, 163_840),  # blindmatch init's index_tile_batch_days
+    Publication(182.0, 163_840),
+    Publication(365.0, 163_840),
+    Publication(90.0, 65_536),  # the padding before the PDQ prior
 ]
 
 
@@ -540,6 +615,41 @@ def main(argv: list[str] | None = None) -> int:
         for pub in PUBLICATIONS
         for n in identities
     ]
+    tile_budget = PlatformBudget(
+        uploads_per_day=args.uploads_per_day, evaluations_per_upload=4_900
+    )  # derivative search: a tile query costs more evaluations, so enumeration is faster
+    tile_rows = [
+        tile_row(
+            scheme,
+            TileHub(sources_per_day=s),
+            tile_budget,
+            n,
+            pub,
+            2.0**args.compute_log2_per_day,
+            float(walk_calls),
+        )
+        for s in (100.0, 1_000.0)
+        for pub in TILE_PUBLICATIONS
+        for n in (1, 100)
+    ]
+    from blindmatch.protocol.signal_types.learned import LEARNED_LSH_1
+
+    learned_rows = [
+        {
+            "scheme": LEARNED_LSH_1.name,
+            **padded_row(
+                LEARNED_LSH_1,
+                hub,
+                budget,
+                n,
+                pub,
+                2.0**args.compute_log2_per_day,
+                float(walk_calls),
+            ),
+        }
+        for pub in (Publication(7.0, 16_384), Publication(7.0, 65_536), Publication(7.0, 163_840))
+        for n in (1, 100)
+    ]
     # before this change a publication of many items went out in deltas of whole items,
     # MAX_ENTRIES_PER_DELTA / L = 1,666 each: every delta of a first publication (the bulk) or
     # of a retired key's withdrawal isolated that many items
@@ -580,6 +690,8 @@ def main(argv: list[str] | None = None) -> int:
         "before": before_rows,
         "after": rows,
         "padded": padded,
+        "tiles": tile_rows,
+        "learned": learned_rows,
         "grouped_deltas": grouped_rows,
         "bulk_join": {
             k: v
@@ -591,7 +703,14 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "extraction.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "extraction.md").write_text(render(result))
+    md = out / "extraction.md"
+    text = render(result)
+    if md.exists():  # keep sim/distinguisher.py's section, measured apart
+        old = md.read_text()
+        begin, end = "<!-- distinguisher: begin -->", "<!-- distinguisher: end -->"
+        if begin in old and end in old:
+            text += "\n" + begin + old.split(begin, 1)[1].split(end, 1)[0] + end + "\n"
+    md.write_text(text)
     print(render(result))
     return 0
 
@@ -677,6 +796,62 @@ def render(r: dict[str, Any]) -> str:
             f"{row['replica_growth_bytes_per_year'] / 1e9:,.2f} GB | "
             f"{row['occupancy_after_year']:.2f}x |"
         )
+    lines += [
+        "",
+        "## Tiles: 41 key prefixes, each padded, batched apart (`index_tile_batch_days`)",
+        "",
+        "A protected source's tiles (`pdq-tiles-1`) go under 41 key prefixes, one per cell "
+        "(`pdq-tile/<cell>`), about 73 tiles per source past the quality gate (1.78 per cell). "
+        "An enumerator chooses the cell (a key names it), so it joins one cell's batch, and "
+        "every cell must be padded: a tile batch is 41 cells x max(r, padding) entries in each "
+        "of 24 tables. Same attacker (its evaluations at 4,900 per upload, as derivative search "
+        "needs), the tile threshold 39 for the last step; a hub holding 100,000 sources. "
+        "Replica growth counts real tiles and decoys of all 41 cells.",
+        "",
+        "| sources a day | interval | padding | identities | real tiles per cell per batch "
+        "| days to first hash | hashes per year (one cell) | one batch "
+        "| replica growth per year |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in r["tiles"]:
+        lines.append(
+            f"| {row['sources_per_day']:,.0f} | {_fmt_days(row['interval_days'])} | "
+            f"{row['padding']:,} | {row['identities']} | "
+            f"{row['real_tiles_per_cell_per_batch']:,.0f} | "
+            f"{_fmt_days(row['days_to_first_hash'])} | {row['hashes_per_year']:,.0f} | "
+            f"{row['bytes_per_batch'] / 1e9:,.2f} GB | "
+            f"{row['replica_growth_bytes_per_year'] / 1e9:,.2f} GB |"
+        )
+    lines += [
+        "",
+        "## Learned codes (`learned-lsh-1`: 24 tables of 24 bits), in the index's batches",
+        "",
+        "| interval | padding | identities | days to first hash | hashes per year |",
+        "|---|---|---|---|---|",
+    ]
+    for row in r["learned"]:
+        lines.append(
+            f"| {_fmt_days(row['interval_days'])} | {row['padding']:,} | {row['identities']} | "
+            f"{_fmt_days(row['days_to_first_hash'])} | {row['hashes_per_year']:,.0f} |"
+        )
+    lines += [
+        "",
+        "## What the bound covers (spec 8.7)",
+        "",
+        "Every table of every key prefix and threshold a batch touches is padded to the padding, "
+        "counted as the distinct buckets its real entries fill in the prefix's sparsest table. "
+        "PDQ hashes (pictures, banked crops, protected sources' whole pictures) and vPDQ frames "
+        "go in the index's batches; a video publishes one entry per bucket (a frame's key is "
+        "left out where an earlier frame of the video has it), since several new entries in "
+        "one bucket would single a video out among uniform decoys (recall: "
+        "bench/results/video.md). Tiles go in batches of their own, every cell padded (table "
+        "above). Learned codes join harder than PDQ (table above). A withdrawn, expired or "
+        "deleted item publishes nothing, batched or not: its entries stay, answered as decoys, "
+        "and a successor key carries it from its tombstone. Not covered: a node without "
+        "batching (its fresh additions, first table), an item deleted outright (no tombstone) "
+        "across a rotation, and a distinguisher between real and uniform buckets (not "
+        "measured).",
+    ]
     g = r["grouped_deltas"]
     lines += [
         "",

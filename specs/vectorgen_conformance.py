@@ -238,10 +238,27 @@ def envelope_cases() -> list[dict[str, Any]]:
         "bad-proof",
         "budget-exhausted",
         "unknown-item",
+        "unknown-query",
         "not-allowed",
         "internal",
     ):
         cases.append(opened(f"error-code-{code}", env("error", error_body(code))))
+    # threshold.query carries exactly one of query and query_ref (7.3)
+    items = [_seed("conformance candidate")[:24]]
+    ref = _seed("conformance query ref")[:32]
+    whole = bytes(49_200)  # the schema checks the length; the holder parses it later (5.4)
+    token = _seed("conformance token")[:16]
+    for label, body in (
+        ("query-ref-accepted", {"query_ref": ref, "items": items}),
+        (
+            "query-ref-with-tokens-accepted",
+            {"query_ref": ref, "items": items, "confirmed": [token]},
+        ),
+        ("query-and-query-ref-refused", {"query": whole, "query_ref": ref, "items": items}),
+        ("neither-query-nor-query-ref-refused", {"items": items}),
+        ("short-query-ref-refused", {"query_ref": ref[:31], "items": items}),
+    ):
+        cases.append(opened(f"threshold-query-{label}", env("threshold.query", body)))
     for ms, label in (
         (0, "zero-accepted"),
         (7 * 24 * 3_600_000, "seven-days-accepted"),

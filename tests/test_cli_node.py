@@ -25,11 +25,15 @@ def run(*args: str | Path, check: bool = True) -> subprocess.CompletedProcess[st
     return subprocess.run([*BM, *map(str, args)], capture_output=True, text=True, check=check)
 
 
-def wait_healthy(port: int, timeout: float = 20) -> None:
+def wait_healthy(port: int, proc: subprocess.Popen[str] | None = None, timeout: float = 90) -> None:
+    """Until the node answers /healthz. Generous: a loaded CI machine starts a node slowly
+    (the bound only catches a node that never comes up; one that died fails at once)."""
     import urllib.request
 
     deadline = time.time() + timeout
     while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"node on {port} exited {proc.returncode}: {proc.stderr.read()}")  # type: ignore[union-attr]
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1):
                 return
@@ -74,8 +78,8 @@ def test_init_roster_run_match(tmp_path: Path) -> None:
                     text=True,
                 )
             )
-        for name in ("hub", "platform"):
-            wait_healthy(ports[name][1])
+        for name, proc in zip(("hub", "platform"), procs, strict=True):
+            wait_healthy(ports[name][1], proc)
         held = os.urandom(32)
         hub_cfg = tmp_path / "hub" / "config.toml"
         db = f"sqlite:///{tmp_path / 'hub' / 'node.db'}"
@@ -86,7 +90,7 @@ def test_init_roster_run_match(tmp_path: Path) -> None:
         run("bank", "add", "ncii", held.hex(), "--db", db)
         near = bytearray(held)
         near[0] ^= 0b1010_0000
-        deadline = time.time() + 30
+        deadline = time.time() + 90  # publication and sync run on their own schedule
         matches: list = []
         while time.time() < deadline and not matches:
             out = run("match", "--config", tmp_path / "platform" / "config.toml", near.hex(),

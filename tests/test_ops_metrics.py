@@ -89,6 +89,10 @@ async def test_every_documented_metric_is_exported(fed) -> None:  # type: ignore
     platform.node.metrics.inc("peer_request_failures_total", 0, labels={"peer": "hub", "code": "x"})
     platform.node.metrics.inc("peer_caps_exceeded_total", 0, labels={"peer": "hub", "cap": "x"})
     platform.node.metrics.inc("peer_incidents_dropped_total", 0, labels={"peer": "hub"})
+    platform.node.metrics.inc("query_refs_total", 0, labels={"outcome": "kept"})
+    platform.node.metrics.inc(
+        "threshold_query_fallbacks_total", 0, labels={"peer": "hub", "code": "x"}
+    )
     names = {name for name, _ in await scrape(platform.api_url)}
     for name, (kind, _, _) in METRICS.items():
         exported = {

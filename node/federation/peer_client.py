@@ -37,6 +37,7 @@ class PeerError(BlindmatchError):
     a signed refusal)."""
 
     _code_in_str = True
+    refused = False  # the peer's own signed refusal (``code`` is the one it sent)
 
 
 class PeerClient:
@@ -161,11 +162,13 @@ class PeerClient:
                 self._failed(peer, "bad-body")
                 raise PeerError("refusal for another request", code="bad-body")
             self._failed(peer, str(env.body["code"]))
-            raise PeerError(
+            refusal = PeerError(
                 env.body["message"],
                 code=env.body["code"],
                 retry_after_ms=env.body.get("retry_after_ms"),
             )
+            refusal.refused = True
+            raise refusal
         if env.body.get("re") != nonce:
             self._failed(peer, "bad-body")
             raise PeerError(f"reply from {peer.node_id} answers another request", code="bad-body")

@@ -35,6 +35,7 @@ from blindmatch.protocol.roster import Member
 from blindmatch.protocol.signals import HashFormatError, check_float_vector, check_pdq_bytes
 
 MATCH_TASK_KIND = "match"
+LEGACY_HOLDER_TTL_S = 3600  # an older holder is asked the older way for this long, then tried
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,8 @@ class Querier:
         self.wake = wake  # set when there is work for the outbox worker
         self._encryptions: OrderedDict[bytes, matching.EncryptionCache] = OrderedDict()
         self._job_locks: dict[bytes, asyncio.Lock] = {}
+        # holders that refused a field of the rounds as an older version does, until when
+        self._legacy_holders: dict[str, int] = {}
 
     async def submit(
         self,
@@ -167,6 +170,10 @@ class Querier:
         ex = signal_types.SignalPeerExchange(
             peer.node_id, peer.voprf_key, self.scheme, [job_queries[i] for i in wanted]
         )
+        # later rounds name the query by digest (7.3); a holder found to be of an older
+        # version a little while ago is asked the older way from the start
+        ex.refer_by_digest = True
+        ex.legacy_holder = self._legacy_holders.get(peer.node_id, 0) > self.clock.now()
         sent_before, received_before = self.client.bytes_with(peer.node_id)
         request = await asyncio.to_thread(ex.evaluate_request)
         reply = await self.client.call(peer, "oprf.evaluate", request)
@@ -188,7 +195,7 @@ class Querier:
             if not requests:
                 break
             for req in requests:
-                answer = await self.client.call(peer, "threshold.query", req)
+                answer, req = await self._threshold_call(peer, ex, req, cache)
                 try:
                     await asyncio.to_thread(ex.on_answer, req, answer.body, cache)
                 except matching.ExchangeError as exc:
@@ -200,6 +207,34 @@ class Querier:
         if await self.jobs.is_complete(job_ref):
             await self.decisions.on_job_done(job_ref)
         return ex.confirmed
+
+    async def _threshold_call(
+        self,
+        peer: Member,
+        ex: matching.PeerExchange,
+        req: dict[str, Any],
+        cache: matching.EncryptionCache,
+    ) -> tuple[Any, dict[str, Any]]:
+        """One ``threshold.query``, sent again in the form the holder accepts when it refuses a
+        field of the rounds: ``unknown-query`` (the query named by digest is no longer kept:
+        sent whole) or ``bad-body`` from a holder of an older version (sent whole without
+        tokens, and the rest of the exchange asked that way). Returns the answer and the
+        request it answers."""
+        for _ in range(3):  # at most: digest -> whole with tokens -> older form
+            try:
+                return await self.client.call(peer, "threshold.query", req), req
+            except PeerError as exc:
+                retry = ex.on_refused(req, exc.code, cache) if exc.refused else None
+                if retry is None:
+                    raise
+                self.metrics.inc(
+                    "threshold_query_fallbacks_total",
+                    labels={"peer": peer.node_id, "code": exc.code},
+                )
+                if ex.legacy_holder:
+                    self._legacy_holders[peer.node_id] = self.clock.now() + LEGACY_HOLDER_TTL_S
+                req = retry
+        raise PeerError(f"{peer.node_id} refused every form of a threshold query", code="bad-body")
 
     async def _record(
         self,

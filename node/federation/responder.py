@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +22,7 @@ from blindmatch.node.federation import oprf_workers
 from blindmatch.node.federation.admission import Admission, PendingNonce
 from blindmatch.node.federation.key_ring import VoprfKeyRing
 from blindmatch.node.federation.publisher import INDEX_FEED, label_threshold
+from blindmatch.node.federation.query_cache import VerifiedQueryCache
 from blindmatch.node.federation.uploader_signals import FEED as UPLOADERS_FEED
 from blindmatch.node.federation.uploader_signals import UploaderSignals
 from blindmatch.node.metrics import Metrics
@@ -56,6 +56,7 @@ class PeerResponder:
         release_bands: Sequence[int],
         uploaders: UploaderSignals | None = None,
         published: PublishedIndexStore | None = None,
+        queries: VerifiedQueryCache | None = None,
     ) -> None:
         self.db = db
         self.published = published or PublishedIndexStore(db)
@@ -67,7 +68,8 @@ class PeerResponder:
         self.metrics = metrics
         self.release_bands = tuple(release_bands)
         self.clock = clock
-        self._verified_queries: OrderedDict[bytes, Any] = OrderedDict()
+        # verified queries, per peer, for the later rounds that name them (query_ref, 7.3)
+        self.queries = queries if queries is not None else VerifiedQueryCache()
         self._verifying: dict[bytes, asyncio.Future[Any]] = {}
 
     async def evaluate(
@@ -173,22 +175,34 @@ class PeerResponder:
         finally:
             self._verifying.pop(digest, None)
         done.set_result(verified)
-        self._verified_queries[digest] = verified
-        while len(self._verified_queries) > 64:
-            self._verified_queries.popitem(last=False)
         return verified
 
     async def threshold(
         self, peer: Member, body: dict[str, Any], pending: PendingNonce | None = None
     ) -> dict[str, Any]:
         self.admission.refuse_early(peer, "threshold_items")
-        digest = hashlib.sha256(body["query"]).digest()
-        known_bad = self.admission.known_bad(digest)
-        if known_bad is not None:  # the same bad proof again: refused without crypto
-            self.metrics.inc("bad_proofs_total", labels={"peer": peer.node_id})
-            raise known_bad
+        now = self.clock.now()
+        if "query_ref" in body:
+            # a later round naming a query this peer sent before (7.3): answered from the one
+            # verified then, or refused before anything is charged or read
+            digest = body["query_ref"]
+            verified = self.queries.get(peer.node_id, digest, now)
+            if verified is None:
+                self.metrics.inc("query_refs_total", labels={"outcome": "unknown"})
+                raise NodeError(
+                    "no encrypted query with this digest is kept for you (never sent whole, "
+                    "expired or evicted): send it whole",
+                    code="unknown-query",
+                )
+            self.metrics.inc("query_refs_total", labels={"outcome": "kept"})
+        else:
+            digest = hashlib.sha256(body["query"]).digest()
+            known_bad = self.admission.known_bad(digest)
+            if known_bad is not None:  # the same bad proof again: refused without crypto
+                self.metrics.inc("bad_proofs_total", labels={"peer": peer.node_id})
+                raise known_bad
+            verified = self.queries.get(peer.node_id, digest, now)
         await self.admission.charge(peer, "threshold_items", len(body["items"]), "queries", pending)
-        verified = self._verified_queries.get(digest)
         # The candidates are read from the database while the proofs are checked off the loop.
         items_read = asyncio.ensure_future(self.resolve_candidates(body["items"]))
         try:
@@ -201,6 +215,7 @@ class PeerResponder:
             elif not items_read.cancelled():
                 items_read.exception()  # retrieved: a refusal above is what the peer hears
         assert verified is not None
+        self.queries.put(peer.node_id, digest, verified, now)
         if self.uploaders is not None:  # the items a peer may look uploaders up for: those its
             # candidates named (resolved here; the peer learns a reference only on a match)
             named = sorted(

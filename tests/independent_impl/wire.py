@@ -100,6 +100,9 @@ def open_envelope(data: bytes, now_ms: int, roster: dict[str, bytes]) -> list[An
         raise Refused("bad-signature", "signature") from exc
     try:
         check(SCHEMAS[mtype], body)
+        one_of = ONE_OF.get(mtype)
+        if one_of is not None and sum(f in body for f in one_of) != 1:
+            raise ValueError(f"exactly one of {one_of}")
     except ValueError as exc:
         raise Refused("bad-body", str(exc)) from exc
     return v
@@ -178,6 +181,7 @@ ERROR_CODES = (  # 7.5
     "bad-proof",
     "budget-exhausted",
     "unknown-item",
+    "unknown-query",
     "not-allowed",
     "internal",
 )
@@ -198,6 +202,7 @@ RELEASE = {
 }
 FEED = r"[a-z][a-z0-9.-]{0,31}"
 U64 = 2**64 - 1
+ONE_OF = {"threshold.query": ("query", "query_ref")}
 SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
     "oprf.evaluate": {"key_id": (_bin(8), True), "elements": (_list(_point, 1, 4096), True)},
     "oprf.evaluated": {
@@ -206,7 +211,12 @@ SCHEMAS: dict[str, dict[str, tuple[Any, bool]]] = {
         "elements": (_list(_point, 1, 4096), True),
         "proof": (_bin(64), True),
     },
-    "threshold.query": {"query": (_bin(49200), True), "items": (_list(_bin(16), 1, 64), True)},
+    "threshold.query": {  # 7.3: exactly one of query, query_ref (ONE_OF)
+        "query": (_bin(49200), False),
+        "query_ref": (_bin(32), False),
+        "items": (_list(_bin(24), 1, 64), True),
+        "confirmed": (_list(_bin(16), 1, 16), False),
+    },
     "threshold.answer": {
         "re": (_bin(16), True),
         "query_id": (_bin(16), True),
