@@ -149,7 +149,7 @@ class NodeConfig:
     # Batched, padded publication of the index (spec 8.7): additions wait and go out together
     # at most once per ``index_batch_s`` (0: every round, unprotected), each batch padded per
     # table with decoys to ``index_batch_padding`` entries (0: no decoys). ``blindmatch init``
-    # writes 7 days and 163,840 (the 10-year bound of 8.7 against 100 colluding members at
+    # writes 7 days and 196,608 (the 10-year bound of 8.7 against 100 colluding members at
     # platform volume); 0 here is for dev federations and tests, and a config file without the
     # settings (a node made before them) keeps publishing at once.
     index_batch_s: int = 0
@@ -357,7 +357,7 @@ def dump(cfg: NodeConfig) -> str:
     lines.append(f"sync_interval_s = {cfg.sync_interval_s}")
     lines.append(f"release_bands = [{', '.join(str(b) for b in cfg.release_bands)}]")
     lines += [
-        "# Index additions go out in batches padded with decoys (spec 8.7): 7 days and 163840",
+        "# Index additions go out in batches padded with decoys (spec 8.7): 7 days and 196608",
         "# keep a fresh hash from colluding members at platform volume; 0 and 0 publish each",
         "# addition at once, unprotected (a demo).",
         f"index_batch_days = {cfg.index_batch_s / 86_400:g}",

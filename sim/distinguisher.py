@@ -447,7 +447,7 @@ def prior_tail(
         lb = np.log([p[0] for p in pts[-3:]])
         lr = np.log([p[0] / p[1] for p in pts[-3:]])
         slope, icept = np.polyfit(lb, lr, 1)
-        slope = max(float(slope), 0.0)
+        slope = min(float(slope), 0.0)  # the ratio grows deeper in the tail, never shrinks
         ratio_x = max(float(np.exp(icept + slope * math.log(deepest))), pts[-1][0] / pts[-1][1])
         g_x = gain(n, deepest, deepest / ratio_x)
         row["extrapolated"] = {"beta": deepest, "ratio": ratio_x, "gain": g_x, "slope": slope}

@@ -481,7 +481,8 @@ PUBLICATIONS = [
     Publication(7.0, 65_536),
     Publication(30.0, 65_536),
     Publication(7.0, 131_072),
-    Publication(7.0, 163_840),  # blindmatch init's default (distinguisher.py: the PDQ prior)
+    Publication(7.0, 163_840),
+    Publication(7.0, 196_608),  # blindmatch init's default (distinguisher.py: the PDQ prior)
     Publication(14.0, 163_840),
     Publication(30.0, 163_840),
     Publication(7.0, 65_536, rotation_days=30.0, rotation_drops_decoys=True),

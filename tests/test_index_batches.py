@@ -223,12 +223,12 @@ def test_good_batch_settings_load(tmp_path: Path) -> None:
 
 
 def test_init_makes_a_batched_padded_node_unless_told(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    """``blindmatch init`` writes the protected setting (7 days, 163,840); a demo opts out."""
+    """``blindmatch init`` writes the protected setting (7 days, 196,608); a demo opts out."""
     from blindmatch.node.cli.main import main
 
     assert main(["init", "--home", str(tmp_path / "a"), "--node-id", "a"]) == 0
     cfg = config_mod.load(tmp_path / "a" / "config.toml")
-    assert (cfg.index_batch_s, cfg.index_batch_padding) == (7 * DAY, 163_840)
+    assert (cfg.index_batch_s, cfg.index_batch_padding) == (7 * DAY, 196_608)
     home = str(tmp_path / "b")
     assert main(["init", "--home", home, "--node-id", "b", "--index-batch-days", "0"]) == 0
     cfg = config_mod.load(tmp_path / "b" / "config.toml")

@@ -60,9 +60,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     i.add_argument(
         "--index-batch-padding",
         type=int,
-        default=163_840,
+        default=196_608,
         metavar="N",
-        help="pad each batch with decoys to N entries per table (default 163840: no fresh hash"
+        help="pad each batch with decoys to N entries per table (default 196608: no fresh hash"
         " within 10 years for 100 colluding members at platform volume, spec 8.7); 0 with"
         " --index-batch-days 0",
     )
