@@ -62,10 +62,12 @@ class VideoHolder:
             group, indexed = os.urandom(8), video.indexed_frames(frames)
             self.group_of[group] = name
             release = video.release_for_frame(group, len(indexed), "survivor-submitted")
-            for f in indexed:
+            # one entry per bucket per video, as a node publishes it (signals-and-lsh.md 7)
+            keys = video.video_index_keys([f.pdq for f in indexed])
+            for f, frame_keys in zip(indexed, keys, strict=True):
                 ref = os.urandom(16)
                 self.frames[ref] = matching.HolderItem(ref, f.pdq, BANDS, release)
-                entries += self.refs.publish(ref, video.index_keys(f.pdq))
+                entries += self.refs.publish(ref, frame_keys)
         self.published = index.pack_entries(entries)
         self.replica = index.ReplicaIndex(PDQ_LSH_1.name, self.key_id)
         self.replica.add(self.published)

@@ -149,11 +149,16 @@ class NodeConfig:
     # Batched, padded publication of the index (spec 8.7): additions wait and go out together
     # at most once per ``index_batch_s`` (0: every round, unprotected), each batch padded per
     # table with decoys to ``index_batch_padding`` entries (0: no decoys). ``blindmatch init``
-    # writes 7 days and 196,608 (the 10-year bound of 8.7 against 100 colluding members at
+    # writes 7 days and 163,840 (the 10-year bound of 8.7 against 100 colluding members at
     # platform volume); 0 here is for dev federations and tests, and a config file without the
     # settings (a node made before them) keeps publishing at once.
     index_batch_s: int = 0
     index_batch_padding: int = 0
+    # Tiles (41 key prefixes per protected source, each padded apart: up to 41 x the padding
+    # in decoys per table a batch) go out in batches of their own at most once per
+    # ``index_tile_batch_s``; ``blindmatch init`` writes 90 days. Without batching it is 0;
+    # a config file without the setting (a node made before it) gets 90 days when batching.
+    index_tile_batch_s: int = 0
 
     @property
     def keys_dir(self) -> Path:
@@ -188,6 +193,14 @@ class NodeConfig:
             raise ConfigError("index_batch_days: a number of days in 0..90")
         if not 0 <= self.index_batch_padding <= MAX_BATCH_PADDING:
             raise ConfigError(f"index_batch_padding: an integer in 0..{MAX_BATCH_PADDING}")
+        if self.index_batch_s == 0 and self.index_tile_batch_s != 0:
+            raise ConfigError("index_tile_batch_days needs index_batch_days")
+        if self.index_batch_s and not (
+            self.index_batch_s <= self.index_tile_batch_s <= MAX_TILE_BATCH_S
+        ):
+            raise ConfigError(
+                "index_tile_batch_days: a number of days from index_batch_days to 366"
+            )
         if self.index_batch_padding and self.index_batch_s < 3600:
             # decoys are never taken back (8.6): padding every round would grow every replica
             # by the padding each few seconds
@@ -214,14 +227,21 @@ class NodeConfig:
 
 
 MAX_BATCH_S = 90 * 86_400
+MAX_TILE_BATCH_S = 366 * 86_400
+DEFAULT_TILE_BATCH_S = 90 * 86_400
 MAX_BATCH_PADDING = 1 << 20
 
 
-def _batch_seconds(value: Any) -> int:
+def _batch_seconds(value: Any, what: str = "index_batch_days") -> int:
     days = float(value)
     if not math.isfinite(days):
-        raise ValueError("index_batch_days: a finite number of days")
+        raise ValueError(f"{what}: a finite number of days")
     return round(days * 86_400)
+
+
+def default_tile_batch_s(index_batch_s: int) -> int:
+    """Tiles' interval when none is set: none without batching, else 90 days (8.7)."""
+    return max(index_batch_s, DEFAULT_TILE_BATCH_S) if index_batch_s else 0
 
 
 def _short_text(value: Any, what: str) -> str | None:
@@ -278,7 +298,7 @@ def load(path: Path) -> NodeConfig:
         "sync_interval_s", "match_workers",
         "lsh_scheme", "dihedral_queries", "derivative_search", "release_bands", "policy",
         "webhook_url", "webhook_secret_file", "voprf_key_cap", "key_overlap_days",
-        "index_batch_days", "index_batch_padding", "signals",
+        "index_batch_days", "index_batch_padding", "index_tile_batch_days", "signals",
     }  # fmt: skip
     unknown = set(raw) - known
     if unknown:
@@ -316,6 +336,11 @@ def load(path: Path) -> NodeConfig:
             key_overlap_s=int(float(raw.get("key_overlap_days", 7)) * 86_400),
             index_batch_s=_batch_seconds(raw.get("index_batch_days", 0)),
             index_batch_padding=int(raw.get("index_batch_padding", 0)),
+            index_tile_batch_s=(
+                _batch_seconds(raw["index_tile_batch_days"], "index_tile_batch_days")
+                if "index_tile_batch_days" in raw
+                else default_tile_batch_s(_batch_seconds(raw.get("index_batch_days", 0)))
+            ),
             signal_options=_signal_options(raw.get("signals", {}), path),
             source_path=path,
         )
@@ -357,11 +382,13 @@ def dump(cfg: NodeConfig) -> str:
     lines.append(f"sync_interval_s = {cfg.sync_interval_s}")
     lines.append(f"release_bands = [{', '.join(str(b) for b in cfg.release_bands)}]")
     lines += [
-        "# Index additions go out in batches padded with decoys (spec 8.7): 7 days and 196608",
+        "# Index additions go out in batches padded with decoys (spec 8.7): 7 days and 163840",
         "# keep a fresh hash from colluding members at platform volume; 0 and 0 publish each",
-        "# addition at once, unprotected (a demo).",
+        "# addition at once, unprotected (a demo). Tiles (41 cells, each padded) go out in",
+        "# batches of their own, every 90 days: weekly would add 200 GB a year to every replica.",
         f"index_batch_days = {cfg.index_batch_s / 86_400:g}",
         f"index_batch_padding = {cfg.index_batch_padding}",
+        f"index_tile_batch_days = {cfg.index_tile_batch_s / 86_400:g}",
     ]
     for name, table in cfg.signal_options.items():  # TOML tables come last
         lines.append(f"[signals.{json.dumps(name)}]")

@@ -109,6 +109,7 @@ class Node:
         self.publisher = IndexPublisher(
             db, published, self.feeds, self.translog, self.key_ring, self.scheme, metrics, clock,
             roles=me.roles, batch_s=cfg.index_batch_s, padding=cfg.index_batch_padding,
+            tile_batch_s=cfg.index_tile_batch_s,
         )  # fmt: skip
         self.publisher.declared_entries = lambda: int(self.me.budget["index_entries"])
         incidents = PeerIncidents(db, on_dropped=lambda peer: metrics.inc(

@@ -435,12 +435,14 @@ def decoy_keys(decoy_ref: bytes, prefix: bytes, tables: Sequence[int], bits: int
     return out
 
 
-def decoys_needed(real_items: int, padding: int) -> int:
-    """Decoys per table that bring a batch of ``real_items`` items to at least ``padding``
-    entries per table (8.6): ``max(0, padding - real_items)``."""
-    if real_items < 0 or padding < 0:
+def decoys_needed(real_entries: int, padding: int) -> int:
+    """Decoys (one entry per table each) that bring a batch's key prefix to at least
+    ``padding`` entries in every table (8.7): ``max(0, padding - real_entries)``, with
+    ``real_entries`` the distinct buckets the batch's real entries fill in the prefix's
+    sparsest table (a tiled source counts per cell, a video by its frames' buckets)."""
+    if real_entries < 0 or padding < 0:
         raise ValueError("counts are not negative")
-    return max(0, padding - real_items)
+    return max(0, padding - real_entries)
 
 
 def batch_chunks(entries: Iterable[bytes]) -> list[bytes]:

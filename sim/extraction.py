@@ -137,6 +137,7 @@ def join_profile(
     log2_m: float,
     known: np.ndarray | None = None,
     log2_real: float | None = None,
+    threshold: int = THRESHOLD,
 ) -> dict[str, float]:
     """Expected live partial assignments along the greedy order, for bucket sets of ``2^log2_m``
     uniform draws per table: after assigning positions ``P``, ``2^|P| * prod_t min(1,
@@ -168,7 +169,7 @@ def join_profile(
     with_real = np.logaddexp2(arr, real)
     work = float(np.log2(np.sum(np.exp2(with_real - with_real.max())))) + float(with_real.max())
     free_bits = len(order) - np.arange(len(order) + 1)
-    hit = np.array([_log2_within(int(u)) for u in free_bits])
+    hit = np.array([_log2_within(int(u), threshold) for u in free_bits])
     # queries per real hash found, stopping at level j: live_j / (m * p(u_j))
     per_hash = with_real - real - hit
     # work to reach level j (cumulative)
@@ -408,9 +409,11 @@ def padded_row(
     pub: Publication,
     compute_per_day: float,
     walk_queries: float,
+    threshold: int = THRESHOLD,
 ) -> dict[str, float]:
     """Days to the first hash and hashes per year (over ten years) for additions published as
-    ``pub`` says, against ``identities`` members at the platform budget.
+    ``pub`` says, against ``identities`` members at the platform budget (``threshold``: the
+    signal's, for the oracle's last step).
 
     A batch holds ``r = additions_per_day * interval`` real items and ``m = max(r, padding)``
     entries per table (decoys are uniform buckets, as the model assumes real ones are). The
@@ -431,7 +434,9 @@ def padded_row(
     horizon = 3650.0
 
     def attack(m_eff: float) -> dict[str, float]:
-        prof = join_profile(scheme, math.log2(max(m_eff, 2.0)), log2_real=math.log2(r))
+        prof = join_profile(
+            scheme, math.log2(max(m_eff, 2.0)), log2_real=math.log2(r), threshold=threshold
+        )
         a = batch_attack(prof, r, enumerate_days, thr, compute_per_day, walk_queries, reals=r)
         a["peak"] = float(prof["peak_live_log2"])
         a["phantoms"] = float(prof["phantoms_log2"])
@@ -481,12 +486,68 @@ PUBLICATIONS = [
     Publication(7.0, 65_536),
     Publication(30.0, 65_536),
     Publication(7.0, 131_072),
-    Publication(7.0, 163_840),
-    Publication(7.0, 196_608),  # blindmatch init's default (distinguisher.py: the PDQ prior)
+    Publication(7.0, 163_840),  # blindmatch init's default
+    Publication(7.0, 196_608),  # the margin against the PDQ prior's extrapolated tail
     Publication(14.0, 163_840),
     Publication(30.0, 163_840),
     Publication(7.0, 65_536, rotation_days=30.0, rotation_drops_decoys=True),
     Publication(1.0, 65_536, rotation_days=30.0, rotation_drops_decoys=True),
+]
+
+
+# --- tiles: 41 key prefixes, padded one by one (spec 8.7) ---------------------------------------
+
+TILE_CELLS = 41  # pdq-tiles-1: the 4x4 and 5x5 cells, each its own key prefix
+TILES_PER_SOURCE = 73.0  # index tiles per source past the quality gate (derivatives.md)
+TILE_THRESHOLD = 39
+
+
+@dataclass(frozen=True)
+class TileHub:
+    """A hub's protected sources: how many, and how many are added a day."""
+
+    sources: int = 100_000
+    sources_per_day: float = 100.0
+
+
+def tile_row(
+    scheme: BitSamplingScheme,
+    tiles: TileHub,
+    budget: PlatformBudget,
+    identities: int,
+    pub: Publication,
+    compute_per_day: float,
+    walk_queries: float,
+) -> dict[str, float]:
+    """Tiles published in batches of their own, every cell padded to ``pub.padding``.
+
+    The attacker chooses the cell when it enumerates keys (a cell's keys name it), so it joins
+    one cell's batch: ``r`` real tiles per table (``sources_per_day * 73 / 41`` a day) among
+    ``max(r, padding)``, against the tile threshold (39) for the oracle's last step. Every
+    cell is padded, so each batch costs 41 times one cell's decoys."""
+    per_cell = tiles.sources_per_day * TILES_PER_SOURCE / TILE_CELLS
+    hub = Hub(
+        hashes=round(tiles.sources * TILES_PER_SOURCE / TILE_CELLS), additions_per_day=per_cell
+    )
+    row = padded_row(
+        scheme, hub, budget, identities, pub, compute_per_day, walk_queries, TILE_THRESHOLD
+    )
+    for k in ("decoys_per_table_per_year", "replica_growth_entries_per_year",
+              "replica_growth_bytes_per_year"):  # fmt: skip
+        row[k] *= TILE_CELLS
+    row["sources_per_day"] = tiles.sources_per_day
+    row["bytes_per_batch"] = TILE_CELLS * scheme.tables * row["entries_per_table"] * 24.0
+    row["real_tiles_per_cell_per_batch"] = row["real_per_batch"]
+    return row
+
+
+TILE_PUBLICATIONS = [
+    Publication(7.0, 163_840),  # with the index's weekly batches (before)
+    Publication(30.0, 163_840),
+    Publication(90.0, 163_840),  # blindmatch init's index_tile_batch_days
+    Publication(182.0, 163_840),
+    Publication(365.0, 163_840),
+    Publication(90.0, 65_536),  # the padding before the PDQ prior
 ]
 
 
@@ -555,6 +616,41 @@ def main(argv: list[str] | None = None) -> int:
         for pub in PUBLICATIONS
         for n in identities
     ]
+    tile_budget = PlatformBudget(
+        uploads_per_day=args.uploads_per_day, evaluations_per_upload=4_900
+    )  # derivative search: a tile query costs more evaluations, so enumeration is faster
+    tile_rows = [
+        tile_row(
+            scheme,
+            TileHub(sources_per_day=s),
+            tile_budget,
+            n,
+            pub,
+            2.0**args.compute_log2_per_day,
+            float(walk_calls),
+        )
+        for s in (100.0, 1_000.0)
+        for pub in TILE_PUBLICATIONS
+        for n in (1, 100)
+    ]
+    from blindmatch.protocol.signal_types.learned import LEARNED_LSH_1
+
+    learned_rows = [
+        {
+            "scheme": LEARNED_LSH_1.name,
+            **padded_row(
+                LEARNED_LSH_1,
+                hub,
+                budget,
+                n,
+                pub,
+                2.0**args.compute_log2_per_day,
+                float(walk_calls),
+            ),
+        }
+        for pub in (Publication(7.0, 16_384), Publication(7.0, 65_536), Publication(7.0, 163_840))
+        for n in (1, 100)
+    ]
     # before this change a publication of many items went out in deltas of whole items,
     # MAX_ENTRIES_PER_DELTA / L = 1,666 each: every delta of a first publication (the bulk) or
     # of a retired key's withdrawal isolated that many items
@@ -595,6 +691,8 @@ def main(argv: list[str] | None = None) -> int:
         "before": before_rows,
         "after": rows,
         "padded": padded,
+        "tiles": tile_rows,
+        "learned": learned_rows,
         "grouped_deltas": grouped_rows,
         "bulk_join": {
             k: v
@@ -699,6 +797,62 @@ def render(r: dict[str, Any]) -> str:
             f"{row['replica_growth_bytes_per_year'] / 1e9:,.2f} GB | "
             f"{row['occupancy_after_year']:.2f}x |"
         )
+    lines += [
+        "",
+        "## Tiles: 41 key prefixes, each padded, batched apart (`index_tile_batch_days`)",
+        "",
+        "A protected source's tiles (`pdq-tiles-1`) go under 41 key prefixes, one per cell "
+        "(`pdq-tile/<cell>`), about 73 tiles per source past the quality gate (1.78 per cell). "
+        "An enumerator chooses the cell (a key names it), so it joins one cell's batch, and "
+        "every cell must be padded: a tile batch is 41 cells x max(r, padding) entries in each "
+        "of 24 tables. Same attacker (its evaluations at 4,900 per upload, as derivative search "
+        "needs), the tile threshold 39 for the last step; a hub holding 100,000 sources. "
+        "Replica growth counts real tiles and decoys of all 41 cells.",
+        "",
+        "| sources a day | interval | padding | identities | real tiles per cell per batch "
+        "| days to first hash | hashes per year (one cell) | one batch "
+        "| replica growth per year |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in r["tiles"]:
+        lines.append(
+            f"| {row['sources_per_day']:,.0f} | {_fmt_days(row['interval_days'])} | "
+            f"{row['padding']:,} | {row['identities']} | "
+            f"{row['real_tiles_per_cell_per_batch']:,.0f} | "
+            f"{_fmt_days(row['days_to_first_hash'])} | {row['hashes_per_year']:,.0f} | "
+            f"{row['bytes_per_batch'] / 1e9:,.2f} GB | "
+            f"{row['replica_growth_bytes_per_year'] / 1e9:,.2f} GB |"
+        )
+    lines += [
+        "",
+        "## Learned codes (`learned-lsh-1`: 24 tables of 24 bits), in the index's batches",
+        "",
+        "| interval | padding | identities | days to first hash | hashes per year |",
+        "|---|---|---|---|---|",
+    ]
+    for row in r["learned"]:
+        lines.append(
+            f"| {_fmt_days(row['interval_days'])} | {row['padding']:,} | {row['identities']} | "
+            f"{_fmt_days(row['days_to_first_hash'])} | {row['hashes_per_year']:,.0f} |"
+        )
+    lines += [
+        "",
+        "## What the bound covers (spec 8.7)",
+        "",
+        "Every table of every key prefix and threshold a batch touches is padded to the padding, "
+        "counted as the distinct buckets its real entries fill in the prefix's sparsest table. "
+        "PDQ hashes (pictures, banked crops, protected sources' whole pictures) and vPDQ frames "
+        "go in the index's batches; a video publishes one entry per bucket (a frame's key is "
+        "left out where an earlier frame of the video has it), since several new entries in "
+        "one bucket would single a video out among uniform decoys (recall: "
+        "bench/results/video.md). Tiles go in batches of their own, every cell padded (table "
+        "above). Learned codes join harder than PDQ (table above). A withdrawn, expired or "
+        "deleted item publishes nothing, batched or not: its entries stay, answered as decoys, "
+        "and a successor key carries it from its tombstone. Not covered: a node without "
+        "batching (its fresh additions, first table), an item deleted outright (no tombstone) "
+        "across a rotation, and a distinguisher between real and uniform buckets (not "
+        "measured).",
+    ]
     g = r["grouped_deltas"]
     lines += [
         "",

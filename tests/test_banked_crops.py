@@ -210,6 +210,13 @@ async def test_a_corner_cropped_copy_matches_the_item_through_a_banked_crop(
     assert case["item"] == fed.item_ref.hex()  # the picture's item: one case, its reference
     assert case["release"]["banked_crop"].startswith("crop/")
 
+    head = (await holder.node.feeds.read("index", 0, 1000))[-1].seq
     await holder.banks.withdraw(fed.item_ref, reason="withdrawn")
     result = await holder.node.publisher.reconcile()
-    assert result == {"added": 0, "removed": 1 + len(crops)}  # the picture's hash and its crops
+    # nothing is published (spec 8.7: a removal would hand out the picture's and its crops'
+    # buckets); their entries stay, and neither the picture nor a crop is answered for
+    assert result == {"added": 0, "removed": 0}
+    assert await holder.node.feeds.read("index", head, 1000) == []
+    refs = [r for r in await holder.node.publisher.store.refs(holder.node.keys.voprf_key_id)]
+    assert len(refs) == 1 + len(crops)
+    assert await holder.node.responder.holder_items(refs) == dict.fromkeys(refs)

@@ -89,10 +89,22 @@ async def test_source_tiles_are_published_and_withdrawn_with_the_source(fed) -> 
     assert len(tiles) > 2 * PDQ_TILES_1.min_regions  # a textured photo: many quality tiles
     published = await hub.node.db.fetch_value("SELECT COUNT(*) FROM index_publications")
     assert published == 1 + len(tiles)
+    head = (await hub.node.feeds.read("index", 0, 1000))[-1].seq
     await hub.banks.withdraw(fed.source_ref, reason="survivor withdrew")
     result = await hub.node.publisher.reconcile()
-    assert result == {"added": 0, "removed": 1 + len(tiles)}
-    assert await hub.node.db.fetch_value("SELECT COUNT(*) FROM index_publications") == 0
+    # a withdrawal publishes nothing (spec 8.7): removing the source's and its tiles' entries
+    # would hand out their buckets, i.e. their hashes; they stay, answered as decoys
+    assert result == {"added": 0, "removed": 0}
+    assert await hub.node.feeds.read("index", head, 1000) == []
+    assert await hub.node.db.fetch_value("SELECT COUNT(*) FROM index_publications") == published
+    rows = await hub.node.db.fetch_all(
+        "SELECT t.item_ref FROM source_tiles t JOIN bank_items i ON i.id = t.source_id"
+        " WHERE i.item_ref = ?",
+        fed.source_ref,
+    )
+    refs = [fed.source_ref, *(bytes(r["item_ref"]) for r in rows)]
+    assert len(refs) == published
+    assert await hub.node.responder.holder_items(refs) == dict.fromkeys(refs)  # none answered
 
 
 async def test_derivative_copy_and_generator_provenance_end_to_end(fed, pictures) -> None:

@@ -184,7 +184,14 @@ async def test_submit_then_withdraw(client, hub) -> None:
     assert (await r.json())["withdrawn"] == 2
     for ref in refs:
         assert (await node.banks.get_item(ref)).withdrawn_at is not None
-    assert await node.node.db.fetch_value("SELECT COUNT(*) FROM index_publications") == 0
+    # answered for by nobody at once; nothing published about it (spec 8.7: an index.remove
+    # of its entries would hand out its buckets, i.e. its hash): its entries stay, as decoys
+    answered = await node.node.responder.holder_items([bytes.fromhex(r) for r in refs])
+    assert set(answered.values()) == {None}
+    await asyncio.sleep(0.2)  # the withdrawal's reconciliation, had it published anything
+    assert await node.node.db.fetch_value("SELECT COUNT(*) FROM index_publications") == 2
+    feed = await node.node.feeds.read("index", 0, 1000)
+    assert {e.kind for e in feed} == {"index.add"}
 
     # Submitting a withdrawn hash again, or one the bank already holds, gives a receipt of the
     # same shape that names nothing: the response never says what the hub holds.

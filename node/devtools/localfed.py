@@ -38,6 +38,7 @@ class NodeSpec:
     voprf_key_cap: int | None = None  # default: the spec's cap (8.2)
     index_batch_s: int = 0  # batched, padded publication (8.6): off in a dev federation
     index_batch_padding: int = 0
+    index_tile_batch_s: int | None = None  # None: as index_batch_s
 
 
 @dataclass
@@ -184,6 +185,9 @@ class LocalFederation:
         if spec.voprf_key_cap is not None:
             cfg.voprf_key_cap = spec.voprf_key_cap
         cfg.index_batch_s, cfg.index_batch_padding = spec.index_batch_s, spec.index_batch_padding
+        cfg.index_tile_batch_s = (
+            spec.index_batch_s if spec.index_tile_batch_s is None else spec.index_tile_batch_s
+        )
         db = await open_database(cfg.database_url, migrate_now=self.clock.now())
         node = Node(cfg, keys, db, self.roster, clock=self.clock)
         banks = BankService(db, self.clock, feed=None)  # the node publishes its own index feed

@@ -24,7 +24,7 @@ from blindmatch.node.federation import index_build
 from blindmatch.node.federation.key_ring import VoprfKeyRing
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.signals.base import Publishable
-from blindmatch.node.storage import Database, FeedLog
+from blindmatch.node.storage import Database, FeedLog, NodeState
 from blindmatch.node.storage.published_index import PublishedIndexStore
 from blindmatch.node.translog import hooks as translog_hooks
 from blindmatch.node.translog.log import TransparencyLog
@@ -37,6 +37,17 @@ log = logging.getLogger("blindmatch.node")
 
 INDEX_FEED = "index"
 PUBLISH_LOCK = "blindmatch:publish-index"
+# Batch classes (spec 8.7): every signal's additions go out in the index's batches, except a
+# signal of many key prefixes (tiles: one per cell), padded per prefix and so batched apart on
+# a longer interval.
+INDEX_CLASS = "index"
+TILE_CLASS = "tiles"
+
+
+def _batch_marker(batch_class: str) -> str:
+    """The node_state key of when the last batch of a class went out (under the key then
+    current: a promoted successor keeps the rhythm)."""
+    return f"index-batch/{batch_class}"
 
 
 DECOY_LABEL = "decoy/"  # the scheme column of a decoy's publication rows
@@ -99,6 +110,7 @@ class IndexPublisher:
         roles: frozenset[str] | tuple[str, ...],
         batch_s: int = 0,
         padding: int = 0,
+        tile_batch_s: int | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -113,6 +125,8 @@ class IndexPublisher:
         # batched, padded publication (spec 8.6): 0 publishes every round, unpadded
         self.batch_s = batch_s
         self.padding = padding
+        # tiles (41 key prefixes, each padded) on their own, longer interval (8.7)
+        self.tile_batch_s = batch_s if tile_batch_s is None else tile_batch_s
         # the index_entries the roster declares for us (10.1): decoys count (8.7)
         self.declared_entries: Callable[[], int] | None = None
 
@@ -142,21 +156,16 @@ class IndexPublisher:
 
     async def _reconcile(self, now: int) -> dict[str, int]:
         removed = await self._withdraw_stale_keys(now)
-        result = {"added": 0, "removed": removed}
-        if self.batch_s:
-            current_id = self.ring.keys.voprf_key_id
-            due = await self._batch_due(current_id, now)
-            result["decoys"] = 0
-            for key in self.ring.publishing():  # the current key first, then a successor
-                done = await self._publish_batch(key, now, due and key is self.ring.current)
-                result = {k: result[k] + done.get(k, 0) for k in result}
-            if result["decoys"]:
-                self.metrics.inc("index_decoys_published_total", result["decoys"])
-            result.pop("decoys")
-        else:
-            for key in self.ring.publishing():
-                done = await self._reconcile_key(key, now)
-                result = {k: result[k] + done[k] for k in result}
+        result = {"added": 0, "removed": removed, "decoys": 0}
+        due = await self._due_classes(self.ring.keys.voprf_key_id, now)
+        for key in self.ring.publishing():  # the current key first, then a successor
+            done = await self._publish_batch(
+                key, now, due if key is self.ring.current else frozenset()
+            )
+            result = {k: result[k] + done.get(k, 0) for k in result}
+        if result["decoys"]:
+            self.metrics.inc("index_decoys_published_total", result["decoys"])
+        result.pop("decoys")
         if result["added"] or result["removed"]:
             self.metrics.inc("index_items_published_total", result["added"])
             self.metrics.inc("index_items_removed_total", result["removed"])
@@ -193,56 +202,49 @@ class IndexPublisher:
             await self.store.forget(to_remove, key_id)
         return len(to_remove)
 
-    async def _reconcile_key(self, key: oprf.ServerKey, now: int) -> dict[str, int]:
-        key_id = voprf_key_id(key.pk)
-        active: dict[bytes, list[bytes]] = {}
-        for adapter in self.publishing_adapters():
-            for p in await adapter.unpublished(self.db, now, key_id):
-                active[p.item_ref] = p.keys
-        live_checks = [
-            (check, a.live_ref_params(now))
-            for a in signals.ADAPTERS
-            if (check := a.live_ref_sql()) is not None
-        ]
-        published = await self.store.no_longer_live(live_checks, key_id)
-        to_add = list(active)
-        removed = await self._remove(list(published), published, key_id, now)
-        if not to_add:
-            return {"added": 0, "removed": removed}
-        # The whole round's additions go out together, sorted and cut into deltas (as a
-        # removal, :meth:`_remove`): deltas of whole items would each isolate a joinable set
-        # of ~1,666 items, even out of a million-item first publication (spec 8.6).
-        packed = await index_build.build_entries(key, [(r, active[r]) for r in to_add])
-        per_item = dict(zip(to_add, packed, strict=True))
-        async with self.db.transaction():
-            for chunk in index.batch_chunks_packed(b"".join(packed)):
-                await self._append_delta("index.add", [_chunk_id(chunk)], [chunk], key_id, now)
-            await self.store.record(per_item, self.scheme.name, key_id, now)
-        return {"added": len(to_add), "removed": removed}
-
     # --- batched, padded publication (spec 8.6) ----------------------------------------------
 
-    async def _batch_due(self, current_id: bytes, now: int) -> bool:
-        """A batch goes out when the index feed's last addition is ``batch_s`` old, or when
-        nothing is published under the current key yet (a first publication: the bulk). (A
-        successor's catch-up counts as an addition: it delays the next batch, never hastens
-        it.) Both reads are cheap: this runs every sync round."""
-        if not await self.store.any_published(current_id):
-            return True
-        last = await self.feeds.last_created(INDEX_FEED, "index.add")
-        return last is None or now - last >= self.batch_s
+    def _interval(self, batch_class: str) -> int:
+        return self.tile_batch_s if batch_class == TILE_CLASS else self.batch_s
 
-    async def _publish_batch(self, key: oprf.ServerKey, now: int, fresh: bool) -> dict[str, int]:
-        """One round under ``key`` with batching on.
+    async def _due_classes(self, current_id: bytes, now: int) -> frozenset[str]:
+        """The batch classes (8.7: the index's own, and tiles on a longer interval) whose batch
+        is due under the current key: all of them without batching (each addition at once) or
+        when nothing is published under it yet (a first publication: the bulk); else those
+        whose last batch under it is their interval old. Cheap reads: this runs every round."""
+        classes = {a.batch_class for a in self.publishing_adapters()}
+        if not self.batch_s or not await self.store.any_published(current_id):
+            return frozenset(classes)
+        due = set()
+        for c in classes:
+            last = await self._last_batch(c)
+            if last is None or now - last >= self._interval(c):
+                due.add(c)
+        return frozenset(due)
 
-        ``fresh`` (the current key, a batch due): every live item not yet published, padded per
-        table with new decoys to ``padding`` entries. Otherwise (a successor, or the current
-        key between batches) only what the current key already shows and this key does not
-        yet: its items and its decoys, the very same buckets, so two keys' indexes never differ
-        by anything but what is already public (their intersection would otherwise show which
-        entries of a batch are real). Nothing is removed: a withdrawn or expired item stops
-        being answered at once, and its entries stay in the index as decoys (publishing them
-        would hand out its 24 buckets: its hash), until the key is retired.
+    async def _last_batch(self, batch_class: str) -> int | None:
+        marked = await NodeState(self.db).get(_batch_marker(batch_class))
+        if marked is not None:
+            return int(marked)
+        if batch_class == INDEX_CLASS:  # a node whose batches predate the marker
+            return await self.feeds.last_created(INDEX_FEED, "index.add")
+        return None
+
+    async def _publish_batch(
+        self, key: oprf.ServerKey, now: int, fresh: frozenset[str]
+    ) -> dict[str, int]:
+        """One round under ``key``.
+
+        ``fresh`` (the current key): the batch classes due (8.7; all of them, every round,
+        without batching). Every live item of those classes not yet published goes out, padded
+        in every table of every key prefix and policy with new decoys to ``padding`` entries.
+        Under a successor (``fresh`` empty) only what the current key already shows and this
+        key does not yet goes out: its items and its decoys, the very same buckets, so two
+        keys' indexes never differ by anything but what is already public (their intersection
+        would otherwise show which entries of a batch are real). Nothing is removed, in any
+        mode: a withdrawn or expired item stops being answered at once, and its entries stay in
+        the index as decoys (removing them would hand out its 24 buckets: its hash), until the
+        key is retired.
         """
         key_id = voprf_key_id(key.pk)
         current_id = self.ring.keys.voprf_key_id
@@ -253,8 +255,14 @@ class IndexPublisher:
         # threshold, 8.7), or a decoy's label
         labels: dict[bytes, str] = {}
         found: list[Publishable] = []
+        classes: set[str] = set()  # the classes this batch publishes
         for adapter in self.publishing_adapters():
-            found += await adapter.unpublished(self.db, now, key_id)
+            if fresh and adapter.batch_class not in fresh:
+                continue  # its batch is not due yet
+            more = await adapter.unpublished(self.db, now, key_id)
+            if more:
+                classes.add(adapter.batch_class)
+            found += more
         decoys: dict[bytes, tuple[str, list[bytes]]] = {}
         if fresh:
             for p in found:
@@ -292,6 +300,9 @@ class IndexPublisher:
                 by_label.setdefault(labels.get(r, self.scheme.name), {})[r] = per_item[r]
             for label, rows in by_label.items():
                 await self.store.record(rows, label, key_id, now)
+            if fresh:
+                for c in classes:  # when each class's batch went out (8.7)
+                    await NodeState(self.db).set(_batch_marker(c), str(now).encode(), now)
         log.info(
             "index batch under key %s: %d items, %d decoys, %d deltas",
             key_id.hex(), len(active), len(decoys), len(chunks),
@@ -317,27 +328,33 @@ class IndexPublisher:
 
     def _new_decoys(self, found: list[Publishable]) -> dict[bytes, tuple[str, list[bytes]]]:
         """Decoys that pad a batch of these items to ``padding`` entries in every table of
-        every signal and every policy (bank threshold) the batch publishes: a signal's tables
-        each get one decoy entry per decoy, as an item's do, and a decoy is answered with its
-        policy's bands (8.7), so entries that answer alike number at least ``padding``."""
+        every key prefix and every policy (bank threshold) the batch publishes (8.7).
+
+        Counted in entries per table, not items: a tiled source is many items under 41
+        prefixes (one per cell), a video many frames under one, and the frames of one video
+        often share a bucket. What an enumerator joins is each table's set of buckets, so a
+        table counts its distinct buckets (an entry sharing a bucket with another of the batch
+        adds none), and a prefix gets ``padding`` minus the count of its sparsest table. A
+        decoy is one entry in every table of its prefix, answered with its policy's bands."""
         if not self.padding or not found:
             return {}
-        groups: dict[tuple[bytes, int], tuple[int, set[int], int]] = {}
+        # (prefix, threshold) -> table -> the batch's distinct bucket keys in it
+        groups: dict[tuple[bytes, int], dict[int, set[bytes]]] = {}
+        suffixes: dict[bytes, int] = {}
         for p in found:
-            seen: set[bytes] = set()
             for k in p.keys:
                 prefix = index.key_prefix(k)
-                g = (prefix, p.threshold)
-                n, tables, suffix = groups.get(g, (0, set(), len(k) - len(prefix) - 2))
-                tables.add(int.from_bytes(k[len(prefix) : len(prefix) + 2], "big"))
-                groups[g] = (n + (prefix not in seen), tables, suffix)
-                seen.add(prefix)
+                table = int.from_bytes(k[len(prefix) : len(prefix) + 2], "big")
+                groups.setdefault((prefix, p.threshold), {}).setdefault(table, set()).add(k)
+                suffixes[prefix] = len(k) - len(prefix) - 2
         out: dict[bytes, tuple[str, list[bytes]]] = {}
         k_bits = self.scheme.bits_per_table
-        for (prefix, threshold), (n, tables, suffix) in groups.items():
+        for (prefix, threshold), tables in groups.items():
+            suffix = suffixes[prefix]
             bits = k_bits if suffix == (k_bits + 7) // 8 else 8 * suffix
             label = _decoy_label(prefix, sorted(tables), bits, threshold)
-            for _ in range(index.decoys_needed(n, self.padding)):
+            sparsest = min(len(keys) for keys in tables.values())
+            for _ in range(index.decoys_needed(sparsest, self.padding)):
                 ref = os.urandom(index.ITEM_REF_BYTES)
                 out[ref] = (label, _decoy_keys_of(ref, label))
         return out

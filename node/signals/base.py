@@ -79,6 +79,9 @@ class SignalAdapter:
     # The node publishes this type only if its own roles include this one (None: always).
     published_by_role: ClassVar[str | None] = None
     published_from: ClassVar[str | None] = None
+    # Which batches its additions go out in (spec 8.7): the index's ("index"), or "tiles",
+    # for a type of many key prefixes (each padded apart), on ``index_tile_batch_days``.
+    batch_class: ClassVar[str] = "index"
     published_ref: ClassVar[str] = "i.item_ref"
     published_hash: ClassVar[str] = "i.hash"
     # The tables this type keeps beside bank_items, as migrations of the node's one schema

@@ -26,12 +26,12 @@ class TilesAdapter(SignalAdapter):
     asked_of_role = "hub"
     published_by_role = "hub"
     _source_signal = signal_types.PDQ.name  # a tile lives while its source pdq item does
+    # 41 key prefixes (one per cell), each padded to the padding: batched apart, less often
+    batch_class = "tiles"
 
     async def unpublished(self, db: Database, now: int, key_id: bytes) -> list[Publishable]:
         rows = await db.fetch_all(
-            "SELECT t.item_ref, t.hash, t.cell, s.scheme, b.distance_threshold AS thr"
-            + _FROM
-            + " AND NOT EXISTS"
+            "SELECT t.item_ref, t.hash, t.cell, s.scheme" + _FROM + " AND NOT EXISTS"
             " (SELECT 1 FROM index_publications p WHERE p.item_ref = t.item_ref"
             " AND p.key_id = ?)",
             self._source_signal,
@@ -44,7 +44,9 @@ class TilesAdapter(SignalAdapter):
             if scheme is not None:
                 cell = derivative.Cell.parse(r["cell"])
                 keys = scheme.index_keys(cell, bytes(r["hash"]))
-                out.append(Publishable(bytes(r["item_ref"]), keys, int(r["thr"])))
+                # answered with the tile scheme's threshold, not the bank's (holder_item), so
+                # its decoys are too (8.7)
+                out.append(Publishable(bytes(r["item_ref"]), keys, scheme.threshold))
         return out
 
     async def ballast(self, db: Database, refs: Sequence[bytes]) -> list[Publishable]:

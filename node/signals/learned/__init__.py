@@ -95,7 +95,10 @@ class LearnedAdapter(SignalAdapter):
         )
         return [
             Publishable(
-                bytes(r["item_ref"]), learned.index_keys(bytes(r["hash"]), bytes(r["model"]))
+                bytes(r["item_ref"]),
+                learned.index_keys(bytes(r["hash"]), bytes(r["model"])),
+                # answered with the code's own threshold (holder_item), so its decoys are too
+                self.entry.distance_threshold,
             )
             for r in rows
         ]

@@ -18,6 +18,7 @@ from blindmatch.node.cases.matches import PeerMatch, ReviewMatch
 from blindmatch.node.signals.base import (
     PUBLISHED_ITEM,
     DemoMedia,
+    Publishable,
     SignalAdapter,
     SignalValueError,
     bands,
@@ -54,6 +55,38 @@ class VpdqAdapter(SignalAdapter):
 
     def index_keys(self, hash_value: bytes) -> list[bytes]:
         return video.index_keys(hash_value)
+
+    # A video publishes one entry per bucket: a frame's key is left out where an earlier frame
+    # of the same video has that bucket (signals-and-lsh.md 7, protocol.md 8.7), under every
+    # key alike (a successor re-derives the same from the frame list).
+
+    async def unpublished(self, db: Database, now: int, key_id: bytes) -> list[Publishable]:
+        return await self._per_video(db, await super().unpublished(db, now, key_id))
+
+    async def ballast(self, db: Database, refs: Sequence[bytes]) -> list[Publishable]:
+        return await self._per_video(db, await super().ballast(db, refs))
+
+    async def _per_video(self, db: Database, frames: list[Publishable]) -> list[Publishable]:
+        keys: dict[bytes, list[bytes]] = {}
+        refs = [p.item_ref for p in frames]
+        for start in range(0, len(refs), 500):
+            part = refs[start : start + 500]
+            rows = await db.fetch_all(
+                "SELECT g.item_id, g.item_ref, g.hash FROM video_frames g"
+                " WHERE g.item_ref IS NOT NULL AND g.item_id IN (SELECT f.item_id"
+                " FROM video_frames f WHERE f.item_ref IN (" + ", ".join("?" * len(part)) + "))"
+                " ORDER BY g.item_id, g.position",
+                *part,
+            )  # fmt: skip
+            videos: dict[int, list[tuple[bytes, bytes]]] = {}
+            for r in rows:
+                videos.setdefault(int(r["item_id"]), []).append(
+                    (bytes(r["item_ref"]), bytes(r["hash"]))
+                )
+            for video_frames in videos.values():
+                published = video.video_index_keys([h for _, h in video_frames])
+                keys.update(zip([ref for ref, _ in video_frames], published, strict=True))
+        return [Publishable(p.item_ref, keys[p.item_ref], p.threshold) for p in frames]
 
     async def holder_item(
         self, db: Database, ref: bytes, now: int, release_bands: Sequence[int]

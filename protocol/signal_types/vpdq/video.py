@@ -112,6 +112,21 @@ def index_keys(frame_hash: bytes) -> list[bytes]:
     return PDQ_LSH_1.index_keys(frame_hash, signal=BUCKET_SIGNAL)
 
 
+def video_index_keys(frame_hashes: Sequence[bytes]) -> list[list[bytes]]:
+    """The bucket keys a holder publishes for each indexed frame of one video, in order: a
+    frame's key is left out where an earlier frame of the same video has the very same bucket
+    (signals-and-lsh.md 7). Near-identical frames share buckets, and several new entries in one
+    bucket, which random decoys almost never show, would pick the video out of its batch
+    (protocol.md 8.7); one entry per bucket per video hides it among them."""
+    seen: set[bytes] = set()
+    out = []
+    for h in frame_hashes:
+        keys = index_keys(h)
+        out.append([k for k in keys if k not in seen])
+        seen.update(keys)
+    return out
+
+
 def probe_keys(query: QueryHash, budget: int | None = None) -> list[bytes]:
     return PDQ_LSH_1.probe_keys(query.hash, query.float_vector, budget, signal=BUCKET_SIGNAL)
 
