@@ -532,7 +532,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
         (1.0, 65_536),
     ):
         rb = extraction.Hub().additions_per_day * interval
-        mb = max(rb, float(padding))
+        mb = rb + float(padding)  # the padding added to every batch (spec 8.7)
         for n in (1, 100):
             base = priced(scheme, mb, rb, rb, interval, n)
             g = prior_gain(mb, rb)["best"]["gain"] if padding == 65_536 or not quick else 1.0
