@@ -36,7 +36,7 @@ from .network import Network
 from .scenario import Scenario
 
 CHECKPOINT = "checkpoint.pkl"
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
 PARALLEL_INDEX_ITEMS = 20_000  # exact mode: build indexes in worker processes from this size
 
 
@@ -59,6 +59,10 @@ class MatchState:
     match: list[np.ndarray] = field(default_factory=list)
     events: int = 0
     exchanges: int = 0
+    answers: int = 0  # full threshold answers (7.4)
+    same_answers: int = 0  # candidates answered ``same``: a confirmed item's other hits (8.5)
+    threshold_round_trips: int = 0  # threshold.query rounds, over all exchanges
+    answers_on_matches: int = 0  # full answers about the pairs that matched
     bytes_sent: np.ndarray = field(default_factory=_no_nodes)  # per node
     bytes_received: np.ndarray = field(default_factory=_no_nodes)
     cpu_s: np.ndarray = field(default_factory=_no_nodes)  # per node, modelled charges
@@ -66,6 +70,9 @@ class MatchState:
     cpu_measured: dict[str, float] = field(default_factory=dict)  # exact mode, process time
     exact_candidates: int = 0
     exact_matches: int = 0
+    exact_answers: int = 0  # exact mode: full answers the real code gave
+    exact_same_answers: int = 0
+    exact_answers_modelled: int = 0  # the modelled count over the same windows
     exact_disagreements: list[dict[str, int]] = field(default_factory=list)
     probes_received: np.ndarray = field(
         default_factory=_no_nodes
@@ -163,9 +170,10 @@ def run_window(ctx: Context, state: MatchState, w_index: int, lo: int, hi: int, 
     rng = np.random.default_rng([s.seed, 1, int(window_id)])
     ups = np.arange(lo, hi)
     t_flush = (window_id + 1) * s.workload.query_batch_s
+    answers_at_start = state.answers
     owner, table, key = exchange.fast_probes(scheme, work.up_hash[ups], work.up_float[ups])
     probes_per_upload = np.bincount(owner, minlength=len(ups))
-    pair_row, pair_item, pair_tables = ctx.index.join(owner, table, key)
+    pair_row, pair_item, pair_tables, pair_first = ctx.index.join_ranked(owner, table, key)
     pair_up = ups[pair_row]
 
     # --- one exchange per (querier, holder): evaluate round trip
@@ -220,20 +228,28 @@ def run_window(ctx: Context, state: MatchState, w_index: int, lo: int, hi: int, 
         ok, lookup[pslot], np.inf
     )
     pair_up, pair_item, pair_tables, pslot = pair_up[ok], pair_item[ok], pair_tables[ok], pslot[ok]
+    pair_first = pair_first[ok]
 
-    # --- threshold round trips, one per (querier, holder) that has candidates. Each table
-    # that hit a pair is its own candidate with its own full answer (7.3, 7.4, 8.5: hits do
-    # not link), so a true match costs one answer per table hit, not one per item.
+    # --- threshold queries (7.3, 7.4, 8.5, 10.5). Each table that hit a pair is its own
+    # candidate (hits do not link), so asked all at once, a true match costs one full answer
+    # per table hit. In rounds (the node's way, ``PeerExchange.next_threshold_requests``), each
+    # query hash's best candidate (its first probe's hit) is asked first; the rest follow in
+    # one more round that names the query by digest and shows the token of the item the first
+    # answer confirmed, whose other candidates are answered ``same``.
+    rounds = s.threshold_flow == "rounds"
+    full_bytes = exchange.answer_bytes(len(s.policy.bands), s.threshold)
     with_c, inverse = np.unique(pslot, return_inverse=True)
-    n_items = np.bincount(
-        inverse, weights=np.bitwise_count(pair_tables), minlength=len(with_c)
-    ).astype(np.int64)
-    qh_hash = (
-        np.unique(np.stack([pslot, pair_up], axis=1), axis=0)
-        if len(pslot)
-        else np.zeros((0, 2), np.int64)
-    )
-    n_qhash = np.bincount(np.searchsorted(with_c, qh_hash[:, 0]), minlength=len(with_c))
+    refs = np.bitwise_count(pair_tables).astype(np.int64)  # candidates per pair
+    n_items = np.bincount(inverse, weights=refs, minlength=len(with_c)).astype(np.int64)
+    # query hashes per exchange, each one's pairs best candidate first
+    order = np.lexsort((pair_item, pair_first, pair_up, pslot))
+    head = np.ones(len(order), dtype=bool)
+    head[1:] = (pslot[order][1:] != pslot[order][:-1]) | (pair_up[order][1:] != pair_up[order][:-1])
+    group = np.empty(len(order), dtype=np.int64)
+    group[order] = np.cumsum(head) - 1
+    first_pair = order[head]  # per query hash (and exchange): the pair its best candidate names
+    group_c = inverse[first_pair]  # the exchange of each query hash, as an index into with_c
+    n_qhash = np.bincount(group_c, minlength=len(with_c)).astype(np.int64)
     cq, ch = q_of[with_c], h_of[with_c]
     new_uploads = [u for u in np.unique(pair_up).tolist() if u not in state.encrypted]
     state.encrypted.update(new_uploads)
@@ -245,36 +261,94 @@ def run_window(ctx: Context, state: MatchState, w_index: int, lo: int, hi: int, 
             np.ones(len(new_uploads)),
             costs["encrypt"],
         )
-    t_q = lookup[with_c] + n_qhash * costs["encrypt"]
-    q_size = (
-        exchange.ENVELOPE_OVERHEAD
-        + n_qhash * (exchange.QUERY_BYTES + 8)
-        + exchange.CANDIDATE * n_items
-    )
-    a_size = exchange.ENVELOPE_OVERHEAD + n_items * exchange.answer_bytes(
-        len(s.policy.bands), s.threshold
-    )
-    arrive, tx3 = net.deliver(rng, cq, ch, t_q, q_size)
-    answered = arrive + n_qhash * (costs["verify"] + costs["sums"]) + n_items * costs["answer"]
-    back, tx4 = net.deliver(rng, ch, cq, answered, a_size)
-    decided = back + n_items * costs["decide"]
-    state.events += int(tx3.sum() + tx4.sum())
-    np.add.at(state.bytes_sent, cq, q_size * tx3)
-    np.add.at(state.bytes_received, ch, q_size)
-    np.add.at(state.bytes_sent, ch, a_size * tx4)
-    np.add.at(state.bytes_received, cq, a_size)
-    _charge(state, ch, "verify", n_qhash, costs["verify"])
-    # the per-query sums are built when the first candidate is answered (answer_threshold)
-    _charge(state, ch, "answer", n_qhash, costs["sums"])
-    _charge(state, ch, "answer", n_items, costs["answer"])
-    _charge(state, cq, "decide", n_items, costs["decide"])
-
-    t_answer = answered[inverse]
-    t_decided = decided[inverse]
-    active = (work.item_added[pair_item] <= t_answer) & (t_answer < work.item_removed[pair_item])
     d = exchange.distances(work.up_hash[pair_up], work.item_hash[pair_item])
+
+    def round_trip(
+        sel: np.ndarray,
+        t_send: np.ndarray,
+        q_size: np.ndarray,
+        holder_cpu: np.ndarray,
+        full: np.ndarray,
+        same: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One threshold round for the exchanges ``with_c[sel]``: (answered, decided) times."""
+        a_size = exchange.ENVELOPE_OVERHEAD + full * full_bytes + same * exchange.SAME_ANSWER
+        arrive, tx3 = net.deliver(rng, cq[sel], ch[sel], t_send, q_size)
+        answered = arrive + holder_cpu + full * costs["answer"] + same * costs["same"]
+        back, tx4 = net.deliver(rng, ch[sel], cq[sel], answered, a_size)
+        state.events += int(tx3.sum() + tx4.sum())
+        state.threshold_round_trips += int(sel.sum())
+        np.add.at(state.bytes_sent, cq[sel], q_size * tx3)
+        np.add.at(state.bytes_received, ch[sel], q_size)
+        np.add.at(state.bytes_sent, ch[sel], a_size * tx4)
+        np.add.at(state.bytes_received, cq[sel], a_size)
+        _charge(state, ch[sel], "answer", full, costs["answer"])
+        _charge(state, ch[sel], "answer", same, costs["same"])
+        _charge(state, cq[sel], "decide", full, costs["decide"])
+        state.answers += int(full.sum())
+        state.same_answers += int(same.sum())
+        return answered, back + full * costs["decide"]
+
+    # the holder verifies each query hash once and keeps it (7.3); its per-query sums are
+    # built at its first answer (answer_threshold) and kept with it
+    _charge(state, ch, "verify", n_qhash, costs["verify"])
+    _charge(state, ch, "answer", n_qhash, costs["sums"])
+    everyone = np.ones(len(with_c), dtype=bool)
+    t_q = lookup[with_c] + n_qhash * costs["encrypt"]
+    per_query = n_qhash * (costs["verify"] + costs["sums"])
+    answered_2 = np.full(len(with_c), np.nan)
+    decided_2 = np.full(len(with_c), np.nan)
+    pair_full = refs.copy()  # full answers about each pair
+    if not rounds:
+        q_size = (
+            exchange.ENVELOPE_OVERHEAD
+            + n_qhash * (exchange.QUERY_BYTES + 8)
+            + exchange.CANDIDATE * n_items
+        )
+        answered_1, decided_1 = round_trip(everyone, t_q, q_size, per_query, n_items, 0 * n_items)
+        t_answer = answered_1[inverse]
+        t_decided = decided_1[inverse]
+    else:
+        q_size = exchange.ENVELOPE_OVERHEAD + n_qhash * (
+            exchange.QUERY_BYTES + 8 + exchange.CANDIDATE
+        )
+        answered_1, decided_1 = round_trip(everyone, t_q, q_size, per_query, n_qhash, 0 * n_qhash)
+        # what each query hash's first answer confirmed (a match: its token is shown next)
+        t1 = answered_1[group_c]
+        fi = pair_item[first_pair]
+        confirmed = (
+            (work.item_added[fi] <= t1)
+            & (t1 < work.item_removed[fi])
+            & (d[first_pair] <= s.threshold)
+        )
+        rest = np.bincount(group, weights=refs, minlength=len(first_pair)).astype(np.int64) - 1
+        same_q = np.where(confirmed & (rest > 0), refs[first_pair] - 1, 0)
+        nc = len(with_c)
+        q2 = np.bincount(group_c, weights=(rest > 0).astype(float), minlength=nc).astype(np.int64)
+        items2 = np.bincount(group_c, weights=rest, minlength=nc).astype(np.int64)
+        same2 = np.bincount(group_c, weights=same_q, minlength=nc).astype(np.int64)
+        tokens2 = np.bincount(group_c, weights=(confirmed & (rest > 0)).astype(float), minlength=nc)
+        sel = q2 > 0
+        q_size2 = (
+            exchange.ENVELOPE_OVERHEAD
+            + q2[sel] * (exchange.QUERY_REF + 8)
+            + exchange.CANDIDATE * items2[sel]
+            + exchange.TOKEN * tokens2[sel].astype(np.int64)
+        )
+        a2, d2 = round_trip(
+            sel, decided_1[sel], q_size2, 0.0 * q2[sel], items2[sel] - same2[sel], same2[sel]
+        )
+        answered_2[sel], decided_2[sel] = a2, d2
+        pair_full[first_pair[confirmed]] = 1  # its other candidates: ``same``
+        is_first = np.zeros(len(pair_up), dtype=bool)
+        is_first[first_pair] = True
+        t_answer = np.where(is_first, answered_1[inverse], answered_2[inverse])
+        t_decided = np.where(is_first, decided_1[inverse], decided_2[inverse])
+
+    active = (work.item_added[pair_item] <= t_answer) & (t_answer < work.item_removed[pair_item])
     band = np.where(active, exchange.band_of(d, s.policy.bands), -1)
     matched = band >= 0
+    state.answers_on_matches += int(pair_full[matched].sum())
     state.cand.append(
         np.stack([pair_up, pair_item, pair_tables, np.round(t_answer * 1000).astype(np.int64)], 1)
     )
@@ -291,8 +365,10 @@ def run_window(ctx: Context, state: MatchState, w_index: int, lo: int, hi: int, 
     )
 
     if ctx.exact is not None:
-        answer_time = lookup.copy()
-        answer_time[with_c] = answered
+        answer_time = np.stack([lookup, lookup], axis=1)
+        answer_time[with_c, 0] = answered_1
+        answer_time[with_c, 1] = np.where(np.isnan(answered_2), answered_1, answered_2)
+        state.exact_answers_modelled += state.answers - answers_at_start
         _exact_window(ctx, state, ups, q_of, h_of, lookup, answer_time, pair_up, pair_item, band)
 
 
@@ -323,13 +399,13 @@ def _exact_window(
         mine = ups[work.up_node[ups] == q]
         if h not in ctx.replicas:
             ctx.replicas[h] = ctx.exact[h].replica(scheme)
-        t_lookup, t_answer = float(lookup[k]), float(answer_time[k])
+        t_lookup, t_answer = float(lookup[k]), answer_time[k].tolist()
 
         def replicated(i: int, t: float = t_lookup) -> bool:
             return bool(work.item_added[i] + s.network.replication_s <= t)
 
-        def active(i: int, t: float = t_answer) -> bool:
-            return bool(work.item_added[i] <= t < work.item_removed[i])
+        def active(i: int, r: int, t: list[float] = t_answer) -> bool:
+            return bool(work.item_added[i] <= t[min(r, 1)] < work.item_removed[i])
 
         res = exchange.exact_exchange(
             scheme,
@@ -344,7 +420,10 @@ def _exact_window(
             bands=tuple(s.policy.bands),
             encryptions=ctx.encryptions,
             cpu=state.cpu_measured,
+            rounds=s.threshold_flow == "rounds",
         )
+        state.exact_answers += res.answers
+        state.exact_same_answers += res.same
         got_c.update(res.candidates)
         got_m.update(res.matches)
     want_c = set(zip(pair_up.tolist(), pair_item.tolist(), strict=True))

@@ -10,7 +10,10 @@ charged the CPU time measured by the crypto benchmark (``bench/results/crypto.js
 
 *Exact*: the real sans-I/O code of ``protocol/matching.py`` (``PeerExchange``,
 ``answer_evaluate``, ``verify_threshold_query``, ``answer_threshold``) with the real primitives,
-holders publishing real blinded indexes (``protocol/index.py``).
+holders publishing real blinded indexes (``protocol/index.py``), asking the threshold test the
+way the node does (``next_threshold_requests``: rounds with tokens, later rounds naming the
+query by digest, the holder keeping the queries it verified; protocol.md 7.3, 8.5, 10.5) or,
+for comparison, every candidate at once with the whole query.
 
 Both modes use the scheme's own probe derivation (``BitSamplingScheme.probes``), so they ask for
 the same buckets and make the same matches; ``tests/test_sim.py`` checks it.
@@ -26,10 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from blindmatch.crypto import oprf
+from blindmatch.crypto import oprf, release
 from blindmatch.crypto import threshold as th
 from blindmatch.protocol import matching
-from blindmatch.protocol.index import HolderReferences, ReplicaIndex, pack_entries
+from blindmatch.protocol.index import (
+    HolderReferences,
+    ReplicaIndex,
+    pack_entries,
+    reference_key,
+)
 from blindmatch.protocol.lsh import P_FLOOR, P_MAX, P_SCALE, X_SCALE, BitSamplingScheme, bit_costs
 
 CRYPTO_RESULTS = Path(__file__).resolve().parent.parent / "bench" / "results" / "crypto.json"
@@ -46,6 +54,7 @@ DEFAULT_COSTS = {
     "sums": 3.46e-02,  # holder, per query hash: per-query subset sums (built at first answer)
     "answer": 1.039e-02,  # holder, per candidate
     "decide": 2.08e-03,  # querier, per candidate
+    "same": 1.88e-05,  # holder, per candidate answered ``same`` (its item's release point)
 }
 
 _STEP_NAMES = {
@@ -90,6 +99,10 @@ def calibrated_costs(path: Path = CRYPTO_RESULTS) -> dict[str, float]:
     floor = data.get("floor_s", {})
     if "map" in floor and "var" in floor:
         costs["index_evaluate"] = float(floor["map"] + floor["var"] + floor.get("valid", 0.0))
+    # A candidate answered ``same`` (8.5) costs the holder its item's release point M = mu*G
+    # (one fixed-base multiplication) to recognise the token; the HMAC behind mu is not priced.
+    if "base" in floor:
+        costs["same"] = float(floor["base"])
     return costs
 
 
@@ -100,6 +113,9 @@ ELEMENT = 32
 QUERY_BYTES = 49_200
 CANDIDATE = 24  # a named candidate: tag || table reference (7.3, 8.5)
 SEALED = 272  # the sealed release of every answer (7.4, 8.5)
+QUERY_REF = 32  # a later round names the encrypted query by its SHA-256 (query_ref, 7.3)
+TOKEN = 16  # a confirmation token shown in ``confirmed`` (8.5)
+SAME_ANSWER = CANDIDATE + TOKEN + 12  # ``{item, same}`` in a msgpack map
 
 
 def response_bytes(bands: int, threshold: int) -> int:
@@ -172,7 +188,15 @@ class GlobalIndex:
         self, owner: np.ndarray, table: np.ndarray, key: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(owner, item, tables hit as a bit mask) for every (owner, item) pair sharing a bucket."""
-        pair_owner, pair_item, pair_table = [], [], []
+        o, i, mask, _ = self.join_ranked(owner, table, key)
+        return o, i, mask
+
+    def join_ranked(
+        self, owner: np.ndarray, table: np.ndarray, key: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`join` and, per pair, the position of the first probe that hit it (probes in
+        order: the pair whose first hit comes first is its owner's best candidate)."""
+        pair_owner, pair_item, pair_table, pair_probe = [], [], [], []
         for t in range(len(self.keys)):
             sel = table == t
             if not sel.any():
@@ -189,16 +213,20 @@ class GlobalIndex:
             pair_owner.append(rep_owner)
             pair_item.append(self.items[t][pos].astype(np.int64))
             pair_table.append(np.full(len(pos), t))
+            pair_probe.append(np.repeat(np.flatnonzero(sel), n))
         if not pair_owner:
             z = np.zeros(0, np.int64)
-            return z, z, z
+            return z, z, z, z
         o = np.concatenate(pair_owner)
         i = np.concatenate(pair_item)
         tables = np.concatenate(pair_table)
         pairs, inverse = np.unique(np.stack([o, i], axis=1), axis=0, return_inverse=True)
+        inverse = inverse.ravel()
         mask = np.zeros(len(pairs), dtype=np.int64)
-        np.bitwise_or.at(mask, inverse.ravel(), np.left_shift(1, tables).astype(np.int64))
-        return pairs[:, 0], pairs[:, 1], mask
+        np.bitwise_or.at(mask, inverse, np.left_shift(1, tables).astype(np.int64))
+        first = np.full(len(pairs), np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first, inverse, np.concatenate(pair_probe))
+        return pairs[:, 0], pairs[:, 1], mask, first
 
 
 def distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -227,6 +255,7 @@ class ExactHolder:
     key_id: bytes
     replica_entries: bytes  # packed index entries (what its index feed carries)
     refs: HolderReferences  # resolves the candidates queriers name (spec 8.5)
+    scalar_key: bytes  # its release scalars' key: a confirmed item's other candidates (8.5)
     cpu: dict[str, float] = field(default_factory=dict)
 
     @classmethod
@@ -238,7 +267,8 @@ class ExactHolder:
         entries = []
         for item, h in zip(items, hashes, strict=True):
             entries += refs.publish(item_ref(int(item)), scheme.index_keys(h.tobytes()))
-        holder = cls(key, key_id, pack_entries(entries), refs)
+        scalar_key = release.scalar_key(reference_key(key.sk))
+        holder = cls(key, key_id, pack_entries(entries), refs, scalar_key)
         holder.cpu["index_evaluate"] = time.process_time() - started
         return holder
 
@@ -252,6 +282,9 @@ class ExactHolder:
 class ExactResult:
     candidates: list[tuple[int, int]]  # (upload, item)
     matches: list[tuple[int, int, int]]  # (upload, item, band)
+    answers: int = 0  # full threshold answers the holder gave
+    same: int = 0  # candidates it answered ``same`` (a token shown, 8.5)
+    rounds: int = 0  # rounds of threshold queries
 
 
 def exact_exchange(
@@ -262,18 +295,23 @@ def exact_exchange(
     hashes: np.ndarray,
     floats: np.ndarray,
     replicated: Callable[[int], bool],
-    active: Callable[[int], bool],
+    active: Callable[[int, int], bool],
     item_hash: Callable[[int], bytes],
     bands: tuple[int, ...],
     encryptions: matching.EncryptionCache,
     cpu: dict[str, float],
+    rounds: bool = True,
 ) -> ExactResult:
     """One querier-holder exchange for a batch of uploads with the real protocol code.
 
     ``replicated(item)``: the item's index entries had reached the querier's replica when it
-    looked up; ``active(item)``: the holder still holds the item when it answers (a withdrawn
-    one is answered with a dummy, as ``answer_threshold`` does). A candidate is a bucket hit
-    (one per table that hit, 8.5); the result lists each (upload, item) pair once.
+    looked up; ``active(item, round)``: the holder still holds the item when it answers that
+    round (0, 1; a withdrawn one is answered as a decoy, as ``answer_threshold`` does). A
+    candidate is a bucket hit (one per table that hit, 8.5); the result lists each (upload,
+    item) pair once. ``rounds``: ask as the node does (``next_threshold_requests`` with its
+    first round of one candidate per query hash, tokens, ``query_ref``; the holder keeps the
+    queries it verified and answers with its release scalars' key); else every candidate at
+    once, each request carrying the whole query, answered without the key (an older holder).
     """
 
     def timed(step: str, fn: Callable, *args):
@@ -287,6 +325,8 @@ def exact_exchange(
         for i in range(len(uploads))
     ]
     ex = matching.PeerExchange("holder", holder.key.pk, scheme, queries)
+    ex.first_round = 1 if rounds else None
+    ex.refer_by_digest = rounds
     request = timed("blind", ex.evaluate_request)
     reply = timed("evaluate", matching.answer_evaluate, holder.key, holder.key_id, request)
     per_query = timed("finalize", ex.on_evaluated, reply, replica)
@@ -309,20 +349,34 @@ def exact_exchange(
     )
     for q in ex.candidates:  # made once per query hash (cached), reused for every holder
         timed("encrypt", encryptions.get, queries[q].hash)
-    items: dict[bytes, matching.HolderItem | None] = {}
-    for c, item in named.items():
-        items[c] = (
-            matching.HolderItem(item_ref(item), item_hash(item), bands, {})
-            if active(item)
+    result = ExactResult(candidates, [])
+    kept: dict[bytes, th.VerifiedQuery] = {}  # the holder's verified queries, by digest (7.3)
+    scalar_key = holder.scalar_key if rounds else None
+    while batch := ex.next_threshold_requests(encryptions):
+        items: dict[bytes, matching.HolderItem | None] = {
+            c: matching.HolderItem(item_ref(item), item_hash(item), bands, {})
+            if active(item, result.rounds)
             else None
-        )
-    matches = []
-    for request in ex.threshold_requests(encryptions):
-        verified = timed("verify", matching.verify_threshold_query, request)
-        answer = timed("answer", matching.answer_threshold, verified, items, request, bands)
-        for c in timed("decide", ex.on_answer, request, answer, encryptions):
-            matches.append((int(uploads[c.query_index]), int.from_bytes(c.item_ref, "big"), c.band))
-    return ExactResult(candidates, matches)
+            for c, item in named.items()
+        }
+        for request in batch:
+            digest = request.get("query_ref") or matching.query_ref(request["query"])
+            verified = kept.get(digest)
+            if verified is None:
+                verified = timed("verify", matching.verify_threshold_query, request)
+                kept[digest] = verified
+            answer = timed(
+                "answer", matching.answer_threshold, verified, items, request, bands, scalar_key
+            )
+            same = sum("same" in a for a in answer["answers"])
+            result.same += same
+            result.answers += len(answer["answers"]) - same
+            for c in timed("decide", ex.on_answer, request, answer, encryptions):
+                result.matches.append(
+                    (int(uploads[c.query_index]), int.from_bytes(c.item_ref, "big"), c.band)
+                )
+        result.rounds += 1
+    return result
 
 
 __all__ = [

@@ -57,6 +57,7 @@ PRESENTATION = frozenset(
         "provenance.py",
         "make_data.py",
         "extraction.py",
+        "distinguisher.py",  # a standalone model, like extraction.py: no scenario runs it
     }
 )
 # Modules that compute results only for scenarios that ask for them: a change to one stales the

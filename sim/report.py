@@ -238,6 +238,18 @@ def render(
         f"{m['simulated_events']:,} simulated message events, "
         f"{timing['events_per_s']:,} events/s.",
         "",
+        *(
+            [
+                f"Threshold test asked {m['threshold_flow']} (spec 8.5, 10.5): "
+                f"{m['threshold_candidates']:,} candidates (table hits) of {m['candidates']:,} "
+                f"candidate pairs got {m['threshold_answers']:,} full answers and "
+                f"{m['same_answers']:,} `same` answers in {m['threshold_round_trips']:,} "
+                f"round trips ({_f(m['threshold_answers_per_match'])} full answers per match).",
+                "",
+            ]
+            if "threshold_flow" in m
+            else []
+        ),
         "## Recall by upload kind",
         "",
         "Catchable: an upload of NCII banked by another node when uploaded. Plaintext PDQ: the "
@@ -418,7 +430,13 @@ def render(
             "## Exact vs modelled",
             "",
             f"Exact mode ran the real protocol: {e['candidates']} candidates and {e['matches']} "
-            f"matches; windows where the ideal model disagreed: {e['windows_disagreeing']}.",
+            f"matches; windows where the ideal model disagreed: {e['windows_disagreeing']}."
+            + (
+                f" Full threshold answers: {e['threshold_answers']:,} from the real code, "
+                f"{e['threshold_answers_modelled']:,} modelled."
+                if "threshold_answers" in e
+                else ""
+            ),
             "",
         ]
         if "cpu_measured_s_by_step" in timing:

@@ -31,6 +31,10 @@ class RunResult:
     results: dict[str, Any]
     timing: dict[str, Any]
     out: Path | None
+    # the prepared run (workload, indexes, exact holders) and its matching state, for a caller
+    # that matches the same workload again another way (bench/sim.py: rounds vs all at once)
+    context: engine.Context | None = None
+    state: engine.MatchState | None = None
 
 
 def fingerprint(s: Scenario) -> str:
@@ -177,8 +181,17 @@ def metrics(
             "exchanges": st.exchanges,
             "simulated_events": st.events,
             "candidates": len(cand),
-            # one full answer per table that hit a pair (spec 8.5: hits do not link)
-            "threshold_answers": int(np.bitwise_count(cand[:, 2]).sum()),
+            # how the querier asks (spec 8.5, 10.5): in rounds with tokens, or all at once
+            "threshold_flow": s.threshold_flow,
+            # every table that hit a pair is a candidate the holder answers (8.5: hits do not
+            # link): in full, or ``same`` when the querier shows the item's token
+            "threshold_candidates": int(np.bitwise_count(cand[:, 2]).sum()),
+            "threshold_answers": st.answers,
+            "same_answers": st.same_answers,
+            "threshold_round_trips": st.threshold_round_trips,
+            "threshold_answers_per_match": round(st.answers_on_matches / len(match), 3)
+            if len(match)
+            else None,
             "confirmed_matches": len(match),
             "true_matches": int(true_m.sum()),
             "false_matches_by_upload_kind": false_matches,
@@ -248,6 +261,11 @@ def metrics(
         out["exact_vs_modelled"] = {
             "candidates": st.exact_candidates,
             "matches": st.exact_matches,
+            # full answers the real code gave vs the model's count (they differ only when one
+            # probe's bucket holds two of a holder's items: the replica's order picks the first)
+            "threshold_answers": st.exact_answers,
+            "threshold_answers_modelled": st.exact_answers_modelled,
+            "same_answers": st.exact_same_answers,
             "windows_disagreeing": len(st.exact_disagreements),
             "disagreements": st.exact_disagreements[:5],
         }
@@ -321,7 +339,7 @@ def run(
         }
         measured_index = sum(h.cpu.get("index_evaluate", 0.0) for h in (ctx.exact or {}).values())
         timing["cpu_measured_index_build_s"] = round(measured_index, 3)
-    result = RunResult(res, timing, out_dir)
+    result = RunResult(res, timing, out_dir, ctx, st)
     if out_dir and write:
         from . import report
 

@@ -154,6 +154,12 @@ class Scenario:
     description: str = ""
     scheme: str = "pdq-lsh-1"
     threshold: int = field(default=31, metadata=_range(0, 128))
+    # How a querier asks the threshold test (protocol.md 8.5, 10.5): "rounds", as the node does
+    # (each query hash's best candidate first, then the rest in one more round that shows the
+    # tokens of what the first confirmed, answered ``same``, and names the query by digest,
+    # ``query_ref``, 7.3); "at-once", every candidate in one round with the whole query (an
+    # older holder's way, kept for comparison).
+    threshold_flow: str = field(default="rounds", metadata=_range(choices=("rounds", "at-once")))
     checkpoint_every: int = field(default=50, metadata=_range(1, 1_000_000))  # batches
     workload: Workload = field(default_factory=Workload)
     network: Network = field(default_factory=Network)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from blindmatch import sim
+from blindmatch.protocol import matching
 from blindmatch.protocol.lsh import PDQ_LSH_1
 from blindmatch.sim import adversary, engine, exchange, workload
 from blindmatch.sim.scenario import Budget
@@ -91,6 +93,9 @@ def test_exact_and_modelled_make_the_same_matches_and_decisions() -> None:
     e = exact.pop("exact_vs_modelled")
     assert e["windows_disagreeing"] == 0, e["disagreements"]
     assert e["matches"] > 0 and e["candidates"] >= e["matches"]
+    # the real code's rounds give the answers the model charges
+    assert e["threshold_answers"] == e["threshold_answers_modelled"] > 0
+    assert e["same_answers"] == exact["matching"]["same_answers"] > 0
     exact["mode"] = modelled["mode"]
     # The provenance names each run's own (resolved) scenario, which differs in its mode.
     assert exact.pop("provenance")["scenario"]["mode"] == "exact"
@@ -98,16 +103,63 @@ def test_exact_and_modelled_make_the_same_matches_and_decisions() -> None:
     assert exact == modelled
 
 
-def test_modelled_mode_charges_one_threshold_answer_per_table_hit() -> None:
-    """Spec 7.3/7.4/8.5: each table that hit a pair is its own candidate with a full answer,
-    so a true match costs as many answers (and decisions) as tables it hit."""
-    r = sim.run(sim.parse(small(days=0.1)), None).results
-    m = r["matching"]
-    assert m["threshold_answers"] > m["candidates"] > 0  # true matches hit several tables
-    decide = r["cost"]["cpu_s_by_step"]["decide"]
-    assert decide == pytest.approx(
-        m["threshold_answers"] * exchange.calibrated_costs()["decide"], rel=1e-3
+def test_all_at_once_charges_one_answer_per_table_hit_and_rounds_one_per_item() -> None:
+    """Spec 7.3/7.4/8.5: each table that hit a pair is its own candidate. Asked all at once,
+    each gets a full answer, so a true match costs as many answers (and decisions) as tables it
+    hit; asked in rounds (the node's way), its other candidates are answered ``same`` once the
+    first confirmed it, and the same matches are found."""
+    costs = exchange.calibrated_costs()
+    runs = {
+        flow: sim.run(sim.parse(small(days=0.1, threshold_flow=flow)), None).results
+        for flow in ("at-once", "rounds")
+    }
+    once, rounds = runs["at-once"]["matching"], runs["rounds"]["matching"]
+    assert once["threshold_answers"] == once["threshold_candidates"] > once["candidates"] > 0
+    assert once["same_answers"] == 0
+    assert runs["at-once"]["cost"]["cpu_s_by_step"]["decide"] == pytest.approx(
+        once["threshold_answers"] * costs["decide"], rel=1e-3
     )
+    assert rounds["threshold_candidates"] == once["threshold_candidates"]
+    assert rounds["threshold_answers"] + rounds["same_answers"] == rounds["threshold_candidates"]
+    assert rounds["threshold_answers"] < once["threshold_answers"] / 2
+    assert rounds["confirmed_matches"] == once["confirmed_matches"] > 0
+    assert runs["rounds"]["cost"]["bytes_per_query"] < runs["at-once"]["cost"]["bytes_per_query"]
+    assert rounds["threshold_round_trips"] > once["threshold_round_trips"]
+
+
+@pytest.mark.parametrize("flow", ["rounds", "at-once"])
+def test_a_near_copy_takes_one_answer_in_rounds_one_per_table_hit_at_once(flow: str) -> None:
+    """The real code (exact mode's exchange): a near copy of one banked item hits it in several
+    tables; in rounds the holder answers its first hit in full and the others ``same``."""
+    rng = np.random.default_rng(7)
+    items = workload.synthetic_hashes(rng, 30)
+    holder = exchange.ExactHolder.build(PDQ_LSH_1, np.arange(30), items)
+    query, floats = workload.edit(rng, items[:1], np.array([4]))
+    owner, table, key = exchange.fast_probes(PDQ_LSH_1, query, floats)
+    _, hit, mask = exchange.GlobalIndex.build(PDQ_LSH_1, items).join(owner, table, key)
+    assert hit.tolist() == [0]  # the copy's own item only
+    tables_hit = int(np.bitwise_count(mask[0]))
+    assert tables_hit > 1
+    res = exchange.exact_exchange(
+        PDQ_LSH_1,
+        holder,
+        holder.replica(PDQ_LSH_1),
+        np.array([0]),
+        query,
+        floats,
+        replicated=lambda i: True,
+        active=lambda i, r: True,
+        item_hash=lambda i: items[i].tobytes(),
+        bands=(8, 16, 31),
+        encryptions=matching.EncryptionCache(os.urandom),
+        cpu={},
+        rounds=flow == "rounds",
+    )
+    assert res.candidates == [(0, 0)] and [m[:2] for m in res.matches] == [(0, 0)]
+    if flow == "rounds":
+        assert (res.answers, res.same, res.rounds) == (1, tables_hit - 1, 2)
+    else:
+        assert (res.answers, res.same, res.rounds) == (tables_hit, 0, 1)
 
 
 def test_scenario_with_a_bad_field_gets_a_clear_error(tmp_path: Path) -> None:
