@@ -641,7 +641,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
         (1.0, 65_536),
     ):
         rb = extraction.Hub().additions_per_day * interval
-        mb = max(rb, float(padding))
+        mb = rb + float(padding)  # the padding added to every batch (spec 8.7)
         for n in (1, 100):
             base = priced(scheme, mb, rb, rb, interval, n)
             t = tail(mb, rb) if padding == 65_536 or not quick else None
