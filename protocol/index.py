@@ -436,13 +436,17 @@ def decoy_keys(decoy_ref: bytes, prefix: bytes, tables: Sequence[int], bits: int
 
 
 def decoys_needed(real_entries: int, padding: int) -> int:
-    """Decoys (one entry per table each) that bring a batch's key prefix to at least
-    ``padding`` entries in every table (8.7): ``max(0, padding - real_entries)``, with
-    ``real_entries`` the distinct buckets the batch's real entries fill in the prefix's
-    sparsest table (a tiled source counts per cell, a video by its frames' buckets)."""
+    """Decoys (one entry per table each) that a batch adds to a key prefix and threshold it
+    publishes (8.7): ``padding``, whatever ``real_entries`` (the distinct buckets the batch's
+    real entries fill in the prefix's sparsest table; a tiled source counts per cell, a video by
+    its frames' buckets), and none for a prefix the batch does not touch. Topping up to
+    ``max(r, padding)`` instead would leave a batch of ``r >= padding`` real entries with no
+    decoy at all, and a depth-first join finds its first real item after about ``1/(r+1)`` of
+    the work: the batch's cost to an attacker must grow with ``r``, so it holds ``r + padding``
+    entries per table."""
     if real_entries < 0 or padding < 0:
         raise ValueError("counts are not negative")
-    return max(0, padding - real_entries)
+    return padding if real_entries else 0
 
 
 def batch_chunks(entries: Iterable[bytes]) -> list[bytes]:

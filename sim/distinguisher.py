@@ -41,6 +41,7 @@ padded-batch setting of ``sim.extraction.padded_row``):
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -159,7 +160,9 @@ class ChowLiu:
         ones = x.sum(axis=0)
         p1 = (ones + alpha) / (n + 2 * alpha)
         parent = np.full(d, -1)
+        self.order = list(range(d))  # parents before children (for sampling)
         if not depth0 and d > 1:
+            self.order = [0]
             n11 = x.T @ x
             n10 = ones[:, None] - n11
             n01 = ones[None, :] - n11
@@ -184,6 +187,7 @@ class ChowLiu:
                 cand = np.where(in_tree, -np.inf, best)
                 v = int(np.argmax(cand))
                 in_tree[v] = True
+                self.order.append(v)
                 parent[v] = best_from[v]
                 better = mi[v] > best
                 best_from[better] = v
@@ -201,6 +205,25 @@ class ChowLiu:
                     q = (x[rows, i].sum() + alpha) / (rows.sum() + 2 * alpha)
                     table[i, a, 1], table[i, a, 0] = q, 1 - q
         self.log2_table = np.log2(table)
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """``n`` rows drawn from the model (ancestral sampling)."""
+        x = np.zeros((n, self.d), dtype=np.uint8)
+        p1 = np.exp2(self.log2_table[:, :, 1])
+        for i in self.order:
+            a = x[:, self.parent[i]] if self.parent[i] >= 0 else np.zeros(n, dtype=np.uint8)
+            x[:, i] = rng.random(n) < p1[i, a]
+        return x
+
+    def uniform_tail(self, taus: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+        """P(score >= tau) for uniform strings, by importance sampling from the model itself
+        (``P_U(x) / P_model(x) = 2^-score``): exact in expectation down to tiny tails."""
+        scores = self.llr(self.sample(n, rng))
+        weights = np.exp2(-scores)
+        order = np.argsort(scores)
+        tail = np.cumsum(weights[order][::-1])[::-1] / n  # mass at or above each sorted score
+        idx = np.searchsorted(scores[order], taus, side="left")
+        return np.where(idx < n, tail[np.minimum(idx, n - 1)], 0.0)
 
     def llr(self, x: np.ndarray) -> np.ndarray:
         """log2 P_model(x) - log2 2^-d: the score, in bits, of each row against uniform."""
@@ -363,7 +386,83 @@ def join_prior_gain(
     return {"entries": m, "reals": r, "levels": levels, "best": best}
 
 
+BETAS = (0.05, 0.02, 0.01, 0.005, 0.002, 0.001)
+
+
+def prior_tail(
+    scheme: BitSamplingScheme,
+    bits: np.ndarray,
+    train: np.ndarray,
+    m: float,
+    r: float,
+    rng: np.random.Generator,
+    samples: int,
+    control: bool = False,
+) -> dict[str, Any]:
+    """The join pruned by a Chow-Liu tree over the positions assigned, deep in the tail.
+
+    Cross-fitted (fit on one half of the sources, score the other, and back), so every hash
+    is scored held-out and the deepest measurable tail is ``1/len(bits)``; the uniform tail
+    ``alpha`` by importance sampling from the fitted tree (exact in expectation however small).
+    At each level and each kept fraction ``beta`` of real items, the gain in compute per real
+    hash (as :func:`join_prior_gain`). The attacker may go as deep as ``beta = 1/r``; below
+    the data's floor the ratio ``beta/alpha`` is extrapolated by a power law through the three
+    deepest measured points (``extrapolated``). ``control``: uniform strings in place of
+    PDQ hashes (the procedure's noise; the true gain is 1)."""
+    if control:
+        bits = rng.integers(0, 2, bits.shape, dtype=np.uint8)
+    order = extraction.join_order(scheme, math.log2(m))
+    prof = extraction.join_profile(scheme, math.log2(m), log2_real=math.log2(r))
+    cum = np.exp2(np.array(prof["work_to_level_log2"]))
+    total = cum[-1]
+    base = total / (r + 1.0)
+
+    def gain(n: int, beta: float, alpha: float) -> float:
+        cost = (cum[n - 1] + alpha * (total - cum[n - 1])) / (r * beta + 1.0)
+        return float(base / cost)
+
+    levels = []
+    best = {"gain": 1.0}
+    best_x = {"gain": 1.0}
+    deepest = 1.0 / r
+    for n in (64, 96, 128, 160, 192):
+        cols = sorted(order[:n])
+        folds = []
+        for fit, score in ((train, ~train), (~train, train)):
+            model = ChowLiu(bits[fit][:, cols], alpha=2.0)
+            folds.append((model, model.llr(bits[score][:, cols]), score.mean()))
+        row: dict[str, Any] = {"assigned": n, "work_above_log2": float(np.log2(cum[n - 1]))}
+        pts = []
+        for beta in BETAS:
+            alpha = sum(
+                w * float(mod.uniform_tail(np.array([np.quantile(sc, 1 - beta)]), samples, rng)[0])
+                for mod, sc, w in folds
+            )
+            alpha = max(alpha, 1e-300)
+            g = gain(n, beta, alpha)
+            pts.append((beta, alpha))
+            row[f"beta_{beta}"] = {"alpha": alpha, "ratio": beta / alpha, "gain": g}
+            if r * beta >= 1.0 and g > best["gain"]:
+                best = {"gain": g, "assigned": n, "beta": beta, "alpha": alpha}
+        lb = np.log([p[0] for p in pts[-3:]])
+        lr = np.log([p[0] / p[1] for p in pts[-3:]])
+        slope, icept = np.polyfit(lb, lr, 1)
+        slope = min(float(slope), 0.0)  # the ratio grows deeper in the tail, never shrinks
+        ratio_x = max(float(np.exp(icept + slope * math.log(deepest))), pts[-1][0] / pts[-1][1])
+        g_x = gain(n, deepest, deepest / ratio_x)
+        row["extrapolated"] = {"beta": deepest, "ratio": ratio_x, "gain": g_x, "slope": slope}
+        if g_x > best_x["gain"]:
+            best_x = {"gain": g_x, "assigned": n, "beta": deepest, "ratio": ratio_x}
+        levels.append(row)
+    return {"entries": m, "reals": r, "levels": levels, "best": best, "extrapolated": best_x}
+
+
 # --- pricing -------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=4096)
+def _profile(scheme_name: str, log2_m: float, log2_real: float) -> dict[str, Any]:
+    return extraction.join_profile(SCHEMES[scheme_name], log2_m, log2_real=log2_real)
 
 
 def priced(
@@ -385,8 +484,8 @@ def priced(
     evals = identities * budget.evaluations_per_day
     thr = identities * budget.threshold_items_per_day
     enum_days = scheme.tables * 2.0**scheme.bits_per_table / evals
-    prof = extraction.join_profile(
-        scheme, math.log2(max(entries, 2.0)), log2_real=math.log2(max(reals, 1e-9))
+    prof = _profile(
+        scheme.name, round(math.log2(max(entries, 2.0)), 4), round(math.log2(max(reals, 1e-9)), 4)
     )
     compute = 2.0**compute_log2_per_day * compute_gain
     a = extraction.batch_attack(prof, supplied, enum_days, thr, compute, walk_queries, reals)
@@ -421,7 +520,7 @@ def measure(quick: bool = False) -> dict[str, Any]:
     tr, te = split(data)
     train, test = bits[tr], bits[te]
     rng = np.random.default_rng(SEED + 2)
-    uniform_rows = 200_000 if quick else 1_000_000
+    uniform_rows = 200_000 if quick else 400_000
     out: dict[str, Any] = {
         "data": {
             "hashes": len(bits),
@@ -486,17 +585,26 @@ def measure(quick: bool = False) -> dict[str, Any]:
     # 2. the join: a prior over the positions a partial assignment has fixed, at levels of the
     # join's order, against uniform strings (the phantoms are made of decoy pieces); pruning at
     # a level saves the work below it (kept: alpha) and loses real items (kept: beta)
-    gains: dict[float, dict[str, Any]] = {}
+    out["join_prior"] = join_prior_gain(
+        scheme, train, test, m_default, r_week, rng, uniform_rows // 4
+    )
+    tails: dict[tuple[float, float], dict[str, Any]] = {}
+    samples = 50_000 if quick else 200_000
 
-    def prior_gain(m: float, r: float) -> dict[str, Any]:
-        if m not in gains:
-            gains[m] = join_prior_gain(scheme, train, test, m, r, rng, uniform_rows // 4)
-        return gains[m]
+    def tail(m: float, r: float) -> dict[str, Any]:
+        if (m, r) not in tails:
+            tails[(m, r)] = prior_tail(scheme, bits, tr, m, r, rng, samples)
+        return tails[(m, r)]
 
-    out["join_prior"] = prior_gain(m_default, r_week)
+    print(f"distinguisher: per-table done, {time.time() - started:.0f} s", file=sys.stderr)
+    out["prior_tail"] = tail(m_default, r_week)
+    out["prior_tail_uniform_control"] = prior_tail(
+        scheme, bits, tr, m_default, r_week, rng, samples, control=True
+    )
+    print(f"distinguisher: prior done, {time.time() - started:.0f} s", file=sys.stderr)
     # 3. the depth-first join for real: PDQ test hashes as the batch's items, uniform decoys
     dfs = []
-    cases = ((128, 16, 2), (256, 32, 2)) if quick else ((128, 16, 4), (256, 32, 3), (256, 4, 3))
+    cases = ((128, 16, 2), (256, 32, 2)) if quick else ((128, 16, 3), (256, 32, 3), (256, 4, 3))
     for m, r, trials in cases:
         full, first = [], []
         for _ in range(trials):
@@ -526,17 +634,21 @@ def measure(quick: bool = False) -> dict[str, Any]:
         (7.0, 65_536),
         (7.0, 131_072),
         (7.0, 163_840),
+        (7.0, 196_608),
         (7.0, 262_144),
-        (14.0, 163_840),
-        (30.0, 163_840),
+        (14.0, 196_608),
+        (30.0, 196_608),
         (1.0, 65_536),
     ):
         rb = extraction.Hub().additions_per_day * interval
-        mb = max(rb, float(padding))
+        mb = rb + float(padding)  # the padding added to every batch (spec 8.7)
         for n in (1, 100):
             base = priced(scheme, mb, rb, rb, interval, n)
-            g = prior_gain(mb, rb)["best"]["gain"] if padding == 65_536 or not quick else 1.0
+            t = tail(mb, rb) if padding == 65_536 or not quick else None
+            g = t["best"]["gain"] if t else 1.0
+            gx = t["extrapolated"]["gain"] if t else 1.0
             pruned = priced(scheme, mb, rb, rb, interval, n, compute_gain=g)
+            pruned_x = priced(scheme, mb, rb, rb, interval, n, compute_gain=gx)
             best_filter = base
             for name in ("bias", "tree"):
                 for row in tables[name]["filter"]:
@@ -555,16 +667,23 @@ def measure(quick: bool = False) -> dict[str, Any]:
                     "best_filter": best_filter,
                     "join_prior": pruned,
                     "join_prior_gain": g,
+                    "join_prior_extrapolated": pruned_x,
+                    "join_prior_extrapolated_gain": gx,
                 }
             )
+    print(f"distinguisher: attack done, {time.time() - started:.0f} s", file=sys.stderr)
     out["attack"] = rows
     d0 = next(
         x
         for x in rows
         if x["interval_days"] == 7.0 and x["padding"] == 65_536 and x["identities"] == 100
     )
-    worst = min(d0["best_filter"]["days_to_first_hash"], d0["join_prior"]["days_to_first_hash"])
+    worst = min(d0[k]["days_to_first_hash"] for k in ("best_filter", "join_prior"))
     out["effective_padding_default"] = effective_padding(scheme, worst, r_week, 7.0, 100)
+    worst_x = d0["join_prior_extrapolated"]["days_to_first_hash"]
+    out["effective_padding_default_extrapolated"] = effective_padding(
+        scheme, worst_x, r_week, 7.0, 100
+    )
     out["wall_s"] = round(time.time() - started, 1)
     return out
 
@@ -638,9 +757,37 @@ def render(r: dict[str, Any]) -> str:
     lines += [
         "",
         f"Best: {b['gain']:.2f}x ({b.get('score', '-')}, {b.get('assigned', '-')} positions, "
-        f"real kept {b['beta']:.3f}, uniform kept {b['alpha']:.4f}); it sits at the 1% floor "
-        "the held-out set can resolve, so it is an upper estimate from this data, and an "
-        "attacker fitting millions of hashes may do somewhat better.",
+        f"real kept {b['beta']:.3f}, uniform kept {b['alpha']:.4f}), at the 1% floor of one "
+        "held-out half. Deeper in the tail it grows. Cross-fitted (each half of the sources "
+        "scored by a tree fitted on the other, so all hashes are held out), with the uniform "
+        "tail by importance sampling from the tree, the ratio of real items kept to uniform "
+        "strings kept, and the gain in compute per real hash:",
+        "",
+        "| positions assigned | beta 5% | 1% | 0.5% | 0.2% | 0.1% (the data's floor) "
+        "| gain at 0.1% | extrapolated to 1/r: ratio, gain |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    pt_ = r["prior_tail"]
+    for lv in pt_["levels"]:
+        ratios = " | ".join(
+            f"{lv[f'beta_{x}']['ratio']:.1f}x" for x in (0.05, 0.01, 0.005, 0.002, 0.001)
+        )
+        ex = lv["extrapolated"]
+        lines.append(
+            f"| {lv['assigned']} | {ratios} | {lv['beta_0.001']['gain']:.1f}x | "
+            f"{ex['ratio']:.0f}x, {ex['gain']:.0f}x |"
+        )
+    ctl = r["prior_tail_uniform_control"]
+    lines += [
+        "",
+        f"Best measured: {pt_['best']['gain']:.1f}x; extrapolated to beta = 1/r (one real item "
+        f"of the batch's {pt_['reals']:,.0f} kept), by a power law through the three deepest "
+        f"points: {pt_['extrapolated']['gain']:.0f}x. The same procedure with uniform strings "
+        f"in place of PDQ hashes: {ctl['best']['gain']:.1f}x measured, "
+        f"{ctl['extrapolated']['gain']:.1f}x extrapolated (its noise). The tail is a minority "
+        "of hashes spread over many sources, not one odd picture; our corpus is wallpapers "
+        "and photos, not the pictures a hub holds, and an attacker can fit far more than our "
+        "11,293 hashes, so the extrapolated gain is what the padding is sized against.",
         "",
         "The join for real, depth-first (PDQ held-out hashes as the batch's real items, uniform "
         "decoys): nodes visited for the whole join and to the first real hash. The first hash "
@@ -663,15 +810,16 @@ def render(r: dict[str, Any]) -> str:
         "days to the first hash / hashes per year over ten years):",
         "",
         "| interval | padding | identities | buckets as uniform | best per-table filter "
-        "| join pruned by the PDQ prior |",
-        "|---|---|---|---|---|---|",
+        "| join pruned by the PDQ prior (measured) | (extrapolated to 1/r) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for a in r["attack"]:
         cells = [
             f"{_days(a[k]['days_to_first_hash'])} / {a[k]['hashes_per_year']:,.1f}"
-            for k in ("uniform", "best_filter", "join_prior")
+            for k in ("uniform", "best_filter", "join_prior", "join_prior_extrapolated")
         ]
-        cells[-1] += f" ({a['join_prior_gain']:.1f}x)"
+        cells[-2] += f" ({a['join_prior_gain']:.1f}x)"
+        cells[-1] += f" ({a['join_prior_extrapolated_gain']:.0f}x)"
         lines.append(
             f"| {_days(a['interval_days'])} | {a['padding']:,} | {a['identities']} | "
             + " | ".join(cells)
@@ -681,7 +829,9 @@ def render(r: dict[str, Any]) -> str:
         "",
         f"Effective padding of weekly batches padded to 65,536 against the best of these "
         f"(the padding that, with buckets as uniform as the model takes them, gives the same "
-        f"first hash): {r['effective_padding_default']:,.0f}. Wall time {r['wall_s']} s.",
+        f"first hash): {r['effective_padding_default']:,.0f} with the measured gain, "
+        f"{r['effective_padding_default_extrapolated']:,.0f} with the extrapolated one. "
+        f"Wall time {r['wall_s']} s.",
         END,
         "",
     ]

@@ -390,15 +390,22 @@ def frontier(
 
 @dataclass(frozen=True)
 class Publication:
-    """How a holder publishes additions (spec 8.6): one batch every ``interval_days``, each
-    padded per table with decoy entries to at least ``padding`` entries; ``rotation_days`` is
-    how often the key rotates; ``rotation_drops_decoys``: whether the republished index leaves
-    the decoys out (the naive garbage collection)."""
+    """How a holder publishes additions (spec 8.7): one batch every ``interval_days``, each
+    with ``padding`` decoy entries per table added to its ``r`` real ones (``r + padding``);
+    ``top_up``: the rule before, decoys only up to ``padding`` entries (``max(r, padding)``),
+    kept to show what it cost fast-growing hubs; ``rotation_days`` is how often the key
+    rotates; ``rotation_drops_decoys``: whether the republished index leaves the decoys out
+    (the naive garbage collection)."""
 
     interval_days: float
     padding: int
     rotation_days: float = 128.0
     rotation_drops_decoys: bool = False
+    top_up: bool = False
+
+    def entries(self, r: float) -> float:
+        """Entries per table of a batch holding ``r`` real ones."""
+        return max(r, float(self.padding)) if self.top_up else r + float(self.padding)
 
 
 def padded_row(
@@ -415,8 +422,9 @@ def padded_row(
     ``pub`` says, against ``identities`` members at the platform budget (``threshold``: the
     signal's, for the oracle's last step).
 
-    A batch holds ``r = additions_per_day * interval`` real items and ``m = max(r, padding)``
-    entries per table (decoys are uniform buckets, as the model assumes real ones are). The
+    A batch holds ``r = additions_per_day * interval`` real items and ``m = r + padding``
+    entries per table (``max(r, padding)`` under ``pub.top_up``, the rule before; decoys are
+    uniform buckets, as the model assumes real ones are). The
     attacker isolates each batch (its feed delta, or two enumerations around it) and joins it.
     If a rotation republishes the index *without* the decoys, the attacker intersects every
     batch it recorded with the new epoch's occupancy: what remains of a batch is its real items
@@ -425,7 +433,7 @@ def padded_row(
     ``r + occupancy * (m - r)`` entries."""
     A = hub.additions_per_day
     r = max(1.0, A * pub.interval_days)
-    m = max(r, float(pub.padding))
+    m = pub.entries(r)
     evals, thr = (
         identities * budget.evaluations_per_day,
         identities * budget.threshold_items_per_day,
@@ -458,6 +466,7 @@ def padded_row(
         "identities": identities,
         "interval_days": pub.interval_days,
         "padding": pub.padding,
+        "top_up": pub.top_up,
         "rotation_days": pub.rotation_days,
         "rotation_drops_decoys": pub.rotation_drops_decoys,
         "real_per_batch": r,
@@ -477,8 +486,8 @@ def padded_row(
 
 
 PUBLICATIONS = [
-    Publication(1 / 1440, 1),  # every addition at once (before)
-    Publication(1.0, 1),  # daily, unpadded
+    Publication(1 / 1440, 0),  # every addition at once (before)
+    Publication(1.0, 0),  # daily, unpadded
     Publication(1.0, 16_384),
     Publication(1.0, 32_768),
     Publication(1.0, 65_536),
@@ -486,7 +495,8 @@ PUBLICATIONS = [
     Publication(7.0, 65_536),
     Publication(30.0, 65_536),
     Publication(7.0, 131_072),
-    Publication(7.0, 163_840),  # blindmatch init's default (distinguisher.py: the PDQ prior)
+    Publication(7.0, 163_840),  # blindmatch init's default
+    Publication(7.0, 196_608),  # the margin against the PDQ prior's extrapolated tail
     Publication(14.0, 163_840),
     Publication(30.0, 163_840),
     Publication(7.0, 65_536, rotation_days=30.0, rotation_drops_decoys=True),
@@ -518,12 +528,13 @@ def tile_row(
     compute_per_day: float,
     walk_queries: float,
 ) -> dict[str, float]:
-    """Tiles published in batches of their own, every cell padded to ``pub.padding``.
+    """Tiles published in batches of their own, every cell padded with ``pub.padding`` decoys.
 
     The attacker chooses the cell when it enumerates keys (a cell's keys name it), so it joins
     one cell's batch: ``r`` real tiles per table (``sources_per_day * 73 / 41`` a day) among
-    ``max(r, padding)``, against the tile threshold (39) for the oracle's last step. Every
-    cell is padded, so each batch costs 41 times one cell's decoys."""
+    ``r + padding`` (``max(r, padding)`` under ``pub.top_up``), against the tile threshold (39)
+    for the oracle's last step. Every cell is padded, so each batch costs 41 times one cell's
+    decoys."""
     per_cell = tiles.sources_per_day * TILES_PER_SOURCE / TILE_CELLS
     hub = Hub(
         hashes=round(tiles.sources * TILES_PER_SOURCE / TILE_CELLS), additions_per_day=per_cell
@@ -548,6 +559,47 @@ TILE_PUBLICATIONS = [
     Publication(365.0, 163_840),
     Publication(90.0, 65_536),  # the padding before the PDQ prior
 ]
+
+# fast-growing hubs under the defaults (weekly 163,840; tiles every 90 days), the rule before
+# (decoys up to the padding) against the rule now (the padding added to every batch)
+# (with the worst rates: before, a batch's real count just under the padding; now, about 16,000
+# real entries per table, found by the sweep below)
+FAST_PDQ = (1_000.0, 2_300.0, 10_000.0, 23_000.0, 100_000.0)  # additions a day
+FAST_TILES = (100.0, 900.0, 1_000.0, 10_000.0)  # protected sources a day
+
+
+def worst_rate(
+    scheme: BitSamplingScheme,
+    budget: PlatformBudget,
+    tile_budget: PlatformBudget,
+    compute_per_day: float,
+    walk_queries: float,
+    identities: int = 100,
+) -> list[dict[str, float]]:
+    """The hub growth rate that gives the earliest first hash under the defaults, per signal
+    and rule: real entries per table per batch swept over ``2^(i/4)``, 1 to 2^22."""
+    out = []
+    for signal, interval in (("pdq", 7.0), ("tiles", 90.0)):
+        for top_up in (True, False):
+            pub = Publication(interval, 163_840, top_up=top_up)
+            rows = []
+            for i in range(0, 89):
+                r = 2.0 ** (i / 4)
+                if signal == "pdq":
+                    row = padded_row(
+                        scheme, Hub(additions_per_day=r / interval), budget, identities, pub,
+                        compute_per_day, walk_queries,
+                    )  # fmt: skip
+                    rate = r / interval
+                else:
+                    rate = r * TILE_CELLS / TILES_PER_SOURCE / interval
+                    row = tile_row(
+                        scheme, TileHub(sources_per_day=rate), tile_budget, identities, pub,
+                        compute_per_day, walk_queries,
+                    )  # fmt: skip
+                rows.append({"signal": signal, "rate_per_day": rate, **row})
+            out.append(min(rows, key=lambda x: x["days_to_first_hash"]))
+    return out
 
 
 def _fmt_days(d: float) -> str:
@@ -632,6 +684,43 @@ def main(argv: list[str] | None = None) -> int:
         for pub in TILE_PUBLICATIONS
         for n in (1, 100)
     ]
+    compute, walk_q = 2.0**args.compute_log2_per_day, float(walk_calls)
+    fast_rows = [
+        {
+            "signal": "pdq",
+            "rate_per_day": a_day,
+            **padded_row(
+                scheme,
+                Hub(additions_per_day=a_day),
+                budget,
+                n,
+                Publication(7.0, 163_840, top_up=top_up),
+                compute,
+                walk_q,
+            ),
+        }
+        for a_day in FAST_PDQ
+        for top_up in (True, False)
+        for n in (1, 100)
+    ] + [
+        {
+            "signal": "tiles",
+            "rate_per_day": s_day,
+            **tile_row(
+                scheme,
+                TileHub(sources_per_day=s_day),
+                tile_budget,
+                n,
+                Publication(90.0, 163_840, top_up=top_up),
+                compute,
+                walk_q,
+            ),
+        }
+        for s_day in FAST_TILES
+        for top_up in (True, False)
+        for n in (1, 100)
+    ]
+    worst = worst_rate(scheme, budget, tile_budget, compute, walk_q)
     from blindmatch.protocol.signal_types.learned import LEARNED_LSH_1
 
     learned_rows = [
@@ -692,6 +781,8 @@ def main(argv: list[str] | None = None) -> int:
         "padded": padded,
         "tiles": tile_rows,
         "learned": learned_rows,
+        "fast": fast_rows,
+        "fast_worst": worst,
         "grouped_deltas": grouped_rows,
         "bulk_join": {
             k: v
@@ -768,9 +859,10 @@ def render(r: dict[str, Any]) -> str:
         "## Batched publication padded with decoys (the node's `index_batch_days`, "
         "`index_batch_padding`)",
         "",
-        "A batch of `r = additions/day x interval` real items is padded per table with decoys "
-        "(uniform buckets, one per table per decoy, independent across tables) to `m = "
-        "max(r, padding)` entries; the attacker isolates each batch and joins it (decoys join "
+        "A batch of `r = additions/day x interval` real items is padded per table with "
+        "`padding` decoys (uniform buckets, one per table per decoy, independent across "
+        "tables): `m = r + padding` entries (padding 0: unpadded); the attacker isolates each "
+        "batch and joins it (decoys join "
         "like items but never survive). Decoys are never removed (removing them would mark "
         "them) and a rotation republishes them; the naive alternative, a rotation that "
         "republishes the index *without* its decoys, lets the attacker intersect every batch it "
@@ -803,7 +895,7 @@ def render(r: dict[str, Any]) -> str:
         "A protected source's tiles (`pdq-tiles-1`) go under 41 key prefixes, one per cell "
         "(`pdq-tile/<cell>`), about 73 tiles per source past the quality gate (1.78 per cell). "
         "An enumerator chooses the cell (a key names it), so it joins one cell's batch, and "
-        "every cell must be padded: a tile batch is 41 cells x max(r, padding) entries in each "
+        "every cell must be padded: a tile batch is 41 cells x (r + padding) entries in each "
         "of 24 tables. Same attacker (its evaluations at 4,900 per upload, as derivative search "
         "needs), the tile threshold 39 for the last step; a hub holding 100,000 sources. "
         "Replica growth counts real tiles and decoys of all 41 cells.",
@@ -824,6 +916,49 @@ def render(r: dict[str, Any]) -> str:
         )
     lines += [
         "",
+        "## Fast-growing hubs: decoys up to the padding (before) or the padding added (now)",
+        "",
+        "The defaults (`index_batch_days` 7, `index_batch_padding` 163,840, "
+        "`index_tile_batch_days` 90) at a hub growing faster than the tables above assume. "
+        "Before, a batch was topped up to `max(r, padding)` entries per table, so past the "
+        "padding it had no decoy and its first hash, about `join(m) / (r + 1)`, fell as `r` "
+        "grew; now every batch adds the padding, `m = r + padding`, and the join of `r + "
+        "padding` entries grows faster than `r + 1` does. PDQ: a 1M-hash hub, weekly batches; "
+        "tiles: one cell of a 100,000-source hub, 90-day batches, 41 cells' growth.",
+        "",
+        "| signal | a day | rule | identities | real per table per batch | entries per table "
+        "| days to first hash | hashes per year | replica growth per year |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in r["fast"]:
+        unit = "additions" if row["signal"] == "pdq" else "sources"
+        rule = "max(r, padding)" if row["top_up"] else "r + padding"
+        lines.append(
+            f"| {row['signal']} | {row['rate_per_day']:,.0f} {unit} | {rule} | "
+            f"{row['identities']} | {row['real_per_batch']:,.0f} | "
+            f"{row['entries_per_table']:,.0f} | {_fmt_days(row['days_to_first_hash'])} | "
+            f"{row['hashes_per_year']:,.0f} | "
+            f"{row['replica_growth_bytes_per_year'] / 1e9:,.2f} GB |"
+        )
+    lines += [
+        "",
+        "The worst growth rate for each (100 identities; real entries per table per batch "
+        "swept from 1 to 2^22 in quarter powers of two):",
+        "",
+        "| signal | rule | worst rate a day | real per table per batch | days to first hash "
+        "| replica growth per year |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in r["fast_worst"]:
+        unit = "additions" if row["signal"] == "pdq" else "sources"
+        rule = "max(r, padding)" if row["top_up"] else "r + padding"
+        lines.append(
+            f"| {row['signal']} | {rule} | {row['rate_per_day']:,.0f} {unit} | "
+            f"{row['real_per_batch']:,.0f} | {_fmt_days(row['days_to_first_hash'])} | "
+            f"{row['replica_growth_bytes_per_year'] / 1e9:,.2f} GB |"
+        )
+    lines += [
+        "",
         "## Learned codes (`learned-lsh-1`: 24 tables of 24 bits), in the index's batches",
         "",
         "| interval | padding | identities | days to first hash | hashes per year |",
@@ -838,8 +973,9 @@ def render(r: dict[str, Any]) -> str:
         "",
         "## What the bound covers (spec 8.7)",
         "",
-        "Every table of every key prefix and threshold a batch touches is padded to the padding, "
-        "counted as the distinct buckets its real entries fill in the prefix's sparsest table. "
+        "Every table of every key prefix and threshold a batch touches gets `padding` decoys "
+        "besides its real entries (counted as the distinct buckets they fill in the prefix's "
+        "sparsest table). "
         "PDQ hashes (pictures, banked crops, protected sources' whole pictures) and vPDQ frames "
         "go in the index's batches; a video publishes one entry per bucket (a frame's key is "
         "left out where an earlier frame of the video has it), since several new entries in "

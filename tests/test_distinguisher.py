@@ -53,3 +53,16 @@ def test_batch_attack_charges_the_first_hash_a_share_of_the_join() -> None:
     one = extraction.batch_attack(prof, 7000, 0.0, 1e8, 2.0**50, 78.0, reals=0.0)
     many = extraction.batch_attack(prof, 7000, 0.0, 1e8, 2.0**50, 78.0, reals=7000)
     assert abs(one["compute_days"] / many["compute_days"] - 7001) < 1
+
+
+def test_uniform_tail_by_importance_sampling_matches_direct_counts() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.integers(0, 2, (3000, 10), dtype=np.uint8)
+    x[:, 1:] ^= (x[:, :-1] & (rng.random((3000, 9)) < 0.4)).astype(np.uint8)  # a chain
+    tree = distinguisher.ChowLiu(x)
+    direct = tree.llr(rng.integers(0, 2, (400_000, 10), dtype=np.uint8))
+    taus = np.quantile(direct, [0.5, 0.9, 0.99])
+    by_is = tree.uniform_tail(taus, 200_000, rng)
+    for tau, got in zip(taus, by_is, strict=True):
+        want = float((direct >= tau).mean())
+        assert abs(got - want) < 0.15 * want + 1e-3

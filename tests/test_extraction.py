@@ -36,3 +36,28 @@ def test_budgets_follow_the_platform_volume() -> None:
     b = extraction.PlatformBudget(uploads_per_day=10_000_000, headroom=1.0)
     assert b.evaluations_per_day == 1.3e10
     assert math.isclose(b.threshold_items_per_day, 8.31e7)
+
+
+def test_padding_added_to_every_batch_keeps_fast_hubs_covered() -> None:
+    """8.7: a batch holds ``r + padding`` entries per table. Topped up to ``max(r, padding)``
+    instead, a hub whose weekly batch nears the padding has its first hash cut by the
+    ``1/(r+1)`` of a depth-first join; with the padding added, the join of ``r + padding``
+    grows faster than ``r + 1`` and the first hash moves away as the hub grows."""
+    pub, old = (
+        extraction.Publication(7.0, 163_840),
+        extraction.Publication(7.0, 163_840, top_up=True),
+    )
+    assert (pub.entries(7_000.0), old.entries(7_000.0)) == (170_840.0, 163_840.0)
+    assert (pub.entries(200_000.0), old.entries(200_000.0)) == (363_840.0, 200_000.0)
+    budget = extraction.PlatformBudget()
+
+    def first(p: extraction.Publication, per_day: float) -> float:
+        hub = extraction.Hub(additions_per_day=per_day)
+        return extraction.padded_row(SCHEME, hub, budget, 100, p, 2.0**50, 78.0)[
+            "days_to_first_hash"
+        ]
+
+    years = 365.0
+    assert first(old, 23_000.0) < 12 * years  # the rule before: about 11 years
+    assert first(pub, 23_000.0) > 1_000 * years
+    assert first(pub, 23_000.0) > first(pub, 2_300.0) > 100 * years

@@ -81,12 +81,13 @@ async def test_batches_are_padded_held_and_match(tmp_path: Path) -> None:
         key_id = hub.keys.voprf_key_id
         tables = SCHEMES["pdq-lsh-1"].tables
         deltas = await _adds(hub)
-        # the delta carries the padding in every table: 3 items and 37 decoys, 24 entries each
+        # the delta carries the padding in every table on top of the items: 3 items and 40
+        # decoys, 24 entries each (r + padding, not max(r, padding): 8.7)
         entries = [e for d in deltas for e in index.split_entries(d["entries"])]
-        assert len(entries) == PADDING * tables and len(set(entries)) == len(entries)
+        assert len(entries) == (3 + PADDING) * tables and len(set(entries)) == len(entries)
         decoys = await _decoys(hub, key_id)
-        assert len(decoys) == PADDING - 3
-        assert hub.metrics.value("index_decoys_published_total") == PADDING - 3
+        assert len(decoys) == PADDING
+        assert hub.metrics.value("index_decoys_published_total") == PADDING
         assert hub.metrics.value("index_over_declared_total") == 0
         # decoys look like items: same key layout as a real item's keys, one per table, and
         # their entries are 24-byte entries like any other
@@ -124,7 +125,7 @@ async def test_batches_are_padded_held_and_match(tmp_path: Path) -> None:
         fed.clock.advance(DAY)
         # decoys are never removed: the operator is warned once the index passes what the
         # roster declares (queriers stop pulling at 1.25 times that, 10.4)
-        hub.publisher.declared_entries = lambda: PADDING * tables
+        hub.publisher.declared_entries = lambda: (3 + PADDING) * tables
         # a shared bank on another threshold answers with its own bands (8.5): its items are
         # padded apart, with decoys answered with its bands (8.7)
         await banks.create_bank("strict", provenance="moderator-confirmed", shared=True,
@@ -134,11 +135,14 @@ async def test_batches_are_padded_held_and_match(tmp_path: Path) -> None:
         await hub.publisher.reconcile()
         assert hub.metrics.value("index_over_declared_total") == 1
         later = await _adds(hub, seq)
-        assert sum(len(d["entries"]) for d in later) == 2 * PADDING * tables * index.ENTRY_BYTES
+        # one item under each threshold, each with its own padding
+        assert sum(len(d["entries"]) for d in later) == (
+            2 * (1 + PADDING) * tables * index.ENTRY_BYTES
+        )
         decoys = await _decoys(hub, key_id)
-        assert len(decoys) == 3 * PADDING - 5
+        assert len(decoys) == 3 * PADDING
         by_policy = [label.rsplit("/", 1)[1] for label in decoys.values()]
-        assert by_policy.count("20") == PADDING - 1
+        assert by_policy.count("20") == PADDING
         ref = next(r for r, label in decoys.items() if label.endswith("/20"))
         f = oprf.evaluate(hub.keys.voprf, _decoy_keys_of(ref, decoys[ref])[3], oprf.Mode.VOPRF)
         entry = next(e for d in later for e in index.split_entries(d["entries"]) if e[:8] == f[:8])
@@ -180,7 +184,9 @@ async def test_batches_are_padded_held_and_match(tmp_path: Path) -> None:
         assert await buckets(hub.keys.voprf) == await buckets(successor)
         after = [d for d in await _adds(hub) if d["key_id"] == new_id]
         assert all(d["kind"] == "index.add" for d in after)
-        assert sum(len(d["entries"]) for d in after) == 3 * PADDING * tables * index.ENTRY_BYTES
+        assert sum(len(d["entries"]) for d in after) == (
+            (5 + 3 * PADDING) * tables * index.ENTRY_BYTES
+        )
         # it stays resolvable to nothing: the withdrawn item does not match under either key
         await platform.adopt_roster(_roster_naming(fed, successor.pk))
         await platform.sync.sync_all()
@@ -323,11 +329,15 @@ async def test_tiles_are_padded_per_cell_and_batched_apart(tmp_path: Path) -> No
         prefixes = {(p, t) for p, _, t in got}
         assert len(prefixes) == 1 + len(PDQ_TILES_1.cells)  # the picture's, and one per cell
         assert {t for p, t in prefixes if b"pdq-tile/" in p} == {"39"}  # the tiles' threshold
-        assert all(len(keys) >= padding for keys in got.values())
+        # every table of every prefix holds its real buckets plus the padding: the picture's
+        # 1, each cell's 3 (random tile hashes: distinct buckets)
+        picture = index.key_prefix(SCHEMES["pdq-lsh-1"].index_keys(bytes(32))[0])
+        assert all(len(keys) == (1 if p == picture else 3) + padding
+                   for (p, _, _), keys in got.items())  # fmt: skip
         assert len(got) == (1 + len(PDQ_TILES_1.cells)) * tables  # every table of every prefix
-        # the padding is per cell: 3 real tiles and 5 decoys in each of the 41, for 1 source
+        # the padding is per cell: 3 real tiles and 8 decoys in each of the 41, for 1 source
         entries = sum(len(d["entries"]) for d in await _adds(hub)) // index.ENTRY_BYTES
-        assert entries == (1 + len(PDQ_TILES_1.cells)) * padding * tables
+        assert entries == ((1 + padding) + len(PDQ_TILES_1.cells) * (3 + padding)) * tables
 
         # a day later a new source's picture hash goes out with the index's batch; its tiles
         # wait for the tiles' own interval (3 days here; 90 in every node init makes)
@@ -345,7 +355,7 @@ async def test_tiles_are_padded_per_cell_and_batched_apart(tmp_path: Path) -> No
         await hub.publisher.reconcile()
         got = await _batch_buckets(hub, key_id, fed.clock.now())
         assert len(got) == len(PDQ_TILES_1.cells) * tables
-        assert all(len(keys) >= padding for keys in got.values())
+        assert all(len(keys) == 3 + padding for keys in got.values())
     finally:
         await fed.stop()
 
@@ -375,14 +385,63 @@ async def test_a_video_is_padded_by_its_distinct_buckets(tmp_path: Path) -> None
         full = [video.index_keys(h) for h in hashes]
         sparsest = min(len({ks[t] for ks in full}) for t in range(tables))
         assert sparsest < padding  # the frames share buckets: fewer than 20 in some table
-        assert all(len(keys) >= padding for keys in got.values())
+        # each table: the video's distinct buckets in it, plus the padding
+        assert sorted(len(keys) for keys in got.values()) == sorted(
+            len({ks[t] for ks in full}) + padding for t in range(tables)
+        )
         decoys = await _decoys(hub, hub.keys.voprf_key_id)
-        assert len(decoys) == padding - sparsest
+        assert len(decoys) == padding
         # one entry per bucket: the batch's entries are exactly its distinct buckets
         entries = sum(len(d["entries"]) for d in await _adds(hub)) // index.ENTRY_BYTES
         assert entries == sum(len(keys) for keys in got.values())
         published = video.video_index_keys(hashes)
         assert sum(map(len, published)) == len({k for ks in full for k in ks}) < 20 * tables
+    finally:
+        await fed.stop()
+
+
+def test_decoys_needed_is_the_padding_whatever_the_batch() -> None:
+    """8.7: a batch adds ``padding`` decoys per key prefix and threshold it touches, however
+    many real entries it has (topping up to the padding left a batch of ``r >= padding`` real
+    entries with no decoy, and its first hash cheaper as ``r`` grew); none for a prefix it does
+    not touch."""
+    assert [index.decoys_needed(r, 8) for r in (1, 7, 8, 9, 1_000_000)] == [8] * 5
+    assert index.decoys_needed(0, 8) == 0
+    assert index.decoys_needed(5, 0) == 0
+    with pytest.raises(ValueError):
+        index.decoys_needed(-1, 8)
+
+
+async def test_a_batch_above_the_padding_still_gets_the_padding(tmp_path: Path) -> None:
+    """Real entries beyond the padding: every prefix and threshold still gets exactly
+    ``padding`` decoys, so each table holds ``r + padding`` entries."""
+    padding = 2
+    fed = await LocalFederation(tmp_path, clock=FixedClock(1_800_000_000), background=False).start(
+        [NodeSpec("hub", ("hub",), index_batch_s=DAY, index_batch_padding=padding)]
+    )
+    try:
+        hub, banks = fed["hub"].node, fed["hub"].banks
+        await banks.create_bank("ncii", provenance="survivor-submitted", shared=True)
+        await banks.create_bank("strict", provenance="moderator-confirmed", shared=True,
+                                distance_threshold=20)  # fmt: skip
+        for _ in range(5):
+            await banks.add_item("ncii", "pdq", os.urandom(32))
+        for _ in range(3):
+            await banks.add_item("strict", "pdq", os.urandom(32))
+        await hub.publisher.reconcile()
+        key_id = hub.keys.voprf_key_id
+        tables = SCHEMES["pdq-lsh-1"].tables
+        decoys = await _decoys(hub, key_id)
+        by_policy = [label.rsplit("/", 1)[1] for label in decoys.values()]
+        assert sorted(by_policy) == ["20"] * padding + ["31"] * padding
+        got = await _batch_buckets(hub, key_id, fed.clock.now())
+        assert len(got) == 2 * tables  # one prefix, two thresholds
+        assert {t: {len(k) for (_, _, th), k in got.items() if th == t} for t in ("31", "20")} == {
+            "31": {5 + padding},
+            "20": {3 + padding},
+        }
+        entries = sum(len(d["entries"]) for d in await _adds(hub)) // index.ENTRY_BYTES
+        assert entries == (5 + 3 + 2 * padding) * tables
     finally:
         await fed.stop()
 

@@ -237,7 +237,7 @@ class IndexPublisher:
 
         ``fresh`` (the current key): the batch classes due (8.7; all of them, every round,
         without batching). Every live item of those classes not yet published goes out, padded
-        in every table of every key prefix and policy with new decoys to ``padding`` entries.
+        in every table of every key prefix and policy with ``padding`` new decoys.
         Under a successor (``fresh`` empty) only what the current key already shows and this
         key does not yet goes out: its items and its decoys, the very same buckets, so two
         keys' indexes never differ by anything but what is already public (their intersection
@@ -327,15 +327,18 @@ class IndexPublisher:
             )  # fmt: skip
 
     def _new_decoys(self, found: list[Publishable]) -> dict[bytes, tuple[str, list[bytes]]]:
-        """Decoys that pad a batch of these items to ``padding`` entries in every table of
-        every key prefix and every policy (bank threshold) the batch publishes (8.7).
+        """Decoys that pad a batch of these items with ``padding`` more entries in every table
+        of every key prefix and every policy (bank threshold) the batch publishes (8.7): ``r +
+        padding`` entries per table, ``r`` the batch's real ones, so a batch's first hash costs
+        more, not less, as ``r`` grows.
 
         Counted in entries per table, not items: a tiled source is many items under 41
         prefixes (one per cell), a video many frames under one, and the frames of one video
         often share a bucket. What an enumerator joins is each table's set of buckets, so a
         table counts its distinct buckets (an entry sharing a bucket with another of the batch
-        adds none), and a prefix gets ``padding`` minus the count of its sparsest table. A
-        decoy is one entry in every table of its prefix, answered with its policy's bands."""
+        adds none), and a prefix gets ``padding`` decoys whatever its sparsest table's count
+        (:func:`index.decoys_needed`). A decoy is one entry in every table of its prefix,
+        answered with its policy's bands."""
         if not self.padding or not found:
             return {}
         # (prefix, threshold) -> table -> the batch's distinct bucket keys in it
