@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +40,44 @@ def _padded(a: np.ndarray, width: int) -> np.ndarray:
     return np.concatenate([a, np.zeros((width - len(a), *a.shape[1:]), dtype=a.dtype)])
 
 
-def collect(items: list[corpus.CorpusImage], *, verbose: bool = True) -> dict[str, np.ndarray]:
+# One worker's corpus: every picture loaded once per process (edits paste in donor pictures).
+_IMAGES: list | None = None
+
+
+def _load_corpus(items: list[corpus.CorpusImage]) -> None:
+    global _IMAGES
+    _IMAGES = [corpus.load_image(it) for it in items]
+
+
+def _hash_picture(i: int) -> tuple[np.ndarray, int, list[tuple[np.ndarray, int]]]:
+    """Picture ``i``'s float vector and quality, and per transform (in TRANSFORMS order) the
+    float vectors of every variant the query pipeline makes of its edited copy, with the
+    copy's quality. Its own seeded draws: the same result in any process, in any order."""
+    images = _IMAGES
+    assert images is not None
+    image = images[i]
+    h = hash_image(image)
+    assert h.pdq.float_vector is not None
+    item_rng = np.random.default_rng([SEED, i])
+    copies = []
+    for name in TRANSFORMS:
+        donor = images[int(item_rng.integers(0, len(images) - 1) + 1 + i) % len(images)]
+        edited = TRANSFORMS[name](image, item_rng, donor)
+        e = hash_image(edited, query_variants=True)
+        # as many variants as the query pipeline makes of this copy (padded in collect)
+        floats = np.zeros((len(e.variants), 256), dtype=np.float32)
+        for v, variant in enumerate(e.variants):
+            assert variant.pdq.float_vector is not None
+            floats[v] = variant.pdq.float_vector
+        copies.append((floats, e.pdq.quality))
+    return h.pdq.float_vector.astype(np.float32), h.pdq.quality, copies
+
+
+def collect(
+    items: list[corpus.CorpusImage], *, verbose: bool = True, workers: int | None = None
+) -> dict[str, np.ndarray]:
+    """The cached hashes, or hash the corpus in ``workers`` processes (default: every core;
+    about 80 CPU-minutes in all, so one process alone needs that long in wall time)."""
     path = cache_path(items)
     if path.exists():
         with np.load(path) as data:
@@ -53,33 +92,24 @@ def collect(items: list[corpus.CorpusImage], *, verbose: bool = True) -> dict[st
     orig_float, orig_quality = [], []
     q_image, q_transform, q_float, q_mask, q_quality = [], [], [], [], []
     started = time.time()
-    images = [corpus.load_image(it) for it in items]
-    for i, image in enumerate(images):
-        h = hash_image(image)
-        assert h.pdq.float_vector is not None
-        orig_float.append(h.pdq.float_vector.astype(np.float32))
-        orig_quality.append(h.pdq.quality)
-        item_rng = np.random.default_rng([SEED, i])
-        for t, name in enumerate(names):
-            donor = images[int(item_rng.integers(0, len(images) - 1) + 1 + i) % len(images)]
-            edited = TRANSFORMS[name](image, item_rng, donor)
-            e = hash_image(edited, query_variants=True)
-            # as many variants as the query pipeline makes of this copy (padded below)
-            floats = np.zeros((len(e.variants), 256), dtype=np.float32)
-            mask = np.ones(len(e.variants), dtype=bool)
-            for v, variant in enumerate(e.variants):
-                assert variant.pdq.float_vector is not None
-                floats[v] = variant.pdq.float_vector
-            q_image.append(i)
-            q_transform.append(t)
-            q_float.append(floats)
-            q_mask.append(mask)
-            q_quality.append(e.pdq.quality)
-        if verbose and (i + 1) % 20 == 0:
-            print(
-                f"signals_data: {i + 1}/{len(images)} pictures, {time.time() - started:.0f} s",
-                file=sys.stderr,
-            )
+    workers = workers or os.cpu_count() or 1
+    with ProcessPoolExecutor(workers, initializer=_load_corpus, initargs=(items,)) as pool:
+        # pictures differ in cost several-fold: one at a time keeps the workers evenly busy
+        for i, (of, oq, copies) in enumerate(pool.map(_hash_picture, range(len(items)))):
+            orig_float.append(of)
+            orig_quality.append(oq)
+            for t, (floats, quality) in enumerate(copies):
+                q_image.append(i)
+                q_transform.append(t)
+                q_float.append(floats)
+                q_mask.append(np.ones(len(floats), dtype=bool))
+                q_quality.append(quality)
+            if verbose and (i + 1) % 20 == 0:
+                print(
+                    f"signals_data: {i + 1}/{len(items)} pictures, {time.time() - started:.0f} s"
+                    f" ({workers} processes)",
+                    file=sys.stderr,
+                )
     width = max(len(m) for m in q_mask)
     data = {
         "is_indexed": is_indexed,
