@@ -658,12 +658,11 @@ def main(argv: list[str] | None = None) -> int:
         "oracle_calls": walk_calls,
         "exact": bool(learned is not None and (learned == target).all()),
     }
+    compute, walk_q = 2.0**args.compute_log2_per_day, float(walk_calls)
     batches = [1, 2**4, 2**8, 2**12, 2**14, 2**16, 2**17, 2**18, 2**19, 2**20]
-    rows = frontier(
-        scheme, hub, budget, identities, batches, 2.0**args.compute_log2_per_day, float(walk_calls)
-    )
+    rows = frontier(scheme, hub, budget, identities, batches, compute, walk_q)
     padded = [
-        padded_row(scheme, hub, budget, n, pub, 2.0**args.compute_log2_per_day, float(walk_calls))
+        padded_row(scheme, hub, budget, n, pub, compute, walk_q)
         for pub in PUBLICATIONS
         for n in identities
     ]
@@ -677,14 +676,13 @@ def main(argv: list[str] | None = None) -> int:
             tile_budget,
             n,
             pub,
-            2.0**args.compute_log2_per_day,
-            float(walk_calls),
+            compute,
+            walk_q,
         )
         for s in (100.0, 1_000.0)
         for pub in TILE_PUBLICATIONS
         for n in (1, 100)
     ]
-    compute, walk_q = 2.0**args.compute_log2_per_day, float(walk_calls)
     fast_rows = [
         {
             "signal": "pdq",
@@ -732,8 +730,8 @@ def main(argv: list[str] | None = None) -> int:
                 budget,
                 n,
                 pub,
-                2.0**args.compute_log2_per_day,
-                float(walk_calls),
+                compute,
+                walk_q,
             ),
         }
         for pub in (Publication(7.0, 16_384), Publication(7.0, 65_536), Publication(7.0, 163_840))
@@ -751,8 +749,8 @@ def main(argv: list[str] | None = None) -> int:
             1666,
             enum_days,
             n * budget.threshold_items_per_day,
-            2.0**args.compute_log2_per_day,
-            float(walk_calls),
+            compute,
+            walk_q,
         )
         grouped_rows.append({"identities": n, "days_to_first_hash": a["days_first"]})
     before_rows = (
