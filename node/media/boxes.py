@@ -145,6 +145,7 @@ NESTED_REACH = 0.9
 NESTED_SEAM_LINES = 3
 NESTED_PAIR_SLACK = 0.15
 NESTED_PAIR_PIXELS = 3
+_RUN_BLOCK = 32  # lines read at a time while looking for the end of a padding run
 
 
 def _uniform_run(lines: np.ndarray, start: int, limit: int, reference: np.ndarray) -> int:
@@ -161,9 +162,6 @@ def _uniform_run(lines: np.ndarray, start: int, limit: int, reference: np.ndarra
             return run + int(np.argmin(uniform))
         run += len(uniform)
     return run
-
-
-_RUN_BLOCK = 32
 
 
 def _padding_depth(lines: np.ndarray, limit: int, minimum: int) -> int:
