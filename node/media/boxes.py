@@ -179,13 +179,19 @@ def _padding_depth(lines: np.ndarray, limit: int, minimum: int) -> int:
     return best
 
 
-def _nested_padding_box(inner: np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
+def _nested_padding_box(
+    inner: np.ndarray, height: int, width: int, outermost: bool
+) -> tuple[int, int, int, int]:
     """The box of ``inner`` left after one layer of solid padding (a side uniform as far as
-    NESTED_REACH is left alone); thinner than 1% of the whole picture's side is no padding."""
+    NESTED_REACH is left alone); thinner than 1% of the whole picture's side is no padding,
+    except inside the outermost layer, where NESTED_PAIR_PIXELS lines are (a viewer's thin side
+    margin; the viewer test then asks for the opposite side or the padding's colour)."""
     h, w = inner.shape[:2]
     columns = inner.transpose(1, 0, 2)
     min_h = max(2, int(height * BORDER_MIN_FRACTION))
     min_w = max(2, int(width * BORDER_MIN_FRACTION))
+    if not outermost:
+        min_h, min_w = min(min_h, NESTED_PAIR_PIXELS), min(min_w, NESTED_PAIR_PIXELS)
     reach_h, reach_w = int(h * NESTED_REACH), int(w * NESTED_REACH)
     left, top, right, bottom = (
         max(0, _padding_depth(lines, reach, minimum))
@@ -259,7 +265,7 @@ def find_nested_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
         h, w = inner.shape[:2]
         whole = (0, 0, w, h)
         outermost = round_ == 0
-        box = _nested_padding_box(inner, height, width)
+        box = _nested_padding_box(inner, height, width, outermost)
         if not outermost:
             box = _peeled_like_a_viewer(inner, box, padding)
         # Chrome with text on it (the loose test) is peeled once: further in, the loose test
@@ -268,6 +274,10 @@ def find_nested_box(rgb: np.ndarray) -> tuple[int, int, int, int]:
             reach = min(NESTED_MAX_FRACTION, BORDER_MAX_FRACTION * max(height / h, width / w))
             box = find_content_box(inner, reach, flat_side_is_flat_picture=False)
             chrome_peeled = box != whole
+            if not outermost:
+                # The loose test also reads a picture's own dark side as chrome in the
+                # viewer's padding colour: inside the outermost layer it peels as a viewer does.
+                box = _peeled_like_a_viewer(inner, box, padding)
         if box == whole:
             box = find_framed_box(inner)
             if not outermost:
@@ -308,6 +318,7 @@ SEAM_MAX_CELLS = 4
 GRID_LAYOUTS = ((2, 1), (1, 2), (3, 1), (1, 3), (2, 2))
 GRID_SLACK = 0.02
 COLLAGE_MAX_CELLS = 10
+SEAM_REFINE_PIXELS = 3
 
 
 def _steps(image: np.ndarray) -> np.ndarray:
@@ -432,25 +443,45 @@ def _seam_cells(image: np.ndarray) -> list[tuple[int, int, int, int]]:
     return cut
 
 
+def _refined(full: np.ndarray, at: int, lo: int, hi: int) -> int:
+    """Boundary ``at`` between ``full``'s rows (the first row below it), a seam scaled up from
+    the shrunk copy, moved to the strongest step within SEAM_REFINE_PIXELS of it, the step
+    between two neighbouring rows measured along columns ``lo:hi`` in the colour channel that
+    changes most."""
+    n = full.shape[0]
+    first, last = max(1, at - SEAM_REFINE_PIXELS), min(n - 1, at + SEAM_REFINE_PIXELS)
+    if first > last or hi <= lo:
+        return at
+    block = full[first - 1 : last + 1, lo:hi].astype(np.int16)
+    steps = np.abs(np.diff(block, axis=0)).max(axis=2).mean(axis=1)  # steps[k]: first + k
+    return first + int(np.argmax(steps))
+
+
 def find_collage_cells(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
     """The (left, top, right, bottom) boxes of the pictures of a collage, or [] when the
     picture does not split: the equal-grid cells bounded by seams, then every cell cut on the
     way when splitting at the strongest seams, without near-duplicates, at most
-    COLLAGE_MAX_CELLS."""
+    COLLAGE_MAX_CELLS. Seams are found on a shrunk copy and each cut is then moved to the
+    strongest step near it in ``rgb`` itself."""
     height, width = rgb.shape[:2]
     scale = min(1.0, SEAM_SIDE / max(height, width))
     small_size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = Image.fromarray(np.ascontiguousarray(rgb)).resize(small_size, Image.Resampling.BOX)
     colour = np.asarray(small, dtype=np.float64)
     luma = np.asarray(small.convert("L"), dtype=np.float64)[:, :, None]
+    columns = rgb.transpose(1, 0, 2)
+    sw, sh = small_size
     out: list[tuple[int, int, int, int]] = []
     for x0, y0, x1, y1 in _grid_cells(colour) + _seam_cells(luma):
-        box = (
-            round(x0 / scale),
-            round(y0 / scale),
-            min(width, round(x1 / scale)),
-            min(height, round(y1 / scale)),
-        )
+        # An edge of the shrunk copy is the picture's edge; a cut inside is scaled up, then
+        # refined along the cell's extent (scaled up too).
+        left, right = round(x0 / scale), min(width, round(x1 / scale))
+        top, bottom = round(y0 / scale), min(height, round(y1 / scale))
+        left = 0 if x0 == 0 else _refined(columns, left, top, bottom)
+        right = width if x1 == sw else _refined(columns, right, top, bottom)
+        top = 0 if y0 == 0 else _refined(rgb, top, left, right)
+        bottom = height if y1 == sh else _refined(rgb, bottom, left, right)
+        box = (left, top, right, bottom)
         near = any(max(abs(a - b) for a, b in zip(box, o, strict=True)) <= 4 for o in out)
         if min(box[2] - box[0], box[3] - box[1]) >= MIN_SIDE and not near:
             out.append(box)

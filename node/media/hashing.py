@@ -278,8 +278,15 @@ def hash_image(
                 variants.append(QueryVariant("nested/identity", crop))
             # Each picture of a collage is looked up on its own. The cells are cut from the
             # picture without its solid border only: the looser finders take a collage's seam
-            # for the edge of a frame.
+            # for the edge of a frame. A border on one side only is more often a flat side of
+            # one of the collage's pictures (a sky, a dark corner) than padding around the
+            # collage, and trimming it would move every seam: the border is trimmed only on an
+            # axis where it is on both sides.
             left, top, right, bottom = box
+            if not (left and width - right):
+                left, right = 0, width
+            if not (top and height - bottom):
+                top, bottom = 0, height
             for i, (cl, ct, cr, cb) in enumerate(find_collage_cells(rgb[top:bottom, left:right])):
                 cell = pdq_of_pixels(rgb[top + ct : top + cb, left + cl : left + cr])
                 variants.append(QueryVariant(f"cell/{i}", cell))
