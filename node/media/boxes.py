@@ -471,18 +471,22 @@ def find_collage_cells(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
     luma = np.asarray(small.convert("L"), dtype=np.float64)[:, :, None]
     columns = rgb.transpose(1, 0, 2)
     sw, sh = small_size
+    scaled: list[tuple[int, int, int, int]] = []
     out: list[tuple[int, int, int, int]] = []
     for x0, y0, x1, y1 in _grid_cells(colour) + _seam_cells(luma):
-        # An edge of the shrunk copy is the picture's edge; a cut inside is scaled up, then
-        # refined along the cell's extent (scaled up too).
         left, right = round(x0 / scale), min(width, round(x1 / scale))
         top, bottom = round(y0 / scale), min(height, round(y1 / scale))
+        box = (left, top, right, bottom)
+        near = any(max(abs(a - b) for a, b in zip(box, o, strict=True)) <= 4 for o in scaled)
+        if min(right - left, bottom - top) < MIN_SIDE or near:
+            continue
+        scaled.append(box)
+        # An edge of the shrunk copy is the picture's edge; a cut inside is moved to the
+        # strongest step near it, along the cell's extent.
         left = 0 if x0 == 0 else _refined(columns, left, top, bottom)
         right = width if x1 == sw else _refined(columns, right, top, bottom)
         top = 0 if y0 == 0 else _refined(rgb, top, left, right)
         bottom = height if y1 == sh else _refined(rgb, bottom, left, right)
-        box = (left, top, right, bottom)
-        near = any(max(abs(a - b) for a, b in zip(box, o, strict=True)) <= 4 for o in out)
-        if min(box[2] - box[0], box[3] - box[1]) >= MIN_SIDE and not near:
-            out.append(box)
+        if min(right - left, bottom - top) >= MIN_SIDE:
+            out.append((left, top, right, bottom))
     return out[:COLLAGE_MAX_CELLS]
