@@ -135,6 +135,12 @@ def main(argv: list[str]) -> int:
         default="all",
         help="run one part, keeping the other part's figures from edits.json",
     )
+    parser.add_argument(
+        "--transforms",
+        default="",
+        help="recall part: re-run only these transforms (comma-separated) and the negatives, "
+        "keeping the other rows from edits.json, marked as not re-run",
+    )
     args = parser.parse_args(argv)
     if args.part == "classes":
         result = json.loads((RESULTS / "edits.json").read_text())
@@ -144,6 +150,12 @@ def main(argv: list[str]) -> int:
         return write(result)
     started = time.time()
     load_start = os.getloadavg()[0]
+    chosen = [t for t in args.transforms.split(",") if t]
+    unknown = set(chosen) - set(TRANSFORMS)
+    if unknown:
+        parser.error(f"unknown transforms: {', '.join(sorted(unknown))}")
+    # A partial run scores the frontier's other crop sets only when a crop row is re-run.
+    frontier = not chosen or any("crop" in t for t in chosen)
     items = corpus.build()
     rng = np.random.default_rng(args.seed)
     order = rng.permutation(len(items))
@@ -161,7 +173,7 @@ def main(argv: list[str]) -> int:
     crop_sets = {
         name: [crop_set(np.asarray(im), *spec) for im in images]
         for name, spec in CROP_SETS.items()
-        if name != "node"
+        if name != "node" and frontier
     }
     crop_sets = {"node": node_crops, **crop_sets}
     crop_owner = {
@@ -171,7 +183,7 @@ def main(argv: list[str]) -> int:
     crop_index = {name: np.concatenate(sets) for name, sets in crop_sets.items()}
     print(f"edits: {len(sources)} photos, {len(negatives)} negatives, {len(TRANSFORMS)} transforms")
 
-    columns = ("plain", "before", "after", *(f"crops:{name}" for name in CROP_SETS))
+    columns = ("plain", "before", "after", *(f"crops:{name}" for name in crop_sets))
     per: dict[str, dict[str, list[bool]]] = {}
     elements: dict[str, dict[str, list[int]]] = {}
     false_pos = {c: 0 for c in columns}
@@ -202,13 +214,19 @@ def main(argv: list[str]) -> int:
         t0 = time.time()
         for i, image in enumerate(images):
             donor = corpus.load_image(donors[(i + len(name)) % len(donors)])
+            # Every transform is applied (the rng draws stay those of a full run), only the
+            # chosen ones are queried.
             edited = transform(image, rng, donor)
+            if chosen and name not in chosen:
+                continue
             sets = query_sets(edited)
             for col, hit in score(sets, i).items():
                 per.setdefault(name, {}).setdefault(col, []).append(hit)
             e = elements.setdefault(name, {"before": [], "after": []})
             e["before"].append(sets["n_before"] * PDQ_LSH_1.probe_budget)
             e["after"].append(sets["n_after"] * PDQ_LSH_1.probe_budget)
+        if name not in per:
+            continue
         row = per[name]
         print(
             f"  {name:24s} "
@@ -242,6 +260,7 @@ def main(argv: list[str]) -> int:
                 + (len(BANKED_CENTRED_FRACTIONS) if name == "node" else 0),
             }
             for name, spec in CROP_SETS.items()
+            if name in crop_sets
         },
         "index_tables": PDQ_LSH_1.tables,
         "recall": {n: {c: float(np.mean(v[c])) for c in columns} for n, v in per.items()},
@@ -259,6 +278,8 @@ def main(argv: list[str]) -> int:
         # 1-minute load average at the start and at the end of the recall part
         "load": f"{load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end",
     }
+    if chosen:
+        return write(merge_partial(result, chosen))
     if args.part == "all":
         t0 = time.time()
         result["classes"] = edit_classes.run(args.class_photos, args.seed)
@@ -268,6 +289,29 @@ def main(argv: list[str]) -> int:
         if "classes" in previous:
             result["classes"] = previous["classes"]
     return write(result)
+
+
+def merge_partial(new: dict[str, Any], chosen: list[str]) -> dict[str, Any]:
+    """The previous edits.json with the re-run rows, the negatives' figures and this run's
+    false positives replaced; the other rows kept and named as not re-run."""
+    result: dict[str, Any] = json.loads((RESULTS / "edits.json").read_text())
+    for name in chosen:
+        kept = result["recall"].get(name, {})
+        result["recall"][name] = {**kept, **new["recall"][name]}
+        result["elements_median"][name] = new["elements_median"][name]
+    for key in ("elements_median_unedited_photos", "elements_mean_unedited_photos"):
+        result[key] = new[key]
+    result["partial_run"] = {
+        "transforms": chosen,
+        "not_rerun": [n for n in result["recall"] if n not in chosen],
+        "false_positive_queries": new["false_positive_queries"],
+        "nearest_wrong_distance": new["nearest_wrong_distance"],
+        "seconds": new["seconds"],
+        "load": new["load"],
+        "previous_seconds": result["seconds"],
+        "previous_load": result.get("load", ""),
+    }
+    return result
 
 
 def write(result: dict[str, Any]) -> int:
@@ -323,6 +367,25 @@ def report(r: dict[str, Any]) -> str:
             f"| {rec['before']:.2f} | {rec['after']:.2f} | {rec['crops:node']:.2f} "
             f"| {e['before']:.0f} | {e['after']:.0f} |"
         )
+    partial = r.get("partial_run")
+    if partial:
+        pfp, pnw = partial["false_positive_queries"], partial["nearest_wrong_distance"]
+        lines += [
+            "",
+            f"**Partial re-run.** Only {', '.join(partial['transforms'])} and the negatives "
+            f"were re-run on today's code (`--part recall --transforms ...`, {partial['seconds']} "
+            f"s, load average {partial['load']}; every transform was still applied so the "
+            "random draws are a full run's). **Not re-run** (figures from the previous full run, "
+            f"{partial['previous_seconds']} s, load {partial['previous_load']}; a change to the "
+            "query pipeline since may move them): "
+            f"{', '.join(partial['not_rerun'])}. Each row's columns come from one run. False "
+            f"positives in the re-run (its edited copies and the negatives): plaintext "
+            f"{pfp['plain']}, before {pfp['before']}, after {pfp['after']}, after + banked crops "
+            f"{pfp['crops:node']}; nearest wrong photo {pnw['plain']}, {pnw['before']}, "
+            f"{pnw['after']}, {pnw['crops:node']} bits. The elements per upload below are from "
+            "the re-run; the false positives and the frontier after them are the previous full "
+            "run's.",
+        ]
     ue, um = r["elements_median_unedited_photos"], r["elements_mean_unedited_photos"]
     fp, nw = r["false_positive_queries"], r["nearest_wrong_distance"]
     tables = r["index_tables"]

@@ -327,3 +327,63 @@ def test_the_picture_in_a_grid_collage_is_found_when_the_other_seams_are_faint()
     h = hash_image(Image.fromarray(jpeg), query_variants=True)
     best = min(hamming(v.pdq.hash32, plain) for v in h.variants if v.name.startswith("cell/"))
     assert best <= 31
+
+
+def test_grid_cells_are_cut_within_a_pixel_of_the_truth_at_full_size() -> None:
+    # A 2x2 collage larger than the 512-px copy the seams are found on, JPEG'd so the seams are
+    # weak: each cut, scaled up from the copy, lands a pixel off (tens of bits on a cell of a
+    # few hundred pixels), and is moved to the strongest step near it in the picture itself,
+    # so every picture's cell is its true box.
+    w, h = 470, 390  # cells; the collage is 940x780
+    pictures = [textured_image(50 + k, h, w) for k in range(4)]
+    grid = np.concatenate(
+        [np.concatenate(pictures[:2], axis=1), np.concatenate(pictures[2:], axis=1)], axis=0
+    )
+    buf = io.BytesIO()
+    Image.fromarray(grid).save(buf, format="JPEG", quality=75)
+    jpeg = np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB"))
+    cells = boxes.find_collage_cells(jpeg)
+    for k in range(4):
+        x0, y0 = (k % 2) * w, (k // 2) * h
+        truth = (x0, y0, x0 + w, y0 + h)
+        off = min(max(abs(a - b) for a, b in zip(c, truth, strict=True)) for c in cells)
+        assert off == 0, (truth, cells)
+
+
+def test_a_border_on_one_side_only_is_not_trimmed_before_a_collage_is_cut(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A flat dark side of one of a collage's pictures reads as a border; trimming it would move
+    # every grid position the cells are looked for at. The cells are cut from the whole frame on
+    # an axis where the border is on one side only, and inside it where it is on both.
+    from blindmatch.node.media import hashing as hashing_module
+
+    shapes: list[tuple[int, ...]] = []
+
+    def record(rgb: np.ndarray) -> list[tuple[int, int, int, int]]:
+        shapes.append(rgb.shape[:2])
+        return []
+
+    monkeypatch.setattr(hashing_module, "find_collage_cells", record)
+    picture = textured_image(61, 240, 400)
+    one_side = picture.copy()
+    one_side[:, 330:] = 5  # a dark band at the right edge only
+    assert boxes.find_border_box(one_side)[2] < 400  # the border scan trims it
+    hash_image(Image.fromarray(one_side), query_variants=True)
+    both_sides = np.full((240, 440, 3), 5, dtype=np.uint8)
+    both_sides[:, 20:420] = picture  # a frame left and right
+    hash_image(Image.fromarray(both_sides), query_variants=True)
+    assert shapes == [(240, 400), (240, 400)]
+
+
+def test_a_viewer_s_thin_side_margin_is_peeled() -> None:
+    # A viewer leaves 3 pixels of its padding on each side of the picture (thinner than 1% of
+    # the screenshot's side): inside the outermost layer, 3 lines of the padding's colour on
+    # both sides are peeled.
+    picture = textured_image(71, 200, 314)
+    shot = np.full((700, 320, 3), 12, dtype=np.uint8)
+    shot[:40] = 245
+    shot[12:28, 20:300:4] = 20
+    shot[-50:] = 245
+    shot[250:450, 3:317] = picture
+    assert boxes.find_nested_box(shot) == (3, 250, 317, 450)
