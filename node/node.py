@@ -23,6 +23,7 @@ from blindmatch.node.errors import NodeError
 from blindmatch.node.federation.admission import Admission
 from blindmatch.node.federation.job_ledger import JobLedger
 from blindmatch.node.federation.key_ring import VoprfKeyRing
+from blindmatch.node.federation.occupancy import IndexOccupancy
 from blindmatch.node.federation.peer_client import PeerClient
 from blindmatch.node.federation.publisher import IndexPublisher
 from blindmatch.node.federation.querier import Querier
@@ -106,17 +107,19 @@ class Node:
             jobs=self.job_store, cases=CaseStore(db), bank_items=BankStore(db),
             release_bands=cfg.release_bands, uploaders=self.uploaders,
         )  # fmt: skip
+        occupancy = IndexOccupancy(db, published, lambda: self.key_ring.keys.voprf_key_id, clock)
         self.publisher = IndexPublisher(
             db, published, self.feeds, self.translog, self.key_ring, self.scheme, metrics, clock,
             roles=me.roles, batch_s=cfg.index_batch_s, padding=cfg.index_batch_padding,
-            tile_batch_s=cfg.index_tile_batch_s,
+            tile_batch_s=cfg.index_tile_batch_s, occupancy=occupancy,
         )  # fmt: skip
         self.publisher.declared_entries = lambda: int(self.me.budget["index_entries"])
         incidents = PeerIncidents(db, on_dropped=lambda peer: metrics.inc(
             "peer_incidents_dropped_total", labels={"peer": peer}))  # fmt: skip
         self.admission = Admission(
-            db, self.nonces, self.budgets, self.traffic, metrics, clock, incidents, cfg.node_id
-        )
+            db, self.nonces, self.budgets, self.traffic, metrics, clock, incidents, cfg.node_id,
+            occupancy=occupancy,
+        )  # fmt: skip
         self.responder = PeerResponder(
             db, self.admission, self.feeds, self.decisions, self.key_ring, metrics, clock,
             cfg.release_bands, uploaders=self.uploaders, published=published,

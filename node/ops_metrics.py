@@ -86,7 +86,7 @@ async def refresh(node: Node) -> None:
     for peer in node.peers():
         for what in BUDGETS:
             used = await node.budgets.usage(f"{peer.node_id}/{what}", now)
-            for window in ("hour", "day"):
-                limit = peer.budget[f"{what}_per_{window}"]
+            limits = await node.admission.limits(peer, what)
+            for window, limit in (("hour", limits.per_hour), ("day", limits.per_day)):
                 remaining[(peer.node_id, what, window)] = max(0, limit - used.get(window, 0))
     m.set_gauges("budget_remaining", remaining)

@@ -36,6 +36,25 @@ class Limits:
             raise ValueError("budget limits are non-negative")
 
 
+def occupancy_limits(limits: Limits, entries: int, real_entries: int) -> Limits:
+    """A threshold budget set at the holder's real occupancy, scaled to the index it publishes
+    (8.3): ``limits * entries // real_entries``, never below ``limits``.
+
+    Decoys (8.7) are never removed, so they raise every honest querier's spurious candidates
+    in proportion to the entries they add; a budget that stayed at the roster's figure would
+    refuse an honest platform within weeks. The join, not this budget, is the defence against
+    extraction (8.6), and ``entries / real_entries`` is public (the feed's size and the batch
+    padding), so scaling it gives a querier nothing it could not compute.
+    """
+    if entries < 0 or real_entries < 0:
+        raise ValueError("entry counts are non-negative")
+    if real_entries == 0 or entries <= real_entries:
+        return limits
+    return Limits(
+        limits.per_hour * entries // real_entries, limits.per_day * entries // real_entries
+    )
+
+
 @dataclass(frozen=True)
 class Usage:
     """Units the sender already used in the current hour and day windows."""

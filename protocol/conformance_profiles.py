@@ -67,6 +67,7 @@ PROFILES: dict[str, Profile] = {
                 "replication.pull",
                 "replication.caps",
                 "admission.decide",
+                "admission.occupancy_limits",
                 # per-table references and sealed releases (spec 8.5)
                 "index.table_entry",
                 "index.resolve",

@@ -99,6 +99,13 @@ def admission_decide(i: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def admission_occupancy_limits(i: dict[str, Any]) -> dict[str, Any]:
+    limits = admission.occupancy_limits(
+        admission.Limits(i["per_hour"], i["per_day"]), i["entries"], i["real_entries"]
+    )
+    return {"per_hour": limits.per_hour, "per_day": limits.per_day}
+
+
 def index_feed_entry_id(i: dict[str, Any]) -> dict[str, Any]:
     refs = [conformance_support.hex_bytes(r) for r in i["refs"]]
     key_id = conformance_support.hex_bytes(i["key_id"])
@@ -127,6 +134,7 @@ OPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "replication.pull": replication_pull,
     "replication.caps": replication_caps,
     "admission.decide": admission_decide,
+    "admission.occupancy_limits": admission_occupancy_limits,
     "index.feed_entry_id": index_feed_entry_id,
     "index.delta_id": index_delta_id,
     "index.decoy_keys": index_decoy_keys,

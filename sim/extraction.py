@@ -86,7 +86,8 @@ class PlatformBudget:
     evaluations_per_upload: float = 1_300  # 4,900 with derivative search (bench/results/node.md)
     # spurious bucket hits per query picture, all variants, at a 1M-hash holder (signals.md);
     # with per-table references every hit is a candidate, so this is the honest candidate rate
-    candidates_per_upload: float = 8.31
+    # at the holder's real occupancy (the holder scales it with its decoys, spec 8.3)
+    candidates_per_upload: float = 9.21
     headroom: float = 1.5  # the budget allows bursts above the mean
 
     @property
@@ -434,12 +435,17 @@ def padded_row(
     A = hub.additions_per_day
     r = max(1.0, A * pub.interval_days)
     m = pub.entries(r)
+    horizon = 3650.0
+    decoys_per_table_year = max(0.0, m - r) * 365.0 / pub.interval_days
+    per_table_year = A * 365.0 + decoys_per_table_year
+    # the holder scales a threshold budget by its entries over its real entries (8.3), so the
+    # attacker is given the scale the index reaches at the end of the horizon, all along
+    scale = (hub.hashes + per_table_year * horizon / 365.0) / (hub.hashes + A * horizon)
     evals, thr = (
         identities * budget.evaluations_per_day,
-        identities * budget.threshold_items_per_day,
+        identities * budget.threshold_items_per_day * scale,
     )
     enumerate_days = scheme.tables * 2.0**scheme.bits_per_table / evals
-    horizon = 3650.0
 
     def attack(m_eff: float) -> dict[str, float]:
         prof = join_profile(
@@ -460,8 +466,6 @@ def padded_row(
         if after_rotation < first:
             first, a = after_rotation, unmasked
     recovered = recovered_in(first, a, thr, A, horizon)
-    decoys_per_table_year = max(0.0, m - r) * 365.0 / pub.interval_days
-    per_table_year = A * 365.0 + decoys_per_table_year
     return {
         "identities": identities,
         "interval_days": pub.interval_days,
@@ -482,6 +486,75 @@ def padded_row(
         "replica_growth_bytes_per_year": scheme.tables * per_table_year * 24.0,
         # honest spurious candidates scale with occupancy: this factor after one year
         "occupancy_after_year": (hub.hashes + per_table_year) / hub.hashes,
+        "threshold_scale_at_horizon": scale,
+    }
+
+
+# --- what the decoys cost honest members -------------------------------------------------------
+
+SIGNALS_RESULTS = ROOT / "bench" / "results" / "signals.json"
+
+
+def honest_cost(
+    scheme: BitSamplingScheme,
+    hub: Hub,
+    pub: Publication,
+    years: float,
+    costs: Mapping[str, float],
+    spurious: Mapping[str, Any],
+    probes: int,
+    roster_threshold_per_day: float = 22_000,
+    reference_uploads_per_day: float = 2_000_000 / 1_300,
+    headroom: float = 1.5,
+) -> dict[str, float]:
+    """An honest platform's unmatched upload against a hub ``years`` into ``pub``'s batches:
+    its spurious candidates, the holder's and querier's CPU for them, and the threshold budget
+    it needs against what the holder allows (the roster's figure scaled by occupancy, 8.3).
+
+    Real spurious hits are the signals bench's, measured at 1M real hashes and taken as linear
+    in the real count; decoys are uniform buckets, so each of a query hash's ``probes``
+    probes hits one with the chance ``decoys / 2^k``. A query hash's candidates are taken as
+    Poisson: it costs the holder its proof check and per-query sums when it has any."""
+    A = hub.additions_per_day
+    r = max(1.0, A * pub.interval_days)
+    decoys = max(0.0, pub.entries(r) - r) * 365.0 / pub.interval_days * years
+    real = hub.hashes + A * 365.0 * years
+    at_1m = spurious["1000000"]
+    per_upload = spurious["query_hashes"] / spurious["query_images"]
+    lam = at_1m["mean_per_query_hash"] * real / 1e6 + probes * decoys / 2.0**scheme.bits_per_table
+    with_candidates = per_upload * -math.expm1(-lam)
+    candidates = per_upload * lam
+    evaluations = per_upload * probes
+    holder = (
+        evaluations * costs["evaluate"]
+        + with_candidates * (costs["verify"] + costs["sums"])
+        + candidates * costs["answer"]
+    )
+    querier = (
+        evaluations * (costs["blind"] + costs["finalize"])
+        + with_candidates * costs["encrypt"]
+        + candidates * costs["decide"]
+    )
+    occupancy = (real + decoys) / real
+    # the roster sizes a budget at the hub's real size (8.3: linear in it) and the holder
+    # scales that by its occupancy: together, linear in everything it publishes
+    at_real_size = roster_threshold_per_day * real / hub.hashes
+    return {
+        "years": years,
+        "interval_days": pub.interval_days,
+        "padding": pub.padding,
+        "real_per_table": real,
+        "decoys_per_table": decoys,
+        "occupancy": occupancy,
+        "spurious_per_query_hash": lam,
+        "candidates_per_upload": candidates,
+        "query_hashes_with_candidates": with_candidates,
+        "query_hashes_per_upload": per_upload,
+        "holder_cpu_s_per_upload": holder,
+        "querier_cpu_s_per_upload": querier,
+        "threshold_needed_per_day": reference_uploads_per_day * candidates * headroom,
+        "threshold_allowed_per_day": at_real_size * occupancy,
+        "threshold_fixed_per_day": at_real_size,
     }
 
 
@@ -753,6 +826,17 @@ def main(argv: list[str] | None = None) -> int:
             walk_q,
         )
         grouped_rows.append({"identities": n, "days_to_first_hash": a["days_first"]})
+    from .exchange import calibrated_costs
+
+    costs = calibrated_costs()
+    lsh = json.loads(SIGNALS_RESULTS.read_text())["lsh"]
+    honest_rows = [
+        honest_cost(
+            scheme, hub, pub, y, costs, lsh["spurious_hits"], lsh["probes_per_query_hash_used"]
+        )
+        for pub in (Publication(7.0, 163_840), Publication(30.0, 163_840))
+        for y in (0.0, 1.0, 2.0, 5.0, 10.0)
+    ]
     before_rows = (
         []
         if args.skip_before
@@ -782,6 +866,7 @@ def main(argv: list[str] | None = None) -> int:
         "fast": fast_rows,
         "fast_worst": worst,
         "grouped_deltas": grouped_rows,
+        "honest_cost": honest_rows,
         "bulk_join": {
             k: v
             for k, v in join_profile(scheme, math.log2(hub.hashes)).items()
@@ -866,8 +951,8 @@ def render(r: dict[str, Any]) -> str:
         "republishes the index *without* its decoys, lets the attacker intersect every batch it "
         "recorded with the new epoch's occupancy, which strips the decoys: the rows marked "
         "'rotation drops decoys' measure that. Replica growth and occupancy count real "
-        "additions and decoys together (24-byte entries); honest spurious candidates (8.31 per "
-        "upload at 1M) grow with occupancy.",
+        "additions and decoys together (24-byte entries); honest spurious candidates (9.21 per "
+        "upload at 1M) grow with occupancy, and so does the threshold budget (spec 8.3).",
         "",
         "| interval | padding | rotation | identities | days to first hash | hashes per year "
         "| decoys per table per year | replica growth per year | occupancy after 1 year |",
@@ -911,6 +996,51 @@ def render(r: dict[str, Any]) -> str:
             f"{_fmt_days(row['days_to_first_hash'])} | {row['hashes_per_year']:,.0f} | "
             f"{row['bytes_per_batch'] / 1e9:,.2f} GB | "
             f"{row['replica_growth_bytes_per_year'] / 1e9:,.2f} GB |"
+        )
+    h = r["honest_cost"]
+    base = {row["interval_days"]: row["holder_cpu_s_per_upload"] for row in h if not row["years"]}
+    lines += [
+        "",
+        "## What the decoys cost honest members, year after year",
+        "",
+        "Decoys are never removed (8.7), so every honest query meets more of them each year. "
+        "A 1M-hash hub adding 1,000 hashes a day; an unmatched upload of the signals bench "
+        f"({h[0]['query_hashes_per_upload']:.2f} query hashes, 64 probes each; real spurious "
+        "hits measured at 1M real hashes and taken as linear in the real count, decoys uniform "
+        "buckets); CPU from `bench/results/crypto.json`'s medians (the holder: evaluations, a "
+        "proof check and per-query sums for each query hash with a candidate, an answer per "
+        "candidate; the querier: blinding and finalizing, an encryption per query hash with a "
+        "candidate, a decision per candidate). The threshold budget: what the reference "
+        "platform (1,538 uploads a day, 8.3) needs with 1.5x headroom, against what it is "
+        "allowed: the roster's default of 22,000 candidates a day at 1M hashes, resized by "
+        "governance as the hub's real count grows (8.3), then scaled by the holder to its "
+        "occupancy (8.3, now) or not (fixed, before).",
+        "",
+        "| interval | years | occupancy | spurious candidates per upload "
+        "| query hashes with a candidate | holder CPU per unmatched upload | querier CPU "
+        "| threshold needed a day | allowed (scaled) | allowed (fixed) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in h:
+        ratio = row["holder_cpu_s_per_upload"] / base[row["interval_days"]]
+        fits = (
+            "fits"
+            if row["threshold_needed_per_day"] <= row["threshold_allowed_per_day"]
+            else "short"
+        )
+        fixed = (
+            "fits" if row["threshold_needed_per_day"] <= row["threshold_fixed_per_day"] else "short"
+        )
+        lines.append(
+            f"| {_fmt_days(row['interval_days'])} | {row['years']:g} | "
+            f"{row['occupancy']:.2f}x | {row['candidates_per_upload']:,.1f} | "
+            f"{row['query_hashes_with_candidates']:.1f} of "
+            f"{row['query_hashes_per_upload']:.1f} | "
+            f"{row['holder_cpu_s_per_upload']:.2f} s ({ratio:.2f}x) | "
+            f"{row['querier_cpu_s_per_upload']:.2f} s | "
+            f"{row['threshold_needed_per_day']:,.0f} | "
+            f"{row['threshold_allowed_per_day']:,.0f} ({fits}) | "
+            f"{row['threshold_fixed_per_day']:,.0f} ({fixed}) |"
         )
     lines += [
         "",

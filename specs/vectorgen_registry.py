@@ -124,6 +124,24 @@ def admission_cases() -> list[dict[str, Any]]:
     ]
 
 
+def occupancy_cases() -> list[dict[str, Any]]:
+    """A threshold budget scaled to the holder's occupancy (8.3): roster figures at real
+    occupancy, multiplied by entries / real entries, rounded down, never below the roster's."""
+    roster = {"per_hour": 20_000, "per_day": 20_000}
+    scenarios = {
+        "unpadded": {"entries": 24_000, "real_entries": 24_000},
+        "a-year-of-decoys": {"entries": 237_840_000, "real_entries": 24_000_000},
+        "rounds-down": {"entries": 10, "real_entries": 3},
+        "nothing-real": {"entries": 3_932_160, "real_entries": 0},
+        "empty": {"entries": 0, "real_entries": 0},
+        "fewer-than-real": {"entries": 5, "real_entries": 7},
+    }
+    return [
+        _case(f"occupancy-{name}", "admission.occupancy_limits", {**roster, **over})
+        for name, over in scenarios.items()
+    ]
+
+
 def entry_id_cases() -> list[dict[str, Any]]:
     old, new = "6f6c646b65796964", "6e65776b65796964"  # two key ids: a rotation's two indexes
     refs = ["02" * 16, "01" * 16]
@@ -196,7 +214,11 @@ def generate() -> dict[str, object]:
             "version": 1,
             "cases": [
                 {**c, "id": f"federation/{c['id']}"}
-                for c in pull_cases() + admission_cases() + entry_id_cases() + batch_cases()
+                for c in pull_cases()
+                + admission_cases()
+                + occupancy_cases()
+                + entry_id_cases()
+                + batch_cases()
             ],
         },
     }

@@ -35,7 +35,47 @@ def test_the_model_bounds_the_exact_join_and_counts_phantoms_like_the_formula() 
 def test_budgets_follow_the_platform_volume() -> None:
     b = extraction.PlatformBudget(uploads_per_day=10_000_000, headroom=1.0)
     assert b.evaluations_per_day == 1.3e10
-    assert math.isclose(b.threshold_items_per_day, 8.31e7)
+    assert math.isclose(b.threshold_items_per_day, 9.21e7)
+
+
+def test_the_scaled_threshold_budget_keeps_up_with_decoys_and_a_fixed_one_does_not() -> None:
+    """8.3: decoys are never removed, so honest spurious candidates grow with the index; the
+    holder's budget scaled by its occupancy still fits the reference platform after ten years,
+    the roster's figure alone falls short within the first."""
+    scheme = extraction.SCHEMES["pdq-lsh-1"]
+    spurious = {
+        "query_images": 150,
+        "query_hashes": 2552,
+        "1000000": {"mean_per_query_hash": 0.5411},
+    }
+    costs = {k: 1e-3 for k in ("evaluate", "verify", "sums", "answer", "blind", "finalize",
+                               "encrypt", "decide")}  # fmt: skip
+    hub, pub = extraction.Hub(), extraction.Publication(7.0, 163_840)
+    rows = [extraction.honest_cost(scheme, hub, pub, y, costs, spurious, 64) for y in (0, 1, 10)]
+    assert math.isclose(rows[0]["candidates_per_upload"], 2552 / 150 * 0.5411)
+    assert rows[0]["occupancy"] == 1.0
+    for row in rows:
+        assert row["threshold_needed_per_day"] <= row["threshold_allowed_per_day"]
+    for row in rows[1:]:
+        assert row["threshold_needed_per_day"] > row["threshold_fixed_per_day"]
+    # a year of weekly decoys: 52 batches of 163,840 uniform buckets among 2^27 per table
+    decoys = 163_840 * 365 / 7
+    assert math.isclose(rows[1]["decoys_per_table"], decoys)
+    assert math.isclose(
+        rows[1]["spurious_per_query_hash"], 0.5411 * 1.365 + 64 * decoys / 2**27, rel_tol=1e-9
+    )
+    cpu = [r["holder_cpu_s_per_upload"] for r in rows]
+    assert cpu[0] < cpu[1] < cpu[2]
+
+
+def test_the_bound_holds_with_the_attacker_budget_scaled_to_ten_years_of_decoys() -> None:
+    scheme = extraction.SCHEMES["pdq-lsh-1"]
+    row = extraction.padded_row(
+        scheme, extraction.Hub(), extraction.PlatformBudget(), 100,
+        extraction.Publication(7.0, 163_840), 2.0**50, 78.0,
+    )  # fmt: skip
+    assert row["threshold_scale_at_horizon"] > 19
+    assert row["days_to_first_hash"] > 3650 and row["hashes_per_year"] == 0
 
 
 def test_padding_added_to_every_batch_keeps_fast_hubs_covered() -> None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from blindmatch.node.clock import Clock
 from blindmatch.node.errors import BlindmatchError, NodeError
+from blindmatch.node.federation.occupancy import IndexOccupancy
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.storage import BudgetLedger, BudgetLimits, Database, NonceStore
 from blindmatch.node.storage.incidents import PeerIncidents
@@ -81,6 +82,7 @@ class Admission:
         clock: Clock,
         incidents: PeerIncidents,
         node_id: str,
+        occupancy: IndexOccupancy | None = None,
     ) -> None:
         self.db = db
         self.nonces = nonces
@@ -90,6 +92,8 @@ class Admission:
         self.clock = clock
         self.incidents = incidents
         self.node_id = node_id
+        # the threshold budget follows the index's occupancy, decoys counted (8.3)
+        self.occupancy = occupancy
         self._exhausted: dict[tuple[str, str], int] = {}  # (peer, budget) -> refused until
         self._penalty: dict[str, tuple[int, int]] = {}  # peer -> (refused until, seconds)
         self._bad_queries: OrderedDict[bytes, str] = OrderedDict()  # digest -> why refused
@@ -152,6 +156,15 @@ class Admission:
         pending.recorded = True
         return fresh
 
+    async def limits(self, peer: Member, what: str) -> BudgetLimits:
+        """The peer's budget for ``what`` as this holder enforces it: the roster's figures, and
+        for threshold candidates those scaled to the index's occupancy (8.3)."""
+        hour, day = peer.budget[f"{what}_per_hour"], peer.budget[f"{what}_per_day"]
+        if what == "threshold_items" and self.occupancy is not None:
+            scaled = await self.occupancy.limits(admission_rules.Limits(hour, day))
+            hour, day = scaled.per_hour, scaled.per_day
+        return BudgetLimits(per_hour=hour, per_day=day)
+
     async def charge(
         self, peer: Member, what: str, n: int, counter: str, pending: PendingNonce | None
     ) -> None:
@@ -164,9 +177,7 @@ class Admission:
         """
         if pending is not None and (pending.recorded or pending.sender != peer.node_id):
             pending = None
-        limits = BudgetLimits(
-            per_hour=peer.budget[f"{what}_per_hour"], per_day=peer.budget[f"{what}_per_day"]
-        )
+        limits = await self.limits(peer, what)
         now = self.clock.now()
         key = f"{peer.node_id}/{what}"
         rule = admission_rules.Limits(limits.per_hour, limits.per_day)

@@ -22,6 +22,7 @@ from blindmatch.node import signals
 from blindmatch.node.clock import Clock
 from blindmatch.node.federation import index_build
 from blindmatch.node.federation.key_ring import VoprfKeyRing
+from blindmatch.node.federation.occupancy import IndexOccupancy
 from blindmatch.node.metrics import Metrics
 from blindmatch.node.signals.base import Publishable
 from blindmatch.node.storage import Database, FeedLog, NodeState
@@ -111,6 +112,7 @@ class IndexPublisher:
         batch_s: int = 0,
         padding: int = 0,
         tile_batch_s: int | None = None,
+        occupancy: IndexOccupancy | None = None,
     ) -> None:
         self.db = db
         self.store = store
@@ -129,6 +131,8 @@ class IndexPublisher:
         self.tile_batch_s = batch_s if tile_batch_s is None else tile_batch_s
         # the index_entries the roster declares for us (10.1): decoys count (8.7)
         self.declared_entries: Callable[[], int] | None = None
+        # what each batch leaves the index at, for the threshold budget that follows it (8.3)
+        self.occupancy = occupancy
 
     def publishing_adapters(self) -> list[signals.SignalAdapter]:
         return [
@@ -307,6 +311,8 @@ class IndexPublisher:
             "index batch under key %s: %d items, %d decoys, %d deltas",
             key_id.hex(), len(active), len(decoys), len(chunks),
         )  # fmt: skip
+        if key_id == current_id and self.occupancy is not None:
+            await self.occupancy.record(key_id)
         if key_id == current_id and self.declared_entries is not None:
             await self._check_declared(key_id)
         return {"added": len(active), "decoys": len(decoys)}

@@ -84,6 +84,18 @@ class PublishedIndexStore:
         )
         return int(v) // 24
 
+    async def entry_counts(self, key_id: bytes) -> tuple[int, int]:
+        """Index entries published under ``key_id``: all of them, and those that are no decoy
+        (items, answered or no longer: a withdrawn item's entries stay, 8.7)."""
+        row = await self.db.fetch_one(
+            "SELECT COALESCE(SUM(LENGTH(entries)), 0) AS entries,"
+            " COALESCE(SUM(CASE WHEN scheme LIKE 'decoy/%' THEN 0 ELSE LENGTH(entries) END), 0)"
+            " AS real_entries FROM index_publications WHERE key_id = ?",
+            key_id,
+        )
+        assert row is not None
+        return int(row["entries"]) // 24, int(row["real_entries"]) // 24
+
     async def any_published(self, key_id: bytes) -> bool:
         """Whether anything is published under ``key_id``."""
         v = await self.db.fetch_value(
