@@ -58,6 +58,8 @@ CORNERS = ("tl", "tr", "bl", "br")
 CROP_SETS: dict[str, tuple[tuple[float, ...], tuple[str, ...]]] = {
     "node": (BANKED_CROP_FRACTIONS, BANKED_CROP_CORNERS),  # and BANKED_CENTRED_FRACTIONS
     "node, corners only": (BANKED_CROP_FRACTIONS, BANKED_CROP_CORNERS),
+    # the node's corner crops before 1% was added
+    "2-6% by 1, 8-14% by 2": ((0.02, 0.03, 0.04, 0.05, 0.06, 0.08, 0.10, 0.12, 0.14), CORNERS),
     "2-14% by 2, 4 corners + centre": ((0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14), (*CORNERS, "c")),
     "2-14% by 2": ((0.02, 0.04, 0.06, 0.08, 0.10, 0.12, 0.14), CORNERS),
     "3, 6, 10, 14%": ((0.03, 0.06, 0.10, 0.14), CORNERS),
