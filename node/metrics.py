@@ -120,6 +120,12 @@ METRICS: dict[str, tuple[str, tuple[str, ...], str]] = {
         ("peer", "what", "window"),
         "units of a peer's budget left in the current hour or day window",
     ),
+    "index_entries_published": (
+        "gauge",
+        ("kind",),
+        "index entries published under the current key: all, or real (no decoy); their ratio"
+        " scales every peer's threshold budget (spec 8.3)",
+    ),
 }
 PREREGISTERED = (
     "match_jobs_total",

@@ -90,3 +90,6 @@ async def refresh(node: Node) -> None:
             for window, limit in (("hour", limits.per_hour), ("day", limits.per_day)):
                 remaining[(peer.node_id, what, window)] = max(0, limit - used.get(window, 0))
     m.set_gauges("budget_remaining", remaining)
+    if node.admission.occupancy is not None:
+        entries, real = await node.admission.occupancy.counts()
+        m.set_gauges("index_entries_published", {("all",): entries, ("real",): real})

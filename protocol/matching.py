@@ -140,6 +140,10 @@ class PeerExchange:
     # version does (``bad-body``): from then on, whole queries, no tokens, the rest at once.
     legacy_holder: bool = False
     _held: set[int] = field(default_factory=set)  # query indices the holder answered whole
+    # the query index each request handed out asks for: two query hashes may be the same
+    # bytes (a tile of two cells, two variants of a symmetric picture), so their requests
+    # carry the same encrypted query and only the request itself says whose answers they are
+    _owners: list[tuple[Body, int]] = field(default_factory=list)
 
     @property
     def key_id(self) -> bytes:
@@ -254,9 +258,14 @@ class PeerExchange:
                 if shown:
                     req["confirmed"] = shown[:MAX_CONFIRMED_TOKENS]
                 requests.append(req)
+                self._owners.append((req, qi))
         return requests
 
     def query_index_of(self, request: Body, encryptions: EncryptionCache) -> int:
+        for sent, qi in self._owners:
+            if sent is request:
+                return qi
+        # a request this exchange did not hand out as is (a caller's copy): by its query
         for qi in self.candidates:
             wire = encryptions.get(self.queries[qi].hash)[2]
             if "query" in request and wire == request["query"]:
@@ -280,11 +289,14 @@ class PeerExchange:
             self._held.discard(qi)
             retry = {k: v for k, v in request.items() if k != "query_ref"}
             retry["query"] = encryptions.get(self.queries[qi].hash)[2]
+            self._owners.append((retry, qi))
             return retry
         if code == "bad-body" and uses_rounds and not self.legacy_holder:
             qi = self.query_index_of(request, encryptions)
             self.legacy_holder = True
-            return {"query": encryptions.get(self.queries[qi].hash)[2], "items": request["items"]}
+            retry = {"query": encryptions.get(self.queries[qi].hash)[2], "items": request["items"]}
+            self._owners.append((retry, qi))
+            return retry
         return None
 
     def on_answer(
@@ -293,6 +305,7 @@ class PeerExchange:
         """Open every answer; a match is an answer whose sealed release opens (8.5). The holder
         answers every candidate, in request order."""
         qi = self.query_index_of(request, encryptions)
+        self._owners = [(r, q) for r, q in self._owners if r is not request]
         key, encrypted, _ = encryptions.get(self.queries[qi].hash)
         if body["query_id"] != encrypted.query_id:
             raise ExchangeError("bad-body", "answer is for another query")

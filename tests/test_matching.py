@@ -84,6 +84,38 @@ def test_near_copies_match_and_unrelated_do_not() -> None:
     assert len(cache) <= 2
 
 
+def test_two_query_hashes_of_the_same_bytes_each_get_their_own_answers() -> None:
+    """Two variants (or two cells' tiles) can be the same 32 bytes, so their requests carry
+    the same encrypted query: each answer is routed by the request it answers, so both query
+    hashes are confirmed, and each later round shows its own tokens (answered ``same``)."""
+    original = os.urandom(32)
+    holder = Holder([original])
+    edited = flip(original, random.Random(8).sample(range(256), 5))
+    queries = [matching.QueryHash(edited, variant=v) for v in ("original", "flip_h")]
+    replica = index.ReplicaIndex(SCHEME.name, holder.key_id)
+    replica.add(holder.published)
+    ex = matching.PeerExchange("hub", holder.key.pk, SCHEME, queries)
+    ex.on_evaluated(
+        matching.answer_evaluate(holder.key, holder.key_id, ex.evaluate_request()), replica
+    )
+    assert len(ex.candidates[0]) > 1 and ex.candidates[0] == ex.candidates[1]
+    cache = matching.EncryptionCache(os.urandom)
+    rounds, first_tokens = [], {}
+    while batch := ex.next_threshold_requests(cache):
+        rounds.append(batch)
+        for req in batch:
+            ex.on_answer(req, holder.answer(req), cache)
+        first_tokens = first_tokens or {qi: sorted(t) for qi, t in ex.tokens.items()}
+    assert sorted((c.query_index, c.variant) for c in ex.confirmed) == [
+        (0, "original"),
+        (1, "flip_h"),
+    ]
+    # the second round asks both query hashes' other candidates, each showing its own token
+    assert len(rounds) == 2 and len(rounds[1]) == 2
+    assert [r["confirmed"] for r in rounds[1]] == [first_tokens[0], first_tokens[1]]
+    assert first_tokens[0] != first_tokens[1]
+
+
 def test_multiprobe_finds_a_copy_that_no_base_bucket_holds() -> None:
     rng = np.random.default_rng(5)
     floats = rng.normal(size=256)
