@@ -27,8 +27,8 @@ DEFAULT_BUDGET = {
     "evaluations_per_hour": 200_000,
     "evaluations_per_day": 2_000_000,
     # Candidates (spec 8.3, 8.5): the honest rate of a platform whose evaluations fill the
-    # default evaluation budget (2M / 1,300 per upload x 9.21 spurious hits per upload at a
-    # 1M-hash hub's real occupancy x 1.5 = 21,250); the hour may take the whole day's in a
+    # default evaluation budget (2M / 1,300 per upload x 9.17 spurious hits per upload at a
+    # 1M-hash hub's real occupancy x 1.5 = 21,154); the hour may take the whole day's in a
     # burst of true matches. A holder scales it by its occupancy, decoys counted (8.3).
     "threshold_items_per_hour": 22_000,
     "threshold_items_per_day": 22_000,

@@ -87,7 +87,7 @@ class PlatformBudget:
     # spurious bucket hits per query picture, all variants, at a 1M-hash holder (signals.md);
     # with per-table references every hit is a candidate, so this is the honest candidate rate
     # at the holder's real occupancy (the holder scales it with its decoys, spec 8.3)
-    candidates_per_upload: float = 9.21
+    candidates_per_upload: float = 9.17
     headroom: float = 1.5  # the budget allows bursts above the mean
 
     @property
@@ -951,7 +951,7 @@ def render(r: dict[str, Any]) -> str:
         "republishes the index *without* its decoys, lets the attacker intersect every batch it "
         "recorded with the new epoch's occupancy, which strips the decoys: the rows marked "
         "'rotation drops decoys' measure that. Replica growth and occupancy count real "
-        "additions and decoys together (24-byte entries); honest spurious candidates (9.21 per "
+        "additions and decoys together (24-byte entries); honest spurious candidates (9.17 per "
         "upload at 1M) grow with occupancy, and so does the threshold budget (spec 8.3).",
         "",
         "| interval | padding | rotation | identities | days to first hash | hashes per year "
