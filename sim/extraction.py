@@ -408,6 +408,15 @@ class Publication:
         """Entries per table of a batch holding ``r`` real ones."""
         return max(r, float(self.padding)) if self.top_up else r + float(self.padding)
 
+    def real_per_batch(self, additions_per_day: float) -> float:
+        """Real entries per table in one batch (at least one: a batch goes out for one)."""
+        return max(1.0, additions_per_day * self.interval_days)
+
+    def decoys_per_table_per_year(self, additions_per_day: float) -> float:
+        """Decoys a year adds to each table; never removed (8.7)."""
+        r = self.real_per_batch(additions_per_day)
+        return max(0.0, self.entries(r) - r) * 365.0 / self.interval_days
+
 
 def padded_row(
     scheme: BitSamplingScheme,
@@ -433,10 +442,10 @@ def padded_row(
     ``occupancy = N / 2^k`` of them), so from the first rotation on each batch joins like
     ``r + occupancy * (m - r)`` entries."""
     A = hub.additions_per_day
-    r = max(1.0, A * pub.interval_days)
+    r = pub.real_per_batch(A)
     m = pub.entries(r)
     horizon = 3650.0
-    decoys_per_table_year = max(0.0, m - r) * 365.0 / pub.interval_days
+    decoys_per_table_year = pub.decoys_per_table_per_year(A)
     per_table_year = A * 365.0 + decoys_per_table_year
     # the holder scales a threshold budget by its entries over its real entries (8.3), so the
     # attacker is given the scale the index reaches at the end of the horizon, all along
@@ -516,8 +525,7 @@ def honest_cost(
     probes hits one with the chance ``decoys / 2^k``. A query hash's candidates are taken as
     Poisson: it costs the holder its proof check and per-query sums when it has any."""
     A = hub.additions_per_day
-    r = max(1.0, A * pub.interval_days)
-    decoys = max(0.0, pub.entries(r) - r) * 365.0 / pub.interval_days * years
+    decoys = pub.decoys_per_table_per_year(A) * years
     real = hub.hashes + A * 365.0 * years
     at_1m = spurious["1000000"]
     per_upload = spurious["query_hashes"] / spurious["query_images"]
