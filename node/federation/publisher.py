@@ -312,17 +312,19 @@ class IndexPublisher:
             key_id.hex(), len(active), len(decoys), len(chunks),
         )  # fmt: skip
         if key_id == current_id and self.occupancy is not None:
-            await self.occupancy.record(key_id)
-        if key_id == current_id and self.declared_entries is not None:
-            await self._check_declared(key_id)
+            # one count of what the key now shows serves the budgets and the warning
+            published = (await self.occupancy.record(key_id))[0]
+            if self.declared_entries is not None:
+                self._check_declared(published)
+        elif key_id == current_id and self.declared_entries is not None:
+            self._check_declared(await self.store.entry_count(key_id))
         return {"added": len(active), "decoys": len(decoys)}
 
-    async def _check_declared(self, key_id: bytes) -> None:
+    def _check_declared(self, published: int) -> None:
         """Decoys are never removed (8.7), so the index outgrows what the roster declares;
         queriers stop pulling it at 1.25 times that (10.4). Warn the operator before."""
         assert self.declared_entries is not None
         declared = self.declared_entries()
-        published = await self.store.entry_count(key_id)
         if published > declared:
             self.metrics.inc("index_over_declared_total")
             log.warning(
